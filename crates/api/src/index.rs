@@ -1,0 +1,228 @@
+//! A config indexed for lookups: services by host, gateways by name,
+//! destination rules by host. Shared by validation and the control plane so
+//! both resolve names the same way.
+
+use crate::resource::{Resource, Spec, service_fqdn};
+use crate::types::*;
+use std::collections::BTreeMap;
+
+/// A port of a service, in Kubernetes or ServiceEntry terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SvcPort {
+    pub name: String,
+    pub port: u16,
+    /// Port on the instance; a name refers to a named container port.
+    pub target: Option<IntOrString>,
+    /// `http`, `http2`, `grpc`, `tcp`, `tls`, `https` or `` (sniff).
+    pub protocol: String,
+}
+
+/// A service as the mesh sees it, from a `Service` or a `ServiceEntry` host.
+#[derive(Clone, Debug)]
+pub struct SvcInfo {
+    pub fqdn: String,
+    pub name: String,
+    pub namespace: String,
+    pub ports: Vec<SvcPort>,
+    /// Labels that select its instances (Service selector, ServiceEntry workloadSelector).
+    pub selector: Option<Labels>,
+    /// Index in `Index::resources` of the defining resource.
+    pub resource: usize,
+}
+
+pub struct Index<'a> {
+    pub resources: &'a [Resource],
+    pub services: BTreeMap<String, SvcInfo>,
+}
+
+/// L7 protocol of a port: `appProtocol`, else the name prefix, else "".
+pub fn port_protocol(name: &str, app_protocol: Option<&str>, declared: Option<&str>) -> String {
+    let from = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        let prefix = s.split(['-', '_']).next().unwrap_or("").to_owned();
+        match prefix.as_str() {
+            "http" | "http2" | "grpc" | "grpc-web" | "tcp" | "tls" | "https" | "mongo" | "redis" | "mysql" => {
+                Some(prefix)
+            }
+            "h2c" => Some("http2".into()),
+            _ => None,
+        }
+    };
+    if let Some(p) = app_protocol.and_then(from) {
+        return p;
+    }
+    if let Some(p) = declared.and_then(from) {
+        return p;
+    }
+    from(name).unwrap_or_default()
+}
+
+impl<'a> Index<'a> {
+    pub fn new(resources: &'a [Resource]) -> Self {
+        let mut services = BTreeMap::new();
+        for (i, r) in resources.iter().enumerate() {
+            match &r.spec {
+                Spec::Service(s) => {
+                    let fqdn = service_fqdn(r.name(), r.namespace());
+                    let ports = s
+                        .ports
+                        .iter()
+                        .map(|p| {
+                            let name = p.name.clone().unwrap_or_default();
+                            let protocol = port_protocol(&name, p.app_protocol.as_deref(), None);
+                            SvcPort { name, port: p.port, target: p.target_port.clone(), protocol }
+                        })
+                        .collect();
+                    let selector = (!s.selector.is_empty()).then(|| s.selector.clone());
+                    let info = SvcInfo {
+                        fqdn: fqdn.clone(),
+                        name: r.name().into(),
+                        namespace: r.namespace().into(),
+                        ports,
+                        selector,
+                        resource: i,
+                    };
+                    services.insert(fqdn, info);
+                }
+                Spec::ServiceEntry(se) => {
+                    for host in &se.hosts {
+                        let ports = se
+                            .ports
+                            .iter()
+                            .map(|p| SvcPort {
+                                name: p.name.clone(),
+                                port: p.number,
+                                target: p.target_port.map(IntOrString::Int),
+                                protocol: port_protocol(&p.name, None, Some(&p.protocol)),
+                            })
+                            .collect();
+                        let selector = se.workload_selector.as_ref().map(|w| w.match_labels.clone());
+                        let info = SvcInfo {
+                            fqdn: host.clone(),
+                            name: host.clone(),
+                            namespace: r.namespace().into(),
+                            ports,
+                            selector,
+                            resource: i,
+                        };
+                        services.insert(host.clone(), info);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Index { resources, services }
+    }
+
+    /// The fully qualified name `host` means when written in namespace `ns`.
+    pub fn qualify(host: &str, ns: &str) -> String {
+        let dots = host.matches('.').count();
+        if host.contains('*') {
+            host.to_owned()
+        } else if dots == 0 {
+            service_fqdn(host, ns)
+        } else if dots == 1 && !host.ends_with(".svc") {
+            let (name, ns) = host.split_once('.').unwrap_or((host, ns));
+            service_fqdn(name, ns)
+        } else if let Some(stripped) = host.strip_suffix(".svc") {
+            format!("{stripped}.svc.cluster.local")
+        } else {
+            host.to_owned()
+        }
+    }
+
+    /// The service `host` (written in namespace `ns`) names, if any.
+    pub fn service(&self, host: &str, ns: &str) -> Option<&SvcInfo> {
+        self.services.get(host).or_else(|| self.services.get(&Self::qualify(host, ns)))
+    }
+
+    /// A `Gateway` by reference as a VirtualService writes it (`name` or `ns/name`).
+    pub fn gateway(&self, reference: &str, vs_ns: &str) -> Option<(&'a Resource, &'a GatewaySpec)> {
+        let (ns, name) = reference.split_once('/').unwrap_or((vs_ns, reference));
+        // `name.ns.svc.cluster.local` style is accepted upstream too.
+        let (name, ns) = match name.split_once('.') {
+            Some((n, rest)) if !reference.contains('/') => (n, rest.split('.').next().unwrap_or(ns)),
+            _ => (name, ns),
+        };
+        self.resources.iter().find_map(|r| match &r.spec {
+            Spec::Gateway(g) if r.name() == name && r.namespace() == ns => Some((r, g)),
+            _ => None,
+        })
+    }
+
+    /// Labels of every workload instance known statically (WorkloadEntry,
+    /// ServiceEntry endpoints, local Workloads).
+    pub fn static_workload_labels(&self) -> Vec<&'a Labels> {
+        let mut out = Vec::new();
+        for r in self.resources {
+            match &r.spec {
+                Spec::WorkloadEntry(w) => out.push(&w.labels),
+                Spec::Workload(w) => out.push(&w.labels),
+                Spec::ServiceEntry(se) => out.extend(se.endpoints.iter().map(|e| &e.labels)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn destination_rules(&self) -> impl Iterator<Item = (&'a Resource, &'a DestinationRuleSpec)> {
+        self.resources.iter().filter_map(|r| match &r.spec {
+            Spec::DestinationRule(d) => Some((r, d)),
+            _ => None,
+        })
+    }
+
+    /// The DestinationRule for service `fqdn` as seen from namespace `ns`:
+    /// the caller's namespace first, then the service's, then any.
+    pub fn destination_rule(&self, fqdn: &str, ns: &str) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
+        let mut best: Option<(u8, (&'a Resource, &'a DestinationRuleSpec))> = None;
+        for (r, d) in self.destination_rules() {
+            if Self::qualify(&d.host, r.namespace()) != fqdn {
+                continue;
+            }
+            let rank = if r.namespace() == ns {
+                0
+            } else if fqdn.split('.').nth(1) == Some(r.namespace()) {
+                1
+            } else {
+                2
+            };
+            if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                best = Some((rank, (r, d)));
+            }
+        }
+        best.map(|(_, x)| x)
+    }
+}
+
+/// Does a host pattern (`*`, `*.example.com`, `example.com`) match `host`?
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        return host.ends_with(suffix);
+    }
+    pattern.eq_ignore_ascii_case(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualifies_short_names() {
+        assert_eq!(Index::qualify("reviews", "default"), "reviews.default.svc.cluster.local");
+        assert_eq!(Index::qualify("reviews.shop", "default"), "reviews.shop.svc.cluster.local");
+        assert_eq!(Index::qualify("reviews.shop.svc", "x"), "reviews.shop.svc.cluster.local");
+        assert_eq!(Index::qualify("api.example.com", "x"), "api.example.com");
+    }
+
+    #[test]
+    fn protocol_from_name_or_app_protocol() {
+        assert_eq!(port_protocol("http-web", None, None), "http");
+        assert_eq!(port_protocol("grpc", None, None), "grpc");
+        assert_eq!(port_protocol("web", Some("http2"), None), "http2");
+        assert_eq!(port_protocol("web", None, None), "");
+    }
+}

@@ -1,0 +1,15 @@
+//! weft's configuration: Kubernetes and Istio resources read from YAML or
+//! JSON with source positions, validated and cross-checked.
+
+pub mod diag;
+pub mod index;
+pub mod load;
+pub mod resource;
+pub mod tree;
+pub mod types;
+pub mod validate;
+
+pub use diag::{Diagnostic, Severity};
+pub use load::{Loaded, load_paths, parse_str};
+pub use resource::{Resource, Spec};
+pub use validate::validate;

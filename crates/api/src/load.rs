@@ -1,0 +1,401 @@
+//! Reading files and folders of YAML/JSON into typed resources.
+//!
+//! Each document becomes a located [`Node`] tree first, then a typed spec.
+//! Type errors and unknown fields are reported by field path and mapped back
+//! to line:column through the tree.
+
+use crate::diag::{Diagnostic, Severity, codes};
+use crate::resource::{EndpointSliceData, Origin, Resource, Spec};
+use crate::tree::{Node, Pos, Seg, Value, path_string};
+use crate::types::*;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What loading produced: the resources that parsed, and every problem found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub resources: Vec<Resource>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Config files under `paths` (files as given; folders walked for
+/// `*.yaml`, `*.yml`, `*.json`, sorted so the order is stable).
+pub fn config_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            std::fs::metadata(p)?;
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Loads every config file under `paths`.
+pub fn load_paths(paths: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    let files = match config_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            let shown: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+            loaded.diagnostics.push(io_diag(&shown.join(", "), &e));
+            return loaded;
+        }
+    };
+    for file in files {
+        let name = file.display().to_string();
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let one = parse_str(&name, &text);
+                loaded.resources.extend(one.resources);
+                loaded.diagnostics.extend(one.diagnostics);
+            }
+            Err(e) => loaded.diagnostics.push(io_diag(&name, &e)),
+        }
+    }
+    loaded
+}
+
+fn io_diag(file: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        code: codes::IO,
+        file: file.into(),
+        pos: Pos::default(),
+        resource: None,
+        path: String::new(),
+        message: format!("cannot read: {e}"),
+        hint: Some("check that the path exists and is readable".into()),
+    }
+}
+
+/// Parses one file's text (YAML or JSON, one or many documents).
+pub fn parse_str(file: &str, text: &str) -> Loaded {
+    let file: Arc<str> = file.into();
+    let mut loaded = Loaded::default();
+    let docs: Vec<Node> = match serde_saphyr::from_multiple(text) {
+        Ok(d) => d,
+        Err(e) => {
+            loaded.diagnostics.push(syntax_diag(&file, text, &e));
+            return loaded;
+        }
+    };
+    for node in docs {
+        if matches!(node.value, Value::Null) {
+            continue;
+        }
+        match to_resource(&file, node) {
+            Ok((res, warnings)) => {
+                loaded.diagnostics.extend(warnings);
+                if let Some(r) = res {
+                    loaded.resources.push(r);
+                }
+            }
+            Err(d) => loaded.diagnostics.push(*d),
+        }
+    }
+    loaded
+}
+
+fn syntax_diag(file: &Arc<str>, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    let (line, col) = e.location().map_or((0, 0), |l| (l.line() as u32, l.column() as u32));
+    let raw = e.without_snippet().to_string();
+    // The library appends its own "at line X column Y"; ours is in front.
+    let message = raw.split(" at line ").next().unwrap_or(&raw).trim().to_owned();
+    Diagnostic {
+        severity: Severity::Error,
+        code: codes::YAML_SYNTAX,
+        file: file.clone(),
+        pos: Pos { line, col },
+        resource: None,
+        path: String::new(),
+        message: format!("invalid YAML: {message}"),
+        hint: indentation_hint(text, line as usize, col as usize)
+            .or_else(|| Some("check the indentation and the `-` of list items around this line".into())),
+    }
+}
+
+/// For a `key:` indented to where a list item's `-` was expected, names the
+/// key it most likely belongs beside: the nearest key above at a smaller
+/// indentation, i.e. the one that owns the list.
+fn indentation_hint(text: &str, line: usize, col: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let bad = lines.get(line.checked_sub(1)?)?;
+    let key = bad.trim_start().split(':').next()?.trim();
+    if key.is_empty() || key.starts_with('-') || !bad.contains(':') {
+        return None;
+    }
+    for above in lines[..line - 1].iter().rev() {
+        let trimmed = above.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = above.len() - trimmed.len();
+        let item = trimmed.strip_prefix("- ").map(str::trim_start);
+        let (owner, owner_col) = match item {
+            Some(rest) => (rest, above.len() - rest.len()),
+            None => (trimmed, indent),
+        };
+        if owner_col + 1 < col {
+            let owner_key = owner.split(':').next()?.trim();
+            if owner_key.is_empty() {
+                return None;
+            }
+            return Some(format!(
+                "`{key}` is indented into the `{owner_key}` list; `{key}` belongs beside `{owner_key}`, \
+                 not inside it: indent `{key}:` to column {} like `{owner_key}:` (line {})",
+                owner_col + 1,
+                lines.iter().position(|l| std::ptr::eq(*l, *above)).map_or(0, |i| i + 1)
+            ));
+        }
+    }
+    None
+}
+
+fn diag_at(
+    file: &Arc<str>,
+    node: &Node,
+    path: &[Seg],
+    sev: Severity,
+    code: &'static str,
+    msg: String,
+    hint: Option<String>,
+) -> Diagnostic {
+    Diagnostic {
+        severity: sev,
+        code,
+        file: file.clone(),
+        pos: node.pos_of(path),
+        resource: None,
+        path: path_string(path),
+        message: msg,
+        hint,
+    }
+}
+
+const NETWORKING: &[&str] = &["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
+const SECURITY: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
+const WEFT: &[&str] = &["weft.dev/v1alpha1"];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc<S> {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    spec: Option<S>,
+    #[allow(dead_code)]
+    status: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointsDoc {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    subsets: Vec<EndpointSubset>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointSliceDoc {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    address_type: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<SliceEndpoint>,
+    #[serde(default)]
+    ports: Vec<EndpointPort>,
+}
+
+type DocResult = Result<(Option<Resource>, Vec<Diagnostic>), Box<Diagnostic>>;
+
+fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
+    let err = |path: &[Seg], code, msg: String, hint: Option<String>| {
+        Box::new(diag_at(file, &node, path, Severity::Error, code, msg, hint))
+    };
+    if !matches!(node.value, Value::Map(_)) {
+        return Err(err(
+            &[],
+            codes::NOT_A_RESOURCE,
+            "a document must be a mapping with apiVersion, kind and metadata".into(),
+            None,
+        ));
+    }
+    let field = |k: &str| node.get(k).and_then(Node::as_str).map(str::to_owned);
+    let api_version = field("apiVersion").ok_or_else(|| {
+        err(
+            &[],
+            codes::NOT_A_RESOURCE,
+            "missing `apiVersion`".into(),
+            Some("add e.g. `apiVersion: networking.istio.io/v1`".into()),
+        )
+    })?;
+    let kind = field("kind").ok_or_else(|| {
+        err(&[], codes::NOT_A_RESOURCE, "missing `kind`".into(), Some("add e.g. `kind: VirtualService`".into()))
+    })?;
+
+    let accepted: &[&str] = match kind.as_str() {
+        "Service" | "Endpoints" => &["v1"],
+        "EndpointSlice" => &["discovery.k8s.io/v1"],
+        "Gateway" | "VirtualService" | "DestinationRule" | "ServiceEntry" | "WorkloadEntry" => NETWORKING,
+        "Workload" => WEFT,
+        "PeerAuthentication" | "AuthorizationPolicy" | "RequestAuthentication" => SECURITY,
+        _ => {
+            return Err(err(&[Seg::Key("kind".into())], codes::UNKNOWN_KIND, format!("unknown kind `{kind}`"),
+                Some("weft reads Service, Endpoints, EndpointSlice, Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry and Workload".into())));
+        }
+    };
+    if !accepted.contains(&api_version.as_str()) {
+        return Err(err(
+            &[Seg::Key("apiVersion".into())],
+            codes::UNKNOWN_KIND,
+            format!("`{kind}` is not served under apiVersion `{api_version}`"),
+            Some(format!("use one of: {}", accepted.join(", "))),
+        ));
+    }
+
+    if accepted == SECURITY {
+        let at = [Seg::Key("kind".into())];
+        let msg = format!("{kind} is not enforced by this version of weft; it is ignored");
+        let hint = Some("security policies arrive with the mutual TLS work".into());
+        return Ok((None, vec![diag_at(file, &node, &at, Severity::Warning, codes::UNKNOWN_KIND, msg, hint)]));
+    }
+    let mut warnings = Vec::new();
+    let (meta, spec) = match kind.as_str() {
+        "Endpoints" => {
+            let d: EndpointsDoc = typed(file, &node, &mut warnings)?;
+            (d.metadata, Spec::Endpoints(d.subsets))
+        }
+        "EndpointSlice" => {
+            let d: EndpointSliceDoc = typed(file, &node, &mut warnings)?;
+            let data = EndpointSliceData { address_type: d.address_type, endpoints: d.endpoints, ports: d.ports };
+            (d.metadata, Spec::EndpointSlice(data))
+        }
+        "Service" => spec_of(file, &node, &mut warnings, Spec::Service)?,
+        "Gateway" => spec_of(file, &node, &mut warnings, Spec::Gateway)?,
+        "VirtualService" => spec_of(file, &node, &mut warnings, Spec::VirtualService)?,
+        "DestinationRule" => spec_of(file, &node, &mut warnings, Spec::DestinationRule)?,
+        "ServiceEntry" => spec_of(file, &node, &mut warnings, Spec::ServiceEntry)?,
+        "WorkloadEntry" => spec_of(file, &node, &mut warnings, Spec::WorkloadEntry)?,
+        "Workload" => spec_of(file, &node, &mut warnings, Spec::Workload)?,
+        _ => unreachable!("kinds are checked above"),
+    };
+    if meta.name.is_empty() {
+        return Err(err(
+            &[Seg::Key("metadata".into())],
+            codes::MISSING_FIELD,
+            "missing `metadata.name`".into(),
+            Some("every resource needs a name: `metadata: {name: my-name}`".into()),
+        ));
+    }
+    let origin = Origin { file: file.clone(), node: Arc::new(node) };
+    Ok((Some(Resource { api_version, meta, spec, origin }), warnings))
+}
+
+fn spec_of<S: DeserializeOwned + Default>(
+    file: &Arc<str>,
+    node: &Node,
+    warnings: &mut Vec<Diagnostic>,
+    wrap: fn(S) -> Spec,
+) -> Result<(ObjectMeta, Spec), Box<Diagnostic>> {
+    let d: Doc<S> = typed(file, node, warnings)?;
+    Ok((d.metadata, wrap(d.spec.unwrap_or_default())))
+}
+
+/// Deserializes `node` into `T`; type errors become one error, unknown fields
+/// one warning each.
+fn typed<T: DeserializeOwned>(
+    file: &Arc<str>,
+    node: &Node,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<T, Box<Diagnostic>> {
+    let json = node.to_json();
+    let mut unknown: Vec<Vec<Seg>> = Vec::new();
+    let mut on_ignored = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
+    let de = serde_ignored::Deserializer::new(json, &mut on_ignored);
+    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    for path in unknown {
+        let name = match path.last() {
+            Some(Seg::Key(k)) => k.clone(),
+            _ => continue,
+        };
+        warnings.push(diag_at(file, node, &path, Severity::Warning, codes::UNKNOWN_FIELD,
+            format!("unknown field `{name}`; it is ignored"),
+            Some(format!("check the spelling and indentation of `{name}`; field names are camelCase as in the Istio and Kubernetes docs"))));
+    }
+    result.map_err(|e| {
+        let path: Vec<Seg> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                _ => None,
+            })
+            .collect();
+        let inner = e.into_inner().to_string();
+        let hint = if inner.starts_with("missing field") {
+            Some("add the field; it has no default".to_owned())
+        } else if inner.contains("invalid type") {
+            Some(
+                "check the value's type (number, string, list or map) against the Istio/Kubernetes reference"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        Box::new(diag_at(file, node, &path, Severity::Error, codes::BAD_FIELD, inner, hint))
+    })
+}
+
+fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path as P;
+    let mut out = match p {
+        P::Root => return Vec::new(),
+        P::Seq { parent, .. }
+        | P::Map { parent, .. }
+        | P::Some { parent }
+        | P::NewtypeStruct { parent }
+        | P::NewtypeVariant { parent } => ignored_path(parent),
+    };
+    match p {
+        P::Seq { index, .. } => out.push(Seg::Index(*index)),
+        P::Map { key, .. } => out.push(Seg::Key(key.clone())),
+        _ => {}
+    }
+    out
+}

@@ -1,0 +1,157 @@
+//! A loaded resource: its kind, metadata, typed spec and where it came from.
+
+use crate::diag::{Diagnostic, Severity};
+use crate::tree::{Node, Pos, Seg};
+use crate::types::*;
+use std::sync::Arc;
+
+/// The namespace a resource without one lives in.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+// Resources are config-time data (thousands at most); boxing every variant
+// would only add noise to the many matches on them.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Spec {
+    Service(ServiceSpec),
+    Endpoints(Vec<EndpointSubset>),
+    EndpointSlice(EndpointSliceData),
+    Gateway(GatewaySpec),
+    VirtualService(VirtualServiceSpec),
+    DestinationRule(DestinationRuleSpec),
+    ServiceEntry(ServiceEntrySpec),
+    WorkloadEntry(WorkloadEntrySpec),
+    Workload(WorkloadSpec),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EndpointSliceData {
+    pub address_type: Option<String>,
+    pub endpoints: Vec<SliceEndpoint>,
+    pub ports: Vec<EndpointPort>,
+}
+
+/// Where a resource was read from, for diagnostics found after parsing.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub node: Arc<Node>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub api_version: String,
+    pub meta: ObjectMeta,
+    pub spec: Spec,
+    pub origin: Origin,
+}
+
+impl Spec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Spec::Service(_) => "Service",
+            Spec::Endpoints(_) => "Endpoints",
+            Spec::EndpointSlice(_) => "EndpointSlice",
+            Spec::Gateway(_) => "Gateway",
+            Spec::VirtualService(_) => "VirtualService",
+            Spec::DestinationRule(_) => "DestinationRule",
+            Spec::ServiceEntry(_) => "ServiceEntry",
+            Spec::WorkloadEntry(_) => "WorkloadEntry",
+            Spec::Workload(_) => "Workload",
+        }
+    }
+}
+
+impl Resource {
+    pub fn kind(&self) -> &'static str {
+        self.spec.kind()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// `Kind/namespace/name`, unique within a config.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.kind(), self.namespace(), self.name())
+    }
+
+    pub fn pos(&self, path: &[Seg]) -> Pos {
+        self.origin.node.pos_of(path)
+    }
+
+    /// A diagnostic about the field at `path` (written `spec.http[0].route`).
+    pub fn diag(
+        &self,
+        severity: Severity,
+        code: &'static str,
+        path: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        let segs = parse_path(path);
+        Diagnostic {
+            severity,
+            code,
+            file: self.origin.file.clone(),
+            pos: self.pos(&segs),
+            resource: Some(self.key()),
+            path: path.to_owned(),
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+/// Parses `spec.http[0].route` into segments. Keys must not contain `.` or `[`.
+pub fn parse_path(path: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                segs.push(Seg::Key(rest[..i].to_owned()));
+            }
+            rest = &rest[i..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let end = stripped.find(']').unwrap_or(stripped.len());
+                if let Ok(n) = stripped[..end].parse() {
+                    segs.push(Seg::Index(n));
+                }
+                rest = stripped.get(end + 1..).unwrap_or("");
+            }
+        } else {
+            segs.push(Seg::Key(rest.to_owned()));
+        }
+    }
+    segs
+}
+
+/// Hostnames a Kubernetes-style service answers to.
+pub fn service_fqdn(name: &str, namespace: &str) -> String {
+    format!("{name}.{namespace}.svc.cluster.local")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_paths() {
+        assert_eq!(
+            parse_path("spec.http[0].route[12].destination"),
+            vec![
+                Seg::Key("spec".into()),
+                Seg::Key("http".into()),
+                Seg::Index(0),
+                Seg::Key("route".into()),
+                Seg::Index(12),
+                Seg::Key("destination".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! `Gateway`: the ports, protocols and hosts an edge proxy serves.
+
+use super::Labels;
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Labels of the gateway workloads this applies to; empty = all.
+    #[serde(default)]
+    pub selector: Labels,
+    #[serde(default)]
+    pub servers: Vec<Server>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Server {
+    pub port: GatewayPort,
+    pub bind: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub tls: Option<ServerTlsSettings>,
+    pub default_endpoint: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayPort {
+    pub number: u16,
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub name: String,
+    pub target_port: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTlsSettings {
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// `PASSTHROUGH`, `SIMPLE`, `MUTUAL`, `AUTO_PASSTHROUGH`, `ISTIO_MUTUAL`, `OPTIONAL_MUTUAL`.
+    pub mode: Option<String>,
+    pub server_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
+    pub ca_crl: Option<String>,
+    pub credential_name: Option<String>,
+    #[serde(default)]
+    pub credential_names: Vec<String>,
+    #[serde(default)]
+    pub subject_alt_names: Vec<String>,
+    #[serde(default)]
+    pub verify_certificate_spki: Vec<String>,
+    #[serde(default)]
+    pub verify_certificate_hash: Vec<String>,
+    pub min_protocol_version: Option<String>,
+    pub max_protocol_version: Option<String>,
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+}

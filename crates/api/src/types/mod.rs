@@ -1,0 +1,58 @@
+//! Typed resources, field for field as upstream names them (camelCase).
+//! Defaults are upstream's; they are applied where the value is used, so an
+//! unset field stays distinguishable from an explicit one.
+
+pub mod duration;
+pub mod gateway;
+pub mod k8s;
+pub mod local;
+pub mod routing;
+pub mod service_entry;
+pub mod traffic_policy;
+
+pub use duration::Duration;
+pub use gateway::*;
+pub use k8s::*;
+pub use local::*;
+pub use routing::*;
+pub use service_entry::*;
+pub use traffic_policy::*;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: String,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub annotations: Labels,
+    // Accepted so `kubectl get -o yaml` output loads without warnings.
+    pub generate_name: Option<serde_json::Value>,
+    pub uid: Option<serde_json::Value>,
+    pub resource_version: Option<serde_json::Value>,
+    pub generation: Option<serde_json::Value>,
+    pub creation_timestamp: Option<serde_json::Value>,
+    pub managed_fields: Option<serde_json::Value>,
+    pub owner_references: Option<serde_json::Value>,
+    pub finalizers: Option<serde_json::Value>,
+}
+
+/// `{ matchLabels: {...} }`, Istio's workloadSelector.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+}
+
+/// Does `selector` select `labels`? An empty selector selects everything.
+pub fn selects(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}

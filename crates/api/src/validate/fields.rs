@@ -1,0 +1,520 @@
+//! Per-resource checks: each field on its own, no other resource needed.
+
+use crate::diag::{Diagnostic, Severity::*, codes};
+use crate::resource::{Resource, Spec};
+use crate::types::*;
+
+const GATEWAY_PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "TCP", "TLS"];
+
+pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
+    match &r.spec {
+        Spec::VirtualService(vs) => virtual_service(r, vs, out),
+        Spec::DestinationRule(dr) => destination_rule(r, dr, out),
+        Spec::Gateway(g) => gateway(r, g, out),
+        Spec::Service(s) => {
+            for (i, p) in s.ports.iter().enumerate() {
+                if p.port == 0 {
+                    out.push(r.diag(
+                        Error,
+                        codes::INVALID_VALUE,
+                        &format!("spec.ports[{i}].port"),
+                        "port 0 is not a valid port",
+                        Some("use 1-65535".into()),
+                    ));
+                }
+                if s.ports.len() > 1 && p.name.is_none() {
+                    out.push(r.diag(
+                        Error,
+                        codes::MISSING_FIELD,
+                        &format!("spec.ports[{i}]"),
+                        "a Service with several ports must name each port",
+                        Some("add `name: http-<something>`; the prefix also sets the protocol".into()),
+                    ));
+                }
+            }
+        }
+        Spec::ServiceEntry(se) => {
+            if se.hosts.is_empty() {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    "spec.hosts",
+                    "a ServiceEntry needs at least one host",
+                    None,
+                ));
+            }
+            if let Some(res) = &se.resolution
+                && !matches!(res.as_str(), "NONE" | "STATIC" | "DNS" | "DNS_ROUND_ROBIN")
+            {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    "spec.resolution",
+                    format!("unknown resolution `{res}`"),
+                    Some("use NONE, STATIC, DNS or DNS_ROUND_ROBIN".into()),
+                ));
+            }
+            if let Some(loc) = &se.location
+                && !matches!(loc.as_str(), "MESH_EXTERNAL" | "MESH_INTERNAL")
+            {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    "spec.location",
+                    format!("unknown location `{loc}`"),
+                    Some("use MESH_EXTERNAL or MESH_INTERNAL".into()),
+                ));
+            }
+            for (i, e) in se.endpoints.iter().enumerate() {
+                locality(r, &format!("spec.endpoints[{i}].locality"), e.locality.as_deref(), out);
+            }
+        }
+        Spec::WorkloadEntry(w) => {
+            if w.address.is_empty() && w.network.is_none() {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    "spec.address",
+                    "a WorkloadEntry needs an address",
+                    Some("set `address: <ip or hostname>`".into()),
+                ));
+            }
+            locality(r, "spec.locality", w.locality.as_deref(), out);
+        }
+        Spec::Workload(w) => {
+            if w.command.is_empty() {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    "spec.command",
+                    "a Workload needs a command to run",
+                    Some("e.g. `command: [weft, demo, --name, my-app]`".into()),
+                ));
+            }
+            if w.port == 0 {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    "spec.port",
+                    "a Workload needs the port its application listens on",
+                    None,
+                ));
+            }
+            locality(r, "spec.locality", w.locality.as_deref(), out);
+        }
+        Spec::Endpoints(_) | Spec::EndpointSlice(_) => {}
+    }
+}
+
+fn locality(r: &Resource, path: &str, loc: Option<&str>, out: &mut Vec<Diagnostic>) {
+    if let Some(l) = loc
+        && (l.split('/').count() > 3 || l.split('/').any(str::is_empty))
+    {
+        out.push(r.diag(
+            Error,
+            codes::INVALID_VALUE,
+            path,
+            format!("locality `{l}` is not region/zone/subzone"),
+            Some("e.g. `us-east/us-east-1a` or `eu/zone-b/rack-3`".into()),
+        ));
+    }
+}
+
+pub(crate) fn string_match(r: &Resource, path: &str, m: &StringMatch, allow_empty: bool, out: &mut Vec<Diagnostic>) {
+    let set = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()].iter().filter(|b| **b).count();
+    if set > 1 || (set == 0 && !allow_empty) {
+        out.push(r.diag(
+            Error,
+            codes::INVALID_VALUE,
+            path,
+            "a string match needs exactly one of `exact`, `prefix`, `regex`",
+            None,
+        ));
+    }
+    if let Some(re) = &m.regex
+        && let Err(e) = regex::Regex::new(re)
+    {
+        let first = e.to_string().lines().last().unwrap_or_default().to_owned();
+        out.push(r.diag(
+            Error,
+            codes::INVALID_VALUE,
+            &format!("{path}.regex"),
+            format!("regex does not compile: {first}"),
+            Some("RE2 syntax; it must match the whole value".into()),
+        ));
+    }
+}
+
+fn virtual_service(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnostic>) {
+    if vs.hosts.is_empty() {
+        out.push(r.diag(
+            Error,
+            codes::MISSING_FIELD,
+            "spec.hosts",
+            "a VirtualService needs at least one host",
+            Some("add `hosts: [my-service]` (or `\"*\"` on a gateway)".into()),
+        ));
+    }
+    for (i, h) in vs.http.iter().enumerate() {
+        let base = format!("spec.http[{i}]");
+        let actions = [!h.route.is_empty(), h.redirect.is_some(), h.direct_response.is_some(), h.delegate.is_some()];
+        match actions.iter().filter(|b| **b).count() {
+            0 => out.push(r.diag(
+                Error,
+                codes::MISSING_FIELD,
+                &base,
+                "an http rule needs one of `route`, `redirect`, `directResponse` or `delegate`",
+                Some("if `route` is below, check that it is indented beside `match`, not inside it".into()),
+            )),
+            1 => {}
+            _ => out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &base,
+                "an http rule takes only one of `route`, `redirect`, `directResponse`, `delegate`",
+                None,
+            )),
+        }
+        for (j, m) in h.match_.iter().enumerate() {
+            let mp = format!("{base}.match[{j}]");
+            for (field, sm) in
+                [("uri", &m.uri), ("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)]
+            {
+                if let Some(sm) = sm {
+                    string_match(r, &format!("{mp}.{field}"), sm, false, out);
+                }
+            }
+            for (field, map) in
+                [("headers", &m.headers), ("queryParams", &m.query_params), ("withoutHeaders", &m.without_headers)]
+            {
+                for (k, sm) in map {
+                    string_match(r, &format!("{mp}.{field}.{k}"), sm, true, out);
+                    if field != "queryParams" && k.chars().any(|c| c.is_ascii_uppercase()) {
+                        out.push(r.diag(
+                            Error,
+                            codes::INVALID_VALUE,
+                            &format!("{mp}.{field}.{k}"),
+                            format!("header names must be lowercase: `{k}`"),
+                            Some(format!("write `{}`", k.to_ascii_lowercase())),
+                        ));
+                    }
+                }
+            }
+        }
+        let dests = h.route.len();
+        let weights: Vec<i64> = h.route.iter().map(|d| d.weight.unwrap_or(0)).collect();
+        for (j, w) in weights.iter().enumerate() {
+            if *w < 0 {
+                out.push(r.diag(
+                    Error,
+                    codes::WEIGHTS,
+                    &format!("{base}.route[{j}].weight"),
+                    "weights cannot be negative",
+                    None,
+                ));
+            }
+        }
+        if dests > 1 && weights.iter().all(|w| *w <= 0) {
+            out.push(r.diag(
+                Error,
+                codes::WEIGHTS,
+                &format!("{base}.route"),
+                "no destination of this rule has a weight, so none receives traffic",
+                Some("give each destination a `weight`; weights are relative, e.g. 90 and 10".into()),
+            ));
+        } else if dests > 1 && h.route.iter().any(|d| d.weight.is_none()) {
+            let j = h.route.iter().position(|d| d.weight.is_none()).unwrap_or(0);
+            out.push(r.diag(
+                Warning,
+                codes::WEIGHTS,
+                &format!("{base}.route[{j}]"),
+                "this destination has no `weight` beside weighted ones, so it receives no traffic",
+                Some("set its weight, or weight: 0 to say so".into()),
+            ));
+        }
+        if h.fault.is_some() && (h.retries.is_some() || h.timeout.is_some()) {
+            out.push(r.diag(
+                Warning,
+                codes::INVALID_VALUE,
+                &format!("{base}.fault"),
+                "with `fault` set, `retries` and `timeout` of this rule are not applied (as in Istio)",
+                None,
+            ));
+        }
+        if let Some(f) = &h.fault {
+            if let Some(a) = &f.abort
+                && a.http_status.is_none()
+                && a.grpc_status.is_none()
+                && a.http2_error.is_none()
+            {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    &format!("{base}.fault.abort"),
+                    "an abort needs `httpStatus` or `grpcStatus`",
+                    None,
+                ));
+            }
+            if let Some(d) = &f.delay
+                && d.fixed_delay.is_none()
+                && d.exponential_delay.is_none()
+            {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    &format!("{base}.fault.delay"),
+                    "a delay needs `fixedDelay`",
+                    None,
+                ));
+            }
+        }
+        if let Some(rw) = &h.rewrite
+            && let Some(rr) = &rw.uri_regex_rewrite
+            && let Err(e) = regex::Regex::new(&rr.match_)
+        {
+            let first = e.to_string().lines().last().unwrap_or_default().to_owned();
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &format!("{base}.rewrite.uriRegexRewrite.match"),
+                format!("regex does not compile: {first}"),
+                None,
+            ));
+        }
+        if let Some(d) = &h.direct_response
+            && !(200..=599).contains(&d.status)
+        {
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &format!("{base}.directResponse.status"),
+                format!("{} is not an HTTP status", d.status),
+                None,
+            ));
+        }
+        if let Some(rd) = &h.redirect
+            && let Some(code) = rd.redirect_code
+            && !matches!(code, 301 | 302 | 303 | 307 | 308)
+        {
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &format!("{base}.redirect.redirectCode"),
+                format!("{code} is not a redirect status"),
+                Some("use 301, 302, 303, 307 or 308".into()),
+            ));
+        }
+    }
+    for (i, t) in vs.tls.iter().enumerate() {
+        for (j, m) in t.match_.iter().enumerate() {
+            if m.sni_hosts.is_empty() {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    &format!("spec.tls[{i}].match[{j}].sniHosts"),
+                    "a tls match needs `sniHosts`",
+                    None,
+                ));
+            }
+        }
+    }
+}
+
+fn destination_rule(r: &Resource, dr: &DestinationRuleSpec, out: &mut Vec<Diagnostic>) {
+    if dr.host.is_empty() {
+        out.push(r.diag(Error, codes::MISSING_FIELD, "spec.host", "a DestinationRule needs a `host`", None));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in dr.subsets.iter().enumerate() {
+        if !names.insert(&s.name) {
+            out.push(r.diag(
+                Error,
+                codes::DUPLICATE,
+                &format!("spec.subsets[{i}].name"),
+                format!("subset `{}` is defined twice", s.name),
+                None,
+            ));
+        }
+        if let Some(tp) = &s.traffic_policy {
+            traffic_policy(r, &format!("spec.subsets[{i}].trafficPolicy"), tp, out);
+        }
+    }
+    if let Some(tp) = &dr.traffic_policy {
+        traffic_policy(r, "spec.trafficPolicy", tp, out);
+    }
+}
+
+fn traffic_policy(r: &Resource, base: &str, tp: &TrafficPolicy, out: &mut Vec<Diagnostic>) {
+    if let Some(lb) = &tp.load_balancer {
+        let p = format!("{base}.loadBalancer");
+        if lb.simple.is_some() && lb.consistent_hash.is_some() {
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &p,
+                "set either `simple` or `consistentHash`, not both",
+                None,
+            ));
+        }
+        if let Some(ch) = &lb.consistent_hash {
+            let keys = [
+                ch.http_header_name.is_some(),
+                ch.http_cookie.is_some(),
+                ch.use_source_ip == Some(true),
+                ch.http_query_parameter_name.is_some(),
+            ];
+            if keys.iter().filter(|b| **b).count() != 1 {
+                out.push(r.diag(Error, codes::INVALID_VALUE, &format!("{p}.consistentHash"), "consistentHash needs exactly one of httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName", None));
+            }
+            if ch.ring_hash.is_some() && ch.maglev.is_some() {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{p}.consistentHash"),
+                    "set either `ringHash` or `maglev`, not both",
+                    None,
+                ));
+            }
+        }
+        if let Some(l) = &lb.locality_lb_setting {
+            let kinds = [
+                !l.distribute.is_empty(),
+                !l.failover.is_empty(),
+                !l.failover_priority.is_empty() && !l.failover.is_empty(),
+            ];
+            if kinds[0] && (kinds[1] || !l.failover_priority.is_empty()) {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{p}.localityLbSetting"),
+                    "`distribute` cannot be combined with `failover` or `failoverPriority`",
+                    None,
+                ));
+            }
+            if (kinds[1] || !l.failover_priority.is_empty()) && tp.outlier_detection.is_none() {
+                out.push(r.diag(
+                    Warning,
+                    codes::INVALID_VALUE,
+                    &format!("{p}.localityLbSetting"),
+                    "locality failover only happens with `outlierDetection` set",
+                    Some(format!("add `{base}.outlierDetection`, e.g. `consecutive5xxErrors: 5`")),
+                ));
+            }
+            for (i, d) in l.distribute.iter().enumerate() {
+                let total: u32 = d.to.values().sum();
+                if total != 100 {
+                    out.push(r.diag(
+                        Error,
+                        codes::WEIGHTS,
+                        &format!("{p}.localityLbSetting.distribute[{i}].to"),
+                        format!("distribute weights add up to {total}, not 100"),
+                        None,
+                    ));
+                }
+            }
+        }
+        if let Some(w) = &lb.warmup {
+            if w.minimum_percent.is_some_and(|m| !(0.0..=100.0).contains(&m)) {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{p}.warmup.minimumPercent"),
+                    "minimumPercent is a percentage (0-100)",
+                    None,
+                ));
+            }
+            if w.aggression.is_some_and(|a| a < 1.0) {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{p}.warmup.aggression"),
+                    "aggression must be at least 1.0",
+                    None,
+                ));
+            }
+        }
+    }
+    if let Some(od) = &tp.outlier_detection {
+        for (field, v) in [("maxEjectionPercent", od.max_ejection_percent), ("minHealthPercent", od.min_health_percent)]
+        {
+            if v.is_some_and(|v| v > 100) {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{base}.outlierDetection.{field}"),
+                    format!("{field} is a percentage (0-100)"),
+                    None,
+                ));
+            }
+        }
+    }
+    if let Some(rb) = &tp.retry_budget
+        && rb.percent.is_some_and(|p| !(0.0..=100.0).contains(&p))
+    {
+        out.push(r.diag(
+            Error,
+            codes::INVALID_VALUE,
+            &format!("{base}.retryBudget.percent"),
+            "percent is a percentage (0-100)",
+            None,
+        ));
+    }
+    if let Some(tls) = &tp.tls
+        && let Some(m) = &tls.mode
+        && !matches!(m.as_str(), "DISABLE" | "SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL")
+    {
+        out.push(r.diag(
+            Error,
+            codes::INVALID_VALUE,
+            &format!("{base}.tls.mode"),
+            format!("unknown TLS mode `{m}`"),
+            Some("use DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL".into()),
+        ));
+    }
+}
+
+fn gateway(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
+    if g.servers.is_empty() {
+        out.push(r.diag(Error, codes::MISSING_FIELD, "spec.servers", "a Gateway needs at least one server", None));
+    }
+    for (i, s) in g.servers.iter().enumerate() {
+        let base = format!("spec.servers[{i}]");
+        if s.hosts.is_empty() {
+            out.push(r.diag(
+                Error,
+                codes::MISSING_FIELD,
+                &format!("{base}.hosts"),
+                "a server needs `hosts`",
+                Some("use `\"*\"` for any host".into()),
+            ));
+        }
+        let proto = s.port.protocol.to_ascii_uppercase();
+        if !GATEWAY_PROTOCOLS.contains(&proto.as_str()) {
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &format!("{base}.port.protocol"),
+                format!("unknown protocol `{}`", s.port.protocol),
+                Some(format!("use one of {}", GATEWAY_PROTOCOLS.join(", "))),
+            ));
+        }
+        if matches!(proto.as_str(), "HTTPS" | "TLS") && s.tls.is_none() {
+            out.push(r.diag(
+                Error,
+                codes::MISSING_FIELD,
+                &format!("{base}.tls"),
+                format!("a {proto} server needs `tls` settings"),
+                None,
+            ));
+        }
+        if s.port.number == 0 {
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &format!("{base}.port.number"),
+                "port 0 is not a valid port",
+                None,
+            ));
+        }
+    }
+}

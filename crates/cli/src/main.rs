@@ -1,0 +1,128 @@
+//! `weft`: one binary for every role. This file only parses arguments and
+//! wires the crates together; the logic lives in weft-api, weft-control,
+//! weft-proxy and weft-demo.
+
+mod proxy_args;
+mod up;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "weft", version, about = "A service mesh: control plane, sidecar, gateway and CLI in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole mesh on this machine from a folder of YAML.
+    Up(up::UpArgs),
+    /// Check config files; print every problem with file:line:col and exit 1 on errors.
+    Validate {
+        /// Files or folders (folders are searched for *.yaml, *.yml, *.json).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run the control plane: watch a folder, serve xDS and the registration API.
+    Control {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:15010")]
+        xds_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        api_addr: SocketAddr,
+    },
+    /// Run a sidecar proxy for one workload instance.
+    Proxy(proxy_args::ProxyArgs),
+    /// Run an ingress/egress gateway serving the Gateways that select its labels.
+    Gateway(proxy_args::GatewayArgs),
+    /// Run the demo workload (examples, tests, benchmarks).
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    #[arg(long, env = "WEFT_DEMO_NAME", default_value = "demo")]
+    name: String,
+    #[arg(long, env = "WEFT_DEMO_VERSION", default_value = "v1")]
+    version: String,
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Services to call on `GET /` through the sidecar, comma separated (`reviews:9080,details:9080`).
+    #[arg(long, env = "WEFT_DEMO_CALLS", value_delimiter = ',')]
+    calls: Vec<String>,
+    /// The sidecar's outbound address; defaults to $HTTP_PROXY.
+    #[arg(long, env = "WEFT_OUTBOUND")]
+    proxy: Option<String>,
+    /// Answer this percentage of requests with --fail-status.
+    #[arg(long, default_value_t = 0.0)]
+    fail_percent: f64,
+    #[arg(long)]
+    fail_status: Option<u16>,
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::Validate { paths } = &cli.cmd {
+        return validate::run(paths);
+    }
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Up(a) => up::run(a).await,
+            Cmd::Control { config, xds_addr, api_addr } => {
+                weft_control::start(weft_control::ControlOptions { config_dir: config, xds_addr, api_addr }).await?;
+                tokio::signal::ctrl_c().await?;
+                Ok(())
+            }
+            Cmd::Proxy(a) => weft_proxy::run(a.into_options()?).await,
+            Cmd::Gateway(a) => weft_proxy::run(a.into_options()?).await,
+            Cmd::Demo(a) => {
+                let proxy = a
+                    .proxy
+                    .or_else(|| std::env::var("HTTP_PROXY").ok())
+                    .map(|p| p.trim_start_matches("http://").trim_end_matches('/').to_owned());
+                let addr = format!("{}:{}", a.host, a.port).parse()?;
+                let behavior = weft_demo::Behavior {
+                    fail_percent: a.fail_percent,
+                    fail_status: a.fail_status,
+                    delay_ms: a.delay_ms,
+                    health_fail: false,
+                };
+                weft_demo::run(weft_demo::DemoOptions {
+                    name: a.name,
+                    version: a.version,
+                    addr,
+                    calls: a.calls,
+                    proxy,
+                    behavior,
+                })
+                .await
+            }
+            Cmd::Validate { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

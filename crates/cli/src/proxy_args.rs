@@ -1,0 +1,155 @@
+//! Arguments of `weft proxy` and `weft gateway`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use weft_proxy::register::Registration;
+use weft_proxy::{NodeInfo, ProxyOptions};
+
+fn parse_labels(s: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    s.iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("label {l:?} is not key=value"))
+        })
+        .collect()
+}
+
+fn addr(ip: &str, port: u16) -> anyhow::Result<Option<SocketAddr>> {
+    if port == 0 {
+        return Ok(None);
+    }
+    Ok(Some(format!("{ip}:{port}").parse()?))
+}
+
+#[derive(clap::Args)]
+pub struct Common {
+    /// Control plane xDS address.
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    xds: String,
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Labels as key=value, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Address the proxy's listeners bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    listen_ip: String,
+    /// Admin port (/ready, /config_dump, /clusters); 0 disables.
+    #[arg(long, default_value_t = 15000)]
+    admin_port: u16,
+    /// Prometheus metrics port (/stats/prometheus); 0 disables.
+    #[arg(long, default_value_t = 15090)]
+    metrics_port: u16,
+    /// Health port (/healthz/ready); 0 disables.
+    #[arg(long, default_value_t = 15021)]
+    health_port: u16,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, default_value_t = 5)]
+    drain_seconds: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Workload name (telemetry, registration).
+    #[arg(long)]
+    workload: String,
+    #[arg(long, default_value_t = 15001)]
+    outbound_port: u16,
+    #[arg(long, default_value_t = 15006)]
+    inbound_port: u16,
+    /// The local application's port; without it there is no inbound listener.
+    #[arg(long)]
+    app_port: Option<u16>,
+    /// Register this instance with the control plane API (`host:port`) once ready.
+    #[arg(long)]
+    register: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    register_ttl: u64,
+    #[arg(long)]
+    service_account: Option<String>,
+    /// `region/zone/subzone`.
+    #[arg(long)]
+    locality: Option<String>,
+    #[arg(long)]
+    weight: Option<u32>,
+}
+
+#[derive(clap::Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Name in telemetry.
+    #[arg(long, default_value = "ingressgateway")]
+    workload: String,
+    /// Added to every Gateway server port, so port 80 can be served
+    /// unprivileged as 80 + offset (e.g. 8080 with 8000).
+    #[arg(long, default_value_t = 0)]
+    port_offset: u16,
+}
+
+impl Common {
+    fn options(self, node: NodeInfo, register: Option<Registration>) -> anyhow::Result<ProxyOptions> {
+        let ip = "127.0.0.1";
+        Ok(ProxyOptions {
+            xds: self.xds,
+            node,
+            admin_addr: addr(ip, self.admin_port)?,
+            metrics_addr: addr(ip, self.metrics_port)?,
+            health_addr: addr(ip, self.health_port)?,
+            register,
+            drain: Duration::from_secs(self.drain_seconds),
+        })
+    }
+}
+
+impl ProxyArgs {
+    pub fn into_options(self) -> anyhow::Result<ProxyOptions> {
+        let c = &self.common;
+        let node = NodeInfo {
+            id: format!("sidecar~{}~{}.{}", c.listen_ip, self.workload, c.namespace),
+            role: "sidecar".into(),
+            namespace: c.namespace.clone(),
+            workload: self.workload.clone(),
+            labels: parse_labels(&c.labels)?,
+            listen_ip: c.listen_ip.clone(),
+            outbound_port: self.outbound_port,
+            inbound_port: self.inbound_port,
+            app_port: self.app_port,
+            port_offset: 0,
+        };
+        let register = self.register.map(|api| Registration {
+            api,
+            address: c.listen_ip.clone(),
+            port: self.inbound_port,
+            ttl: Duration::from_secs(self.register_ttl),
+            service_account: self.service_account,
+            locality: self.locality,
+            weight: self.weight,
+        });
+        self.common.options(node, register)
+    }
+}
+
+impl GatewayArgs {
+    pub fn into_options(self) -> anyhow::Result<ProxyOptions> {
+        let c = &self.common;
+        let node = NodeInfo {
+            id: format!("router~{}~{}.{}", c.listen_ip, self.workload, c.namespace),
+            role: "gateway".into(),
+            namespace: c.namespace.clone(),
+            workload: self.workload.clone(),
+            labels: parse_labels(&c.labels)?,
+            listen_ip: c.listen_ip.clone(),
+            outbound_port: 0,
+            inbound_port: 0,
+            app_port: None,
+            port_offset: self.port_offset,
+        };
+        self.common.options(node, None)
+    }
+}

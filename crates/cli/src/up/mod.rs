@@ -1,0 +1,357 @@
+//! `weft up DIR`: the whole mesh on one machine. The control plane runs in
+//! this process; each gateway, each workload replica and its sidecar run as
+//! child processes on free ports. Ctrl-C (or SIGTERM) stops them all.
+
+mod process;
+
+use process::{Ports, Proc, port_is_free, spawn};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use weft_api::Spec;
+use weft_api::types::{Labels, WorkloadSpec};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Folder of Kubernetes/Istio YAML plus weft `Workload`s to run.
+    dir: PathBuf,
+    /// Gateways serve port P on P + offset, so port 80 needs no root.
+    #[arg(long, default_value_t = 8000)]
+    port_offset: u16,
+    /// Write what runs where as JSON to this file once everything is ready.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Seconds to wait for everything to become ready.
+    #[arg(long, default_value_t = 60)]
+    ready_timeout: u64,
+}
+
+struct Replica {
+    name: String,
+    app_port: u16,
+    inbound: u16,
+    outbound: u16,
+    admin: u16,
+    app: Proc,
+    sidecar: Proc,
+}
+
+struct GatewayProc {
+    name: String,
+    labels: Labels,
+    admin: u16,
+    ports: BTreeMap<u16, u16>,
+    hosts: BTreeSet<String>,
+    proc: Proc,
+}
+
+fn labels_arg(l: &Labels) -> String {
+    l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn check_config(dir: &Path) -> anyhow::Result<Vec<weft_api::Resource>> {
+    match weft_control::source::load(dir) {
+        Ok((resources, warnings)) => {
+            for w in &warnings {
+                eprintln!("{w}\n");
+            }
+            Ok(resources)
+        }
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}\n");
+            }
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            anyhow::bail!(
+                "{} has {n} error(s); fix them and run `weft up` again (`weft validate {}` checks without starting anything)",
+                dir.display(),
+                dir.display()
+            )
+        }
+    }
+}
+
+async fn http_ok(port: u16, path: &str) -> bool {
+    matches!(
+        weft_proxy::register::call(&format!("127.0.0.1:{port}"), weft_proxy::register::Method::GET, path, None).await,
+        Ok((200, _))
+    )
+}
+
+async fn tcp_ok(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+}
+
+pub async fn run(a: UpArgs) -> anyhow::Result<()> {
+    let dir = a.dir.canonicalize().map_err(|e| anyhow::anyhow!("cannot open {}: {e}", a.dir.display()))?;
+    let resources = check_config(&dir)?;
+    let exe = std::env::current_exe()?;
+    let control = weft_control::start(weft_control::ControlOptions {
+        config_dir: dir.clone(),
+        xds_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    })
+    .await?;
+    let xds = control.xds_addr.to_string();
+    let api = control.api_addr.to_string();
+    let child_log = std::env::var("WEFT_LOG").unwrap_or_else(|_| "warn".into());
+
+    // Gateways: one process per distinct selector.
+    // Per distinct selector: labels, port → public port, hosts served.
+    type Plan = (Labels, BTreeMap<u16, u16>, BTreeSet<String>);
+    let mut gw_specs: BTreeMap<String, Plan> = BTreeMap::new();
+    for r in &resources {
+        if let Spec::Gateway(g) = &r.spec {
+            let e = gw_specs
+                .entry(labels_arg(&g.selector))
+                .or_insert_with(|| (g.selector.clone(), BTreeMap::new(), BTreeSet::new()));
+            for s in &g.servers {
+                let public = s.port.number.checked_add(a.port_offset).ok_or_else(|| {
+                    anyhow::anyhow!("port {} + offset {} is past 65535", s.port.number, a.port_offset)
+                })?;
+                e.1.insert(s.port.number, public);
+                e.2.extend(s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_owned()));
+            }
+        }
+    }
+    let mut ports_alloc = Ports::default();
+    let mut gateways = Vec::new();
+    for (i, (_, (labels, ports, hosts))) in gw_specs.into_iter().enumerate() {
+        for (port, public) in &ports {
+            if !port_is_free(*public) {
+                anyhow::bail!(
+                    "gateway port {port} would be served on {public}, which is in use; pick another offset with --port-offset"
+                );
+            }
+        }
+        let name = labels.get("istio").or(labels.get("app")).cloned().unwrap_or_else(|| format!("gateway-{i}"));
+        let admin = ports_alloc.free()?;
+        let args: Vec<String> = [
+            "gateway",
+            "--xds",
+            &xds,
+            "--labels",
+            &labels_arg(&labels),
+            "--port-offset",
+            &a.port_offset.to_string(),
+            "--workload",
+            &name,
+            "--admin-port",
+            &admin.to_string(),
+            "--metrics-port",
+            "0",
+            "--health-port",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let env = BTreeMap::from([("WEFT_LOG".to_owned(), child_log.clone())]);
+        let proc = spawn(&name, &exe, &args, &env)?;
+        gateways.push(GatewayProc { name, labels, admin, ports, hosts, proc });
+    }
+
+    // Workloads: each replica is an app plus its sidecar.
+    let mut replicas = Vec::new();
+    for r in &resources {
+        let Spec::Workload(w) = &r.spec else { continue };
+        let n = w.replicas.unwrap_or(1);
+        for i in 0..n {
+            replicas.push(start_replica(
+                &mut ports_alloc,
+                &exe,
+                &xds,
+                &api,
+                r.name(),
+                r.namespace(),
+                w,
+                i,
+                n,
+                &child_log,
+            )?);
+        }
+    }
+
+    // Wait until every process answers.
+    let deadline = Instant::now() + Duration::from_secs(a.ready_timeout);
+    loop {
+        let mut waiting = Vec::new();
+        for g in &gateways {
+            if !http_ok(g.admin, "/ready").await {
+                waiting.push(g.name.clone());
+            }
+        }
+        for r in &replicas {
+            if !http_ok(r.admin, "/ready").await {
+                waiting.push(format!("{} sidecar", r.name));
+            } else if !tcp_ok(r.app_port).await {
+                waiting.push(format!("{} app on port {}", r.name, r.app_port));
+            }
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        for p in gateways
+            .iter_mut()
+            .map(|g| &mut g.proc)
+            .chain(replicas.iter_mut().flat_map(|r| [&mut r.app, &mut r.sidecar]))
+        {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                anyhow::bail!("{} exited during start-up ({status}); see its output above", p.name);
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("not ready after {}s: {}", a.ready_timeout, waiting.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    print_table(&dir, &xds, &api, &gateways, &replicas);
+    if let Some(f) = &a.ready_file {
+        let info = json!({
+            "control": {"xds": xds, "api": api},
+            "gateways": gateways.iter().map(|g| json!({"name": g.name, "labels": g.labels, "admin": g.admin, "ports": g.ports, "hosts": g.hosts, "pid": g.proc.pid()})).collect::<Vec<_>>(),
+            "workloads": replicas.iter().map(|r| json!({"name": r.name, "appPort": r.app_port, "inboundPort": r.inbound, "outboundPort": r.outbound, "admin": r.admin, "pid": r.app.pid(), "sidecarPid": r.sidecar.pid()})).collect::<Vec<_>>(),
+        });
+        std::fs::write(f, serde_json::to_vec_pretty(&info)?)?;
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("\nstopping: workloads, then sidecars and gateways");
+    let grace = Duration::from_secs(6);
+    for r in &mut replicas {
+        r.app.terminate();
+    }
+    for r in &mut replicas {
+        r.app.stop(grace).await;
+    }
+    for p in replicas.iter_mut().map(|r| &mut r.sidecar).chain(gateways.iter_mut().map(|g| &mut g.proc)) {
+        p.terminate();
+    }
+    for p in replicas.iter_mut().map(|r| &mut r.sidecar).chain(gateways.iter_mut().map(|g| &mut g.proc)) {
+        p.stop(grace).await;
+    }
+    eprintln!("stopped");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_replica(
+    ports: &mut Ports,
+    exe: &Path,
+    xds: &str,
+    api: &str,
+    name: &str,
+    ns: &str,
+    w: &WorkloadSpec,
+    i: u32,
+    n: u32,
+    log: &str,
+) -> anyhow::Result<Replica> {
+    let app_port = if n == 1 { ports.prefer(w.port)? } else { ports.free()? };
+    let (inbound, outbound, admin) = (ports.free()?, ports.free()?, ports.free()?);
+    let rname = if n == 1 { name.to_owned() } else { format!("{name}-{i}") };
+    let mut args: Vec<String> = vec![
+        "proxy".into(),
+        "--xds".into(),
+        xds.into(),
+        "--workload".into(),
+        name.into(),
+        "--namespace".into(),
+        ns.into(),
+    ];
+    args.extend([
+        "--labels".into(),
+        labels_arg(&w.labels),
+        "--inbound-port".into(),
+        inbound.to_string(),
+        "--outbound-port".into(),
+        outbound.to_string(),
+    ]);
+    args.extend([
+        "--app-port".into(),
+        app_port.to_string(),
+        "--admin-port".into(),
+        admin.to_string(),
+        "--metrics-port".into(),
+        "0".into(),
+        "--health-port".into(),
+        "0".into(),
+    ]);
+    args.extend(["--register".into(), api.into()]);
+    if let Some(sa) = &w.service_account {
+        args.extend(["--service-account".into(), sa.clone()]);
+    }
+    if let Some(l) = &w.locality {
+        args.extend(["--locality".into(), l.clone()]);
+    }
+    if let Some(wt) = w.weight {
+        args.extend(["--weight".into(), wt.to_string()]);
+    }
+    let sidecar =
+        spawn(&format!("{rname} sidecar"), exe, &args, &BTreeMap::from([("WEFT_LOG".to_owned(), log.to_owned())]))?;
+
+    let outbound_addr = format!("127.0.0.1:{outbound}");
+    let mut env: BTreeMap<String, String> = w.env.clone();
+    env.insert("PORT".into(), app_port.to_string());
+    env.insert("HTTP_PROXY".into(), format!("http://{outbound_addr}"));
+    env.insert("http_proxy".into(), format!("http://{outbound_addr}"));
+    env.insert("WEFT_OUTBOUND".into(), outbound_addr);
+    env.insert("WEFT_DEMO_NAME".into(), w.labels.get("app").cloned().unwrap_or_else(|| name.to_owned()));
+    env.insert("WEFT_DEMO_VERSION".into(), w.labels.get("version").cloned().unwrap_or_else(|| "v1".into()));
+    env.entry("WEFT_LOG".into()).or_insert_with(|| log.to_owned());
+    let words: Vec<String> = w.command.iter().map(|c| c.replace("${PORT}", &app_port.to_string())).collect();
+    let (program, rest) = words.split_first().ok_or_else(|| anyhow::anyhow!("workload {name} has an empty command"))?;
+    let program = if program == "weft" { exe.to_path_buf() } else { PathBuf::from(program) };
+    let app = spawn(&rname, &program, rest, &env)?;
+    Ok(Replica { name: rname, app_port, inbound, outbound, admin, app, sidecar })
+}
+
+fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) {
+    println!("weft up: the mesh from {} is running\n", dir.display());
+    println!("  control plane   xDS {xds}   API http://{api}");
+    println!();
+    println!(
+        "  {:<9} {:<22} {:>7} {:>7} {:>8} {:>9} {:>7}",
+        "ROLE", "NAME", "PID", "APP", "INBOUND", "OUTBOUND", "ADMIN"
+    );
+    for g in gateways {
+        let pid = g.proc.pid().map_or("-".into(), |p| p.to_string());
+        let ports: Vec<String> = g.ports.iter().map(|(p, q)| format!(":{p}→:{q}")).collect();
+        println!(
+            "  {:<9} {:<22} {:>7} {:>7} {:>8} {:>9} {:>7}   serves {}",
+            "gateway",
+            g.name,
+            pid,
+            "-",
+            "-",
+            "-",
+            g.admin,
+            ports.join(" ")
+        );
+    }
+    for r in replicas {
+        let pid = r.app.pid().map_or("-".into(), |p| p.to_string());
+        println!(
+            "  {:<9} {:<22} {:>7} {:>7} {:>8} {:>9} {:>7}",
+            "workload", r.name, pid, r.app_port, r.inbound, r.outbound, r.admin
+        );
+    }
+    println!();
+    for g in gateways {
+        for public in g.ports.values() {
+            let specific: Vec<&String> = g.hosts.iter().filter(|h| *h != "*").collect();
+            match specific.first() {
+                None => println!("Try:  curl http://127.0.0.1:{public}/"),
+                Some(h) => println!("Try:  curl -H 'Host: {}' http://127.0.0.1:{public}/", h.trim_start_matches("*.")),
+            }
+        }
+    }
+    println!("Admin of any proxy: curl http://127.0.0.1:<ADMIN>/config_dump   Ctrl-C stops everything.");
+}

@@ -1,0 +1,94 @@
+//! Child processes of `weft up`: started so they die with it, stopped in
+//! order with SIGTERM (graceful drain) and SIGKILL after a grace period.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+/// Asks the kernel to SIGTERM the child if `weft up` itself dies, even by
+/// SIGKILL, so no process is ever left behind.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls prctl,
+    // which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+pub fn spawn(
+    name: &str,
+    program: &std::path::Path,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).envs(env).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    // Own process group: a terminal's Ctrl-C reaches weft up only, which
+    // then stops the children in order.
+    cmd.process_group(0);
+    die_with_parent(&mut cmd);
+    let child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {name} ({}): {e}", program.display()))?;
+    Ok(Proc { name: name.to_owned(), child })
+}
+
+impl Proc {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+
+    /// Waits up to `grace` for exit, then kills.
+    pub async fn stop(&mut self, grace: Duration) {
+        self.terminate();
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            tracing::warn!(process = %self.name, "did not stop in time; killing");
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Hands out ports that are free now and not yet promised to another
+/// process of this run (the OS may offer the same free port twice).
+#[derive(Default)]
+pub struct Ports(std::collections::HashSet<u16>);
+
+impl Ports {
+    pub fn free(&mut self) -> anyhow::Result<u16> {
+        for _ in 0..100 {
+            let p = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            if self.0.insert(p) {
+                return Ok(p);
+            }
+        }
+        anyhow::bail!("no free port found")
+    }
+
+    /// `wanted` if it is free and unpromised, else any free port.
+    pub fn prefer(&mut self, wanted: u16) -> anyhow::Result<u16> {
+        if !self.0.contains(&wanted) && port_is_free(wanted) {
+            self.0.insert(wanted);
+            return Ok(wanted);
+        }
+        self.free()
+    }
+}
+
+pub fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}

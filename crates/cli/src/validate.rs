@@ -1,0 +1,23 @@
+//! `weft validate`: every problem, errors and warnings, then a summary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn run(paths: &[PathBuf]) -> ExitCode {
+    let loaded = weft_api::load_paths(paths);
+    let mut diags = loaded.diagnostics;
+    diags.extend(weft_api::validate(&loaded.resources));
+    for d in &diags {
+        eprintln!("{d}\n");
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
+    let summary = format!("{} resources, {errors} errors, {warnings} warnings", loaded.resources.len());
+    if errors > 0 {
+        eprintln!("{summary}");
+        ExitCode::FAILURE
+    } else {
+        println!("{summary}: ok");
+        ExitCode::SUCCESS
+    }
+}

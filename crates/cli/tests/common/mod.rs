@@ -1,0 +1,137 @@
+//! Helpers for tests that run the real `weft` binary: start `weft up` on a
+//! folder, wait for its ready file, send HTTP requests, stop it and check
+//! that nothing is left behind.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn weft() -> &'static str {
+    env!("CARGO_BIN_EXE_weft")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `weft up`, stopped (SIGINT) and checked for leftovers on drop.
+pub struct Up {
+    pub child: Child,
+    pub info: serde_json::Value,
+    pub gateway_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Up {
+    /// Starts `weft up dir` with a port offset that maps gateway port 80 to a free port.
+    pub fn start(dir: &Path) -> Up {
+        let tmp = tempfile::tempdir().unwrap();
+        let ready = tmp.path().join("ready.json");
+        let gateway_port = free_port();
+        let offset = gateway_port - 80;
+        let child = Command::new(weft())
+            .args([
+                "up",
+                dir.to_str().unwrap(),
+                "--port-offset",
+                &offset.to_string(),
+                "--ready-file",
+                ready.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut up = Up { child, info: serde_json::Value::Null, gateway_port, _dir: tmp };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if let Ok(Some(status)) = up.child.try_wait() {
+                panic!("weft up exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "weft up not ready within 60s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        up.info = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+        up
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for w in self.info["workloads"].as_array().unwrap() {
+            pids.extend([w["pid"].as_i64(), w["sidecarPid"].as_i64()].into_iter().flatten().map(|p| p as i32));
+        }
+        for g in self.info["gateways"].as_array().unwrap() {
+            pids.extend(g["pid"].as_i64().map(|p| p as i32));
+        }
+        pids
+    }
+
+    /// SIGINT, wait for exit, and assert every child process is gone.
+    pub fn stop(&mut self) {
+        let pids = self.pids();
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "weft up did not stop within 30s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for pid in pids {
+            let alive = Path::new(&format!("/proc/{pid}")).exists()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+            assert!(!alive, "process {pid} outlived weft up");
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    request(addr, "GET", path, headers, Bytes::new()).await
+}
+
+pub async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().method(method).uri(path).header("host", addr);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender.send_request(req.body(Full::new(body)).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp { status, headers, body }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}

@@ -1,0 +1,227 @@
+//! The ADS server (state of the world): one gRPC stream per proxy carries
+//! Listeners, RouteConfigurations, Clusters and ClusterLoadAssignments.
+//!
+//! A response is sent when a type is first requested, when the requested
+//! names change, and when a new snapshot changes what this proxy would get.
+//! A NACK is logged with its reason; the proxy keeps its last good config and
+//! is not sent the same content again.
+
+use crate::hub::Hub;
+use crate::translate::{ProxyConfig, ProxyNode, translate};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+use futures::Stream;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+fn short(type_url: &str) -> &str {
+    type_url.rsplit('.').next().unwrap_or(type_url)
+}
+
+pub struct Ads {
+    hub: Arc<Hub>,
+    streams: AtomicU64,
+}
+
+impl Ads {
+    pub fn server(hub: Arc<Hub>) -> AggregatedDiscoveryServiceServer<Ads> {
+        AggregatedDiscoveryServiceServer::new(Ads { hub, streams: AtomicU64::new(0) })
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(256 << 20)
+    }
+}
+
+/// Per type: what the proxy asked for and what it was last sent.
+#[derive(Default)]
+struct Sub {
+    names: BTreeSet<String>,
+    nonce: String,
+    sent_hash: Option<u64>,
+}
+
+/// Named resources of one type from a proxy's config.
+fn resources_of(cfg: &ProxyConfig, type_url: &str) -> Vec<(String, Any)> {
+    match type_url {
+        LISTENER => cfg.listeners.iter().map(|l| (l.name.clone(), pack_any(l.clone()))).collect(),
+        ROUTE => cfg.routes.iter().map(|r| (r.name.clone(), pack_any(r.clone()))).collect(),
+        CLUSTER => cfg.clusters.iter().map(|c| (c.name.clone(), pack_any(c.clone()))).collect(),
+        ENDPOINT => cfg.endpoints.iter().map(|e| (e.cluster_name.clone(), pack_any(e.clone()))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+struct Stream_ {
+    id: u64,
+    hub: Arc<Hub>,
+    node: Option<ProxyNode>,
+    subs: HashMap<String, Sub>,
+    nonce: u64,
+    /// The translated config for `cfg_version`.
+    cfg: Option<(u64, ProxyConfig)>,
+    out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+}
+
+impl Stream_ {
+    /// Sends `type_url` unless the proxy already has exactly this content.
+    /// `Some(sent)`, or None once the stream is gone.
+    async fn push(&mut self, type_url: &str, force: bool) -> Option<bool> {
+        let Some(node) = &self.node else { return Some(false) };
+        let snap = self.hub.snapshot();
+        if self.cfg.as_ref().is_none_or(|(v, _)| *v != snap.version) {
+            self.cfg = Some((snap.version, translate(&snap, node)));
+        }
+        let (_, cfg) = self.cfg.as_ref()?;
+        let Some(sub) = self.subs.get_mut(type_url) else { return Some(false) };
+        let wildcard = sub.names.is_empty() && matches!(type_url, LISTENER | CLUSTER);
+        let resources: Vec<Any> = resources_of(cfg, type_url)
+            .into_iter()
+            .filter(|(n, _)| wildcard || sub.names.contains(n))
+            .map(|(_, a)| a)
+            .collect();
+        let mut h = DefaultHasher::new();
+        for r in &resources {
+            r.value.hash(&mut h);
+        }
+        let hash = h.finish();
+        if !force && sub.sent_hash == Some(hash) {
+            return Some(false);
+        }
+        self.nonce += 1;
+        sub.nonce = self.nonce.to_string();
+        sub.sent_hash = Some(hash);
+        tracing::debug!(
+            stream = self.id,
+            r#type = short(type_url),
+            n = resources.len(),
+            version = snap.version,
+            "push"
+        );
+        let resp = DiscoveryResponse {
+            version_info: snap.version.to_string(),
+            resources,
+            type_url: type_url.to_owned(),
+            nonce: sub.nonce.clone(),
+            ..Default::default()
+        };
+        self.out.send(Ok(resp)).await.ok().map(|_| true)
+    }
+
+    async fn on_request(&mut self, req: DiscoveryRequest) -> bool {
+        if self.node.is_none() {
+            let Some(node) = req.node.as_ref() else {
+                let _ =
+                    self.out.send(Err(Status::invalid_argument("the first DiscoveryRequest must carry `node`"))).await;
+                return false;
+            };
+            let node = ProxyNode::from_node(node);
+            tracing::info!(stream = self.id, proxy = %node.id, role = ?node.role, "proxy connected");
+            self.hub.proxy_update(self.id, |s| s.id = node.id.clone());
+            self.node = Some(node);
+        }
+        let type_url = req.type_url.clone();
+        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        let sub = self.subs.entry(type_url.clone()).or_default();
+        if !req.response_nonce.is_empty() && req.response_nonce != sub.nonce {
+            return true; // a reply to an older response: superseded
+        }
+        let proxy = self.node.as_ref().map_or("", |n| n.id.as_str()).to_owned();
+        if let Some(err) = &req.error_detail {
+            tracing::warn!(proxy = %proxy, r#type = short(&type_url), nonce = %req.response_nonce, reason = %err.message,
+                "proxy rejected config (NACK); it keeps its last good config");
+            let msg = format!("{}: {}", short(&type_url), err.message);
+            self.hub.proxy_update(self.id, |s| s.last_nack = Some(msg));
+            sub.names = names;
+            return true;
+        }
+        if !req.response_nonce.is_empty() {
+            let v = req.version_info.clone();
+            self.hub.proxy_update(self.id, |s| {
+                s.acked.insert(short(&type_url).to_owned(), v);
+            });
+        }
+        let changed = sub.names != names;
+        sub.names = names;
+        let first = req.response_nonce.is_empty();
+        if first || changed {
+            return self.push(&type_url, true).await.is_some();
+        }
+        true
+    }
+
+    async fn on_snapshot(&mut self) -> bool {
+        // Clusters before endpoints, listeners before routes (Envoy's order).
+        // After a cluster update Envoy re-warms the clusters and waits for
+        // their endpoints, so endpoints follow even when unchanged.
+        let Some(clusters_sent) = self.push(CLUSTER, false).await else { return false };
+        for (t, force) in [(ENDPOINT, clusters_sent), (LISTENER, false), (ROUTE, false)] {
+            if self.push(t, force && self.subs.contains_key(t)).await.is_none() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+    type DeltaAggregatedResourcesStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        req: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let mut input = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let id = self.streams.fetch_add(1, Ordering::Relaxed);
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let mut snaps = hub.subscribe();
+            let mut st =
+                Stream_ { id, hub: hub.clone(), node: None, subs: HashMap::new(), nonce: 0, cfg: None, out: tx };
+            loop {
+                let ok = tokio::select! {
+                    req = input.next() => match req {
+                        Some(Ok(req)) => st.on_request(req).await,
+                        Some(Err(e)) => { tracing::debug!(stream = id, error = %e, "stream error"); false }
+                        None => false,
+                    },
+                    changed = snaps.changed() => changed.is_ok() && st.on_snapshot().await,
+                };
+                if !ok {
+                    break;
+                }
+            }
+            if let Some(n) = &st.node {
+                tracing::info!(stream = id, proxy = %n.id, "proxy disconnected");
+            }
+            hub.proxy_gone(id);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented("weft serves state-of-the-world ADS; delta xDS is not implemented yet"))
+    }
+}

@@ -1,0 +1,111 @@
+//! The control plane's HTTP API (port 15014 by default):
+//!
+//! | method and path | what |
+//! | --- | --- |
+//! | `GET /ready` | 200 once a config is loaded |
+//! | `POST /v1/instances` | register `{name, namespace, address, port or ports, labels, serviceAccount, locality, weight, ttlSeconds}` → `{id, ttlSeconds}` |
+//! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) |
+//! | `DELETE /v1/instances/{id}` | leave now |
+//! | `GET /v1/instances` | registered instances |
+//! | `GET /debug/config` | version, resources, rejected edit's diagnostics |
+//! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
+
+use crate::hub::Hub;
+use crate::registry::Instance;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Resp = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(v).unwrap_or_default())));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, msg: &str) -> Resp {
+    json(status, &serde_json::json!({ "error": msg }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Registration {
+    #[serde(flatten)]
+    instance: Instance,
+    ttl_seconds: Option<u64>,
+}
+
+pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
+    let path = req.uri().path().to_owned();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let resp = match (req.method().clone(), segs.as_slice()) {
+        (Method::GET, ["ready"]) => {
+            if hub.snapshot().version > 0 {
+                json(StatusCode::OK, &serde_json::json!({"ready": true}))
+            } else {
+                error(StatusCode::SERVICE_UNAVAILABLE, "no config loaded yet")
+            }
+        }
+        (Method::POST, ["v1", "instances"]) => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
+            };
+            match serde_json::from_slice::<Registration>(&body) {
+                Ok(r) if r.instance.name.is_empty() || r.instance.address.is_empty() => {
+                    error(StatusCode::BAD_REQUEST, "`name` and `address` are required")
+                }
+                Ok(r) => {
+                    let ttl = Duration::from_secs(r.ttl_seconds.unwrap_or(30).max(1));
+                    let id = hub.register(r.instance, ttl);
+                    tracing::info!(instance = %id, ttl = ?ttl, "registered");
+                    json(StatusCode::OK, &serde_json::json!({"id": id, "ttlSeconds": ttl.as_secs()}))
+                }
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("invalid registration: {e}")),
+            }
+        }
+        (Method::PUT, ["v1", "instances", id, "heartbeat"]) => {
+            if hub.heartbeat(id) {
+                json(StatusCode::OK, &serde_json::json!({"id": id}))
+            } else {
+                error(StatusCode::NOT_FOUND, "unknown or expired instance; register again")
+            }
+        }
+        (Method::DELETE, ["v1", "instances", id]) => {
+            if hub.deregister(id) {
+                json(StatusCode::OK, &serde_json::json!({"id": id}))
+            } else {
+                error(StatusCode::NOT_FOUND, "unknown instance")
+            }
+        }
+        (Method::GET, ["v1", "instances"]) => {
+            let list: Vec<_> =
+                hub.registrations().into_iter().map(|(id, i)| serde_json::json!({"id": id, "instance": i})).collect();
+            json(StatusCode::OK, &serde_json::Value::Array(list))
+        }
+        (Method::GET, ["debug", "config"]) => {
+            let snap = hub.snapshot();
+            let resources: Vec<String> = snap.resources.iter().map(|r| r.key()).collect();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "version": snap.version,
+                    "resources": resources,
+                    "instances": snap.instances,
+                    "rejected": hub.rejected(),
+                }),
+            )
+        }
+        (Method::GET, ["debug", "proxies"]) => {
+            json(StatusCode::OK, &serde_json::to_value(hub.proxies()).unwrap_or_default())
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint; see /debug/config, /v1/instances"),
+    };
+    Ok(resp)
+}

@@ -1,0 +1,287 @@
+//! Clusters (one per service port and subset) and their endpoints.
+
+use super::cluster_name;
+use super::listeners::{ads, socket};
+use super::node::ProxyNode;
+use super::routes::pb_duration;
+use crate::registry::Instance;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, Locality, Metadata};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOptions, http_protocol_options};
+use envoy_types::pb::google::protobuf::{Struct, UInt32Value, UInt64Value, Value, value::Kind};
+use envoy_types::util::pack_any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use weft_api::Spec;
+use weft_api::index::{Index, SvcInfo, SvcPort};
+use weft_api::types::*;
+
+/// Subset policy fields override the rule's, field by field (as Istio does),
+/// then port-level settings for this port override both.
+fn effective_policy(dr: Option<&DestinationRuleSpec>, subset: Option<&Subset>, port: u16) -> TrafficPolicy {
+    let mut tp = dr.and_then(|d| d.traffic_policy.clone()).unwrap_or_default();
+    if let Some(s) = subset.and_then(|s| s.traffic_policy.as_ref()) {
+        tp.load_balancer = s.load_balancer.clone().or(tp.load_balancer);
+        tp.connection_pool = s.connection_pool.clone().or(tp.connection_pool);
+        tp.outlier_detection = s.outlier_detection.clone().or(tp.outlier_detection);
+        tp.tls = s.tls.clone().or(tp.tls);
+        tp.retry_budget = s.retry_budget.clone().or(tp.retry_budget);
+        if !s.port_level_settings.is_empty() {
+            tp.port_level_settings = s.port_level_settings.clone();
+        }
+    }
+    if let Some(pl) = tp.port_level_settings.iter().find(|p| p.port.as_ref().is_some_and(|x| x.number == port)).cloned()
+    {
+        tp.load_balancer = pl.load_balancer.or(tp.load_balancer);
+        tp.connection_pool = pl.connection_pool.or(tp.connection_pool);
+        tp.outlier_detection = pl.outlier_detection.or(tp.outlier_detection);
+        tp.tls = pl.tls.or(tp.tls);
+    }
+    tp
+}
+
+fn apply_lb(c: &mut Cluster, lb: Option<&LoadBalancerSettings>) {
+    use cluster::LbPolicy as P;
+    let Some(lb) = lb else { return };
+    if let Some(ch) = &lb.consistent_hash {
+        if let Some(m) = &ch.maglev {
+            c.lb_policy = P::Maglev as i32;
+            c.lb_config = Some(cluster::LbConfig::MaglevLbConfig(cluster::MaglevLbConfig {
+                table_size: Some(UInt64Value { value: m.table_size.unwrap_or(65537) }),
+            }));
+        } else {
+            c.lb_policy = P::RingHash as i32;
+            let min = ch.ring_hash.as_ref().and_then(|r| r.minimum_ring_size).or(ch.minimum_ring_size).unwrap_or(1024);
+            c.lb_config = Some(cluster::LbConfig::RingHashLbConfig(cluster::RingHashLbConfig {
+                minimum_ring_size: Some(UInt64Value { value: min }),
+                ..Default::default()
+            }));
+        }
+        return;
+    }
+    c.lb_policy = match lb.simple {
+        Some(SimpleLb::Random) => P::Random,
+        Some(SimpleLb::LeastRequest | SimpleLb::LeastConn) => P::LeastRequest,
+        Some(SimpleLb::Passthrough) => P::ClusterProvided,
+        _ => P::RoundRobin,
+    } as i32;
+}
+
+fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy) -> Cluster {
+    let connect = tp
+        .connection_pool
+        .as_ref()
+        .and_then(|c| c.tcp.as_ref())
+        .and_then(|t| t.connect_timeout)
+        .map_or(Duration::from_secs(10), |d| d.0);
+    let mut c = Cluster {
+        name: name.to_owned(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(cluster::EdsClusterConfig { eds_config: Some(ads()), service_name: name.to_owned() }),
+        connect_timeout: Some(pb_duration(connect)),
+        ..Default::default()
+    };
+    apply_lb(&mut c, tp.load_balancer.as_ref());
+    if matches!(sp.protocol.as_str(), "http2" | "grpc") {
+        let opts = HttpProtocolOptions {
+            upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig {
+                    protocol_config: Some(
+                        http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                            Http2ProtocolOptions::default(),
+                        ),
+                    ),
+                },
+            )),
+            ..Default::default()
+        };
+        c.typed_extension_protocol_options
+            .insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(), pack_any(opts));
+    }
+    c
+}
+
+/// One endpoint before grouping by locality.
+struct Ep<'a> {
+    address: String,
+    port: u16,
+    weight: Option<u32>,
+    locality: Option<&'a str>,
+    workload: &'a str,
+    namespace: &'a str,
+}
+
+fn metadata(ep: &Ep) -> Metadata {
+    let s = |v: &str| Value { kind: Some(Kind::StringValue(v.to_owned())) };
+    let fields =
+        [("workload".to_owned(), s(ep.workload)), ("namespace".to_owned(), s(ep.namespace))].into_iter().collect();
+    Metadata { filter_metadata: [("istio".to_owned(), Struct { fields })].into_iter().collect(), ..Default::default() }
+}
+
+fn assignment(name: &str, eps: Vec<Ep>) -> ClusterLoadAssignment {
+    let mut by_loc: BTreeMap<Option<&str>, Vec<LbEndpoint>> = BTreeMap::new();
+    for ep in eps {
+        let lb = LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(socket(&ep.address, ep.port)),
+                ..Default::default()
+            })),
+            load_balancing_weight: ep.weight.map(|w| UInt32Value { value: w.max(1) }),
+            metadata: Some(metadata(&ep)),
+            ..Default::default()
+        };
+        by_loc.entry(ep.locality).or_default().push(lb);
+    }
+    let endpoints = by_loc
+        .into_iter()
+        .map(|(loc, lb_endpoints)| {
+            let mut parts = loc.unwrap_or("").splitn(3, '/').map(str::to_owned);
+            let locality = loc.map(|_| Locality {
+                region: parts.next().unwrap_or_default(),
+                zone: parts.next().unwrap_or_default(),
+                sub_zone: parts.next().unwrap_or_default(),
+            });
+            LocalityLbEndpoints { locality, lb_endpoints, ..Default::default() }
+        })
+        .collect();
+    ClusterLoadAssignment { cluster_name: name.to_owned(), endpoints, ..Default::default() }
+}
+
+/// Instances of `svc` (restricted to `subset_labels`) on port `sp`.
+fn endpoints<'a>(
+    index: &'a Index,
+    instances: &'a [Instance],
+    svc: &SvcInfo,
+    sp: &SvcPort,
+    subset_labels: Option<&Labels>,
+) -> Vec<Ep<'a>> {
+    let mut out = Vec::new();
+    let wanted = svc.selector.as_ref().map(|sel| {
+        let mut w = sel.clone();
+        w.extend(subset_labels.cloned().unwrap_or_default());
+        w
+    });
+    for inst in instances {
+        let for_host = inst.only_hosts.as_ref().map(|h| h.iter().any(|h| h == &svc.fqdn));
+        let selected = match (&wanted, for_host) {
+            (_, Some(false)) => false,
+            (Some(w), _) => selects(w, &inst.labels),
+            (None, Some(true)) => subset_labels.is_none_or(|l| selects(l, &inst.labels)),
+            (None, None) => false,
+        };
+        if selected {
+            out.push(Ep {
+                address: inst.address.clone(),
+                port: inst.port_for(sp),
+                weight: inst.weight,
+                locality: inst.locality.as_deref(),
+                workload: &inst.name,
+                namespace: &inst.namespace,
+            });
+        }
+    }
+    if subset_labels.is_some() {
+        return out;
+    }
+    // Explicit Endpoints / EndpointSlices for a Kubernetes Service.
+    for r in index.resources {
+        if r.namespace() != svc.namespace {
+            continue;
+        }
+        match &r.spec {
+            Spec::Endpoints(subsets) if r.name() == svc.name => {
+                for s in subsets {
+                    let port = s
+                        .ports
+                        .iter()
+                        .find(|p| p.name.as_deref().unwrap_or("") == sp.name)
+                        .or(s.ports.first().filter(|_| s.ports.len() == 1));
+                    let Some(port) = port else { continue };
+                    for a in &s.addresses {
+                        out.push(Ep {
+                            address: a.ip.clone(),
+                            port: port.port,
+                            weight: None,
+                            locality: None,
+                            workload: r.name(),
+                            namespace: r.namespace(),
+                        });
+                    }
+                }
+            }
+            Spec::EndpointSlice(sl) if r.meta.labels.get("kubernetes.io/service-name") == Some(&svc.name) => {
+                let port = sl
+                    .ports
+                    .iter()
+                    .find(|p| p.name.as_deref().unwrap_or("") == sp.name)
+                    .or(sl.ports.first().filter(|_| sl.ports.len() == 1));
+                let Some(port) = port else { continue };
+                for e in sl.endpoints.iter().filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false)) {
+                    for a in &e.addresses {
+                        out.push(Ep {
+                            address: a.clone(),
+                            port: port.port,
+                            weight: None,
+                            locality: e.zone.as_deref(),
+                            workload: r.name(),
+                            namespace: r.namespace(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn build(
+    index: &Index,
+    instances: &[Instance],
+    node: &ProxyNode,
+    only: Option<&BTreeSet<String>>,
+) -> (Vec<Cluster>, Vec<ClusterLoadAssignment>) {
+    let mut clusters = Vec::new();
+    let mut cla = Vec::new();
+    for svc in index.services.values() {
+        let dr = index.destination_rule(&svc.fqdn, &node.namespace).map(|(_, d)| d);
+        let mut subsets: Vec<Option<&Subset>> = vec![None];
+        subsets.extend(dr.iter().flat_map(|d| d.subsets.iter()).map(Some));
+        for sp in &svc.ports {
+            for subset in &subsets {
+                let name = cluster_name(sp.port, subset.map_or("", |s| s.name.as_str()), &svc.fqdn);
+                if only.is_some_and(|o| !o.contains(&name)) {
+                    continue;
+                }
+                let tp = effective_policy(dr, *subset, sp.port);
+                clusters.push(eds_cluster(&name, sp, &tp));
+                cla.push(assignment(&name, endpoints(index, instances, svc, sp, subset.map(|s| &s.labels))));
+            }
+        }
+    }
+    (clusters, cla)
+}
+
+/// The local application behind a sidecar.
+pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
+    let app = node.app_port?;
+    let name = format!("inbound|{app}||");
+    let ep = Ep {
+        address: "127.0.0.1".into(),
+        port: app,
+        weight: None,
+        locality: None,
+        workload: &node.workload,
+        namespace: &node.namespace,
+    };
+    Some(Cluster {
+        name: name.clone(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        connect_timeout: Some(pb_duration(Duration::from_secs(10))),
+        load_assignment: Some(assignment(&name, vec![ep])),
+        ..Default::default()
+    })
+}

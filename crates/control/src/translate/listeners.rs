@@ -1,0 +1,101 @@
+//! Listeners: where a proxy accepts traffic, and which route table serves it.
+
+use super::node::ProxyNode;
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source, socket_address,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use envoy_types::util::pack_any;
+use std::collections::BTreeSet;
+use weft_api::index::Index;
+use weft_api::types::selects;
+
+pub fn socket(ip: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_owned(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+pub fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: 2, // V3
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, strip_port: bool) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_owned(),
+        codec_type: 0, // AUTO: HTTP/1.1 and h2c with prior knowledge
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: route.to_owned(),
+        })),
+        strip_port_mode: strip_port.then_some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+            ..Default::default()
+        }],
+        upgrade_configs: vec![http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Listener {
+        name: name.to_owned(),
+        address: Some(addr),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub fn sidecar(node: &ProxyNode) -> Vec<Listener> {
+    let mut out =
+        vec![http_listener("outbound", socket(&node.listen_ip, node.outbound_port), "outbound", "outbound", false)];
+    if node.app_port.is_some() {
+        out.push(http_listener("inbound", socket(&node.listen_ip, node.inbound_port), "inbound", "inbound", true));
+    }
+    out
+}
+
+/// Listeners for the Gateway servers that select this proxy, and the ports
+/// whose route tables they need.
+pub fn gateway(index: &Index, node: &ProxyNode) -> (Vec<Listener>, Vec<u16>) {
+    let mut ports = BTreeSet::new();
+    for r in index.resources {
+        if let weft_api::Spec::Gateway(g) = &r.spec
+            && selects(&g.selector, &node.labels)
+        {
+            for s in &g.servers {
+                if matches!(s.port.protocol.to_ascii_uppercase().as_str(), "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB") {
+                    ports.insert(s.port.number);
+                }
+            }
+        }
+    }
+    let listeners = ports
+        .iter()
+        .map(|p| {
+            let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
+            http_listener(&format!("0.0.0.0_{p}"), addr, &format!("gateway_{p}"), &format!("http.{p}"), true)
+        })
+        .collect();
+    (listeners, ports.into_iter().collect())
+}

@@ -1,0 +1,69 @@
+//! Who is asking: a proxy's identity and ports, from its xDS `Node`.
+//!
+//! The proxy (weft or Envoy) puts these keys in `node.metadata`:
+//! `ROLE` (`sidecar` | `gateway`), `NAMESPACE`, `WORKLOAD_NAME`, `LABELS`
+//! (a struct), `LISTEN_IP`, `OUTBOUND_PORT` (default 15001), `INBOUND_PORT`
+//! (default 15006), `APP_PORT` (the local application; no inbound without it),
+//! `PORT_OFFSET` (gateways: added to every server port).
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::{Value, value::Kind};
+use weft_api::types::Labels;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Sidecar,
+    Gateway,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProxyNode {
+    pub id: String,
+    pub role: Role,
+    pub namespace: String,
+    pub workload: String,
+    pub labels: Labels,
+    pub listen_ip: String,
+    pub outbound_port: u16,
+    pub inbound_port: u16,
+    pub app_port: Option<u16>,
+    pub port_offset: u16,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match &v.kind {
+        Some(Kind::StringValue(s)) => Some(s.clone()),
+        Some(Kind::NumberValue(n)) => Some(n.to_string()),
+        Some(Kind::BoolValue(b)) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl ProxyNode {
+    pub fn from_node(node: &Node) -> Self {
+        let meta = node.metadata.as_ref().map(|m| &m.fields);
+        let get = |k: &str| meta.and_then(|m| m.get(k)).and_then(text);
+        let port = |k: &str| get(k).and_then(|s| s.parse::<f64>().ok()).map(|n| n as u16);
+        let labels = meta
+            .and_then(|m| m.get("LABELS"))
+            .and_then(|v| match &v.kind {
+                Some(Kind::StructValue(s)) => {
+                    Some(s.fields.iter().filter_map(|(k, v)| Some((k.clone(), text(v)?))).collect())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        ProxyNode {
+            id: node.id.clone(),
+            role: if get("ROLE").as_deref() == Some("gateway") { Role::Gateway } else { Role::Sidecar },
+            namespace: get("NAMESPACE").unwrap_or_else(|| weft_api::resource::DEFAULT_NAMESPACE.into()),
+            workload: get("WORKLOAD_NAME").unwrap_or_else(|| node.id.clone()),
+            labels,
+            listen_ip: get("LISTEN_IP").unwrap_or_else(|| "127.0.0.1".into()),
+            outbound_port: port("OUTBOUND_PORT").unwrap_or(15001),
+            inbound_port: port("INBOUND_PORT").unwrap_or(15006),
+            app_port: port("APP_PORT"),
+            port_offset: port("PORT_OFFSET").unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Admin (15000), metrics (15090) and health (15021) endpoints:
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `/ready`, `/healthz/ready` | 200 once listeners of a complete config are bound |
+//! | `/config_dump` | JSON of the running config, with its version |
+//! | `/clusters` | endpoints and their state, one line per fact (Envoy's format) |
+//! | `/stats/prometheus` | Istio-standard request metrics |
+//! | `POST /quitquitquit` | drain and exit |
+
+use crate::config::{ListenerKind, Raw};
+use crate::state::ProxyState;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
+    r
+}
+
+fn config_dump(state: &ProxyState) -> serde_json::Value {
+    let cfg = state.config.load();
+    let raw: Arc<Raw> = state.raw.load_full();
+    let listeners: Vec<_> = cfg
+        .listeners
+        .iter()
+        .map(|l| match &l.kind {
+            ListenerKind::Http(h) => json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction)}}),
+            ListenerKind::Tcp { name, .. } => json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"cluster": name}}),
+        })
+        .collect();
+    let routes: Vec<_> = raw
+        .routes
+        .values()
+        .map(|rc| {
+            let vhosts: Vec<_> = rc.virtual_hosts.iter().map(|vh| json!({"name": vh.name, "domains": vh.domains, "routes": vh.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>()})).collect();
+            json!({"name": rc.name, "virtualHosts": vhosts})
+        })
+        .collect();
+    let mut clusters: Vec<_> = cfg
+        .clusters
+        .values()
+        .map(|c| {
+            let eps: Vec<_> = c.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active()})).collect();
+            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb.kind()), "protocol": format!("{:?}", c.protocol), "endpoints": eps})
+        })
+        .collect();
+    clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({
+        "version": cfg.version,
+        "node": {"id": state.node.id, "role": state.node.role, "namespace": state.node.namespace, "workload": state.node.workload, "labels": state.node.labels},
+        "ready": state.ready(),
+        "lastNack": state.last_nack.lock().ok().and_then(|n| n.clone()),
+        "listeners": listeners,
+        "routes": routes,
+        "clusters": clusters,
+    })
+}
+
+fn clusters_text(state: &ProxyState) -> String {
+    let cfg = state.config.load();
+    let mut names: Vec<_> = cfg.clusters.keys().collect();
+    names.sort();
+    let mut out = String::new();
+    for n in names {
+        let c = &cfg.clusters[n];
+        for e in &c.endpoints {
+            let p = format!("{}::{}", c.name, e.addr);
+            let _ = writeln!(out, "{p}::health_flags::healthy");
+            let _ = writeln!(out, "{p}::weight::{}", e.weight);
+            let _ = writeln!(out, "{p}::rq_active::{}", e.active());
+            let _ = writeln!(out, "{p}::cx_active::{}", e.pool.connections.load(std::sync::atomic::Ordering::Relaxed));
+            let _ = writeln!(out, "{p}::cx_idle::{}", e.pool.idle());
+            let _ = writeln!(out, "{p}::zone::{}", e.locality);
+        }
+    }
+    out
+}
+
+async fn handle(
+    state: Arc<ProxyState>,
+    quit: mpsc::Sender<()>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let r = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/ready" | "/healthz/ready") => {
+            if state.ready() {
+                reply(StatusCode::OK, "text/plain", "LIVE\n")
+            } else {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready: waiting for config from the control plane\n",
+                )
+            }
+        }
+        (&Method::GET, "/config_dump") => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec_pretty(&config_dump(&state)).unwrap_or_default(),
+        ),
+        (&Method::GET, "/clusters") => reply(StatusCode::OK, "text/plain", clusters_text(&state)),
+        (&Method::GET, "/stats/prometheus" | "/metrics") => {
+            reply(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.encode())
+        }
+        (&Method::POST, "/quitquitquit") => {
+            let _ = quit.try_send(());
+            reply(StatusCode::OK, "text/plain", "draining\n")
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; try /ready, /config_dump, /clusters, /stats/prometheus\n",
+        ),
+    };
+    Ok(r)
+}
+
+/// Serves the admin endpoints on `addr`; returns the bound address.
+pub async fn serve(addr: SocketAddr, state: Arc<ProxyState>, quit: mpsc::Sender<()>) -> anyhow::Result<SocketAddr> {
+    let sock = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind admin address {addr}: {e}"))?;
+    let bound = sock.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = sock.accept().await else { continue };
+            let (state, quit) = (state.clone(), quit.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(state.clone(), quit.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}

@@ -1,0 +1,285 @@
+//! Load balancers. Each is built once per config version from the endpoint
+//! list; a pick reads immutable tables and atomics only, never a lock.
+//!
+//! - round robin: weights become a precomputed smooth weighted round robin
+//!   schedule (nginx's algorithm), walked by an atomic counter;
+//! - random: weighted by cumulative weights;
+//! - least request: power of two choices on active requests / weight;
+//! - ring hash and maglev: consistent hashing on a per-request key.
+
+use crate::config::cluster::Endpoint;
+use rand::Rng;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbKind {
+    RoundRobin,
+    Random,
+    LeastRequest,
+    RingHash { min_ring: usize },
+    Maglev { table_size: usize },
+}
+
+#[derive(Debug)]
+pub struct Balancer {
+    kind: LbKind,
+    next: AtomicUsize,
+    /// Round robin order (endpoint indexes) when weights differ.
+    schedule: Vec<u32>,
+    /// Cumulative weights, for random.
+    cumulative: Vec<u64>,
+    /// Ring hash: sorted (hash, endpoint); maglev: table of endpoints.
+    ring: Vec<(u64, u32)>,
+    table: Vec<u32>,
+}
+
+/// A stable 64-bit hash (SipHash with fixed keys).
+pub fn hash64<T: Hash + ?Sized>(v: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Smooth weighted round robin: spreads heavy endpoints out instead of
+/// sending their whole share in a burst.
+fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
+    if weights.windows(2).all(|w| w[0] == w[1]) {
+        return Vec::new();
+    }
+    let g = weights.iter().copied().fold(0, gcd).max(1);
+    let mut w: Vec<i64> = weights.iter().map(|x| (*x / g).max(1) as i64).collect();
+    let mut total: i64 = w.iter().sum();
+    // Keep the table small: scale down proportionally past 10k entries.
+    if total > 10_000 {
+        let f = total as f64 / 10_000.0;
+        w = w.iter().map(|x| ((*x as f64 / f).round() as i64).max(1)).collect();
+        total = w.iter().sum();
+    }
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, wi) in current.iter_mut().zip(&w) {
+            *c += wi;
+        }
+        let (best, _) = current.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i))).unwrap_or((0, &0));
+        current[best] -= total;
+        out.push(best as u32);
+    }
+    out
+}
+
+fn maglev_table(eps: &[Arc<Endpoint>], m: usize) -> Vec<u32> {
+    let n = eps.len();
+    let mut table = vec![u32::MAX; m];
+    if n == 0 {
+        return Vec::new();
+    }
+    let perms: Vec<(usize, usize)> = eps
+        .iter()
+        .map(|e| {
+            let key = e.authority.as_str();
+            ((hash64(&(key, 0u8)) as usize) % m, (hash64(&(key, 1u8)) as usize) % (m - 1) + 1)
+        })
+        .collect();
+    let mut next = vec![0usize; n];
+    let mut filled = 0;
+    'outer: loop {
+        for i in 0..n {
+            // Weighted: an endpoint of weight w takes w turns per round.
+            for _ in 0..eps[i].weight.max(1) {
+                let (offset, skip) = perms[i];
+                let mut c = (offset + next[i] * skip) % m;
+                while table[c] != u32::MAX {
+                    next[i] += 1;
+                    c = (offset + next[i] * skip) % m;
+                }
+                table[c] = i as u32;
+                next[i] += 1;
+                filled += 1;
+                if filled == m {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    table
+}
+
+impl Balancer {
+    pub fn new(kind: LbKind, eps: &[Arc<Endpoint>]) -> Self {
+        let weights: Vec<u32> = eps.iter().map(|e| e.weight.max(1)).collect();
+        let mut b = Balancer {
+            kind,
+            next: AtomicUsize::new(rand::rng().random_range(0..eps.len().max(1))),
+            schedule: Vec::new(),
+            cumulative: Vec::new(),
+            ring: Vec::new(),
+            table: Vec::new(),
+        };
+        match kind {
+            LbKind::RoundRobin => b.schedule = smooth_schedule(&weights),
+            LbKind::Random => {
+                let mut acc = 0u64;
+                b.cumulative = weights
+                    .iter()
+                    .map(|w| {
+                        acc += *w as u64;
+                        acc
+                    })
+                    .collect();
+            }
+            LbKind::LeastRequest => {}
+            LbKind::RingHash { min_ring } => {
+                let total: u64 = weights.iter().map(|w| *w as u64).sum::<u64>().max(1);
+                for (i, e) in eps.iter().enumerate() {
+                    let replicas = ((min_ring as u64 * weights[i] as u64).div_ceil(total)).max(1);
+                    for r in 0..replicas {
+                        b.ring.push((hash64(&(e.authority.as_str(), r)), i as u32));
+                    }
+                }
+                b.ring.sort_unstable();
+            }
+            LbKind::Maglev { table_size } => b.table = maglev_table(eps, table_size.max(2)),
+        }
+        b
+    }
+
+    pub fn kind(&self) -> LbKind {
+        self.kind
+    }
+
+    /// An endpoint index, avoiding `exclude` (hosts already tried) when it can.
+    pub fn pick(&self, eps: &[Arc<Endpoint>], hash: Option<u64>, exclude: &[usize]) -> Option<usize> {
+        let n = eps.len();
+        if n == 0 {
+            return None;
+        }
+        for _ in 0..3 {
+            let i = self.pick_once(eps, hash);
+            if !exclude.contains(&i) || exclude.len() >= n {
+                return Some(i);
+            }
+            if hash.is_some() {
+                // Consistent hashing: walk on to the next distinct host.
+                return (1..n).map(|k| (i + k) % n).find(|j| !exclude.contains(j)).or(Some(i));
+            }
+        }
+        (0..n).find(|j| !exclude.contains(j)).or(Some(0))
+    }
+
+    fn pick_once(&self, eps: &[Arc<Endpoint>], hash: Option<u64>) -> usize {
+        let n = eps.len();
+        match self.kind {
+            LbKind::RoundRobin => {
+                let k = self.next.fetch_add(1, Ordering::Relaxed);
+                if self.schedule.is_empty() { k % n } else { self.schedule[k % self.schedule.len()] as usize }
+            }
+            LbKind::Random => {
+                let total = *self.cumulative.last().unwrap_or(&1);
+                let x = rand::rng().random_range(0..total);
+                self.cumulative.partition_point(|c| *c <= x).min(n - 1)
+            }
+            LbKind::LeastRequest => {
+                if n == 1 {
+                    return 0;
+                }
+                let mut rng = rand::rng();
+                let a = rng.random_range(0..n);
+                let b = (a + rng.random_range(1..n)) % n;
+                let load = |i: usize| (eps[i].active() + 1) as f64 / eps[i].weight.max(1) as f64;
+                if load(b) < load(a) { b } else { a }
+            }
+            LbKind::RingHash { .. } => {
+                let h = hash.unwrap_or_else(|| rand::rng().random());
+                let i = self.ring.partition_point(|(x, _)| *x < h);
+                self.ring.get(i).or(self.ring.first()).map_or(0, |(_, e)| *e as usize)
+            }
+            LbKind::Maglev { .. } => {
+                let h = hash.unwrap_or_else(|| rand::rng().random());
+                self.table.get((h % self.table.len().max(1) as u64) as usize).map_or(0, |e| *e as usize)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eps(weights: &[u32]) -> Vec<Arc<Endpoint>> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
+                let pool = Arc::new(crate::http::pool::EndpointPool::new(addr));
+                Arc::new(Endpoint::new(addr, *w, "w".into(), "ns".into(), "".into(), pool))
+            })
+            .collect()
+    }
+
+    fn counts(b: &Balancer, e: &[Arc<Endpoint>], n: usize, hash: impl Fn(usize) -> Option<u64>) -> Vec<usize> {
+        let mut c = vec![0; e.len()];
+        for k in 0..n {
+            c[b.pick(e, hash(k), &[]).unwrap()] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn round_robin_is_even_and_weighted_is_exact_and_smooth() {
+        let e = eps(&[1, 1, 1]);
+        assert_eq!(counts(&Balancer::new(LbKind::RoundRobin, &e), &e, 300, |_| None), vec![100, 100, 100]);
+        let e = eps(&[5, 1, 1]);
+        let b = Balancer::new(LbKind::RoundRobin, &e);
+        assert_eq!(counts(&b, &e, 700, |_| None), vec![500, 100, 100]);
+        // Smooth: the heavy endpoint never gets more than 3 in a row at 5:1:1.
+        assert_eq!(smooth_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn random_follows_weights_within_tolerance() {
+        let e = eps(&[3, 1]);
+        let c = counts(&Balancer::new(LbKind::Random, &e), &e, 20_000, |_| None);
+        let share = c[0] as f64 / 20_000.0;
+        assert!((share - 0.75).abs() < 0.02, "{c:?}");
+    }
+
+    #[test]
+    fn least_request_prefers_the_idle_endpoint() {
+        let e = eps(&[1, 1]);
+        let b = Balancer::new(LbKind::LeastRequest, &e);
+        let _busy: Vec<_> = (0..10).map(|_| e[0].start()).collect();
+        assert_eq!(counts(&b, &e, 1000, |_| None), vec![0, 1000]);
+    }
+
+    #[test]
+    fn consistent_hashes_are_sticky_and_spread() {
+        let e = eps(&[1, 1, 1, 1]);
+        for kind in [LbKind::RingHash { min_ring: 1024 }, LbKind::Maglev { table_size: 65537 }] {
+            let b = Balancer::new(kind, &e);
+            for key in 0..50u64 {
+                let first = b.pick(&e, Some(hash64(&key)), &[]);
+                assert!((0..5).all(|_| b.pick(&e, Some(hash64(&key)), &[]) == first));
+            }
+            let c = counts(&b, &e, 8000, |k| Some(hash64(&k)));
+            assert!(c.iter().all(|n| *n > 1400 && *n < 2600), "{kind:?} {c:?}");
+        }
+    }
+
+    #[test]
+    fn retries_avoid_tried_hosts() {
+        let e = eps(&[1, 1, 1]);
+        let b = Balancer::new(LbKind::Random, &e);
+        for _ in 0..100 {
+            let i = b.pick(&e, None, &[0, 1]).unwrap();
+            assert_eq!(i, 2);
+        }
+    }
+}

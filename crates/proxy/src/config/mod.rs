@@ -1,0 +1,218 @@
+//! The proxy's compiled configuration: everything a request reads, built
+//! once per xDS update outside the request path and swapped in atomically.
+
+pub mod cluster;
+pub mod route;
+
+use cluster::ClusterCfg;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::ClusterDiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use prost::Message;
+use route::RouteTable;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct CompileError(pub String);
+
+impl CompileError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        CompileError(msg.into())
+    }
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Clusters = HashMap<String, Arc<ClusterCfg>>;
+
+/// The last accepted resources of each type, as received.
+#[derive(Debug, Default, Clone)]
+pub struct Raw {
+    pub listeners: Arc<BTreeMap<String, Listener>>,
+    pub routes: Arc<BTreeMap<String, RouteConfiguration>>,
+    pub clusters: Arc<BTreeMap<String, Cluster>>,
+    pub endpoints: Arc<BTreeMap<String, ClusterLoadAssignment>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Traffic from the local app (or a gateway's clients) to the mesh.
+    Outbound,
+    /// Traffic from the mesh to the local app.
+    Inbound,
+}
+
+#[derive(Debug)]
+pub struct HttpListener {
+    pub route_name: String,
+    /// None until the route table arrives (requests get 404 meanwhile).
+    pub routes: Option<Arc<RouteTable>>,
+    pub strip_port: bool,
+    pub direction: Direction,
+}
+
+#[derive(Debug)]
+pub enum ListenerKind {
+    Http(Arc<HttpListener>),
+    Tcp { cluster: Option<Arc<ClusterCfg>>, name: String },
+}
+
+#[derive(Debug)]
+pub struct ListenerCfg {
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+#[derive(Debug, Default)]
+pub struct Config {
+    pub version: String,
+    pub listeners: Vec<ListenerCfg>,
+    pub clusters: Clusters,
+    pub routes: HashMap<String, Arc<RouteTable>>,
+}
+
+/// Which type a compile error belongs to, so the right one is NACKed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Listener,
+    Route,
+    Cluster,
+}
+
+/// EDS name of a cluster (its `service_name`, else its name), if it uses EDS.
+pub fn eds_name(c: &Cluster) -> Option<String> {
+    let eds = matches!(c.cluster_discovery_type, Some(ClusterDiscoveryType::Type(3)));
+    eds.then(|| {
+        c.eds_cluster_config
+            .as_ref()
+            .map(|e| e.service_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| c.name.clone())
+    })
+}
+
+/// The route table names the listeners ask for over RDS.
+pub fn rds_names(listeners: &BTreeMap<String, Listener>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for l in listeners.values() {
+        for fc in &l.filter_chains {
+            for f in &fc.filters {
+                if let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type
+                    && any.type_url.ends_with("HttpConnectionManager")
+                    && let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice())
+                    && let Some(http_connection_manager::RouteSpecifier::Rds(rds)) = hcm.route_specifier
+                {
+                    out.insert(rds.route_config_name);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn listener_addr(l: &Listener) -> Result<SocketAddr, CompileError> {
+    let Some(address::Address::SocketAddress(sa)) = l.address.as_ref().and_then(|a| a.address.as_ref()) else {
+        return Err(CompileError::new(format!("listener {}: no socket address", l.name)));
+    };
+    let Some(socket_address::PortSpecifier::PortValue(port)) = sa.port_specifier else {
+        return Err(CompileError::new(format!("listener {}: no port", l.name)));
+    };
+    let ip = sa
+        .address
+        .parse()
+        .map_err(|_| CompileError::new(format!("listener {}: {:?} is not an IP address", l.name, sa.address)))?;
+    Ok(SocketAddr::new(ip, port as u16))
+}
+
+impl Config {
+    pub fn compile(
+        raw: &Raw,
+        version: String,
+        pools: &crate::http::pool::PoolRegistry,
+    ) -> Result<Config, (Kind, CompileError)> {
+        let mut clusters = Clusters::new();
+        for c in raw.clusters.values() {
+            let cla = eds_name(c).and_then(|n| raw.endpoints.get(&n));
+            let compiled = ClusterCfg::compile(c, cla, pools).map_err(|e| (Kind::Cluster, e))?;
+            clusters.insert(c.name.clone(), Arc::new(compiled));
+        }
+        let mut routes = HashMap::new();
+        for rc in raw.routes.values() {
+            let t = RouteTable::compile(rc, &clusters).map_err(|e| (Kind::Route, e))?;
+            routes.insert(rc.name.clone(), Arc::new(t));
+        }
+        let mut listeners = Vec::new();
+        for l in raw.listeners.values() {
+            let lerr = |e: CompileError| (Kind::Listener, e);
+            let addr = listener_addr(l).map_err(lerr)?;
+            let filter = l.filter_chains.first().and_then(|fc| fc.filters.first());
+            let any = match filter.and_then(|f| f.config_type.as_ref()) {
+                Some(filter::ConfigType::TypedConfig(a)) => a,
+                _ => {
+                    return Err(lerr(CompileError::new(format!(
+                        "listener {}: needs an http_connection_manager or tcp_proxy filter",
+                        l.name
+                    ))));
+                }
+            };
+            let kind = if any.type_url.ends_with("HttpConnectionManager") {
+                let hcm = HttpConnectionManager::decode(any.value.as_slice())
+                    .map_err(|e| lerr(CompileError::new(format!("listener {}: {e}", l.name))))?;
+                let (route_name, table) = match hcm.route_specifier {
+                    Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
+                        let t = routes.get(&rds.route_config_name).cloned();
+                        (rds.route_config_name, t)
+                    }
+                    Some(http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
+                        let t = RouteTable::compile(&rc, &clusters).map_err(lerr)?;
+                        (rc.name.clone(), Some(Arc::new(t)))
+                    }
+                    _ => {
+                        return Err(lerr(CompileError::new(format!(
+                            "listener {}: unsupported route specifier",
+                            l.name
+                        ))));
+                    }
+                };
+                let direction = if hcm.stat_prefix.starts_with("inbound") || l.name.starts_with("inbound") {
+                    Direction::Inbound
+                } else {
+                    Direction::Outbound
+                };
+                let strip_port =
+                    matches!(hcm.strip_port_mode, Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)));
+                ListenerKind::Http(Arc::new(HttpListener { route_name, routes: table, strip_port, direction }))
+            } else if any.type_url.ends_with("TcpProxy") {
+                let tp = TcpProxy::decode(any.value.as_slice())
+                    .map_err(|e| lerr(CompileError::new(format!("listener {}: {e}", l.name))))?;
+                let name = match tp.cluster_specifier {
+                    Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => c,
+                    _ => {
+                        return Err(lerr(CompileError::new(format!("listener {}: tcp_proxy needs a cluster", l.name))));
+                    }
+                };
+                ListenerKind::Tcp { cluster: clusters.get(&name).cloned(), name }
+            } else {
+                return Err(lerr(CompileError::new(format!(
+                    "listener {}: unsupported filter {}",
+                    l.name, any.type_url
+                ))));
+            };
+            listeners.push(ListenerCfg { name: l.name.as_str().into(), addr, kind });
+        }
+        Ok(Config { version, listeners, clusters, routes })
+    }
+}

@@ -1,0 +1,628 @@
+//! Route tables compiled from Envoy `RouteConfiguration`s: virtual hosts by
+//! domain (Envoy's precedence: exact, longest `*.suffix`, longest `prefix*`,
+//! then `*`), and per host an ordered list of routes, first match wins.
+
+use super::cluster::ClusterCfg;
+use super::{Clusters, CompileError};
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
+use envoy_types::pb::envoy::config::route::v3 as rt;
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use http::{HeaderName, HeaderValue, Method};
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct RouteTable {
+    pub name: Arc<str>,
+    hosts: Vec<VirtualHost>,
+    exact: HashMap<String, usize>,
+    /// (suffix without `*`, index), longest first.
+    suffixes: Vec<(String, usize)>,
+    /// (prefix without `*`, index), longest first.
+    prefixes: Vec<(String, usize)>,
+    any: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    pub name: Arc<str>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    path: PathMatch,
+    case_sensitive: bool,
+    headers: Vec<HeaderMatch>,
+    query: Vec<QueryMatch>,
+    pub action: Action,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+#[derive(Debug)]
+enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+    SeparatedPrefix(String),
+}
+
+#[derive(Debug)]
+pub enum StrMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+struct HeaderMatch {
+    name: HeaderOrPseudo,
+    matcher: Option<(StrMatch, bool)>,
+    invert: bool,
+}
+
+#[derive(Debug)]
+enum HeaderOrPseudo {
+    Method,
+    Authority,
+    Scheme,
+    Path,
+    Header(HeaderName),
+}
+
+#[derive(Debug)]
+struct QueryMatch {
+    name: String,
+    matcher: Option<(StrMatch, bool)>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct HeaderOps {
+    /// (name, value, overwrite)
+    pub add: Vec<(HeaderName, HeaderValue, bool)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value, overwrite) in &self.add {
+            if *overwrite {
+                headers.insert(name.clone(), value.clone());
+            } else {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Forward(Box<Forward>),
+    Redirect(Redirect),
+    Direct { status: u16, body: Bytes },
+}
+
+#[derive(Debug)]
+pub struct Forward {
+    pub target: Target,
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<(Regex, String)>,
+    pub host_rewrite: Option<HeaderValue>,
+    /// None = no timeout (Istio's default).
+    pub timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+    pub hash: Vec<HashPolicy>,
+    pub mirrors: Vec<(Arc<ClusterCfg>, u32)>,
+}
+
+#[derive(Debug)]
+pub enum Target {
+    Cluster(Arc<ClusterCfg>),
+    /// Cumulative weights, total, and per-destination header operations.
+    Weighted {
+        choices: Vec<WeightedChoice>,
+        total: u32,
+    },
+    /// A route to a cluster this proxy does not know (503, flag NC).
+    Missing(Arc<str>),
+}
+
+#[derive(Debug)]
+pub struct WeightedChoice {
+    pub cluster: Option<Arc<ClusterCfg>>,
+    pub name: Arc<str>,
+    pub upto: u32,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub retry_on: RetryOn,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    pub statuses: Vec<u16>,
+    pub base_interval: Duration,
+}
+
+/// Retry conditions, as Envoy's `x-envoy-retry-on` names them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryOn {
+    pub s5xx: bool,
+    pub gateway_error: bool,
+    pub reset: bool,
+    pub connect_failure: bool,
+    pub refused_stream: bool,
+    pub retriable_4xx: bool,
+    pub retriable_status_codes: bool,
+    /// gRPC status names: cancelled, deadline-exceeded, resource-exhausted, unavailable, internal.
+    pub grpc: [bool; 5],
+}
+
+impl RetryOn {
+    pub fn parse(s: &str) -> Self {
+        let mut r = RetryOn::default();
+        for c in s.split(',').map(str::trim) {
+            match c {
+                "5xx" => r.s5xx = true,
+                "gateway-error" => r.gateway_error = true,
+                "reset" => r.reset = true,
+                "connect-failure" => r.connect_failure = true,
+                "refused-stream" => r.refused_stream = true,
+                "retriable-4xx" => r.retriable_4xx = true,
+                "retriable-status-codes" => r.retriable_status_codes = true,
+                "cancelled" => r.grpc[0] = true,
+                "deadline-exceeded" => r.grpc[1] = true,
+                "resource-exhausted" => r.grpc[2] = true,
+                "unavailable" => r.grpc[3] = true,
+                "internal" => r.grpc[4] = true,
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum HashPolicy {
+    Header(HeaderName),
+    Cookie(String),
+    SourceIp,
+    Query(String),
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub prefix_rewrite: Option<String>,
+    pub code: u16,
+}
+
+/// What a request looks like to the matcher; built once per request.
+pub struct RequestView<'a> {
+    pub method: &'a Method,
+    pub authority: &'a str,
+    pub scheme: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
+}
+
+impl StrMatch {
+    fn compile(m: &StringMatcher) -> Result<(Self, bool), CompileError> {
+        let ic = m.ignore_case;
+        let low = |s: &String| if ic { s.to_ascii_lowercase() } else { s.clone() };
+        let sm = match &m.match_pattern {
+            Some(MatchPattern::Exact(s)) => StrMatch::Exact(low(s)),
+            Some(MatchPattern::Prefix(s)) => StrMatch::Prefix(low(s)),
+            Some(MatchPattern::Suffix(s)) => StrMatch::Suffix(low(s)),
+            Some(MatchPattern::Contains(s)) => StrMatch::Contains(low(s)),
+            Some(MatchPattern::SafeRegex(r)) => StrMatch::Regex(full_regex(&r.regex, ic)?),
+            _ => return Err(CompileError::new("unsupported string matcher")),
+        };
+        Ok((sm, ic))
+    }
+
+    pub fn matches(&self, v: &str, ignore_case: bool) -> bool {
+        let owned;
+        let v = if ignore_case && !matches!(self, StrMatch::Regex(_)) {
+            owned = v.to_ascii_lowercase();
+            owned.as_str()
+        } else {
+            v
+        };
+        match self {
+            StrMatch::Exact(s) => v == s,
+            StrMatch::Prefix(s) => v.starts_with(s.as_str()),
+            StrMatch::Suffix(s) => v.ends_with(s.as_str()),
+            StrMatch::Contains(s) => v.contains(s.as_str()),
+            StrMatch::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+/// Envoy's regexes must match the whole value.
+fn full_regex(re: &str, ignore_case: bool) -> Result<Regex, CompileError> {
+    let flags = if ignore_case { "(?i)" } else { "" };
+    Regex::new(&format!("{flags}^(?:{re})$")).map_err(|e| CompileError::new(format!("bad regex {re:?}: {e}")))
+}
+
+fn header_value(name: &str, v: &str) -> Result<(HeaderName, HeaderValue), CompileError> {
+    let n =
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| CompileError::new(format!("bad header name {name:?}")))?;
+    let v = HeaderValue::from_str(v).map_err(|_| CompileError::new(format!("bad value for header {name}")))?;
+    Ok((n, v))
+}
+
+fn header_ops(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderOps, CompileError> {
+    let mut ops = HeaderOps::default();
+    for a in add {
+        let Some(h) = &a.header else { continue };
+        let (n, v) = header_value(&h.key, &h.value)?;
+        // append_action: 0 APPEND_IF_EXISTS_OR_ADD, 2/3 overwrite
+        let overwrite = a.append_action >= 2;
+        ops.add.push((n, v, overwrite));
+    }
+    for r in remove {
+        ops.remove.push(
+            HeaderName::from_bytes(r.as_bytes()).map_err(|_| CompileError::new(format!("bad header name {r:?}")))?,
+        );
+    }
+    Ok(ops)
+}
+
+fn dur(d: &envoy_types::pb::google::protobuf::Duration) -> Duration {
+    Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
+}
+
+fn compile_route(r: &rt::Route, clusters: &Clusters) -> Result<Route, CompileError> {
+    use rt::route_match::PathSpecifier as PS;
+    let m = r.r#match.as_ref().ok_or_else(|| CompileError::new(format!("route {:?} has no match", r.name)))?;
+    let case_sensitive = m.case_sensitive.as_ref().is_none_or(|b| b.value);
+    let low = |s: &String| if case_sensitive { s.clone() } else { s.to_ascii_lowercase() };
+    let path = match &m.path_specifier {
+        Some(PS::Prefix(p)) => PathMatch::Prefix(low(p)),
+        Some(PS::Path(p)) => PathMatch::Exact(low(p)),
+        Some(PS::SafeRegex(r)) => PathMatch::Regex(full_regex(&r.regex, !case_sensitive)?),
+        Some(PS::PathSeparatedPrefix(p)) => PathMatch::SeparatedPrefix(low(p)),
+        _ => return Err(CompileError::new(format!("route {:?}: unsupported path match", r.name))),
+    };
+    let mut headers = Vec::new();
+    for h in &m.headers {
+        use rt::header_matcher::HeaderMatchSpecifier as H;
+        let name = match h.name.as_str() {
+            ":method" => HeaderOrPseudo::Method,
+            ":authority" | "host" => HeaderOrPseudo::Authority,
+            ":scheme" => HeaderOrPseudo::Scheme,
+            ":path" => HeaderOrPseudo::Path,
+            n => HeaderOrPseudo::Header(
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| CompileError::new(format!("bad header name {n:?}")))?,
+            ),
+        };
+        let matcher = match &h.header_match_specifier {
+            Some(H::StringMatch(sm)) => Some(StrMatch::compile(sm)?),
+            Some(H::PresentMatch(true)) | None => None,
+            #[allow(deprecated)]
+            Some(H::ExactMatch(s)) => Some((StrMatch::Exact(s.clone()), false)),
+            #[allow(deprecated)]
+            Some(H::PrefixMatch(s)) => Some((StrMatch::Prefix(s.clone()), false)),
+            _ => return Err(CompileError::new(format!("route {:?}: unsupported header match on {}", r.name, h.name))),
+        };
+        headers.push(HeaderMatch { name, matcher, invert: h.invert_match });
+    }
+    let mut query = Vec::new();
+    for q in &m.query_parameters {
+        use rt::query_parameter_matcher::QueryParameterMatchSpecifier as Q;
+        let matcher = match &q.query_parameter_match_specifier {
+            Some(Q::StringMatch(sm)) => Some(StrMatch::compile(sm)?),
+            _ => None,
+        };
+        query.push(QueryMatch { name: q.name.clone(), matcher });
+    }
+    let action = compile_action(r, clusters)?;
+    Ok(Route {
+        name: r.name.as_str().into(),
+        path,
+        case_sensitive,
+        headers,
+        query,
+        action,
+        request_headers: header_ops(&r.request_headers_to_add, &r.request_headers_to_remove)?,
+        response_headers: header_ops(&r.response_headers_to_add, &r.response_headers_to_remove)?,
+    })
+}
+
+fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileError> {
+    use rt::route::Action as A;
+    use rt::route_action::ClusterSpecifier as CS;
+    match &r.action {
+        Some(A::DirectResponse(d)) => {
+            use envoy_types::pb::envoy::config::core::v3::data_source::Specifier as DS;
+            let body = match d.body.as_ref().and_then(|b| b.specifier.as_ref()) {
+                Some(DS::InlineString(s)) => Bytes::from(s.clone()),
+                Some(DS::InlineBytes(b)) => Bytes::from(b.clone()),
+                _ => Bytes::new(),
+            };
+            Ok(Action::Direct { status: d.status as u16, body })
+        }
+        Some(A::Redirect(rd)) => {
+            use rt::redirect_action::{PathRewriteSpecifier as PR, SchemeRewriteSpecifier as S};
+            let code = match rd.response_code {
+                1 => 302,
+                2 => 303,
+                3 => 307,
+                4 => 308,
+                _ => 301,
+            };
+            Ok(Action::Redirect(Redirect {
+                scheme: match &rd.scheme_rewrite_specifier {
+                    Some(S::SchemeRedirect(s)) => Some(s.clone()),
+                    Some(S::HttpsRedirect(true)) => Some("https".into()),
+                    _ => None,
+                },
+                host: (!rd.host_redirect.is_empty()).then(|| rd.host_redirect.clone()),
+                port: (rd.port_redirect != 0).then_some(rd.port_redirect as u16),
+                path: match &rd.path_rewrite_specifier {
+                    Some(PR::PathRedirect(p)) => Some(p.clone()),
+                    _ => None,
+                },
+                prefix_rewrite: match &rd.path_rewrite_specifier {
+                    Some(PR::PrefixRewrite(p)) => Some(p.clone()),
+                    _ => None,
+                },
+                code,
+            }))
+        }
+        Some(A::Route(ra)) => {
+            let target = match &ra.cluster_specifier {
+                Some(CS::Cluster(name)) => match clusters.get(name.as_str()) {
+                    Some(c) => Target::Cluster(c.clone()),
+                    None => Target::Missing(name.as_str().into()),
+                },
+                Some(CS::WeightedClusters(w)) => {
+                    let mut upto = 0u32;
+                    let mut choices = Vec::new();
+                    for c in &w.clusters {
+                        let weight = c.weight.as_ref().map_or(0, |w| w.value);
+                        if weight == 0 {
+                            continue;
+                        }
+                        upto += weight;
+                        choices.push(WeightedChoice {
+                            cluster: clusters.get(c.name.as_str()).cloned(),
+                            name: c.name.as_str().into(),
+                            upto,
+                            request_headers: header_ops(&c.request_headers_to_add, &c.request_headers_to_remove)?,
+                            response_headers: header_ops(&c.response_headers_to_add, &c.response_headers_to_remove)?,
+                        });
+                    }
+                    if upto == 0 {
+                        return Err(CompileError::new(format!(
+                            "route {:?}: weighted clusters with total weight 0",
+                            r.name
+                        )));
+                    }
+                    Target::Weighted { choices, total: upto }
+                }
+                _ => return Err(CompileError::new(format!("route {:?}: unsupported cluster specifier", r.name))),
+            };
+            let retry = ra.retry_policy.as_ref().map(|p| RetryPolicy {
+                retry_on: RetryOn::parse(&p.retry_on),
+                num_retries: p.num_retries.as_ref().map_or(1, |n| n.value),
+                per_try_timeout: p.per_try_timeout.as_ref().map(dur).filter(|d| !d.is_zero()),
+                statuses: p.retriable_status_codes.iter().map(|c| *c as u16).collect(),
+                base_interval: p
+                    .retry_back_off
+                    .as_ref()
+                    .and_then(|b| b.base_interval.as_ref())
+                    .map_or(Duration::from_millis(25), dur),
+            });
+            let hash = ra
+                .hash_policy
+                .iter()
+                .filter_map(|h| {
+                    use rt::route_action::hash_policy::PolicySpecifier as P;
+                    match &h.policy_specifier {
+                        Some(P::Header(h)) => {
+                            HeaderName::from_bytes(h.header_name.as_bytes()).ok().map(HashPolicy::Header)
+                        }
+                        Some(P::Cookie(c)) => Some(HashPolicy::Cookie(c.name.clone())),
+                        Some(P::ConnectionProperties(c)) if c.source_ip => Some(HashPolicy::SourceIp),
+                        Some(P::QueryParameter(q)) => Some(HashPolicy::Query(q.name.clone())),
+                        _ => None,
+                    }
+                })
+                .collect();
+            let mirrors = ra
+                .request_mirror_policies
+                .iter()
+                .filter_map(|m| {
+                    let c = clusters.get(m.cluster.as_str())?.clone();
+                    let ppm = m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()).map_or(
+                        1_000_000,
+                        |f| match f.denominator {
+                            0 => f.numerator * 10_000,
+                            1 => f.numerator * 100,
+                            _ => f.numerator,
+                        },
+                    );
+                    Some((c, ppm))
+                })
+                .collect();
+            let (prefix_rewrite, regex_rewrite) = (
+                (!ra.prefix_rewrite.is_empty()).then(|| ra.prefix_rewrite.clone()),
+                match &ra.regex_rewrite {
+                    Some(rr) => {
+                        let pat = rr.pattern.as_ref().map_or("", |p| p.regex.as_str());
+                        Some((
+                            Regex::new(pat).map_err(|e| CompileError::new(format!("bad rewrite regex: {e}")))?,
+                            rr.substitution.replace("\\", "$"),
+                        ))
+                    }
+                    None => None,
+                },
+            );
+            let host_rewrite = match &ra.host_rewrite_specifier {
+                Some(rt::route_action::HostRewriteSpecifier::HostRewriteLiteral(h)) => {
+                    Some(HeaderValue::from_str(h).map_err(|_| CompileError::new("bad host rewrite"))?)
+                }
+                _ => None,
+            };
+            Ok(Action::Forward(Box::new(Forward {
+                target,
+                prefix_rewrite,
+                regex_rewrite,
+                host_rewrite,
+                timeout: ra.timeout.as_ref().map(dur).filter(|d| !d.is_zero()),
+                retry,
+                hash,
+                mirrors,
+            })))
+        }
+        _ => Err(CompileError::new(format!("route {:?}: unsupported action", r.name))),
+    }
+}
+
+impl RouteTable {
+    pub fn compile(rc: &rt::RouteConfiguration, clusters: &Clusters) -> Result<Self, CompileError> {
+        let mut t = RouteTable {
+            name: rc.name.as_str().into(),
+            hosts: Vec::new(),
+            exact: HashMap::new(),
+            suffixes: Vec::new(),
+            prefixes: Vec::new(),
+            any: None,
+        };
+        for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+            let routes = vh.routes.iter().map(|r| compile_route(r, clusters)).collect::<Result<Vec<_>, _>>()?;
+            t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
+            for d in &vh.domains {
+                let d = d.to_ascii_lowercase();
+                let dup = if d == "*" {
+                    t.any.replace(i).is_some()
+                } else if let Some(s) = d.strip_prefix('*') {
+                    t.suffixes.push((s.to_owned(), i));
+                    false
+                } else if let Some(p) = d.strip_suffix('*') {
+                    t.prefixes.push((p.to_owned(), i));
+                    false
+                } else {
+                    t.exact.insert(d.clone(), i).is_some()
+                };
+                if dup {
+                    return Err(CompileError::new(format!(
+                        "route table {:?}: domain {d:?} appears in more than one virtual host",
+                        rc.name
+                    )));
+                }
+            }
+        }
+        t.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        t.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        Ok(t)
+    }
+
+    /// The virtual host for `authority` (lowercase expected).
+    pub fn host(&self, authority: &str) -> Option<&VirtualHost> {
+        let i = self
+            .exact
+            .get(authority)
+            .copied()
+            .or_else(|| self.suffixes.iter().find(|(s, _)| authority.ends_with(s.as_str())).map(|(_, i)| *i))
+            .or_else(|| self.prefixes.iter().find(|(p, _)| authority.starts_with(p.as_str())).map(|(_, i)| *i))
+            .or(self.any)?;
+        self.hosts.get(i)
+    }
+}
+
+impl VirtualHost {
+    pub fn route(&self, req: &RequestView) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(req))
+    }
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+impl Route {
+    /// The path with the matched prefix replaced by `new` (for exact and
+    /// regex matches, the whole path), as Istio's `rewrite.uri` does.
+    pub fn rewrite_prefix(&self, path: &str, new: &str) -> String {
+        match &self.path {
+            PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) if path.len() >= p.len() => {
+                let rest = &path[p.len()..];
+                if new.ends_with('/') && rest.starts_with('/') {
+                    format!("{new}{}", &rest[1..])
+                } else {
+                    format!("{new}{rest}")
+                }
+            }
+            _ => new.to_owned(),
+        }
+    }
+
+    fn matches(&self, req: &RequestView) -> bool {
+        let lowered;
+        let path = if self.case_sensitive {
+            req.path
+        } else {
+            lowered = req.path.to_ascii_lowercase();
+            lowered.as_str()
+        };
+        let path_ok = match &self.path {
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Regex(r) => r.is_match(req.path),
+            PathMatch::SeparatedPrefix(p) => {
+                path == p || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'/'))
+            }
+        };
+        if !path_ok {
+            return false;
+        }
+        for h in &self.headers {
+            let value: Option<&str> = match &h.name {
+                HeaderOrPseudo::Method => Some(req.method.as_str()),
+                HeaderOrPseudo::Authority => Some(req.authority),
+                HeaderOrPseudo::Scheme => Some(req.scheme),
+                HeaderOrPseudo::Path => Some(req.path),
+                HeaderOrPseudo::Header(n) => req.headers.get(n).and_then(|v| v.to_str().ok()),
+            };
+            let hit = match (&h.matcher, value) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some((m, ic)), Some(v)) => m.matches(v, *ic),
+            };
+            if hit == h.invert {
+                return false;
+            }
+        }
+        self.query.iter().all(|q| match (query_param(req.query, &q.name), &q.matcher) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(v), Some((m, ic))) => m.matches(v, *ic),
+        })
+    }
+}

@@ -1,0 +1,390 @@
+//! Forwarding to a cluster: pick a destination (weighted split), rewrite,
+//! pick an endpoint (balancer, consistent hash), send over a pooled
+//! connection, retry by policy on a different host, time out.
+//!
+//! Retries need the body again: bodyless requests always qualify, bodies up
+//! to `MAX_REPLAY_BODY` are buffered when the route retries, larger or
+//! unsized streaming bodies are sent once.
+
+use super::pool::{Body, BoxError, UpstreamError};
+use super::respond::{error_response, flags, full};
+use super::{ConnCtx, Dest, Outcome, SOURCE_HEADER};
+use crate::balancer::hash64;
+use crate::config::cluster::{ClusterCfg, Protocol};
+use crate::config::route::{Forward, HashPolicy, HeaderOps, RetryPolicy, Route, Target};
+use crate::config::{Config, Direction};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body buffered so the request can be retried.
+pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+/// The chosen cluster and the header operations of its weighted destination.
+type Picked<'a> = (&'a Arc<ClusterCfg>, Option<&'a HeaderOps>, Option<&'a HeaderOps>);
+
+fn pick_target(f: &Forward) -> Result<Picked<'_>, Arc<str>> {
+    match &f.target {
+        Target::Cluster(c) => Ok((c, None, None)),
+        Target::Missing(name) => Err(name.clone()),
+        Target::Weighted { choices, total } => {
+            let x = rand::rng().random_range(0..*total);
+            let i = choices.partition_point(|c| c.upto <= x).min(choices.len() - 1);
+            let c = &choices[i];
+            match &c.cluster {
+                Some(cl) => Ok((cl, Some(&c.request_headers), Some(&c.response_headers))),
+                None => Err(c.name.clone()),
+            }
+        }
+    }
+}
+
+fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::net::SocketAddr) -> Option<u64> {
+    for p in policies {
+        let key = match p {
+            HashPolicy::Header(h) => headers.get(h).map(|v| hash64(v.as_bytes())),
+            HashPolicy::SourceIp => Some(hash64(&peer.ip())),
+            HashPolicy::Query(name) => uri.query().and_then(|q| {
+                q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v)))
+            }),
+            HashPolicy::Cookie(name) => headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| c.trim().split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v))),
+        };
+        if key.is_some() {
+            return key;
+        }
+    }
+    None
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `te: trailers`
+/// (gRPC needs it) and the upgrade pair when upgrading.
+fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
+    if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
+        for name in conn.split(',').map(str::trim) {
+            if !(upgrading && name.eq_ignore_ascii_case("upgrade")) {
+                h.remove(name);
+            }
+        }
+    }
+    for name in ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "transfer-encoding"] {
+        h.remove(name);
+    }
+    if !upgrading {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+    if h.get(header::TE).is_some_and(|v| v.as_bytes() != b"trailers") {
+        h.remove(header::TE);
+    }
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+}
+
+fn should_retry_status(p: &RetryPolicy, status: u16, headers: &HeaderMap) -> bool {
+    let on = &p.retry_on;
+    if (on.s5xx && status >= 500)
+        || (on.gateway_error && matches!(status, 502..=504))
+        || (on.retriable_4xx && status == 409)
+        || (on.retriable_status_codes && p.statuses.contains(&status))
+    {
+        return true;
+    }
+    let grpc = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
+    matches!(
+        (grpc, on.grpc),
+        (Some(1), [true, ..])
+            | (Some(4), [_, true, ..])
+            | (Some(8), [_, _, true, ..])
+            | (Some(14), [_, _, _, true, _])
+            | (Some(13), [.., true])
+    )
+}
+
+fn backoff(base: Duration, retry: u32) -> Duration {
+    let cap = base.saturating_mul(1 << retry.min(10)).min(base * 10);
+    Duration::from_micros(rand::rng().random_range(0..=cap.as_micros() as u64))
+}
+
+struct Attempt<'a> {
+    parts: &'a http::request::Parts,
+    uri_h1: Uri,
+    uri_h2: Uri,
+}
+
+impl Attempt<'_> {
+    fn build(&self, body: Body, h2: bool) -> Request<Body> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.parts.method.clone();
+        *req.headers_mut() = self.parts.headers.clone();
+        *req.uri_mut() = if h2 { self.uri_h2.clone() } else { self.uri_h1.clone() };
+        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        if h2 {
+            req.headers_mut().remove(header::HOST);
+        }
+        req
+    }
+}
+
+async fn send(
+    cluster: &ClusterCfg,
+    ep: &crate::config::cluster::Endpoint,
+    req: Request<Body>,
+    h2: bool,
+) -> Result<Response<super::pool::PooledBody>, UpstreamError> {
+    let r = if h2 {
+        ep.pool.send_h2(req, cluster.connect_timeout).await
+    } else {
+        ep.pool.send_h1(req, cluster.connect_timeout).await
+    };
+    r.map(|(resp, _reused)| resp)
+}
+
+pub async fn forward(
+    ctx: &ConnCtx,
+    _cfg: &Arc<Config>,
+    direction: Direction,
+    route: &Route,
+    f: &Forward,
+    mut req: Request<Incoming>,
+    authority: String,
+) -> Outcome {
+    let (cluster, extra_req, extra_resp) = match pick_target(f) {
+        Ok(t) => t,
+        Err(name) => {
+            return Outcome {
+                response: error_response(503, &format!("cluster {name} is not known to this proxy")),
+                flags: flags::NO_CLUSTER,
+                dest: Dest::unknown(),
+                request_bytes: 0,
+            };
+        }
+    };
+    let mut dest = Dest {
+        workload: "unknown".into(),
+        workload_namespace: "unknown".into(),
+        service: cluster.service.clone(),
+        service_name: cluster.service_name.clone(),
+        service_namespace: cluster.service_namespace.clone(),
+    };
+    let upgrading = is_upgrade(&req);
+    let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let downstream_h2 = req.version() == Version::HTTP_2;
+    let h2 = match cluster.protocol {
+        Protocol::Http2 => !upgrading,
+        Protocol::Http1 => false,
+        Protocol::Downstream => downstream_h2,
+    };
+    let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
+    let (mut parts, body) = req.into_parts();
+
+    // Rewrites and header operations, once for all attempts.
+    let mut path = parts.uri.path().to_owned();
+    if let Some(p) = &f.prefix_rewrite {
+        path = route.rewrite_prefix(&path, p);
+    }
+    if let Some((re, sub)) = &f.regex_rewrite {
+        path = re.replace_all(&path, sub.as_str()).into_owned();
+    }
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let host = f.host_rewrite.clone().or_else(|| HeaderValue::from_str(&authority).ok());
+    strip_hop_by_hop(&mut parts.headers, upgrading);
+    if let Some(h) = &host {
+        parts.headers.insert(header::HOST, h.clone());
+    }
+    route.request_headers.apply(&mut parts.headers);
+    if let Some(ops) = extra_req {
+        ops.apply(&mut parts.headers);
+    }
+    if direction == Direction::Outbound {
+        let me = format!("{}.{}", ctx.state.metrics.workload, ctx.state.metrics.namespace);
+        if let Ok(v) = HeaderValue::from_str(&me) {
+            parts.headers.insert(SOURCE_HEADER, v);
+        }
+    }
+    let uri_h1: Uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    let auth = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let uri_h2: Uri = format!("http://{auth}{pq}").parse().unwrap_or_else(|_| uri_h1.clone());
+
+    // Buffer the body if the route retries and it is small enough.
+    let mut request_bytes = body.size_hint().exact().unwrap_or(0);
+    let replay: Option<Bytes>;
+    let mut stream_body: Option<Incoming> = None;
+    if body.is_end_stream() {
+        replay = Some(Bytes::new());
+    } else if f.retry.is_some() && body.size_hint().upper().is_some_and(|u| u <= MAX_REPLAY_BODY) {
+        match body.collect().await {
+            Ok(c) => {
+                let b = c.to_bytes();
+                request_bytes = b.len() as u64;
+                replay = Some(b);
+            }
+            Err(e) => {
+                return Outcome {
+                    response: error_response(400, &format!("reading the request body failed: {e}")),
+                    flags: flags::RESET,
+                    dest,
+                    request_bytes: 0,
+                };
+            }
+        }
+    } else {
+        replay = None;
+        stream_body = Some(body);
+    }
+
+    let attempt = Attempt { parts: &parts, uri_h1, uri_h2 };
+    if let Some(b) = &replay {
+        mirror(f, &attempt, b, h2);
+    }
+    let retry = f.retry.as_ref().filter(|_| replay.is_some());
+    let max_retries = retry.map_or(0, |r| r.num_retries);
+    let per_try = retry.and_then(|r| r.per_try_timeout);
+
+    let run = async {
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_err: Option<(u16, String, &'static str)>;
+        let mut retries = 0;
+        loop {
+            let Some(i) = cluster.lb.pick(&cluster.endpoints, hash, &tried) else {
+                return Err((503, format!("no healthy upstream for {}", cluster.name), flags::NO_HEALTHY));
+            };
+            tried.push(i);
+            let ep = &cluster.endpoints[i];
+            dest.workload = ep.workload.clone();
+            dest.workload_namespace = ep.namespace.clone();
+            let body: Body = match (&replay, stream_body.take()) {
+                (Some(b), _) => full(b.clone()),
+                (None, Some(s)) => s.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+                (None, None) => full(Bytes::new()),
+            };
+            let _active = ep.start();
+            let sent = send(cluster, ep, attempt.build(body, h2), h2);
+            let result = match per_try {
+                Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| ()),
+                None => Ok(sent.await),
+            };
+            let can_retry = retries < max_retries;
+            match result {
+                Ok(Ok(resp)) => {
+                    if can_retry
+                        && retry.is_some_and(|p| should_retry_status(p, resp.status().as_u16(), resp.headers()))
+                    {
+                        last_err = Some((resp.status().as_u16(), String::new(), flags::NONE));
+                    } else {
+                        return Ok(resp);
+                    }
+                }
+                Ok(Err(e)) => {
+                    let on = retry.map(|p| p.retry_on).unwrap_or_default();
+                    let (status, flag) =
+                        if e.is_connect() { (503, flags::CONNECT_FAILURE) } else { (503, flags::RESET) };
+                    // A request that never reached the upstream (a pooled
+                    // connection the upstream had closed) is always safe to resend.
+                    let not_sent = matches!(e, UpstreamError::NotSent(..)) && replay.is_some();
+                    let retryable = (e.is_connect() && on.connect_failure)
+                        || (matches!(e, UpstreamError::Reset(..)) && (on.reset || on.refused_stream))
+                        || not_sent;
+                    if !(retryable && (can_retry || (not_sent && retries == 0))) {
+                        return Err((
+                            status,
+                            format!("upstream connect error or disconnect/reset before headers: {e}"),
+                            flag,
+                        ));
+                    }
+                    last_err = Some((status, e.to_string(), flag));
+                }
+                Err(()) => {
+                    let on = retry.map(|p| p.retry_on).unwrap_or_default();
+                    if !(can_retry && (on.s5xx || on.gateway_error || on.reset)) {
+                        return Err((504, "upstream request timeout (per try)".to_owned(), flags::TIMEOUT));
+                    }
+                    last_err = Some((504, "per-try timeout".into(), flags::TIMEOUT));
+                }
+            }
+            retries += 1;
+            if retries > max_retries.max(1) {
+                let (s, m, fl) = last_err.unwrap_or((503, String::new(), flags::RETRY_LIMIT));
+                return Err((s, m, fl));
+            }
+            tokio::time::sleep(backoff(retry.map_or(Duration::from_millis(25), |p| p.base_interval), retries)).await;
+        }
+    };
+    let result = match f.timeout {
+        Some(t) => tokio::time::timeout(t, run)
+            .await
+            .unwrap_or_else(|_| Err((504, "upstream request timeout".into(), flags::TIMEOUT))),
+        None => run.await,
+    };
+    match result {
+        Ok(mut resp) => {
+            route.response_headers.apply(resp.headers_mut());
+            if let Some(ops) = extra_resp {
+                ops.apply(resp.headers_mut());
+            }
+            if let (Some(client_up), true) = (on_upgrade, resp.status() == http::StatusCode::SWITCHING_PROTOCOLS) {
+                let upstream_up = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    if let (Ok(a), Ok(b)) = (client_up.await, upstream_up.await) {
+                        let (mut a, mut b) = (hyper_util::rt::TokioIo::new(a), hyper_util::rt::TokioIo::new(b));
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+            }
+            Outcome {
+                response: resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+                flags: flags::NONE,
+                dest,
+                request_bytes,
+            }
+        }
+        Err((status, msg, flag)) => {
+            Outcome { response: error_response(status, &msg), flags: flag, dest, request_bytes }
+        }
+    }
+}
+
+/// Sends a copy to each mirror cluster its percentage of the time; the
+/// response is discarded and the main request never waits for it.
+fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
+    for (cluster, ppm) in &f.mirrors {
+        if rand::rng().random_range(0..1_000_000) >= *ppm {
+            continue;
+        }
+        let Some(i) = cluster.lb.pick(&cluster.endpoints, None, &[]) else { continue };
+        let mut req = attempt.build(full(body.clone()), h2 && cluster.protocol == Protocol::Http2);
+        if let Some(h) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("{h}-shadow"))
+            && let Ok(v) = HeaderValue::from_str(&h)
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        let (cluster, ep) = (cluster.clone(), cluster.endpoints[i].clone());
+        tokio::spawn(async move {
+            let h2 = cluster.protocol == Protocol::Http2;
+            if let Ok(resp) = send(&cluster, &ep, req, h2).await {
+                let _ = resp.into_body().collect().await;
+            }
+        });
+    }
+}

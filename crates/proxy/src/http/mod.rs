@@ -1,0 +1,182 @@
+//! The HTTP request path: find the route, then answer directly, redirect,
+//! or forward to a cluster (see `forward`). Every request ends in exactly
+//! one telemetry record.
+
+pub mod forward;
+pub mod pool;
+mod respond;
+
+use crate::config::route::{Action, RequestView};
+use crate::config::{Direction, ListenerKind};
+use crate::state::ProxyState;
+use crate::telemetry::{Record, RequestLabels};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use pool::Body;
+pub use respond::{error_response, flags};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per connection: which listener accepted it and from whom.
+pub struct ConnCtx {
+    pub state: Arc<ProxyState>,
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+}
+
+/// Header the outbound side adds so the inbound side can name the caller in
+/// its metrics (`workload.namespace`); removed before the application sees it.
+pub const SOURCE_HEADER: &str = "x-weft-source";
+
+/// What telemetry needs to know about a request's destination.
+#[derive(Clone)]
+pub struct Dest {
+    pub workload: Arc<str>,
+    pub workload_namespace: Arc<str>,
+    pub service: Arc<str>,
+    pub service_name: Arc<str>,
+    pub service_namespace: Arc<str>,
+}
+
+impl Dest {
+    pub fn unknown() -> Self {
+        let u: Arc<str> = "unknown".into();
+        Dest {
+            workload: u.clone(),
+            workload_namespace: u.clone(),
+            service: u.clone(),
+            service_name: u.clone(),
+            service_namespace: u,
+        }
+    }
+}
+
+pub struct Outcome {
+    pub response: Response<Body>,
+    pub flags: &'static str,
+    pub dest: Dest,
+    pub request_bytes: u64,
+}
+
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) { s.to_ascii_lowercase().into() } else { s.into() }
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    }
+}
+
+pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    let start = Instant::now();
+    let state = &ctx.state;
+    let cfg = state.config.load_full();
+    let listener = cfg.listeners.iter().find(|l| *l.name == *ctx.listener);
+    let hl = match listener.map(|l| &l.kind) {
+        Some(ListenerKind::Http(hl)) => hl.clone(),
+        _ => return Ok(error_response(503, "listener is being removed")),
+    };
+    let protocol = if req.version() == http::Version::HTTP_2 { "http2" } else { "http" };
+    let (source_workload, source_ns) = match hl.direction {
+        Direction::Outbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
+        Direction::Inbound => {
+            let src = req.headers_mut().remove(SOURCE_HEADER);
+            let src = src.as_ref().and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
+            src.map_or_else(|| ("unknown".into(), "unknown".into()), |(w, n)| (w.into(), n.into()))
+        }
+    };
+    let outcome = route_and_serve(&ctx, &cfg, &hl, req).await;
+    let (dest_workload, dest_ns) = match hl.direction {
+        Direction::Inbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
+        Direction::Outbound => (outcome.dest.workload.clone(), outcome.dest.workload_namespace.clone()),
+    };
+    let response_bytes = outcome
+        .response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    state.metrics.record(Record {
+        labels: RequestLabels {
+            reporter: if hl.direction == Direction::Inbound { "destination" } else { "source" },
+            source_workload,
+            source_workload_namespace: source_ns,
+            destination_workload: dest_workload,
+            destination_workload_namespace: dest_ns,
+            destination_service: outcome.dest.service,
+            destination_service_name: outcome.dest.service_name,
+            destination_service_namespace: outcome.dest.service_namespace,
+            request_protocol: protocol,
+            response_code: outcome.response.status().as_u16(),
+            response_flags: outcome.flags,
+            connection_security_policy: "none",
+        },
+        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+        request_bytes: outcome.request_bytes,
+        response_bytes,
+    });
+    Ok(outcome.response)
+}
+
+async fn route_and_serve(
+    ctx: &ConnCtx,
+    cfg: &Arc<crate::config::Config>,
+    hl: &crate::config::HttpListener,
+    req: Request<Incoming>,
+) -> Outcome {
+    let simple = |status: u16, msg: &str, flags: &'static str| Outcome {
+        response: error_response(status, msg),
+        flags,
+        dest: Dest::unknown(),
+        request_bytes: 0,
+    };
+    let Some(table) = &hl.routes else {
+        return simple(
+            404,
+            &format!("route table {:?} has not arrived from the control plane yet", hl.route_name),
+            flags::NO_ROUTE,
+        );
+    };
+    let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
+    let authority = lowercase(req.uri().authority().map(|a| a.as_str()).or(host_header).unwrap_or("")).into_owned();
+    let lookup = if hl.strip_port { strip_port(&authority) } else { &authority };
+    let Some(vhost) = table.host(lookup) else {
+        return simple(
+            404,
+            &format!("no route for host {authority:?}: no service or VirtualService host matches it"),
+            flags::NO_ROUTE,
+        );
+    };
+    let scheme = req.uri().scheme_str().unwrap_or("http");
+    let view = RequestView {
+        method: req.method(),
+        authority: &authority,
+        scheme,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let Some(route) = vhost.route(&view) else {
+        return simple(
+            404,
+            &format!("no route matches {} {} on host {authority:?}", req.method(), req.uri().path()),
+            flags::NO_ROUTE,
+        );
+    };
+    match &route.action {
+        Action::Direct { status, body } => {
+            let mut resp = respond::direct(*status, body.clone());
+            route.response_headers.apply(resp.headers_mut());
+            Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 }
+        }
+        Action::Redirect(rd) => {
+            let resp = respond::redirect(rd, route, scheme, &authority, req.uri());
+            Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 }
+        }
+        Action::Forward(f) => forward::forward(ctx, cfg, hl.direction, route, f, req, authority).await,
+    }
+}

@@ -1,0 +1,69 @@
+//! Responses the proxy makes itself: errors, direct responses, redirects.
+
+use super::pool::Body;
+use crate::config::route::{Redirect, Route};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Response;
+
+/// Envoy's response flags, as Istio reports them in `response_flags`.
+pub mod flags {
+    pub const NONE: &str = "-";
+    pub const NO_ROUTE: &str = "NR";
+    pub const NO_CLUSTER: &str = "NC";
+    pub const NO_HEALTHY: &str = "UH";
+    pub const CONNECT_FAILURE: &str = "UF";
+    pub const TIMEOUT: &str = "UT";
+    pub const RESET: &str = "UR";
+    pub const RETRY_LIMIT: &str = "URX";
+}
+
+pub fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
+pub fn error_response(status: u16, msg: &str) -> Response<Body> {
+    let body = Bytes::from(format!("{msg}\n"));
+    let mut r = Response::new(full(body.clone()));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, body.len().into());
+    r
+}
+
+pub fn direct(status: u16, body: Bytes) -> Response<Body> {
+    let len = body.len();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, len.into());
+    if len > 0 {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    }
+    r
+}
+
+pub fn redirect(rd: &Redirect, route: &Route, scheme: &str, authority: &str, uri: &http::Uri) -> Response<Body> {
+    let scheme = rd.scheme.as_deref().unwrap_or(scheme);
+    let host = rd.host.as_deref().unwrap_or_else(|| authority.rsplit_once(':').map_or(authority, |(h, _)| h));
+    let port = rd.port.map(|p| format!(":{p}")).unwrap_or_else(|| {
+        if rd.host.is_none() && rd.scheme.is_none() {
+            authority.rsplit_once(':').map(|(_, p)| format!(":{p}")).unwrap_or_default()
+        } else {
+            String::new()
+        }
+    });
+    let path = match (&rd.path, &rd.prefix_rewrite) {
+        (Some(p), _) => p.clone(),
+        (None, Some(pr)) => route.rewrite_prefix(uri.path(), pr),
+        (None, None) => uri.path().to_owned(),
+    };
+    let query = uri.query().filter(|_| !path.contains('?')).map(|q| format!("?{q}")).unwrap_or_default();
+    let location = format!("{scheme}://{host}{port}{path}{query}");
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = http::StatusCode::from_u16(rd.code).unwrap_or(http::StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = http::HeaderValue::from_str(&location) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, 0.into());
+    r
+}

@@ -1,0 +1,71 @@
+//! weft's data plane: a sidecar or gateway proxy driven over xDS.
+//!
+//! ```text
+//! xds (ADS client) ─▶ config::compile ─▶ ArcSwap<Config> ◀─ request path (lock-free read)
+//!                                   └──▶ listener manager (bind/unbind)
+//! accept ─▶ http::handle ─▶ route table ─▶ forward: balancer pick ─▶ pooled upstream ─▶ telemetry
+//! ```
+
+pub mod admin;
+pub mod balancer;
+pub mod config;
+pub mod http;
+pub mod listener;
+pub mod register;
+pub mod state;
+pub mod telemetry;
+pub mod xds;
+
+pub use state::{NodeInfo, ProxyState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub struct ProxyOptions {
+    /// Control plane xDS address, `host:port`.
+    pub xds: String,
+    pub node: NodeInfo,
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub health_addr: Option<SocketAddr>,
+    pub register: Option<register::Registration>,
+    /// How long in-flight requests may take to finish once draining starts.
+    pub drain: Duration,
+}
+
+/// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
+pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
+    let state = ProxyState::new(opts.node.clone());
+    let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);
+    for addr in [opts.admin_addr, opts.metrics_addr, opts.health_addr].into_iter().flatten() {
+        let bound = admin::serve(addr, state.clone(), quit_tx.clone()).await?;
+        tracing::info!(%bound, "admin endpoint");
+    }
+    tokio::spawn(xds::run(opts.xds.clone(), state.clone()));
+    let listeners = tokio::spawn(listener::run(state.clone()));
+    let reg_id = Arc::new(std::sync::Mutex::new(None));
+    if let Some(r) = opts.register.clone() {
+        tokio::spawn(register::run(state.clone(), r, reg_id.clone()));
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = quit_rx.recv() => tracing::info!("quitquitquit: draining"),
+    }
+    state.draining.store(true, Ordering::Release);
+    // Leave the registry first so new traffic goes elsewhere.
+    let id = reg_id.lock().expect("id").clone();
+    if let (Some(r), Some(id)) = (&opts.register, id) {
+        register::deregister(&r.api, &id).await;
+    }
+    state.updates.send_modify(|v| *v += 1);
+    let _ = listeners.await;
+    let deadline = Instant::now() + opts.drain;
+    while state.metrics.active_requests.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

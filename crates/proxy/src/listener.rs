@@ -1,0 +1,124 @@
+//! Binds and unbinds the listeners the config asks for. An HTTP listener
+//! serves HTTP/1.1 and h2c (prior knowledge) with upgrades; a TCP listener
+//! splices bytes to an endpoint of its cluster.
+
+use crate::config::ListenerKind;
+use crate::http::{ConnCtx, handle};
+use crate::state::ProxyState;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+struct Running {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+/// Follows config updates until the proxy drains.
+pub async fn run(state: Arc<ProxyState>) {
+    let mut updates = state.updates.subscribe();
+    let mut running: HashMap<Arc<str>, Running> = HashMap::new();
+    loop {
+        reconcile(&state, &mut running).await;
+        if updates.changed().await.is_err() || state.draining.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    for (_, r) in running.drain() {
+        r.task.abort();
+    }
+}
+
+/// Stops accepting on every listener (in-flight connections carry on).
+async fn reconcile(state: &Arc<ProxyState>, running: &mut HashMap<Arc<str>, Running>) {
+    let cfg = state.config.load_full();
+    running.retain(|name, r| {
+        let keep = cfg.listeners.iter().any(|l| l.name == *name && l.addr == r.addr);
+        if !keep {
+            tracing::info!(listener = %name, addr = %r.addr, "listener removed");
+            r.task.abort();
+        }
+        keep
+    });
+    let mut all_bound = true;
+    for l in &cfg.listeners {
+        if running.contains_key(&l.name) {
+            continue;
+        }
+        match TcpListener::bind(l.addr).await {
+            Ok(sock) => {
+                tracing::info!(listener = %l.name, addr = %l.addr, "listening");
+                let task = tokio::spawn(accept_loop(state.clone(), l.name.clone(), sock));
+                running.insert(l.name.clone(), Running { addr: l.addr, task });
+            }
+            Err(e) => {
+                all_bound = false;
+                tracing::error!(listener = %l.name, addr = %l.addr, error = %e, "cannot bind listener; is another process using this port? It is retried on the next config update");
+            }
+        }
+    }
+    if all_bound && state.xds_complete.load(Ordering::Acquire) && !state.listening.swap(true, Ordering::AcqRel) {
+        tracing::info!(version = %cfg.version, "proxy ready");
+    }
+}
+
+async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) {
+    loop {
+        let (stream, peer) = match sock.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let is_tcp = matches!(
+            state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind),
+            Some(ListenerKind::Tcp { .. })
+        );
+        let ctx = Arc::new(ConnCtx { state: state.clone(), listener: name.clone(), peer });
+        if is_tcp {
+            tokio::spawn(tcp_proxy(ctx, stream));
+        } else {
+            tokio::spawn(serve_http(ctx, stream));
+        }
+    }
+}
+
+async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
+    let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
+    let cfg = ctx.state.config.load_full();
+    let Some(ListenerKind::Tcp { cluster, name }) =
+        cfg.listeners.iter().find(|l| l.name == ctx.listener).map(|l| &l.kind)
+    else {
+        return;
+    };
+    let Some(cluster) = cluster else {
+        tracing::warn!(cluster = %name, "tcp listener's cluster is unknown; closing");
+        return;
+    };
+    let mut tried = Vec::new();
+    for _ in 0..cluster.endpoints.len().min(3) {
+        let Some(i) = cluster.lb.pick(&cluster.endpoints, None, &tried) else { break };
+        tried.push(i);
+        let ep = &cluster.endpoints[i];
+        if let Ok(Ok(mut up)) = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(ep.addr)).await {
+            let _ = up.set_nodelay(true);
+            let _guard = ep.start();
+            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            return;
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Self-registration: once ready, a sidecar registers its workload instance
+//! with the control plane's API, heartbeats at a third of the TTL, registers
+//! again if the control plane forgot it, and deregisters when it drains.
+
+use crate::state::ProxyState;
+use bytes::Bytes;
+pub use http::Method;
+use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// `host:port` of the control plane API.
+    pub api: String,
+    /// Address other proxies reach this one at (its inbound listener).
+    pub address: String,
+    pub port: u16,
+    pub ttl: Duration,
+    pub service_account: Option<String>,
+    pub locality: Option<String>,
+    pub weight: Option<u32>,
+}
+
+/// A small JSON-over-HTTP/1.1 call; returns status and body.
+pub async fn call(
+    api: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(u16, Bytes)> {
+    let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(api)).await??;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", api)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req)).await??;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+fn instance(state: &ProxyState, r: &Registration) -> serde_json::Value {
+    serde_json::json!({
+        "name": state.node.workload,
+        "namespace": state.node.namespace,
+        "address": r.address,
+        "port": r.port,
+        "labels": state.node.labels,
+        "serviceAccount": r.service_account,
+        "locality": r.locality,
+        "weight": r.weight,
+        "ttlSeconds": r.ttl.as_secs().max(1),
+    })
+}
+
+/// Registers once ready, then heartbeats until draining; returns the id (to deregister).
+pub async fn run(state: Arc<ProxyState>, r: Registration, id_out: Arc<std::sync::Mutex<Option<String>>>) {
+    while !state.ready() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut id: Option<String> = None;
+    let beat = (r.ttl / 3).max(Duration::from_millis(200));
+    while !state.draining.load(Ordering::Acquire) {
+        match &id {
+            None => match call(&r.api, http::Method::POST, "/v1/instances", Some(instance(&state, &r))).await {
+                Ok((200, body)) => {
+                    let got = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_owned));
+                    tracing::info!(id = ?got, api = %r.api, "registered with the control plane");
+                    *id_out.lock().expect("id") = got.clone();
+                    id = got;
+                }
+                Ok((status, body)) => {
+                    tracing::warn!(status, body = %String::from_utf8_lossy(&body), "registration refused")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, api = %r.api, "cannot reach the control plane to register; retrying")
+                }
+            },
+            Some(i) => match call(&r.api, http::Method::PUT, &format!("/v1/instances/{i}/heartbeat"), None).await {
+                Ok((200, _)) => {}
+                Ok((404, _)) => {
+                    tracing::warn!("the control plane forgot this instance; registering again");
+                    id = None;
+                    continue;
+                }
+                Ok((status, _)) => tracing::warn!(status, "heartbeat refused"),
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            },
+        }
+        tokio::time::sleep(beat).await;
+    }
+}
+
+pub async fn deregister(api: &str, id: &str) {
+    match call(api, http::Method::DELETE, &format!("/v1/instances/{id}"), None).await {
+        Ok((200, _)) => tracing::info!(%id, "deregistered"),
+        Ok((status, _)) => tracing::warn!(%id, status, "deregistration refused"),
+        Err(e) => tracing::warn!(%id, error = %e, "deregistration failed"),
+    }
+}

@@ -1,0 +1,64 @@
+//! State shared by the proxy's tasks. The request path only ever does
+//! `config.load()` (lock-free); the xDS task is the only writer.
+
+use crate::config::{Config, Raw};
+use crate::telemetry::Metrics;
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
+
+/// Who this proxy is; sent to the control plane as node metadata.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    pub id: String,
+    /// `sidecar` or `gateway`.
+    pub role: String,
+    pub namespace: String,
+    pub workload: String,
+    pub labels: BTreeMap<String, String>,
+    pub listen_ip: String,
+    pub outbound_port: u16,
+    pub inbound_port: u16,
+    pub app_port: Option<u16>,
+    pub port_offset: u16,
+}
+
+pub struct ProxyState {
+    pub node: NodeInfo,
+    pub config: ArcSwap<Config>,
+    pub raw: ArcSwap<Raw>,
+    /// Bumped on every accepted config; the listener manager follows it.
+    pub updates: watch::Sender<u64>,
+    /// Every route table and endpoint set the listeners need has arrived.
+    pub xds_complete: AtomicBool,
+    /// The listeners of the latest complete config are bound.
+    pub listening: AtomicBool,
+    pub draining: AtomicBool,
+    pub metrics: Metrics,
+    pub pools: crate::http::pool::PoolRegistry,
+    pub last_nack: std::sync::Mutex<Option<String>>,
+}
+
+impl ProxyState {
+    pub fn new(node: NodeInfo) -> Arc<Self> {
+        let metrics = Metrics::new(&node);
+        Arc::new(ProxyState {
+            node,
+            config: ArcSwap::from_pointee(Config::default()),
+            raw: ArcSwap::from_pointee(Raw::default()),
+            updates: watch::Sender::new(0),
+            xds_complete: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            metrics,
+            pools: Default::default(),
+            last_nack: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn ready(&self) -> bool {
+        self.listening.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+}
