@@ -115,6 +115,7 @@ pub fn parse_str(file: &str, text: &str) -> Loaded {
             Err(d) => loaded.diagnostics.push(*d),
         }
     }
+    loaded.diagnostics.sort_by_key(|d| (d.pos.line, d.pos.col));
     loaded
 }
 

@@ -1,0 +1,175 @@
+//! Cross-reference and field checks: each problem reported once, at the
+//! exact line:col of the offending field, with its code and a hint.
+
+use weft_api::diag::codes;
+use weft_api::{Diagnostic, parse_str, validate};
+
+fn check(yaml: &str) -> Vec<Diagnostic> {
+    let loaded = parse_str("mesh.yaml", yaml);
+    let mut d = loaded.diagnostics;
+    d.extend(validate(&loaded.resources));
+    d
+}
+
+/// The one diagnostic with `code`, asserting where it points.
+fn one(diags: &[Diagnostic], code: &str, line: u32, col: u32) -> Diagnostic {
+    let hits: Vec<_> = diags.iter().filter(|d| d.code == code).collect();
+    assert_eq!(hits.len(), 1, "want one {code}, got {diags:#?}");
+    assert_eq!((hits[0].pos.line, hits[0].pos.col), (line, col), "{}", hits[0]);
+    hits[0].clone()
+}
+
+const BASE: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports:
+    - {name: http, port: 9080}
+    - {name: grpc, port: 9090}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+    - name: v1
+      labels: {version: v1}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: WorkloadEntry
+metadata: {name: r1}
+spec:
+  address: 10.0.0.1
+  labels: {app: reviews, version: v1}
+"#;
+
+#[test]
+fn base_is_clean() {
+    assert!(check(BASE).is_empty(), "{:#?}", check(BASE));
+}
+
+#[test]
+fn unknown_gateway_is_an_error_at_the_reference() {
+    let yaml = format!(
+        "{BASE}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [reviews]\n  gateways: [mesh, missing-gw]\n  http:\n    - route: [{{destination: {{host: reviews, port: {{number: 9080}}}}}}]\n"
+    );
+    let d = one(&check(&yaml), codes::UNKNOWN_GATEWAY, 31, 20);
+    assert!(d.message.contains("missing-gw"), "{d}");
+    assert_eq!(d.path, "spec.gateways[1]");
+    assert!(d.is_error());
+}
+
+#[test]
+fn unknown_host_subset_and_port_point_at_their_fields() {
+    let yaml = format!(
+        "{BASE}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs}}
+spec:
+  hosts: [reviews]
+  http:
+    - route:
+        - destination: {{host: ratings}}
+    - route:
+        - destination:
+            host: reviews
+            subset: v9
+            port: {{number: 9080}}
+    - route:
+        - destination:
+            host: reviews
+            port: {{number: 1234}}
+    - route:
+        - destination: {{host: reviews}}
+"
+    );
+    let diags = check(&yaml);
+    let d = one(&diags, codes::UNKNOWN_HOST, 33, 25);
+    assert!(d.hint.as_deref().unwrap().contains("reviews"), "lists known services: {d}");
+    let d = one(&diags, codes::UNKNOWN_SUBSET, 37, 13);
+    assert!(d.hint.as_deref().unwrap().contains("v1"), "lists defined subsets: {d}");
+    let ports: Vec<_> = diags.iter().filter(|d| d.code == codes::UNKNOWN_PORT).collect();
+    assert_eq!(ports.len(), 2, "{diags:#?}");
+    assert_eq!((ports[0].pos.line, ports[0].pos.col), (42, 20), "no port 1234: {}", ports[0]);
+    assert_eq!((ports[1].pos.line, ports[1].pos.col), (44, 11), "several ports, none named: {}", ports[1]);
+}
+
+#[test]
+fn weights_that_send_nothing_are_errors() {
+    let yaml = format!(
+        "{BASE}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs}}
+spec:
+  hosts: [reviews]
+  http:
+    - route:
+        - destination: {{host: reviews, subset: v1, port: {{number: 9080}}}}
+        - destination: {{host: reviews, subset: v1, port: {{number: 9080}}}}
+          weight: -5
+"
+    );
+    let diags = check(&yaml);
+    let w: Vec<_> = diags.iter().filter(|d| d.code == codes::WEIGHTS).collect();
+    assert_eq!(w.len(), 2, "{diags:#?}");
+    assert!(w.iter().any(|d| d.message.contains("negative") && d.pos.line == 35), "{w:#?}");
+    assert!(w.iter().any(|d| d.message.contains("none receives traffic")), "{w:#?}");
+}
+
+#[test]
+fn unknown_fields_are_warned_by_name_and_position() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  selectr: {app: x}\n  ports:\n    - {name: http, port: 80, targtPort: 8080}\n";
+    let diags = check(yaml);
+    let unknown: Vec<_> = diags.iter().filter(|d| d.code == codes::UNKNOWN_FIELD).collect();
+    assert_eq!(unknown.len(), 2, "{diags:#?}");
+    assert_eq!((unknown[0].pos.line, unknown[0].pos.col), (5, 3));
+    assert!(unknown[0].message.contains("`selectr`"));
+    assert_eq!((unknown[1].pos.line, unknown[1].pos.col), (7, 30));
+    assert!(unknown.iter().all(|d| !d.is_error()), "unknown fields warn, they do not reject");
+}
+
+#[test]
+fn type_errors_and_bad_values_name_the_field() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: reviews\n  trafficPolicy:\n    connectionPool:\n      tcp: {connectTimeout: 5 seconds}\n";
+    let d = one(&check(yaml), codes::BAD_FIELD, 8, 13);
+    assert!(d.message.contains("invalid duration"), "{d}");
+    assert_eq!(d.path, "spec.trafficPolicy.connectionPool.tcp.connectTimeout");
+
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [a]\n  http:\n    - match: [{uri: {regex: \"(\"}}]\n      directResponse: {status: 200}\n";
+    let d = one(&check(yaml), codes::INVALID_VALUE, 7, 22);
+    assert!(d.message.contains("regex"), "{d}");
+}
+
+#[test]
+fn json_documents_are_read_too() {
+    let json =
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "j"}, "spec": {"ports": [{"port": 80}]}}"#;
+    let loaded = parse_str("svc.json", json);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    assert_eq!(loaded.resources[0].name(), "j");
+}
+
+#[test]
+fn wrong_api_version_and_unknown_kind_are_rejected() {
+    let d = check("apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: g}\n");
+    assert!(d[0].is_error() && d[0].message.contains("apiVersion"), "{d:#?}");
+    let d = check("apiVersion: v1\nkind: Servise\nmetadata: {name: g}\n");
+    assert!(d[0].is_error() && d[0].message.contains("Servise"), "{d:#?}");
+}
+
+#[test]
+fn missing_route_beside_match_is_explained() {
+    // Valid YAML where `route` ended up inside the match item: the rule has no action.
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: ['*']\n  http:\n    - match:\n        - uri: {exact: /}\n          route:\n            - destination: {host: x}\n";
+    let diags = check(yaml);
+    assert!(
+        diags.iter().any(|d| d.code == codes::UNKNOWN_FIELD && d.message.contains("`route`") && d.pos.line == 9),
+        "{diags:#?}"
+    );
+    let e = diags.iter().find(|d| d.code == codes::MISSING_FIELD).expect("rule without action");
+    assert!(e.hint.as_deref().unwrap().contains("beside `match`"), "{e}");
+}

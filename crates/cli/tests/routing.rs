@@ -1,0 +1,233 @@
+//! VirtualService semantics, table-driven: YAML → control plane translation
+//! → Envoy resources → the proxy's compiled route table → which route a
+//! request takes. One row per match kind and precedence case.
+
+use std::sync::Arc;
+use weft_control::registry::Instance;
+use weft_control::translate::{ProxyNode, Snapshot, translate};
+use weft_proxy::config::route::{Action, RequestView, Target};
+use weft_proxy::config::{Config, ListenerKind, Raw};
+use weft_proxy::http::pool::PoolRegistry;
+use weft_proxy::{NodeInfo, xds};
+
+const MESH: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+    - {name: v1, labels: {version: v1}}
+    - {name: v2, labels: {version: v2}}
+    - {name: v3, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+    - name: exact
+      match: [{uri: {exact: /exact}}]
+      route: [{destination: {host: reviews, subset: v1}}]
+    - name: prefix
+      match: [{uri: {prefix: /prefix}}]
+      route: [{destination: {host: reviews, subset: v2}}]
+    - name: regex
+      match: [{uri: {regex: "/regex/[0-9]+"}}]
+      route: [{destination: {host: reviews, subset: v3}}]
+    - name: header-exact
+      match: [{headers: {x-user: {exact: jason}}}]
+      route: [{destination: {host: reviews, subset: v2}}]
+    - name: header-present
+      match: [{headers: {x-present: {}}}]
+      route: [{destination: {host: reviews, subset: v1}}]
+    - name: header-regex
+      match: [{headers: {x-re: {regex: "ab+c"}}}]
+      route: [{destination: {host: reviews, subset: v3}}]
+    - name: method-and-uri
+      match: [{method: {exact: POST}, uri: {prefix: /method}}]
+      route: [{destination: {host: reviews, subset: v3}}]
+    - name: query
+      match: [{queryParams: {q: {exact: "yes"}}}]
+      route: [{destination: {host: reviews, subset: v2}}]
+    - name: ignore-case
+      match: [{uri: {exact: /Case}, ignoreUriCase: true}]
+      route: [{destination: {host: reviews, subset: v3}}]
+    - name: authority
+      match: [{authority: {exact: "reviews.default:9080"}}]
+      route: [{destination: {host: reviews, subset: v2}}]
+    - name: or-blocks
+      match: [{uri: {prefix: /or-a}}, {uri: {prefix: /or-b}}]
+      route: [{destination: {host: reviews, subset: v3}}]
+    - name: and-block
+      match: [{uri: {prefix: /and}, headers: {x-and: {exact: "1"}}}]
+      route: [{destination: {host: reviews, subset: v1}}]
+    - name: without-header
+      match: [{uri: {prefix: /without}, withoutHeaders: {x-block: {}}}]
+      route: [{destination: {host: reviews, subset: v2}}]
+    - name: redirect
+      match: [{uri: {exact: /old}}]
+      redirect: {uri: /new}
+    - name: direct
+      match: [{uri: {exact: /direct}}]
+      directResponse: {status: 418, body: {string: teapot}}
+    - name: canary
+      match: [{uri: {prefix: /canary}}]
+      route:
+        - {destination: {host: reviews, subset: v1}, weight: 90}
+        - {destination: {host: reviews, subset: v2}, weight: 10}
+    - name: catch-all
+      route: [{destination: {host: reviews}}]
+"#;
+
+fn compile(yaml: &str) -> Config {
+    let loaded = weft_api::parse_str("routing.yaml", yaml);
+    let mut diags = loaded.diagnostics;
+    diags.extend(weft_api::validate(&loaded.resources));
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:#?}");
+    let snap = Snapshot {
+        version: 1,
+        resources: Arc::new(loaded.resources),
+        instances: vec![Instance {
+            name: "r1".into(),
+            namespace: "default".into(),
+            address: "127.0.0.1".into(),
+            port: Some(1),
+            labels: [("app".into(), "reviews".into()), ("version".into(), "v1".into())].into(),
+            ..Default::default()
+        }],
+    };
+    let info = NodeInfo {
+        id: "test".into(),
+        role: "sidecar".into(),
+        namespace: "default".into(),
+        workload: "productpage".into(),
+        listen_ip: "127.0.0.1".into(),
+        outbound_port: 15001,
+        inbound_port: 15006,
+        ..Default::default()
+    };
+    let node = ProxyNode::from_node(&xds::node(&info));
+    let out = translate(&snap, &node);
+    let raw = Raw {
+        listeners: Arc::new(out.listeners.into_iter().map(|l| (l.name.clone(), l)).collect()),
+        routes: Arc::new(out.routes.into_iter().map(|r| (r.name.clone(), r)).collect()),
+        clusters: Arc::new(out.clusters.into_iter().map(|c| (c.name.clone(), c)).collect()),
+        endpoints: Arc::new(out.endpoints.into_iter().map(|e| (e.cluster_name.clone(), e)).collect()),
+    };
+    Config::compile(&raw, "1".into(), &PoolRegistry::default()).expect("translated config compiles in the proxy")
+}
+
+/// Where a request goes: `v1`..`v3` (subset), `base`, `redirect:<path>`,
+/// `direct:<status>`, `split:<a>/<b>`, or `404`.
+fn route(cfg: &Config, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let l = cfg.listeners.iter().find(|l| &*l.name == "outbound").expect("outbound listener");
+    let ListenerKind::Http(hl) = &l.kind else { panic!("outbound is HTTP") };
+    let table = hl.routes.as_ref().expect("route table");
+    let Some(vh) = table.host(&host.to_ascii_lowercase()) else { return "404".into() };
+    let uri: http::Uri = path.parse().unwrap();
+    let mut hm = http::HeaderMap::new();
+    for (k, v) in headers {
+        hm.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let method: http::Method = method.parse().unwrap();
+    let view = RequestView {
+        method: &method,
+        authority: &host.to_ascii_lowercase(),
+        scheme: "http",
+        path: uri.path(),
+        query: uri.query(),
+        headers: &hm,
+    };
+    let Some(r) = vh.route(&view) else { return "404".into() };
+    let subset = |name: &str| name.split('|').nth(2).filter(|s| !s.is_empty()).unwrap_or("base").to_owned();
+    match &r.action {
+        Action::Forward(f) => match &f.target {
+            Target::Cluster(c) => subset(&c.name),
+            Target::Weighted { choices, total } => {
+                let parts: Vec<String> = choices
+                    .iter()
+                    .scan(0, |prev, c| {
+                        let w = c.upto - *prev;
+                        *prev = c.upto;
+                        Some(format!("{}={}", subset(&c.name), w * 100 / total))
+                    })
+                    .collect();
+                format!("split:{}", parts.join("/"))
+            }
+            Target::Missing(n) => format!("missing:{n}"),
+        },
+        Action::Redirect(rd) => format!("redirect:{}", rd.path.clone().unwrap_or_default()),
+        Action::Direct { status, body } => format!("direct:{status}:{}", String::from_utf8_lossy(body)),
+    }
+}
+
+#[test]
+fn virtual_service_match_kinds_and_precedence() {
+    let cfg = compile(MESH);
+    #[rustfmt::skip]
+    let rows: &[(&str, &str, &str, &[(&str, &str)], &str, &str)] = &[
+        // (method, host, path, headers, expected, why)
+        ("GET", "reviews", "/exact", &[], "v1", "uri exact"),
+        ("GET", "reviews", "/exact/more", &[], "base", "exact does not match a longer path"),
+        ("GET", "reviews", "/prefixed/x", &[], "v2", "uri prefix"),
+        ("GET", "reviews", "/regex/123", &[], "v3", "uri regex"),
+        ("GET", "reviews", "/regex/12a", &[], "base", "regex must match the whole path"),
+        ("GET", "reviews", "/x", &[("x-user", "jason")], "v2", "header exact"),
+        ("GET", "reviews", "/x", &[("x-user", "bob")], "base", "header exact, other value"),
+        ("GET", "reviews", "/x", &[("x-present", "anything")], "v1", "header present ({})"),
+        ("GET", "reviews", "/x", &[("x-re", "abbbc")], "v3", "header regex"),
+        ("GET", "reviews", "/x", &[("x-re", "xabbbc")], "base", "header regex is a full match"),
+        ("POST", "reviews", "/method", &[], "v3", "method and uri (AND)"),
+        ("GET", "reviews", "/method", &[], "base", "method differs"),
+        ("GET", "reviews", "/x?q=yes", &[], "v2", "query param exact"),
+        ("GET", "reviews", "/x?q=no", &[], "base", "query param other value"),
+        ("GET", "reviews", "/CASE", &[], "v3", "ignoreUriCase"),
+        ("GET", "reviews", "/case", &[], "v3", "ignoreUriCase, lower"),
+        ("GET", "reviews.default:9080", "/x", &[], "v2", "authority exact"),
+        ("GET", "reviews", "/or-b/1", &[], "v3", "second match block (OR)"),
+        ("GET", "reviews", "/and", &[("x-and", "1")], "v1", "all conditions of a block (AND)"),
+        ("GET", "reviews", "/and", &[], "base", "one condition of a block missing"),
+        ("GET", "reviews", "/without", &[], "v2", "withoutHeaders, header absent"),
+        ("GET", "reviews", "/without", &[("x-block", "1")], "base", "withoutHeaders, header present"),
+        ("GET", "reviews", "/old", &[], "redirect:/new", "redirect"),
+        ("GET", "reviews", "/direct", &[], "direct:418:teapot", "directResponse"),
+        ("GET", "reviews", "/canary", &[], "split:v1=90/v2=10", "weighted destinations"),
+        // Precedence: the first rule that matches wins.
+        ("GET", "reviews", "/exact", &[("x-user", "jason")], "v1", "exact rule comes before the header rule"),
+        ("GET", "reviews", "/prefix", &[("x-present", "1")], "v2", "prefix rule comes before header-present"),
+        ("POST", "reviews", "/method?q=yes", &[], "v3", "method rule comes before the query rule"),
+        // Host forms a sidecar accepts.
+        ("GET", "reviews:9080", "/exact", &[], "v1", "name:port"),
+        ("GET", "reviews.default", "/exact", &[], "v1", "name.namespace"),
+        ("GET", "reviews.default.svc.cluster.local:9080", "/exact", &[], "v1", "fqdn:port"),
+        ("GET", "REVIEWS", "/exact", &[], "v1", "hosts are case-insensitive"),
+        ("GET", "ratings", "/exact", &[], "404", "unknown host"),
+    ];
+    let mut failures = Vec::new();
+    for (method, host, path, headers, want, why) in rows {
+        let got = route(&cfg, method, host, path, headers);
+        if got != *want {
+            failures.push(format!("{method} {host}{path} {headers:?}: got {got}, want {want} ({why})"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+}
+
+#[test]
+fn service_without_virtual_service_gets_a_default_route() {
+    let cfg = compile(
+        &MESH
+            .replace("kind: VirtualService", "kind: VirtualService\n# unused")
+            .replace("hosts: [reviews]", "hosts: [other]"),
+    );
+    assert_eq!(route(&cfg, "GET", "reviews", "/anything", &[]), "base");
+}
