@@ -135,3 +135,115 @@ pub async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &st
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn(args: &[&str]) -> Proc {
+    let child = Command::new(weft())
+        .args(args)
+        .env("WEFT_LOG", std::env::var("WEFT_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// Waits until `f` is true, polling every 20 ms; panics with `what` after `secs`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> Duration {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs}s waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+pub async fn up_at(addr: &str) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_ok()
+}
+
+/// A control plane on free ports, watching `dir`.
+pub struct Control {
+    pub proc: Proc,
+    pub xds: String,
+    pub api: String,
+}
+
+impl Control {
+    pub async fn start(dir: &Path) -> Control {
+        let (xds, api) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let proc = spawn(&["control", "--config", dir.to_str().unwrap(), "--xds-addr", &xds, "--api-addr", &api]);
+        let a = api.clone();
+        eventually(20, "control plane API", || {
+            let a = a.clone();
+            async move { up_at(&a).await && get(&a, "/ready", &[]).await.status == 200 }
+        })
+        .await;
+        Control { proc, xds, api }
+    }
+}
+
+/// A sidecar with no local app (a pure client), on free ports.
+pub struct Sidecar {
+    pub proc: Proc,
+    pub outbound: String,
+    pub admin: String,
+}
+
+impl Sidecar {
+    pub async fn start(xds: &str, workload: &str) -> Sidecar {
+        let (o, a) = (free_port(), free_port());
+        let proc = spawn(&[
+            "proxy",
+            "--xds",
+            xds,
+            "--workload",
+            workload,
+            "--outbound-port",
+            &o.to_string(),
+            "--admin-port",
+            &a.to_string(),
+            "--metrics-port",
+            "0",
+            "--health-port",
+            "0",
+        ]);
+        let admin = format!("127.0.0.1:{a}");
+        let ad = admin.clone();
+        eventually(20, "sidecar ready", || {
+            let a = ad.clone();
+            async move { up_at(&a).await && get(&a, "/ready", &[]).await.status == 200 }
+        })
+        .await;
+        Sidecar { proc, outbound: format!("127.0.0.1:{o}"), admin }
+    }
+
+    pub async fn config_dump(&self) -> serde_json::Value {
+        get(&self.admin, "/config_dump", &[]).await.json()
+    }
+}
+
+/// A demo workload on a free port; returns it and its port.
+pub async fn demo(name: &str, version: &str) -> (Proc, u16) {
+    let port = free_port();
+    let p = spawn(&["demo", "--name", name, "--version", version, "--port", &port.to_string()]);
+    let addr = format!("127.0.0.1:{port}");
+    eventually(20, "demo workload", || {
+        let a = addr.clone();
+        async move { up_at(&a).await }
+    })
+    .await;
+    (p, port)
+}

@@ -1,0 +1,197 @@
+//! The control plane against real proxies: hot reload under load, broken
+//! edits, and run-time registration with TTLs.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn mesh_yaml(v1_port: u16, v2_port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  subsets:
+    - {{name: v1, labels: {{version: v1}}}}
+    - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: echo-v1}}
+spec: {{address: 127.0.0.1, ports: {{http: {v1_port}}}, labels: {{app: echo, version: v1}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: echo-v2}}
+spec: {{address: 127.0.0.1, ports: {{http: {v2_port}}}, labels: {{app: echo, version: v2}}}}
+"#
+    )
+}
+
+fn route_yaml(w1: u32, w2: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo]\n  http:\n    - route:\n        - {{destination: {{host: echo, subset: v1}}, weight: {w1}}}\n        - {{destination: {{host: echo, subset: v2}}, weight: {w2}}}\n"
+    )
+}
+
+/// Writes atomically (rename), as editors and `kubectl`-style tools do.
+fn write(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn hot_reload_under_load_loses_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_v1, p1) = demo("echo", "v1").await;
+        let (_v2, p2) = demo("echo", "v2").await;
+        std::fs::write(dir.path().join("mesh.yaml"), mesh_yaml(p1, p2)).unwrap();
+        let vs = dir.path().join("route.yaml");
+        write(&vs, &route_yaml(100, 0));
+        let control = Control::start(dir.path()).await;
+        let sidecar = Sidecar::start(&control.xds, "client").await;
+        let v0 = sidecar.config_dump().await["version"].as_str().unwrap().to_owned();
+
+        // Steady traffic from 8 clients while the route flips every 100 ms.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            let (out, stop) = (sidecar.outbound.clone(), stop.clone());
+            clients.push(tokio::spawn(async move {
+                let (mut ok, mut failed, mut v2) = (0u32, Vec::new(), 0u32);
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline && ok < 5_000 {
+                    let r = request(&out, "GET", "http://echo/", &[], Default::default()).await;
+                    if r.status == 200 {
+                        ok += 1;
+                        v2 += (r.json()["version"] == "v2") as u32;
+                    } else {
+                        failed.push(format!("{} {}", r.status, String::from_utf8_lossy(&r.body)));
+                    }
+                }
+                (ok, failed, v2)
+            }));
+        }
+        for i in 0..30u32 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (a, b) = if i % 2 == 0 { (0, 100) } else { (100, 0) };
+            write(&vs, &route_yaml(a, b));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed, mut v2) = (0, Vec::new(), 0);
+        for c in clients {
+            let (o, f, v) = c.await.unwrap();
+            ok += o;
+            failed.extend(f);
+            v2 += v;
+        }
+        let v1 = sidecar.config_dump().await["version"].as_str().unwrap().to_owned();
+        println!("hot reload: {ok} ok, {} failed, {v2} to v2, config version {v0} -> {v1}", failed.len());
+        assert!(failed.is_empty(), "{} failed requests, first: {:?}", failed.len(), &failed[..failed.len().min(3)]);
+        assert!(ok > 100, "too little traffic to mean anything: {ok}");
+        assert!(v2 > 0 && v2 < ok, "both versions should have served during the flips: v2={v2} of {ok}");
+        assert!(
+            v1.parse::<u64>().unwrap() >= v0.parse::<u64>().unwrap() + 10,
+            "the proxy applied many of the 30 edits: {v0} -> {v1}"
+        );
+        drop(control);
+    });
+}
+
+#[test]
+fn broken_edit_is_rejected_and_last_good_config_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_v1, p1) = demo("echo", "v1").await;
+        let (_v2, p2) = demo("echo", "v2").await;
+        std::fs::write(dir.path().join("mesh.yaml"), mesh_yaml(p1, p2)).unwrap();
+        let vs = dir.path().join("route.yaml");
+        write(&vs, &route_yaml(100, 0));
+        let control = Control::start(dir.path()).await;
+        let sidecar = Sidecar::start(&control.xds, "client").await;
+        let version = |r: Resp| r.json()["version"].as_str().unwrap().to_owned();
+        assert_eq!(version(request(&sidecar.outbound, "GET", "http://echo/", &[], Default::default()).await), "v1");
+
+        // An edit whose YAML is broken, then one that is valid YAML with a bad reference.
+        write(&vs, &route_yaml(0, 100).replace("  http:\n", "  http:\n   x: [\n"));
+        let api = control.api.clone();
+        eventually(10, "the rejection to be reported", || { let a = api.clone(); async move {
+            get(&a, "/debug/config", &[]).await.json()["rejected"].as_array().is_some_and(|r| !r.is_empty())
+        }}).await;
+        let rejected = get(&control.api, "/debug/config", &[]).await.json()["rejected"].to_string();
+        assert!(rejected.contains("route.yaml:"), "diagnostics name the file and line: {rejected}");
+        write(&vs, &route_yaml(0, 100).replace("subset: v2", "subset: v9"));
+        eventually(10, "the second rejection", || {
+            let a = api.clone();
+            async move { get(&a, "/debug/config", &[]).await.json()["rejected"].to_string().contains("v9") }
+        })
+        .await;
+        for _ in 0..20 {
+            assert_eq!(
+                version(request(&sidecar.outbound, "GET", "http://echo/", &[], Default::default()).await),
+                "v1",
+                "the last good config still routes"
+            );
+        }
+
+        // Mended: applied.
+        write(&vs, &route_yaml(0, 100));
+        let out = sidecar.outbound.clone();
+        let took = eventually(10, "the mended edit to route to v2", || {
+            let o = out.clone();
+            async move { version(request(&o, "GET", "http://echo/", &[], Default::default()).await) == "v2" }
+        })
+        .await;
+        println!("mended edit applied at the proxy after {took:?}");
+        assert!(get(&control.api, "/debug/config", &[]).await.json()["rejected"].as_array().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn registered_instance_leaves_when_it_stops_heartbeating() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("echo", "v1").await;
+        std::fs::write(dir.path().join("svc.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec:\n  selector: {app: echo}\n  ports: [{name: http, port: 80}]\n").unwrap();
+        let control = Control::start(dir.path()).await;
+        let sidecar = Sidecar::start(&control.xds, "client").await;
+        let endpoints = |dump: serde_json::Value| -> usize {
+            dump["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "outbound|80||echo.default.svc.cluster.local").map_or(0, |c| c["endpoints"].as_array().unwrap().len())
+        };
+        assert_eq!(endpoints(sidecar.config_dump().await), 0);
+        assert_eq!(request(&sidecar.outbound, "GET", "http://echo/", &[], Default::default()).await.status, 503, "no instance yet");
+
+        let reg = serde_json::json!({"name": "echo-a", "address": "127.0.0.1", "port": pa, "labels": {"app": "echo"}, "ttlSeconds": 2});
+        let r = request(&control.api, "POST", "/v1/instances", &[("content-type", "application/json")], reg.to_string().into()).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        let s = &sidecar;
+        eventually(10, "the registered instance to reach the proxy", || async move { endpoints(s.config_dump().await) == 1 }).await;
+        assert_eq!(request(&sidecar.outbound, "GET", "http://echo/", &[], Default::default()).await.status, 200);
+
+        // Heartbeats keep it past its TTL...
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[], Default::default()).await.status, 200);
+        }
+        assert_eq!(endpoints(sidecar.config_dump().await), 1, "alive after 3 s with a 2 s TTL thanks to heartbeats");
+        // ...and without them it leaves within its TTL (plus the push).
+        let last_beat = Instant::now();
+        eventually(10, "the silent instance to leave", || async move { endpoints(s.config_dump().await) == 0 }).await;
+        let gone_after = last_beat.elapsed();
+        println!("instance left {gone_after:?} after its last heartbeat (TTL 2 s)");
+        assert!(gone_after >= Duration::from_millis(1900), "left before its TTL: {gone_after:?}");
+        assert!(gone_after < Duration::from_secs(4), "stayed well past its TTL: {gone_after:?}");
+        assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[], Default::default()).await.status, 404, "expired instances must register again");
+    });
+}
