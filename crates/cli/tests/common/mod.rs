@@ -121,7 +121,10 @@ pub async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &st
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
-    let mut req = http::Request::builder().method(method).uri(path).header("host", addr);
+    let mut req = http::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", addr);
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

