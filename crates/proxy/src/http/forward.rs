@@ -119,8 +119,9 @@ fn should_retry_status(p: &RetryPolicy, status: u16, headers: &HeaderMap) -> boo
     )
 }
 
+/// Envoy's backoff: retry n waits a random time in [0, base·2^(n-1)], capped at 10·base.
 fn backoff(base: Duration, retry: u32) -> Duration {
-    let cap = base.saturating_mul(1 << retry.min(10)).min(base * 10);
+    let cap = base.saturating_mul(1 << retry.saturating_sub(1).min(10)).min(base * 10);
     Duration::from_micros(rand::rng().random_range(0..=cap.as_micros() as u64))
 }
 

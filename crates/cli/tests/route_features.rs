@@ -1,0 +1,118 @@
+//! Per-route features end to end through a real sidecar and demo backends:
+//! rewrite, header set/add/remove, timeouts, retries, redirects.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn mesh(port: u16, flaky: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: flaky}}
+spec:
+  selector: {{app: flaky}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: echo}}
+spec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: echo}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: flaky}}
+spec: {{address: 127.0.0.1, ports: {{http: {flaky}}}, labels: {{app: flaky}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: echo}}
+spec:
+  hosts: [echo]
+  http:
+    - match: [{{uri: {{prefix: /api/}}}}]
+      rewrite: {{uri: /v2/}}
+      headers:
+        request:
+          set: {{x-set: forced}}
+          add: {{x-added: "yes"}}
+          remove: [x-secret]
+        response:
+          set: {{x-resp: "1"}}
+      route: [{{destination: {{host: echo}}}}]
+    - match: [{{uri: {{prefix: /slow}}}}]
+      timeout: 150ms
+      route: [{{destination: {{host: echo}}}}]
+    - match: [{{uri: {{prefix: /moved}}}}]
+      redirect: {{uri: /here, authority: example.com, redirectCode: 302}}
+    - route: [{{destination: {{host: echo}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: flaky}}
+spec:
+  hosts: [flaky]
+  http:
+    - retries: {{attempts: 6, retryOn: 5xx}}
+      route: [{{destination: {{host: flaky}}}}]
+"#
+    )
+}
+
+#[test]
+fn rewrite_headers_timeout_retries_and_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_echo, port) = demo("echo", "v1").await;
+        let (_flaky, flaky) = demo("flaky", "v1").await;
+        // The flaky backend answers 503 half the time.
+        let b = serde_json::json!({"failPercent": 50, "failStatus": 503});
+        assert_eq!(request(&format!("127.0.0.1:{flaky}"), "POST", "/admin/behavior", &[], b.to_string().into()).await.status, 200);
+        std::fs::write(dir.path().join("mesh.yaml"), mesh(port, flaky)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let out = sc.outbound.as_str();
+
+        let r = get(out, "/api/books?id=7", &[("host", "echo"), ("x-secret", "s"), ("x-set", "mine")]).await;
+        assert_eq!(r.status, 200);
+        let j = r.json();
+        assert_eq!(j["path"], "/v2/books", "prefix rewritten: {j}");
+        assert_eq!(j["query"], "id=7", "query kept: {j}");
+        assert_eq!(j["headers"]["x-set"], "forced", "set overrides: {j}");
+        assert_eq!(j["headers"]["x-added"], "yes", "{j}");
+        assert!(j["headers"].get("x-secret").is_none(), "removed: {j}");
+        assert_eq!(r.headers.get("x-resp").unwrap(), "1");
+
+        let start = Instant::now();
+        let r = get(out, "/slow?delay=2s", &[("host", "echo")]).await;
+        assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+        assert!(start.elapsed() < Duration::from_millis(1500), "the timeout cut the 2 s wait: {:?}", start.elapsed());
+        assert_eq!(get(out, "/slow?delay=10ms", &[("host", "echo")]).await.status, 200, "within the timeout");
+
+        let r = get(out, "/moved", &[("host", "echo")]).await;
+        assert_eq!(r.status, 302);
+        assert_eq!(r.headers.get("location").unwrap(), "http://example.com/here");
+
+        // 50% 503s; with 6 retries on 5xx the chance a request still fails is 1/128.
+        let (mut ok, n) = (0, 200);
+        for _ in 0..n {
+            ok += (get(out, "/", &[("host", "flaky")]).await.status == 200) as u32;
+        }
+        println!("flaky with retries: {ok} of {n} succeeded");
+        assert!(ok >= n - 8, "retries should hide nearly all 503s: {ok} of {n}");
+        // Without a route that retries on 5xx, the failures show.
+        let direct = format!("127.0.0.1:{flaky}");
+        let mut failed = 0;
+        for _ in 0..100 {
+            failed += (get(&direct, "/", &[]).await.status == 503) as u32;
+        }
+        assert!(failed > 20, "the backend really fails about half the time: {failed} of 100");
+    });
+}
