@@ -74,7 +74,10 @@ fn rewrite_headers_timeout_retries_and_redirect() {
         let (_flaky, flaky) = demo("flaky", "v1").await;
         // The flaky backend answers 503 half the time.
         let b = serde_json::json!({"failPercent": 50, "failStatus": 503});
-        assert_eq!(request(&format!("127.0.0.1:{flaky}"), "POST", "/admin/behavior", &[], b.to_string().into()).await.status, 200);
+        assert_eq!(
+            request(&format!("127.0.0.1:{flaky}"), "POST", "/admin/behavior", &[], b.to_string().into()).await.status,
+            200
+        );
         std::fs::write(dir.path().join("mesh.yaml"), mesh(port, flaky)).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;

@@ -170,11 +170,14 @@ fn route(cfg: &Config, method: &str, host: &str, path: &str, headers: &[(&str, &
     }
 }
 
+/// (method, host, path, headers, expected, why)
+type Row<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+
 #[test]
 fn virtual_service_match_kinds_and_precedence() {
     let cfg = compile(MESH);
     #[rustfmt::skip]
-    let rows: &[(&str, &str, &str, &[(&str, &str)], &str, &str)] = &[
+    let rows: &[Row] = &[
         // (method, host, path, headers, expected, why)
         ("GET", "reviews", "/exact", &[], "v1", "uri exact"),
         ("GET", "reviews", "/exact/more", &[], "base", "exact does not match a longer path"),

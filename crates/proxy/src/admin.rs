@@ -37,7 +37,14 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .iter()
         .map(|l| match &l.kind {
             ListenerKind::Http(h) => json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction)}}),
-            ListenerKind::Tcp { name, .. } => json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"cluster": name}}),
+            ListenerKind::Tcp(t) => {
+                let clusters: Vec<String> = match t {
+                    crate::config::route::Target::Cluster(c) => vec![c.name.to_string()],
+                    crate::config::route::Target::Weighted { choices, .. } => choices.iter().map(|c| c.name.to_string()).collect(),
+                    crate::config::route::Target::Missing(n) => vec![n.to_string()],
+                };
+                json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"clusters": clusters}})
+            }
         })
         .collect();
     let routes: Vec<_> = raw

@@ -79,7 +79,7 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
         let _ = stream.set_nodelay(true);
         let is_tcp = matches!(
             state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind),
-            Some(ListenerKind::Tcp { .. })
+            Some(ListenerKind::Tcp(_))
         );
         let ctx = Arc::new(ConnCtx { state: state.clone(), listener: name.clone(), peer });
         if is_tcp {
@@ -100,14 +100,15 @@ async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
 
 async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let cfg = ctx.state.config.load_full();
-    let Some(ListenerKind::Tcp { cluster, name }) =
-        cfg.listeners.iter().find(|l| l.name == ctx.listener).map(|l| &l.kind)
-    else {
+    let Some(ListenerKind::Tcp(target)) = cfg.listeners.iter().find(|l| l.name == ctx.listener).map(|l| &l.kind) else {
         return;
     };
-    let Some(cluster) = cluster else {
-        tracing::warn!(cluster = %name, "tcp listener's cluster is unknown; closing");
-        return;
+    let cluster = match crate::http::forward::pick_target(target) {
+        Ok((c, _, _)) => c,
+        Err(name) => {
+            tracing::warn!(cluster = %name, "tcp listener's cluster is unknown; closing");
+            return;
+        }
     };
     let mut tried = Vec::new();
     for _ in 0..cluster.endpoints.len().min(3) {

@@ -30,6 +30,8 @@ pub struct UpArgs {
 
 struct Replica {
     name: String,
+    /// The sidecar's own loopback address (its listeners bind there).
+    ip: String,
     app_port: u16,
     inbound: u16,
     outbound: u16,
@@ -213,7 +215,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         let info = json!({
             "control": {"xds": xds, "api": api},
             "gateways": gateways.iter().map(|g| json!({"name": g.name, "labels": g.labels, "admin": g.admin, "ports": g.ports, "hosts": g.hosts, "pid": g.proc.pid()})).collect::<Vec<_>>(),
-            "workloads": replicas.iter().map(|r| json!({"name": r.name, "appPort": r.app_port, "inboundPort": r.inbound, "outboundPort": r.outbound, "admin": r.admin, "pid": r.app.pid(), "sidecarPid": r.sidecar.pid()})).collect::<Vec<_>>(),
+            "workloads": replicas.iter().map(|r| json!({"name": r.name, "ip": r.ip, "appPort": r.app_port, "inboundPort": r.inbound, "outboundPort": r.outbound, "admin": r.admin, "pid": r.app.pid(), "sidecarPid": r.sidecar.pid()})).collect::<Vec<_>>(),
         });
         std::fs::write(f, serde_json::to_vec_pretty(&info)?)?;
     }
@@ -255,6 +257,7 @@ fn start_replica(
     log: &str,
 ) -> anyhow::Result<Replica> {
     let app_port = if n == 1 { ports.prefer(w.port)? } else { ports.free()? };
+    let ip = ports.next_ip();
     let (inbound, outbound, admin) = (ports.free()?, ports.free()?, ports.free()?);
     let rname = if n == 1 { name.to_owned() } else { format!("{name}-{i}") };
     let mut args: Vec<String> = vec![
@@ -265,6 +268,8 @@ fn start_replica(
         name.into(),
         "--namespace".into(),
         ns.into(),
+        "--listen-ip".into(),
+        ip.clone(),
     ];
     args.extend([
         "--labels".into(),
@@ -297,8 +302,9 @@ fn start_replica(
     let sidecar =
         spawn(&format!("{rname} sidecar"), exe, &args, &BTreeMap::from([("WEFT_LOG".to_owned(), log.to_owned())]))?;
 
-    let outbound_addr = format!("127.0.0.1:{outbound}");
+    let outbound_addr = format!("{ip}:{outbound}");
     let mut env: BTreeMap<String, String> = w.env.clone();
+    env.insert("WEFT_OUTBOUND_IP".into(), ip.clone());
     env.insert("PORT".into(), app_port.to_string());
     env.insert("HTTP_PROXY".into(), format!("http://{outbound_addr}"));
     env.insert("http_proxy".into(), format!("http://{outbound_addr}"));
@@ -310,38 +316,28 @@ fn start_replica(
     let (program, rest) = words.split_first().ok_or_else(|| anyhow::anyhow!("workload {name} has an empty command"))?;
     let program = if program == "weft" { exe.to_path_buf() } else { PathBuf::from(program) };
     let app = spawn(&rname, &program, rest, &env)?;
-    Ok(Replica { name: rname, app_port, inbound, outbound, admin, app, sidecar })
+    Ok(Replica { name: rname, ip, app_port, inbound, outbound, admin, app, sidecar })
 }
 
 fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) {
     println!("weft up: the mesh from {} is running\n", dir.display());
     println!("  control plane   xDS {xds}   API http://{api}");
     println!();
-    println!(
-        "  {:<9} {:<22} {:>7} {:>7} {:>8} {:>9} {:>7}",
-        "ROLE", "NAME", "PID", "APP", "INBOUND", "OUTBOUND", "ADMIN"
-    );
+    let row = |role: &str, name: &str, pid: &str, app: &str, ip: &str, inb: &str, out: &str, admin: &str| {
+        format!("  {role:<9} {name:<20} {pid:>7} {app:>6} {ip:<11} {inb:>8} {out:>9} {admin:>6}")
+    };
+    println!("{}", row("ROLE", "NAME", "PID", "APP", "SIDECAR IP", "INBOUND", "OUTBOUND", "ADMIN"));
     for g in gateways {
         let pid = g.proc.pid().map_or("-".into(), |p| p.to_string());
         let ports: Vec<String> = g.ports.iter().map(|(p, q)| format!(":{p}→:{q}")).collect();
-        println!(
-            "  {:<9} {:<22} {:>7} {:>7} {:>8} {:>9} {:>7}   serves {}",
-            "gateway",
-            g.name,
-            pid,
-            "-",
-            "-",
-            "-",
-            g.admin,
-            ports.join(" ")
-        );
+        let line = row("gateway", &g.name, &pid, "-", "127.0.0.1", "-", "-", &g.admin.to_string());
+        println!("{line}   serves {}", ports.join(" "));
     }
     for r in replicas {
         let pid = r.app.pid().map_or("-".into(), |p| p.to_string());
-        println!(
-            "  {:<9} {:<22} {:>7} {:>7} {:>8} {:>9} {:>7}",
-            "workload", r.name, pid, r.app_port, r.inbound, r.outbound, r.admin
-        );
+        let (app, inb, out, admin) =
+            (r.app_port.to_string(), r.inbound.to_string(), r.outbound.to_string(), r.admin.to_string());
+        println!("{}", row("workload", &r.name, &pid, &app, &r.ip, &inb, &out, &admin));
     }
     println!();
     for g in gateways {

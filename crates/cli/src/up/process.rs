@@ -65,14 +65,38 @@ impl Proc {
 
 /// Hands out ports that are free now and not yet promised to another
 /// process of this run (the OS may offer the same free port twice).
-#[derive(Default)]
-pub struct Ports(std::collections::HashSet<u16>);
+pub struct Ports {
+    promised: std::collections::HashSet<u16>,
+    next: u32,
+    /// Second octet of this run's sidecar addresses, random so that two
+    /// `weft up` runs on one machine do not share addresses.
+    base: u8,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        let base = 1
+            + (std::process::id() % 200) as u8
+            + (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 50)
+                as u8;
+        Ports { promised: Default::default(), next: 0, base }
+    }
+}
 
 impl Ports {
+    /// A loopback address of its own for each sidecar (127.B.x.y; Linux
+    /// answers on all of 127/8), so two sidecars can both serve a TCP
+    /// service port such as 6379.
+    pub fn next_ip(&mut self) -> String {
+        let k = self.next;
+        self.next += 1;
+        format!("127.{}.{}.{}", self.base, k / 250, 2 + k % 250)
+    }
+
     pub fn free(&mut self) -> anyhow::Result<u16> {
         for _ in 0..100 {
             let p = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            if self.0.insert(p) {
+            if self.promised.insert(p) {
                 return Ok(p);
             }
         }
@@ -81,8 +105,8 @@ impl Ports {
 
     /// `wanted` if it is free and unpromised, else any free port.
     pub fn prefer(&mut self, wanted: u16) -> anyhow::Result<u16> {
-        if !self.0.contains(&wanted) && port_is_free(wanted) {
-            self.0.insert(wanted);
+        if !self.promised.contains(&wanted) && port_is_free(wanted) {
+            self.promised.insert(wanted);
             return Ok(wanted);
         }
         self.free()

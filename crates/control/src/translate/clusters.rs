@@ -277,11 +277,23 @@ pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
         workload: &node.workload,
         namespace: &node.namespace,
     };
+    // The app gets the protocol the caller spoke (gRPC stays HTTP/2).
+    let opts = HttpProtocolOptions {
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            http_protocol_options::UseDownstreamHttpConfig::default(),
+        )),
+        ..Default::default()
+    };
     Some(Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
         connect_timeout: Some(pb_duration(Duration::from_secs(10))),
         load_assignment: Some(assignment(&name, vec![ep])),
+        typed_extension_protocol_options: [(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+            pack_any(opts),
+        )]
+        .into(),
         ..Default::default()
     })
 }

@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::util::pack_any;
 use std::collections::BTreeSet;
 use weft_api::index::Index;
@@ -66,11 +67,42 @@ fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, stri
     }
 }
 
-pub fn sidecar(node: &ProxyNode) -> Vec<Listener> {
+fn tcp_listener(name: &str, addr: Address, cluster: tcp_proxy::ClusterSpecifier) -> Listener {
+    let tp = TcpProxy { stat_prefix: name.to_owned(), cluster_specifier: Some(cluster), ..Default::default() };
+    Listener {
+        name: name.to_owned(),
+        address: Some(addr),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.tcp_proxy".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(tp))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The sidecar's listeners: HTTP outbound (all HTTP services by Host),
+/// inbound (to the local app), and one TCP listener per TCP service port on
+/// the proxy's listen IP (the first service to claim a port gets it).
+pub fn sidecar(index: &Index, node: &ProxyNode) -> Vec<Listener> {
     let mut out =
         vec![http_listener("outbound", socket(&node.listen_ip, node.outbound_port), "outbound", "outbound", false)];
     if node.app_port.is_some() {
         out.push(http_listener("inbound", socket(&node.listen_ip, node.inbound_port), "inbound", "inbound", true));
+    }
+    let mut taken: BTreeSet<u16> = [node.outbound_port, node.inbound_port].into();
+    for svc in index.services.values() {
+        for sp in svc.ports.iter().filter(|p| super::routes::tcp_port(p)) {
+            if !taken.insert(sp.port) {
+                tracing::debug!(service = %svc.fqdn, port = sp.port, "tcp port already served on this sidecar");
+                continue;
+            }
+            let cluster = super::routes::tcp_route(index, node, svc, sp.port);
+            let name = format!("{}_{}", node.listen_ip, sp.port);
+            out.push(tcp_listener(&name, socket(&node.listen_ip, sp.port), cluster));
+        }
     }
     out
 }

@@ -46,7 +46,7 @@ pub fn translate(snap: &Snapshot, node: &ProxyNode) -> ProxyConfig {
     let mut out = ProxyConfig::default();
     match node.role {
         Role::Sidecar => {
-            out.listeners = listeners::sidecar(node);
+            out.listeners = listeners::sidecar(&index, node);
             out.routes.push(routes::sidecar_outbound(&index, node));
             if let Some(inbound) = routes::sidecar_inbound(node) {
                 out.routes.push(inbound);

@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher, query_parameter_matcher,
     redirect_action, route, route_action, route_match, weighted_cluster,
 };
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
 };
@@ -374,6 +375,51 @@ fn mesh_virtual_services<'a>(index: &'a Index) -> impl Iterator<Item = (&'a Reso
 
 fn http_port(p: &weft_api::index::SvcPort) -> bool {
     matches!(p.protocol.as_str(), "" | "http" | "http2" | "grpc" | "grpc-web")
+}
+
+/// Ports carried as opaque TCP (no HTTP routing).
+pub fn tcp_port(p: &weft_api::index::SvcPort) -> bool {
+    !http_port(p)
+}
+
+/// Where a TCP connection to `svc:port` goes: the first `tcp` rule of a
+/// mesh VirtualService for the service that matches the port (weighted
+/// destinations allowed), else the service itself.
+pub fn tcp_route(index: &Index, node: &ProxyNode, svc: &SvcInfo, port: u16) -> tcp_proxy::ClusterSpecifier {
+    for (r, vs) in mesh_virtual_services(index) {
+        if !vs.hosts.iter().any(|h| index.service(h, r.namespace()).is_some_and(|s| s.fqdn == svc.fqdn)) {
+            continue;
+        }
+        for rule in &vs.tcp {
+            let applies = rule.match_.is_empty()
+                || rule
+                    .match_
+                    .iter()
+                    .any(|m| m.port.is_none_or(|p| p == port) && selects(&m.source_labels, &node.labels));
+            if !applies || rule.route.is_empty() {
+                continue;
+            }
+            let weighted: Vec<_> =
+                rule.route.iter().filter(|d| rule.route.len() == 1 || d.weight.unwrap_or(0) > 0).collect();
+            if weighted.len() == 1 {
+                return tcp_proxy::ClusterSpecifier::Cluster(destination_cluster(
+                    index,
+                    r.namespace(),
+                    &weighted[0].destination,
+                ));
+            }
+            let clusters = weighted
+                .iter()
+                .map(|d| tcp_proxy::weighted_cluster::ClusterWeight {
+                    name: destination_cluster(index, r.namespace(), &d.destination),
+                    weight: d.weight.unwrap_or(0) as u32,
+                    ..Default::default()
+                })
+                .collect();
+            return tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster { clusters });
+        }
+    }
+    tcp_proxy::ClusterSpecifier::Cluster(cluster_name(port, "", &svc.fqdn))
 }
 
 /// Names a service answers to on `port`; the no-port forms only on its

@@ -66,7 +66,7 @@ pub struct HttpListener {
 #[derive(Debug)]
 pub enum ListenerKind {
     Http(Arc<HttpListener>),
-    Tcp { cluster: Option<Arc<ClusterCfg>>, name: String },
+    Tcp(route::Target),
 }
 
 #[derive(Debug)]
@@ -137,6 +137,34 @@ fn listener_addr(l: &Listener) -> Result<SocketAddr, CompileError> {
     Ok(SocketAddr::new(ip, port as u16))
 }
 
+fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &Clusters) -> Result<route::Target, CompileError> {
+    match spec {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => Ok(match clusters.get(&c) {
+            Some(cl) => route::Target::Cluster(cl.clone()),
+            None => route::Target::Missing(c.as_str().into()),
+        }),
+        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
+            let mut upto = 0;
+            let mut choices = Vec::new();
+            for c in w.clusters.iter().filter(|c| c.weight > 0) {
+                upto += c.weight;
+                choices.push(route::WeightedChoice {
+                    cluster: clusters.get(&c.name).cloned(),
+                    name: c.name.as_str().into(),
+                    upto,
+                    request_headers: Default::default(),
+                    response_headers: Default::default(),
+                });
+            }
+            if upto == 0 {
+                return Err(CompileError::new("tcp_proxy: weighted clusters with total weight 0"));
+            }
+            Ok(route::Target::Weighted { choices, total: upto })
+        }
+        None => Err(CompileError::new("tcp_proxy needs a cluster")),
+    }
+}
+
 impl Config {
     pub fn compile(
         raw: &Raw,
@@ -198,13 +226,7 @@ impl Config {
             } else if any.type_url.ends_with("TcpProxy") {
                 let tp = TcpProxy::decode(any.value.as_slice())
                     .map_err(|e| lerr(CompileError::new(format!("listener {}: {e}", l.name))))?;
-                let name = match tp.cluster_specifier {
-                    Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => c,
-                    _ => {
-                        return Err(lerr(CompileError::new(format!("listener {}: tcp_proxy needs a cluster", l.name))));
-                    }
-                };
-                ListenerKind::Tcp { cluster: clusters.get(&name).cloned(), name }
+                ListenerKind::Tcp(tcp_target(tp.cluster_specifier, &clusters).map_err(lerr)?)
             } else {
                 return Err(lerr(CompileError::new(format!(
                     "listener {}: unsupported filter {}",

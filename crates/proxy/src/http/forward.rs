@@ -29,8 +29,10 @@ pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
 /// The chosen cluster and the header operations of its weighted destination.
 type Picked<'a> = (&'a Arc<ClusterCfg>, Option<&'a HeaderOps>, Option<&'a HeaderOps>);
 
-fn pick_target(f: &Forward) -> Result<Picked<'_>, Arc<str>> {
-    match &f.target {
+/// Picks the destination cluster (by weight when split); Err names a
+/// cluster this proxy does not have.
+pub fn pick_target(target: &Target) -> Result<Picked<'_>, Arc<str>> {
+    match target {
         Target::Cluster(c) => Ok((c, None, None)),
         Target::Missing(name) => Err(name.clone()),
         Target::Weighted { choices, total } => {
@@ -168,7 +170,7 @@ pub async fn forward(
     mut req: Request<Incoming>,
     authority: String,
 ) -> Outcome {
-    let (cluster, extra_req, extra_resp) = match pick_target(f) {
+    let (cluster, extra_req, extra_resp) = match pick_target(&f.target) {
         Ok(t) => t,
         Err(name) => {
             return Outcome {

@@ -1,0 +1,46 @@
+//! Plain TCP for tcp ports: a sidecar listens on the service port (on its
+//! listen IP) and splices bytes to an instance, here a TCP echo server.
+
+mod common;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn echo_server() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn tcp_service_port_is_spliced_to_an_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let echo = echo_server().await;
+        let svc_port = free_port();
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: echo-tcp}}\nspec:\n  selector: {{app: echo-tcp}}\n  ports: [{{name: tcp-echo, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: e}}\nspec: {{address: 127.0.0.1, ports: {{tcp-echo: {echo}}}, labels: {{app: echo-tcp}}}}\n"
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let dump = sc.config_dump().await;
+        assert!(dump["listeners"].to_string().contains(&format!("127.0.0.1:{svc_port}")), "tcp listener: {dump}");
+        for i in 0..20 {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", svc_port)).await.unwrap();
+            let msg = format!("hello {i} through the mesh\n");
+            s.write_all(msg.as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut back = String::new();
+            s.read_to_string(&mut back).await.unwrap();
+            assert_eq!(back, msg);
+        }
+    });
+}
