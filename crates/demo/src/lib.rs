@@ -9,11 +9,17 @@
 //! | `POST /admin/behavior` `{"failPercent": 50, "failStatus": 503, "delayMs": 100}` | change behaviour for every later request |
 //! | `GET /health` | 200, or `failStatus` while `healthFail` is set |
 //! | `GET /size/N` | N bytes of body (benchmarks) |
+//! | `GET /ws` with `Upgrade: websocket` | a WebSocket that echoes each message prefixed with the service name |
+//! | gRPC `weft.demo.v1.Demo/Hello` | see [`grpc`] |
 //!
 //! With `calls` set, `GET /` also calls each named service through the
 //! sidecar (`$HTTP_PROXY`) and includes the answers: the bookinfo pattern.
 
+pub mod grpc;
+
 use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -52,10 +58,15 @@ struct Demo {
     behavior: Mutex<Behavior>,
 }
 
-type Resp = Response<Full<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Resp = Response<UnsyncBoxBody<Bytes, BoxError>>;
+
+fn full(b: Bytes) -> UnsyncBoxBody<Bytes, BoxError> {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    let mut r = Response::new(full(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
     *r.status_mut() = status;
     r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
     r
@@ -111,8 +122,59 @@ async fn call(proxy: &str, target: &str, incoming: &http::HeaderMap) -> serde_js
     }
 }
 
+/// Accepts a WebSocket and echoes every text or binary message back,
+/// prefixed with the service name.
+fn websocket(demo: Arc<Demo>, mut req: Request<Incoming>) -> Resp {
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()));
+    let Some(accept) = key else {
+        return json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "missing sec-websocket-key"}));
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(io) = upgrade.await else { return };
+        use tokio_tungstenite::tungstenite::{Message, protocol::Role};
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+        while let Some(Ok(msg)) = ws.next().await {
+            let reply = match msg {
+                Message::Text(t) => Message::text(format!("{}: {}", demo.opts.name, t.as_str())),
+                Message::Binary(b) => Message::binary(b),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if ws.send(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    h.insert("connection", http::HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}
+
 async fn handle(demo: Arc<Demo>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
     let path = req.uri().path().to_owned();
+    let is_grpc = req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc {
+        let hello = grpc::Hello {
+            service: demo.opts.name.clone(),
+            version: demo.opts.version.clone(),
+            instance: demo.instance.clone(),
+        };
+        let resp = grpc::serve(hello, req).await;
+        return Ok(resp.map(|b| b.map_err(|s| Box::new(s) as BoxError).boxed_unsync()));
+    }
+    if path == "/ws" && req.headers().get("upgrade").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")) {
+        return Ok(websocket(demo, req));
+    }
     if path == "/admin/behavior" && req.method() == http::Method::POST {
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         return Ok(match serde_json::from_slice::<Behavior>(&body) {
@@ -133,7 +195,7 @@ async fn handle(demo: Arc<Demo>, req: Request<Incoming>) -> Result<Resp, std::co
         return Ok(json(status, &serde_json::json!({"healthy": status == StatusCode::OK})));
     }
     if let Some(n) = path.strip_prefix("/size/").and_then(|n| n.parse::<usize>().ok()) {
-        let mut r = Response::new(Full::new(Bytes::from(vec![b'x'; n.min(64 << 20)])));
+        let mut r = Response::new(full(Bytes::from(vec![b'x'; n.min(64 << 20)])));
         r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/octet-stream"));
         return Ok(r);
     }
@@ -212,7 +274,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(demo.clone(), req));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(s), svc)
+                .serve_connection_with_upgrades(TokioIo::new(s), svc)
                 .await;
         });
     }

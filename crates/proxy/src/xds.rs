@@ -57,7 +57,11 @@ pub fn node(info: &NodeInfo) -> Node {
 pub async fn run(addr: String, state: Arc<ProxyState>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match stream_once(&addr, &state).await {
+        let result = stream_once(&addr, &state).await;
+        if state.draining.load(Ordering::Acquire) {
+            return; // shutting down: the control plane going away is expected
+        }
+        match result {
             Ok(()) => tracing::warn!(%addr, "xDS stream closed by the control plane; reconnecting"),
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "xDS stream failed; keeping the last good config and reconnecting")
