@@ -119,7 +119,7 @@ async fn handle(
         ),
         (&Method::GET, "/clusters") => reply(StatusCode::OK, "text/plain", clusters_text(&state)),
         (&Method::GET, "/stats/prometheus" | "/metrics") => {
-            reply(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.encode())
+            reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", state.metrics.encode())
         }
         (&Method::POST, "/quitquitquit") => {
             let _ = quit.try_send(());
