@@ -350,14 +350,18 @@ fn rules_to_routes(index: &Index, vs: &Resource, spec: &VirtualServiceSpec, plac
     out
 }
 
-fn default_route(cluster: String) -> rt::Route {
+/// The route to a service that no VirtualService describes; it still
+/// carries the hash policy of the service's DestinationRule.
+fn default_route(index: &Index, node: &ProxyNode, svc: &SvcInfo, port: u16) -> rt::Route {
+    let dest = Destination { host: svc.fqdn.clone(), subset: None, port: Some(PortSelector { number: port }) };
     rt::Route {
         name: "default".into(),
         r#match: Some(route_match(None)),
         action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster_name(port, "", &svc.fqdn))),
             timeout: Some(pb_duration(std::time::Duration::ZERO)),
             retry_policy: retry_policy(None, None),
+            hash_policy: hash_policy(index, &node.namespace, &dest),
             ..Default::default()
         })),
         ..Default::default()
@@ -457,7 +461,7 @@ pub fn sidecar_outbound(index: &Index, node: &ProxyNode) -> RouteConfiguration {
                 }
             }
             if !has_vs {
-                routes.push(default_route(cluster_name(sp.port, "", &svc.fqdn)));
+                routes.push(default_route(index, node, svc, sp.port));
             }
             let domains: Vec<String> =
                 domains(svc, sp.port, &node.namespace).into_iter().filter(|d| used.insert(d.clone())).collect();

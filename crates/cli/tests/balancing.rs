@@ -1,0 +1,110 @@
+//! Load balancing against real instances: WorkloadEntry weights,
+//! consistent hashing, and least request versus a slow instance.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+
+fn entries(ports: &[(u16, u32)]) -> String {
+    let mut y = "apiVersion: v1\nkind: Service\nmetadata: {name: lb}\nspec:\n  selector: {app: lb}\n  ports: [{name: http, port: 80}]\n".to_owned();
+    for (i, (p, w)) in ports.iter().enumerate() {
+        y.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: lb-{i}}}\nspec: {{address: 127.0.0.1, ports: {{http: {p}}}, weight: {w}, labels: {{app: lb}}}}\n"));
+    }
+    y
+}
+
+fn rule(policy: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: lb}}\nspec:\n  host: lb\n  trafficPolicy:\n    loadBalancer: {policy}\n"
+    )
+}
+
+async fn instance_of(out: &str, headers: &[(&str, &str)]) -> String {
+    let r = request(out, "GET", "http://lb/", headers, Default::default()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["instance"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn weights_and_consistent_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("lb", "v1").await;
+        let (_b, pb) = demo("lb", "v1").await;
+        let (_c, pc) = demo("lb", "v1").await;
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, entries(&[(pa, 3), (pb, 1), (pc, 0)]) + &rule("{simple: ROUND_ROBIN}")).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+
+        // Weights 3:1 (weight 0 counts as 1, as in Envoy) → 3:1:1, exactly, by smooth round robin.
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for _ in 0..500 {
+            *counts.entry(instance_of(&sc.outbound, &[]).await).or_default() += 1;
+        }
+        let got = [counts[&format!("lb-{pa}")], counts[&format!("lb-{pb}")], counts[&format!("lb-{pc}")]];
+        assert_eq!(got, [300, 100, 100], "{counts:?}");
+
+        // Consistent hash on a header: each user sticks to one instance; users spread.
+        std::fs::write(
+            &path,
+            entries(&[(pa, 1), (pb, 1), (pc, 1)]) + &rule("{consistentHash: {httpHeaderName: x-user}}"),
+        )
+        .unwrap();
+        let out = sc.outbound.clone();
+        eventually(10, "ring hash to be applied", || {
+            let s = &sc;
+            async move { s.config_dump().await["clusters"].to_string().contains("RingHash") }
+        })
+        .await;
+        let mut owners = HashMap::new();
+        for u in 0..60 {
+            let user = format!("user-{u}");
+            let first = instance_of(&out, &[("x-user", &user)]).await;
+            for _ in 0..5 {
+                assert_eq!(instance_of(&out, &[("x-user", &user)]).await, first, "{user} moved");
+            }
+            *owners.entry(first).or_insert(0) += 1;
+        }
+        assert_eq!(owners.len(), 3, "60 users should land on all three instances: {owners:?}");
+        assert!(owners.values().all(|n| *n >= 8), "spread: {owners:?}");
+    });
+}
+
+#[test]
+fn least_request_avoids_the_slow_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, fast) = demo("lb", "v1").await;
+        let (_b, slow) = demo("lb", "v1").await;
+        let b = serde_json::json!({"delayMs": 200});
+        assert_eq!(
+            request(&format!("127.0.0.1:{slow}"), "POST", "/admin/behavior", &[], b.to_string().into()).await.status,
+            200
+        );
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, entries(&[(fast, 1), (slow, 1)]) + &rule("{simple: LEAST_REQUEST}")).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+
+        // 16 concurrent clients: the slow instance holds its requests longer,
+        // so least request sends it far fewer than half.
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let out = sc.outbound.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut to_slow = 0;
+                for _ in 0..25 {
+                    to_slow += (instance_of(&out, &[]).await.ends_with(&format!("-{slow}"))) as u32;
+                }
+                to_slow
+            }));
+        }
+        let mut to_slow = 0;
+        for t in tasks {
+            to_slow += t.await.unwrap();
+        }
+        println!("least request: {to_slow} of 400 to the slow instance");
+        assert!(to_slow < 80, "least request should avoid the slow instance: {to_slow} of 400");
+    });
+}
