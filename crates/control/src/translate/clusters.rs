@@ -238,6 +238,17 @@ fn endpoints<'a>(
     out
 }
 
+/// ServiceEntries with `resolution: DNS` (every address of every name) or
+/// `DNS_ROUND_ROBIN` (one address at a time), as Istio maps them.
+fn dns_resolution(index: &Index, svc: &SvcInfo) -> Option<cluster::DiscoveryType> {
+    let Spec::ServiceEntry(se) = &index.resources.get(svc.resource)?.spec else { return None };
+    match se.resolution.as_deref() {
+        Some("DNS") => Some(cluster::DiscoveryType::StrictDns),
+        Some("DNS_ROUND_ROBIN") => Some(cluster::DiscoveryType::LogicalDns),
+        _ => None,
+    }
+}
+
 pub fn build(
     index: &Index,
     instances: &[Instance],
@@ -257,8 +268,32 @@ pub fn build(
                     continue;
                 }
                 let tp = effective_policy(dr, *subset, sp.port);
-                clusters.push(eds_cluster(&name, sp, &tp));
-                cla.push(assignment(&name, endpoints(index, instances, svc, sp, subset.map(|s| &s.labels))));
+                let mut c = eds_cluster(&name, sp, &tp);
+                let mut eps = endpoints(index, instances, svc, sp, subset.map(|s| &s.labels));
+                match dns_resolution(index, svc) {
+                    Some(kind) => {
+                        // Names are resolved by the proxy (EDS carries only IPs).
+                        if eps.is_empty() {
+                            let port = match &sp.target {
+                                Some(IntOrString::Int(p)) => *p,
+                                _ => sp.port,
+                            };
+                            eps.push(Ep {
+                                address: svc.fqdn.clone(),
+                                port,
+                                weight: None,
+                                locality: None,
+                                workload: &svc.name,
+                                namespace: &svc.namespace,
+                            });
+                        }
+                        c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
+                        c.eds_cluster_config = None;
+                        c.load_assignment = Some(assignment(&name, eps));
+                    }
+                    None => cla.push(assignment(&name, eps)),
+                }
+                clusters.push(c);
             }
         }
     }

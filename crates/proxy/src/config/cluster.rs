@@ -99,7 +99,16 @@ fn protocol(c: &Cluster) -> Protocol {
     }
 }
 
-fn endpoints(cla: &ClusterLoadAssignment, pools: &PoolRegistry) -> Result<Vec<Arc<Endpoint>>, CompileError> {
+/// Addresses of `host`, IPv4 first when it has any (Envoy's V4_PREFERRED).
+fn resolve(host: &str, port: u16) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let all: Vec<std::net::IpAddr> =
+        (host, port).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default();
+    let v4: Vec<_> = all.iter().copied().filter(|ip| ip.is_ipv4()).collect();
+    if v4.is_empty() { all } else { v4 }
+}
+
+fn endpoints(cla: &ClusterLoadAssignment, pools: &PoolRegistry, dns: bool) -> Result<Vec<Arc<Endpoint>>, CompileError> {
     let mut out = Vec::new();
     for loc in &cla.endpoints {
         let locality: Arc<str> = loc
@@ -121,12 +130,22 @@ fn endpoints(cla: &ClusterLoadAssignment, pools: &PoolRegistry) -> Result<Vec<Ar
                 Some(socket_address::PortSpecifier::PortValue(p)) => p as u16,
                 _ => return Err(CompileError::new(format!("cluster {}: endpoint without a port", cla.cluster_name))),
             };
-            let ip = sa.address.parse().map_err(|_| {
-                CompileError::new(format!(
-                    "cluster {}: endpoint address {:?} is not an IP (DNS endpoints are not supported yet)",
-                    cla.cluster_name, sa.address
-                ))
-            })?;
+            let ips = match sa.address.parse() {
+                Ok(ip) => vec![ip],
+                Err(_) if dns => {
+                    let ips = resolve(&sa.address, port);
+                    if ips.is_empty() {
+                        tracing::warn!(cluster = %cla.cluster_name, host = %sa.address, "cannot resolve endpoint; it is left out");
+                    }
+                    ips
+                }
+                Err(_) => {
+                    return Err(CompileError::new(format!(
+                        "cluster {}: endpoint address {:?} is not an IP; names need a STRICT_DNS or LOGICAL_DNS cluster",
+                        cla.cluster_name, sa.address
+                    )));
+                }
+            };
             let meta = lb.metadata.as_ref().and_then(|m| m.filter_metadata.get("istio"));
             let field = |k: &str| -> Arc<str> {
                 match meta.and_then(|m| m.fields.get(k)).and_then(|v| v.kind.as_ref()) {
@@ -135,15 +154,11 @@ fn endpoints(cla: &ClusterLoadAssignment, pools: &PoolRegistry) -> Result<Vec<Ar
                 }
             };
             let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value.max(1));
-            let addr = SocketAddr::new(ip, port);
-            out.push(Arc::new(Endpoint::new(
-                addr,
-                weight,
-                field("workload"),
-                field("namespace"),
-                locality.clone(),
-                pools.get(addr),
-            )));
+            for ip in ips {
+                let addr = SocketAddr::new(ip, port);
+                let (w, ns) = (field("workload"), field("namespace"));
+                out.push(Arc::new(Endpoint::new(addr, weight, w, ns, locality.clone(), pools.get(addr))));
+            }
         }
     }
     Ok(out)
@@ -158,7 +173,17 @@ impl ClusterCfg {
         use cluster::LbPolicy as P;
         let cla = cla.or(c.load_assignment.as_ref());
         let endpoints = match cla {
-            Some(cla) => endpoints(cla, pools)?,
+            Some(cla) => {
+                use cluster::DiscoveryType as D;
+                let dns = matches!(c.cluster_discovery_type, Some(cluster::ClusterDiscoveryType::Type(t)) if t == D::StrictDns as i32 || t == D::LogicalDns as i32);
+                let mut eps = endpoints(cla, pools, dns)?;
+                // LOGICAL_DNS uses one address at a time.
+                if matches!(c.cluster_discovery_type, Some(cluster::ClusterDiscoveryType::Type(t)) if t == D::LogicalDns as i32)
+                {
+                    eps.truncate(1);
+                }
+                eps
+            }
             None => Vec::new(),
         };
         let kind = match P::try_from(c.lb_policy).unwrap_or(P::RoundRobin) {

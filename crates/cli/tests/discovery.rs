@@ -1,0 +1,111 @@
+//! Every way an instance can be known: Kubernetes Endpoints and
+//! EndpointSlices (selectorless Services), ServiceEntry with static
+//! addresses, with DNS names, and with a workloadSelector over WorkloadEntries.
+
+mod common;
+use common::*;
+
+#[test]
+fn endpoints_slices_and_service_entries_all_route() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("from-endpoints", "v1").await;
+        let (_b, pb) = demo("from-slice", "v1").await;
+        let (_c, pc) = demo("from-static", "v1").await;
+        let (_d, pd) = demo("from-dns", "v1").await;
+        let (_e, pe) = demo("from-selector", "v1").await;
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: legacy}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: legacy}}
+subsets:
+  - addresses: [{{ip: 127.0.0.1}}]
+    ports: [{{name: http, port: {pa}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: sliced}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: sliced-abc
+  labels: {{kubernetes.io/service-name: sliced}}
+addressType: IPv4
+ports: [{{name: http, port: {pb}}}]
+endpoints:
+  - addresses: [127.0.0.1]
+    conditions: {{ready: true}}
+  - addresses: [127.0.0.9]
+    conditions: {{ready: false}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: static-api}}
+spec:
+  hosts: [api.static.internal]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {pc}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: dns-api}}
+spec:
+  hosts: [api.dns.internal]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: DNS
+  endpoints: [{{address: localhost, ports: {{http: {pd}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: vm-api}}
+spec:
+  hosts: [vm.internal]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: vm}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: vm-1}}
+spec: {{address: 127.0.0.1, ports: {{http: {pe}}}, labels: {{app: vm}}}}
+"#
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        for (host, want) in [
+            ("legacy", "from-endpoints"),
+            ("sliced.default.svc.cluster.local", "from-slice"),
+            ("api.static.internal", "from-static"),
+            ("api.dns.internal", "from-dns"),
+            ("vm.internal", "from-selector"),
+        ] {
+            for _ in 0..5 {
+                let r = request(&sc.outbound, "GET", &format!("http://{host}/"), &[], Default::default()).await;
+                assert_eq!(r.status, 200, "{host}: {}", String::from_utf8_lossy(&r.body));
+                assert_eq!(r.json()["service"], want, "{host}");
+            }
+        }
+        // The not-ready slice endpoint is left out.
+        let dump = sc.config_dump().await;
+        let sliced = dump["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "outbound|80||sliced.default.svc.cluster.local")
+            .unwrap();
+        assert_eq!(sliced["endpoints"].as_array().unwrap().len(), 1, "{sliced}");
+    });
+}
