@@ -164,5 +164,24 @@ spec:
         }
         let r = request(&out, "GET", "/gone/x", &[("host", "echo:80")], Default::default()).await;
         assert_eq!((r.status, &r.body[..]), (410, &b"gone"[..]));
+
+        // A regex RE2 refuses (program size over Envoy's limit of 100) but the
+        // config is otherwise fine: Envoy NACKs, weft records why, and Envoy
+        // keeps routing with its last good config.
+        let big = "/(alpha|beta|gamma|delta|epsilon|zeta|eta|theta|iota|kappa|lambda|mu){1,20}";
+        let mesh = std::fs::read_to_string(dir.path().join("mesh.yaml")).unwrap();
+        let edited = mesh.replace("    - match: [{uri: {prefix: /gone}}]", &format!("    - match: [{{uri: {{regex: \"{big}\"}}}}]\n      directResponse: {{status: 200}}\n    - match: [{{uri: {{prefix: /gone}}}}]"));
+        assert_ne!(edited, mesh);
+        std::fs::write(dir.path().join("mesh.yaml"), edited).unwrap();
+        let api = control.api.clone();
+        eventually(15, "Envoy to NACK the route table", || { let a = api.clone(); async move {
+            get(&a, "/debug/proxies", &[]).await.json().as_array().unwrap().iter().any(|p| p["id"] == "envoy-client~127.0.0.1" && p["last_nack"].is_string())
+        }}).await;
+        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let nack = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-client~127.0.0.1").unwrap()["last_nack"].as_str().unwrap().to_owned();
+        println!("Envoy NACKed: {nack}");
+        assert!(nack.starts_with("RouteConfiguration") && nack.contains("program size"), "{nack}");
+        let r = request(&out, "GET", "/gone/x", &[("host", "echo:80")], Default::default()).await;
+        assert_eq!(r.status, 410, "Envoy still serves its last good routes");
     });
 }
