@@ -38,7 +38,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {sev}[{}]: {}", self.file, self.pos.line, self.pos.col, self.code, self.message)?;
+        if self.pos.line == 0 {
+            write!(f, "{}: {sev}[{}]: {}", self.file, self.code, self.message)?;
+        } else {
+            write!(f, "{}:{}:{}: {sev}[{}]: {}", self.file, self.pos.line, self.pos.col, self.code, self.message)?;
+        }
         if let Some(r) = &self.resource {
             write!(f, "\n  in {r}")?;
             if !self.path.is_empty() {

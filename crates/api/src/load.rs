@@ -323,6 +323,11 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             Some("every resource needs a name: `metadata: {name: my-name}`".into()),
         ));
     }
+    let key =
+        format!("{kind}/{}/{}", meta.namespace.as_deref().unwrap_or(crate::resource::DEFAULT_NAMESPACE), meta.name);
+    for w in &mut warnings {
+        w.resource = Some(key.clone());
+    }
     let origin = Origin { file: file.clone(), node: Arc::new(node) };
     Ok((Some(Resource { api_version, meta, spec, origin }), warnings))
 }

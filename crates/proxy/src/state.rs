@@ -39,11 +39,14 @@ pub struct ProxyState {
     pub metrics: Metrics,
     pub pools: crate::http::pool::PoolRegistry,
     pub last_nack: std::sync::Mutex<Option<String>>,
+    /// `workload.namespace`, sent to the next hop so its metrics can name us.
+    pub source_header: Option<http::HeaderValue>,
 }
 
 impl ProxyState {
     pub fn new(node: NodeInfo) -> Arc<Self> {
         let metrics = Metrics::new(&node);
+        let source_header = http::HeaderValue::from_str(&format!("{}.{}", node.workload, node.namespace)).ok();
         Arc::new(ProxyState {
             node,
             config: ArcSwap::from_pointee(Config::default()),
@@ -55,6 +58,7 @@ impl ProxyState {
             metrics,
             pools: Default::default(),
             last_nack: std::sync::Mutex::new(None),
+            source_header,
         })
     }
 

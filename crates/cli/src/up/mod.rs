@@ -23,6 +23,10 @@ pub struct UpArgs {
     /// Write what runs where as JSON to this file once everything is ready.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Give every workload a free port even where it declares one, so
+    /// several meshes can run on one machine at once.
+    #[arg(long)]
+    free_ports: bool,
     /// Seconds to wait for everything to become ready.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
@@ -119,6 +123,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         }
     }
     let mut ports_alloc = Ports::default();
+    ports_alloc.ignore_declared = a.free_ports;
     let mut gateways = Vec::new();
     for (i, (_, (labels, ports, hosts))) in gw_specs.into_iter().enumerate() {
         for (port, public) in &ports {

@@ -71,6 +71,8 @@ pub struct Ports {
     /// Second octet of this run's sidecar addresses, random so that two
     /// `weft up` runs on one machine do not share addresses.
     base: u8,
+    /// Never hand out a declared port (`--free-ports`).
+    pub ignore_declared: bool,
 }
 
 impl Default for Ports {
@@ -79,7 +81,7 @@ impl Default for Ports {
             + (std::process::id() % 200) as u8
             + (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 50)
                 as u8;
-        Ports { promised: Default::default(), next: 0, base }
+        Ports { promised: Default::default(), next: 0, base, ignore_declared: false }
     }
 }
 
@@ -105,7 +107,7 @@ impl Ports {
 
     /// `wanted` if it is free and unpromised, else any free port.
     pub fn prefer(&mut self, wanted: u16) -> anyhow::Result<u16> {
-        if !self.promised.contains(&wanted) && port_is_free(wanted) {
+        if !self.ignore_declared && !self.promised.contains(&wanted) && port_is_free(wanted) {
             self.promised.insert(wanted);
             return Ok(wanted);
         }

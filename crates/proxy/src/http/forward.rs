@@ -220,11 +220,10 @@ pub async fn forward(
     if let Some(ops) = extra_req {
         ops.apply(&mut parts.headers);
     }
-    if direction == Direction::Outbound {
-        let me = format!("{}.{}", ctx.state.metrics.workload, ctx.state.metrics.namespace);
-        if let Ok(v) = HeaderValue::from_str(&me) {
-            parts.headers.insert(SOURCE_HEADER, v);
-        }
+    if direction == Direction::Outbound
+        && let Some(v) = &ctx.state.source_header
+    {
+        parts.headers.insert(SOURCE_HEADER, v.clone());
     }
     let uri_h1: Uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
     let auth = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost");
