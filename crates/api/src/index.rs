@@ -165,6 +165,30 @@ impl<'a> Index<'a> {
         out
     }
 
+    /// Whether the resource at `i` is visible from namespace `viewer` under
+    /// Istio's exportTo (`spec.exportTo`, or for a Service the
+    /// `networking.istio.io/exportTo` annotation).
+    pub fn exported(&self, r: &Resource, viewer: &str) -> bool {
+        let list: Vec<String> = match &r.spec {
+            Spec::VirtualService(v) => v.export_to.clone(),
+            Spec::DestinationRule(d) => d.export_to.clone(),
+            Spec::ServiceEntry(se) => se.export_to.clone(),
+            Spec::Service(_) => r
+                .meta
+                .annotations
+                .get("networking.istio.io/exportTo")
+                .map(|a| a.split(',').map(|x| x.trim().to_owned()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        exported_to(&list, r.namespace(), viewer)
+    }
+
+    /// Services a proxy in namespace `viewer` may see.
+    pub fn visible_services<'s>(&'s self, viewer: &'s str) -> impl Iterator<Item = &'s SvcInfo> + 's {
+        self.services.values().filter(move |s| self.exported(&self.resources[s.resource], viewer))
+    }
+
     pub fn destination_rules(&self) -> impl Iterator<Item = (&'a Resource, &'a DestinationRuleSpec)> {
         self.resources.iter().filter_map(|r| match &r.spec {
             Spec::DestinationRule(d) => Some((r, d)),
@@ -177,7 +201,7 @@ impl<'a> Index<'a> {
     pub fn destination_rule(&self, fqdn: &str, ns: &str) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
         let mut best: Option<(u8, (&'a Resource, &'a DestinationRuleSpec))> = None;
         for (r, d) in self.destination_rules() {
-            if Self::qualify(&d.host, r.namespace()) != fqdn {
+            if Self::qualify(&d.host, r.namespace()) != fqdn || !self.exported(r, ns) {
                 continue;
             }
             let rank = if r.namespace() == ns {
@@ -193,6 +217,12 @@ impl<'a> Index<'a> {
         }
         best.map(|(_, x)| x)
     }
+}
+
+/// Istio's exportTo: empty or `*` = every namespace, `.` = the owner's,
+/// otherwise the namespaces listed.
+pub fn exported_to(list: &[String], owner: &str, viewer: &str) -> bool {
+    list.is_empty() || list.iter().any(|e| e == "*" || (e == "." && owner == viewer) || e == viewer)
 }
 
 /// Does a host pattern (`*`, `*.example.com`, `example.com`) match `host`?

@@ -89,6 +89,11 @@ spec:
 "#;
 
 fn compile(yaml: &str) -> Config {
+    compile_in(yaml, "default")
+}
+
+/// Compiles the config a sidecar in namespace `ns` would receive.
+fn compile_in(yaml: &str, ns: &str) -> Config {
     let loaded = weft_api::parse_str("routing.yaml", yaml);
     let mut diags = loaded.diagnostics;
     diags.extend(weft_api::validate(&loaded.resources));
@@ -108,7 +113,7 @@ fn compile(yaml: &str) -> Config {
     let info = NodeInfo {
         id: "test".into(),
         role: "sidecar".into(),
-        namespace: "default".into(),
+        namespace: ns.into(),
         workload: "productpage".into(),
         listen_ip: "127.0.0.1".into(),
         outbound_port: 15001,
@@ -233,4 +238,45 @@ fn service_without_virtual_service_gets_a_default_route() {
             .replace("hosts: [reviews]", "hosts: [other]"),
     );
     assert_eq!(route(&cfg, "GET", "reviews", "/anything", &[]), "base");
+}
+
+#[test]
+fn export_to_scopes_what_a_sidecar_receives() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: private
+  namespace: team
+  annotations: {networking.istio.io/exportTo: "."}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shared, namespace: team}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shared-team-only, namespace: team}
+spec:
+  hosts: [shared]
+  exportTo: ["."]
+  http:
+    - directResponse: {status: 418}
+"#;
+    let outsider = compile_in(yaml, "default");
+    let insider = compile_in(yaml, "team");
+    let has = |c: &Config, name: &str| c.clusters.keys().any(|k| k.ends_with(name));
+    assert!(
+        !has(&outsider, "private.team.svc.cluster.local"),
+        "a Service exported to its namespace only is not sent elsewhere"
+    );
+    assert!(has(&insider, "private.team.svc.cluster.local"));
+    assert!(has(&outsider, "shared.team.svc.cluster.local"));
+    // The VirtualService is visible in `team` only; elsewhere the default route applies.
+    assert_eq!(route(&insider, "GET", "shared", "/", &[]), "direct:418:");
+    assert_eq!(route(&outsider, "GET", "shared.team", "/", &[]), "base");
 }

@@ -257,7 +257,7 @@ pub fn build(
 ) -> (Vec<Cluster>, Vec<ClusterLoadAssignment>) {
     let mut clusters = Vec::new();
     let mut cla = Vec::new();
-    for svc in index.services.values() {
+    for svc in index.visible_services(&node.namespace) {
         let dr = index.destination_rule(&svc.fqdn, &node.namespace).map(|(_, d)| d);
         let mut subsets: Vec<Option<&Subset>> = vec![None];
         subsets.extend(dr.iter().flat_map(|d| d.subsets.iter()).map(Some));

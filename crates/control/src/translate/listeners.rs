@@ -93,7 +93,7 @@ pub fn sidecar(index: &Index, node: &ProxyNode) -> Vec<Listener> {
         out.push(http_listener("inbound", socket(&node.listen_ip, node.inbound_port), "inbound", "inbound", true));
     }
     let mut taken: BTreeSet<u16> = [node.outbound_port, node.inbound_port].into();
-    for svc in index.services.values() {
+    for svc in index.visible_services(&node.namespace) {
         for sp in svc.ports.iter().filter(|p| super::routes::tcp_port(p)) {
             if !taken.insert(sp.port) {
                 tracing::debug!(service = %svc.fqdn, port = sp.port, "tcp port already served on this sidecar");

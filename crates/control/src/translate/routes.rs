@@ -368,9 +368,15 @@ fn default_route(index: &Index, node: &ProxyNode, svc: &SvcInfo, port: u16) -> r
     }
 }
 
-fn mesh_virtual_services<'a>(index: &'a Index) -> impl Iterator<Item = (&'a Resource, &'a VirtualServiceSpec)> {
-    index.resources.iter().filter_map(|r| match &r.spec {
-        weft_api::Spec::VirtualService(vs) if vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh") => {
+/// VirtualServices that apply to sidecars (`mesh`) and are exported to `ns`.
+fn mesh_virtual_services<'a>(
+    index: &'a Index,
+    ns: &'a str,
+) -> impl Iterator<Item = (&'a Resource, &'a VirtualServiceSpec)> {
+    index.resources.iter().filter_map(move |r| match &r.spec {
+        weft_api::Spec::VirtualService(vs)
+            if (vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")) && index.exported(r, ns) =>
+        {
             Some((r, vs))
         }
         _ => None,
@@ -390,7 +396,7 @@ pub fn tcp_port(p: &weft_api::index::SvcPort) -> bool {
 /// mesh VirtualService for the service that matches the port (weighted
 /// destinations allowed), else the service itself.
 pub fn tcp_route(index: &Index, node: &ProxyNode, svc: &SvcInfo, port: u16) -> tcp_proxy::ClusterSpecifier {
-    for (r, vs) in mesh_virtual_services(index) {
+    for (r, vs) in mesh_virtual_services(index, &node.namespace) {
         if !vs.hosts.iter().any(|h| index.service(h, r.namespace()).is_some_and(|s| s.fqdn == svc.fqdn)) {
             continue;
         }
@@ -449,12 +455,12 @@ fn domains(svc: &SvcInfo, port: u16, node_ns: &str) -> Vec<String> {
 pub fn sidecar_outbound(index: &Index, node: &ProxyNode) -> RouteConfiguration {
     let mut vhosts = Vec::new();
     let mut used = BTreeSet::new();
-    for svc in index.services.values() {
+    for svc in index.visible_services(&node.namespace) {
         for sp in svc.ports.iter().filter(|p| http_port(p)) {
             let place = Place { gateway: None, port: sp.port, node };
             let mut routes = Vec::new();
             let mut has_vs = false;
-            for (r, vs) in mesh_virtual_services(index) {
+            for (r, vs) in mesh_virtual_services(index, &node.namespace) {
                 if vs.hosts.iter().any(|h| index.service(h, r.namespace()).is_some_and(|s| s.fqdn == svc.fqdn)) {
                     has_vs = true;
                     routes.extend(rules_to_routes(index, r, vs, &place));
