@@ -14,6 +14,10 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "weft", version, about = "A service mesh: control plane, sidecar, gateway and CLI in one binary")]
 struct Cli {
+    /// Worker threads (default: one per core). `--concurrency 1` runs a
+    /// proxy on one thread, as Envoy's option of the same name does.
+    #[arg(long, global = true, env = "WEFT_CONCURRENCY")]
+    concurrency: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -82,7 +86,13 @@ fn main() -> ExitCode {
         return validate::run(paths);
     }
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = match cli.concurrency {
+        // One thread: no work stealing, no cross-thread wakeups.
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.max(1)).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .expect("tokio runtime");
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Up(a) => up::run(a).await,

@@ -1,0 +1,244 @@
+"""The processes a benchmark run starts: the nginx backend, the proxies
+(weft, Envoy, HAProxy, nginx), each with one worker, and helpers to
+measure them (CPU seconds, RSS) from /proc."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = "x" * 1024  # the 1 KiB response every test fetches
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, what: str, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout}s")
+
+
+def tree(pid: int) -> list[int]:
+    """A process and its descendants (nginx's workers are children of its master)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for t in Path(f"/proc/{p}/task").glob("*/children"):
+            todo.extend(int(c) for c in t.read_text().split())
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants so far."""
+    total = 0
+    for p in tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process and its descendants."""
+    total = 0
+    for p in tree(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def envoy_bin() -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", "import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), 'envoy'))"],
+        capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+class Procs:
+    """Every process of a run; all are stopped (process group) at the end."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "w")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env={**os.environ, **(env or {})}, start_new_session=True)
+        self.procs.append((name, p))
+        return p
+
+    def stop(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def stop_all(self) -> None:
+        for _, p in reversed(self.procs):
+            self.stop(p)
+
+    def check(self) -> None:
+        for name, p in self.procs:
+            if p.poll() is not None:
+                log = (self.tmp / f"{name}.log").read_text()[-2000:]
+                raise RuntimeError(f"{name} exited ({p.returncode}):\n{log}")
+
+
+def nginx_backend(procs: Procs, port: int, h2_port: int) -> subprocess.Popen:
+    d = procs.tmp / "nginx-backend"
+    d.mkdir(exist_ok=True)
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log stderr error;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{h2_port} http2;
+    location / {{ default_type text/plain; return 200 "{BODY}"; }}
+  }}
+}}
+""")
+    p = procs.start("nginx-backend", ["nginx", "-c", str(conf), "-p", str(d), "-e", "stderr"])
+    wait_port(port, "nginx backend")
+    return p
+
+
+def nginx_proxy(procs: Procs, port: int, h2_port: int, backend: int) -> subprocess.Popen:
+    d = procs.tmp / "nginx-proxy"
+    d.mkdir(exist_ok=True)
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log stderr error;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
+  server {{
+    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{h2_port} http2;
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+""")
+    p = procs.start("nginx-proxy", ["nginx", "-c", str(conf), "-p", str(d), "-e", "stderr"])
+    wait_port(port, "nginx proxy")
+    return p
+
+
+def haproxy(procs: Procs, port: int, h2_port: int, backend: int) -> subprocess.Popen:
+    conf = procs.tmp / "haproxy.cfg"
+    conf.write_text(f"""
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{h2_port} proto h2
+  default_backend be
+backend be
+  server s1 127.0.0.1:{backend}
+""")
+    p = procs.start("haproxy", ["haproxy", "-f", str(conf), "-db"])
+    wait_port(port, "haproxy")
+    return p
+
+
+def envoy_static(procs: Procs, name: str, port: int, upstream: int, admin: int) -> subprocess.Popen:
+    """Envoy as a one-hop proxy: listener → route → cluster (HTTP/1.1 upstream)."""
+    conf = procs.tmp / f"{name}.yaml"
+    conf.write_text(f"""
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+static_resources:
+  listeners:
+    - name: l
+      address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: bench
+                codec_type: AUTO
+                route_config:
+                  virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: /}}, route: {{cluster: backend}}}}]}}]
+                http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+  clusters:
+    - name: backend
+      type: STATIC
+      connect_timeout: 5s
+      load_assignment:
+        cluster_name: backend
+        endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]
+""")
+    p = procs.start(name, [envoy_bin(), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "error"])
+    wait_port(port, name)
+    return p
+
+
+def envoy_ads(procs: Procs, name: str, xds: int, admin: int, outbound: int) -> subprocess.Popen:
+    """Envoy as a sidecar driven by weft's control plane (for config-size memory)."""
+    conf = procs.tmp / f"{name}.yaml"
+    conf.write_text(f"""
+node:
+  id: {name}
+  cluster: {name}
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: {name}, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}"}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+dynamic_resources:
+  ads_config: {{api_type: GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+    - name: xds
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: {{http2_protocol_options: {{}}}}
+      load_assignment:
+        cluster_name: xds
+        endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds}}}}}}}}}]}}]
+""")
+    return procs.start(name, [envoy_bin(), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "error"])

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""weft's benchmarks, side by side with a direct connection, Envoy, HAProxy
+and nginx, in one run on one machine. What is measured and why is in
+BENCHMARKS.md; `bench/run.py --quick` is the tiny run the test suite uses.
+
+Prints a table, writes bench/results/latest.json and draws
+bench/results/latest.png.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+import weft as wf  # noqa: E402
+from peers import ROOT, Procs, cpu_seconds, free_port, rss_kib, wait_port  # noqa: E402
+
+HOST = "bench.local"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or str(Path.home() / ".cargo/bin" / name)
+    if not Path(path).exists():
+        sys.exit(f"{name} is missing: run bench/setup")
+    return path
+
+
+def wrk(port: int, seconds: int, host: str = HOST) -> tuple[float, int]:
+    """Requests/s and request count with wrk: 1 thread, 16 connections, HTTP/1.1 keep-alive."""
+    out = subprocess.run([tool("wrk"), "-t1", "-c16", f"-d{seconds}s", "-H", f"Host: {host}", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk on :{port} got {errors.group(1)} error responses:\n{out}")
+    return rps, n
+
+
+def h2load(port: int, seconds: int) -> tuple[float, int]:
+    """Requests/s over HTTP/2 (h2c prior knowledge): 1 thread, 16 connections, 10 streams each."""
+    out = subprocess.run([tool("h2load"), "-t1", "-c16", "-m10", "-D", str(seconds), "--warm-up-time=1",
+                          "-H", f":authority: {HOST}", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    if m and m.group(1) != m.group(2):
+        raise RuntimeError(f"h2load on :{port}: {m.group(0)}\n{out}")
+    return rps, int(m.group(2)) if m else 0
+
+
+def oha(port: int, seconds: int, rate: int, host: str = HOST) -> dict:
+    """Latency percentiles (ms) at a fixed rate, 16 connections, corrected for coordinated omission."""
+    out = subprocess.run([tool("oha"), "-z", f"{seconds}s", "-q", str(rate), "-c", "16", "--latency-correction",
+                          "--no-tui", "--output-format", "json", "-H", f"Host: {host}", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, check=True).stdout
+    j = json.loads(out)
+    p = j["latencyPercentiles"]
+    codes = j.get("statusCodeDistribution", {})
+    bad = {k: v for k, v in codes.items() if k != "200"}
+    if bad:
+        raise RuntimeError(f"oha on :{port} got non-200 responses: {bad}")
+    return {k: p[k] * 1000 for k in ("p50", "p90", "p99")}
+
+
+def with_cpu(pids: list[int], f):
+    """Runs f(); returns its result and the CPU seconds `pids` used meanwhile."""
+    before = [cpu_seconds(p) for p in pids]
+    r = f()
+    return r, sum(cpu_seconds(p) - b for p, b in zip(pids, before))
+
+
+def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
+    backend, backend_h2 = free_port(), free_port()
+    peers.nginx_backend(procs, backend, backend_h2)
+    cfg = procs.tmp / "weft-config"
+    wf.bench_config(cfg, backend)
+    control = wf.Control(procs, weft, cfg)
+    targets = {}
+    targets["direct"] = (None, backend, backend_h2)
+    wp = free_port()
+    gw, _ = wf.gateway(procs, weft, control, wp)
+    targets["weft"] = (gw, wp, wp)
+    ep = free_port()
+    targets["envoy"] = (peers.envoy_static(procs, "envoy", ep, backend, free_port()), ep, ep)
+    hp, hp2 = free_port(), free_port()
+    targets["haproxy"] = (peers.haproxy(procs, hp, hp2, backend), hp, hp2)
+    np_, np2 = free_port(), free_port()
+    targets["nginx"] = (peers.nginx_proxy(procs, np_, np2, backend), np_, np2)
+    for _, port, _ in targets.values():
+        wrk(port, 1)  # warm up: connections pooled, pages touched
+    res["idle_rss_kib"] = {k: rss_kib(p.pid) for k, (p, _, _) in targets.items() if p}
+    h1, h2, cpu, lat, rss = {}, {}, {}, {}, {}
+    for name, (p, port, port2) in targets.items():
+        pids = [p.pid] if p else []
+        (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration))
+        h1[name] = rps
+        if p:
+            cpu[name] = secs / n * 1000
+            rss[name] = rss_kib(p.pid)
+        h2[name], _ = h2load(port2, args.duration)
+        lat[name] = oha(port, args.duration, args.rate)
+        procs.check()
+        print(f"  one hop  {name:<8} h1 {rps:>9.0f} rps   h2 {h2[name]:>9.0f} rps   p99@{args.rate} {lat[name]['p99']:.3f} ms", flush=True)
+    res["throughput_h1"] = h1
+    res["throughput_h2"] = h2
+    res["cpu_s_per_1000_req"] = cpu
+    res["loaded_rss_kib"] = rss
+    res["latency_ms"] = lat
+    res["added_latency_ms"] = {k: {q: v[q] - lat["direct"][q] for q in v} for k, v in lat.items() if k != "direct"}
+
+    # The mesh path: client sidecar → server sidecar → backend.
+    outbound, inbound = free_port(), free_port()
+    server, s_admin = wf.sidecar(procs, weft, control, "mesh-backend", free_port(), app_port=backend, inbound=inbound,
+                                 labels="app=mesh-backend", register=True)
+    client, c_admin = wf.sidecar(procs, weft, control, "mesh-client", outbound)
+    wf.wait_ready(s_admin, "server sidecar")
+    wf.wait_ready(c_admin, "client sidecar")
+    deadline = time.time() + 30
+    while True:  # until the server sidecar's registration has reached the client
+        try:
+            wrk(outbound, 1, host="mesh-backend")
+            break
+        except (RuntimeError, subprocess.CalledProcessError, AttributeError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    e_server, e_client = free_port(), free_port()
+    es = peers.envoy_static(procs, "envoy-mesh-server", e_server, backend, free_port())
+    ec = peers.envoy_static(procs, "envoy-mesh-client", e_client, e_server, free_port())
+    mesh = {}
+    for name, (port, host, pids) in {"weft": (outbound, "mesh-backend", [client.pid, server.pid]),
+                                     "envoy": (e_client, HOST, [ec.pid, es.pid])}.items():
+        wrk(port, 1, host=host)
+        (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
+        lat_m = oha(port, args.duration, args.rate, host=host)
+        mesh[name] = {"throughput_h1": rps, "cpu_s_per_1000_req": secs / n * 1000, "latency_ms": lat_m,
+                      "added_latency_ms": {q: lat_m[q] - lat["direct"][q] for q in lat_m},
+                      "rss_kib": sum(rss_kib(p) for p in pids)}
+        print(f"  mesh     {name:<8} h1 {rps:>9.0f} rps   p99@{args.rate} {lat_m['p99']:.3f} ms   cpu/1k {mesh[name]['cpu_s_per_1000_req']:.4f} s", flush=True)
+    res["mesh"] = mesh
+    for p in [client, server, ec, es, gw] + [t[0] for t in targets.values() if t[0]]:
+        procs.stop(p)
+    procs.stop(control.proc)
+
+
+def config_memory(procs: Procs, weft: str, args, res: dict) -> None:
+    """RSS of a weft sidecar and of an Envoy with N services in their config."""
+    out = {}
+    for n in args.services:
+        cfg = procs.tmp / f"mem-{n}"
+        wf.scale_config(cfg, n, 1)
+        control = wf.Control(procs, weft, cfg, name=f"control-mem-{n}")
+        version = control.version()
+        w, w_admin = wf.sidecar(procs, weft, control, f"mem-weft-{n}", free_port())
+        e = peers.envoy_ads(procs, f"mem-envoy-{n}", control.xds, free_port(), free_port())
+        acked = control.wait_acked({f"sidecar~127.0.0.1~mem-weft-{n}.default", f"mem-envoy-{n}"}, version)
+        time.sleep(1)  # let allocators settle
+        out[n] = {"weft_rss_kib": rss_kib(w.pid), "envoy_rss_kib": rss_kib(e.pid), "seconds_to_ack": acked}
+        print(f"  memory   {n:>6} services: weft {out[n]['weft_rss_kib'] / 1024:.1f} MiB, envoy {out[n]['envoy_rss_kib'] / 1024:.1f} MiB", flush=True)
+        for p in (w, e, control.proc):
+            procs.stop(p)
+    res["config_memory"] = out
+
+
+def control_plane(procs: Procs, weft: str, args, res: dict) -> None:
+    """Time from a config change to every proxy having applied it."""
+    n_svc, n_ep, n_proxies = args.scale
+    cfg = procs.tmp / "scale"
+    wf.scale_config(cfg, n_svc, n_ep)
+    control = wf.Control(procs, weft, cfg, name="control-scale")
+    version = control.version()
+    ids = set()
+    for i in range(n_proxies):
+        wf.sidecar(procs, weft, control, f"scale-{i}", free_port())
+        ids.add(f"sidecar~127.0.0.1~scale-{i}.default")
+    initial = control.wait_acked(ids, version, timeout=600)
+    time.sleep(1)
+    cpu0 = cpu_seconds(control.proc.pid)
+    # The change: one more endpoint for one service.
+    (cfg / "change.yaml").write_text(wf.entry_yaml("svc-0-extra", "svc-0", 29999))
+    start = time.time()
+    while control.version() == version:
+        time.sleep(0.002)
+    applied = control.wait_acked(ids, version + 1, timeout=600, types=("ClusterLoadAssignment",)) + (time.time() - start)
+    out = {"services": n_svc, "endpoints": n_svc * n_ep, "proxies": n_proxies, "initial_push_s": initial,
+           "change_applied_by_all_s": applied, "control_cpu_s_for_change": cpu_seconds(control.proc.pid) - cpu0,
+           "control_rss_kib": rss_kib(control.proc.pid)}
+    print(f"  control  {n_svc} services, {n_svc * n_ep} endpoints, {n_proxies} proxies: change applied by all in {applied:.3f} s, "
+          f"control RSS {out['control_rss_kib'] / 1024:.0f} MiB", flush=True)
+    res["control_plane"] = out
+
+
+def table(res: dict) -> str:
+    lines = []
+    h1, h2 = res["throughput_h1"], res["throughput_h2"]
+    lines.append(f"{'':<10}{'h1 rps':>10}{'÷direct':>9}{'h2 rps':>10}{'p50+':>8}{'p90+':>8}{'p99+':>8}{'cpu s/1k':>10}{'RSS idle':>10}{'RSS load':>10}")
+    for k in h1:
+        add = res["added_latency_ms"].get(k, {"p50": 0, "p90": 0, "p99": 0})
+        cpu = res["cpu_s_per_1000_req"].get(k)
+        idle = res["idle_rss_kib"].get(k)
+        load = res["loaded_rss_kib"].get(k)
+        lines.append(f"{k:<10}{h1[k]:>10.0f}{h1[k] / h1['direct']:>9.2f}{h2[k]:>10.0f}{add['p50']:>8.3f}{add['p90']:>8.3f}{add['p99']:>8.3f}"
+                     f"{'-' if cpu is None else f'{cpu:.4f}':>10}{'-' if idle is None else f'{idle / 1024:.1f}M':>10}{'-' if load is None else f'{load / 1024:.1f}M':>10}")
+    w = h1["weft"]
+    lines.append(f"weft ÷ haproxy {w / h1['haproxy']:.2f}   ÷ nginx {w / h1['nginx']:.2f}   ÷ envoy {w / h1['envoy']:.2f}   (HTTP/1.1)")
+    lines.append(f"weft ÷ haproxy {h2['weft'] / h2['haproxy']:.2f}   ÷ nginx {h2['weft'] / h2['nginx']:.2f}   ÷ envoy {h2['weft'] / h2['envoy']:.2f}   (HTTP/2)")
+    for k, m in res["mesh"].items():
+        lines.append(f"mesh path {k:<6} p99+ {m['added_latency_ms']['p99']:.3f} ms   cpu {m['cpu_s_per_1000_req']:.4f} s/1k req   RSS {m['rss_kib'] / 1024:.1f} MiB (both proxies)")
+    for n, m in res["config_memory"].items():
+        lines.append(f"{n:>6} services in config: weft {m['weft_rss_kib'] / 1024:.1f} MiB, envoy {m['envoy_rss_kib'] / 1024:.1f} MiB")
+    c = res["control_plane"]
+    lines.append(f"control plane: {c['services']} services / {c['endpoints']} endpoints / {c['proxies']} proxies: change applied by all in {c['change_applied_by_all_s']:.3f} s, "
+                 f"{c['control_cpu_s_for_change']:.2f} CPU s, RSS {c['control_rss_kib'] / 1024:.0f} MiB")
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(2, 2, figsize=(12, 8))
+    names = list(res["throughput_h1"])
+    ax[0][0].bar(names, [res["throughput_h1"][n] / 1000 for n in names], color="#4477aa")
+    ax[0][0].set_title("one hop, HTTP/1.1, 16 connections (k req/s)")
+    ax[0][1].bar(names, [res["throughput_h2"][n] / 1000 for n in names], color="#66ccee")
+    ax[0][1].set_title("one hop, HTTP/2 h2c, 16×10 streams (k req/s)")
+    prox = [n for n in names if n != "direct"]
+    for i, q in enumerate(["p50", "p90", "p99"]):
+        ax[1][0].bar([j + i * 0.27 for j in range(len(prox))], [res["added_latency_ms"][n][q] for n in prox], width=0.27, label=q)
+    ax[1][0].set_xticks([j + 0.27 for j in range(len(prox))], prox)
+    ax[1][0].set_title(f"added latency at {res['meta']['rate']} req/s (ms)")
+    ax[1][0].legend()
+    mem = res["config_memory"]
+    ns = list(mem)
+    ax[1][1].plot(ns, [mem[n]["weft_rss_kib"] / 1024 for n in ns], "o-", label="weft sidecar")
+    ax[1][1].plot(ns, [mem[n]["envoy_rss_kib"] / 1024 for n in ns], "o-", label="Envoy")
+    ax[1][1].set_title("RSS with N services in config (MiB)")
+    ax[1][1].set_xscale("log")
+    ax[1][1].legend()
+    fig.suptitle(f"weft benchmarks, {res['meta']['machine']}, {res['meta']['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny run (seconds) for the test suite")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--rate", type=int, default=1000, help="requests/s for latency")
+    ap.add_argument("--services", type=int, nargs="*", default=[1, 1000, 10000])
+    ap.add_argument("--scale", type=int, nargs=3, default=[1000, 10, 100], metavar=("SERVICES", "ENDPOINTS_PER", "PROXIES"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    ap.add_argument("--weft", default=str(ROOT / "target/release/weft"))
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.rate, args.services, args.scale = 1, 200, [1, 50], [20, 2, 3]
+    if not Path(args.weft).exists():
+        subprocess.run(["cargo", "build", "--release", "-p", "weft"], cwd=ROOT, check=True)
+    res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
+                    "duration_s": args.duration, "rate": args.rate, "quick": args.quick,
+                    "weft": subprocess.run([args.weft, "--version"], capture_output=True, text=True).stdout.strip()}}
+    with tempfile.TemporaryDirectory(prefix="weft-bench-") as tmp:
+        procs = Procs(Path(tmp))
+        try:
+            one_hop(procs, args.weft, args, res)
+            config_memory(procs, args.weft, args, res)
+            control_plane(procs, args.weft, args, res)
+        finally:
+            procs.stop_all()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(res, indent=2))
+    print("\n" + table(res))
+    plot(res, args.out / "latest.png")
+    print(f"\nwrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""weft's side of a benchmark run: generated configs, the control plane,
+gateways and sidecars, and waiting until proxies have applied a version."""
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+from peers import Procs, free_port, wait_port
+
+
+def http_json(url: str, timeout: float = 10.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def service_yaml(name: str, port: int = 80, selector: str | None = None) -> str:
+    sel = f"\n  selector: {{app: {selector or name}}}"
+    return f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:{sel}\n  ports: [{{name: http, port: {port}}}]\n"
+
+
+def entry_yaml(name: str, app: str, port: int) -> str:
+    return (f"apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\n"
+            f"spec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {app}}}}}\n")
+
+
+def bench_config(dir: Path, backend: int) -> None:
+    """A gateway on port 80 (any host) to `backend`, and `mesh-backend`
+    whose instance registers through its sidecar."""
+    docs = [
+        service_yaml("backend"),
+        entry_yaml("backend-1", "backend", backend),
+        service_yaml("mesh-backend"),
+        """apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bench}
+spec:
+  selector: {bench: one-hop}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+""",
+        """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bench}
+spec:
+  hosts: ["*"]
+  gateways: [bench]
+  http: [{route: [{destination: {host: backend}}]}]
+""",
+    ]
+    dir.mkdir(parents=True, exist_ok=True)
+    (dir / "bench.yaml").write_text("---\n".join(docs))
+
+
+def scale_config(dir: Path, services: int, endpoints_per_service: int, base_port: int = 20000) -> None:
+    """`services` Services with `endpoints_per_service` WorkloadEntries each."""
+    dir.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for i in range(services):
+        docs.append(service_yaml(f"svc-{i}"))
+        for j in range(endpoints_per_service):
+            docs.append(entry_yaml(f"svc-{i}-{j}", f"svc-{i}", base_port + j))
+    (dir / "scale.yaml").write_text("---\n".join(docs))
+
+
+class Control:
+    def __init__(self, procs: Procs, weft: str, config: Path, name: str = "control"):
+        self.xds, self.api = free_port(), free_port()
+        self.proc = procs.start(name, [weft, "control", "--config", str(config),
+                                       "--xds-addr", f"127.0.0.1:{self.xds}", "--api-addr", f"127.0.0.1:{self.api}"],
+                                env={"WEFT_LOG": "warn"})
+        wait_port(self.api, name, timeout=120)
+
+    def version(self) -> int:
+        return http_json(f"http://127.0.0.1:{self.api}/debug/config", timeout=60)["version"]
+
+    def proxies(self) -> list:
+        return http_json(f"http://127.0.0.1:{self.api}/debug/proxies")
+
+    def wait_acked(self, ids: set[str], version: int, timeout: float = 300.0,
+                   types=("Cluster", "ClusterLoadAssignment", "Listener", "RouteConfiguration")) -> float:
+        """Seconds until every proxy in `ids` has ACKed `version` (or later) for `types`."""
+        start = time.time()
+        while True:
+            done = set()
+            for p in self.proxies():
+                acked = p.get("acked", {})
+                if all(t in acked and int(acked[t]) >= version for t in types):
+                    done.add(p["id"])
+            if ids <= done:
+                return time.time() - start
+            if time.time() - start > timeout:
+                raise RuntimeError(f"{len(ids - done)} proxies did not ACK version {version} in {timeout}s")
+            time.sleep(0.005)
+
+
+def gateway(procs: Procs, weft: str, control: Control, port: int) -> tuple:
+    admin = free_port()
+    p = procs.start("weft-gateway", [weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}",
+                                     "--labels", "bench=one-hop", "--port-offset", str(port - 80), "--workload", "bench-gw",
+                                     "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"],
+                    env={"WEFT_LOG": "warn"})
+    wait_port(port, "weft gateway")
+    return p, admin
+
+
+def sidecar(procs: Procs, weft: str, control: Control, name: str, outbound: int, app_port: int | None = None,
+            inbound: int | None = None, labels: str = "", register: bool = False) -> tuple:
+    admin = free_port()
+    cmd = [weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", name,
+           "--outbound-port", str(outbound), "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"]
+    if labels:
+        cmd += ["--labels", labels]
+    if app_port:
+        cmd += ["--app-port", str(app_port), "--inbound-port", str(inbound or free_port())]
+    if register:
+        cmd += ["--register", f"127.0.0.1:{control.api}"]
+    p = procs.start(name, cmd, env={"WEFT_LOG": "warn"})
+    return p, admin
+
+
+def wait_ready(admin: int, what: str, timeout: float = 120.0) -> None:
+    wait_port(admin, what, timeout)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{what} not ready within {timeout}s")
