@@ -20,9 +20,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, what: str, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+def wait_port(port: int, what: str, timeout: float = 30.0, host: str = "127.0.0.1", proc=None) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}) before listening on {host}:{port}")
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return

@@ -68,7 +68,7 @@ class Control:
         self.proc = procs.start(name, [weft, "control", "--config", str(config),
                                        "--xds-addr", f"127.0.0.1:{self.xds}", "--api-addr", f"127.0.0.1:{self.api}"],
                                 env={"WEFT_LOG": "warn"})
-        wait_port(self.api, name, timeout=120)
+        wait_port(self.api, name, timeout=600, proc=self.proc)
 
     def version(self) -> int:
         return http_json(f"http://127.0.0.1:{self.api}/debug/config", timeout=60)["version"]

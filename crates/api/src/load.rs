@@ -94,7 +94,7 @@ fn io_diag(file: &str, e: &std::io::Error) -> Diagnostic {
 pub fn parse_str(file: &str, text: &str) -> Loaded {
     let file: Arc<str> = file.into();
     let mut loaded = Loaded::default();
-    let docs: Vec<Node> = match serde_saphyr::from_multiple(text) {
+    let docs: Vec<Node> = match serde_saphyr::from_multiple_with_options(text, parse_options()) {
         Ok(d) => d,
         Err(e) => {
             loaded.diagnostics.push(syntax_diag(&file, text, &e));
@@ -117,6 +117,21 @@ pub fn parse_str(file: &str, text: &str) -> Loaded {
     }
     loaded.diagnostics.sort_by_key(|d| (d.pos.line, d.pos.col));
     loaded
+}
+
+/// A mesh's config can hold tens of thousands of documents in one file, so
+/// the size limits are raised well past serde-saphyr's defaults (1,024
+/// documents); the alias and anchor limits that stop "billion laughs"
+/// expansion stay as they are.
+fn parse_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 10_000_000;
+    budget.max_events = 500_000_000;
+    budget.max_nodes = 200_000_000;
+    budget.max_total_scalar_bytes = 1 << 30;
+    let mut o = serde_saphyr::Options::default();
+    o.budget = Some(budget);
+    o
 }
 
 fn syntax_diag(file: &Arc<str>, text: &str, e: &serde_saphyr::Error) -> Diagnostic {

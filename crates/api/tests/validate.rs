@@ -173,3 +173,16 @@ fn missing_route_beside_match_is_explained() {
     let e = diags.iter().find(|d| d.code == codes::MISSING_FIELD).expect("rule without action");
     assert!(e.hint.as_deref().unwrap().contains("beside `match`"), "{e}");
 }
+
+#[test]
+fn thousands_of_documents_in_one_file_load() {
+    let mut yaml = String::new();
+    for i in 0..3000 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n  ports: [{{port: 80}}]\n"
+        ));
+    }
+    let loaded = parse_str("big.yaml", &yaml);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics.first());
+    assert_eq!(loaded.resources.len(), 3000);
+}
