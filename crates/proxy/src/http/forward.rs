@@ -6,7 +6,7 @@
 //! to `MAX_REPLAY_BODY` are buffered when the route retries, larger or
 //! unsized streaming bodies are sent once.
 
-use super::pool::{Body, BoxError, UpstreamError};
+use super::pool::{Body, UpstreamError};
 use super::respond::{error_response, flags, full};
 use super::{ConnCtx, Dest, Outcome, SOURCE_HEADER};
 use crate::balancer::hash64;
@@ -15,6 +15,7 @@ use crate::config::route::{Forward, HashPolicy, HeaderOps, RetryPolicy, Route, T
 use crate::config::{Config, Direction};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -129,20 +130,27 @@ fn backoff(base: Duration, retry: u32) -> Duration {
 
 struct Attempt<'a> {
     parts: &'a http::request::Parts,
-    uri_h1: Uri,
-    uri_h2: Uri,
+    pq: PathAndQuery,
 }
 
 impl Attempt<'_> {
+    /// The request for one attempt: origin-form for HTTP/1.1; for HTTP/2 an
+    /// absolute URI whose authority (from Host) becomes `:authority`.
     fn build(&self, body: Body, h2: bool) -> Request<Body> {
         let mut req = Request::new(body);
         *req.method_mut() = self.parts.method.clone();
         *req.headers_mut() = self.parts.headers.clone();
-        *req.uri_mut() = if h2 { self.uri_h2.clone() } else { self.uri_h1.clone() };
-        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        let mut uri = http::uri::Parts::default();
+        uri.path_and_query = Some(self.pq.clone());
         if h2 {
-            req.headers_mut().remove(header::HOST);
+            let host = req.headers_mut().remove(header::HOST);
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = host
+                .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+                .or_else(|| Some(http::uri::Authority::from_static("localhost")));
         }
+        *req.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
         req
     }
 }
@@ -199,22 +207,34 @@ pub async fn forward(
     let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
     let (mut parts, body) = req.into_parts();
 
-    // Rewrites and header operations, once for all attempts.
-    let mut path = parts.uri.path().to_owned();
-    if let Some(p) = &f.prefix_rewrite {
-        path = route.rewrite_prefix(&path, p);
-    }
-    if let Some((re, sub)) = &f.regex_rewrite {
-        path = re.replace_all(&path, sub.as_str()).into_owned();
-    }
-    let pq = match parts.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
+    // Rewrites and header operations, once for all attempts. Without a
+    // rewrite the incoming path and query are reused as they are (a
+    // reference-counted clone, no copy).
+    let pq = if f.prefix_rewrite.is_none() && f.regex_rewrite.is_none() {
+        parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        let mut path = parts.uri.path().to_owned();
+        if let Some(p) = &f.prefix_rewrite {
+            path = route.rewrite_prefix(&path, p);
+        }
+        if let Some((re, sub)) = &f.regex_rewrite {
+            path = re.replace_all(&path, sub.as_str()).into_owned();
+        }
+        if let Some(q) = parts.uri.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        PathAndQuery::try_from(path).unwrap_or_else(|_| PathAndQuery::from_static("/"))
     };
-    let host = f.host_rewrite.clone().or_else(|| HeaderValue::from_str(&authority).ok());
     strip_hop_by_hop(&mut parts.headers, upgrading);
-    if let Some(h) = &host {
+    // Keep the client's Host unless the route rewrites it; HTTP/2 clients
+    // send none, so it comes from :authority.
+    if let Some(h) = &f.host_rewrite {
         parts.headers.insert(header::HOST, h.clone());
+    } else if !parts.headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(&authority)
+    {
+        parts.headers.insert(header::HOST, v);
     }
     route.request_headers.apply(&mut parts.headers);
     if let Some(ops) = extra_req {
@@ -225,9 +245,6 @@ pub async fn forward(
     {
         parts.headers.insert(SOURCE_HEADER, v.clone());
     }
-    let uri_h1: Uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
-    let auth = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let uri_h2: Uri = format!("http://{auth}{pq}").parse().unwrap_or_else(|_| uri_h1.clone());
 
     // Buffer the body if the route retries and it is small enough.
     let mut request_bytes = body.size_hint().exact().unwrap_or(0);
@@ -256,7 +273,7 @@ pub async fn forward(
         stream_body = Some(body);
     }
 
-    let attempt = Attempt { parts: &parts, uri_h1, uri_h2 };
+    let attempt = Attempt { parts: &parts, pq };
     if let Some(b) = &replay {
         mirror(f, &attempt, b, h2);
     }
@@ -278,7 +295,7 @@ pub async fn forward(
             dest.workload_namespace = ep.namespace.clone();
             let body: Body = match (&replay, stream_body.take()) {
                 (Some(b), _) => full(b.clone()),
-                (None, Some(s)) => s.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+                (None, Some(s)) => Body::Incoming(s),
                 (None, None) => full(Bytes::new()),
             };
             let _active = ep.start();
@@ -354,12 +371,7 @@ pub async fn forward(
                     }
                 });
             }
-            Outcome {
-                response: resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
-                flags: flags::NONE,
-                dest,
-                request_bytes,
-            }
+            Outcome { response: resp.map(Body::Upstream), flags: flags::NONE, dest, request_bytes }
         }
         Err((status, msg, flag)) => {
             Outcome { response: error_response(status, &msg), flags: flag, dest, request_bytes }

@@ -2,6 +2,7 @@
 //! or forward to a cluster (see `forward`). Every request ends in exactly
 //! one telemetry record.
 
+mod body;
 pub mod forward;
 pub mod pool;
 mod respond;
@@ -10,9 +11,9 @@ use crate::config::route::{Action, RequestView};
 use crate::config::{Direction, ListenerKind};
 use crate::state::ProxyState;
 use crate::telemetry::{Record, RequestLabels};
+use body::ProxyBody as Body;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use pool::Body;
 pub use respond::{error_response, flags};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,9 +1,8 @@
 //! Responses the proxy makes itself: errors, direct responses, redirects.
 
-use super::pool::Body;
+use super::body::ProxyBody as Body;
 use crate::config::route::{Redirect, Route};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::Response;
 
 /// Envoy's response flags, as Istio reports them in `response_flags`.
@@ -19,7 +18,7 @@ pub mod flags {
 }
 
 pub fn full(b: Bytes) -> Body {
-    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+    Body::full(b)
 }
 
 pub fn error_response(status: u16, msg: &str) -> Response<Body> {
