@@ -14,10 +14,19 @@ ROOT = Path(__file__).resolve().parent.parent
 BODY = "x" * 1024  # the 1 KiB response every test fetches
 
 
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port not handed out before in this run (the OS may offer the
+    same free port twice; with hundreds of proxies that would collide)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def wait_port(port: int, what: str, timeout: float = 30.0, host: str = "127.0.0.1", proc=None) -> None:

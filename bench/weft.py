@@ -2,6 +2,7 @@
 gateways and sidecars, and waiting until proxies have applied a version."""
 
 import json
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -67,11 +68,11 @@ class Control:
         self.xds, self.api = free_port(), free_port()
         self.proc = procs.start(name, [weft, "control", "--config", str(config),
                                        "--xds-addr", f"127.0.0.1:{self.xds}", "--api-addr", f"127.0.0.1:{self.api}"],
-                                env={"WEFT_LOG": "warn"})
+                                env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
         wait_port(self.api, name, timeout=600, proc=self.proc)
 
     def version(self) -> int:
-        return http_json(f"http://127.0.0.1:{self.api}/debug/config", timeout=60)["version"]
+        return http_json(f"http://127.0.0.1:{self.api}/debug/version", timeout=60)["version"]
 
     def proxies(self) -> list:
         return http_json(f"http://127.0.0.1:{self.api}/debug/proxies")
@@ -98,7 +99,7 @@ def gateway(procs: Procs, weft: str, control: Control, port: int) -> tuple:
     p = procs.start("weft-gateway", [weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}",
                                      "--labels", "bench=one-hop", "--port-offset", str(port - 80), "--workload", "bench-gw",
                                      "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"],
-                    env={"WEFT_LOG": "warn"})
+                    env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
     wait_port(port, "weft gateway")
     return p, admin
 
@@ -114,7 +115,7 @@ def sidecar(procs: Procs, weft: str, control: Control, name: str, outbound: int,
         cmd += ["--app-port", str(app_port), "--inbound-port", str(inbound or free_port())]
     if register:
         cmd += ["--register", f"127.0.0.1:{control.api}"]
-    p = procs.start(name, cmd, env={"WEFT_LOG": "warn"})
+    p = procs.start(name, cmd, env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
     return p, admin
 
 

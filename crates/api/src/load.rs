@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What loading produced: the resources that parsed, and every problem found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Loaded {
     pub resources: Vec<Resource>,
     pub diagnostics: Vec<Diagnostic>,

@@ -123,10 +123,10 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
     let node = ProxyNode::from_node(&xds::node(&info));
     let out = translate(&snap, &node);
     let raw = Raw {
-        listeners: Arc::new(out.listeners.into_iter().map(|l| (l.name.clone(), l)).collect()),
-        routes: Arc::new(out.routes.into_iter().map(|r| (r.name.clone(), r)).collect()),
-        clusters: Arc::new(out.clusters.into_iter().map(|c| (c.name.clone(), c)).collect()),
-        endpoints: Arc::new(out.endpoints.into_iter().map(|e| (e.cluster_name.clone(), e)).collect()),
+        listeners: Arc::new(out.listeners.into_iter().map(|l| (l.name.clone(), Arc::new(l))).collect()),
+        routes: Arc::new(out.routes.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect()),
+        clusters: Arc::new(out.clusters.into_iter().map(|c| (c.name.clone(), Arc::new(c))).collect()),
+        endpoints: Arc::new(out.endpoints.into_iter().map(|e| (e.cluster_name.clone(), Arc::new(e))).collect()),
     };
     Config::compile(&raw, "1".into(), &PoolRegistry::default()).expect("translated config compiles in the proxy")
 }
@@ -279,4 +279,46 @@ spec:
     // The VirtualService is visible in `team` only; elsewhere the default route applies.
     assert_eq!(route(&insider, "GET", "shared", "/", &[]), "direct:418:");
     assert_eq!(route(&outsider, "GET", "shared.team", "/", &[]), "base");
+}
+
+/// The ADS server sends only what changed, judged by the hash of each
+/// resource's bytes, so the same config must always encode to the same bytes.
+#[test]
+fn translation_is_deterministic() {
+    let loaded = weft_api::parse_str("routing.yaml", MESH);
+    let instances = (0..5)
+        .map(|i| Instance {
+            name: format!("r{i}"),
+            namespace: "default".into(),
+            address: "127.0.0.1".into(),
+            port: Some(1000 + i),
+            labels: [("app".into(), "reviews".into()), ("version".into(), format!("v{}", i % 3 + 1))].into(),
+            locality: Some(format!("region/zone-{}", i % 2)),
+            ..Default::default()
+        })
+        .collect();
+    let snap = Arc::new(Snapshot { version: 1, resources: Arc::new(loaded.resources), instances });
+    let info = NodeInfo {
+        id: "t".into(),
+        role: "sidecar".into(),
+        namespace: "default".into(),
+        workload: "w".into(),
+        listen_ip: "127.0.0.1".into(),
+        outbound_port: 15001,
+        inbound_port: 15006,
+        app_port: Some(8080),
+        ..Default::default()
+    };
+    let node = ProxyNode::from_node(&xds::node(&info));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let hashes = |e: &weft_control::translate::Encoded| -> Vec<(String, u64)> {
+        [&e.listeners, &e.routes, &e.clusters, &e.endpoints]
+            .iter()
+            .flat_map(|l| l.iter().map(|r| (r.name.clone(), r.hash)))
+            .collect()
+    };
+    let a = rt.block_on(weft_control::translate::encoded(&snap, &node, &Default::default()));
+    let b = rt.block_on(weft_control::translate::encoded(&snap, &node, &Default::default()));
+    assert!(!hashes(&a).is_empty());
+    assert_eq!(hashes(&a), hashes(&b));
 }

@@ -3,22 +3,22 @@
 //!
 //! A response is sent when a type is first requested, when the requested
 //! names change, and when a new snapshot changes what this proxy would get.
-//! A NACK is logged with its reason; the proxy keeps its last good config and
-//! is not sent the same content again.
+//! Listeners and clusters go out whole (state of the world requires it);
+//! route tables and endpoint sets go out one by one, only those whose bytes
+//! changed, which the protocol allows for these two types. A NACK is logged
+//! with its reason; the proxy keeps its last good config and is not sent the
+//! same content again.
 
 use crate::hub::Hub;
-use crate::translate::{ProxyConfig, ProxyNode, translate};
+use crate::translate::{Encoded, ProxyNode, Res, encoded};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::Any;
-use envoy_types::util::pack_any;
 use futures::Stream;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,17 +54,18 @@ impl Ads {
 struct Sub {
     names: BTreeSet<String>,
     nonce: String,
-    sent_hash: Option<u64>,
+    /// Name to content hash of what the proxy was last sent.
+    sent: HashMap<String, u64>,
+    sent_once: bool,
 }
 
-/// Named resources of one type from a proxy's config.
-fn resources_of(cfg: &ProxyConfig, type_url: &str) -> Vec<(String, Any)> {
+fn resources_of<'a>(cfg: &'a Encoded, type_url: &str) -> &'a [Arc<Res>] {
     match type_url {
-        LISTENER => cfg.listeners.iter().map(|l| (l.name.clone(), pack_any(l.clone()))).collect(),
-        ROUTE => cfg.routes.iter().map(|r| (r.name.clone(), pack_any(r.clone()))).collect(),
-        CLUSTER => cfg.clusters.iter().map(|c| (c.name.clone(), pack_any(c.clone()))).collect(),
-        ENDPOINT => cfg.endpoints.iter().map(|e| (e.cluster_name.clone(), pack_any(e.clone()))).collect(),
-        _ => Vec::new(),
+        LISTENER => &cfg.listeners,
+        ROUTE => &cfg.routes,
+        CLUSTER => &cfg.clusters,
+        ENDPOINT => &cfg.endpoints,
+        _ => &[],
     }
 }
 
@@ -74,49 +75,51 @@ struct Stream_ {
     node: Option<ProxyNode>,
     subs: HashMap<String, Sub>,
     nonce: u64,
-    /// The translated config for `cfg_version`.
-    cfg: Option<(u64, ProxyConfig)>,
+    /// The encoded config for that snapshot version.
+    cfg: Option<(u64, Encoded)>,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
 }
 
 impl Stream_ {
-    /// Sends `type_url` unless the proxy already has exactly this content.
-    /// `Some(sent)`, or None once the stream is gone.
+    /// Sends what of `type_url` the proxy does not have yet (all of it if
+    /// `force`). `Some(sent)`, or None once the stream is gone.
     async fn push(&mut self, type_url: &str, force: bool) -> Option<bool> {
         let Some(node) = &self.node else { return Some(false) };
         let snap = self.hub.snapshot();
         if self.cfg.as_ref().is_none_or(|(v, _)| *v != snap.version) {
-            self.cfg = Some((snap.version, translate(&snap, node)));
+            self.cfg = Some((snap.version, encoded(&snap, node, &self.hub.translations).await));
         }
         let (_, cfg) = self.cfg.as_ref()?;
         let Some(sub) = self.subs.get_mut(type_url) else { return Some(false) };
-        let wildcard = sub.names.is_empty() && matches!(type_url, LISTENER | CLUSTER);
-        let resources: Vec<Any> = resources_of(cfg, type_url)
-            .into_iter()
-            .filter(|(n, _)| wildcard || sub.names.contains(n))
-            .map(|(_, a)| a)
+        let whole = matches!(type_url, LISTENER | CLUSTER);
+        let wanted: Vec<&Arc<Res>> = resources_of(cfg, type_url)
+            .iter()
+            .filter(|r| (whole && sub.names.is_empty()) || sub.names.contains(&r.name))
             .collect();
-        let mut h = DefaultHasher::new();
-        for r in &resources {
-            r.value.hash(&mut h);
-        }
-        let hash = h.finish();
-        if !force && sub.sent_hash == Some(hash) {
+        let changed: Vec<&Arc<Res>> =
+            wanted.iter().copied().filter(|r| sub.sent.get(&r.name) != Some(&r.hash)).collect();
+        let removed =
+            sub.sent.len() + changed.iter().filter(|r| !sub.sent.contains_key(&r.name)).count() != wanted.len();
+        if !force && changed.is_empty() && !(whole && removed) && sub.sent_once {
             return Some(false);
         }
+        // Whole types go out complete; route tables and endpoint sets only
+        // as they changed (on request, all that were asked for).
+        let to_send = if whole || force { wanted } else { changed };
+        sub.sent.retain(|name, _| sub.names.is_empty() || sub.names.contains(name));
+        if whole {
+            sub.sent.clear();
+        }
+        for r in &to_send {
+            sub.sent.insert(r.name.clone(), r.hash);
+        }
+        sub.sent_once = true;
         self.nonce += 1;
         sub.nonce = self.nonce.to_string();
-        sub.sent_hash = Some(hash);
-        tracing::debug!(
-            stream = self.id,
-            r#type = short(type_url),
-            n = resources.len(),
-            version = snap.version,
-            "push"
-        );
+        tracing::debug!(stream = self.id, r#type = short(type_url), n = to_send.len(), version = snap.version, "push");
         let resp = DiscoveryResponse {
             version_info: snap.version.to_string(),
-            resources,
+            resources: to_send.iter().map(|r| r.any.clone()).collect(),
             type_url: type_url.to_owned(),
             nonce: sub.nonce.clone(),
             ..Default::default()

@@ -8,6 +8,7 @@
 //! | `DELETE /v1/instances/{id}` | leave now |
 //! | `GET /v1/instances` | registered instances |
 //! | `GET /debug/config` | version, resources, rejected edit's diagnostics |
+//! | `GET /debug/version` | the config version alone (cheap to poll) |
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
 
 use crate::hub::Hub;
@@ -101,6 +102,9 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, std::
                     "rejected": hub.rejected(),
                 }),
             )
+        }
+        (Method::GET, ["debug", "version"]) => {
+            json(StatusCode::OK, &serde_json::json!({"version": hub.snapshot().version}))
         }
         (Method::GET, ["debug", "proxies"]) => {
             json(StatusCode::OK, &serde_json::to_value(hub.proxies()).unwrap_or_default())

@@ -29,6 +29,8 @@ struct Inner {
 
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Translation parts shared by the ADS streams (see `translate::shared`).
+    pub translations: Mutex<crate::translate::Cache>,
     tx: watch::Sender<Arc<Snapshot>>,
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
 }
@@ -37,6 +39,7 @@ impl Default for Hub {
     fn default() -> Self {
         Hub {
             inner: Mutex::default(),
+            translations: Mutex::default(),
             tx: watch::Sender::new(Arc::new(Snapshot::default())),
             proxies: Mutex::default(),
         }

@@ -40,7 +40,8 @@ pub struct Control {
 /// config must validate, or this fails with its diagnostics.
 pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     let hub = Arc::new(Hub::default());
-    if !source::apply(&opts.config_dir, &hub) {
+    let mut folder = source::Folder::new(opts.config_dir.clone());
+    if !folder.apply(&hub) {
         let diags = hub.rejected().join("\n");
         anyhow::bail!("the config in {} has errors:\n{diags}", opts.config_dir.display());
     }
@@ -73,9 +74,9 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
         }
     });
     tokio::spawn(hub::run_expiry(hub.clone()));
-    let (dir, watch_hub) = (opts.config_dir.clone(), hub.clone());
+    let watch_hub = hub.clone();
     tokio::spawn(async move {
-        if let Err(e) = source::watch(dir, watch_hub).await {
+        if let Err(e) = source::watch(folder, watch_hub).await {
             tracing::error!(error = %e, "cannot watch the config folder; edits will not be applied");
         }
     });

@@ -59,8 +59,9 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .clusters
         .values()
         .map(|c| {
-            let eps: Vec<_> = c.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active()})).collect();
-            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb.kind()), "protocol": format!("{:?}", c.protocol), "endpoints": eps})
+            let set = c.set.load();
+            let eps: Vec<_> = set.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active()})).collect();
+            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "endpoints": eps})
         })
         .collect();
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -82,7 +83,7 @@ fn clusters_text(state: &ProxyState) -> String {
     let mut out = String::new();
     for n in names {
         let c = &cfg.clusters[n];
-        for e in &c.endpoints {
+        for e in &c.set.load().endpoints {
             let p = format!("{}::{}", c.name, e.addr);
             let _ = writeln!(out, "{p}::health_flags::healthy");
             let _ = writeln!(out, "{p}::weight::{}", e.weight);

@@ -111,10 +111,11 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
         }
     };
     let mut tried = Vec::new();
-    for _ in 0..cluster.endpoints.len().min(3) {
-        let Some(i) = cluster.lb.pick(&cluster.endpoints, None, &tried) else { break };
+    let set = cluster.set.load_full();
+    for _ in 0..set.endpoints.len().min(3) {
+        let Some(i) = set.lb.pick(&set.endpoints, None, &tried) else { break };
         tried.push(i);
-        let ep = &cluster.endpoints[i];
+        let ep = &set.endpoints[i];
         if let Ok(Ok(mut up)) = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(ep.addr)).await {
             let _ = up.set_nodelay(true);
             let _guard = ep.start();

@@ -56,8 +56,10 @@ pub fn node(info: &NodeInfo) -> Node {
 /// Runs forever: connect, stream, reconnect with backoff (up to 5 s).
 pub async fn run(addr: String, state: Arc<ProxyState>) {
     let mut backoff = Duration::from_millis(100);
+    // Kept across reconnects: a new stream starts from what this proxy has.
+    let mut raw = Raw::default();
     loop {
-        let result = stream_once(&addr, &state).await;
+        let result = stream_once(&addr, &state, &mut raw).await;
         if state.draining.load(Ordering::Acquire) {
             return; // shutting down: the control plane going away is expected
         }
@@ -85,6 +87,21 @@ struct Session<'a> {
     types: HashMap<&'static str, TypeState>,
     raw: Raw,
     first: bool,
+    /// EDS name to cluster name, rebuilt when clusters change.
+    eds_clusters: HashMap<String, String>,
+}
+
+/// Merges one endpoint set into the session's own copy, in place (that map
+/// is not shared: the copy kept for `/config_dump` leaves endpoints out).
+fn staged_raw(raw: &mut Raw, cla: envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment) {
+    Arc::make_mut(&mut raw.endpoints).insert(cla.cluster_name.clone(), Arc::new(cla));
+}
+
+/// What `/config_dump` shows of the raw config: everything but the endpoint
+/// sets (the compiled clusters show those), so the session's endpoint map
+/// stays unshared and updates in place.
+fn dump_copy(raw: &Raw) -> Arc<Raw> {
+    Arc::new(Raw { endpoints: Arc::default(), ..raw.clone() })
 }
 
 impl Session<'_> {
@@ -106,42 +123,47 @@ impl Session<'_> {
     fn decode<M: Message + Default>(
         resp: &DiscoveryResponse,
         name: impl Fn(&M) -> String,
-    ) -> Result<BTreeMap<String, M>, String> {
+    ) -> Result<crate::config::RawMap<M>, String> {
         let mut out = BTreeMap::new();
         for any in &resp.resources {
             let m = M::decode(any.value.as_slice()).map_err(|e| format!("cannot decode {}: {e}", any.type_url))?;
-            out.insert(name(&m), m);
+            out.insert(name(&m), Arc::new(m));
         }
         Ok(out)
     }
 
     /// Applies one response to a copy of the raw config; Err is the NACK reason.
+    /// Listeners and clusters are replaced whole; route tables and endpoint
+    /// sets are merged in (a response may carry only those that changed),
+    /// keeping only the names this proxy still asks for.
     fn apply(&self, resp: &DiscoveryResponse) -> Result<Raw, String> {
+        use envoy_types::pb::envoy::config::{cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment};
+        use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
+        fn merge<M: Clone>(
+            old: &BTreeMap<String, M>,
+            new: BTreeMap<String, M>,
+            keep: Option<&BTreeSet<String>>,
+        ) -> BTreeMap<String, M> {
+            let mut out: BTreeMap<String, M> = old
+                .iter()
+                .filter(|(k, _)| keep.is_none_or(|n| n.contains(*k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            out.extend(new);
+            out
+        }
+        let names = self.types.get(resp.type_url.as_str()).map(|t| &t.names);
         let mut raw = self.raw.clone();
         match resp.type_url.as_str() {
-            LISTENER => {
-                raw.listeners =
-                    Arc::new(Self::decode(resp, |l: &envoy_types::pb::envoy::config::listener::v3::Listener| {
-                        l.name.clone()
-                    })?)
-            }
+            LISTENER => raw.listeners = Arc::new(Self::decode(resp, |l: &Listener| l.name.clone())?),
+            CLUSTER => raw.clusters = Arc::new(Self::decode(resp, |c: &Cluster| c.name.clone())?),
             ROUTE => {
-                raw.routes = Arc::new(Self::decode(
-                    resp,
-                    |r: &envoy_types::pb::envoy::config::route::v3::RouteConfiguration| r.name.clone(),
-                )?)
-            }
-            CLUSTER => {
-                raw.clusters =
-                    Arc::new(Self::decode(resp, |c: &envoy_types::pb::envoy::config::cluster::v3::Cluster| {
-                        c.name.clone()
-                    })?)
+                let new = Self::decode(resp, |r: &RouteConfiguration| r.name.clone())?;
+                raw.routes = Arc::new(merge(&raw.routes, new, names));
             }
             ENDPOINT => {
-                raw.endpoints = Arc::new(Self::decode(
-                    resp,
-                    |e: &envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment| e.cluster_name.clone(),
-                )?)
+                let new = Self::decode(resp, |e: &ClusterLoadAssignment| e.cluster_name.clone())?;
+                raw.endpoints = Arc::new(merge(&raw.endpoints, new, names));
             }
             other => return Err(format!("unexpected type {other}")),
         }
@@ -157,6 +179,22 @@ impl Session<'_> {
             _ => return,
         };
         self.types.entry(type_url).or_default().nonce = resp.nonce.clone();
+        if type_url == ENDPOINT && self.state.xds_complete.load(Ordering::Acquire) {
+            match self.update_endpoints(&resp) {
+                Ok(()) => {
+                    self.types.entry(type_url).or_default().version = resp.version_info.clone();
+                    self.state.metrics.config_updates.inc();
+                    self.request(type_url, None).await; // ACK
+                }
+                Err(reason) => {
+                    tracing::warn!(version = %resp.version_info, %reason, "rejecting endpoints (NACK); keeping the last good ones");
+                    *self.state.last_nack.lock().expect("nack lock") = Some(reason.clone());
+                    self.state.metrics.xds_nacks.inc();
+                    self.request(type_url, Some(reason)).await;
+                }
+            }
+            return;
+        }
         let compiled = self.apply(&resp).and_then(|raw| {
             let cfg = Config::compile(&raw, resp.version_info.clone(), &self.state.pools).map_err(|(_, e)| e.0)?;
             Ok((raw, cfg))
@@ -167,11 +205,16 @@ impl Session<'_> {
                 self.types.entry(type_url).or_default().version = resp.version_info.clone();
                 let complete = self.complete();
                 self.state.config.store(Arc::new(cfg));
-                self.state.raw.store(Arc::new(self.raw.clone()));
+                self.state.raw.store(dump_copy(&self.raw));
+                if type_url == CLUSTER {
+                    self.eds_clusters =
+                        self.raw.clusters.values().filter_map(|c| Some((eds_name(c)?, c.name.clone()))).collect();
+                }
                 if complete {
                     self.state.xds_complete.store(true, Ordering::Release);
                 }
                 self.state.updates.send_modify(|v| *v += 1);
+                self.state.metrics.config_updates.inc();
                 tracing::debug!(r#type = type_url.rsplit('.').next(), version = %resp.version_info, "config applied");
                 self.request(type_url, None).await; // ACK
                 self.follow_names().await;
@@ -179,18 +222,71 @@ impl Session<'_> {
             Err(reason) => {
                 tracing::warn!(r#type = type_url.rsplit('.').next(), version = %resp.version_info, %reason, "rejecting config (NACK); keeping the last good one");
                 *self.state.last_nack.lock().expect("nack lock") = Some(reason.clone());
+                self.state.metrics.xds_nacks.inc();
                 self.request(type_url, Some(reason)).await;
             }
         }
     }
 
+    /// An endpoint update once the config is complete: only the clusters it
+    /// names get new endpoint sets (no full compile, no config swap). Every
+    /// set is compiled before any is installed, so a bad one changes nothing.
+    fn update_endpoints(&mut self, resp: &DiscoveryResponse) -> Result<(), String> {
+        use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+        let cfg = self.state.config.load_full();
+        let mut decoded = Vec::with_capacity(resp.resources.len());
+        let mut staged = Vec::new();
+        for any in &resp.resources {
+            let cla = ClusterLoadAssignment::decode(any.value.as_slice())
+                .map_err(|e| format!("cannot decode endpoints: {e}"))?;
+            let cluster = self
+                .eds_clusters
+                .get(&cla.cluster_name)
+                .and_then(|n| cfg.clusters.get(n).zip(self.raw.clusters.get(n)));
+            if let Some((compiled, proto)) = cluster {
+                let fresh = crate::config::cluster::ClusterCfg::compile(proto, Some(&cla), &self.state.pools)
+                    .map_err(|e| e.0)?;
+                staged.push((compiled.clone(), fresh.set.load_full()));
+            }
+            decoded.push(cla);
+        }
+        for (cluster, set) in staged {
+            cluster.set.store(set);
+        }
+        for cla in decoded {
+            staged_raw(&mut self.raw, cla);
+        }
+        Ok(())
+    }
+
     /// Subscribes to the route tables and endpoint sets the config refers to.
     async fn follow_names(&mut self) {
         let rds = rds_names(&self.raw.listeners);
-        let eds: BTreeSet<String> = self.raw.clusters.values().filter_map(eds_name).collect();
+        let eds: BTreeSet<String> = self.raw.clusters.values().filter_map(|c| eds_name(c)).collect();
         for (t, names) in [(ROUTE, rds), (ENDPOINT, eds)] {
             let cur = self.types.entry(t).or_default();
             if cur.names != names {
+                // What is no longer asked for is no longer kept.
+                if t == ROUTE && self.raw.routes.keys().any(|k| !names.contains(k)) {
+                    self.raw.routes = Arc::new(
+                        self.raw
+                            .routes
+                            .iter()
+                            .filter(|(k, _)| names.contains(*k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    );
+                }
+                if t == ENDPOINT && self.raw.endpoints.keys().any(|k| !names.contains(k)) {
+                    self.raw.endpoints = Arc::new(
+                        self.raw
+                            .endpoints
+                            .iter()
+                            .filter(|(k, _)| names.contains(*k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    );
+                }
                 cur.names = names;
                 self.request(t, None).await;
             }
@@ -199,7 +295,7 @@ impl Session<'_> {
 
     fn complete(&self) -> bool {
         let rds = rds_names(&self.raw.listeners);
-        let eds: BTreeSet<String> = self.raw.clusters.values().filter_map(eds_name).collect();
+        let eds: BTreeSet<String> = self.raw.clusters.values().filter_map(|c| eds_name(c)).collect();
         self.types.get(CLUSTER).is_some_and(|t| !t.version.is_empty())
             && self.types.get(LISTENER).is_some_and(|t| !t.version.is_empty())
             && rds.iter().all(|n| self.raw.routes.contains_key(n))
@@ -207,18 +303,23 @@ impl Session<'_> {
     }
 }
 
-async fn stream_once(addr: &str, state: &Arc<ProxyState>) -> anyhow::Result<()> {
+async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyhow::Result<()> {
     let endpoint = if addr.starts_with("http") { addr.to_owned() } else { format!("http://{addr}") };
     let mut client = AggregatedDiscoveryServiceClient::connect(endpoint).await?.max_decoding_message_size(256 << 20);
     let (tx, rx) = mpsc::channel(16);
-    let mut session = Session { state, tx, types: HashMap::new(), raw: (**state.raw.load()).clone(), first: true };
-    // Resume: ask for what we already have, so the control plane can send just changes.
-    session.request(CLUSTER, None).await;
-    session.request(LISTENER, None).await;
-    let mut stream = client.stream_aggregated_resources(ReceiverStream::new(rx)).await?.into_inner();
-    tracing::info!(%addr, "xDS stream open");
-    while let Some(resp) = stream.message().await? {
-        session.on_response(resp).await;
+    let eds_clusters = raw.clusters.values().filter_map(|c| Some((eds_name(c)?, c.name.clone()))).collect();
+    let mut session = Session { state, tx, types: HashMap::new(), raw: std::mem::take(raw), first: true, eds_clusters };
+    let result = async {
+        session.request(CLUSTER, None).await;
+        session.request(LISTENER, None).await;
+        let mut stream = client.stream_aggregated_resources(ReceiverStream::new(rx)).await?.into_inner();
+        tracing::info!(%addr, "xDS stream open");
+        while let Some(resp) = stream.message().await? {
+            session.on_response(resp).await;
+        }
+        anyhow::Ok(())
     }
-    Ok(())
+    .await;
+    *raw = session.raw;
+    result
 }

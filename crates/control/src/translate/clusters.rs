@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOptions, http_protocol_options};
 use envoy_types::pb::google::protobuf::{Struct, UInt32Value, UInt64Value, Value, value::Kind};
 use envoy_types::util::pack_any;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use weft_api::Spec;
 use weft_api::index::{Index, SvcInfo, SvcPort};
@@ -114,10 +114,13 @@ struct Ep<'a> {
     namespace: &'a str,
 }
 
+/// Telemetry's view of an endpoint, as Istio carries it: one string
+/// `istio.workload = "name;namespace"`. One field on purpose: prost encodes
+/// a Struct from a HashMap, so with two fields the bytes (and the hash that
+/// tells the ADS server what changed) would differ from push to push.
 fn metadata(ep: &Ep) -> Metadata {
-    let s = |v: &str| Value { kind: Some(Kind::StringValue(v.to_owned())) };
-    let fields =
-        [("workload".to_owned(), s(ep.workload)), ("namespace".to_owned(), s(ep.namespace))].into_iter().collect();
+    let w = Value { kind: Some(Kind::StringValue(format!("{};{}", ep.workload, ep.namespace))) };
+    let fields = [("workload".to_owned(), w)].into_iter().collect();
     Metadata { filter_metadata: [("istio".to_owned(), Struct { fields })].into_iter().collect(), ..Default::default() }
 }
 
@@ -151,20 +154,65 @@ fn assignment(name: &str, eps: Vec<Ep>) -> ClusterLoadAssignment {
 }
 
 /// Instances of `svc` (restricted to `subset_labels`) on port `sp`.
-fn endpoints<'a>(
-    index: &'a Index,
+/// Instances and explicit endpoints indexed once per build, so finding a
+/// service's endpoints costs its candidates, not every instance of the mesh.
+struct Lookup<'a> {
     instances: &'a [Instance],
-    svc: &SvcInfo,
-    sp: &SvcPort,
-    subset_labels: Option<&Labels>,
-) -> Vec<Ep<'a>> {
+    by_label: HashMap<(&'a str, &'a str), Vec<usize>>,
+    by_host: HashMap<&'a str, Vec<usize>>,
+    /// (namespace, service name) to its Endpoints / EndpointSlice resources.
+    explicit: HashMap<(&'a str, &'a str), Vec<&'a weft_api::Resource>>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(index: &'a Index, instances: &'a [Instance]) -> Self {
+        let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let mut by_host: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, inst) in instances.iter().enumerate() {
+            for (k, v) in &inst.labels {
+                by_label.entry((k, v)).or_default().push(i);
+            }
+            for h in inst.only_hosts.iter().flatten() {
+                by_host.entry(h).or_default().push(i);
+            }
+        }
+        let mut explicit: HashMap<(&str, &str), Vec<&weft_api::Resource>> = HashMap::new();
+        for r in index.resources {
+            let svc = match &r.spec {
+                Spec::Endpoints(_) => Some(r.name()),
+                Spec::EndpointSlice(_) => r.meta.labels.get("kubernetes.io/service-name").map(String::as_str),
+                _ => None,
+            };
+            if let Some(svc) = svc {
+                explicit.entry((r.namespace(), svc)).or_default().push(r);
+            }
+        }
+        Lookup { instances, by_label, by_host, explicit }
+    }
+
+    /// Instances that may belong to `svc`: those bound to its host, and
+    /// those carrying the first label of `wanted`.
+    fn candidates(&self, svc: &SvcInfo, wanted: Option<&Labels>) -> Vec<usize> {
+        let mut c: Vec<usize> = self.by_host.get(svc.fqdn.as_str()).cloned().unwrap_or_default();
+        if let Some((k, v)) = wanted.and_then(|w| w.iter().next()) {
+            c.extend(self.by_label.get(&(k.as_str(), v.as_str())).into_iter().flatten());
+        } else if wanted.is_some() {
+            c.extend(0..self.instances.len()); // an empty selector selects everything
+        }
+        c.sort_unstable();
+        c.dedup();
+        c
+    }
+}
+
+fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels: Option<&Labels>) -> Vec<Ep<'a>> {
     let mut out = Vec::new();
     let wanted = svc.selector.as_ref().map(|sel| {
         let mut w = sel.clone();
         w.extend(subset_labels.cloned().unwrap_or_default());
         w
     });
-    for inst in instances {
+    for inst in lookup.candidates(svc, wanted.as_ref()).into_iter().map(|i| &lookup.instances[i]) {
         let for_host = inst.only_hosts.as_ref().map(|h| h.iter().any(|h| h == &svc.fqdn));
         let selected = match (&wanted, for_host) {
             (_, Some(false)) => false,
@@ -187,10 +235,7 @@ fn endpoints<'a>(
         return out;
     }
     // Explicit Endpoints / EndpointSlices for a Kubernetes Service.
-    for r in index.resources {
-        if r.namespace() != svc.namespace {
-            continue;
-        }
+    for r in lookup.explicit.get(&(svc.namespace.as_str(), svc.name.as_str())).into_iter().flatten() {
         match &r.spec {
             Spec::Endpoints(subsets) if r.name() == svc.name => {
                 for s in subsets {
@@ -212,7 +257,7 @@ fn endpoints<'a>(
                     }
                 }
             }
-            Spec::EndpointSlice(sl) if r.meta.labels.get("kubernetes.io/service-name") == Some(&svc.name) => {
+            Spec::EndpointSlice(sl) => {
                 let port = sl
                     .ports
                     .iter()
@@ -257,6 +302,7 @@ pub fn build(
 ) -> (Vec<Cluster>, Vec<ClusterLoadAssignment>) {
     let mut clusters = Vec::new();
     let mut cla = Vec::new();
+    let lookup = Lookup::new(index, instances);
     for svc in index.visible_services(&node.namespace) {
         let dr = index.destination_rule(&svc.fqdn, &node.namespace).map(|(_, d)| d);
         let mut subsets: Vec<Option<&Subset>> = vec![None];
@@ -269,7 +315,7 @@ pub fn build(
                 }
                 let tp = effective_policy(dr, *subset, sp.port);
                 let mut c = eds_cluster(&name, sp, &tp);
-                let mut eps = endpoints(index, instances, svc, sp, subset.map(|s| &s.labels));
+                let mut eps = endpoints(&lookup, svc, sp, subset.map(|s| &s.labels));
                 match dns_resolution(index, svc) {
                     Some(kind) => {
                         // Names are resolved by the proxy (EDS carries only IPs).

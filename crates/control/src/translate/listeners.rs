@@ -83,33 +83,44 @@ fn tcp_listener(name: &str, addr: Address, cluster: tcp_proxy::ClusterSpecifier)
     }
 }
 
-/// The sidecar's listeners: HTTP outbound (all HTTP services by Host),
-/// inbound (to the local app), and one TCP listener per TCP service port on
-/// the proxy's listen IP (the first service to claim a port gets it).
-pub fn sidecar(index: &Index, node: &ProxyNode) -> Vec<Listener> {
-    let mut out =
-        vec![http_listener("outbound", socket(&node.listen_ip, node.outbound_port), "outbound", "outbound", false)];
-    if node.app_port.is_some() {
-        out.push(http_listener("inbound", socket(&node.listen_ip, node.inbound_port), "inbound", "inbound", true));
-    }
-    let mut taken: BTreeSet<u16> = [node.outbound_port, node.inbound_port].into();
+/// TCP service ports a sidecar in this namespace (with these labels)
+/// forwards, and where each goes. Shared by every such sidecar.
+pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, tcp_proxy::ClusterSpecifier)> {
+    let mut taken = BTreeSet::new();
+    let mut out = Vec::new();
     for svc in index.visible_services(&node.namespace) {
         for sp in svc.ports.iter().filter(|p| super::routes::tcp_port(p)) {
-            if !taken.insert(sp.port) {
+            if taken.insert(sp.port) {
+                out.push((sp.port, super::routes::tcp_route(index, node, svc, sp.port)));
+            } else {
                 tracing::debug!(service = %svc.fqdn, port = sp.port, "tcp port already served on this sidecar");
-                continue;
             }
-            let cluster = super::routes::tcp_route(index, node, svc, sp.port);
-            let name = format!("{}_{}", node.listen_ip, sp.port);
-            out.push(tcp_listener(&name, socket(&node.listen_ip, sp.port), cluster));
         }
     }
     out
 }
 
-/// Listeners for the Gateway servers that select this proxy, and the ports
-/// whose route tables they need.
-pub fn gateway(index: &Index, node: &ProxyNode) -> (Vec<Listener>, Vec<u16>) {
+/// The sidecar's listeners: HTTP outbound (all HTTP services by Host),
+/// inbound (to the local app), and one TCP listener per TCP service port on
+/// the proxy's listen IP (the first service to claim a port gets it).
+pub fn sidecar(node: &ProxyNode, tcp: &[(u16, tcp_proxy::ClusterSpecifier)]) -> Vec<Listener> {
+    let mut out =
+        vec![http_listener("outbound", socket(&node.listen_ip, node.outbound_port), "outbound", "outbound", false)];
+    if node.app_port.is_some() {
+        out.push(http_listener("inbound", socket(&node.listen_ip, node.inbound_port), "inbound", "inbound", true));
+    }
+    for (port, cluster) in tcp {
+        if *port == node.outbound_port || *port == node.inbound_port {
+            continue;
+        }
+        let name = format!("{}_{}", node.listen_ip, port);
+        out.push(tcp_listener(&name, socket(&node.listen_ip, *port), cluster.clone()));
+    }
+    out
+}
+
+/// Ports of the Gateway servers that select this proxy's labels.
+pub fn gateway_ports(index: &Index, node: &ProxyNode) -> Vec<u16> {
     let mut ports = BTreeSet::new();
     for r in index.resources {
         if let weft_api::Spec::Gateway(g) = &r.spec
@@ -122,12 +133,16 @@ pub fn gateway(index: &Index, node: &ProxyNode) -> (Vec<Listener>, Vec<u16>) {
             }
         }
     }
-    let listeners = ports
+    ports.into_iter().collect()
+}
+
+/// A gateway's listeners, one per server port (plus its port offset).
+pub fn gateway(node: &ProxyNode, ports: &[u16]) -> Vec<Listener> {
+    ports
         .iter()
         .map(|p| {
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
             http_listener(&format!("0.0.0.0_{p}"), addr, &format!("gateway_{p}"), &format!("http.{p}"), true)
         })
-        .collect();
-    (listeners, ports.into_iter().collect())
+        .collect()
 }

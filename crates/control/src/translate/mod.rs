@@ -8,8 +8,10 @@ mod clusters;
 mod listeners;
 mod node;
 mod routes;
+mod shared;
 
 pub use node::{ProxyNode, Role};
+pub use shared::{Cache, Encoded, Res, encoded};
 
 use crate::registry::Instance;
 use envoy_types::pb::envoy::config::{
@@ -41,29 +43,26 @@ pub fn cluster_name(port: u16, subset: &str, fqdn: &str) -> String {
     format!("outbound|{port}|{subset}|{fqdn}")
 }
 
+/// Everything one proxy receives, as plain Envoy messages (tests, debugging).
 pub fn translate(snap: &Snapshot, node: &ProxyNode) -> ProxyConfig {
     let index = Index::new(&snap.resources);
     let mut out = ProxyConfig::default();
     match node.role {
         Role::Sidecar => {
-            out.listeners = listeners::sidecar(&index, node);
+            out.listeners = listeners::sidecar(node, &listeners::tcp_specs(&index, node));
             out.routes.push(routes::sidecar_outbound(&index, node));
-            if let Some(inbound) = routes::sidecar_inbound(node) {
-                out.routes.push(inbound);
-            }
+            out.routes.extend(routes::sidecar_inbound(node));
         }
         Role::Gateway => {
-            let (ls, rs) = listeners::gateway(&index, node);
-            out.listeners = ls;
-            out.routes = rs.into_iter().map(|port| routes::gateway(&index, node, port)).collect();
+            let ports = listeners::gateway_ports(&index, node);
+            out.listeners = listeners::gateway(node, &ports);
+            out.routes = ports.iter().map(|port| routes::gateway(&index, node, *port)).collect();
         }
     }
     let referenced = (node.role == Role::Gateway).then(|| routes::referenced_clusters(&out.routes));
     let (clusters, endpoints) = clusters::build(&index, &snap.instances, node, referenced.as_ref());
     out.clusters = clusters;
     out.endpoints = endpoints;
-    if let Some(c) = clusters::inbound(node) {
-        out.clusters.push(c);
-    }
+    out.clusters.extend(clusters::inbound(node));
     out
 }

@@ -66,6 +66,14 @@ impl Endpoint {
     }
 }
 
+/// A cluster's endpoints and the balancer built over them. Swapped whole
+/// when an endpoint update arrives; a request holds the set it started with.
+#[derive(Debug)]
+pub struct EndpointSet {
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub lb: Balancer,
+}
+
 #[derive(Debug)]
 pub struct ClusterCfg {
     pub name: Arc<str>,
@@ -75,8 +83,10 @@ pub struct ClusterCfg {
     pub service_namespace: Arc<str>,
     pub protocol: Protocol,
     pub connect_timeout: Duration,
-    pub endpoints: Vec<Arc<Endpoint>>,
-    pub lb: Balancer,
+    /// Lock-free to read; replaced by `update_endpoints`.
+    pub set: arc_swap::ArcSwap<EndpointSet>,
+    lb_kind: LbKind,
+    dns: Option<i32>,
 }
 
 fn protocol(c: &Cluster) -> Protocol {
@@ -156,12 +166,42 @@ fn endpoints(cla: &ClusterLoadAssignment, pools: &PoolRegistry, dns: bool) -> Re
             let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value.max(1));
             for ip in ips {
                 let addr = SocketAddr::new(ip, port);
-                let (w, ns) = (field("workload"), field("namespace"));
+                // `istio.workload` is "name;namespace" (Istio's form).
+                let wl = field("workload");
+                let (w, ns): (Arc<str>, Arc<str>) = match wl.split_once(';') {
+                    Some((w, ns)) => (w.into(), ns.split(';').next().unwrap_or("unknown").into()),
+                    None => (wl.clone(), field("namespace")),
+                };
                 out.push(Arc::new(Endpoint::new(addr, weight, w, ns, locality.clone(), pools.get(addr))));
             }
         }
     }
     Ok(out)
+}
+
+fn lb_kind(c: &Cluster) -> LbKind {
+    use cluster::LbPolicy as P;
+    match P::try_from(c.lb_policy).unwrap_or(P::RoundRobin) {
+        P::Random => LbKind::Random,
+        P::LeastRequest => LbKind::LeastRequest,
+        P::RingHash => LbKind::RingHash {
+            min_ring: match &c.lb_config {
+                Some(cluster::LbConfig::RingHashLbConfig(r)) => {
+                    r.minimum_ring_size.as_ref().map_or(1024, |v| v.value as usize)
+                }
+                _ => 1024,
+            }
+            .min(1 << 20),
+        },
+        P::Maglev => LbKind::Maglev {
+            table_size: match &c.lb_config {
+                Some(cluster::LbConfig::MaglevLbConfig(m)) => m.table_size.as_ref().map_or(65537, |v| v.value as usize),
+                _ => 65537,
+            }
+            .min(5_000_011),
+        },
+        _ => LbKind::RoundRobin,
+    }
 }
 
 impl ClusterCfg {
@@ -170,51 +210,20 @@ impl ClusterCfg {
         cla: Option<&ClusterLoadAssignment>,
         pools: &PoolRegistry,
     ) -> Result<Self, CompileError> {
-        use cluster::LbPolicy as P;
-        let cla = cla.or(c.load_assignment.as_ref());
-        let endpoints = match cla {
-            Some(cla) => {
-                use cluster::DiscoveryType as D;
-                let dns = matches!(c.cluster_discovery_type, Some(cluster::ClusterDiscoveryType::Type(t)) if t == D::StrictDns as i32 || t == D::LogicalDns as i32);
-                let mut eps = endpoints(cla, pools, dns)?;
-                // LOGICAL_DNS uses one address at a time.
-                if matches!(c.cluster_discovery_type, Some(cluster::ClusterDiscoveryType::Type(t)) if t == D::LogicalDns as i32)
-                {
-                    eps.truncate(1);
-                }
-                eps
+        use cluster::DiscoveryType as D;
+        let dns = match c.cluster_discovery_type {
+            Some(cluster::ClusterDiscoveryType::Type(t)) if t == D::StrictDns as i32 || t == D::LogicalDns as i32 => {
+                Some(t)
             }
-            None => Vec::new(),
+            _ => None,
         };
-        let kind = match P::try_from(c.lb_policy).unwrap_or(P::RoundRobin) {
-            P::Random => LbKind::Random,
-            P::LeastRequest => LbKind::LeastRequest,
-            P::RingHash => LbKind::RingHash {
-                min_ring: match &c.lb_config {
-                    Some(cluster::LbConfig::RingHashLbConfig(r)) => {
-                        r.minimum_ring_size.as_ref().map_or(1024, |v| v.value as usize)
-                    }
-                    _ => 1024,
-                }
-                .min(1 << 20),
-            },
-            P::Maglev => LbKind::Maglev {
-                table_size: match &c.lb_config {
-                    Some(cluster::LbConfig::MaglevLbConfig(m)) => {
-                        m.table_size.as_ref().map_or(65537, |v| v.value as usize)
-                    }
-                    _ => 65537,
-                }
-                .min(5_000_011),
-            },
-            _ => LbKind::RoundRobin,
-        };
+        let kind = lb_kind(c);
         // outbound|port|subset|fqdn
         let parts: Vec<&str> = c.name.split('|').collect();
         let service = if parts.len() == 4 && !parts[3].is_empty() { parts[3] } else { c.name.as_str() };
         let mut labels = service.split('.');
         let (service_name, service_namespace) = (labels.next().unwrap_or(service), labels.next().unwrap_or("unknown"));
-        Ok(ClusterCfg {
+        let cfg = ClusterCfg {
             name: c.name.as_str().into(),
             service: service.into(),
             service_name: service_name.into(),
@@ -224,8 +233,29 @@ impl ClusterCfg {
                 .connect_timeout
                 .as_ref()
                 .map_or(Duration::from_secs(10), |d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)),
-            lb: Balancer::new(kind, &endpoints),
-            endpoints,
-        })
+            set: arc_swap::ArcSwap::from_pointee(EndpointSet { lb: Balancer::new(kind, &[]), endpoints: Vec::new() }),
+            lb_kind: kind,
+            dns,
+        };
+        if let Some(cla) = cla.or(c.load_assignment.as_ref()) {
+            cfg.update_endpoints(cla, pools)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Replaces the endpoints (an EDS update) and rebuilds the balancer;
+    /// requests in flight keep the set they started with.
+    pub fn update_endpoints(&self, cla: &ClusterLoadAssignment, pools: &PoolRegistry) -> Result<(), CompileError> {
+        let mut eps = endpoints(cla, pools, self.dns.is_some())?;
+        // LOGICAL_DNS uses one address at a time.
+        if self.dns == Some(cluster::DiscoveryType::LogicalDns as i32) {
+            eps.truncate(1);
+        }
+        self.set.store(Arc::new(EndpointSet { lb: Balancer::new(self.lb_kind, &eps), endpoints: eps }));
+        Ok(())
+    }
+
+    pub fn lb_kind(&self) -> LbKind {
+        self.lb_kind
     }
 }

@@ -40,11 +40,14 @@ pub type Clusters = HashMap<String, Arc<ClusterCfg>>;
 /// The last accepted resources of each type, as received.
 #[derive(Debug, Default, Clone)]
 pub struct Raw {
-    pub listeners: Arc<BTreeMap<String, Listener>>,
-    pub routes: Arc<BTreeMap<String, RouteConfiguration>>,
-    pub clusters: Arc<BTreeMap<String, Cluster>>,
-    pub endpoints: Arc<BTreeMap<String, ClusterLoadAssignment>>,
+    pub listeners: Arc<RawMap<Listener>>,
+    pub routes: Arc<RawMap<RouteConfiguration>>,
+    pub clusters: Arc<RawMap<Cluster>>,
+    pub endpoints: Arc<RawMap<ClusterLoadAssignment>>,
 }
+
+/// Resources by name; values shared, so merging an update copies pointers.
+pub type RawMap<M> = BTreeMap<String, Arc<M>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -105,7 +108,7 @@ pub fn eds_name(c: &Cluster) -> Option<String> {
 }
 
 /// The route table names the listeners ask for over RDS.
-pub fn rds_names(listeners: &BTreeMap<String, Listener>) -> BTreeSet<String> {
+pub fn rds_names(listeners: &RawMap<Listener>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for l in listeners.values() {
         for fc in &l.filter_chains {
@@ -173,7 +176,7 @@ impl Config {
     ) -> Result<Config, (Kind, CompileError)> {
         let mut clusters = Clusters::new();
         for c in raw.clusters.values() {
-            let cla = eds_name(c).and_then(|n| raw.endpoints.get(&n));
+            let cla = eds_name(c).and_then(|n| raw.endpoints.get(&n)).map(|c| &**c);
             let compiled = ClusterCfg::compile(c, cla, pools).map_err(|e| (Kind::Cluster, e))?;
             clusters.insert(c.name.clone(), Arc::new(compiled));
         }

@@ -282,15 +282,17 @@ pub async fn forward(
     let per_try = retry.and_then(|r| r.per_try_timeout);
 
     let run = async {
+        // One endpoint set for all attempts, so `tried` indexes stay valid.
+        let set = cluster.set.load_full();
         let mut tried: Vec<usize> = Vec::new();
         let mut last_err: Option<(u16, String, &'static str)>;
         let mut retries = 0;
         loop {
-            let Some(i) = cluster.lb.pick(&cluster.endpoints, hash, &tried) else {
+            let Some(i) = set.lb.pick(&set.endpoints, hash, &tried) else {
                 return Err((503, format!("no healthy upstream for {}", cluster.name), flags::NO_HEALTHY));
             };
             tried.push(i);
-            let ep = &cluster.endpoints[i];
+            let ep = &set.endpoints[i];
             dest.workload = ep.workload.clone();
             dest.workload_namespace = ep.namespace.clone();
             let body: Body = match (&replay, stream_body.take()) {
@@ -386,14 +388,15 @@ fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
         if rand::rng().random_range(0..1_000_000) >= *ppm {
             continue;
         }
-        let Some(i) = cluster.lb.pick(&cluster.endpoints, None, &[]) else { continue };
+        let set = cluster.set.load();
+        let Some(i) = set.lb.pick(&set.endpoints, None, &[]) else { continue };
         let mut req = attempt.build(full(body.clone()), h2 && cluster.protocol == Protocol::Http2);
         if let Some(h) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("{h}-shadow"))
             && let Ok(v) = HeaderValue::from_str(&h)
         {
             req.headers_mut().insert(header::HOST, v);
         }
-        let (cluster, ep) = (cluster.clone(), cluster.endpoints[i].clone());
+        let (cluster, ep) = (cluster.clone(), set.endpoints[i].clone());
         tokio::spawn(async move {
             let h2 = cluster.protocol == Protocol::Http2;
             if let Ok(resp) = send(&cluster, &ep, req, h2).await {

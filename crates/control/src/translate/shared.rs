@@ -1,0 +1,153 @@
+//! Translation shared between proxies, encoded once.
+//!
+//! What a proxy receives splits into parts that depend on little about it:
+//! clusters and endpoints on its namespace (DestinationRule lookup and
+//! exportTo), the outbound route table and TCP routes on its namespace and
+//! labels (`sourceLabels`), a gateway's routes on its namespace and labels.
+//! Each part is computed once per snapshot version and key, encoded once,
+//! and shared by every proxy with that key; only listeners and the inbound
+//! pieces (ports, addresses) are built per proxy, and they are small.
+
+use super::node::{ProxyNode, Role};
+use super::{Snapshot, clusters, listeners, routes};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+use prost::{Message, Name};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+use weft_api::index::Index;
+
+/// One encoded resource, with a hash of its bytes to tell what changed.
+#[derive(Debug)]
+pub struct Res {
+    pub name: String,
+    pub any: Any,
+    pub hash: u64,
+}
+
+pub type ResList = Vec<Arc<Res>>;
+
+/// What one proxy receives, encoded.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub listeners: ResList,
+    pub routes: ResList,
+    pub clusters: ResList,
+    pub endpoints: ResList,
+}
+
+fn encode<M: Message + Name>(name: String, m: M) -> Arc<Res> {
+    let any = pack_any(m);
+    let mut h = DefaultHasher::new();
+    any.value.hash(&mut h);
+    Arc::new(Res { name, any, hash: h.finish() })
+}
+
+#[derive(Default)]
+struct Part {
+    routes: ResList,
+    clusters: ResList,
+    endpoints: ResList,
+    tcp: Vec<(u16, ClusterSpecifier)>,
+    gateway_ports: Vec<u16>,
+}
+
+/// Parts of the current snapshot version, by key. Each part is computed by
+/// the first stream that needs it, on the blocking pool; the others await
+/// it (without holding a runtime thread) rather than compute it again.
+#[derive(Default)]
+pub struct Cache {
+    version: u64,
+    cells: HashMap<String, Arc<OnceCell<Arc<Part>>>>,
+}
+
+async fn part(
+    cache: &Mutex<Cache>,
+    snap: &Arc<Snapshot>,
+    key: String,
+    f: impl FnOnce(&Index, &Snapshot) -> Part + Send + 'static,
+) -> Arc<Part> {
+    let cell = {
+        let mut c = cache.lock().expect("translation cache");
+        if c.version != snap.version {
+            c.version = snap.version;
+            c.cells.clear();
+        }
+        c.cells.entry(key).or_default().clone()
+    };
+    let snap = snap.clone();
+    cell.get_or_init(|| async move {
+        tokio::task::spawn_blocking(move || Arc::new(f(&Index::new(&snap.resources), &snap)))
+            .await
+            .expect("translation does not panic")
+    })
+    .await
+    .clone()
+}
+
+fn clusters_part(
+    index: &Index,
+    snap: &Snapshot,
+    node: &ProxyNode,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> (ResList, ResList) {
+    let (cs, es) = clusters::build(index, &snap.instances, node, only);
+    let cs = cs.into_iter().map(|c| encode(c.name.clone(), c)).collect();
+    let es = es.into_iter().map(|e| encode(e.cluster_name.clone(), e)).collect();
+    (cs, es)
+}
+
+/// The encoded config for `node`, sharing what it can through `cache`.
+pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache>) -> Encoded {
+    let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    match node.role {
+        Role::Sidecar => {
+            let n = node.clone();
+            let cl = part(cache, snap, format!("clusters|{}", node.namespace), move |ix, snap| {
+                let (clusters, endpoints) = clusters_part(ix, snap, &n, None);
+                Part { clusters, endpoints, ..Default::default() }
+            })
+            .await;
+            let n = node.clone();
+            let rt = part(cache, snap, format!("routes|{}|{}", node.namespace, labels.join(",")), move |ix, _| Part {
+                routes: vec![encode("outbound".into(), routes::sidecar_outbound(ix, &n))],
+                tcp: listeners::tcp_specs(ix, &n),
+                ..Default::default()
+            })
+            .await;
+            let mut out = Encoded {
+                listeners: listeners::sidecar(node, &rt.tcp).into_iter().map(|l| encode(l.name.clone(), l)).collect(),
+                routes: rt.routes.clone(),
+                clusters: cl.clusters.clone(),
+                endpoints: cl.endpoints.clone(),
+            };
+            out.routes.extend(routes::sidecar_inbound(node).map(|r| encode(r.name.clone(), r)));
+            out.clusters.extend(clusters::inbound(node).map(|c| encode(c.name.clone(), c)));
+            out
+        }
+        Role::Gateway => {
+            let n = node.clone();
+            let g = part(cache, snap, format!("gateway|{}|{}", node.namespace, labels.join(",")), move |ix, snap| {
+                let ports = listeners::gateway_ports(ix, &n);
+                let rs: Vec<_> = ports.iter().map(|p| routes::gateway(ix, &n, *p)).collect();
+                let referenced = routes::referenced_clusters(&rs);
+                let (clusters, endpoints) = clusters_part(ix, snap, &n, Some(&referenced));
+                let routes = rs.into_iter().map(|r| encode(r.name.clone(), r)).collect();
+                Part { routes, clusters, endpoints, gateway_ports: ports, ..Default::default() }
+            })
+            .await;
+            Encoded {
+                listeners: listeners::gateway(node, &g.gateway_ports)
+                    .into_iter()
+                    .map(|l| encode(l.name.clone(), l))
+                    .collect(),
+                routes: g.routes.clone(),
+                clusters: g.clusters.clone(),
+                endpoints: g.endpoints.clone(),
+            }
+        }
+    }
+}
