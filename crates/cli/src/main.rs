@@ -8,11 +8,6 @@ mod validate;
 
 use clap::{Parser, Subcommand};
 
-// A proxy allocates small, short-lived objects per request; mimalloc's
-// thread-local free lists cost about a third less CPU here than glibc's
-// malloc (see BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
