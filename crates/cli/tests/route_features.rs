@@ -119,3 +119,37 @@ fn rewrite_headers_timeout_retries_and_redirect() {
         assert!(failed > 20, "the backend really fails about half the time: {failed} of 100");
     });
 }
+
+/// Mirroring: the main request is answered by the primary; a copy goes to the
+/// mirror (its answer discarded), all of the time or a percentage of it.
+#[test]
+fn mirror_copies_traffic_and_discards_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_p, primary) = demo("primary", "v1").await;
+        let (_s, shadow) = demo("shadow", "v1").await;
+        let (_h, half) = demo("half", "v1").await;
+        let mut yaml = String::new();
+        for (name, port) in [("primary", primary), ("shadow", shadow), ("half", half)] {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {name}}}}}\n"
+            ));
+        }
+        yaml.push_str("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: primary}\nspec:\n  hosts: [primary]\n  http:\n    - route: [{destination: {host: primary}}]\n      mirrors:\n        - destination: {host: shadow}\n        - destination: {host: half}\n          percentage: {value: 50}\n");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let n = 200;
+        for _ in 0..n {
+            let r = request(&sc.outbound, "GET", "http://primary/", &[], Default::default()).await;
+            assert_eq!(r.json()["service"], "primary", "the answer comes from the primary");
+        }
+        let count = |port: u16| async move { get(&format!("127.0.0.1:{port}"), "/admin/stats", &[]).await.json()["requests"].as_u64().unwrap() };
+        eventually(10, "every mirrored copy to arrive", || async move { count(shadow).await == n }).await;
+        let halves = count(half).await;
+        println!("mirror at 50%: {halves} of {n}");
+        // Binomial(200, 0.5): sd ≈ 7; 65..=135 is beyond 4.9 sd.
+        assert!((65..=135).contains(&halves), "about half should be mirrored: {halves} of {n}");
+        assert_eq!(count(primary).await, n);
+    });
+}

@@ -8,6 +8,7 @@
 //! | `?status=503` / `?delay=200ms` | answer with that status / after that delay |
 //! | `POST /admin/behavior` `{"failPercent": 50, "failStatus": 503, "delayMs": 100}` | change behaviour for every later request |
 //! | `GET /health` | 200, or `failStatus` while `healthFail` is set |
+//! | `GET /admin/stats` | `{"requests": N}`: requests served so far (admin calls excluded) |
 //! | `GET /size/N` | N bytes of body (benchmarks) |
 //! | `GET /ws` with `Upgrade: websocket` | a WebSocket that echoes each message prefixed with the service name |
 //! | gRPC `weft.demo.v1.Demo/Hello` | see [`grpc`] |
@@ -56,6 +57,7 @@ struct Demo {
     opts: DemoOptions,
     instance: String,
     behavior: Mutex<Behavior>,
+    served: std::sync::atomic::AtomicU64,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -185,6 +187,11 @@ async fn handle(demo: Arc<Demo>, req: Request<Incoming>) -> Result<Resp, std::co
             Err(e) => json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e.to_string()})),
         });
     }
+    if path == "/admin/stats" {
+        let n = demo.served.load(std::sync::atomic::Ordering::Relaxed);
+        return Ok(json(StatusCode::OK, &serde_json::json!({"requests": n})));
+    }
+    demo.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let b = demo.behavior.lock().expect("behavior").clone();
     if path == "/health" {
         let status = if b.health_fail {
@@ -264,6 +271,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let demo = Arc::new(Demo {
         instance: format!("{}-{}", opts.name, bound.port()),
         behavior: Mutex::new(opts.behavior.clone()),
+        served: Default::default(),
         opts,
     });
     tracing::info!(%bound, service = %demo.opts.name, version = %demo.opts.version, "demo workload listening");
