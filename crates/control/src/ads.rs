@@ -57,6 +57,8 @@ struct Sub {
     /// Name to content hash of what the proxy was last sent.
     sent: HashMap<String, u64>,
     sent_once: bool,
+    /// Nonce of the last response the proxy ACKed.
+    acked_nonce: String,
 }
 
 fn resources_of<'a>(cfg: &'a Encoded, type_url: &str) -> &'a [Arc<Res>] {
@@ -77,6 +79,8 @@ struct Stream_ {
     nonce: u64,
     /// The encoded config for that snapshot version.
     cfg: Option<(u64, Encoded)>,
+    /// The snapshot version this stream last pushed from.
+    handled: u64,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
 }
 
@@ -89,6 +93,7 @@ impl Stream_ {
         if self.cfg.as_ref().is_none_or(|(v, _)| *v != snap.version) {
             self.cfg = Some((snap.version, encoded(&snap, node, &self.hub.translations).await));
         }
+        self.handled = snap.version;
         let (_, cfg) = self.cfg.as_ref()?;
         let Some(sub) = self.subs.get_mut(type_url) else { return Some(false) };
         let whole = matches!(type_url, LISTENER | CLUSTER);
@@ -155,11 +160,14 @@ impl Stream_ {
             return true;
         }
         if !req.response_nonce.is_empty() {
+            sub.acked_nonce = req.response_nonce.clone();
             let v = req.version_info.clone();
             self.hub.proxy_update(self.id, |s| {
                 s.acked.insert(short(&type_url).to_owned(), v);
             });
+            self.report_sync();
         }
+        let sub = self.subs.entry(type_url.clone()).or_default();
         let changed = sub.names != names;
         sub.names = names;
         let first = req.response_nonce.is_empty();
@@ -167,6 +175,14 @@ impl Stream_ {
             return self.push(&type_url, true).await.is_some();
         }
         true
+    }
+
+    /// Records the proxy as synced once nothing it was sent is un-ACKed.
+    fn report_sync(&self) {
+        if self.subs.values().all(|s| s.nonce.is_empty() || s.acked_nonce == s.nonce) {
+            let v = self.handled;
+            self.hub.proxy_update(self.id, |s| s.synced = s.synced.max(v));
+        }
     }
 
     async fn on_snapshot(&mut self) -> bool {
@@ -179,6 +195,7 @@ impl Stream_ {
                 return false;
             }
         }
+        self.report_sync();
         true
     }
 }
@@ -198,8 +215,16 @@ impl AggregatedDiscoveryService for Ads {
         let hub = self.hub.clone();
         tokio::spawn(async move {
             let mut snaps = hub.subscribe();
-            let mut st =
-                Stream_ { id, hub: hub.clone(), node: None, subs: HashMap::new(), nonce: 0, cfg: None, out: tx };
+            let mut st = Stream_ {
+                id,
+                hub: hub.clone(),
+                node: None,
+                subs: HashMap::new(),
+                nonce: 0,
+                cfg: None,
+                handled: 0,
+                out: tx,
+            };
             loop {
                 let ok = tokio::select! {
                     req = input.next() => match req {

@@ -17,6 +17,9 @@ pub struct ProxyStatus {
     /// type URL (short name) to the version it last ACKed.
     pub acked: BTreeMap<String, String>,
     pub last_nack: Option<String>,
+    /// The latest snapshot version this proxy has everything of: the stream
+    /// handled it and every response it sent has been ACKed.
+    pub synced: u64,
 }
 
 #[derive(Default)]

@@ -215,6 +215,27 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Ready means consistent: every instance registered, and every proxy
+    // holding the config that includes them (so the first request through
+    // the gateway finds every service's endpoints).
+    loop {
+        let version = control.hub.snapshot().version;
+        let registered = control.hub.registrations().len();
+        let proxies = control.hub.proxies();
+        let synced = proxies.iter().filter(|p| p.synced >= version).count();
+        if registered >= replicas.len() && proxies.len() >= gateways.len() + replicas.len() && synced == proxies.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "not ready after {}s: {registered}/{} instances registered, {synced}/{} proxies synced to config version {version}",
+                a.ready_timeout,
+                replicas.len(),
+                proxies.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     print_table(&dir, &xds, &api, &gateways, &replicas);
     if let Some(f) = &a.ready_file {
         let info = json!({

@@ -40,6 +40,7 @@ impl Up {
             .args([
                 "up",
                 dir.to_str().unwrap(),
+                "--free-ports",
                 "--port-offset",
                 &offset.to_string(),
                 "--ready-file",
