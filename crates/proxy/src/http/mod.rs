@@ -71,9 +71,20 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// Counts a request in flight (the drain on shutdown waits for zero).
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
     let start = Instant::now();
     let state = &ctx.state;
+    state.metrics.active_requests.inc();
+    let _in_flight = InFlight(&state.metrics.active_requests);
     let cfg = state.config.load_full();
     let listener = cfg.listeners.iter().find(|l| *l.name == *ctx.listener);
     let hl = match listener.map(|l| &l.kind) {
