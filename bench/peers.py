@@ -115,8 +115,9 @@ class Procs:
                 raise RuntimeError(f"{name} exited ({p.returncode}):\n{log}")
 
 
-def nginx_backend(procs: Procs, port: int, h2_port: int) -> subprocess.Popen:
-    d = procs.tmp / "nginx-backend"
+def nginx(procs: Procs, name: str, port: int, h2_port: int, http_extra: str, location: str) -> subprocess.Popen:
+    """nginx with one worker, listening for HTTP/1.1 on `port` and h2c on `h2_port`."""
+    d = procs.tmp / name
     d.mkdir(exist_ok=True)
     conf = d / "nginx.conf"
     conf.write_text(f"""
@@ -130,44 +131,29 @@ http {{
   keepalive_requests 10000000;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  {http_extra}
   server {{
     listen 127.0.0.1:{port};
     listen 127.0.0.1:{h2_port} http2;
-    location / {{ default_type text/plain; return 200 "{BODY}"; }}
+    location / {{ {location} }}
   }}
 }}
 """)
-    p = procs.start("nginx-backend", ["nginx", "-c", str(conf), "-p", str(d), "-e", "stderr"])
-    wait_port(port, "nginx backend")
+    p = procs.start(name, ["nginx", "-c", str(conf), "-p", str(d), "-e", "stderr"])
+    wait_port(port, name)
     return p
+
+
+def nginx_backend(procs: Procs, port: int, h2_port: int) -> subprocess.Popen:
+    """The backend every test fetches from: 1 KiB bodies."""
+    return nginx(procs, "nginx-backend", port, h2_port, "", f'default_type text/plain; return 200 "{BODY}";')
 
 
 def nginx_proxy(procs: Procs, port: int, h2_port: int, backend: int) -> subprocess.Popen:
-    d = procs.tmp / "nginx-proxy"
-    d.mkdir(exist_ok=True)
-    conf = d / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log stderr error;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  keepalive_requests 10000000;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
-  server {{
-    listen 127.0.0.1:{port};
-    listen 127.0.0.1:{h2_port} http2;
-    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-""")
-    p = procs.start("nginx-proxy", ["nginx", "-c", str(conf), "-p", str(d), "-e", "stderr"])
-    wait_port(port, "nginx proxy")
-    return p
+    """nginx as a one-hop proxy with pooled keep-alive upstream connections."""
+    upstream = f"upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}"
+    return nginx(procs, "nginx-proxy", port, h2_port, upstream,
+                 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";')
 
 
 def haproxy(procs: Procs, port: int, h2_port: int, backend: int) -> subprocess.Popen:

@@ -5,37 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn mesh_yaml(v1_port: u16, v2_port: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  selector: {{app: echo}}
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: echo}}
-spec:
-  host: echo
-  subsets:
-    - {{name: v1, labels: {{version: v1}}}}
-    - {{name: v2, labels: {{version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: echo-v1}}
-spec: {{address: 127.0.0.1, ports: {{http: {v1_port}}}, labels: {{app: echo, version: v1}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: echo-v2}}
-spec: {{address: 127.0.0.1, ports: {{http: {v2_port}}}, labels: {{app: echo, version: v2}}}}
-"#
-    )
-}
-
 fn route_yaml(w1: u32, w2: u32) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo]\n  http:\n    - route:\n        - {{destination: {{host: echo, subset: v1}}, weight: {w1}}}\n        - {{destination: {{host: echo, subset: v2}}, weight: {w2}}}\n"
@@ -55,7 +24,7 @@ fn hot_reload_under_load_loses_no_request() {
     rt().block_on(async {
         let (_v1, p1) = demo("echo", "v1").await;
         let (_v2, p2) = demo("echo", "v2").await;
-        std::fs::write(dir.path().join("mesh.yaml"), mesh_yaml(p1, p2)).unwrap();
+        std::fs::write(dir.path().join("mesh.yaml"), two_versions_yaml("echo", p1, p2)).unwrap();
         let vs = dir.path().join("route.yaml");
         write(&vs, &route_yaml(100, 0));
         let control = Control::start(dir.path()).await;
@@ -114,7 +83,7 @@ fn broken_edit_is_rejected_and_last_good_config_keeps_serving() {
     rt().block_on(async {
         let (_v1, p1) = demo("echo", "v1").await;
         let (_v2, p2) = demo("echo", "v2").await;
-        std::fs::write(dir.path().join("mesh.yaml"), mesh_yaml(p1, p2)).unwrap();
+        std::fs::write(dir.path().join("mesh.yaml"), two_versions_yaml("echo", p1, p2)).unwrap();
         let vs = dir.path().join("route.yaml");
         write(&vs, &route_yaml(100, 0));
         let control = Control::start(dir.path()).await;

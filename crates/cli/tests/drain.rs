@@ -10,14 +10,15 @@ fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let (_b, port) = demo("slow", "v1").await;
-        let yaml = format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: slow}}\nspec:\n  selector: {{app: slow}}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: slow}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: slow}}}}\n"
-        );
+        let yaml = backend_yaml("slow", port);
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let mut sc = Sidecar::start(&control.xds, "client").await;
         let out = sc.outbound.clone();
-        let in_flight = tokio::spawn(async move { request(&out, "GET", "http://slow/?delay=800ms", &[], Default::default()).await });
+        let in_flight =
+            tokio::spawn(
+                async move { request(&out, "GET", "http://slow/?delay=800ms", &[], Default::default()).await },
+            );
         tokio::time::sleep(Duration::from_millis(200)).await;
         let start = Instant::now();
         std::process::Command::new("kill").args(["-TERM", &sc.proc.0.id().to_string()]).status().unwrap();

@@ -58,48 +58,22 @@ fn envoy_follows_weft_routes_and_weighted_split() {
     rt().block_on(async {
         let (_v1, p1) = demo("echo", "v1").await;
         let (_v2, p2) = demo("echo", "v2").await;
-        let yaml = format!(
-            r#"apiVersion: v1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  selector: {{app: echo}}
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: echo}}
-spec:
-  host: echo
-  subsets:
-    - {{name: v1, labels: {{version: v1}}}}
-    - {{name: v2, labels: {{version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: echo-v1}}
-spec: {{address: 127.0.0.1, ports: {{http: {p1}}}, labels: {{app: echo, version: v1}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: echo-v2}}
-spec: {{address: 127.0.0.1, ports: {{http: {p2}}}, labels: {{app: echo, version: v2}}}}
----
+        let yaml = two_versions_yaml("echo", p1, p2)
+            + r#"---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: echo}}
+metadata: {name: echo}
 spec:
   hosts: [echo]
   http:
-    - match: [{{headers: {{x-pin: {{exact: v2}}}}}}]
-      route: [{{destination: {{host: echo, subset: v2}}}}]
-    - match: [{{uri: {{prefix: /gone}}}}]
-      directResponse: {{status: 410, body: {{string: gone}}}}
+    - match: [{headers: {x-pin: {exact: v2}}}]
+      route: [{destination: {host: echo, subset: v2}}]
+    - match: [{uri: {prefix: /gone}}]
+      directResponse: {status: 410, body: {string: gone}}
     - route:
-        - {{destination: {{host: echo, subset: v1}}, weight: 75}}
-        - {{destination: {{host: echo, subset: v2}}, weight: 25}}
-"#
-        );
+        - {destination: {host: echo, subset: v1}, weight: 75}
+        - {destination: {host: echo, subset: v2}, weight: 25}
+"#;
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();

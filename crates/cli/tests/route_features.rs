@@ -6,64 +6,42 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn mesh(port: u16, flaky: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  selector: {{app: echo}}
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: flaky}}
-spec:
-  selector: {{app: flaky}}
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: echo}}
-spec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: echo}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: flaky}}
-spec: {{address: 127.0.0.1, ports: {{http: {flaky}}}, labels: {{app: flaky}}}}
----
-apiVersion: networking.istio.io/v1
+    backend_yaml("echo", port)
+        + "---\n"
+        + &backend_yaml("flaky", flaky)
+        + "---\n"
+        + r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: echo}}
+metadata: {name: echo}
 spec:
   hosts: [echo]
   http:
-    - match: [{{uri: {{prefix: /api/}}}}]
-      rewrite: {{uri: /v2/}}
+    - match: [{uri: {prefix: /api/}}]
+      rewrite: {uri: /v2/}
       headers:
         request:
-          set: {{x-set: forced}}
-          add: {{x-added: "yes"}}
+          set: {x-set: forced}
+          add: {x-added: "yes"}
           remove: [x-secret]
         response:
-          set: {{x-resp: "1"}}
-      route: [{{destination: {{host: echo}}}}]
-    - match: [{{uri: {{prefix: /slow}}}}]
+          set: {x-resp: "1"}
+      route: [{destination: {host: echo}}]
+    - match: [{uri: {prefix: /slow}}]
       timeout: 150ms
-      route: [{{destination: {{host: echo}}}}]
-    - match: [{{uri: {{prefix: /moved}}}}]
-      redirect: {{uri: /here, authority: example.com, redirectCode: 302}}
-    - route: [{{destination: {{host: echo}}}}]
+      route: [{destination: {host: echo}}]
+    - match: [{uri: {prefix: /moved}}]
+      redirect: {uri: /here, authority: example.com, redirectCode: 302}
+    - route: [{destination: {host: echo}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: flaky}}
+metadata: {name: flaky}
 spec:
   hosts: [flaky]
   http:
-    - retries: {{attempts: 6, retryOn: 5xx}}
-      route: [{{destination: {{host: flaky}}}}]
+    - retries: {attempts: 6, retryOn: 5xx}
+      route: [{destination: {host: flaky}}]
 "#
-    )
 }
 
 #[test]
@@ -131,9 +109,8 @@ fn mirror_copies_traffic_and_discards_the_answer() {
         let (_h, half) = demo("half", "v1").await;
         let mut yaml = String::new();
         for (name, port) in [("primary", primary), ("shadow", shadow), ("half", half)] {
-            yaml.push_str(&format!(
-                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {name}}}}}\n"
-            ));
+            yaml.push_str("---\n");
+            yaml.push_str(&backend_yaml(name, port));
         }
         yaml.push_str("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: primary}\nspec:\n  hosts: [primary]\n  http:\n    - route: [{destination: {host: primary}}]\n      mirrors:\n        - destination: {host: shadow}\n        - destination: {host: half}\n          percentage: {value: 50}\n");
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();

@@ -251,3 +251,26 @@ pub async fn demo(name: &str, version: &str) -> (Proc, u16) {
     .await;
     (p, port)
 }
+
+/// A Service `name` (port 80, named `http`) selecting `app: name`, and one
+/// WorkloadEntry for it at 127.0.0.1:`port`.
+pub fn backend_yaml(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {name}}}}}\n"
+    )
+}
+
+/// A Service `name` with two versions: a DestinationRule with subsets v1
+/// and v2, and one WorkloadEntry per version at 127.0.0.1.
+pub fn two_versions_yaml(name: &str, v1_port: u16, v2_port: u16) -> String {
+    let entry = |v: &str, port: u16| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}-{v}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {name}, version: {v}}}}}\n"
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec:\n  host: {name}\n  subsets:\n    - {{name: v1, labels: {{version: v1}}}}\n    - {{name: v2, labels: {{version: v2}}}}\n---\n{}---\n{}",
+        entry("v1", v1_port),
+        entry("v2", v2_port)
+    )
+}
