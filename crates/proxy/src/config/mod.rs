@@ -142,28 +142,11 @@ fn listener_addr(l: &Listener) -> Result<SocketAddr, CompileError> {
 
 fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &Clusters) -> Result<route::Target, CompileError> {
     match spec {
-        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => Ok(match clusters.get(&c) {
-            Some(cl) => route::Target::Cluster(cl.clone()),
-            None => route::Target::Missing(c.as_str().into()),
-        }),
-        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
-            let mut upto = 0;
-            let mut choices = Vec::new();
-            for c in w.clusters.iter().filter(|c| c.weight > 0) {
-                upto += c.weight;
-                choices.push(route::WeightedChoice {
-                    cluster: clusters.get(&c.name).cloned(),
-                    name: c.name.as_str().into(),
-                    upto,
-                    request_headers: Default::default(),
-                    response_headers: Default::default(),
-                });
-            }
-            if upto == 0 {
-                return Err(CompileError::new("tcp_proxy: weighted clusters with total weight 0"));
-            }
-            Ok(route::Target::Weighted { choices, total: upto })
-        }
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => Ok(route::Target::single(&c, clusters)),
+        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => route::Target::weighted(
+            w.clusters.into_iter().map(|c| (c.name, c.weight, Default::default(), Default::default())),
+            clusters,
+        ),
         None => Err(CompileError::new("tcp_proxy needs a cluster")),
     }
 }
@@ -229,7 +212,10 @@ impl Config {
             } else if any.type_url.ends_with("TcpProxy") {
                 let tp = TcpProxy::decode(any.value.as_slice())
                     .map_err(|e| lerr(CompileError::new(format!("listener {}: {e}", l.name))))?;
-                ListenerKind::Tcp(tcp_target(tp.cluster_specifier, &clusters).map_err(lerr)?)
+                ListenerKind::Tcp(
+                    tcp_target(tp.cluster_specifier, &clusters)
+                        .map_err(|e| lerr(CompileError::new(format!("listener {}: {e}", l.name))))?,
+                )
             } else {
                 return Err(lerr(CompileError::new(format!(
                     "listener {}: unsupported filter {}",

@@ -138,34 +138,17 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
         }
         Some(A::Route(ra)) => {
             let target = match &ra.cluster_specifier {
-                Some(CS::Cluster(name)) => match clusters.get(name.as_str()) {
-                    Some(c) => Target::Cluster(c.clone()),
-                    None => Target::Missing(name.as_str().into()),
-                },
+                Some(CS::Cluster(name)) => Target::single(name, clusters),
                 Some(CS::WeightedClusters(w)) => {
-                    let mut upto = 0u32;
-                    let mut choices = Vec::new();
+                    let mut items = Vec::with_capacity(w.clusters.len());
                     for c in &w.clusters {
                         let weight = c.weight.as_ref().map_or(0, |w| w.value);
-                        if weight == 0 {
-                            continue;
-                        }
-                        upto += weight;
-                        choices.push(WeightedChoice {
-                            cluster: clusters.get(c.name.as_str()).cloned(),
-                            name: c.name.as_str().into(),
-                            upto,
-                            request_headers: header_ops(&c.request_headers_to_add, &c.request_headers_to_remove)?,
-                            response_headers: header_ops(&c.response_headers_to_add, &c.response_headers_to_remove)?,
-                        });
+                        let req = header_ops(&c.request_headers_to_add, &c.request_headers_to_remove)?;
+                        let resp = header_ops(&c.response_headers_to_add, &c.response_headers_to_remove)?;
+                        items.push((c.name.clone(), weight, req, resp));
                     }
-                    if upto == 0 {
-                        return Err(CompileError::new(format!(
-                            "route {:?}: weighted clusters with total weight 0",
-                            r.name
-                        )));
-                    }
-                    Target::Weighted { choices, total: upto }
+                    Target::weighted(items, clusters)
+                        .map_err(|e| CompileError::new(format!("route {:?}: {e}", r.name)))?
                 }
                 _ => return Err(CompileError::new(format!("route {:?}: unsupported cluster specifier", r.name))),
             };

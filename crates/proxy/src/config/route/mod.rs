@@ -144,6 +144,35 @@ pub enum Target {
     Missing(Arc<str>),
 }
 
+impl Target {
+    /// One cluster, or `Missing` when this proxy does not have it.
+    pub fn single(name: &str, clusters: &Clusters) -> Target {
+        match clusters.get(name) {
+            Some(c) => Target::Cluster(c.clone()),
+            None => Target::Missing(name.into()),
+        }
+    }
+
+    /// Weighted destinations `(cluster, weight, request ops, response ops)`;
+    /// weight 0 takes none. Err if no destination has any weight.
+    pub fn weighted(
+        items: impl IntoIterator<Item = (String, u32, HeaderOps, HeaderOps)>,
+        clusters: &Clusters,
+    ) -> Result<Target, CompileError> {
+        let mut total = 0u32;
+        let mut choices = Vec::new();
+        for (name, weight, request_headers, response_headers) in items.into_iter().filter(|i| i.1 > 0) {
+            total += weight;
+            let cluster = clusters.get(&name).cloned();
+            choices.push(WeightedChoice { cluster, name: name.into(), upto: total, request_headers, response_headers });
+        }
+        if total == 0 {
+            return Err(CompileError::new("weighted clusters with total weight 0: no destination would get traffic"));
+        }
+        Ok(Target::Weighted { choices, total })
+    }
+}
+
 #[derive(Debug)]
 pub struct WeightedChoice {
     pub cluster: Option<Arc<ClusterCfg>>,
