@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use weft_control::registry::Instance;
-use weft_control::translate::{ProxyNode, Snapshot, translate};
+use weft_control::translate::{ProxyNode, Snapshot};
 use weft_proxy::config::route::{Action, RequestView, Target};
 use weft_proxy::config::{Config, ListenerKind, Raw};
 use weft_proxy::http::pool::PoolRegistry;
@@ -121,12 +121,19 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
         ..Default::default()
     };
     let node = ProxyNode::from_node(&xds::node(&info));
-    let out = translate(&snap, &node);
+    // The same path the ADS server takes: shared, encoded translation.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let out = rt.block_on(weft_control::translate::encoded(&Arc::new(snap), &node, &Default::default()));
+    fn decode<M: prost::Message + Default>(
+        list: &[Arc<weft_control::translate::Res>],
+    ) -> Arc<weft_proxy::config::RawMap<M>> {
+        Arc::new(list.iter().map(|r| (r.name.clone(), Arc::new(M::decode(r.any.value.as_slice()).unwrap()))).collect())
+    }
     let raw = Raw {
-        listeners: Arc::new(out.listeners.into_iter().map(|l| (l.name.clone(), Arc::new(l))).collect()),
-        routes: Arc::new(out.routes.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect()),
-        clusters: Arc::new(out.clusters.into_iter().map(|c| (c.name.clone(), Arc::new(c))).collect()),
-        endpoints: Arc::new(out.endpoints.into_iter().map(|e| (e.cluster_name.clone(), Arc::new(e))).collect()),
+        listeners: decode(&out.listeners),
+        routes: decode(&out.routes),
+        clusters: decode(&out.clusters),
+        endpoints: decode(&out.endpoints),
     };
     Config::compile(&raw, "1".into(), &PoolRegistry::default()).expect("translated config compiles in the proxy")
 }
