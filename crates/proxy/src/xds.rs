@@ -239,14 +239,8 @@ impl Session<'_> {
         for any in &resp.resources {
             let cla = ClusterLoadAssignment::decode(any.value.as_slice())
                 .map_err(|e| format!("cannot decode endpoints: {e}"))?;
-            let cluster = self
-                .eds_clusters
-                .get(&cla.cluster_name)
-                .and_then(|n| cfg.clusters.get(n).zip(self.raw.clusters.get(n)));
-            if let Some((compiled, proto)) = cluster {
-                let fresh = crate::config::cluster::ClusterCfg::compile(proto, Some(&cla), &self.state.pools)
-                    .map_err(|e| e.0)?;
-                staged.push((compiled.clone(), fresh.set.load_full()));
+            if let Some(cluster) = self.eds_clusters.get(&cla.cluster_name).and_then(|n| cfg.clusters.get(n)) {
+                staged.push((cluster.clone(), cluster.endpoint_set(&cla, &self.state.pools).map_err(|e| e.0)?));
             }
             decoded.push(cla);
         }

@@ -243,15 +243,25 @@ impl ClusterCfg {
         Ok(cfg)
     }
 
-    /// Replaces the endpoints (an EDS update) and rebuilds the balancer;
-    /// requests in flight keep the set they started with.
-    pub fn update_endpoints(&self, cla: &ClusterLoadAssignment, pools: &PoolRegistry) -> Result<(), CompileError> {
+    /// The endpoint set (with its balancer) for an assignment, not yet
+    /// installed: an update compiles every set before it swaps any in.
+    pub fn endpoint_set(
+        &self,
+        cla: &ClusterLoadAssignment,
+        pools: &PoolRegistry,
+    ) -> Result<Arc<EndpointSet>, CompileError> {
         let mut eps = endpoints(cla, pools, self.dns.is_some())?;
         // LOGICAL_DNS uses one address at a time.
         if self.dns == Some(cluster::DiscoveryType::LogicalDns as i32) {
             eps.truncate(1);
         }
-        self.set.store(Arc::new(EndpointSet { lb: Balancer::new(self.lb_kind, &eps), endpoints: eps }));
+        Ok(Arc::new(EndpointSet { lb: Balancer::new(self.lb_kind, &eps), endpoints: eps }))
+    }
+
+    /// Replaces the endpoints (an EDS update); requests in flight keep the
+    /// set they started with.
+    pub fn update_endpoints(&self, cla: &ClusterLoadAssignment, pools: &PoolRegistry) -> Result<(), CompileError> {
+        self.set.store(self.endpoint_set(cla, pools)?);
         Ok(())
     }
 
