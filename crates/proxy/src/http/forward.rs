@@ -182,7 +182,12 @@ pub async fn forward(
         Ok(t) => t,
         Err(name) => {
             return Outcome {
-                response: error_response(503, &format!("cluster {name} is not known to this proxy")),
+                response: error_response(
+                    503,
+                    &format!(
+                        "cluster {name} is not known to this proxy; the route names a service port or subset the control plane did not send (check `weft validate` and this proxy's /config_dump)"
+                    ),
+                ),
                 flags: flags::NO_CLUSTER,
                 dest: Dest::unknown(),
                 request_bytes: 0,
@@ -289,7 +294,14 @@ pub async fn forward(
         let mut retries = 0;
         loop {
             let Some(i) = set.lb.pick(&set.endpoints, hash, &tried) else {
-                return Err((503, format!("no healthy upstream for {}", cluster.name), flags::NO_HEALTHY));
+                return Err((
+                    503,
+                    format!(
+                        "no healthy upstream for {}: no instance is registered or selected (check the Service's selector and the instances' labels; this proxy's /clusters lists what it has)",
+                        cluster.name
+                    ),
+                    flags::NO_HEALTHY,
+                ));
             };
             tried.push(i);
             let ep = &set.endpoints[i];
