@@ -2,6 +2,7 @@
 //! JSON with source positions, validated and cross-checked.
 
 pub mod diag;
+pub mod extensions;
 pub mod index;
 pub mod load;
 pub mod resource;

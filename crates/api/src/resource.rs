@@ -107,25 +107,28 @@ impl Resource {
     }
 }
 
-/// Parses `spec.http[0].route` into segments. Keys must not contain `.` or `[`.
+/// Parses `spec.http[0].route` into segments; a key holding dots is
+/// written quoted in brackets: `metadata.annotations["a.b/c"]`.
 pub fn parse_path(path: &str) -> Vec<Seg> {
     let mut segs = Vec::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            if i > 0 {
-                segs.push(Seg::Key(rest[..i].to_owned()));
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("[\"") {
+            let end = r.find("\"]").unwrap_or(r.len());
+            segs.push(Seg::Key(r[..end].to_owned()));
+            rest = r.get(end + 2..).unwrap_or("");
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']').unwrap_or(r.len());
+            if let Ok(n) = r[..end].parse() {
+                segs.push(Seg::Index(n));
             }
-            rest = &rest[i..];
-            while let Some(stripped) = rest.strip_prefix('[') {
-                let end = stripped.find(']').unwrap_or(stripped.len());
-                if let Ok(n) = stripped[..end].parse() {
-                    segs.push(Seg::Index(n));
-                }
-                rest = stripped.get(end + 1..).unwrap_or("");
-            }
+            rest = r.get(end + 1..).unwrap_or("");
+        } else if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
         } else {
-            segs.push(Seg::Key(rest.to_owned()));
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            segs.push(Seg::Key(rest[..end].to_owned()));
+            rest = &rest[end..];
         }
     }
     segs

@@ -186,3 +186,20 @@ fn thousands_of_documents_in_one_file_load() {
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics.first());
     assert_eq!(loaded.resources.len(), 3000);
 }
+
+#[test]
+fn weft_annotations_are_checked_at_their_line() {
+    let yaml = r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  annotations:
+    health-check.weft.dev/path: /health
+    health-check.weft.dev/intervall: 5s
+spec:
+  host: reviews
+"#;
+    let d = one(&check(yaml), codes::INVALID_VALUE, 7, 5);
+    assert!(d.message.contains("health-check.weft.dev/intervall"), "{d}");
+    assert!(d.hint.as_deref().unwrap_or("").contains("did you mean `health-check.weft.dev/interval`"), "{d}");
+}

@@ -51,6 +51,43 @@ static_resources:
     )
 }
 
+/// A service with every failover setting weft translates, so Envoy has to
+/// accept outlier detection, health checks, circuit breakers, retry budgets
+/// and connection options as weft writes them.
+fn guarded(port: u16) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: guarded}}
+spec: {{selector: {{app: guarded}}, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: guarded}}
+spec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: guarded}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: guarded
+  annotations:
+    health-check.weft.dev/path: /health
+    health-check.weft.dev/jitter: 100ms
+    outlier.weft.dev/success-rate: "true"
+    outlier.weft.dev/failure-percentage: "90"
+spec:
+  host: guarded
+  trafficPolicy:
+    connectionPool:
+      tcp: {{maxConnections: 10, maxConnectionDuration: 60s}}
+      http: {{http1MaxPendingRequests: 5, http2MaxRequests: 20, maxRetries: 2, maxRequestsPerConnection: 100, idleTimeout: 30s}}
+    outlierDetection: {{consecutive5xxErrors: 3, consecutiveGatewayErrors: 2, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 4, interval: 1s, baseEjectionTime: 10s, maxEjectionPercent: 50, minHealthPercent: 20}}
+    retryBudget: {{percent: 25, minRetryConcurrency: 5}}
+"#
+    )
+}
+
 #[test]
 fn envoy_follows_weft_routes_and_weighted_split() {
     let envoy = envoy_bin();
@@ -73,7 +110,7 @@ spec:
     - route:
         - {destination: {host: echo, subset: v1}, weight: 75}
         - {destination: {host: echo, subset: v2}, weight: 25}
-"#;
+"# + &guarded(p1);
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();

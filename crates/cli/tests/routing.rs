@@ -7,7 +7,6 @@ use weft_control::registry::Instance;
 use weft_control::translate::{ProxyNode, Snapshot};
 use weft_proxy::config::route::{Action, RequestView, Target};
 use weft_proxy::config::{Config, ListenerKind, Raw};
-use weft_proxy::http::pool::PoolRegistry;
 use weft_proxy::{NodeInfo, xds};
 
 const MESH: &str = r#"
@@ -135,7 +134,8 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
         clusters: decode(&out.clusters),
         endpoints: decode(&out.endpoints),
     };
-    Config::compile(&raw, "1".into(), &PoolRegistry::default()).expect("translated config compiles in the proxy")
+    Config::compile(&raw, "1".into(), &weft_proxy::config::Registries::default())
+        .expect("translated config compiles in the proxy")
 }
 
 /// Where a request goes: `v1`..`v3` (subset), `base`, `redirect:<path>`,

@@ -60,8 +60,8 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .values()
         .map(|c| {
             let set = c.set.load();
-            let eps: Vec<_> = set.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active()})).collect();
-            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "endpoints": eps})
+            let eps: Vec<_> = set.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health.as_ref().map_or("healthy".into(), |h| h.flags_text())})).collect();
+            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "panic": set.panic, "endpoints": eps})
         })
         .collect();
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -83,9 +83,18 @@ fn clusters_text(state: &ProxyState) -> String {
     let mut out = String::new();
     for n in names {
         let c = &cfg.clusters[n];
-        for e in &c.set.load().endpoints {
+        let set = c.set.load();
+        if set.panic {
+            let _ = writeln!(out, "{}::panic::true", c.name);
+        }
+        for e in &set.endpoints {
             let p = format!("{}::{}", c.name, e.addr);
-            let _ = writeln!(out, "{p}::health_flags::healthy");
+            let health = e.health.as_deref();
+            let _ = writeln!(out, "{p}::health_flags::{}", health.map_or("healthy".into(), |h| h.flags_text()));
+            if let Some(h) = health.filter(|h| h.ejection_count() > 0 || !h.available()) {
+                let _ = writeln!(out, "{p}::ejections::{}", h.ejection_count());
+                let _ = writeln!(out, "{p}::last_failure::{}", h.reason());
+            }
             let _ = writeln!(out, "{p}::weight::{}", e.weight);
             let _ = writeln!(out, "{p}::rq_active::{}", e.active());
             let _ = writeln!(out, "{p}::cx_active::{}", e.pool.connections.load(std::sync::atomic::Ordering::Relaxed));

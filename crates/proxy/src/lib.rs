@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod balancer;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod register;

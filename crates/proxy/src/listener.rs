@@ -3,6 +3,7 @@
 //! splices bytes to an endpoint of its cluster.
 
 use crate::config::ListenerKind;
+use crate::health::{self, Observation};
 use crate::http::{ConnCtx, handle};
 use crate::state::ProxyState;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -113,10 +114,15 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let mut tried = Vec::new();
     let set = cluster.set.load_full();
     for _ in 0..set.endpoints.len().min(3) {
-        let Some(i) = set.lb.pick(&set.endpoints, None, &tried) else { break };
+        let Some(i) = set.pick(None, &tried) else { break };
         tried.push(i);
         let ep = &set.endpoints[i];
-        if let Ok(Ok(mut up)) = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(ep.addr)).await {
+        let Ok(Ok(mut up)) = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(ep.addr)).await else {
+            health::report(cluster, ep.health.as_deref(), Observation::LocalFailure(503));
+            continue;
+        };
+        {
+            health::report(cluster, ep.health.as_deref(), Observation::Status(200));
             let _ = up.set_nodelay(true);
             let _guard = ep.start();
             let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;

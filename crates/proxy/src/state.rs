@@ -36,8 +36,13 @@ pub struct ProxyState {
     /// The listeners of the latest complete config are bound.
     pub listening: AtomicBool,
     pub draining: AtomicBool,
+    /// Latched once every host under active health checks has had its
+    /// first check (Envoy's cluster warming), so a proxy is not reported
+    /// ready while it could still send a request to an unchecked host.
+    warm: AtomicBool,
     pub metrics: Metrics,
-    pub pools: crate::http::pool::PoolRegistry,
+    /// Connection pools and host health, kept across config versions.
+    pub hosts: crate::config::Registries,
     pub last_nack: std::sync::Mutex<Option<String>>,
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
     pub source_header: Option<http::HeaderValue>,
@@ -55,14 +60,30 @@ impl ProxyState {
             xds_complete: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            warm: AtomicBool::new(false),
             metrics,
-            pools: Default::default(),
+            hosts: Default::default(),
             last_nack: std::sync::Mutex::new(None),
             source_header,
         })
     }
 
     pub fn ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.listening.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire) && self.warm()
+    }
+
+    fn warm(&self) -> bool {
+        if self.warm.load(Ordering::Acquire) {
+            return true;
+        }
+        let pending = crate::health::flag::PENDING_ACTIVE_HC;
+        let cfg = self.config.load();
+        let checking = cfg.clusters.values().any(|c| {
+            c.set.load().endpoints.iter().any(|e| e.health.as_ref().is_some_and(|h| h.flags() & pending != 0))
+        });
+        if !checking {
+            self.warm.store(true, Ordering::Release);
+        }
+        !checking
     }
 }

@@ -196,7 +196,7 @@ impl Session<'_> {
             return;
         }
         let compiled = self.apply(&resp).and_then(|raw| {
-            let cfg = Config::compile(&raw, resp.version_info.clone(), &self.state.pools).map_err(|(_, e)| e.0)?;
+            let cfg = Config::compile(&raw, resp.version_info.clone(), &self.state.hosts).map_err(|(_, e)| e.0)?;
             Ok((raw, cfg))
         });
         match compiled {
@@ -204,7 +204,11 @@ impl Session<'_> {
                 self.raw = raw;
                 self.types.entry(type_url).or_default().version = resp.version_info.clone();
                 let complete = self.complete();
-                self.state.config.store(Arc::new(cfg));
+                let cfg = Arc::new(cfg);
+                for c in cfg.clusters.values() {
+                    crate::health::watch(c);
+                }
+                self.state.config.store(cfg);
                 self.state.raw.store(dump_copy(&self.raw));
                 if type_url == CLUSTER {
                     self.eds_clusters =
@@ -240,12 +244,12 @@ impl Session<'_> {
             let cla = ClusterLoadAssignment::decode(any.value.as_slice())
                 .map_err(|e| format!("cannot decode endpoints: {e}"))?;
             if let Some(cluster) = self.eds_clusters.get(&cla.cluster_name).and_then(|n| cfg.clusters.get(n)) {
-                staged.push((cluster.clone(), cluster.endpoint_set(&cla, &self.state.pools).map_err(|e| e.0)?));
+                staged.push((cluster.clone(), cluster.endpoint_set(&cla, &self.state.hosts).map_err(|e| e.0)?));
             }
             decoded.push(cla);
         }
         for (cluster, set) in staged {
-            cluster.set.store(set);
+            cluster.install(set);
         }
         for cla in decoded {
             staged_raw(&mut self.raw, cla);

@@ -321,6 +321,12 @@ fn virtual_service(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnost
 }
 
 fn destination_rule(r: &Resource, dr: &DestinationRuleSpec, out: &mut Vec<Diagnostic>) {
+    // weft's extensions, in annotations (see `extensions`).
+    let ann = &r.meta.annotations;
+    for e in crate::extensions::health_check(ann).1.into_iter().chain(crate::extensions::outlier(ann).1) {
+        let path = format!("metadata.annotations[\"{}\"]", e.key);
+        out.push(r.diag(Error, codes::INVALID_VALUE, &path, e.message, Some(e.hint)));
+    }
     if dr.host.is_empty() {
         out.push(r.diag(Error, codes::MISSING_FIELD, "spec.host", "a DestinationRule needs a `host`", None));
     }

@@ -3,6 +3,7 @@
 use super::cluster_name;
 use super::listeners::{ads, socket};
 use super::node::ProxyNode;
+use super::policy;
 use super::routes::pb_duration;
 use crate::registry::Instance;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
@@ -11,7 +12,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOptions, http_protocol_options};
-use envoy_types::pb::google::protobuf::{Struct, UInt32Value, UInt64Value, Value, value::Kind};
+use envoy_types::pb::google::protobuf::{Struct, UInt32Value, Value, value::Kind};
 use envoy_types::util::pack_any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -19,58 +20,7 @@ use weft_api::Spec;
 use weft_api::index::{Index, SvcInfo, SvcPort};
 use weft_api::types::*;
 
-/// Subset policy fields override the rule's, field by field (as Istio does),
-/// then port-level settings for this port override both.
-fn effective_policy(dr: Option<&DestinationRuleSpec>, subset: Option<&Subset>, port: u16) -> TrafficPolicy {
-    let mut tp = dr.and_then(|d| d.traffic_policy.clone()).unwrap_or_default();
-    if let Some(s) = subset.and_then(|s| s.traffic_policy.as_ref()) {
-        tp.load_balancer = s.load_balancer.clone().or(tp.load_balancer);
-        tp.connection_pool = s.connection_pool.clone().or(tp.connection_pool);
-        tp.outlier_detection = s.outlier_detection.clone().or(tp.outlier_detection);
-        tp.tls = s.tls.clone().or(tp.tls);
-        tp.retry_budget = s.retry_budget.clone().or(tp.retry_budget);
-        if !s.port_level_settings.is_empty() {
-            tp.port_level_settings = s.port_level_settings.clone();
-        }
-    }
-    if let Some(pl) = tp.port_level_settings.iter().find(|p| p.port.as_ref().is_some_and(|x| x.number == port)).cloned()
-    {
-        tp.load_balancer = pl.load_balancer.or(tp.load_balancer);
-        tp.connection_pool = pl.connection_pool.or(tp.connection_pool);
-        tp.outlier_detection = pl.outlier_detection.or(tp.outlier_detection);
-        tp.tls = pl.tls.or(tp.tls);
-    }
-    tp
-}
-
-fn apply_lb(c: &mut Cluster, lb: Option<&LoadBalancerSettings>) {
-    use cluster::LbPolicy as P;
-    let Some(lb) = lb else { return };
-    if let Some(ch) = &lb.consistent_hash {
-        if let Some(m) = &ch.maglev {
-            c.lb_policy = P::Maglev as i32;
-            c.lb_config = Some(cluster::LbConfig::MaglevLbConfig(cluster::MaglevLbConfig {
-                table_size: Some(UInt64Value { value: m.table_size.unwrap_or(65537) }),
-            }));
-        } else {
-            c.lb_policy = P::RingHash as i32;
-            let min = ch.ring_hash.as_ref().and_then(|r| r.minimum_ring_size).or(ch.minimum_ring_size).unwrap_or(1024);
-            c.lb_config = Some(cluster::LbConfig::RingHashLbConfig(cluster::RingHashLbConfig {
-                minimum_ring_size: Some(UInt64Value { value: min }),
-                ..Default::default()
-            }));
-        }
-        return;
-    }
-    c.lb_policy = match lb.simple {
-        Some(SimpleLb::Random) => P::Random,
-        Some(SimpleLb::LeastRequest | SimpleLb::LeastConn) => P::LeastRequest,
-        Some(SimpleLb::Passthrough) => P::ClusterProvided,
-        _ => P::RoundRobin,
-    } as i32;
-}
-
-fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy) -> Cluster {
+fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy, ann: &Labels) -> Cluster {
     let connect = tp
         .connection_pool
         .as_ref()
@@ -84,17 +34,25 @@ fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy) -> Cluster {
         connect_timeout: Some(pb_duration(connect)),
         ..Default::default()
     };
-    apply_lb(&mut c, tp.load_balancer.as_ref());
-    if matches!(sp.protocol.as_str(), "http2" | "grpc") {
+    policy::apply_lb(&mut c, tp.load_balancer.as_ref());
+    // Annotations were validated with the config; a bad one is left out.
+    let outlier_ext = weft_api::extensions::outlier(ann).0;
+    policy::apply_outlier(&mut c, tp.outlier_detection.as_ref(), &outlier_ext);
+    let hc = weft_api::extensions::health_check(ann).0;
+    policy::apply_health_check(&mut c, hc.as_ref(), tp.outlier_detection.is_some());
+    let common = policy::apply_connection_pool(&mut c, tp);
+    let h2 = matches!(sp.protocol.as_str(), "http2" | "grpc");
+    if h2 || common.is_some() {
+        use http_protocol_options::explicit_http_config::ProtocolConfig;
+        let protocol_config = if h2 {
+            ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
+        } else {
+            ProtocolConfig::HttpProtocolOptions(Default::default())
+        };
         let opts = HttpProtocolOptions {
+            common_http_protocol_options: common,
             upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                http_protocol_options::ExplicitHttpConfig {
-                    protocol_config: Some(
-                        http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                            Http2ProtocolOptions::default(),
-                        ),
-                    ),
-                },
+                http_protocol_options::ExplicitHttpConfig { protocol_config: Some(protocol_config) },
             )),
             ..Default::default()
         };
@@ -304,7 +262,10 @@ pub fn build(
     let mut cla = Vec::new();
     let lookup = Lookup::new(index, instances);
     for svc in index.visible_services(&node.namespace) {
-        let dr = index.destination_rule(&svc.fqdn, &node.namespace).map(|(_, d)| d);
+        let found = index.destination_rule(&svc.fqdn, &node.namespace);
+        let dr = found.map(|(_, d)| d);
+        let no_annotations = Labels::new();
+        let ann = found.map_or(&no_annotations, |(r, _)| &r.meta.annotations);
         let mut subsets: Vec<Option<&Subset>> = vec![None];
         subsets.extend(dr.iter().flat_map(|d| d.subsets.iter()).map(Some));
         for sp in &svc.ports {
@@ -313,8 +274,8 @@ pub fn build(
                 if only.is_some_and(|o| !o.contains(&name)) {
                     continue;
                 }
-                let tp = effective_policy(dr, *subset, sp.port);
-                let mut c = eds_cluster(&name, sp, &tp);
+                let tp = policy::effective_policy(dr, *subset, sp.port);
+                let mut c = eds_cluster(&name, sp, &tp, ann);
                 let mut eps = endpoints(&lookup, svc, sp, subset.map(|s| &s.labels));
                 match dns_resolution(index, svc) {
                     Some(kind) => {

@@ -7,6 +7,7 @@
 mod clusters;
 mod listeners;
 mod node;
+mod policy;
 mod routes;
 mod shared;
 

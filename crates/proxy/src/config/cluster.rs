@@ -1,8 +1,11 @@
 //! Clusters compiled from Envoy `Cluster` + `ClusterLoadAssignment`.
 
-use super::CompileError;
+use super::{CompileError, Registries};
 use crate::balancer::{Balancer, LbKind};
-use crate::http::pool::{EndpointPool, PoolRegistry};
+use crate::health::active::HealthCheckCfg;
+use crate::health::outlier::OutlierCfg;
+use crate::health::{HostHealth, flag};
+use crate::http::pool::EndpointPool;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
@@ -10,8 +13,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOption
 use envoy_types::pb::google::protobuf::value::Kind;
 use prost::Message;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub struct Endpoint {
     pub namespace: Arc<str>,
     pub locality: Arc<str>,
     pub pool: Arc<EndpointPool>,
+    /// None when the cluster has no outlier detection or health checks.
+    pub health: Option<Arc<HostHealth>>,
     active: AtomicU64,
 }
 
@@ -53,7 +58,17 @@ impl Endpoint {
         pool: Arc<EndpointPool>,
     ) -> Self {
         let authority = addr.to_string().parse().expect("a socket address is a valid authority");
-        Endpoint { addr, authority, weight, workload, namespace, locality, pool, active: AtomicU64::new(0) }
+        Endpoint {
+            addr,
+            authority,
+            weight,
+            workload,
+            namespace,
+            locality,
+            pool,
+            health: None,
+            active: AtomicU64::new(0),
+        }
     }
 
     pub fn active(&self) -> u64 {
@@ -66,12 +81,64 @@ impl Endpoint {
     }
 }
 
-/// A cluster's endpoints and the balancer built over them. Swapped whole
-/// when an endpoint update arrives; a request holds the set it started with.
+/// A cluster's endpoints and the balancer built over those available
+/// (all of them without health state, or in panic). Swapped whole when
+/// endpoints or their health change; a request holds the set it started with.
 #[derive(Debug)]
 pub struct EndpointSet {
     pub endpoints: Vec<Arc<Endpoint>>,
-    pub lb: Balancer,
+    lb: Balancer,
+    /// Indexes (ascending) of the endpoints the balancer picks from; empty
+    /// when it picks from all.
+    members: Vec<u32>,
+    /// The member endpoints, in `members` order.
+    member_eps: Vec<Arc<Endpoint>>,
+    /// Too few hosts are available: traffic spreads over all of them.
+    pub panic: bool,
+}
+
+/// Which endpoints a balancer should use: (members, panic). Panic when none
+/// is available, or fewer than `panic_threshold` percent (Envoy's rule; its
+/// 0% "never panic" is not followed: weft tries a failing host rather than
+/// answering 503 itself when nothing else is left).
+fn selection(eps: &[Arc<Endpoint>], panic_threshold: u32) -> (Vec<u32>, bool) {
+    let n = eps.len();
+    let available: Vec<u32> =
+        (0..n).filter(|i| eps[*i].health.as_ref().is_none_or(|h| h.available())).map(|i| i as u32).collect();
+    if available.len() == n {
+        (Vec::new(), false)
+    } else if available.is_empty() || (available.len() * 100) < panic_threshold as usize * n {
+        (Vec::new(), true)
+    } else {
+        (available, false)
+    }
+}
+
+impl EndpointSet {
+    pub fn new(endpoints: Vec<Arc<Endpoint>>, kind: LbKind, panic_threshold: u32) -> Self {
+        let (members, panic) = selection(&endpoints, panic_threshold);
+        let member_eps: Vec<Arc<Endpoint>> = members.iter().map(|i| endpoints[*i as usize].clone()).collect();
+        let lb = Balancer::new(kind, if members.is_empty() { &endpoints } else { &member_eps });
+        EndpointSet { endpoints, lb, members, member_eps, panic }
+    }
+
+    /// An endpoint index, avoiding `tried` (hosts already tried) when it can.
+    pub fn pick(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
+        if self.members.is_empty() {
+            return self.lb.pick(&self.endpoints, hash, tried);
+        }
+        let local: Vec<usize> = tried.iter().filter_map(|g| self.members.binary_search(&(*g as u32)).ok()).collect();
+        self.lb.pick(&self.member_eps, hash, &local).map(|i| self.members[i] as usize)
+    }
+
+    /// The endpoints the balancer picks from.
+    pub fn available(&self) -> usize {
+        if self.members.is_empty() { self.endpoints.len() } else { self.members.len() }
+    }
+
+    fn stale(&self, panic_threshold: u32) -> bool {
+        selection(&self.endpoints, panic_threshold) != (self.members.clone(), self.panic)
+    }
 }
 
 #[derive(Debug)]
@@ -87,6 +154,13 @@ pub struct ClusterCfg {
     pub set: arc_swap::ArcSwap<EndpointSet>,
     lb_kind: LbKind,
     dns: Option<i32>,
+    pub outlier: Option<OutlierCfg>,
+    pub health_check: Option<HealthCheckCfg>,
+    /// Below this percentage of available hosts, spread over all.
+    pub panic_threshold: u32,
+    /// Serializes writers of `set` (endpoint updates, health changes);
+    /// requests never take it.
+    writer: Mutex<()>,
 }
 
 fn protocol(c: &Cluster) -> Protocol {
@@ -118,7 +192,21 @@ fn resolve(host: &str, port: u16) -> Vec<std::net::IpAddr> {
     if v4.is_empty() { all } else { v4 }
 }
 
-fn endpoints(cla: &ClusterLoadAssignment, pools: &PoolRegistry, dns: bool) -> Result<Vec<Arc<Endpoint>>, CompileError> {
+/// How a cluster's hosts get health state: its name and the flags a host
+/// seen for the first time starts with.
+struct HealthKeys<'a> {
+    cluster: &'a Arc<str>,
+    initial: u8,
+    /// Flags of checks the cluster no longer has, to clear.
+    stale: u8,
+}
+
+fn endpoints(
+    cla: &ClusterLoadAssignment,
+    hosts: &Registries,
+    dns: bool,
+    health: Option<HealthKeys>,
+) -> Result<Vec<Arc<Endpoint>>, CompileError> {
     let mut out = Vec::new();
     for loc in &cla.endpoints {
         let locality: Arc<str> = loc
@@ -172,7 +260,13 @@ fn endpoints(cla: &ClusterLoadAssignment, pools: &PoolRegistry, dns: bool) -> Re
                     Some((w, ns)) => (w.into(), ns.split(';').next().unwrap_or("unknown").into()),
                     None => (wl.clone(), field("namespace")),
                 };
-                out.push(Arc::new(Endpoint::new(addr, weight, w, ns, locality.clone(), pools.get(addr))));
+                let mut e = Endpoint::new(addr, weight, w, ns, locality.clone(), hosts.pools.get(addr));
+                if let Some(k) = &health {
+                    let h = hosts.health.get(k.cluster, addr, k.initial);
+                    h.set(k.stale, false);
+                    e.health = Some(h);
+                }
+                out.push(Arc::new(e));
             }
         }
     }
@@ -205,11 +299,7 @@ fn lb_kind(c: &Cluster) -> LbKind {
 }
 
 impl ClusterCfg {
-    pub fn compile(
-        c: &Cluster,
-        cla: Option<&ClusterLoadAssignment>,
-        pools: &PoolRegistry,
-    ) -> Result<Self, CompileError> {
+    pub fn compile(c: &Cluster, cla: Option<&ClusterLoadAssignment>, hosts: &Registries) -> Result<Self, CompileError> {
         use cluster::DiscoveryType as D;
         let dns = match c.cluster_discovery_type {
             Some(cluster::ClusterDiscoveryType::Type(t)) if t == D::StrictDns as i32 || t == D::LogicalDns as i32 => {
@@ -223,6 +313,13 @@ impl ClusterCfg {
         let service = if parts.len() == 4 && !parts[3].is_empty() { parts[3] } else { c.name.as_str() };
         let mut labels = service.split('.');
         let (service_name, service_namespace) = (labels.next().unwrap_or(service), labels.next().unwrap_or("unknown"));
+        let health_check = match c.health_checks.first() {
+            Some(hc) => Some(
+                HealthCheckCfg::from_proto(hc, service)
+                    .map_err(|e| CompileError::new(format!("cluster {}: {e}", c.name)))?,
+            ),
+            None => None,
+        };
         let cfg = ClusterCfg {
             name: c.name.as_str().into(),
             service: service.into(),
@@ -233,12 +330,21 @@ impl ClusterCfg {
                 .connect_timeout
                 .as_ref()
                 .map_or(Duration::from_secs(10), |d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)),
-            set: arc_swap::ArcSwap::from_pointee(EndpointSet { lb: Balancer::new(kind, &[]), endpoints: Vec::new() }),
+            set: arc_swap::ArcSwap::from_pointee(EndpointSet::new(Vec::new(), kind, 0)),
             lb_kind: kind,
             dns,
+            outlier: c.outlier_detection.as_ref().map(OutlierCfg::from_proto),
+            health_check,
+            // Envoy's default is 50%.
+            panic_threshold: c
+                .common_lb_config
+                .as_ref()
+                .and_then(|l| l.healthy_panic_threshold.as_ref())
+                .map_or(50, |p| p.value.clamp(0.0, 100.0) as u32),
+            writer: Mutex::new(()),
         };
         if let Some(cla) = cla.or(c.load_assignment.as_ref()) {
-            cfg.update_endpoints(cla, pools)?;
+            cfg.update_endpoints(cla, hosts)?;
         }
         Ok(cfg)
     }
@@ -248,21 +354,65 @@ impl ClusterCfg {
     pub fn endpoint_set(
         &self,
         cla: &ClusterLoadAssignment,
-        pools: &PoolRegistry,
+        hosts: &Registries,
     ) -> Result<Arc<EndpointSet>, CompileError> {
-        let mut eps = endpoints(cla, pools, self.dns.is_some())?;
+        let health = (self.outlier.is_some() || self.health_check.is_some()).then(|| {
+            let checks = flag::FAILED_ACTIVE_HC | flag::PENDING_ACTIVE_HC;
+            HealthKeys {
+                cluster: &self.name,
+                initial: if self.health_check.is_some() { flag::PENDING_ACTIVE_HC } else { 0 },
+                stale: if self.health_check.is_some() { 0 } else { checks }
+                    | if self.outlier.is_some() { 0 } else { flag::FAILED_OUTLIER_CHECK },
+            }
+        });
+        let mut eps = endpoints(cla, hosts, self.dns.is_some(), health)?;
         // LOGICAL_DNS uses one address at a time.
         if self.dns == Some(cluster::DiscoveryType::LogicalDns as i32) {
             eps.truncate(1);
         }
-        Ok(Arc::new(EndpointSet { lb: Balancer::new(self.lb_kind, &eps), endpoints: eps }))
+        Ok(Arc::new(EndpointSet::new(eps, self.lb_kind, self.panic_threshold)))
     }
 
-    /// Replaces the endpoints (an EDS update); requests in flight keep the
-    /// set they started with.
-    pub fn update_endpoints(&self, cla: &ClusterLoadAssignment, pools: &PoolRegistry) -> Result<(), CompileError> {
-        self.set.store(self.endpoint_set(cla, pools)?);
+    /// Installs a new endpoint set (an EDS update); requests in flight keep
+    /// the set they started with. Health that changed since the set was
+    /// built is caught up at once.
+    pub fn install(&self, set: Arc<EndpointSet>) {
+        let _w = self.writer.lock().expect("endpoint set writer");
+        let stale = set.stale(self.panic_threshold);
+        self.set.store(if stale {
+            Arc::new(EndpointSet::new(set.endpoints.clone(), self.lb_kind, self.panic_threshold))
+        } else {
+            set
+        });
+    }
+
+    pub fn update_endpoints(&self, cla: &ClusterLoadAssignment, hosts: &Registries) -> Result<(), CompileError> {
+        self.install(self.endpoint_set(cla, hosts)?);
         Ok(())
+    }
+
+    /// Rebuilds the balancer if hosts changed availability since it was built.
+    pub fn refresh(&self) {
+        let _w = self.writer.lock().expect("endpoint set writer");
+        let cur = self.set.load();
+        if cur.stale(self.panic_threshold) {
+            let next = EndpointSet::new(cur.endpoints.clone(), self.lb_kind, self.panic_threshold);
+            if next.panic && !cur.panic {
+                tracing::warn!(cluster = %self.name, available = next.available(), total = next.endpoints.len(), "too few healthy hosts: spreading over all of them (panic)");
+            }
+            self.set.store(Arc::new(next));
+        }
+    }
+
+    /// Runs `f` (which may change host health) with set writers held off,
+    /// then rebuilds the balancer if availability changed.
+    pub fn with_set<R>(&self, f: impl FnOnce(&EndpointSet) -> R) -> R {
+        let r = {
+            let _w = self.writer.lock().expect("endpoint set writer");
+            f(&self.set.load())
+        };
+        self.refresh();
+        r
     }
 
     pub fn lb_kind(&self) -> LbKind {

@@ -37,6 +37,14 @@ impl std::fmt::Display for CompileError {
 
 pub type Clusters = HashMap<String, Arc<ClusterCfg>>;
 
+/// Per-host state that outlives config versions: connection pools and
+/// health. Read at compile time, never per request.
+#[derive(Default)]
+pub struct Registries {
+    pub pools: crate::http::pool::PoolRegistry,
+    pub health: crate::health::HealthRegistry,
+}
+
 /// The last accepted resources of each type, as received.
 #[derive(Debug, Default, Clone)]
 pub struct Raw {
@@ -152,16 +160,12 @@ fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &Clusters) ->
 }
 
 impl Config {
-    pub fn compile(
-        raw: &Raw,
-        version: String,
-        pools: &crate::http::pool::PoolRegistry,
-    ) -> Result<Config, (Kind, CompileError)> {
+    pub fn compile(raw: &Raw, version: String, hosts: &Registries) -> Result<Config, (Kind, CompileError)> {
         let mut clusters = Clusters::new();
         for c in raw.clusters.values() {
             let cla = eds_name(c).and_then(|n| raw.endpoints.get(&n)).map(|c| &**c);
-            let compiled = ClusterCfg::compile(c, cla, pools).map_err(|e| (Kind::Cluster, e))?;
-            clusters.insert(c.name.clone(), Arc::new(compiled));
+            let compiled = Arc::new(ClusterCfg::compile(c, cla, hosts).map_err(|e| (Kind::Cluster, e))?);
+            clusters.insert(c.name.clone(), compiled);
         }
         let mut routes = HashMap::new();
         for rc in raw.routes.values() {

@@ -13,6 +13,7 @@ use crate::balancer::hash64;
 use crate::config::cluster::{ClusterCfg, Protocol};
 use crate::config::route::{Forward, HashPolicy, HeaderOps, RetryPolicy, Route, Target};
 use crate::config::{Config, Direction};
+use crate::health::{self, Observation};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
@@ -293,7 +294,7 @@ pub async fn forward(
         let mut last_err: Option<(u16, String, &'static str)>;
         let mut retries = 0;
         loop {
-            let Some(i) = set.lb.pick(&set.endpoints, hash, &tried) else {
+            let Some(i) = set.pick(hash, &tried) else {
                 return Err((
                     503,
                     format!(
@@ -319,6 +320,17 @@ pub async fn forward(
                 None => Ok(sent.await),
             };
             let can_retry = retries < max_retries;
+            let observed = match &result {
+                Ok(Ok(resp)) => Some(Observation::Status(resp.status().as_u16())),
+                // A pooled connection the upstream had already closed is
+                // not the host failing (the keep-alive race).
+                Ok(Err(UpstreamError::NotSent(..))) => None,
+                Ok(Err(_)) => Some(Observation::LocalFailure(503)),
+                Err(()) => Some(Observation::LocalFailure(504)),
+            };
+            if let Some(o) = observed {
+                health::report(cluster, ep.health.as_deref(), o);
+            }
             match result {
                 Ok(Ok(resp)) => {
                     if can_retry
@@ -401,7 +413,7 @@ fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
             continue;
         }
         let set = cluster.set.load();
-        let Some(i) = set.lb.pick(&set.endpoints, None, &[]) else { continue };
+        let Some(i) = set.pick(None, &[]) else { continue };
         let mut req = attempt.build(full(body.clone()), h2 && cluster.protocol == Protocol::Http2);
         if let Some(h) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("{h}-shadow"))
             && let Ok(v) = HeaderValue::from_str(&h)

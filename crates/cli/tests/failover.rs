@@ -1,0 +1,140 @@
+//! Failover with real instances: outlier ejection (and its cap, and panic
+//! routing when everything fails), active health checks.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+
+fn service(name: &str, ports: &[u16]) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n"
+    );
+    for p in ports {
+        y.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}-{p}}}\nspec: {{address: 127.0.0.1, ports: {{http: {p}}}, labels: {{app: {name}}}}}\n"));
+    }
+    y
+}
+
+async fn behave(port: u16, json: &str) {
+    let r = request(&format!("127.0.0.1:{port}"), "POST", "/admin/behavior", &[], json.to_owned().into()).await;
+    assert_eq!(r.status, 200);
+}
+
+/// One request through the sidecar: (status, instance that answered, or
+/// the proxy's own message when no instance did).
+async fn call(out: &str, host: &str) -> (u16, String) {
+    let r = request(out, "GET", &format!("http://{host}/"), &[], Default::default()).await;
+    let who = serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["instance"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("proxy: {}", String::from_utf8_lossy(&r.body).trim()));
+    (r.status, who)
+}
+
+/// The `health_flags` of endpoint `port` in the sidecar's `/clusters`.
+async fn flags(sc: &Sidecar, cluster: &str, port: u16) -> String {
+    let text = String::from_utf8(get(&sc.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
+    let key = format!("{cluster}::127.0.0.1:{port}::health_flags::");
+    text.lines().find_map(|l| l.strip_prefix(&key)).unwrap_or("absent").to_owned()
+}
+
+#[test]
+fn outlier_detection_ejects_caps_and_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("od", "v1").await;
+        let (_b, pb) = demo("od", "v1").await;
+        let (_c, pc) = demo("od", "v1").await;
+        let rule = |max: u32| {
+            format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: od}}\nspec:\n  host: od\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 3, interval: 500ms, baseEjectionTime: 60s, maxEjectionPercent: {max}}}\n")
+        };
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, service("od", &[pa, pb, pc]) + &rule(30)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let cluster = "outbound|80||od.default.svc.cluster.local";
+
+        // c answers 503 half the time: three in a row eject it.
+        behave(pc, r#"{"failPercent": 50}"#).await;
+        let (mut sent, mut failed) = (0, 0);
+        while !flags(&sc, cluster, pc).await.contains("failed_outlier_check") {
+            assert!(sent < 600, "c was not ejected after {sent} requests");
+            sent += 1;
+            failed += usize::from(call(&sc.outbound, "od").await.0 != 200);
+        }
+        eprintln!("c ejected after {sent} requests ({failed} failed)");
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for _ in 0..200 {
+            let (status, who) = call(&sc.outbound, "od").await;
+            assert_eq!(status, 200, "{who}");
+            *seen.entry(who).or_default() += 1;
+        }
+        assert!(!seen.contains_key(&format!("od-{pc}")), "the ejected instance got traffic: {seen:?}");
+        assert_eq!(seen.len(), 2, "{seen:?}");
+
+        // b fails every request too, but ejecting it would pass 30%.
+        behave(pb, r#"{"failPercent": 100}"#).await;
+        let mut b_failures = 0;
+        for _ in 0..60 {
+            let (status, who) = call(&sc.outbound, "od").await;
+            b_failures += u32::from(status == 503 && who == format!("od-{pb}"));
+        }
+        assert!(b_failures >= 20, "b should keep getting its share: {b_failures}");
+        assert_eq!(flags(&sc, cluster, pb).await, "healthy", "maxEjectionPercent 30 allows one of three");
+
+        // Everything fails and may be ejected: the proxy spreads over all
+        // of them (panic) rather than answering "no healthy upstream".
+        behave(pa, r#"{"failPercent": 100}"#).await;
+        std::fs::write(&path, service("od", &[pa, pb, pc]) + &rule(100)).unwrap();
+        eventually(10, "a and b ejected", || async {
+            call(&sc.outbound, "od").await;
+            flags(&sc, cluster, pa).await.contains("outlier") && flags(&sc, cluster, pb).await.contains("outlier")
+        })
+        .await;
+        let text = String::from_utf8(get(&sc.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
+        assert!(text.contains(&format!("{cluster}::panic::true")), "{text}");
+        let mut reached = HashMap::new();
+        for _ in 0..60 {
+            let (status, who) = call(&sc.outbound, "od").await;
+            assert!(!who.starts_with("proxy"), "the proxy answered itself: {status} {who}");
+            *reached.entry(who).or_insert(0) += 1;
+        }
+        assert_eq!(reached.len(), 3, "panic spreads over every instance: {reached:?}");
+    });
+}
+
+#[test]
+fn active_health_checks_keep_users_off_a_failing_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("hc", "v1").await;
+        let (_b, pb) = demo("hc", "v1").await;
+        // b's health endpoint fails before the mesh even starts.
+        behave(pb, r#"{"healthFail": true}"#).await;
+        let rule = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: hc\n  annotations:\n    health-check.weft.dev/path: /health\n    health-check.weft.dev/interval: 200ms\n    health-check.weft.dev/timeout: 100ms\n    health-check.weft.dev/unhealthy-threshold: \"2\"\n    health-check.weft.dev/healthy-threshold: \"2\"\nspec:\n  host: hc\n";
+        std::fs::write(dir.path().join("mesh.yaml"), service("hc", &[pa, pb]) + rule).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let cluster = "outbound|80||hc.default.svc.cluster.local";
+        assert_eq!(flags(&sc, cluster, pb).await, "/failed_active_hc");
+
+        for _ in 0..100 {
+            let (status, who) = call(&sc.outbound, "hc").await;
+            assert_eq!((status, who.as_str()), (200, format!("hc-{pa}").as_str()), "only a is healthy");
+        }
+        // b recovers: two passing checks bring it back.
+        behave(pb, r#"{"healthFail": false}"#).await;
+        eventually(10, "b readmitted", || async { flags(&sc, cluster, pb).await == "healthy" }).await;
+        let mut seen = HashMap::new();
+        for _ in 0..20 {
+            *seen.entry(call(&sc.outbound, "hc").await.1).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        // a's health fails: it is taken out without a single failed user request.
+        behave(pa, r#"{"healthFail": true}"#).await;
+        eventually(10, "a out", || async { flags(&sc, cluster, pa).await == "/failed_active_hc" }).await;
+        for _ in 0..50 {
+            assert_eq!(call(&sc.outbound, "hc").await.1, format!("hc-{pb}"));
+        }
+    });
+}

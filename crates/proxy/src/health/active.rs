@@ -1,0 +1,211 @@
+//! Active health checks: every `interval` (plus up to `jitter`), each host
+//! of the cluster is probed on a fresh connection, HTTP GET or TCP connect,
+//! within `timeout`.
+//!
+//! - A new host starts as pending and is not picked until its first check
+//!   passes (or everything is pending, when the cluster panics to all).
+//! - A host goes out after `unhealthy_threshold` failures in a row and comes
+//!   back after `healthy_threshold` passes in a row, as in Envoy.
+
+use super::{HostHealth, flag};
+use crate::config::cluster::ClusterCfg;
+use envoy_types::pb::envoy::config::core::v3::{HealthCheck, health_check};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use std::net::SocketAddr;
+use std::sync::Weak;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// GET `path` with Host `host`; healthy when the status is in one of
+    /// the half-open ranges `[start, end)`.
+    Http {
+        path: String,
+        host: String,
+        expected: Vec<(u16, u16)>,
+    },
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckCfg {
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub probe: Probe,
+}
+
+fn dur(d: Option<&envoy_types::pb::google::protobuf::Duration>) -> Option<Duration> {
+    d.map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+}
+
+impl HealthCheckCfg {
+    /// The first HTTP or TCP check of a cluster; `host` is the Host header
+    /// when the check names none.
+    pub fn from_proto(hc: &HealthCheck, host: &str) -> Result<Self, String> {
+        let probe = match &hc.health_checker {
+            Some(health_check::HealthChecker::HttpHealthCheck(h)) => {
+                let mut expected: Vec<(u16, u16)> = h
+                    .expected_statuses
+                    .iter()
+                    .map(|r| (r.start.clamp(100, 600) as u16, r.end.clamp(100, 600) as u16))
+                    .filter(|(a, b)| a < b)
+                    .collect();
+                if expected.is_empty() {
+                    expected.push((200, 201)); // Envoy: only 200 unless told
+                }
+                if !h.path.starts_with('/') {
+                    return Err(format!("health check path {:?} must start with '/'", h.path));
+                }
+                let host = if h.host.is_empty() { host.to_owned() } else { h.host.clone() };
+                Probe::Http { path: h.path.clone(), host, expected }
+            }
+            Some(health_check::HealthChecker::TcpHealthCheck(_)) => Probe::Tcp,
+            _ => return Err("only HTTP and TCP health checks are supported".into()),
+        };
+        let interval = dur(hc.interval.as_ref()).ok_or("health check needs an interval")?;
+        let timeout = dur(hc.timeout.as_ref()).ok_or("health check needs a timeout")?;
+        Ok(HealthCheckCfg {
+            interval: interval.max(Duration::from_millis(10)),
+            jitter: dur(hc.interval_jitter.as_ref()).unwrap_or_default(),
+            timeout,
+            healthy_threshold: hc.healthy_threshold.as_ref().map_or(1, |v| v.value.max(1)),
+            unhealthy_threshold: hc.unhealthy_threshold.as_ref().map_or(1, |v| v.value.max(1)),
+            probe,
+        })
+    }
+}
+
+/// Folds one result into the host's state; true when its availability changed.
+pub fn apply(h: &HostHealth, passed: bool, cfg: &HealthCheckCfg) -> bool {
+    let before = h.available();
+    if passed {
+        h.hc_failures.store(0, Relaxed);
+        let n = h.hc_passes.fetch_add(1, Relaxed) + 1;
+        if h.flags() & flag::PENDING_ACTIVE_HC != 0 {
+            // A host never checked before needs one pass (Envoy does the same).
+            h.set(flag::PENDING_ACTIVE_HC | flag::FAILED_ACTIVE_HC, false);
+        } else if n >= cfg.healthy_threshold {
+            h.set(flag::FAILED_ACTIVE_HC, false);
+        }
+    } else {
+        h.hc_passes.store(0, Relaxed);
+        let n = h.hc_failures.fetch_add(1, Relaxed) + 1;
+        if h.flags() & flag::PENDING_ACTIVE_HC != 0 || n >= cfg.unhealthy_threshold {
+            if h.set(flag::FAILED_ACTIVE_HC, true) {
+                *h.reason.lock().expect("reason") = "active_health_check";
+            }
+            h.set(flag::PENDING_ACTIVE_HC, false);
+        }
+    }
+    before != h.available()
+}
+
+/// One probe of `addr`: true when healthy.
+pub async fn probe(addr: SocketAddr, cfg: &HealthCheckCfg) -> bool {
+    let check = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let Probe::Http { path, host, expected } = &cfg.probe else { return Some(true) };
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+        tokio::spawn(conn);
+        let req = http::Request::get(path.as_str())
+            .header(http::header::HOST, host.as_str())
+            .header(http::header::USER_AGENT, "weft-health-check")
+            .header(http::header::CONNECTION, "close")
+            .body(Empty::<bytes::Bytes>::new())
+            .ok()?;
+        let resp = send.send_request(req).await.ok()?;
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        Some(expected.iter().any(|(a, b)| (*a..*b).contains(&status)))
+    };
+    matches!(tokio::time::timeout(cfg.timeout, check).await, Ok(Some(true)))
+}
+
+/// Checks the cluster's hosts until the cluster is dropped (a newer config
+/// version starts its own checker).
+pub async fn run(cluster: Weak<ClusterCfg>, cfg: HealthCheckCfg) {
+    loop {
+        let Some(set) = cluster.upgrade().map(|c| c.set.load_full()) else { return };
+        let cfg = &cfg;
+        let results =
+            futures::future::join_all(set.endpoints.iter().map(|e| async move { (e, probe(e.addr, cfg).await) })).await;
+        let mut changed = false;
+        for (e, passed) in results {
+            if let Some(h) = &e.health {
+                let was = h.available();
+                if apply(h, passed, cfg) {
+                    changed = true;
+                    let state = if was { "failing its health check" } else { "healthy again" };
+                    tracing::warn!(endpoint = %e.addr, "{state}");
+                }
+            }
+        }
+        drop(set);
+        let Some(c) = cluster.upgrade() else { return };
+        if changed {
+            tracing::info!(cluster = %c.name, "health check changed availability; rebuilding its balancer");
+        }
+        c.refresh();
+        drop(c);
+        let jitter = if cfg.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            Duration::from_micros(rand::rng().random_range(0..=cfg.jitter.as_micros() as u64))
+        };
+        tokio::time::sleep(cfg.interval + jitter).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(healthy: u32, unhealthy: u32) -> HealthCheckCfg {
+        HealthCheckCfg {
+            interval: Duration::from_secs(1),
+            jitter: Duration::ZERO,
+            timeout: Duration::from_millis(200),
+            healthy_threshold: healthy,
+            unhealthy_threshold: unhealthy,
+            probe: Probe::Tcp,
+        }
+    }
+
+    #[test]
+    fn thresholds_and_the_first_check() {
+        let c = cfg(2, 3);
+        let h = HostHealth::default();
+        h.set(flag::PENDING_ACTIVE_HC, true);
+        assert!(!h.available());
+        assert!(apply(&h, true, &c), "a pending host needs one pass");
+        assert!(h.available());
+        assert!(!apply(&h, false, &c));
+        assert!(!apply(&h, false, &c));
+        assert!(apply(&h, false, &c), "out on the third failure");
+        assert_eq!(h.flags_text(), "/failed_active_hc");
+        assert!(!apply(&h, true, &c));
+        assert!(apply(&h, true, &c), "back on the second pass");
+        let p = HostHealth::default();
+        p.set(flag::PENDING_ACTIVE_HC, true);
+        apply(&p, false, &c);
+        assert_eq!(p.flags_text(), "/failed_active_hc", "a pending host failing its first check is failed at once");
+    }
+
+    #[tokio::test]
+    async fn probes_a_real_listener_and_a_closed_port() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = l.local_addr().unwrap();
+        let closed = {
+            let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            t.local_addr().unwrap()
+        };
+        assert!(probe(open, &cfg(1, 1)).await);
+        assert!(!probe(closed, &cfg(1, 1)).await);
+    }
+}
