@@ -138,3 +138,58 @@ fn active_health_checks_keep_users_off_a_failing_instance() {
         }
     });
 }
+
+/// A line of the sidecar's `/clusters` after `prefix`.
+async fn clusters_line(sc: &Sidecar, prefix: &str) -> Option<String> {
+    let text = String::from_utf8(get(&sc.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
+    text.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+}
+
+#[test]
+fn circuit_breakers_refuse_at_once_and_limit_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_s, port) = demo("cb", "v1").await;
+        let rule = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: cb}\nspec:\n  host: cb\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 2}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), service("cb", &[port]) + rule).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let cluster = "outbound|80||cb.default.svc.cluster.local";
+
+        // Two connections' worth of requests per connection: 6 requests, 3 connections.
+        for _ in 0..6 {
+            assert_eq!(call(&sc.outbound, "cb").await.0, 200);
+        }
+        let opened = clusters_line(&sc, &format!("{cluster}::127.0.0.1:{port}::cx_total::")).await;
+        assert_eq!(opened.as_deref(), Some("3"), "maxRequestsPerConnection 2");
+
+        // One slow request holds the only connection, one waits, the third is refused.
+        let slow = |out: String| {
+            tokio::spawn(async move {
+                request(&out, "GET", "http://cb/?delay=600ms", &[], Default::default()).await.status
+            })
+        };
+        let first = slow(sc.outbound.clone());
+        eventually(5, "first request in flight", || async {
+            clusters_line(&sc, &format!("{cluster}::circuit_breakers::rq_active::")).await.as_deref() == Some("1")
+        })
+        .await;
+        let second = slow(sc.outbound.clone());
+        eventually(5, "second request pending", || async {
+            clusters_line(&sc, &format!("{cluster}::circuit_breakers::rq_pending::")).await.as_deref() == Some("1")
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let r = request(&sc.outbound, "GET", "http://cb/", &[], Default::default()).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(String::from_utf8_lossy(&r.body).contains("overflow"));
+        assert!(!first.is_finished(), "the refusal came while the slow request still held the connection");
+        eprintln!("overflow answered in {took:?}");
+        assert_eq!((first.await.unwrap(), second.await.unwrap()), (200, 200), "the pending request was served");
+        assert_eq!(
+            clusters_line(&sc, &format!("{cluster}::circuit_breakers::overflows::")).await.as_deref(),
+            Some("1")
+        );
+    });
+}

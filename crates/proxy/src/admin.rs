@@ -84,6 +84,16 @@ fn clusters_text(state: &ProxyState) -> String {
     for n in names {
         let c = &cfg.clusters[n];
         let set = c.set.load();
+        if let Some(l) = &c.limits {
+            let _ = writeln!(out, "{}::circuit_breakers::rq_active::{}", c.name, l.active());
+            let _ = writeln!(out, "{}::circuit_breakers::rq_pending::{}", c.name, l.pending());
+            let _ = writeln!(
+                out,
+                "{}::circuit_breakers::overflows::{}",
+                c.name,
+                l.overflows.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
         if set.panic {
             let _ = writeln!(out, "{}::panic::true", c.name);
         }
@@ -99,6 +109,7 @@ fn clusters_text(state: &ProxyState) -> String {
             let _ = writeln!(out, "{p}::rq_active::{}", e.active());
             let _ = writeln!(out, "{p}::cx_active::{}", e.pool.connections.load(std::sync::atomic::Ordering::Relaxed));
             let _ = writeln!(out, "{p}::cx_idle::{}", e.pool.idle());
+            let _ = writeln!(out, "{p}::cx_total::{}", e.pool.opened.load(std::sync::atomic::Ordering::Relaxed));
             let _ = writeln!(out, "{p}::zone::{}", e.locality);
         }
     }

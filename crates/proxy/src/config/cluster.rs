@@ -1,11 +1,12 @@
 //! Clusters compiled from Envoy `Cluster` + `ClusterLoadAssignment`.
 
+use super::limits::Limits;
 use super::{CompileError, Registries};
 use crate::balancer::{Balancer, LbKind};
 use crate::health::active::HealthCheckCfg;
 use crate::health::outlier::OutlierCfg;
 use crate::health::{HostHealth, flag};
-use crate::http::pool::EndpointPool;
+use crate::http::pool::{ConnPolicy, EndpointPool};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
@@ -158,22 +159,26 @@ pub struct ClusterCfg {
     pub health_check: Option<HealthCheckCfg>,
     /// Below this percentage of available hosts, spread over all.
     pub panic_threshold: u32,
+    /// Circuit breakers; None when every limit is unlimited.
+    pub limits: Option<Arc<Limits>>,
+    pub conn_policy: ConnPolicy,
     /// Serializes writers of `set` (endpoint updates, health changes);
     /// requests never take it.
     writer: Mutex<()>,
 }
 
-fn protocol(c: &Cluster) -> Protocol {
+fn http_options(c: &Cluster) -> Option<HttpProtocolOptions> {
+    let any = c.typed_extension_protocol_options.get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")?;
+    HttpProtocolOptions::decode(any.value.as_slice()).ok()
+}
+
+fn protocol(c: &Cluster, opts: Option<&HttpProtocolOptions>) -> Protocol {
     use http_protocol_options::{UpstreamProtocolOptions as U, explicit_http_config::ProtocolConfig as P};
     #[allow(deprecated)]
     if c.http2_protocol_options.is_some() {
         return Protocol::Http2;
     }
-    let Some(any) = c.typed_extension_protocol_options.get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
-    else {
-        return Protocol::Http1;
-    };
-    match HttpProtocolOptions::decode(any.value.as_slice()).ok().and_then(|o| o.upstream_protocol_options) {
+    match opts.and_then(|o| o.upstream_protocol_options.as_ref()) {
         Some(U::ExplicitHttpConfig(e)) => match e.protocol_config {
             Some(P::Http2ProtocolOptions(_)) => Protocol::Http2,
             _ => Protocol::Http1,
@@ -181,6 +186,21 @@ fn protocol(c: &Cluster) -> Protocol {
         Some(U::UseDownstreamProtocolConfig(_)) | Some(U::AutoConfig(_)) => Protocol::Downstream,
         None => Protocol::Http1,
     }
+}
+
+fn conn_policy(opts: Option<&HttpProtocolOptions>) -> ConnPolicy {
+    let common = opts.and_then(|o| o.common_http_protocol_options.as_ref());
+    let dur =
+        |d: &envoy_types::pb::google::protobuf::Duration| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32);
+    let mut p = ConnPolicy::default();
+    if let Some(c) = common {
+        if let Some(d) = c.idle_timeout.as_ref().map(dur).filter(|d| !d.is_zero()) {
+            p.idle_timeout = d;
+        }
+        p.max_requests = c.max_requests_per_connection.as_ref().map(|v| v.value).filter(|v| *v > 0);
+        p.max_age = c.max_connection_duration.as_ref().map(dur).filter(|d| !d.is_zero());
+    }
+    p
 }
 
 /// Addresses of `host`, IPv4 first when it has any (Envoy's V4_PREFERRED).
@@ -320,12 +340,15 @@ impl ClusterCfg {
             ),
             None => None,
         };
+        let opts = http_options(c);
         let cfg = ClusterCfg {
             name: c.name.as_str().into(),
             service: service.into(),
             service_name: service_name.into(),
             service_namespace: service_namespace.into(),
-            protocol: protocol(c),
+            protocol: protocol(c, opts.as_ref()),
+            limits: Limits::from_proto(c),
+            conn_policy: conn_policy(opts.as_ref()),
             connect_timeout: c
                 .connect_timeout
                 .as_ref()

@@ -163,9 +163,9 @@ async fn send(
     h2: bool,
 ) -> Result<Response<super::pool::PooledBody>, UpstreamError> {
     let r = if h2 {
-        ep.pool.send_h2(req, cluster.connect_timeout).await
+        ep.pool.send_h2(req, cluster.connect_timeout, &cluster.conn_policy).await
     } else {
-        ep.pool.send_h1(req, cluster.connect_timeout).await
+        ep.pool.send_h1(req, cluster.connect_timeout, &cluster.conn_policy).await
     };
     r.map(|(resp, _reused)| resp)
 }
@@ -287,7 +287,25 @@ pub async fn forward(
     let max_retries = retry.map_or(0, |r| r.num_retries);
     let per_try = retry.and_then(|r| r.per_try_timeout);
 
+    // The request's place in the cluster's circuit breakers, kept until
+    // its response body ends.
+    let mut admission = None;
     let run = async {
+        if let Some(limits) = &cluster.limits {
+            match limits.admit(!h2).await {
+                Ok(a) => admission = Some(a),
+                Err(o) => return Err((503, format!("upstream overflow on {}: {o}", cluster.name), flags::OVERFLOW)),
+            }
+        }
+        let mut retry_token = None;
+        // A retry needs a place under the cluster's retry limit or budget.
+        let mut may_retry = || match &cluster.limits {
+            None => true,
+            Some(l) => {
+                retry_token = l.retry();
+                retry_token.is_some()
+            }
+        };
         // One endpoint set for all attempts, so `tried` indexes stay valid.
         let set = cluster.set.load_full();
         let mut tried: Vec<usize> = Vec::new();
@@ -335,6 +353,7 @@ pub async fn forward(
                 Ok(Ok(resp)) => {
                     if can_retry
                         && retry.is_some_and(|p| should_retry_status(p, resp.status().as_u16(), resp.headers()))
+                        && may_retry()
                     {
                         last_err = Some((resp.status().as_u16(), String::new(), flags::NONE));
                     } else {
@@ -351,7 +370,9 @@ pub async fn forward(
                     let retryable = (e.is_connect() && on.connect_failure)
                         || (matches!(e, UpstreamError::Reset(..)) && (on.reset || on.refused_stream))
                         || not_sent;
-                    if !(retryable && (can_retry || (not_sent && retries == 0))) {
+                    // The keep-alive race's one free resend is not a retry.
+                    let free = not_sent && retries == 0;
+                    if !(retryable && (free || (can_retry && may_retry()))) {
                         return Err((
                             status,
                             format!("upstream connect error or disconnect/reset before headers: {e}"),
@@ -362,7 +383,7 @@ pub async fn forward(
                 }
                 Err(()) => {
                     let on = retry.map(|p| p.retry_on).unwrap_or_default();
-                    if !(can_retry && (on.s5xx || on.gateway_error || on.reset)) {
+                    if !(can_retry && (on.s5xx || on.gateway_error || on.reset) && may_retry()) {
                         return Err((504, "upstream request timeout (per try)".to_owned(), flags::TIMEOUT));
                     }
                     last_err = Some((504, "per-try timeout".into(), flags::TIMEOUT));
@@ -384,6 +405,9 @@ pub async fn forward(
     };
     match result {
         Ok(mut resp) => {
+            if let Some(a) = admission.take() {
+                resp.body_mut().hold(a);
+            }
             route.response_headers.apply(resp.headers_mut());
             if let Some(ops) = extra_resp {
                 ops.apply(resp.headers_mut());

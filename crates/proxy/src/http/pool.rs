@@ -21,9 +21,49 @@ use tokio::net::TcpStream;
 
 pub use super::body::{BoxError, ProxyBody as Body};
 
-/// Idle HTTP/1.1 connections older than this are closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_IDLE: usize = 256;
+
+/// How long and how much a connection may be used: from the cluster's
+/// `idleTimeout`, `maxRequestsPerConnection` and `maxConnectionDuration`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnPolicy {
+    /// Idle connections older than this are closed rather than reused
+    /// (60 s unless the cluster says otherwise).
+    pub idle_timeout: Duration,
+    pub max_requests: Option<u32>,
+    pub max_age: Option<Duration>,
+}
+
+impl Default for ConnPolicy {
+    fn default() -> Self {
+        ConnPolicy { idle_timeout: Duration::from_secs(60), max_requests: None, max_age: None }
+    }
+}
+
+impl ConnPolicy {
+    /// Whether a connection opened at `born` that has served `served`
+    /// requests may take another.
+    fn usable(&self, born: Instant, served: u32) -> bool {
+        self.max_requests.is_none_or(|m| served < m) && self.max_age.is_none_or(|a| born.elapsed() < a)
+    }
+}
+
+/// An HTTP/1.1 connection and its history.
+#[derive(Debug)]
+struct H1Conn {
+    sender: http1::SendRequest<Body>,
+    born: Instant,
+    served: u32,
+}
+
+/// The shared HTTP/2 connection.
+#[derive(Debug)]
+struct H2Conn {
+    sender: http2::SendRequest<Body>,
+    born: Instant,
+    served: u32,
+    last_used: Instant,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -49,8 +89,9 @@ impl UpstreamError {
 #[derive(Debug, Default)]
 pub struct EndpointPool {
     addr: Option<SocketAddr>,
-    idle: Mutex<Vec<(http1::SendRequest<Body>, Instant)>>,
-    h2: Mutex<Option<http2::SendRequest<Body>>>,
+    /// Idle HTTP/1.1 connections and when each went idle.
+    idle: Mutex<Vec<(H1Conn, Instant)>>,
+    h2: Mutex<Option<H2Conn>>,
     pub connections: AtomicU64,
     pub opened: AtomicU64,
 }
@@ -101,21 +142,26 @@ impl EndpointPool {
         self: &Arc<Self>,
         req: http::Request<Body>,
         connect_timeout: Duration,
+        policy: &ConnPolicy,
     ) -> Result<(http::Response<PooledBody>, bool), UpstreamError> {
         let addr = self.addr();
         let pooled = {
             let mut idle = self.idle.lock().expect("pool");
             let mut found = None;
-            while let Some((s, since)) = idle.pop() {
-                if !s.is_closed() && s.is_ready() && since.elapsed() < IDLE_TIMEOUT {
-                    found = Some(s);
+            while let Some((c, since)) = idle.pop() {
+                if !c.sender.is_closed()
+                    && c.sender.is_ready()
+                    && since.elapsed() < policy.idle_timeout
+                    && policy.usable(c.born, c.served)
+                {
+                    found = Some(c);
                     break;
                 }
             }
             found
         };
-        let (mut sender, reused) = match pooled {
-            Some(s) => (s, true),
+        let (mut conn, reused) = match pooled {
+            Some(c) => (c, true),
             None => {
                 let io = dial(addr, connect_timeout).await?;
                 let (sender, conn) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
@@ -126,27 +172,46 @@ impl EndpointPool {
                     let _ = conn.with_upgrades().await;
                     me.connections.fetch_sub(1, Ordering::Relaxed);
                 });
-                (sender, false)
+                (H1Conn { sender, born: Instant::now(), served: 0 }, false)
             }
         };
-        match sender.send_request(req).await {
+        conn.served += 1;
+        match conn.sender.send_request(req).await {
             Ok(resp) => {
-                let back = Some((Arc::downgrade(self), sender));
-                Ok((resp.map(|b| PooledBody { inner: b, back }), reused))
+                // Back to the pool when the body ends, if it may serve more.
+                let back = policy.usable(conn.born, conn.served).then(|| (Arc::downgrade(self), conn));
+                Ok((resp.map(|b| PooledBody { inner: b, back, hold: None }), reused))
             }
             Err(e) if e.is_canceled() || (reused && e.is_incomplete_message()) => Err(UpstreamError::NotSent(addr, e)),
             Err(e) => Err(UpstreamError::Reset(addr, e)),
         }
     }
 
-    /// Sends over the endpoint's shared HTTP/2 connection, dialing it if needed.
+    /// Sends over the endpoint's shared HTTP/2 connection, dialing it if
+    /// needed (or if the current one is past its policy: it then finishes
+    /// its streams and closes).
     pub async fn send_h2(
         self: &Arc<Self>,
         req: http::Request<Body>,
         connect_timeout: Duration,
+        policy: &ConnPolicy,
     ) -> Result<(http::Response<PooledBody>, bool), UpstreamError> {
         let addr = self.addr();
-        let existing = self.h2.lock().expect("pool").as_ref().filter(|s| !s.is_closed()).cloned();
+        let existing = {
+            let mut h2 = self.h2.lock().expect("pool");
+            match h2.as_mut() {
+                Some(c)
+                    if !c.sender.is_closed()
+                        && c.last_used.elapsed() < policy.idle_timeout
+                        && policy.usable(c.born, c.served) =>
+                {
+                    c.served += 1;
+                    c.last_used = Instant::now();
+                    Some(c.sender.clone())
+                }
+                _ => None,
+            }
+        };
         let (mut sender, reused) = match existing {
             Some(s) => (s, true),
             None => {
@@ -162,7 +227,9 @@ impl EndpointPool {
                     let _ = conn.await;
                     me.connections.fetch_sub(1, Ordering::Relaxed);
                 });
-                *self.h2.lock().expect("pool") = Some(sender.clone());
+                let now = Instant::now();
+                *self.h2.lock().expect("pool") =
+                    Some(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now });
                 (sender, false)
             }
         };
@@ -171,19 +238,19 @@ impl EndpointPool {
             return Err(UpstreamError::Connect(addr, std::io::Error::other("HTTP/2 connection closed")));
         }
         match sender.send_request(req).await {
-            Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, back: None }), reused)),
+            Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, back: None, hold: None }), reused)),
             Err(e) if e.is_canceled() => Err(UpstreamError::NotSent(addr, e)),
             Err(e) => Err(UpstreamError::Reset(addr, e)),
         }
     }
 
-    fn give_back(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    fn give_back(&self, conn: H1Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().expect("pool");
         if idle.len() < MAX_IDLE {
-            idle.push((sender, Instant::now()));
+            idle.push((conn, Instant::now()));
         }
     }
 
@@ -196,16 +263,25 @@ impl EndpointPool {
 /// it has been read to the end (a body dropped early closes it instead).
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Weak<EndpointPool>, http1::SendRequest<Body>)>,
+    back: Option<(Weak<EndpointPool>, H1Conn)>,
+    /// The request's place in the cluster's circuit breakers, released
+    /// when the body ends (or is dropped).
+    hold: Option<crate::config::limits::Admission>,
 }
 
 impl PooledBody {
     fn finish(&mut self) {
-        if let Some((pool, sender)) = self.back.take()
+        self.hold = None;
+        if let Some((pool, conn)) = self.back.take()
             && let Some(pool) = pool.upgrade()
         {
-            pool.give_back(sender);
+            pool.give_back(conn);
         }
+    }
+
+    /// Keeps the request's circuit-breaker place until the body ends.
+    pub fn hold(&mut self, admission: crate::config::limits::Admission) {
+        self.hold = Some(admission);
     }
 }
 
@@ -218,7 +294,10 @@ impl http_body::Body for PooledBody {
         match &r {
             Poll::Ready(None) => self.finish(),
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
-            Poll::Ready(Some(Err(_))) => self.back = None,
+            Poll::Ready(Some(Err(_))) => {
+                self.back = None;
+                self.hold = None;
+            }
             _ => {}
         }
         r

@@ -15,6 +15,7 @@ pub mod flags {
     pub const TIMEOUT: &str = "UT";
     pub const RESET: &str = "UR";
     pub const RETRY_LIMIT: &str = "URX";
+    pub const OVERFLOW: &str = "UO";
 }
 
 pub fn full(b: Bytes) -> Body {
