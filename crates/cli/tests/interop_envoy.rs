@@ -107,6 +107,9 @@ spec:
       route: [{destination: {host: echo, subset: v2}}]
     - match: [{uri: {prefix: /gone}}]
       directResponse: {status: 410, body: {string: gone}}
+    - match: [{uri: {prefix: /fault}}]
+      fault: {abort: {httpStatus: 418}}
+      route: [{destination: {host: echo, subset: v1}}]
     - route:
         - {destination: {host: echo, subset: v1}, weight: 75}
         - {destination: {host: echo, subset: v2}, weight: 25}
@@ -175,6 +178,8 @@ spec:
         }
         let r = request(&out, "GET", "/gone/x", &[("host", "echo:80")], Default::default()).await;
         assert_eq!((r.status, &r.body[..]), (410, &b"gone"[..]));
+        let r = request(&out, "GET", "/fault", &[("host", "echo")], Default::default()).await;
+        assert_eq!(r.status, 418, "Envoy applies weft's fault config");
 
         // A regex RE2 refuses (program size over Envoy's limit of 100) but the
         // config is otherwise fine: Envoy NACKs, weft records why, and Envoy

@@ -130,3 +130,72 @@ fn mirror_copies_traffic_and_discards_the_answer() {
         assert_eq!(count(primary).await, n);
     });
 }
+
+/// Fault injection: aborts (HTTP and gRPC status) and delays for their
+/// percentage of requests; a slow mirror never holds the main request up.
+#[test]
+fn faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_e, echo) = demo("echo", "v1").await;
+        let (_s, shadow) = demo("shadow", "v1").await;
+        let yaml = backend_yaml("echo", echo)
+            + "---\n"
+            + &backend_yaml("shadow", shadow)
+            + r#"---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  http:
+    - match: [{headers: {x-fault: {exact: teapot}}}]
+      fault: {abort: {httpStatus: 418}}
+      route: [{destination: {host: echo}}]
+    - match: [{headers: {x-fault: {exact: half}}}]
+      fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
+      route: [{destination: {host: echo}}]
+    - match: [{headers: {x-fault: {exact: grpc}}}]
+      fault: {abort: {grpcStatus: UNAVAILABLE}}
+      route: [{destination: {host: echo}}]
+    - match: [{headers: {x-fault: {exact: slow}}}]
+      fault: {delay: {fixedDelay: 300ms, percentage: {value: 100}}}
+      route: [{destination: {host: echo}}]
+    - route: [{destination: {host: echo}}]
+      mirror: {host: shadow}
+"#;
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let call = |fault: &'static str| {
+            let out = sc.outbound.clone();
+            async move { request(&out, "GET", "http://echo/", &[("x-fault", fault)], Default::default()).await }
+        };
+        assert_eq!(call("teapot").await.status, 418);
+        let n = 400;
+        let mut aborted = 0;
+        for _ in 0..n {
+            let r = call("half").await;
+            aborted += u32::from(r.status == 503);
+        }
+        println!("abort at 50%: {aborted} of {n}");
+        // Binomial(400, 0.5): sd = 10; 150..=250 is 5 sd.
+        assert!((150..=250).contains(&aborted), "{aborted} of {n}");
+        let g = call("grpc").await;
+        assert_eq!((g.status, g.headers["grpc-status"].to_str().unwrap()), (200, "14"));
+        let t = Instant::now();
+        let r = call("slow").await;
+        assert_eq!(r.status, 200);
+        assert!(t.elapsed() >= Duration::from_millis(300), "delayed by the fault: {:?}", t.elapsed());
+
+        // The mirror answers after 2 s; five main requests do not wait for it.
+        let b = request(&format!("127.0.0.1:{shadow}"), "POST", "/admin/behavior", &[], r#"{"delayMs": 2000}"#.into())
+            .await;
+        assert_eq!(b.status, 200);
+        let t = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(request(&sc.outbound, "GET", "http://echo/", &[], Default::default()).await.status, 200);
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "main requests waited for the mirror: {:?}", t.elapsed());
+    });
+}

@@ -255,6 +255,18 @@ fn virtual_service(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnost
                     None,
                 ));
             }
+            if let Some(g) = f.abort.as_ref().and_then(|a| a.grpc_status.as_ref())
+                && !GRPC_STATUS_CODES.iter().any(|c| c.eq_ignore_ascii_case(g))
+                && g.parse::<u8>().map_or(true, |n| n as usize >= GRPC_STATUS_CODES.len())
+            {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{base}.fault.abort.grpcStatus"),
+                    format!("unknown gRPC status `{g}`"),
+                    Some(format!("use a name such as UNAVAILABLE; known: {}", GRPC_STATUS_CODES.join(", "))),
+                ));
+            }
             if let Some(d) = &f.delay
                 && d.fixed_delay.is_none()
                 && d.exponential_delay.is_none()

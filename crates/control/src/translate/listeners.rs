@@ -42,11 +42,18 @@ fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, stri
             route_config_name: route.to_owned(),
         })),
         strip_port_mode: strip_port.then_some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
-            ..Default::default()
-        }],
+        http_filters: vec![
+            HttpFilter {
+                name: super::fault::FILTER.into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(super::fault::filter_config())),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: "envoy.filters.http.router".into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+                ..Default::default()
+            },
+        ],
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
             upgrade_type: "websocket".into(),
             ..Default::default()

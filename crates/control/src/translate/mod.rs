@@ -5,6 +5,7 @@
 //! `outbound`, a gateway's route table for port P is `http.P`.
 
 mod clusters;
+mod fault;
 mod listeners;
 mod node;
 mod policy;

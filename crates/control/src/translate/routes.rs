@@ -253,7 +253,10 @@ fn action(index: &Index, ns: &str, rule: &HttpRoute, m: Option<&HttpMatchRequest
     };
     let mut ra = RouteAction {
         cluster_specifier: Some(cluster_specifier),
-        timeout: Some(pb_duration(rule.timeout.map_or(std::time::Duration::ZERO, |t| t.0))),
+        // With a fault, neither timeout nor retries apply (Istio's rule).
+        timeout: Some(pb_duration(
+            rule.timeout.filter(|_| rule.fault.is_none()).map_or(std::time::Duration::ZERO, |t| t.0),
+        )),
         retry_policy: if rule.fault.is_some() {
             None
         } else {
@@ -343,6 +346,7 @@ fn rules_to_routes(index: &Index, vs: &Resource, spec: &VirtualServiceSpec, plac
                 request_headers_to_remove: remove.clone(),
                 response_headers_to_add: radd.clone(),
                 response_headers_to_remove: rremove.clone(),
+                typed_per_filter_config: super::fault::per_route(rule.fault.as_ref()).into_iter().collect(),
                 ..Default::default()
             });
         }

@@ -3,6 +3,7 @@
 //! one telemetry record.
 
 mod body;
+mod fault;
 pub mod forward;
 pub mod pool;
 mod respond;
@@ -189,6 +190,19 @@ async fn route_and_serve(
             let resp = respond::redirect(rd, route, scheme, &authority, req.uri());
             Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 }
         }
-        Action::Forward(f) => forward::forward(ctx, cfg, hl.direction, route, f, req, authority).await,
+        Action::Forward(f) => {
+            let delayed = match &route.fault {
+                Some(fault) => match fault::inject(fault, &f.target).await {
+                    Ok(delayed) => delayed,
+                    Err(aborted) => return aborted,
+                },
+                None => false,
+            };
+            let mut out = forward::forward(ctx, cfg, hl.direction, route, f, req, authority).await;
+            if delayed && out.flags == flags::NONE {
+                out.flags = flags::FAULT_DELAY;
+            }
+            out
+        }
     }
 }

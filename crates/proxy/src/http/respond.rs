@@ -16,6 +16,8 @@ pub mod flags {
     pub const RESET: &str = "UR";
     pub const RETRY_LIMIT: &str = "URX";
     pub const OVERFLOW: &str = "UO";
+    pub const FAULT_ABORT: &str = "FI";
+    pub const FAULT_DELAY: &str = "DI";
 }
 
 pub fn full(b: Bytes) -> Body {

@@ -92,6 +92,7 @@ pub(super) fn compile_route(r: &rt::Route, clusters: &Clusters) -> Result<Route,
         action,
         request_headers: header_ops(&r.request_headers_to_add, &r.request_headers_to_remove)?,
         response_headers: header_ops(&r.response_headers_to_add, &r.response_headers_to_remove)?,
+        fault: super::fault::compile(r)?,
     })
 }
 

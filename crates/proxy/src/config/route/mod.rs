@@ -3,6 +3,7 @@
 //! then `*`), and per host an ordered list of routes, first match wins.
 
 mod compile;
+pub mod fault;
 
 use super::cluster::ClusterCfg;
 use super::{Clusters, CompileError};
@@ -45,6 +46,7 @@ pub struct Route {
     pub action: Action,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    pub fault: Option<fault::Fault>,
 }
 
 #[derive(Debug)]
