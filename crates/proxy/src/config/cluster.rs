@@ -162,6 +162,9 @@ pub struct ClusterCfg {
     /// Circuit breakers; None when every limit is unlimited.
     pub limits: Option<Arc<Limits>>,
     pub conn_policy: ConnPolicy,
+    /// Signalled when a new endpoint set is installed, so the health
+    /// checker probes new hosts at once rather than at its next round.
+    pub endpoints_changed: tokio::sync::Notify,
     /// Serializes writers of `set` (endpoint updates, health changes);
     /// requests never take it.
     writer: Mutex<()>,
@@ -364,6 +367,7 @@ impl ClusterCfg {
                 .as_ref()
                 .and_then(|l| l.healthy_panic_threshold.as_ref())
                 .map_or(50, |p| p.value.clamp(0.0, 100.0) as u32),
+            endpoints_changed: tokio::sync::Notify::new(),
             writer: Mutex::new(()),
         };
         if let Some(cla) = cla.or(c.load_assignment.as_ref()) {
@@ -407,6 +411,7 @@ impl ClusterCfg {
         } else {
             set
         });
+        self.endpoints_changed.notify_one();
     }
 
     pub fn update_endpoints(&self, cla: &ClusterLoadAssignment, hosts: &Registries) -> Result<(), CompileError> {

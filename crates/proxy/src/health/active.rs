@@ -152,13 +152,17 @@ pub async fn run(cluster: Weak<ClusterCfg>, cfg: HealthCheckCfg) {
             tracing::info!(cluster = %c.name, "health check changed availability; rebuilding its balancer");
         }
         c.refresh();
-        drop(c);
         let jitter = if cfg.jitter.is_zero() {
             Duration::ZERO
         } else {
             Duration::from_micros(rand::rng().random_range(0..=cfg.jitter.as_micros() as u64))
         };
-        tokio::time::sleep(cfg.interval + jitter).await;
+        // Next round after the interval, or at once when endpoints change
+        // (new hosts are pending until checked).
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.interval + jitter) => {}
+            _ = c.endpoints_changed.notified() => {}
+        }
     }
 }
 
