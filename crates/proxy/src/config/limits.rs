@@ -43,8 +43,12 @@ pub enum Overflow {
 impl std::fmt::Display for Overflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Overflow::Requests => "too many requests in flight (http2MaxRequests)",
-            Overflow::Pending => "too many requests waiting for a connection (maxConnections, http1MaxPendingRequests)",
+            Overflow::Requests => {
+                "too many requests in flight; raise connectionPool.http.http2MaxRequests in the service's DestinationRule, or add instances"
+            }
+            Overflow::Pending => {
+                "too many requests waiting for a connection; raise connectionPool.tcp.maxConnections or connectionPool.http.http1MaxPendingRequests in the service's DestinationRule, or add instances"
+            }
         })
     }
 }
