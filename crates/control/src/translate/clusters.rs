@@ -20,7 +20,25 @@ use weft_api::Spec;
 use weft_api::index::{Index, SvcInfo, SvcPort};
 use weft_api::types::*;
 
-fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy, ann: &Labels) -> Cluster {
+/// weft's annotation extensions of a service's DestinationRule, read once
+/// per service. Annotations were validated with the config; a bad one is
+/// left out here.
+#[derive(Default)]
+struct Extensions {
+    outlier: weft_api::extensions::OutlierExt,
+    health_check: Option<weft_api::extensions::HealthCheck>,
+}
+
+impl Extensions {
+    fn of(ann: &Labels) -> Self {
+        Extensions {
+            outlier: weft_api::extensions::outlier(ann).0,
+            health_check: weft_api::extensions::health_check(ann).0,
+        }
+    }
+}
+
+fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy, ext: &Extensions) -> Cluster {
     let connect = tp
         .connection_pool
         .as_ref()
@@ -35,11 +53,8 @@ fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy, ann: &Labels) -> Cl
         ..Default::default()
     };
     policy::apply_lb(&mut c, tp.load_balancer.as_ref());
-    // Annotations were validated with the config; a bad one is left out.
-    let outlier_ext = weft_api::extensions::outlier(ann).0;
-    policy::apply_outlier(&mut c, tp.outlier_detection.as_ref(), &outlier_ext);
-    let hc = weft_api::extensions::health_check(ann).0;
-    policy::apply_health_check(&mut c, hc.as_ref(), tp.outlier_detection.is_some());
+    policy::apply_outlier(&mut c, tp.outlier_detection.as_ref(), &ext.outlier);
+    policy::apply_health_check(&mut c, ext.health_check.as_ref(), tp.outlier_detection.is_some());
     let common = policy::apply_connection_pool(&mut c, tp);
     let h2 = matches!(sp.protocol.as_str(), "http2" | "grpc");
     if h2 || common.is_some() {
@@ -264,8 +279,7 @@ pub fn build(
     for svc in index.visible_services(&node.namespace) {
         let found = index.destination_rule(&svc.fqdn, &node.namespace);
         let dr = found.map(|(_, d)| d);
-        let no_annotations = Labels::new();
-        let ann = found.map_or(&no_annotations, |(r, _)| &r.meta.annotations);
+        let ext = found.map(|(r, _)| Extensions::of(&r.meta.annotations)).unwrap_or_default();
         let mut subsets: Vec<Option<&Subset>> = vec![None];
         subsets.extend(dr.iter().flat_map(|d| d.subsets.iter()).map(Some));
         for sp in &svc.ports {
@@ -275,7 +289,7 @@ pub fn build(
                     continue;
                 }
                 let tp = policy::effective_policy(dr, *subset, sp.port);
-                let mut c = eds_cluster(&name, sp, &tp, ann);
+                let mut c = eds_cluster(&name, sp, &tp, &ext);
                 let mut eps = endpoints(&lookup, svc, sp, subset.map(|s| &s.labels));
                 match dns_resolution(index, svc) {
                     Some(kind) => {

@@ -3,23 +3,14 @@
 //! requests. The listener carries the filter with an empty config; the
 //! route's config is what takes effect.
 
+use super::routes::fraction;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{FaultDelay, fault_delay};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{FaultAbort, HttpFault, fault_abort};
-use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use weft_api::types::{HttpFaultInjection, Percent};
 
 pub const FILTER: &str = "envoy.filters.http.fault";
-
-/// Unset means every request, as in Istio.
-fn fraction(p: Option<Percent>, legacy: Option<u32>) -> FractionalPercent {
-    let value = p.map(|p| p.value).or(legacy.map(f64::from)).unwrap_or(100.0);
-    FractionalPercent {
-        numerator: (value * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32,
-        denominator: fractional_percent::DenominatorType::Million as i32,
-    }
-}
 
 /// The empty filter config the HTTP connection manager carries.
 pub fn filter_config() -> Any {
@@ -32,7 +23,8 @@ pub fn per_route(f: Option<&HttpFaultInjection>) -> Option<(String, Any)> {
     let delay = f.delay.as_ref().and_then(|d| {
         let fixed = d.fixed_delay.or(d.exponential_delay)?;
         Some(FaultDelay {
-            percentage: Some(fraction(d.percentage, d.percent)),
+            // `percent` is the deprecated integer form.
+            percentage: Some(fraction(d.percentage.or(d.percent.map(|v| Percent { value: v as f64 })))),
             fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(super::routes::pb_duration(
                 fixed.0,
             ))),
@@ -51,7 +43,7 @@ pub fn per_route(f: Option<&HttpFaultInjection>) -> Option<(String, Any)> {
             _ => return None,
         };
         Some(FaultAbort {
-            percentage: Some(fraction(a.percentage, None)),
+            percentage: Some(fraction(a.percentage)),
             error_type: Some(error_type),
             ..Default::default()
         })

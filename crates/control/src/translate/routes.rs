@@ -121,15 +121,17 @@ pub fn destination_cluster(index: &Index, ns: &str, d: &Destination) -> String {
     }
 }
 
-fn percent(p: Option<Percent>) -> RuntimeFractionalPercent {
+/// An Istio percentage (0-100, unset = all) in parts per million.
+pub fn fraction(p: Option<Percent>) -> FractionalPercent {
     let value = p.map_or(100.0, |p| p.value);
-    RuntimeFractionalPercent {
-        default_value: Some(FractionalPercent {
-            numerator: (value * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32,
-            denominator: fractional_percent::DenominatorType::Million as i32,
-        }),
-        runtime_key: String::new(),
+    FractionalPercent {
+        numerator: (value * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32,
+        denominator: fractional_percent::DenominatorType::Million as i32,
     }
+}
+
+fn percent(p: Option<Percent>) -> RuntimeFractionalPercent {
+    RuntimeFractionalPercent { default_value: Some(fraction(p)), runtime_key: String::new() }
 }
 
 fn retry_policy(r: Option<&HttpRetry>, timeout: Option<&Duration>) -> Option<RetryPolicy> {
