@@ -60,7 +60,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .values()
         .map(|c| {
             let set = c.set.load();
-            let eps: Vec<_> = set.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health.as_ref().map_or("healthy".into(), |h| h.flags_text())})).collect();
+            let eps: Vec<_> = set.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health_text()})).collect();
             json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "panic": set.panic, "endpoints": eps})
         })
         .collect();
@@ -99,9 +99,8 @@ fn clusters_text(state: &ProxyState) -> String {
         }
         for e in &set.endpoints {
             let p = format!("{}::{}", c.name, e.addr);
-            let health = e.health.as_deref();
-            let _ = writeln!(out, "{p}::health_flags::{}", health.map_or("healthy".into(), |h| h.flags_text()));
-            if let Some(h) = health.filter(|h| h.ejection_count() > 0 || !h.available()) {
+            let _ = writeln!(out, "{p}::health_flags::{}", e.health_text());
+            if let Some(h) = e.health.as_deref().filter(|h| h.ejection_count() > 0 || !h.available()) {
                 let _ = writeln!(out, "{p}::ejections::{}", h.ejection_count());
                 let _ = writeln!(out, "{p}::last_failure::{}", h.reason());
             }

@@ -121,12 +121,10 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
             health::report(cluster, ep.health.as_deref(), Observation::LocalFailure(503));
             continue;
         };
-        {
-            health::report(cluster, ep.health.as_deref(), Observation::Status(200));
-            let _ = up.set_nodelay(true);
-            let _guard = ep.start();
-            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-            return;
-        }
+        health::report(cluster, ep.health.as_deref(), Observation::Status(200));
+        let _ = up.set_nodelay(true);
+        let _guard = ep.start();
+        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+        return;
     }
 }

@@ -76,6 +76,11 @@ impl Endpoint {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// Envoy's `/clusters` health flags: `healthy` or what keeps it out.
+    pub fn health_text(&self) -> String {
+        self.health.as_ref().map_or("healthy".into(), |h| h.flags_text())
+    }
+
     pub fn start(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(self.clone())
@@ -138,7 +143,8 @@ impl EndpointSet {
     }
 
     fn stale(&self, panic_threshold: u32) -> bool {
-        selection(&self.endpoints, panic_threshold) != (self.members.clone(), self.panic)
+        let (members, panic) = selection(&self.endpoints, panic_threshold);
+        members != self.members || panic != self.panic
     }
 }
 
@@ -193,8 +199,7 @@ fn protocol(c: &Cluster, opts: Option<&HttpProtocolOptions>) -> Protocol {
 
 fn conn_policy(opts: Option<&HttpProtocolOptions>) -> ConnPolicy {
     let common = opts.and_then(|o| o.common_http_protocol_options.as_ref());
-    let dur =
-        |d: &envoy_types::pb::google::protobuf::Duration| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32);
+    let dur = super::duration;
     let mut p = ConnPolicy::default();
     if let Some(c) = common {
         if let Some(d) = c.idle_timeout.as_ref().map(dur).filter(|d| !d.is_zero()) {
@@ -352,10 +357,7 @@ impl ClusterCfg {
             protocol: protocol(c, opts.as_ref()),
             limits: Limits::from_proto(c),
             conn_policy: conn_policy(opts.as_ref()),
-            connect_timeout: c
-                .connect_timeout
-                .as_ref()
-                .map_or(Duration::from_secs(10), |d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)),
+            connect_timeout: c.connect_timeout.as_ref().map_or(Duration::from_secs(10), super::duration),
             set: arc_swap::ArcSwap::from_pointee(EndpointSet::new(Vec::new(), kind, 0)),
             lb_kind: kind,
             dns,

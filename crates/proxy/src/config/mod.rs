@@ -38,6 +38,23 @@ impl std::fmt::Display for CompileError {
 
 pub type Clusters = HashMap<String, Arc<ClusterCfg>>;
 
+/// A protobuf duration as a std one (negative parts count as zero).
+pub fn duration(d: &envoy_types::pb::google::protobuf::Duration) -> std::time::Duration {
+    std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
+}
+
+/// A fraction of requests in parts per million; unset means all of them.
+pub fn parts_per_million(f: Option<&envoy_types::pb::envoy::r#type::v3::FractionalPercent>) -> u32 {
+    use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType as D;
+    let Some(f) = f else { return 1_000_000 };
+    let scale = match D::try_from(f.denominator).unwrap_or(D::Hundred) {
+        D::Hundred => 10_000,
+        D::TenThousand => 100,
+        D::Million => 1,
+    };
+    f.numerator.saturating_mul(scale).min(1_000_000)
+}
+
 /// Per-host state that outlives config versions: connection pools and
 /// health. Read at compile time, never per request.
 #[derive(Default)]

@@ -41,7 +41,7 @@ pub struct HealthCheckCfg {
 }
 
 fn dur(d: Option<&envoy_types::pb::google::protobuf::Duration>) -> Option<Duration> {
-    d.map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+    d.map(crate::config::duration)
 }
 
 impl HealthCheckCfg {

@@ -54,7 +54,8 @@ pub struct HostHealth {
     pub(crate) window_failed: AtomicU32,
     /// Times ejected; multiplies the ejection time, decays while healthy.
     pub(crate) ejections: AtomicU32,
-    pub(crate) ejected_at: Mutex<Option<Instant>>,
+    /// When the host was last ejected, readmitted or had its multiplier lowered.
+    pub(crate) changed_at: Mutex<Option<Instant>>,
     /// Consecutive active check results (only the checker writes them).
     pub(crate) hc_passes: AtomicU32,
     pub(crate) hc_failures: AtomicU32,

@@ -58,7 +58,7 @@ pub struct FailurePercentage {
 }
 
 fn dur(d: Option<&envoy_types::pb::google::protobuf::Duration>, default: Duration) -> Duration {
-    d.map_or(default, |d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+    d.map_or(default, crate::config::duration)
 }
 
 impl OutlierCfg {
@@ -156,7 +156,7 @@ pub fn eject(eps: &[Arc<Endpoint>], h: &HostHealth, reason: &'static str, now: I
         return false; // already out
     }
     h.ejections.fetch_add(1, Relaxed);
-    *h.ejected_at.lock().expect("ejected_at") = Some(now);
+    *h.changed_at.lock().expect("changed_at") = Some(now);
     *h.reason.lock().expect("reason") = reason;
     h.consecutive_5xx.store(0, Relaxed);
     h.consecutive_gateway.store(0, Relaxed);
@@ -178,7 +178,7 @@ pub fn sweep(eps: &[Arc<Endpoint>], now: Instant, cfg: &OutlierCfg) -> (usize, u
     for h in eps.iter().filter_map(|e| e.health.as_deref()) {
         let total = h.window_total.swap(0, Relaxed);
         let failed = h.window_failed.swap(0, Relaxed);
-        let mut at = h.ejected_at.lock().expect("ejected_at");
+        let mut at = h.changed_at.lock().expect("changed_at");
         if h.flags() & flag::FAILED_OUTLIER_CHECK != 0 {
             let k = h.ejections.load(Relaxed);
             if at.is_none_or(|t| now >= t + ejection_time(cfg, k)) {

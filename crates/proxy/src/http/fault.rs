@@ -1,16 +1,12 @@
 //! Fault injection on a route, before forwarding (Envoy's fault filter):
 //! a delay, then possibly an abort, each for its fraction of requests.
 
+use super::chance as hit;
 use super::respond::{error_response, flags, full};
 use super::{Dest, Outcome};
 use crate::config::route::Target;
 use crate::config::route::fault::{Abort, Fault};
 use crate::http::forward::pick_target;
-use rand::Rng;
-
-fn hit(ppm: u32) -> bool {
-    ppm >= 1_000_000 || (ppm > 0 && rand::rng().random_range(0..1_000_000) < ppm)
-}
 
 /// What injection did: `Err` is the abort response; `Ok(true)` means the
 /// request was delayed and goes on.

@@ -338,16 +338,18 @@ pub async fn forward(
                 None => Ok(sent.await),
             };
             let can_retry = retries < max_retries;
-            let observed = match &result {
-                Ok(Ok(resp)) => Some(Observation::Status(resp.status().as_u16())),
-                // A pooled connection the upstream had already closed is
-                // not the host failing (the keep-alive race).
-                Ok(Err(UpstreamError::NotSent(..))) => None,
-                Ok(Err(_)) => Some(Observation::LocalFailure(503)),
-                Err(()) => Some(Observation::LocalFailure(504)),
-            };
-            if let Some(o) = observed {
-                health::report(cluster, ep.health.as_deref(), o);
+            if cluster.outlier.is_some() {
+                let observed = match &result {
+                    Ok(Ok(resp)) => Some(Observation::Status(resp.status().as_u16())),
+                    // A pooled connection the upstream had already closed is
+                    // not the host failing (the keep-alive race).
+                    Ok(Err(UpstreamError::NotSent(..))) => None,
+                    Ok(Err(_)) => Some(Observation::LocalFailure(503)),
+                    Err(()) => Some(Observation::LocalFailure(504)),
+                };
+                if let Some(o) = observed {
+                    health::report(cluster, ep.health.as_deref(), o);
+                }
             }
             match result {
                 Ok(Ok(resp)) => {
@@ -433,7 +435,7 @@ pub async fn forward(
 /// response is discarded and the main request never waits for it.
 fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
     for (cluster, ppm) in &f.mirrors {
-        if rand::rng().random_range(0..1_000_000) >= *ppm {
+        if !super::chance(*ppm) {
             continue;
         }
         let set = cluster.set.load();

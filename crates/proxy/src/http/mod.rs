@@ -27,6 +27,12 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
 }
 
+/// True for `ppm` parts per million of calls (a fault's or mirror's share).
+pub(crate) fn chance(ppm: u32) -> bool {
+    use rand::Rng;
+    ppm >= 1_000_000 || (ppm > 0 && rand::rng().random_range(0..1_000_000) < ppm)
+}
+
 /// Header the outbound side adds so the inbound side can name the caller in
 /// its metrics (`workload.namespace`); removed before the application sees it.
 pub const SOURCE_HEADER: &str = "x-weft-source";

@@ -33,10 +33,6 @@ fn header_ops(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderOps,
     Ok(ops)
 }
 
-fn dur(d: &envoy_types::pb::google::protobuf::Duration) -> Duration {
-    Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
-}
-
 pub(super) fn compile_route(r: &rt::Route, clusters: &Clusters) -> Result<Route, CompileError> {
     use rt::route_match::PathSpecifier as PS;
     let m = r.r#match.as_ref().ok_or_else(|| CompileError::new(format!("route {:?} has no match", r.name)))?;
@@ -156,13 +152,13 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
             let retry = ra.retry_policy.as_ref().map(|p| RetryPolicy {
                 retry_on: RetryOn::parse(&p.retry_on),
                 num_retries: p.num_retries.as_ref().map_or(1, |n| n.value),
-                per_try_timeout: p.per_try_timeout.as_ref().map(dur).filter(|d| !d.is_zero()),
+                per_try_timeout: p.per_try_timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero()),
                 statuses: p.retriable_status_codes.iter().map(|c| *c as u16).collect(),
                 base_interval: p
                     .retry_back_off
                     .as_ref()
                     .and_then(|b| b.base_interval.as_ref())
-                    .map_or(Duration::from_millis(25), dur),
+                    .map_or(Duration::from_millis(25), crate::config::duration),
             });
             let hash = ra
                 .hash_policy
@@ -185,13 +181,8 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                 .iter()
                 .filter_map(|m| {
                     let c = clusters.get(m.cluster.as_str())?.clone();
-                    let ppm = m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()).map_or(
-                        1_000_000,
-                        |f| match f.denominator {
-                            0 => f.numerator * 10_000,
-                            1 => f.numerator * 100,
-                            _ => f.numerator,
-                        },
+                    let ppm = crate::config::parts_per_million(
+                        m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()),
                     );
                     Some((c, ppm))
                 })
@@ -220,7 +211,7 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                 prefix_rewrite,
                 regex_rewrite,
                 host_rewrite,
-                timeout: ra.timeout.as_ref().map(dur).filter(|d| !d.is_zero()),
+                timeout: ra.timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero()),
                 retry,
                 hash,
                 mirrors,

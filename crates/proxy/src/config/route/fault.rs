@@ -2,10 +2,10 @@
 //! delay and abort, each for a fraction of requests.
 
 use super::CompileError;
+use crate::config::{duration, parts_per_million as ppm};
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{HttpFault, fault_abort};
-use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent::DenominatorType};
 use prost::Message;
 use std::time::Duration;
 
@@ -25,16 +25,6 @@ pub struct Fault {
     pub abort: Option<(Abort, u32)>,
 }
 
-fn ppm(p: Option<&FractionalPercent>) -> u32 {
-    let Some(p) = p else { return 1_000_000 };
-    let scale = match DenominatorType::try_from(p.denominator).unwrap_or(DenominatorType::Hundred) {
-        DenominatorType::Hundred => 10_000,
-        DenominatorType::TenThousand => 100,
-        DenominatorType::Million => 1,
-    };
-    p.numerator.saturating_mul(scale).min(1_000_000)
-}
-
 /// The route's fault config, if it has one.
 pub fn compile(r: &rt::Route) -> Result<Option<Fault>, CompileError> {
     let Some(any) = r.typed_per_filter_config.get(FILTER) else { return Ok(None) };
@@ -42,9 +32,7 @@ pub fn compile(r: &rt::Route) -> Result<Option<Fault>, CompileError> {
         .map_err(|e| CompileError::new(format!("route {}: bad fault config: {e}", r.name)))?;
     let delay = match f.delay {
         Some(d) => match d.fault_delay_secifier {
-            Some(fault_delay::FaultDelaySecifier::FixedDelay(t)) => {
-                Some((Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32), ppm(d.percentage.as_ref())))
-            }
+            Some(fault_delay::FaultDelaySecifier::FixedDelay(t)) => Some((duration(&t), ppm(d.percentage.as_ref()))),
             _ => return Err(CompileError::new(format!("route {}: only fixed fault delays are supported", r.name))),
         },
         None => None,
