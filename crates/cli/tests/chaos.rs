@@ -9,27 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One GET through the sidecar; Err says what went wrong.
+/// One GET through the sidecar: (status, who answered); Err says what went wrong.
 async fn try_call(out: &str, host: &str) -> Result<(u16, String), String> {
-    let stream = tokio::net::TcpStream::connect(out).await.map_err(|e| e.to_string())?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = http::Request::get(format!("http://{host}/"))
-        .header("host", host)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
-        .await
-        .map_err(|_| "client timeout".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| e.to_string())?.to_bytes();
-    let who = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["instance"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
-    Ok((status, who))
+    let r = try_request(out, "GET", &format!("http://{host}/"), &[], Default::default()).await?;
+    Ok((r.status, r.instance()))
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -52,10 +35,7 @@ fn kill_freeze_and_return_under_load_loses_no_request() {
         let (a, pa) = demo("chaos", "v1").await;
         let (b, pb) = demo("chaos", "v1").await;
         let (_c, pc) = demo("chaos", "v1").await;
-        let mut yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: chaos}\nspec:\n  selector: {app: chaos}\n  ports: [{name: http, port: 80}]\n".to_owned();
-        for p in [pa, pb, pc] {
-            yaml.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: chaos-{p}}}\nspec: {{address: 127.0.0.1, ports: {{http: {p}}}, labels: {{app: chaos}}}}\n"));
-        }
+        let mut yaml = service_yaml("chaos", &[pa, pb, pc]);
         yaml.push_str(
             r#"---
 apiVersion: networking.istio.io/v1
@@ -199,8 +179,8 @@ fn upstream_closing_idle_keepalive_connections_causes_no_error() {
             }
             tokio::time::sleep(Duration::from_millis(gap)).await;
         }
-        let text = String::from_utf8(get(&sc.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
-        let opened: u64 = text.lines().find_map(|l| l.split("::cx_total::").nth(1)).unwrap().parse().unwrap();
+        let cx_total = format!("outbound|80||idle.default.svc.cluster.local::127.0.0.1:{port}::cx_total::");
+        let opened: u64 = sc.clusters_line(&cx_total).await.unwrap().parse().unwrap();
         eprintln!("keep-alive race: {ok} ok, {} failed, {opened} upstream connections opened", failed.len());
         assert!(failed.is_empty(), "{failed:?}");
         assert!(opened > 8, "nginx should have closed idle connections ({opened} opened)");

@@ -5,16 +5,6 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 
-fn service(name: &str, ports: &[u16]) -> String {
-    let mut y = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n"
-    );
-    for p in ports {
-        y.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}-{p}}}\nspec: {{address: 127.0.0.1, ports: {{http: {p}}}, labels: {{app: {name}}}}}\n"));
-    }
-    y
-}
-
 async fn behave(port: u16, json: &str) {
     let r = request(&format!("127.0.0.1:{port}"), "POST", "/admin/behavior", &[], json.to_owned().into()).await;
     assert_eq!(r.status, 200);
@@ -24,18 +14,13 @@ async fn behave(port: u16, json: &str) {
 /// the proxy's own message when no instance did).
 async fn call(out: &str, host: &str) -> (u16, String) {
     let r = request(out, "GET", &format!("http://{host}/"), &[], Default::default()).await;
-    let who = serde_json::from_slice::<serde_json::Value>(&r.body)
-        .ok()
-        .and_then(|v| v["instance"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("proxy: {}", String::from_utf8_lossy(&r.body).trim()));
-    (r.status, who)
+    (r.status, r.instance())
 }
 
 /// The `health_flags` of endpoint `port` in the sidecar's `/clusters`.
 async fn flags(sc: &Sidecar, cluster: &str, port: u16) -> String {
-    let text = String::from_utf8(get(&sc.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
     let key = format!("{cluster}::127.0.0.1:{port}::health_flags::");
-    text.lines().find_map(|l| l.strip_prefix(&key)).unwrap_or("absent").to_owned()
+    sc.clusters_line(&key).await.unwrap_or_else(|| "absent".into())
 }
 
 #[test]
@@ -49,7 +34,7 @@ fn outlier_detection_ejects_caps_and_panics() {
             format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: od}}\nspec:\n  host: od\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 3, interval: 500ms, baseEjectionTime: 60s, maxEjectionPercent: {max}}}\n")
         };
         let path = dir.path().join("mesh.yaml");
-        std::fs::write(&path, service("od", &[pa, pb, pc]) + &rule(30)).unwrap();
+        std::fs::write(&path, service_yaml("od", &[pa, pb, pc]) + &rule(30)).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
         let cluster = "outbound|80||od.default.svc.cluster.local";
@@ -85,14 +70,13 @@ fn outlier_detection_ejects_caps_and_panics() {
         // Everything fails and may be ejected: the proxy spreads over all
         // of them (panic) rather than answering "no healthy upstream".
         behave(pa, r#"{"failPercent": 100}"#).await;
-        std::fs::write(&path, service("od", &[pa, pb, pc]) + &rule(100)).unwrap();
+        std::fs::write(&path, service_yaml("od", &[pa, pb, pc]) + &rule(100)).unwrap();
         eventually(10, "a and b ejected", || async {
             call(&sc.outbound, "od").await;
             flags(&sc, cluster, pa).await.contains("outlier") && flags(&sc, cluster, pb).await.contains("outlier")
         })
         .await;
-        let text = String::from_utf8(get(&sc.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
-        assert!(text.contains(&format!("{cluster}::panic::true")), "{text}");
+        assert_eq!(sc.clusters_line(&format!("{cluster}::panic::")).await.as_deref(), Some("true"));
         let mut reached = HashMap::new();
         for _ in 0..60 {
             let (status, who) = call(&sc.outbound, "od").await;
@@ -112,7 +96,7 @@ fn active_health_checks_keep_users_off_a_failing_instance() {
         // b's health endpoint fails before the mesh even starts.
         behave(pb, r#"{"healthFail": true}"#).await;
         let rule = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: hc\n  annotations:\n    health-check.weft.dev/path: /health\n    health-check.weft.dev/interval: 200ms\n    health-check.weft.dev/timeout: 100ms\n    health-check.weft.dev/unhealthy-threshold: \"2\"\n    health-check.weft.dev/healthy-threshold: \"2\"\nspec:\n  host: hc\n";
-        std::fs::write(dir.path().join("mesh.yaml"), service("hc", &[pa, pb]) + rule).unwrap();
+        std::fs::write(dir.path().join("mesh.yaml"), service_yaml("hc", &[pa, pb]) + rule).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
         let cluster = "outbound|80||hc.default.svc.cluster.local";
@@ -139,19 +123,13 @@ fn active_health_checks_keep_users_off_a_failing_instance() {
     });
 }
 
-/// A line of the sidecar's `/clusters` after `prefix`.
-async fn clusters_line(sc: &Sidecar, prefix: &str) -> Option<String> {
-    let text = String::from_utf8(get(&sc.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
-    text.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
-}
-
 #[test]
 fn circuit_breakers_refuse_at_once_and_limit_connections() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let (_s, port) = demo("cb", "v1").await;
         let rule = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: cb}\nspec:\n  host: cb\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 2}\n";
-        std::fs::write(dir.path().join("mesh.yaml"), service("cb", &[port]) + rule).unwrap();
+        std::fs::write(dir.path().join("mesh.yaml"), service_yaml("cb", &[port]) + rule).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
         let cluster = "outbound|80||cb.default.svc.cluster.local";
@@ -160,7 +138,7 @@ fn circuit_breakers_refuse_at_once_and_limit_connections() {
         for _ in 0..6 {
             assert_eq!(call(&sc.outbound, "cb").await.0, 200);
         }
-        let opened = clusters_line(&sc, &format!("{cluster}::127.0.0.1:{port}::cx_total::")).await;
+        let opened = sc.clusters_line(&format!("{cluster}::127.0.0.1:{port}::cx_total::")).await;
         assert_eq!(opened.as_deref(), Some("3"), "maxRequestsPerConnection 2");
 
         // One slow request holds the only connection, one waits, the third is refused.
@@ -171,12 +149,12 @@ fn circuit_breakers_refuse_at_once_and_limit_connections() {
         };
         let first = slow(sc.outbound.clone());
         eventually(5, "first request in flight", || async {
-            clusters_line(&sc, &format!("{cluster}::circuit_breakers::rq_active::")).await.as_deref() == Some("1")
+            sc.clusters_line(&format!("{cluster}::circuit_breakers::rq_active::")).await.as_deref() == Some("1")
         })
         .await;
         let second = slow(sc.outbound.clone());
         eventually(5, "second request pending", || async {
-            clusters_line(&sc, &format!("{cluster}::circuit_breakers::rq_pending::")).await.as_deref() == Some("1")
+            sc.clusters_line(&format!("{cluster}::circuit_breakers::rq_pending::")).await.as_deref() == Some("1")
         })
         .await;
         let started = std::time::Instant::now();
@@ -188,7 +166,7 @@ fn circuit_breakers_refuse_at_once_and_limit_connections() {
         eprintln!("overflow answered in {took:?}");
         assert_eq!((first.await.unwrap(), second.await.unwrap()), (200, 200), "the pending request was served");
         assert_eq!(
-            clusters_line(&sc, &format!("{cluster}::circuit_breakers::overflows::")).await.as_deref(),
+            sc.clusters_line(&format!("{cluster}::circuit_breakers::overflows::")).await.as_deref(),
             Some("1")
         );
     });

@@ -107,6 +107,14 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The demo instance that answered, or the proxy's own message when none did.
+    pub fn instance(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["instance"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("proxy: {}", String::from_utf8_lossy(&self.body).trim()))
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -119,8 +127,21 @@ pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
 }
 
 pub async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    try_request(addr, method, path, headers, body).await.unwrap_or_else(|e| panic!("{method} {path} via {addr}: {e}"))
+}
+
+/// `request` that reports failure instead of panicking (load under chaos).
+pub async fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Resp, String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     let mut req = http::Request::builder().method(method).uri(path);
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
@@ -129,11 +150,14 @@ pub async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &st
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = sender.send_request(req.body(Full::new(body)).unwrap()).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req.body(Full::new(body)).unwrap()))
+        .await
+        .map_err(|_| "no answer within 30 s".to_owned())?
+        .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp { status, headers, body }
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Resp { status, headers, body })
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
@@ -237,6 +261,13 @@ impl Sidecar {
     pub async fn config_dump(&self) -> serde_json::Value {
         get(&self.admin, "/config_dump", &[]).await.json()
     }
+
+    /// What follows `prefix` on a line of `/clusters` (Envoy's
+    /// `cluster::host::stat::value` lines).
+    pub async fn clusters_line(&self, prefix: &str) -> Option<String> {
+        let text = String::from_utf8(get(&self.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
+        text.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+    }
 }
 
 /// A demo workload on a free port; returns it and its port.
@@ -252,12 +283,27 @@ pub async fn demo(name: &str, version: &str) -> (Proc, u16) {
     (p, port)
 }
 
+fn service_only(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n"
+    )
+}
+
+fn entry(workload: &str, app: &str, port: u16) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {workload}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {app}}}}}\n"
+    )
+}
+
 /// A Service `name` (port 80, named `http`) selecting `app: name`, and one
 /// WorkloadEntry for it at 127.0.0.1:`port`.
 pub fn backend_yaml(name: &str, port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {name}}}}}\n"
-    )
+    service_only(name) + &entry(name, name, port)
+}
+
+/// A Service `name` with one WorkloadEntry (`name-port`) per port.
+pub fn service_yaml(name: &str, ports: &[u16]) -> String {
+    ports.iter().fold(service_only(name), |y, p| y + &entry(&format!("{name}-{p}"), name, *p))
 }
 
 /// A Service `name` with two versions: a DestinationRule with subsets v1
