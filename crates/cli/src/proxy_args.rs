@@ -49,6 +49,11 @@ pub struct Common {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// Where this proxy runs, `region/zone/subzone`: callers prefer
+    /// endpoints near it (locality load balancing), and a sidecar registers
+    /// its instance there.
+    #[arg(long)]
+    locality: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -72,9 +77,6 @@ pub struct ProxyArgs {
     register_ttl: u64,
     #[arg(long)]
     service_account: Option<String>,
-    /// `region/zone/subzone`.
-    #[arg(long)]
-    locality: Option<String>,
     #[arg(long)]
     weight: Option<u32>,
 }
@@ -121,6 +123,7 @@ impl ProxyArgs {
             inbound_port: self.inbound_port,
             app_port: self.app_port,
             port_offset: 0,
+            locality: c.locality.clone(),
         };
         let register = self.register.map(|api| Registration {
             api,
@@ -128,7 +131,7 @@ impl ProxyArgs {
             port: self.inbound_port,
             ttl: Duration::from_secs(self.register_ttl),
             service_account: self.service_account,
-            locality: self.locality,
+            locality: self.common.locality.clone(),
             weight: self.weight,
         });
         self.common.options(node, register)
@@ -149,6 +152,7 @@ impl GatewayArgs {
             inbound_port: 0,
             app_port: None,
             port_offset: self.port_offset,
+            locality: c.locality.clone(),
         };
         self.common.options(node, None)
     }

@@ -5,24 +5,6 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 
-async fn behave(port: u16, json: &str) {
-    let r = request(&format!("127.0.0.1:{port}"), "POST", "/admin/behavior", &[], json.to_owned().into()).await;
-    assert_eq!(r.status, 200);
-}
-
-/// One request through the sidecar: (status, instance that answered, or
-/// the proxy's own message when no instance did).
-async fn call(out: &str, host: &str) -> (u16, String) {
-    let r = request(out, "GET", &format!("http://{host}/"), &[], Default::default()).await;
-    (r.status, r.instance())
-}
-
-/// The `health_flags` of endpoint `port` in the sidecar's `/clusters`.
-async fn flags(sc: &Sidecar, cluster: &str, port: u16) -> String {
-    let key = format!("{cluster}::127.0.0.1:{port}::health_flags::");
-    sc.clusters_line(&key).await.unwrap_or_else(|| "absent".into())
-}
-
 #[test]
 fn outlier_detection_ejects_caps_and_panics() {
     let dir = tempfile::tempdir().unwrap();

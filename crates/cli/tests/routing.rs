@@ -97,10 +97,10 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
     let mut diags = loaded.diagnostics;
     diags.extend(weft_api::validate(&loaded.resources));
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:#?}");
-    let snap = Snapshot {
-        version: 1,
-        resources: Arc::new(loaded.resources),
-        instances: vec![Instance {
+    let snap = Snapshot::new(
+        1,
+        Arc::new(loaded.resources),
+        vec![Instance {
             name: "r1".into(),
             namespace: "default".into(),
             address: "127.0.0.1".into(),
@@ -108,7 +108,7 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
             labels: [("app".into(), "reviews".into()), ("version".into(), "v1".into())].into(),
             ..Default::default()
         }],
-    };
+    );
     let info = NodeInfo {
         id: "test".into(),
         role: "sidecar".into(),
@@ -304,7 +304,7 @@ fn translation_is_deterministic() {
             ..Default::default()
         })
         .collect();
-    let snap = Arc::new(Snapshot { version: 1, resources: Arc::new(loaded.resources), instances });
+    let snap = Arc::new(Snapshot::new(1, Arc::new(loaded.resources), instances));
     let info = NodeInfo {
         id: "t".into(),
         role: "sidecar".into(),

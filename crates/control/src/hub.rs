@@ -62,7 +62,7 @@ impl Hub {
         inner.version += 1;
         let mut instances: Vec<Instance> = static_instances(&inner.resources);
         instances.extend(inner.registrations.instances().into_iter().map(|(_, i)| i));
-        let snap = Snapshot { version: inner.version, resources: inner.resources.clone(), instances };
+        let snap = Snapshot::new(inner.version, inner.resources.clone(), instances);
         tracing::debug!(version = inner.version, "publishing snapshot");
         self.tx.send_replace(Arc::new(snap));
     }

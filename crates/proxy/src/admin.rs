@@ -60,8 +60,9 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .values()
         .map(|c| {
             let set = c.set.load();
-            let eps: Vec<_> = set.endpoints.iter().map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health_text()})).collect();
-            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "panic": set.panic, "endpoints": eps})
+            let eps: Vec<_> = set.endpoints.iter().enumerate().map(|(i, e)| json!({"address": e.addr.to_string(), "weight": e.weight, "lbWeight": set.weight(i), "priority": e.priority, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health_text()})).collect();
+            let loads: Vec<_> = set.loads.iter().map(|(p, pct)| json!({"priority": p, "percent": pct})).collect();
+            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "slowStart": c.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "endpoints": eps})
         })
         .collect();
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -97,7 +98,10 @@ fn clusters_text(state: &ProxyState) -> String {
         if set.panic {
             let _ = writeln!(out, "{}::panic::true", c.name);
         }
-        for e in &set.endpoints {
+        for (p, pct) in &set.loads {
+            let _ = writeln!(out, "{}::priority_load::{p}::{pct}", c.name);
+        }
+        for (i, e) in set.endpoints.iter().enumerate() {
             let p = format!("{}::{}", c.name, e.addr);
             let _ = writeln!(out, "{p}::health_flags::{}", e.health_text());
             if let Some(h) = e.health.as_deref().filter(|h| h.ejection_count() > 0 || !h.available()) {
@@ -105,6 +109,8 @@ fn clusters_text(state: &ProxyState) -> String {
                 let _ = writeln!(out, "{p}::last_failure::{}", h.reason());
             }
             let _ = writeln!(out, "{p}::weight::{}", e.weight);
+            let _ = writeln!(out, "{p}::lb_weight::{}", set.weight(i));
+            let _ = writeln!(out, "{p}::priority::{}", e.priority);
             let _ = writeln!(out, "{p}::rq_active::{}", e.active());
             let _ = writeln!(out, "{p}::cx_active::{}", e.pool.connections.load(std::sync::atomic::Ordering::Relaxed));
             let _ = writeln!(out, "{p}::cx_idle::{}", e.pool.idle());

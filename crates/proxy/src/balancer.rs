@@ -33,6 +33,8 @@ pub struct Balancer {
     /// Ring hash: sorted (hash, endpoint); maglev: table of endpoints.
     ring: Vec<(u64, u32)>,
     table: Vec<u32>,
+    /// Least request: the weights, when they differ.
+    weights: Vec<u32>,
 }
 
 /// A stable 64-bit hash (SipHash with fixed keys).
@@ -74,7 +76,7 @@ fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
     out
 }
 
-fn maglev_table(eps: &[Arc<Endpoint>], m: usize) -> Vec<u32> {
+fn maglev_table(eps: &[Arc<Endpoint>], weights: &[u32], m: usize) -> Vec<u32> {
     let n = eps.len();
     let mut table = vec![u32::MAX; m];
     if n == 0 {
@@ -92,7 +94,7 @@ fn maglev_table(eps: &[Arc<Endpoint>], m: usize) -> Vec<u32> {
     'outer: loop {
         for i in 0..n {
             // Weighted: an endpoint of weight w takes w turns per round.
-            for _ in 0..eps[i].weight.max(1) {
+            for _ in 0..weights[i].max(1) {
                 let (offset, skip) = perms[i];
                 let mut c = (offset + next[i] * skip) % m;
                 while table[c] != u32::MAX {
@@ -112,8 +114,9 @@ fn maglev_table(eps: &[Arc<Endpoint>], m: usize) -> Vec<u32> {
 }
 
 impl Balancer {
-    pub fn new(kind: LbKind, eps: &[Arc<Endpoint>]) -> Self {
-        let weights: Vec<u32> = eps.iter().map(|e| e.weight.max(1)).collect();
+    /// A balancer over `eps`, endpoint `i` weighted `weights[i]`.
+    pub fn new(kind: LbKind, eps: &[Arc<Endpoint>], weights: &[u32]) -> Self {
+        debug_assert_eq!(eps.len(), weights.len());
         let mut b = Balancer {
             kind,
             next: AtomicUsize::new(rand::rng().random_range(0..eps.len().max(1))),
@@ -121,9 +124,10 @@ impl Balancer {
             cumulative: Vec::new(),
             ring: Vec::new(),
             table: Vec::new(),
+            weights: Vec::new(),
         };
         match kind {
-            LbKind::RoundRobin => b.schedule = smooth_schedule(&weights),
+            LbKind::RoundRobin => b.schedule = smooth_schedule(weights),
             LbKind::Random => {
                 let mut acc = 0u64;
                 b.cumulative = weights
@@ -134,7 +138,11 @@ impl Balancer {
                     })
                     .collect();
             }
-            LbKind::LeastRequest => {}
+            LbKind::LeastRequest => {
+                if weights.windows(2).any(|w| w[0] != w[1]) {
+                    b.weights = weights.to_vec();
+                }
+            }
             LbKind::RingHash { min_ring } => {
                 let total: u64 = weights.iter().map(|w| *w as u64).sum::<u64>().max(1);
                 for (i, e) in eps.iter().enumerate() {
@@ -145,7 +153,7 @@ impl Balancer {
                 }
                 b.ring.sort_unstable();
             }
-            LbKind::Maglev { table_size } => b.table = maglev_table(eps, table_size.max(2)),
+            LbKind::Maglev { table_size } => b.table = maglev_table(eps, weights, table_size.max(2)),
         }
         b
     }
@@ -192,7 +200,8 @@ impl Balancer {
                 let mut rng = rand::rng();
                 let a = rng.random_range(0..n);
                 let b = (a + rng.random_range(1..n)) % n;
-                let load = |i: usize| (eps[i].active() + 1) as f64 / eps[i].weight.max(1) as f64;
+                let weight = |i: usize| self.weights.get(i).map_or(1, |w| (*w).max(1));
+                let load = |i: usize| (eps[i].active() + 1) as f64 / weight(i) as f64;
                 if load(b) < load(a) { b } else { a }
             }
             LbKind::RingHash { .. } => {
@@ -224,6 +233,10 @@ mod tests {
             .collect()
     }
 
+    fn w(e: &[Arc<Endpoint>]) -> Vec<u32> {
+        e.iter().map(|e| e.weight).collect()
+    }
+
     fn counts(b: &Balancer, e: &[Arc<Endpoint>], n: usize, hash: impl Fn(usize) -> Option<u64>) -> Vec<usize> {
         let mut c = vec![0; e.len()];
         for k in 0..n {
@@ -235,9 +248,9 @@ mod tests {
     #[test]
     fn round_robin_is_even_and_weighted_is_exact_and_smooth() {
         let e = eps(&[1, 1, 1]);
-        assert_eq!(counts(&Balancer::new(LbKind::RoundRobin, &e), &e, 300, |_| None), vec![100, 100, 100]);
+        assert_eq!(counts(&Balancer::new(LbKind::RoundRobin, &e, &w(&e)), &e, 300, |_| None), vec![100, 100, 100]);
         let e = eps(&[5, 1, 1]);
-        let b = Balancer::new(LbKind::RoundRobin, &e);
+        let b = Balancer::new(LbKind::RoundRobin, &e, &w(&e));
         assert_eq!(counts(&b, &e, 700, |_| None), vec![500, 100, 100]);
         // Smooth: the heavy endpoint never gets more than 3 in a row at 5:1:1.
         assert_eq!(smooth_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
@@ -246,7 +259,7 @@ mod tests {
     #[test]
     fn random_follows_weights_within_tolerance() {
         let e = eps(&[3, 1]);
-        let c = counts(&Balancer::new(LbKind::Random, &e), &e, 20_000, |_| None);
+        let c = counts(&Balancer::new(LbKind::Random, &e, &w(&e)), &e, 20_000, |_| None);
         let share = c[0] as f64 / 20_000.0;
         assert!((share - 0.75).abs() < 0.02, "{c:?}");
     }
@@ -254,7 +267,7 @@ mod tests {
     #[test]
     fn least_request_prefers_the_idle_endpoint() {
         let e = eps(&[1, 1]);
-        let b = Balancer::new(LbKind::LeastRequest, &e);
+        let b = Balancer::new(LbKind::LeastRequest, &e, &w(&e));
         let _busy: Vec<_> = (0..10).map(|_| e[0].start()).collect();
         assert_eq!(counts(&b, &e, 1000, |_| None), vec![0, 1000]);
     }
@@ -263,7 +276,7 @@ mod tests {
     fn consistent_hashes_are_sticky_and_spread() {
         let e = eps(&[1, 1, 1, 1]);
         for kind in [LbKind::RingHash { min_ring: 1024 }, LbKind::Maglev { table_size: 65537 }] {
-            let b = Balancer::new(kind, &e);
+            let b = Balancer::new(kind, &e, &w(&e));
             for key in 0..50u64 {
                 let first = b.pick(&e, Some(hash64(&key)), &[]);
                 assert!((0..5).all(|_| b.pick(&e, Some(hash64(&key)), &[]) == first));
@@ -276,7 +289,7 @@ mod tests {
     #[test]
     fn retries_avoid_tried_hosts() {
         let e = eps(&[1, 1, 1]);
-        let b = Balancer::new(LbKind::Random, &e);
+        let b = Balancer::new(LbKind::Random, &e, &w(&e));
         for _ in 0..100 {
             let i = b.pick(&e, None, &[0, 1]).unwrap();
             assert_eq!(i, 2);

@@ -23,6 +23,8 @@ pub struct NodeInfo {
     pub inbound_port: u16,
     pub app_port: Option<u16>,
     pub port_offset: u16,
+    /// `region/zone/subzone`, sent as the xDS node's locality.
+    pub locality: Option<String>,
 }
 
 pub struct ProxyState {

@@ -8,7 +8,7 @@
 
 use crate::config::{Config, Raw, eds_name, rds_names};
 use crate::state::{NodeInfo, ProxyState};
-use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
@@ -44,9 +44,18 @@ pub fn node(info: &NodeInfo) -> Node {
     }
     let labels = Struct { fields: info.labels.iter().map(|(k, v)| (k.clone(), s(v))).collect() };
     f.insert("LABELS".into(), Value { kind: Some(Kind::StructValue(labels)) });
+    let locality = info.locality.as_deref().map(|l| {
+        let mut parts = l.splitn(3, '/').map(str::to_owned);
+        Locality {
+            region: parts.next().unwrap_or_default(),
+            zone: parts.next().unwrap_or_default(),
+            sub_zone: parts.next().unwrap_or_default(),
+        }
+    });
     Node {
         id: info.id.clone(),
         cluster: info.workload.clone(),
+        locality,
         metadata: Some(Struct { fields: f.into_iter().collect() }),
         user_agent_name: "weft".into(),
         ..Default::default()

@@ -441,6 +441,24 @@ fn traffic_policy(r: &Resource, base: &str, tp: &TrafficPolicy, out: &mut Vec<Di
                     None,
                 ));
             }
+            if w.duration.is_none() {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{p}.warmup"),
+                    "warmup needs a `duration`: how long a new endpoint takes to reach its full share",
+                    Some(format!("add `{p}.warmup.duration`, e.g. `duration: 30s`")),
+                ));
+            }
+            if lb.consistent_hash.is_some() || matches!(lb.simple, Some(SimpleLb::Random | SimpleLb::Passthrough)) {
+                out.push(r.diag(
+                    Warning,
+                    codes::INVALID_VALUE,
+                    &format!("{p}.warmup"),
+                    "warmup (slow start) only applies to ROUND_ROBIN and LEAST_REQUEST; it is ignored here",
+                    None,
+                ));
+            }
             if w.aggression.is_some_and(|a| a < 1.0) {
                 out.push(r.diag(
                     Error,

@@ -232,22 +232,30 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub async fn start(xds: &str, workload: &str) -> Sidecar {
+        Sidecar::start_with(xds, workload, &[]).await
+    }
+
+    /// A sidecar with `extra` arguments (e.g. `--locality r/z`).
+    pub async fn start_with(xds: &str, workload: &str, extra: &[&str]) -> Sidecar {
         let (o, a) = (free_port(), free_port());
-        let proc = spawn(&[
+        let (os, as_) = (o.to_string(), a.to_string());
+        let mut args = vec![
             "proxy",
             "--xds",
             xds,
             "--workload",
             workload,
             "--outbound-port",
-            &o.to_string(),
+            &os,
             "--admin-port",
-            &a.to_string(),
+            &as_,
             "--metrics-port",
             "0",
             "--health-port",
             "0",
-        ]);
+        ];
+        args.extend(extra);
+        let proc = spawn(&args);
         let admin = format!("127.0.0.1:{a}");
         let ad = admin.clone();
         eventually(20, "sidecar ready", || {
@@ -268,6 +276,25 @@ impl Sidecar {
         let text = String::from_utf8(get(&self.admin, "/clusters", &[]).await.body.to_vec()).unwrap();
         text.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
     }
+}
+
+/// Changes how a demo instance behaves (`POST /admin/behavior`).
+pub async fn behave(port: u16, json: &str) {
+    let r = request(&format!("127.0.0.1:{port}"), "POST", "/admin/behavior", &[], json.to_owned().into()).await;
+    assert_eq!(r.status, 200);
+}
+
+/// One request through the sidecar: (status, instance that answered, or
+/// the proxy's own message when no instance did).
+pub async fn call(out: &str, host: &str) -> (u16, String) {
+    let r = request(out, "GET", &format!("http://{host}/"), &[], Default::default()).await;
+    (r.status, r.instance())
+}
+
+/// The `health_flags` of endpoint `port` in the sidecar's `/clusters`.
+pub async fn flags(sc: &Sidecar, cluster: &str, port: u16) -> String {
+    let key = format!("{cluster}::127.0.0.1:{port}::health_flags::");
+    sc.clusters_line(&key).await.unwrap_or_else(|| "absent".into())
 }
 
 /// A demo workload on a free port; returns it and its port.

@@ -2,6 +2,7 @@
 
 use super::cluster_name;
 use super::listeners::{ads, socket};
+use super::locality::{self, Placement};
 use super::node::ProxyNode;
 use super::policy;
 use super::routes::pb_duration;
@@ -83,6 +84,8 @@ struct Ep<'a> {
     port: u16,
     weight: Option<u32>,
     locality: Option<&'a str>,
+    /// The instance's labels (for `failoverPriority`).
+    labels: Option<&'a Labels>,
     workload: &'a str,
     namespace: &'a str,
 }
@@ -97,9 +100,12 @@ fn metadata(ep: &Ep) -> Metadata {
     Metadata { filter_metadata: [("istio".to_owned(), Struct { fields })].into_iter().collect(), ..Default::default() }
 }
 
-fn assignment(name: &str, eps: Vec<Ep>) -> ClusterLoadAssignment {
-    let mut by_loc: BTreeMap<Option<&str>, Vec<LbEndpoint>> = BTreeMap::new();
+/// Endpoints grouped by (rank, locality), as `placement` ranks and weighs
+/// them for the caller.
+fn assignment(name: &str, eps: Vec<Ep>, placement: &Placement) -> ClusterLoadAssignment {
+    let mut by_loc: BTreeMap<(u32, Option<&str>), Vec<LbEndpoint>> = BTreeMap::new();
     for ep in eps {
+        let rank = placement.rank(ep.locality, ep.labels);
         let lb = LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
                 address: Some(socket(&ep.address, ep.port)),
@@ -109,18 +115,32 @@ fn assignment(name: &str, eps: Vec<Ep>) -> ClusterLoadAssignment {
             metadata: Some(metadata(&ep)),
             ..Default::default()
         };
-        by_loc.entry(ep.locality).or_default().push(lb);
+        by_loc.entry((rank, ep.locality)).or_default().push(lb);
     }
+    let keys: Vec<(u32, Option<&str>)> = by_loc.keys().copied().collect();
+    let priorities = locality::compact(&keys.iter().map(|k| k.0).collect::<Vec<_>>());
+    let weights = placement.weights(&keys.iter().map(|k| k.1).collect::<Vec<_>>());
     let endpoints = by_loc
         .into_iter()
-        .map(|(loc, lb_endpoints)| {
+        .zip(priorities.into_iter().zip(weights))
+        // `distribute` leaves out localities it gives no share.
+        .filter(|(_, (_, w))| w.is_some())
+        .map(|(((_, loc), lb_endpoints), (priority, weight))| {
             let mut parts = loc.unwrap_or("").splitn(3, '/').map(str::to_owned);
             let locality = loc.map(|_| Locality {
                 region: parts.next().unwrap_or_default(),
                 zone: parts.next().unwrap_or_default(),
                 sub_zone: parts.next().unwrap_or_default(),
             });
-            LocalityLbEndpoints { locality, lb_endpoints, ..Default::default() }
+            LocalityLbEndpoints {
+                locality,
+                lb_endpoints,
+                priority,
+                load_balancing_weight: weight
+                    .filter(|_| placement.locality_weighted())
+                    .map(|value| UInt32Value { value }),
+                ..Default::default()
+            }
         })
         .collect();
     ClusterLoadAssignment { cluster_name: name.to_owned(), endpoints, ..Default::default() }
@@ -199,6 +219,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                 port: inst.port_for(sp),
                 weight: inst.weight,
                 locality: inst.locality.as_deref(),
+                labels: Some(&inst.labels),
                 workload: &inst.name,
                 namespace: &inst.namespace,
             });
@@ -224,6 +245,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                             port: port.port,
                             weight: None,
                             locality: None,
+                            labels: None,
                             workload: r.name(),
                             namespace: r.namespace(),
                         });
@@ -244,6 +266,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                             port: port.port,
                             weight: None,
                             locality: e.zone.as_deref(),
+                            labels: None,
                             workload: r.name(),
                             namespace: r.namespace(),
                         });
@@ -290,6 +313,13 @@ pub fn build(
                 }
                 let tp = policy::effective_policy(dr, *subset, sp.port);
                 let mut c = eds_cluster(&name, sp, &tp, &ext);
+                let setting = tp.load_balancer.as_ref().and_then(|lb| lb.locality_lb_setting.as_ref());
+                let placement = Placement::of(setting, tp.outlier_detection.is_some(), node);
+                if placement.locality_weighted() {
+                    c.common_lb_config.get_or_insert_default().locality_config_specifier = Some(
+                        cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(Default::default()),
+                    );
+                }
                 let mut eps = endpoints(&lookup, svc, sp, subset.map(|s| &s.labels));
                 match dns_resolution(index, svc) {
                     Some(kind) => {
@@ -304,15 +334,16 @@ pub fn build(
                                 port,
                                 weight: None,
                                 locality: None,
+                                labels: None,
                                 workload: &svc.name,
                                 namespace: &svc.namespace,
                             });
                         }
                         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
                         c.eds_cluster_config = None;
-                        c.load_assignment = Some(assignment(&name, eps));
+                        c.load_assignment = Some(assignment(&name, eps, &placement));
                     }
-                    None => cla.push(assignment(&name, eps)),
+                    None => cla.push(assignment(&name, eps, &placement)),
                 }
                 clusters.push(c);
             }
@@ -330,6 +361,7 @@ pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
         port: app,
         weight: None,
         locality: None,
+        labels: None,
         workload: &node.workload,
         namespace: &node.namespace,
     };
@@ -344,7 +376,7 @@ pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
         name: name.clone(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
         connect_timeout: Some(pb_duration(Duration::from_secs(10))),
-        load_assignment: Some(assignment(&name, vec![ep])),
+        load_assignment: Some(assignment(&name, vec![ep], &Placement::Flat)),
         typed_extension_protocol_options: [(
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
             pack_any(opts),

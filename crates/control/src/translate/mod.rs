@@ -7,6 +7,7 @@
 mod clusters;
 mod fault;
 mod listeners;
+mod locality;
 mod node;
 mod policy;
 mod routes;
@@ -26,6 +27,33 @@ pub struct Snapshot {
     pub resources: Arc<Vec<Resource>>,
     /// Static and registered instances together.
     pub instances: Vec<Instance>,
+    /// Some DestinationRule ranks endpoints by the caller's labels
+    /// (`failoverPriority`); computed on first use.
+    pub label_failover: std::sync::OnceLock<bool>,
+}
+
+impl Snapshot {
+    pub fn new(version: u64, resources: Arc<Vec<Resource>>, instances: Vec<Instance>) -> Self {
+        Snapshot { version, resources, instances, label_failover: Default::default() }
+    }
+
+    /// True when a caller's labels can change the endpoints it is sent.
+    pub fn label_failover(&self) -> bool {
+        *self.label_failover.get_or_init(|| {
+            self.resources.iter().any(|r| match &r.spec {
+                weft_api::Spec::DestinationRule(d) => {
+                    let tps = d.traffic_policy.iter().chain(d.subsets.iter().filter_map(|s| s.traffic_policy.as_ref()));
+                    tps.flat_map(|tp| {
+                        tp.load_balancer
+                            .iter()
+                            .chain(tp.port_level_settings.iter().filter_map(|p| p.load_balancer.as_ref()))
+                    })
+                    .any(|lb| lb.locality_lb_setting.as_ref().is_some_and(|l| !l.failover_priority.is_empty()))
+                }
+                _ => false,
+            })
+        })
+    }
 }
 
 pub fn cluster_name(port: u16, subset: &str, fqdn: &str) -> String {

@@ -4,7 +4,8 @@
 //! `ROLE` (`sidecar` | `gateway`), `NAMESPACE`, `WORKLOAD_NAME`, `LABELS`
 //! (a struct), `LISTEN_IP`, `OUTBOUND_PORT` (default 15001), `INBOUND_PORT`
 //! (default 15006), `APP_PORT` (the local application; no inbound without it),
-//! `PORT_OFFSET` (gateways: added to every server port).
+//! `PORT_OFFSET` (gateways: added to every server port). Its locality is
+//! the node's own `locality` field, as Envoy sends it.
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::{Value, value::Kind};
@@ -28,6 +29,8 @@ pub struct ProxyNode {
     pub inbound_port: u16,
     pub app_port: Option<u16>,
     pub port_offset: u16,
+    /// `region/zone/subzone` from the node's locality; None when unset.
+    pub locality: Option<String>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -64,6 +67,11 @@ impl ProxyNode {
             inbound_port: port("INBOUND_PORT").unwrap_or(15006),
             app_port: port("APP_PORT"),
             port_offset: port("PORT_OFFSET").unwrap_or(0),
+            locality: node
+                .locality
+                .as_ref()
+                .map(|l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone).trim_end_matches('/').to_owned())
+                .filter(|l| !l.is_empty()),
         }
     }
 }

@@ -7,7 +7,9 @@ use super::routes::pb_duration;
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection, circuit_breakers, cluster,
 };
-use envoy_types::pb::envoy::config::core::v3::{HealthCheck, HttpProtocolOptions as CommonHttpOptions, health_check};
+use envoy_types::pb::envoy::config::core::v3::{
+    HealthCheck, HttpProtocolOptions as CommonHttpOptions, RuntimeDouble, health_check,
+};
 use envoy_types::pb::envoy::r#type::v3::{Int64Range, Percent};
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 use weft_api::extensions::{self, OutlierExt, Probe};
@@ -62,6 +64,22 @@ pub fn apply_lb(c: &mut Cluster, lb: Option<&LoadBalancerSettings>) {
         Some(SimpleLb::Passthrough) => P::ClusterProvided,
         _ => P::RoundRobin,
     } as i32;
+    // `warmup` is Envoy's slow start, on round robin and least request only.
+    let Some(window) = lb.warmup.as_ref().and_then(|w| w.duration) else { return };
+    let w = lb.warmup.as_ref().expect("warmup is set");
+    let slow_start_config = Some(cluster::SlowStartConfig {
+        slow_start_window: Some(pb_duration(window.0)),
+        aggression: Some(RuntimeDouble { default_value: w.aggression.unwrap_or(1.0), runtime_key: String::new() }),
+        min_weight_percent: Some(Percent { value: w.minimum_percent.unwrap_or(10.0) }),
+    });
+    if c.lb_policy == P::LeastRequest as i32 {
+        c.lb_config = Some(cluster::LbConfig::LeastRequestLbConfig(cluster::LeastRequestLbConfig {
+            slow_start_config,
+            ..Default::default()
+        }));
+    } else if c.lb_policy == P::RoundRobin as i32 {
+        c.lb_config = Some(cluster::LbConfig::RoundRobinLbConfig(cluster::RoundRobinLbConfig { slow_start_config }));
+    }
 }
 
 fn u32v(v: u32) -> Option<UInt32Value> {

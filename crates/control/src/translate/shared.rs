@@ -106,7 +106,15 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
     match node.role {
         Role::Sidecar => {
             let n = node.clone();
-            let cl = part(cache, snap, format!("clusters|{}", node.namespace), move |ix, snap| {
+            // Endpoint priorities depend on where the caller is (locality) and
+            // with `failoverPriority` on its labels.
+            let ranking = match (&node.locality, snap.label_failover()) {
+                (None, false) => String::new(),
+                (loc, false) => format!("|{}", loc.as_deref().unwrap_or("")),
+                (loc, true) => format!("|{}|{}", loc.as_deref().unwrap_or(""), labels.join(",")),
+            };
+            let key = format!("clusters|{}{ranking}", node.namespace);
+            let cl = part(cache, snap, key, move |ix, snap| {
                 let (clusters, endpoints) = clusters_part(ix, snap, &n, None);
                 Part { clusters, endpoints, ..Default::default() }
             })
@@ -130,7 +138,9 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
         }
         Role::Gateway => {
             let n = node.clone();
-            let g = part(cache, snap, format!("gateway|{}|{}", node.namespace, labels.join(",")), move |ix, snap| {
+            let key =
+                format!("gateway|{}|{}|{}", node.namespace, labels.join(","), node.locality.as_deref().unwrap_or(""));
+            let g = part(cache, snap, key, move |ix, snap| {
                 let ports = listeners::gateway_ports(ix, &n);
                 let rs: Vec<_> = ports.iter().map(|p| routes::gateway(ix, &n, *p)).collect();
                 let referenced = routes::referenced_clusters(&rs);

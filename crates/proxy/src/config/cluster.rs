@@ -1,8 +1,9 @@
 //! Clusters compiled from Envoy `Cluster` + `ClusterLoadAssignment`.
 
+use super::endpoints::{EndpointSet, SetPolicy, Warmup};
 use super::limits::Limits;
 use super::{CompileError, Registries};
-use crate::balancer::{Balancer, LbKind};
+use crate::balancer::LbKind;
 use crate::health::active::HealthCheckCfg;
 use crate::health::outlier::OutlierCfg;
 use crate::health::{HostHealth, flag};
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -34,6 +36,10 @@ pub struct Endpoint {
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     pub locality: Arc<str>,
+    /// Envoy priority (0 is preferred); set per caller by the control plane.
+    pub priority: u32,
+    /// The locality's weight, when the cluster weights localities.
+    pub locality_weight: u32,
     pub pool: Arc<EndpointPool>,
     /// None when the cluster has no outlier detection or health checks.
     pub health: Option<Arc<HostHealth>>,
@@ -66,6 +72,8 @@ impl Endpoint {
             workload,
             namespace,
             locality,
+            priority: 0,
+            locality_weight: 1,
             pool,
             health: None,
             active: AtomicU64::new(0),
@@ -87,67 +95,6 @@ impl Endpoint {
     }
 }
 
-/// A cluster's endpoints and the balancer built over those available
-/// (all of them without health state, or in panic). Swapped whole when
-/// endpoints or their health change; a request holds the set it started with.
-#[derive(Debug)]
-pub struct EndpointSet {
-    pub endpoints: Vec<Arc<Endpoint>>,
-    lb: Balancer,
-    /// Indexes (ascending) of the endpoints the balancer picks from; empty
-    /// when it picks from all.
-    members: Vec<u32>,
-    /// The member endpoints, in `members` order.
-    member_eps: Vec<Arc<Endpoint>>,
-    /// Too few hosts are available: traffic spreads over all of them.
-    pub panic: bool,
-}
-
-/// Which endpoints a balancer should use: (members, panic). Panic when none
-/// is available, or fewer than `panic_threshold` percent (Envoy's rule; its
-/// 0% "never panic" is not followed: weft tries a failing host rather than
-/// answering 503 itself when nothing else is left).
-fn selection(eps: &[Arc<Endpoint>], panic_threshold: u32) -> (Vec<u32>, bool) {
-    let n = eps.len();
-    let available: Vec<u32> =
-        (0..n).filter(|i| eps[*i].health.as_ref().is_none_or(|h| h.available())).map(|i| i as u32).collect();
-    if available.len() == n {
-        (Vec::new(), false)
-    } else if available.is_empty() || (available.len() * 100) < panic_threshold as usize * n {
-        (Vec::new(), true)
-    } else {
-        (available, false)
-    }
-}
-
-impl EndpointSet {
-    pub fn new(endpoints: Vec<Arc<Endpoint>>, kind: LbKind, panic_threshold: u32) -> Self {
-        let (members, panic) = selection(&endpoints, panic_threshold);
-        let member_eps: Vec<Arc<Endpoint>> = members.iter().map(|i| endpoints[*i as usize].clone()).collect();
-        let lb = Balancer::new(kind, if members.is_empty() { &endpoints } else { &member_eps });
-        EndpointSet { endpoints, lb, members, member_eps, panic }
-    }
-
-    /// An endpoint index, avoiding `tried` (hosts already tried) when it can.
-    pub fn pick(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
-        if self.members.is_empty() {
-            return self.lb.pick(&self.endpoints, hash, tried);
-        }
-        let local: Vec<usize> = tried.iter().filter_map(|g| self.members.binary_search(&(*g as u32)).ok()).collect();
-        self.lb.pick(&self.member_eps, hash, &local).map(|i| self.members[i] as usize)
-    }
-
-    /// The endpoints the balancer picks from.
-    pub fn available(&self) -> usize {
-        if self.members.is_empty() { self.endpoints.len() } else { self.members.len() }
-    }
-
-    fn stale(&self, panic_threshold: u32) -> bool {
-        let (members, panic) = selection(&self.endpoints, panic_threshold);
-        members != self.members || panic != self.panic
-    }
-}
-
 #[derive(Debug)]
 pub struct ClusterCfg {
     pub name: Arc<str>,
@@ -159,12 +106,11 @@ pub struct ClusterCfg {
     pub connect_timeout: Duration,
     /// Lock-free to read; replaced by `update_endpoints`.
     pub set: arc_swap::ArcSwap<EndpointSet>,
-    lb_kind: LbKind,
+    /// Balancer, panic threshold, locality weights, slow start.
+    pub policy: SetPolicy,
     dns: Option<i32>,
     pub outlier: Option<OutlierCfg>,
     pub health_check: Option<HealthCheckCfg>,
-    /// Below this percentage of available hosts, spread over all.
-    pub panic_threshold: u32,
     /// Circuit breakers; None when every limit is unlimited.
     pub limits: Option<Arc<Limits>>,
     pub conn_policy: ConnPolicy,
@@ -289,6 +235,8 @@ fn endpoints(
                     None => (wl.clone(), field("namespace")),
                 };
                 let mut e = Endpoint::new(addr, weight, w, ns, locality.clone(), hosts.pools.get(addr));
+                e.priority = loc.priority;
+                e.locality_weight = loc.load_balancing_weight.as_ref().map_or(0, |w| w.value);
                 if let Some(k) = &health {
                     let h = hosts.health.get(k.cluster, addr, k.initial);
                     h.set(k.stale, false);
@@ -299,6 +247,23 @@ fn endpoints(
         }
     }
     Ok(out)
+}
+
+/// Slow start, from the round robin or least request config (as Istio
+/// writes `warmup`); hash-based balancers have none.
+fn warmup(c: &Cluster) -> Option<Warmup> {
+    let ss = match &c.lb_config {
+        Some(cluster::LbConfig::RoundRobinLbConfig(r)) => r.slow_start_config.as_ref(),
+        Some(cluster::LbConfig::LeastRequestLbConfig(l)) => l.slow_start_config.as_ref(),
+        _ => None,
+    }?;
+    let window = ss.slow_start_window.as_ref().map(super::duration).filter(|d| !d.is_zero())?;
+    Some(Warmup {
+        window,
+        // Envoy's defaults: 10% and 1.0.
+        min_factor: ss.min_weight_percent.as_ref().map_or(0.1, |p| p.value / 100.0),
+        aggression: ss.aggression.as_ref().map_or(1.0, |a| a.default_value),
+    })
 }
 
 fn lb_kind(c: &Cluster) -> LbKind {
@@ -349,6 +314,20 @@ impl ClusterCfg {
             None => None,
         };
         let opts = http_options(c);
+        let policy = SetPolicy {
+            kind,
+            // Envoy's default is 50%.
+            panic_threshold: c
+                .common_lb_config
+                .as_ref()
+                .and_then(|l| l.healthy_panic_threshold.as_ref())
+                .map_or(50, |p| p.value.clamp(0.0, 100.0) as u32),
+            locality_weighted: matches!(
+                c.common_lb_config.as_ref().and_then(|l| l.locality_config_specifier.as_ref()),
+                Some(cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+            ),
+            warmup: warmup(c),
+        };
         let cfg = ClusterCfg {
             name: c.name.as_str().into(),
             service: service.into(),
@@ -358,17 +337,12 @@ impl ClusterCfg {
             limits: Limits::from_proto(c),
             conn_policy: conn_policy(opts.as_ref()),
             connect_timeout: c.connect_timeout.as_ref().map_or(Duration::from_secs(10), super::duration),
-            set: arc_swap::ArcSwap::from_pointee(EndpointSet::new(Vec::new(), kind, 0)),
-            lb_kind: kind,
+            set: arc_swap::ArcSwap::from_pointee(EndpointSet::new(Vec::new(), &policy, 140, Instant::now())),
+            policy,
             dns,
             outlier: c.outlier_detection.as_ref().map(OutlierCfg::from_proto),
             health_check,
             // Envoy's default is 50%.
-            panic_threshold: c
-                .common_lb_config
-                .as_ref()
-                .and_then(|l| l.healthy_panic_threshold.as_ref())
-                .map_or(50, |p| p.value.clamp(0.0, 100.0) as u32),
             endpoints_changed: tokio::sync::Notify::new(),
             writer: Mutex::new(()),
         };
@@ -385,7 +359,9 @@ impl ClusterCfg {
         cla: &ClusterLoadAssignment,
         hosts: &Registries,
     ) -> Result<Arc<EndpointSet>, CompileError> {
-        let health = (self.outlier.is_some() || self.health_check.is_some()).then(|| {
+        // Slow start needs to know since when a host is available.
+        let tracked = self.outlier.is_some() || self.health_check.is_some() || self.policy.warmup.is_some();
+        let health = tracked.then(|| {
             let checks = flag::FAILED_ACTIVE_HC | flag::PENDING_ACTIVE_HC;
             HealthKeys {
                 cluster: &self.name,
@@ -399,7 +375,8 @@ impl ClusterCfg {
         if self.dns == Some(cluster::DiscoveryType::LogicalDns as i32) {
             eps.truncate(1);
         }
-        Ok(Arc::new(EndpointSet::new(eps, self.lb_kind, self.panic_threshold)))
+        let over = cla.policy.as_ref().and_then(|p| p.overprovisioning_factor.as_ref()).map_or(140, |v| v.value.max(1));
+        Ok(Arc::new(EndpointSet::new(eps, &self.policy, over, Instant::now())))
     }
 
     /// Installs a new endpoint set (an EDS update); requests in flight keep
@@ -407,12 +384,7 @@ impl ClusterCfg {
     /// built is caught up at once.
     pub fn install(&self, set: Arc<EndpointSet>) {
         let _w = self.writer.lock().expect("endpoint set writer");
-        let stale = set.stale(self.panic_threshold);
-        self.set.store(if stale {
-            Arc::new(EndpointSet::new(set.endpoints.clone(), self.lb_kind, self.panic_threshold))
-        } else {
-            set
-        });
+        self.set.store(if set.stale() { Arc::new(self.rebuilt(&set)) } else { set });
         self.endpoints_changed.notify_one();
     }
 
@@ -425,8 +397,8 @@ impl ClusterCfg {
     pub fn refresh(&self) {
         let _w = self.writer.lock().expect("endpoint set writer");
         let cur = self.set.load();
-        if cur.stale(self.panic_threshold) {
-            let next = EndpointSet::new(cur.endpoints.clone(), self.lb_kind, self.panic_threshold);
+        if cur.stale() {
+            let next = self.rebuilt(&cur);
             if next.panic && !cur.panic {
                 tracing::warn!(cluster = %self.name, available = next.available(), total = next.endpoints.len(), "too few healthy hosts: spreading over all of them (panic)");
             }
@@ -445,7 +417,11 @@ impl ClusterCfg {
         r
     }
 
+    fn rebuilt(&self, set: &EndpointSet) -> EndpointSet {
+        EndpointSet::new(set.endpoints.clone(), &self.policy, set.overprovisioning, Instant::now())
+    }
+
     pub fn lb_kind(&self) -> LbKind {
-        self.lb_kind
+        self.policy.kind
     }
 }

@@ -2,6 +2,7 @@
 //! once per xDS update outside the request path and swapped in atomically.
 
 pub mod cluster;
+pub mod endpoints;
 pub mod limits;
 pub mod route;
 

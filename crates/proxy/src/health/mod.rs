@@ -61,6 +61,9 @@ pub struct HostHealth {
     pub(crate) hc_failures: AtomicU32,
     /// Why the host was last ejected or failed, for `/clusters`.
     pub(crate) reason: Mutex<&'static str>,
+    /// When the host last became available (new, readmitted or passing its
+    /// checks again): where its slow start begins.
+    since: Mutex<Option<Instant>>,
 }
 
 impl HostHealth {
@@ -76,7 +79,15 @@ impl HostHealth {
     pub(crate) fn set(&self, bit: u8, on: bool) -> bool {
         let old =
             if on { self.flags.fetch_or(bit, Ordering::AcqRel) } else { self.flags.fetch_and(!bit, Ordering::AcqRel) };
+        if !on && old != 0 && old & !bit == 0 {
+            *self.since.lock().expect("health since") = Some(Instant::now());
+        }
         (old & bit != 0) != on
+    }
+
+    /// Since when the host is available; None while it is not.
+    pub fn available_since(&self) -> Option<Instant> {
+        if self.available() { *self.since.lock().expect("health since") } else { None }
     }
 
     pub fn ejection_count(&self) -> u32 {
@@ -126,7 +137,12 @@ impl HealthRegistry {
             return h;
         }
         hosts.retain(|_, w| w.strong_count() > 0);
-        let h = Arc::new(HostHealth { flags: AtomicU8::new(initial), reason: Mutex::new(""), ..Default::default() });
+        let h = Arc::new(HostHealth {
+            flags: AtomicU8::new(initial),
+            reason: Mutex::new(""),
+            since: Mutex::new(Some(Instant::now())),
+            ..Default::default()
+        });
         hosts.insert(key, Arc::downgrade(&h));
         h
     }
@@ -162,5 +178,18 @@ pub fn watch(cluster: &Arc<crate::config::cluster::ClusterCfg>) {
     }
     if let Some(cfg) = cluster.health_check.clone() {
         rt.spawn(active::run(Arc::downgrade(cluster), cfg));
+    }
+    if let Some(w) = cluster.policy.warmup {
+        // Slow start: rebuild the balancer in 20 steps per window while a
+        // host ramps up (a set that is not warming is left as it is).
+        let step = (w.window / 20).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(5));
+        let weak = Arc::downgrade(cluster);
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(step).await;
+                let Some(c) = weak.upgrade() else { return };
+                c.refresh();
+            }
+        });
     }
 }

@@ -1,0 +1,157 @@
+//! Locality load balancing and slow start with real instances: a caller
+//! stays in its zone until that zone's instances fail, fails over to the
+//! next zone, and comes back; `distribute` splits traffic by locality; a
+//! readmitted instance ramps up its share instead of taking it all at once.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+
+/// Service `name` with one WorkloadEntry per (port, locality).
+fn zoned(name: &str, instances: &[(u16, &str)]) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n"
+    );
+    for (port, loc) in instances {
+        y += &format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}-{port}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: {name}}}, locality: {loc}}}\n"
+        );
+    }
+    y
+}
+
+/// Who answered `n` requests, by instance.
+async fn spread(out: &str, host: &str, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let (status, who) = call(out, host).await;
+        assert_eq!(status, 200, "{who}");
+        *seen.entry(who).or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn a_zone_keeps_its_traffic_until_its_instances_fail_then_gets_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a1, a1) = demo("zoned", "v1").await;
+        let (_a2, a2) = demo("zoned", "v1").await;
+        let (_b1, b1) = demo("zoned", "v1").await;
+        let (_b2, b2) = demo("zoned", "v1").await;
+        let rule = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: zoned}\nspec:\n  host: zoned\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 2, interval: 200ms, baseEjectionTime: 2s, maxEjectionPercent: 100}\n";
+        let services = zoned("zoned", &[(a1, "eu/zone-a"), (a2, "eu/zone-a"), (b1, "eu/zone-b"), (b2, "eu/zone-b")]);
+        let retry = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: zoned}\nspec:\n  hosts: [zoned]\n  http:\n    - route: [{destination: {host: zoned}}]\n      retries: {attempts: 3, retryOn: 5xx}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), services + rule + retry).unwrap();
+        let control = Control::start(dir.path()).await;
+        let in_a = Sidecar::start_with(&control.xds, "client-a", &["--locality", "eu/zone-a"]).await;
+        let in_b = Sidecar::start_with(&control.xds, "client-b", &["--locality", "eu/zone-b"]).await;
+        let cluster = "outbound|80||zoned.default.svc.cluster.local";
+        let name = |p: u16| format!("zoned-{p}");
+
+        // Each caller stays in its own zone.
+        let seen = spread(&in_a.outbound, "zoned", 100).await;
+        assert_eq!(seen.get(&name(a1)).copied().unwrap_or(0) + seen.get(&name(a2)).copied().unwrap_or(0), 100, "{seen:?}");
+        assert_eq!(seen.len(), 2, "both zone-a instances share the load: {seen:?}");
+        let seen = spread(&in_b.outbound, "zoned", 100).await;
+        assert!(seen.keys().all(|k| *k == name(b1) || *k == name(b2)), "{seen:?}");
+        assert_eq!(in_a.clusters_line(&format!("{cluster}::127.0.0.1:{b1}::priority::")).await.as_deref(), Some("1"));
+
+        // Zone a fails: its instances are ejected and zone b takes over,
+        // with retries covering the requests that found out.
+        behave(a1, r#"{"failPercent": 100}"#).await;
+        behave(a2, r#"{"failPercent": 100}"#).await;
+        let mut sent = 0;
+        while !(flags(&in_a, cluster, a1).await.contains("outlier") && flags(&in_a, cluster, a2).await.contains("outlier"))
+        {
+            assert!(sent < 200, "zone a was not ejected after {sent} requests");
+            assert_eq!(call(&in_a.outbound, "zoned").await.0, 200, "retries hide the failing zone");
+            sent += 1;
+        }
+        eprintln!("zone a ejected after {sent} requests");
+        let seen = spread(&in_a.outbound, "zoned", 100).await;
+        assert!(seen.keys().all(|k| *k == name(b1) || *k == name(b2)), "zone b took over: {seen:?}");
+        assert_eq!(in_a.clusters_line(&format!("{cluster}::priority_load::1::")).await.as_deref(), Some("100"));
+
+        // Zone a heals: once readmitted, traffic goes back to it.
+        behave(a1, r#"{"failPercent": 0}"#).await;
+        behave(a2, r#"{"failPercent": 0}"#).await;
+        eventually(15, "zone a readmitted", || async {
+            flags(&in_a, cluster, a1).await == "healthy" && flags(&in_a, cluster, a2).await == "healthy"
+        })
+        .await;
+        let seen = spread(&in_a.outbound, "zoned", 100).await;
+        assert!(seen.keys().all(|k| *k == name(a1) || *k == name(a2)), "back in zone a: {seen:?}");
+        // Zone b's caller never left zone b.
+        let seen = spread(&in_b.outbound, "zoned", 50).await;
+        assert!(seen.keys().all(|k| *k == name(b1) || *k == name(b2)), "{seen:?}");
+    });
+}
+
+#[test]
+fn distribute_splits_traffic_by_locality() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, a) = demo("dist", "v1").await;
+        let (_b, b) = demo("dist", "v1").await;
+        let (_c, c) = demo("dist", "v1").await;
+        let rule = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dist}\nspec:\n  host: dist\n  trafficPolicy:\n    loadBalancer:\n      localityLbSetting:\n        distribute:\n          - from: eu/zone-a/*\n            to: {\"eu/zone-a/*\": 80, \"eu/zone-b/*\": 20}\n";
+        let services = zoned("dist", &[(a, "eu/zone-a"), (b, "eu/zone-b"), (c, "us/zone-c")]);
+        std::fs::write(dir.path().join("mesh.yaml"), services + rule).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start_with(&control.xds, "client", &["--locality", "eu/zone-a"]).await;
+        let seen = spread(&sc.outbound, "dist", 500).await;
+        let share = |p: u16| seen.get(&format!("dist-{p}")).copied().unwrap_or(0);
+        eprintln!("distribute 80/20: {seen:?}");
+        assert_eq!(share(c), 0, "zone c is in no `to`: {seen:?}");
+        assert!((380..=420).contains(&share(a)), "80% to zone a: {seen:?}");
+        assert!((80..=120).contains(&share(b)), "20% to zone b: {seen:?}");
+    });
+}
+
+#[test]
+fn a_readmitted_instance_ramps_up_along_the_warmup_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, a) = demo("warm", "v1").await;
+        let (_b, b) = demo("warm", "v1").await;
+        let rule = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: warm}\nspec:\n  host: warm\n  trafficPolicy:\n    loadBalancer:\n      simple: ROUND_ROBIN\n      warmup: {duration: 6s, minimumPercent: 10}\n    outlierDetection: {consecutive5xxErrors: 1, interval: 100ms, baseEjectionTime: 1s, maxEjectionPercent: 100}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), service_yaml("warm", &[a, b]) + rule).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let cluster = "outbound|80||warm.default.svc.cluster.local";
+        // Past the first window, both are at full weight.
+        eventually(15, "initial warmup over", || async {
+            sc.config_dump().await["clusters"].as_array().unwrap().iter().any(|c| c["name"] == cluster && c["warming"] == false)
+        })
+        .await;
+
+        // b fails once and is ejected; it heals and comes back after 1 s.
+        behave(b, r#"{"failPercent": 100}"#).await;
+        eventually(10, "b ejected", || async {
+            call(&sc.outbound, "warm").await;
+            flags(&sc, cluster, b).await.contains("outlier")
+        })
+        .await;
+        behave(b, r#"{"failPercent": 0}"#).await;
+        eventually(10, "b readmitted", || async { flags(&sc, cluster, b).await == "healthy" }).await;
+
+        // Its share of each 1.5 s slice rises from ~10% toward 50%.
+        let mut shares = Vec::new();
+        let start = std::time::Instant::now();
+        for slice in 1..=5u32 {
+            let (mut to_b, mut total) = (0, 0);
+            while start.elapsed() < std::time::Duration::from_millis(1500) * slice {
+                let (status, who) = call(&sc.outbound, "warm").await;
+                assert_eq!(status, 200);
+                total += 1;
+                to_b += usize::from(who == format!("warm-{b}"));
+            }
+            shares.push(to_b as f64 / total as f64);
+        }
+        eprintln!("b's share per 1.5 s after readmission: {shares:.2?}");
+        assert!(shares[0] < 0.25, "starts low: {shares:?}");
+        assert!(shares[4] > 0.4, "ends near an equal share: {shares:?}");
+        assert!(shares[0] < shares[2] && shares[2] < shares[4], "rises: {shares:?}");
+    });
+}
