@@ -25,6 +25,7 @@ fn bootstrap(xds_port: u16, admin: u16, outbound: u16) -> String {
         r#"node:
   id: envoy-client~127.0.0.1
   cluster: envoy-client
+  locality: {{region: eu, zone: zone-a}}
   metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: envoy-client, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}"}}
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
@@ -88,6 +89,19 @@ spec:
     )
 }
 
+/// A service with an instance in Envoy's zone and one in another zone,
+/// with locality failover (on with outlier detection) and slow start.
+fn zoned(here: u16, there: u16) -> String {
+    let entry = |name: &str, port: u16, zone: &str| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: zoned}}, locality: eu/{zone}}}\n"
+        )
+    };
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: zoned}\nspec: {selector: {app: zoned}, ports: [{name: http, port: 80}]}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: zoned}\nspec:\n  host: zoned\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN, warmup: {duration: 10s, minimumPercent: 20}}\n    outlierDetection: {consecutive5xxErrors: 3}\n".to_owned()
+        + &entry("zoned-here", here, "zone-a")
+        + &entry("zoned-there", there, "zone-b")
+}
+
 #[test]
 fn envoy_follows_weft_routes_and_weighted_split() {
     let envoy = envoy_bin();
@@ -113,7 +127,8 @@ spec:
     - route:
         - {destination: {host: echo, subset: v1}, weight: 75}
         - {destination: {host: echo, subset: v2}, weight: 25}
-"# + &guarded(p1);
+"# + &guarded(p1)
+            + &zoned(p1, p2);
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
@@ -180,6 +195,12 @@ spec:
         assert_eq!((r.status, &r.body[..]), (410, &b"gone"[..]));
         let r = request(&out, "GET", "/fault", &[("host", "echo")], Default::default()).await;
         assert_eq!(r.status, 418, "Envoy applies weft's fault config");
+        // Envoy in zone-a keeps to the zone-a instance (priority 0); the
+        // zone-b one is its failover (priority 1).
+        for _ in 0..40 {
+            let r = request(&out, "GET", "/", &[("host", "zoned")], Default::default()).await;
+            assert_eq!(r.json()["instance"], format!("echo-{p1}"), "Envoy stays in its zone");
+        }
 
         // A regex RE2 refuses (program size over Envoy's limit of 100) but the
         // config is otherwise fine: Envoy NACKs, weft records why, and Envoy
