@@ -91,10 +91,32 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
     }
 }
 
+/// Serves one downstream connection. When the proxy starts draining, the
+/// connection shuts down gracefully: an idle keep-alive connection closes
+/// at once, a busy one after its response (HTTP/1.1 `connection: close`,
+/// HTTP/2 GOAWAY), so callers stop reusing it before the process exits.
 async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
+    let state = ctx.state.clone();
     let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let mut updates = state.updates.subscribe();
+    let draining = async {
+        while !state.draining.load(Ordering::Acquire) {
+            if updates.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = draining => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }

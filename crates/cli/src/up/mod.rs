@@ -3,15 +3,18 @@
 //! child processes on free ports. Ctrl-C (or SIGTERM) stops them all.
 
 mod process;
+mod replica;
+mod rollout;
 
 use process::{Ports, Proc, port_is_free, spawn};
+use replica::{Launcher, Replica, http_ok, tcp_ok};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use weft_api::Spec;
-use weft_api::types::{Labels, WorkloadSpec};
+use weft_api::types::Labels;
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -30,18 +33,6 @@ pub struct UpArgs {
     /// Seconds to wait for everything to become ready.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
-}
-
-struct Replica {
-    name: String,
-    /// The sidecar's own loopback address (its listeners bind there).
-    ip: String,
-    app_port: u16,
-    inbound: u16,
-    outbound: u16,
-    admin: u16,
-    app: Proc,
-    sidecar: Proc,
 }
 
 struct GatewayProc {
@@ -79,17 +70,6 @@ fn check_config(dir: &Path) -> anyhow::Result<Vec<weft_api::Resource>> {
     }
 }
 
-async fn http_ok(port: u16, path: &str) -> bool {
-    matches!(
-        weft_proxy::register::call(&format!("127.0.0.1:{port}"), weft_proxy::register::Method::GET, path, None).await,
-        Ok((200, _))
-    )
-}
-
-async fn tcp_ok(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-}
-
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let dir = a.dir.canonicalize().map_err(|e| anyhow::anyhow!("cannot open {}: {e}", a.dir.display()))?;
     let resources = check_config(&dir)?;
@@ -122,8 +102,14 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let mut ports_alloc = Ports::default();
-    ports_alloc.ignore_declared = a.free_ports;
+    let mut launcher = Launcher {
+        ports: Ports::default(),
+        exe: exe.clone(),
+        xds: xds.clone(),
+        api: api.clone(),
+        log: child_log.clone(),
+    };
+    launcher.ports.ignore_declared = a.free_ports;
     let mut gateways = Vec::new();
     for (i, (_, (labels, ports, hosts))) in gw_specs.into_iter().enumerate() {
         for (port, public) in &ports {
@@ -134,7 +120,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             }
         }
         let name = labels.get("istio").or(labels.get("app")).cloned().unwrap_or_else(|| format!("gateway-{i}"));
-        let admin = ports_alloc.free()?;
+        let admin = launcher.ports.free()?;
         let args: Vec<String> = [
             "gateway",
             "--xds",
@@ -166,18 +152,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         let Spec::Workload(w) = &r.spec else { continue };
         let n = w.replicas.unwrap_or(1);
         for i in 0..n {
-            replicas.push(start_replica(
-                &mut ports_alloc,
-                &exe,
-                &xds,
-                &api,
-                r.name(),
-                r.namespace(),
-                w,
-                i,
-                n,
-                &child_log,
-            )?);
+            replicas.push(launcher.start(r.name(), r.namespace(), w, i, n)?);
         }
     }
 
@@ -238,18 +213,32 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     }
     print_table(&dir, &xds, &api, &gateways, &replicas);
     if let Some(f) = &a.ready_file {
-        let info = json!({
-            "control": {"xds": xds, "api": api},
-            "gateways": gateways.iter().map(|g| json!({"name": g.name, "labels": g.labels, "admin": g.admin, "ports": g.ports, "hosts": g.hosts, "pid": g.proc.pid()})).collect::<Vec<_>>(),
-            "workloads": replicas.iter().map(|r| json!({"name": r.name, "ip": r.ip, "appPort": r.app_port, "inboundPort": r.inbound, "outboundPort": r.outbound, "admin": r.admin, "pid": r.app.pid(), "sidecarPid": r.sidecar.pid()})).collect::<Vec<_>>(),
-        });
-        std::fs::write(f, serde_json::to_vec_pretty(&info)?)?;
+        write_ready(f, &xds, &api, &gateways, &replicas)?;
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    // Edits to the folder roll the workloads they change.
+    let mut snaps = control.hub.subscribe();
+    let mut applied = rollout::desired(&resources);
+    let timeout = Duration::from_secs(a.ready_timeout);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            changed = snaps.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let wanted = rollout::desired(&snaps.borrow_and_update().resources);
+                if wanted.iter().map(|(k, v)| (k, &v.0, v.1.replicas)).ne(applied.iter().map(|(k, v)| (k, &v.0, v.1.replicas))) {
+                    rollout::apply(&mut launcher, &control.hub, &mut replicas, &applied, &wanted, timeout, Duration::from_secs(6)).await;
+                    applied = wanted;
+                    if let Some(f) = &a.ready_file {
+                        write_ready(f, &xds, &api, &gateways, &replicas)?;
+                    }
+                }
+            }
+        }
     }
     eprintln!("\nstopping: workloads, then sidecars and gateways");
     let grace = Duration::from_secs(6);
@@ -269,80 +258,18 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn start_replica(
-    ports: &mut Ports,
-    exe: &Path,
-    xds: &str,
-    api: &str,
-    name: &str,
-    ns: &str,
-    w: &WorkloadSpec,
-    i: u32,
-    n: u32,
-    log: &str,
-) -> anyhow::Result<Replica> {
-    let app_port = if n == 1 { ports.prefer(w.port)? } else { ports.free()? };
-    let ip = ports.next_ip();
-    let (inbound, outbound, admin) = (ports.free()?, ports.free()?, ports.free()?);
-    let rname = if n == 1 { name.to_owned() } else { format!("{name}-{i}") };
-    let mut args: Vec<String> = vec![
-        "proxy".into(),
-        "--xds".into(),
-        xds.into(),
-        "--workload".into(),
-        name.into(),
-        "--namespace".into(),
-        ns.into(),
-        "--listen-ip".into(),
-        ip.clone(),
-    ];
-    args.extend([
-        "--labels".into(),
-        labels_arg(&w.labels),
-        "--inbound-port".into(),
-        inbound.to_string(),
-        "--outbound-port".into(),
-        outbound.to_string(),
-    ]);
-    args.extend([
-        "--app-port".into(),
-        app_port.to_string(),
-        "--admin-port".into(),
-        admin.to_string(),
-        "--metrics-port".into(),
-        "0".into(),
-        "--health-port".into(),
-        "0".into(),
-    ]);
-    args.extend(["--register".into(), api.into()]);
-    if let Some(sa) = &w.service_account {
-        args.extend(["--service-account".into(), sa.clone()]);
-    }
-    if let Some(l) = &w.locality {
-        args.extend(["--locality".into(), l.clone()]);
-    }
-    if let Some(wt) = w.weight {
-        args.extend(["--weight".into(), wt.to_string()]);
-    }
-    let sidecar =
-        spawn(&format!("{rname} sidecar"), exe, &args, &BTreeMap::from([("WEFT_LOG".to_owned(), log.to_owned())]))?;
-
-    let outbound_addr = format!("{ip}:{outbound}");
-    let mut env: BTreeMap<String, String> = w.env.clone();
-    env.insert("WEFT_OUTBOUND_IP".into(), ip.clone());
-    env.insert("PORT".into(), app_port.to_string());
-    env.insert("HTTP_PROXY".into(), format!("http://{outbound_addr}"));
-    env.insert("http_proxy".into(), format!("http://{outbound_addr}"));
-    env.insert("WEFT_OUTBOUND".into(), outbound_addr);
-    env.insert("WEFT_DEMO_NAME".into(), w.labels.get("app").cloned().unwrap_or_else(|| name.to_owned()));
-    env.insert("WEFT_DEMO_VERSION".into(), w.labels.get("version").cloned().unwrap_or_else(|| "v1".into()));
-    env.entry("WEFT_LOG".into()).or_insert_with(|| log.to_owned());
-    let words: Vec<String> = w.command.iter().map(|c| c.replace("${PORT}", &app_port.to_string())).collect();
-    let (program, rest) = words.split_first().ok_or_else(|| anyhow::anyhow!("workload {name} has an empty command"))?;
-    let program = if program == "weft" { exe.to_path_buf() } else { PathBuf::from(program) };
-    let app = spawn(&rname, &program, rest, &env)?;
-    Ok(Replica { name: rname, ip, app_port, inbound, outbound, admin, app, sidecar })
+/// What runs where, as JSON (`--ready-file`); rewritten after a rollout.
+fn write_ready(f: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) -> anyhow::Result<()> {
+    let info = json!({
+        "control": {"xds": xds, "api": api},
+        "gateways": gateways.iter().map(|g| json!({"name": g.name, "labels": g.labels, "admin": g.admin, "ports": g.ports, "hosts": g.hosts, "pid": g.proc.pid()})).collect::<Vec<_>>(),
+        "workloads": replicas.iter().map(|r| json!({"name": r.name, "ip": r.ip, "appPort": r.app_port, "inboundPort": r.inbound, "outboundPort": r.outbound, "admin": r.admin, "pid": r.app.pid(), "sidecarPid": r.sidecar.pid()})).collect::<Vec<_>>(),
+    });
+    // Written whole then renamed, so a reader never sees half a file.
+    let tmp = f.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::rename(&tmp, f)?;
+    Ok(())
 }
 
 fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) {

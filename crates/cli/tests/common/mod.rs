@@ -26,6 +26,7 @@ pub struct Up {
     pub child: Child,
     pub info: serde_json::Value,
     pub gateway_port: u16,
+    ready: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -49,7 +50,7 @@ impl Up {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let mut up = Up { child, info: serde_json::Value::Null, gateway_port, _dir: tmp };
+        let mut up = Up { child, info: serde_json::Value::Null, gateway_port, ready: ready.clone(), _dir: tmp };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.exists() {
             if let Ok(Some(status)) = up.child.try_wait() {
@@ -61,6 +62,11 @@ impl Up {
         std::thread::sleep(Duration::from_millis(20));
         up.info = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
         up
+    }
+
+    /// The ready file (`weft up` rewrites it after a rollout).
+    pub fn ready_file(&self) -> PathBuf {
+        self.ready.clone()
     }
 
     pub fn pids(&self) -> Vec<i32> {

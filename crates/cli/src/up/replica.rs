@@ -1,0 +1,140 @@
+//! One replica of a `Workload`: its sidecar and its application, started
+//! on ports of their own and stopped without losing a request.
+
+use super::labels_arg;
+use super::process::{Ports, Proc, spawn};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use weft_api::types::WorkloadSpec;
+
+pub struct Replica {
+    /// (namespace, workload name).
+    pub workload: (String, String),
+    pub name: String,
+    /// The sidecar's own loopback address (its listeners bind there).
+    pub ip: String,
+    pub app_port: u16,
+    pub inbound: u16,
+    pub outbound: u16,
+    pub admin: u16,
+    pub app: Proc,
+    pub sidecar: Proc,
+}
+
+pub async fn http_ok(port: u16, path: &str) -> bool {
+    matches!(
+        weft_proxy::register::call(&format!("127.0.0.1:{port}"), weft_proxy::register::Method::GET, path, None).await,
+        Ok((200, _))
+    )
+}
+
+pub async fn tcp_ok(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+}
+
+impl Replica {
+    /// Its sidecar is ready and its app accepts connections.
+    pub async fn ready(&self) -> bool {
+        http_ok(self.admin, "/ready").await && tcp_ok(self.app_port).await
+    }
+
+    /// Takes the replica out of service without losing a request: the
+    /// sidecar deregisters, finishes what is in flight and exits (callers
+    /// move on as the control plane pushes the endpoint's removal); only
+    /// then does the app stop.
+    pub async fn retire(&mut self, grace: Duration) {
+        self.sidecar.stop(grace).await;
+        self.app.stop(grace).await;
+    }
+}
+
+/// What starting a replica needs.
+pub struct Launcher {
+    pub ports: Ports,
+    pub exe: PathBuf,
+    pub xds: String,
+    pub api: String,
+    /// `WEFT_LOG` for the children.
+    pub log: String,
+}
+
+impl Launcher {
+    /// Replica `i` of `n` of workload `ns/name`: its sidecar, then its app.
+    pub fn start(&mut self, name: &str, ns: &str, w: &WorkloadSpec, i: u32, n: u32) -> anyhow::Result<Replica> {
+        let (ports, exe, xds, api, log) =
+            (&mut self.ports, self.exe.as_path(), &self.xds, self.api.as_str(), &self.log);
+        let app_port = if n == 1 { ports.prefer(w.port)? } else { ports.free()? };
+        let ip = ports.next_ip();
+        let (inbound, outbound, admin) = (ports.free()?, ports.free()?, ports.free()?);
+        let rname = if n == 1 { name.to_owned() } else { format!("{name}-{i}") };
+        let mut args: Vec<String> = vec![
+            "proxy".into(),
+            "--xds".into(),
+            xds.into(),
+            "--workload".into(),
+            name.into(),
+            "--namespace".into(),
+            ns.into(),
+            "--listen-ip".into(),
+            ip.clone(),
+        ];
+        args.extend([
+            "--labels".into(),
+            labels_arg(&w.labels),
+            "--inbound-port".into(),
+            inbound.to_string(),
+            "--outbound-port".into(),
+            outbound.to_string(),
+        ]);
+        args.extend([
+            "--app-port".into(),
+            app_port.to_string(),
+            "--admin-port".into(),
+            admin.to_string(),
+            "--metrics-port".into(),
+            "0".into(),
+            "--health-port".into(),
+            "0".into(),
+        ]);
+        args.extend(["--register".into(), api.into()]);
+        if let Some(sa) = &w.service_account {
+            args.extend(["--service-account".into(), sa.clone()]);
+        }
+        if let Some(l) = &w.locality {
+            args.extend(["--locality".into(), l.clone()]);
+        }
+        if let Some(wt) = w.weight {
+            args.extend(["--weight".into(), wt.to_string()]);
+        }
+        let sidecar =
+            spawn(&format!("{rname} sidecar"), exe, &args, &BTreeMap::from([("WEFT_LOG".to_owned(), log.to_owned())]))?;
+
+        let outbound_addr = format!("{ip}:{outbound}");
+        let mut env: BTreeMap<String, String> = w.env.clone();
+        env.insert("WEFT_OUTBOUND_IP".into(), ip.clone());
+        env.insert("PORT".into(), app_port.to_string());
+        env.insert("HTTP_PROXY".into(), format!("http://{outbound_addr}"));
+        env.insert("http_proxy".into(), format!("http://{outbound_addr}"));
+        env.insert("WEFT_OUTBOUND".into(), outbound_addr);
+        env.insert("WEFT_DEMO_NAME".into(), w.labels.get("app").cloned().unwrap_or_else(|| name.to_owned()));
+        env.insert("WEFT_DEMO_VERSION".into(), w.labels.get("version").cloned().unwrap_or_else(|| "v1".into()));
+        env.entry("WEFT_LOG".into()).or_insert_with(|| log.to_owned());
+        let words: Vec<String> = w.command.iter().map(|c| c.replace("${PORT}", &app_port.to_string())).collect();
+        let (program, rest) =
+            words.split_first().ok_or_else(|| anyhow::anyhow!("workload {name} has an empty command"))?;
+        let program = if program == "weft" { exe.to_path_buf() } else { PathBuf::from(program) };
+        let app = spawn(&rname, &program, rest, &env)?;
+        Ok(Replica {
+            workload: (ns.to_owned(), name.to_owned()),
+            name: rname,
+            ip,
+            app_port,
+            inbound,
+            outbound,
+            admin,
+            app,
+            sidecar,
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Rolling restart under load: `weft up` replaces every replica of a
+//! workload whose spec or annotations change (new one in service first,
+//! then the old one drains), and callers see no error at all.
+
+mod common;
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn mesh(annotation: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: roll}}\nspec:\n  selector: {{app: roll}}\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: roll\n  annotations: {{weft.dev/restartedAt: \"{annotation}\"}}\nspec:\n  command: [weft, demo, --port, \"${{PORT}}\"]\n  replicas: 3\n  labels: {{app: roll}}\n  port: 9000\n"
+    )
+}
+
+fn app_pids(ready: &std::path::Path) -> Vec<i64> {
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(ready).unwrap()).unwrap();
+    info["workloads"].as_array().unwrap().iter().filter_map(|w| w["pid"].as_i64()).collect()
+}
+
+#[test]
+fn rolling_restart_of_every_instance_under_load_loses_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh("1")).unwrap();
+    let up = Up::start(dir.path());
+    let ready = up.ready_file();
+    let before = app_pids(&ready);
+    assert_eq!(before.len(), 3);
+    let mut up = up;
+    rt().block_on(async {
+        let xds = up.info["control"]["xds"].as_str().unwrap().to_owned();
+        let sc = Sidecar::start(&xds, "client").await;
+        let (ok, failed, stop) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Four callers, each at most ~50 rps, for at most 90 s.
+        let mut load = Vec::new();
+        for _ in 0..4 {
+            let (out, ok, failed, stop, errors) =
+                (sc.outbound.clone(), ok.clone(), failed.clone(), stop.clone(), errors.clone());
+            load.push(tokio::spawn(async move {
+                let end = Instant::now() + Duration::from_secs(90);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    match try_request(&out, "GET", "http://roll/", &[], Default::default()).await {
+                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        Ok(r) => {
+                            errors.lock().unwrap().push(format!("{} {}", r.status, r.instance()));
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(e) => {
+                            errors.lock().unwrap().push(e);
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }));
+        }
+        eventually(10, "load flowing", || async { ok.load(Ordering::Relaxed) > 50 }).await;
+
+        // `kubectl rollout restart` style: an annotation edit.
+        let at_edit = ok.load(Ordering::Relaxed);
+        std::fs::write(dir.path().join("mesh.yaml"), mesh("2")).unwrap();
+        let r = ready.clone();
+        let b = before.clone();
+        eventually(80, "every replica replaced", move || {
+            let (r, b) = (r.clone(), b.clone());
+            async move { app_pids(&r).iter().all(|p| !b.contains(p)) && app_pids(&r).len() == 3 }
+        })
+        .await;
+        let during = ok.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        for l in load {
+            l.await.unwrap();
+        }
+        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        eprintln!(
+            "rolling restart: {} requests, {failed} failed, {} of them during the rollout",
+            ok + failed,
+            during - at_edit
+        );
+        assert_eq!(failed, 0, "{:?}", errors.lock().unwrap());
+        assert!(during - at_edit > 50, "load really ran during the rollout: {}", during - at_edit);
+        // The old processes are gone.
+        for pid in before {
+            let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+            assert!(!alive, "old replica {pid} still runs");
+        }
+    });
+    // A clean stop takes the new replicas down too.
+    up.info = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    up.stop();
+}
