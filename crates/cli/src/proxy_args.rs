@@ -95,12 +95,14 @@ pub struct GatewayArgs {
 }
 
 impl Common {
-    fn options(self, node: NodeInfo, register: Option<Registration>) -> anyhow::Result<ProxyOptions> {
+    fn options(self, mut node: NodeInfo, register: Option<Registration>) -> anyhow::Result<ProxyOptions> {
         let ip = "127.0.0.1";
+        let admin_addr = addr(ip, self.admin_port)?;
+        node.admin = admin_addr.map(|a| a.to_string());
         Ok(ProxyOptions {
             xds: self.xds,
             node,
-            admin_addr: addr(ip, self.admin_port)?,
+            admin_addr,
             metrics_addr: addr(ip, self.metrics_port)?,
             health_addr: addr(ip, self.health_port)?,
             register,
@@ -124,6 +126,7 @@ impl ProxyArgs {
             app_port: self.app_port,
             port_offset: 0,
             locality: c.locality.clone(),
+            admin: None, // set from --admin-port
         };
         let register = self.register.map(|api| Registration {
             api,
@@ -153,6 +156,7 @@ impl GatewayArgs {
             app_port: None,
             port_offset: self.port_offset,
             locality: c.locality.clone(),
+            admin: None, // set from --admin-port
         };
         self.common.options(node, None)
     }

@@ -83,6 +83,14 @@ fn active_health_checks_keep_users_off_a_failing_instance() {
         let sc = Sidecar::start(&control.xds, "client").await;
         let cluster = "outbound|80||hc.default.svc.cluster.local";
         assert_eq!(flags(&sc, cluster, pb).await, "/failed_active_hc");
+        // The control plane's view gathers it from the proxy.
+        let view = get(&control.api, "/debug/health", &[]).await.json();
+        let host = |port: u16| {
+            view["hosts"].as_array().unwrap().iter().find(|h| h["cluster"] == cluster && h["address"] == format!("127.0.0.1:{port}")).cloned().unwrap_or_else(|| panic!("{port} missing: {view}"))
+        };
+        assert_eq!(host(pb)["unhealthyIn"][0]["health"], "/failed_active_hc", "{view}");
+        assert_eq!((host(pa)["healthyIn"].as_u64(), host(pa)["seenBy"].as_u64()), (Some(1), Some(1)), "{view}");
+        assert_eq!(view["summary"]["unhealthySomewhere"], 1, "{view}");
 
         for _ in 0..100 {
             let (status, who) = call(&sc.outbound, "hc").await;

@@ -141,7 +141,10 @@ impl Stream_ {
             };
             let node = ProxyNode::from_node(node);
             tracing::info!(stream = self.id, proxy = %node.id, role = ?node.role, "proxy connected");
-            self.hub.proxy_update(self.id, |s| s.id = node.id.clone());
+            self.hub.proxy_update(self.id, |s| {
+                s.id = node.id.clone();
+                s.admin = node.admin.clone();
+            });
             self.node = Some(node);
         }
         let type_url = req.type_url.clone();

@@ -10,6 +10,7 @@
 //! | `GET /debug/config` | version, resources, rejected edit's diagnostics |
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
+//! | `GET /debug/health` | upstream health as every proxy sees it, per host (`health_view`) |
 
 use crate::hub::Hub;
 use crate::registry::Instance;
@@ -106,10 +107,14 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, std::
         (Method::GET, ["debug", "version"]) => {
             json(StatusCode::OK, &serde_json::json!({"version": hub.snapshot().version}))
         }
+        (Method::GET, ["debug", "health"]) => json(StatusCode::OK, &crate::health_view::gather(&hub).await),
         (Method::GET, ["debug", "proxies"]) => {
             json(StatusCode::OK, &serde_json::to_value(hub.proxies()).unwrap_or_default())
         }
-        _ => error(StatusCode::NOT_FOUND, "no such endpoint; see /debug/config, /v1/instances"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "no such endpoint; see /debug/config, /debug/proxies, /debug/health, /v1/instances",
+        ),
     };
     Ok(resp)
 }

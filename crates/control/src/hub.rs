@@ -20,6 +20,8 @@ pub struct ProxyStatus {
     /// The latest snapshot version this proxy has everything of: the stream
     /// handled it and every response it sent has been ACKed.
     pub synced: u64,
+    /// The proxy's admin address, when it gave one (`ADMIN_ADDR`).
+    pub admin: Option<String>,
 }
 
 #[derive(Default)]

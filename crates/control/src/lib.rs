@@ -9,6 +9,7 @@
 
 pub mod ads;
 pub mod api;
+pub mod health_view;
 pub mod hub;
 pub mod registry;
 pub mod source;

@@ -61,7 +61,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .map(|c| {
             let set = c.set.load();
             let eps: Vec<_> = set.endpoints.iter().enumerate().map(|(i, e)| json!({"address": e.addr.to_string(), "weight": e.weight, "lbWeight": set.weight(i), "priority": e.priority, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health_text()})).collect();
-            let loads: Vec<_> = set.loads.iter().map(|(p, pct)| json!({"priority": p, "percent": pct})).collect();
+            let loads: Vec<_> = set.loads().iter().map(|(p, pct)| json!({"priority": p, "percent": pct})).collect();
             json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "slowStart": c.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "endpoints": eps})
         })
         .collect();
@@ -75,6 +75,30 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         "routes": routes,
         "clusters": clusters,
     })
+}
+
+/// Upstream health as this proxy sees it, per cluster and host (what the
+/// control plane's `/debug/health` gathers from every proxy).
+fn clusters_json(state: &ProxyState) -> serde_json::Value {
+    let cfg = state.config.load();
+    let clusters: Vec<_> = cfg
+        .clusters
+        .values()
+        .map(|c| {
+            let set = c.set.load();
+            let hosts: Vec<_> = set
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let h = e.health.as_deref();
+                    json!({"address": e.addr.to_string(), "health": e.health_text(), "ejections": h.map_or(0, |h| h.ejection_count()), "lastFailure": h.map(|h| h.reason()).filter(|r| !r.is_empty()), "priority": e.priority, "lbWeight": set.weight(i), "locality": &*e.locality})
+                })
+                .collect();
+            json!({"name": &*c.name, "panic": set.panic, "hosts": hosts})
+        })
+        .collect();
+    json!({"proxy": state.node.id, "clusters": clusters})
 }
 
 fn clusters_text(state: &ProxyState) -> String {
@@ -98,7 +122,7 @@ fn clusters_text(state: &ProxyState) -> String {
         if set.panic {
             let _ = writeln!(out, "{}::panic::true", c.name);
         }
-        for (p, pct) in &set.loads {
+        for (p, pct) in set.loads() {
             let _ = writeln!(out, "{}::priority_load::{p}::{pct}", c.name);
         }
         for (i, e) in set.endpoints.iter().enumerate() {
@@ -143,6 +167,9 @@ async fn handle(
             "application/json",
             serde_json::to_vec_pretty(&config_dump(&state)).unwrap_or_default(),
         ),
+        (&Method::GET, "/clusters") if req.uri().query() == Some("format=json") => {
+            reply(StatusCode::OK, "application/json", serde_json::to_vec(&clusters_json(&state)).unwrap_or_default())
+        }
         (&Method::GET, "/clusters") => reply(StatusCode::OK, "text/plain", clusters_text(&state)),
         (&Method::GET, "/stats/prometheus" | "/metrics") => {
             reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", state.metrics.encode())

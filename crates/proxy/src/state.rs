@@ -25,6 +25,9 @@ pub struct NodeInfo {
     pub port_offset: u16,
     /// `region/zone/subzone`, sent as the xDS node's locality.
     pub locality: Option<String>,
+    /// The admin endpoint (`host:port`), so the control plane can gather
+    /// what this proxy sees of its upstreams' health.
+    pub admin: Option<String>,
 }
 
 pub struct ProxyState {

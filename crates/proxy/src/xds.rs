@@ -42,6 +42,9 @@ pub fn node(info: &NodeInfo) -> Node {
     if let Some(p) = info.app_port {
         f.insert("APP_PORT".into(), s(p.to_string()));
     }
+    if let Some(a) = &info.admin {
+        f.insert("ADMIN_ADDR".into(), s(a));
+    }
     let labels = Struct { fields: info.labels.iter().map(|(k, v)| (k.clone(), s(v))).collect() };
     f.insert("LABELS".into(), Value { kind: Some(Kind::StructValue(labels)) });
     let locality = info.locality.as_deref().map(|l| {

@@ -4,7 +4,7 @@
 //! `ROLE` (`sidecar` | `gateway`), `NAMESPACE`, `WORKLOAD_NAME`, `LABELS`
 //! (a struct), `LISTEN_IP`, `OUTBOUND_PORT` (default 15001), `INBOUND_PORT`
 //! (default 15006), `APP_PORT` (the local application; no inbound without it),
-//! `PORT_OFFSET` (gateways: added to every server port). Its locality is
+//! `PORT_OFFSET` (gateways: added to every server port), `ADMIN_ADDR`. Its locality is
 //! the node's own `locality` field, as Envoy sends it.
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -31,6 +31,9 @@ pub struct ProxyNode {
     pub port_offset: u16,
     /// `region/zone/subzone` from the node's locality; None when unset.
     pub locality: Option<String>,
+    /// `ADMIN_ADDR`: where the control plane can read the proxy's view of
+    /// upstream health (`/clusters?format=json`).
+    pub admin: Option<String>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -67,6 +70,7 @@ impl ProxyNode {
             inbound_port: port("INBOUND_PORT").unwrap_or(15006),
             app_port: port("APP_PORT"),
             port_offset: port("PORT_OFFSET").unwrap_or(0),
+            admin: get("ADMIN_ADDR"),
             locality: node
                 .locality
                 .as_ref()

@@ -80,8 +80,9 @@ pub struct EndpointSet {
     /// Balancer weight of each endpoint (0: gets no traffic); empty when
     /// every endpoint gets its configured weight.
     weights: Vec<u32>,
-    /// (priority, share of traffic in percent) of the levels in use.
-    pub loads: Vec<(u32, f64)>,
+    /// (priority, share of traffic in percent) of the levels in use;
+    /// empty for a single level taking everything (see `loads()`).
+    loads: Vec<(u32, f64)>,
     /// Bits of the endpoints that were unavailable when the set was built.
     down: Vec<u64>,
 }
@@ -154,7 +155,6 @@ impl EndpointSet {
             let weights: Vec<u32> = endpoints.iter().map(|e| e.weight.max(1)).collect();
             let lb = Balancer::new(p.kind, &endpoints, &weights);
             let level = Level { members: Vec::new(), member_eps: Vec::new(), lb, upto: 10_000 };
-            let loads = endpoints.first().map(|e| vec![(e.priority, 100.0)]).unwrap_or_default();
             return EndpointSet {
                 endpoints,
                 levels: vec![level],
@@ -162,7 +162,7 @@ impl EndpointSet {
                 warming,
                 overprovisioning,
                 weights: Vec::new(),
-                loads,
+                loads: Vec::new(),
                 down,
             };
         }
@@ -231,6 +231,14 @@ impl EndpointSet {
         }
         let local: Vec<usize> = tried.iter().filter_map(|g| level.members.binary_search(&(*g as u32)).ok()).collect();
         level.lb.pick(&level.member_eps, hash, &local).map(|i| level.members[i] as usize)
+    }
+
+    /// (priority, percent of traffic) of each level that gets traffic.
+    pub fn loads(&self) -> Vec<(u32, f64)> {
+        match self.endpoints.first() {
+            Some(e) if self.loads.is_empty() => vec![(e.priority, 100.0)],
+            _ => self.loads.clone(),
+        }
     }
 
     /// The endpoints the balancers pick from.

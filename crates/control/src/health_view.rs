@@ -1,0 +1,81 @@
+//! The mesh's view of upstream health (`GET /debug/health`): what every
+//! connected proxy that gave its admin address (`ADMIN_ADDR` in its node
+//! metadata) currently sees, gathered on demand and merged per host.
+//!
+//! Health is decided in each proxy (its own checks and outlier detection,
+//! as in Envoy), so one host can be ejected by some callers and healthy for
+//! others; the view shows exactly that, host by host. Nothing is pushed to
+//! the control plane in between: asking is the only cost.
+
+use crate::hub::Hub;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `GET http://{addr}{path}` with a deadline, as JSON.
+async fn get_json(addr: &str, path: &str) -> Result<Value, String> {
+    let fetch = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req =
+            hyper::Request::get(path).header("host", addr).body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), fetch).await.map_err(|_| "no answer within 2 s".to_owned())?
+}
+
+/// Every proxy's view, merged: per (cluster, host), how many proxies see
+/// it and which of them see it unhealthy, with their reason.
+pub async fn gather(hub: &Hub) -> Value {
+    let proxies = hub.proxies();
+    let fetches = proxies.iter().map(|p| async move {
+        match &p.admin {
+            Some(a) => (p.id.clone(), Some(a.clone()), get_json(a, "/clusters?format=json").await),
+            None => (p.id.clone(), None, Err("no ADMIN_ADDR in its node metadata".to_owned())),
+        }
+    });
+    let answers = futures::future::join_all(fetches).await;
+    let mut hosts: BTreeMap<(String, String), (u32, Vec<Value>)> = BTreeMap::new();
+    let mut reached = Vec::new();
+    let mut unreachable = Vec::new();
+    for (id, admin, answer) in answers {
+        let view = match answer {
+            Ok(v) => v,
+            Err(e) => {
+                unreachable.push(json!({"proxy": id, "admin": admin, "error": e}));
+                continue;
+            }
+        };
+        reached.push(id.clone());
+        for c in view["clusters"].as_array().into_iter().flatten() {
+            let cluster = c["name"].as_str().unwrap_or_default().to_owned();
+            for h in c["hosts"].as_array().into_iter().flatten() {
+                let key = (cluster.clone(), h["address"].as_str().unwrap_or_default().to_owned());
+                let entry = hosts.entry(key).or_default();
+                entry.0 += 1;
+                if h["health"] != "healthy" {
+                    entry.1.push(json!({"proxy": id, "health": h["health"], "lastFailure": h["lastFailure"], "ejections": h["ejections"], "panic": c["panic"]}));
+                }
+            }
+        }
+    }
+    let hosts: Vec<Value> = hosts
+        .into_iter()
+        .map(|((cluster, address), (seen, bad))| {
+            json!({"cluster": cluster, "address": address, "seenBy": seen, "healthyIn": seen as usize - bad.len(), "unhealthyIn": bad})
+        })
+        .collect();
+    let unhealthy = hosts.iter().filter(|h| h["unhealthyIn"].as_array().is_some_and(|a| !a.is_empty())).count();
+    json!({
+        "proxies": {"reached": reached, "unreachable": unreachable},
+        "summary": {"hosts": hosts.len(), "unhealthySomewhere": unhealthy},
+        "hosts": hosts,
+    })
+}
