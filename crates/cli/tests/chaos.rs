@@ -53,6 +53,7 @@ metadata: {name: chaos}
 spec:
   host: chaos
   trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN, warmup: {duration: 3s, minimumPercent: 10}}
     outlierDetection: {consecutive5xxErrors: 2, interval: 500ms, baseEjectionTime: 2s, maxEjectionPercent: 67}
 "#,
         );
@@ -122,6 +123,21 @@ spec:
         for p in [pa, pb, pc] {
             assert!(late.get(&format!("chaos-{p}")).copied().unwrap_or(0) > 0, "chaos-{p} not back: {late:?}");
         }
+        // The restarted instance ramped up (slow start) rather than taking a
+        // full share at once: its share of its first second back is well
+        // under the full third it has at the end.
+        let share = |s: u64, p: u16| {
+            let m = t.by_second.get(&s).cloned().unwrap_or_default();
+            let total: u64 = m.values().sum();
+            m.get(&format!("chaos-{p}")).copied().unwrap_or(0) as f64 / total.max(1) as f64
+        };
+        let back = (8..16).find(|s| share(*s, pa) > 0.0).expect("a came back");
+        let ramp: Vec<f64> = (back..16).map(|s| share(s, pa)).collect();
+        eprintln!("restarted instance's share per second from {back} s: {ramp:.2?}");
+        assert!(ramp[0] < 0.25, "a started with a small share: {ramp:?}");
+        let total_late: u64 = late.values().sum();
+        let late_a = late[&format!("chaos-{pa}")] as f64 / total_late as f64;
+        assert!(late_a > 0.25, "a ended with its full share: {late_a}");
         drop(a2);
     });
 }
