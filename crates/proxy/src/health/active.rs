@@ -138,11 +138,15 @@ pub async fn run(cluster: Weak<ClusterCfg>, cfg: HealthCheckCfg) {
         let mut changed = false;
         for (e, passed) in results {
             if let Some(h) = &e.health {
-                let was = h.available();
+                let (was, first) = (h.available(), h.flags() & flag::PENDING_ACTIVE_HC != 0);
                 if apply(h, passed, cfg) {
                     changed = true;
-                    let state = if was { "failing its health check" } else { "healthy again" };
-                    tracing::warn!(endpoint = %e.addr, "{state}");
+                    // A new host passing its first checks is routine, not news.
+                    match (was, h.available(), first) {
+                        (false, true, true) => tracing::debug!(endpoint = %e.addr, "passed its first health checks"),
+                        (false, true, false) => tracing::warn!(endpoint = %e.addr, "healthy again"),
+                        _ => tracing::warn!(endpoint = %e.addr, "failing its health check"),
+                    }
                 }
             }
         }
