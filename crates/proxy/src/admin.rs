@@ -8,6 +8,7 @@
 //! | `/stats/prometheus` | Istio-standard request metrics |
 //! | `POST /quitquitquit` | drain and exit |
 
+use crate::config::endpoints::EndpointSet;
 use crate::config::{ListenerKind, Raw};
 use crate::state::ProxyState;
 use bytes::Bytes;
@@ -60,7 +61,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .values()
         .map(|c| {
             let set = c.set.load();
-            let eps: Vec<_> = set.endpoints.iter().enumerate().map(|(i, e)| json!({"address": e.addr.to_string(), "weight": e.weight, "lbWeight": set.weight(i), "priority": e.priority, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health_text()})).collect();
+            let eps: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
             let loads: Vec<_> = set.loads().iter().map(|(p, pct)| json!({"priority": p, "percent": pct})).collect();
             json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "slowStart": c.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "endpoints": eps})
         })
@@ -77,6 +78,13 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
     })
 }
 
+/// One endpoint of a set, for `/config_dump` and `/clusters?format=json`.
+fn endpoint_json(set: &EndpointSet, i: usize) -> serde_json::Value {
+    let e = &set.endpoints[i];
+    let h = e.health.as_deref();
+    json!({"address": e.addr.to_string(), "weight": e.weight, "lbWeight": set.weight(i), "priority": e.priority, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health_text(), "ejections": h.map_or(0, |h| h.ejection_count()), "lastFailure": h.map(|h| h.reason()).filter(|r| !r.is_empty())})
+}
+
 /// Upstream health as this proxy sees it, per cluster and host (what the
 /// control plane's `/debug/health` gathers from every proxy).
 fn clusters_json(state: &ProxyState) -> serde_json::Value {
@@ -86,15 +94,7 @@ fn clusters_json(state: &ProxyState) -> serde_json::Value {
         .values()
         .map(|c| {
             let set = c.set.load();
-            let hosts: Vec<_> = set
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let h = e.health.as_deref();
-                    json!({"address": e.addr.to_string(), "health": e.health_text(), "ejections": h.map_or(0, |h| h.ejection_count()), "lastFailure": h.map(|h| h.reason()).filter(|r| !r.is_empty()), "priority": e.priority, "lbWeight": set.weight(i), "locality": &*e.locality})
-                })
-                .collect();
+            let hosts: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
             json!({"name": &*c.name, "panic": set.panic, "hosts": hosts})
         })
         .collect();

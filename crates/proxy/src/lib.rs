@@ -20,7 +20,6 @@ pub mod xds;
 pub use state::{NodeInfo, ProxyState};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 pub struct ProxyOptions {
@@ -46,9 +45,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     tokio::spawn(xds::run(opts.xds.clone(), state.clone()));
     let listeners = tokio::spawn(listener::run(state.clone()));
     let reg_id = Arc::new(std::sync::Mutex::new(None));
-    if let Some(r) = opts.register.clone() {
-        tokio::spawn(register::run(state.clone(), r, reg_id.clone()));
-    }
+    let registration = opts.register.clone().map(|r| tokio::spawn(register::run(state.clone(), r, reg_id.clone())));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -56,13 +53,16 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),
         _ = quit_rx.recv() => tracing::info!("quitquitquit: draining"),
     }
-    state.draining.store(true, Ordering::Release);
-    // Leave the registry first so new traffic goes elsewhere.
+    // Leave the registry first so new traffic goes elsewhere (no heartbeat
+    // may register again meanwhile), then stop accepting and drain.
+    if let Some(task) = registration {
+        task.abort();
+    }
     let id = reg_id.lock().expect("id").clone();
     if let (Some(r), Some(id)) = (&opts.register, id) {
         register::deregister(&r.api, &id).await;
     }
-    state.updates.send_modify(|v| *v += 1);
+    state.draining.send_replace(true);
     let _ = listeners.await;
     let deadline = Instant::now() + opts.drain;
     while state.metrics.active_requests.get() > 0 && Instant::now() < deadline {

@@ -25,8 +25,9 @@ pub async fn run(state: Arc<ProxyState>) {
     let mut running: HashMap<Arc<str>, Running> = HashMap::new();
     loop {
         reconcile(&state, &mut running).await;
-        if updates.changed().await.is_err() || state.draining.load(Ordering::Acquire) {
-            break;
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { break },
+            _ = state.drained() => break,
         }
     }
     for (_, r) in running.drain() {
@@ -101,17 +102,9 @@ async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    let mut updates = state.updates.subscribe();
-    let draining = async {
-        while !state.draining.load(Ordering::Acquire) {
-            if updates.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = draining => {
+        _ = state.drained() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }

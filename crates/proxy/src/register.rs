@@ -7,7 +7,6 @@ use bytes::Bytes;
 pub use http::Method;
 use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -68,7 +67,7 @@ pub async fn run(state: Arc<ProxyState>, r: Registration, id_out: Arc<std::sync:
     }
     let mut id: Option<String> = None;
     let beat = (r.ttl / 3).max(Duration::from_millis(200));
-    while !state.draining.load(Ordering::Acquire) {
+    while !state.is_draining() {
         match &id {
             None => match call(&r.api, http::Method::POST, "/v1/instances", Some(instance(&state, &r))).await {
                 Ok((200, body)) => {

@@ -40,7 +40,10 @@ pub struct ProxyState {
     pub xds_complete: AtomicBool,
     /// The listeners of the latest complete config are bound.
     pub listening: AtomicBool,
-    pub draining: AtomicBool,
+    /// Set once on shutdown; listeners, connections, the xDS client and
+    /// registration follow it (connections wake on it alone, not on every
+    /// config update).
+    pub draining: watch::Sender<bool>,
     /// Latched once every host under active health checks has had its
     /// first check (Envoy's cluster warming), so a proxy is not reported
     /// ready while it could still send a request to an unchecked host.
@@ -64,7 +67,7 @@ impl ProxyState {
             updates: watch::Sender::new(0),
             xds_complete: AtomicBool::new(false),
             listening: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
+            draining: watch::Sender::new(false),
             warm: AtomicBool::new(false),
             metrics,
             hosts: Default::default(),
@@ -74,7 +77,16 @@ impl ProxyState {
     }
 
     pub fn ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire) && self.warm()
+        self.listening.load(Ordering::Acquire) && !self.is_draining() && self.warm()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Resolves once the proxy is draining (at once if it already is).
+    pub async fn drained(&self) {
+        let _ = self.draining.subscribe().wait_for(|d| *d).await;
     }
 
     fn warm(&self) -> bool {

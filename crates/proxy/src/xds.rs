@@ -72,7 +72,7 @@ pub async fn run(addr: String, state: Arc<ProxyState>) {
     let mut raw = Raw::default();
     loop {
         let result = stream_once(&addr, &state, &mut raw).await;
-        if state.draining.load(Ordering::Acquire) {
+        if state.is_draining() {
             return; // shutting down: the control plane going away is expected
         }
         match result {

@@ -1,6 +1,6 @@
 //! Clusters compiled from Envoy `Cluster` + `ClusterLoadAssignment`.
 
-use super::endpoints::{EndpointSet, SetPolicy, Warmup};
+use super::endpoints::{DEFAULT_OVERPROVISIONING, EndpointSet, SetPolicy, Warmup};
 use super::limits::Limits;
 use super::{CompileError, Registries};
 use crate::balancer::LbKind;
@@ -326,7 +326,8 @@ impl ClusterCfg {
                 c.common_lb_config.as_ref().and_then(|l| l.locality_config_specifier.as_ref()),
                 Some(cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
             ),
-            warmup: warmup(c),
+            // Envoy ramps round robin and least request only.
+            warmup: warmup(c).filter(|_| !matches!(kind, LbKind::RingHash { .. } | LbKind::Maglev { .. })),
         };
         let cfg = ClusterCfg {
             name: c.name.as_str().into(),
@@ -337,12 +338,16 @@ impl ClusterCfg {
             limits: Limits::from_proto(c),
             conn_policy: conn_policy(opts.as_ref()),
             connect_timeout: c.connect_timeout.as_ref().map_or(Duration::from_secs(10), super::duration),
-            set: arc_swap::ArcSwap::from_pointee(EndpointSet::new(Vec::new(), &policy, 140, Instant::now())),
+            set: arc_swap::ArcSwap::from_pointee(EndpointSet::new(
+                Vec::new(),
+                &policy,
+                DEFAULT_OVERPROVISIONING,
+                Instant::now(),
+            )),
             policy,
             dns,
             outlier: c.outlier_detection.as_ref().map(OutlierCfg::from_proto),
             health_check,
-            // Envoy's default is 50%.
             endpoints_changed: tokio::sync::Notify::new(),
             writer: Mutex::new(()),
         };
@@ -375,7 +380,11 @@ impl ClusterCfg {
         if self.dns == Some(cluster::DiscoveryType::LogicalDns as i32) {
             eps.truncate(1);
         }
-        let over = cla.policy.as_ref().and_then(|p| p.overprovisioning_factor.as_ref()).map_or(140, |v| v.value.max(1));
+        let over = cla
+            .policy
+            .as_ref()
+            .and_then(|p| p.overprovisioning_factor.as_ref())
+            .map_or(DEFAULT_OVERPROVISIONING, |v| v.value.max(1));
         Ok(Arc::new(EndpointSet::new(eps, &self.policy, over, Instant::now())))
     }
 
@@ -384,7 +393,7 @@ impl ClusterCfg {
     /// built is caught up at once.
     pub fn install(&self, set: Arc<EndpointSet>) {
         let _w = self.writer.lock().expect("endpoint set writer");
-        self.set.store(if set.stale() { Arc::new(self.rebuilt(&set)) } else { set });
+        self.set.store(if set.health_changed() { Arc::new(self.rebuilt(&set)) } else { set });
         self.endpoints_changed.notify_one();
     }
 
@@ -393,7 +402,8 @@ impl ClusterCfg {
         Ok(())
     }
 
-    /// Rebuilds the balancer if hosts changed availability since it was built.
+    /// Rebuilds the balancer if hosts changed availability since it was
+    /// built, or some are warming up.
     pub fn refresh(&self) {
         let _w = self.writer.lock().expect("endpoint set writer");
         let cur = self.set.load();

@@ -44,6 +44,9 @@ impl Warmup {
     }
 }
 
+/// Envoy's default overprovisioning factor, in percent.
+pub const DEFAULT_OVERPROVISIONING: u32 = 140;
+
 /// How a cluster spreads traffic over its endpoints; fixed per cluster version.
 #[derive(Debug, Clone, Copy)]
 pub struct SetPolicy {
@@ -52,6 +55,7 @@ pub struct SetPolicy {
     pub panic_threshold: u32,
     /// Localities carry weights (`localityLbSetting.distribute`).
     pub locality_weighted: bool,
+    /// Slow start; never set for hash-based balancers (as in Envoy).
     pub warmup: Option<Warmup>,
 }
 
@@ -137,9 +141,7 @@ impl EndpointSet {
     /// The set over `endpoints` as of `now` (which decides slow-start shares).
     pub fn new(endpoints: Vec<Arc<Endpoint>>, p: &SetPolicy, overprovisioning: u32, now: Instant) -> Self {
         let factor = |e: &Endpoint| -> f64 {
-            let (Some(w), false) = (p.warmup, matches!(p.kind, LbKind::RingHash { .. } | LbKind::Maglev { .. })) else {
-                return 1.0;
-            };
+            let Some(w) = p.warmup else { return 1.0 };
             e.health
                 .as_ref()
                 .and_then(|h| h.available_since())
@@ -251,10 +253,18 @@ impl EndpointSet {
         if self.weights.is_empty() { self.endpoints[i].weight.max(1) } else { self.weights[i] }
     }
 
-    /// True when hosts changed availability since the set was built, or
-    /// some are still warming up.
+    /// True when some host changed availability since the set was built.
+    pub fn health_changed(&self) -> bool {
+        self.endpoints.iter().enumerate().any(|(i, e)| {
+            let was_down = self.down.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0);
+            was_down == available(e)
+        })
+    }
+
+    /// True when the set should be rebuilt: health changed, or some host
+    /// is still warming up (its share grows with time).
     pub fn stale(&self) -> bool {
-        self.warming || down_bits(&self.endpoints) != self.down
+        self.warming || self.health_changed()
     }
 }
 

@@ -181,14 +181,17 @@ pub fn watch(cluster: &Arc<crate::config::cluster::ClusterCfg>) {
     }
     if let Some(w) = cluster.policy.warmup {
         // Slow start: rebuild the balancer in 20 steps per window while a
-        // host ramps up (a set that is not warming is left as it is).
+        // host ramps up. Health changes rebuild on their own (`with_set`),
+        // so a set that is not warming costs this loop one load.
         let step = (w.window / 20).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(5));
         let weak = Arc::downgrade(cluster);
         rt.spawn(async move {
             loop {
                 tokio::time::sleep(step).await;
                 let Some(c) = weak.upgrade() else { return };
-                c.refresh();
+                if c.set.load().warming {
+                    c.refresh();
+                }
             }
         });
     }
