@@ -8,7 +8,7 @@ use super::policy;
 use super::routes::pb_duration;
 use crate::registry::Instance;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, Locality, Metadata};
+use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, Metadata};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
@@ -126,12 +126,7 @@ fn assignment(name: &str, eps: Vec<Ep>, placement: &Placement) -> ClusterLoadAss
         // `distribute` leaves out localities it gives no share.
         .filter(|(_, (_, w))| w.is_some())
         .map(|(((_, loc), lb_endpoints), (priority, weight))| {
-            let mut parts = loc.unwrap_or("").splitn(3, '/').map(str::to_owned);
-            let locality = loc.map(|_| Locality {
-                region: parts.next().unwrap_or_default(),
-                zone: parts.next().unwrap_or_default(),
-                sub_zone: parts.next().unwrap_or_default(),
-            });
+            let locality = loc.map(locality::to_pb);
             LocalityLbEndpoints {
                 locality,
                 lb_endpoints,

@@ -13,28 +13,44 @@
 //! are then renumbered 0, 1, 2... without gaps.
 
 use super::node::ProxyNode;
+use envoy_types::pb::envoy::config::core::v3::Locality;
 use weft_api::types::{Labels, LocalityLbSetting};
 
-/// How a caller ranks the endpoints of one cluster.
+/// How a caller ranks the endpoints of one cluster; what depends on the
+/// caller alone is worked out once, not per endpoint.
 #[derive(Debug, Default)]
 pub enum Placement<'a> {
     /// Every endpoint is equal (no locality, or locality LB disabled).
     #[default]
     Flat,
     Failover {
-        rules: &'a LocalityLbSetting,
-        node: &'a ProxyNode,
+        /// The caller's (region, zone, subzone); None ranks by labels only.
+        here: Option<[&'a str; 3]>,
+        /// Regions the `failover` rules send the caller's region to.
+        next_regions: Vec<&'a str>,
+        /// `failoverPriority`, in order: a label and the value an endpoint
+        /// must have to match (the caller's own, or the `label=value` one).
+        labels: Vec<(&'a str, Option<&'a str>)>,
     },
     /// `distribute`: locality pattern to percent of traffic.
-    Distribute {
-        to: Vec<(&'a str, u32)>,
-    },
+    Distribute { to: Vec<(&'a str, u32)> },
 }
 
-/// The caller's locality split in (region, zone, subzone).
+/// A locality split in (region, zone, subzone).
 fn parts(l: &str) -> [&str; 3] {
     let mut it = l.splitn(3, '/');
     [it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or("")]
+}
+
+/// `region/zone/subzone` as Envoy's `Locality`.
+pub fn to_pb(l: &str) -> Locality {
+    let [region, zone, sub_zone] = parts(l).map(str::to_owned);
+    Locality { region, zone, sub_zone }
+}
+
+/// Envoy's `Locality` as `region/zone/subzone`; None when it is empty.
+pub fn text(l: &Locality) -> Option<String> {
+    Some(format!("{}/{}/{}", l.region, l.zone, l.sub_zone).trim_end_matches('/').to_owned()).filter(|t| !t.is_empty())
 }
 
 /// Istio's locality match: `pattern` segments equal `locality`'s, up to
@@ -54,8 +70,8 @@ pub fn matches(pattern: &str, locality: &str) -> bool {
 }
 
 /// The values of the `topology.*` labels, taken from a locality.
-fn topology_label<'a>(key: &str, locality: Option<&'a str>) -> Option<&'a str> {
-    let p = parts(locality?);
+fn topology_label<'a>(key: &str, locality: Option<[&'a str; 3]>) -> Option<&'a str> {
+    let p = locality?;
     match key {
         "topology.kubernetes.io/region" => Some(p[0]),
         "topology.kubernetes.io/zone" => Some(p[1]),
@@ -69,71 +85,65 @@ impl<'a> Placement<'a> {
     /// outlier detection (without it no host is ever found unhealthy, so
     /// nothing would fail over), as upstream.
     pub fn of(setting: Option<&'a LocalityLbSetting>, outlier: bool, node: &'a ProxyNode) -> Self {
-        static DEFAULT: LocalityLbSetting = LocalityLbSetting {
-            distribute: Vec::new(),
-            failover: Vec::new(),
-            failover_priority: Vec::new(),
-            enabled: None,
-        };
-        let s = setting.unwrap_or(&DEFAULT);
-        if s.enabled == Some(false) {
+        let here = node.locality.as_deref().map(parts);
+        if setting.and_then(|s| s.enabled) == Some(false) {
             return Placement::Flat;
         }
-        if !s.distribute.is_empty() {
-            let Some(here) = node.locality.as_deref() else { return Placement::Flat };
-            return match s.distribute.iter().find(|d| matches(&d.from, here)) {
+        if let Some(s) = setting.filter(|s| !s.distribute.is_empty()) {
+            let Some(me) = node.locality.as_deref() else { return Placement::Flat };
+            return match s.distribute.iter().find(|d| matches(&d.from, me)) {
                 Some(d) => Placement::Distribute { to: d.to.iter().map(|(k, v)| (k.as_str(), *v)).collect() },
                 None => Placement::Flat,
             };
         }
-        if outlier && (node.locality.is_some() || !s.failover_priority.is_empty()) {
-            return Placement::Failover { rules: s, node };
+        let priority = setting.map_or(&[][..], |s| &s.failover_priority[..]);
+        if !outlier || (here.is_none() && priority.is_empty()) {
+            return Placement::Flat;
         }
-        Placement::Flat
+        let next_regions = match here {
+            Some(me) => {
+                setting.iter().flat_map(|s| &s.failover).filter(|f| f.from == me[0]).map(|f| f.to.as_str()).collect()
+            }
+            None => Vec::new(),
+        };
+        let labels = priority
+            .iter()
+            .map(|item| match item.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => {
+                    (item.as_str(), topology_label(item, here).or_else(|| node.labels.get(item).map(String::as_str)))
+                }
+            })
+            .collect();
+        Placement::Failover { here, next_regions, labels }
     }
 
     pub fn locality_weighted(&self) -> bool {
         matches!(self, Placement::Distribute { .. })
     }
 
-    /// The rank of an endpoint (lower is preferred; renumbered later).
+    /// The rank of an endpoint (lower is preferred; renumbered later):
+    /// `failoverPriority` labels first, then distance from the caller.
     pub fn rank(&self, locality: Option<&str>, labels: Option<&Labels>) -> u32 {
-        let Placement::Failover { rules, node } = self else { return 0 };
-        let by_labels = if rules.failover_priority.is_empty() {
-            0
-        } else {
-            let value = |key: &str| -> Option<String> {
-                topology_label(key, locality).map(str::to_owned).or_else(|| labels?.get(key).cloned())
-            };
-            let wanted = |item: &str| -> Option<String> {
-                match item.split_once('=') {
-                    Some((_, v)) => Some(v.to_owned()),
-                    None => topology_label(item, node.locality.as_deref())
-                        .map(str::to_owned)
-                        .or_else(|| node.labels.get(item).cloned()),
-                }
-            };
-            let matched = rules
-                .failover_priority
-                .iter()
-                .take_while(|item| {
-                    let key = item.split_once('=').map_or(item.as_str(), |(k, _)| k);
-                    wanted(item).is_some_and(|w| value(key).as_deref() == Some(w.as_str()))
-                })
-                .count();
-            (rules.failover_priority.len() - matched) as u32
-        };
-        let by_distance = match (node.locality.as_deref().map(parts), locality.map(parts)) {
-            (Some(me), Some(ep)) if me[0] == ep[0] => match (me[1] == ep[1], me[2] == ep[2]) {
-                (true, true) => 0,
-                (true, false) => 1,
-                _ => 2,
-            },
-            (Some(me), Some(ep)) if rules.failover.iter().any(|f| f.from == me[0] && f.to == ep[0]) => 3,
-            (Some(_), _) => 4,
+        let Placement::Failover { here, next_regions, labels: wanted } = self else { return 0 };
+        let ep = locality.map(parts);
+        let value = |key: &str| topology_label(key, ep).or_else(|| labels?.get(key).map(String::as_str));
+        let matched = wanted.iter().take_while(|(key, want)| want.is_some() && value(key) == *want).count();
+        let by_distance = match (here, ep) {
             (None, _) => 0,
+            (Some(me), Some(ep)) if me[0] == ep[0] => {
+                if me[1] != ep[1] {
+                    2
+                } else if me[2] != ep[2] {
+                    1
+                } else {
+                    0
+                }
+            }
+            (Some(_), Some(ep)) if next_regions.contains(&ep[0]) => 3,
+            _ => 4,
         };
-        by_labels * 5 + by_distance
+        (wanted.len() - matched) as u32 * 5 + by_distance
     }
 
     /// `distribute`: the weight of each locality (None leaves it out): a
@@ -171,13 +181,9 @@ mod tests {
     use weft_api::types::LocalityFailover;
 
     fn node(locality: &str, labels: &[(&str, &str)]) -> ProxyNode {
-        use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
-        let p = parts(locality);
-        let mut n = ProxyNode::from_node(&Node {
-            id: "n".into(),
-            locality: Some(Locality { region: p[0].into(), zone: p[1].into(), sub_zone: p[2].into() }),
-            ..Default::default()
-        });
+        use envoy_types::pb::envoy::config::core::v3::Node;
+        let mut n =
+            ProxyNode::from_node(&Node { id: "n".into(), locality: Some(to_pb(locality)), ..Default::default() });
         n.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         n
     }

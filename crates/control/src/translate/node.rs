@@ -71,11 +71,7 @@ impl ProxyNode {
             app_port: port("APP_PORT"),
             port_offset: port("PORT_OFFSET").unwrap_or(0),
             admin: get("ADMIN_ADDR"),
-            locality: node
-                .locality
-                .as_ref()
-                .map(|l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone).trim_end_matches('/').to_owned())
-                .filter(|l| !l.is_empty()),
+            locality: node.locality.as_ref().and_then(super::locality::text),
         }
     }
 }
