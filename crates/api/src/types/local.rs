@@ -19,7 +19,7 @@ use super::Labels;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSpec {
     /// Program and arguments. A first word `weft` means this weft binary.

@@ -395,21 +395,17 @@ fn traffic_policy(r: &Resource, base: &str, tp: &TrafficPolicy, out: &mut Vec<Di
             }
         }
         if let Some(l) = &lb.locality_lb_setting {
-            let kinds = [
-                !l.distribute.is_empty(),
-                !l.failover.is_empty(),
-                !l.failover_priority.is_empty() && !l.failover.is_empty(),
-            ];
-            if kinds[0] && (kinds[1] || !l.failover_priority.is_empty()) {
+            let failover = !l.failover.is_empty() || !l.failover_priority.is_empty();
+            if !l.distribute.is_empty() && failover {
                 out.push(r.diag(
                     Error,
                     codes::INVALID_VALUE,
                     &format!("{p}.localityLbSetting"),
                     "`distribute` cannot be combined with `failover` or `failoverPriority`",
-                    None,
+                    Some("keep `distribute` to split traffic by locality, or `failover`/`failoverPriority` to prefer the nearest and fail over; not both".into()),
                 ));
             }
-            if (kinds[1] || !l.failover_priority.is_empty()) && tp.outlier_detection.is_none() {
+            if failover && tp.outlier_detection.is_none() {
                 out.push(r.diag(
                     Warning,
                     codes::INVALID_VALUE,

@@ -221,6 +221,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let mut snaps = control.hub.subscribe();
     let mut applied = rollout::desired(&resources);
     let timeout = Duration::from_secs(a.ready_timeout);
+    // How long a process gets to drain before it is killed.
+    let grace = Duration::from_secs(6);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -230,8 +232,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                     break;
                 }
                 let wanted = rollout::desired(&snaps.borrow_and_update().resources);
-                if wanted.iter().map(|(k, v)| (k, &v.0, v.1.replicas)).ne(applied.iter().map(|(k, v)| (k, &v.0, v.1.replicas))) {
-                    rollout::apply(&mut launcher, &control.hub, &mut replicas, &applied, &wanted, timeout, Duration::from_secs(6)).await;
+                if wanted != applied {
+                    rollout::apply(&mut launcher, &control.hub, &mut replicas, &applied, &wanted, timeout, grace).await;
                     applied = wanted;
                     if let Some(f) = &a.ready_file {
                         write_ready(f, &xds, &api, &gateways, &replicas)?;
@@ -241,7 +243,6 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         }
     }
     eprintln!("\nstopping: workloads, then sidecars and gateways");
-    let grace = Duration::from_secs(6);
     for r in &mut replicas {
         r.app.terminate();
     }

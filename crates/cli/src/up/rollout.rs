@@ -6,28 +6,39 @@
 //! restarting; new workloads start, removed ones stop.
 //!
 //! `kubectl rollout restart` works by editing an annotation; here any
-//! annotation edit (e.g. `weft.dev/restartedAt: "2`) does the same.
+//! annotation edit (e.g. `weft.dev/restartedAt: "2"`) does the same.
 
 use super::replica::{Launcher, Replica};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use weft_api::Spec;
-use weft_api::types::WorkloadSpec;
+use weft_api::types::{Labels, WorkloadSpec};
 use weft_control::hub::Hub;
 
-/// (namespace, name) → (version of the pod template, spec).
-pub type Desired = BTreeMap<(String, String), (String, WorkloadSpec)>;
+/// What one Workload asks for. A change to the template (the spec but
+/// `replicas`, and the annotations) restarts; a change of `replicas` scales.
+#[derive(PartialEq)]
+pub struct Wanted {
+    template: WorkloadSpec,
+    annotations: Labels,
+    replicas: u32,
+}
 
-/// The workloads a config asks for. The version covers everything but
-/// `replicas`, so scaling does not restart anything.
+/// (namespace, name) → what that Workload asks for.
+pub type Desired = BTreeMap<(String, String), Wanted>;
+
+/// The workloads a config asks for.
 pub fn desired(resources: &[weft_api::Resource]) -> Desired {
     resources
         .iter()
         .filter_map(|r| {
             let Spec::Workload(w) = &r.spec else { return None };
-            let template = WorkloadSpec { replicas: None, ..w.clone() };
-            let version = format!("{template:?}{:?}", r.meta.annotations);
-            Some(((r.namespace().to_owned(), r.name().to_owned()), (version, w.clone())))
+            let wanted = Wanted {
+                template: WorkloadSpec { replicas: None, ..w.clone() },
+                annotations: r.meta.annotations.clone(),
+                replicas: w.replicas.unwrap_or(1),
+            };
+            Some(((r.namespace().to_owned(), r.name().to_owned()), wanted))
         })
         .collect()
 }
@@ -55,6 +66,36 @@ async fn wait_in_service(r: &mut Replica, hub: &Hub, timeout: Duration) -> anyho
     }
 }
 
+/// Starts replica `i` of `n` and waits until it is in service; on failure
+/// says why and how to go on, and leaves nothing running.
+#[allow(clippy::too_many_arguments)]
+async fn start_in_service(
+    launcher: &mut Launcher,
+    hub: &Hub,
+    (ns, name): &(String, String),
+    spec: &WorkloadSpec,
+    i: u32,
+    n: u32,
+    timeout: Duration,
+    grace: Duration,
+) -> Option<Replica> {
+    let result = match launcher.start(name, ns, spec, i, n) {
+        Ok(mut r) => match wait_in_service(&mut r, hub, timeout).await {
+            Ok(()) => return Some(r),
+            Err(e) => {
+                r.retire(grace).await;
+                e
+            }
+        },
+        Err(e) => e,
+    };
+    eprintln!(
+        "Workload {ns}/{name}: replica {} of {n} did not come up: {result:#}\n  its output is above; fix the Workload's spec in the folder and save it again to retry",
+        i + 1
+    );
+    None
+}
+
 /// Makes the running replicas match `after` (what ran matched `before`).
 /// A replica that does not come up is stopped and the old ones are kept:
 /// a bad edit costs no capacity.
@@ -67,26 +108,17 @@ pub async fn apply(
     timeout: Duration,
     grace: Duration,
 ) {
-    for (key, (version, spec)) in after {
+    for (key, w) in after {
         let (ns, name) = key;
-        let n = spec.replicas.unwrap_or(1);
+        let (spec, n) = (&w.template, w.replicas);
         let mut mine: Vec<usize> = (0..replicas.len()).filter(|i| replicas[*i].workload == *key).collect();
-        let changed = before.get(key).is_some_and(|(v, _)| v != version);
+        let changed = before.get(key).is_some_and(|b| b.template != w.template || b.annotations != w.annotations);
         if changed {
             for (i, slot) in mine.iter().copied().enumerate().take(n as usize) {
-                let started = launcher.start(name, ns, spec, i as u32, n);
-                let mut fresh = match started {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("rollout of {ns}/{name} stopped: {e:#}; the running replicas are kept");
-                        break;
-                    }
-                };
-                if let Err(e) = wait_in_service(&mut fresh, hub, timeout).await {
-                    eprintln!("rollout of {ns}/{name} stopped: {e:#}; the running replicas are kept");
-                    fresh.retire(grace).await;
+                let Some(fresh) = start_in_service(launcher, hub, key, spec, i as u32, n, timeout, grace).await else {
+                    eprintln!("rollout of {ns}/{name} stopped; the running replicas are kept");
                     break;
-                }
+                };
                 let mut old = std::mem::replace(&mut replicas[slot], fresh);
                 old.retire(grace).await;
                 eprintln!("rolled {} (replica {} of {n})", replicas[slot].name, i + 1);
@@ -99,15 +131,8 @@ pub async fn apply(
             r.retire(grace).await;
         }
         for i in mine.len() as u32..n {
-            match launcher.start(name, ns, spec, i, n) {
-                Ok(mut r) => match wait_in_service(&mut r, hub, timeout).await {
-                    Ok(()) => replicas.push(r),
-                    Err(e) => {
-                        eprintln!("{ns}/{name}: {e:#}");
-                        r.retire(grace).await;
-                    }
-                },
-                Err(e) => eprintln!("{ns}/{name}: {e:#}"),
+            if let Some(r) = start_in_service(launcher, hub, key, spec, i, n, timeout, grace).await {
+                replicas.push(r);
             }
         }
     }
