@@ -90,7 +90,7 @@ async fn start_in_service(
         Err(e) => e,
     };
     eprintln!(
-        "Workload {ns}/{name}: replica {} of {n} did not come up: {result:#}\n  its output is above; fix the Workload's spec in the folder and save it again to retry",
+        "Workload {ns}/{name}: replica {} of {n} did not come up: {result:#}\n  fix the Workload in the folder and save it again to retry (a replica that started printed its output above)",
         i + 1
     );
     None
