@@ -126,7 +126,7 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
     fn decode<M: prost::Message + Default>(
         list: &[Arc<weft_control::translate::Res>],
     ) -> Arc<weft_proxy::config::RawMap<M>> {
-        Arc::new(list.iter().map(|r| (r.name.clone(), Arc::new(M::decode(r.any.value.as_slice()).unwrap()))).collect())
+        Arc::new(list.iter().map(|r| (r.name.clone(), weft_proxy::config::Wire::new(r.any.value.clone()))).collect())
     }
     let raw = Raw {
         listeners: decode(&out.listeners),
@@ -134,7 +134,7 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
         clusters: decode(&out.clusters),
         endpoints: decode(&out.endpoints),
     };
-    Config::compile(&raw, "1".into(), &weft_proxy::config::Registries::default())
+    Config::compile(&raw, None, "1".into(), &weft_proxy::config::Registries::default())
         .expect("translated config compiles in the proxy")
 }
 

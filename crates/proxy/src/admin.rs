@@ -51,6 +51,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
     let routes: Vec<_> = raw
         .routes
         .values()
+        .filter_map(|w| w.decode().ok())
         .map(|rc| {
             let vhosts: Vec<_> = rc.virtual_hosts.iter().map(|vh| json!({"name": vh.name, "domains": vh.domains, "routes": vh.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>()})).collect();
             json!({"name": rc.name, "virtualHosts": vhosts})

@@ -6,7 +6,7 @@
 //! Anything else is NACKed with the reason and the last good config stays.
 //! On disconnect the proxy keeps serving and reconnects with backoff.
 
-use crate::config::{Config, Raw, eds_name, rds_names};
+use crate::config::{Config, Raw, RawMap, Wire, rds_names, wire_name};
 use crate::state::{NodeInfo, ProxyState};
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -105,8 +105,17 @@ struct Session<'a> {
 
 /// Merges one endpoint set into the session's own copy, in place (that map
 /// is not shared: the copy kept for `/config_dump` leaves endpoints out).
-fn staged_raw(raw: &mut Raw, cla: envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment) {
-    Arc::make_mut(&mut raw.endpoints).insert(cla.cluster_name.clone(), Arc::new(cla));
+fn staged_raw(
+    raw: &mut Raw,
+    name: String,
+    cla: Wire<envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>,
+) {
+    Arc::make_mut(&mut raw.endpoints).insert(name, cla);
+}
+
+/// EDS name to cluster name, for the clusters of a compiled config.
+fn eds_clusters(cfg: &Config) -> HashMap<String, String> {
+    cfg.clusters.values().filter_map(|c| Some((c.eds.as_deref()?.to_owned(), c.name.to_string()))).collect()
 }
 
 /// What `/config_dump` shows of the raw config: everything but the endpoint
@@ -132,14 +141,13 @@ impl Session<'_> {
         let _ = self.tx.send(req).await;
     }
 
-    fn decode<M: Message + Default>(
-        resp: &DiscoveryResponse,
-        name: impl Fn(&M) -> String,
-    ) -> Result<crate::config::RawMap<M>, String> {
+    /// The resources of a response by name, kept in wire form (they are
+    /// decoded when the config compiles).
+    fn wires<M: Message + Default>(resp: &mut DiscoveryResponse) -> Result<RawMap<M>, String> {
         let mut out = BTreeMap::new();
-        for any in &resp.resources {
-            let m = M::decode(any.value.as_slice()).map_err(|e| format!("cannot decode {}: {e}", any.type_url))?;
-            out.insert(name(&m), Arc::new(m));
+        for any in std::mem::take(&mut resp.resources) {
+            let name = wire_name(&any.value).map_err(|e| format!("{}: {e}", any.type_url))?;
+            out.insert(name, Wire::new(any.value));
         }
         Ok(out)
     }
@@ -148,7 +156,7 @@ impl Session<'_> {
     /// Listeners and clusters are replaced whole; route tables and endpoint
     /// sets are merged in (a response may carry only those that changed),
     /// keeping only the names this proxy still asks for.
-    fn apply(&self, resp: &DiscoveryResponse) -> Result<Raw, String> {
+    fn apply(&self, resp: &mut DiscoveryResponse) -> Result<Raw, String> {
         use envoy_types::pb::envoy::config::{cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment};
         use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
         fn merge<M: Clone>(
@@ -167,14 +175,14 @@ impl Session<'_> {
         let names = self.types.get(resp.type_url.as_str()).map(|t| &t.names);
         let mut raw = self.raw.clone();
         match resp.type_url.as_str() {
-            LISTENER => raw.listeners = Arc::new(Self::decode(resp, |l: &Listener| l.name.clone())?),
-            CLUSTER => raw.clusters = Arc::new(Self::decode(resp, |c: &Cluster| c.name.clone())?),
+            LISTENER => raw.listeners = Arc::new(Self::wires::<Listener>(resp)?),
+            CLUSTER => raw.clusters = Arc::new(Self::wires::<Cluster>(resp)?),
             ROUTE => {
-                let new = Self::decode(resp, |r: &RouteConfiguration| r.name.clone())?;
+                let new = Self::wires::<RouteConfiguration>(resp)?;
                 raw.routes = Arc::new(merge(&raw.routes, new, names));
             }
             ENDPOINT => {
-                let new = Self::decode(resp, |e: &ClusterLoadAssignment| e.cluster_name.clone())?;
+                let new = Self::wires::<ClusterLoadAssignment>(resp)?;
                 raw.endpoints = Arc::new(merge(&raw.endpoints, new, names));
             }
             other => return Err(format!("unexpected type {other}")),
@@ -182,7 +190,7 @@ impl Session<'_> {
         Ok(raw)
     }
 
-    async fn on_response(&mut self, resp: DiscoveryResponse) {
+    async fn on_response(&mut self, mut resp: DiscoveryResponse) {
         let type_url: &'static str = match resp.type_url.as_str() {
             LISTENER => LISTENER,
             ROUTE => ROUTE,
@@ -192,7 +200,7 @@ impl Session<'_> {
         };
         self.types.entry(type_url).or_default().nonce = resp.nonce.clone();
         if type_url == ENDPOINT && self.state.xds_complete.load(Ordering::Acquire) {
-            match self.update_endpoints(&resp) {
+            match self.update_endpoints(&mut resp) {
                 Ok(()) => {
                     self.types.entry(type_url).or_default().version = resp.version_info.clone();
                     self.state.metrics.config_updates.inc();
@@ -207,25 +215,29 @@ impl Session<'_> {
             }
             return;
         }
-        let compiled = self.apply(&resp).and_then(|raw| {
-            let cfg = Config::compile(&raw, resp.version_info.clone(), &self.state.hosts).map_err(|(_, e)| e.0)?;
+        let old = self.state.config.load_full();
+        let compiled = self.apply(&mut resp).and_then(|raw| {
+            let cfg = Config::compile(&raw, Some((&self.raw, &old)), resp.version_info.clone(), &self.state.hosts)
+                .map_err(|(_, e)| e.0)?;
             Ok((raw, cfg))
         });
         match compiled {
             Ok((raw, cfg)) => {
                 self.raw = raw;
                 self.types.entry(type_url).or_default().version = resp.version_info.clone();
+                if type_url == CLUSTER {
+                    self.eds_clusters = eds_clusters(&cfg);
+                }
                 let complete = self.complete();
                 let cfg = Arc::new(cfg);
+                // Clusters kept from the last config already have their watchers.
                 for c in cfg.clusters.values() {
-                    crate::health::watch(c);
+                    if !old.clusters.get(&*c.name).is_some_and(|o| Arc::ptr_eq(o, c)) {
+                        crate::health::watch(c);
+                    }
                 }
                 self.state.config.store(cfg);
                 self.state.raw.store(dump_copy(&self.raw));
-                if type_url == CLUSTER {
-                    self.eds_clusters =
-                        self.raw.clusters.values().filter_map(|c| Some((eds_name(c)?, c.name.clone()))).collect();
-                }
                 if complete {
                     self.state.xds_complete.store(true, Ordering::Release);
                 }
@@ -247,24 +259,24 @@ impl Session<'_> {
     /// An endpoint update once the config is complete: only the clusters it
     /// names get new endpoint sets (no full compile, no config swap). Every
     /// set is compiled before any is installed, so a bad one changes nothing.
-    fn update_endpoints(&mut self, resp: &DiscoveryResponse) -> Result<(), String> {
+    fn update_endpoints(&mut self, resp: &mut DiscoveryResponse) -> Result<(), String> {
         use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
         let cfg = self.state.config.load_full();
-        let mut decoded = Vec::with_capacity(resp.resources.len());
+        let mut wires = Vec::with_capacity(resp.resources.len());
         let mut staged = Vec::new();
-        for any in &resp.resources {
-            let cla = ClusterLoadAssignment::decode(any.value.as_slice())
-                .map_err(|e| format!("cannot decode endpoints: {e}"))?;
+        for any in std::mem::take(&mut resp.resources) {
+            let wire = Wire::<ClusterLoadAssignment>::new(any.value);
+            let cla = wire.decode().map_err(|e| e.0)?;
             if let Some(cluster) = self.eds_clusters.get(&cla.cluster_name).and_then(|n| cfg.clusters.get(n)) {
                 staged.push((cluster.clone(), cluster.endpoint_set(&cla, &self.state.hosts).map_err(|e| e.0)?));
             }
-            decoded.push(cla);
+            wires.push((cla.cluster_name, wire));
         }
         for (cluster, set) in staged {
             cluster.install(set);
         }
-        for cla in decoded {
-            staged_raw(&mut self.raw, cla);
+        for (name, wire) in wires {
+            staged_raw(&mut self.raw, name, wire);
         }
         Ok(())
     }
@@ -272,7 +284,7 @@ impl Session<'_> {
     /// Subscribes to the route tables and endpoint sets the config refers to.
     async fn follow_names(&mut self) {
         let rds = rds_names(&self.raw.listeners);
-        let eds: BTreeSet<String> = self.raw.clusters.values().filter_map(|c| eds_name(c)).collect();
+        let eds: BTreeSet<String> = self.eds_clusters.keys().cloned().collect();
         for (t, names) in [(ROUTE, rds), (ENDPOINT, eds)] {
             let cur = self.types.entry(t).or_default();
             if cur.names != names {
@@ -305,11 +317,10 @@ impl Session<'_> {
 
     fn complete(&self) -> bool {
         let rds = rds_names(&self.raw.listeners);
-        let eds: BTreeSet<String> = self.raw.clusters.values().filter_map(|c| eds_name(c)).collect();
         self.types.get(CLUSTER).is_some_and(|t| !t.version.is_empty())
             && self.types.get(LISTENER).is_some_and(|t| !t.version.is_empty())
             && rds.iter().all(|n| self.raw.routes.contains_key(n))
-            && eds.iter().all(|n| self.raw.endpoints.contains_key(n))
+            && self.eds_clusters.keys().all(|n| self.raw.endpoints.contains_key(n))
     }
 }
 
@@ -317,7 +328,7 @@ async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyh
     let endpoint = if addr.starts_with("http") { addr.to_owned() } else { format!("http://{addr}") };
     let mut client = AggregatedDiscoveryServiceClient::connect(endpoint).await?.max_decoding_message_size(256 << 20);
     let (tx, rx) = mpsc::channel(16);
-    let eds_clusters = raw.clusters.values().filter_map(|c| Some((eds_name(c)?, c.name.clone()))).collect();
+    let eds_clusters = eds_clusters(&state.config.load());
     let mut session = Session { state, tx, types: HashMap::new(), raw: std::mem::take(raw), first: true, eds_clusters };
     let result = async {
         session.request(CLUSTER, None).await;

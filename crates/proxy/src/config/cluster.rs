@@ -109,6 +109,8 @@ pub struct ClusterCfg {
     /// Balancer, panic threshold, locality weights, slow start.
     pub policy: SetPolicy,
     dns: Option<i32>,
+    /// The EDS name its endpoints come under, if it uses EDS.
+    pub eds: Option<Arc<str>>,
     pub outlier: Option<OutlierCfg>,
     pub health_check: Option<HealthCheckCfg>,
     /// Circuit breakers; None when every limit is unlimited.
@@ -346,6 +348,7 @@ impl ClusterCfg {
             )),
             policy,
             dns,
+            eds: super::eds_name(c).map(Into::into),
             outlier: c.outlier_detection.as_ref().map(OutlierCfg::from_proto),
             health_check,
             endpoints_changed: tokio::sync::Notify::new(),
