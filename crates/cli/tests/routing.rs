@@ -126,7 +126,9 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
     fn decode<M: prost::Message + Default>(
         list: &[Arc<weft_control::translate::Res>],
     ) -> Arc<weft_proxy::config::RawMap<M>> {
-        Arc::new(list.iter().map(|r| (r.name.clone(), weft_proxy::config::Wire::new(r.any.value.clone()))).collect())
+        Arc::new(
+            list.iter().map(|r| (r.name.as_str().into(), weft_proxy::config::Wire::new(r.any.value.clone()))).collect(),
+        )
     }
     let raw = Raw {
         listeners: decode(&out.listeners),

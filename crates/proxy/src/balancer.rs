@@ -26,15 +26,24 @@ pub enum LbKind {
 pub struct Balancer {
     kind: LbKind,
     next: AtomicUsize,
+    /// The one table `kind` uses (one per cluster per level: kept small).
+    table: Table,
+}
+
+#[derive(Debug)]
+enum Table {
+    /// Equal weights (round robin, least request).
+    None,
     /// Round robin order (endpoint indexes) when weights differ.
-    schedule: Vec<u32>,
-    /// Cumulative weights, for random.
-    cumulative: Vec<u64>,
-    /// Ring hash: sorted (hash, endpoint); maglev: table of endpoints.
-    ring: Vec<(u64, u32)>,
-    table: Vec<u32>,
+    Schedule(Box<[u32]>),
+    /// Random: cumulative weights.
+    Cumulative(Box<[u64]>),
     /// Least request: the weights, when they differ.
-    weights: Vec<u32>,
+    Weights(Box<[u32]>),
+    /// Ring hash: sorted (hash, endpoint).
+    Ring(Box<[(u64, u32)]>),
+    /// Maglev: the lookup table of endpoints.
+    Maglev(Box<[u32]>),
 }
 
 /// A stable 64-bit hash (SipHash with fixed keys).
@@ -117,45 +126,40 @@ impl Balancer {
     /// A balancer over `eps`, endpoint `i` weighted `weights[i]`.
     pub fn new(kind: LbKind, eps: &[Arc<Endpoint>], weights: &[u32]) -> Self {
         debug_assert_eq!(eps.len(), weights.len());
-        let mut b = Balancer {
-            kind,
-            next: AtomicUsize::new(rand::rng().random_range(0..eps.len().max(1))),
-            schedule: Vec::new(),
-            cumulative: Vec::new(),
-            ring: Vec::new(),
-            table: Vec::new(),
-            weights: Vec::new(),
-        };
-        match kind {
-            LbKind::RoundRobin => b.schedule = smooth_schedule(weights),
+        let table = match kind {
+            LbKind::RoundRobin => {
+                let s = smooth_schedule(weights);
+                if s.is_empty() { Table::None } else { Table::Schedule(s.into()) }
+            }
             LbKind::Random => {
                 let mut acc = 0u64;
-                b.cumulative = weights
-                    .iter()
-                    .map(|w| {
-                        acc += *w as u64;
-                        acc
-                    })
-                    .collect();
+                Table::Cumulative(
+                    weights
+                        .iter()
+                        .map(|w| {
+                            acc += *w as u64;
+                            acc
+                        })
+                        .collect(),
+                )
             }
-            LbKind::LeastRequest => {
-                if weights.windows(2).any(|w| w[0] != w[1]) {
-                    b.weights = weights.to_vec();
-                }
-            }
+            LbKind::LeastRequest if weights.windows(2).any(|w| w[0] != w[1]) => Table::Weights(weights.into()),
+            LbKind::LeastRequest => Table::None,
             LbKind::RingHash { min_ring } => {
                 let total: u64 = weights.iter().map(|w| *w as u64).sum::<u64>().max(1);
+                let mut ring = Vec::new();
                 for (i, e) in eps.iter().enumerate() {
                     let replicas = ((min_ring as u64 * weights[i] as u64).div_ceil(total)).max(1);
                     for r in 0..replicas {
-                        b.ring.push((hash64(&(e.authority.as_str(), r)), i as u32));
+                        ring.push((hash64(&(e.authority.as_str(), r)), i as u32));
                     }
                 }
-                b.ring.sort_unstable();
+                ring.sort_unstable();
+                Table::Ring(ring.into())
             }
-            LbKind::Maglev { table_size } => b.table = maglev_table(eps, weights, table_size.max(2)),
-        }
-        b
+            LbKind::Maglev { table_size } => Table::Maglev(maglev_table(eps, weights, table_size.max(2)).into()),
+        };
+        Balancer { kind, next: AtomicUsize::new(rand::rng().random_range(0..eps.len().max(1))), table }
     }
 
     pub fn kind(&self) -> LbKind {
@@ -183,36 +187,39 @@ impl Balancer {
 
     fn pick_once(&self, eps: &[Arc<Endpoint>], hash: Option<u64>) -> usize {
         let n = eps.len();
-        match self.kind {
-            LbKind::RoundRobin => {
-                let k = self.next.fetch_add(1, Ordering::Relaxed);
-                if self.schedule.is_empty() { k % n } else { self.schedule[k % self.schedule.len()] as usize }
+        match (&self.table, self.kind) {
+            (Table::Schedule(s), _) => s[self.next.fetch_add(1, Ordering::Relaxed) % s.len()] as usize,
+            (Table::None, LbKind::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            (Table::Cumulative(c), _) => {
+                let total = *c.last().unwrap_or(&1);
+                let x = rand::rng().random_range(0..total.max(1));
+                c.partition_point(|c| *c <= x).min(n - 1)
             }
-            LbKind::Random => {
-                let total = *self.cumulative.last().unwrap_or(&1);
-                let x = rand::rng().random_range(0..total);
-                self.cumulative.partition_point(|c| *c <= x).min(n - 1)
-            }
-            LbKind::LeastRequest => {
+            (t, LbKind::LeastRequest) => {
                 if n == 1 {
                     return 0;
                 }
                 let mut rng = rand::rng();
                 let a = rng.random_range(0..n);
                 let b = (a + rng.random_range(1..n)) % n;
-                let weight = |i: usize| self.weights.get(i).map_or(1, |w| (*w).max(1));
+                let weight = |i: usize| match t {
+                    Table::Weights(w) => w.get(i).map_or(1, |w| (*w).max(1)),
+                    _ => 1,
+                };
                 let load = |i: usize| (eps[i].active() + 1) as f64 / weight(i) as f64;
                 if load(b) < load(a) { b } else { a }
             }
-            LbKind::RingHash { .. } => {
+            (Table::Ring(ring), _) => {
                 let h = hash.unwrap_or_else(|| rand::rng().random());
-                let i = self.ring.partition_point(|(x, _)| *x < h);
-                self.ring.get(i).or(self.ring.first()).map_or(0, |(_, e)| *e as usize)
+                let i = ring.partition_point(|(x, _)| *x < h);
+                ring.get(i).or(ring.first()).map_or(0, |(_, e)| *e as usize)
             }
-            LbKind::Maglev { .. } => {
+            (Table::Maglev(table), _) => {
                 let h = hash.unwrap_or_else(|| rand::rng().random());
-                self.table.get((h % self.table.len().max(1) as u64) as usize).map_or(0, |e| *e as usize)
+                table.get((h % table.len().max(1) as u64) as usize).map_or(0, |e| *e as usize)
             }
+            // Not built by `new`; any endpoint will do.
+            (Table::None | Table::Weights(_), _) => 0,
         }
     }
 }

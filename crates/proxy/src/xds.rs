@@ -88,7 +88,7 @@ pub async fn run(addr: String, state: Arc<ProxyState>) {
 
 #[derive(Default)]
 struct TypeState {
-    names: BTreeSet<String>,
+    names: BTreeSet<Arc<str>>,
     version: String,
     nonce: String,
 }
@@ -100,22 +100,22 @@ struct Session<'a> {
     raw: Raw,
     first: bool,
     /// EDS name to cluster name, rebuilt when clusters change.
-    eds_clusters: HashMap<String, String>,
+    eds_clusters: HashMap<Arc<str>, Arc<str>>,
 }
 
 /// Merges one endpoint set into the session's own copy, in place (that map
 /// is not shared: the copy kept for `/config_dump` leaves endpoints out).
 fn staged_raw(
     raw: &mut Raw,
-    name: String,
+    name: Arc<str>,
     cla: Wire<envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>,
 ) {
     Arc::make_mut(&mut raw.endpoints).insert(name, cla);
 }
 
 /// EDS name to cluster name, for the clusters of a compiled config.
-fn eds_clusters(cfg: &Config) -> HashMap<String, String> {
-    cfg.clusters.values().filter_map(|c| Some((c.eds.as_deref()?.to_owned(), c.name.to_string()))).collect()
+fn eds_clusters(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
+    cfg.clusters.values().filter_map(|c| Some((c.eds.clone()?, c.name.clone()))).collect()
 }
 
 /// What `/config_dump` shows of the raw config: everything but the endpoint
@@ -131,7 +131,7 @@ impl Session<'_> {
         let req = DiscoveryRequest {
             version_info: t.version.clone(),
             node: self.first.then(|| node(&self.state.node)),
-            resource_names: t.names.iter().cloned().collect(),
+            resource_names: t.names.iter().map(|n| n.to_string()).collect(),
             type_url: type_url.to_owned(),
             response_nonce: t.nonce.clone(),
             error_detail: error.map(|m| Status { code: 3, message: m, details: Vec::new() }),
@@ -143,11 +143,11 @@ impl Session<'_> {
 
     /// The resources of a response by name, kept in wire form (they are
     /// decoded when the config compiles).
-    fn wires<M: Message + Default>(resp: &mut DiscoveryResponse) -> Result<RawMap<M>, String> {
+    fn wires<M: Message + Default>(&self, resp: &mut DiscoveryResponse) -> Result<RawMap<M>, String> {
         let mut out = BTreeMap::new();
         for any in std::mem::take(&mut resp.resources) {
             let name = wire_name(&any.value).map_err(|e| format!("{}: {e}", any.type_url))?;
-            out.insert(name, Wire::new(any.value));
+            out.insert(self.state.hosts.names.get(&name), Wire::new(any.value));
         }
         Ok(out)
     }
@@ -160,11 +160,11 @@ impl Session<'_> {
         use envoy_types::pb::envoy::config::{cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment};
         use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
         fn merge<M: Clone>(
-            old: &BTreeMap<String, M>,
-            new: BTreeMap<String, M>,
-            keep: Option<&BTreeSet<String>>,
-        ) -> BTreeMap<String, M> {
-            let mut out: BTreeMap<String, M> = old
+            old: &BTreeMap<Arc<str>, M>,
+            new: BTreeMap<Arc<str>, M>,
+            keep: Option<&BTreeSet<Arc<str>>>,
+        ) -> BTreeMap<Arc<str>, M> {
+            let mut out: BTreeMap<Arc<str>, M> = old
                 .iter()
                 .filter(|(k, _)| keep.is_none_or(|n| n.contains(*k)))
                 .map(|(k, v)| (k.clone(), v.clone()))
@@ -175,14 +175,14 @@ impl Session<'_> {
         let names = self.types.get(resp.type_url.as_str()).map(|t| &t.names);
         let mut raw = self.raw.clone();
         match resp.type_url.as_str() {
-            LISTENER => raw.listeners = Arc::new(Self::wires::<Listener>(resp)?),
-            CLUSTER => raw.clusters = Arc::new(Self::wires::<Cluster>(resp)?),
+            LISTENER => raw.listeners = Arc::new(self.wires::<Listener>(resp)?),
+            CLUSTER => raw.clusters = Arc::new(self.wires::<Cluster>(resp)?),
             ROUTE => {
-                let new = Self::wires::<RouteConfiguration>(resp)?;
+                let new = self.wires::<RouteConfiguration>(resp)?;
                 raw.routes = Arc::new(merge(&raw.routes, new, names));
             }
             ENDPOINT => {
-                let new = Self::wires::<ClusterLoadAssignment>(resp)?;
+                let new = self.wires::<ClusterLoadAssignment>(resp)?;
                 raw.endpoints = Arc::new(merge(&raw.endpoints, new, names));
             }
             other => return Err(format!("unexpected type {other}")),
@@ -267,10 +267,10 @@ impl Session<'_> {
         for any in std::mem::take(&mut resp.resources) {
             let wire = Wire::<ClusterLoadAssignment>::new(any.value);
             let cla = wire.decode().map_err(|e| e.0)?;
-            if let Some(cluster) = self.eds_clusters.get(&cla.cluster_name).and_then(|n| cfg.clusters.get(n)) {
+            if let Some(cluster) = self.eds_clusters.get(cla.cluster_name.as_str()).and_then(|n| cfg.clusters.get(n)) {
                 staged.push((cluster.clone(), cluster.endpoint_set(&cla, &self.state.hosts).map_err(|e| e.0)?));
             }
-            wires.push((cla.cluster_name, wire));
+            wires.push((self.state.hosts.names.get(&cla.cluster_name), wire));
         }
         for (cluster, set) in staged {
             cluster.install(set);
@@ -284,7 +284,7 @@ impl Session<'_> {
     /// Subscribes to the route tables and endpoint sets the config refers to.
     async fn follow_names(&mut self) {
         let rds = rds_names(&self.raw.listeners);
-        let eds: BTreeSet<String> = self.eds_clusters.keys().cloned().collect();
+        let eds: BTreeSet<Arc<str>> = self.eds_clusters.keys().cloned().collect();
         for (t, names) in [(ROUTE, rds), (ENDPOINT, eds)] {
             let cur = self.types.entry(t).or_default();
             if cur.names != names {

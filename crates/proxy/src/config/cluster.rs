@@ -185,13 +185,9 @@ fn endpoints(
 ) -> Result<Vec<Arc<Endpoint>>, CompileError> {
     let mut out = Vec::new();
     for loc in &cla.endpoints {
-        let locality: Arc<str> = loc
-            .locality
-            .as_ref()
-            .map_or(String::new(), |l| {
-                format!("{}/{}/{}", l.region, l.zone, l.sub_zone).trim_end_matches('/').to_owned()
-            })
-            .into();
+        let locality = hosts.names.get(&loc.locality.as_ref().map_or(String::new(), |l| {
+            format!("{}/{}/{}", l.region, l.zone, l.sub_zone).trim_end_matches('/').to_owned()
+        }));
         for lb in &loc.lb_endpoints {
             let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &lb.host_identifier else { continue };
             let Some(address::Address::SocketAddress(sa)) = ep.address.as_ref().and_then(|a| a.address.as_ref()) else {
@@ -233,8 +229,8 @@ fn endpoints(
                 // `istio.workload` is "name;namespace" (Istio's form).
                 let wl = field("workload");
                 let (w, ns): (Arc<str>, Arc<str>) = match wl.split_once(';') {
-                    Some((w, ns)) => (w.into(), ns.split(';').next().unwrap_or("unknown").into()),
-                    None => (wl.clone(), field("namespace")),
+                    Some((w, ns)) => (w.into(), hosts.names.get(ns.split(';').next().unwrap_or("unknown"))),
+                    None => (wl.clone(), hosts.names.get(&field("namespace"))),
                 };
                 let mut e = Endpoint::new(addr, weight, w, ns, locality.clone(), hosts.pools.get(addr));
                 e.priority = loc.priority;
@@ -331,11 +327,13 @@ impl ClusterCfg {
             // Envoy ramps round robin and least request only.
             warmup: warmup(c).filter(|_| !matches!(kind, LbKind::RingHash { .. } | LbKind::Maglev { .. })),
         };
+        let name = hosts.names.get(&c.name);
         let cfg = ClusterCfg {
-            name: c.name.as_str().into(),
+            eds: super::eds_name(c).map(|n| if n == c.name { name.clone() } else { hosts.names.get(&n) }),
+            name,
             service: service.into(),
             service_name: service_name.into(),
-            service_namespace: service_namespace.into(),
+            service_namespace: hosts.names.get(service_namespace),
             protocol: protocol(c, opts.as_ref()),
             limits: Limits::from_proto(c),
             conn_policy: conn_policy(opts.as_ref()),
@@ -348,7 +346,6 @@ impl ClusterCfg {
             )),
             policy,
             dns,
-            eds: super::eds_name(c).map(Into::into),
             outlier: c.outlier_detection.as_ref().map(OutlierCfg::from_proto),
             health_check,
             endpoints_changed: tokio::sync::Notify::new(),

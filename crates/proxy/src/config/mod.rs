@@ -39,7 +39,7 @@ impl std::fmt::Display for CompileError {
     }
 }
 
-pub type Clusters = HashMap<String, Arc<ClusterCfg>>;
+pub type Clusters = HashMap<Arc<str>, Arc<ClusterCfg>>;
 
 /// A protobuf duration as a std one (negative parts count as zero).
 pub fn duration(d: &envoy_types::pb::google::protobuf::Duration) -> std::time::Duration {
@@ -64,6 +64,33 @@ pub fn parts_per_million(f: Option<&envoy_types::pb::envoy::r#type::v3::Fraction
 pub struct Registries {
     pub pools: crate::http::pool::PoolRegistry,
     pub health: crate::health::HealthRegistry,
+    pub names: Interner,
+}
+
+/// One shared copy of each resource name, namespace and locality: a
+/// cluster's name is otherwise held by the raw config, the compiled
+/// cluster, the EDS subscription and the EDS index, each its own String.
+#[derive(Default)]
+pub struct Interner {
+    set: std::sync::Mutex<(std::collections::HashSet<Arc<str>>, usize)>,
+}
+
+impl Interner {
+    pub fn get(&self, s: &str) -> Arc<str> {
+        let mut guard = self.set.lock().expect("interner");
+        let (set, purged_at) = &mut *guard;
+        if let Some(a) = set.get(s) {
+            return a.clone();
+        }
+        // Names nothing else holds any more are dropped as the set doubles.
+        if set.len() >= 2 * *purged_at + 1024 {
+            set.retain(|a| Arc::strong_count(a) > 1);
+            *purged_at = set.len();
+        }
+        let a: Arc<str> = s.into();
+        set.insert(a.clone());
+        a
+    }
 }
 
 /// The last accepted resources of each type, as received.
@@ -76,7 +103,7 @@ pub struct Raw {
 }
 
 /// Resources by name; values shared, so merging an update copies pointers.
-pub type RawMap<M> = BTreeMap<String, Wire<M>>;
+pub type RawMap<M> = BTreeMap<Arc<str>, Wire<M>>;
 
 /// One resource kept in its wire form and decoded when a config compiles.
 /// A decoded Envoy proto is mostly empty fields: a one-endpoint
@@ -182,7 +209,7 @@ pub struct Config {
     pub version: String,
     pub listeners: Vec<ListenerCfg>,
     pub clusters: Clusters,
-    pub routes: HashMap<String, Arc<RouteTable>>,
+    pub routes: HashMap<Arc<str>, Arc<RouteTable>>,
 }
 
 /// Which type a compile error belongs to, so the right one is NACKed.
@@ -206,7 +233,7 @@ pub fn eds_name(c: &Cluster) -> Option<String> {
 }
 
 /// The route table names the listeners ask for over RDS.
-pub fn rds_names(listeners: &RawMap<Listener>) -> BTreeSet<String> {
+pub fn rds_names(listeners: &RawMap<Listener>) -> BTreeSet<Arc<str>> {
     let mut out = BTreeSet::new();
     for l in listeners.values().filter_map(|w| w.decode().ok()) {
         for fc in &l.filter_chains {
@@ -216,7 +243,7 @@ pub fn rds_names(listeners: &RawMap<Listener>) -> BTreeSet<String> {
                     && let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice())
                     && let Some(http_connection_manager::RouteSpecifier::Rds(rds)) = hcm.route_specifier
                 {
-                    out.insert(rds.route_config_name);
+                    out.insert(rds.route_config_name.into());
                 }
             }
         }
@@ -278,21 +305,22 @@ impl Config {
         let mut all_kept = prev.is_some_and(|(_, cfg)| cfg.clusters.len() == raw.clusters.len());
         for (name, wire) in raw.clusters.iter() {
             if let Some(kept) = prev.and_then(|(old_raw, cfg)| unchanged_cluster(name, wire, raw, old_raw, cfg)) {
-                clusters.insert(name.clone(), kept);
+                clusters.insert(kept.name.clone(), kept);
                 continue;
             }
             all_kept = false;
             let cerr = |e: CompileError| (Kind::Cluster, e);
             let c = wire.decode().map_err(cerr)?;
-            let cla = eds_name(&c).and_then(|n| raw.endpoints.get(&n)).map(Wire::decode).transpose().map_err(cerr)?;
+            let cla =
+                eds_name(&c).and_then(|n| raw.endpoints.get(n.as_str())).map(Wire::decode).transpose().map_err(cerr)?;
             let compiled = Arc::new(ClusterCfg::compile(&c, cla.as_ref(), hosts).map_err(cerr)?);
-            clusters.insert(c.name, compiled);
+            clusters.insert(compiled.name.clone(), compiled);
         }
         let mut routes = HashMap::new();
         for (name, wire) in raw.routes.iter() {
             let kept = prev
                 .filter(|(old_raw, _)| all_kept && old_raw.routes.get(name) == Some(wire))
-                .and_then(|(_, cfg)| cfg.routes.get(name).cloned());
+                .and_then(|(_, cfg)| cfg.routes.get(&**name).cloned());
             let t = match kept {
                 Some(t) => t,
                 None => Arc::new(RouteTable::compile_wire(wire, &clusters).map_err(|e| (Kind::Route, e))?),
@@ -320,7 +348,7 @@ impl Config {
                     .map_err(|e| lerr(CompileError::new(format!("listener {}: {e}", l.name))))?;
                 let (route_name, table) = match hcm.route_specifier {
                     Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
-                        let t = routes.get(&rds.route_config_name).cloned();
+                        let t = routes.get(rds.route_config_name.as_str()).cloned();
                         (rds.route_config_name, t)
                     }
                     Some(http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
@@ -360,3 +388,6 @@ impl Config {
         Ok(Config { version, listeners, clusters, routes })
     }
 }
+
+#[cfg(test)]
+mod tests;

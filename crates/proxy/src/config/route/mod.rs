@@ -172,7 +172,7 @@ impl Target {
         let mut choices = Vec::new();
         for (name, weight, request_headers, response_headers) in items.into_iter().filter(|i| i.1 > 0) {
             total += weight;
-            let cluster = clusters.get(&name).cloned();
+            let cluster = clusters.get(name.as_str()).cloned();
             choices.push(WeightedChoice { cluster, name: name.into(), upto: total, request_headers, response_headers });
         }
         if total == 0 {
@@ -326,7 +326,9 @@ impl RouteTable {
         for (i, vh) in vhosts.enumerate() {
             let vh = vh?;
             let vh = vh.borrow();
-            let routes = vh.routes.iter().map(|r| compile_route(r, clusters)).collect::<Result<Vec<_>, _>>()?;
+            let mut routes = vh.routes.iter().map(|r| compile_route(r, clusters)).collect::<Result<Vec<_>, _>>()?;
+            // Collected through a Result, a one-route Vec would keep room for four.
+            routes.shrink_to_fit();
             t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
             for d in &vh.domains {
                 let d = d.to_ascii_lowercase();

@@ -1,0 +1,126 @@
+//! Compiling against the last config: what did not change is kept (same
+//! `Arc`, so endpoint sets, health watchers and pools carry on), what did
+//! is rebuilt.
+
+use super::*;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig};
+use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteMatch, VirtualHost, route as pb_route, route_action,
+};
+
+fn cluster(name: &str) -> Cluster {
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig::default()),
+        ..Default::default()
+    }
+}
+
+fn assignment(name: &str, ports: &[u32]) -> ClusterLoadAssignment {
+    let lb = |port: u32| LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: "127.0.0.1".into(),
+                    port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: ports.iter().map(|p| lb(*p)).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn table(clusters: &[&str]) -> RouteConfiguration {
+    let vhost = |c: &str| VirtualHost {
+        name: c.into(),
+        domains: vec![c.into()],
+        routes: vec![Route {
+            r#match: Some(RouteMatch {
+                path_specifier: Some(envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier::Prefix(
+                    "/".into(),
+                )),
+                ..Default::default()
+            }),
+            action: Some(pb_route::Action::Route(RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(c.into())),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: "outbound".into(),
+        virtual_hosts: clusters.iter().map(|c| vhost(c)).collect(),
+        ..Default::default()
+    }
+}
+
+fn wires<M: Message + Default>(items: Vec<(&str, M)>) -> Arc<RawMap<M>> {
+    Arc::new(items.into_iter().map(|(n, m)| (n.into(), Wire::encode(&m))).collect())
+}
+
+fn raw(a_ports: &[u32]) -> Raw {
+    Raw {
+        listeners: Arc::default(),
+        routes: wires(vec![("outbound", table(&["a", "b"]))]),
+        clusters: wires(vec![("a", cluster("a")), ("b", cluster("b"))]),
+        endpoints: wires(vec![("a", assignment("a", a_ports)), ("b", assignment("b", &[2000]))]),
+    }
+}
+
+fn ports(c: &ClusterCfg) -> Vec<u16> {
+    c.set.load().endpoints.iter().map(|e| e.addr.port()).collect()
+}
+
+#[test]
+fn unchanged_clusters_and_tables_are_kept_and_changed_ones_rebuilt() {
+    let hosts = Registries::default();
+    let first_raw = raw(&[1000]);
+    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    assert_eq!(ports(&first.clusters["a"]), vec![1000]);
+
+    // The same resources again (a state-of-the-world resend): all kept.
+    let same = Config::compile(&raw(&[1000]), Some((&first_raw, &first)), "2".into(), &hosts).unwrap();
+    for c in ["a", "b"] {
+        assert!(Arc::ptr_eq(&same.clusters[c], &first.clusters[c]), "{c} kept");
+    }
+    assert!(Arc::ptr_eq(&same.routes["outbound"], &first.routes["outbound"]));
+
+    // a's endpoints changed: a is rebuilt with them, b kept, and the route
+    // table rebuilt so that it points at the new a.
+    let next = Config::compile(&raw(&[1000, 1001]), Some((&first_raw, &first)), "3".into(), &hosts).unwrap();
+    assert!(!Arc::ptr_eq(&next.clusters["a"], &first.clusters["a"]));
+    assert!(Arc::ptr_eq(&next.clusters["b"], &first.clusters["b"]));
+    assert_eq!(ports(&next.clusters["a"]), vec![1000, 1001]);
+    assert!(!Arc::ptr_eq(&next.routes["outbound"], &first.routes["outbound"]));
+    let vh = next.routes["outbound"].host("a").expect("virtual host a");
+    let route::Action::Forward(f) = &vh.routes[0].action else { panic!("a forwards") };
+    let route::Target::Cluster(c) = &f.target else { panic!("a goes to one cluster") };
+    assert!(Arc::ptr_eq(c, &next.clusters["a"]), "the route points at the rebuilt cluster");
+
+    // Names are shared, not copied per structure.
+    assert!(Arc::ptr_eq(&next.clusters["a"].name, &hosts.names.get("a")));
+}
+
+#[test]
+fn a_resource_that_does_not_decode_is_an_error_naming_its_type() {
+    let mut bad = raw(&[1000]);
+    Arc::make_mut(&mut bad.clusters).insert("a".into(), Wire::new(vec![0xff, 0xff, 0xff]));
+    let (kind, e) = Config::compile(&bad, None, "1".into(), &Registries::default()).unwrap_err();
+    assert_eq!(kind, Kind::Cluster);
+    assert!(e.0.contains("cannot decode Cluster"), "{e}");
+}
