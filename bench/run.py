@@ -187,7 +187,7 @@ def control_plane(procs: Procs, weft: str, args, res: dict) -> None:
     time.sleep(1)
     cpu0 = cpu_seconds(control.proc.pid)
     # The change: one more endpoint for one service.
-    (cfg / "change.yaml").write_text(wf.entry_yaml("svc-0-extra", "svc-0", 29999))
+    (cfg / "change.yaml").write_text(wf.entry_yaml("svc-0-extra", "svc-0", 19999))
     start = time.time()
     while control.version() == version:
         time.sleep(0.002)

@@ -53,13 +53,15 @@ spec:
 
 
 def scale_config(dir: Path, services: int, endpoints_per_service: int, base_port: int = 20000) -> None:
-    """`services` Services with `endpoints_per_service` WorkloadEntries each."""
+    """`services` Services with `endpoints_per_service` WorkloadEntries each,
+    every endpoint its own address (as in a real mesh: a proxy keeps state
+    per host, not only per service)."""
     dir.mkdir(parents=True, exist_ok=True)
     docs = []
     for i in range(services):
         docs.append(service_yaml(f"svc-{i}"))
         for j in range(endpoints_per_service):
-            docs.append(entry_yaml(f"svc-{i}-{j}", f"svc-{i}", base_port + j))
+            docs.append(entry_yaml(f"svc-{i}-{j}", f"svc-{i}", base_port + (i * endpoints_per_service + j) % 40000))
     (dir / "scale.yaml").write_text("---\n".join(docs))
 
 

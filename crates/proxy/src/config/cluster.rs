@@ -111,8 +111,9 @@ pub struct ClusterCfg {
     dns: Option<i32>,
     /// The EDS name its endpoints come under, if it uses EDS.
     pub eds: Option<Arc<str>>,
-    pub outlier: Option<OutlierCfg>,
-    pub health_check: Option<HealthCheckCfg>,
+    /// Boxed: most clusters have neither, and a sidecar holds thousands.
+    pub outlier: Option<Box<OutlierCfg>>,
+    pub health_check: Option<Box<HealthCheckCfg>>,
     /// Circuit breakers; None when every limit is unlimited.
     pub limits: Option<Arc<Limits>>,
     pub conn_policy: ConnPolicy,
@@ -305,10 +306,10 @@ impl ClusterCfg {
         let mut labels = service.split('.');
         let (service_name, service_namespace) = (labels.next().unwrap_or(service), labels.next().unwrap_or("unknown"));
         let health_check = match c.health_checks.first() {
-            Some(hc) => Some(
+            Some(hc) => Some(Box::new(
                 HealthCheckCfg::from_proto(hc, service)
                     .map_err(|e| CompileError::new(format!("cluster {}: {e}", c.name)))?,
-            ),
+            )),
             None => None,
         };
         let opts = http_options(c);
@@ -346,7 +347,7 @@ impl ClusterCfg {
             )),
             policy,
             dns,
-            outlier: c.outlier_detection.as_ref().map(OutlierCfg::from_proto),
+            outlier: c.outlier_detection.as_ref().map(|o| Box::new(OutlierCfg::from_proto(o))),
             health_check,
             endpoints_changed: tokio::sync::Notify::new(),
             writer: Mutex::new(()),

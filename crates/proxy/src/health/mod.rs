@@ -177,7 +177,7 @@ pub fn watch(cluster: &Arc<crate::config::cluster::ClusterCfg>) {
         });
     }
     if let Some(cfg) = cluster.health_check.clone() {
-        rt.spawn(active::run(Arc::downgrade(cluster), cfg));
+        rt.spawn(active::run(Arc::downgrade(cluster), *cfg));
     }
     if let Some(w) = cluster.policy.warmup {
         // Slow start: rebuild the balancer in 20 steps per window while a
