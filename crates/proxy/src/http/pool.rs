@@ -162,18 +162,9 @@ impl EndpointPool {
         };
         let (mut conn, reused) = match pooled {
             Some(c) => (c, true),
-            None => {
-                let io = dial(addr, connect_timeout).await?;
-                let (sender, conn) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
-                self.opened.fetch_add(1, Ordering::Relaxed);
-                self.connections.fetch_add(1, Ordering::Relaxed);
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let _ = conn.with_upgrades().await;
-                    me.connections.fetch_sub(1, Ordering::Relaxed);
-                });
-                (H1Conn { sender, born: Instant::now(), served: 0 }, false)
-            }
+            // Boxed: dialing and the handshake are the cold path, and their
+            // state would otherwise make every request's future larger.
+            None => (Box::pin(self.open_h1(connect_timeout)).await?, false),
         };
         conn.served += 1;
         match conn.sender.send_request(req).await {
@@ -185,6 +176,39 @@ impl EndpointPool {
             Err(e) if e.is_canceled() || (reused && e.is_incomplete_message()) => Err(UpstreamError::NotSent(addr, e)),
             Err(e) => Err(UpstreamError::Reset(addr, e)),
         }
+    }
+
+    async fn open_h1(self: &Arc<Self>, connect_timeout: Duration) -> Result<H1Conn, UpstreamError> {
+        let addr = self.addr();
+        let io = dial(addr, connect_timeout).await?;
+        let (sender, conn) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+            me.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(H1Conn { sender, born: Instant::now(), served: 0 })
+    }
+
+    async fn open_h2(self: &Arc<Self>, connect_timeout: Duration) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let addr = self.addr();
+        let io = dial(addr, connect_timeout).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Handshake(addr, e))?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = conn.await;
+            me.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+        let now = Instant::now();
+        *self.h2.lock().expect("pool") = Some(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now });
+        Ok(sender)
     }
 
     /// Sends over the endpoint's shared HTTP/2 connection, dialing it if
@@ -214,24 +238,7 @@ impl EndpointPool {
         };
         let (mut sender, reused) = match existing {
             Some(s) => (s, true),
-            None => {
-                let io = dial(addr, connect_timeout).await?;
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .handshake(io)
-                    .await
-                    .map_err(|e| UpstreamError::Handshake(addr, e))?;
-                self.opened.fetch_add(1, Ordering::Relaxed);
-                self.connections.fetch_add(1, Ordering::Relaxed);
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                    me.connections.fetch_sub(1, Ordering::Relaxed);
-                });
-                let now = Instant::now();
-                *self.h2.lock().expect("pool") =
-                    Some(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now });
-                (sender, false)
-            }
+            None => (Box::pin(self.open_h2(connect_timeout)).await?, false),
         };
         if sender.ready().await.is_err() {
             *self.h2.lock().expect("pool") = None;
