@@ -177,7 +177,6 @@ pub async fn forward(
     route: &Route,
     f: &Forward,
     mut req: Request<Incoming>,
-    authority: String,
 ) -> Outcome {
     let (cluster, extra_req, extra_resp) = match pick_target(&f.target) {
         Ok(t) => t,
@@ -196,8 +195,8 @@ pub async fn forward(
         }
     };
     let mut dest = Dest {
-        workload: "unknown".into(),
-        workload_namespace: "unknown".into(),
+        workload: super::unknown(),
+        workload_namespace: super::unknown(),
         service: cluster.service.clone(),
         service_name: cluster.service_name.clone(),
         service_namespace: cluster.service_namespace.clone(),
@@ -238,7 +237,7 @@ pub async fn forward(
     if let Some(h) = &f.host_rewrite {
         parts.headers.insert(header::HOST, h.clone());
     } else if !parts.headers.contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(&authority)
+        && let Some(Ok(v)) = parts.uri.authority().map(|a| HeaderValue::from_str(a.as_str()))
     {
         parts.headers.insert(header::HOST, v);
     }
@@ -308,7 +307,8 @@ pub async fn forward(
         };
         // One endpoint set for all attempts, so `tried` indexes stay valid.
         let set = cluster.set.load_full();
-        let mut tried: Vec<usize> = Vec::new();
+        // Hosts tried so far; on the stack unless a route retries more than thrice.
+        let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
         let mut last_err: Option<(u16, String, &'static str)>;
         let mut retries = 0;
         loop {

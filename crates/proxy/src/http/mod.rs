@@ -35,7 +35,8 @@ pub(crate) fn chance(ppm: u32) -> bool {
 
 /// Header the outbound side adds so the inbound side can name the caller in
 /// its metrics (`workload.namespace`); removed before the application sees it.
-pub const SOURCE_HEADER: &str = "x-weft-source";
+/// A `HeaderName` constant: inserting a `&str` name converts (and allocates) per request.
+pub const SOURCE_HEADER: http::HeaderName = http::HeaderName::from_static("x-weft-source");
 
 /// What telemetry needs to know about a request's destination.
 #[derive(Clone)]
@@ -47,9 +48,15 @@ pub struct Dest {
     pub service_namespace: Arc<str>,
 }
 
+/// The `unknown` label value, allocated once rather than per request.
+pub fn unknown() -> Arc<str> {
+    static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "unknown".into());
+    UNKNOWN.clone()
+}
+
 impl Dest {
     pub fn unknown() -> Self {
-        let u: Arc<str> = "unknown".into();
+        let u = unknown();
         Dest {
             workload: u.clone(),
             workload_namespace: u.clone(),
@@ -102,9 +109,9 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Res
     let (source_workload, source_ns) = match hl.direction {
         Direction::Outbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
         Direction::Inbound => {
-            let src = req.headers_mut().remove(SOURCE_HEADER);
+            let src = req.headers_mut().remove(&SOURCE_HEADER);
             let src = src.as_ref().and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
-            src.map_or_else(|| ("unknown".into(), "unknown".into()), |(w, n)| (w.into(), n.into()))
+            src.map_or_else(|| (unknown(), unknown()), |(w, n)| (w.into(), n.into()))
         }
     };
     let outcome = route_and_serve(&ctx, &cfg, &hl, req).await;
@@ -161,7 +168,7 @@ async fn route_and_serve(
         );
     };
     let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
-    let authority = lowercase(req.uri().authority().map(|a| a.as_str()).or(host_header).unwrap_or("")).into_owned();
+    let authority = lowercase(req.uri().authority().map(|a| a.as_str()).or(host_header).unwrap_or(""));
     let lookup = if hl.strip_port { strip_port(&authority) } else { &authority };
     let Some(vhost) = table.host(lookup) else {
         return simple(
@@ -204,7 +211,7 @@ async fn route_and_serve(
                 },
                 None => false,
             };
-            let mut out = forward::forward(ctx, cfg, hl.direction, route, f, req, authority).await;
+            let mut out = forward::forward(ctx, cfg, hl.direction, route, f, req).await;
             if delayed && out.flags == flags::NONE {
                 out.flags = flags::FAULT_DELAY;
             }
