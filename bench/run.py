@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
 import weft as wf  # noqa: E402
-from peers import ROOT, Procs, cpu_seconds, free_port, rss_kib, wait_port  # noqa: E402
+from peers import ROOT, Procs, cpu_seconds, free_port, private_kib, rss_kib, wait_port  # noqa: E402
 
 HOST = "bench.local"
 
@@ -165,8 +165,10 @@ def config_memory(procs: Procs, weft: str, args, res: dict) -> None:
         e = peers.envoy_ads(procs, f"mem-envoy-{n}", control.xds, free_port(), free_port())
         acked = control.wait_acked({f"sidecar~127.0.0.1~mem-weft-{n}.default", f"mem-envoy-{n}"}, version)
         time.sleep(1)  # let allocators settle
-        out[n] = {"weft_rss_kib": rss_kib(w.pid), "envoy_rss_kib": rss_kib(e.pid), "seconds_to_ack": acked}
-        print(f"  memory   {n:>6} services: weft {out[n]['weft_rss_kib'] / 1024:.1f} MiB, envoy {out[n]['envoy_rss_kib'] / 1024:.1f} MiB", flush=True)
+        out[n] = {"weft_rss_kib": rss_kib(w.pid), "envoy_rss_kib": rss_kib(e.pid), "seconds_to_ack": acked,
+                  "weft_private_kib": private_kib(w.pid), "envoy_private_kib": private_kib(e.pid)}
+        print(f"  memory   {n:>6} services: weft {out[n]['weft_rss_kib'] / 1024:.1f} MiB (private {out[n]['weft_private_kib'] / 1024:.1f}), "
+              f"envoy {out[n]['envoy_rss_kib'] / 1024:.1f} MiB (private {out[n]['envoy_private_kib'] / 1024:.1f})", flush=True)
         for p in (w, e, control.proc):
             procs.stop(p)
     res["config_memory"] = out
@@ -218,7 +220,13 @@ def table(res: dict) -> str:
     for k, m in res["mesh"].items():
         lines.append(f"mesh path {k:<6} p99+ {m['added_latency_ms']['p99']:.3f} ms   cpu {m['cpu_s_per_1000_req']:.4f} s/1k req   RSS {m['rss_kib'] / 1024:.1f} MiB (both proxies)")
     for n, m in res["config_memory"].items():
-        lines.append(f"{n:>6} services in config: weft {m['weft_rss_kib'] / 1024:.1f} MiB, envoy {m['envoy_rss_kib'] / 1024:.1f} MiB")
+        lines.append(f"{n:>6} services in config: weft {m['weft_rss_kib'] / 1024:.1f} MiB (private {m['weft_private_kib'] / 1024:.1f}), "
+                     f"envoy {m['envoy_rss_kib'] / 1024:.1f} MiB (private {m['envoy_private_kib'] / 1024:.1f})")
+    ns = sorted(res["config_memory"], key=int)
+    if len(ns) > 1:
+        lo, hi = res["config_memory"][ns[0]], res["config_memory"][ns[-1]]
+        per = lambda k: (hi[k] - lo[k]) * 1024 / (int(ns[-1]) - int(ns[0]))  # noqa: E731
+        lines.append(f"per service in config: weft {per('weft_rss_kib'):.0f} bytes, envoy {per('envoy_rss_kib'):.0f} bytes")
     c = res["control_plane"]
     lines.append(f"control plane: {c['services']} services / {c['endpoints']} endpoints / {c['proxies']} proxies: change applied by all in {c['change_applied_by_all_s']:.3f} s, "
                  f"{c['control_cpu_s_for_change']:.2f} CPU s, RSS {c['control_rss_kib'] / 1024:.0f} MiB")

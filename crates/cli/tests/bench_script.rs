@@ -27,7 +27,13 @@ fn bench_quick_run_produces_results() {
     for side in ["weft", "envoy"] {
         assert!(res["mesh"][side]["throughput_h1"].as_f64().unwrap() > 0.0, "{res}");
     }
-    assert!(res["config_memory"]["50"]["weft_rss_kib"].as_u64().unwrap() > 0, "{res}");
+    for k in ["weft_rss_kib", "weft_private_kib", "envoy_private_kib"] {
+        let m = &res["config_memory"]["50"];
+        assert!(m[k].as_u64().unwrap() > 0, "{k}: {res}");
+    }
+    // Private memory is part of resident memory.
+    let m = &res["config_memory"]["50"];
+    assert!(m["weft_private_kib"].as_u64() < m["weft_rss_kib"].as_u64(), "{res}");
     assert!(res["control_plane"]["change_applied_by_all_s"].as_f64().unwrap() > 0.0, "{res}");
     let png = std::fs::read(out.path().join("latest.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
