@@ -8,8 +8,8 @@
 //! | `/stats/prometheus` | Istio-standard request metrics |
 //! | `POST /quitquitquit` | drain and exit |
 
+use crate::config::ListenerKind;
 use crate::config::endpoints::EndpointSet;
-use crate::config::{ListenerKind, Raw};
 use crate::state::ProxyState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -32,7 +32,6 @@ fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Res
 
 fn config_dump(state: &ProxyState) -> serde_json::Value {
     let cfg = state.config.load();
-    let raw: Arc<Raw> = state.raw.load_full();
     let listeners: Vec<_> = cfg
         .listeners
         .iter()
@@ -48,15 +47,22 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
             }
         })
         .collect();
-    let routes: Vec<_> = raw
+    let mut routes: Vec<_> = cfg
         .routes
         .values()
-        .filter_map(|w| w.decode().ok())
-        .map(|rc| {
-            let vhosts: Vec<_> = rc.virtual_hosts.iter().map(|vh| json!({"name": vh.name, "domains": vh.domains, "routes": vh.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>()})).collect();
-            json!({"name": rc.name, "virtualHosts": vhosts})
+        .map(|t| {
+            let vhosts: Vec<_> = t
+                .describe()
+                .into_iter()
+                .map(|(name, mut domains, routes)| {
+                    domains.sort();
+                    json!({"name": name, "domains": domains, "routes": routes})
+                })
+                .collect();
+            json!({"name": &*t.name, "virtualHosts": vhosts})
         })
         .collect();
+    routes.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let mut clusters: Vec<_> = cfg
         .clusters
         .values()

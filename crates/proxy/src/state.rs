@@ -1,7 +1,7 @@
 //! State shared by the proxy's tasks. The request path only ever does
 //! `config.load()` (lock-free); the xDS task is the only writer.
 
-use crate::config::{Config, Raw};
+use crate::config::Config;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -33,7 +33,6 @@ pub struct NodeInfo {
 pub struct ProxyState {
     pub node: NodeInfo,
     pub config: ArcSwap<Config>,
-    pub raw: ArcSwap<Raw>,
     /// Bumped on every accepted config; the listener manager follows it.
     pub updates: watch::Sender<u64>,
     /// Every route table and endpoint set the listeners need has arrived.
@@ -63,7 +62,6 @@ impl ProxyState {
         Arc::new(ProxyState {
             node,
             config: ArcSwap::from_pointee(Config::default()),
-            raw: ArcSwap::from_pointee(Raw::default()),
             updates: watch::Sender::new(0),
             xds_complete: AtomicBool::new(false),
             listening: AtomicBool::new(false),

@@ -103,8 +103,7 @@ struct Session<'a> {
     eds_clusters: HashMap<Arc<str>, Arc<str>>,
 }
 
-/// Merges one endpoint set into the session's own copy, in place (that map
-/// is not shared: the copy kept for `/config_dump` leaves endpoints out).
+/// Merges one endpoint set into the session's own copy, in place.
 fn staged_raw(
     raw: &mut Raw,
     name: Arc<str>,
@@ -116,13 +115,6 @@ fn staged_raw(
 /// EDS name to cluster name, for the clusters of a compiled config.
 fn eds_clusters(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
     cfg.clusters.values().filter_map(|c| Some((c.eds.clone()?, c.name.clone()))).collect()
-}
-
-/// What `/config_dump` shows of the raw config: everything but the endpoint
-/// sets (the compiled clusters show those), so the session's endpoint map
-/// stays unshared and updates in place.
-fn dump_copy(raw: &Raw) -> Arc<Raw> {
-    Arc::new(Raw { endpoints: Arc::default(), ..raw.clone() })
 }
 
 impl Session<'_> {
@@ -222,7 +214,12 @@ impl Session<'_> {
             Ok((raw, cfg))
         });
         match compiled {
-            Ok((raw, cfg)) => {
+            Ok((mut raw, cfg)) => {
+                // Compiled route tables are kept and relinked from now on;
+                // their resources (the largest a sidecar gets) are let go.
+                if raw.routes.values().any(|w| !w.is_spent()) {
+                    raw.routes = Arc::new(raw.routes.keys().map(|k| (k.clone(), Wire::spent())).collect());
+                }
                 self.raw = raw;
                 self.types.entry(type_url).or_default().version = resp.version_info.clone();
                 if type_url == CLUSTER {
@@ -237,7 +234,6 @@ impl Session<'_> {
                     }
                 }
                 self.state.config.store(cfg);
-                self.state.raw.store(dump_copy(&self.raw));
                 if complete {
                     self.state.xds_complete.store(true, Ordering::Release);
                 }

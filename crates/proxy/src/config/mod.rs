@@ -131,6 +131,18 @@ impl<M: Message + Default> Wire<M> {
         &self.bytes
     }
 
+    /// Stands for a resource already compiled whose bytes were let go:
+    /// route tables are relinked from their compiled form instead
+    /// (`RouteTable::relinked`), so a sidecar does not keep both forms of a
+    /// table with thousands of hosts.
+    pub fn spent() -> Self {
+        Wire::new(Bytes::new())
+    }
+
+    pub fn is_spent(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     /// The wire bytes, shared (decoding from them borrows instead of copying).
     pub fn shared_bytes(&self) -> Bytes {
         self.bytes.clone()
@@ -318,11 +330,20 @@ impl Config {
         }
         let mut routes = HashMap::new();
         for (name, wire) in raw.routes.iter() {
-            let kept = prev
-                .filter(|(old_raw, _)| all_kept && old_raw.routes.get(name) == Some(wire))
-                .and_then(|(_, cfg)| cfg.routes.get(&**name).cloned());
-            let t = match kept {
-                Some(t) => t,
+            // A table that did not arrive again is kept, pointed at the new
+            // clusters if any changed.
+            let before = prev
+                .filter(|(old_raw, _)| wire.is_spent() || old_raw.routes.get(name) == Some(wire))
+                .and_then(|(_, cfg)| cfg.routes.get(&**name));
+            let t = match before {
+                Some(t) if all_kept => t.clone(),
+                Some(t) => Arc::new(t.relinked(&clusters)),
+                None if wire.is_spent() => {
+                    return Err((
+                        Kind::Route,
+                        CompileError::new(format!("route table {name}: no compiled form to keep")),
+                    ));
+                }
                 None => Arc::new(RouteTable::compile_wire(wire, &clusters).map_err(|e| (Kind::Route, e))?),
             };
             routes.insert(name.clone(), t);

@@ -124,3 +124,48 @@ fn a_resource_that_does_not_decode_is_an_error_naming_its_type() {
     assert_eq!(kind, Kind::Cluster);
     assert!(e.0.contains("cannot decode Cluster"), "{e}");
 }
+
+#[test]
+fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
+    let hosts = Registries::default();
+    let first_raw = raw(&[1000]);
+    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    // What the xDS session keeps after a config is applied: route tables
+    // as spent markers, their compiled form in the config.
+    let spend =
+        |r: &Raw| Raw { routes: Arc::new(r.routes.keys().map(|k| (k.clone(), Wire::spent())).collect()), ..r.clone() };
+    let kept_raw = spend(&first_raw);
+
+    // Nothing changed: the same table.
+    let same = Config::compile(&kept_raw, Some((&kept_raw, &first)), "2".into(), &hosts).unwrap();
+    assert!(Arc::ptr_eq(&same.routes["outbound"], &first.routes["outbound"]));
+
+    // Cluster a changed: a relinked table whose route goes to the new a,
+    // with the same hosts, domains and routes.
+    let next_raw = spend(&raw(&[1000, 1001]));
+    let next = Config::compile(&next_raw, Some((&kept_raw, &same)), "3".into(), &hosts).unwrap();
+    let vh = next.routes["outbound"].host("a").expect("virtual host a");
+    let route::Action::Forward(f) = &vh.routes[0].action else { panic!("a forwards") };
+    let route::Target::Cluster(c) = &f.target else { panic!("a goes to one cluster") };
+    assert!(Arc::ptr_eq(c, &next.clusters["a"]));
+    assert_eq!(ports(c), vec![1000, 1001]);
+    let described = next.routes["outbound"].describe();
+    assert_eq!(described.len(), 2);
+    assert_eq!(described[0].1, vec!["a".to_owned()]);
+
+    // A cluster that went away leaves its route pointing nowhere (503 NC),
+    // and coming back relinks it.
+    let mut gone = next_raw.clone();
+    Arc::make_mut(&mut gone.clusters).remove("a");
+    let without = Config::compile(&gone, Some((&next_raw, &next)), "4".into(), &hosts).unwrap();
+    let vh = without.routes["outbound"].host("a").unwrap();
+    let route::Action::Forward(f) = &vh.routes[0].action else { panic!() };
+    assert!(matches!(&f.target, route::Target::Missing(n) if &**n == "a"));
+    let back = Config::compile(&next_raw, Some((&gone, &without)), "5".into(), &hosts).unwrap();
+    let vh = back.routes["outbound"].host("a").unwrap();
+    let route::Action::Forward(f) = &vh.routes[0].action else { panic!() };
+    assert!(matches!(&f.target, route::Target::Cluster(c) if Arc::ptr_eq(c, &back.clusters["a"])));
+
+    // Without a compiled form to keep, a spent table is an error, not a 404.
+    assert!(Config::compile(&kept_raw, None, "6".into(), &hosts).is_err());
+}

@@ -434,8 +434,9 @@ pub async fn forward(
 /// Sends a copy to each mirror cluster its percentage of the time; the
 /// response is discarded and the main request never waits for it.
 fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
-    for (cluster, ppm) in &f.mirrors {
-        if !super::chance(*ppm) {
+    for m in &f.mirrors {
+        let Some(cluster) = &m.cluster else { continue };
+        if !super::chance(m.ppm) {
             continue;
         }
         let set = cluster.set.load();

@@ -179,12 +179,12 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
             let mirrors = ra
                 .request_mirror_policies
                 .iter()
-                .filter_map(|m| {
-                    let c = clusters.get(m.cluster.as_str())?.clone();
-                    let ppm = crate::config::parts_per_million(
+                .map(|m| Mirror {
+                    name: m.cluster.as_str().into(),
+                    cluster: clusters.get(m.cluster.as_str()).cloned(),
+                    ppm: crate::config::parts_per_million(
                         m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()),
-                    );
-                    Some((c, ppm))
+                    ),
                 })
                 .collect();
             let (prefix_rewrite, regex_rewrite) = (

@@ -18,7 +18,7 @@ struct Exact {
     host: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct DomainIndex {
     text: String,
     exact: HashTable<Exact>,
@@ -66,6 +66,20 @@ impl DomainIndex {
         self.text.shrink_to_fit();
         let (text, hasher) = (&self.text, &self.hasher);
         self.exact.shrink_to_fit(|e| hasher.hash_one(&text[e.start as usize..(e.start + e.len) as usize]));
+    }
+
+    /// The domains of each of `hosts` hosts, in no particular order.
+    pub fn by_host(&self, hosts: usize) -> Vec<Vec<String>> {
+        let mut out = vec![Vec::new(); hosts];
+        let exact = self.exact.iter().map(|e| (self.text_of(e).to_owned(), e.host));
+        let suffixes = self.suffixes.iter().map(|(s, h)| (format!("*{s}"), *h));
+        let prefixes = self.prefixes.iter().map(|(p, h)| (format!("{p}*"), *h));
+        for (d, h) in exact.chain(suffixes).chain(prefixes).chain(self.any.map(|h| ("*".to_owned(), h))) {
+            if let Some(v) = out.get_mut(h as usize) {
+                v.push(d);
+            }
+        }
+        out
     }
 
     /// The host for `authority` (lowercase expected).

@@ -18,7 +18,7 @@ use regex::Regex;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteTable {
     pub name: Arc<str>,
     hosts: Vec<VirtualHost>,
@@ -37,13 +37,13 @@ struct LazyRouteConfiguration {
     virtual_hosts: Vec<Bytes>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VirtualHost {
     pub name: Arc<str>,
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     pub name: Arc<str>,
     path: PathMatch,
@@ -56,7 +56,7 @@ pub struct Route {
     pub fault: Option<fault::Fault>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum PathMatch {
     Prefix(String),
     Exact(String),
@@ -64,7 +64,7 @@ enum PathMatch {
     SeparatedPrefix(String),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StrMatch {
     Exact(String),
     Prefix(String),
@@ -73,14 +73,14 @@ pub enum StrMatch {
     Regex(Regex),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct HeaderMatch {
     name: HeaderOrPseudo,
     matcher: Option<(StrMatch, bool)>,
     invert: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum HeaderOrPseudo {
     Method,
     Authority,
@@ -89,7 +89,7 @@ enum HeaderOrPseudo {
     Header(HeaderName),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct QueryMatch {
     name: String,
     matcher: Option<(StrMatch, bool)>,
@@ -121,14 +121,14 @@ impl HeaderOps {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Action {
     Forward(Box<Forward>),
     Redirect(Redirect),
     Direct { status: u16, body: Bytes },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Forward {
     pub target: Target,
     pub prefix_rewrite: Option<String>,
@@ -138,10 +138,10 @@ pub struct Forward {
     pub timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
     pub hash: Vec<HashPolicy>,
-    pub mirrors: Vec<(Arc<ClusterCfg>, u32)>,
+    pub mirrors: Vec<Mirror>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Target {
     Cluster(Arc<ClusterCfg>),
     /// Cumulative weights, total, and per-destination header operations.
@@ -182,7 +182,16 @@ impl Target {
     }
 }
 
-#[derive(Debug)]
+/// A mirror destination; `cluster` is None while this proxy does not have it.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub name: Arc<str>,
+    pub cluster: Option<Arc<ClusterCfg>>,
+    /// Parts per million of requests mirrored.
+    pub ppm: u32,
+}
+
+#[derive(Debug, Clone)]
 pub struct WeightedChoice {
     pub cluster: Option<Arc<ClusterCfg>>,
     pub name: Arc<str>,
@@ -246,7 +255,7 @@ pub enum HashPolicy {
     Query(String),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Redirect {
     pub scheme: Option<String>,
     pub host: Option<String>,
@@ -346,6 +355,40 @@ impl RouteTable {
     /// The virtual host for `authority` (lowercase expected).
     pub fn host(&self, authority: &str) -> Option<&VirtualHost> {
         self.hosts.get(self.domains.lookup(authority)? as usize)
+    }
+
+    /// The same table pointing at `clusters` (after a cluster update), so
+    /// a table need not be compiled again, nor its resource kept to be.
+    pub fn relinked(&self, clusters: &Clusters) -> RouteTable {
+        let mut t = self.clone();
+        for r in t.hosts.iter_mut().flat_map(|h| h.routes.iter_mut()) {
+            let Action::Forward(f) = &mut r.action else { continue };
+            f.target = match &f.target {
+                Target::Cluster(c) => Target::single(&c.name, clusters),
+                Target::Missing(name) => Target::single(name, clusters),
+                Target::Weighted { choices, total } => Target::Weighted {
+                    choices: choices
+                        .iter()
+                        .map(|c| WeightedChoice { cluster: clusters.get(&*c.name).cloned(), ..c.clone() })
+                        .collect(),
+                    total: *total,
+                },
+            };
+            for m in &mut f.mirrors {
+                m.cluster = clusters.get(&*m.name).cloned();
+            }
+        }
+        t
+    }
+
+    /// Each virtual host's name, domains and route names (for `/config_dump`).
+    pub fn describe(&self) -> Vec<(&str, Vec<String>, Vec<&str>)> {
+        let mut domains = self.domains.by_host(self.hosts.len());
+        self.hosts
+            .iter()
+            .zip(domains.iter_mut())
+            .map(|(h, d)| (&*h.name, std::mem::take(d), h.routes.iter().map(|r| &*r.name).collect()))
+            .collect()
     }
 }
 
