@@ -81,7 +81,16 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
             }
         }
     }
-    for name in ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "transfer-encoding"] {
+    // Constants, not `&str`s: a `&str` name is parsed on every removal.
+    const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: header::HeaderName = header::HeaderName::from_static("proxy-connection");
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TRANSFER_ENCODING,
+    ] {
         h.remove(name);
     }
     if !upgrading {
@@ -112,7 +121,8 @@ fn should_retry_status(p: &RetryPolicy, status: u16, headers: &HeaderMap) -> boo
     {
         return true;
     }
-    let grpc = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
+    const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+    let grpc = headers.get(GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
     matches!(
         (grpc, on.grpc),
         (Some(1), [true, ..])
