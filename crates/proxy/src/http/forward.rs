@@ -225,14 +225,15 @@ pub async fn forward(
     // Rewrites and header operations, once for all attempts. Without a
     // rewrite the incoming path and query are reused as they are (a
     // reference-counted clone, no copy).
-    let pq = if f.prefix_rewrite.is_none() && f.regex_rewrite.is_none() {
+    let rewrite = f.rewrite.as_deref();
+    let pq = if rewrite.is_none_or(|r| r.prefix.is_none() && r.regex.is_none()) {
         parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
     } else {
         let mut path = parts.uri.path().to_owned();
-        if let Some(p) = &f.prefix_rewrite {
+        if let Some(p) = rewrite.and_then(|r| r.prefix.as_ref()) {
             path = route.rewrite_prefix(&path, p);
         }
-        if let Some((re, sub)) = &f.regex_rewrite {
+        if let Some((re, sub)) = rewrite.and_then(|r| r.regex.as_ref()) {
             path = re.replace_all(&path, sub.as_str()).into_owned();
         }
         if let Some(q) = parts.uri.query() {
@@ -244,7 +245,7 @@ pub async fn forward(
     strip_hop_by_hop(&mut parts.headers, upgrading);
     // Keep the client's Host unless the route rewrites it; HTTP/2 clients
     // send none, so it comes from :authority.
-    if let Some(h) = &f.host_rewrite {
+    if let Some(h) = rewrite.and_then(|r| r.host.as_ref()) {
         parts.headers.insert(header::HOST, h.clone());
     } else if !parts.headers.contains_key(header::HOST)
         && let Some(Ok(v)) = parts.uri.authority().map(|a| HeaderValue::from_str(a.as_str()))

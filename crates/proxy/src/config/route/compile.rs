@@ -33,7 +33,11 @@ fn header_ops(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderOps,
     Ok(ops)
 }
 
-pub(super) fn compile_route(r: &rt::Route, clusters: &Clusters) -> Result<Route, CompileError> {
+pub(super) fn compile_route(
+    r: &rt::Route,
+    clusters: &Clusters,
+    names: &mut std::collections::HashSet<Arc<str>>,
+) -> Result<Route, CompileError> {
     use rt::route_match::PathSpecifier as PS;
     let m = r.r#match.as_ref().ok_or_else(|| CompileError::new(format!("route {:?} has no match", r.name)))?;
     let case_sensitive = m.case_sensitive.as_ref().is_none_or(|b| b.value);
@@ -80,7 +84,14 @@ pub(super) fn compile_route(r: &rt::Route, clusters: &Clusters) -> Result<Route,
     }
     let action = compile_action(r, clusters)?;
     Ok(Route {
-        name: r.name.as_str().into(),
+        name: match names.get(r.name.as_str()) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = r.name.as_str().into();
+                names.insert(n.clone());
+                n
+            }
+        },
         path,
         case_sensitive,
         headers,
@@ -206,11 +217,11 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                 }
                 _ => None,
             };
+            let rewrite = (prefix_rewrite.is_some() || regex_rewrite.is_some() || host_rewrite.is_some())
+                .then(|| Box::new(Rewrite { prefix: prefix_rewrite, regex: regex_rewrite, host: host_rewrite }));
             Ok(Action::Forward(Box::new(Forward {
                 target,
-                prefix_rewrite,
-                regex_rewrite,
-                host_rewrite,
+                rewrite,
                 timeout: ra.timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero()),
                 retry,
                 hash,

@@ -131,9 +131,8 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Forward {
     pub target: Target,
-    pub prefix_rewrite: Option<String>,
-    pub regex_rewrite: Option<(Regex, String)>,
-    pub host_rewrite: Option<HeaderValue>,
+    /// Boxed: most routes rewrite nothing, and a sidecar holds thousands.
+    pub rewrite: Option<Box<Rewrite>>,
     /// None = no timeout (Istio's default).
     pub timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
@@ -180,6 +179,14 @@ impl Target {
         }
         Ok(Target::Weighted { choices, total })
     }
+}
+
+/// Istio's `rewrite`: path prefix or regex, and authority.
+#[derive(Debug, Clone, Default)]
+pub struct Rewrite {
+    pub prefix: Option<String>,
+    pub regex: Option<(Regex, String)>,
+    pub host: Option<HeaderValue>,
 }
 
 /// A mirror destination; `cluster` is None while this proxy does not have it.
@@ -332,10 +339,13 @@ impl RouteTable {
         clusters: &Clusters,
     ) -> Result<Self, CompileError> {
         let mut t = RouteTable { name: name.into(), hosts: Vec::with_capacity(count), domains: Default::default() };
+        // Route names repeat across hosts (`default` in every one): one copy each.
+        let mut names: std::collections::HashSet<Arc<str>> = Default::default();
         for (i, vh) in vhosts.enumerate() {
             let vh = vh?;
             let vh = vh.borrow();
-            let mut routes = vh.routes.iter().map(|r| compile_route(r, clusters)).collect::<Result<Vec<_>, _>>()?;
+            let mut routes =
+                vh.routes.iter().map(|r| compile_route(r, clusters, &mut names)).collect::<Result<Vec<_>, _>>()?;
             // Collected through a Result, a one-route Vec would keep room for four.
             routes.shrink_to_fit();
             t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
