@@ -44,7 +44,7 @@ fn sidecar_table() -> RouteTable {
         })
         .collect();
     let rc = rt::RouteConfiguration { name: "outbound".into(), virtual_hosts: vhosts, ..Default::default() };
-    RouteTable::compile(&rc, &Default::default()).expect("table compiles")
+    RouteTable::compile(&rc, &Default::default(), &Default::default()).expect("table compiles")
 }
 
 /// One host with 1,000 routes, exact paths and a header match each; the
@@ -71,7 +71,7 @@ fn long_host() -> RouteTable {
         .collect();
     let vh = rt::VirtualHost { name: "api".into(), domains: vec!["*".into()], routes, ..Default::default() };
     let rc = rt::RouteConfiguration { name: "long".into(), virtual_hosts: vec![vh], ..Default::default() };
-    RouteTable::compile(&rc, &Default::default()).expect("table compiles")
+    RouteTable::compile(&rc, &Default::default(), &Default::default()).expect("table compiles")
 }
 
 fn routing(c: &mut Criterion) {

@@ -101,6 +101,8 @@ struct Session<'a> {
     first: bool,
     /// EDS name to cluster name, rebuilt when clusters change.
     eds_clusters: HashMap<Arc<str>, Arc<str>>,
+    /// The route tables the listeners ask for, rebuilt when listeners change.
+    rds: BTreeSet<Arc<str>>,
 }
 
 /// Merges one endpoint set into the session's own copy, in place.
@@ -222,8 +224,10 @@ impl Session<'_> {
                 }
                 self.raw = raw;
                 self.types.entry(type_url).or_default().version = resp.version_info.clone();
-                if type_url == CLUSTER {
-                    self.eds_clusters = eds_clusters(&cfg);
+                match type_url {
+                    CLUSTER => self.eds_clusters = eds_clusters(&cfg),
+                    LISTENER => self.rds = rds_names(&self.raw.listeners),
+                    _ => {}
                 }
                 let complete = self.complete();
                 let cfg = Arc::new(cfg);
@@ -279,7 +283,7 @@ impl Session<'_> {
 
     /// Subscribes to the route tables and endpoint sets the config refers to.
     async fn follow_names(&mut self) {
-        let rds = rds_names(&self.raw.listeners);
+        let rds = self.rds.clone();
         let eds: BTreeSet<Arc<str>> = self.eds_clusters.keys().cloned().collect();
         for (t, names) in [(ROUTE, rds), (ENDPOINT, eds)] {
             let cur = self.types.entry(t).or_default();
@@ -312,7 +316,7 @@ impl Session<'_> {
     }
 
     fn complete(&self) -> bool {
-        let rds = rds_names(&self.raw.listeners);
+        let rds = &self.rds;
         self.types.get(CLUSTER).is_some_and(|t| !t.version.is_empty())
             && self.types.get(LISTENER).is_some_and(|t| !t.version.is_empty())
             && rds.iter().all(|n| self.raw.routes.contains_key(n))
@@ -325,7 +329,9 @@ async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyh
     let mut client = AggregatedDiscoveryServiceClient::connect(endpoint).await?.max_decoding_message_size(256 << 20);
     let (tx, rx) = mpsc::channel(16);
     let eds_clusters = eds_clusters(&state.config.load());
-    let mut session = Session { state, tx, types: HashMap::new(), raw: std::mem::take(raw), first: true, eds_clusters };
+    let rds = rds_names(&raw.listeners);
+    let mut session =
+        Session { state, tx, types: HashMap::new(), raw: std::mem::take(raw), first: true, eds_clusters, rds };
     let result = async {
         session.request(CLUSTER, None).await;
         session.request(LISTENER, None).await;

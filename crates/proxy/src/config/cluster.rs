@@ -330,7 +330,7 @@ impl ClusterCfg {
         };
         let name = hosts.names.get(&c.name);
         let cfg = ClusterCfg {
-            eds: super::eds_name(c).map(|n| if n == c.name { name.clone() } else { hosts.names.get(&n) }),
+            eds: super::eds_name(c).map(|n| hosts.names.get(&n)),
             name,
             service: service.into(),
             service_name: service_name.into(),

@@ -124,11 +124,12 @@ impl<M: Message + Default> Wire<M> {
     }
 
     pub fn decode(&self) -> Result<M, CompileError> {
-        M::decode(self.bytes.clone()).map_err(|e| CompileError::new(format!("cannot decode {}: {e}", type_name::<M>())))
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        M::decode(self.bytes.clone()).map_err(|e| {
+            CompileError::new(format!(
+                "cannot decode {}: {e} (the control plane sent bytes that are not an Envoy v3 {0}; is it an xDS server of a compatible version?)",
+                type_name::<M>()
+            ))
+        })
     }
 
     /// Stands for a resource already compiled whose bytes were let go:
@@ -144,7 +145,7 @@ impl<M: Message + Default> Wire<M> {
     }
 
     /// The wire bytes, shared (decoding from them borrows instead of copying).
-    pub fn shared_bytes(&self) -> Bytes {
+    pub fn bytes(&self) -> Bytes {
         self.bytes.clone()
     }
 }
@@ -322,7 +323,7 @@ impl Config {
             }
             all_kept = false;
             let cerr = |e: CompileError| (Kind::Cluster, e);
-            let c = wire.decode().map_err(cerr)?;
+            let c = wire.decode().map_err(|e| cerr(CompileError::new(format!("cluster {name}: {e}"))))?;
             let cla =
                 eds_name(&c).and_then(|n| raw.endpoints.get(n.as_str())).map(Wire::decode).transpose().map_err(cerr)?;
             let compiled = Arc::new(ClusterCfg::compile(&c, cla.as_ref(), hosts).map_err(cerr)?);
@@ -341,17 +342,21 @@ impl Config {
                 None if wire.is_spent() => {
                     return Err((
                         Kind::Route,
-                        CompileError::new(format!("route table {name}: no compiled form to keep")),
+                        CompileError::new(format!(
+                            "route table {name} was not sent again and this proxy has no compiled copy of it; reconnecting to the control plane resends it"
+                        )),
                     ));
                 }
-                None => Arc::new(RouteTable::compile_wire(wire, &clusters).map_err(|e| (Kind::Route, e))?),
+                None => {
+                    Arc::new(RouteTable::compile_wire(wire, &clusters, &hosts.names).map_err(|e| (Kind::Route, e))?)
+                }
             };
             routes.insert(name.clone(), t);
         }
         let mut listeners = Vec::new();
-        for wire in raw.listeners.values() {
+        for (name, wire) in raw.listeners.iter() {
             let lerr = |e: CompileError| (Kind::Listener, e);
-            let l = wire.decode().map_err(lerr)?;
+            let l = wire.decode().map_err(|e| lerr(CompileError::new(format!("listener {name}: {e}"))))?;
             let l = &l;
             let addr = listener_addr(l).map_err(lerr)?;
             let filter = l.filter_chains.first().and_then(|fc| fc.filters.first());
@@ -373,7 +378,7 @@ impl Config {
                         (rds.route_config_name, t)
                     }
                     Some(http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
-                        let t = RouteTable::compile(&rc, &clusters).map_err(lerr)?;
+                        let t = RouteTable::compile(&rc, &clusters, &hosts.names).map_err(lerr)?;
                         (rc.name.clone(), Some(Arc::new(t)))
                     }
                     _ => {

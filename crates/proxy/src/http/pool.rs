@@ -178,17 +178,22 @@ impl EndpointPool {
         }
     }
 
-    async fn open_h1(self: &Arc<Self>, connect_timeout: Duration) -> Result<H1Conn, UpstreamError> {
-        let addr = self.addr();
-        let io = dial(addr, connect_timeout).await?;
-        let (sender, conn) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
+    /// Runs a new connection's driver, counted while it lives.
+    fn drive<F: std::future::Future + Send + 'static>(self: &Arc<Self>, conn: F) {
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.connections.fetch_add(1, Ordering::Relaxed);
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
+            let _ = conn.await;
             me.connections.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+
+    async fn open_h1(self: &Arc<Self>, connect_timeout: Duration) -> Result<H1Conn, UpstreamError> {
+        let addr = self.addr();
+        let io = dial(addr, connect_timeout).await?;
+        let (sender, conn) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
+        self.drive(conn.with_upgrades());
         Ok(H1Conn { sender, born: Instant::now(), served: 0 })
     }
 
@@ -199,13 +204,7 @@ impl EndpointPool {
             .handshake(io)
             .await
             .map_err(|e| UpstreamError::Handshake(addr, e))?;
-        self.opened.fetch_add(1, Ordering::Relaxed);
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let _ = conn.await;
-            me.connections.fetch_sub(1, Ordering::Relaxed);
-        });
+        self.drive(conn);
         let now = Instant::now();
         *self.h2.lock().expect("pool") = Some(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now });
         Ok(sender)

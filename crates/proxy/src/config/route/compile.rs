@@ -36,7 +36,7 @@ fn header_ops(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderOps,
 pub(super) fn compile_route(
     r: &rt::Route,
     clusters: &Clusters,
-    names: &mut std::collections::HashSet<Arc<str>>,
+    names: &crate::config::Interner,
 ) -> Result<Route, CompileError> {
     use rt::route_match::PathSpecifier as PS;
     let m = r.r#match.as_ref().ok_or_else(|| CompileError::new(format!("route {:?} has no match", r.name)))?;
@@ -84,14 +84,7 @@ pub(super) fn compile_route(
     }
     let action = compile_action(r, clusters)?;
     Ok(Route {
-        name: match names.get(r.name.as_str()) {
-            Some(n) => n.clone(),
-            None => {
-                let n: Arc<str> = r.name.as_str().into();
-                names.insert(n.clone());
-                n
-            }
-        },
+        name: names.get(&r.name),
         path,
         case_sensitive,
         headers,

@@ -7,7 +7,7 @@ mod domains;
 pub mod fault;
 
 use super::cluster::ClusterCfg;
-use super::{Clusters, CompileError, Wire};
+use super::{Clusters, CompileError, Interner, Wire};
 use bytes::Bytes;
 use compile::{compile_route, full_regex};
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
@@ -316,20 +316,28 @@ impl StrMatch {
 }
 
 impl RouteTable {
-    pub fn compile(rc: &rt::RouteConfiguration, clusters: &Clusters) -> Result<Self, CompileError> {
-        Self::build(&rc.name, rc.virtual_hosts.len(), rc.virtual_hosts.iter().map(Ok), clusters)
+    /// `names` shares route names across hosts (`default` in every one).
+    pub fn compile(rc: &rt::RouteConfiguration, clusters: &Clusters, names: &Interner) -> Result<Self, CompileError> {
+        Self::build(&rc.name, rc.virtual_hosts.len(), rc.virtual_hosts.iter().map(Ok), clusters, names)
     }
 
     /// Compiles a table received over RDS, decoding one virtual host at a time.
-    pub fn compile_wire(wire: &Wire<rt::RouteConfiguration>, clusters: &Clusters) -> Result<Self, CompileError> {
+    pub fn compile_wire(
+        wire: &Wire<rt::RouteConfiguration>,
+        clusters: &Clusters,
+        names: &Interner,
+    ) -> Result<Self, CompileError> {
         use prost::Message;
-        let rc = LazyRouteConfiguration::decode(wire.shared_bytes())
-            .map_err(|e| CompileError::new(format!("cannot decode RouteConfiguration: {e}")))?;
+        let rc = LazyRouteConfiguration::decode(wire.bytes()).map_err(|e| {
+            CompileError::new(format!(
+                "cannot decode a RouteConfiguration: {e} (is the control plane a compatible xDS server?)"
+            ))
+        })?;
         let hosts = rc.virtual_hosts.iter().map(|b| {
             rt::VirtualHost::decode(b.clone())
                 .map_err(|e| CompileError::new(format!("route table {:?}: cannot decode a virtual host: {e}", rc.name)))
         });
-        Self::build(&rc.name, rc.virtual_hosts.len(), hosts, clusters)
+        Self::build(&rc.name, rc.virtual_hosts.len(), hosts, clusters, names)
     }
 
     fn build<V: std::borrow::Borrow<rt::VirtualHost>>(
@@ -337,15 +345,14 @@ impl RouteTable {
         count: usize,
         vhosts: impl Iterator<Item = Result<V, CompileError>>,
         clusters: &Clusters,
+        names: &Interner,
     ) -> Result<Self, CompileError> {
         let mut t = RouteTable { name: name.into(), hosts: Vec::with_capacity(count), domains: Default::default() };
-        // Route names repeat across hosts (`default` in every one): one copy each.
-        let mut names: std::collections::HashSet<Arc<str>> = Default::default();
         for (i, vh) in vhosts.enumerate() {
             let vh = vh?;
             let vh = vh.borrow();
             let mut routes =
-                vh.routes.iter().map(|r| compile_route(r, clusters, &mut names)).collect::<Result<Vec<_>, _>>()?;
+                vh.routes.iter().map(|r| compile_route(r, clusters, names)).collect::<Result<Vec<_>, _>>()?;
             // Collected through a Result, a one-route Vec would keep room for four.
             routes.shrink_to_fit();
             t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
@@ -373,17 +380,15 @@ impl RouteTable {
         let mut t = self.clone();
         for r in t.hosts.iter_mut().flat_map(|h| h.routes.iter_mut()) {
             let Action::Forward(f) = &mut r.action else { continue };
-            f.target = match &f.target {
-                Target::Cluster(c) => Target::single(&c.name, clusters),
-                Target::Missing(name) => Target::single(name, clusters),
-                Target::Weighted { choices, total } => Target::Weighted {
-                    choices: choices
-                        .iter()
-                        .map(|c| WeightedChoice { cluster: clusters.get(&*c.name).cloned(), ..c.clone() })
-                        .collect(),
-                    total: *total,
-                },
-            };
+            match &mut f.target {
+                Target::Cluster(c) => f.target = Target::single(&c.name.clone(), clusters),
+                Target::Missing(name) => f.target = Target::single(&name.clone(), clusters),
+                Target::Weighted { choices, .. } => {
+                    for c in choices {
+                        c.cluster = clusters.get(&*c.name).cloned();
+                    }
+                }
+            }
             for m in &mut f.mirrors {
                 m.cluster = clusters.get(&*m.name).cloned();
             }
