@@ -44,6 +44,8 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     }
     tokio::spawn(xds::run(opts.xds.clone(), state.clone()));
     let listeners = tokio::spawn(listener::run(state.clone()));
+    let janitor = state.clone();
+    tokio::spawn(async move { janitor.hosts.pools.sweep_every(Duration::from_secs(5), janitor.drained()).await });
     let reg_id = Arc::new(std::sync::Mutex::new(None));
     let registration = opts.register.clone().map(|r| tokio::spawn(register::run(state.clone(), r, reg_id.clone())));
 

@@ -6,7 +6,7 @@ use crate::config::ListenerKind;
 use crate::health::{self, Observation};
 use crate::http::{ConnCtx, handle};
 use crate::state::ProxyState;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,6 +92,24 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
     }
 }
 
+/// Spawns each HTTP/2 stream's task with its future boxed. A stream's
+/// future holds the whole request path (kilobytes); tokio's spawn moves a
+/// future by value through several calls, so boxing it first turns three
+/// copies of it into one, plus an allocation. HTTP/1.1 spawns nothing per
+/// request and is unaffected.
+#[derive(Clone, Copy)]
+struct SpawnBoxed;
+
+impl<F> hyper::rt::Executor<F> for SpawnBoxed
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Box::pin(fut));
+    }
+}
+
 /// Serves one downstream connection. When the proxy starts draining, the
 /// connection shuts down gracefully: an idle keep-alive connection closes
 /// at once, a busy one after its response (HTTP/1.1 `connection: close`,
@@ -99,7 +117,7 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
 async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
     let state = ctx.state.clone();
     let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let builder = hyper_util::server::conn::auto::Builder::new(SpawnBoxed);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let result = tokio::select! {

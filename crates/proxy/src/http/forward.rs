@@ -74,6 +74,18 @@ fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `te: trailers`
 /// (gRPC needs it) and the upgrade pair when upgrading.
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
+    // Most requests carry none: one pass over their few names is cheaper
+    // than a hashed removal per hop-by-hop name.
+    let hop = |n: &header::HeaderName| {
+        [header::CONNECTION, header::TRANSFER_ENCODING, header::TE, header::UPGRADE].contains(n)
+            || n == header::PROXY_AUTHENTICATE
+            || n == header::PROXY_AUTHORIZATION
+            || n.as_str() == "keep-alive"
+            || n.as_str() == "proxy-connection"
+    };
+    if !h.keys().any(hop) {
+        return;
+    }
     if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
         for name in conn.split(',').map(str::trim) {
             if !(upgrading && name.eq_ignore_ascii_case("upgrade")) {
@@ -465,5 +477,38 @@ fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
                 let _ = resp.into_body().collect().await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (k.parse().unwrap(), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "1"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("x-end", "kept"),
+            ("host", "a"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, headers(&[("x-end", "kept"), ("host", "a")]));
+
+        let mut h = headers(&[("te", "trailers"), ("upgrade", "websocket"), ("connection", "upgrade")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h, headers(&[("te", "trailers"), ("upgrade", "websocket"), ("connection", "upgrade")]));
+
+        let plain = headers(&[("host", "a"), ("accept", "*/*"), ("user-agent", "t")]);
+        let mut h = plain.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, plain);
     }
 }

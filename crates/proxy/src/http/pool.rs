@@ -4,6 +4,13 @@
 //! recompiled endpoint), so a config push does not drop warm connections.
 //! HTTP/1.1 connections are lent out one request at a time and come back
 //! when the response body ends; HTTP/2 shares one multiplexed connection.
+//!
+//! An HTTP/1.1 connection has no task of its own: whoever holds it (the
+//! request, then its response body) drives it. Reading the response and
+//! writing it downstream then happen in one task, with no wake-up of a
+//! second task and no hop through a scheduler queue per request; an idle
+//! connection costs no task either. Upgrades (WebSocket) are the exception:
+//! the upgraded connection outlives the request, so it gets a task.
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -48,12 +55,63 @@ impl ConnPolicy {
     }
 }
 
+type H1Driver = http1::Connection<TokioIo<TcpStream>, Body>;
+
 /// An HTTP/1.1 connection and its history.
-#[derive(Debug)]
 struct H1Conn {
     sender: http1::SendRequest<Body>,
+    /// The connection's I/O, polled by whoever holds the connection; `None`
+    /// once it has ended. Boxed: it is large and moves with the response body.
+    driver: Option<Box<H1Driver>>,
     born: Instant,
     served: u32,
+    _count: Counted,
+}
+
+impl std::fmt::Debug for H1Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1Conn").field("served", &self.served).field("open", &self.driver.is_some()).finish()
+    }
+}
+
+impl H1Conn {
+    /// Drives the connection until `ready` (which only the driver can make
+    /// ready) is.
+    ///
+    /// The driver runs without our waker first: it leaves its wakers in
+    /// the connection (the body channel, the request queue), and ours
+    /// there would wake this task again for nothing when the body is taken
+    /// or the next request queued. Only if `ready` is still pending does
+    /// it run again with our waker, so that the upstream's next bytes wake us.
+    fn drive_until<T>(&mut self, cx: &mut Context<'_>, mut ready: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let mut noop = Context::from_waker(std::task::Waker::noop());
+        self.drive(&mut noop);
+        if let Poll::Ready(t) = ready(&mut noop) {
+            return Poll::Ready(t);
+        }
+        self.drive(cx);
+        ready(&mut noop)
+    }
+
+    /// Lets the connection do its I/O (write the request, read the
+    /// response); an ended connection is dropped, which fails whatever
+    /// request was still waiting on it.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(d) = self.driver.as_mut()
+            && Pin::new(&mut **d).poll(cx).is_ready()
+        {
+            self.driver = None;
+        }
+    }
+}
+
+/// Counts a connection in its pool's `connections` while it lives.
+struct Counted(Arc<AtomicU64>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The shared HTTP/2 connection.
@@ -92,7 +150,8 @@ pub struct EndpointPool {
     /// Idle HTTP/1.1 connections and when each went idle.
     idle: Mutex<Vec<(H1Conn, Instant)>>,
     h2: Mutex<Option<H2Conn>>,
-    pub connections: AtomicU64,
+    /// Open connections (shared with each connection's `Counted`).
+    pub connections: Arc<AtomicU64>,
     pub opened: AtomicU64,
 }
 
@@ -114,6 +173,26 @@ impl PoolRegistry {
         let p = Arc::new(EndpointPool::new(addr));
         pools.insert(addr, Arc::downgrade(&p));
         p
+    }
+
+    /// Closes idle HTTP/1.1 connections the upstream has closed. Nothing
+    /// drives an idle connection, so without this a closed one would sit in
+    /// the pool (its socket in CLOSE_WAIT) until a request picked it.
+    /// Returns how many were closed.
+    pub fn sweep(&self) -> usize {
+        let pools: Vec<_> = self.pools.lock().expect("pool registry").values().filter_map(Weak::upgrade).collect();
+        pools.iter().map(|p| p.sweep()).sum()
+    }
+
+    /// Sweeps every `every` until the proxy drains.
+    pub async fn sweep_every(&self, every: Duration, drained: impl std::future::Future<Output = ()>) {
+        tokio::pin!(drained);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => { self.sweep(); }
+                _ = &mut drained => return,
+            }
+        }
     }
 }
 
@@ -149,7 +228,8 @@ impl EndpointPool {
             let mut idle = self.idle.lock().expect("pool");
             let mut found = None;
             while let Some((c, since)) = idle.pop() {
-                if !c.sender.is_closed()
+                if c.driver.is_some()
+                    && !c.sender.is_closed()
                     && c.sender.is_ready()
                     && since.elapsed() < policy.idle_timeout
                     && policy.usable(c.born, c.served)
@@ -167,34 +247,62 @@ impl EndpointPool {
             None => (Box::pin(self.open_h1(connect_timeout)).await?, false),
         };
         conn.served += 1;
-        match conn.sender.send_request(req).await {
+        if req.headers().contains_key(http::header::UPGRADE) {
+            return self.send_upgrade(conn, req, reused).await;
+        }
+        let sent = conn.sender.send_request(req);
+        tokio::pin!(sent);
+        // Drive the connection until the response head is in.
+        let result = std::future::poll_fn(|cx| conn.drive_until(cx, |noop| sent.as_mut().poll(noop))).await;
+        match result {
             Ok(resp) => {
-                // Back to the pool when the body ends, if it may serve more.
-                let back = policy.usable(conn.born, conn.served).then(|| (Arc::downgrade(self), conn));
-                Ok((resp.map(|b| PooledBody { inner: b, back, hold: None }), reused))
+                // The body drives the connection from here, and puts it
+                // back in the pool when it ends, if it may serve more.
+                let pool = policy.usable(conn.born, conn.served).then(|| Arc::downgrade(self));
+                Ok((resp.map(|b| PooledBody { inner: b, conn: Some(Box::new(conn)), pool, hold: None }), reused))
             }
             Err(e) if e.is_canceled() || (reused && e.is_incomplete_message()) => Err(UpstreamError::NotSent(addr, e)),
             Err(e) => Err(UpstreamError::Reset(addr, e)),
         }
     }
 
-    /// Runs a new connection's driver, counted while it lives.
-    fn drive<F: std::future::Future + Send + 'static>(self: &Arc<Self>, conn: F) {
+    /// An upgrade request (WebSocket): the connection gets a task, since
+    /// after `101 Switching Protocols` it outlives the request. It does not
+    /// come back to the pool.
+    async fn send_upgrade(
+        &self,
+        mut conn: H1Conn,
+        req: http::Request<Body>,
+        reused: bool,
+    ) -> Result<(http::Response<PooledBody>, bool), UpstreamError> {
+        let addr = self.addr();
+        let Some(driver) = conn.driver.take() else {
+            return Err(UpstreamError::Connect(addr, std::io::Error::other("HTTP/1.1 connection closed")));
+        };
+        let count = conn._count;
+        tokio::spawn(async move {
+            let _ = driver.with_upgrades().await;
+            drop(count);
+        });
+        match conn.sender.send_request(req).await {
+            Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, conn: None, pool: None, hold: None }), reused)),
+            Err(e) if e.is_canceled() || (reused && e.is_incomplete_message()) => Err(UpstreamError::NotSent(addr, e)),
+            Err(e) => Err(UpstreamError::Reset(addr, e)),
+        }
+    }
+
+    /// Counts a new connection.
+    fn counted(&self) -> Counted {
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.connections.fetch_add(1, Ordering::Relaxed);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let _ = conn.await;
-            me.connections.fetch_sub(1, Ordering::Relaxed);
-        });
+        Counted(self.connections.clone())
     }
 
     async fn open_h1(self: &Arc<Self>, connect_timeout: Duration) -> Result<H1Conn, UpstreamError> {
         let addr = self.addr();
         let io = dial(addr, connect_timeout).await?;
-        let (sender, conn) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
-        self.drive(conn.with_upgrades());
-        Ok(H1Conn { sender, born: Instant::now(), served: 0 })
+        let (sender, driver) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
+        Ok(H1Conn { sender, driver: Some(Box::new(driver)), born: Instant::now(), served: 0, _count: self.counted() })
     }
 
     async fn open_h2(self: &Arc<Self>, connect_timeout: Duration) -> Result<http2::SendRequest<Body>, UpstreamError> {
@@ -204,7 +312,11 @@ impl EndpointPool {
             .handshake(io)
             .await
             .map_err(|e| UpstreamError::Handshake(addr, e))?;
-        self.drive(conn);
+        let count = self.counted();
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(count);
+        });
         let now = Instant::now();
         *self.h2.lock().expect("pool") = Some(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now });
         Ok(sender)
@@ -244,14 +356,17 @@ impl EndpointPool {
             return Err(UpstreamError::Connect(addr, std::io::Error::other("HTTP/2 connection closed")));
         }
         match sender.send_request(req).await {
-            Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, back: None, hold: None }), reused)),
+            Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, conn: None, pool: None, hold: None }), reused)),
             Err(e) if e.is_canceled() => Err(UpstreamError::NotSent(addr, e)),
             Err(e) => Err(UpstreamError::Reset(addr, e)),
         }
     }
 
-    fn give_back(&self, conn: H1Conn) {
-        if conn.sender.is_closed() {
+    fn give_back(&self, mut conn: H1Conn) {
+        // Leave no waker of ours in the idle connection: the next request's
+        // send (or the upstream closing it) would wake this task for nothing.
+        conn.drive(&mut Context::from_waker(std::task::Waker::noop()));
+        if conn.driver.is_none() || conn.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().expect("pool");
@@ -260,16 +375,32 @@ impl EndpointPool {
         }
     }
 
+    fn sweep(&self) -> usize {
+        let mut idle = self.idle.lock().expect("pool");
+        let before = idle.len();
+        idle.retain_mut(|(c, _)| {
+            // Reads the end of stream if there is one (no syscall otherwise:
+            // tokio knows the socket is not readable).
+            c.drive(&mut Context::from_waker(std::task::Waker::noop()));
+            c.driver.is_some() && !c.sender.is_closed()
+        });
+        before - idle.len()
+    }
+
     pub fn idle(&self) -> usize {
         self.idle.lock().map_or(0, |i| i.len())
     }
 }
 
-/// A response body that returns its HTTP/1.1 connection to the pool once
-/// it has been read to the end (a body dropped early closes it instead).
+/// A response body. Over HTTP/1.1 it drives its connection while it is
+/// read, and returns it to the pool once read to the end (a body dropped
+/// early closes it instead).
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Weak<EndpointPool>, H1Conn)>,
+    /// The HTTP/1.1 connection this body arrives on (boxed: bodies move).
+    conn: Option<Box<H1Conn>>,
+    /// Where the connection goes back, if it may serve more requests.
+    pool: Option<Weak<EndpointPool>>,
     /// The request's place in the cluster's circuit breakers, released
     /// when the body ends (or is dropped).
     hold: Option<crate::config::limits::Admission>,
@@ -278,10 +409,8 @@ pub struct PooledBody {
 impl PooledBody {
     fn finish(&mut self) {
         self.hold = None;
-        if let Some((pool, conn)) = self.back.take()
-            && let Some(pool) = pool.upgrade()
-        {
-            pool.give_back(conn);
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take().and_then(|p| p.upgrade())) {
+            pool.give_back(*conn);
         }
     }
 
@@ -296,12 +425,22 @@ impl http_body::Body for PooledBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        // Data only arrives while the driver runs, so the body channel
+        // needs no waker; what is already in is taken without driving.
+        let this = &mut *self;
+        let inner = &mut this.inner;
+        let r = match this.conn.as_mut() {
+            Some(conn) => match Pin::new(&mut *inner).poll_frame(&mut Context::from_waker(std::task::Waker::noop())) {
+                Poll::Pending => conn.drive_until(cx, |noop| Pin::new(&mut *inner).poll_frame(noop)),
+                ready => ready,
+            },
+            None => Pin::new(inner).poll_frame(cx),
+        };
         match &r {
             Poll::Ready(None) => self.finish(),
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
             Poll::Ready(Some(Err(_))) => {
-                self.back = None;
+                self.conn = None;
                 self.hold = None;
             }
             _ => {}
@@ -322,5 +461,90 @@ impl PooledBody {
     /// The underlying body, for protocol upgrades.
     pub fn into_inner(self) -> Incoming {
         self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream that answers one keep-alive request per connection and
+    /// then closes it once told to.
+    async fn upstream() -> (SocketAddr, tokio::sync::mpsc::Sender<()>) {
+        let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            let (mut s, _) = sock.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+            let _ = close_rx.recv().await;
+        });
+        (addr, close_tx)
+    }
+
+    /// A large body arrives over many reads (the driver waits with our
+    /// waker between them); the connection then serves the next request.
+    #[tokio::test]
+    async fn a_large_body_streams_through_and_its_connection_is_reused() {
+        const SIZE: usize = 4 << 20;
+        let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = sock.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            for _ in 0..2 {
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n").as_bytes()).await.unwrap();
+                for chunk in vec![b'x'; SIZE].chunks(64 * 1024) {
+                    s.write_all(chunk).await.unwrap();
+                }
+            }
+        });
+        let pool = Arc::new(EndpointPool::new(addr));
+        for round in 0..2 {
+            let req = http::Request::builder().uri("/").header("host", "x").body(Body::Full(None)).unwrap();
+            let (resp, reused) = pool.send_h1(req, Duration::from_secs(1), &ConnPolicy::default()).await.unwrap();
+            assert_eq!(reused, round == 1);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert!(body.len() == SIZE && body.iter().all(|&b| b == b'x'), "round {round}: {} bytes", body.len());
+        }
+        assert_eq!(pool.opened.load(Ordering::Relaxed), 1, "one connection for both");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_pooled_after_its_body_and_swept_once_the_upstream_closes_it() {
+        let (addr, close) = upstream().await;
+        let registry = PoolRegistry::default();
+        let pool = registry.get(addr);
+        let req = http::Request::builder().uri("/").header("host", "x").body(Body::Full(None)).unwrap();
+        let (resp, reused) = pool.send_h1(req, Duration::from_secs(1), &ConnPolicy::default()).await.unwrap();
+        assert!(!reused);
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!((pool.idle(), pool.connections.load(Ordering::Relaxed)), (1, 1), "pooled once the body ended");
+        assert_eq!(registry.sweep(), 0, "an open idle connection stays");
+
+        drop(close); // the upstream closes its end
+        let mut swept = 0;
+        for _ in 0..200 {
+            swept += registry.sweep();
+            if swept > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(swept, 1, "the closed connection is swept");
+        assert_eq!((pool.idle(), pool.connections.load(Ordering::Relaxed)), (0, 0));
     }
 }
