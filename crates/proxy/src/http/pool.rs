@@ -105,12 +105,15 @@ impl H1Conn {
     }
 }
 
-/// Counts a connection in its pool's `connections` while it lives.
-struct Counted(Arc<AtomicU64>);
+/// Counts a connection in its pool's `connections` while it lives (weak:
+/// the pool holds its idle connections).
+struct Counted(Weak<EndpointPool>);
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(pool) = self.0.upgrade() {
+            pool.connections.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -150,8 +153,7 @@ pub struct EndpointPool {
     /// Idle HTTP/1.1 connections and when each went idle.
     idle: Mutex<Vec<(H1Conn, Instant)>>,
     h2: Mutex<Option<H2Conn>>,
-    /// Open connections (shared with each connection's `Counted`).
-    pub connections: Arc<AtomicU64>,
+    pub connections: AtomicU64,
     pub opened: AtomicU64,
 }
 
@@ -292,10 +294,10 @@ impl EndpointPool {
     }
 
     /// Counts a new connection.
-    fn counted(&self) -> Counted {
+    fn counted(self: &Arc<Self>) -> Counted {
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.connections.fetch_add(1, Ordering::Relaxed);
-        Counted(self.connections.clone())
+        Counted(Arc::downgrade(self))
     }
 
     async fn open_h1(self: &Arc<Self>, connect_timeout: Duration) -> Result<H1Conn, UpstreamError> {
