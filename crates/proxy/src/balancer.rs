@@ -94,7 +94,8 @@ fn maglev_table(eps: &[Arc<Endpoint>], weights: &[u32], m: usize) -> Vec<u32> {
     let perms: Vec<(usize, usize)> = eps
         .iter()
         .map(|e| {
-            let key = e.authority.as_str();
+            let key = e.addr.to_string();
+            let key = key.as_str();
             ((hash64(&(key, 0u8)) as usize) % m, (hash64(&(key, 1u8)) as usize) % (m - 1) + 1)
         })
         .collect();
@@ -149,9 +150,10 @@ impl Balancer {
                 let total: u64 = weights.iter().map(|w| *w as u64).sum::<u64>().max(1);
                 let mut ring = Vec::new();
                 for (i, e) in eps.iter().enumerate() {
+                    let key = e.addr.to_string();
                     let replicas = ((min_ring as u64 * weights[i] as u64).div_ceil(total)).max(1);
                     for r in 0..replicas {
-                        ring.push((hash64(&(e.authority.as_str(), r)), i as u32));
+                        ring.push((hash64(&(key.as_str(), r)), i as u32));
                     }
                 }
                 ring.sort_unstable();

@@ -31,7 +31,6 @@ pub enum Protocol {
 #[derive(Debug)]
 pub struct Endpoint {
     pub addr: SocketAddr,
-    pub authority: http::uri::Authority,
     pub weight: u32,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
@@ -64,10 +63,8 @@ impl Endpoint {
         locality: Arc<str>,
         pool: Arc<EndpointPool>,
     ) -> Self {
-        let authority = addr.to_string().parse().expect("a socket address is a valid authority");
         Endpoint {
             addr,
-            authority,
             weight,
             workload,
             namespace,

@@ -152,7 +152,8 @@ pub struct EndpointPool {
     addr: Option<SocketAddr>,
     /// Idle HTTP/1.1 connections and when each went idle.
     idle: Mutex<Vec<(H1Conn, Instant)>>,
-    h2: Mutex<Option<H2Conn>>,
+    /// Boxed: most endpoints never speak HTTP/2, and a sidecar holds thousands.
+    h2: Mutex<Option<Box<H2Conn>>>,
     pub connections: AtomicU64,
     pub opened: AtomicU64,
 }
@@ -320,7 +321,8 @@ impl EndpointPool {
             drop(count);
         });
         let now = Instant::now();
-        *self.h2.lock().expect("pool") = Some(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now });
+        *self.h2.lock().expect("pool") =
+            Some(Box::new(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now }));
         Ok(sender)
     }
 

@@ -17,20 +17,20 @@ fn header_value(name: &str, v: &str) -> Result<(HeaderName, HeaderValue), Compil
 }
 
 fn header_ops(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderOps, CompileError> {
-    let mut ops = HeaderOps::default();
+    let (mut adds, mut removes) = (Vec::new(), Vec::new());
     for a in add {
         let Some(h) = &a.header else { continue };
         let (n, v) = header_value(&h.key, &h.value)?;
         // append_action: 0 APPEND_IF_EXISTS_OR_ADD, 2/3 overwrite
         let overwrite = a.append_action >= 2;
-        ops.add.push((n, v, overwrite));
+        adds.push((n, v, overwrite));
     }
     for r in remove {
-        ops.remove.push(
+        removes.push(
             HeaderName::from_bytes(r.as_bytes()).map_err(|_| CompileError::new(format!("bad header name {r:?}")))?,
         );
     }
-    Ok(ops)
+    Ok(HeaderOps::new(adds, removes))
 }
 
 pub(super) fn compile_route(
@@ -92,7 +92,7 @@ pub(super) fn compile_route(
         action,
         request_headers: header_ops(&r.request_headers_to_add, &r.request_headers_to_remove)?,
         response_headers: header_ops(&r.response_headers_to_add, &r.response_headers_to_remove)?,
-        fault: super::fault::compile(r)?,
+        fault: super::fault::compile(r)?.map(Box::new),
     })
 }
 

@@ -53,7 +53,8 @@ pub struct Route {
     pub action: Action,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
-    pub fault: Option<fault::Fault>,
+    /// Boxed: most routes inject no faults.
+    pub fault: Option<Box<fault::Fault>>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,23 +96,33 @@ struct QueryMatch {
     matcher: Option<(StrMatch, bool)>,
 }
 
+/// Header additions and removals. Boxed, and `None` when there are none
+/// (most routes): 8 bytes instead of 48, twice per route.
 #[derive(Debug, Default, Clone)]
-pub struct HeaderOps {
+pub struct HeaderOps(Option<Box<Ops>>);
+
+#[derive(Debug, Clone)]
+struct Ops {
     /// (name, value, overwrite)
-    pub add: Vec<(HeaderName, HeaderValue, bool)>,
-    pub remove: Vec<HeaderName>,
+    add: Vec<(HeaderName, HeaderValue, bool)>,
+    remove: Vec<HeaderName>,
 }
 
 impl HeaderOps {
+    pub fn new(add: Vec<(HeaderName, HeaderValue, bool)>, remove: Vec<HeaderName>) -> Self {
+        HeaderOps((!add.is_empty() || !remove.is_empty()).then(|| Box::new(Ops { add, remove })))
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.remove.is_empty()
+        self.0.is_none()
     }
 
     pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for name in &self.remove {
+        let Some(ops) = &self.0 else { return };
+        for name in &ops.remove {
             headers.remove(name);
         }
-        for (name, value, overwrite) in &self.add {
+        for (name, value, overwrite) in &ops.add {
             if *overwrite {
                 headers.insert(name.clone(), value.clone());
             } else {
