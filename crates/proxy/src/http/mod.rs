@@ -3,6 +3,7 @@
 //! one telemetry record.
 
 mod body;
+pub mod coalesce;
 mod fault;
 pub mod forward;
 pub mod pool;
