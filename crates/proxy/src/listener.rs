@@ -130,7 +130,7 @@ async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
     }
 }
 
-async fn serve<I>(ctx: Arc<ConnCtx>, io: I, mut flusher: Option<coalesce::Flusher>)
+async fn serve<I>(ctx: Arc<ConnCtx>, io: I, flusher: Option<coalesce::Flusher>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -144,38 +144,31 @@ where
     // on every wake-up (as `select!` does) cost ~700 instructions a request.
     let drained = state.drained();
     tokio::pin!(drained);
-    let (mut armed, mut shutting) = (false, false);
-    let mut done = None;
-    let result = std::future::poll_fn(|cx| {
-        loop {
-            if done.is_none()
-                && let Poll::Ready(r) = conn.as_mut().poll(cx)
-            {
-                done = Some(r);
+    let served = async {
+        let mut armed = false;
+        let early = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
             }
-            // Send what this turn wrote (HTTP/2); a write refused for lack
-            // of room is retried by polling the connection again.
-            if let Some(f) = flusher.as_mut() {
-                match f.poll_flush(cx) {
-                    Poll::Ready(Ok(true)) if done.is_none() => continue,
-                    Poll::Ready(Ok(_)) => {}
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            if let Some(r) = done.take() {
-                return Poll::Ready(r);
-            }
-            if !shutting && (!armed || *state.draining.borrow()) && drained.as_mut().poll(cx).is_ready() {
-                conn.as_mut().graceful_shutdown();
-                shutting = true;
-                continue;
+            if (!armed || *state.draining.borrow()) && drained.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
             }
             armed = true;
-            return Poll::Pending;
+            Poll::Pending
+        })
+        .await;
+        match early {
+            Some(r) => r,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
-    })
-    .await;
+    };
+    let result = match flusher {
+        Some(mut f) => coalesce::run(served, &mut f).await.unwrap_or_else(|e| Err(e.into())),
+        None => served.await,
+    };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }

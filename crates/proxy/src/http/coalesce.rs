@@ -1,13 +1,14 @@
-//! One write per turn for a downstream HTTP/2 connection.
+//! One write per turn for an HTTP/2 connection.
 //!
 //! h2 writes each DATA frame of 256 bytes or more with a syscall of its
 //! own, so a connection multiplexing many small responses paid one
 //! `writev` per response, where HAProxy and nginx send the responses of a
 //! whole event-loop turn together. Here hyper's writes only gather bytes;
 //! the connection's task sends them once it has polled the connection
-//! (`Flusher::poll_flush`), so every frame produced in one turn, across all
-//! its streams, leaves in one syscall. No write waits longer than the turn
-//! it was made in.
+//! (`run`), so every frame produced in one turn, across all its streams,
+//! leaves in one syscall. No write waits longer than the turn it was made
+//! in. Downstream HTTP/2 only: hyper's HTTP/2 client drives its connection
+//! in a task of its own, which could not send what it gathered.
 
 use bytes::{Buf, BytesMut};
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -120,6 +121,33 @@ impl Flusher {
         }
         Poll::Ready(Ok(self.shared.blocked.swap(false, Ordering::Relaxed)))
     }
+}
+
+/// Runs `fut` (a connection), sending what it wrote after each poll of it.
+pub async fn run<F: Future>(fut: F, flusher: &mut Flusher) -> std::io::Result<F::Output> {
+    tokio::pin!(fut);
+    let mut done = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            if done.is_none()
+                && let Poll::Ready(r) = fut.as_mut().poll(cx)
+            {
+                done = Some(r);
+            }
+            match flusher.poll_flush(cx) {
+                // A write was refused for lack of room: there is room now.
+                Poll::Ready(Ok(true)) if done.is_none() => continue,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            return match done.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            };
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
