@@ -121,7 +121,12 @@ where
 /// A client that sends its preface in pieces is served as well, without it.
 async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
     let mut preface = [0u8; 12];
-    let h2 = matches!(stream.peek(&mut preface).await, Ok(12)) && &preface == b"PRI * HTTP/2";
+    let peeked = tokio::select! {
+        r = stream.peek(&mut preface) => r,
+        // A connection that has sent nothing yet closes at once on drain.
+        _ = ctx.state.drained() => return,
+    };
+    let h2 = matches!(peeked, Ok(12)) && &preface == b"PRI * HTTP/2";
     if h2 {
         let (io, flusher) = coalesce::split(stream);
         serve(ctx, io, Some(flusher)).await
