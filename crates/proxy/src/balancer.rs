@@ -85,6 +85,11 @@ fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
     out
 }
 
+/// What a consistent-hash table hashes a host by: its address, as text.
+fn host_key(e: &Endpoint) -> String {
+    e.addr.to_string()
+}
+
 fn maglev_table(eps: &[Arc<Endpoint>], weights: &[u32], m: usize) -> Vec<u32> {
     let n = eps.len();
     let mut table = vec![u32::MAX; m];
@@ -94,7 +99,7 @@ fn maglev_table(eps: &[Arc<Endpoint>], weights: &[u32], m: usize) -> Vec<u32> {
     let perms: Vec<(usize, usize)> = eps
         .iter()
         .map(|e| {
-            let key = e.addr.to_string();
+            let key = host_key(e);
             let key = key.as_str();
             ((hash64(&(key, 0u8)) as usize) % m, (hash64(&(key, 1u8)) as usize) % (m - 1) + 1)
         })
@@ -150,7 +155,7 @@ impl Balancer {
                 let total: u64 = weights.iter().map(|w| *w as u64).sum::<u64>().max(1);
                 let mut ring = Vec::new();
                 for (i, e) in eps.iter().enumerate() {
-                    let key = e.addr.to_string();
+                    let key = host_key(e);
                     let replicas = ((min_ring as u64 * weights[i] as u64).div_ceil(total)).max(1);
                     for r in 0..replicas {
                         ring.push((hash64(&(key.as_str(), r)), i as u32));

@@ -105,15 +105,6 @@ struct Session<'a> {
     rds: BTreeSet<Arc<str>>,
 }
 
-/// Merges one endpoint set into the session's own copy, in place.
-fn staged_raw(
-    raw: &mut Raw,
-    name: Arc<str>,
-    cla: Wire<envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>,
-) {
-    Arc::make_mut(&mut raw.endpoints).insert(name, cla);
-}
-
 /// EDS name to cluster name, for the clusters of a compiled config.
 fn eds_clusters(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
     cfg.clusters.values().filter_map(|c| Some((c.eds.clone()?, c.name.clone()))).collect()
@@ -140,7 +131,7 @@ impl Session<'_> {
     fn wires<M: Message + Default>(&self, resp: &mut DiscoveryResponse) -> Result<RawMap<M>, String> {
         let mut out = BTreeMap::new();
         for any in std::mem::take(&mut resp.resources) {
-            let name = wire_name(&any.value).map_err(|e| format!("{}: {e}", any.type_url))?;
+            let name = wire_name::<M>(&any.value).map_err(|e| e.0)?;
             out.insert(self.state.hosts.names.get(&name), Wire::new(any.value));
         }
         Ok(out)
@@ -275,9 +266,8 @@ impl Session<'_> {
         for (cluster, set) in staged {
             cluster.install(set);
         }
-        for (name, wire) in wires {
-            staged_raw(&mut self.raw, name, wire);
-        }
+        // Into the session's own copy, in place.
+        Arc::make_mut(&mut self.raw.endpoints).extend(wires);
         Ok(())
     }
 

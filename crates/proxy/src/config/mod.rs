@@ -124,12 +124,7 @@ impl<M: Message + Default> Wire<M> {
     }
 
     pub fn decode(&self) -> Result<M, CompileError> {
-        M::decode(self.bytes.clone()).map_err(|e| {
-            CompileError::new(format!(
-                "cannot decode {}: {e} (the control plane sent bytes that are not an Envoy v3 {0}; is it an xDS server of a compatible version?)",
-                type_name::<M>()
-            ))
-        })
+        M::decode(self.bytes.clone()).map_err(undecodable::<M>)
     }
 
     /// Stands for a resource already compiled whose bytes were let go:
@@ -148,6 +143,14 @@ impl<M: Message + Default> Wire<M> {
     pub fn bytes(&self) -> Bytes {
         self.bytes.clone()
     }
+}
+
+/// Bytes that are not an `M`: what failed and what to check.
+pub(crate) fn undecodable<M>(e: prost::DecodeError) -> CompileError {
+    CompileError::new(format!(
+        "cannot decode {}: {e} (the control plane sent bytes that are not an Envoy v3 {0}; is it an xDS server of a compatible version?)",
+        type_name::<M>()
+    ))
 }
 
 /// The last segment of a proto type's Rust path (`Cluster`, `Listener`).
@@ -183,8 +186,8 @@ struct NameOnly {
 }
 
 /// A resource's name, read from its wire form.
-pub fn wire_name(bytes: &[u8]) -> Result<String, CompileError> {
-    NameOnly::decode(bytes).map(|n| n.name).map_err(|e| CompileError::new(format!("cannot decode resource: {e}")))
+pub fn wire_name<M>(bytes: &[u8]) -> Result<String, CompileError> {
+    NameOnly::decode(bytes).map(|n| n.name).map_err(undecodable::<M>)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,7 +351,9 @@ impl Config {
                     ));
                 }
                 None => {
-                    Arc::new(RouteTable::compile_wire(wire, &clusters, &hosts.names).map_err(|e| (Kind::Route, e))?)
+                    let t = RouteTable::compile_wire(wire, &clusters, &hosts.names)
+                        .map_err(|e| (Kind::Route, CompileError::new(format!("route table {name}: {e}"))))?;
+                    Arc::new(t)
                 }
             };
             routes.insert(name.clone(), t);
@@ -378,7 +383,9 @@ impl Config {
                         (rds.route_config_name, t)
                     }
                     Some(http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
-                        let t = RouteTable::compile(&rc, &clusters, &hosts.names).map_err(lerr)?;
+                        let t = RouteTable::compile(&rc, &clusters, &hosts.names).map_err(|e| {
+                            lerr(CompileError::new(format!("listener {name}: route table {}: {e}", rc.name)))
+                        })?;
                         (rc.name.clone(), Some(Arc::new(t)))
                     }
                     _ => {

@@ -71,17 +71,25 @@ fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::
     None
 }
 
+/// Hop-by-hop headers always removed (RFC 9110 §7.6.1; a static, so no
+/// copy is built and dropped per request). `connection`,
+/// `upgrade` and `te` are handled apart: kept when upgrading, or for
+/// `te: trailers`.
+static HOP_BY_HOP: [header::HeaderName; 5] = [
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRANSFER_ENCODING,
+];
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `te: trailers`
 /// (gRPC needs it) and the upgrade pair when upgrading.
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
     // Most requests carry none: one pass over their few names is cheaper
     // than a hashed removal per hop-by-hop name.
     let hop = |n: &header::HeaderName| {
-        [header::CONNECTION, header::TRANSFER_ENCODING, header::TE, header::UPGRADE].contains(n)
-            || n == header::PROXY_AUTHENTICATE
-            || n == header::PROXY_AUTHORIZATION
-            || n.as_str() == "keep-alive"
-            || n.as_str() == "proxy-connection"
+        HOP_BY_HOP.contains(n) || n == header::CONNECTION || n == header::UPGRADE || n == header::TE
     };
     if !h.keys().any(hop) {
         return;
@@ -93,16 +101,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
             }
         }
     }
-    // Constants, not `&str`s: a `&str` name is parsed on every removal.
-    const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
-    const PROXY_CONNECTION: header::HeaderName = header::HeaderName::from_static("proxy-connection");
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TRANSFER_ENCODING,
-    ] {
+    for name in HOP_BY_HOP.iter() {
         h.remove(name);
     }
     if !upgrading {

@@ -65,7 +65,7 @@ struct H1Conn {
     driver: Option<Box<H1Driver>>,
     born: Instant,
     served: u32,
-    _count: Counted,
+    count: Counted,
 }
 
 impl std::fmt::Debug for H1Conn {
@@ -84,7 +84,7 @@ impl H1Conn {
     /// or the next request queued. Only if `ready` is still pending does
     /// it run again with our waker, so that the upstream's next bytes wake us.
     fn drive_until<T>(&mut self, cx: &mut Context<'_>, mut ready: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        let mut noop = Context::from_waker(std::task::Waker::noop());
+        let mut noop = noop();
         self.drive(&mut noop);
         if let Poll::Ready(t) = ready(&mut noop) {
             return Poll::Ready(t);
@@ -102,6 +102,24 @@ impl H1Conn {
         {
             self.driver = None;
         }
+    }
+}
+
+/// A context whose waker does nothing: for polling a connection's driver
+/// and the futures only it completes, which must not leave this task's
+/// waker behind (see `H1Conn::drive_until`).
+fn noop() -> Context<'static> {
+    Context::from_waker(std::task::Waker::noop())
+}
+
+/// What a failed HTTP/1.1 exchange means for a retry: a request the
+/// upstream cannot have seen (cancelled before sending, or a reused
+/// connection that turned out closed: the keep-alive race) may be resent.
+fn h1_error(addr: SocketAddr, reused: bool, e: hyper::Error) -> UpstreamError {
+    if e.is_canceled() || (reused && e.is_incomplete_message()) {
+        UpstreamError::NotSent(addr, e)
+    } else {
+        UpstreamError::Reset(addr, e)
     }
 }
 
@@ -264,8 +282,7 @@ impl EndpointPool {
                 let pool = policy.usable(conn.born, conn.served).then(|| Arc::downgrade(self));
                 Ok((resp.map(|b| PooledBody { inner: b, conn: Some(Box::new(conn)), pool, hold: None }), reused))
             }
-            Err(e) if e.is_canceled() || (reused && e.is_incomplete_message()) => Err(UpstreamError::NotSent(addr, e)),
-            Err(e) => Err(UpstreamError::Reset(addr, e)),
+            Err(e) => Err(h1_error(addr, reused, e)),
         }
     }
 
@@ -280,17 +297,19 @@ impl EndpointPool {
     ) -> Result<(http::Response<PooledBody>, bool), UpstreamError> {
         let addr = self.addr();
         let Some(driver) = conn.driver.take() else {
-            return Err(UpstreamError::Connect(addr, std::io::Error::other("HTTP/1.1 connection closed")));
+            return Err(UpstreamError::Connect(
+                addr,
+                std::io::Error::other("the connection closed before the upgrade request was sent"),
+            ));
         };
-        let count = conn._count;
+        let count = conn.count;
         tokio::spawn(async move {
             let _ = driver.with_upgrades().await;
             drop(count);
         });
         match conn.sender.send_request(req).await {
             Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, conn: None, pool: None, hold: None }), reused)),
-            Err(e) if e.is_canceled() || (reused && e.is_incomplete_message()) => Err(UpstreamError::NotSent(addr, e)),
-            Err(e) => Err(UpstreamError::Reset(addr, e)),
+            Err(e) => Err(h1_error(addr, reused, e)),
         }
     }
 
@@ -305,7 +324,7 @@ impl EndpointPool {
         let addr = self.addr();
         let io = dial(addr, connect_timeout).await?;
         let (sender, driver) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
-        Ok(H1Conn { sender, driver: Some(Box::new(driver)), born: Instant::now(), served: 0, _count: self.counted() })
+        Ok(H1Conn { sender, driver: Some(Box::new(driver)), born: Instant::now(), served: 0, count: self.counted() })
     }
 
     async fn open_h2(self: &Arc<Self>, connect_timeout: Duration) -> Result<http2::SendRequest<Body>, UpstreamError> {
@@ -369,7 +388,7 @@ impl EndpointPool {
     fn give_back(&self, mut conn: H1Conn) {
         // Leave no waker of ours in the idle connection: the next request's
         // send (or the upstream closing it) would wake this task for nothing.
-        conn.drive(&mut Context::from_waker(std::task::Waker::noop()));
+        conn.drive(&mut noop());
         if conn.driver.is_none() || conn.sender.is_closed() {
             return;
         }
@@ -385,7 +404,7 @@ impl EndpointPool {
         idle.retain_mut(|(c, _)| {
             // Reads the end of stream if there is one (no syscall otherwise:
             // tokio knows the socket is not readable).
-            c.drive(&mut Context::from_waker(std::task::Waker::noop()));
+            c.drive(&mut noop());
             c.driver.is_some() && !c.sender.is_closed()
         });
         before - idle.len()
@@ -434,7 +453,7 @@ impl http_body::Body for PooledBody {
         let this = &mut *self;
         let inner = &mut this.inner;
         let r = match this.conn.as_mut() {
-            Some(conn) => match Pin::new(&mut *inner).poll_frame(&mut Context::from_waker(std::task::Waker::noop())) {
+            Some(conn) => match Pin::new(&mut *inner).poll_frame(&mut noop()) {
                 Poll::Pending => conn.drive_until(cx, |noop| Pin::new(&mut *inner).poll_frame(noop)),
                 ready => ready,
             },
@@ -474,6 +493,16 @@ mod tests {
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Reads one request head (the tests' requests have no body).
+    async fn read_head(s: &mut TcpStream) {
+        let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
     /// An upstream that answers one keep-alive request per connection and
     /// then closes it once told to.
     async fn upstream() -> (SocketAddr, tokio::sync::mpsc::Sender<()>) {
@@ -482,12 +511,7 @@ mod tests {
         let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<()>(1);
         tokio::spawn(async move {
             let (mut s, _) = sock.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = s.read(&mut buf).await.unwrap();
-                got.extend_from_slice(&buf[..n]);
-            }
+            read_head(&mut s).await;
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
             let _ = close_rx.recv().await;
         });
@@ -503,13 +527,8 @@ mod tests {
         let addr = sock.local_addr().unwrap();
         tokio::spawn(async move {
             let (mut s, _) = sock.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
             for _ in 0..2 {
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = s.read(&mut buf).await.unwrap();
-                    got.extend_from_slice(&buf[..n]);
-                }
+                read_head(&mut s).await;
                 s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n").as_bytes()).await.unwrap();
                 for chunk in vec![b'x'; SIZE].chunks(64 * 1024) {
                     s.write_all(chunk).await.unwrap();

@@ -7,7 +7,7 @@ mod domains;
 pub mod fault;
 
 use super::cluster::ClusterCfg;
-use super::{Clusters, CompileError, Interner, Wire};
+use super::{Clusters, CompileError, Interner, Wire, undecodable};
 use bytes::Bytes;
 use compile::{compile_route, full_regex};
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
@@ -339,15 +339,9 @@ impl RouteTable {
         names: &Interner,
     ) -> Result<Self, CompileError> {
         use prost::Message;
-        let rc = LazyRouteConfiguration::decode(wire.bytes()).map_err(|e| {
-            CompileError::new(format!(
-                "cannot decode a RouteConfiguration: {e} (is the control plane a compatible xDS server?)"
-            ))
-        })?;
-        let hosts = rc.virtual_hosts.iter().map(|b| {
-            rt::VirtualHost::decode(b.clone())
-                .map_err(|e| CompileError::new(format!("route table {:?}: cannot decode a virtual host: {e}", rc.name)))
-        });
+        let rc = LazyRouteConfiguration::decode(wire.bytes()).map_err(undecodable::<rt::RouteConfiguration>)?;
+        let hosts =
+            rc.virtual_hosts.iter().map(|b| rt::VirtualHost::decode(b.clone()).map_err(undecodable::<rt::VirtualHost>));
         Self::build(&rc.name, rc.virtual_hosts.len(), hosts, clusters, names)
     }
 
@@ -371,7 +365,7 @@ impl RouteTable {
                 let d = d.to_ascii_lowercase();
                 if !t.domains.insert(&d, i as u32) {
                     return Err(CompileError::new(format!(
-                        "route table {name:?}: domain {d:?} appears in more than one virtual host"
+                        "domain {d:?} appears in more than one virtual host; Envoy requires each domain in one only"
                     )));
                 }
             }
