@@ -6,10 +6,11 @@
 //! Anything else is NACKed with the reason and the last good config stays.
 //! On disconnect the proxy keeps serving and reconnects with backoff.
 
+mod transport;
+
 use crate::config::{Config, Raw, RawMap, Wire, rds_names, wire_name};
 use crate::state::{NodeInfo, ProxyState};
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc::Status;
@@ -20,6 +21,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+/// The largest xDS message accepted (a route table of ~500,000 services).
+const MAX_MESSAGE: usize = 256 << 20;
 
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
@@ -316,7 +320,7 @@ impl Session<'_> {
 
 async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyhow::Result<()> {
     let endpoint = if addr.starts_with("http") { addr.to_owned() } else { format!("http://{addr}") };
-    let mut client = AggregatedDiscoveryServiceClient::connect(endpoint).await?.max_decoding_message_size(256 << 20);
+    let mut channel = tonic::transport::Endpoint::from_shared(endpoint)?.connect().await?;
     let (tx, rx) = mpsc::channel(16);
     let eds_clusters = eds_clusters(&state.config.load());
     let rds = rds_names(&raw.listeners);
@@ -325,7 +329,7 @@ async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyh
     let result = async {
         session.request(CLUSTER, None).await;
         session.request(LISTENER, None).await;
-        let mut stream = client.stream_aggregated_resources(ReceiverStream::new(rx)).await?.into_inner();
+        let mut stream = transport::open(&mut channel, ReceiverStream::new(rx), MAX_MESSAGE).await?;
         tracing::info!(%addr, "xDS stream open");
         while let Some(resp) = stream.message().await? {
             session.on_response(resp).await;
