@@ -67,7 +67,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .clusters
         .values()
         .map(|c| {
-            let set = c.set.load();
+            let set = c.view();
             let eps: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
             let loads: Vec<_> = set.loads().iter().map(|(p, pct)| json!({"priority": p, "percent": pct})).collect();
             json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "slowStart": c.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "endpoints": eps})
@@ -100,7 +100,7 @@ fn clusters_json(state: &ProxyState) -> serde_json::Value {
         .clusters
         .values()
         .map(|c| {
-            let set = c.set.load();
+            let set = c.view();
             let hosts: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
             json!({"name": &*c.name, "panic": set.panic, "hosts": hosts})
         })
@@ -115,7 +115,7 @@ fn clusters_text(state: &ProxyState) -> String {
     let mut out = String::new();
     for n in names {
         let c = &cfg.clusters[n];
-        let set = c.set.load();
+        let set = c.view();
         if let Some(l) = &c.limits {
             let _ = writeln!(out, "{}::circuit_breakers::rq_active::{}", c.name, l.active());
             let _ = writeln!(out, "{}::circuit_breakers::rq_pending::{}", c.name, l.pending());

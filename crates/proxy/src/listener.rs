@@ -192,7 +192,7 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
         }
     };
     let mut tried = Vec::new();
-    let set = cluster.set.load_full();
+    let set = cluster.endpoints();
     for _ in 0..set.endpoints.len().min(3) {
         let Some(i) = set.pick(None, &tried) else { break };
         tried.push(i);

@@ -49,7 +49,7 @@ pub struct ProxyState {
     warm: AtomicBool,
     pub metrics: Metrics,
     /// Connection pools and host health, kept across config versions.
-    pub hosts: crate::config::Registries,
+    pub hosts: Arc<crate::config::Registries>,
     pub last_nack: std::sync::Mutex<Option<String>>,
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
     pub source_header: Option<http::HeaderValue>,
@@ -94,7 +94,9 @@ impl ProxyState {
         let pending = crate::health::flag::PENDING_ACTIVE_HC;
         let cfg = self.config.load();
         let checking = cfg.clusters.values().any(|c| {
-            c.set.load().endpoints.iter().any(|e| e.health.as_ref().is_some_and(|h| h.flags() & pending != 0))
+            c.built().is_some_and(|s| {
+                s.endpoints.iter().any(|e| e.health.as_ref().is_some_and(|h| h.flags() & pending != 0))
+            })
         });
         if !checking {
             self.warm.store(true, Ordering::Release);

@@ -2,7 +2,7 @@
 
 use super::endpoints::{DEFAULT_OVERPROVISIONING, EndpointSet, SetPolicy, Warmup};
 use super::limits::Limits;
-use super::{CompileError, Registries};
+use super::{CompileError, Registries, Wire};
 use crate::balancer::LbKind;
 use crate::health::active::HealthCheckCfg;
 use crate::health::outlier::OutlierCfg;
@@ -101,8 +101,14 @@ pub struct ClusterCfg {
     pub service_namespace: Arc<str>,
     pub protocol: Protocol,
     pub connect_timeout: Duration,
-    /// Lock-free to read; replaced by `update_endpoints`.
-    pub set: arc_swap::ArcSwap<EndpointSet>,
+    /// The endpoint set and its balancer, lock-free to read (`endpoints`).
+    /// None until the cluster is first used: a sidecar's config names every
+    /// service in the mesh and it calls few of them, so a set is built from
+    /// its assignment (kept in `pending` meanwhile) when a request, mirror
+    /// or TCP connection first needs it. Clusters with active health
+    /// checks, DNS or slow start are built at once, and a new version of a
+    /// cluster in use is built when it is compiled (`Config::compile`).
+    set: arc_swap::ArcSwapOption<EndpointSet>,
     /// Balancer, panic threshold, locality weights, slow start.
     pub policy: SetPolicy,
     dns: Option<i32>,
@@ -117,9 +123,11 @@ pub struct ClusterCfg {
     /// Signalled when a new endpoint set is installed, so the health
     /// checker probes new hosts at once rather than at its next round.
     pub endpoints_changed: tokio::sync::Notify,
-    /// Serializes writers of `set` (endpoint updates, health changes);
-    /// requests never take it.
-    writer: Mutex<()>,
+    /// Serializes writers of `set` (first use, endpoint updates, health
+    /// changes), and holds the assignment an unbuilt set is built from.
+    /// Requests take it only on a cluster's first use.
+    pending: Mutex<Option<Wire<ClusterLoadAssignment>>>,
+    hosts: Arc<Registries>,
 }
 
 fn http_options(c: &Cluster) -> Option<HttpProtocolOptions> {
@@ -175,6 +183,43 @@ struct HealthKeys<'a> {
     stale: u8,
 }
 
+/// The host and port of an endpoint, or why it has none.
+fn host_port<'a>(
+    cla: &ClusterLoadAssignment,
+    ep: &'a lb_endpoint::HostIdentifier,
+) -> Result<Option<(&'a str, u16)>, CompileError> {
+    let lb_endpoint::HostIdentifier::Endpoint(ep) = ep else { return Ok(None) };
+    let Some(address::Address::SocketAddress(sa)) = ep.address.as_ref().and_then(|a| a.address.as_ref()) else {
+        return Err(CompileError::new(format!("cluster {}: endpoint without a socket address", cla.cluster_name)));
+    };
+    match sa.port_specifier {
+        Some(socket_address::PortSpecifier::PortValue(p)) => Ok(Some((&sa.address, p as u16))),
+        _ => Err(CompileError::new(format!("cluster {}: endpoint without a port", cla.cluster_name))),
+    }
+}
+
+fn not_an_ip(cla: &ClusterLoadAssignment, host: &str) -> CompileError {
+    CompileError::new(format!(
+        "cluster {}: endpoint address {host:?} is not an IP; names need a STRICT_DNS or LOGICAL_DNS cluster",
+        cla.cluster_name
+    ))
+}
+
+/// Everything `endpoints` could refuse, without building anything: an
+/// assignment is checked when it arrives and built on first use.
+fn check_endpoints(cla: &ClusterLoadAssignment, dns: bool) -> Result<(), CompileError> {
+    for lb in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+        let Some(id) = &lb.host_identifier else { continue };
+        if let Some((host, _)) = host_port(cla, id)?
+            && !dns
+            && host.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(not_an_ip(cla, host));
+        }
+    }
+    Ok(())
+}
+
 fn endpoints(
     cla: &ClusterLoadAssignment,
     hosts: &Registries,
@@ -187,32 +232,18 @@ fn endpoints(
             format!("{}/{}/{}", l.region, l.zone, l.sub_zone).trim_end_matches('/').to_owned()
         }));
         for lb in &loc.lb_endpoints {
-            let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &lb.host_identifier else { continue };
-            let Some(address::Address::SocketAddress(sa)) = ep.address.as_ref().and_then(|a| a.address.as_ref()) else {
-                return Err(CompileError::new(format!(
-                    "cluster {}: endpoint without a socket address",
-                    cla.cluster_name
-                )));
-            };
-            let port = match sa.port_specifier {
-                Some(socket_address::PortSpecifier::PortValue(p)) => p as u16,
-                _ => return Err(CompileError::new(format!("cluster {}: endpoint without a port", cla.cluster_name))),
-            };
-            let ips = match sa.address.parse() {
+            let Some(id) = &lb.host_identifier else { continue };
+            let Some((host, port)) = host_port(cla, id)? else { continue };
+            let ips = match host.parse() {
                 Ok(ip) => vec![ip],
                 Err(_) if dns => {
-                    let ips = resolve(&sa.address, port);
+                    let ips = resolve(host, port);
                     if ips.is_empty() {
-                        tracing::warn!(cluster = %cla.cluster_name, host = %sa.address, "cannot resolve endpoint; it is left out");
+                        tracing::warn!(cluster = %cla.cluster_name, host, "cannot resolve endpoint; it is left out");
                     }
                     ips
                 }
-                Err(_) => {
-                    return Err(CompileError::new(format!(
-                        "cluster {}: endpoint address {:?} is not an IP; names need a STRICT_DNS or LOGICAL_DNS cluster",
-                        cla.cluster_name, sa.address
-                    )));
-                }
+                Err(_) => return Err(not_an_ip(cla, host)),
             };
             let meta = lb.metadata.as_ref().and_then(|m| m.filter_metadata.get("istio"));
             let field = |k: &str| -> Arc<str> {
@@ -288,7 +319,13 @@ fn lb_kind(c: &Cluster) -> LbKind {
 }
 
 impl ClusterCfg {
-    pub fn compile(c: &Cluster, cla: Option<&ClusterLoadAssignment>, hosts: &Registries) -> Result<Self, CompileError> {
+    /// `cla` is the assignment from EDS, if the cluster uses EDS and one
+    /// has arrived.
+    pub fn compile(
+        c: &Cluster,
+        cla: Option<&Wire<ClusterLoadAssignment>>,
+        hosts: &Arc<Registries>,
+    ) -> Result<Self, CompileError> {
         use cluster::DiscoveryType as D;
         let dns = match c.cluster_discovery_type {
             Some(cluster::ClusterDiscoveryType::Type(t)) if t == D::StrictDns as i32 || t == D::LogicalDns as i32 => {
@@ -336,32 +373,115 @@ impl ClusterCfg {
             limits: Limits::from_proto(c),
             conn_policy: conn_policy(opts.as_ref()),
             connect_timeout: c.connect_timeout.as_ref().map_or(Duration::from_secs(10), super::duration),
-            set: arc_swap::ArcSwap::from_pointee(EndpointSet::new(
-                Vec::new(),
-                &policy,
-                DEFAULT_OVERPROVISIONING,
-                Instant::now(),
-            )),
+            set: Default::default(),
             policy,
             dns,
             outlier: c.outlier_detection.as_ref().map(|o| Box::new(OutlierCfg::from_proto(o))),
             health_check,
             endpoints_changed: tokio::sync::Notify::new(),
-            writer: Mutex::new(()),
+            pending: Mutex::new(None),
+            hosts: hosts.clone(),
         };
-        if let Some(cla) = cla.or(c.load_assignment.as_ref()) {
-            cfg.update_endpoints(cla, hosts)?;
+        match cla {
+            Some(wire) => {
+                cfg.check_assignment(&wire.decode()?)?;
+                *cfg.pending.lock().expect("endpoint set writer") = Some(wire.clone());
+            }
+            // Static hosts written into the cluster (inbound and local
+            // clusters: few, and used).
+            None => {
+                if let Some(cla) = &c.load_assignment {
+                    cfg.check_assignment(cla)?;
+                    cfg.install(cfg.endpoint_set(cla)?);
+                }
+            }
+        }
+        if cfg.dns.is_some() || cfg.health_check.is_some() || cfg.policy.warmup.is_some() {
+            // Resolved, probed and warmed up from the start, used or not
+            // (slow start counts from when a host arrives).
+            cfg.endpoints();
         }
         Ok(cfg)
     }
 
+    /// Checks an assignment for this cluster without building anything.
+    pub fn check_assignment(&self, cla: &ClusterLoadAssignment) -> Result<(), CompileError> {
+        check_endpoints(cla, self.dns.is_some())
+    }
+
+    /// Takes a checked assignment (an EDS update): rebuilds the endpoint
+    /// set now if the cluster is in use, else keeps it for the first use.
+    pub fn assign(&self, cla: &ClusterLoadAssignment, wire: Wire<ClusterLoadAssignment>) {
+        let mut pending = self.pending.lock().expect("endpoint set writer");
+        if self.set.load().is_some() {
+            drop(pending);
+            match self.endpoint_set(cla) {
+                Ok(set) => self.install(set),
+                Err(e) => tracing::error!(cluster = %self.name, error = %e.0, "checked assignment failed to build"),
+            }
+        } else {
+            *pending = Some(wire);
+        }
+    }
+
+    /// The endpoint set, built now if this is the cluster's first use.
+    pub fn endpoints(&self) -> Arc<EndpointSet> {
+        match self.set.load_full() {
+            Some(set) => set,
+            None => self.first_use(),
+        }
+    }
+
+    /// The endpoint set if the cluster has been used.
+    pub fn built(&self) -> Option<Arc<EndpointSet>> {
+        self.set.load_full()
+    }
+
+    /// The endpoint set for display: the built one, or one built from the
+    /// pending assignment and not kept (so looking does not count as use).
+    pub fn view(&self) -> Arc<EndpointSet> {
+        let pending = self.pending.lock().expect("endpoint set writer");
+        if let Some(set) = self.set.load_full() {
+            return set;
+        }
+        self.build(pending.as_ref())
+    }
+
+    #[cold]
+    fn first_use(&self) -> Arc<EndpointSet> {
+        let mut pending = self.pending.lock().expect("endpoint set writer");
+        if let Some(set) = self.set.load_full() {
+            return set; // built by another thread meanwhile
+        }
+        let set = self.build(pending.take().as_ref());
+        self.set.store(Some(set.clone()));
+        drop(pending);
+        self.endpoints_changed.notify_one();
+        set
+    }
+
+    /// A set from a checked assignment (empty without one).
+    fn build(&self, wire: Option<&Wire<ClusterLoadAssignment>>) -> Arc<EndpointSet> {
+        let built = match wire.map(Wire::decode).transpose() {
+            Ok(Some(cla)) => self.endpoint_set(&cla),
+            Ok(None) => Ok(self.empty_set()),
+            Err(e) => Err(e),
+        };
+        built.unwrap_or_else(|e| {
+            // Unreachable: the assignment was checked when it arrived.
+            tracing::error!(cluster = %self.name, error = %e.0, "checked assignment failed to build");
+            self.empty_set()
+        })
+    }
+
+    fn empty_set(&self) -> Arc<EndpointSet> {
+        Arc::new(EndpointSet::new(Vec::new(), &self.policy, DEFAULT_OVERPROVISIONING, Instant::now()))
+    }
+
     /// The endpoint set (with its balancer) for an assignment, not yet
-    /// installed: an update compiles every set before it swaps any in.
-    pub fn endpoint_set(
-        &self,
-        cla: &ClusterLoadAssignment,
-        hosts: &Registries,
-    ) -> Result<Arc<EndpointSet>, CompileError> {
+    /// installed.
+    fn endpoint_set(&self, cla: &ClusterLoadAssignment) -> Result<Arc<EndpointSet>, CompileError> {
+        let hosts = &*self.hosts;
         // Slow start needs to know since when a host is available.
         let tracked = self.outlier.is_some() || self.health_check.is_some() || self.policy.warmup.is_some();
         let health = tracked.then(|| {
@@ -389,37 +509,33 @@ impl ClusterCfg {
     /// Installs a new endpoint set (an EDS update); requests in flight keep
     /// the set they started with. Health that changed since the set was
     /// built is caught up at once.
-    pub fn install(&self, set: Arc<EndpointSet>) {
-        let _w = self.writer.lock().expect("endpoint set writer");
-        self.set.store(if set.health_changed() { Arc::new(self.rebuilt(&set)) } else { set });
+    fn install(&self, set: Arc<EndpointSet>) {
+        let _w = self.pending.lock().expect("endpoint set writer");
+        self.set.store(Some(if set.health_changed() { Arc::new(self.rebuilt(&set)) } else { set }));
         self.endpoints_changed.notify_one();
-    }
-
-    pub fn update_endpoints(&self, cla: &ClusterLoadAssignment, hosts: &Registries) -> Result<(), CompileError> {
-        self.install(self.endpoint_set(cla, hosts)?);
-        Ok(())
     }
 
     /// Rebuilds the balancer if hosts changed availability since it was
     /// built, or some are warming up.
     pub fn refresh(&self) {
-        let _w = self.writer.lock().expect("endpoint set writer");
-        let cur = self.set.load();
+        let _w = self.pending.lock().expect("endpoint set writer");
+        let Some(cur) = self.set.load_full() else { return };
         if cur.stale() {
             let next = self.rebuilt(&cur);
             if next.panic && !cur.panic {
                 tracing::warn!(cluster = %self.name, available = next.available(), total = next.endpoints.len(), "too few healthy hosts: spreading over all of them (panic)");
             }
-            self.set.store(Arc::new(next));
+            self.set.store(Some(Arc::new(next)));
         }
     }
 
     /// Runs `f` (which may change host health) with set writers held off,
     /// then rebuilds the balancer if availability changed.
     pub fn with_set<R>(&self, f: impl FnOnce(&EndpointSet) -> R) -> R {
+        self.endpoints(); // built on first use
         let r = {
-            let _w = self.writer.lock().expect("endpoint set writer");
-            f(&self.set.load())
+            let _w = self.pending.lock().expect("endpoint set writer");
+            f(&self.set.load_full().expect("built above; never unset"))
         };
         self.refresh();
         r

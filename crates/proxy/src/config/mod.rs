@@ -67,6 +67,12 @@ pub struct Registries {
     pub names: Interner,
 }
 
+impl std::fmt::Debug for Registries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registries")
+    }
+}
+
 /// One shared copy of each resource name, namespace and locality: a
 /// cluster's name is otherwise held by the raw config, the compiled
 /// cluster, the EDS subscription and the EDS index, each its own String.
@@ -315,7 +321,7 @@ impl Config {
         raw: &Raw,
         prev: Option<(&Raw, &Config)>,
         version: String,
-        hosts: &Registries,
+        hosts: &Arc<Registries>,
     ) -> Result<Config, (Kind, CompileError)> {
         let mut clusters = Clusters::with_capacity(raw.clusters.len());
         let mut all_kept = prev.is_some_and(|(_, cfg)| cfg.clusters.len() == raw.clusters.len());
@@ -327,9 +333,13 @@ impl Config {
             all_kept = false;
             let cerr = |e: CompileError| (Kind::Cluster, e);
             let c = wire.decode().map_err(|e| cerr(CompileError::new(format!("cluster {name}: {e}"))))?;
-            let cla =
-                eds_name(&c).and_then(|n| raw.endpoints.get(n.as_str())).map(Wire::decode).transpose().map_err(cerr)?;
-            let compiled = Arc::new(ClusterCfg::compile(&c, cla.as_ref(), hosts).map_err(cerr)?);
+            let cla = eds_name(&c).and_then(|n| raw.endpoints.get(n.as_str()));
+            let compiled = Arc::new(ClusterCfg::compile(&c, cla, hosts).map_err(cerr)?);
+            // A cluster in use stays in use: built now, while the old
+            // version still holds its hosts' health and warm-up state.
+            if prev.and_then(|(_, cfg)| cfg.clusters.get(&**name)).is_some_and(|old| old.built().is_some()) {
+                compiled.endpoints();
+            }
             clusters.insert(compiled.name.clone(), compiled);
         }
         let mut routes = HashMap::new();

@@ -83,12 +83,12 @@ fn raw(a_ports: &[u32]) -> Raw {
 }
 
 fn ports(c: &ClusterCfg) -> Vec<u16> {
-    c.set.load().endpoints.iter().map(|e| e.addr.port()).collect()
+    c.endpoints().endpoints.iter().map(|e| e.addr.port()).collect()
 }
 
 #[test]
 fn unchanged_clusters_and_tables_are_kept_and_changed_ones_rebuilt() {
-    let hosts = Registries::default();
+    let hosts = Arc::new(Registries::default());
     let first_raw = raw(&[1000]);
     let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
     assert_eq!(ports(&first.clusters["a"]), vec![1000]);
@@ -120,14 +120,14 @@ fn unchanged_clusters_and_tables_are_kept_and_changed_ones_rebuilt() {
 fn a_resource_that_does_not_decode_is_an_error_naming_its_type() {
     let mut bad = raw(&[1000]);
     Arc::make_mut(&mut bad.clusters).insert("a".into(), Wire::new(vec![0xff, 0xff, 0xff]));
-    let (kind, e) = Config::compile(&bad, None, "1".into(), &Registries::default()).unwrap_err();
+    let (kind, e) = Config::compile(&bad, None, "1".into(), &Arc::default()).unwrap_err();
     assert_eq!(kind, Kind::Cluster);
     assert!(e.0.contains("cannot decode Cluster"), "{e}");
 }
 
 #[test]
 fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
-    let hosts = Registries::default();
+    let hosts = Arc::new(Registries::default());
     let first_raw = raw(&[1000]);
     let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
     // What the xDS session keeps after a config is applied: route tables
@@ -168,4 +168,53 @@ fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
 
     // Without a compiled form to keep, a spent table is an error, not a 404.
     assert!(Config::compile(&kept_raw, None, "6".into(), &hosts).is_err());
+}
+
+fn set_ports(c: &cluster::ClusterCfg) -> Option<Vec<u16>> {
+    c.built().map(|s| s.endpoints.iter().map(|e| e.addr.port()).collect())
+}
+
+#[test]
+fn endpoint_sets_are_built_on_first_use_and_assignments_checked_on_arrival() {
+    let hosts = Arc::new(Registries::default());
+    let first_raw = raw(&[1000]);
+    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    let a = &first.clusters["a"];
+    assert_eq!(set_ports(a), None, "unused: no endpoint set yet");
+    assert_eq!(a.view().endpoints.len(), 1, "the admin view shows the hosts");
+    assert_eq!(set_ports(a), None, "looking is not using");
+
+    // An update before first use replaces what the set will be built from.
+    let cla = assignment("a", &[1001]);
+    a.assign(&cla, Wire::encode(&cla));
+    assert_eq!(set_ports(a), None);
+    assert_eq!(ports(a), vec![1001], "first use builds it");
+    // Once in use, an update rebuilds it at once.
+    let cla = assignment("a", &[1002]);
+    a.assign(&cla, Wire::encode(&cla));
+    assert_eq!(set_ports(a), Some(vec![1002]));
+
+    // A new version of a cluster in use is built as it is compiled (while
+    // the old one still holds its hosts' health); an unused one is kept as
+    // it was, unbuilt.
+    let next = Config::compile(&raw(&[1003]), Some((&first_raw, &first)), "2".into(), &hosts).unwrap();
+    assert_eq!(set_ports(&next.clusters["a"]), Some(vec![1003]));
+    assert!(Arc::ptr_eq(&next.clusters["b"], &first.clusters["b"]));
+    assert_eq!(set_ports(&next.clusters["b"]), None);
+
+    // What the build would refuse is refused on arrival, built or not.
+    let mut cla = assignment("b", &[2000]);
+    let lb = &mut cla.endpoints[0].lb_endpoints[0];
+    let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &mut lb.host_identifier else { unreachable!() };
+    let Some(address::Address::SocketAddress(sa)) = ep.address.as_mut().and_then(|a| a.address.as_mut()) else {
+        unreachable!()
+    };
+    sa.address = "b.example".into();
+    let e = next.clusters["b"].check_assignment(&cla).unwrap_err();
+    assert!(e.0.contains("\"b.example\" is not an IP"), "{e}");
+    let mut bad = raw(&[1000]);
+    Arc::make_mut(&mut bad.endpoints).insert("b".into(), Wire::encode(&cla));
+    let (kind, e) = Config::compile(&bad, None, "3".into(), &hosts).unwrap_err();
+    assert_eq!(kind, Kind::Cluster);
+    assert!(e.0.contains("is not an IP"), "{e}");
 }

@@ -131,7 +131,7 @@ pub async fn probe(addr: SocketAddr, cfg: &HealthCheckCfg) -> bool {
 /// version starts its own checker).
 pub async fn run(cluster: Weak<ClusterCfg>, cfg: HealthCheckCfg) {
     loop {
-        let Some(set) = cluster.upgrade().map(|c| c.set.load_full()) else { return };
+        let Some(set) = cluster.upgrade().map(|c| c.endpoints()) else { return };
         let cfg = &cfg;
         let results =
             futures::future::join_all(set.endpoints.iter().map(|e| async move { (e, probe(e.addr, cfg).await) })).await;

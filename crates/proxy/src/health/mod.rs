@@ -169,6 +169,9 @@ pub fn watch(cluster: &Arc<crate::config::cluster::ClusterCfg>) {
             loop {
                 tokio::time::sleep(cfg.interval).await;
                 let Some(c) = weak.upgrade() else { return };
+                if c.built().is_none() {
+                    continue; // not used yet: no host has been seen to fail
+                }
                 let (out, back) = c.with_set(|set| outlier::sweep(&set.endpoints, Instant::now(), &cfg));
                 if out + back > 0 {
                     tracing::info!(cluster = %c.name, ejected = out, readmitted = back, "outlier sweep");
@@ -189,7 +192,7 @@ pub fn watch(cluster: &Arc<crate::config::cluster::ClusterCfg>) {
             loop {
                 tokio::time::sleep(step).await;
                 let Some(c) = weak.upgrade() else { return };
-                if c.set.load().warming {
+                if c.built().is_some_and(|s| s.warming) {
                     c.refresh();
                 }
             }

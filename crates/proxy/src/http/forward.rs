@@ -328,7 +328,7 @@ pub async fn forward(
             }
         };
         // One endpoint set for all attempts, so `tried` indexes stay valid.
-        let set = cluster.set.load_full();
+        let set = cluster.endpoints();
         // Hosts tried so far; on the stack unless a route retries more than thrice.
         let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
         let mut last_err: Option<(u16, String, &'static str)>;
@@ -461,7 +461,7 @@ fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
         if !super::chance(m.ppm) {
             continue;
         }
-        let set = cluster.set.load();
+        let set = cluster.endpoints();
         let Some(i) = set.pick(None, &[]) else { continue };
         let mut req = attempt.build(full(body.clone()), h2 && cluster.protocol == Protocol::Http2);
         if let Some(h) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("{h}-shadow"))
