@@ -180,7 +180,7 @@ fn route(cfg: &Config, method: &str, host: &str, path: &str, headers: &[(&str, &
             Target::Missing(n) => format!("missing:{n}"),
         },
         Action::Redirect(rd) => format!("redirect:{}", rd.path.clone().unwrap_or_default()),
-        Action::Direct { status, body } => format!("direct:{status}:{}", String::from_utf8_lossy(body)),
+        Action::Direct(d) => format!("direct:{}:{}", d.status, String::from_utf8_lossy(&d.body)),
     }
 }
 

@@ -195,8 +195,8 @@ async fn route_and_serve(
         );
     };
     match &route.action {
-        Action::Direct { status, body } => {
-            let mut resp = respond::direct(*status, body.clone());
+        Action::Direct(d) => {
+            let mut resp = respond::direct(d.status, d.body.clone());
             route.response_headers.apply(resp.headers_mut());
             Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 }
         }

@@ -87,8 +87,7 @@ pub(super) fn compile_route(
         name: names.get(&r.name),
         path,
         case_sensitive,
-        headers,
-        query,
+        conditions: (!headers.is_empty() || !query.is_empty()).then(|| Box::new(Conditions { headers, query })),
         action,
         request_headers: header_ops(&r.request_headers_to_add, &r.request_headers_to_remove)?,
         response_headers: header_ops(&r.response_headers_to_add, &r.response_headers_to_remove)?,
@@ -107,7 +106,7 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                 Some(DS::InlineBytes(b)) => Bytes::from(b.clone()),
                 _ => Bytes::new(),
             };
-            Ok(Action::Direct { status: d.status as u16, body })
+            Ok(Action::Direct(Box::new(DirectResponse { status: d.status as u16, body })))
         }
         Some(A::Redirect(rd)) => {
             use rt::redirect_action::{PathRewriteSpecifier as PR, SchemeRewriteSpecifier as S};
@@ -118,7 +117,7 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                 4 => 308,
                 _ => 301,
             };
-            Ok(Action::Redirect(Redirect {
+            Ok(Action::Redirect(Box::new(Redirect {
                 scheme: match &rd.scheme_rewrite_specifier {
                     Some(S::SchemeRedirect(s)) => Some(s.clone()),
                     Some(S::HttpsRedirect(true)) => Some("https".into()),
@@ -135,7 +134,7 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                     _ => None,
                 },
                 code,
-            }))
+            })))
         }
         Some(A::Route(ra)) => {
             let target = match &ra.cluster_specifier {
@@ -153,16 +152,18 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                 }
                 _ => return Err(CompileError::new(format!("route {:?}: unsupported cluster specifier", r.name))),
             };
-            let retry = ra.retry_policy.as_ref().map(|p| RetryPolicy {
-                retry_on: RetryOn::parse(&p.retry_on),
-                num_retries: p.num_retries.as_ref().map_or(1, |n| n.value),
-                per_try_timeout: p.per_try_timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero()),
-                statuses: p.retriable_status_codes.iter().map(|c| *c as u16).collect(),
-                base_interval: p
-                    .retry_back_off
-                    .as_ref()
-                    .and_then(|b| b.base_interval.as_ref())
-                    .map_or(Duration::from_millis(25), crate::config::duration),
+            let retry = ra.retry_policy.as_ref().map(|p| {
+                Arc::new(RetryPolicy {
+                    retry_on: RetryOn::parse(&p.retry_on),
+                    num_retries: p.num_retries.as_ref().map_or(1, |n| n.value),
+                    per_try_timeout: p.per_try_timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero()),
+                    statuses: p.retriable_status_codes.iter().map(|c| *c as u16).collect(),
+                    base_interval: p
+                        .retry_back_off
+                        .as_ref()
+                        .and_then(|b| b.base_interval.as_ref())
+                        .map_or(Duration::from_millis(25), crate::config::duration),
+                })
             });
             let hash = ra
                 .hash_policy

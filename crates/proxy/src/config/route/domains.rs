@@ -6,7 +6,9 @@
 //! the name, `name.ns`, `name.ns.svc`, the FQDN, each with and without the
 //! port), so they are kept compact: their text in one buffer and a hash
 //! table of (offset, length, host) into it, ~40 bytes a domain instead of
-//! a `String` key per entry.
+//! a `String` key per entry. A domain found in the text its host already
+//! wrote points there (given longest first, `name.ns.svc` is found in
+//! `name.ns.svc.cluster.local:80`), which halves the text.
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
@@ -28,6 +30,8 @@ pub struct DomainIndex {
     /// (prefix without `*`, host), longest first.
     prefixes: Vec<(Box<str>, u32)>,
     any: Option<u32>,
+    /// The host being added and where its text starts.
+    adding: (u32, u32),
 }
 
 impl DomainIndex {
@@ -52,8 +56,18 @@ impl DomainIndex {
         if self.exact.find(hash, |e| self.text_of(e) == domain).is_some() {
             return false;
         }
-        let e = Exact { start: self.text.len() as u32, len: domain.len() as u32, host };
-        self.text.push_str(domain);
+        if self.adding.0 != host || self.text.is_empty() {
+            self.adding = (host, self.text.len() as u32);
+        }
+        let own = self.adding.1 as usize;
+        let start = match self.text[own..].find(domain) {
+            Some(at) => own + at,
+            None => {
+                self.text.push_str(domain);
+                self.text.len() - domain.len()
+            }
+        };
+        let e = Exact { start: start as u32, len: domain.len() as u32, host };
         let (text, hasher) = (&self.text, &self.hasher);
         self.exact.insert_unique(hash, e, |e| hasher.hash_one(&text[e.start as usize..(e.start + e.len) as usize]));
         true
@@ -128,6 +142,9 @@ mod tests {
             assert!(d.insert(&format!("svc-{i}.default.svc.cluster.local:80"), i));
             assert!(d.insert(&format!("svc-{i}"), i));
         }
+        // Each short name is found in its host's FQDN: no text of its own.
+        let fqdns: usize = (0..5000).map(|i| format!("svc-{i}.default.svc.cluster.local:80").len()).sum();
+        assert_eq!(d.text.len(), fqdns);
         assert!(!d.insert("svc-7", 1));
         assert!(d.insert("*", 1));
         assert!(!d.insert("*", 2));

@@ -48,13 +48,19 @@ pub struct Route {
     pub name: Arc<str>,
     path: PathMatch,
     case_sensitive: bool,
-    headers: Vec<HeaderMatch>,
-    query: Vec<QueryMatch>,
+    /// Header and query conditions; boxed, and None for most routes.
+    conditions: Option<Box<Conditions>>,
     pub action: Action,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     /// Boxed: most routes inject no faults.
     pub fault: Option<Box<fault::Fault>>,
+}
+
+#[derive(Debug, Clone)]
+struct Conditions {
+    headers: Vec<HeaderMatch>,
+    query: Vec<QueryMatch>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,11 +138,19 @@ impl HeaderOps {
     }
 }
 
+/// Each variant boxed: a sidecar holds a route per service, so the enum
+/// stays two words.
 #[derive(Debug, Clone)]
 pub enum Action {
     Forward(Box<Forward>),
-    Redirect(Redirect),
-    Direct { status: u16, body: Bytes },
+    Redirect(Box<Redirect>),
+    Direct(Box<DirectResponse>),
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: Bytes,
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +160,9 @@ pub struct Forward {
     pub rewrite: Option<Box<Rewrite>>,
     /// None = no timeout (Istio's default).
     pub timeout: Option<Duration>,
-    pub retry: Option<RetryPolicy>,
+    /// Shared by the routes of a table that retry alike (Istio gives
+    /// every route the same default).
+    pub retry: Option<Arc<RetryPolicy>>,
     pub hash: Vec<HashPolicy>,
     pub mirrors: Vec<Mirror>,
 }
@@ -218,7 +234,7 @@ pub struct WeightedChoice {
     pub response_headers: HeaderOps,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     pub retry_on: RetryOn,
     pub num_retries: u32,
@@ -228,7 +244,7 @@ pub struct RetryPolicy {
 }
 
 /// Retry conditions, as Envoy's `x-envoy-retry-on` names them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RetryOn {
     pub s5xx: bool,
     pub gateway_error: bool,
@@ -326,6 +342,17 @@ impl StrMatch {
     }
 }
 
+/// Points `retry` at an equal policy met earlier in the table. Only the
+/// first few distinct policies are remembered: tables repeat a handful.
+fn share(retry: &mut Option<Arc<RetryPolicy>>, seen: &mut Vec<Arc<RetryPolicy>>) {
+    let Some(r) = retry else { return };
+    if let Some(same) = seen.iter().find(|s| ***s == **r) {
+        *r = same.clone();
+    } else if seen.len() < 8 {
+        seen.push(r.clone());
+    }
+}
+
 impl RouteTable {
     /// `names` shares route names across hosts (`default` in every one).
     pub fn compile(rc: &rt::RouteConfiguration, clusters: &Clusters, names: &Interner) -> Result<Self, CompileError> {
@@ -353,6 +380,7 @@ impl RouteTable {
         names: &Interner,
     ) -> Result<Self, CompileError> {
         let mut t = RouteTable { name: name.into(), hosts: Vec::with_capacity(count), domains: Default::default() };
+        let mut retries = Vec::new();
         for (i, vh) in vhosts.enumerate() {
             let vh = vh?;
             let vh = vh.borrow();
@@ -360,9 +388,16 @@ impl RouteTable {
                 vh.routes.iter().map(|r| compile_route(r, clusters, names)).collect::<Result<Vec<_>, _>>()?;
             // Collected through a Result, a one-route Vec would keep room for four.
             routes.shrink_to_fit();
+            for r in &mut routes {
+                if let Action::Forward(f) = &mut r.action {
+                    share(&mut f.retry, &mut retries);
+                }
+            }
             t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
-            for d in &vh.domains {
-                let d = d.to_ascii_lowercase();
+            // Longest first, so shorter forms are found in the text of longer ones.
+            let mut domains: Vec<String> = vh.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+            domains.sort_unstable_by_key(|d| std::cmp::Reverse(d.len()));
+            for d in domains {
                 if !t.domains.insert(&d, i as u32) {
                     return Err(CompileError::new(format!(
                         "domain {d:?} appears in more than one virtual host; Envoy requires each domain in one only"
@@ -461,7 +496,8 @@ impl Route {
         if !path_ok {
             return false;
         }
-        for h in &self.headers {
+        let Some(c) = &self.conditions else { return true };
+        for h in &c.headers {
             let value: Option<&str> = match &h.name {
                 HeaderOrPseudo::Method => Some(req.method.as_str()),
                 HeaderOrPseudo::Authority => Some(req.authority),
@@ -478,7 +514,7 @@ impl Route {
                 return false;
             }
         }
-        self.query.iter().all(|q| match (query_param(req.query, &q.name), &q.matcher) {
+        c.query.iter().all(|q| match (query_param(req.query, &q.name), &q.matcher) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(v), Some((m, ic))) => m.matches(v, *ic),
