@@ -124,15 +124,22 @@ struct Session<'a> {
     types: HashMap<&'static str, TypeState>,
     raw: Raw,
     first: bool,
-    /// EDS name to cluster name, rebuilt when clusters change.
-    eds_clusters: HashMap<Arc<str>, Arc<str>>,
+    /// EDS name to cluster name where they differ (rarely: Istio names a
+    /// cluster's endpoints after it), rebuilt when clusters change.
+    eds_aliases: HashMap<Arc<str>, Arc<str>>,
     /// The route tables the listeners ask for, rebuilt when listeners change.
     rds: BTreeSet<Arc<str>>,
 }
 
-/// EDS name to cluster name, for the clusters of a compiled config.
-fn eds_clusters(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
-    cfg.clusters.values().filter_map(|c| Some((c.eds.clone()?, c.name.clone()))).collect()
+/// EDS name to cluster name, for the clusters of a compiled config whose
+/// endpoints go by another name than theirs.
+fn eds_aliases(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
+    cfg.clusters.values().filter_map(|c| Some((c.eds.clone().filter(|e| *e != c.name)?, c.name.clone()))).collect()
+}
+
+/// The EDS names the clusters of a compiled config take endpoints from.
+fn eds_names(cfg: &Config) -> impl Iterator<Item = &Arc<str>> {
+    cfg.clusters.values().filter_map(|c| c.eds.as_ref())
 }
 
 impl Session<'_> {
@@ -242,11 +249,11 @@ impl Session<'_> {
                 self.raw = raw;
                 self.types.entry(type_url).or_default().version = resp.version_info.clone();
                 match type_url {
-                    CLUSTER => self.eds_clusters = eds_clusters(&cfg),
+                    CLUSTER => self.eds_aliases = eds_aliases(&cfg),
                     LISTENER => self.rds = rds_names(&self.raw.listeners),
                     _ => {}
                 }
-                let complete = self.complete();
+                let complete = self.complete(&cfg);
                 let cfg = Arc::new(cfg);
                 // Clusters kept from the last config already have their watchers.
                 for c in cfg.clusters.values() {
@@ -289,7 +296,12 @@ impl Session<'_> {
             let wire = Wire::<ClusterLoadAssignment>::new(any.value);
             let cla = wire.decode().map_err(|e| e.0)?;
             let name = self.state.hosts.names.get(&cla.cluster_name);
-            if let Some(cluster) = self.eds_clusters.get(cla.cluster_name.as_str()).and_then(|n| cfg.clusters.get(n)) {
+            let eds = cla.cluster_name.as_str();
+            let cluster = cfg
+                .clusters
+                .get(self.eds_aliases.get(eds).map_or(eds, |c| &**c))
+                .filter(|c| c.eds.as_deref() == Some(eds));
+            if let Some(cluster) = cluster {
                 cluster.check_assignment(&cla).map_err(|e| e.0)?;
                 checked.push((cluster.clone(), cla, wire.clone()));
             }
@@ -306,7 +318,7 @@ impl Session<'_> {
     /// Subscribes to the route tables and endpoint sets the config refers to.
     async fn follow_names(&mut self) {
         let rds = self.rds.clone();
-        let eds: BTreeSet<Arc<str>> = self.eds_clusters.keys().cloned().collect();
+        let eds: BTreeSet<Arc<str>> = eds_names(&self.state.config.load()).cloned().collect();
         for (t, names) in [(ROUTE, rds), (ENDPOINT, eds)] {
             let cur = self.types.entry(t).or_default();
             if cur.names != names {
@@ -337,12 +349,12 @@ impl Session<'_> {
         }
     }
 
-    fn complete(&self) -> bool {
+    fn complete(&self, cfg: &Config) -> bool {
         let rds = &self.rds;
         self.types.get(CLUSTER).is_some_and(|t| !t.version.is_empty())
             && self.types.get(LISTENER).is_some_and(|t| !t.version.is_empty())
             && rds.iter().all(|n| self.raw.routes.contains_key(n))
-            && self.eds_clusters.keys().all(|n| self.raw.endpoints.contains_key(n))
+            && eds_names(cfg).all(|n| self.raw.endpoints.contains_key(n))
     }
 }
 
@@ -350,10 +362,10 @@ async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyh
     let endpoint = if addr.starts_with("http") { addr.to_owned() } else { format!("http://{addr}") };
     let mut channel = tonic::transport::Endpoint::from_shared(endpoint)?.connect().await?;
     let (tx, rx) = mpsc::channel(16);
-    let eds_clusters = eds_clusters(&state.config.load());
+    let eds_aliases = eds_aliases(&state.config.load());
     let rds = rds_names(&raw.listeners);
     let mut session =
-        Session { state, tx, types: HashMap::new(), raw: std::mem::take(raw), first: true, eds_clusters, rds };
+        Session { state, tx, types: HashMap::new(), raw: std::mem::take(raw), first: true, eds_aliases, rds };
     let result = async {
         session.request(CLUSTER, None).await;
         session.request(LISTENER, None).await;
