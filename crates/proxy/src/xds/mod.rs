@@ -137,6 +137,16 @@ fn eds_aliases(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
     cfg.clusters.values().filter_map(|c| Some((c.eds.clone().filter(|e| *e != c.name)?, c.name.clone()))).collect()
 }
 
+/// The cluster that takes the endpoints named `eds`, if any.
+fn cluster_for_eds<'a>(
+    cfg: &'a Config,
+    aliases: &HashMap<Arc<str>, Arc<str>>,
+    eds: &str,
+) -> Option<&'a Arc<crate::config::cluster::ClusterCfg>> {
+    let name = aliases.get(eds).map_or(eds, |c| &**c);
+    cfg.clusters.get(name).filter(|c| c.eds.as_deref() == Some(eds))
+}
+
 /// The EDS names the clusters of a compiled config take endpoints from.
 fn eds_names(cfg: &Config) -> impl Iterator<Item = &Arc<str>> {
     cfg.clusters.values().filter_map(|c| c.eds.as_ref())
@@ -296,12 +306,7 @@ impl Session<'_> {
             let wire = Wire::<ClusterLoadAssignment>::new(any.value);
             let cla = wire.decode().map_err(|e| e.0)?;
             let name = self.state.hosts.names.get(&cla.cluster_name);
-            let eds = cla.cluster_name.as_str();
-            let cluster = cfg
-                .clusters
-                .get(self.eds_aliases.get(eds).map_or(eds, |c| &**c))
-                .filter(|c| c.eds.as_deref() == Some(eds));
-            if let Some(cluster) = cluster {
+            if let Some(cluster) = cluster_for_eds(&cfg, &self.eds_aliases, &cla.cluster_name) {
                 cluster.check_assignment(&cla).map_err(|e| e.0)?;
                 checked.push((cluster.clone(), cla, wire.clone()));
             }
@@ -379,4 +384,45 @@ async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyh
     .await;
     *raw = session.raw;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Registries;
+    use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+
+    #[test]
+    fn endpoints_find_their_cluster_by_its_name_or_its_eds_service_name() {
+        let eds = |name: &str, service: &str| Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(cluster::EdsClusterConfig { service_name: service.into(), eds_config: None }),
+            ..Default::default()
+        };
+        let raw = Raw {
+            clusters: Arc::new(
+                [
+                    ("a", eds("a", "")),
+                    ("b", eds("b", "b-endpoints")),
+                    ("c", Cluster { name: "c".into(), ..Default::default() }),
+                ]
+                .into_iter()
+                .map(|(n, c)| (n.into(), Wire::encode(&c)))
+                .collect(),
+            ),
+            ..Default::default()
+        };
+        let cfg = Config::compile(&raw, None, "1".into(), &Arc::new(Registries::default())).unwrap();
+        let aliases = eds_aliases(&cfg);
+        assert_eq!(aliases.len(), 1, "only b's endpoints go by another name");
+        let found = |eds: &str| cluster_for_eds(&cfg, &aliases, eds).map(|c| c.name.to_string());
+        assert_eq!(found("a").as_deref(), Some("a"));
+        assert_eq!(found("b-endpoints").as_deref(), Some("b"));
+        assert_eq!(found("b"), None, "b takes its endpoints under its EDS name only");
+        assert_eq!(found("c"), None, "c does not use EDS");
+        let mut names: Vec<_> = eds_names(&cfg).map(|n| n.to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b-endpoints"]);
+    }
 }
