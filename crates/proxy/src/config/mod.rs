@@ -73,6 +73,16 @@ impl std::fmt::Debug for Registries {
     }
 }
 
+/// Drops the entries of a registry whose value is gone, once the map has
+/// doubled since the last purge: purging on every new entry made building
+/// the endpoint sets of n hosts O(n²).
+pub(crate) fn purge_dead<K, V>(map: &mut HashMap<K, std::sync::Weak<V>>, purged_at: &mut usize) {
+    if map.len() >= 2 * *purged_at + 1024 {
+        map.retain(|_, w| w.strong_count() > 0);
+        *purged_at = map.len();
+    }
+}
+
 /// One shared copy of each resource name, namespace and locality: a
 /// cluster's name is otherwise held by the raw config, the compiled
 /// cluster, the EDS subscription and the EDS index, each its own String.

@@ -218,3 +218,16 @@ fn endpoint_sets_are_built_on_first_use_and_assignments_checked_on_arrival() {
     assert_eq!(kind, Kind::Cluster);
     assert!(e.0.contains("is not an IP"), "{e}");
 }
+
+#[test]
+fn registries_purge_dead_entries_once_the_map_has_doubled() {
+    let live = Arc::new(());
+    let mut map: HashMap<u32, std::sync::Weak<()>> =
+        (0..1500).map(|i| (i, if i == 0 { Arc::downgrade(&live) } else { Arc::downgrade(&Arc::new(())) })).collect();
+    let mut purged_at = 1000;
+    purge_dead(&mut map, &mut purged_at);
+    assert_eq!(map.len(), 1500, "not doubled since the last purge (2 × 1000 + 1024)");
+    purged_at = 0;
+    purge_dead(&mut map, &mut purged_at);
+    assert_eq!((map.len(), purged_at), (1, 1), "only the live entry stays");
+}

@@ -124,19 +124,22 @@ type HostKey = (Arc<str>, SocketAddr);
 /// Health state by (cluster, address), shared across config versions.
 #[derive(Default)]
 pub struct HealthRegistry {
-    hosts: Mutex<HashMap<HostKey, Weak<HostHealth>>>,
+    /// With the map's size after its last purge.
+    hosts: Mutex<(HashMap<HostKey, Weak<HostHealth>>, usize)>,
 }
 
 impl HealthRegistry {
     /// The state of `addr` in `cluster`; a host seen for the first time
-    /// starts with `initial` flags. Called at compile time, never per request.
+    /// starts with `initial` flags. Called when an endpoint set is built
+    /// (a cluster's first use, an update), never per request.
     pub fn get(&self, cluster: &Arc<str>, addr: SocketAddr, initial: u8) -> Arc<HostHealth> {
-        let mut hosts = self.hosts.lock().expect("health registry");
+        let mut guard = self.hosts.lock().expect("health registry");
+        let (hosts, purged_at) = &mut *guard;
         let key = (cluster.clone(), addr);
         if let Some(h) = hosts.get(&key).and_then(Weak::upgrade) {
             return h;
         }
-        hosts.retain(|_, w| w.strong_count() > 0);
+        crate::config::purge_dead(hosts, purged_at);
         let h = Arc::new(HostHealth {
             flags: AtomicU8::new(initial),
             reason: Mutex::new(""),

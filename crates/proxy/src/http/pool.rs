@@ -179,18 +179,20 @@ pub struct EndpointPool {
 /// Connection pools by endpoint, shared across config versions.
 #[derive(Default)]
 pub struct PoolRegistry {
-    pools: Mutex<HashMap<SocketAddr, Weak<EndpointPool>>>,
+    /// With the map's size after its last purge.
+    pools: Mutex<(HashMap<SocketAddr, Weak<EndpointPool>>, usize)>,
 }
 
 impl PoolRegistry {
-    /// The pool for `addr`, creating it if needed. Called at config compile
-    /// time, never per request.
+    /// The pool for `addr`, creating it if needed. Called when an endpoint
+    /// set is built (a cluster's first use, an update), never per request.
     pub fn get(&self, addr: SocketAddr) -> Arc<EndpointPool> {
-        let mut pools = self.pools.lock().expect("pool registry");
+        let mut guard = self.pools.lock().expect("pool registry");
+        let (pools, purged_at) = &mut *guard;
         if let Some(p) = pools.get(&addr).and_then(Weak::upgrade) {
             return p;
         }
-        pools.retain(|_, w| w.strong_count() > 0);
+        crate::config::purge_dead(pools, purged_at);
         let p = Arc::new(EndpointPool::new(addr));
         pools.insert(addr, Arc::downgrade(&p));
         p
@@ -201,7 +203,7 @@ impl PoolRegistry {
     /// the pool (its socket in CLOSE_WAIT) until a request picked it.
     /// Returns how many were closed.
     pub fn sweep(&self) -> usize {
-        let pools: Vec<_> = self.pools.lock().expect("pool registry").values().filter_map(Weak::upgrade).collect();
+        let pools: Vec<_> = self.pools.lock().expect("pool registry").0.values().filter_map(Weak::upgrade).collect();
         pools.iter().map(|p| p.sweep()).sum()
     }
 

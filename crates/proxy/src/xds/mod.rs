@@ -137,6 +137,14 @@ fn eds_aliases(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
     cfg.clusters.values().filter_map(|c| Some((c.eds.clone().filter(|e| *e != c.name)?, c.name.clone()))).collect()
 }
 
+/// Drops the resources of `map` not in `names` (copying the map only if
+/// some are).
+fn keep_only<M>(map: &mut Arc<RawMap<M>>, names: &BTreeSet<Arc<str>>) {
+    if map.keys().any(|k| !names.contains(k)) {
+        *map = Arc::new(map.iter().filter(|(k, _)| names.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect());
+    }
+}
+
 /// The cluster that takes the endpoints named `eds`, if any.
 fn cluster_for_eds<'a>(
     cfg: &'a Config,
@@ -328,25 +336,9 @@ impl Session<'_> {
             let cur = self.types.entry(t).or_default();
             if cur.names != names {
                 // What is no longer asked for is no longer kept.
-                if t == ROUTE && self.raw.routes.keys().any(|k| !names.contains(k)) {
-                    self.raw.routes = Arc::new(
-                        self.raw
-                            .routes
-                            .iter()
-                            .filter(|(k, _)| names.contains(*k))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    );
-                }
-                if t == ENDPOINT && self.raw.endpoints.keys().any(|k| !names.contains(k)) {
-                    self.raw.endpoints = Arc::new(
-                        self.raw
-                            .endpoints
-                            .iter()
-                            .filter(|(k, _)| names.contains(*k))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    );
+                match t {
+                    ROUTE => keep_only(&mut self.raw.routes, &names),
+                    _ => keep_only(&mut self.raw.endpoints, &names),
                 }
                 cur.names = names;
                 self.request(t, None).await;
