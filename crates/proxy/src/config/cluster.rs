@@ -106,8 +106,8 @@ pub struct ClusterCfg {
     /// service in the mesh and it calls few of them, so a set is built from
     /// its assignment (kept in `pending` meanwhile) when a request, mirror
     /// or TCP connection first needs it. Clusters with active health
-    /// checks, DNS or slow start are built at once, and a new version of a
-    /// cluster in use is built when it is compiled (`Config::compile`).
+    /// checks, DNS or slow start are built at once, and so is a new version
+    /// of a cluster in use (see `compile`).
     set: arc_swap::ArcSwapOption<EndpointSet>,
     /// Balancer, panic threshold, locality weights, slow start.
     pub policy: SetPolicy,
@@ -320,11 +320,12 @@ fn lb_kind(c: &Cluster) -> LbKind {
 
 impl ClusterCfg {
     /// `cla` is the assignment from EDS, if the cluster uses EDS and one
-    /// has arrived.
+    /// has arrived; `in_use` says the version this one replaces was used.
     pub fn compile(
         c: &Cluster,
         cla: Option<&Wire<ClusterLoadAssignment>>,
         hosts: &Arc<Registries>,
+        in_use: bool,
     ) -> Result<Self, CompileError> {
         use cluster::DiscoveryType as D;
         let dns = match c.cluster_discovery_type {
@@ -363,7 +364,7 @@ impl ClusterCfg {
             warmup: warmup(c).filter(|_| !matches!(kind, LbKind::RingHash { .. } | LbKind::Maglev { .. })),
         };
         let name = hosts.names.get(&c.name);
-        let cfg = ClusterCfg {
+        let mut cfg = ClusterCfg {
             eds: super::eds_name(c).map(|n| hosts.names.get(&n)),
             name,
             service: service.into(),
@@ -382,24 +383,25 @@ impl ClusterCfg {
             pending: Mutex::new(None),
             hosts: hosts.clone(),
         };
-        match cla {
-            Some(wire) => {
-                cfg.check_assignment(&wire.decode()?)?;
-                *cfg.pending.lock().expect("endpoint set writer") = Some(wire.clone());
-            }
-            // Static hosts written into the cluster (inbound and local
-            // clusters: few, and used).
-            None => {
-                if let Some(cla) = &c.load_assignment {
-                    cfg.check_assignment(cla)?;
-                    cfg.install(cfg.endpoint_set(cla)?);
+        // Built now rather than on first use: clusters resolved, probed or
+        // warmed up from the start (slow start counts from when a host
+        // arrives), static hosts written into the cluster (inbound and
+        // local clusters: few, and used), and a new version of a cluster in
+        // use (built while the old one still holds its hosts' health).
+        let eager = in_use || cfg.dns.is_some() || cfg.health_check.is_some() || cfg.policy.warmup.is_some();
+        match (cla, &c.load_assignment) {
+            (Some(wire), _) => {
+                let cla = wire.decode()?;
+                if eager {
+                    cfg.install(cfg.endpoint_set(&cla)?);
+                } else {
+                    cfg.check_assignment(&cla)?;
+                    *cfg.pending.get_mut().expect("endpoint set writer") = Some(wire.clone());
                 }
             }
-        }
-        if cfg.dns.is_some() || cfg.health_check.is_some() || cfg.policy.warmup.is_some() {
-            // Resolved, probed and warmed up from the start, used or not
-            // (slow start counts from when a host arrives).
-            cfg.endpoints();
+            (None, Some(inline)) => cfg.install(cfg.endpoint_set(inline)?),
+            (None, None) if eager => cfg.install(cfg.empty_set()),
+            (None, None) => {}
         }
         Ok(cfg)
     }
@@ -415,10 +417,7 @@ impl ClusterCfg {
         let mut pending = self.pending.lock().expect("endpoint set writer");
         if self.set.load().is_some() {
             drop(pending);
-            match self.endpoint_set(cla) {
-                Ok(set) => self.install(set),
-                Err(e) => tracing::error!(cluster = %self.name, error = %e.0, "checked assignment failed to build"),
-            }
+            self.install(self.or_empty(self.endpoint_set(cla)));
         } else {
             *pending = Some(wire);
         }
@@ -462,14 +461,17 @@ impl ClusterCfg {
 
     /// A set from a checked assignment (empty without one).
     fn build(&self, wire: Option<&Wire<ClusterLoadAssignment>>) -> Arc<EndpointSet> {
-        let built = match wire.map(Wire::decode).transpose() {
-            Ok(Some(cla)) => self.endpoint_set(&cla),
-            Ok(None) => Ok(self.empty_set()),
-            Err(e) => Err(e),
-        };
+        self.or_empty(match wire {
+            Some(w) => w.decode().and_then(|cla| self.endpoint_set(&cla)),
+            None => Ok(self.empty_set()),
+        })
+    }
+
+    /// The set built from a checked assignment, which cannot fail; if it
+    /// somehow does, the cluster has no hosts rather than the proxy a panic.
+    fn or_empty(&self, built: Result<Arc<EndpointSet>, CompileError>) -> Arc<EndpointSet> {
         built.unwrap_or_else(|e| {
-            // Unreachable: the assignment was checked when it arrived.
-            tracing::error!(cluster = %self.name, error = %e.0, "checked assignment failed to build");
+            tracing::error!(cluster = %self.name, error = %e.0, "an assignment checked on arrival failed to build");
             self.empty_set()
         })
     }
@@ -529,16 +531,16 @@ impl ClusterCfg {
         }
     }
 
-    /// Runs `f` (which may change host health) with set writers held off,
-    /// then rebuilds the balancer if availability changed.
-    pub fn with_set<R>(&self, f: impl FnOnce(&EndpointSet) -> R) -> R {
-        self.endpoints(); // built on first use
+    /// Runs `f` (which may change host health) on the endpoint set with set
+    /// writers held off, then rebuilds the balancer if availability
+    /// changed. None for a cluster not used yet: it has no hosts to judge.
+    pub fn with_set<R>(&self, f: impl FnOnce(&EndpointSet) -> R) -> Option<R> {
         let r = {
             let _w = self.pending.lock().expect("endpoint set writer");
-            f(&self.set.load_full().expect("built above; never unset"))
+            f(&*self.set.load_full()?)
         };
         self.refresh();
-        r
+        Some(r)
     }
 
     fn rebuilt(&self, set: &EndpointSet) -> EndpointSet {

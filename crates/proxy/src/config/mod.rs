@@ -73,11 +73,16 @@ impl std::fmt::Debug for Registries {
     }
 }
 
-/// Drops the entries of a registry whose value is gone, once the map has
-/// doubled since the last purge: purging on every new entry made building
-/// the endpoint sets of n hosts O(n²).
+/// Whether a registry of `len` entries, `purged_at` after its last purge,
+/// is due another: once it has doubled. Purging on every new entry made
+/// filling it O(n²).
+fn purge_due(len: usize, purged_at: usize) -> bool {
+    len >= 2 * purged_at + 1024
+}
+
+/// Drops the entries of a registry whose value is gone, when due.
 pub(crate) fn purge_dead<K, V>(map: &mut HashMap<K, std::sync::Weak<V>>, purged_at: &mut usize) {
-    if map.len() >= 2 * *purged_at + 1024 {
+    if purge_due(map.len(), *purged_at) {
         map.retain(|_, w| w.strong_count() > 0);
         *purged_at = map.len();
     }
@@ -85,7 +90,7 @@ pub(crate) fn purge_dead<K, V>(map: &mut HashMap<K, std::sync::Weak<V>>, purged_
 
 /// One shared copy of each resource name, namespace and locality: a
 /// cluster's name is otherwise held by the raw config, the compiled
-/// cluster, the EDS subscription and the EDS index, each its own String.
+/// cluster and the EDS subscription, each its own String.
 #[derive(Default)]
 pub struct Interner {
     set: std::sync::Mutex<(std::collections::HashSet<Arc<str>>, usize)>,
@@ -99,7 +104,7 @@ impl Interner {
             return a.clone();
         }
         // Names nothing else holds any more are dropped as the set doubles.
-        if set.len() >= 2 * *purged_at + 1024 {
+        if purge_due(set.len(), *purged_at) {
             set.retain(|a| Arc::strong_count(a) > 1);
             *purged_at = set.len();
         }
@@ -346,12 +351,8 @@ impl Config {
             let cerr = |e: CompileError| (Kind::Cluster, e);
             let c = wire.decode().map_err(|e| cerr(CompileError::new(format!("cluster {name}: {e}"))))?;
             let cla = eds_name(&c).and_then(|n| raw.endpoints.get(n.as_str()));
-            let compiled = Arc::new(ClusterCfg::compile(&c, cla, hosts).map_err(cerr)?);
-            // A cluster in use stays in use: built now, while the old
-            // version still holds its hosts' health and warm-up state.
-            if prev.and_then(|(_, cfg)| cfg.clusters.get(&**name)).is_some_and(|old| old.built().is_some()) {
-                compiled.endpoints();
-            }
+            let in_use = prev.and_then(|(_, cfg)| cfg.clusters.get(&**name)).is_some_and(|old| old.built().is_some());
+            let compiled = Arc::new(ClusterCfg::compile(&c, cla, hosts, in_use).map_err(cerr)?);
             clusters.insert(compiled.name.clone(), compiled);
         }
         let mut routes = HashMap::new();

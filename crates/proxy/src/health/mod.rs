@@ -156,7 +156,7 @@ impl HealthRegistry {
 pub fn report(cluster: &crate::config::cluster::ClusterCfg, h: Option<&HostHealth>, obs: Observation) {
     let (Some(cfg), Some(h)) = (&cluster.outlier, h) else { return };
     let Some(reason) = outlier::record(h, obs, cfg) else { return };
-    let ejected = cluster.with_set(|set| outlier::eject(&set.endpoints, h, reason, Instant::now(), cfg));
+    let ejected = cluster.with_set(|set| outlier::eject(&set.endpoints, h, reason, Instant::now(), cfg)) == Some(true);
     if ejected {
         tracing::warn!(cluster = %cluster.name, reason, times = h.ejection_count(), "host ejected");
     }
@@ -172,10 +172,8 @@ pub fn watch(cluster: &Arc<crate::config::cluster::ClusterCfg>) {
             loop {
                 tokio::time::sleep(cfg.interval).await;
                 let Some(c) = weak.upgrade() else { return };
-                if c.built().is_none() {
-                    continue; // not used yet: no host has been seen to fail
-                }
-                let (out, back) = c.with_set(|set| outlier::sweep(&set.endpoints, Instant::now(), &cfg));
+                let (out, back) =
+                    c.with_set(|set| outlier::sweep(&set.endpoints, Instant::now(), &cfg)).unwrap_or((0, 0));
                 if out + back > 0 {
                     tracing::info!(cluster = %c.name, ejected = out, readmitted = back, "outlier sweep");
                 }

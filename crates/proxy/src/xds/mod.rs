@@ -36,9 +36,9 @@ const TRIM_AFTER: usize = 256 << 10;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn release_free_memory() {
+    let start = std::time::Instant::now();
     // SAFETY: malloc_trim has no preconditions; it only walks the
     // allocator's own free lists under its own locks.
-    let start = std::time::Instant::now();
     let released = unsafe { libc::malloc_trim(0) } == 1;
     tracing::debug!(released, took_us = start.elapsed().as_micros() as u64, "free heap pages given back");
 }
@@ -194,18 +194,11 @@ impl Session<'_> {
     fn apply(&self, resp: &mut DiscoveryResponse) -> Result<Raw, String> {
         use envoy_types::pb::envoy::config::{cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment};
         use envoy_types::pb::envoy::config::{listener::v3::Listener, route::v3::RouteConfiguration};
-        fn merge<M: Clone>(
-            old: &BTreeMap<Arc<str>, M>,
-            new: BTreeMap<Arc<str>, M>,
-            keep: Option<&BTreeSet<Arc<str>>>,
-        ) -> BTreeMap<Arc<str>, M> {
-            let mut out: BTreeMap<Arc<str>, M> = old
-                .iter()
-                .filter(|(k, _)| keep.is_none_or(|n| n.contains(*k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            out.extend(new);
-            out
+        fn merge<M>(old: &mut Arc<RawMap<M>>, new: RawMap<M>, keep: Option<&BTreeSet<Arc<str>>>) {
+            if let Some(names) = keep {
+                keep_only(old, names);
+            }
+            Arc::make_mut(old).extend(new);
         }
         let names = self.types.get(resp.type_url.as_str()).map(|t| &t.names);
         let mut raw = self.raw.clone();
@@ -213,12 +206,10 @@ impl Session<'_> {
             LISTENER => raw.listeners = Arc::new(self.wires::<Listener>(resp)?),
             CLUSTER => raw.clusters = Arc::new(self.wires::<Cluster>(resp)?),
             ROUTE => {
-                let new = self.wires::<RouteConfiguration>(resp)?;
-                raw.routes = Arc::new(merge(&raw.routes, new, names));
+                merge(&mut raw.routes, self.wires::<RouteConfiguration>(resp)?, names);
             }
             ENDPOINT => {
-                let new = self.wires::<ClusterLoadAssignment>(resp)?;
-                raw.endpoints = Arc::new(merge(&raw.endpoints, new, names));
+                merge(&mut raw.endpoints, self.wires::<ClusterLoadAssignment>(resp)?, names);
             }
             other => return Err(format!("unexpected type {other}")),
         }
@@ -241,12 +232,7 @@ impl Session<'_> {
                     self.state.metrics.config_updates.inc();
                     self.request(type_url, None).await; // ACK
                 }
-                Err(reason) => {
-                    tracing::warn!(version = %resp.version_info, %reason, "rejecting endpoints (NACK); keeping the last good ones");
-                    *self.state.last_nack.lock().expect("nack lock") = Some(reason.clone());
-                    self.state.metrics.xds_nacks.inc();
-                    self.request(type_url, Some(reason)).await;
-                }
+                Err(reason) => self.nack(type_url, &resp.version_info, reason).await,
             }
             return;
         }
@@ -293,18 +279,23 @@ impl Session<'_> {
                 self.request(type_url, None).await; // ACK
                 self.follow_names().await;
             }
-            Err(reason) => {
-                tracing::warn!(r#type = type_url.rsplit('.').next(), version = %resp.version_info, %reason, "rejecting config (NACK); keeping the last good one");
-                *self.state.last_nack.lock().expect("nack lock") = Some(reason.clone());
-                self.state.metrics.xds_nacks.inc();
-                self.request(type_url, Some(reason)).await;
-            }
+            Err(reason) => self.nack(type_url, &resp.version_info, reason).await,
         }
     }
 
+    /// Refuses a response: the last good config stays, and the reason goes
+    /// to the control plane, the log and the admin's `lastNack`.
+    async fn nack(&mut self, type_url: &'static str, version: &str, reason: String) {
+        tracing::warn!(r#type = type_url.rsplit('.').next(), %version, %reason, "rejecting config (NACK); keeping the last good one");
+        *self.state.last_nack.lock().expect("nack lock") = Some(reason.clone());
+        self.state.metrics.xds_nacks.inc();
+        self.request(type_url, Some(reason)).await;
+    }
+
     /// An endpoint update once the config is complete: only the clusters it
-    /// names get new endpoint sets (no full compile, no config swap). Every
-    /// set is compiled before any is installed, so a bad one changes nothing.
+    /// names take their new assignments (no full compile, no config swap).
+    /// Every assignment is checked before any is taken, so a bad one
+    /// changes nothing.
     fn update_endpoints(&mut self, resp: &mut DiscoveryResponse) -> Result<(), String> {
         use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
         let cfg = self.state.config.load_full();

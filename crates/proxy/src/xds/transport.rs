@@ -76,9 +76,8 @@ impl Responses {
             if let Some(len) = self.chunks.message_len(self.max_message)? {
                 self.chunks.advance(PREFIX);
                 let mut message = (&mut self.chunks).take(len);
-                let resp = DiscoveryResponse::decode(&mut message).map_err(|e| {
-                    anyhow::anyhow!("cannot decode a DiscoveryResponse of {len} bytes from the control plane: {e}")
-                })?;
+                let resp = DiscoveryResponse::decode(&mut message)
+                    .map_err(|e| anyhow::anyhow!("{}", crate::config::undecodable::<DiscoveryResponse>(e)))?;
                 return Ok(Some(resp));
             }
             match self.body.frame().await {
@@ -133,11 +132,15 @@ impl Chunks {
         if prefix[0] != 0 {
             // weft asks for no compression, so a compressed message is a
             // server that ignores grpc-accept-encoding.
-            anyhow::bail!("the control plane sent a compressed message, which was not asked for");
+            anyhow::bail!(
+                "the control plane sent a compressed message, which weft does not ask for and cannot read; configure it not to compress responses"
+            );
         }
         let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
         if len > max {
-            anyhow::bail!("the control plane sent a message of {len} bytes; the limit is {max}");
+            anyhow::bail!(
+                "the control plane sent a message of {len} bytes; the limit is {max} (is the xDS address a gRPC xDS server?)"
+            );
         }
         Ok((self.len >= PREFIX + len).then_some(len))
     }

@@ -56,7 +56,7 @@ impl DomainIndex {
         if self.exact.find(hash, |e| self.text_of(e) == domain).is_some() {
             return false;
         }
-        if self.adding.0 != host || self.text.is_empty() {
+        if self.adding.0 != host {
             self.adding = (host, self.text.len() as u32);
         }
         let own = self.adding.1 as usize;
