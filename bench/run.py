@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import orderfile  # noqa: E402
 import peers  # noqa: E402
 import weft as wf  # noqa: E402
 from peers import ROOT, Procs, cpu_seconds, free_port, private_kib, rss_kib, wait_port  # noqa: E402
@@ -278,7 +279,11 @@ def main() -> None:
         subprocess.run(["cargo", "build", "--release", "-p", "weft"], cwd=ROOT, check=True)
     res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
                     "duration_s": args.duration, "rate": args.rate, "quick": args.quick,
-                    "weft": subprocess.run([args.weft, "--version"], capture_output=True, text=True).stdout.strip()}}
+                    "weft": subprocess.run([args.weft, "--version"], capture_output=True, text=True).stdout.strip(),
+                    "code_layout": orderfile.coverage(args.weft)}}
+    lay = res["meta"]["code_layout"]
+    print(f"code layout: {lay['found']} of the {lay['listed']} functions in crates/cli/weft.order are in this binary"
+          + (" (rerun bench/orderfile.py)" if lay["found"] < 0.9 * lay["listed"] else ""))
     with tempfile.TemporaryDirectory(prefix="weft-bench-") as tmp:
         procs = Procs(Path(tmp))
         try:

@@ -38,3 +38,33 @@ fn bench_quick_run_produces_results() {
     let png = std::fs::read(out.path().join("latest.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
 }
+
+/// `bench/orderfile.py` (the order the linker lays functions out in, see
+/// crates/cli/build.rs) runs the proxies under callgrind and lists the
+/// functions that ran: the request path and the xDS client among them, and
+/// every name one the binary has.
+#[test]
+fn orderfile_lists_the_functions_that_ran() {
+    let out = tempfile::tempdir().unwrap();
+    let order = out.path().join("weft.order");
+    let status = Command::new("python3")
+        .args(["bench/orderfile.py", "--weft", weft(), "--requests", "20", "--idle", "1"])
+        .arg("--out")
+        .arg(&order)
+        .current_dir(repo())
+        .status()
+        .expect("python3");
+    assert!(status.success(), "bench/orderfile.py failed");
+    let listed = std::fs::read_to_string(&order).unwrap();
+    let listed: Vec<&str> = listed.lines().collect();
+    assert!(listed.len() > 500, "only {} functions listed", listed.len());
+    let nm = Command::new("nm").args(["--defined-only", weft()]).output().expect("nm");
+    let nm = String::from_utf8_lossy(&nm.stdout);
+    let symbols: std::collections::HashSet<&str> = nm.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    for name in &listed {
+        assert!(symbols.contains(name), "{name} is not a symbol of {}", weft());
+    }
+    for part in ["route_and_serve", "xds"] {
+        assert!(listed.iter().any(|n| n.contains(part)), "nothing named {part} ran");
+    }
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Regenerates crates/cli/weft.order, the order in which the linker lays out
+the functions weft runs (`--symbol-ordering-file`, see crates/cli/build.rs).
+
+Why: a process's resident code is not the code it runs but the pages that
+code touches, and the kernel maps 64 KiB around every page fault. The
+functions a sidecar runs are spread over the whole 11 MB of text, so an idle
+sidecar kept ~6.4 MiB of it resident. Laid out together, first, they fit in
+a fraction of that (BENCHMARKS.md has the figures).
+
+How: a gateway, a server sidecar (registered, inbound) and a client sidecar
+run under callgrind against the same control plane; HTTP/1.1 and HTTP/2
+requests go through the gateway and the mesh path, then the proxies idle
+(timers, health) and stop. Every weft function that ran is listed, the most
+instructions first, so the request path sits together at the front.
+
+Needs valgrind and h2load (bench/setup installs h2load). Run it from a
+release build: `cargo build --release && bench/orderfile.py`, then rebuild.
+Symbols of changed code drift out of the list over time (the linker skips
+names it does not find); rerun after large changes.
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+import weft as wf  # noqa: E402
+from peers import ROOT, Procs, free_port, wait_port  # noqa: E402
+
+ORDER = ROOT / "crates/cli/weft.order"
+
+
+def callgrind(procs: Procs, name: str, out: Path, cmd: list[str]):
+    return procs.start(name, ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}", *cmd],
+                       env={"WEFT_LOG": "warn"})
+
+
+def h2load(port: int, n: int, host: str, h1: bool) -> None:
+    args = ["--h1"] if h1 else []
+    r = subprocess.run(["h2load", *args, "-n", str(n), "-c4", "-m2", "-H", f":authority: {host}", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, text=True, timeout=300)
+    ok = re.search(r"(\d+) succeeded", r.stdout)
+    if not ok or int(ok.group(1)) != n:
+        raise RuntimeError(f"h2load through :{port} ({host}): {r.stdout[-600:]}")
+
+
+def self_costs(path: Path) -> dict[str, int]:
+    """Instructions each function ran itself (not in its callees), by mangled name."""
+    names, cost = {}, {}
+    current, after_call = None, False
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("fn="):
+            m = re.match(r"fn=\((\d+)\)(?: (.*))?", line)
+            if m.group(2):
+                names[m.group(1)] = m.group(2)
+            current = names.get(m.group(1))
+            after_call = False
+        elif line.startswith("cfn="):
+            m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+            if m and m.group(2):
+                names[m.group(1)] = m.group(2)
+        elif line.startswith("calls="):
+            after_call = True
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            if after_call:
+                after_call = False  # the call's inclusive cost, not this function's
+            elif current is not None:
+                parts = line.split()
+                if len(parts) > 1:
+                    cost[current] = cost.get(current, 0) + int(parts[1])
+    return cost
+
+
+def text_symbols(binary: Path) -> dict[str, int]:
+    """The binary's function symbols and their sizes."""
+    out = subprocess.run(["nm", "-S", "--defined-only", str(binary)], capture_output=True, text=True, check=True).stdout
+    syms = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tTwW":
+            syms[parts[3]] = int(parts[1], 16)
+    return syms
+
+
+def coverage(binary: str, order: Path = ORDER) -> dict:
+    """How many of the order file's functions the binary has (the linker
+    skips the rest): below ~90%, rerun this script."""
+    listed = order.read_text().split() if order.exists() else []
+    syms = text_symbols(Path(binary))
+    return {"listed": len(listed), "found": sum(1 for n in listed if n in syms)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weft", default=str(ROOT / "target/release/weft"))
+    ap.add_argument("--out", default=str(ORDER))
+    ap.add_argument("--requests", type=int, default=2000, help="per protocol and path")
+    ap.add_argument("--idle", type=float, default=12, help="seconds the proxies idle before they stop")
+    args = ap.parse_args()
+    weft = args.weft
+
+    with tempfile.TemporaryDirectory(prefix="weft-order-") as tmp:
+        tmp = Path(tmp)
+        procs = Procs(tmp)
+        try:
+            backend, backend_h2 = free_port(), free_port()
+            peers.nginx_backend(procs, backend, backend_h2)
+            cfg = tmp / "cfg"
+            wf.bench_config(cfg, backend)
+            wf.scale_config(cfg, 1, 1)  # what the idle-memory benchmark's sidecar gets
+            control = wf.Control(procs, weft, cfg)
+            gw_port, outbound, inbound = free_port(), free_port(), free_port()
+            admins = [free_port() for _ in range(3)]
+            outs = [tmp / f"cg-{n}.out" for n in ("gateway", "server", "client")]
+            common = ["--metrics-port", "0", "--health-port", "0"]
+            gw = callgrind(procs, "gateway", outs[0], [
+                weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}", "--labels", "bench=one-hop",
+                "--port-offset", str(gw_port - 80), "--workload", "bench-gw", "--admin-port", str(admins[0]), *common])
+            server = callgrind(procs, "server", outs[1], [
+                weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", "mesh-backend",
+                "--outbound-port", str(free_port()), "--admin-port", str(admins[1]), "--labels", "app=mesh-backend",
+                "--app-port", str(backend), "--inbound-port", str(inbound), "--register", f"127.0.0.1:{control.api}", *common])
+            client = callgrind(procs, "client", outs[2], [
+                weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", "mesh-client",
+                "--outbound-port", str(outbound), "--admin-port", str(admins[2]), *common])
+            for admin, p in zip(admins, (gw, server, client)):
+                wf.wait_ready(admin, "proxy under callgrind", timeout=300)
+            wait_port(gw_port, "gateway", timeout=300, proc=gw)
+            for h1 in (True, False):
+                h2load(gw_port, args.requests, "bench.local", h1)
+            deadline = time.time() + 120
+            while True:  # until the server sidecar's registration has reached the client
+                try:
+                    h2load(outbound, 10, "mesh-backend", True)
+                    break
+                except RuntimeError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.5)
+            for h1 in (True, False):
+                h2load(outbound, args.requests, "mesh-backend", h1)
+            time.sleep(args.idle)  # timers, health and outlier sweeps
+            for p in (gw, server, client):
+                os.killpg(p.pid, signal.SIGTERM)
+            for p in (gw, server, client):
+                p.wait(timeout=120)
+        finally:
+            procs.stop_all()
+
+        cost: dict[str, int] = {}
+        for out in outs:
+            for name, c in self_costs(out).items():
+                cost[name] = cost.get(name, 0) + c
+
+    syms = text_symbols(Path(weft))
+    ran = sorted((n for n in cost if n in syms), key=lambda n: (-cost[n], n))
+    Path(args.out).write_text("".join(f"{n}\n" for n in ran))
+    size = sum(syms[n] for n in ran)
+    total = sum(syms.values())
+    print(f"{len(ran)} functions ran ({size / 1024:.0f} KiB of {total / 1024:.0f} KiB of functions); wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
