@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orderfile  # noqa: E402
@@ -100,23 +101,30 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     for _, port, _ in targets.values():
         wrk(port, 1)  # warm up: connections pooled, pages touched
     res["idle_rss_kib"] = {k: rss_kib(p.pid) for k, (p, _, _) in targets.items() if p}
-    h1, h2, cpu, lat, rss = {}, {}, {}, {}, {}
-    for name, (p, port, port2) in targets.items():
-        pids = [p.pid] if p else []
-        (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration))
-        h1[name] = rps
-        if p:
-            cpu[name] = secs / n * 1000
-            rss[name] = rss_kib(p.pid)
-        h2[name], _ = h2load(port2, args.duration)
-        lat[name] = oha(port, args.duration, args.rate)
-        procs.check()
-        print(f"  one hop  {name:<8} h1 {rps:>9.0f} rps   h2 {h2[name]:>9.0f} rps   p99@{args.rate} {lat[name]['p99']:.3f} ms", flush=True)
-    res["throughput_h1"] = h1
-    res["throughput_h2"] = h2
-    res["cpu_s_per_1000_req"] = cpu
-    res["loaded_rss_kib"] = rss
+    # Rounds, each measuring every target in turn: the machine's drift (the
+    # load generator, backend and proxy share two cores with whatever else
+    # runs) then spreads over all targets instead of landing on one.
+    runs = {name: {"h1": [], "h2": [], "lat": [], "cpu_s": 0.0, "requests": 0} for name in targets}
+    for r in range(args.rounds):
+        for name, (p, port, port2) in targets.items():
+            pids = [p.pid] if p else []
+            (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration))
+            run = runs[name]
+            run["h1"].append(rps)
+            run["cpu_s"] += secs
+            run["requests"] += n
+            run["h2"].append(h2load(port2, args.duration)[0])
+            run["lat"].append(oha(port, args.duration, args.rate))
+            procs.check()
+            print(f"  one hop  {name:<8} round {r + 1}/{args.rounds}  h1 {rps:>9.0f} rps   h2 {run['h2'][-1]:>9.0f} rps   "
+                  f"p99@{args.rate} {run['lat'][-1]['p99']:.3f} ms", flush=True)
+    res["throughput_h1"] = {k: median(v["h1"]) for k, v in runs.items()}
+    res["throughput_h2"] = {k: median(v["h2"]) for k, v in runs.items()}
+    res["cpu_s_per_1000_req"] = {k: v["cpu_s"] / v["requests"] * 1000 for k, v in runs.items() if targets[k][0]}
+    res["loaded_rss_kib"] = {k: rss_kib(p.pid) for k, (p, _, _) in targets.items() if p}
+    lat = {k: {q: median(x[q] for x in v["lat"]) for q in ("p50", "p90", "p99")} for k, v in runs.items()}
     res["latency_ms"] = lat
+    res["rounds"] = {k: {"h1": v["h1"], "h2": v["h2"], "latency_ms": v["lat"]} for k, v in runs.items()}
     res["added_latency_ms"] = {k: {q: v[q] - lat["direct"][q] for q in v} for k, v in lat.items() if k != "direct"}
 
     # The mesh path: client sidecar → server sidecar → backend.
@@ -138,16 +146,26 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     e_server, e_client = free_port(), free_port()
     es = peers.envoy_static(procs, "envoy-mesh-server", e_server, backend, free_port())
     ec = peers.envoy_static(procs, "envoy-mesh-client", e_client, e_server, free_port())
-    mesh = {}
-    for name, (port, host, pids) in {"weft": (outbound, "mesh-backend", [client.pid, server.pid]),
-                                     "envoy": (e_client, HOST, [ec.pid, es.pid])}.items():
+    paths = {"weft": (outbound, "mesh-backend", [client.pid, server.pid]), "envoy": (e_client, HOST, [ec.pid, es.pid])}
+    runs = {name: {"h1": [], "lat": [], "cpu_s": 0.0, "requests": 0} for name in paths}
+    for port, host, _ in paths.values():
         wrk(port, 1, host=host)
-        (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
-        lat_m = oha(port, args.duration, args.rate, host=host)
-        mesh[name] = {"throughput_h1": rps, "cpu_s_per_1000_req": secs / n * 1000, "latency_ms": lat_m,
-                      "added_latency_ms": {q: lat_m[q] - lat["direct"][q] for q in lat_m},
-                      "rss_kib": sum(rss_kib(p) for p in pids)}
-        print(f"  mesh     {name:<8} h1 {rps:>9.0f} rps   p99@{args.rate} {lat_m['p99']:.3f} ms   cpu/1k {mesh[name]['cpu_s_per_1000_req']:.4f} s", flush=True)
+    for r in range(args.rounds):
+        for name, (port, host, pids) in paths.items():
+            (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
+            run = runs[name]
+            run["h1"].append(rps)
+            run["cpu_s"] += secs
+            run["requests"] += n
+            run["lat"].append(oha(port, args.duration, args.rate, host=host))
+            print(f"  mesh     {name:<8} round {r + 1}/{args.rounds}  h1 {rps:>9.0f} rps   "
+                  f"p99@{args.rate} {run['lat'][-1]['p99']:.3f} ms", flush=True)
+    mesh = {}
+    for name, run in runs.items():
+        lat_m = {q: median(x[q] for x in run["lat"]) for q in ("p50", "p90", "p99")}
+        mesh[name] = {"throughput_h1": median(run["h1"]), "cpu_s_per_1000_req": run["cpu_s"] / run["requests"] * 1000,
+                      "latency_ms": lat_m, "added_latency_ms": {q: lat_m[q] - lat["direct"][q] for q in lat_m},
+                      "rss_kib": sum(rss_kib(p) for p in paths[name][2])}
     res["mesh"] = mesh
     for p in [client, server, ec, es, gw] + [t[0] for t in targets.values() if t[0]]:
         procs.stop(p)
@@ -265,7 +283,8 @@ def plot(res: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny run (seconds) for the test suite")
-    ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--duration", type=int, default=5, help="seconds per run of a measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of runs over all targets; medians are reported")
     ap.add_argument("--rate", type=int, default=1000, help="requests/s for latency")
     ap.add_argument("--services", type=int, nargs="*", default=[1, 1000, 10000])
     ap.add_argument("--scale", type=int, nargs=3, default=[1000, 10, 100], metavar=("SERVICES", "ENDPOINTS_PER", "PROXIES"))
@@ -274,11 +293,11 @@ def main() -> None:
     ap.add_argument("--parts", default="one-hop,memory,control", help="comma-separated subset to run")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.rate, args.services, args.scale = 1, 200, [1, 50], [20, 2, 3]
+        args.duration, args.rounds, args.rate, args.services, args.scale = 1, 1, 200, [1, 50], [20, 2, 3]
     if not Path(args.weft).exists():
         subprocess.run(["cargo", "build", "--release", "-p", "weft"], cwd=ROOT, check=True)
     res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
-                    "duration_s": args.duration, "rate": args.rate, "quick": args.quick,
+                    "duration_s": args.duration, "rounds": args.rounds, "rate": args.rate, "quick": args.quick,
                     "weft": subprocess.run([args.weft, "--version"], capture_output=True, text=True).stdout.strip(),
                     "code_layout": orderfile.coverage(args.weft)}}
     lay = res["meta"]["code_layout"]

@@ -68,3 +68,21 @@ fn orderfile_lists_the_functions_that_ran() {
         assert!(listed.iter().any(|n| n.contains(part)), "nothing named {part} ran");
     }
 }
+
+/// `bench/flame.py` samples a loaded gateway with perf and draws a flame
+/// graph in which weft's request path appears.
+#[test]
+fn flame_graph_of_the_request_path() {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new("python3")
+        .args(["bench/flame.py", "--weft", weft(), "--seconds", "1", "--protocols", "h1"])
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(repo())
+        .status()
+        .expect("python3");
+    assert!(status.success(), "bench/flame.py failed");
+    let svg = std::fs::read_to_string(out.path().join("flame-h1.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG");
+    assert!(svg.contains("weft_proxy::http"), "the request path is not in the flame graph");
+}
