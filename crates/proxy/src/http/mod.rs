@@ -9,7 +9,7 @@ pub mod forward;
 pub mod pool;
 mod respond;
 
-use crate::config::route::{Action, RequestView};
+use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::config::{Direction, ListenerKind};
 use crate::state::ProxyState;
 use crate::telemetry::{Record, RequestLabels};
@@ -95,66 +95,76 @@ impl Drop for InFlight<'_> {
     }
 }
 
-pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
-    let start = Instant::now();
-    let state = &ctx.state;
-    state.metrics.active_requests.inc();
-    let _in_flight = InFlight(&state.metrics.active_requests);
-    let cfg = state.config.load_full();
-    let listener = cfg.listeners.iter().find(|l| *l.name == *ctx.listener);
-    let hl = match listener.map(|l| &l.kind) {
-        Some(ListenerKind::Http(hl)) => hl.clone(),
-        _ => return Ok(error_response(503, "listener is being removed")),
-    };
-    let protocol = if req.version() == http::Version::HTTP_2 { "http2" } else { "http" };
-    let (source_workload, source_ns) = match hl.direction {
-        Direction::Outbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
-        Direction::Inbound => {
-            let src = req.headers_mut().remove(&SOURCE_HEADER);
-            let src = src.as_ref().and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
-            src.map_or_else(|| (unknown(), unknown()), |(w, n)| (w.into(), n.into()))
-        }
-    };
-    let outcome = route_and_serve(&ctx, &cfg, &hl, req).await;
-    let (dest_workload, dest_ns) = match hl.direction {
-        Direction::Inbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
-        Direction::Outbound => (outcome.dest.workload.clone(), outcome.dest.workload_namespace.clone()),
-    };
-    let response_bytes = outcome
-        .response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    state.metrics.record(Record {
-        labels: RequestLabels {
-            reporter: if hl.direction == Direction::Inbound { "destination" } else { "source" },
-            source_workload,
-            source_workload_namespace: source_ns,
-            destination_workload: dest_workload,
-            destination_workload_namespace: dest_ns,
-            destination_service: outcome.dest.service,
-            destination_service_name: outcome.dest.service_name,
-            destination_service_namespace: outcome.dest.service_namespace,
-            request_protocol: protocol,
-            response_code: outcome.response.status().as_u16(),
-            response_flags: outcome.flags,
-            connection_security_policy: "none",
-        },
-        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
-        request_bytes: outcome.request_bytes,
-        response_bytes,
-    });
-    Ok(outcome.response)
+/// A plain `fn` returning an `async move` block (see `forward::forward`):
+/// an `async fn` would keep the request twice in the future's state.
+#[allow(clippy::manual_async_fn)]
+pub fn handle(
+    ctx: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send {
+    async move {
+        let start = Instant::now();
+        let state = &ctx.state;
+        state.metrics.active_requests.inc();
+        let _in_flight = InFlight(&state.metrics.active_requests);
+        let cfg = state.config.load_full();
+        let listener = cfg.listeners.iter().find(|l| *l.name == *ctx.listener);
+        let hl = match listener.map(|l| &l.kind) {
+            Some(ListenerKind::Http(hl)) => hl.clone(),
+            _ => return Ok(error_response(503, "listener is being removed")),
+        };
+        let protocol = if req.version() == http::Version::HTTP_2 { "http2" } else { "http" };
+        let (source_workload, source_ns) = match hl.direction {
+            Direction::Outbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
+            Direction::Inbound => {
+                let src = req.headers_mut().remove(&SOURCE_HEADER);
+                let src = src.as_ref().and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
+                src.map_or_else(|| (unknown(), unknown()), |(w, n)| (w.into(), n.into()))
+            }
+        };
+        let outcome = route_and_serve(&ctx, &cfg, &hl, req).await;
+        let (dest_workload, dest_ns) = match hl.direction {
+            Direction::Inbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
+            Direction::Outbound => (outcome.dest.workload.clone(), outcome.dest.workload_namespace.clone()),
+        };
+        let response_bytes = outcome
+            .response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        state.metrics.record(Record {
+            labels: RequestLabels {
+                reporter: if hl.direction == Direction::Inbound { "destination" } else { "source" },
+                source_workload,
+                source_workload_namespace: source_ns,
+                destination_workload: dest_workload,
+                destination_workload_namespace: dest_ns,
+                destination_service: outcome.dest.service,
+                destination_service_name: outcome.dest.service_name,
+                destination_service_namespace: outcome.dest.service_namespace,
+                request_protocol: protocol,
+                response_code: outcome.response.status().as_u16(),
+                response_flags: outcome.flags,
+                connection_security_policy: "none",
+            },
+            duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+            request_bytes: outcome.request_bytes,
+            response_bytes,
+        });
+        Ok(outcome.response)
+    }
 }
 
-async fn route_and_serve(
-    ctx: &ConnCtx,
-    cfg: &Arc<crate::config::Config>,
-    hl: &crate::config::HttpListener,
-    req: Request<Incoming>,
-) -> Outcome {
+/// The routing decision, without waiting: the route and forward action, or
+/// the response itself (no route, a direct response, a redirect). The
+/// answered `Outcome` is moved once; boxing it would allocate per response.
+#[allow(clippy::result_large_err)]
+fn resolve<'a>(
+    hl: &'a crate::config::HttpListener,
+    req: &Request<Incoming>,
+) -> Result<(&'a Route, &'a Forward), Outcome> {
     let simple = |status: u16, msg: &str, flags: &'static str| Outcome {
         response: error_response(status, msg),
         flags,
@@ -162,21 +172,21 @@ async fn route_and_serve(
         request_bytes: 0,
     };
     let Some(table) = &hl.routes else {
-        return simple(
+        return Err(simple(
             404,
             &format!("route table {:?} has not arrived from the control plane yet", hl.route_name),
             flags::NO_ROUTE,
-        );
+        ));
     };
     let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
     let authority = lowercase(req.uri().authority().map(|a| a.as_str()).or(host_header).unwrap_or(""));
     let lookup = if hl.strip_port { strip_port(&authority) } else { &authority };
     let Some(vhost) = table.host(lookup) else {
-        return simple(
+        return Err(simple(
             404,
             &format!("no route for host {authority:?}: no service or VirtualService host matches it"),
             flags::NO_ROUTE,
-        );
+        ));
     };
     let scheme = req.uri().scheme_str().unwrap_or("http");
     let view = RequestView {
@@ -188,35 +198,52 @@ async fn route_and_serve(
         headers: req.headers(),
     };
     let Some(route) = vhost.route(&view) else {
-        return simple(
+        return Err(simple(
             404,
             &format!("no route matches {} {} on host {authority:?}", req.method(), req.uri().path()),
             flags::NO_ROUTE,
-        );
+        ));
     };
     match &route.action {
+        Action::Forward(f) => Ok((route, f)),
         Action::Direct(d) => {
             let mut resp = respond::direct(d.status, d.body.clone());
             route.response_headers.apply(resp.headers_mut());
-            Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 }
+            Err(Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
         }
         Action::Redirect(rd) => {
             let resp = respond::redirect(rd, route, scheme, &authority, req.uri());
-            Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 }
+            Err(Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
         }
-        Action::Forward(f) => {
-            let delayed = match &route.fault {
-                Some(fault) => match fault::inject(fault, &f.target).await {
-                    Ok(delayed) => delayed,
-                    Err(aborted) => return aborted,
-                },
-                None => false,
-            };
-            let mut out = forward::forward(ctx, cfg, hl.direction, route, f, req).await;
-            if delayed && out.flags == flags::NONE {
-                out.flags = flags::FAULT_DELAY;
-            }
-            out
+    }
+}
+
+/// Routes the request, then injects a fault or forwards it. The routing
+/// decision's borrows (authority, request view) end in `resolve`, so they
+/// take no room in this future's state while it waits.
+#[allow(clippy::manual_async_fn)]
+fn route_and_serve<'a>(
+    ctx: &'a ConnCtx,
+    cfg: &'a Arc<crate::config::Config>,
+    hl: &'a crate::config::HttpListener,
+    req: Request<Incoming>,
+) -> impl Future<Output = Outcome> + Send + 'a {
+    async move {
+        let (route, f) = match resolve(hl, &req) {
+            Ok(forward) => forward,
+            Err(answered) => return answered,
+        };
+        let delayed = match &route.fault {
+            Some(fault) => match fault::inject(fault, &f.target).await {
+                Ok(delayed) => delayed,
+                Err(aborted) => return aborted,
+            },
+            None => false,
+        };
+        let mut out = forward::forward(ctx, cfg, hl.direction, route, f, req).await;
+        if delayed && out.flags == flags::NONE {
+            out.flags = flags::FAULT_DELAY;
         }
+        out
     }
 }

@@ -240,51 +240,58 @@ impl EndpointPool {
     /// Sends over HTTP/1.1: a pooled idle connection if there is one, else a
     /// new one. `reused` tells the caller whether a stale-connection failure
     /// is possible (the keep-alive race).
-    pub async fn send_h1(
-        self: &Arc<Self>,
+    // A plain `fn` returning an `async move` block: an `async fn` keeps its
+    // request argument twice in the future's state (see `forward::forward`).
+    #[allow(clippy::manual_async_fn)]
+    pub fn send_h1<'a>(
+        self: &'a Arc<Self>,
         req: http::Request<Body>,
         connect_timeout: Duration,
-        policy: &ConnPolicy,
-    ) -> Result<(http::Response<PooledBody>, bool), UpstreamError> {
-        let addr = self.addr();
-        let pooled = {
-            let mut idle = self.idle.lock().expect("pool");
-            let mut found = None;
-            while let Some((c, since)) = idle.pop() {
-                if c.driver.is_some()
-                    && !c.sender.is_closed()
-                    && c.sender.is_ready()
-                    && since.elapsed() < policy.idle_timeout
-                    && policy.usable(c.born, c.served)
-                {
-                    found = Some(c);
-                    break;
+        policy: &'a ConnPolicy,
+    ) -> impl Future<Output = Result<(http::Response<PooledBody>, bool), UpstreamError>> + Send + 'a {
+        async move {
+            let addr = self.addr();
+            let pooled = {
+                let mut idle = self.idle.lock().expect("pool");
+                let mut found = None;
+                while let Some((c, since)) = idle.pop() {
+                    if c.driver.is_some()
+                        && !c.sender.is_closed()
+                        && c.sender.is_ready()
+                        && since.elapsed() < policy.idle_timeout
+                        && policy.usable(c.born, c.served)
+                    {
+                        found = Some(c);
+                        break;
+                    }
                 }
+                found
+            };
+            let (mut conn, reused) = match pooled {
+                Some(c) => (c, true),
+                // Boxed: dialing and the handshake are the cold path, and their
+                // state would otherwise make every request's future larger.
+                None => (Box::pin(self.open_h1(connect_timeout)).await?, false),
+            };
+            conn.served += 1;
+            if req.headers().contains_key(http::header::UPGRADE) {
+                // Boxed: upgrades are rare, and their state would make every
+                // request's future larger.
+                return Box::pin(self.send_upgrade(conn, req, reused)).await;
             }
-            found
-        };
-        let (mut conn, reused) = match pooled {
-            Some(c) => (c, true),
-            // Boxed: dialing and the handshake are the cold path, and their
-            // state would otherwise make every request's future larger.
-            None => (Box::pin(self.open_h1(connect_timeout)).await?, false),
-        };
-        conn.served += 1;
-        if req.headers().contains_key(http::header::UPGRADE) {
-            return self.send_upgrade(conn, req, reused).await;
-        }
-        let sent = conn.sender.send_request(req);
-        tokio::pin!(sent);
-        // Drive the connection until the response head is in.
-        let result = std::future::poll_fn(|cx| conn.drive_until(cx, |noop| sent.as_mut().poll(noop))).await;
-        match result {
-            Ok(resp) => {
-                // The body drives the connection from here, and puts it
-                // back in the pool when it ends, if it may serve more.
-                let pool = policy.usable(conn.born, conn.served).then(|| Arc::downgrade(self));
-                Ok((resp.map(|b| PooledBody { inner: b, conn: Some(Box::new(conn)), pool, hold: None }), reused))
+            let sent = conn.sender.send_request(req);
+            tokio::pin!(sent);
+            // Drive the connection until the response head is in.
+            let result = std::future::poll_fn(|cx| conn.drive_until(cx, |noop| sent.as_mut().poll(noop))).await;
+            match result {
+                Ok(resp) => {
+                    // The body drives the connection from here, and puts it
+                    // back in the pool when it ends, if it may serve more.
+                    let pool = policy.usable(conn.born, conn.served).then(|| Arc::downgrade(self));
+                    Ok((resp.map(|b| PooledBody { inner: b, conn: Some(Box::new(conn)), pool, hold: None }), reused))
+                }
+                Err(e) => Err(h1_error(addr, reused, e)),
             }
-            Err(e) => Err(h1_error(addr, reused, e)),
         }
     }
 
@@ -350,40 +357,43 @@ impl EndpointPool {
     /// Sends over the endpoint's shared HTTP/2 connection, dialing it if
     /// needed (or if the current one is past its policy: it then finishes
     /// its streams and closes).
-    pub async fn send_h2(
-        self: &Arc<Self>,
+    #[allow(clippy::manual_async_fn)] // the request once in the state (see `send_h1`)
+    pub fn send_h2<'a>(
+        self: &'a Arc<Self>,
         req: http::Request<Body>,
         connect_timeout: Duration,
-        policy: &ConnPolicy,
-    ) -> Result<(http::Response<PooledBody>, bool), UpstreamError> {
-        let addr = self.addr();
-        let existing = {
-            let mut h2 = self.h2.lock().expect("pool");
-            match h2.as_mut() {
-                Some(c)
-                    if !c.sender.is_closed()
-                        && c.last_used.elapsed() < policy.idle_timeout
-                        && policy.usable(c.born, c.served) =>
-                {
-                    c.served += 1;
-                    c.last_used = Instant::now();
-                    Some(c.sender.clone())
+        policy: &'a ConnPolicy,
+    ) -> impl Future<Output = Result<(http::Response<PooledBody>, bool), UpstreamError>> + Send + 'a {
+        async move {
+            let addr = self.addr();
+            let existing = {
+                let mut h2 = self.h2.lock().expect("pool");
+                match h2.as_mut() {
+                    Some(c)
+                        if !c.sender.is_closed()
+                            && c.last_used.elapsed() < policy.idle_timeout
+                            && policy.usable(c.born, c.served) =>
+                    {
+                        c.served += 1;
+                        c.last_used = Instant::now();
+                        Some(c.sender.clone())
+                    }
+                    _ => None,
                 }
-                _ => None,
+            };
+            let (mut sender, reused) = match existing {
+                Some(s) => (s, true),
+                None => (Box::pin(self.open_h2(connect_timeout)).await?, false),
+            };
+            if sender.ready().await.is_err() {
+                *self.h2.lock().expect("pool") = None;
+                return Err(UpstreamError::Connect(addr, std::io::Error::other("HTTP/2 connection closed")));
             }
-        };
-        let (mut sender, reused) = match existing {
-            Some(s) => (s, true),
-            None => (Box::pin(self.open_h2(connect_timeout)).await?, false),
-        };
-        if sender.ready().await.is_err() {
-            *self.h2.lock().expect("pool") = None;
-            return Err(UpstreamError::Connect(addr, std::io::Error::other("HTTP/2 connection closed")));
-        }
-        match sender.send_request(req).await {
-            Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, conn: None, pool: None, hold: None }), reused)),
-            Err(e) if e.is_canceled() => Err(UpstreamError::NotSent(addr, e)),
-            Err(e) => Err(UpstreamError::Reset(addr, e)),
+            match sender.send_request(req).await {
+                Ok(resp) => Ok((resp.map(|b| PooledBody { inner: b, conn: None, pool: None, hold: None }), reused)),
+                Err(e) if e.is_canceled() => Err(UpstreamError::NotSent(addr, e)),
+                Err(e) => Err(UpstreamError::Reset(addr, e)),
+            }
         }
     }
 
