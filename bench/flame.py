@@ -17,7 +17,6 @@ bench/setup installs both.
 import argparse
 import collections
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,18 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402
 import weft as wf  # noqa: E402
-from peers import ROOT, Procs, free_port  # noqa: E402
+from peers import HOST, ROOT, Procs, free_port, tool  # noqa: E402
 
-HOST = "bench.local"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name) or str(Path.home() / ".cargo/bin" / name)
-    if not Path(path).exists():
-        sys.exit(f"{name} is missing: run bench/setup")
-    return path
 
 
 def load(proto: str, port: int, seconds: int) -> subprocess.Popen:
@@ -103,11 +93,7 @@ def main() -> None:
         tmp = Path(tmp)
         procs = Procs(tmp)
         try:
-            backend, backend_h2 = free_port(), free_port()
-            peers.nginx_backend(procs, backend, backend_h2)
-            cfg = tmp / "cfg"
-            wf.bench_config(cfg, backend)
-            control = wf.Control(procs, args.weft, cfg)
+            _, _, control = wf.one_hop_control(procs, args.weft)
             for proto in args.protocols.split(","):
                 res = profile(proto, args.weft, args.seconds, args.out, procs, control, tmp)
                 shares = ", ".join(f"{k} {v:.0%}" for k, v in list(res["leaf_share"].items())[:8])

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402
 import weft as wf  # noqa: E402
 from peers import ROOT, Procs, free_port, wait_port  # noqa: E402
 
@@ -111,12 +110,8 @@ def main() -> None:
         tmp = Path(tmp)
         procs = Procs(tmp)
         try:
-            backend, backend_h2 = free_port(), free_port()
-            peers.nginx_backend(procs, backend, backend_h2)
-            cfg = tmp / "cfg"
-            wf.bench_config(cfg, backend)
-            wf.scale_config(cfg, 1, 1)  # what the idle-memory benchmark's sidecar gets
-            control = wf.Control(procs, weft, cfg)
+            # One more service: what the idle-memory benchmark's sidecar gets.
+            backend, _, control = wf.one_hop_control(procs, weft, extra_services=1)
             gw_port, outbound, inbound = free_port(), free_port(), free_port()
             admins = [free_port() for _ in range(3)]
             outs = [tmp / f"cg-{n}.out" for n in ("gateway", "server", "client")]

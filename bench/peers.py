@@ -3,6 +3,7 @@
 measure them (CPU seconds, RSS) from /proc."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = "x" * 1024  # the 1 KiB response every test fetches
+HOST = "bench.local"  # the Host the load generators send
+
+
+def tool(name: str) -> str:
+    """A load generator or profiler on PATH (or cargo's bin directory)."""
+    path = shutil.which(name) or str(Path.home() / ".cargo/bin" / name)
+    if not Path(path).exists():
+        sys.exit(f"{name} is missing: run bench/setup")
+    return path
 
 
 _given: set[int] = set()

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orderfile  # noqa: E402
 import peers  # noqa: E402
 import weft as wf  # noqa: E402
-from peers import ROOT, Procs, cpu_seconds, free_port, private_kib, rss_kib, wait_port  # noqa: E402
+from peers import HOST, ROOT, Procs, cpu_seconds, free_port, private_kib, rss_kib, tool  # noqa: E402
 
-HOST = "bench.local"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name) or str(Path.home() / ".cargo/bin" / name)
-    if not Path(path).exists():
-        sys.exit(f"{name} is missing: run bench/setup")
-    return path
 
 
 def wrk(port: int, seconds: int, host: str = HOST) -> tuple[float, int]:
@@ -82,11 +73,7 @@ def with_cpu(pids: list[int], f):
 
 
 def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
-    backend, backend_h2 = free_port(), free_port()
-    peers.nginx_backend(procs, backend, backend_h2)
-    cfg = procs.tmp / "weft-config"
-    wf.bench_config(cfg, backend)
-    control = wf.Control(procs, weft, cfg)
+    backend, backend_h2, control = wf.one_hop_control(procs, weft)
     targets = {}
     targets["direct"] = (None, backend, backend_h2)
     wp = free_port()

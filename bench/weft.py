@@ -7,7 +7,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from peers import Procs, free_port, wait_port
+from peers import Procs, free_port, nginx_backend, wait_port
 
 
 def http_json(url: str, timeout: float = 10.0):
@@ -63,6 +63,19 @@ def scale_config(dir: Path, services: int, endpoints_per_service: int, base_port
         for j in range(endpoints_per_service):
             docs.append(entry_yaml(f"svc-{i}-{j}", f"svc-{i}", base_port + (i * endpoints_per_service + j) % 40000))
     (dir / "scale.yaml").write_text("---\n".join(docs))
+
+
+def one_hop_control(procs: Procs, weft: str, extra_services: int = 0):
+    """The one-hop setup: the nginx backend (HTTP/1.1 and h2c ports), the
+    bench config (plus `extra_services` services of one endpoint each) and a
+    control plane serving it. Returns (backend, backend_h2, control)."""
+    backend, backend_h2 = free_port(), free_port()
+    nginx_backend(procs, backend, backend_h2)
+    cfg = procs.tmp / "weft-config"
+    bench_config(cfg, backend)
+    if extra_services:
+        scale_config(cfg, extra_services, 1)
+    return backend, backend_h2, Control(procs, weft, cfg)
 
 
 class Control:
