@@ -20,21 +20,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (the benchmark's own load generators)
 import weft as wf  # noqa: E402
-from peers import HOST, ROOT, Procs, free_port, tool  # noqa: E402
-
-
-
-def load(proto: str, port: int, seconds: int) -> subprocess.Popen:
-    if proto == "h1":
-        cmd = [tool("wrk"), "-t1", "-c16", f"-d{seconds}s", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"]
-    else:
-        cmd = [tool("h2load"), "-t1", "-c16", "-m10", "-D", str(seconds), "-H", f":authority: {HOST}", f"http://127.0.0.1:{port}/"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+from peers import ROOT, Procs, free_port, tool  # noqa: E402
 
 
 def leaf_owner(frame: str) -> str:
@@ -52,17 +43,20 @@ def leaf_owner(frame: str) -> str:
 def profile(proto: str, weft: str, seconds: int, out: Path, procs: Procs, control: wf.Control, tmp: Path) -> dict:
     port = free_port()
     gw, _ = wf.gateway(procs, weft, control, port)
-    warm = load(proto, port, 1)
-    warm.communicate(timeout=60)
+    load = run.wrk if proto == "h1" else run.h2load
+    load(port, 1)  # warm up: connections pooled
     data = tmp / f"perf-{proto}.data"
-    gen = load(proto, port, seconds + 2)
-    time.sleep(0.5)
-    subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(gw.pid),
-                    "-o", str(data), "--", "sleep", str(seconds)], check=True, capture_output=True)
-    text, _ = gen.communicate(timeout=seconds + 60)
+    # perf samples for `seconds`; the load outlasts it by a second.
+    perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384",
+                             "-p", str(gw.pid), "-o", str(data), "--", "sleep", str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    load(port, seconds + 1)
+    text, _ = perf.communicate(timeout=60)
     procs.stop(gw)
-    if gen.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{text}")
+    if perf.returncode != 0:
+        raise RuntimeError(f"perf record on the gateway (pid {gw.pid}) failed:\n{text}\n"
+                           "perf must be installed (bench/setup) and allowed to sample other processes: "
+                           "run as root, or set /proc/sys/kernel/perf_event_paranoid to 1 or less")
     script = subprocess.run(["perf", "script", "-i", str(data)], check=True, capture_output=True, text=True).stdout
     folded = subprocess.run([tool("inferno-collapse-perf"), "--all"], input=script, check=True, capture_output=True,
                             text=True).stdout

@@ -32,14 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import weft as wf  # noqa: E402
-from peers import ROOT, Procs, free_port, wait_port  # noqa: E402
+from peers import HOST, ROOT, Procs, free_port  # noqa: E402
 
 ORDER = ROOT / "crates/cli/weft.order"
 
 
-def callgrind(procs: Procs, name: str, out: Path, cmd: list[str]):
-    return procs.start(name, ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}", *cmd],
-                       env={"WEFT_LOG": "warn"})
+def callgrind(out: Path) -> tuple:
+    """The prefix that runs a proxy under callgrind, writing `out`."""
+    return ("valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}")
 
 
 def h2load(port: int, n: int, host: str, h1: bool) -> None:
@@ -112,25 +112,16 @@ def main() -> None:
         try:
             # One more service: what the idle-memory benchmark's sidecar gets.
             backend, _, control = wf.one_hop_control(procs, weft, extra_services=1)
-            gw_port, outbound, inbound = free_port(), free_port(), free_port()
-            admins = [free_port() for _ in range(3)]
+            gw_port, outbound = free_port(), free_port()
             outs = [tmp / f"cg-{n}.out" for n in ("gateway", "server", "client")]
-            common = ["--metrics-port", "0", "--health-port", "0"]
-            gw = callgrind(procs, "gateway", outs[0], [
-                weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}", "--labels", "bench=one-hop",
-                "--port-offset", str(gw_port - 80), "--workload", "bench-gw", "--admin-port", str(admins[0]), *common])
-            server = callgrind(procs, "server", outs[1], [
-                weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", "mesh-backend",
-                "--outbound-port", str(free_port()), "--admin-port", str(admins[1]), "--labels", "app=mesh-backend",
-                "--app-port", str(backend), "--inbound-port", str(inbound), "--register", f"127.0.0.1:{control.api}", *common])
-            client = callgrind(procs, "client", outs[2], [
-                weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", "mesh-client",
-                "--outbound-port", str(outbound), "--admin-port", str(admins[2]), *common])
-            for admin, p in zip(admins, (gw, server, client)):
+            gw, gw_admin = wf.gateway(procs, weft, control, gw_port, prefix=callgrind(outs[0]))
+            server, s_admin = wf.sidecar(procs, weft, control, "mesh-backend", free_port(), app_port=backend,
+                                         labels="app=mesh-backend", register=True, prefix=callgrind(outs[1]))
+            client, c_admin = wf.sidecar(procs, weft, control, "mesh-client", outbound, prefix=callgrind(outs[2]))
+            for admin in (gw_admin, s_admin, c_admin):
                 wf.wait_ready(admin, "proxy under callgrind", timeout=300)
-            wait_port(gw_port, "gateway", timeout=300, proc=gw)
             for h1 in (True, False):
-                h2load(gw_port, args.requests, "bench.local", h1)
+                h2load(gw_port, args.requests, HOST, h1)
             deadline = time.time() + 120
             while True:  # until the server sidecar's registration has reached the client
                 try:

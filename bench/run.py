@@ -51,6 +51,9 @@ def h2load(port: int, seconds: int) -> tuple[float, int]:
     return rps, int(m.group(2)) if m else 0
 
 
+QUANTILES = ("p50", "p90", "p99")
+
+
 def oha(port: int, seconds: int, rate: int, host: str = HOST) -> dict:
     """Latency percentiles (ms) at a fixed rate, 16 connections, corrected for coordinated omission."""
     out = subprocess.run([tool("oha"), "-z", f"{seconds}s", "-q", str(rate), "-c", "16", "--latency-correction",
@@ -62,7 +65,7 @@ def oha(port: int, seconds: int, rate: int, host: str = HOST) -> dict:
     bad = {k: v for k, v in codes.items() if k != "200"}
     if bad:
         raise RuntimeError(f"oha on :{port} got non-200 responses: {bad}")
-    return {k: p[k] * 1000 for k in ("p50", "p90", "p99")}
+    return {k: p[k] * 1000 for k in QUANTILES}
 
 
 def with_cpu(pids: list[int], f):
@@ -70,6 +73,36 @@ def with_cpu(pids: list[int], f):
     before = [cpu_seconds(p) for p in pids]
     r = f()
     return r, sum(cpu_seconds(p) - b for p, b in zip(pids, before))
+
+
+def in_rounds(procs: Procs, section: str, targets: dict, args) -> dict:
+    """Measures every target in turn, `args.rounds` times: the machine's
+    drift (the load generator, backend and proxy share two cores with
+    whatever else runs) then spreads over all targets instead of landing on
+    one. `targets`: name → (pids, port, host, HTTP/2 port or None). Each
+    round runs wrk (counting the pids' CPU), h2load if there is an HTTP/2
+    port, then oha. Returns per target the medians, the CPU seconds per 1000
+    requests (None without pids) and every round's figures."""
+    runs = {name: {"h1": [], "h2": [], "latency_ms": [], "cpu_s": 0.0, "requests": 0} for name in targets}
+    for r in range(args.rounds):
+        for name, (pids, port, host, port2) in targets.items():
+            run = runs[name]
+            (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
+            run["h1"].append(rps)
+            run["cpu_s"] += secs
+            run["requests"] += n
+            line = f"  {section:<8} {name:<8} round {r + 1}/{args.rounds}  h1 {rps:>9.0f} rps"
+            if port2:
+                run["h2"].append(h2load(port2, args.duration)[0])
+                line += f"   h2 {run['h2'][-1]:>9.0f} rps"
+            run["latency_ms"].append(oha(port, args.duration, args.rate, host=host))
+            procs.check()  # a proxy that died shows its log, not a load generator's error
+            print(f"{line}   p99@{args.rate} {run['latency_ms'][-1]['p99']:.3f} ms", flush=True)
+    return {name: {"h1": median(run["h1"]), "h2": median(run["h2"]) if run["h2"] else None,
+                   "latency_ms": {q: median(x[q] for x in run["latency_ms"]) for q in QUANTILES},
+                   "cpu_s_per_1000_req": run["cpu_s"] / run["requests"] * 1000 if targets[name][0] else None,
+                   "rounds": {k: run[k] for k in ("h1", "h2", "latency_ms") if run[k]}}
+            for name, run in runs.items()}
 
 
 def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
@@ -88,30 +121,14 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     for _, port, _ in targets.values():
         wrk(port, 1)  # warm up: connections pooled, pages touched
     res["idle_rss_kib"] = {k: rss_kib(p.pid) for k, (p, _, _) in targets.items() if p}
-    # Rounds, each measuring every target in turn: the machine's drift (the
-    # load generator, backend and proxy share two cores with whatever else
-    # runs) then spreads over all targets instead of landing on one.
-    runs = {name: {"h1": [], "h2": [], "lat": [], "cpu_s": 0.0, "requests": 0} for name in targets}
-    for r in range(args.rounds):
-        for name, (p, port, port2) in targets.items():
-            pids = [p.pid] if p else []
-            (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration))
-            run = runs[name]
-            run["h1"].append(rps)
-            run["cpu_s"] += secs
-            run["requests"] += n
-            run["h2"].append(h2load(port2, args.duration)[0])
-            run["lat"].append(oha(port, args.duration, args.rate))
-            procs.check()
-            print(f"  one hop  {name:<8} round {r + 1}/{args.rounds}  h1 {rps:>9.0f} rps   h2 {run['h2'][-1]:>9.0f} rps   "
-                  f"p99@{args.rate} {run['lat'][-1]['p99']:.3f} ms", flush=True)
-    res["throughput_h1"] = {k: median(v["h1"]) for k, v in runs.items()}
-    res["throughput_h2"] = {k: median(v["h2"]) for k, v in runs.items()}
-    res["cpu_s_per_1000_req"] = {k: v["cpu_s"] / v["requests"] * 1000 for k, v in runs.items() if targets[k][0]}
+    out = in_rounds(procs, "one hop", {k: ([p.pid] if p else [], port, HOST, port2) for k, (p, port, port2) in targets.items()}, args)
+    res["throughput_h1"] = {k: v["h1"] for k, v in out.items()}
+    res["throughput_h2"] = {k: v["h2"] for k, v in out.items()}
+    res["cpu_s_per_1000_req"] = {k: v["cpu_s_per_1000_req"] for k, v in out.items() if v["cpu_s_per_1000_req"] is not None}
     res["loaded_rss_kib"] = {k: rss_kib(p.pid) for k, (p, _, _) in targets.items() if p}
-    lat = {k: {q: median(x[q] for x in v["lat"]) for q in ("p50", "p90", "p99")} for k, v in runs.items()}
+    lat = {k: v["latency_ms"] for k, v in out.items()}
     res["latency_ms"] = lat
-    res["rounds"] = {k: {"h1": v["h1"], "h2": v["h2"], "latency_ms": v["lat"]} for k, v in runs.items()}
+    res["rounds"] = {k: v["rounds"] for k, v in out.items()}
     res["added_latency_ms"] = {k: {q: v[q] - lat["direct"][q] for q in v} for k, v in lat.items() if k != "direct"}
 
     # The mesh path: client sidecar → server sidecar → backend.
@@ -133,27 +150,15 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     e_server, e_client = free_port(), free_port()
     es = peers.envoy_static(procs, "envoy-mesh-server", e_server, backend, free_port())
     ec = peers.envoy_static(procs, "envoy-mesh-client", e_client, e_server, free_port())
-    paths = {"weft": (outbound, "mesh-backend", [client.pid, server.pid]), "envoy": (e_client, HOST, [ec.pid, es.pid])}
-    runs = {name: {"h1": [], "lat": [], "cpu_s": 0.0, "requests": 0} for name in paths}
-    for port, host, _ in paths.values():
+    paths = {"weft": ([client.pid, server.pid], outbound, "mesh-backend", None),
+             "envoy": ([ec.pid, es.pid], e_client, HOST, None)}
+    for _, port, host, _ in paths.values():
         wrk(port, 1, host=host)
-    for r in range(args.rounds):
-        for name, (port, host, pids) in paths.items():
-            (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
-            run = runs[name]
-            run["h1"].append(rps)
-            run["cpu_s"] += secs
-            run["requests"] += n
-            run["lat"].append(oha(port, args.duration, args.rate, host=host))
-            print(f"  mesh     {name:<8} round {r + 1}/{args.rounds}  h1 {rps:>9.0f} rps   "
-                  f"p99@{args.rate} {run['lat'][-1]['p99']:.3f} ms", flush=True)
-    mesh = {}
-    for name, run in runs.items():
-        lat_m = {q: median(x[q] for x in run["lat"]) for q in ("p50", "p90", "p99")}
-        mesh[name] = {"throughput_h1": median(run["h1"]), "cpu_s_per_1000_req": run["cpu_s"] / run["requests"] * 1000,
-                      "latency_ms": lat_m, "added_latency_ms": {q: lat_m[q] - lat["direct"][q] for q in lat_m},
-                      "rss_kib": sum(rss_kib(p) for p in paths[name][2])}
-    res["mesh"] = mesh
+    res["mesh"] = {name: {"throughput_h1": m["h1"], "cpu_s_per_1000_req": m["cpu_s_per_1000_req"],
+                          "latency_ms": m["latency_ms"],
+                          "added_latency_ms": {q: m["latency_ms"][q] - lat["direct"][q] for q in QUANTILES},
+                          "rss_kib": sum(rss_kib(p) for p in paths[name][0])}
+                   for name, m in in_rounds(procs, "mesh", paths, args).items()}
     for p in [client, server, ec, es, gw] + [t[0] for t in targets.values() if t[0]]:
         procs.stop(p)
     procs.stop(control.proc)
@@ -250,7 +255,7 @@ def plot(res: dict, path: Path) -> None:
     ax[0][1].bar(names, [res["throughput_h2"][n] / 1000 for n in names], color="#66ccee")
     ax[0][1].set_title("one hop, HTTP/2 h2c, 16×10 streams (k req/s)")
     prox = [n for n in names if n != "direct"]
-    for i, q in enumerate(["p50", "p90", "p99"]):
+    for i, q in enumerate(QUANTILES):
         ax[1][0].bar([j + i * 0.27 for j in range(len(prox))], [res["added_latency_ms"][n][q] for n in prox], width=0.27, label=q)
     ax[1][0].set_xticks([j + 0.27 for j in range(len(prox))], prox)
     ax[1][0].set_title(f"added latency at {res['meta']['rate']} req/s (ms)")

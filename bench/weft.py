@@ -109,20 +109,22 @@ class Control:
             time.sleep(0.005)
 
 
-def gateway(procs: Procs, weft: str, control: Control, port: int) -> tuple:
+def gateway(procs: Procs, weft: str, control: Control, port: int, prefix: tuple = ()) -> tuple:
+    """The one-hop gateway on `port`. `prefix` runs it under a tool (valgrind)."""
     admin = free_port()
-    p = procs.start("weft-gateway", [weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}",
+    p = procs.start("weft-gateway", [*prefix, weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}",
                                      "--labels", "bench=one-hop", "--port-offset", str(port - 80), "--workload", "bench-gw",
                                      "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"],
                     env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
-    wait_port(port, "weft gateway")
+    wait_port(port, "weft gateway", timeout=120, proc=p)
     return p, admin
 
 
 def sidecar(procs: Procs, weft: str, control: Control, name: str, outbound: int, app_port: int | None = None,
-            inbound: int | None = None, labels: str = "", register: bool = False) -> tuple:
+            inbound: int | None = None, labels: str = "", register: bool = False, prefix: tuple = ()) -> tuple:
+    """A sidecar named `name`. `prefix` runs it under a tool (valgrind)."""
     admin = free_port()
-    cmd = [weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", name,
+    cmd = [*prefix, weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", name,
            "--outbound-port", str(outbound), "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"]
     if labels:
         cmd += ["--labels", labels]
