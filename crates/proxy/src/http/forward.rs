@@ -10,9 +10,9 @@ use super::pool::{Body, UpstreamError};
 use super::respond::{error_response, flags, full};
 use super::{ConnCtx, Dest, Outcome, SOURCE_HEADER};
 use crate::balancer::hash64;
+use crate::config::Direction;
 use crate::config::cluster::{ClusterCfg, Protocol};
 use crate::config::route::{Forward, HashPolicy, HeaderOps, RetryPolicy, Route, Target};
-use crate::config::{Config, Direction};
 use crate::health::{self, Observation};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -177,21 +177,23 @@ impl Attempt<'_> {
     }
 }
 
-#[allow(clippy::manual_async_fn)] // the request once in the state (see `forward`)
+/// Sends over the endpoint's pool in the upstream protocol: a choice
+/// between the two sends, not an `async` wrapper around them, which would
+/// hold the request once more in the request future (see `forward`).
 fn send<'a>(
     cluster: &'a ClusterCfg,
     ep: &'a crate::config::cluster::Endpoint,
     req: Request<Body>,
     h2: bool,
 ) -> impl Future<Output = Result<Response<super::pool::PooledBody>, UpstreamError>> + Send + 'a {
-    async move {
-        let r = if h2 {
-            ep.pool.send_h2(req, cluster.connect_timeout, &cluster.conn_policy).await
-        } else {
-            ep.pool.send_h1(req, cluster.connect_timeout, &cluster.conn_policy).await
-        };
-        r.map(|(resp, _reused)| resp)
-    }
+    use futures::future::{Either, FutureExt};
+    let (timeout, policy) = (cluster.connect_timeout, &cluster.conn_policy);
+    let sent = if h2 {
+        Either::Left(ep.pool.send_h2(req, timeout, policy))
+    } else {
+        Either::Right(ep.pool.send_h1(req, timeout, policy))
+    };
+    sent.map(|r| r.map(|(resp, _reused)| resp))
 }
 
 /// A plain `fn` returning an `async move` block, not an `async fn`: an
@@ -202,7 +204,6 @@ fn send<'a>(
 #[allow(clippy::manual_async_fn)]
 pub fn forward<'a>(
     ctx: &'a ConnCtx,
-    _cfg: &'a Arc<Config>,
     direction: Direction,
     route: &'a Route,
     f: &'a Forward,

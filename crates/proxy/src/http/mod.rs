@@ -109,8 +109,9 @@ pub fn handle(
         let _in_flight = InFlight(&state.metrics.active_requests);
         let cfg = state.config.load_full();
         let listener = cfg.listeners.iter().find(|l| *l.name == *ctx.listener);
+        // Borrowed from `cfg`, which this future holds anyway.
         let hl = match listener.map(|l| &l.kind) {
-            Some(ListenerKind::Http(hl)) => hl.clone(),
+            Some(ListenerKind::Http(hl)) => &**hl,
             _ => return Ok(error_response(503, "listener is being removed")),
         };
         let protocol = if req.version() == http::Version::HTTP_2 { "http2" } else { "http" };
@@ -122,7 +123,7 @@ pub fn handle(
                 src.map_or_else(|| (unknown(), unknown()), |(w, n)| (w.into(), n.into()))
             }
         };
-        let outcome = route_and_serve(&ctx, &cfg, &hl, req).await;
+        let outcome = route_and_serve(&ctx, hl, req).await;
         let (dest_workload, dest_ns) = match hl.direction {
             Direction::Inbound => (state.metrics.workload.clone(), state.metrics.namespace.clone()),
             Direction::Outbound => (outcome.dest.workload.clone(), outcome.dest.workload_namespace.clone()),
@@ -224,7 +225,6 @@ fn resolve<'a>(
 #[allow(clippy::manual_async_fn)]
 fn route_and_serve<'a>(
     ctx: &'a ConnCtx,
-    cfg: &'a Arc<crate::config::Config>,
     hl: &'a crate::config::HttpListener,
     req: Request<Incoming>,
 ) -> impl Future<Output = Outcome> + Send + 'a {
@@ -240,7 +240,7 @@ fn route_and_serve<'a>(
             },
             None => false,
         };
-        let mut out = forward::forward(ctx, cfg, hl.direction, route, f, req).await;
+        let mut out = forward::forward(ctx, hl.direction, route, f, req).await;
         if delayed && out.flags == flags::NONE {
             out.flags = flags::FAULT_DELAY;
         }
