@@ -2,6 +2,7 @@
 //! wires the crates together; the logic lives in weft-api, weft-control,
 //! weft-proxy and weft-demo.
 
+mod alloc;
 mod proxy_args;
 mod up;
 mod validate;
@@ -86,6 +87,7 @@ fn main() -> ExitCode {
     if let Cmd::Validate { paths } = &cli.cmd {
         return validate::run(paths);
     }
+    weft_proxy::xds::set_memory_release(alloc::purge);
     init_tracing();
     let rt = match cli.concurrency {
         // One thread: no work stealing, no cross-thread wakeups.

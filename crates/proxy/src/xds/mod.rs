@@ -33,18 +33,32 @@ const TRIM_AFTER: usize = 256 << 10;
 /// only the top of its heap by itself; after a large config is compiled
 /// the free space is spread through it (a 10,000-service config left ~0.5 KB
 /// a service resident but unused).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
 fn release_free_memory() {
     let start = std::time::Instant::now();
+    let release = RELEASE.get().copied().unwrap_or(glibc_trim);
+    release();
+    tracing::debug!(took_us = start.elapsed().as_micros() as u64, "free heap pages given back");
+}
+
+static RELEASE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how free heap pages are given back to the kernel after a large
+/// config: the binary chooses the allocator, so it knows how. Without
+/// this, glibc's `malloc_trim`.
+pub fn set_memory_release(release: fn()) {
+    let _ = RELEASE.set(release);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn glibc_trim() {
     // SAFETY: malloc_trim has no preconditions; it only walks the
     // allocator's own free lists under its own locks.
-    let released = unsafe { libc::malloc_trim(0) } == 1;
-    tracing::debug!(released, took_us = start.elapsed().as_micros() as u64, "free heap pages given back");
+    unsafe { libc::malloc_trim(0) };
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
+fn glibc_trim() {}
 
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
