@@ -63,13 +63,20 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its descendants so far."""
-    total = 0
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds of a process and its descendants so far."""
+    user = kernel = 0
     for p in tree(pid):
         fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11])
+        kernel += int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, kernel / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + kernel CPU time of a process and its descendants so far."""
+    return sum(cpu_times(pid))
 
 
 def private_kib(pid: int) -> int:

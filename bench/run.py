@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orderfile  # noqa: E402
 import peers  # noqa: E402
 import weft as wf  # noqa: E402
-from peers import HOST, ROOT, Procs, cpu_seconds, free_port, private_kib, rss_kib, tool  # noqa: E402
+from peers import HOST, ROOT, Procs, cpu_seconds, cpu_times, free_port, private_kib, rss_kib, tool  # noqa: E402
 
 
 
@@ -69,10 +69,12 @@ def oha(port: int, seconds: int, rate: int, host: str = HOST) -> dict:
 
 
 def with_cpu(pids: list[int], f):
-    """Runs f(); returns its result and the CPU seconds `pids` used meanwhile."""
-    before = [cpu_seconds(p) for p in pids]
+    """Runs f(); returns its result and the user and kernel CPU seconds
+    `pids` used meanwhile."""
+    before = [cpu_times(p) for p in pids]
     r = f()
-    return r, sum(cpu_seconds(p) - b for p, b in zip(pids, before))
+    after = [cpu_times(p) for p in pids]
+    return r, tuple(sum(a[i] - b[i] for a, b in zip(after, before)) for i in (0, 1))
 
 
 def in_rounds(procs: Procs, section: str, targets: dict, args) -> dict:
@@ -83,13 +85,14 @@ def in_rounds(procs: Procs, section: str, targets: dict, args) -> dict:
     round runs wrk (counting the pids' CPU), h2load if there is an HTTP/2
     port, then oha. Returns per target the medians, the CPU seconds per 1000
     requests (None without pids) and every round's figures."""
-    runs = {name: {"h1": [], "h2": [], "latency_ms": [], "cpu_s": 0.0, "requests": 0} for name in targets}
+    runs = {name: {"h1": [], "h2": [], "latency_ms": [], "cpu_s": [0.0, 0.0], "requests": 0} for name in targets}
     for r in range(args.rounds):
         for name, (pids, port, host, port2) in targets.items():
             run = runs[name]
-            (rps, n), secs = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
+            (rps, n), (user, kernel) = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
             run["h1"].append(rps)
-            run["cpu_s"] += secs
+            run["cpu_s"][0] += user
+            run["cpu_s"][1] += kernel
             run["requests"] += n
             line = f"  {section:<8} {name:<8} round {r + 1}/{args.rounds}  h1 {rps:>9.0f} rps"
             if port2:
@@ -100,7 +103,10 @@ def in_rounds(procs: Procs, section: str, targets: dict, args) -> dict:
             print(f"{line}   p99@{args.rate} {run['latency_ms'][-1]['p99']:.3f} ms", flush=True)
     return {name: {"h1": median(run["h1"]), "h2": median(run["h2"]) if run["h2"] else None,
                    "latency_ms": {q: median(x[q] for x in run["latency_ms"]) for q in QUANTILES},
-                   "cpu_s_per_1000_req": run["cpu_s"] / run["requests"] * 1000 if targets[name][0] else None,
+                   "cpu_s_per_1000_req": sum(run["cpu_s"]) / run["requests"] * 1000 if targets[name][0] else None,
+                   # Where the CPU goes: a proxy's own work (user) and the
+                   # loopback TCP it drives (kernel), µs a request.
+                   "cpu_us_per_req_user_kernel": [c / run["requests"] * 1e6 for c in run["cpu_s"]] if targets[name][0] else None,
                    "rounds": {k: run[k] for k in ("h1", "h2", "latency_ms") if run[k]}}
             for name, run in runs.items()}
 
@@ -125,6 +131,7 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     res["throughput_h1"] = {k: v["h1"] for k, v in out.items()}
     res["throughput_h2"] = {k: v["h2"] for k, v in out.items()}
     res["cpu_s_per_1000_req"] = {k: v["cpu_s_per_1000_req"] for k, v in out.items() if v["cpu_s_per_1000_req"] is not None}
+    res["cpu_us_per_req_user_kernel"] = {k: v["cpu_us_per_req_user_kernel"] for k, v in out.items() if v["cpu_us_per_req_user_kernel"]}
     res["loaded_rss_kib"] = {k: rss_kib(p.pid) for k, (p, _, _) in targets.items() if p}
     lat = {k: v["latency_ms"] for k, v in out.items()}
     res["latency_ms"] = lat
@@ -228,6 +235,9 @@ def table(res: dict) -> str:
     w = h1["weft"]
     lines.append(f"weft ÷ haproxy {w / h1['haproxy']:.2f}   ÷ nginx {w / h1['nginx']:.2f}   ÷ envoy {w / h1['envoy']:.2f}   (HTTP/1.1)")
     lines.append(f"weft ÷ haproxy {h2['weft'] / h2['haproxy']:.2f}   ÷ nginx {h2['weft'] / h2['nginx']:.2f}   ÷ envoy {h2['weft'] / h2['envoy']:.2f}   (HTTP/2)")
+    split = res.get("cpu_us_per_req_user_kernel", {})
+    if split:
+        lines.append("CPU per HTTP/1.1 request, user + kernel µs: " + "   ".join(f"{k} {u:.1f} + {s:.1f}" for k, (u, s) in split.items()))
     for k, m in res["mesh"].items():
         lines.append(f"mesh path {k:<6} p99+ {m['added_latency_ms']['p99']:.3f} ms   cpu {m['cpu_s_per_1000_req']:.4f} s/1k req   RSS {m['rss_kib'] / 1024:.1f} MiB (both proxies)")
     for n, m in res["config_memory"].items():

@@ -22,7 +22,16 @@ fn bench_quick_run_produces_results() {
         assert!(res["latency_ms"][peer]["p99"].as_f64().unwrap() > 0.0, "{peer}: {res}");
     }
     for peer in ["weft", "envoy", "haproxy", "nginx"] {
-        assert!(res["cpu_s_per_1000_req"][peer].as_f64().unwrap() > 0.0, "{peer}: {res}");
+        let cpu = res["cpu_s_per_1000_req"][peer].as_f64().unwrap();
+        assert!(cpu > 0.0, "{peer}: {res}");
+        // The user/kernel split adds up to the total (µs a request = ms per 1000).
+        let split: Vec<f64> =
+            res["cpu_us_per_req_user_kernel"][peer].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(split.len() == 2 && split.iter().all(|v| *v >= 0.0), "{peer}: {res}");
+        assert!(
+            (split[0] + split[1] - cpu * 1000.0).abs() < 1e-6 * cpu * 1000.0 + 1e-9,
+            "{peer}: {split:?} against {cpu}"
+        );
     }
     for side in ["weft", "envoy"] {
         assert!(res["mesh"][side]["throughput_h1"].as_f64().unwrap() > 0.0, "{res}");
