@@ -285,8 +285,8 @@ def plot(res: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny run (seconds) for the test suite")
-    ap.add_argument("--duration", type=int, default=5, help="seconds per run of a measurement")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of runs over all targets; medians are reported")
+    ap.add_argument("--duration", type=int, default=4, help="seconds per run of a measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of runs over all targets; medians are reported")
     ap.add_argument("--rate", type=int, default=1000, help="requests/s for latency")
     ap.add_argument("--services", type=int, nargs="*", default=[1, 1000, 10000])
     ap.add_argument("--scale", type=int, nargs=3, default=[1000, 10, 100], metavar=("SERVICES", "ENDPOINTS_PER", "PROXIES"))
