@@ -32,7 +32,8 @@ const TRIM_AFTER: usize = 256 << 10;
 /// Gives the allocator's free pages back to the kernel. glibc returns
 /// only the top of its heap by itself; after a large config is compiled
 /// the free space is spread through it (a 10,000-service config left ~0.5 KB
-/// a service resident but unused).
+/// a service resident but unused). jemalloc, the binary's allocator,
+/// returns free pages only while it is busy, which an idle proxy is not.
 fn release_free_memory() {
     let start = std::time::Instant::now();
     let release = RELEASE.get().copied().unwrap_or(glibc_trim);
