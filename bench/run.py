@@ -101,14 +101,16 @@ def in_rounds(procs: Procs, section: str, targets: dict, args) -> dict:
             run["latency_ms"].append(oha(port, args.duration, args.rate, host=host))
             procs.check()  # a proxy that died shows its log, not a load generator's error
             print(f"{line}   p99@{args.rate} {run['latency_ms'][-1]['p99']:.3f} ms", flush=True)
-    return {name: {"h1": median(run["h1"]), "h2": median(run["h2"]) if run["h2"] else None,
-                   "latency_ms": {q: median(x[q] for x in run["latency_ms"]) for q in QUANTILES},
-                   "cpu_s_per_1000_req": sum(run["cpu_s"]) / run["requests"] * 1000 if targets[name][0] else None,
-                   # Where the CPU goes: a proxy's own work (user) and the
-                   # loopback TCP it drives (kernel), µs a request.
-                   "cpu_us_per_req_user_kernel": [c / run["requests"] * 1e6 for c in run["cpu_s"]] if targets[name][0] else None,
-                   "rounds": {k: run[k] for k in ("h1", "h2", "latency_ms") if run[k]}}
-            for name, run in runs.items()}
+    def summary(name: str, run: dict) -> dict:
+        # Where the CPU goes: a proxy's own work (user) and the loopback TCP
+        # it drives (kernel), µs a request; None for a target without pids.
+        split = [c / run["requests"] * 1e6 for c in run["cpu_s"]] if targets[name][0] else None
+        return {"h1": median(run["h1"]), "h2": median(run["h2"]) if run["h2"] else None,
+                "latency_ms": {q: median(x[q] for x in run["latency_ms"]) for q in QUANTILES},
+                "cpu_s_per_1000_req": sum(split) / 1000 if split else None,
+                "cpu_us_per_req_user_kernel": split,
+                "rounds": {k: run[k] for k in ("h1", "h2", "latency_ms") if run[k]}}
+    return {name: summary(name, run) for name, run in runs.items()}
 
 
 def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
@@ -130,8 +132,8 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     out = in_rounds(procs, "one hop", {k: ([p.pid] if p else [], port, HOST, port2) for k, (p, port, port2) in targets.items()}, args)
     res["throughput_h1"] = {k: v["h1"] for k, v in out.items()}
     res["throughput_h2"] = {k: v["h2"] for k, v in out.items()}
-    res["cpu_s_per_1000_req"] = {k: v["cpu_s_per_1000_req"] for k, v in out.items() if v["cpu_s_per_1000_req"] is not None}
-    res["cpu_us_per_req_user_kernel"] = {k: v["cpu_us_per_req_user_kernel"] for k, v in out.items() if v["cpu_us_per_req_user_kernel"]}
+    for key in ("cpu_s_per_1000_req", "cpu_us_per_req_user_kernel"):
+        res[key] = {k: v[key] for k, v in out.items() if v[key] is not None}
     res["loaded_rss_kib"] = {k: rss_kib(p.pid) for k, (p, _, _) in targets.items() if p}
     lat = {k: v["latency_ms"] for k, v in out.items()}
     res["latency_ms"] = lat

@@ -22,13 +22,17 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub fn purge() {
     // 4096 is MALLCTL_ARENAS_ALL.
     // SAFETY: a void mallctl: no old value is read, no new value written.
-    unsafe {
+    let rc = unsafe {
         tikv_jemalloc_sys::mallctl(
             c"arena.4096.purge".as_ptr(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             0,
-        );
+        )
+    };
+    if rc != 0 {
+        // Memory, not correctness: the pages go back after jemalloc's decay time instead.
+        tracing::warn!(errno = rc, "jemalloc could not purge its free pages; RSS stays higher until it decays them");
     }
 }
