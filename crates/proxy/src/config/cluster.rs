@@ -364,7 +364,7 @@ impl ClusterCfg {
             warmup: warmup(c).filter(|_| !matches!(kind, LbKind::RingHash { .. } | LbKind::Maglev { .. })),
         };
         let name = hosts.names.get(&c.name);
-        let mut cfg = ClusterCfg {
+        let cfg = ClusterCfg {
             eds: super::eds_name(c).map(|n| hosts.names.get(&n)),
             name,
             service: service.into(),
@@ -383,27 +383,65 @@ impl ClusterCfg {
             pending: Mutex::new(None),
             hosts: hosts.clone(),
         };
+        cfg.assigned(cla, c.load_assignment.as_ref(), in_use)
+    }
+
+    /// A new version of this cluster, with the same settings and another
+    /// assignment: what a compile makes of a cluster whose resource did not
+    /// change (and whose bytes were let go) when its endpoints did.
+    /// Circuit breakers are shared, so requests in flight stay counted.
+    pub fn reassigned(&self, cla: Option<&Wire<ClusterLoadAssignment>>, in_use: bool) -> Result<Self, CompileError> {
+        let cfg = ClusterCfg {
+            name: self.name.clone(),
+            service: self.service.clone(),
+            service_name: self.service_name.clone(),
+            service_namespace: self.service_namespace.clone(),
+            protocol: self.protocol,
+            connect_timeout: self.connect_timeout,
+            set: Default::default(),
+            policy: self.policy,
+            dns: self.dns,
+            eds: self.eds.clone(),
+            outlier: self.outlier.clone(),
+            health_check: self.health_check.clone(),
+            limits: self.limits.clone(),
+            conn_policy: self.conn_policy,
+            endpoints_changed: tokio::sync::Notify::new(),
+            pending: Mutex::new(None),
+            hosts: self.hosts.clone(),
+        };
+        cfg.assigned(cla, None, in_use)
+    }
+
+    /// Takes the cluster's first assignment: from EDS, or written in the
+    /// cluster (`inline`).
+    fn assigned(
+        mut self,
+        cla: Option<&Wire<ClusterLoadAssignment>>,
+        inline: Option<&ClusterLoadAssignment>,
+        in_use: bool,
+    ) -> Result<Self, CompileError> {
         // Built now rather than on first use: clusters resolved, probed or
         // warmed up from the start (slow start counts from when a host
         // arrives), static hosts written into the cluster (inbound and
         // local clusters: few, and used), and a new version of a cluster in
         // use (built while the old one still holds its hosts' health).
-        let eager = in_use || cfg.dns.is_some() || cfg.health_check.is_some() || cfg.policy.warmup.is_some();
-        match (cla, &c.load_assignment) {
+        let eager = in_use || self.dns.is_some() || self.health_check.is_some() || self.policy.warmup.is_some();
+        match (cla, inline) {
             (Some(wire), _) => {
                 let cla = wire.decode()?;
                 if eager {
-                    cfg.install(cfg.endpoint_set(&cla)?);
+                    self.install(self.endpoint_set(&cla)?);
                 } else {
-                    cfg.check_assignment(&cla)?;
-                    *cfg.pending.get_mut().expect("endpoint set writer") = Some(wire.clone());
+                    self.check_assignment(&cla)?;
+                    *self.pending.get_mut().expect("endpoint set writer") = Some(wire.clone());
                 }
             }
-            (None, Some(inline)) => cfg.install(cfg.endpoint_set(inline)?),
-            (None, None) if eager => cfg.install(cfg.empty_set()),
+            (None, Some(inline)) => self.install(self.endpoint_set(inline)?),
+            (None, None) if eager => self.install(self.empty_set()),
             (None, None) => {}
         }
-        Ok(cfg)
+        Ok(self)
     }
 
     /// Checks an assignment for this cluster without building anything.

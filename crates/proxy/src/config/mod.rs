@@ -130,14 +130,33 @@ pub type RawMap<M> = BTreeMap<Arc<str>, Wire<M>>;
 /// A decoded Envoy proto is mostly empty fields: a one-endpoint
 /// `ClusterLoadAssignment` takes ~4 KB decoded against ~100 bytes on the
 /// wire, which with 10,000 services was most of the proxy's memory.
+///
+/// Once compiled, clusters and route tables are kept in their compiled
+/// form only, and their bytes give way to a digest (`spend`): enough to
+/// tell whether a resend changed anything.
 pub struct Wire<M> {
-    bytes: Bytes,
+    form: Form,
     _type: PhantomData<fn() -> M>,
+}
+
+#[derive(Clone)]
+enum Form {
+    Bytes(Bytes),
+    /// SipHash-1-3 (128 bits) of bytes let go.
+    Spent([u64; 2]),
+}
+
+fn digest(bytes: &[u8]) -> [u64; 2] {
+    use siphasher::sip128::Hasher128;
+    let mut h = siphasher::sip128::SipHasher13::new();
+    std::hash::Hasher::write(&mut h, bytes);
+    let d = h.finish128();
+    [d.h1, d.h2]
 }
 
 impl<M: Message + Default> Wire<M> {
     pub fn new(bytes: impl Into<Bytes>) -> Self {
-        Wire { bytes: bytes.into(), _type: PhantomData }
+        Wire { form: Form::Bytes(bytes.into()), _type: PhantomData }
     }
 
     pub fn encode(m: &M) -> Self {
@@ -147,25 +166,55 @@ impl<M: Message + Default> Wire<M> {
     pub fn decode(&self) -> Result<M, CompileError> {
         // From a slice: a clone of the `Bytes` would allocate its shared
         // header (24 bytes a resource, kept while the resource is).
-        M::decode(&self.bytes[..]).map_err(undecodable::<M>)
-    }
-
-    /// Stands for a resource already compiled whose bytes were let go:
-    /// route tables are relinked from their compiled form instead
-    /// (`RouteTable::relinked`), so a sidecar does not keep both forms of a
-    /// table with thousands of hosts.
-    pub fn spent() -> Self {
-        Wire::new(Bytes::new())
-    }
-
-    pub fn is_spent(&self) -> bool {
-        self.bytes.is_empty()
+        M::decode(self.slice()?).map_err(undecodable::<M>)
     }
 
     /// The wire bytes, shared (decoding from them borrows instead of copying).
-    pub fn bytes(&self) -> Bytes {
-        self.bytes.clone()
+    pub fn bytes(&self) -> Result<Bytes, CompileError> {
+        match &self.form {
+            Form::Bytes(b) => Ok(b.clone()),
+            Form::Spent(_) => Err(spent_error::<M>()),
+        }
     }
+
+    fn slice(&self) -> Result<&[u8], CompileError> {
+        match &self.form {
+            Form::Bytes(b) => Ok(b),
+            Form::Spent(_) => Err(spent_error::<M>()),
+        }
+    }
+}
+
+impl<M> Wire<M> {
+    /// The resource once compiled: its digest, equal to the `Wire` of the
+    /// same bytes, so an unchanged resend is recognised.
+    pub fn spend(&self) -> Self {
+        let form = match &self.form {
+            Form::Bytes(b) => Form::Spent(digest(b)),
+            spent => spent.clone(),
+        };
+        Wire { form, _type: PhantomData }
+    }
+
+    pub fn is_spent(&self) -> bool {
+        matches!(self.form, Form::Spent(_))
+    }
+}
+
+/// Spends the bytes of every resource of `map`, unless all are spent already.
+pub fn spend_all<M>(map: &mut Arc<RawMap<M>>) {
+    if map.values().any(|w| !w.is_spent()) {
+        *map = Arc::new(map.iter().map(|(k, w)| (k.clone(), w.spend())).collect());
+    }
+}
+
+/// A spent resource asked to decode: the caller should have used what was
+/// compiled from it. A bug, reported as a NACK rather than a panic.
+fn spent_error<M>() -> CompileError {
+    CompileError::new(format!(
+        "{} was compiled earlier and only its digest is kept, but its compiled form is missing (a bug in weft; reconnecting to the control plane resends it)",
+        type_name::<M>()
+    ))
 }
 
 /// Bytes that are not an `M`: what failed and what to check.
@@ -183,19 +232,26 @@ fn type_name<M>() -> &'static str {
 
 impl<M> Clone for Wire<M> {
     fn clone(&self) -> Self {
-        Wire { bytes: self.bytes.clone(), _type: PhantomData }
+        Wire { form: self.form.clone(), _type: PhantomData }
     }
 }
 
 impl<M> PartialEq for Wire<M> {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
+        match (&self.form, &other.form) {
+            (Form::Bytes(a), Form::Bytes(b)) => a == b,
+            (Form::Spent(a), Form::Spent(b)) => a == b,
+            (Form::Bytes(b), Form::Spent(d)) | (Form::Spent(d), Form::Bytes(b)) => digest(b) == *d,
+        }
     }
 }
 
 impl<M> std::fmt::Debug for Wire<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({} bytes)", type_name::<M>(), self.bytes.len())
+        match &self.form {
+            Form::Bytes(b) => write!(f, "{} ({} bytes)", type_name::<M>(), b.len()),
+            Form::Spent(_) => write!(f, "{} (compiled; digest kept)", type_name::<M>()),
+        }
     }
 }
 
@@ -315,20 +371,17 @@ fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &Clusters) ->
     }
 }
 
-/// The cluster compiled last time, if neither its resource nor its
-/// endpoint set changed since.
-fn unchanged_cluster(
+/// The cluster compiled last time from the same resource, with the raw
+/// config it was compiled from.
+fn same_cluster<'a>(
     name: &str,
     wire: &Wire<Cluster>,
-    raw: &Raw,
-    old_raw: &Raw,
-    old: &Config,
-) -> Option<Arc<ClusterCfg>> {
+    prev: Option<(&'a Raw, &'a Config)>,
+) -> Option<(&'a Raw, &'a Arc<ClusterCfg>)> {
+    let (old_raw, old) = prev?;
     let kept = old.clusters.get(name)?;
-    let same_endpoints = kept.eds.as_deref().is_none_or(|n| raw.endpoints.get(n) == old_raw.endpoints.get(n));
-    (old_raw.clusters.get(name) == Some(wire) && same_endpoints).then(|| kept.clone())
+    (old_raw.clusters.get(name) == Some(wire)).then_some((old_raw, kept))
 }
-
 impl Config {
     /// Compiles `raw`. With `prev` (the raw config and the config compiled
     /// from it last time), a cluster whose resource and endpoints did not
@@ -343,12 +396,24 @@ impl Config {
         let mut clusters = Clusters::with_capacity(raw.clusters.len());
         let mut all_kept = prev.is_some_and(|(_, cfg)| cfg.clusters.len() == raw.clusters.len());
         for (name, wire) in raw.clusters.iter() {
-            if let Some(kept) = prev.and_then(|(old_raw, cfg)| unchanged_cluster(name, wire, raw, old_raw, cfg)) {
-                clusters.insert(kept.name.clone(), kept);
+            let cerr = |e: CompileError| (Kind::Cluster, e);
+            if let Some((old_raw, kept)) = same_cluster(name, wire, prev) {
+                let eds = kept.eds.as_deref();
+                if eds.is_none_or(|n| raw.endpoints.get(n) == old_raw.endpoints.get(n)) {
+                    clusters.insert(kept.name.clone(), kept.clone());
+                    continue;
+                }
+                // Only its endpoints changed: its settings are taken from
+                // the compiled cluster (its resource's bytes are let go).
+                all_kept = false;
+                let cla = eds.and_then(|n| raw.endpoints.get(n));
+                let compiled = kept
+                    .reassigned(cla, kept.built().is_some())
+                    .map_err(|e| cerr(CompileError::new(format!("cluster {name}: {e}"))))?;
+                clusters.insert(compiled.name.clone(), Arc::new(compiled));
                 continue;
             }
             all_kept = false;
-            let cerr = |e: CompileError| (Kind::Cluster, e);
             let c = wire.decode().map_err(|e| cerr(CompileError::new(format!("cluster {name}: {e}"))))?;
             let cla = eds_name(&c).and_then(|n| raw.endpoints.get(n.as_str()));
             let in_use = prev.and_then(|(_, cfg)| cfg.clusters.get(&**name)).is_some_and(|old| old.built().is_some());

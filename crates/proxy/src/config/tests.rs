@@ -130,10 +130,6 @@ fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
     let hosts = Arc::new(Registries::default());
     let first_raw = raw(&[1000]);
     let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
-    // What the xDS session keeps after a config is applied: route tables
-    // as spent markers, their compiled form in the config.
-    let spend =
-        |r: &Raw| Raw { routes: Arc::new(r.routes.keys().map(|k| (k.clone(), Wire::spent())).collect()), ..r.clone() };
     let kept_raw = spend(&first_raw);
 
     // Nothing changed: the same table.
@@ -161,13 +157,74 @@ fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
     let vh = without.routes["outbound"].host("a").unwrap();
     let route::Action::Forward(f) = &vh.routes[0].action else { panic!() };
     assert!(matches!(&f.target, route::Target::Missing(n) if &**n == "a"));
-    let back = Config::compile(&next_raw, Some((&gone, &without)), "5".into(), &hosts).unwrap();
+    // (CDS resends it in full; only the route table stays spent.)
+    let returned = Raw { clusters: raw(&[1000, 1001]).clusters, ..next_raw.clone() };
+    let back = Config::compile(&returned, Some((&gone, &without)), "5".into(), &hosts).unwrap();
     let vh = back.routes["outbound"].host("a").unwrap();
     let route::Action::Forward(f) = &vh.routes[0].action else { panic!() };
     assert!(matches!(&f.target, route::Target::Cluster(c) if Arc::ptr_eq(c, &back.clusters["a"])));
 
-    // Without a compiled form to keep, a spent table is an error, not a 404.
-    assert!(Config::compile(&kept_raw, None, "6".into(), &hosts).is_err());
+    // Without a compiled form to keep, a spent resource is an error, not a 404.
+    let (_, e) = Config::compile(&kept_raw, None, "6".into(), &hosts).unwrap_err();
+    assert!(e.0.contains("only its digest is kept"), "{e}");
+}
+
+/// What the xDS session keeps after a config is applied: clusters and
+/// route tables as digests, their compiled form in the config.
+fn spend(r: &Raw) -> Raw {
+    let mut r = r.clone();
+    spend_all(&mut r.clusters);
+    spend_all(&mut r.routes);
+    r
+}
+
+#[test]
+fn spent_resources_are_known_by_their_digest_and_clusters_keep_their_settings() {
+    use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, circuit_breakers::Thresholds};
+    let hosts = Arc::new(Registries::default());
+    let first_raw = raw(&[1000]);
+    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    let kept_raw = spend(&first_raw);
+    assert!(kept_raw.clusters.values().all(Wire::is_spent) && kept_raw.routes.values().all(Wire::is_spent));
+    assert!(kept_raw.endpoints.values().all(|w| !w.is_spent()), "assignments keep their bytes (built on first use)");
+
+    // The same resources resent in full: recognised by their digests, all kept.
+    let same = Config::compile(&raw(&[1000]), Some((&kept_raw, &first)), "2".into(), &hosts).unwrap();
+    for c in ["a", "b"] {
+        assert!(Arc::ptr_eq(&same.clusters[c], &first.clusters[c]), "{c} kept");
+    }
+    assert!(Arc::ptr_eq(&same.routes["outbound"], &first.routes["outbound"]), "the resent table is kept");
+
+    // a's resource changed: compiled anew from its bytes.
+    let mut a = cluster("a");
+    a.connect_timeout = Some(envoy_types::pb::google::protobuf::Duration { seconds: 3, nanos: 0 });
+    a.circuit_breakers = Some(CircuitBreakers {
+        thresholds: vec![Thresholds {
+            max_requests: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 7 }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut changed = raw(&[1000]);
+    Arc::make_mut(&mut changed.clusters).insert("a".into(), Wire::encode(&a));
+    let next = Config::compile(&changed, Some((&kept_raw, &first)), "3".into(), &hosts).unwrap();
+    assert!(!Arc::ptr_eq(&next.clusters["a"], &first.clusters["a"]));
+    assert!(Arc::ptr_eq(&next.clusters["b"], &first.clusters["b"]));
+    assert_eq!(next.clusters["a"].connect_timeout, std::time::Duration::from_secs(3));
+
+    // Then only a's endpoints change, its resource spent: its settings come
+    // from the compiled cluster, and its circuit breakers are the same ones.
+    let next_raw = spend(&changed);
+    let mut moved_raw = next_raw.clone();
+    Arc::make_mut(&mut moved_raw.endpoints).insert("a".into(), Wire::encode(&assignment("a", &[1001])));
+    let moved = Config::compile(&moved_raw, Some((&next_raw, &next)), "4".into(), &hosts).unwrap();
+    let (old_a, new_a) = (&next.clusters["a"], &moved.clusters["a"]);
+    assert!(!Arc::ptr_eq(old_a, new_a));
+    assert_eq!(new_a.connect_timeout, std::time::Duration::from_secs(3));
+    assert!(new_a.limits.as_ref().zip(old_a.limits.as_ref()).is_some_and(|(n, o)| Arc::ptr_eq(n, o)));
+    assert_eq!(set_ports(new_a), None, "a was not in use: still built on first use");
+    assert_eq!(ports(new_a), vec![1001]);
+    assert!(Arc::ptr_eq(&moved.clusters["b"], &first.clusters["b"]));
 }
 
 fn set_ports(c: &cluster::ClusterCfg) -> Option<Vec<u16>> {

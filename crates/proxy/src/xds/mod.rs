@@ -8,7 +8,7 @@
 
 mod transport;
 
-use crate::config::{Config, Raw, RawMap, Wire, rds_names, wire_name};
+use crate::config::{Config, Raw, RawMap, Wire, rds_names, spend_all, wire_name};
 use crate::state::{NodeInfo, ProxyState};
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -260,11 +260,12 @@ impl Session<'_> {
         });
         match compiled {
             Ok((mut raw, cfg)) => {
-                // Compiled route tables are kept and relinked from now on;
-                // their resources (the largest a sidecar gets) are let go.
-                if raw.routes.values().any(|w| !w.is_spent()) {
-                    raw.routes = Arc::new(raw.routes.keys().map(|k| (k.clone(), Wire::spent())).collect());
-                }
+                // Compiled clusters and route tables are kept (route tables
+                // relinked, clusters reassigned when their endpoints change);
+                // their resources (a route table is the largest a sidecar
+                // gets) are let go, and only a digest of each kept.
+                spend_all(&mut raw.clusters);
+                spend_all(&mut raw.routes);
                 self.raw = raw;
                 self.types.entry(type_url).or_default().version = resp.version_info.clone();
                 match type_url {

@@ -366,7 +366,7 @@ impl RouteTable {
         names: &Interner,
     ) -> Result<Self, CompileError> {
         use prost::Message;
-        let rc = LazyRouteConfiguration::decode(wire.bytes()).map_err(undecodable::<rt::RouteConfiguration>)?;
+        let rc = LazyRouteConfiguration::decode(wire.bytes()?).map_err(undecodable::<rt::RouteConfiguration>)?;
         let hosts =
             rc.virtual_hosts.iter().map(|b| rt::VirtualHost::decode(b.clone()).map_err(undecodable::<rt::VirtualHost>));
         Self::build(&rc.name, rc.virtual_hosts.len(), hosts, clusters, names)
