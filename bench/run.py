@@ -81,26 +81,39 @@ def in_rounds(procs: Procs, section: str, targets: dict, args) -> dict:
     """Measures every target in turn, `args.rounds` times: the machine's
     drift (the load generator, backend and proxy share two cores with
     whatever else runs) then spreads over all targets instead of landing on
-    one. `targets`: name → (pids, port, host, HTTP/2 port or None). Each
-    round runs wrk (counting the pids' CPU), h2load if there is an HTTP/2
-    port, then oha. Returns per target the medians, the CPU seconds per 1000
-    requests (None without pids) and every round's figures."""
+    one. `targets`: name → (pids, port, host, HTTP/2 port or None). A round
+    runs wrk on every target (counting the pids' CPU), then h2load on those
+    with an HTTP/2 port, then oha: the same measurement of two targets is
+    seconds apart, inside one of the kernel's slow or fast phases (which
+    last seconds; see BENCHMARKS.md), rather than a whole round apart. Odd
+    rounds go through the targets in reverse order, so that none always
+    follows the same one. Returns per target the medians, the CPU seconds
+    per 1000 requests (None without pids) and every round's figures."""
     runs = {name: {"h1": [], "h2": [], "latency_ms": [], "cpu_s": [0.0, 0.0], "requests": 0} for name in targets}
+    order = list(targets)
     for r in range(args.rounds):
-        for name, (pids, port, host, port2) in targets.items():
+        names = order if r % 2 == 0 else order[::-1]
+        head = f"  {section:<8} round {r + 1}/{args.rounds}"
+        for name in names:
+            pids, port, host, _ = targets[name]
             run = runs[name]
             (rps, n), (user, kernel) = with_cpu(pids, lambda: wrk(port, args.duration, host=host))
             run["h1"].append(rps)
             run["cpu_s"][0] += user
             run["cpu_s"][1] += kernel
             run["requests"] += n
-            line = f"  {section:<8} {name:<8} round {r + 1}/{args.rounds}  h1 {rps:>9.0f} rps"
-            if port2:
-                run["h2"].append(h2load(port2, args.duration)[0])
-                line += f"   h2 {run['h2'][-1]:>9.0f} rps"
-            run["latency_ms"].append(oha(port, args.duration, args.rate, host=host))
             procs.check()  # a proxy that died shows its log, not a load generator's error
-            print(f"{line}   p99@{args.rate} {run['latency_ms'][-1]['p99']:.3f} ms", flush=True)
+            print(f"{head}  {name:<8} h1 {rps:>9.0f} rps", flush=True)
+        for name in names:
+            if port2 := targets[name][3]:
+                runs[name]["h2"].append(h2load(port2, args.duration)[0])
+                procs.check()
+                print(f"{head}  {name:<8} h2 {runs[name]['h2'][-1]:>9.0f} rps", flush=True)
+        for name in names:
+            _, port, host, _ = targets[name]
+            runs[name]["latency_ms"].append(oha(port, args.duration, args.rate, host=host))
+            procs.check()
+            print(f"{head}  {name:<8} p99@{args.rate} {runs[name]['latency_ms'][-1]['p99']:.3f} ms", flush=True)
     def summary(name: str, run: dict) -> dict:
         # Where the CPU goes: a proxy's own work (user) and the loopback TCP
         # it drives (kernel), µs a request; None for a target without pids.
