@@ -34,12 +34,7 @@ pub async fn inject(fault: &Fault, target: &Target) -> Result<bool, Outcome> {
             }
         };
         let dest = match pick_target(target) {
-            Ok((c, _, _)) => Dest {
-                service: c.service.clone(),
-                service_name: c.service_name.clone(),
-                service_namespace: c.service_namespace.clone(),
-                ..Dest::unknown()
-            },
+            Ok((c, _, _)) => Dest::cluster(c),
             Err(_) => Dest::unknown(),
         };
         return Err(Outcome { response, flags: flags::FAULT_ABORT, dest, request_bytes: 0 });

@@ -226,13 +226,7 @@ pub fn forward<'a>(
                 };
             }
         };
-        let mut dest = Dest {
-            workload: super::unknown(),
-            workload_namespace: super::unknown(),
-            service: cluster.service.clone(),
-            service_name: cluster.service_name.clone(),
-            service_namespace: cluster.service_namespace.clone(),
-        };
+        let mut dest = Dest::cluster(cluster);
         let upgrading = is_upgrade(&req);
         let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
         let downstream_h2 = req.version() == Version::HTTP_2;
@@ -359,8 +353,7 @@ pub fn forward<'a>(
                 };
                 tried.push(i);
                 let ep = &set.endpoints[i];
-                dest.workload = ep.workload.clone();
-                dest.workload_namespace = ep.namespace.clone();
+                dest.endpoint = Some(ep.clone());
                 let body: Body = match (&replay, stream_body.take()) {
                     (Some(b), _) => full(b.clone()),
                     (None, Some(s)) => Body::Incoming(s),

@@ -1,0 +1,264 @@
+//! Request metrics with Istio's standard names and labels, so existing
+//! dashboards work: `istio_requests_total`, `istio_request_duration_milliseconds`,
+//! `istio_request_bytes`, `istio_response_bytes`.
+//!
+//! A request is recorded with its labels borrowed (`Labels`: from the
+//! compiled config, the request's headers): the four series of a label set
+//! are looked up by them once (one fast hash) and cached together, so a
+//! request clones no pointer and copies no string; owned labels are made
+//! only for a label set seen for the first time. Going through the four
+//! families meant four SipHashes of twelve labels per request.
+
+use crate::state::NodeInfo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+mod histogram;
+pub use histogram::Histogram;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub reporter: &'static str,
+    pub source_workload: Arc<str>,
+    pub source_workload_namespace: Arc<str>,
+    pub destination_workload: Arc<str>,
+    pub destination_workload_namespace: Arc<str>,
+    pub destination_service: Arc<str>,
+    pub destination_service_name: Arc<str>,
+    pub destination_service_namespace: Arc<str>,
+    pub request_protocol: &'static str,
+    pub response_code: u16,
+    pub response_flags: &'static str,
+    pub connection_security_policy: &'static str,
+}
+
+/// A request's labels, borrowed. Hashes as `RequestLabels` does: the same
+/// fields in the same order, and a `&str` hashes as an `Arc<str>`.
+#[derive(Clone, Copy, Debug, Hash)]
+pub struct Labels<'a> {
+    pub reporter: &'static str,
+    pub source_workload: &'a str,
+    pub source_workload_namespace: &'a str,
+    pub destination_workload: &'a str,
+    pub destination_workload_namespace: &'a str,
+    pub destination_service: &'a str,
+    pub destination_service_name: &'a str,
+    pub destination_service_namespace: &'a str,
+    pub request_protocol: &'static str,
+    pub response_code: u16,
+    pub response_flags: &'static str,
+    pub connection_security_policy: &'static str,
+}
+
+impl Labels<'_> {
+    fn to_owned(self) -> RequestLabels {
+        RequestLabels {
+            reporter: self.reporter,
+            source_workload: self.source_workload.into(),
+            source_workload_namespace: self.source_workload_namespace.into(),
+            destination_workload: self.destination_workload.into(),
+            destination_workload_namespace: self.destination_workload_namespace.into(),
+            destination_service: self.destination_service.into(),
+            destination_service_name: self.destination_service_name.into(),
+            destination_service_namespace: self.destination_service_namespace.into(),
+            request_protocol: self.request_protocol,
+            response_code: self.response_code,
+            response_flags: self.response_flags,
+            connection_security_policy: self.connection_security_policy,
+        }
+    }
+}
+
+/// Equal text, found at once when it is the same text (labels mostly point
+/// into the config the cached ones were made from).
+fn same(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+impl hashbrown::Equivalent<RequestLabels> for Labels<'_> {
+    fn equivalent(&self, k: &RequestLabels) -> bool {
+        self.response_code == k.response_code
+            && same(self.response_flags, k.response_flags)
+            && same(self.reporter, k.reporter)
+            && same(self.request_protocol, k.request_protocol)
+            && same(self.connection_security_policy, k.connection_security_policy)
+            && same(self.destination_service, &k.destination_service)
+            && same(self.destination_workload, &k.destination_workload)
+            && same(self.source_workload, &k.source_workload)
+            && same(self.destination_service_name, &k.destination_service_name)
+            && same(self.destination_service_namespace, &k.destination_service_namespace)
+            && same(self.destination_workload_namespace, &k.destination_workload_namespace)
+            && same(self.source_workload_namespace, &k.source_workload_namespace)
+    }
+}
+
+type HistFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+/// The four series one label set records into (handles share the families' values).
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistFamily,
+    request_bytes: HistFamily,
+    response_bytes: HistFamily,
+    pub xds_nacks: Counter,
+    pub config_updates: Counter,
+    pub active_requests: Gauge,
+    pub workload: Arc<str>,
+    pub namespace: Arc<str>,
+    /// Written once per new label set; every other request only reads.
+    series: std::sync::RwLock<hashbrown::HashMap<RequestLabels, Series>>,
+}
+
+/// Istio's default buckets (milliseconds).
+const DURATION_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0,
+    600000.0, 1800000.0, 3600000.0,
+];
+
+const BYTES: [f64; 10] =
+    [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0, 100000000.0, 1000000000.0];
+
+fn duration_hist() -> Histogram {
+    // The sum to the microsecond.
+    Histogram::new(&DURATION_MS, 1000.0)
+}
+
+fn bytes_hist() -> Histogram {
+    Histogram::new(&BYTES, 1.0)
+}
+
+/// What one finished request contributes.
+pub struct Record<'a> {
+    pub labels: Labels<'a>,
+    pub duration_ms: f64,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
+impl Metrics {
+    pub fn new(node: &NodeInfo) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration: HistFamily = Family::new_with_constructor(duration_hist);
+        let request_bytes: HistFamily = Family::new_with_constructor(bytes_hist);
+        let response_bytes: HistFamily = Family::new_with_constructor(bytes_hist);
+        registry.register("istio_requests", "Requests handled by the proxy", requests.clone());
+        registry.register("istio_request_duration_milliseconds", "Request duration in milliseconds", duration.clone());
+        registry.register("istio_request_bytes", "Request sizes in bytes", request_bytes.clone());
+        registry.register("istio_response_bytes", "Response sizes in bytes", response_bytes.clone());
+        let xds_nacks = Counter::default();
+        let config_updates = Counter::default();
+        let active_requests = Gauge::default();
+        registry.register("weft_xds_nacks", "xDS updates rejected by this proxy", xds_nacks.clone());
+        registry.register("weft_config_updates", "xDS updates applied by this proxy", config_updates.clone());
+        registry.register("weft_active_requests", "Requests in flight", active_requests.clone());
+        Metrics {
+            registry,
+            requests,
+            duration,
+            request_bytes,
+            response_bytes,
+            xds_nacks,
+            config_updates,
+            active_requests,
+            workload: node.workload.as_str().into(),
+            namespace: node.namespace.as_str().into(),
+            series: Default::default(),
+        }
+    }
+
+    /// The telemetry hook every request passes through once it completes.
+    pub fn record(&self, r: Record) {
+        let observe = |s: &Series| {
+            s.requests.inc();
+            s.duration.observe(r.duration_ms);
+            s.request_bytes.observe(r.request_bytes as f64);
+            s.response_bytes.observe(r.response_bytes as f64);
+        };
+        if let Some(s) = self.series.read().expect("metric series").get(&r.labels) {
+            return observe(s);
+        }
+        let labels = r.labels.to_owned();
+        let mut all = self.series.write().expect("metric series");
+        let s = all.entry(labels).or_insert_with_key(|labels| Series {
+            requests: self.requests.get_or_create(labels).clone(),
+            duration: self.duration.get_or_create(labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(labels).clone(),
+        });
+        observe(s);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels<'a>(workload: &'a str, code: u16) -> Labels<'a> {
+        Labels {
+            reporter: "source",
+            source_workload: "productpage",
+            source_workload_namespace: "default",
+            destination_workload: workload,
+            destination_workload_namespace: "default",
+            destination_service: "reviews.default.svc.cluster.local",
+            destination_service_name: "reviews",
+            destination_service_namespace: "default",
+            request_protocol: "http",
+            response_code: code,
+            response_flags: "-",
+            connection_security_policy: "none",
+        }
+    }
+
+    #[test]
+    fn borrowed_labels_find_the_series_their_owned_copy_made() {
+        use std::hash::BuildHasher;
+        let m = Metrics::new(&NodeInfo::default());
+        let hasher = m.series.read().unwrap().hasher().clone();
+        let l = labels("reviews-v1", 200);
+        assert_eq!(hasher.hash_one(l), hasher.hash_one(l.to_owned()), "the same hash borrowed or owned");
+
+        // Equal text at other addresses is the same label set.
+        let other = String::from("reviews-v1");
+        for (l, bytes) in
+            [(l, 10), (labels(&other, 200), 20), (labels("reviews-v2", 200), 30), (labels(&other, 503), 40)]
+        {
+            m.record(Record { labels: l, duration_ms: 1.0, request_bytes: 0, response_bytes: bytes });
+        }
+        assert_eq!(m.series.read().unwrap().len(), 3);
+        let text = m.encode();
+        let count = |workload: &str, code: u16| {
+            let prefix = "istio_requests_total{";
+            text.lines()
+                .find(|l| {
+                    l.starts_with(prefix)
+                        && l.contains(&format!("destination_workload=\"{workload}\""))
+                        && l.contains(&format!("response_code=\"{code}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(count("reviews-v1", 200).as_deref(), Some("2"), "{text}");
+        assert_eq!(count("reviews-v2", 200).as_deref(), Some("1"));
+        assert_eq!(count("reviews-v1", 503).as_deref(), Some("1"));
+    }
+}
