@@ -166,18 +166,15 @@ impl<M: Message + Default> Wire<M> {
     pub fn decode(&self) -> Result<M, CompileError> {
         // From a slice: a clone of the `Bytes` would allocate its shared
         // header (24 bytes a resource, kept while the resource is).
-        M::decode(self.slice()?).map_err(undecodable::<M>)
+        M::decode(&self.held()?[..]).map_err(undecodable::<M>)
     }
 
     /// The wire bytes, shared (decoding from them borrows instead of copying).
     pub fn bytes(&self) -> Result<Bytes, CompileError> {
-        match &self.form {
-            Form::Bytes(b) => Ok(b.clone()),
-            Form::Spent(_) => Err(spent_error::<M>()),
-        }
+        self.held().cloned()
     }
 
-    fn slice(&self) -> Result<&[u8], CompileError> {
+    fn held(&self) -> Result<&Bytes, CompileError> {
         match &self.form {
             Form::Bytes(b) => Ok(b),
             Form::Spent(_) => Err(spent_error::<M>()),
