@@ -199,3 +199,61 @@ spec:
         assert!(t.elapsed() < Duration::from_secs(2), "main requests waited for the mirror: {:?}", t.elapsed());
     });
 }
+
+/// An upstream written out by hand, so that its responses carry the
+/// hop-by-hop headers real servers send: `Connection: keep-alive, x-hop`
+/// (or `close` for `/close`), `Keep-Alive` and the `X-Hop` it names.
+async fn hop_by_hop_upstream() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let close = String::from_utf8_lossy(&buf[..end]).starts_with("GET /close");
+                    buf.drain(..end);
+                    let conn = if close { "close" } else { "keep-alive, x-hop" };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: {conn}\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nX-End: kept\r\n\r\nok"
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_upstreams_hop_by_hop_response_headers_stay_on_its_hop() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let port = hop_by_hop_upstream().await;
+        std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("hop", port)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        // `Connection` names `x-hop` on `/` only; on `/close` it is end to end.
+        for (path, x_hop) in [("/", None), ("/close", Some("1"))] {
+            let r = get(&sc.outbound, path, &[("host", "hop")]).await;
+            assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+            assert_eq!(r.headers.get("x-end").unwrap(), "kept", "{path}: end-to-end headers pass");
+            for h in ["connection", "keep-alive"] {
+                assert!(r.headers.get(h).is_none(), "{path}: the upstream's {h} reached the client: {:?}", r.headers);
+            }
+            assert_eq!(r.headers.get("x-hop").map(|v| v.to_str().unwrap()), x_hop, "{path}: {:?}", r.headers);
+        }
+    });
+}

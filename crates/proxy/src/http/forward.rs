@@ -71,45 +71,85 @@ fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::
     None
 }
 
-/// Hop-by-hop headers always removed (RFC 9110 §7.6.1; a static, so no
-/// copy is built and dropped per request). `connection`,
-/// `upgrade` and `te` are handled apart: kept when upgrading, or for
-/// `te: trailers`.
-static HOP_BY_HOP: [header::HeaderName; 5] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1), in a static so that no copy is
+/// built and dropped per message. The first two are kept when upgrading
+/// (`UPGRADING`); `te` is kept when it is `trailers` (gRPC needs it).
+static HOP_BY_HOP: [header::HeaderName; 8] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
     header::HeaderName::from_static("keep-alive"),
     header::HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TRANSFER_ENCODING,
 ];
+const UPGRADING: u8 = 0b11;
+const TE_AT: usize = 2;
+/// The lengths of those names, as bits: most names are passed over on their
+/// length alone.
+const HOP_BY_HOP_LENGTHS: u32 = 1 << 10 | 1 << 7 | 1 << 2 | 1 << 16 | 1 << 18 | 1 << 19 | 1 << 17;
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `te: trailers`
-/// (gRPC needs it) and the upgrade pair when upgrading.
+/// Removes hop-by-hop headers from a request or a response: those of
+/// `HOP_BY_HOP` and those its `Connection` names.
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
-    // Most requests carry none: one pass over their few names is cheaper
-    // than a hashed removal per hop-by-hop name.
-    let hop = |n: &header::HeaderName| {
-        HOP_BY_HOP.contains(n) || n == header::CONNECTION || n == header::UPGRADE || n == header::TE
-    };
-    if !h.keys().any(hop) {
-        return;
-    }
-    if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
-        for name in conn.split(',').map(str::trim) {
-            if !(upgrading && name.eq_ignore_ascii_case("upgrade")) {
-                h.remove(name);
-            }
+    // One pass over the message's few names finds which are present; only
+    // those are removed, each removal being a hashed lookup. Most requests
+    // carry none, most responses `connection` alone.
+    let mut present = 0u8;
+    for n in h.keys() {
+        let len = n.as_str().len();
+        if len < 32
+            && HOP_BY_HOP_LENGTHS & (1 << len) != 0
+            && let Some(i) = HOP_BY_HOP.iter().position(|x| x == n)
+        {
+            present |= 1 << i;
         }
     }
-    for name in HOP_BY_HOP.iter() {
-        h.remove(name);
+    if present == 0 {
+        return;
     }
-    if !upgrading {
-        h.remove(header::CONNECTION);
-        h.remove(header::UPGRADE);
+    if present & 1 != 0 {
+        // Names `Connection` lists beyond the standard ones (`close` is an
+        // option, not a name); parsed only when there are any.
+        let mut named: smallvec::SmallVec<[header::HeaderName; 2]> = smallvec::SmallVec::new();
+        let mut note = |v: &HeaderValue| {
+            // What servers send nearly always, and names nothing.
+            let b = v.as_bytes();
+            if b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close") {
+                return;
+            }
+            for t in v.to_str().unwrap_or("").split(',').map(str::trim) {
+                let known = t.is_empty()
+                    || t.eq_ignore_ascii_case("close")
+                    || HOP_BY_HOP.iter().any(|x| t.eq_ignore_ascii_case(x.as_str()));
+                if !known && let Ok(n) = header::HeaderName::from_bytes(t.as_bytes()) {
+                    named.push(n);
+                }
+            }
+        };
+        if upgrading {
+            h.get_all(header::CONNECTION).iter().for_each(&mut note);
+        } else if let header::Entry::Occupied(e) = h.entry(header::CONNECTION) {
+            // Removed as it is read: one lookup.
+            e.remove_entry_mult().1.for_each(|v| note(&v));
+        }
+        for n in named {
+            h.remove(n);
+        }
     }
-    if h.get(header::TE).is_some_and(|v| v.as_bytes() != b"trailers") {
-        h.remove(header::TE);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        // `connection` was removed above unless upgrading.
+        if present & (1 << i) == 0 || (i == 0 && !upgrading) {
+            continue;
+        }
+        let keep = match i {
+            TE_AT => h.get(name).is_some_and(|v| v.as_bytes() == b"trailers"),
+            _ => upgrading && UPGRADING & (1 << i) != 0,
+        };
+        if !keep {
+            h.remove(name);
+        }
     }
 }
 
@@ -439,6 +479,11 @@ pub fn forward<'a>(
                 if let Some(a) = admission.take() {
                     resp.body_mut().hold(a);
                 }
+                // The upstream's hop-by-hop headers stay on its hop (RFC 9110
+                // §7.6.1): its `Connection: close` must not close the client's
+                // connection, nor its `Keep-Alive` reach the client.
+                let switching = on_upgrade.is_some() && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                strip_hop_by_hop(resp.headers_mut(), switching);
                 route.response_headers.apply(resp.headers_mut());
                 if let Some(ops) = extra_resp {
                     ops.apply(resp.headers_mut());
@@ -496,6 +541,13 @@ mod tests {
     }
 
     #[test]
+    fn every_hop_by_hop_name_passes_the_length_filter() {
+        for n in &HOP_BY_HOP {
+            assert_ne!(HOP_BY_HOP_LENGTHS & (1 << n.as_str().len()), 0, "{n}");
+        }
+    }
+
+    #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {
         let mut h = headers(&[
             ("connection", "keep-alive, x-hop"),
@@ -512,6 +564,11 @@ mod tests {
         let mut h = headers(&[("te", "trailers"), ("upgrade", "websocket"), ("connection", "upgrade")]);
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h, headers(&[("te", "trailers"), ("upgrade", "websocket"), ("connection", "upgrade")]));
+
+        // HTTP/1.1 senders of `te` list it in `Connection`; `trailers` stays.
+        let mut h = headers(&[("connection", "TE, close"), ("te", "trailers"), ("x-end", "kept")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, headers(&[("te", "trailers"), ("x-end", "kept")]));
 
         let plain = headers(&[("host", "a"), ("accept", "*/*"), ("user-agent", "t")]);
         let mut h = plain.clone();
