@@ -205,36 +205,30 @@ spec:
 /// (or `close` for `/close`), `Keep-Alive` and the `X-Hop` it names.
 async fn hop_by_hop_upstream() -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
-                loop {
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let close = String::from_utf8_lossy(&buf[..end]).starts_with("GET /close");
-                    buf.drain(..end);
-                    let conn = if close { "close" } else { "keep-alive, x-hop" };
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: {conn}\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nX-End: kept\r\n\r\nok"
-                    );
-                    if s.write_all(resp.as_bytes()).await.is_err() || close {
-                        return;
-                    }
+    tcp_server(|mut s| async move {
+        let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+        loop {
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
                 }
-            });
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let close = String::from_utf8_lossy(&buf[..end]).starts_with("GET /close");
+            buf.drain(..end);
+            let conn = if close { "close" } else { "keep-alive, x-hop" };
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: {conn}\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nX-End: kept\r\n\r\nok"
+            );
+            if s.write_all(resp.as_bytes()).await.is_err() || close {
+                return;
+            }
         }
-    });
-    port
+    })
+    .await
 }
 
 #[test]

@@ -429,7 +429,7 @@ impl ClusterCfg {
         let eager = in_use || self.dns.is_some() || self.health_check.is_some() || self.policy.warmup.is_some();
         match (cla, inline) {
             (Some(wire), _) => {
-                let cla = wire.decode()?;
+                let cla = wire.decode().map_err(|e| CompileError::new(format!("cluster {}: {e}", self.name)))?;
                 if eager {
                     self.install(self.endpoint_set(&cla)?);
                 } else {

@@ -379,6 +379,7 @@ fn same_cluster<'a>(
     let kept = old.clusters.get(name)?;
     (old_raw.clusters.get(name) == Some(wire)).then_some((old_raw, kept))
 }
+
 impl Config {
     /// Compiles `raw`. With `prev` (the raw config and the config compiled
     /// from it last time), a cluster whose resource and endpoints did not
@@ -404,9 +405,8 @@ impl Config {
                 // the compiled cluster (its resource's bytes are let go).
                 all_kept = false;
                 let cla = eds.and_then(|n| raw.endpoints.get(n));
-                let compiled = kept
-                    .reassigned(cla, kept.built().is_some())
-                    .map_err(|e| cerr(CompileError::new(format!("cluster {name}: {e}"))))?;
+                // Its errors name the cluster, as `ClusterCfg::compile`'s do.
+                let compiled = kept.reassigned(cla, kept.built().is_some()).map_err(cerr)?;
                 clusters.insert(compiled.name.clone(), Arc::new(compiled));
                 continue;
             }

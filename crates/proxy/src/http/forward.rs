@@ -133,14 +133,14 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
         } else if let header::Entry::Occupied(e) = h.entry(header::CONNECTION) {
             // Removed as it is read: one lookup.
             e.remove_entry_mult().1.for_each(|v| note(&v));
+            present &= !1;
         }
         for n in named {
             h.remove(n);
         }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        // `connection` was removed above unless upgrading.
-        if present & (1 << i) == 0 || (i == 0 && !upgrading) {
+        if present & (1 << i) == 0 {
             continue;
         }
         let keep = match i {
@@ -488,7 +488,7 @@ pub fn forward<'a>(
                 if let Some(ops) = extra_resp {
                     ops.apply(resp.headers_mut());
                 }
-                if let (Some(client_up), true) = (on_upgrade, resp.status() == http::StatusCode::SWITCHING_PROTOCOLS) {
+                if let (Some(client_up), true) = (on_upgrade, switching) {
                     let upstream_up = hyper::upgrade::on(&mut resp);
                     tokio::spawn(async move {
                         if let (Ok(a), Ok(b)) = (client_up.await, upstream_up.await) {

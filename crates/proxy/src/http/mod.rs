@@ -43,15 +43,18 @@ pub const SOURCE_HEADER: http::HeaderName = http::HeaderName::from_static("x-wef
 /// What telemetry needs to know about a request's destination: the cluster
 /// (its service) and the endpoint (its workload), where known. Two pointers
 /// cloned per request, not five names.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Dest {
     pub cluster: Option<Arc<ClusterCfg>>,
     pub endpoint: Option<Arc<Endpoint>>,
 }
 
+/// The label value of what is not known (Istio's).
+const UNKNOWN: &str = "unknown";
+
 impl Dest {
     pub fn unknown() -> Self {
-        Dest::default()
+        Dest { cluster: None, endpoint: None }
     }
 
     pub fn cluster(cluster: &Arc<ClusterCfg>) -> Self {
@@ -60,14 +63,14 @@ impl Dest {
 
     /// Workload and namespace, `unknown` before an endpoint was picked.
     fn workload(&self) -> (&str, &str) {
-        self.endpoint.as_deref().map_or(("unknown", "unknown"), |e| (&*e.workload, &*e.namespace))
+        self.endpoint.as_deref().map_or((UNKNOWN, UNKNOWN), |e| (&*e.workload, &*e.namespace))
     }
 
     /// Service FQDN, name and namespace.
     fn service(&self) -> (&str, &str, &str) {
         self.cluster
             .as_deref()
-            .map_or(("unknown", "unknown", "unknown"), |c| (&*c.service, &*c.service_name, &*c.service_namespace))
+            .map_or((UNKNOWN, UNKNOWN, UNKNOWN), |c| (&*c.service, &*c.service_name, &*c.service_namespace))
     }
 }
 
@@ -129,7 +132,7 @@ pub fn handle(
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| s.split_once('.'))
-                .unwrap_or(("unknown", "unknown")),
+                .unwrap_or((UNKNOWN, UNKNOWN)),
         };
         let outcome = route_and_serve(&ctx, hl, req).await;
         let (dest_workload, dest_ns) = match hl.direction {

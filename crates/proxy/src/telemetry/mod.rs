@@ -38,7 +38,7 @@ pub struct RequestLabels {
 
 /// A request's labels, borrowed. Hashes as `RequestLabels` does: the same
 /// fields in the same order, and a `&str` hashes as an `Arc<str>`.
-#[derive(Clone, Copy, Debug, Hash)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq)]
 pub struct Labels<'a> {
     pub reporter: &'static str,
     pub source_workload: &'a str,
@@ -73,26 +73,28 @@ impl Labels<'_> {
     }
 }
 
-/// Equal text, found at once when it is the same text (labels mostly point
-/// into the config the cached ones were made from).
-fn same(a: &str, b: &str) -> bool {
-    std::ptr::eq(a, b) || a == b
+impl RequestLabels {
+    fn view(&self) -> Labels<'_> {
+        Labels {
+            reporter: self.reporter,
+            source_workload: &self.source_workload,
+            source_workload_namespace: &self.source_workload_namespace,
+            destination_workload: &self.destination_workload,
+            destination_workload_namespace: &self.destination_workload_namespace,
+            destination_service: &self.destination_service,
+            destination_service_name: &self.destination_service_name,
+            destination_service_namespace: &self.destination_service_namespace,
+            request_protocol: self.request_protocol,
+            response_code: self.response_code,
+            response_flags: self.response_flags,
+            connection_security_policy: self.connection_security_policy,
+        }
+    }
 }
 
 impl hashbrown::Equivalent<RequestLabels> for Labels<'_> {
     fn equivalent(&self, k: &RequestLabels) -> bool {
-        self.response_code == k.response_code
-            && same(self.response_flags, k.response_flags)
-            && same(self.reporter, k.reporter)
-            && same(self.request_protocol, k.request_protocol)
-            && same(self.connection_security_policy, k.connection_security_policy)
-            && same(self.destination_service, &k.destination_service)
-            && same(self.destination_workload, &k.destination_workload)
-            && same(self.source_workload, &k.source_workload)
-            && same(self.destination_service_name, &k.destination_service_name)
-            && same(self.destination_service_namespace, &k.destination_service_namespace)
-            && same(self.destination_workload_namespace, &k.destination_workload_namespace)
-            && same(self.source_workload_namespace, &k.source_workload_namespace)
+        *self == k.view()
     }
 }
 
