@@ -14,10 +14,13 @@ requests go through the gateway and the mesh path, then the proxies idle
 (timers, health) and stop. Every weft function that ran is listed, the most
 instructions first, so the request path sits together at the front.
 
-Needs valgrind and h2load (bench/setup installs h2load). Run it from a
-release build: `cargo build --release && bench/orderfile.py`, then rebuild.
-Symbols of changed code drift out of the list over time (the linker skips
-names it does not find); rerun after large changes.
+Needs valgrind and h2load (bench/setup installs both). Run it from a
+release build: `cargo build --release && bench/orderfile.py`, then rebuild;
+with the profile-guided build too (which inlines differently, so names
+differ): `bench/orderfile.py --weft target/pgo/release/weft --weft
+target/release/weft`, then rebuild both. Symbols of changed code drift out
+of the list over time (the linker skips names it does not find); rerun
+after large changes.
 """
 
 import argparse
@@ -91,67 +94,88 @@ def text_symbols(binary: Path) -> dict[str, int]:
 
 def coverage(binary: str, order: Path = ORDER) -> dict:
     """How many of the order file's functions the binary has (the linker
-    skips the rest): below ~90%, rerun this script."""
+    skips the rest): below ~80%, rerun this script. (Written from both the
+    PGO and the plain build, it lists names each has alone: each finds
+    ~85-90% of them when fresh.)"""
     listed = order.read_text().split() if order.exists() else []
     syms = text_symbols(Path(binary))
     return {"listed": len(listed), "found": sum(1 for n in listed if n in syms)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weft", default=str(ROOT / "target/release/weft"))
-    ap.add_argument("--out", default=str(ORDER))
-    ap.add_argument("--requests", type=int, default=2000, help="per protocol and path")
-    ap.add_argument("--idle", type=float, default=12, help="seconds the proxies idle before they stop")
-    args = ap.parse_args()
-    weft = args.weft
+def exercise(procs: Procs, weft: str, requests: int, idle: float, prefix=lambda name: ()) -> None:
+    """The workload weft's release build is laid out and tuned on (this
+    file's function order, bench/pgo.py's profile): a gateway, a server
+    sidecar (registered, inbound) and a client sidecar against one control
+    plane; `requests` HTTP/1.1 and then HTTP/2 requests through the gateway
+    and through the mesh path; `idle` seconds of timers, health and outlier
+    sweeps; then every weft process stops gracefully (a profile is written
+    at exit). `prefix(name)` runs that proxy under a tool (callgrind)."""
+    # One more service: what the idle-memory benchmark's sidecar gets.
+    backend, _, control = wf.one_hop_control(procs, weft, extra_services=1)
+    gw_port, outbound = free_port(), free_port()
+    gw, gw_admin = wf.gateway(procs, weft, control, gw_port, prefix=prefix("gateway"))
+    server, s_admin = wf.sidecar(procs, weft, control, "mesh-backend", free_port(), app_port=backend,
+                                 labels="app=mesh-backend", register=True, prefix=prefix("server"))
+    client, c_admin = wf.sidecar(procs, weft, control, "mesh-client", outbound, prefix=prefix("client"))
+    for admin in (gw_admin, s_admin, c_admin):
+        wf.wait_ready(admin, "proxy", timeout=300)
+    for h1 in (True, False):
+        h2load(gw_port, requests, HOST, h1)
+    deadline = time.time() + 120
+    while True:  # until the server sidecar's registration has reached the client
+        try:
+            h2load(outbound, 10, "mesh-backend", True)
+            break
+        except RuntimeError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    for h1 in (True, False):
+        h2load(outbound, requests, "mesh-backend", h1)
+    time.sleep(idle)
+    for p in (gw, server, client):
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in (gw, server, client):
+        p.wait(timeout=120)
+    procs.stop(control.proc)
 
+
+def ran_functions(weft: str, requests: int, idle: float) -> list[str]:
+    """The weft functions `exercise` ran in `weft`'s proxies, the most
+    instructions first."""
     with tempfile.TemporaryDirectory(prefix="weft-order-") as tmp:
         tmp = Path(tmp)
         procs = Procs(tmp)
         try:
-            # One more service: what the idle-memory benchmark's sidecar gets.
-            backend, _, control = wf.one_hop_control(procs, weft, extra_services=1)
-            gw_port, outbound = free_port(), free_port()
-            outs = [tmp / f"cg-{n}.out" for n in ("gateway", "server", "client")]
-            gw, gw_admin = wf.gateway(procs, weft, control, gw_port, prefix=callgrind(outs[0]))
-            server, s_admin = wf.sidecar(procs, weft, control, "mesh-backend", free_port(), app_port=backend,
-                                         labels="app=mesh-backend", register=True, prefix=callgrind(outs[1]))
-            client, c_admin = wf.sidecar(procs, weft, control, "mesh-client", outbound, prefix=callgrind(outs[2]))
-            for admin in (gw_admin, s_admin, c_admin):
-                wf.wait_ready(admin, "proxy under callgrind", timeout=300)
-            for h1 in (True, False):
-                h2load(gw_port, args.requests, HOST, h1)
-            deadline = time.time() + 120
-            while True:  # until the server sidecar's registration has reached the client
-                try:
-                    h2load(outbound, 10, "mesh-backend", True)
-                    break
-                except RuntimeError:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.5)
-            for h1 in (True, False):
-                h2load(outbound, args.requests, "mesh-backend", h1)
-            time.sleep(args.idle)  # timers, health and outlier sweeps
-            for p in (gw, server, client):
-                os.killpg(p.pid, signal.SIGTERM)
-            for p in (gw, server, client):
-                p.wait(timeout=120)
+            exercise(procs, weft, requests, idle, prefix=lambda name: callgrind(tmp / f"cg-{name}.out"))
         finally:
             procs.stop_all()
-
         cost: dict[str, int] = {}
-        for out in outs:
+        for out in tmp.glob("cg-*.out"):
             for name, c in self_costs(out).items():
                 cost[name] = cost.get(name, 0) + c
-
     syms = text_symbols(Path(weft))
-    ran = sorted((n for n in cost if n in syms), key=lambda n: (-cost[n], n))
-    Path(args.out).write_text("".join(f"{n}\n" for n in ran))
-    size = sum(syms[n] for n in ran)
-    total = sum(syms.values())
-    print(f"{len(ran)} functions ran ({size / 1024:.0f} KiB of {total / 1024:.0f} KiB of functions); wrote {args.out}")
+    return sorted((n for n in cost if n in syms), key=lambda n: (-cost[n], n))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weft", action="append", help="a weft binary to record (default target/release/weft); given twice "
+                    "(the PGO build and the plain one), the first one's functions come first, then the second's others")
+    ap.add_argument("--out", default=str(ORDER))
+    ap.add_argument("--requests", type=int, default=2000, help="per protocol and path")
+    ap.add_argument("--idle", type=float, default=12, help="seconds the proxies idle before they stop")
+    args = ap.parse_args()
+    order: list[str] = []
+    for weft in args.weft or [str(ROOT / "target/release/weft")]:
+        ran = ran_functions(weft, args.requests, args.idle)
+        listed = set(order)
+        order += [n for n in ran if n not in listed]
+        syms = text_symbols(Path(weft))
+        size = sum(syms[n] for n in ran)
+        print(f"{weft}: {len(ran)} functions ran ({size / 1024:.0f} KiB of {sum(syms.values()) / 1024:.0f} KiB of functions)")
+    Path(args.out).write_text("".join(f"{n}\n" for n in order))
+    print(f"wrote {len(order)} names to {args.out}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orderfile  # noqa: E402
 import peers  # noqa: E402
+import pgo  # noqa: E402
 import weft as wf  # noqa: E402
 from peers import HOST, ROOT, Procs, cpu_seconds, cpu_times, free_port, private_kib, rss_kib, tool  # noqa: E402
 
@@ -133,6 +134,9 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     wp = free_port()
     gw, _ = wf.gateway(procs, weft, control, wp)
     targets["weft"] = (gw, wp, wp)
+    if args.baseline:  # the same code without PGO, side by side
+        bp = free_port()
+        targets["weft-plain"] = (wf.gateway(procs, args.baseline, control, bp, name="weft-plain")[0], bp, bp)
     ep = free_port()
     targets["envoy"] = (peers.envoy_static(procs, "envoy", ep, backend, free_port()), ep, ep)
     hp, hp2 = free_port(), free_port()
@@ -247,9 +251,10 @@ def table(res: dict) -> str:
         load = res["loaded_rss_kib"].get(k)
         lines.append(f"{k:<10}{h1[k]:>10.0f}{h1[k] / h1['direct']:>9.2f}{h2[k]:>10.0f}{add['p50']:>8.3f}{add['p90']:>8.3f}{add['p99']:>8.3f}"
                      f"{'-' if cpu is None else f'{cpu:.4f}':>10}{'-' if idle is None else f'{idle / 1024:.1f}M':>10}{'-' if load is None else f'{load / 1024:.1f}M':>10}")
-    w = h1["weft"]
-    lines.append(f"weft ÷ haproxy {w / h1['haproxy']:.2f}   ÷ nginx {w / h1['nginx']:.2f}   ÷ envoy {w / h1['envoy']:.2f}   (HTTP/1.1)")
-    lines.append(f"weft ÷ haproxy {h2['weft'] / h2['haproxy']:.2f}   ÷ nginx {h2['weft'] / h2['nginx']:.2f}   ÷ envoy {h2['weft'] / h2['envoy']:.2f}   (HTTP/2)")
+    for w in ("weft", "weft-plain"):
+        if w in h1:
+            lines.append(f"{w} ÷ haproxy {h1[w] / h1['haproxy']:.2f}   ÷ nginx {h1[w] / h1['nginx']:.2f}   ÷ envoy {h1[w] / h1['envoy']:.2f}   (HTTP/1.1)")
+            lines.append(f"{w} ÷ haproxy {h2[w] / h2['haproxy']:.2f}   ÷ nginx {h2[w] / h2['nginx']:.2f}   ÷ envoy {h2[w] / h2['envoy']:.2f}   (HTTP/2)")
     split = res.get("cpu_us_per_req_user_kernel", {})
     if split:
         lines.append("CPU per HTTP/1.1 request, user + kernel µs: " + "   ".join(f"{k} {u:.1f} + {s:.1f}" for k, (u, s) in split.items()))
@@ -306,20 +311,32 @@ def main() -> None:
     ap.add_argument("--services", type=int, nargs="*", default=[1, 1000, 10000])
     ap.add_argument("--scale", type=int, nargs=3, default=[1000, 10, 100], metavar=("SERVICES", "ENDPOINTS_PER", "PROXIES"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    ap.add_argument("--weft", default=str(ROOT / "target/release/weft"))
+    ap.add_argument("--weft", help="the weft binary to measure (default target/release/weft, or with --pgo target/pgo/release/weft)")
+    ap.add_argument("--pgo", action="store_true", help="measure the profile-guided build (bench/pgo.py builds it if missing) "
+                    "and, one hop, the plain release build beside it as weft-plain")
+    ap.add_argument("--baseline", help="another weft binary measured one hop beside --weft, as weft-plain")
     ap.add_argument("--parts", default="one-hop,memory,control", help="comma-separated subset to run")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds, args.rate, args.services, args.scale = 1, 1, 200, [1, 50], [20, 2, 3]
-    if not Path(args.weft).exists():
+    plain = str(ROOT / "target/release/weft")
+    if args.pgo:
+        args.weft = args.weft or str(pgo.BINARY)
+        args.baseline = args.baseline or plain
+        if not Path(args.weft).exists():
+            subprocess.run([sys.executable, str(ROOT / "bench/pgo.py")], check=True)
+    args.weft = args.weft or plain
+    if not Path(plain).exists() and plain in (args.weft, args.baseline):
         subprocess.run(["cargo", "build", "--release", "-p", "weft"], cwd=ROOT, check=True)
+    build = pgo.provenance(args.weft)
     res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
                     "duration_s": args.duration, "rounds": args.rounds, "rate": args.rate, "quick": args.quick,
                     "weft": subprocess.run([args.weft, "--version"], capture_output=True, text=True).stdout.strip(),
-                    "code_layout": orderfile.coverage(args.weft)}}
+                    "code_layout": orderfile.coverage(args.weft), "build": build, "baseline": args.baseline}}
+    print(f"weft: {args.weft} ({build['kind']}{', ' + build['warning'] if build.get('warning') else ''})")
     lay = res["meta"]["code_layout"]
     print(f"code layout: {lay['found']} of the {lay['listed']} functions in crates/cli/weft.order are in this binary"
-          + (" (rerun bench/orderfile.py)" if lay["found"] < 0.9 * lay["listed"] else ""))
+          + (" (rerun bench/orderfile.py)" if lay["found"] < 0.8 * lay["listed"] else ""))
     with tempfile.TemporaryDirectory(prefix="weft-bench-") as tmp:
         procs = Procs(Path(tmp))
         try:

@@ -109,14 +109,16 @@ class Control:
             time.sleep(0.005)
 
 
-def gateway(procs: Procs, weft: str, control: Control, port: int, prefix: tuple = ()) -> tuple:
-    """The one-hop gateway on `port`. `prefix` runs it under a tool (valgrind)."""
+def gateway(procs: Procs, weft: str, control: Control, port: int, prefix: tuple = (), name: str = "weft-gateway") -> tuple:
+    """The one-hop gateway on `port`, its process (and workload) called
+    `name`. `prefix` runs it under a tool (valgrind)."""
     admin = free_port()
-    p = procs.start("weft-gateway", [*prefix, weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}",
-                                     "--labels", "bench=one-hop", "--port-offset", str(port - 80), "--workload", "bench-gw",
-                                     "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"],
+    workload = "bench-gw" if name == "weft-gateway" else name
+    p = procs.start(name, [*prefix, weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}",
+                           "--labels", "bench=one-hop", "--port-offset", str(port - 80), "--workload", workload,
+                           "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"],
                     env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
-    wait_port(port, "weft gateway", timeout=120, proc=p)
+    wait_port(port, name, timeout=120, proc=p)
     return p, admin
 
 

@@ -57,3 +57,22 @@ fn sigterm_lets_in_flight_requests_finish() {
         assert!(!up_at(&sc.outbound).await, "no longer accepting");
     });
 }
+
+#[test]
+fn the_control_plane_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let mut control = Control::start(dir.path()).await;
+        std::process::Command::new("kill").args(["-TERM", &control.proc.0.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = control.proc.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the control plane did not exit on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "a clean exit, not death by the signal: {status}");
+        assert!(!up_at(&control.api).await, "no longer serving its API");
+    });
+}
