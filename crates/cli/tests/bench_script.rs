@@ -8,15 +8,17 @@ use std::process::Command;
 #[test]
 fn bench_quick_run_produces_results() {
     let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
     let status = Command::new("python3")
-        .args(["bench/run.py", "--quick", "--weft", weft(), "--out", out.path().to_str().unwrap()])
+        // The same binary as the baseline too: only the plumbing is checked.
+        .args(["bench/run.py", "--quick", "--weft", weft(), "--baseline", weft(), "--out", dir])
         .current_dir(repo())
         .status()
         .expect("python3");
     assert!(status.success(), "bench/run.py --quick failed");
     let res: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("latest.json")).unwrap()).unwrap();
-    for peer in ["direct", "weft", "envoy", "haproxy", "nginx"] {
+    for peer in ["direct", "weft", "weft-plain", "envoy", "haproxy", "nginx"] {
         assert!(res["throughput_h1"][peer].as_f64().unwrap() > 0.0, "{peer}: {res}");
         assert!(res["throughput_h2"][peer].as_f64().unwrap() > 0.0, "{peer}: {res}");
         assert!(res["latency_ms"][peer]["p99"].as_f64().unwrap() > 0.0, "{peer}: {res}");
