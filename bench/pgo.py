@@ -82,12 +82,13 @@ def git(*args: str) -> str:
 
 
 def source_tree() -> str:
-    """A digest of what the build reads (the crates, the manifests, cargo's
-    config) as the checkout has them now, committed or not: `git stash
-    create` records them without touching the checkout, and prints nothing
-    when there is nothing to record."""
-    listing = git("ls-tree", git("stash", "create") or "HEAD", "crates", "Cargo.toml", "Cargo.lock", ".cargo")
-    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+    """A digest of what the build reads (the crates but their tests and
+    benches, the manifests, cargo's config) as the checkout has them now,
+    committed or not: `git stash create` records them without touching the
+    checkout, and prints nothing when there is nothing to record."""
+    listing = git("ls-tree", "-r", git("stash", "create") or "HEAD", "crates", "Cargo.toml", "Cargo.lock", ".cargo")
+    kept = [line for line in listing.splitlines() if not re.search(r"^crates/[^/]+/(tests|benches)/", line.split("\t")[-1])]
+    return hashlib.sha256("\n".join(kept).encode()).hexdigest()[:16]
 
 
 def provenance(binary: str) -> dict:
