@@ -2,6 +2,8 @@
 """weft's benchmarks, side by side with a direct connection, Envoy, HAProxy
 and nginx, in one run on one machine. What is measured and why is in
 BENCHMARKS.md; `bench/run.py --quick` is the tiny run the test suite uses.
+`--pgo` measures the profile-guided build (bench/pgo.py), the one the
+published figures are of, with the plain release build beside it.
 
 Prints a table, writes bench/results/latest.json and draws
 bench/results/latest.png.
