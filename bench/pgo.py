@@ -129,8 +129,10 @@ def main() -> None:
             procs.stop_all()
             del os.environ["LLVM_PROFILE_FILE"]
         counts = sorted(raw.glob("*.profraw"))
-        if len(counts) < 4:  # control plane, gateway, two sidecars
-            raise SystemExit(f"bench/pgo.py: {len(counts)} processes wrote counts, expected 4; see the logs above")
+        if len(counts) < 4:  # a process that does not exit cleanly writes none
+            logs = "".join(f"\n--- {name}:\n{(tmp / f'{name}.log').read_text()[-600:]}" for name, _ in procs.procs)
+            raise SystemExit(f"bench/pgo.py: {len(counts)} processes wrote counts, expected 4 (the control plane, "
+                             f"the gateway, two sidecars); one did not exit cleanly. Their logs:{logs}")
         merged = tmp / "merged.profdata"
         subprocess.run([tool, "merge", "-o", str(merged), *map(str, counts)], check=True)
         digest = hashlib.sha256(merged.read_bytes()).hexdigest()[:12]
