@@ -24,6 +24,7 @@ component works too. ~10 minutes on 2 cores.
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ BINARY = USE / "release/weft"
 STAMP = USE / "release/weft.pgo.json"
 
 
+@functools.cache
 def rustc_facts() -> tuple[str, int, str]:
     """rustc's host triple, LLVM major version and sysroot."""
     vv = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
@@ -96,7 +98,7 @@ def provenance(binary: str) -> dict:
     built on, and a warning when the sources have changed since) or a plain
     one."""
     if Path(binary).resolve() != BINARY.resolve() or not STAMP.exists():
-        return {"kind": "plain release build"}
+        return {"kind": "not bench/pgo.py's build"}
     stamp = json.loads(STAMP.read_text())
     out = {"kind": "profile-guided build", **stamp}
     if stamp.get("tree") != source_tree():

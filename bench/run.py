@@ -253,10 +253,9 @@ def table(res: dict) -> str:
         load = res["loaded_rss_kib"].get(k)
         lines.append(f"{k:<10}{h1[k]:>10.0f}{h1[k] / h1['direct']:>9.2f}{h2[k]:>10.0f}{add['p50']:>8.3f}{add['p90']:>8.3f}{add['p99']:>8.3f}"
                      f"{'-' if cpu is None else f'{cpu:.4f}':>10}{'-' if idle is None else f'{idle / 1024:.1f}M':>10}{'-' if load is None else f'{load / 1024:.1f}M':>10}")
-    for w in ("weft", "weft-plain"):
-        if w in h1:
-            lines.append(f"{w} ÷ haproxy {h1[w] / h1['haproxy']:.2f}   ÷ nginx {h1[w] / h1['nginx']:.2f}   ÷ envoy {h1[w] / h1['envoy']:.2f}   (HTTP/1.1)")
-            lines.append(f"{w} ÷ haproxy {h2[w] / h2['haproxy']:.2f}   ÷ nginx {h2[w] / h2['nginx']:.2f}   ÷ envoy {h2[w] / h2['envoy']:.2f}   (HTTP/2)")
+    for w in (w for w in ("weft", "weft-plain") if w in h1):
+        for t, proto in ((h1, "HTTP/1.1"), (h2, "HTTP/2")):
+            lines.append(f"{w} ÷ haproxy {t[w] / t['haproxy']:.2f}   ÷ nginx {t[w] / t['nginx']:.2f}   ÷ envoy {t[w] / t['envoy']:.2f}   ({proto})")
     split = res.get("cpu_us_per_req_user_kernel", {})
     if split:
         lines.append("CPU per HTTP/1.1 request, user + kernel µs: " + "   ".join(f"{k} {u:.1f} + {s:.1f}" for k, (u, s) in split.items()))

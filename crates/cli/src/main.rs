@@ -101,13 +101,7 @@ fn main() -> ExitCode {
             Cmd::Up(a) => up::run(a).await,
             Cmd::Control { config, xds_addr, api_addr } => {
                 weft_control::start(weft_control::ControlOptions { config_dir: config, xds_addr, api_addr }).await?;
-                // SIGTERM (systemd, Kubernetes, a supervisor) stops it as
-                // Ctrl-C does: a clean exit, status 0.
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => r?,
-                    _ = term.recv() => {}
-                }
+                weft_proxy::stop_signal().await?;
                 Ok(())
             }
             Cmd::Proxy(a) => weft_proxy::run(a.into_options()?).await,

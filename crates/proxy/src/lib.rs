@@ -35,6 +35,17 @@ pub struct ProxyOptions {
 }
 
 /// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes,
+/// a supervisor's stop), naming it: every long-running weft command stops
+/// on either, cleanly.
+pub async fn stop_signal() -> std::io::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}
+
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let state = ProxyState::new(opts.node.clone());
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);
@@ -49,10 +60,8 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let reg_id = Arc::new(std::sync::Mutex::new(None));
     let registration = opts.register.clone().map(|r| tokio::spawn(register::run(state.clone(), r, reg_id.clone())));
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        signal = stop_signal() => tracing::info!("{}: draining", signal?),
         _ = quit_rx.recv() => tracing::info!("quitquitquit: draining"),
     }
     // Leave the registry first so new traffic goes elsewhere (no heartbeat

@@ -216,7 +216,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         write_ready(f, &xds, &api, &gateways, &replicas)?;
     }
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stop = weft_proxy::stop_signal();
+    tokio::pin!(stop);
     // Edits to the folder roll the workloads they change.
     let mut snaps = control.hub.subscribe();
     let mut applied = rollout::desired(&resources);
@@ -225,8 +226,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(6);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            signal = &mut stop => {
+                signal?;
+                break;
+            }
             changed = snaps.changed() => {
                 if changed.is_err() {
                     break;
