@@ -80,9 +80,13 @@ async fn part(
     };
     let snap = snap.clone();
     cell.get_or_init(|| async move {
-        tokio::task::spawn_blocking(move || Arc::new(f(&Index::new(&snap.resources), &snap)))
-            .await
-            .expect("translation does not panic")
+        match tokio::task::spawn_blocking(move || Arc::new(f(&Index::new(&snap.resources), &snap))).await {
+            Ok(part) => part,
+            // Only a runtime shutting down cancels it (`weft up` stopping
+            // while a change is translated), and it drops this task next.
+            Err(e) if e.is_cancelled() => std::future::pending().await,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     })
     .await
     .clone()
