@@ -1,6 +1,7 @@
 //! Every way an instance can be known: Kubernetes Endpoints and
 //! EndpointSlices (selectorless Services), ServiceEntry with static
-//! addresses, with DNS names, and with a workloadSelector over WorkloadEntries.
+//! addresses, with DNS names, and with a workloadSelector over WorkloadEntries;
+//! and which of them count as inside the mesh.
 
 mod common;
 use common::*;
@@ -107,5 +108,64 @@ spec: {{address: 127.0.0.1, ports: {{http: {pe}}}, labels: {{app: vm}}}}
             .find(|c| c["name"] == "outbound|80||sliced.default.svc.cluster.local")
             .unwrap();
         assert_eq!(sliced["endpoints"].as_array().unwrap().len(), 1, "{sliced}");
+    });
+}
+
+/// A caller's identity (`x-weft-source`) reaches only endpoints with a
+/// sidecar: those labelled `security.istio.io/tlsMode: istio` (as sidecars
+/// label the instances they register). An external service or a plain
+/// WorkloadEntry never sees it.
+#[test]
+fn only_endpoints_in_the_mesh_learn_who_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, inside) = demo("inside", "v1").await;
+        let (_b, outside) = demo("outside", "v1").await;
+        let (_c, external) = demo("external", "v1").await;
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: inside}}
+spec:
+  selector: {{app: inside}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: inside-1}}
+spec:
+  address: 127.0.0.1
+  ports: {{http: {inside}}}
+  labels: {{app: inside, security.istio.io/tlsMode: istio}}
+---
+{}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: external}}
+spec:
+  hosts: [api.external.example]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {external}}}}}]
+"#,
+            backend_yaml("outside", outside)
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        for (host, source) in [("inside", Some("client.default")), ("outside", None), ("api.external.example", None)] {
+            let r = request(&sc.outbound, "GET", &format!("http://{host}/"), &[], Default::default()).await;
+            assert_eq!(r.status, 200, "{host}: {}", String::from_utf8_lossy(&r.body));
+            assert_eq!(r.json()["headers"]["x-weft-source"].as_str(), source, "{host}: {}", r.json()["headers"]);
+        }
+        // The admin view says which endpoints are in the mesh.
+        let dump = sc.config_dump().await;
+        let mesh = |cluster: &str| {
+            let c = dump["clusters"].as_array().unwrap().iter().find(|c| c["name"] == cluster).unwrap();
+            c["endpoints"][0]["mesh"].as_bool().unwrap()
+        };
+        assert!(mesh("outbound|80||inside.default.svc.cluster.local"));
+        assert!(!mesh("outbound|80||outside.default.svc.cluster.local"));
     });
 }

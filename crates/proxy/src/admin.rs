@@ -89,7 +89,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
 fn endpoint_json(set: &EndpointSet, i: usize) -> serde_json::Value {
     let e = &set.endpoints[i];
     let h = e.health.as_deref();
-    json!({"address": e.addr.to_string(), "weight": e.weight, "lbWeight": set.weight(i), "priority": e.priority, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "activeRequests": e.active(), "health": e.health_text(), "ejections": h.map_or(0, |h| h.ejection_count()), "lastFailure": h.map(|h| h.reason()).filter(|r| !r.is_empty())})
+    json!({"address": e.addr.to_string(), "weight": e.weight, "lbWeight": set.weight(i), "priority": e.priority, "workload": &*e.workload, "namespace": &*e.namespace, "locality": &*e.locality, "mesh": e.mesh, "activeRequests": e.active(), "health": e.health_text(), "ejections": h.map_or(0, |h| h.ejection_count()), "lastFailure": h.map(|h| h.reason()).filter(|r| !r.is_empty())})
 }
 
 /// Upstream health as this proxy sees it, per cluster and host (what the

@@ -46,13 +46,20 @@ pub async fn call(
     Ok((status, body))
 }
 
+/// Istio's label for a workload with a sidecar: the control plane marks
+/// this instance's endpoints with it, and callers send it mesh-internal
+/// headers (the caller's identity), which they keep from anything else.
+pub const TLS_MODE: (&str, &str) = ("security.istio.io/tlsMode", "istio");
+
 fn instance(state: &ProxyState, r: &Registration) -> serde_json::Value {
+    let mut labels = state.node.labels.clone();
+    labels.entry(TLS_MODE.0.to_owned()).or_insert_with(|| TLS_MODE.1.to_owned());
     serde_json::json!({
         "name": state.node.workload,
         "namespace": state.node.namespace,
         "address": r.address,
         "port": r.port,
-        "labels": state.node.labels,
+        "labels": labels,
         "serviceAccount": r.service_account,
         "locality": r.locality,
         "weight": r.weight,

@@ -88,16 +88,50 @@ struct Ep<'a> {
     labels: Option<&'a Labels>,
     workload: &'a str,
     namespace: &'a str,
+    /// A weft sidecar fronts it: it takes mesh-internal headers.
+    mesh: bool,
 }
 
-/// Telemetry's view of an endpoint, as Istio carries it: one string
-/// `istio.workload = "name;namespace"`. One field on purpose: prost encodes
-/// a Struct from a HashMap, so with two fields the bytes (and the hash that
-/// tells the ADS server what changed) would differ from push to push.
+/// Istio's mark of a workload with a sidecar; weft's sidecars put it on the
+/// instances they register, and a WorkloadEntry for a VM with one carries it.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+fn in_mesh(labels: &Labels) -> bool {
+    labels.get(TLS_MODE_LABEL).is_some_and(|v| v == "istio")
+}
+
+/// An endpoint's metadata, as Istio writes it: telemetry's one string
+/// `istio.workload = "name;namespace"`, and for an endpoint with a sidecar
+/// `envoy.transport_socket_match.tlsMode = "istio"`.
 fn metadata(ep: &Ep) -> Metadata {
-    let w = Value { kind: Some(Kind::StringValue(format!("{};{}", ep.workload, ep.namespace))) };
-    let fields = [("workload".to_owned(), w)].into_iter().collect();
-    Metadata { filter_metadata: [("istio".to_owned(), Struct { fields })].into_iter().collect(), ..Default::default() }
+    let string = |s: String| Value { kind: Some(Kind::StringValue(s)) };
+    let mut meta = map(2);
+    meta.insert(
+        "istio".to_owned(),
+        Struct { fields: one("workload", string(format!("{};{}", ep.workload, ep.namespace))) },
+    );
+    if ep.mesh {
+        meta.insert(
+            "envoy.transport_socket_match".to_owned(),
+            Struct { fields: one("tlsMode", string("istio".into())) },
+        );
+    }
+    Metadata { filter_metadata: meta, ..Default::default() }
+}
+
+/// prost encodes a map in its iteration order, and a `HashMap` from
+/// `collect` gets its own random seed: the same endpoints would encode to
+/// other bytes (and another hash, which tells the ADS server what changed)
+/// on every push. Maps built alike with one shared seed iterate alike.
+fn map<V>(capacity: usize) -> HashMap<String, V> {
+    static SEED: std::sync::LazyLock<std::hash::RandomState> = std::sync::LazyLock::new(Default::default);
+    HashMap::with_capacity_and_hasher(capacity, SEED.clone())
+}
+
+fn one(key: &str, v: Value) -> HashMap<String, Value> {
+    let mut m = map(1);
+    m.insert(key.to_owned(), v);
+    m
 }
 
 /// Endpoints grouped by (rank, locality), as `placement` ranks and weighs
@@ -217,6 +251,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                 labels: Some(&inst.labels),
                 workload: &inst.name,
                 namespace: &inst.namespace,
+                mesh: in_mesh(&inst.labels),
             });
         }
     }
@@ -243,6 +278,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                             labels: None,
                             workload: r.name(),
                             namespace: r.namespace(),
+                            mesh: false,
                         });
                     }
                 }
@@ -264,6 +300,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                             labels: None,
                             workload: r.name(),
                             namespace: r.namespace(),
+                            mesh: false,
                         });
                     }
                 }
@@ -332,6 +369,7 @@ pub fn build(
                                 labels: None,
                                 workload: &svc.name,
                                 namespace: &svc.namespace,
+                                mesh: false,
                             });
                         }
                         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
@@ -359,6 +397,7 @@ pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
         labels: None,
         workload: &node.workload,
         namespace: &node.namespace,
+        mesh: false,
     };
     // The app gets the protocol the caller spoke (gRPC stays HTTP/2).
     let opts = HttpProtocolOptions {
@@ -379,4 +418,34 @@ pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
         .into(),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// The ADS server tells a change by the encoded bytes: the same
+    /// endpoints, translated twice, must encode alike (two metadata keys
+    /// on an endpoint in the mesh).
+    #[test]
+    fn the_same_endpoints_encode_to_the_same_bytes() {
+        let encode = || {
+            let eps = (0..8)
+                .map(|i| Ep {
+                    address: format!("10.0.0.{i}"),
+                    port: 80,
+                    weight: None,
+                    locality: None,
+                    labels: None,
+                    workload: "w",
+                    namespace: "ns",
+                    mesh: i % 2 == 0,
+                })
+                .collect();
+            assignment("c", eps, &Placement::default()).encode_to_vec()
+        };
+        let first = encode();
+        assert!((0..20).all(|_| encode() == first));
+    }
 }

@@ -42,6 +42,9 @@ pub struct Endpoint {
     pub pool: Arc<EndpointPool>,
     /// None when the cluster has no outlier detection or health checks.
     pub health: Option<Arc<HostHealth>>,
+    /// A weft sidecar fronts it (`tlsMode: istio`): requests to it carry
+    /// this proxy's identity, requests to anything else do not.
+    pub mesh: bool,
     active: AtomicU64,
 }
 
@@ -73,6 +76,7 @@ impl Endpoint {
             locality_weight: 1,
             pool,
             health: None,
+            mesh: false,
             active: AtomicU64::new(0),
         }
     }
@@ -253,6 +257,12 @@ fn endpoints(
                 }
             };
             let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value.max(1));
+            let mesh = lb
+                .metadata
+                .as_ref()
+                .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
+                .and_then(|m| m.fields.get("tlsMode"))
+                .is_some_and(|v| matches!(&v.kind, Some(Kind::StringValue(s)) if s == "istio"));
             for ip in ips {
                 let addr = SocketAddr::new(ip, port);
                 // `istio.workload` is "name;namespace" (Istio's form).
@@ -264,6 +274,7 @@ fn endpoints(
                 let mut e = Endpoint::new(addr, weight, w, ns, locality.clone(), hosts.pools.get(addr));
                 e.priority = loc.priority;
                 e.locality_weight = loc.load_balancing_weight.as_ref().map_or(0, |w| w.value);
+                e.mesh = mesh;
                 if let Some(k) = &health {
                     let h = hosts.health.get(k.cluster, addr, k.initial);
                     h.set(k.stale, false);
