@@ -203,3 +203,19 @@ spec:
     assert!(d.message.contains("health-check.weft.dev/intervall"), "{d}");
     assert!(d.hint.as_deref().unwrap_or("").contains("did you mean `health-check.weft.dev/interval`"), "{d}");
 }
+
+#[test]
+fn an_unknown_tls_mode_is_warned_at_its_label() {
+    let yaml = r#"apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1}
+spec:
+  address: 10.0.0.7
+  labels:
+    app: reviews
+    security.istio.io/tlsMode: Istio
+"#;
+    let d = one(&check(yaml), codes::INVALID_VALUE, 8, 5);
+    assert!(d.message.contains("`Istio`") && d.message.contains("outside the mesh"), "{d}");
+    assert!(check(&yaml.replace("Istio", "istio")).is_empty());
+}

@@ -49,7 +49,7 @@ pub async fn call(
 /// Istio's label for a workload with a sidecar: the control plane marks
 /// this instance's endpoints with it, and callers send it mesh-internal
 /// headers (the caller's identity), which they keep from anything else.
-pub const TLS_MODE: (&str, &str) = ("security.istio.io/tlsMode", "istio");
+const TLS_MODE: (&str, &str) = ("security.istio.io/tlsMode", "istio");
 
 fn instance(state: &ProxyState, r: &Registration) -> serde_json::Value {
     let mut labels = state.node.labels.clone();

@@ -67,6 +67,7 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
             }
             for (i, e) in se.endpoints.iter().enumerate() {
                 locality(r, &format!("spec.endpoints[{i}].locality"), e.locality.as_deref(), out);
+                tls_mode(r, &format!("spec.endpoints[{i}].labels"), &e.labels, out);
             }
         }
         Spec::WorkloadEntry(w) => {
@@ -80,6 +81,7 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
                 ));
             }
             locality(r, "spec.locality", w.locality.as_deref(), out);
+            tls_mode(r, "spec.labels", &w.labels, out);
         }
         Spec::Workload(w) => {
             if w.command.is_empty() {
@@ -103,6 +105,22 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
             locality(r, "spec.locality", w.locality.as_deref(), out);
         }
         Spec::Endpoints(_) | Spec::EndpointSlice(_) => {}
+    }
+}
+
+/// `security.istio.io/tlsMode` says whether a sidecar fronts the instance
+/// (`istio`: it receives the caller's identity); any other value than
+/// Istio's two reads as `disabled`, which a typo should not do silently.
+fn tls_mode(r: &Resource, path: &str, labels: &Labels, out: &mut Vec<Diagnostic>) {
+    const KEY: &str = "security.istio.io/tlsMode";
+    if let Some(v) = labels.get(KEY).filter(|v| !matches!(v.as_str(), "istio" | "disabled")) {
+        out.push(r.diag(
+            Warning,
+            codes::INVALID_VALUE,
+            &format!("{path}[\"{KEY}\"]"),
+            format!("unknown tlsMode `{v}`: the instance is treated as outside the mesh"),
+            Some("use `istio` for an instance with a weft sidecar, or `disabled`".into()),
+        ));
     }
 }
 

@@ -94,7 +94,7 @@ struct Ep<'a> {
 
 /// Istio's mark of a workload with a sidecar; weft's sidecars put it on the
 /// instances they register, and a WorkloadEntry for a VM with one carries it.
-pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 
 fn in_mesh(labels: &Labels) -> bool {
     labels.get(TLS_MODE_LABEL).is_some_and(|v| v == "istio")
