@@ -34,7 +34,6 @@ pub struct ProxyOptions {
     pub drain: Duration,
 }
 
-/// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes,
 /// a supervisor's stop), naming it: every long-running weft command stops
 /// on either, cleanly.
@@ -46,6 +45,7 @@ pub async fn stop_signal() -> std::io::Result<&'static str> {
     }
 }
 
+/// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let state = ProxyState::new(opts.node.clone());
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);

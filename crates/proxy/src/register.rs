@@ -46,9 +46,10 @@ pub async fn call(
     Ok((status, body))
 }
 
-/// Istio's label for a workload with a sidecar: the control plane marks
-/// this instance's endpoints with it, and callers send it mesh-internal
-/// headers (the caller's identity), which they keep from anything else.
+/// Istio's label for a workload with a sidecar (`weft_api::types::TLS_MODE_LABEL`;
+/// the proxy does not depend on that crate): the control plane marks this
+/// instance's endpoints with it, and callers send it mesh-internal headers
+/// (the caller's identity), which they keep from anything else.
 const TLS_MODE: (&str, &str) = ("security.istio.io/tlsMode", "istio");
 
 fn instance(state: &ProxyState, r: &Registration) -> serde_json::Value {

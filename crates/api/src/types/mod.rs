@@ -23,6 +23,16 @@ use std::collections::BTreeMap;
 
 pub type Labels = BTreeMap<String, String>;
 
+/// Istio's label for a workload with a sidecar (`istio`) or without one
+/// (`disabled`). weft's sidecars put `istio` on the instances they
+/// register; only such endpoints receive the caller's identity.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// Whether `labels` put an instance in the mesh (a sidecar fronts it).
+pub fn in_mesh(labels: &Labels) -> bool {
+    labels.get(TLS_MODE_LABEL).is_some_and(|v| v == "istio")
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {

@@ -108,16 +108,14 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// `security.istio.io/tlsMode` says whether a sidecar fronts the instance
-/// (`istio`: it receives the caller's identity); any other value than
-/// Istio's two reads as `disabled`, which a typo should not do silently.
+/// Any other `tlsMode` than Istio's two reads as `disabled` (see
+/// `in_mesh`), which a typo should not do silently.
 fn tls_mode(r: &Resource, path: &str, labels: &Labels, out: &mut Vec<Diagnostic>) {
-    const KEY: &str = "security.istio.io/tlsMode";
-    if let Some(v) = labels.get(KEY).filter(|v| !matches!(v.as_str(), "istio" | "disabled")) {
+    if let Some(v) = labels.get(TLS_MODE_LABEL).filter(|v| !matches!(v.as_str(), "istio" | "disabled")) {
         out.push(r.diag(
             Warning,
             codes::INVALID_VALUE,
-            &format!("{path}[\"{KEY}\"]"),
+            &format!("{path}[\"{TLS_MODE_LABEL}\"]"),
             format!("unknown tlsMode `{v}`: the instance is treated as outside the mesh"),
             Some("use `istio` for an instance with a weft sidecar, or `disabled`".into()),
         ));

@@ -92,14 +92,6 @@ struct Ep<'a> {
     mesh: bool,
 }
 
-/// Istio's mark of a workload with a sidecar; weft's sidecars put it on the
-/// instances they register, and a WorkloadEntry for a VM with one carries it.
-const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
-
-fn in_mesh(labels: &Labels) -> bool {
-    labels.get(TLS_MODE_LABEL).is_some_and(|v| v == "istio")
-}
-
 /// An endpoint's metadata, as Istio writes it: telemetry's one string
 /// `istio.workload = "name;namespace"`, and for an endpoint with a sidecar
 /// `envoy.transport_socket_match.tlsMode = "istio"`.
