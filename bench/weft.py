@@ -52,6 +52,60 @@ spec:
     (dir / "bench.yaml").write_text("---\n".join(docs))
 
 
+TRAIN_HOST = "train.bench"
+
+
+def training_config(dir: Path, backend: int, tcp_port: int) -> None:
+    """What the profile-guided build's training sends besides the
+    benchmark's plain route (bench/orderfile.py `exercise`): on the gateway,
+    host `train.bench`, routes matching regexes on the path and a header,
+    setting and removing headers, with fault injection, with retries and
+    timeouts, and mirroring every request; and `train-tcp`, a tcp port
+    (`tcp_port`) that sidecars splice to the backend. Code the training never
+    runs is optimised for size, not speed (BENCHMARKS.md)."""
+    docs = [
+        f"""apiVersion: v1
+kind: Service
+metadata: {{name: train-tcp}}
+spec:
+  selector: {{app: train-tcp}}
+  ports: [{{name: tcp-train, port: {tcp_port}}}]
+""",
+        f"""apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: train-tcp-1}}
+spec: {{address: 127.0.0.1, ports: {{tcp-train: {backend}}}, labels: {{app: train-tcp}}}}
+""",
+        f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: train}}
+spec:
+  hosts: [{TRAIN_HOST}]
+  gateways: [bench]
+  http:
+  - match: [{{uri: {{regex: "/fault/[a-z0-9]+"}}, headers: {{x-train: {{regex: "f[a-z]*"}}}}}}]
+    fault:
+      abort: {{httpStatus: 503, percentage: {{value: 0.1}}}}
+      delay: {{fixedDelay: 1ms, percentage: {{value: 0.1}}}}
+    headers: {{request: {{set: {{x-route: fault}}}}}}
+    route: [{{destination: {{host: backend}}}}]
+  - match: [{{uri: {{regex: "/retry/[a-z0-9]+"}}, method: {{exact: GET}}}}]
+    retries: {{attempts: 2, perTryTimeout: 2s, retryOn: "5xx,connect-failure"}}
+    timeout: 5s
+    headers:
+      request: {{set: {{x-route: retry}}, add: {{x-trace: train}}}}
+      response: {{remove: [server]}}
+    route: [{{destination: {{host: backend}}}}]
+  - match: [{{uri: {{prefix: /mirror}}}}]
+    route: [{{destination: {{host: backend}}}}]
+    mirror: {{host: backend}}
+    mirrorPercentage: {{value: 100}}
+""",
+    ]
+    dir.mkdir(parents=True, exist_ok=True)
+    (dir / "train.yaml").write_text("---\n".join(docs))
+
+
 def scale_config(dir: Path, services: int, endpoints_per_service: int, base_port: int = 20000) -> None:
     """`services` Services with `endpoints_per_service` WorkloadEntries each,
     every endpoint its own address (as in a real mesh: a proxy keeps state
@@ -65,16 +119,19 @@ def scale_config(dir: Path, services: int, endpoints_per_service: int, base_port
     (dir / "scale.yaml").write_text("---\n".join(docs))
 
 
-def one_hop_control(procs: Procs, weft: str, extra_services: int = 0):
+def one_hop_control(procs: Procs, weft: str, extra_services: int = 0, train_tcp: int | None = None):
     """The one-hop setup: the nginx backend (HTTP/1.1 and h2c ports), the
-    bench config (plus `extra_services` services of one endpoint each) and a
-    control plane serving it. Returns (backend, backend_h2, control)."""
+    bench config (plus `extra_services` services of one endpoint each, and
+    with `train_tcp` the training's routes and tcp port) and a control plane
+    serving it. Returns (backend, backend_h2, control)."""
     backend, backend_h2 = free_port(), free_port()
     nginx_backend(procs, backend, backend_h2)
     cfg = procs.tmp / "weft-config"
     bench_config(cfg, backend)
     if extra_services:
         scale_config(cfg, extra_services, 1)
+    if train_tcp:
+        training_config(cfg, backend, train_tcp)
     return backend, backend_h2, Control(procs, weft, cfg)
 
 
@@ -122,11 +179,15 @@ def gateway(procs: Procs, weft: str, control: Control, port: int, prefix: tuple 
 
 
 def sidecar(procs: Procs, weft: str, control: Control, name: str, outbound: int, app_port: int | None = None,
-            inbound: int | None = None, labels: str = "", register: bool = False, prefix: tuple = ()) -> tuple:
-    """A sidecar named `name`. `prefix` runs it under a tool (valgrind)."""
+            inbound: int | None = None, labels: str = "", register: bool = False, prefix: tuple = (),
+            listen_ip: str = "127.0.0.1") -> tuple:
+    """A sidecar named `name`, its listeners on `listen_ip` (two sidecars on
+    one address would both bind the mesh's tcp ports). `prefix` runs it
+    under a tool (valgrind)."""
     admin = free_port()
     cmd = [*prefix, weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", name,
-           "--outbound-port", str(outbound), "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"]
+           "--outbound-port", str(outbound), "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0",
+           "--listen-ip", listen_ip]
     if labels:
         cmd += ["--labels", labels]
     if app_port:
