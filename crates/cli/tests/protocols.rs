@@ -1,10 +1,14 @@
 //! Protocols through the mesh: gRPC over h2c with status and trailers
 //! intact (client → sidecar → sidecar → app), WebSocket upgrades, and
-//! HTTP/2 prior knowledge on the outbound listener.
+//! HTTP/2 prior knowledge on the outbound listener, also from clients
+//! whose first bytes arrive in pieces.
 
 mod common;
 use common::*;
 use futures::{SinkExt, StreamExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_demo::grpc::{HELLO_PATH, HelloReply, HelloRequest};
 
 /// A gRPC channel whose :authority is `authority` but whose bytes go to `via`.
@@ -111,16 +115,83 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         .await
         .unwrap();
         tokio::spawn(conn);
-        let req = http::Request::builder()
-            .uri("http://greeter/h2")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        use http_body_util::BodyExt;
-        let body: serde_json::Value =
-            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        assert_eq!((body["service"].as_str(), body["path"].as_str()), (Some("greeter"), Some("/h2")));
+        assert_eq!(h2_get(&mut sender, "/h2").await, (Some("greeter".into()), Some("/h2".into())));
+
+        // The proxy tells the protocol from the first bytes: a client whose
+        // HTTP/2 preface arrives in two pieces (the pause is the scenario)
+        // is still served HTTP/2, and so is an HTTP/1.1 request in pieces.
+        let mut stream = tokio::net::TcpStream::connect(&outbound).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.write_all(&PREFACE[..8]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let io = SentAlready { io: hyper_util::rt::TokioIo::new(stream), sent: 8 };
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(conn);
+        assert_eq!(h2_get(&mut sender, "/split").await, (Some("greeter".into()), Some("/split".into())));
+
+        let mut stream = tokio::net::TcpStream::connect(&outbound).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.write_all(b"GET /h1-split HT").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        stream.write_all(b"TP/1.1\r\nhost: greeter\r\nconnection: close\r\n\r\n").await.unwrap();
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.contains(r#""path":"/h1-split""#), "{resp}");
     });
     up.stop();
+}
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// GET `path` from greeter over HTTP/2; the demo's service and path.
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+) -> (Option<String>, Option<String>) {
+    use http_body_util::BodyExt;
+    let req = http::Request::builder()
+        .uri(format!("http://greeter{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    (body["service"].as_str().map(Into::into), body["path"].as_str().map(Into::into))
+}
+
+/// A connection whose first `sent` bytes the test wrote itself: hyper's
+/// writes of them are dropped, the rest pass through.
+struct SentAlready<I> {
+    io: I,
+    sent: usize,
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for SentAlready<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for SentAlready<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.sent > 0 {
+            let n = self.sent.min(buf.len());
+            self.sent -= n;
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

@@ -9,6 +9,7 @@ use crate::state::ProxyState;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -116,67 +117,86 @@ where
 /// at once, a busy one after its response (HTTP/1.1 `connection: close`,
 /// HTTP/2 GOAWAY), so callers stop reusing it before the process exits.
 ///
-/// HTTP/2 (prior knowledge, seen in the preface) writes through
-/// `coalesce`: what its streams write in one turn leaves in one syscall.
-/// A client that sends its preface in pieces is served as well, without it.
+/// The protocol is told from a peek at the first bytes, and the connection
+/// goes straight to hyper's HTTP/1.1 or HTTP/2 server: hyper-util's
+/// auto-detecting server would read the first 24 bytes itself (one more
+/// syscall a connection) and then serve every later read through a
+/// rewinding wrapper. HTTP/2 (prior knowledge) writes through `coalesce`:
+/// what its streams write in one turn leaves in one syscall. A client that
+/// has sent only part of the HTTP/2 preface so far goes to the
+/// auto-detecting server, which waits for the rest.
 async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
-    let mut preface = [0u8; 12];
+    const PREFACE: &[u8; 12] = b"PRI * HTTP/2";
+    let mut first = [0u8; PREFACE.len()];
     let peeked = tokio::select! {
-        r = stream.peek(&mut preface) => r,
+        r = stream.peek(&mut first) => r,
         // A connection that has sent nothing yet closes at once on drain.
         _ = ctx.state.drained() => return,
     };
-    let h2 = matches!(peeked, Ok(12)) && &preface == b"PRI * HTTP/2";
-    if h2 {
-        let (io, flusher) = coalesce::split(stream);
-        serve(ctx, io, Some(flusher)).await
+    let n = match peeked {
+        Ok(n) => n,
+        Err(e) => return tracing::debug!(error = %e, "connection failed before its first request"),
+    };
+    let state = ctx.state.clone();
+    let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
+    if n == PREFACE.len() && first == *PREFACE {
+        let (io, mut flusher) = coalesce::split(stream);
+        let conn = hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc);
+        let served = serve(&state, conn, |c| c.graceful_shutdown());
+        report(coalesce::run(served, &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
+    } else if n > 0 && n < PREFACE.len() && first[..n] == PREFACE[..n] {
+        let builder = hyper_util::server::conn::auto::Builder::new(SpawnBoxed);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        report(serve(&state, conn, |c| c.graceful_shutdown()).await);
     } else {
-        serve(ctx, TokioIo::new(stream), None).await
+        // HTTP/1.1, or a connection closed before it sent anything (which
+        // hyper ends quietly).
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        report(serve(&state, conn.with_upgrades(), |c| c.graceful_shutdown()).await);
     }
 }
 
-async fn serve<I>(ctx: Arc<ConnCtx>, io: I, flusher: Option<coalesce::Flusher>)
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn report(result: Result<(), BoxError>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Drives `conn` until it ends, shutting it down gracefully once the proxy
+/// drains (`shutdown`: each connection type has its own method).
+async fn serve<C, E>(state: &ProxyState, conn: C, shutdown: impl FnOnce(Pin<&mut C>)) -> Result<(), BoxError>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
 {
-    let state = ctx.state.clone();
-    let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
-    let builder = hyper_util::server::conn::auto::Builder::new(SpawnBoxed);
-    let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     // The drain signal is polled once, which leaves this task's waker with
     // it; after that, a wake-up only looks at the flag. Polling the signal
     // on every wake-up (as `select!` does) cost ~700 instructions a request.
     let drained = state.drained();
     tokio::pin!(drained);
-    let served = async {
-        let mut armed = false;
-        let early = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            if (!armed || *state.draining.borrow()) && drained.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            armed = true;
-            Poll::Pending
-        })
-        .await;
-        match early {
-            Some(r) => r,
-            None => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
+    let mut armed = false;
+    let early = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        if (!armed || *state.draining.borrow()) && drained.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        armed = true;
+        Poll::Pending
+    })
+    .await;
+    let result = match early {
+        Some(r) => r,
+        None => {
+            shutdown(conn.as_mut());
+            conn.await
         }
     };
-    let result = match flusher {
-        Some(mut f) => coalesce::run(served, &mut f).await.unwrap_or_else(|e| Err(e.into())),
-        None => served.await,
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
+    result.map_err(Into::into)
 }
 
 async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
