@@ -10,8 +10,9 @@ a fraction of that (BENCHMARKS.md has the figures).
 
 How: a gateway, a server sidecar (registered, inbound) and a client sidecar
 run under callgrind against the same control plane; HTTP/1.1 and HTTP/2
-requests go through the gateway and the mesh path, then the proxies idle
-(timers, health) and stop. Every weft function that ran is listed, the most
+requests go through the gateway and the mesh path, fewer through the
+training's routes (regexes, faults, retries, mirroring), a tcp port and
+new connections, then the proxies idle (timers, health) and stop. Every weft function that ran is listed, the most
 instructions first, so the request path sits together at the front.
 
 Needs valgrind and h2load (bench/setup installs both). Run it from a
@@ -122,7 +123,8 @@ def exercise(procs: Procs, weft: str, requests: int, idle: float, prefix=lambda 
     file's function order, bench/pgo.py's profile): a gateway, a server
     sidecar (registered, inbound) and a client sidecar against one control
     plane; `requests` HTTP/1.1 and then HTTP/2 requests through the gateway
-    and through the mesh path; `idle` seconds of timers, health and outlier
+    and through the mesh path; a tenth as many through each of the
+    training's routes, a tcp port's splice and new connections; `idle` seconds of timers, health and outlier
     sweeps; then every weft process stops gracefully (a profile is written
     at exit). `prefix(name)` runs that proxy under a tool (callgrind)."""
     # One more service: what the idle-memory benchmark's sidecar gets.
