@@ -129,6 +129,21 @@ def in_rounds(procs: Procs, section: str, targets: dict, args) -> dict:
     return {name: summary(name, run) for name, run in runs.items()}
 
 
+def paired_p99(rounds: dict, peer: str) -> dict:
+    """Each target's p99 against `peer`'s, round by round: the two ran
+    seconds apart in every round, so the machine's slow and fast phases
+    (which decide a p99 as much as the proxy does) fall on both alike more
+    often than on two medians of separate rounds. How many rounds it was
+    lower in, and the median of the per-round differences (ms)."""
+    out = {}
+    for name, r in rounds.items():
+        if name in (peer, "direct"):
+            continue
+        d = [a["p99"] - b["p99"] for a, b in zip(r["latency_ms"], rounds[peer]["latency_ms"])]
+        out[name] = {"lower_rounds": sum(x < 0 for x in d), "rounds": len(d), "median_difference_ms": median(d)}
+    return out
+
+
 def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     backend, backend_h2, control = wf.one_hop_control(procs, weft)
     targets = {}
@@ -158,6 +173,7 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     res["latency_ms"] = lat
     res["rounds"] = {k: v["rounds"] for k, v in out.items()}
     res["added_latency_ms"] = {k: {q: v[q] - lat["direct"][q] for q in v} for k, v in lat.items() if k != "direct"}
+    res["p99_against_haproxy"] = paired_p99(res["rounds"], "haproxy")
 
     # The mesh path: client sidecar → server sidecar → backend.
     outbound, inbound = free_port(), free_port()
@@ -256,6 +272,9 @@ def table(res: dict) -> str:
     for w in (w for w in ("weft", "weft-plain") if w in h1):
         for t, proto in ((h1, "HTTP/1.1"), (h2, "HTTP/2")):
             lines.append(f"{w} ÷ haproxy {t[w] / t['haproxy']:.2f}   ÷ nginx {t[w] / t['nginx']:.2f}   ÷ envoy {t[w] / t['envoy']:.2f}   ({proto})")
+    for w, p in res.get("p99_against_haproxy", {}).items():
+        lines.append(f"p99 round by round, {w} against haproxy: lower in {p['lower_rounds']} of {p['rounds']} rounds, "
+                     f"median difference {p['median_difference_ms']:+.3f} ms")
     split = res.get("cpu_us_per_req_user_kernel", {})
     if split:
         lines.append("CPU per HTTP/1.1 request, user + kernel µs: " + "   ".join(f"{k} {u:.1f} + {s:.1f}" for k, (u, s) in split.items()))

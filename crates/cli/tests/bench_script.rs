@@ -35,6 +35,13 @@ fn bench_quick_run_produces_results() {
             "{peer}: {split:?} against {cpu}"
         );
     }
+    // Round by round p99 against HAProxy's: one comparison a round.
+    for w in ["weft", "weft-plain", "envoy", "nginx"] {
+        let p = &res["p99_against_haproxy"][w];
+        let (lower, rounds) = (p["lower_rounds"].as_u64().unwrap(), p["rounds"].as_u64().unwrap());
+        assert!(rounds == res["meta"]["rounds"].as_u64().unwrap() && lower <= rounds, "{w}: {res}");
+        assert!(p["median_difference_ms"].as_f64().is_some(), "{w}: {res}");
+    }
     for side in ["weft", "envoy"] {
         assert!(res["mesh"][side]["throughput_h1"].as_f64().unwrap() > 0.0, "{res}");
     }

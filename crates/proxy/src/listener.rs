@@ -141,18 +141,18 @@ async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
     let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
     if n == PREFACE.len() && first == *PREFACE {
         let (io, mut flusher) = coalesce::split(stream);
-        let conn = hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc);
+        let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc));
         let served = serve(&state, conn, |c| c.graceful_shutdown());
         report(coalesce::run(served, &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
     } else if n > 0 && n < PREFACE.len() && first[..n] == PREFACE[..n] {
         let builder = hyper_util::server::conn::auto::Builder::new(SpawnBoxed);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
         report(serve(&state, conn, |c| c.graceful_shutdown()).await);
     } else {
         // HTTP/1.1, or a connection closed before it sent anything (which
         // hyper ends quietly).
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-        report(serve(&state, conn.with_upgrades(), |c| c.graceful_shutdown()).await);
+        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown()).await);
     }
 }
 
@@ -165,13 +165,19 @@ fn report(result: Result<(), BoxError>) {
 }
 
 /// Drives `conn` until it ends, shutting it down gracefully once the proxy
-/// drains (`shutdown`: each connection type has its own method).
-async fn serve<C, E>(state: &ProxyState, conn: C, shutdown: impl FnOnce(Pin<&mut C>)) -> Result<(), BoxError>
+/// drains (`shutdown`: each connection type has its own method). The
+/// connection comes boxed: it is kilobytes (buffers, the dispatcher), and
+/// by value it would be copied into this future and again into the
+/// connection's task as tokio spawns it.
+async fn serve<C, E>(
+    state: &ProxyState,
+    mut conn: Pin<Box<C>>,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), BoxError>
 where
     C: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
 {
-    tokio::pin!(conn);
     // The drain signal is polled once, which leaves this task's waker with
     // it; after that, a wake-up only looks at the flag. Polling the signal
     // on every wake-up (as `select!` does) cost ~700 instructions a request.
