@@ -12,8 +12,9 @@ How: a gateway, a server sidecar (registered, inbound) and a client sidecar
 run under callgrind against the same control plane; HTTP/1.1 and HTTP/2
 requests go through the gateway and the mesh path, fewer through the
 training's routes (regexes, faults, retries, mirroring), a tcp port and
-new connections, then the proxies idle (timers, health) and stop. Every weft function that ran is listed, the most
-instructions first, so the request path sits together at the front.
+new connections, then the proxies idle (timers, health) and stop. Every
+weft function that ran is listed, the most instructions first, so the
+request path sits together at the front.
 
 Needs valgrind and h2load (bench/setup installs both). Run it from a
 release build: `cargo build --release && bench/orderfile.py`, then rebuild;
@@ -57,7 +58,7 @@ def h2load(port: int, n: int, host: str, h1: bool, path: str = "/", ip: str = "1
     r = subprocess.run(["h2load", *args, "-n", str(n), "-c4", "-m2", "-H", f":authority: {host}", f"http://{ip}:{port}{path}"],
                        capture_output=True, text=True, timeout=300)
     ok = re.search(r"(\d+) succeeded", r.stdout)
-    if not ok or int(ok.group(1)) < n - int(n * failures) or (failures == 0 and int(ok.group(1)) != n):
+    if not ok or int(ok.group(1)) < n - int(n * failures):
         raise RuntimeError(f"h2load through {ip}:{port}{path} ({host}): {r.stdout[-600:]}")
 
 
@@ -124,9 +125,9 @@ def exercise(procs: Procs, weft: str, requests: int, idle: float, prefix=lambda 
     sidecar (registered, inbound) and a client sidecar against one control
     plane; `requests` HTTP/1.1 and then HTTP/2 requests through the gateway
     and through the mesh path; a tenth as many through each of the
-    training's routes, a tcp port's splice and new connections; `idle` seconds of timers, health and outlier
-    sweeps; then every weft process stops gracefully (a profile is written
-    at exit). `prefix(name)` runs that proxy under a tool (callgrind)."""
+    training's routes, a tcp port's splice and new connections; `idle`
+    seconds of timers, health and outlier sweeps; then every weft process
+    stops gracefully (a profile is written at exit). `prefix(name)` runs that proxy under a tool (callgrind)."""
     # One more service: what the idle-memory benchmark's sidecar gets.
     tcp = free_port()
     backend, _, control = wf.one_hop_control(procs, weft, extra_services=1, train_tcp=tcp)
