@@ -184,7 +184,8 @@ def nginx_proxy(procs: Procs, port: int, h2_port: int, backend: int) -> subproce
                  'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";')
 
 
-def haproxy(procs: Procs, port: int, h2_port: int, backend: int) -> subprocess.Popen:
+def haproxy(procs: Procs, port: int, h2_port: int, backend: int, prefix: tuple = ()) -> subprocess.Popen:
+    """HAProxy as a one-hop proxy. `prefix` runs it under a tool (valgrind)."""
     conf = procs.tmp / "haproxy.cfg"
     conf.write_text(f"""
 global
@@ -203,8 +204,8 @@ frontend fe
 backend be
   server s1 127.0.0.1:{backend}
 """)
-    p = procs.start("haproxy", ["haproxy", "-f", str(conf), "-db"])
-    wait_port(port, "haproxy")
+    p = procs.start("haproxy", [*prefix, "haproxy", "-f", str(conf), "-db"])
+    wait_port(port, "haproxy", timeout=120 if prefix else 30, proc=p)
     return p
 
 

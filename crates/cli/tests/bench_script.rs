@@ -104,3 +104,32 @@ fn flame_graph_of_the_request_path() {
     assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG");
     assert!(svg.contains("weft_proxy::http"), "the request path is not in the flame graph");
 }
+
+/// `bench/cost.py` counts a request's instructions (callgrind) and
+/// syscalls (strace) in a gateway, and HAProxy's syscalls beside them.
+#[test]
+fn request_costs_are_counted() {
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("cost.json");
+    let status = Command::new("python3")
+        .args(["bench/cost.py", "--weft", weft(), "--kinds", "h1,h1-conn", "--requests", "40", "--warm", "10"])
+        .arg("--out")
+        .arg(&json)
+        .current_dir(repo())
+        .status()
+        .expect("python3");
+    assert!(status.success(), "bench/cost.py failed");
+    let res: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for kind in ["h1", "h1-conn"] {
+        assert!(res["weft"][kind]["instructions"].as_f64().unwrap() > 1000.0, "{res}");
+        for target in ["weft", "haproxy"] {
+            let calls = &res[target][kind]["syscalls"];
+            // A proxied request reads and writes at least once on each side.
+            assert!(calls["per_request"].as_f64().unwrap() >= 2.0, "{target} {kind}: {res}");
+            assert!(calls["by_name"].as_object().is_some_and(|m| !m.is_empty()), "{target} {kind}: {res}");
+        }
+    }
+    // A connection per request costs more syscalls than a kept-alive one.
+    let per = |kind: &str| res["weft"][kind]["syscalls"]["per_request"].as_f64().unwrap();
+    assert!(per("h1-conn") > per("h1"), "{res}");
+}

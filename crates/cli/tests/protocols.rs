@@ -139,6 +139,17 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         stream.read_to_string(&mut resp).await.unwrap();
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.contains(r#""path":"/h1-split""#), "{resp}");
+
+        // A request head larger than what the proxy reads to tell the
+        // protocol: hyper gets that part back, then reads the rest.
+        let mut stream = tokio::net::TcpStream::connect(&outbound).await.unwrap();
+        let big = "x".repeat(10_000);
+        let head = format!("GET /h1-big HTTP/1.1\r\nhost: greeter\r\nx-big: {big}\r\nconnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.contains(r#""path":"/h1-big""#), "{resp}");
     });
     up.stop();
 }

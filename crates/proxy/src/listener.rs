@@ -4,8 +4,10 @@
 
 use crate::config::ListenerKind;
 use crate::health::{self, Observation};
+use crate::http::replay::Replay;
 use crate::http::{ConnCtx, coalesce, handle};
 use crate::state::ProxyState;
+use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +15,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 struct Running {
@@ -53,7 +56,7 @@ async fn reconcile(state: &Arc<ProxyState>, running: &mut HashMap<Arc<str>, Runn
         if running.contains_key(&l.name) {
             continue;
         }
-        match TcpListener::bind(l.addr).await {
+        match bind(l.addr) {
             Ok(sock) => {
                 tracing::info!(listener = %l.name, addr = %l.addr, "listening");
                 let task = tokio::spawn(accept_loop(state.clone(), l.name.clone(), sock));
@@ -70,6 +73,19 @@ async fn reconcile(state: &Arc<ProxyState>, running: &mut HashMap<Arc<str>, Runn
     }
 }
 
+/// A listening socket whose accepted connections have TCP_NODELAY on
+/// (responses leave at once, not after the last segment's ACK). Set here,
+/// Linux copies it into every accepted socket: one setsockopt a listener
+/// instead of one a connection.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As TcpListener::bind does: a restarted proxy rebinds at once.
+    sock.set_reuseaddr(true)?;
+    sock.set_nodelay(true)?;
+    sock.bind(addr)?;
+    sock.listen(1024)
+}
+
 async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) {
     loop {
         let (stream, peer) = match sock.accept().await {
@@ -80,6 +96,8 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
                 continue;
             }
         };
+        // Linux hands the listener's TCP_NODELAY to every socket it accepts (`bind`).
+        #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
         let is_tcp = matches!(
             state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind),
@@ -117,44 +135,60 @@ where
 /// at once, a busy one after its response (HTTP/1.1 `connection: close`,
 /// HTTP/2 GOAWAY), so callers stop reusing it before the process exits.
 ///
-/// The protocol is told from a peek at the first bytes, and the connection
-/// goes straight to hyper's HTTP/1.1 or HTTP/2 server: hyper-util's
-/// auto-detecting server would read the first 24 bytes itself (one more
-/// syscall a connection) and then serve every later read through a
-/// rewinding wrapper. HTTP/2 (prior knowledge) writes through `coalesce`:
-/// what its streams write in one turn leaves in one syscall. A client that
-/// has sent only part of the HTTP/2 preface so far goes to the
-/// auto-detecting server, which waits for the rest.
-async fn serve_http(ctx: Arc<ConnCtx>, stream: TcpStream) {
-    const PREFACE: &[u8; 12] = b"PRI * HTTP/2";
-    let mut first = [0u8; PREFACE.len()];
-    let peeked = tokio::select! {
-        r = stream.peek(&mut first) => r,
-        // A connection that has sent nothing yet closes at once on drain.
-        _ = ctx.state.drained() => return,
-    };
-    let n = match peeked {
-        Ok(n) => n,
-        Err(e) => return tracing::debug!(error = %e, "connection failed before its first request"),
+/// The protocol is told from the first bytes the client sends, read (not
+/// peeked: hyper would read them again, one more syscall a connection)
+/// and handed back to hyper first (`Replay`). The connection goes straight
+/// to hyper's HTTP/1.1 or HTTP/2 server, not to hyper-util's
+/// auto-detecting one, which would serve every later read through a
+/// rewinding wrapper of its own. HTTP/2 (prior knowledge) writes through
+/// `coalesce`: what its streams write in one turn leaves in one syscall.
+async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
+    let mut first = BytesMut::with_capacity(FIRST_READ);
+    // Until the bytes tell: the preface's first 12, or fewer that differ
+    // from it (a client may send the preface in pieces).
+    let h2 = loop {
+        let read = tokio::select! {
+            r = stream.read_buf(&mut first) => r,
+            // A connection that has not sent a request's first bytes closes at once on drain.
+            _ = ctx.state.drained() => return,
+        };
+        match read {
+            Ok(0) => return, // closed before a request: nothing to answer
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "connection failed before its first request");
+                return;
+            }
+        }
+        let n = first.len().min(PREFACE.len());
+        if first[..n] != PREFACE[..n] {
+            break false;
+        }
+        if n == PREFACE.len() {
+            break true;
+        }
     };
     let state = ctx.state.clone();
     let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
-    if n == PREFACE.len() && first == *PREFACE {
-        let (io, mut flusher) = coalesce::split(stream);
+    if h2 {
+        let (io, mut flusher) = coalesce::split(first, stream);
         let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc));
         let served = serve(&state, conn, |c| c.graceful_shutdown());
         report(coalesce::run(served, &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
-    } else if n > 0 && n < PREFACE.len() && first[..n] == PREFACE[..n] {
-        let builder = hyper_util::server::conn::auto::Builder::new(SpawnBoxed);
-        let conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
-        report(serve(&state, conn, |c| c.graceful_shutdown()).await);
     } else {
-        // HTTP/1.1, or a connection closed before it sent anything (which
-        // hyper ends quietly).
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        let io = TokioIo::new(Replay::new(first, stream));
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
         report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown()).await);
     }
 }
+
+/// The start of the HTTP/2 connection preface: enough to tell it from any
+/// HTTP/1.1 request.
+const PREFACE: &[u8; 12] = b"PRI * HTTP/2";
+
+/// How much of a connection's first bytes is read to tell its protocol:
+/// a whole request's head, mostly, which hyper then takes without a syscall.
+const FIRST_READ: usize = 4096;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -232,5 +266,18 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
         let _guard = ep.start();
         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
         return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What `bind` relies on: an accepted socket has the listener's TCP_NODELAY.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay_from_the_listener() {
+        let sock = super::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = tokio::net::TcpStream::connect(sock.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = sock.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }

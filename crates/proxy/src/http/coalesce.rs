@@ -10,6 +10,7 @@
 //! in. Downstream HTTP/2 only: hyper's HTTP/2 client drives its connection
 //! in a task of its own, which could not send what it gathered.
 
+use super::replay::Replay;
 use bytes::{Buf, BytesMut};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
@@ -36,7 +37,7 @@ struct Shared {
 
 /// The connection's side, given to hyper: reads from the socket, gathers writes.
 pub struct Gathering {
-    read: TokioIo<OwnedReadHalf>,
+    read: TokioIo<Replay<OwnedReadHalf>>,
     shared: Arc<Shared>,
 }
 
@@ -46,10 +47,11 @@ pub struct Flusher {
     shared: Arc<Shared>,
 }
 
-pub fn split(stream: TcpStream) -> (Gathering, Flusher) {
+/// `first`: what was read from `stream` already, which hyper reads first.
+pub fn split(first: BytesMut, stream: TcpStream) -> (Gathering, Flusher) {
     let (r, w) = stream.into_split();
     let shared = Arc::new(Shared::default());
-    (Gathering { read: TokioIo::new(r), shared: shared.clone() }, Flusher { write: w, shared })
+    (Gathering { read: TokioIo::new(Replay::new(first, r)), shared: shared.clone() }, Flusher { write: w, shared })
 }
 
 impl Read for Gathering {
@@ -160,7 +162,7 @@ mod tests {
         let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(sock.local_addr().unwrap()).await.unwrap();
         let (mut peer, _) = sock.accept().await.unwrap();
-        let (mut g, mut f) = split(client);
+        let (mut g, mut f) = split(BytesMut::new(), client);
         let mut cx = Context::from_waker(std::task::Waker::noop());
 
         for part in [&b"one "[..], b"two"] {

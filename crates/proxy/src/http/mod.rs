@@ -7,6 +7,7 @@ pub mod coalesce;
 mod fault;
 pub mod forward;
 pub mod pool;
+pub mod replay;
 mod respond;
 
 use crate::config::cluster::{ClusterCfg, Endpoint};

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""What one request costs a proxy, counted rather than timed: instructions
+(valgrind's callgrind) and syscalls (strace), per request, for the kinds of
+request BENCHMARKS.md tables. Counts are steady on a noisy machine where
+wall-clock numbers move ±10%, so this is how a change is judged before a
+full `bench/run.py`.
+
+The setup is the benchmark's one hop: nginx returning 1 KiB behind a
+`weft gateway` with one worker, routing and request metrics on. For each
+kind, the gateway is started under the tool, warmed up (its upstream
+connections pooled), and only the measured requests are counted:
+callgrind's counters are dumped before and after them (`callgrind_control`),
+strace attaches for them alone. HAProxy, configured as in the benchmark,
+gets the same syscall count beside it (`--peers haproxy`), and the same
+instruction count with `--peers-instructions`.
+
+Kinds:
+  h1       HTTP/1.1 keep-alive, h2load 4 connections, one request at a time each
+  h2       HTTP/2 (h2c), h2load 4 connections x 2 streams
+  h1-conn  HTTP/1.1, a connection per request (oha --disable-keepalive, 4 at a time)
+
+Needs valgrind, strace, h2load and oha (bench/setup installs them). It prints
+a table and writes JSON (`--out`).
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import weft as wf  # noqa: E402
+from peers import HOST, ROOT, Procs, free_port, haproxy, tool  # noqa: E402
+
+KINDS = ("h1", "h2", "h1-conn")
+
+
+def load(kind: str, port: int, n: int) -> None:
+    """`n` requests of `kind` to `port`; every one must succeed."""
+    if kind == "h1-conn":
+        r = subprocess.run([tool("oha"), "-n", str(n), "-c", "4", "--disable-keepalive", "--no-tui", "--output-format",
+                            "json", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"],
+                           capture_output=True, text=True, timeout=600)
+        codes = json.loads(r.stdout).get("statusCodeDistribution", {}) if r.returncode == 0 else {}
+        if codes.get("200") != n:
+            raise RuntimeError(f"oha to port {port}: {codes or r.stderr[-600:]}")
+        return
+    args = ["--h1", "-m1"] if kind == "h1" else ["-m2"]
+    r = subprocess.run(["h2load", *args, "-n", str(n), "-c4", "-H", f":authority: {HOST}",
+                        f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=600)
+    ok = re.search(r"(\d+) succeeded", r.stdout)
+    if not ok or int(ok.group(1)) != n:
+        raise RuntimeError(f"h2load ({kind}) to port {port}: {r.stdout[-600:]}")
+
+
+def dump(pid: int, dir: Path) -> Path:
+    """Dumps the callgrind counters of `pid` (which zeroes them) and returns
+    the new dump's file."""
+    before = set(dir.glob("cg.out*"))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True, timeout=120)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        new = [p for p in set(dir.glob("cg.out*")) - before if "totals:" in p.read_text(errors="replace")[-4096:]]
+        if new:
+            return new[0]
+        time.sleep(0.1)
+    raise RuntimeError(f"callgrind wrote no dump for pid {pid}")
+
+
+def dump_total(path: Path) -> int:
+    m = re.search(r"^(?:totals|summary): (\d+)", path.read_text(errors="replace"), re.M)
+    if not m:
+        raise RuntimeError(f"{path}: no totals line")
+    return int(m.group(1))
+
+
+def instructions(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path) -> float:
+    """Instructions a request of `kind` in the proxy `start(prefix)` starts."""
+    d = tmp / f"cg-{kind}-{time.monotonic_ns()}"
+    d.mkdir()
+    p, port = start(("valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out"))
+    try:
+        load(kind, port, warm)
+        dump(p.pid, d)
+        load(kind, port, n)
+        return dump_total(dump(p.pid, d)) / n
+    finally:
+        procs.stop(p)
+
+
+def syscalls(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path) -> dict:
+    """Syscalls a request of `kind`, in all and by name (the top ones)."""
+    p, port = start(())
+    try:
+        load(kind, port, warm)
+        out = tmp / f"strace-{kind}-{time.monotonic_ns()}.txt"
+        st = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(p.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Its first line says it has attached ("Process N attached with K threads").
+        first = st.stderr.readline()
+        if "attached" not in first:
+            st.kill()
+            raise RuntimeError(f"strace did not attach to {p.pid}: {first}{st.stderr.read()[-600:]}")
+        load(kind, port, n)
+        st.send_signal(2)
+        _, err = st.communicate(timeout=60)
+        err = first + err
+        calls = {}
+        for line in out.read_text().splitlines():
+            parts = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                calls[parts[-1]] = int(parts[3])
+        if not calls:
+            raise RuntimeError(f"strace counted nothing: {err[-600:]}")
+        total = sum(calls.values())
+        top = sorted(calls.items(), key=lambda kv: -kv[1])
+        return {"per_request": total / n, "by_name": {k: round(v / n, 3) for k, v in top if v / n >= 0.005}}
+    finally:
+        procs.stop(p)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weft", default=str(ROOT / "target/release/weft"))
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    ap.add_argument("--requests", type=int, default=5000, help="measured requests of each kind")
+    ap.add_argument("--warm", type=int, default=500, help="requests before the measured ones")
+    ap.add_argument("--peers", default="haproxy", help="'haproxy' or '' (none): syscalls counted beside weft's")
+    ap.add_argument("--peers-instructions", action="store_true", help="count the peers' instructions too")
+    ap.add_argument("--what", default="instructions,syscalls")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    if bad := [k for k in kinds if k not in KINDS]:
+        sys.exit(f"unknown kind {bad[0]!r}: use {', '.join(KINDS)}")
+    what = set(args.what.split(","))
+    res: dict = {"meta": {"weft": args.weft, "requests": args.requests, "warm": args.warm}, "weft": {}, "haproxy": {}}
+    with tempfile.TemporaryDirectory(prefix="weft-cost-") as tmp:
+        tmp = Path(tmp)
+        procs = Procs(tmp)
+        try:
+            backend, _, control = wf.one_hop_control(procs, args.weft)
+
+            def weft_gateway(prefix):
+                port = free_port()
+                p, admin = wf.gateway(procs, args.weft, control, port, prefix=prefix)
+                wf.wait_ready(admin, "weft gateway", timeout=300)
+                return p, port
+
+            def haproxy_proxy(prefix):
+                port = free_port()
+                p = haproxy(procs, port, free_port(), backend, prefix=prefix)
+                return p, port
+
+            targets = {"weft": (weft_gateway, True)}
+            if "haproxy" in args.peers.split(","):
+                targets["haproxy"] = (haproxy_proxy, args.peers_instructions)
+            for kind in kinds:
+                for name, (start, count_instructions) in targets.items():
+                    r = res[name].setdefault(kind, {})
+                    if "instructions" in what and count_instructions:
+                        r["instructions"] = round(instructions(procs, start, kind, args.requests, args.warm, tmp))
+                    if "syscalls" in what:
+                        r["syscalls"] = syscalls(procs, start, kind, args.requests, args.warm, tmp)
+        finally:
+            procs.stop_all()
+    print(f"{'kind':8} {'target':8} {'instructions':>13} {'syscalls':>9}  by name")
+    for kind in kinds:
+        for name in ("weft", "haproxy"):
+            r = res[name].get(kind)
+            if not r:
+                continue
+            ins = f"{r['instructions']:,}" if "instructions" in r else "-"
+            sc = r.get("syscalls")
+            calls = f"{sc['per_request']:.2f}" if sc else "-"
+            names = ", ".join(f"{k} {v:g}" for k, v in list(sc["by_name"].items())[:8]) if sc else ""
+            print(f"{kind:8} {name:8} {ins:>13} {calls:>9}  {names}")
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

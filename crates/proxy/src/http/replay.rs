@@ -1,0 +1,87 @@
+//! A downstream socket whose first bytes the proxy has already read.
+//!
+//! The listener tells HTTP/1.1 from HTTP/2 by the first bytes a client
+//! sends. Reading them (rather than peeking, which leaves them in the
+//! socket for hyper to read again) saves a syscall a connection; hyper then
+//! gets them back from here before anything else is read from the socket.
+
+use bytes::{Buf, BytesMut};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub struct Replay<S> {
+    /// What was read and not yet handed on; empty (no allocation) once it has been.
+    first: BytesMut,
+    io: S,
+}
+
+impl<S> Replay<S> {
+    pub fn new(first: BytesMut, io: S) -> Self {
+        Self { first, io }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.first.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.first.len().min(buf.remaining());
+        buf.put_slice(&this.first[..n]);
+        this.first.advance(n);
+        if this.first.is_empty() {
+            // Frees the buffer: the connection may live long after.
+            this.first = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_first_bytes_come_back_before_the_socket_is_read() {
+        let (mut peer, io) = tokio::io::duplex(64);
+        peer.write_all(b" world").await.unwrap();
+        drop(peer);
+        let mut r = Replay::new(BytesMut::from(&b"hello"[..]), io);
+        let mut small = [0u8; 3];
+        r.read_exact(&mut small).await.unwrap();
+        assert_eq!(&small, b"hel", "a read smaller than what was kept takes part of it");
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"lo world");
+        assert_eq!(r.first.capacity(), 0, "the buffer is freed once replayed");
+    }
+}
