@@ -26,6 +26,7 @@ a table and writes JSON (`--out`).
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,8 +79,11 @@ def dump_total(path: Path) -> int:
     return int(m.group(1))
 
 
-def instructions(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path) -> float:
-    """Instructions a request of `kind` in the proxy `start(prefix)` starts."""
+def instructions(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path, keep: Path | None = None,
+                 name: str = "") -> float:
+    """Instructions a request of `kind` in the proxy `start(prefix)` starts.
+    With `keep`, the measured requests' dump is copied there as
+    `callgrind-<name>-<kind>.out` (for callgrind_annotate)."""
     d = tmp / f"cg-{kind}-{time.monotonic_ns()}"
     d.mkdir()
     p, port = start(("valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out"))
@@ -87,7 +91,11 @@ def instructions(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path) -
         load(kind, port, warm)
         dump(p.pid, d)
         load(kind, port, n)
-        return dump_total(dump(p.pid, d)) / n
+        measured = dump(p.pid, d)
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(measured, keep / f"callgrind-{name}-{kind}.out")
+        return dump_total(measured) / n
     finally:
         procs.stop(p)
 
@@ -134,6 +142,8 @@ def main() -> None:
     ap.add_argument("--peers-instructions", action="store_true", help="count the peers' instructions too")
     ap.add_argument("--what", default="instructions,syscalls")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--keep", type=Path, help="keep the callgrind dumps of the measured requests in this folder "
+                    "(read them with callgrind_annotate --inclusive=yes)")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     if bad := [k for k in kinds if k not in KINDS]:
@@ -164,7 +174,8 @@ def main() -> None:
                 for name, (start, count_instructions) in targets.items():
                     r = res[name].setdefault(kind, {})
                     if "instructions" in what and count_instructions:
-                        r["instructions"] = round(instructions(procs, start, kind, args.requests, args.warm, tmp))
+                        r["instructions"] = round(instructions(procs, start, kind, args.requests, args.warm, tmp,
+                                                             args.keep, name))
                     if "syscalls" in what:
                         r["syscalls"] = syscalls(procs, start, kind, args.requests, args.warm, tmp)
         finally:
