@@ -12,7 +12,9 @@ connections pooled), and only the measured requests are counted:
 callgrind's counters are dumped before and after them (`callgrind_control`),
 strace attaches for them alone. HAProxy, configured as in the benchmark,
 gets the same syscall count beside it (`--peers haproxy`), and the same
-instruction count with `--peers-instructions`.
+instruction count with `--peers-instructions`. `--cache-sim` adds
+callgrind's simulated cache misses a request (instructions alone miss
+what a request costs in moved and cold data).
 
 Kinds:
   h1       HTTP/1.1 keep-alive, h2load 4 connections, one request at a time each
@@ -72,21 +74,28 @@ def dump(pid: int, dir: Path) -> Path:
     raise RuntimeError(f"callgrind wrote no dump for pid {pid}")
 
 
-def dump_total(path: Path) -> int:
-    m = re.search(r"^(?:totals|summary): (\d+)", path.read_text(errors="replace"), re.M)
-    if not m:
-        raise RuntimeError(f"{path}: no totals line")
-    return int(m.group(1))
+def dump_totals(path: Path) -> dict[str, int]:
+    """A dump's totals by event (Ir, and with the cache simulation I1mr, D1mr...)."""
+    text = path.read_text(errors="replace")
+    events = re.search(r"^events: (.+)$", text, re.M)
+    totals = re.search(r"^(?:totals|summary): ([\d ]+)$", text, re.M)
+    if not events or not totals:
+        raise RuntimeError(f"{path}: no events or totals line")
+    return dict(zip(events.group(1).split(), map(int, totals.group(1).split())))
 
 
 def instructions(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path, keep: Path | None = None,
-                 name: str = "") -> float:
-    """Instructions a request of `kind` in the proxy `start(prefix)` starts.
-    With `keep`, the measured requests' dump is copied there as
-    `callgrind-<name>-<kind>.out` (for callgrind_annotate)."""
+                 name: str = "", cache_sim: bool = False) -> dict:
+    """Instructions a request of `kind` in the proxy `start(prefix)` starts,
+    and with `cache_sim` the simulated cache misses a request (first-level
+    instruction and data caches, last level). With `keep`, the measured
+    requests' dump is copied there as `callgrind-<name>-<kind>.out` (for
+    callgrind_annotate)."""
     d = tmp / f"cg-{kind}-{time.monotonic_ns()}"
     d.mkdir()
-    p, port = start(("valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out"))
+    tool_args = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
+                 *(("--cache-sim=yes",) if cache_sim else ()))
+    p, port = start(tool_args)
     try:
         load(kind, port, warm)
         dump(p.pid, d)
@@ -95,7 +104,15 @@ def instructions(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path, k
         if keep:
             keep.mkdir(parents=True, exist_ok=True)
             shutil.copy(measured, keep / f"callgrind-{name}-{kind}.out")
-        return dump_total(measured) / n
+        t = dump_totals(measured)
+        out = {"instructions": round(t["Ir"] / n)}
+        if cache_sim:
+            out["cache_misses"] = {
+                "I1": round(t["I1mr"] / n, 1),
+                "D1": round((t["D1mr"] + t["D1mw"]) / n, 1),
+                "LL": round((t["ILmr"] + t["DLmr"] + t["DLmw"]) / n, 1),
+            }
+        return out
     finally:
         procs.stop(p)
 
@@ -142,6 +159,8 @@ def main() -> None:
     ap.add_argument("--peers-instructions", action="store_true", help="count the peers' instructions too")
     ap.add_argument("--what", default="instructions,syscalls")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--cache-sim", action="store_true", help="simulate the caches too (callgrind --cache-sim=yes): "
+                    "misses a request in the first-level instruction and data caches and the last level")
     ap.add_argument("--keep", type=Path, help="keep the callgrind dumps of the measured requests in this folder "
                     "(read them with callgrind_annotate --inclusive=yes)")
     args = ap.parse_args()
@@ -174,8 +193,8 @@ def main() -> None:
                 for name, (start, count_instructions) in targets.items():
                     r = res[name].setdefault(kind, {})
                     if "instructions" in what and count_instructions:
-                        r["instructions"] = round(instructions(procs, start, kind, args.requests, args.warm, tmp,
-                                                             args.keep, name))
+                        r.update(instructions(procs, start, kind, args.requests, args.warm, tmp, args.keep, name,
+                                              args.cache_sim))
                     if "syscalls" in what:
                         r["syscalls"] = syscalls(procs, start, kind, args.requests, args.warm, tmp)
         finally:
@@ -191,6 +210,9 @@ def main() -> None:
             calls = f"{sc['per_request']:.2f}" if sc else "-"
             names = ", ".join(f"{k} {v:g}" for k, v in list(sc["by_name"].items())[:8]) if sc else ""
             print(f"{kind:8} {name:8} {ins:>13} {calls:>9}  {names}")
+            if "cache_misses" in r:
+                print(f"{'':8} {'':8} cache misses a request (simulated): " +
+                      ", ".join(f"{k} {v:,}" for k, v in r["cache_misses"].items()))
     if args.out:
         args.out.write_text(json.dumps(res, indent=2) + "\n")
         print(f"wrote {args.out}")
