@@ -37,27 +37,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import weft as wf  # noqa: E402
-from peers import HOST, ROOT, Procs, free_port, haproxy, tool  # noqa: E402
+from orderfile import h2load, new_connections  # noqa: E402
+from peers import HOST, ROOT, Procs, free_port, haproxy  # noqa: E402
 
 KINDS = ("h1", "h2", "h1-conn")
 
 
 def load(kind: str, port: int, n: int) -> None:
-    """`n` requests of `kind` to `port`; every one must succeed."""
+    """`n` requests of `kind` to `port` (the load generators of the PGO
+    training); every one must succeed."""
     if kind == "h1-conn":
-        r = subprocess.run([tool("oha"), "-n", str(n), "-c", "4", "--disable-keepalive", "--no-tui", "--output-format",
-                            "json", "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"],
-                           capture_output=True, text=True, timeout=600)
-        codes = json.loads(r.stdout).get("statusCodeDistribution", {}) if r.returncode == 0 else {}
-        if codes.get("200") != n:
-            raise RuntimeError(f"oha to port {port}: {codes or r.stderr[-600:]}")
-        return
-    args = ["--h1", "-m1"] if kind == "h1" else ["-m2"]
-    r = subprocess.run(["h2load", *args, "-n", str(n), "-c4", "-H", f":authority: {HOST}",
-                        f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=600)
-    ok = re.search(r"(\d+) succeeded", r.stdout)
-    if not ok or int(ok.group(1)) != n:
-        raise RuntimeError(f"h2load ({kind}) to port {port}: {r.stdout[-600:]}")
+        new_connections(port, n, HOST)
+    else:
+        h2load(port, n, HOST, h1=kind == "h1", streams=1 if kind == "h1" else 2)
 
 
 def dump(pid: int, dir: Path) -> Path:

@@ -49,13 +49,15 @@ def callgrind(out: Path) -> tuple:
 
 
 def h2load(port: int, n: int, host: str, h1: bool, path: str = "/", ip: str = "127.0.0.1",
-           headers: tuple = (), failures: float = 0.0) -> None:
-    """`n` requests, 4 connections × 2 streams; at most `failures` of them
-    (a fraction: fault injection's aborts) may get an error status."""
+           headers: tuple = (), failures: float = 0.0, streams: int = 2) -> None:
+    """`n` requests, 4 connections × `streams` (on HTTP/1.1, requests
+    pipelined); at most `failures` of them (a fraction: fault injection's
+    aborts) may get an error status."""
     args = ["--h1"] if h1 else []
     for h in headers:
         args += ["-H", h]
-    r = subprocess.run(["h2load", *args, "-n", str(n), "-c4", "-m2", "-H", f":authority: {host}", f"http://{ip}:{port}{path}"],
+    r = subprocess.run(["h2load", *args, "-n", str(n), "-c4", f"-m{streams}", "-H", f":authority: {host}",
+                        f"http://{ip}:{port}{path}"],
                        capture_output=True, text=True, timeout=300)
     ok = re.search(r"(\d+) succeeded", r.stdout)
     if not ok or int(ok.group(1)) < n - int(n * failures):
