@@ -41,6 +41,7 @@ from orderfile import h2load, new_connections  # noqa: E402
 from peers import HOST, ROOT, Procs, free_port, haproxy  # noqa: E402
 
 KINDS = ("h1", "h2", "h1-conn")
+WHAT = ("instructions", "syscalls")
 
 
 def load(kind: str, port: int, n: int) -> None:
@@ -56,7 +57,11 @@ def dump(pid: int, dir: Path) -> Path:
     """Dumps the callgrind counters of `pid` (which zeroes them) and returns
     the new dump's file."""
     before = set(dir.glob("cg.out*"))
-    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True, timeout=120)
+    r = subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"callgrind_control could not dump pid {pid}: {(r.stdout + r.stderr)[-600:]}\n"
+                           "It reaches the process through vgdb, which needs ptrace: run as root, or set "
+                           "/proc/sys/kernel/yama/ptrace_scope to 0")
     deadline = time.time() + 60
     while time.time() < deadline:
         new = [p for p in set(dir.glob("cg.out*")) - before if "totals:" in p.read_text(errors="replace")[-4096:]]
@@ -121,7 +126,8 @@ def syscalls(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path) -> di
         first = st.stderr.readline()
         if "attached" not in first:
             st.kill()
-            raise RuntimeError(f"strace did not attach to {p.pid}: {first}{st.stderr.read()[-600:]}")
+            raise RuntimeError(f"strace did not attach to {p.pid}: {first}{st.stderr.read()[-600:]}\n"
+                               "strace -p needs ptrace: run as root, or set /proc/sys/kernel/yama/ptrace_scope to 0")
         load(kind, port, n)
         st.send_signal(2)
         _, err = st.communicate(timeout=60)
@@ -147,9 +153,10 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     ap.add_argument("--requests", type=int, default=5000, help="measured requests of each kind")
     ap.add_argument("--warm", type=int, default=500, help="requests before the measured ones")
-    ap.add_argument("--peers", default="haproxy", help="'haproxy' or '' (none): syscalls counted beside weft's")
+    ap.add_argument("--peers", default="haproxy", choices=("haproxy", ""),
+                    help="'haproxy' or '' (none): syscalls counted beside weft's")
     ap.add_argument("--peers-instructions", action="store_true", help="count the peers' instructions too")
-    ap.add_argument("--what", default="instructions,syscalls")
+    ap.add_argument("--what", default=",".join(WHAT), help=f"comma-separated, of {', '.join(WHAT)}")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--cache-sim", action="store_true", help="simulate the caches too (callgrind --cache-sim=yes): "
                     "misses a request in the first-level instruction and data caches and the last level")
@@ -157,9 +164,13 @@ def main() -> None:
                     "(read them with callgrind_annotate --inclusive=yes)")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
-    if bad := [k for k in kinds if k not in KINDS]:
-        sys.exit(f"unknown kind {bad[0]!r}: use {', '.join(KINDS)}")
-    what = set(args.what.split(","))
+    if not kinds or not set(kinds) <= set(KINDS):
+        why = f"{', '.join(k for k in kinds if k not in KINDS)} is not a kind of request" if kinds else "it is empty"
+        sys.exit(f"--kinds {args.kinds!r}: {why}; use {', '.join(KINDS)}, comma-separated")
+    what = {w for w in args.what.split(",") if w}
+    if not what or not what <= set(WHAT):
+        why = f"{', '.join(sorted(what - set(WHAT)))} is not a count" if what else "it is empty"
+        sys.exit(f"--what {args.what!r}: {why}; use {', '.join(WHAT)}, comma-separated")
     res: dict = {"meta": {"weft": args.weft, "requests": args.requests, "warm": args.warm}, "weft": {}, "haproxy": {}}
     with tempfile.TemporaryDirectory(prefix="weft-cost-") as tmp:
         tmp = Path(tmp)
@@ -179,7 +190,7 @@ def main() -> None:
                 return p, port
 
             targets = {"weft": (weft_gateway, True)}
-            if "haproxy" in args.peers.split(","):
+            if args.peers == "haproxy":
                 targets["haproxy"] = (haproxy_proxy, args.peers_instructions)
             for kind in kinds:
                 for name, (start, count_instructions) in targets.items():
