@@ -49,6 +49,11 @@ pub struct Common {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// Seconds a downstream connection may sit with no request in flight
+    /// and no bytes moving before it is closed (Envoy's default); 0 keeps
+    /// such connections open.
+    #[arg(long, env = "WEFT_IDLE_TIMEOUT_SECONDS", default_value_t = 3600)]
+    idle_timeout_seconds: u64,
     /// Where this proxy runs, `region/zone/subzone`: callers prefer
     /// endpoints near it (locality load balancing), and a sidecar registers
     /// its instance there.
@@ -107,6 +112,7 @@ impl Common {
             health_addr: addr(ip, self.health_port)?,
             register,
             drain: Duration::from_secs(self.drain_seconds),
+            idle_timeout: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
         })
     }
 }

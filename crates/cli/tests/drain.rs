@@ -1,5 +1,6 @@
-//! Graceful drain: on SIGTERM a sidecar stops accepting, lets the requests
-//! in flight finish, then exits.
+//! How connections end: on SIGTERM a sidecar stops accepting, lets the
+//! requests in flight finish, then exits (graceful drain); a connection
+//! idle for its timeout is closed.
 
 mod common;
 use common::*;
@@ -74,5 +75,106 @@ fn the_control_plane_exits_cleanly_on_sigterm() {
         };
         assert!(status.success(), "a clean exit, not death by the signal: {status}");
         assert!(!up_at(&control.api).await, "no longer serving its API");
+    });
+}
+
+type H1Send = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// Sends a request on an HTTP/1.1 connection of its own. Returns its status,
+/// the connection's sender (dropping it would close the connection from our
+/// side) and its task, which ends when the proxy closes the connection.
+async fn h1_conn(addr: &str, path: &str) -> (u16, H1Send, tokio::task::JoinHandle<()>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::get(path).header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
+    let resp = send.send_request(req.unwrap()).await.expect("answered");
+    let status = resp.status().as_u16();
+    use http_body_util::BodyExt;
+    resp.into_body().collect().await.expect("its whole body");
+    (status, send, task)
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_b, port) = demo("slow", "v1").await;
+        std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("slow", port)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start_with(&control.xds, "client", &["--idle-timeout-seconds", "1"]).await;
+        let out = sc.outbound.clone();
+        let bound = Duration::from_secs(10);
+
+        // A connection that never sends a byte.
+        let start = Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(&out).await.unwrap();
+        let mut buf = [0u8; 64];
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(bound, silent.read(&mut buf)).await.expect("a silent connection is closed");
+        assert_eq!(n.unwrap_or(0), 0, "closed, not answered");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(900), "not before its timeout: {took:?}");
+
+        // A keep-alive connection after its request.
+        let (status, _send, conn) = h1_conn(&out, "/").await;
+        assert_eq!(status, 200);
+        let start = Instant::now();
+        tokio::time::timeout(bound, conn).await.expect("an idle keep-alive connection is closed").unwrap();
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(900), "not before its timeout: {took:?}");
+
+        // A request that takes longer than the timeout is in flight, not idle.
+        // Were it closed as idle, it would answer with `connection: close`
+        // and refuse the next request.
+        let (status, mut send, _conn) = h1_conn(&out, "/?delay=2500ms").await;
+        assert_eq!(status, 200, "a slow request is answered");
+        let req = http::Request::get("/").header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
+        let resp = send.send_request(req.unwrap()).await.expect("its connection is kept for the next request");
+        assert_eq!(resp.status(), 200);
+
+        // A connection used every 300 ms stays open past the timeout.
+        let stream = tokio::net::TcpStream::connect(&out).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        let conn = tokio::spawn(conn);
+        for i in 0..8 {
+            let req = http::Request::get("/").header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
+            let resp = send
+                .send_request(req.unwrap())
+                .await
+                .unwrap_or_else(|e| panic!("request {i} on a busy connection: {e}"));
+            use http_body_util::BodyExt;
+            resp.into_body().collect().await.expect("its whole body");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(!conn.is_finished(), "a connection in use is not closed");
+
+        // HTTP/2: the idle connection ends with a GOAWAY, then closes.
+        let stream = tokio::net::TcpStream::connect(&out).await.unwrap();
+        let (mut h2, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("http://slow/").body(http_body_util::Empty::<bytes::Bytes>::new());
+        assert_eq!(h2.send_request(req.unwrap()).await.expect("answered").status(), 200);
+        let start = Instant::now();
+        tokio::time::timeout(bound, conn).await.expect("an idle HTTP/2 connection is closed").unwrap().ok();
+        assert!(start.elapsed() >= Duration::from_millis(900), "not before its timeout");
+
+        let metrics = String::from_utf8(get(&sc.admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        let closed: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("weft_downstream_idle_timeouts_total "))
+            .expect("the idle timeout counter")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(closed >= 3, "three connections closed idle, counted: {closed}");
     });
 }

@@ -11,6 +11,7 @@ pub mod balancer;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod idle;
 pub mod listener;
 pub mod register;
 pub mod state;
@@ -32,6 +33,9 @@ pub struct ProxyOptions {
     pub register: Option<register::Registration>,
     /// How long in-flight requests may take to finish once draining starts.
     pub drain: Duration,
+    /// Downstream connections with nothing in flight for this long are
+    /// closed (`idle`); `None` keeps them open.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes,
@@ -47,7 +51,7 @@ pub async fn stop_signal() -> std::io::Result<&'static str> {
 
 /// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
-    let state = ProxyState::new(opts.node.clone());
+    let state = ProxyState::new(opts.node.clone(), opts.idle_timeout);
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);
     for addr in [opts.admin_addr, opts.metrics_addr, opts.health_addr].into_iter().flatten() {
         let bound = admin::serve(addr, state.clone(), quit_tx.clone()).await?;

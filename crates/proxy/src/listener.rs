@@ -6,6 +6,7 @@ use crate::config::ListenerKind;
 use crate::health::{self, Observation};
 use crate::http::replay::Replay;
 use crate::http::{ConnCtx, coalesce, handle};
+use crate::idle::Idle;
 use crate::state::ProxyState;
 use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
@@ -15,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -143,14 +145,25 @@ where
 /// rewinding wrapper of its own. HTTP/2 (prior knowledge) writes through
 /// `coalesce`: what its streams write in one turn leaves in one syscall.
 async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
+    let timeout = ctx.state.idle_timeout;
+    // Not registered with the timer until first polled.
+    let tick = tokio::time::sleep(timeout.map_or(Duration::ZERO, Idle::tick));
+    tokio::pin!(tick);
+    let mut idle = timeout.map(|t| Idle::new(tick.as_mut(), t));
     let mut first = BytesMut::with_capacity(FIRST_READ);
     // Until the bytes tell: the preface's first 12, or fewer that differ
     // from it (a client may send the preface in pieces).
     let h2 = loop {
         let read = tokio::select! {
+            biased;
             r = stream.read_buf(&mut first) => r,
             // A connection that has not sent a request's first bytes closes at once on drain.
             _ = ctx.state.drained() => return,
+            _ = expired(&mut idle) => {
+                ctx.state.metrics.idle_timeouts.inc();
+                tracing::debug!(peer = %ctx.peer, "closing a connection that sent nothing for its idle timeout");
+                return;
+            }
         };
         match read {
             Ok(0) => return, // closed before a request: nothing to answer
@@ -169,17 +182,38 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
         }
     };
     let state = ctx.state.clone();
+    let held = ctx.clone();
     let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
+    // Each request holds a clone of the connection's context while it is
+    // handled, so more clones than now means a request in flight.
+    let baseline = Arc::strong_count(&held);
+    let watch = Watch { idle, busy: move || Arc::strong_count(&held) > baseline };
     if h2 {
         let (io, mut flusher) = coalesce::split(first, stream);
         let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc));
-        let served = serve(&state, conn, |c| c.graceful_shutdown());
+        let served = serve(&state, conn, |c| c.graceful_shutdown(), watch);
         report(coalesce::run(served, &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
     } else {
         let io = TokioIo::new(Replay::new(first, stream));
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
-        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown()).await);
+        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), watch).await);
     }
+}
+
+/// Resolves once the connection has sent nothing for its idle timeout;
+/// never without one.
+async fn expired(idle: &mut Option<Idle<'_>>) {
+    match idle {
+        Some(i) => i.expired().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What `serve` watches besides the drain: the idle timeout, and whether a
+/// request is in flight (which keeps a connection from being idle).
+struct Watch<'a, B> {
+    idle: Option<Idle<'a>>,
+    busy: B,
 }
 
 /// The start of the HTTP/2 connection preface: enough to tell it from any
@@ -199,18 +233,21 @@ fn report(result: Result<(), BoxError>) {
 }
 
 /// Drives `conn` until it ends, shutting it down gracefully once the proxy
-/// drains (`shutdown`: each connection type has its own method). The
+/// drains or the connection has been idle for its timeout (`shutdown`:
+/// each connection type has its own method). The
 /// connection comes boxed: it is kilobytes (buffers, the dispatcher), and
 /// by value it would be copied into this future and again into the
 /// connection's task as tokio spawns it.
-async fn serve<C, E>(
+async fn serve<C, E, B>(
     state: &ProxyState,
     mut conn: Pin<Box<C>>,
     shutdown: impl FnOnce(Pin<&mut C>),
+    mut watch: Watch<'_, B>,
 ) -> Result<(), BoxError>
 where
     C: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
+    B: Fn() -> bool,
 {
     // The drain signal is polled once, which leaves this task's waker with
     // it; after that, a wake-up only looks at the flag. Polling the signal
@@ -226,6 +263,13 @@ where
             return Poll::Ready(None);
         }
         armed = true;
+        if let Some(idle) = &mut watch.idle
+            && idle.poll(cx, &watch.busy)
+        {
+            state.metrics.idle_timeouts.inc();
+            tracing::debug!("closing a connection idle for its timeout");
+            return Poll::Ready(None);
+        }
         Poll::Pending
     })
     .await;

@@ -117,6 +117,7 @@ pub struct Metrics {
     pub xds_nacks: Counter,
     pub config_updates: Counter,
     pub active_requests: Gauge,
+    pub idle_timeouts: Counter,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     /// Written once per new label set; every other request only reads.
@@ -163,9 +164,15 @@ impl Metrics {
         let xds_nacks = Counter::default();
         let config_updates = Counter::default();
         let active_requests = Gauge::default();
+        let idle_timeouts = Counter::default();
         registry.register("weft_xds_nacks", "xDS updates rejected by this proxy", xds_nacks.clone());
         registry.register("weft_config_updates", "xDS updates applied by this proxy", config_updates.clone());
         registry.register("weft_active_requests", "Requests in flight", active_requests.clone());
+        registry.register(
+            "weft_downstream_idle_timeouts",
+            "Downstream connections closed after their idle timeout",
+            idle_timeouts.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -175,6 +182,7 @@ impl Metrics {
             xds_nacks,
             config_updates,
             active_requests,
+            idle_timeouts,
             workload: node.workload.as_str().into(),
             namespace: node.namespace.as_str().into(),
             series: Default::default(),
