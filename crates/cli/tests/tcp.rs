@@ -38,3 +38,35 @@ fn tcp_service_port_is_spliced_to_an_instance() {
         }
     });
 }
+
+#[test]
+fn an_idle_tcp_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let echo = echo_server().await;
+        let svc_port = free_port();
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: echo-tcp}}\nspec:\n  selector: {{app: echo-tcp}}\n  ports: [{{name: tcp-echo, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: e}}\nspec: {{address: 127.0.0.1, ports: {{tcp-echo: {echo}}}, labels: {{app: echo-tcp}}}}\n"
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let _sc = Sidecar::start_with(&control.xds, "client", &["--idle-timeout-seconds", "1"]).await;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", svc_port)).await.unwrap();
+        // Bytes every 300 ms keep it open past the timeout.
+        let mut buf = [0u8; 64];
+        for i in 0..6 {
+            let msg = format!("ping {i}\n");
+            s.write_all(msg.as_bytes()).await.unwrap();
+            let n = s.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], msg.as_bytes(), "echoed while in use");
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        // Then quiet: the proxy closes it.
+        let start = std::time::Instant::now();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an idle tcp connection is closed");
+        assert_eq!(n.unwrap_or(0), 0, "closed, nothing more read");
+        assert!(start.elapsed() >= std::time::Duration::from_millis(600), "not before its timeout: {:?}", start.elapsed());
+    });
+}

@@ -308,8 +308,31 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
         health::report(cluster, ep.health.as_deref(), Observation::Status(200));
         let _ = up.set_nodelay(true);
         let _guard = ep.start();
-        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+        splice(&ctx, &mut down, &mut up).await;
         return;
+    }
+}
+
+/// Copies both ways until either side closes, or the connection has moved
+/// no byte for its idle timeout (Envoy's `tcp_proxy` default is the same
+/// hour): then both sockets are closed.
+async fn splice(ctx: &ConnCtx, down: &mut TcpStream, up: &mut TcpStream) {
+    let timeout = ctx.state.idle_timeout;
+    let tick = tokio::time::sleep(timeout.map_or(Duration::ZERO, Idle::tick));
+    tokio::pin!(tick);
+    let mut idle = timeout.map(|t| Idle::new(tick.as_mut(), t));
+    let mut copy = std::pin::pin!(tokio::io::copy_bidirectional(down, up));
+    let idled = std::future::poll_fn(|cx| {
+        if copy.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        // A splice is never busy without bytes moving: any byte polls it.
+        if idle.as_mut().is_some_and(|i| i.poll(cx, || false)) { Poll::Ready(true) } else { Poll::Pending }
+    })
+    .await;
+    if idled {
+        ctx.state.metrics.idle_timeouts.inc();
+        tracing::debug!(peer = %ctx.peer, "closing a tcp connection idle for its timeout");
     }
 }
 
