@@ -78,7 +78,9 @@ def dump_totals(path: Path) -> dict[str, int]:
     totals = re.search(r"^(?:totals|summary): ([\d ]+)$", text, re.M)
     if not events or not totals:
         raise RuntimeError(f"{path}: no events or totals line")
-    return dict(zip(events.group(1).split(), map(int, totals.group(1).split())))
+    counts = list(map(int, totals.group(1).split()))
+    # Callgrind leaves trailing zero counts out of the line.
+    return {e: counts[i] if i < len(counts) else 0 for i, e in enumerate(events.group(1).split())}
 
 
 def instructions(procs: Procs, start, kind: str, n: int, warm: int, tmp: Path, keep: Path | None = None,
