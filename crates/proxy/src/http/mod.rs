@@ -135,7 +135,27 @@ pub fn handle(
                 .and_then(|s| s.split_once('.'))
                 .unwrap_or((UNKNOWN, UNKNOWN)),
         };
-        let outcome = route_and_serve(&ctx, hl, req).await;
+        // Routed here rather than in an async fn of its own: each async
+        // layer keeps 264 bytes for the request after moving it on (an
+        // upvar's room is never reused), and the future is moved per request.
+        let outcome = 'routed: {
+            let (route, f) = match resolve(hl, &req) {
+                Ok(forward) => forward,
+                Err(answered) => break 'routed answered,
+            };
+            let delayed = match &route.fault {
+                Some(fault) => match fault::inject(fault, &f.target).await {
+                    Ok(delayed) => delayed,
+                    Err(aborted) => break 'routed aborted,
+                },
+                None => false,
+            };
+            let mut out = forward::forward(&ctx, hl.direction, route, f, req).await;
+            if delayed && out.flags == flags::NONE {
+                out.flags = flags::FAULT_DELAY;
+            }
+            out
+        };
         let (dest_workload, dest_ns) = match hl.direction {
             Direction::Inbound => (&*state.metrics.workload, &*state.metrics.namespace),
             Direction::Outbound => outcome.dest.workload(),
@@ -172,8 +192,10 @@ pub fn handle(
 }
 
 /// The routing decision, without waiting: the route and forward action, or
-/// the response itself (no route, a direct response, a redirect). The
-/// answered `Outcome` is moved once; boxing it would allocate per response.
+/// the response itself (no route, a direct response, a redirect). Its
+/// borrows (authority, request view) end here, so they take no room in the
+/// request's future while it waits. The answered `Outcome` is moved once;
+/// boxing it would allocate per response.
 #[allow(clippy::result_large_err)]
 fn resolve<'a>(
     hl: &'a crate::config::HttpListener,
@@ -229,34 +251,5 @@ fn resolve<'a>(
             let resp = respond::redirect(rd, route, scheme, &authority, req.uri());
             Err(Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
         }
-    }
-}
-
-/// Routes the request, then injects a fault or forwards it. The routing
-/// decision's borrows (authority, request view) end in `resolve`, so they
-/// take no room in this future's state while it waits.
-#[allow(clippy::manual_async_fn)]
-fn route_and_serve<'a>(
-    ctx: &'a ConnCtx,
-    hl: &'a crate::config::HttpListener,
-    req: Request<Incoming>,
-) -> impl Future<Output = Outcome> + Send + 'a {
-    async move {
-        let (route, f) = match resolve(hl, &req) {
-            Ok(forward) => forward,
-            Err(answered) => return answered,
-        };
-        let delayed = match &route.fault {
-            Some(fault) => match fault::inject(fault, &f.target).await {
-                Ok(delayed) => delayed,
-                Err(aborted) => return aborted,
-            },
-            None => false,
-        };
-        let mut out = forward::forward(ctx, hl.direction, route, f, req).await;
-        if delayed && out.flags == flags::NONE {
-            out.flags = flags::FAULT_DELAY;
-        }
-        out
     }
 }
