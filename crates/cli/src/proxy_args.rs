@@ -54,6 +54,11 @@ pub struct Common {
     /// such connections open.
     #[arg(long, env = "WEFT_IDLE_TIMEOUT_SECONDS", default_value_t = 3600)]
     idle_timeout_seconds: u64,
+    /// Seconds an HTTP/1.1 request's head may take to arrive, from its
+    /// first byte (nginx's default; a client sending a byte at a time is
+    /// never idle); 0 allows any time.
+    #[arg(long, env = "WEFT_REQUEST_HEAD_TIMEOUT_SECONDS", default_value_t = 60)]
+    request_head_timeout_seconds: u64,
     /// Where this proxy runs, `region/zone/subzone`: callers prefer
     /// endpoints near it (locality load balancing), and a sidecar registers
     /// its instance there.
@@ -112,7 +117,10 @@ impl Common {
             health_addr: addr(ip, self.health_port)?,
             register,
             drain: Duration::from_secs(self.drain_seconds),
-            idle_timeout: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
+            limits: weft_proxy::idle::Limits {
+                idle: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
+                head: Some(Duration::from_secs(self.request_head_timeout_seconds)).filter(|d| !d.is_zero()),
+            },
         })
     }
 }

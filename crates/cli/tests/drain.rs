@@ -131,8 +131,9 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         // and refuse the next request.
         let (status, mut send, _conn) = h1_conn(&out, "/?delay=2500ms").await;
         assert_eq!(status, 200, "a slow request is answered");
+        send.ready().await.expect("its connection is kept for the next request");
         let req = http::Request::get("/").header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
-        let resp = send.send_request(req.unwrap()).await.expect("its connection is kept for the next request");
+        let resp = send.send_request(req.unwrap()).await.expect("the next request is answered");
         assert_eq!(resp.status(), 200);
 
         // A connection used every 300 ms stays open past the timeout.
@@ -141,6 +142,7 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
         let conn = tokio::spawn(conn);
         for i in 0..8 {
+            send.ready().await.unwrap_or_else(|e| panic!("a busy connection is kept for request {i}: {e}"));
             let req = http::Request::get("/").header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
             let resp = send
                 .send_request(req.unwrap())
@@ -176,5 +178,84 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
             .parse()
             .unwrap();
         assert!(closed >= 3, "three connections closed idle, counted: {closed}");
+    });
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` off `s`: its status.
+async fn read_response(s: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.expect("a response");
+        assert!(n > 0, "closed before a whole response: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .expect("content-length");
+            if got.len() >= end + 4 + length {
+                return text[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_request_head_that_does_not_end_in_time_closes_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_b, port) = demo("slow", "v1").await;
+        std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("slow", port)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start_with(&control.xds, "client", &["--request-head-timeout-seconds", "1"]).await;
+        let out = sc.outbound.clone();
+
+        // A head sent a line every 300 ms (slowloris): never idle, cut.
+        let s = tokio::net::TcpStream::connect(&out).await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        let start = Instant::now();
+        let closed = tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            matches!(r.read(&mut buf).await, Ok(0) | Err(_))
+        });
+        w.write_all(b"GET / HTTP/1.1\r\nhost: slow\r\n").await.unwrap();
+        for i in 0..33 {
+            if closed.is_finished() || w.write_all(format!("x-slow-{i}: a\r\n").as_bytes()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the slow head is cut");
+        assert!(closed.unwrap(), "closed, not answered");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(900), "not before its timeout: {took:?}");
+        assert!(took < Duration::from_secs(8), "long before the 10 s of the slow head: {took:?}");
+
+        // A request whose body arrives slowly is in flight, not a slow head;
+        // then its connection, idle between requests, is kept.
+        let mut s = tokio::net::TcpStream::connect(&out).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nhost: slow\r\ncontent-length: 20\r\n\r\n").await.unwrap();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            s.write_all(b"ab").await.unwrap();
+        }
+        assert_eq!(read_response(&mut s).await, 200, "the slowly sent body's request is answered");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        s.write_all(b"GET / HTTP/1.1\r\nhost: slow\r\n\r\n").await.unwrap();
+        assert_eq!(read_response(&mut s).await, 200, "a keep-alive connection idle between requests is kept");
+
+        let metrics = String::from_utf8(get(&sc.admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        let cut: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("weft_downstream_request_head_timeouts_total "))
+            .expect("the request-head timeout counter")
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(cut, 1, "one slow head cut");
     });
 }

@@ -1,56 +1,114 @@
-//! The downstream idle timeout: a connection with no request in flight and
-//! nothing read or written for the whole timeout is closed, as Envoy's HTTP
-//! connection manager does after its `idle_timeout` (1 h by default). A
-//! client that opens connections and leaves them, or never sends a byte,
-//! would otherwise hold the proxy's sockets and memory until it drains.
+//! A downstream connection's timeouts, on one timer a connection.
 //!
-//! One timer a connection, and it is not reset per request: it fires every
-//! eighth of the timeout, and a tick that finds the connection quiet since
-//! the one before counts towards the whole. A request costs a counter
-//! increment; a connection is closed after between 1 and 1⅛ timeouts of quiet.
+//! - **Idle** (Envoy's HTTP connection manager `idle_timeout`, 1 h by
+//!   default): no request in flight and nothing read or written for the
+//!   whole timeout. A client that opens connections and leaves them, or
+//!   never sends a byte, would otherwise hold the proxy's sockets and
+//!   memory until it drains.
+//! - **Request head** (nginx's `client_header_timeout`, 60 s by default;
+//!   Envoy's `request_headers_timeout`, off there): an HTTP/1.1 request's
+//!   head has been arriving for this long without ending. A client that
+//!   sends a byte every few seconds (slowloris) is never idle, so only
+//!   this closes it.
+//!
+//! The timer is not reset per request: it ticks (an eighth of the idle
+//! timeout, a quarter of the head timeout if shorter), and each tick
+//! compares the connection's counters with the last tick's. A request
+//! costs a counter increment, a read that brings bytes another. A timeout
+//! fires after between 1 and 1⅛ (head: 1¼) of itself.
 
+use crate::http::Activity;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// Ticks a timeout is made of.
-const TICKS: u32 = 8;
+/// Which timeout ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expired {
+    Idle,
+    RequestHead,
+}
+
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub idle: Option<Duration>,
+    pub head: Option<Duration>,
+}
+
+impl Limits {
+    /// The period of the ticks, for the `Sleep` that `Idle::new` takes;
+    /// `None` when there is no timeout to watch.
+    pub fn tick(&self) -> Option<Duration> {
+        let idle = self.idle.map(|t| t / 8);
+        let head = self.head.map(|t| t / 4);
+        let p = match (idle, head) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(p.max(Duration::from_millis(1)))
+    }
+}
+
+/// Ticks that make up `limit` (at least), or never.
+fn ticks(limit: Option<Duration>, period: Duration) -> u32 {
+    limit.map_or(u32::MAX, |l| l.as_nanos().div_ceil(period.as_nanos()).clamp(1, u32::MAX as u128 - 1) as u32)
+}
 
 pub struct Idle<'a> {
-    /// Fires once a tick; `tokio::time::sleep(Idle::tick(timeout))`, pinned
-    /// in the connection's future (no allocation).
+    /// Fires once a tick; `tokio::time::sleep(limits.tick())`, pinned in
+    /// the connection's future (no allocation).
     tick: Pin<&'a mut Sleep>,
     period: Duration,
+    /// Ticks each timeout takes.
+    idle_ticks: u32,
+    head_ticks: u32,
     /// Consecutive ticks that found the connection quiet.
     quiet_ticks: u32,
-    /// Polls of the connection, and their count at the last tick.
+    /// Ticks since bytes came in with no request starting since.
+    pending_ticks: u32,
+    /// The last tick saw a request.
+    grace: bool,
+    /// Polls of the connection, and the counters at the last tick.
     polls: u32,
     polls_at_tick: u32,
+    reads_at_tick: u32,
+    requests_at_tick: u32,
     /// The timer holds this task's waker: until it fires, a poll need not
     /// poll it again (tokio's wakers are the task's own, whoever wakes it).
     armed: bool,
 }
 
 impl<'a> Idle<'a> {
-    /// The period of `timeout`'s ticks, for the `Sleep` that `new` takes.
-    pub fn tick(timeout: Duration) -> Duration {
-        (timeout / TICKS).max(Duration::from_millis(1))
+    /// `tick` must be `tokio::time::sleep(limits.tick()?)`.
+    pub fn new(tick: Pin<&'a mut Sleep>, limits: Limits, period: Duration) -> Self {
+        Idle {
+            tick,
+            period,
+            idle_ticks: ticks(limits.idle, period),
+            // One more: the first tick that sees the bytes may come just after them.
+            head_ticks: ticks(limits.head, period).saturating_add(1),
+            quiet_ticks: 0,
+            pending_ticks: 0,
+            grace: false,
+            polls: 0,
+            polls_at_tick: 0,
+            reads_at_tick: 0,
+            requests_at_tick: 0,
+            armed: false,
+        }
     }
 
-    pub fn new(tick: Pin<&'a mut Sleep>, timeout: Duration) -> Self {
-        Idle { tick, period: Self::tick(timeout), quiet_ticks: 0, polls: 0, polls_at_tick: 0, armed: false }
-    }
-
-    /// Before the connection's first bytes: resolves once the whole timeout
-    /// has passed without them. Cancel-safe (the ticks counted are kept), so
-    /// it can race each read.
+    /// Before the connection's first bytes: resolves once the whole idle
+    /// timeout has passed without them. Cancel-safe (the ticks counted are
+    /// kept), so it can race each read.
     pub async fn expired(&mut self) {
         std::future::poll_fn(|cx| {
             loop {
                 std::task::ready!(self.tick.as_mut().poll(cx));
                 self.quiet_ticks += 1;
-                if self.quiet_ticks >= TICKS {
+                if self.quiet_ticks >= self.idle_ticks {
                     return Poll::Ready(());
                 }
                 self.tick.as_mut().reset(Instant::now() + self.period);
@@ -60,28 +118,69 @@ impl<'a> Idle<'a> {
     }
 
     /// Called on every poll of the serving connection, after it returned
-    /// pending; true once it has been idle for the whole timeout. `busy`
-    /// (asked at a tick only): a request of the connection is being handled.
-    pub fn poll(&mut self, cx: &mut Context<'_>, busy: impl FnOnce() -> bool) -> bool {
+    /// pending: which timeout has run out, if one has. `busy` (asked at a
+    /// tick, and until the timer is armed): a request of the connection is
+    /// being handled.
+    pub fn poll(&mut self, cx: &mut Context<'_>, activity: &Activity, busy: impl Fn() -> bool) -> Option<Expired> {
         self.polls = self.polls.wrapping_add(1);
-        if self.armed && !self.tick.is_elapsed() {
-            return false;
+        if !self.armed {
+            // Neither timeout runs while a request is in flight, so the timer
+            // waits for a poll without one: a connection that serves one
+            // request and closes never registers it.
+            if busy() {
+                return None;
+            }
+            self.armed = true;
+            if self.tick.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+        } else if !self.tick.is_elapsed() {
+            return None;
         }
-        self.armed = true;
-        if self.tick.as_mut().poll(cx).is_pending() {
-            return false;
-        }
+        let busy = busy();
         // The tick's own wake-up is the one poll since the last tick of a
         // quiet connection.
-        let quiet = self.polls.wrapping_sub(self.polls_at_tick) <= 1 && !busy();
-        self.polls_at_tick = self.polls;
+        let quiet = self.polls.wrapping_sub(self.polls_at_tick) <= 1 && !busy;
         self.quiet_ticks = if quiet { self.quiet_ticks + 1 } else { 0 };
-        if self.quiet_ticks >= TICKS {
-            return true;
+        let (reads, requests) = (activity.reads.load(Ordering::Relaxed), activity.requests.load(Ordering::Relaxed));
+        // A head is pending from the first bytes after the last request
+        // started, until the next one starts. Bytes read in the tick after
+        // one with a request are that request's (the end of its body).
+        if busy || requests != self.requests_at_tick {
+            self.pending_ticks = 0;
+            self.grace = true;
+        } else {
+            if self.pending_ticks > 0 || (reads != self.reads_at_tick && !self.grace) {
+                self.pending_ticks += 1;
+            }
+            self.grace = false;
+        }
+        (self.polls_at_tick, self.reads_at_tick, self.requests_at_tick) = (self.polls, reads, requests);
+        if self.pending_ticks >= self.head_ticks {
+            return Some(Expired::RequestHead);
+        }
+        if self.quiet_ticks >= self.idle_ticks {
+            return Some(Expired::Idle);
         }
         self.tick.as_mut().reset(Instant::now() + self.period);
         // Leaves the waker with the timer again.
         let _ = self.tick.as_mut().poll(cx);
-        false
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_the_shorter_timeouts_share() {
+        let s = Duration::from_secs;
+        assert_eq!(Limits { idle: Some(s(3600)), head: Some(s(60)) }.tick(), Some(s(15)));
+        assert_eq!(Limits { idle: Some(s(8)), head: Some(s(60)) }.tick(), Some(s(1)));
+        assert_eq!(Limits { idle: Some(s(8)), head: None }.tick(), Some(s(1)));
+        assert_eq!(Limits { idle: None, head: None }.tick(), None);
+        assert_eq!(ticks(Some(s(3600)), s(15)), 240);
+        assert_eq!(ticks(None, s(15)), u32::MAX);
     }
 }

@@ -33,9 +33,9 @@ pub struct ProxyOptions {
     pub register: Option<register::Registration>,
     /// How long in-flight requests may take to finish once draining starts.
     pub drain: Duration,
-    /// Downstream connections with nothing in flight for this long are
-    /// closed (`idle`); `None` keeps them open.
-    pub idle_timeout: Option<Duration>,
+    /// Downstream connections' idle and request-head timeouts (`idle`);
+    /// `None` turns one off.
+    pub limits: idle::Limits,
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes,
@@ -51,7 +51,7 @@ pub async fn stop_signal() -> std::io::Result<&'static str> {
 
 /// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
-    let state = ProxyState::new(opts.node.clone(), opts.idle_timeout);
+    let state = ProxyState::new(opts.node.clone(), opts.limits);
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);
     for addr in [opts.admin_addr, opts.metrics_addr, opts.health_addr].into_iter().flatten() {
         let bound = admin::serve(addr, state.clone(), quit_tx.clone()).await?;

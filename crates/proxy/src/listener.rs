@@ -5,8 +5,8 @@
 use crate::config::ListenerKind;
 use crate::health::{self, Observation};
 use crate::http::replay::Replay;
-use crate::http::{ConnCtx, coalesce, handle};
-use crate::idle::Idle;
+use crate::http::{Activity, ConnCtx, coalesce, handle};
+use crate::idle::{Expired, Idle, Limits};
 use crate::state::ProxyState;
 use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
@@ -16,7 +16,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -105,7 +104,8 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
             state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind),
             Some(ListenerKind::Tcp(_))
         );
-        let ctx = Arc::new(ConnCtx { state: state.clone(), listener: name.clone(), peer });
+        let ctx =
+            Arc::new(ConnCtx { state: state.clone(), listener: name.clone(), peer, activity: Default::default() });
         if is_tcp {
             tokio::spawn(tcp_proxy(ctx, stream));
         } else {
@@ -145,11 +145,12 @@ where
 /// rewinding wrapper of its own. HTTP/2 (prior knowledge) writes through
 /// `coalesce`: what its streams write in one turn leaves in one syscall.
 async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
-    let timeout = ctx.state.idle_timeout;
+    let limits = ctx.state.limits;
+    let period = limits.tick();
     // Not registered with the timer until first polled.
-    let tick = tokio::time::sleep(timeout.map_or(Duration::ZERO, Idle::tick));
+    let tick = tokio::time::sleep(period.unwrap_or_default());
     tokio::pin!(tick);
-    let mut idle = timeout.map(|t| Idle::new(tick.as_mut(), t));
+    let mut idle = period.map(|p| Idle::new(tick.as_mut(), limits, p));
     let mut first = BytesMut::with_capacity(FIRST_READ);
     // Until the bytes tell: the preface's first 12, or fewer that differ
     // from it (a client may send the preface in pieces).
@@ -183,20 +184,22 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
     };
     let state = ctx.state.clone();
     let held = ctx.clone();
-    let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
-    // Each request holds a clone of the connection's context while it is
-    // handled, so more clones than now means a request in flight.
-    let baseline = Arc::strong_count(&held);
-    let watch = Watch { idle, busy: move || Arc::strong_count(&held) > baseline };
+    let svc = hyper::service::service_fn(move |req| {
+        Activity::bump(&ctx.activity.requests);
+        handle(ctx.clone(), req)
+    });
     if h2 {
         let (io, mut flusher) = coalesce::split(first, stream);
         let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc));
-        let served = serve(&state, conn, |c| c.graceful_shutdown(), watch);
+        let served = serve(&state, conn, |c| c.graceful_shutdown(), Watch::new(idle, held));
         report(coalesce::run(served, &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
     } else {
-        let io = TokioIo::new(Replay::new(first, stream));
+        // The request-head timeout counts HTTP/1.1's reads; the first
+        // bytes, read above, are the start of a head.
+        Activity::bump(&held.activity.reads);
+        let io = TokioIo::new(Replay::noting(first, stream, held.clone()));
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
-        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), watch).await);
+        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
     }
 }
 
@@ -209,11 +212,27 @@ async fn expired(idle: &mut Option<Idle<'_>>) {
     }
 }
 
-/// What `serve` watches besides the drain: the idle timeout, and whether a
-/// request is in flight (which keeps a connection from being idle).
-struct Watch<'a, B> {
+/// What `serve` watches besides the drain: the connection's timeouts, and
+/// its context, whose clones tell whether a request is in flight.
+struct Watch<'a> {
     idle: Option<Idle<'a>>,
-    busy: B,
+    ctx: Arc<ConnCtx>,
+    baseline: usize,
+}
+
+impl<'a> Watch<'a> {
+    /// Each request holds a clone of the connection's context while it is
+    /// handled, so more clones than now means a request in flight.
+    fn new(idle: Option<Idle<'a>>, ctx: Arc<ConnCtx>) -> Self {
+        let baseline = Arc::strong_count(&ctx);
+        Watch { idle, ctx, baseline }
+    }
+
+    /// Which of the connection's timeouts has run out, if one has.
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Option<Expired> {
+        let (ctx, baseline) = (&self.ctx, self.baseline);
+        self.idle.as_mut()?.poll(cx, &ctx.activity, || Arc::strong_count(ctx) > baseline)
+    }
 }
 
 /// The start of the HTTP/2 connection preface: enough to tell it from any
@@ -238,16 +257,15 @@ fn report(result: Result<(), BoxError>) {
 /// connection comes boxed: it is kilobytes (buffers, the dispatcher), and
 /// by value it would be copied into this future and again into the
 /// connection's task as tokio spawns it.
-async fn serve<C, E, B>(
+async fn serve<C, E>(
     state: &ProxyState,
     mut conn: Pin<Box<C>>,
     shutdown: impl FnOnce(Pin<&mut C>),
-    mut watch: Watch<'_, B>,
+    mut watch: Watch<'_>,
 ) -> Result<(), BoxError>
 where
     C: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
-    B: Fn() -> bool,
 {
     // The drain signal is polled once, which leaves this task's waker with
     // it; after that, a wake-up only looks at the flag. Polling the signal
@@ -263,14 +281,20 @@ where
             return Poll::Ready(None);
         }
         armed = true;
-        if let Some(idle) = &mut watch.idle
-            && idle.poll(cx, &watch.busy)
-        {
-            state.metrics.idle_timeouts.inc();
-            tracing::debug!("closing a connection idle for its timeout");
-            return Poll::Ready(None);
+        match watch.poll(cx) {
+            None => Poll::Pending,
+            Some(Expired::Idle) => {
+                state.metrics.idle_timeouts.inc();
+                tracing::debug!(peer = %watch.ctx.peer, "closing a connection idle for its timeout");
+                Poll::Ready(None)
+            }
+            Some(Expired::RequestHead) => {
+                state.metrics.request_head_timeouts.inc();
+                tracing::debug!(peer = %watch.ctx.peer, "closing a connection whose request head did not end in time");
+                // Dropped, not shut down: its half-read head is no request to finish.
+                Poll::Ready(Some(Ok(())))
+            }
         }
-        Poll::Pending
     })
     .await;
     let result = match early {
@@ -317,17 +341,20 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
 /// no byte for its idle timeout (Envoy's `tcp_proxy` default is the same
 /// hour): then both sockets are closed.
 async fn splice(ctx: &ConnCtx, down: &mut TcpStream, up: &mut TcpStream) {
-    let timeout = ctx.state.idle_timeout;
-    let tick = tokio::time::sleep(timeout.map_or(Duration::ZERO, Idle::tick));
+    // The idle timeout only: a splice has no request heads.
+    let limits = Limits { head: None, ..ctx.state.limits };
+    let period = limits.tick();
+    let tick = tokio::time::sleep(period.unwrap_or_default());
     tokio::pin!(tick);
-    let mut idle = timeout.map(|t| Idle::new(tick.as_mut(), t));
+    let mut idle = period.map(|p| Idle::new(tick.as_mut(), limits, p));
     let mut copy = std::pin::pin!(tokio::io::copy_bidirectional(down, up));
     let idled = std::future::poll_fn(|cx| {
         if copy.as_mut().poll(cx).is_ready() {
             return Poll::Ready(false);
         }
         // A splice is never busy without bytes moving: any byte polls it.
-        if idle.as_mut().is_some_and(|i| i.poll(cx, || false)) { Poll::Ready(true) } else { Poll::Pending }
+        let expired = idle.as_mut().and_then(|i| i.poll(cx, &ctx.activity, || false));
+        if expired.is_some() { Poll::Ready(true) } else { Poll::Pending }
     })
     .await;
     if idled {

@@ -53,12 +53,12 @@ pub struct ProxyState {
     pub last_nack: std::sync::Mutex<Option<String>>,
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
     pub source_header: Option<http::HeaderValue>,
-    /// Downstream connections idle this long are closed (`crate::idle`).
-    pub idle_timeout: Option<std::time::Duration>,
+    /// Downstream connections' idle and request-head timeouts (`crate::idle`).
+    pub limits: crate::idle::Limits,
 }
 
 impl ProxyState {
-    pub fn new(node: NodeInfo, idle_timeout: Option<std::time::Duration>) -> Arc<Self> {
+    pub fn new(node: NodeInfo, limits: crate::idle::Limits) -> Arc<Self> {
         let metrics = Metrics::new(&node);
         let source_header = http::HeaderValue::from_str(&format!("{}.{}", node.workload, node.namespace)).ok();
         Arc::new(ProxyState {
@@ -73,7 +73,7 @@ impl ProxyState {
             hosts: Default::default(),
             last_nack: std::sync::Mutex::new(None),
             source_header,
-            idle_timeout,
+            limits,
         })
     }
 

@@ -266,7 +266,7 @@ fn send<'a>(
 /// HTTP/2 stream).
 #[allow(clippy::manual_async_fn)]
 pub fn forward<'a>(
-    ctx: &'a ConnCtx,
+    ctx: &'a Arc<ConnCtx>,
     direction: Direction,
     route: &'a Route,
     f: &'a Forward,
@@ -415,7 +415,7 @@ pub fn forward<'a>(
                 dest.endpoint = Some(ep.clone());
                 let body: Body = match (&replay, stream_body.take()) {
                     (Some(b), _) => full(b.clone()),
-                    (None, Some(s)) => Body::Incoming(s),
+                    (None, Some(s)) => Body::Incoming(s, ctx.clone()),
                     (None, None) => full(Bytes::new()),
                 };
                 let _active = ep.start();

@@ -21,6 +21,7 @@ use hyper::{Request, Response};
 pub use respond::{error_response, flags};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// Per connection: which listener accepted it and from whom.
@@ -28,6 +29,31 @@ pub struct ConnCtx {
     pub state: Arc<ProxyState>,
     pub listener: Arc<str>,
     pub peer: SocketAddr,
+    pub activity: Activity,
+}
+
+/// What a connection has done, for its timeouts (`crate::idle`). Written
+/// and read on the connection's own task only (hyper calls the service
+/// there for both protocols), so a bump is a plain load and store.
+#[derive(Default)]
+pub struct Activity {
+    /// Reads that brought bytes, on HTTP/1.1 (HTTP/2 has frames that are
+    /// not requests: pings, window updates).
+    pub reads: AtomicU32,
+    /// Requests started.
+    pub requests: AtomicU32,
+}
+
+impl Activity {
+    pub fn bump(counter: &AtomicU32) {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+impl replay::OnRead for Arc<ConnCtx> {
+    fn on_read(&self) {
+        Activity::bump(&self.activity.reads);
+    }
 }
 
 /// True for `ppm` parts per million of calls (a fault's or mirror's share).

@@ -10,23 +10,46 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub struct Replay<S> {
+pub struct Replay<S, N = ()> {
     /// What was read and not yet handed on; empty (no allocation) once it has been.
     first: BytesMut,
     io: S,
+    /// Told of every read from the socket that brought bytes.
+    note: N,
+}
+
+/// Told when a read brings bytes (the request-head timeout watches them).
+pub trait OnRead {
+    fn on_read(&self);
+}
+
+impl OnRead for () {
+    fn on_read(&self) {}
 }
 
 impl<S> Replay<S> {
     pub fn new(first: BytesMut, io: S) -> Self {
-        Self { first, io }
+        Self { first, io, note: () }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+impl<S, N: OnRead> Replay<S, N> {
+    /// A replay that tells `note` of each read bringing bytes.
+    pub fn noting(first: BytesMut, io: S, note: N) -> Self {
+        Self { first, io, note }
+    }
+}
+
+impl<S: AsyncRead + Unpin, N: OnRead + Unpin> AsyncRead for Replay<S, N> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         if this.first.is_empty() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
+            let before = buf.filled().len();
+            let read = Pin::new(&mut this.io).poll_read(cx, buf);
+            if buf.filled().len() > before {
+                this.note.on_read();
+            }
+            return read;
         }
         let n = this.first.len().min(buf.remaining());
         buf.put_slice(&this.first[..n]);
@@ -39,7 +62,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+impl<S: AsyncWrite + Unpin, N: Unpin> AsyncWrite for Replay<S, N> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }

@@ -118,6 +118,7 @@ pub struct Metrics {
     pub config_updates: Counter,
     pub active_requests: Gauge,
     pub idle_timeouts: Counter,
+    pub request_head_timeouts: Counter,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     /// Written once per new label set; every other request only reads.
@@ -165,6 +166,7 @@ impl Metrics {
         let config_updates = Counter::default();
         let active_requests = Gauge::default();
         let idle_timeouts = Counter::default();
+        let request_head_timeouts = Counter::default();
         registry.register("weft_xds_nacks", "xDS updates rejected by this proxy", xds_nacks.clone());
         registry.register("weft_config_updates", "xDS updates applied by this proxy", config_updates.clone());
         registry.register("weft_active_requests", "Requests in flight", active_requests.clone());
@@ -172,6 +174,11 @@ impl Metrics {
             "weft_downstream_idle_timeouts",
             "Downstream connections closed after their idle timeout",
             idle_timeouts.clone(),
+        );
+        registry.register(
+            "weft_downstream_request_head_timeouts",
+            "HTTP/1.1 connections closed because a request head did not end within its timeout",
+            request_head_timeouts.clone(),
         );
         Metrics {
             registry,
@@ -183,6 +190,7 @@ impl Metrics {
             config_updates,
             active_requests,
             idle_timeouts,
+            request_head_timeouts,
             workload: node.workload.as_str().into(),
             namespace: node.namespace.as_str().into(),
             series: Default::default(),
