@@ -13,17 +13,23 @@ async fn echo_server() -> u16 {
     .await
 }
 
+/// A control plane serving `echo-tcp`, a tcp service whose one instance is
+/// an echo server; the service's port.
+async fn echo_mesh(dir: &std::path::Path) -> (u16, Control) {
+    let echo = echo_server().await;
+    let svc_port = free_port();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: echo-tcp}}\nspec:\n  selector: {{app: echo-tcp}}\n  ports: [{{name: tcp-echo, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: e}}\nspec: {{address: 127.0.0.1, ports: {{tcp-echo: {echo}}}, labels: {{app: echo-tcp}}}}\n"
+    );
+    std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
+    (svc_port, Control::start(dir).await)
+}
+
 #[test]
 fn tcp_service_port_is_spliced_to_an_instance() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let echo = echo_server().await;
-        let svc_port = free_port();
-        let yaml = format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: echo-tcp}}\nspec:\n  selector: {{app: echo-tcp}}\n  ports: [{{name: tcp-echo, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: e}}\nspec: {{address: 127.0.0.1, ports: {{tcp-echo: {echo}}}, labels: {{app: echo-tcp}}}}\n"
-        );
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
-        let control = Control::start(dir.path()).await;
+        let (svc_port, control) = echo_mesh(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
         let dump = sc.config_dump().await;
         assert!(dump["listeners"].to_string().contains(&format!("127.0.0.1:{svc_port}")), "tcp listener: {dump}");
@@ -43,13 +49,7 @@ fn tcp_service_port_is_spliced_to_an_instance() {
 fn an_idle_tcp_connection_is_closed_after_the_idle_timeout() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let echo = echo_server().await;
-        let svc_port = free_port();
-        let yaml = format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: echo-tcp}}\nspec:\n  selector: {{app: echo-tcp}}\n  ports: [{{name: tcp-echo, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: e}}\nspec: {{address: 127.0.0.1, ports: {{tcp-echo: {echo}}}, labels: {{app: echo-tcp}}}}\n"
-        );
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
-        let control = Control::start(dir.path()).await;
+        let (svc_port, control) = echo_mesh(dir.path()).await;
         let _sc = Sidecar::start_with(&control.xds, "client", &["--idle-timeout-seconds", "1"]).await;
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", svc_port)).await.unwrap();
         // Bytes every 300 ms keep it open past the timeout.
@@ -67,6 +67,10 @@ fn an_idle_tcp_connection_is_closed_after_the_idle_timeout() {
             .await
             .expect("an idle tcp connection is closed");
         assert_eq!(n.unwrap_or(0), 0, "closed, nothing more read");
-        assert!(start.elapsed() >= std::time::Duration::from_millis(600), "not before its timeout: {:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(600),
+            "not before its timeout: {:?}",
+            start.elapsed()
+        );
     });
 }
