@@ -100,6 +100,18 @@ impl<'a> Idle<'a> {
         }
     }
 
+    /// Leaves the request-head timeout out (HTTP/2: its pings and window
+    /// updates are bytes that start no request), ticking for the idle
+    /// timeout alone; `None` when that leaves nothing to watch.
+    pub fn without_head(mut self, limits: Limits) -> Option<Self> {
+        let limits = Limits { head: None, ..limits };
+        self.period = limits.tick()?;
+        self.idle_ticks = ticks(limits.idle, self.period);
+        self.head_ticks = u32::MAX;
+        self.quiet_ticks = 0;
+        Some(self)
+    }
+
     /// Before the connection's first bytes: resolves once the whole idle
     /// timeout has passed without them. Cancel-safe (the ticks counted are
     /// kept), so it can race each read.
@@ -182,5 +194,17 @@ mod tests {
         assert_eq!(Limits { idle: None, head: None }.tick(), None);
         assert_eq!(ticks(Some(s(3600)), s(15)), 240);
         assert_eq!(ticks(None, s(15)), u32::MAX);
+    }
+
+    #[tokio::test]
+    async fn http2_ticks_for_the_idle_timeout_alone() {
+        let s = Duration::from_secs;
+        let both = Limits { idle: Some(s(3600)), head: Some(s(60)) };
+        let sleep = std::pin::pin!(tokio::time::sleep(s(15)));
+        let idle = Idle::new(sleep, both, both.tick().unwrap()).without_head(both).unwrap();
+        assert_eq!((idle.period, idle.idle_ticks, idle.head_ticks), (s(450), 8, u32::MAX));
+        let head_only = Limits { idle: None, head: Some(s(60)) };
+        let sleep = std::pin::pin!(tokio::time::sleep(s(15)));
+        assert!(Idle::new(sleep, head_only, s(15)).without_head(head_only).is_none(), "nothing left to watch");
     }
 }
