@@ -263,7 +263,9 @@ fn send<'a>(
 /// `async fn` moves its arguments into locals and keeps both copies in its
 /// state (rust-lang/rust#62958), here the 264-byte request, and the request
 /// future is moved per request (into hyper's connection, or a task per
-/// HTTP/2 stream).
+/// HTTP/2 stream). The request is taken apart before the block, which
+/// captures its parts: an upvar keeps its room after it is moved out, so
+/// capturing the request would keep 264 bytes for nothing all along.
 #[allow(clippy::manual_async_fn)]
 pub fn forward<'a>(
     ctx: &'a Arc<ConnCtx>,
@@ -272,6 +274,11 @@ pub fn forward<'a>(
     f: &'a Forward,
     mut req: Request<Incoming>,
 ) -> impl Future<Output = Outcome> + Send + 'a {
+    let upgrading = is_upgrade(&req);
+    let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let downstream_h2 = req.version() == Version::HTTP_2;
+    let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
+    let (mut parts, body) = req.into_parts();
     async move {
         let (cluster, extra_req, extra_resp) = match pick_target(&f.target) {
             Ok(t) => t,
@@ -290,16 +297,11 @@ pub fn forward<'a>(
             }
         };
         let mut dest = Dest::cluster(cluster);
-        let upgrading = is_upgrade(&req);
-        let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
-        let downstream_h2 = req.version() == Version::HTTP_2;
         let h2 = match cluster.protocol {
             Protocol::Http2 => !upgrading,
             Protocol::Http1 => false,
             Protocol::Downstream => downstream_h2,
         };
-        let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
-        let (mut parts, body) = req.into_parts();
 
         // Rewrites and header operations, once for all attempts. Without a
         // rewrite the incoming path and query are reused as they are (a
