@@ -106,6 +106,12 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start_with(&control.xds, "client", &["--idle-timeout-seconds", "1"]).await;
         let out = sc.outbound.clone();
+        let timeouts = &sc.config_dump().await["downstreamTimeouts"];
+        assert_eq!(
+            (timeouts["idle"].as_f64(), timeouts["requestHead"].as_f64()),
+            (Some(1.0), Some(60.0)),
+            "{timeouts}"
+        );
         let bound = Duration::from_secs(10);
 
         // A connection that never sends a byte.

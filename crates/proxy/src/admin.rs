@@ -79,6 +79,11 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         "node": {"id": state.node.id, "role": state.node.role, "namespace": state.node.namespace, "workload": state.node.workload, "labels": state.node.labels},
         "ready": state.ready(),
         "lastNack": state.last_nack.lock().ok().and_then(|n| n.clone()),
+        // Seconds; null when off (`crate::idle`).
+        "downstreamTimeouts": {
+            "idle": state.limits.idle.map(|d| d.as_secs_f64()),
+            "requestHead": state.limits.head.map(|d| d.as_secs_f64()),
+        },
         "listeners": listeners,
         "routes": routes,
         "clusters": clusters,
