@@ -117,7 +117,7 @@ impl Common {
             health_addr: addr(ip, self.health_port)?,
             register,
             drain: Duration::from_secs(self.drain_seconds),
-            limits: weft_proxy::idle::Limits {
+            timeouts: weft_proxy::idle::Timeouts {
                 idle: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
                 head: Some(Duration::from_secs(self.request_head_timeout_seconds)).filter(|d| !d.is_zero()),
             },

@@ -81,8 +81,8 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         "lastNack": state.last_nack.lock().ok().and_then(|n| n.clone()),
         // Seconds; null when off (`crate::idle`).
         "downstreamTimeouts": {
-            "idle": state.limits.idle.map(|d| d.as_secs_f64()),
-            "requestHead": state.limits.head.map(|d| d.as_secs_f64()),
+            "idle": state.timeouts.idle.map(|d| d.as_secs_f64()),
+            "requestHead": state.timeouts.head.map(|d| d.as_secs_f64()),
         },
         "listeners": listeners,
         "routes": routes,

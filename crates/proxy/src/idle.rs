@@ -31,13 +31,19 @@ pub enum Expired {
     RequestHead,
 }
 
+/// A connection's timeouts; `None` turns one off.
 #[derive(Clone, Copy)]
-pub struct Limits {
+pub struct Timeouts {
     pub idle: Option<Duration>,
     pub head: Option<Duration>,
 }
 
-impl Limits {
+impl Timeouts {
+    /// The idle timeout alone (HTTP/2, TCP: no request heads to time).
+    pub fn idle_only(self) -> Self {
+        Timeouts { head: None, ..self }
+    }
+
     /// The period of the ticks, for the `Sleep` that `Idle::new` takes;
     /// `None` when there is no timeout to watch.
     pub fn tick(&self) -> Option<Duration> {
@@ -57,9 +63,10 @@ fn ticks(limit: Option<Duration>, period: Duration) -> u32 {
 }
 
 pub struct Idle<'a> {
-    /// Fires once a tick; `tokio::time::sleep(limits.tick())`, pinned in
+    /// Fires once a tick; `tokio::time::sleep(timeouts.tick())`, pinned in
     /// the connection's future (no allocation).
     tick: Pin<&'a mut Sleep>,
+    timeouts: Timeouts,
     period: Duration,
     /// Ticks each timeout takes.
     idle_ticks: u32,
@@ -81,14 +88,17 @@ pub struct Idle<'a> {
 }
 
 impl<'a> Idle<'a> {
-    /// `tick` must be `tokio::time::sleep(limits.tick()?)`.
-    pub fn new(tick: Pin<&'a mut Sleep>, limits: Limits, period: Duration) -> Self {
-        Idle {
+    /// `tick`: a `tokio::time::sleep(timeouts.tick())`, not yet polled.
+    /// `None` when there is no timeout to watch.
+    pub fn new(tick: Pin<&'a mut Sleep>, timeouts: Timeouts) -> Option<Self> {
+        let period = timeouts.tick()?;
+        Some(Idle {
             tick,
+            timeouts,
             period,
-            idle_ticks: ticks(limits.idle, period),
+            idle_ticks: ticks(timeouts.idle, period),
             // One more: the first tick that sees the bytes may come just after them.
-            head_ticks: ticks(limits.head, period).saturating_add(1),
+            head_ticks: ticks(timeouts.head, period).saturating_add(1),
             quiet_ticks: 0,
             pending_ticks: 0,
             grace: false,
@@ -97,19 +107,14 @@ impl<'a> Idle<'a> {
             reads_at_tick: 0,
             requests_at_tick: 0,
             armed: false,
-        }
+        })
     }
 
     /// Leaves the request-head timeout out (HTTP/2: its pings and window
     /// updates are bytes that start no request), ticking for the idle
     /// timeout alone; `None` when that leaves nothing to watch.
-    pub fn without_head(mut self, limits: Limits) -> Option<Self> {
-        let limits = Limits { head: None, ..limits };
-        self.period = limits.tick()?;
-        self.idle_ticks = ticks(limits.idle, self.period);
-        self.head_ticks = u32::MAX;
-        self.quiet_ticks = 0;
-        Some(self)
+    pub fn without_head(self) -> Option<Self> {
+        Idle::new(self.tick, self.timeouts.idle_only())
     }
 
     /// Before the connection's first bytes: resolves once the whole idle
@@ -188,10 +193,10 @@ mod tests {
     #[test]
     fn ticks_are_the_shorter_timeouts_share() {
         let s = Duration::from_secs;
-        assert_eq!(Limits { idle: Some(s(3600)), head: Some(s(60)) }.tick(), Some(s(15)));
-        assert_eq!(Limits { idle: Some(s(8)), head: Some(s(60)) }.tick(), Some(s(1)));
-        assert_eq!(Limits { idle: Some(s(8)), head: None }.tick(), Some(s(1)));
-        assert_eq!(Limits { idle: None, head: None }.tick(), None);
+        assert_eq!(Timeouts { idle: Some(s(3600)), head: Some(s(60)) }.tick(), Some(s(15)));
+        assert_eq!(Timeouts { idle: Some(s(8)), head: Some(s(60)) }.tick(), Some(s(1)));
+        assert_eq!(Timeouts { idle: Some(s(8)), head: None }.tick(), Some(s(1)));
+        assert_eq!(Timeouts { idle: None, head: None }.tick(), None);
         assert_eq!(ticks(Some(s(3600)), s(15)), 240);
         assert_eq!(ticks(None, s(15)), u32::MAX);
     }
@@ -199,12 +204,12 @@ mod tests {
     #[tokio::test]
     async fn http2_ticks_for_the_idle_timeout_alone() {
         let s = Duration::from_secs;
-        let both = Limits { idle: Some(s(3600)), head: Some(s(60)) };
+        let both = Timeouts { idle: Some(s(3600)), head: Some(s(60)) };
         let sleep = std::pin::pin!(tokio::time::sleep(s(15)));
-        let idle = Idle::new(sleep, both, both.tick().unwrap()).without_head(both).unwrap();
+        let idle = Idle::new(sleep, both).unwrap().without_head().unwrap();
         assert_eq!((idle.period, idle.idle_ticks, idle.head_ticks), (s(450), 8, u32::MAX));
-        let head_only = Limits { idle: None, head: Some(s(60)) };
+        let head_only = Timeouts { idle: None, head: Some(s(60)) };
         let sleep = std::pin::pin!(tokio::time::sleep(s(15)));
-        assert!(Idle::new(sleep, head_only, s(15)).without_head(head_only).is_none(), "nothing left to watch");
+        assert!(Idle::new(sleep, head_only).unwrap().without_head().is_none(), "nothing left to watch");
     }
 }

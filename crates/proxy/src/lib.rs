@@ -35,7 +35,7 @@ pub struct ProxyOptions {
     pub drain: Duration,
     /// Downstream connections' idle and request-head timeouts (`idle`);
     /// `None` turns one off.
-    pub limits: idle::Limits,
+    pub timeouts: idle::Timeouts,
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes,
@@ -51,7 +51,7 @@ pub async fn stop_signal() -> std::io::Result<&'static str> {
 
 /// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
-    let state = ProxyState::new(opts.node.clone(), opts.limits);
+    let state = ProxyState::new(opts.node.clone(), opts.timeouts);
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);
     for addr in [opts.admin_addr, opts.metrics_addr, opts.health_addr].into_iter().flatten() {
         let bound = admin::serve(addr, state.clone(), quit_tx.clone()).await?;

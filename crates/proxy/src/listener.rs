@@ -6,7 +6,7 @@ use crate::config::ListenerKind;
 use crate::health::{self, Observation};
 use crate::http::replay::Replay;
 use crate::http::{Activity, ConnCtx, coalesce, handle};
-use crate::idle::{Expired, Idle, Limits};
+use crate::idle::{Expired, Idle};
 use crate::state::ProxyState;
 use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
@@ -145,12 +145,11 @@ where
 /// rewinding wrapper of its own. HTTP/2 (prior knowledge) writes through
 /// `coalesce`: what its streams write in one turn leaves in one syscall.
 async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
-    let limits = ctx.state.limits;
-    let period = limits.tick();
+    let timeouts = ctx.state.timeouts;
     // Not registered with the timer until first polled.
-    let tick = tokio::time::sleep(period.unwrap_or_default());
+    let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
     tokio::pin!(tick);
-    let mut idle = period.map(|p| Idle::new(tick.as_mut(), limits, p));
+    let mut idle = Idle::new(tick.as_mut(), timeouts);
     let mut first = BytesMut::with_capacity(FIRST_READ);
     // Until the bytes tell: the preface's first 12, or fewer that differ
     // from it (a client may send the preface in pieces).
@@ -189,7 +188,7 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
         handle(ctx.clone(), req)
     });
     if h2 {
-        let idle = idle.and_then(|i| i.without_head(limits));
+        let idle = idle.and_then(Idle::without_head);
         let (io, mut flusher) = coalesce::split(first, stream);
         let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc));
         let served = serve(&state, conn, |c| c.graceful_shutdown(), Watch::new(idle, held));
@@ -254,7 +253,8 @@ fn report(result: Result<(), BoxError>) {
 
 /// Drives `conn` until it ends, shutting it down gracefully once the proxy
 /// drains or the connection has been idle for its timeout (`shutdown`:
-/// each connection type has its own method). The
+/// each connection type has its own method), dropping it when a request
+/// head did not end in time. The
 /// connection comes boxed: it is kilobytes (buffers, the dispatcher), and
 /// by value it would be copied into this future and again into the
 /// connection's task as tokio spawns it.
@@ -342,12 +342,10 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
 /// no byte for its idle timeout (Envoy's `tcp_proxy` default is the same
 /// hour): then both sockets are closed.
 async fn splice(ctx: &ConnCtx, down: &mut TcpStream, up: &mut TcpStream) {
-    // The idle timeout only: a splice has no request heads.
-    let limits = Limits { head: None, ..ctx.state.limits };
-    let period = limits.tick();
-    let tick = tokio::time::sleep(period.unwrap_or_default());
+    let timeouts = ctx.state.timeouts.idle_only();
+    let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
     tokio::pin!(tick);
-    let mut idle = period.map(|p| Idle::new(tick.as_mut(), limits, p));
+    let mut idle = Idle::new(tick.as_mut(), timeouts);
     let mut copy = std::pin::pin!(tokio::io::copy_bidirectional(down, up));
     let idled = std::future::poll_fn(|cx| {
         if copy.as_mut().poll(cx).is_ready() {

@@ -54,11 +54,11 @@ pub struct ProxyState {
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
     pub source_header: Option<http::HeaderValue>,
     /// Downstream connections' idle and request-head timeouts (`crate::idle`).
-    pub limits: crate::idle::Limits,
+    pub timeouts: crate::idle::Timeouts,
 }
 
 impl ProxyState {
-    pub fn new(node: NodeInfo, limits: crate::idle::Limits) -> Arc<Self> {
+    pub fn new(node: NodeInfo, timeouts: crate::idle::Timeouts) -> Arc<Self> {
         let metrics = Metrics::new(&node);
         let source_header = http::HeaderValue::from_str(&format!("{}.{}", node.workload, node.namespace)).ok();
         Arc::new(ProxyState {
@@ -73,7 +73,7 @@ impl ProxyState {
             hosts: Default::default(),
             last_nack: std::sync::Mutex::new(None),
             source_header,
-            limits,
+            timeouts,
         })
     }
 
