@@ -194,9 +194,7 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
         let served = serve(&state, conn, |c| c.graceful_shutdown(), Watch::new(idle, held));
         report(coalesce::run(served, &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
     } else {
-        // The request-head timeout counts HTTP/1.1's reads; the first
-        // bytes, read above, are the start of a head.
-        Activity::bump(&held.activity.reads);
+        // The request-head timeout counts HTTP/1.1's reads.
         let io = TokioIo::new(Replay::noting(first, stream, held.clone()));
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
         report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);

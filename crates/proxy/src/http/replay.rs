@@ -14,7 +14,7 @@ pub struct Replay<S, N = ()> {
     /// What was read and not yet handed on; empty (no allocation) once it has been.
     first: BytesMut,
     io: S,
-    /// Told of every read from the socket that brought bytes.
+    /// Told of every read that brings bytes, the replayed ones included.
     note: N,
 }
 
@@ -51,6 +51,8 @@ impl<S: AsyncRead + Unpin, N: OnRead + Unpin> AsyncRead for Replay<S, N> {
             }
             return read;
         }
+        // Bytes the proxy read before hyper: a read that brought them.
+        this.note.on_read();
         let n = this.first.len().min(buf.remaining());
         buf.put_slice(&this.first[..n]);
         this.first.advance(n);
@@ -106,5 +108,24 @@ mod tests {
         r.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"lo world");
         assert_eq!(r.first.capacity(), 0, "the buffer is freed once replayed");
+    }
+
+    #[tokio::test]
+    async fn reads_that_bring_bytes_are_noted_the_replayed_ones_too() {
+        struct Count(std::cell::Cell<u32>);
+        impl OnRead for Count {
+            fn on_read(&self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let (mut peer, io) = tokio::io::duplex(64);
+        let mut r = Replay::noting(BytesMut::from(&b"GET"[..]), io, Count(Default::default()));
+        let mut buf = [0u8; 16];
+        assert_eq!(r.read(&mut buf).await.unwrap(), 3);
+        peer.write_all(b" /").await.unwrap();
+        assert_eq!(r.read(&mut buf).await.unwrap(), 2);
+        drop(peer);
+        assert_eq!(r.read(&mut buf).await.unwrap(), 0, "the end");
+        assert_eq!(r.note.0.get(), 2, "the replayed bytes and the socket's; not the end");
     }
 }
