@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let (_b, port) = demo("slow", "v1").await;
-        let yaml = backend_yaml("slow", port);
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
-        let control = Control::start(dir.path()).await;
-        let mut sc = Sidecar::start(&control.xds, "client").await;
+        let (_b, _control, mut sc) = slow_mesh(dir.path(), &[]).await;
         let out = sc.outbound.clone();
         let in_flight =
             tokio::spawn(
@@ -22,14 +18,7 @@ fn sigterm_lets_in_flight_requests_finish() {
             );
         // And one over HTTP/2, whose streams run in their connection's task:
         // the connection must keep them going while it closes.
-        let stream = tokio::net::TcpStream::connect(&sc.outbound).await.unwrap();
-        let (mut h2, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        let h2_conn = tokio::spawn(conn);
+        let (mut h2, h2_conn) = h2_handshake(&sc.outbound).await;
         let req = http::Request::get("http://slow/?delay=800ms").body(http_body_util::Empty::<bytes::Bytes>::new());
         let h2_in_flight = tokio::spawn(h2.send_request(req.unwrap()));
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -80,17 +69,36 @@ fn the_control_plane_exits_cleanly_on_sigterm() {
 
 type H1Send = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
 
+/// An HTTP/1.1 connection to `addr`: its sender, and its task, which ends
+/// when the proxy closes the connection.
+async fn h1_handshake(addr: &str) -> (H1Send, tokio::task::JoinHandle<()>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    (send, tokio::spawn(async move { conn.await.unwrap_or_default() }))
+}
+
+/// `GET path` from the `slow` service, origin-form.
+fn slow_get(path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::get(path).header("host", "slow").body(http_body_util::Empty::new()).unwrap()
+}
+
+/// The `slow` demo service and a control plane serving it, and a client
+/// sidecar started with `extra` arguments; the demo's process is kept
+/// alive with them.
+async fn slow_mesh(dir: &std::path::Path, extra: &[&str]) -> (Proc, Control, Sidecar) {
+    let (backend, port) = demo("slow", "v1").await;
+    std::fs::write(dir.join("mesh.yaml"), backend_yaml("slow", port)).unwrap();
+    let control = Control::start(dir).await;
+    let sc = Sidecar::start_with(&control.xds, "client", extra).await;
+    (backend, control, sc)
+}
+
 /// Sends a request on an HTTP/1.1 connection of its own. Returns its status,
 /// the connection's sender (dropping it would close the connection from our
 /// side) and its task, which ends when the proxy closes the connection.
 async fn h1_conn(addr: &str, path: &str) -> (u16, H1Send, tokio::task::JoinHandle<()>) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    let task = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = http::Request::get(path).header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
-    let resp = send.send_request(req.unwrap()).await.expect("answered");
+    let (mut send, task) = h1_handshake(addr).await;
+    let resp = send.send_request(slow_get(path)).await.expect("answered");
     let status = resp.status().as_u16();
     use http_body_util::BodyExt;
     resp.into_body().collect().await.expect("its whole body");
@@ -101,10 +109,7 @@ async fn h1_conn(addr: &str, path: &str) -> (u16, H1Send, tokio::task::JoinHandl
 fn idle_connections_are_closed_after_the_idle_timeout() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let (_b, port) = demo("slow", "v1").await;
-        std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("slow", port)).unwrap();
-        let control = Control::start(dir.path()).await;
-        let sc = Sidecar::start_with(&control.xds, "client", &["--idle-timeout-seconds", "1"]).await;
+        let (_b, _control, sc) = slow_mesh(dir.path(), &["--idle-timeout-seconds", "1"]).await;
         let out = sc.outbound.clone();
         let timeouts = &sc.config_dump().await["downstreamTimeouts"];
         assert_eq!(
@@ -138,20 +143,15 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         let (status, mut send, _conn) = h1_conn(&out, "/?delay=2500ms").await;
         assert_eq!(status, 200, "a slow request is answered");
         send.ready().await.expect("its connection is kept for the next request");
-        let req = http::Request::get("/").header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
-        let resp = send.send_request(req.unwrap()).await.expect("the next request is answered");
+        let resp = send.send_request(slow_get("/")).await.expect("the next request is answered");
         assert_eq!(resp.status(), 200);
 
         // A connection used every 300 ms stays open past the timeout.
-        let stream = tokio::net::TcpStream::connect(&out).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = h1_handshake(&out).await;
         for i in 0..8 {
             send.ready().await.unwrap_or_else(|e| panic!("a busy connection is kept for request {i}: {e}"));
-            let req = http::Request::get("/").header("host", "slow").body(http_body_util::Empty::<bytes::Bytes>::new());
             let resp = send
-                .send_request(req.unwrap())
+                .send_request(slow_get("/"))
                 .await
                 .unwrap_or_else(|e| panic!("request {i} on a busy connection: {e}"));
             use http_body_util::BodyExt;
@@ -161,28 +161,14 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         assert!(!conn.is_finished(), "a connection in use is not closed");
 
         // HTTP/2: the idle connection ends with a GOAWAY, then closes.
-        let stream = tokio::net::TcpStream::connect(&out).await.unwrap();
-        let (mut h2, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        let conn = tokio::spawn(conn);
+        let (mut h2, conn) = h2_handshake(&out).await;
         let req = http::Request::get("http://slow/").body(http_body_util::Empty::<bytes::Bytes>::new());
         assert_eq!(h2.send_request(req.unwrap()).await.expect("answered").status(), 200);
         let start = Instant::now();
         tokio::time::timeout(bound, conn).await.expect("an idle HTTP/2 connection is closed").unwrap().ok();
         assert!(start.elapsed() >= Duration::from_millis(900), "not before its timeout");
 
-        let metrics = String::from_utf8(get(&sc.admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
-        let closed: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("weft_downstream_idle_timeouts_total "))
-            .expect("the idle timeout counter")
-            .trim()
-            .parse()
-            .unwrap();
+        let closed = counter(&sc.admin, "weft_downstream_idle_timeouts_total").await;
         assert!(closed >= 3, "three connections closed idle, counted: {closed}");
     });
 }
@@ -214,10 +200,7 @@ fn a_request_head_that_does_not_end_in_time_closes_its_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let (_b, port) = demo("slow", "v1").await;
-        std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("slow", port)).unwrap();
-        let control = Control::start(dir.path()).await;
-        let sc = Sidecar::start_with(&control.xds, "client", &["--request-head-timeout-seconds", "1"]).await;
+        let (_b, _control, sc) = slow_mesh(dir.path(), &["--request-head-timeout-seconds", "1"]).await;
         let out = sc.outbound.clone();
 
         // A head sent a line every 300 ms (slowloris): never idle, cut.
@@ -254,14 +237,7 @@ fn a_request_head_that_does_not_end_in_time_closes_its_connection() {
         s.write_all(b"GET / HTTP/1.1\r\nhost: slow\r\n\r\n").await.unwrap();
         assert_eq!(read_response(&mut s).await, 200, "a keep-alive connection idle between requests is kept");
 
-        let metrics = String::from_utf8(get(&sc.admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
-        let cut: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("weft_downstream_request_head_timeouts_total "))
-            .expect("the request-head timeout counter")
-            .trim()
-            .parse()
-            .unwrap();
+        let cut = counter(&sc.admin, "weft_downstream_request_head_timeouts_total").await;
         assert_eq!(cut, 1, "one slow head cut");
     });
 }

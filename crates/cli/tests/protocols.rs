@@ -107,14 +107,7 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         ws.close(None).await.unwrap();
 
         // Plain HTTP/2 with prior knowledge to the outbound listener.
-        let stream = tokio::net::TcpStream::connect(&outbound).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let (mut sender, _conn) = h2_handshake(&outbound).await;
         assert_eq!(h2_get(&mut sender, "/h2").await, (Some("greeter".into()), Some("/h2".into())));
 
         // The proxy tells the protocol from the first bytes: a client whose

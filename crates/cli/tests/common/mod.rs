@@ -370,3 +370,28 @@ pub fn two_versions_yaml(name: &str, v1_port: u16, v2_port: u16) -> String {
         entry("v2", v2_port)
     )
 }
+
+/// An HTTP/2 (prior knowledge) connection to `addr`: its sender, and its
+/// task, which ends when the peer closes the connection.
+pub async fn h2_handshake(
+    addr: &str,
+) -> (hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>, tokio::task::JoinHandle<hyper::Result<()>>)
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+/// The value of the counter `name` (`..._total`) on `admin`'s
+/// `/stats/prometheus`; panics if it is not there.
+pub async fn counter(admin: &str, name: &str) -> u64 {
+    let page = String::from_utf8(get(admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+    let prefix = format!("{name} ");
+    let value = page.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no counter {name}"));
+    value.trim().parse().unwrap()
+}
