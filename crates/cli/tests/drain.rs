@@ -168,8 +168,26 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         tokio::time::timeout(bound, conn).await.expect("an idle HTTP/2 connection is closed").unwrap().ok();
         assert!(start.elapsed() >= Duration::from_millis(900), "not before its timeout");
 
+        // HTTP/2 pings start no stream: a client that pings every 100 ms
+        // (a gRPC keep-alive, say) and sends nothing else is idle too, as
+        // Envoy counts it. Were pings activity, every tick would see one.
+        let stream = tokio::net::TcpStream::connect(&out).await.unwrap();
+        let (mut h2, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(100))
+            .keep_alive_while_idle(true)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("http://slow/").body(http_body_util::Empty::<bytes::Bytes>::new());
+        assert_eq!(h2.send_request(req.unwrap()).await.expect("answered").status(), 200);
+        let start = Instant::now();
+        tokio::time::timeout(bound, conn).await.expect("a connection that only pings is closed").unwrap().ok();
+        assert!(start.elapsed() >= Duration::from_millis(900), "not before its timeout");
+
         let closed = counter(&sc.admin, "weft_downstream_idle_timeouts_total").await;
-        assert!(closed >= 3, "three connections closed idle, counted: {closed}");
+        assert!(closed >= 4, "four connections closed idle, counted: {closed}");
     });
 }
 

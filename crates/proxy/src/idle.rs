@@ -2,8 +2,10 @@
 //!
 //! - **Idle** (Envoy's HTTP connection manager `idle_timeout`, 1 h by
 //!   default): no request in flight and nothing read or written for the
-//!   whole timeout. A client that opens connections and leaves them, or
-//!   never sends a byte, would otherwise hold the proxy's sockets and
+//!   whole timeout; on HTTP/2, no stream, whatever other frames come (as
+//!   Envoy's: a client's keep-alive pings would otherwise hold an unused
+//!   connection forever). A client that opens connections and leaves them,
+//!   or never sends a byte, would otherwise hold the proxy's sockets and
 //!   memory until it drains.
 //! - **Request head** (nginx's `client_header_timeout`, 60 s by default;
 //!   Envoy's `request_headers_timeout`, off there): an HTTP/1.1 request's
@@ -77,6 +79,9 @@ pub struct Idle<'a> {
     pending_ticks: u32,
     /// The last tick saw a request.
     grace: bool,
+    /// Only requests count as activity, not the connection's other polls
+    /// (HTTP/2: pings, window updates, settings).
+    requests_only: bool,
     /// Polls of the connection, and the counters at the last tick.
     polls: u32,
     polls_at_tick: u32,
@@ -102,6 +107,7 @@ impl<'a> Idle<'a> {
             quiet_ticks: 0,
             pending_ticks: 0,
             grace: false,
+            requests_only: false,
             polls: 0,
             polls_at_tick: 0,
             reads_at_tick: 0,
@@ -110,11 +116,15 @@ impl<'a> Idle<'a> {
         })
     }
 
-    /// Leaves the request-head timeout out (HTTP/2: its pings and window
-    /// updates are bytes that start no request), ticking for the idle
-    /// timeout alone; `None` when that leaves nothing to watch.
-    pub fn without_head(self) -> Option<Self> {
-        Idle::new(self.tick, self.timeouts.idle_only())
+    /// For HTTP/2: the idle timeout alone, and only streams make the
+    /// connection busy. Its pings, window updates and settings are bytes
+    /// that start no request, so they neither count as a request's head
+    /// nor keep the connection from being idle. `None` when that leaves
+    /// nothing to watch.
+    pub fn for_http2(self) -> Option<Self> {
+        let mut idle = Idle::new(self.tick, self.timeouts.idle_only())?;
+        idle.requests_only = true;
+        Some(idle)
     }
 
     /// Before the connection's first bytes: resolves once the whole idle
@@ -155,11 +165,16 @@ impl<'a> Idle<'a> {
             return None;
         }
         let busy = busy();
-        // The tick's own wake-up is the one poll since the last tick of a
-        // quiet connection.
-        let quiet = self.polls.wrapping_sub(self.polls_at_tick) <= 1 && !busy;
-        self.quiet_ticks = if quiet { self.quiet_ticks + 1 } else { 0 };
         let (reads, requests) = (activity.reads.load(Ordering::Relaxed), activity.requests.load(Ordering::Relaxed));
+        let quiet = !busy
+            && if self.requests_only {
+                requests == self.requests_at_tick
+            } else {
+                // The tick's own wake-up is the one poll since the last tick
+                // of a quiet connection.
+                self.polls.wrapping_sub(self.polls_at_tick) <= 1
+            };
+        self.quiet_ticks = if quiet { self.quiet_ticks + 1 } else { 0 };
         // A head is pending from the first bytes after the last request
         // started, until the next one starts. Bytes read in the tick after
         // one with a request are that request's (the end of its body).
@@ -202,14 +217,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn http2_ticks_for_the_idle_timeout_alone() {
+    async fn http2_ticks_for_the_idle_timeout_alone_and_counts_requests_only() {
         let s = Duration::from_secs;
         let both = Timeouts { idle: Some(s(3600)), head: Some(s(60)) };
         let sleep = std::pin::pin!(tokio::time::sleep(s(15)));
-        let idle = Idle::new(sleep, both).unwrap().without_head().unwrap();
+        let idle = Idle::new(sleep, both).unwrap().for_http2().unwrap();
         assert_eq!((idle.period, idle.idle_ticks, idle.head_ticks), (s(450), 8, u32::MAX));
+        assert!(idle.requests_only);
         let head_only = Timeouts { idle: None, head: Some(s(60)) };
         let sleep = std::pin::pin!(tokio::time::sleep(s(15)));
-        assert!(Idle::new(sleep, head_only).unwrap().without_head().is_none(), "nothing left to watch");
+        assert!(Idle::new(sleep, head_only).unwrap().for_http2().is_none(), "nothing left to watch");
+    }
+
+    /// Polls a connection's `Idle` every half-second for 20 s, as a client
+    /// that pings does (bumping `requests` instead at every `request_every`
+    /// polls); what ran out, if anything.
+    async fn poll_for_20s(idle: &mut Idle<'_>, request_every: Option<u32>) -> Option<Expired> {
+        let activity = Activity::default();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for i in 1..=40 {
+            tokio::time::advance(Duration::from_millis(500)).await;
+            if request_every.is_some_and(|n| i % n == 0) {
+                Activity::bump(&activity.requests);
+            }
+            if let Some(e) = idle.poll(&mut cx, &activity, || false) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_keep_no_http2_connection_from_idling_but_requests_do() {
+        let timeouts = Timeouts { idle: Some(Duration::from_secs(8)), head: None };
+        let period = timeouts.tick().unwrap();
+        let (a, b, c) = (tokio::time::sleep(period), tokio::time::sleep(period), tokio::time::sleep(period));
+        let (a, b, c) = (std::pin::pin!(a), std::pin::pin!(b), std::pin::pin!(c));
+        let mut h1 = Idle::new(a, timeouts).unwrap();
+        assert_eq!(poll_for_20s(&mut h1, None).await, None, "HTTP/1.1: polls are bytes, so not idle");
+        let mut h2 = Idle::new(b, timeouts).unwrap().for_http2().unwrap();
+        assert_eq!(poll_for_20s(&mut h2, None).await, Some(Expired::Idle), "HTTP/2: pings alone leave it idle");
+        let mut h2 = Idle::new(c, timeouts).unwrap().for_http2().unwrap();
+        assert_eq!(poll_for_20s(&mut h2, Some(8)).await, None, "HTTP/2: a request every 4 s keeps it");
     }
 }

@@ -188,7 +188,7 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
         handle(ctx.clone(), req)
     });
     if h2 {
-        let idle = idle.and_then(Idle::without_head);
+        let idle = idle.and_then(Idle::for_http2);
         let (io, mut flusher) = coalesce::split(first, stream);
         let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc));
         let served = serve(&state, conn, |c| c.graceful_shutdown(), Watch::new(idle, held));
