@@ -255,7 +255,19 @@ fn a_request_head_that_does_not_end_in_time_closes_its_connection() {
         s.write_all(b"GET / HTTP/1.1\r\nhost: slow\r\n\r\n").await.unwrap();
         assert_eq!(read_response(&mut s).await, 200, "a keep-alive connection idle between requests is kept");
 
+        // The first bytes of an HTTP/2 preface, and no more: the protocol
+        // is not known yet, and the head timeout holds there too (the idle
+        // one, an hour, would keep the socket that long).
+        let mut s = tokio::net::TcpStream::connect(&out).await.unwrap();
+        s.write_all(b"PRI * HT").await.unwrap();
+        let start = Instant::now();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(matches!(read.expect("a preface that does not end is cut"), Ok(0) | Err(_)), "closed, not answered");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(900), "not before its timeout: {took:?}");
+
         let cut = counter(&sc.admin, "weft_downstream_request_head_timeouts_total").await;
-        assert_eq!(cut, 1, "one slow head cut");
+        assert_eq!(cut, 2, "the slow head and the preface cut");
     });
 }

@@ -127,16 +127,24 @@ impl<'a> Idle<'a> {
         Some(idle)
     }
 
-    /// Before the connection's first bytes: resolves once the whole idle
-    /// timeout has passed without them. Cancel-safe (the ticks counted are
-    /// kept), so it can race each read.
-    pub async fn expired(&mut self) {
+    /// Before the connection's protocol is known: which timeout has run
+    /// out, once one has. `started`: some of its first bytes have come (a
+    /// client that trickles them, an HTTP/2 preface included, is a head
+    /// that has not ended). Cancel-safe (the ticks counted are kept), so
+    /// it can race each read.
+    pub async fn expired(&mut self, started: bool) -> Expired {
         std::future::poll_fn(|cx| {
             loop {
                 std::task::ready!(self.tick.as_mut().poll(cx));
                 self.quiet_ticks += 1;
+                if started {
+                    self.pending_ticks += 1;
+                    if self.pending_ticks >= self.head_ticks {
+                        return Poll::Ready(Expired::RequestHead);
+                    }
+                }
                 if self.quiet_ticks >= self.idle_ticks {
-                    return Poll::Ready(());
+                    return Poll::Ready(Expired::Idle);
                 }
                 self.tick.as_mut().reset(Instant::now() + self.period);
             }

@@ -154,14 +154,20 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
     // Until the bytes tell: the preface's first 12, or fewer that differ
     // from it (a client may send the preface in pieces).
     let h2 = loop {
+        let started = !first.is_empty();
         let read = tokio::select! {
             biased;
             r = stream.read_buf(&mut first) => r,
             // A connection that has not sent a request's first bytes closes at once on drain.
             _ = ctx.state.drained() => return,
-            _ = expired(&mut idle) => {
-                ctx.state.metrics.idle_timeouts.inc();
-                tracing::debug!(peer = %ctx.peer, "closing a connection that sent nothing for its idle timeout");
+            e = expired(&mut idle, started) => {
+                if e == Expired::Idle {
+                    ctx.state.metrics.idle_timeouts.inc();
+                    tracing::debug!(peer = %ctx.peer, "closing a connection that sent nothing for its idle timeout");
+                } else {
+                    ctx.state.metrics.request_head_timeouts.inc();
+                    tracing::debug!(peer = %ctx.peer, "closing a connection whose first bytes did not end in time");
+                }
                 return;
             }
         };
@@ -201,11 +207,11 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
     }
 }
 
-/// Resolves once the connection has sent nothing for its idle timeout;
-/// never without one.
-async fn expired(idle: &mut Option<Idle<'_>>) {
+/// Resolves once one of the connection's timeouts has run out before its
+/// protocol is known (`Idle::expired`); never without one.
+async fn expired(idle: &mut Option<Idle<'_>>, started: bool) -> Expired {
     match idle {
-        Some(i) => i.expired().await,
+        Some(i) => i.expired(started).await,
         None => std::future::pending().await,
     }
 }
