@@ -369,12 +369,12 @@ fn typed<T: DeserializeOwned>(
     let mut on_ignored = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
     let de = serde_ignored::Deserializer::new(json, &mut on_ignored);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    for path in unknown {
+    for path in &unknown {
         let name = match path.last() {
             Some(Seg::Key(k)) => k.clone(),
             _ => continue,
         };
-        warnings.push(diag_at(file, node, &path, Severity::Warning, codes::UNKNOWN_FIELD,
+        warnings.push(diag_at(file, node, path, Severity::Warning, codes::UNKNOWN_FIELD,
             format!("unknown field `{name}`; it is ignored"),
             Some(format!("check the spelling and indentation of `{name}`; field names are camelCase as in the Istio and Kubernetes docs"))));
     }
@@ -389,8 +389,21 @@ fn typed<T: DeserializeOwned>(
             })
             .collect();
         let inner = e.into_inner().to_string();
-        let hint = if inner.starts_with("missing field") {
-            Some("add the field; it has no default".to_owned())
+        let hint = if let Some(missing) = inner.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+            // A misspelt field is both unknown and missing: name the one
+            // beside it that was meant.
+            let typo = unknown.iter().find_map(|u| match u.split_last() {
+                Some((Seg::Key(k), parent))
+                    if parent == path.as_slice() && crate::extensions::strsim_close(k, missing) =>
+                {
+                    Some(k)
+                }
+                _ => None,
+            });
+            Some(match typo {
+                Some(k) => format!("`{k}` here is not a field: did you mean `{missing}`?"),
+                None => "add the field; it has no default".to_owned(),
+            })
         } else if inner.contains("invalid type") {
             Some(
                 "check the value's type (number, string, list or map) against the Istio/Kubernetes reference"

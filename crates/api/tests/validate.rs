@@ -145,6 +145,20 @@ fn type_errors_and_bad_values_name_the_field() {
 }
 
 #[test]
+fn a_misspelt_required_field_is_named_in_the_error() {
+    // `destinaton` is unknown and `destination` missing: one error, which
+    // names the typo and the field it should be.
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [a]\n  http:\n    - route:\n        - destinaton: {host: a}\n";
+    let d = one(&check(yaml), codes::BAD_FIELD, 8, 11);
+    assert!(d.message.contains("missing field `destination`"), "{d}");
+    assert_eq!(d.hint.as_deref(), Some("`destinaton` here is not a field: did you mean `destination`?"), "{d}");
+    // Nothing like it beside: the plain hint.
+    let yaml = yaml.replace("destinaton", "target");
+    let d = one(&check(&yaml), codes::BAD_FIELD, 8, 11);
+    assert_eq!(d.hint.as_deref(), Some("add the field; it has no default"), "{d}");
+}
+
+#[test]
 fn json_documents_are_read_too() {
     let json =
         r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "j"}, "spec": {"ports": [{"port": 80}]}}"#;
