@@ -3,6 +3,7 @@
 
 pub mod diag;
 pub mod extensions;
+mod fields;
 pub mod index;
 pub mod load;
 pub mod resource;

@@ -367,16 +367,28 @@ fn typed<T: DeserializeOwned>(
     let json = node.to_json();
     let mut unknown: Vec<Vec<Seg>> = Vec::new();
     let mut on_ignored = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
-    let de = serde_ignored::Deserializer::new(json, &mut on_ignored);
+    let de = serde_ignored::Deserializer::new(&json, &mut on_ignored);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    // Only a document with unknown fields pays for finding what they were meant to be.
+    let known = if unknown.is_empty() { Default::default() } else { crate::fields::known_fields::<T>(&json) };
     for path in &unknown {
-        let name = match path.last() {
-            Some(Seg::Key(k)) => k.clone(),
-            _ => continue,
+        let Some((Seg::Key(name), parent)) = path.split_last() else { continue };
+        let meant = known.get(parent).and_then(|fields| crate::fields::closest(fields, name));
+        let hint = match meant {
+            Some(m) => format!("did you mean `{m}`?"),
+            None => format!(
+                "check the spelling and indentation of `{name}`; field names are camelCase as in the Istio and Kubernetes docs"
+            ),
         };
-        warnings.push(diag_at(file, node, path, Severity::Warning, codes::UNKNOWN_FIELD,
+        warnings.push(diag_at(
+            file,
+            node,
+            path,
+            Severity::Warning,
+            codes::UNKNOWN_FIELD,
             format!("unknown field `{name}`; it is ignored"),
-            Some(format!("check the spelling and indentation of `{name}`; field names are camelCase as in the Istio and Kubernetes docs"))));
+            Some(hint),
+        ));
     }
     result.map_err(|e| {
         let path: Vec<Seg> = e

@@ -33,7 +33,7 @@ pub enum Value {
 }
 
 /// One step of a field path: `spec.http[0].route` is Key, Key, Index, Key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Seg {
     Key(String),
     Index(usize),

@@ -130,6 +130,17 @@ fn unknown_fields_are_warned_by_name_and_position() {
     assert!(unknown[0].message.contains("`selectr`"));
     assert_eq!((unknown[1].pos.line, unknown[1].pos.col), (7, 30));
     assert!(unknown.iter().all(|d| !d.is_error()), "unknown fields warn, they do not reject");
+    assert_eq!(unknown[0].hint.as_deref(), Some("did you mean `selector`?"), "{}", unknown[0]);
+    assert_eq!(unknown[1].hint.as_deref(), Some("did you mean `targetPort`?"), "{}", unknown[1]);
+
+    // Deeper, inside a list and an option: a route's retries; and a name
+    // like no field, which gets the general hint.
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [a]\n  http:\n    - route: [{destination: {host: a}}]\n      retries: {attempts: 3, perTryTimout: 2s}\n      colour: blue\n";
+    let diags = check(yaml);
+    let unknown: Vec<_> = diags.iter().filter(|d| d.code == codes::UNKNOWN_FIELD).collect();
+    assert_eq!(unknown.len(), 2, "{diags:#?}");
+    assert_eq!(unknown[0].hint.as_deref(), Some("did you mean `perTryTimeout`?"), "{}", unknown[0]);
+    assert!(unknown[1].hint.as_deref().unwrap().contains("check the spelling"), "{}", unknown[1]);
 }
 
 #[test]
