@@ -311,24 +311,35 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
         return Ok((None, vec![diag_at(file, &node, &at, Severity::Warning, codes::UNKNOWN_KIND, msg, hint)]));
     }
     let mut warnings = Vec::new();
-    let (meta, spec) = match kind.as_str() {
-        "Endpoints" => {
-            let d: EndpointsDoc = typed(file, &node, &mut warnings)?;
-            (d.metadata, Spec::Endpoints(d.subsets))
+    // A document that does not deserialize still reports its unknown
+    // fields beside the error: a typo is often the error's cause.
+    let typed_doc = |warnings: &mut Vec<Diagnostic>| -> Result<(ObjectMeta, Spec), Box<Diagnostic>> {
+        Ok(match kind.as_str() {
+            "Endpoints" => {
+                let d: EndpointsDoc = typed(file, &node, warnings)?;
+                (d.metadata, Spec::Endpoints(d.subsets))
+            }
+            "EndpointSlice" => {
+                let d: EndpointSliceDoc = typed(file, &node, warnings)?;
+                let data = EndpointSliceData { address_type: d.address_type, endpoints: d.endpoints, ports: d.ports };
+                (d.metadata, Spec::EndpointSlice(data))
+            }
+            "Service" => spec_of(file, &node, warnings, Spec::Service)?,
+            "Gateway" => spec_of(file, &node, warnings, Spec::Gateway)?,
+            "VirtualService" => spec_of(file, &node, warnings, Spec::VirtualService)?,
+            "DestinationRule" => spec_of(file, &node, warnings, Spec::DestinationRule)?,
+            "ServiceEntry" => spec_of(file, &node, warnings, Spec::ServiceEntry)?,
+            "WorkloadEntry" => spec_of(file, &node, warnings, Spec::WorkloadEntry)?,
+            "Workload" => spec_of(file, &node, warnings, Spec::Workload)?,
+            _ => unreachable!("kinds are checked above"),
+        })
+    };
+    let (meta, spec) = match typed_doc(&mut warnings) {
+        Ok(doc) => doc,
+        Err(e) => {
+            warnings.push(*e);
+            return Ok((None, warnings));
         }
-        "EndpointSlice" => {
-            let d: EndpointSliceDoc = typed(file, &node, &mut warnings)?;
-            let data = EndpointSliceData { address_type: d.address_type, endpoints: d.endpoints, ports: d.ports };
-            (d.metadata, Spec::EndpointSlice(data))
-        }
-        "Service" => spec_of(file, &node, &mut warnings, Spec::Service)?,
-        "Gateway" => spec_of(file, &node, &mut warnings, Spec::Gateway)?,
-        "VirtualService" => spec_of(file, &node, &mut warnings, Spec::VirtualService)?,
-        "DestinationRule" => spec_of(file, &node, &mut warnings, Spec::DestinationRule)?,
-        "ServiceEntry" => spec_of(file, &node, &mut warnings, Spec::ServiceEntry)?,
-        "WorkloadEntry" => spec_of(file, &node, &mut warnings, Spec::WorkloadEntry)?,
-        "Workload" => spec_of(file, &node, &mut warnings, Spec::Workload)?,
-        _ => unreachable!("kinds are checked above"),
     };
     if meta.name.is_empty() {
         return Err(err(
@@ -369,63 +380,60 @@ fn typed<T: DeserializeOwned>(
     let mut on_ignored = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
     let de = serde_ignored::Deserializer::new(&json, &mut on_ignored);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    let result = result.map_err(|e| field_error(file, node, e, &unknown));
+    // A typo the error already names is not warned of again.
+    let named = result.as_ref().err().and_then(|(_, typo)| typo.as_ref());
     // Only a document with unknown fields pays for finding what they were meant to be.
     let known = if unknown.is_empty() { Default::default() } else { crate::fields::known_fields::<T>(&json) };
-    for path in &unknown {
+    for path in unknown.iter().filter(|p| Some(*p) != named) {
         let Some((Seg::Key(name), parent)) = path.split_last() else { continue };
-        let meant = known.get(parent).and_then(|fields| crate::fields::closest(fields, name));
-        let hint = match meant {
+        let hint = match known.get(parent).and_then(|fields| crate::fields::closest(fields, name)) {
             Some(m) => format!("did you mean `{m}`?"),
             None => format!(
                 "check the spelling and indentation of `{name}`; field names are camelCase as in the Istio and Kubernetes docs"
             ),
         };
-        warnings.push(diag_at(
-            file,
-            node,
-            path,
-            Severity::Warning,
-            codes::UNKNOWN_FIELD,
-            format!("unknown field `{name}`; it is ignored"),
-            Some(hint),
-        ));
+        let msg = format!("unknown field `{name}`; it is ignored");
+        warnings.push(diag_at(file, node, path, Severity::Warning, codes::UNKNOWN_FIELD, msg, Some(hint)));
     }
-    result.map_err(|e| {
-        let path: Vec<Seg> = e
-            .path()
-            .iter()
-            .filter_map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                _ => None,
-            })
-            .collect();
-        let inner = e.into_inner().to_string();
-        let hint = if let Some(missing) = inner.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
-            // A misspelt field is both unknown and missing: name the one
-            // beside it that was meant.
-            let typo = unknown.iter().find_map(|u| match u.split_last() {
-                Some((Seg::Key(k), parent))
-                    if parent == path.as_slice() && crate::extensions::strsim_close(k, missing) =>
-                {
-                    Some(k)
-                }
-                _ => None,
-            });
-            Some(match typo {
-                Some(k) => format!("`{k}` here is not a field: did you mean `{missing}`?"),
-                None => "add the field; it has no default".to_owned(),
-            })
-        } else if inner.contains("invalid type") {
-            Some(
-                "check the value's type (number, string, list or map) against the Istio/Kubernetes reference"
-                    .to_owned(),
-            )
-        } else {
-            None
-        };
-        Box::new(diag_at(file, node, &path, Severity::Error, codes::BAD_FIELD, inner, hint))
-    })
+    result.map_err(|(d, _)| d)
+}
+
+/// The error of a document that did not deserialize, and the unknown
+/// field it names as the likely cause: a misspelt required field is both
+/// unknown and missing.
+fn field_error<E: std::fmt::Display>(
+    file: &Arc<str>,
+    node: &Node,
+    e: serde_path_to_error::Error<E>,
+    unknown: &[Vec<Seg>],
+) -> (Box<Diagnostic>, Option<Vec<Seg>>) {
+    let path: Vec<Seg> = e
+        .path()
+        .iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+            _ => None,
+        })
+        .collect();
+    let inner = e.into_inner().to_string();
+    let mut typo = None;
+    let hint = if let Some(missing) = inner.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+        typo = unknown.iter().find(|u| match u.split_last() {
+            Some((Seg::Key(k), parent)) => parent == path.as_slice() && crate::fields::closest(&[missing], k).is_some(),
+            _ => false,
+        });
+        Some(match typo.and_then(|u| u.last()) {
+            Some(Seg::Key(k)) => format!("`{k}` here is not a field: did you mean `{missing}`?"),
+            _ => "add the field; it has no default".to_owned(),
+        })
+    } else if inner.contains("invalid type") {
+        Some("check the value's type (number, string, list or map) against the Istio/Kubernetes reference".to_owned())
+    } else {
+        None
+    };
+    (Box::new(diag_at(file, node, &path, Severity::Error, codes::BAD_FIELD, inner, hint)), typo.cloned())
 }
 
 fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<Seg> {

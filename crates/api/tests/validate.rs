@@ -163,6 +163,13 @@ fn a_misspelt_required_field_is_named_in_the_error() {
     let d = one(&check(yaml), codes::BAD_FIELD, 8, 11);
     assert!(d.message.contains("missing field `destination`"), "{d}");
     assert_eq!(d.hint.as_deref(), Some("`destinaton` here is not a field: did you mean `destination`?"), "{d}");
+    assert!(check(yaml).iter().all(|d| d.code != codes::UNKNOWN_FIELD), "the typo is named once, in the error");
+    // Other unknown fields of a document that fails are still reported.
+    let other = yaml.replace("  hosts: [a]\n", "  hosts: [a]\n  gatways: [g]\n");
+    let diags = check(&other);
+    let w = one(&diags, codes::UNKNOWN_FIELD, 6, 3);
+    assert_eq!(w.hint.as_deref(), Some("did you mean `gateways`?"), "{w}");
+    assert!(diags.iter().any(|d| d.code == codes::BAD_FIELD && d.is_error()), "{diags:#?}");
     // Nothing like it beside: the plain hint.
     let yaml = yaml.replace("destinaton", "target");
     let d = one(&check(&yaml), codes::BAD_FIELD, 8, 11);
