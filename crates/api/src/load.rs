@@ -146,10 +146,20 @@ fn syntax_diag(file: &Arc<str>, text: &str, e: &serde_saphyr::Error) -> Diagnost
         pos: Pos { line, col },
         resource: None,
         path: String::new(),
+        hint: Some(syntax_hint(&message, text, line as usize, col as usize)),
         message: format!("invalid YAML: {message}"),
-        hint: indentation_hint(text, line as usize, col as usize)
-            .or_else(|| Some("check the indentation and the `-` of list items around this line".into())),
     }
+}
+
+fn syntax_hint(message: &str, text: &str, line: usize, col: usize) -> String {
+    if message.contains("tab") {
+        return format!("YAML indents with spaces only: replace the tab on line {line} with spaces");
+    }
+    message
+        .contains("expected '-'")
+        .then(|| indentation_hint(text, line, col))
+        .flatten()
+        .unwrap_or_else(|| "check the indentation and the `-` of list items around this line".into())
 }
 
 /// For a `key:` indented to where a list item's `-` was expected, names the

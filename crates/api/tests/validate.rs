@@ -177,6 +177,12 @@ fn a_misspelt_required_field_is_named_in_the_error() {
 }
 
 #[test]
+fn a_tab_in_the_indentation_is_named() {
+    let d = one(&check("apiVersion: v1\nkind: Service\nmetadata:\n\tname: x\n"), codes::YAML_SYNTAX, 4, 2);
+    assert_eq!(d.hint.as_deref(), Some("YAML indents with spaces only: replace the tab on line 4 with spaces"), "{d}");
+}
+
+#[test]
 fn json_documents_are_read_too() {
     let json =
         r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "j"}, "spec": {"ports": [{"port": 80}]}}"#;

@@ -52,3 +52,28 @@ fn bookinfo_canary_splits_90_10_and_header_pins_v2() {
     });
     up.stop();
 }
+
+/// `weft up` on a folder it cannot run stops before starting anything, and
+/// says why and what to do.
+#[test]
+fn up_refuses_a_folder_with_nothing_to_run_or_a_typo() {
+    let up = |dir: &std::path::Path| {
+        let out = std::process::Command::new(weft()).arg("up").arg(dir).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let (code, err) = up(empty.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("has no resources") && err.contains("weft up examples/seed"), "{err}");
+
+    let typo = tempfile::tempdir().unwrap();
+    for f in ["service.yaml", "workload.yaml", "gateway-and-virtualservice.yaml"] {
+        let text = std::fs::read_to_string(repo().join("examples/seed").join(f)).unwrap();
+        std::fs::write(typo.path().join(f), text.replacen("destination:", "destinaton:", 1)).unwrap();
+    }
+    let (code, err) = up(typo.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("gateway-and-virtualservice.yaml:30:11: error"), "{err}");
+    assert!(err.contains("did you mean `destination`?"), "{err}");
+    assert!(err.contains("has 1 error(s)"), "{err}");
+}

@@ -73,6 +73,16 @@ fn check_config(dir: &Path) -> anyhow::Result<Vec<weft_api::Resource>> {
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let dir = a.dir.canonicalize().map_err(|e| anyhow::anyhow!("cannot open {}: {e}", a.dir.display()))?;
     let resources = check_config(&dir)?;
+    if resources.is_empty() {
+        // Nothing would run: the gateways and workloads are started from
+        // what is here now.
+        anyhow::bail!(
+            "{} has no resources: `weft up` reads the *.yaml, *.yml and *.json files in it and its subfolders \
+             (Kubernetes Service, Istio Gateway, VirtualService, DestinationRule..., weft Workload); \
+             try `weft up examples/seed`",
+            dir.display()
+        );
+    }
     let exe = std::env::current_exe()?;
     let control = weft_control::start(weft_control::ControlOptions {
         config_dir: dir.clone(),
