@@ -34,7 +34,12 @@ fn bench_quick_run_produces_results() {
             (split[0] + split[1] - cpu * 1000.0).abs() < 1e-6 * cpu * 1000.0 + 1e-9,
             "{peer}: {split:?} against {cpu}"
         );
+        // And per HTTP/2 request, from the h2load runs.
+        let h2 = res["cpu_us_per_h2_req_user_kernel"][peer].as_array().unwrap();
+        assert!(h2.len() == 2 && h2.iter().all(|v| v.as_f64().unwrap() >= 0.0), "{peer}: {res}");
+        assert!(h2.iter().map(|v| v.as_f64().unwrap()).sum::<f64>() > 0.0, "{peer}: {res}");
     }
+    assert!(res["cpu_us_per_h2_req_user_kernel"].get("direct").is_none(), "no process of its own: {res}");
     // Round by round p99 against HAProxy's: one comparison a round.
     for w in ["weft", "weft-plain", "envoy", "nginx"] {
         let p = &res["p99_against_haproxy"][w];
