@@ -49,15 +49,15 @@ def callgrind(out: Path) -> tuple:
 
 
 def h2load(port: int, n: int, host: str, h1: bool, path: str = "/", ip: str = "127.0.0.1",
-           headers: tuple = (), aborts: bool = False, streams: int = 2) -> None:
-    """`n` requests, 4 connections × `streams` (on HTTP/1.1, requests
+           headers: tuple = (), aborts: bool = False, streams: int = 2, conns: int = 4) -> None:
+    """`n` requests, `conns` connections × `streams` (on HTTP/1.1, requests
     pipelined), every one answered with a 2xx, or with `aborts` (a route
     with fault injection) answered with any status: h2load counts a 5xx as
     failed, and at a small `n` even a rare abort would fail the run."""
     args = ["--h1"] if h1 else []
     for h in headers:
         args += ["-H", h]
-    r = subprocess.run(["h2load", *args, "-n", str(n), "-c4", f"-m{streams}", "-H", f":authority: {host}",
+    r = subprocess.run(["h2load", *args, "-n", str(n), f"-c{conns}", f"-m{streams}", "-H", f":authority: {host}",
                         f"http://{ip}:{port}{path}"],
                        capture_output=True, text=True, timeout=300)
     ok = re.search(r"(\d+) done, (\d+) succeeded, \d+ failed, (\d+) errored", r.stdout)

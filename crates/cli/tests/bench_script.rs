@@ -117,7 +117,7 @@ fn request_costs_are_counted() {
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("cost.json");
     let status = Command::new("python3")
-        .args(["bench/cost.py", "--weft", weft(), "--kinds", "h1,h1-conn", "--requests", "40", "--warm", "10"])
+        .args(["bench/cost.py", "--weft", weft(), "--kinds", "h1,h1-conn,h2-bench", "--requests", "40", "--warm", "10"])
         .arg("--out")
         .arg(&json)
         .current_dir(repo())
@@ -125,7 +125,7 @@ fn request_costs_are_counted() {
         .expect("python3");
     assert!(status.success(), "bench/cost.py failed");
     let res: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    for kind in ["h1", "h1-conn"] {
+    for kind in ["h1", "h1-conn", "h2-bench"] {
         assert!(res["weft"][kind]["instructions"].as_f64().unwrap() > 1000.0, "{res}");
         for target in ["weft", "haproxy"] {
             let calls = &res[target][kind]["syscalls"];
