@@ -209,9 +209,30 @@ backend be
     return p
 
 
-def envoy_static(procs: Procs, name: str, port: int, upstream: int, admin: int) -> subprocess.Popen:
-    """Envoy as a one-hop proxy: listener → route → cluster (HTTP/1.1 upstream)."""
+def envoy_tls(certs: Path | None, side: str, alpn: str) -> str:
+    """An Envoy TLS transport socket on mesh certificates (the files `weft
+    cert` writes): `side` Downstream (the client must present a certificate
+    of the mesh root) or Upstream; '' without `certs`."""
+    if certs is None:
+        return ""
+    require = "require_client_certificate: true\n    " if side == "Downstream" else ""
+    return f"""transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{side}TlsContext
+    {require}common_tls_context:
+      tls_certificates: [{{certificate_chain: {{filename: {certs}/cert.pem}}, private_key: {{filename: {certs}/key.pem}}}}]
+      validation_context: {{trusted_ca: {{filename: {certs}/root.pem}}}}
+      alpn_protocols: [{alpn}]"""
+
+
+def envoy_static(procs: Procs, name: str, port: int, upstream: int, admin: int,
+                 tls_in: Path | None = None, tls_out: Path | None = None) -> subprocess.Popen:
+    """Envoy as a one-hop proxy: listener → route → cluster (HTTP/1.1
+    upstream); with `tls_in` its listener takes mutual TLS, with `tls_out`
+    its cluster speaks it (a sidecar pair's two sides, as Istio configures them)."""
     conf = procs.tmp / f"{name}.yaml"
+    ind = lambda text, n: text.replace("\n", "\n" + " " * n)  # noqa: E731
     conf.write_text(f"""
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
 static_resources:
@@ -219,7 +240,8 @@ static_resources:
     - name: l
       address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
       filter_chains:
-        - filters:
+        - {ind(envoy_tls(tls_in, "Downstream", "h2, http/1.1"), 10)}
+          filters:
             - name: envoy.filters.network.http_connection_manager
               typed_config:
                 "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -232,6 +254,7 @@ static_resources:
     - name: backend
       type: STATIC
       connect_timeout: 5s
+      {ind(envoy_tls(tls_out, "Upstream", "http/1.1"), 6)}
       load_assignment:
         cluster_name: backend
         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]

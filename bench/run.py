@@ -184,27 +184,36 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     res["added_latency_ms"] = {k: {q: v[q] - lat["direct"][q] for q in v} for k, v in lat.items() if k != "direct"}
     res["p99_against_haproxy"] = paired_p99(res["rounds"], "haproxy")
 
-    # The mesh path: client sidecar → server sidecar → backend.
-    outbound, inbound = free_port(), free_port()
-    server, s_admin = wf.sidecar(procs, weft, control, "mesh-backend", free_port(), app_port=backend, inbound=inbound,
-                                 labels="app=mesh-backend", register=True)
-    client, c_admin = wf.sidecar(procs, weft, control, "mesh-client", outbound)
-    wf.wait_ready(s_admin, "server sidecar")
-    wf.wait_ready(c_admin, "client sidecar")
-    deadline = time.time() + 30
-    while True:  # until the server sidecar's registration has reached the client
-        try:
-            wrk(outbound, 1, host="mesh-backend")
-            break
-        except (RuntimeError, subprocess.CalledProcessError, AttributeError):
-            if time.time() > deadline:
-                raise
-            time.sleep(0.1)
-    e_server, e_client = free_port(), free_port()
-    es = peers.envoy_static(procs, "envoy-mesh-server", e_server, backend, free_port())
-    ec = peers.envoy_static(procs, "envoy-mesh-client", e_client, e_server, free_port())
-    paths = {"weft": ([client.pid, server.pid], outbound, "mesh-backend", None),
-             "envoy": ([ec.pid, es.pid], e_client, HOST, None)}
+    # The mesh path: client sidecar → server sidecar → backend, plaintext
+    # and with mutual TLS (the certificates from weft's CA, Envoy's too).
+    paths, mesh_procs = {}, []
+    for tls, suffix in ((False, ""), (True, "-mtls")):
+        service = "mesh-backend-tls" if tls else "mesh-backend"
+        outbound, inbound = free_port(), free_port()
+        server, s_admin = wf.sidecar(procs, weft, control, service, free_port(), app_port=backend, inbound=inbound,
+                                     labels=f"app={service}", register=True, mtls=tls)
+        client, c_admin = wf.sidecar(procs, weft, control, f"mesh-client{suffix}", outbound, mtls=tls)
+        wf.wait_ready(s_admin, "server sidecar")
+        wf.wait_ready(c_admin, "client sidecar")
+        deadline = time.time() + 30
+        while True:  # until the server sidecar's registration has reached the client
+            try:
+                wrk(outbound, 1, host=service)
+                break
+            except (RuntimeError, subprocess.CalledProcessError, AttributeError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        if tls and wf.counter(s_admin, "weft_inbound_mtls_connections_total") == 0:
+            raise RuntimeError("the mTLS mesh path's server sidecar served no mutual-TLS connection")
+        e_server, e_client = free_port(), free_port()
+        certs = [wf.mesh_cert(weft, control, f"envoy-{side}", procs.tmp / f"certs-{side}") if tls else None
+                 for side in ("server", "client")]
+        es = peers.envoy_static(procs, f"envoy-mesh-server{suffix}", e_server, backend, free_port(), tls_in=certs[0])
+        ec = peers.envoy_static(procs, f"envoy-mesh-client{suffix}", e_client, e_server, free_port(), tls_out=certs[1])
+        paths[f"weft{suffix}"] = ([client.pid, server.pid], outbound, service, None)
+        paths[f"envoy{suffix}"] = ([ec.pid, es.pid], e_client, HOST, None)
+        mesh_procs += [client, server, ec, es]
     for _, port, host, _ in paths.values():
         wrk(port, 1, host=host)
     res["mesh"] = {name: {"throughput_h1": m["h1"], "cpu_s_per_1000_req": m["cpu_s_per_1000_req"],
@@ -212,7 +221,7 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
                           "added_latency_ms": {q: m["latency_ms"][q] - lat["direct"][q] for q in QUANTILES},
                           "rss_kib": sum(rss_kib(p) for p in paths[name][0])}
                    for name, m in in_rounds(procs, "mesh", paths, args).items()}
-    for p in [client, server, ec, es, gw] + [t[0] for t in targets.values() if t[0]]:
+    for p in mesh_procs + [gw] + [t[0] for t in targets.values() if t[0]]:
         procs.stop(p)
     procs.stop(control.proc)
 
@@ -291,7 +300,7 @@ def table(res: dict) -> str:
     if split:
         lines.append("CPU per HTTP/2 request, user + kernel µs:   " + "   ".join(f"{k} {u:.1f} + {s:.1f}" for k, (u, s) in split.items()))
     for k, m in res["mesh"].items():
-        lines.append(f"mesh path {k:<6} p99+ {m['added_latency_ms']['p99']:.3f} ms   cpu {m['cpu_s_per_1000_req']:.4f} s/1k req   RSS {m['rss_kib'] / 1024:.1f} MiB (both proxies)")
+        lines.append(f"mesh path {k:<10} p99+ {m['added_latency_ms']['p99']:.3f} ms   cpu {m['cpu_s_per_1000_req']:.4f} s/1k req   RSS {m['rss_kib'] / 1024:.1f} MiB (both proxies)")
     for n, m in res["config_memory"].items():
         lines.append(f"{n:>6} services in config: weft {m['weft_rss_kib'] / 1024:.1f} MiB (private {m['weft_private_kib'] / 1024:.1f}), "
                      f"envoy {m['envoy_rss_kib'] / 1024:.1f} MiB (private {m['envoy_private_kib'] / 1024:.1f})")

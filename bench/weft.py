@@ -3,6 +3,7 @@ gateways and sidecars, and waiting until proxies have applied a version."""
 
 import json
 import os
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -27,11 +28,12 @@ def entry_yaml(name: str, app: str, port: int) -> str:
 
 def bench_config(dir: Path, backend: int) -> None:
     """A gateway on port 80 (any host) to `backend`, and `mesh-backend`
-    whose instance registers through its sidecar."""
+    and `mesh-backend-tls` whose instances register through their sidecars."""
     docs = [
         service_yaml("backend"),
         entry_yaml("backend-1", "backend", backend),
         service_yaml("mesh-backend"),
+        service_yaml("mesh-backend-tls"),
         """apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: bench}
@@ -180,10 +182,11 @@ def gateway(procs: Procs, weft: str, control: Control, port: int, prefix: tuple 
 
 def sidecar(procs: Procs, weft: str, control: Control, name: str, outbound: int, app_port: int | None = None,
             inbound: int | None = None, labels: str = "", register: bool = False, prefix: tuple = (),
-            listen_ip: str = "127.0.0.1") -> tuple:
+            listen_ip: str = "127.0.0.1", mtls: bool = False) -> tuple:
     """A sidecar named `name`, its listeners on `listen_ip` (two sidecars on
     one address would both bind the mesh's tcp ports). `prefix` runs it
-    under a tool (valgrind)."""
+    under a tool (valgrind). With `mtls` it gets a certificate from the
+    control plane's CA and speaks mutual TLS to the mesh's sidecars."""
     admin = free_port()
     cmd = [*prefix, weft, "--concurrency", "1", "proxy", "--xds", f"127.0.0.1:{control.xds}", "--workload", name,
            "--outbound-port", str(outbound), "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0",
@@ -194,8 +197,27 @@ def sidecar(procs: Procs, weft: str, control: Control, name: str, outbound: int,
         cmd += ["--app-port", str(app_port), "--inbound-port", str(inbound or free_port())]
     if register:
         cmd += ["--register", f"127.0.0.1:{control.api}"]
+    if mtls:
+        cmd += ["--ca", f"127.0.0.1:{control.api}"]
     p = procs.start(name, cmd, env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
     return p, admin
+
+
+def mesh_cert(weft: str, control: Control, account: str, out: Path) -> Path:
+    """A workload certificate from the control plane's CA (`weft cert`),
+    for a peer that is not a weft proxy."""
+    subprocess.run([weft, "cert", "--ca", f"127.0.0.1:{control.api}", "--service-account", account,
+                    "--out", str(out)], check=True, capture_output=True, timeout=60)
+    return out
+
+
+def counter(admin: int, name: str) -> int:
+    """A counter's value on a weft proxy's `/stats/prometheus`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats/prometheus", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+    raise RuntimeError(f"no counter {name} on :{admin}")
 
 
 def wait_ready(admin: int, what: str, timeout: float = 120.0) -> None:

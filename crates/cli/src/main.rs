@@ -49,6 +49,21 @@ enum Cmd {
     Gateway(proxy_args::GatewayArgs),
     /// Run the demo workload (examples, tests, benchmarks).
     Demo(DemoArgs),
+    /// Get a workload certificate from the mesh CA for a process that is not
+    /// a weft proxy (an Envoy, a VM's service): writes cert.pem, key.pem and
+    /// root.pem. The key is made here; only its CSR is sent.
+    Cert {
+        /// The CA: the control plane API, `host:port`.
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        ca: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        /// The folder the three files go to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -127,6 +142,23 @@ fn main() -> ExitCode {
                     behavior,
                 })
                 .await
+            }
+            Cmd::Cert { ca, namespace, service_account, out } => {
+                let id = weft_proxy::mtls::spiffe_id(&namespace, &service_account);
+                let issued = weft_proxy::mtls::issue(&ca, &id).await?;
+                std::fs::create_dir_all(&out)?;
+                std::fs::write(out.join("cert.pem"), &issued.cert_pem)?;
+                std::fs::write(out.join("root.pem"), &issued.root_pem)?;
+                // The key readable by its owner only, from its first byte.
+                let mut key = std::fs::OpenOptions::new();
+                std::os::unix::fs::OpenOptionsExt::mode(key.write(true).create(true).truncate(true), 0o600);
+                std::io::Write::write_all(&mut key.open(out.join("key.pem"))?, issued.key_pem.as_bytes())?;
+                println!(
+                    "{id}: cert.pem, key.pem, root.pem in {} (valid {} h)",
+                    out.display(),
+                    issued.ttl.as_secs() / 3600
+                );
+                Ok(())
             }
             Cmd::Validate { .. } => unreachable!("handled above"),
         }

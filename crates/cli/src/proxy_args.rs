@@ -64,6 +64,11 @@ pub struct Common {
     /// its instance there.
     #[arg(long)]
     locality: Option<String>,
+    /// The mesh CA (the control plane API, `host:port`): the proxy gets a
+    /// workload certificate for its SPIFFE identity there and speaks mutual
+    /// TLS with the mesh's other proxies. Without it, traffic is plaintext.
+    #[arg(long)]
+    ca: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -105,7 +110,13 @@ pub struct GatewayArgs {
 }
 
 impl Common {
-    fn options(self, mut node: NodeInfo, register: Option<Registration>) -> anyhow::Result<ProxyOptions> {
+    /// `service_account` names the proxy's SPIFFE identity, in its namespace.
+    fn options(
+        self,
+        mut node: NodeInfo,
+        register: Option<Registration>,
+        service_account: &str,
+    ) -> anyhow::Result<ProxyOptions> {
         let ip = "127.0.0.1";
         let admin_addr = addr(ip, self.admin_port)?;
         node.admin = admin_addr.map(|a| a.to_string());
@@ -116,6 +127,7 @@ impl Common {
             metrics_addr: addr(ip, self.metrics_port)?,
             health_addr: addr(ip, self.health_port)?,
             register,
+            ca: self.ca.map(|api| (api, weft_proxy::mtls::spiffe_id(&self.namespace, service_account))),
             drain: Duration::from_secs(self.drain_seconds),
             timeouts: weft_proxy::idle::Timeouts {
                 idle: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
@@ -142,6 +154,8 @@ impl ProxyArgs {
             locality: c.locality.clone(),
             admin: None, // set from --admin-port
         };
+        // Kubernetes' default service account when none is named.
+        let sa = self.service_account.clone().unwrap_or_else(|| "default".into());
         let register = self.register.map(|api| Registration {
             api,
             address: c.listen_ip.clone(),
@@ -151,7 +165,7 @@ impl ProxyArgs {
             locality: self.common.locality.clone(),
             weight: self.weight,
         });
-        self.common.options(node, register)
+        self.common.options(node, register, &sa)
     }
 }
 
@@ -172,6 +186,8 @@ impl GatewayArgs {
             locality: c.locality.clone(),
             admin: None, // set from --admin-port
         };
-        self.common.options(node, None)
+        // Istio names a gateway's account after it (`istio-ingressgateway-service-account`).
+        let sa = format!("{}-service-account", self.workload);
+        self.common.options(node, None, &sa)
     }
 }

@@ -47,7 +47,8 @@ fn bench_quick_run_produces_results() {
         assert!(rounds == res["meta"]["rounds"].as_u64().unwrap() && lower <= rounds, "{w}: {res}");
         assert!(p["median_difference_ms"].as_f64().is_some(), "{w}: {res}");
     }
-    for side in ["weft", "envoy"] {
+    // The mesh path, plaintext and mutual TLS (Envoy on weft's certificates).
+    for side in ["weft", "envoy", "weft-mtls", "envoy-mtls"] {
         assert!(res["mesh"][side]["throughput_h1"].as_f64().unwrap() > 0.0, "{res}");
     }
     for k in ["weft_rss_kib", "weft_private_kib", "envoy_private_kib"] {

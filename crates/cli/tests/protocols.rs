@@ -1,5 +1,5 @@
 //! Protocols through the mesh: gRPC over h2c with status and trailers
-//! intact (client → sidecar → sidecar → app), WebSocket upgrades, and
+//! intact (client → sidecar → mutual TLS → sidecar → app), WebSocket upgrades, and
 //! HTTP/2 prior knowledge on the outbound listener, also from clients
 //! whose first bytes arrive in pieces.
 
@@ -78,6 +78,8 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
     let mut up = Up::start(dir.path());
     let client = up.info["workloads"].as_array().unwrap().iter().find(|w| w["name"] == "client").unwrap().clone();
     let outbound = format!("{}:{}", client["ip"].as_str().unwrap(), client["outboundPort"]);
+    let greeter = up.info["workloads"].as_array().unwrap().iter().find(|w| w["name"] == "greeter").unwrap().clone();
+    let greeter_admin = format!("127.0.0.1:{}", greeter["admin"]);
     rt().block_on(async {
         // gRPC: h2c to the client's sidecar, h2 to the greeter's sidecar, h2 to the app.
         let ch = channel("greeter:9090", outbound.clone()).await;
@@ -92,6 +94,8 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         assert_eq!(err.message(), "asked to fail with 9");
         let err = hello(ch.clone(), "fail-14").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "retried, still unavailable: {err:?}");
+        // Sidecar to sidecar, that was HTTP/2 over mutual TLS (ALPN h2).
+        assert!(counter(&greeter_admin, "weft_inbound_mtls_connections_total").await >= 1);
 
         // WebSocket through both sidecars.
         let stream = tokio::net::TcpStream::connect(&outbound).await.unwrap();

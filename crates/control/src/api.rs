@@ -7,11 +7,14 @@
 //! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) |
 //! | `DELETE /v1/instances/{id}` | leave now |
 //! | `GET /v1/instances` | registered instances |
+//! | `POST /v1/certificates` | sign a workload's CSR `{csr}` (PEM, its SPIFFE ID as URI SAN) → `{identity, certificate, root, expiresInSeconds}` (`ca`) |
+//! | `GET /v1/root` | the mesh root certificate `{root}` |
 //! | `GET /debug/config` | version, resources, rejected edit's diagnostics |
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
 //! | `GET /debug/health` | upstream health as every proxy sees it, per host (`health_view`) |
 
+use crate::ca::Ca;
 use crate::hub::Hub;
 use crate::registry::Instance;
 use bytes::Bytes;
@@ -43,7 +46,7 @@ struct Registration {
     ttl_seconds: Option<u64>,
 }
 
-pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
+pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
     let path = req.uri().path().to_owned();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let resp = match (req.method().clone(), segs.as_slice()) {
@@ -86,6 +89,27 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, std::
                 error(StatusCode::NOT_FOUND, "unknown instance")
             }
         }
+        (Method::POST, ["v1", "certificates"]) => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
+            };
+            #[derive(serde::Deserialize)]
+            struct CsrRequest {
+                csr: String,
+            }
+            match serde_json::from_slice::<CsrRequest>(&body) {
+                Ok(r) => match ca.sign(&r.csr) {
+                    Ok(signed) => {
+                        tracing::info!(identity = %signed.identity, "signed a workload certificate");
+                        json(StatusCode::OK, &serde_json::to_value(&signed).unwrap_or_default())
+                    }
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("expected {{\"csr\": \"<PEM>\"}}: {e}")),
+            }
+        }
+        (Method::GET, ["v1", "root"]) => json(StatusCode::OK, &serde_json::json!({"root": ca.root_pem()})),
         (Method::GET, ["v1", "instances"]) => {
             let list: Vec<_> =
                 hub.registrations().into_iter().map(|(id, i)| serde_json::json!({"id": id, "instance": i})).collect();
@@ -113,7 +137,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, std::
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "no such endpoint; see /debug/config, /debug/proxies, /debug/health, /v1/instances",
+            "no such endpoint; see /debug/config, /debug/proxies, /debug/health, /v1/instances, /v1/root",
         ),
     };
     Ok(resp)

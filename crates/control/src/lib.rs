@@ -9,6 +9,7 @@
 
 pub mod ads;
 pub mod api;
+pub mod ca;
 pub mod health_view;
 pub mod hub;
 pub mod registry;
@@ -62,12 +63,13 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
         }
     });
     let api_hub = hub.clone();
+    let ca = Arc::new(ca::Ca::new(ca::TRUST_DOMAIN, ca::WORKLOAD_TTL)?);
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = api.accept().await else { continue };
-            let hub = api_hub.clone();
+            let (hub, ca) = (api_hub.clone(), ca.clone());
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| api::handle(hub.clone(), req));
+                let svc = hyper::service::service_fn(move |req| api::handle(hub.clone(), ca.clone(), req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(sock), svc)
                     .await;

@@ -6,6 +6,10 @@
 //! accept ─▶ http::handle ─▶ route table ─▶ forward: balancer pick ─▶ pooled upstream ─▶ telemetry
 //! ```
 
+// rustls' types nest deep enough that proving the admin server's future
+// `Send` outgrows the default limit of 128.
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod balancer;
 pub mod config;
@@ -13,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod idle;
 pub mod listener;
+pub mod mtls;
 pub mod register;
 pub mod state;
 pub mod telemetry;
@@ -31,6 +36,9 @@ pub struct ProxyOptions {
     pub metrics_addr: Option<SocketAddr>,
     pub health_addr: Option<SocketAddr>,
     pub register: Option<register::Registration>,
+    /// The mesh CA's address and this proxy's SPIFFE ID: with them, the
+    /// proxy speaks mutual TLS with the mesh (`mtls`).
+    pub ca: Option<(String, String)>,
     /// How long in-flight requests may take to finish once draining starts.
     pub drain: Duration,
     /// Downstream connections' idle and request-head timeouts (`idle`);
@@ -62,6 +70,10 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let janitor = state.clone();
     tokio::spawn(async move { janitor.hosts.pools.sweep_every(Duration::from_secs(5), janitor.drained()).await });
     let reg_id = Arc::new(std::sync::Mutex::new(None));
+    if let Some((api, identity)) = opts.ca.clone() {
+        state.wants_cert.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(mtls::run(state.clone(), api, identity));
+    }
     let registration = opts.register.clone().map(|r| tokio::spawn(register::run(state.clone(), r, reg_id.clone())));
 
     tokio::select! {

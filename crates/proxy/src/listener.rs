@@ -2,11 +2,12 @@
 //! serves HTTP/1.1 and h2c (prior knowledge) with upgrades; a TCP listener
 //! splices bytes to an endpoint of its cluster.
 
-use crate::config::ListenerKind;
+use crate::config::{Direction, ListenerKind};
 use crate::health::{self, Observation};
 use crate::http::replay::Replay;
 use crate::http::{Activity, ConnCtx, coalesce, handle};
 use crate::idle::{Expired, Idle};
+use crate::mtls::MeshTls;
 use crate::state::ProxyState;
 use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
@@ -104,8 +105,13 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
             state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind),
             Some(ListenerKind::Tcp(_))
         );
-        let ctx =
-            Arc::new(ConnCtx { state: state.clone(), listener: name.clone(), peer, activity: Default::default() });
+        let ctx = Arc::new(ConnCtx {
+            state: state.clone(),
+            listener: name.clone(),
+            peer,
+            activity: Default::default(),
+            client_cert: None,
+        });
         if is_tcp {
             tokio::spawn(tcp_proxy(ctx, stream));
         } else {
@@ -179,6 +185,16 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
                 return;
             }
         }
+        if first[0] == TLS_HANDSHAKE {
+            let Some(tls) = inbound_tls(&ctx) else {
+                // No HTTP request starts so; hyper would answer 400 to a handshake.
+                ctx.state.metrics.tls_handshake_failures.inc();
+                tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, "a TLS handshake came where this proxy has no mesh certificate (a sidecar's inbound listener, started with --ca, takes mutual TLS); closing");
+                return;
+            };
+            // Boxed: a plaintext connection's future does not carry its room.
+            return Box::pin(serve_tls(ctx, tls, Replay::new(first, stream))).await;
+        }
         let n = first.len().min(PREFACE.len());
         if first[..n] != PREFACE[..n] {
             break false;
@@ -202,6 +218,80 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
     } else {
         // The request-head timeout counts HTTP/1.1's reads.
         let io = TokioIo::new(Replay::noting(first, stream, held.clone()));
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
+        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
+    }
+}
+
+/// A TLS record's first byte when it carries a handshake (a ClientHello,
+/// first): no HTTP request starts with it.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// How long a client may take over its TLS handshake (Envoy's
+/// `transport_socket_connect_timeout` is 15 s; a sidecar's peer is local).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The mesh certificate, when this proxy has one and the connection came
+/// to a sidecar's inbound listener (mutual TLS is between sidecars).
+fn inbound_tls(ctx: &ConnCtx) -> Option<Arc<MeshTls>> {
+    let tls = ctx.state.tls.load_full()?;
+    let cfg = ctx.state.config.load();
+    let inbound = cfg.listeners.iter().any(|l| {
+        *l.name == *ctx.listener && matches!(&l.kind, ListenerKind::Http(h) if h.direction == Direction::Inbound)
+    });
+    inbound.then_some(tls)
+}
+
+/// Serves a connection that opened with a TLS handshake: the client must
+/// present a certificate of the mesh root (`mtls`), its SPIFFE ID names
+/// the caller to the application, and ALPN says the protocol. The
+/// handshake failing or stalling closes the connection.
+async fn serve_tls(ctx: Arc<ConnCtx>, tls: Arc<MeshTls>, io: Replay<TcpStream>) {
+    let state = ctx.state.clone();
+    let accept = tokio_rustls::TlsAcceptor::from(tls.server.clone()).accept(io);
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            state.metrics.tls_handshake_failures.inc();
+            tracing::debug!(peer = %ctx.peer, error = %e, "inbound TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            state.metrics.tls_handshake_failures.inc();
+            tracing::debug!(peer = %ctx.peer, "inbound TLS handshake timed out");
+            return;
+        }
+    };
+    let conn = stream.get_ref().1;
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    let client_cert = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::mtls::peer_identity)
+        .and_then(|id| http::HeaderValue::from_str(&format!("By={};URI={id}", tls.identity)).ok());
+    state.metrics.mtls_connections.inc();
+    let ctx = Arc::new(ConnCtx {
+        state: state.clone(),
+        listener: ctx.listener.clone(),
+        peer: ctx.peer,
+        activity: Default::default(),
+        client_cert,
+    });
+    let timeouts = state.timeouts;
+    let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
+    tokio::pin!(tick);
+    let idle = Idle::new(tick.as_mut(), timeouts);
+    let held = ctx.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        Activity::bump(&ctx.activity.requests);
+        handle(ctx.clone(), req)
+    });
+    if h2 {
+        let idle = idle.and_then(Idle::for_http2);
+        let conn = hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(TokioIo::new(stream), svc);
+        report(serve(&state, Box::pin(conn), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
+    } else {
+        let io = TokioIo::new(Replay::noting(BytesMut::new(), stream, held.clone()));
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
         report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
     }

@@ -147,6 +147,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             "0",
             "--health-port",
             "0",
+            // Mutual TLS to the sidecars behind it, as Istio's ingress gateway.
+            "--ca",
+            &api,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -97,7 +97,7 @@ impl Launcher {
             "--health-port".into(),
             "0".into(),
         ]);
-        args.extend(["--register".into(), api.into()]);
+        args.extend(["--register".into(), api.into(), "--ca".into(), api.into()]);
         if let Some(sa) = &w.service_account {
             args.extend(["--service-account".into(), sa.clone()]);
         }

@@ -271,7 +271,7 @@ fn endpoints(
                     Some((w, ns)) => (w.into(), hosts.names.get(ns.split(';').next().unwrap_or("unknown"))),
                     None => (wl.clone(), hosts.names.get(&field("namespace"))),
                 };
-                let mut e = Endpoint::new(addr, weight, w, ns, locality.clone(), hosts.pools.get(addr));
+                let mut e = Endpoint::new(addr, weight, w, ns, locality.clone(), hosts.pools.get(addr, mesh));
                 e.priority = loc.priority;
                 e.locality_weight = loc.load_balancing_weight.as_ref().map_or(0, |w| w.value);
                 e.mesh = mesh;

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod pool;
 pub mod replay;
 mod respond;
+mod upstream_io;
 
 use crate::config::cluster::{ClusterCfg, Endpoint};
 use crate::config::route::{Action, Forward, RequestView, Route};
@@ -30,6 +31,10 @@ pub struct ConnCtx {
     pub listener: Arc<str>,
     pub peer: SocketAddr,
     pub activity: Activity,
+    /// On a mutual-TLS connection, the `x-forwarded-client-cert` element
+    /// that names the caller (`By=<us>;URI=<its SPIFFE ID>`), made once
+    /// per connection.
+    pub client_cert: Option<http::HeaderValue>,
 }
 
 /// What a connection has done, for its timeouts (`crate::idle`). Written
@@ -66,6 +71,36 @@ pub(crate) fn chance(ppm: u32) -> bool {
 /// its metrics (`workload.namespace`); removed before the application sees it.
 /// A `HeaderName` constant: inserting a `&str` name converts (and allocates) per request.
 pub const SOURCE_HEADER: http::HeaderName = http::HeaderName::from_static("x-weft-source");
+
+/// Envoy's header naming the client certificates a request came through.
+pub const XFCC: http::HeaderName = http::HeaderName::from_static("x-forwarded-client-cert");
+
+/// An inbound request's headers as the application gets them: the caller's
+/// certificate appended to `x-forwarded-client-cert` on mutual TLS, the
+/// header removed on plaintext (a client cannot vouch for itself; Envoy's
+/// `APPEND_FORWARD`, Istio's sidecar default). Returns the caller's name
+/// header (`SOURCE_HEADER`), taken off.
+fn inbound_headers(ctx: &ConnCtx, h: &mut http::HeaderMap) -> Option<http::HeaderValue> {
+    match &ctx.client_cert {
+        Some(ours) => {
+            let joined = match h.get(&XFCC) {
+                Some(prev) => {
+                    let mut v = Vec::with_capacity(prev.len() + 1 + ours.len());
+                    v.extend_from_slice(prev.as_bytes());
+                    v.push(b',');
+                    v.extend_from_slice(ours.as_bytes());
+                    http::HeaderValue::from_bytes(&v).unwrap_or_else(|_| ours.clone())
+                }
+                None => ours.clone(),
+            };
+            h.insert(XFCC, joined);
+        }
+        None => {
+            h.remove(&XFCC);
+        }
+    }
+    h.remove(&SOURCE_HEADER)
+}
 
 /// What telemetry needs to know about a request's destination: the cluster
 /// (its service) and the endpoint (its workload), where known. Two pointers
@@ -151,7 +186,7 @@ pub fn handle(
         // The caller's identity on inbound requests; the labels borrow from it.
         let source = match hl.direction {
             Direction::Outbound => None,
-            Direction::Inbound => req.headers_mut().remove(&SOURCE_HEADER),
+            Direction::Inbound => inbound_headers(&ctx, req.headers_mut()),
         };
         let (source_workload, source_ns) = match hl.direction {
             Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),

@@ -26,6 +26,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+use super::upstream_io::UpstreamIo;
+use crate::mtls::Slot;
+
 pub use super::body::{BoxError, ProxyBody as Body};
 
 const MAX_IDLE: usize = 256;
@@ -55,7 +58,7 @@ impl ConnPolicy {
     }
 }
 
-type H1Driver = http1::Connection<TokioIo<TcpStream>, Body>;
+type H1Driver = http1::Connection<TokioIo<UpstreamIo>, Body>;
 
 /// An HTTP/1.1 connection and its history.
 struct H1Conn {
@@ -152,6 +155,8 @@ pub enum UpstreamError {
     ConnectTimeout(SocketAddr),
     #[error("handshake with {0} failed: {1}")]
     Handshake(SocketAddr, hyper::Error),
+    #[error("TLS handshake with mesh endpoint {0} failed: {1}")]
+    Tls(SocketAddr, std::io::Error),
     /// The request may not have reached the upstream (safe to retry).
     #[error("upstream {0} closed the connection before the request was sent: {1}")]
     NotSent(SocketAddr, hyper::Error),
@@ -161,7 +166,13 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     pub fn is_connect(&self) -> bool {
-        matches!(self, UpstreamError::Connect(..) | UpstreamError::ConnectTimeout(_) | UpstreamError::Handshake(..))
+        matches!(
+            self,
+            UpstreamError::Connect(..)
+                | UpstreamError::ConnectTimeout(_)
+                | UpstreamError::Handshake(..)
+                | UpstreamError::Tls(..)
+        )
     }
 }
 
@@ -174,27 +185,38 @@ pub struct EndpointPool {
     h2: Mutex<Option<Box<H2Conn>>>,
     pub connections: AtomicU64,
     pub opened: AtomicU64,
+    /// For an endpoint in the mesh: the proxy's certificate, whose
+    /// connections are mutual TLS once it has one.
+    tls: Option<Arc<Slot>>,
 }
+
+type PoolsByEndpoint = HashMap<(SocketAddr, bool), Weak<EndpointPool>>;
 
 /// Connection pools by endpoint, shared across config versions.
 #[derive(Default)]
 pub struct PoolRegistry {
-    /// With the map's size after its last purge.
-    pools: Mutex<(HashMap<SocketAddr, Weak<EndpointPool>>, usize)>,
+    /// By address and whether the endpoint is in the mesh (mutual TLS),
+    /// with the map's size after its last purge.
+    pools: Mutex<(PoolsByEndpoint, usize)>,
+    /// The proxy's certificate (`ProxyState::tls`), for mesh endpoints' pools.
+    pub tls: Arc<Slot>,
 }
 
 impl PoolRegistry {
     /// The pool for `addr`, creating it if needed. Called when an endpoint
     /// set is built (a cluster's first use, an update), never per request.
-    pub fn get(&self, addr: SocketAddr) -> Arc<EndpointPool> {
+    /// Connections to a `mesh` endpoint are mutual TLS when the proxy has
+    /// a certificate.
+    pub fn get(&self, addr: SocketAddr, mesh: bool) -> Arc<EndpointPool> {
         let mut guard = self.pools.lock().expect("pool registry");
         let (pools, purged_at) = &mut *guard;
-        if let Some(p) = pools.get(&addr).and_then(Weak::upgrade) {
+        if let Some(p) = pools.get(&(addr, mesh)).and_then(Weak::upgrade) {
             return p;
         }
         crate::config::purge_dead(pools, purged_at);
-        let p = Arc::new(EndpointPool::new(addr));
-        pools.insert(addr, Arc::downgrade(&p));
+        let tls = mesh.then(|| self.tls.clone());
+        let p = Arc::new(EndpointPool { addr: Some(addr), tls, ..Default::default() });
+        pools.insert((addr, mesh), Arc::downgrade(&p));
         p
     }
 
@@ -219,18 +241,39 @@ impl PoolRegistry {
     }
 }
 
-async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TokioIo<TcpStream>, UpstreamError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| UpstreamError::ConnectTimeout(addr))?
-        .map_err(|e| UpstreamError::Connect(addr, e))?;
-    let _ = stream.set_nodelay(true);
-    Ok(TokioIo::new(stream))
+/// Connects, over TLS with `tls`; the connect timeout covers the handshake.
+async fn dial(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<TokioIo<UpstreamIo>, UpstreamError> {
+    let connect = async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| UpstreamError::Connect(addr, e))?;
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = tls else { return Ok(UpstreamIo::Plain(stream)) };
+        // Mesh endpoints are dialled by address: the server's certificate
+        // is checked against the mesh root, not a name (`mtls::MeshRoot`).
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        match tokio_rustls::TlsConnector::from(tls).connect(name, stream).await {
+            Ok(s) => Ok(UpstreamIo::Tls(Box::new(s))),
+            Err(e) => Err(UpstreamError::Tls(addr, e)),
+        }
+    };
+    let io = tokio::time::timeout(timeout, connect).await.map_err(|_| UpstreamError::ConnectTimeout(addr))??;
+    Ok(TokioIo::new(io))
 }
 
 impl EndpointPool {
     pub fn new(addr: SocketAddr) -> Self {
         EndpointPool { addr: Some(addr), ..Default::default() }
+    }
+
+    /// The client TLS configuration new connections use, if they are mutual TLS.
+    fn tls(
+        &self,
+        pick: impl FnOnce(&crate::mtls::MeshTls) -> &Arc<rustls::ClientConfig>,
+    ) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()?.load().as_deref().map(|t| pick(t).clone())
     }
 
     fn addr(&self) -> SocketAddr {
@@ -331,14 +374,14 @@ impl EndpointPool {
 
     async fn open_h1(self: &Arc<Self>, connect_timeout: Duration) -> Result<H1Conn, UpstreamError> {
         let addr = self.addr();
-        let io = dial(addr, connect_timeout).await?;
+        let io = dial(addr, connect_timeout, self.tls(|t| &t.client_h1)).await?;
         let (sender, driver) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
         Ok(H1Conn { sender, driver: Some(Box::new(driver)), born: Instant::now(), served: 0, count: self.counted() })
     }
 
     async fn open_h2(self: &Arc<Self>, connect_timeout: Duration) -> Result<http2::SendRequest<Body>, UpstreamError> {
         let addr = self.addr();
-        let io = dial(addr, connect_timeout).await?;
+        let io = dial(addr, connect_timeout, self.tls(|t| &t.client_h2)).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
@@ -500,86 +543,5 @@ impl PooledBody {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// Reads one request head (the tests' requests have no body).
-    async fn read_head(s: &mut TcpStream) {
-        let mut buf = [0u8; 1024];
-        let mut got = Vec::new();
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).await.unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
-    }
-
-    /// An upstream that answers one keep-alive request per connection and
-    /// then closes it once told to.
-    async fn upstream() -> (SocketAddr, tokio::sync::mpsc::Sender<()>) {
-        let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<()>(1);
-        tokio::spawn(async move {
-            let (mut s, _) = sock.accept().await.unwrap();
-            read_head(&mut s).await;
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
-            let _ = close_rx.recv().await;
-        });
-        (addr, close_tx)
-    }
-
-    /// A large body arrives over many reads (the driver waits with our
-    /// waker between them); the connection then serves the next request.
-    #[tokio::test]
-    async fn a_large_body_streams_through_and_its_connection_is_reused() {
-        const SIZE: usize = 4 << 20;
-        let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = sock.accept().await.unwrap();
-            for _ in 0..2 {
-                read_head(&mut s).await;
-                s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n").as_bytes()).await.unwrap();
-                for chunk in vec![b'x'; SIZE].chunks(64 * 1024) {
-                    s.write_all(chunk).await.unwrap();
-                }
-            }
-        });
-        let pool = Arc::new(EndpointPool::new(addr));
-        for round in 0..2 {
-            let req = http::Request::builder().uri("/").header("host", "x").body(Body::Full(None)).unwrap();
-            let (resp, reused) = pool.send_h1(req, Duration::from_secs(1), &ConnPolicy::default()).await.unwrap();
-            assert_eq!(reused, round == 1);
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            assert!(body.len() == SIZE && body.iter().all(|&b| b == b'x'), "round {round}: {} bytes", body.len());
-        }
-        assert_eq!(pool.opened.load(Ordering::Relaxed), 1, "one connection for both");
-    }
-
-    #[tokio::test]
-    async fn a_connection_is_pooled_after_its_body_and_swept_once_the_upstream_closes_it() {
-        let (addr, close) = upstream().await;
-        let registry = PoolRegistry::default();
-        let pool = registry.get(addr);
-        let req = http::Request::builder().uri("/").header("host", "x").body(Body::Full(None)).unwrap();
-        let (resp, reused) = pool.send_h1(req, Duration::from_secs(1), &ConnPolicy::default()).await.unwrap();
-        assert!(!reused);
-        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
-        assert_eq!((pool.idle(), pool.connections.load(Ordering::Relaxed)), (1, 1), "pooled once the body ended");
-        assert_eq!(registry.sweep(), 0, "an open idle connection stays");
-
-        drop(close); // the upstream closes its end
-        let mut swept = 0;
-        for _ in 0..200 {
-            swept += registry.sweep();
-            if swept > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(swept, 1, "the closed connection is swept");
-        assert_eq!((pool.idle(), pool.connections.load(Ordering::Relaxed)), (0, 0));
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;

@@ -119,6 +119,11 @@ pub struct Metrics {
     pub active_requests: Gauge,
     pub idle_timeouts: Counter,
     pub request_head_timeouts: Counter,
+    /// Workload certificates issued to this proxy (`crate::mtls`).
+    pub cert_renewals: Counter,
+    /// Inbound connections served over mutual TLS, and inbound TLS handshakes that failed.
+    pub mtls_connections: Counter,
+    pub tls_handshake_failures: Counter,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     /// Written once per new label set; every other request only reads.
@@ -167,6 +172,7 @@ impl Metrics {
         let active_requests = Gauge::default();
         let idle_timeouts = Counter::default();
         let request_head_timeouts = Counter::default();
+        let (cert_renewals, mtls_connections, tls_handshake_failures): (Counter, Counter, Counter) = Default::default();
         registry.register("weft_xds_nacks", "xDS updates rejected by this proxy", xds_nacks.clone());
         registry.register("weft_config_updates", "xDS updates applied by this proxy", config_updates.clone());
         registry.register("weft_active_requests", "Requests in flight", active_requests.clone());
@@ -180,6 +186,21 @@ impl Metrics {
             "HTTP/1.1 connections closed because a request head did not end within its timeout",
             request_head_timeouts.clone(),
         );
+        registry.register(
+            "weft_workload_certificates",
+            "Workload certificates issued to this proxy",
+            cert_renewals.clone(),
+        );
+        registry.register(
+            "weft_inbound_mtls_connections",
+            "Inbound connections served over mutual TLS",
+            mtls_connections.clone(),
+        );
+        registry.register(
+            "weft_tls_handshake_failures",
+            "Inbound TLS handshakes refused, failed or timed out (a client without a mesh certificate; a handshake where this proxy has no certificate)",
+            tls_handshake_failures.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -191,6 +212,9 @@ impl Metrics {
             active_requests,
             idle_timeouts,
             request_head_timeouts,
+            cert_renewals,
+            mtls_connections,
+            tls_handshake_failures,
             workload: node.workload.as_str().into(),
             namespace: node.namespace.as_str().into(),
             series: Default::default(),

@@ -1,0 +1,159 @@
+//! Mutual TLS between the mesh's proxies, through `weft up` on the
+//! bookinfo example: the control plane's CA issues each proxy a certificate
+//! for its SPIFFE ID, sidecars and the gateway speak mutual TLS to mesh
+//! endpoints, and the application learns its caller's identity from
+//! `x-forwarded-client-cert`.
+
+mod common;
+use common::*;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use std::sync::Arc;
+
+const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage";
+const DETAILS: &str = "spiffe://cluster.local/ns/default/sa/default";
+const GATEWAY: &str = "spiffe://cluster.local/ns/default/sa/ingressgateway-service-account";
+
+#[test]
+fn proxies_speak_mutual_tls_and_name_the_caller() {
+    let mut up = Up::start(&repo().join("examples/bookinfo"));
+    let gw = format!("127.0.0.1:{}", up.gateway_port);
+    let workload =
+        |name: &str| up.info["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap().clone();
+    let details = workload("details");
+    let details_admin = format!("127.0.0.1:{}", details["admin"]);
+    let details_inbound = format!("{}:{}", details["ip"].as_str().unwrap(), details["inboundPort"]);
+    rt().block_on(async {
+        // Each proxy knows who it is.
+        let dump = get(&details_admin, "/config_dump", &[]).await.json();
+        assert_eq!(dump["mtls"]["identity"], DETAILS, "{}", dump["mtls"]);
+        assert!(dump["mtls"]["expiresInSeconds"].as_u64().unwrap() > 3600);
+
+        // gateway → productpage → details, each hop mutual TLS.
+        let before = counter(&details_admin, "weft_inbound_mtls_connections_total").await;
+        let r = get(&gw, "/", &[]).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let j = r.json();
+        assert_eq!(
+            j["headers"]["x-forwarded-client-cert"],
+            format!("By={PRODUCTPAGE};URI={GATEWAY}"),
+            "productpage learns the gateway called: {j}"
+        );
+        let calls = j["calls"].as_array().unwrap();
+        let d = calls.iter().find(|c| c["target"] == "details:9080").unwrap();
+        assert_eq!(
+            d["body"]["headers"]["x-forwarded-client-cert"],
+            format!("By={DETAILS};URI={PRODUCTPAGE}"),
+            "details learns productpage called: {d}"
+        );
+        assert!(counter(&details_admin, "weft_inbound_mtls_connections_total").await > before);
+
+        // Plaintext is still accepted (PERMISSIVE), but a client cannot
+        // vouch for itself: its forged header is removed.
+        let forged = get(&details_inbound, "/", &[("x-forwarded-client-cert", "URI=spiffe://evil")]).await;
+        assert_eq!(forged.status, 200);
+        assert_eq!(forged.json()["headers"].get("x-forwarded-client-cert"), None, "{}", forged.json());
+
+        // TLS without a mesh certificate is refused in the handshake.
+        let failures = counter(&details_admin, "weft_tls_handshake_failures_total").await;
+        let refused = tls_get(&details_inbound, None).await;
+        assert!(refused.is_err(), "a client without a certificate was served: {refused:?}");
+        assert_eq!(counter(&details_admin, "weft_tls_handshake_failures_total").await, failures + 1);
+    });
+
+    // `weft cert` brings a process that is not a weft proxy into the mesh.
+    let certs = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(weft())
+        .args(["cert", "--ca", up.info["control"]["api"].as_str().unwrap(), "--service-account", "batch"])
+        .arg("--out")
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(certs.path().join("key.pem")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key is its owner's alone");
+    rt().block_on(async {
+        let body =
+            tls_get(&details_inbound, Some(certs.path())).await.expect("a client with a mesh certificate is served");
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            j["headers"]["x-forwarded-client-cert"],
+            format!("By={DETAILS};URI=spiffe://cluster.local/ns/default/sa/batch"),
+            "{j}"
+        );
+    });
+    up.stop();
+}
+
+/// GET / over TLS, trusting any server, with the certificate and key in
+/// `certs` (`weft cert`'s files) or none; the body, or why it failed.
+async fn tls_get(addr: &str, certs: Option<&std::path::Path>) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+    let cfg = match certs {
+        None => builder.with_no_client_auth(),
+        Some(dir) => {
+            let chain = CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap().map(Result::unwrap).collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let ip = tcp.peer_addr().unwrap().ip();
+    let io = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::IpAddress(ip.into()), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/").header("host", "details").body(http_body_util::Empty::<bytes::Bytes>::new());
+    let resp = sender.send_request(req.unwrap()).await.map_err(|e| e.to_string())?;
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+}
+
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,136 @@
+//! The mesh's certificate authority (Istio's istiod CA, in small): a root
+//! made when the control plane starts, and short-lived workload
+//! certificates signed for the SPIFFE identity a proxy's CSR asks for.
+//!
+//! A proxy makes its own key and sends only a CSR (`POST /v1/certificates`),
+//! so no private key crosses the wire. The identity is taken from the CSR's
+//! URI SAN as asked: on one machine every process may already register
+//! instances under any name, so the CA checks the form of the identity
+//! (its trust domain, `ns/<ns>/sa/<sa>`), not who asks. A multi-host
+//! control plane will need the caller authenticated (Istio uses the pod's
+//! service-account token) before it signs.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Istio's default trust domain.
+pub const TRUST_DOMAIN: &str = "cluster.local";
+
+/// Istio's default workload certificate lifetime.
+pub const WORKLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    root_pem: String,
+    trust_domain: String,
+    ttl: Duration,
+}
+
+/// A signed workload certificate.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signed {
+    pub identity: String,
+    /// The workload's certificate (PEM).
+    pub certificate: String,
+    /// The mesh root every workload trusts (PEM).
+    pub root: String,
+    pub expires_in_seconds: u64,
+}
+
+impl Ca {
+    /// A new root for `trust_domain`, valid ten years (Istio's self-signed
+    /// root default), signing workload certificates valid `ttl`.
+    pub fn new(trust_domain: &str, ttl: Duration) -> anyhow::Result<Ca> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::OrganizationName, trust_domain);
+        params.distinguished_name.push(DnType::CommonName, "weft mesh root");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::from_secs(3600);
+        params.not_after = now + Duration::from_secs(10 * 365 * 24 * 3600);
+        let root_pem = params.self_signed(&key)?.pem();
+        Ok(Ca { issuer: Issuer::new(params, key), root_pem, trust_domain: trust_domain.to_owned(), ttl })
+    }
+
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    /// Signs a CSR (PEM) whose one URI SAN is a SPIFFE ID of this trust
+    /// domain, `spiffe://<td>/ns/<namespace>/sa/<service account>`. The
+    /// error says what was wrong with the request.
+    pub fn sign(&self, csr_pem: &str) -> Result<Signed, String> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| format!("`csr` is not a PEM certificate signing request: {e}"))?;
+        let identity = match csr.params.subject_alt_names.as_slice() {
+            [SanType::URI(uri)] => uri.as_str().to_owned(),
+            _ => return Err("the CSR must carry exactly one URI SAN, the workload's SPIFFE ID".into()),
+        };
+        self.check_identity(&identity)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.subject_alt_names = csr.params.subject_alt_names.clone();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        // An hour's grace for clocks a little behind (Istio backdates too).
+        params.not_before = now - Duration::from_secs(3600);
+        params.not_after = now + self.ttl;
+        let cert = params.signed_by(&csr.public_key, &self.issuer).map_err(|e| format!("signing failed: {e}"))?;
+        Ok(Signed {
+            identity,
+            certificate: cert.pem(),
+            root: self.root_pem.clone(),
+            expires_in_seconds: self.ttl.as_secs(),
+        })
+    }
+
+    fn check_identity(&self, id: &str) -> Result<(), String> {
+        let want = format!("spiffe://{}/", self.trust_domain);
+        let rest = id.strip_prefix(&want).ok_or_else(|| {
+            format!(
+                "`{id}` is not a SPIFFE ID of trust domain `{}` (expected {want}ns/<namespace>/sa/<service account>)",
+                self.trust_domain
+            )
+        })?;
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            ["ns", ns, "sa", sa] if !ns.is_empty() && !sa.is_empty() => Ok(()),
+            _ => Err(format!("`{id}` is not of the form {want}ns/<namespace>/sa/<service account>")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(uri: &str) -> String {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        p.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    #[test]
+    fn signs_a_spiffe_id_of_its_trust_domain_and_refuses_others() {
+        let ca = Ca::new(TRUST_DOMAIN, WORKLOAD_TTL).unwrap();
+        let ok = ca.sign(&csr("spiffe://cluster.local/ns/default/sa/reviews")).unwrap();
+        assert_eq!(ok.identity, "spiffe://cluster.local/ns/default/sa/reviews");
+        assert!(ok.certificate.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(ok.root, ca.root_pem());
+        let other = ca.sign(&csr("spiffe://example.org/ns/default/sa/reviews")).unwrap_err();
+        assert!(other.contains("trust domain `cluster.local`"), "{other}");
+        let form = ca.sign(&csr("spiffe://cluster.local/reviews")).unwrap_err();
+        assert!(form.contains("ns/<namespace>/sa/<service account>"), "{form}");
+        assert!(ca.sign("not a csr").unwrap_err().contains("not a PEM"));
+    }
+}

@@ -1,0 +1,257 @@
+//! Mutual TLS between sidecars: the proxy's workload certificate and the
+//! rustls configurations made from it.
+//!
+//! The proxy makes its own key, sends a CSR for its SPIFFE identity to the
+//! control plane's CA (`POST /v1/certificates`) and renews at half the
+//! certificate's life (Istio's default). Until the first certificate
+//! arrives, and if the CA cannot be reached, connections stay plaintext:
+//! inbound listeners accept both (Istio's PERMISSIVE mode).
+//!
+//! - Inbound: a connection whose first byte is a TLS handshake record is
+//!   served over TLS; the client must present a certificate of the mesh's
+//!   root, and its SPIFFE ID is the caller's identity (the
+//!   `x-forwarded-client-cert` header the application gets).
+//! - Outbound: connections to endpoints in the mesh (`tlsMode: istio`)
+//!   are TLS with this proxy's certificate; the server's certificate must
+//!   chain to the mesh root.
+
+use crate::state::ProxyState;
+use arc_swap::ArcSwapOption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Istio's default trust domain.
+pub const TRUST_DOMAIN: &str = "cluster.local";
+
+/// A workload's SPIFFE ID.
+pub fn spiffe_id(namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}")
+}
+
+/// The proxy's certificate, made into what its connections use.
+pub struct MeshTls {
+    pub identity: String,
+    pub server: Arc<ServerConfig>,
+    /// Outbound, one per upstream protocol (ALPN `http/1.1` or `h2`).
+    pub client_h1: Arc<ClientConfig>,
+    pub client_h2: Arc<ClientConfig>,
+    pub expires: SystemTime,
+}
+
+impl std::fmt::Debug for MeshTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshTls").field("identity", &self.identity).field("expires", &self.expires).finish()
+    }
+}
+
+/// Where the current certificate lives: read when a connection is made,
+/// replaced on renewal (connections already made keep theirs).
+pub type Slot = ArcSwapOption<MeshTls>;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl MeshTls {
+    /// Builds the configurations from an issued certificate, its key and
+    /// the mesh root.
+    pub fn new(issued: &Issued) -> anyhow::Result<Self> {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())?;
+        let mut roots = RootCertStore::empty();
+        for root in CertificateDer::pem_slice_iter(issued.root_pem.as_bytes()) {
+            roots.add(root?)?;
+        }
+        let roots = Arc::new(roots);
+        let provider = provider();
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())?;
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let algs = provider.signature_verification_algorithms;
+        let client = |alpn: &[u8]| -> anyhow::Result<Arc<ClientConfig>> {
+            let mut c = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(MeshRoot { roots: roots.clone(), algs }))
+                .with_client_auth_cert(chain.clone(), key.clone_key())?;
+            c.alpn_protocols = vec![alpn.to_vec()];
+            Ok(Arc::new(c))
+        };
+        Ok(MeshTls {
+            identity: issued.identity.clone(),
+            server: Arc::new(server),
+            client_h1: client(b"http/1.1")?,
+            client_h2: client(b"h2")?,
+            expires: SystemTime::now() + issued.ttl,
+        })
+    }
+}
+
+/// Accepts a server whose certificate chains to the mesh root. Mesh
+/// endpoints are dialled by address, so there is no DNS name to check;
+/// checking the server's SPIFFE ID against the service's accounts
+/// (Istio's `subjectAltNames`) is still to come.
+#[derive(Debug)]
+struct MeshRoot {
+    roots: Arc<RootCertStore>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for MeshRoot {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algs.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// The SPIFFE ID in a peer's certificate (its URI SAN), if it has one.
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::URI(u) if u.starts_with("spiffe://") => Some((*u).to_owned()),
+        _ => None,
+    })
+}
+
+/// A workload certificate as the CA issued it, with the key made for it.
+pub struct Issued {
+    pub identity: String,
+    pub cert_pem: String,
+    /// PKCS#8; made here, it never leaves the process but into `MeshTls`
+    /// (or the files `weft cert` writes).
+    pub key_pem: String,
+    pub root_pem: String,
+    pub ttl: Duration,
+}
+
+/// Asks the CA at `api` (`host:port`) for a certificate for `identity`,
+/// with a new key that stays here: only its CSR is sent.
+pub async fn issue(api: &str, identity: &str) -> anyhow::Result<Issued> {
+    use anyhow::Context;
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.subject_alt_names = vec![rcgen::SanType::URI(identity.try_into()?)];
+    let csr = params.serialize_request(&key)?.pem()?;
+    let body = serde_json::json!({ "csr": csr });
+    let (status, body) = crate::register::call(api, http::Method::POST, "/v1/certificates", Some(body)).await?;
+    if status != 200 {
+        anyhow::bail!("the CA at {api} refused the CSR ({status}): {}", String::from_utf8_lossy(&body));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).context("the CA's answer is not JSON")?;
+    let (Some(cert), Some(root)) = (v["certificate"].as_str(), v["root"].as_str()) else {
+        anyhow::bail!("the CA's answer lacks `certificate` or `root`");
+    };
+    Ok(Issued {
+        identity: identity.to_owned(),
+        cert_pem: cert.to_owned(),
+        key_pem: key.serialize_pem(),
+        root_pem: root.to_owned(),
+        ttl: Duration::from_secs(v["expiresInSeconds"].as_u64().unwrap_or(3600)),
+    })
+}
+
+/// A certificate from the CA, made into the proxy's TLS configurations.
+pub async fn fetch(api: &str, identity: &str) -> anyhow::Result<MeshTls> {
+    MeshTls::new(&issue(api, identity).await?)
+}
+
+/// Keeps the proxy's certificate current until it drains: the first at
+/// once, then a new one at half the current one's life; a failed request
+/// is retried with backoff (1 s, doubling to 30 s).
+pub async fn run(state: Arc<ProxyState>, api: String, identity: String) {
+    let mut backoff = Duration::from_secs(1);
+    while !state.is_draining() {
+        let wait = match fetch(&api, &identity).await {
+            Ok(tls) => {
+                let life = tls.expires.duration_since(SystemTime::now()).unwrap_or_default();
+                tracing::info!(%identity, expires_in = ?life, "workload certificate issued");
+                state.tls.store(Some(Arc::new(tls)));
+                state.metrics.cert_renewals.inc();
+                backoff = Duration::from_secs(1);
+                (life / 2).max(Duration::from_secs(1))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %api, "cannot get a workload certificate; mesh traffic stays plaintext until one is issued");
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                w
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.drained() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_with(sans: Vec<rcgen::SanType>) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.subject_alt_names = sans;
+        p.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_peers_identity_is_its_spiffe_uri_san() {
+        let id = spiffe_id("shop", "cart");
+        assert_eq!(id, "spiffe://cluster.local/ns/shop/sa/cart");
+        let dns = rcgen::SanType::DnsName("cart.shop".try_into().unwrap());
+        let uri = rcgen::SanType::URI(id.as_str().try_into().unwrap());
+        assert_eq!(peer_identity(&cert_with(vec![dns.clone(), uri])), Some(id));
+        assert_eq!(peer_identity(&cert_with(vec![dns])), None, "no SPIFFE ID, no identity");
+        assert_eq!(peer_identity(&CertificateDer::from(vec![1, 2, 3])), None);
+    }
+}
