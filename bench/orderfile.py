@@ -122,13 +122,27 @@ def coverage(binary: str, order: Path = ORDER) -> dict:
     return {"listed": len(listed), "found": sum(1 for n in listed if n in syms)}
 
 
+def until_routed(outbound: int, host: str, ip: str) -> None:
+    """Waits until a server sidecar's registration has reached the client."""
+    deadline = time.time() + 120
+    while True:
+        try:
+            h2load(outbound, 10, host, True, ip=ip)
+            return
+        except RuntimeError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def exercise(procs: Procs, weft: str, requests: int, idle: float, prefix=lambda name: ()) -> None:
     """The workload weft's release build is laid out and tuned on (this
     file's function order, bench/pgo.py's profile): a gateway, a server
     sidecar (registered, inbound) and a client sidecar against one control
     plane; `requests` HTTP/1.1 and then HTTP/2 requests through the gateway
     and through the mesh path; a tenth as many through each of the
-    training's routes, a tcp port's splice and new connections; `idle`
+    training's routes, the mesh path over mutual TLS (a second pair of
+    sidecars), a tcp port's splice and new connections; `idle`
     seconds of timers, health and outlier sweeps; then every weft process
     stops gracefully (a profile is written at exit). `prefix(name)` runs that proxy under a tool (callgrind)."""
     # One more service: what the idle-memory benchmark's sidecar gets.
@@ -142,19 +156,19 @@ def exercise(procs: Procs, weft: str, requests: int, idle: float, prefix=lambda 
     client_ip = "127.0.0.2"
     client, c_admin = wf.sidecar(procs, weft, control, "mesh-client", outbound, prefix=prefix("client"),
                                  listen_ip=client_ip)
-    for admin in (gw_admin, s_admin, c_admin):
+    # The mesh path over mutual TLS, each sidecar on an address of its own.
+    tls_server, ts_admin = wf.sidecar(procs, weft, control, "mesh-backend-tls", free_port(), app_port=backend,
+                                      labels="app=mesh-backend-tls", register=True, prefix=prefix("server-mtls"),
+                                      listen_ip="127.0.0.4", mtls=True)
+    tls_client_ip = "127.0.0.3"
+    tls_client, tc_admin = wf.sidecar(procs, weft, control, "mesh-client-tls", tls_outbound := free_port(),
+                                      prefix=prefix("client-mtls"), listen_ip=tls_client_ip, mtls=True)
+    for admin in (gw_admin, s_admin, c_admin, ts_admin, tc_admin):
         wf.wait_ready(admin, "proxy", timeout=300)
     for h1 in (True, False):
         h2load(gw_port, requests, HOST, h1)
-    deadline = time.time() + 120
-    while True:  # until the server sidecar's registration has reached the client
-        try:
-            h2load(outbound, 10, "mesh-backend", True, ip=client_ip)
-            break
-        except RuntimeError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.5)
+    until_routed(outbound, "mesh-backend", client_ip)
+    until_routed(tls_outbound, "mesh-backend-tls", tls_client_ip)
     for h1 in (True, False):
         h2load(outbound, requests, "mesh-backend", h1, ip=client_ip)
     # What users run besides the plain route, a tenth as often each: the
@@ -165,13 +179,15 @@ def exercise(procs: Procs, weft: str, requests: int, idle: float, prefix=lambda 
         h2load(gw_port, few, wf.TRAIN_HOST, h1, path="/fault/a1", headers=("x-train: fault",), aborts=True)
         h2load(gw_port, few, wf.TRAIN_HOST, h1, path="/retry/b2")
         h2load(gw_port, few, wf.TRAIN_HOST, h1, path="/mirror")
+    for h1 in (True, False):
+        h2load(tls_outbound, few, "mesh-backend-tls", h1, ip=tls_client_ip)
     h2load(tcp, few, HOST, True, ip=client_ip)
     new_connections(gw_port, few, HOST)
     new_connections(tcp, few, HOST, ip=client_ip)
     time.sleep(idle)
-    for p in (gw, server, client):
+    for p in (gw, server, client, tls_server, tls_client):
         os.killpg(p.pid, signal.SIGTERM)
-    for p in (gw, server, client):
+    for p in (gw, server, client, tls_server, tls_client):
         p.wait(timeout=120)
     procs.stop(control.proc)
 

@@ -12,7 +12,8 @@ How:
  2. `orderfile.exercise` with it: a control plane, a gateway and two
     sidecars, HTTP/1.1 and HTTP/2 through the gateway and the mesh path,
     a tenth as much through regex routes with faults, retries and
-    mirroring, a tcp port and new connections, idle timers; every process
+    mirroring, the mesh path over mutual TLS, a tcp port and new
+    connections, idle timers; every process
     writes its counts when it stops;
  3. `llvm-profdata merge` of those counts into target/pgo/weft-<hash>.profdata;
  4. the release build again with `-Cprofile-use` (in target/pgo). The

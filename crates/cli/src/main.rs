@@ -2,6 +2,10 @@
 //! wires the crates together; the logic lives in weft-api, weft-control,
 //! weft-proxy and weft-demo.
 
+// rustls' types nest deep enough that proving the proxy's futures `Send`
+// outgrows the default limit of 128 (as in weft-proxy).
+#![recursion_limit = "256"]
+
 mod alloc;
 mod proxy_args;
 mod up;
