@@ -317,7 +317,11 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
     if accepted == SECURITY {
         let at = [Seg::Key("kind".into())];
         let msg = format!("{kind} is not enforced by this version of weft; it is ignored");
-        let hint = Some("security policies arrive with the mutual TLS work".into());
+        // Mutual TLS itself runs (PERMISSIVE, between proxies with `--ca`); policies do not yet.
+        let hint = Some(
+            "weft's proxies speak mutual TLS in PERMISSIVE mode (plaintext is still accepted); STRICT, DISABLE and authorization policies are not applied yet (README, \"Mutual TLS\")"
+                .into(),
+        );
         return Ok((None, vec![diag_at(file, &node, &at, Severity::Warning, codes::UNKNOWN_KIND, msg, hint)]));
     }
     let mut warnings = Vec::new();

@@ -257,3 +257,15 @@ spec:
     assert!(d.message.contains("`Istio`") && d.message.contains("outside the mesh"), "{d}");
     assert!(check(&yaml.replace("Istio", "istio")).is_empty());
 }
+
+/// Security policies are read but not applied yet: the warning says what
+/// the proxies do instead (PERMISSIVE mutual TLS), so nobody takes STRICT
+/// for granted.
+#[test]
+fn a_peer_authentication_is_warned_as_not_applied() {
+    let yaml = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT}\n";
+    let d = one(&check(yaml), codes::UNKNOWN_KIND, 2, 1);
+    assert!(!d.is_error() && d.message.contains("PeerAuthentication is not enforced"), "{d}");
+    let hint = d.hint.unwrap();
+    assert!(hint.contains("PERMISSIVE") && hint.contains("STRICT"), "{hint}");
+}

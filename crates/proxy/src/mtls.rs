@@ -182,7 +182,11 @@ pub async fn issue(api: &str, identity: &str) -> anyhow::Result<Issued> {
     params.subject_alt_names = vec![rcgen::SanType::URI(identity.try_into()?)];
     let csr = params.serialize_request(&key)?.pem()?;
     let body = serde_json::json!({ "csr": csr });
-    let (status, body) = crate::register::call(api, http::Method::POST, "/v1/certificates", Some(body)).await?;
+    let (status, body) = crate::register::call(api, http::Method::POST, "/v1/certificates", Some(body))
+        .await
+        .with_context(|| {
+            format!("cannot reach the mesh CA at {api} (the control plane's API: is `weft control` or `weft up` running there?)")
+        })?;
     if status != 200 {
         anyhow::bail!("the CA at {api} refused the CSR ({status}): {}", String::from_utf8_lossy(&body));
     }
