@@ -205,10 +205,7 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
     };
     let state = ctx.state.clone();
     let held = ctx.clone();
-    let svc = hyper::service::service_fn(move |req| {
-        Activity::bump(&ctx.activity.requests);
-        handle(ctx.clone(), req)
-    });
+    let svc = http_service(ctx);
     if h2 {
         let idle = idle.and_then(Idle::for_http2);
         let (io, mut flusher) = coalesce::split(first, stream);
@@ -221,6 +218,22 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
         report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
     }
+}
+
+/// A connection's HTTP service: each request counted in the connection's
+/// activity (its timeouts watch it), then handled.
+fn http_service(
+    ctx: Arc<ConnCtx>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<crate::http::pool::Body>,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> {
+    hyper::service::service_fn(move |req| {
+        Activity::bump(&ctx.activity.requests);
+        handle(ctx.clone(), req)
+    })
 }
 
 /// A TLS record's first byte when it carries a handshake (a ClientHello,
@@ -282,10 +295,7 @@ async fn serve_tls(ctx: Arc<ConnCtx>, tls: Arc<MeshTls>, io: Replay<TcpStream>) 
     tokio::pin!(tick);
     let idle = Idle::new(tick.as_mut(), timeouts);
     let held = ctx.clone();
-    let svc = hyper::service::service_fn(move |req| {
-        Activity::bump(&ctx.activity.requests);
-        handle(ctx.clone(), req)
-    });
+    let svc = http_service(ctx);
     if h2 {
         let idle = idle.and_then(Idle::for_http2);
         let conn = hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(TokioIo::new(stream), svc);
