@@ -9,7 +9,6 @@ pub mod forward;
 pub mod pool;
 pub mod replay;
 mod respond;
-mod upstream_io;
 
 use crate::config::cluster::{ClusterCfg, Endpoint};
 use crate::config::route::{Action, Forward, RequestView, Route};

@@ -26,7 +26,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-use super::upstream_io::UpstreamIo;
+/// An upstream connection's socket: plain TCP, or TLS to a mesh endpoint
+/// (`crate::mtls`), boxed (rustls' state is kilobytes, and most upstreams
+/// are plain). One type, so pooled connections of both kinds are one hyper
+/// connection type; the plain case costs a match per read or write.
+type UpstreamIo = tokio_util::either::Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 use crate::mtls::Slot;
 
 pub use super::body::{BoxError, ProxyBody as Body};
@@ -250,12 +254,12 @@ async fn dial(
     let connect = async {
         let stream = TcpStream::connect(addr).await.map_err(|e| UpstreamError::Connect(addr, e))?;
         let _ = stream.set_nodelay(true);
-        let Some(tls) = tls else { return Ok(UpstreamIo::Plain(stream)) };
+        let Some(tls) = tls else { return Ok(UpstreamIo::Left(stream)) };
         // Mesh endpoints are dialled by address: the server's certificate
         // is checked against the mesh root, not a name (`mtls::MeshRoot`).
         let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
         match tokio_rustls::TlsConnector::from(tls).connect(name, stream).await {
-            Ok(s) => Ok(UpstreamIo::Tls(Box::new(s))),
+            Ok(s) => Ok(UpstreamIo::Right(Box::new(s))),
             Err(e) => Err(UpstreamError::Tls(addr, e)),
         }
     };
