@@ -79,7 +79,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         "node": {"id": state.node.id, "role": state.node.role, "namespace": state.node.namespace, "workload": state.node.workload, "labels": state.node.labels},
         "ready": state.ready(),
         // The workload certificate (`crate::mtls`): who this proxy is to its peers.
-        "mtls": state.tls.load().as_deref().map(|t| json!({
+        "mtls": state.tls().load().as_deref().map(|t| json!({
             "identity": t.identity,
             "expiresInSeconds": t.expires.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs()),
         })),
@@ -171,7 +171,7 @@ async fn handle(
         (&Method::GET, "/ready" | "/healthz/ready") => {
             if state.ready() {
                 reply(StatusCode::OK, "text/plain", "LIVE\n")
-            } else if state.wants_cert.load(std::sync::atomic::Ordering::Relaxed) && state.tls.load().is_none() {
+            } else if state.awaiting_cert() {
                 let why = "not ready: waiting for a workload certificate from the mesh CA (see this proxy's log)\n";
                 reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why)
             } else {

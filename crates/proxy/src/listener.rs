@@ -101,10 +101,12 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
         // Linux hands the listener's TCP_NODELAY to every socket it accepts (`bind`).
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
-        let is_tcp = matches!(
-            state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind),
-            Some(ListenerKind::Tcp(_))
-        );
+        // `None` for a TCP listener; for HTTP, whether it is a sidecar's inbound one.
+        let http_inbound = match state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind) {
+            Some(ListenerKind::Tcp(_)) => None,
+            Some(ListenerKind::Http(h)) => Some(h.direction == Direction::Inbound),
+            None => Some(false),
+        };
         let ctx = Arc::new(ConnCtx {
             state: state.clone(),
             listener: name.clone(),
@@ -112,11 +114,10 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
             activity: Default::default(),
             client_cert: None,
         });
-        if is_tcp {
-            tokio::spawn(tcp_proxy(ctx, stream));
-        } else {
-            tokio::spawn(serve_http(ctx, stream));
-        }
+        match http_inbound {
+            None => tokio::spawn(tcp_proxy(ctx, stream)),
+            Some(inbound) => tokio::spawn(serve_http(ctx, stream, inbound)),
+        };
     }
 }
 
@@ -150,7 +151,8 @@ where
 /// auto-detecting one, which would serve every later read through a
 /// rewinding wrapper of its own. HTTP/2 (prior knowledge) writes through
 /// `coalesce`: what its streams write in one turn leaves in one syscall.
-async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
+/// On a sidecar's `inbound` listener, a TLS handshake is mutual TLS.
+async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream, inbound: bool) {
     let timeouts = ctx.state.timeouts;
     // Not registered with the timer until first polled.
     let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
@@ -186,14 +188,15 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
             }
         }
         if first[0] == TLS_HANDSHAKE {
-            let Some(tls) = inbound_tls(&ctx) else {
+            // Mutual TLS is between sidecars: their inbound listeners take it.
+            let Some(tls) = ctx.state.tls().load_full().filter(|_| inbound) else {
                 // No HTTP request starts so; hyper would answer 400 to a handshake.
                 ctx.state.metrics.tls_handshake_failures.inc();
                 tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, "a TLS handshake came where this proxy has no mesh certificate (a sidecar's inbound listener, started with --ca, takes mutual TLS); closing");
                 return;
             };
             // Boxed: a plaintext connection's future does not carry its room.
-            return Box::pin(serve_tls(ctx, tls, Replay::new(first, stream))).await;
+            return Box::pin(serve_tls(ctx, tls, Replay::new(first, stream), idle)).await;
         }
         let n = first.len().min(PREFACE.len());
         if first[..n] != PREFACE[..n] {
@@ -203,21 +206,36 @@ async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream) {
             break true;
         }
     };
+    if h2 {
+        let (io, mut flusher) = coalesce::split(first, stream);
+        report(coalesce::run(serve_h2(ctx, io, idle), &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
+    } else {
+        report(serve_h1(ctx, first, stream, idle).await);
+    }
+}
+
+/// Serves HTTP/1.1 on `io`, whose first bytes (`first`) were read already,
+/// with upgrades. The request-head timeout counts its reads.
+async fn serve_h1<S>(ctx: Arc<ConnCtx>, first: BytesMut, io: S, idle: Option<Idle<'_>>) -> Result<(), BoxError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let state = ctx.state.clone();
     let held = ctx.clone();
-    let svc = http_service(ctx);
-    if h2 {
-        let idle = idle.and_then(Idle::for_http2);
-        let (io, mut flusher) = coalesce::split(first, stream);
-        let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, svc));
-        let served = serve(&state, conn, |c| c.graceful_shutdown(), Watch::new(idle, held));
-        report(coalesce::run(served, &mut flusher).await.unwrap_or_else(|e| Err(e.into())));
-    } else {
-        // The request-head timeout counts HTTP/1.1's reads.
-        let io = TokioIo::new(Replay::noting(first, stream, held.clone()));
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
-        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
-    }
+    let io = TokioIo::new(Replay::noting(first, io, held.clone()));
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, http_service(ctx));
+    serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await
+}
+
+/// Serves HTTP/2 on `io`, watched by the idle timeout alone (`Idle::for_http2`).
+async fn serve_h2<I>(ctx: Arc<ConnCtx>, io: I, idle: Option<Idle<'_>>) -> Result<(), BoxError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let state = ctx.state.clone();
+    let held = ctx.clone();
+    let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, http_service(ctx)));
+    serve(&state, conn, |c| c.graceful_shutdown(), Watch::new(idle.and_then(Idle::for_http2), held)).await
 }
 
 /// A connection's HTTP service: each request counted in the connection's
@@ -244,34 +262,21 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// `transport_socket_connect_timeout` is 15 s; a sidecar's peer is local).
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The mesh certificate, when this proxy has one and the connection came
-/// to a sidecar's inbound listener (mutual TLS is between sidecars).
-fn inbound_tls(ctx: &ConnCtx) -> Option<Arc<MeshTls>> {
-    let tls = ctx.state.tls.load_full()?;
-    let cfg = ctx.state.config.load();
-    let inbound = cfg.listeners.iter().any(|l| {
-        *l.name == *ctx.listener && matches!(&l.kind, ListenerKind::Http(h) if h.direction == Direction::Inbound)
-    });
-    inbound.then_some(tls)
-}
-
 /// Serves a connection that opened with a TLS handshake: the client must
 /// present a certificate of the mesh root (`mtls`), its SPIFFE ID names
 /// the caller to the application, and ALPN says the protocol. The
-/// handshake failing or stalling closes the connection.
-async fn serve_tls(ctx: Arc<ConnCtx>, tls: Arc<MeshTls>, io: Replay<TcpStream>) {
-    let state = ctx.state.clone();
+/// handshake failing or stalling closes the connection. The connection's
+/// timeouts (`idle`) run on from its first bytes, the ClientHello's.
+async fn serve_tls(ctx: Arc<ConnCtx>, tls: Arc<MeshTls>, io: Replay<TcpStream>, idle: Option<Idle<'_>>) {
     let accept = tokio_rustls::TlsAcceptor::from(tls.server.clone()).accept(io);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            state.metrics.tls_handshake_failures.inc();
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    let stream = match handshake {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.state.metrics.tls_handshake_failures.inc();
             tracing::debug!(peer = %ctx.peer, error = %e, "inbound TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            state.metrics.tls_handshake_failures.inc();
-            tracing::debug!(peer = %ctx.peer, "inbound TLS handshake timed out");
             return;
         }
     };
@@ -282,29 +287,20 @@ async fn serve_tls(ctx: Arc<ConnCtx>, tls: Arc<MeshTls>, io: Replay<TcpStream>) 
         .and_then(|c| c.first())
         .and_then(crate::mtls::peer_identity)
         .and_then(|id| http::HeaderValue::from_str(&format!("By={};URI={id}", tls.identity)).ok());
-    state.metrics.mtls_connections.inc();
+    ctx.state.metrics.mtls_connections.inc();
     let ctx = Arc::new(ConnCtx {
-        state: state.clone(),
+        state: ctx.state.clone(),
         listener: ctx.listener.clone(),
         peer: ctx.peer,
         activity: Default::default(),
         client_cert,
     });
-    let timeouts = state.timeouts;
-    let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
-    tokio::pin!(tick);
-    let idle = Idle::new(tick.as_mut(), timeouts);
-    let held = ctx.clone();
-    let svc = http_service(ctx);
-    if h2 {
-        let idle = idle.and_then(Idle::for_http2);
-        let conn = hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(TokioIo::new(stream), svc);
-        report(serve(&state, Box::pin(conn), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
+    let served = if h2 {
+        serve_h2(ctx, TokioIo::new(stream), idle).await
     } else {
-        let io = TokioIo::new(Replay::noting(BytesMut::new(), stream, held.clone()));
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
-        report(serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await);
-    }
+        serve_h1(ctx, BytesMut::new(), stream, idle).await
+    };
+    report(served);
 }
 
 /// Resolves once one of the connection's timeouts has run out before its

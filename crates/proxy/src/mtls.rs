@@ -218,7 +218,7 @@ pub async fn run(state: Arc<ProxyState>, api: String, identity: String) {
             Ok(tls) => {
                 let life = tls.expires.duration_since(SystemTime::now()).unwrap_or_default();
                 tracing::info!(%identity, expires_in = ?life, "workload certificate issued");
-                state.tls.store(Some(Arc::new(tls)));
+                state.tls().store(Some(Arc::new(tls)));
                 state.metrics.cert_renewals.inc();
                 backoff = Duration::from_secs(1);
                 (life / 2).max(Duration::from_secs(1))

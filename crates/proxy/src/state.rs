@@ -55,8 +55,6 @@ pub struct ProxyState {
     pub source_header: Option<http::HeaderValue>,
     /// Downstream connections' idle and request-head timeouts (`crate::idle`).
     pub timeouts: crate::idle::Timeouts,
-    /// This proxy's workload certificate, once issued (`crate::mtls`).
-    pub tls: Arc<crate::mtls::Slot>,
     /// Set when the proxy is to speak mutual TLS: it is not ready until
     /// its first certificate is issued (Istio's sidecar waits for SDS).
     pub wants_cert: AtomicBool,
@@ -66,7 +64,6 @@ impl ProxyState {
     pub fn new(node: NodeInfo, timeouts: crate::idle::Timeouts) -> Arc<Self> {
         let metrics = Metrics::new(&node);
         let source_header = http::HeaderValue::from_str(&format!("{}.{}", node.workload, node.namespace)).ok();
-        let hosts: Arc<crate::config::Registries> = Default::default();
         Arc::new(ProxyState {
             node,
             config: ArcSwap::from_pointee(Config::default()),
@@ -76,9 +73,8 @@ impl ProxyState {
             draining: watch::Sender::new(false),
             warm: AtomicBool::new(false),
             metrics,
-            tls: hosts.pools.tls.clone(),
             wants_cert: AtomicBool::new(false),
-            hosts,
+            hosts: Default::default(),
             last_nack: std::sync::Mutex::new(None),
             source_header,
             timeouts,
@@ -86,10 +82,18 @@ impl ProxyState {
     }
 
     pub fn ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire)
-            && !self.is_draining()
-            && self.warm()
-            && (!self.wants_cert.load(Ordering::Relaxed) || self.tls.load().is_some())
+        self.listening.load(Ordering::Acquire) && !self.is_draining() && self.warm() && !self.awaiting_cert()
+    }
+
+    /// This proxy's workload certificate, once issued (`crate::mtls`);
+    /// the mesh endpoints' connection pools read it when they dial.
+    pub fn tls(&self) -> &crate::mtls::Slot {
+        &self.hosts.pools.tls
+    }
+
+    /// Set to speak mutual TLS and no certificate issued yet.
+    pub fn awaiting_cert(&self) -> bool {
+        self.wants_cert.load(Ordering::Relaxed) && self.tls().load().is_none()
     }
 
     pub fn is_draining(&self) -> bool {

@@ -202,7 +202,7 @@ pub struct PoolRegistry {
     /// By address and whether the endpoint is in the mesh (mutual TLS),
     /// with the map's size after its last purge.
     pools: Mutex<(PoolsByEndpoint, usize)>,
-    /// The proxy's certificate (`ProxyState::tls`), for mesh endpoints' pools.
+    /// The proxy's certificate (`ProxyState::tls`, which reads it here), for mesh endpoints' pools.
     pub tls: Arc<Slot>,
 }
 
