@@ -153,10 +153,13 @@ fn main() -> ExitCode {
                 std::fs::create_dir_all(&out)?;
                 std::fs::write(out.join("cert.pem"), &issued.cert_pem)?;
                 std::fs::write(out.join("root.pem"), &issued.root_pem)?;
-                // The key readable by its owner only, from its first byte.
+                // The key readable by its owner only, from its first byte,
+                // also when an older key.pem was there (`mode` applies on create).
                 let mut key = std::fs::OpenOptions::new();
                 std::os::unix::fs::OpenOptionsExt::mode(key.write(true).create(true).truncate(true), 0o600);
-                std::io::Write::write_all(&mut key.open(out.join("key.pem"))?, issued.key_pem.as_bytes())?;
+                let mut key = key.open(out.join("key.pem"))?;
+                key.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                std::io::Write::write_all(&mut key, issued.key_pem.as_bytes())?;
                 println!(
                     "{id}: cert.pem, key.pem, root.pem in {} (valid {} h)",
                     out.display(),

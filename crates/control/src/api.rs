@@ -46,6 +46,14 @@ struct Registration {
     ttl_seconds: Option<u64>,
 }
 
+/// A request's whole body, or the 400 that says why it could not be read.
+async fn body(req: Request<Incoming>) -> Result<Bytes, Resp> {
+    match req.into_body().collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
+    }
+}
+
 pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
     let path = req.uri().path().to_owned();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -58,9 +66,9 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
             }
         }
         (Method::POST, ["v1", "instances"]) => {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
+            let body = match body(req).await {
+                Ok(b) => b,
+                Err(resp) => return Ok(resp),
             };
             match serde_json::from_slice::<Registration>(&body) {
                 Ok(r) if r.instance.name.is_empty() || r.instance.address.is_empty() => {
@@ -90,9 +98,9 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
             }
         }
         (Method::POST, ["v1", "certificates"]) => {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
+            let body = match body(req).await {
+                Ok(b) => b,
+                Err(resp) => return Ok(resp),
             };
             #[derive(serde::Deserialize)]
             struct CsrRequest {
