@@ -149,7 +149,7 @@ fn main() -> ExitCode {
             }
             Cmd::Cert { ca, namespace, service_account, out } => {
                 let id = weft_proxy::mtls::spiffe_id(&namespace, &service_account);
-                let issued = weft_proxy::mtls::issue(&ca, &id).await?;
+                let issued = weft_proxy::mtls::ca_client::issue(&ca, &id).await?;
                 std::fs::create_dir_all(&out)?;
                 std::fs::write(out.join("cert.pem"), &issued.cert_pem)?;
                 std::fs::write(out.join("root.pem"), &issued.root_pem)?;

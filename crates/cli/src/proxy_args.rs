@@ -129,7 +129,7 @@ impl Common {
             register,
             ca: self.ca.map(|api| (api, weft_proxy::mtls::spiffe_id(&self.namespace, service_account))),
             drain: Duration::from_secs(self.drain_seconds),
-            timeouts: weft_proxy::idle::Timeouts {
+            timeouts: weft_proxy::listener::idle::Timeouts {
                 idle: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
                 head: Some(Duration::from_secs(self.request_head_timeout_seconds)).filter(|d| !d.is_zero()),
             },

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use weft_control::registry::Instance;
 use weft_control::translate::{ProxyNode, Snapshot};
+use weft_proxy::config::listener::ListenerKind;
 use weft_proxy::config::route::{Action, RequestView, Target};
-use weft_proxy::config::{Config, ListenerKind, Raw};
+use weft_proxy::config::wire::Raw;
+use weft_proxy::snapshot::Snapshot as Config;
 use weft_proxy::{NodeInfo, xds};
 
 const MESH: &str = r#"
@@ -125,9 +127,11 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
     let out = rt.block_on(weft_control::translate::encoded(&Arc::new(snap), &node, &Default::default()));
     fn decode<M: prost::Message + Default>(
         list: &[Arc<weft_control::translate::Res>],
-    ) -> Arc<weft_proxy::config::RawMap<M>> {
+    ) -> Arc<weft_proxy::config::wire::RawMap<M>> {
         Arc::new(
-            list.iter().map(|r| (r.name.as_str().into(), weft_proxy::config::Wire::new(r.any.value.clone()))).collect(),
+            list.iter()
+                .map(|r| (r.name.as_str().into(), weft_proxy::config::wire::Wire::new(r.any.value.clone())))
+                .collect(),
         )
     }
     let raw = Raw {
@@ -165,6 +169,7 @@ fn route(cfg: &Config, method: &str, host: &str, path: &str, headers: &[(&str, &
     let subset = |name: &str| name.split('|').nth(2).filter(|s| !s.is_empty()).unwrap_or("base").to_owned();
     match &r.action {
         Action::Forward(f) => match &f.target {
+            Target::Cluster(c) if c.id.is_none() => format!("missing:{}", c.name),
             Target::Cluster(c) => subset(&c.name),
             Target::Weighted { choices, total } => {
                 let parts: Vec<String> = choices
@@ -172,12 +177,11 @@ fn route(cfg: &Config, method: &str, host: &str, path: &str, headers: &[(&str, &
                     .scan(0, |prev, c| {
                         let w = c.upto - *prev;
                         *prev = c.upto;
-                        Some(format!("{}={}", subset(&c.name), w * 100 / total))
+                        Some(format!("{}={}", subset(&c.cluster.name), w * 100 / total))
                     })
                     .collect();
                 format!("split:{}", parts.join("/"))
             }
-            Target::Missing(n) => format!("missing:{n}"),
         },
         Action::Redirect(rd) => format!("redirect:{}", rd.path.clone().unwrap_or_default()),
         Action::Direct(d) => format!("direct:{}:{}", d.status, String::from_utf8_lossy(&d.body)),
@@ -278,7 +282,7 @@ spec:
 "#;
     let outsider = compile_in(yaml, "default");
     let insider = compile_in(yaml, "team");
-    let has = |c: &Config, name: &str| c.clusters.keys().any(|k| k.ends_with(name));
+    let has = |c: &Config, name: &str| c.clusters.iter().any(|k| k.name().ends_with(name));
     assert!(
         !has(&outsider, "private.team.svc.cluster.local"),
         "a Service exported to its namespace only is not sent elsewhere"

@@ -7,12 +7,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use std::hint::black_box;
 use std::sync::Arc;
-use weft_proxy::balancer::LbKind;
-use weft_proxy::config::cluster::Endpoint;
-use weft_proxy::config::endpoints::{DEFAULT_OVERPROVISIONING, EndpointSet, SetPolicy};
+use weft_proxy::config::balance::{DEFAULT_OVERPROVISIONING, LbKind, SetPolicy};
 use weft_proxy::config::route::{RequestView, RouteTable};
-use weft_proxy::http::pool::EndpointPool;
 use weft_proxy::telemetry::{Labels, Metrics, Record};
+use weft_proxy::upstream::endpoint::Endpoint;
+use weft_proxy::upstream::pool::EndpointPool;
+use weft_proxy::upstream::set::EndpointSet;
 
 fn route(name: String, path: rt::route_match::PathSpecifier, headers: Vec<rt::HeaderMatcher>) -> rt::Route {
     rt::Route {

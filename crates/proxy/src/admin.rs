@@ -8,9 +8,9 @@
 //! | `/stats/prometheus` | Istio-standard request metrics |
 //! | `POST /quitquitquit` | drain and exit |
 
-use crate::config::ListenerKind;
-use crate::config::endpoints::EndpointSet;
+use crate::config::listener::ListenerKind;
 use crate::state::ProxyState;
+use crate::upstream::set::EndpointSet;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -38,11 +38,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .map(|l| match &l.kind {
             ListenerKind::Http(h) => json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction)}}),
             ListenerKind::Tcp(t) => {
-                let clusters: Vec<String> = match t {
-                    crate::config::route::Target::Cluster(c) => vec![c.name.to_string()],
-                    crate::config::route::Target::Weighted { choices, .. } => choices.iter().map(|c| c.name.to_string()).collect(),
-                    crate::config::route::Target::Missing(n) => vec![n.to_string()],
-                };
+                let clusters = t.names();
                 json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"clusters": clusters}})
             }
         })
@@ -65,12 +61,12 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
     routes.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let mut clusters: Vec<_> = cfg
         .clusters
-        .values()
+        .iter()
         .map(|c| {
-            let set = c.view();
+            let (set, s) = (c.view(), &c.settings);
             let eps: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
             let loads: Vec<_> = set.loads().iter().map(|(p, pct)| json!({"priority": p, "percent": pct})).collect();
-            json!({"name": &*c.name, "service": &*c.service, "lb": format!("{:?}", c.lb_kind()), "protocol": format!("{:?}", c.protocol), "outlierDetection": c.outlier.is_some(), "healthCheck": c.health_check.is_some(), "slowStart": c.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "endpoints": eps})
+            json!({"name": &*s.name, "service": &*s.service, "lb": format!("{:?}", s.policy.kind), "protocol": format!("{:?}", s.protocol), "outlierDetection": s.outlier.is_some(), "healthCheck": s.health_check.is_some(), "slowStart": s.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "endpoints": eps})
         })
         .collect();
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -108,11 +104,11 @@ fn clusters_json(state: &ProxyState) -> serde_json::Value {
     let cfg = state.config.load();
     let clusters: Vec<_> = cfg
         .clusters
-        .values()
+        .iter()
         .map(|c| {
             let set = c.view();
             let hosts: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
-            json!({"name": &*c.name, "panic": set.panic, "hosts": hosts})
+            json!({"name": &**c.name(), "panic": set.panic, "hosts": hosts})
         })
         .collect();
     json!({"proxy": state.node.id, "clusters": clusters})
@@ -120,30 +116,28 @@ fn clusters_json(state: &ProxyState) -> serde_json::Value {
 
 fn clusters_text(state: &ProxyState) -> String {
     let cfg = state.config.load();
-    let mut names: Vec<_> = cfg.clusters.keys().collect();
-    names.sort();
     let mut out = String::new();
-    for n in names {
-        let c = &cfg.clusters[n];
+    // In name order, as they were compiled.
+    for c in cfg.clusters.iter() {
         let set = c.view();
         if let Some(l) = &c.limits {
-            let _ = writeln!(out, "{}::circuit_breakers::rq_active::{}", c.name, l.active());
-            let _ = writeln!(out, "{}::circuit_breakers::rq_pending::{}", c.name, l.pending());
+            let _ = writeln!(out, "{}::circuit_breakers::rq_active::{}", c.name(), l.active());
+            let _ = writeln!(out, "{}::circuit_breakers::rq_pending::{}", c.name(), l.pending());
             let _ = writeln!(
                 out,
                 "{}::circuit_breakers::overflows::{}",
-                c.name,
+                c.name(),
                 l.overflows.load(std::sync::atomic::Ordering::Relaxed)
             );
         }
         if set.panic {
-            let _ = writeln!(out, "{}::panic::true", c.name);
+            let _ = writeln!(out, "{}::panic::true", c.name());
         }
         for (p, pct) in set.loads() {
-            let _ = writeln!(out, "{}::priority_load::{p}::{pct}", c.name);
+            let _ = writeln!(out, "{}::priority_load::{p}::{pct}", c.name());
         }
         for (i, e) in set.endpoints.iter().enumerate() {
-            let p = format!("{}::{}", c.name, e.addr);
+            let p = format!("{}::{}", c.name(), e.addr);
             let _ = writeln!(out, "{p}::health_flags::{}", e.health_text());
             if let Some(h) = e.health.as_deref().filter(|h| h.ejection_count() > 0 || !h.available()) {
                 let _ = writeln!(out, "{p}::ejections::{}", h.ejection_count());

@@ -11,16 +11,18 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
-pub mod balancer;
 pub mod config;
-pub mod health;
+pub mod conn;
 pub mod http;
-pub mod idle;
 pub mod listener;
 pub mod mtls;
+pub mod names;
+pub mod node;
 pub mod register;
+pub mod snapshot;
 pub mod state;
 pub mod telemetry;
+pub mod upstream;
 pub mod xds;
 
 pub use state::{NodeInfo, ProxyState};
@@ -43,7 +45,7 @@ pub struct ProxyOptions {
     pub drain: Duration,
     /// Downstream connections' idle and request-head timeouts (`idle`);
     /// `None` turns one off.
-    pub timeouts: idle::Timeouts,
+    pub timeouts: listener::idle::Timeouts,
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes,
@@ -72,7 +74,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let reg_id = Arc::new(std::sync::Mutex::new(None));
     if let Some((api, identity)) = opts.ca.clone() {
         state.wants_cert.store(true, std::sync::atomic::Ordering::Relaxed);
-        tokio::spawn(mtls::run(state.clone(), api, identity));
+        tokio::spawn(mtls::ca_client::run(state.clone(), api, identity));
     }
     let registration = opts.register.clone().map(|r| tokio::spawn(register::run(state.clone(), r, reg_id.clone())));
 

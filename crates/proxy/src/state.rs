@@ -1,38 +1,17 @@
 //! State shared by the proxy's tasks. The request path only ever does
 //! `config.load()` (lock-free); the xDS task is the only writer.
 
-use crate::config::Config;
+pub use crate::node::NodeInfo;
+use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
-/// Who this proxy is; sent to the control plane as node metadata.
-#[derive(Debug, Clone, Default)]
-pub struct NodeInfo {
-    pub id: String,
-    /// `sidecar` or `gateway`.
-    pub role: String,
-    pub namespace: String,
-    pub workload: String,
-    pub labels: BTreeMap<String, String>,
-    pub listen_ip: String,
-    pub outbound_port: u16,
-    pub inbound_port: u16,
-    pub app_port: Option<u16>,
-    pub port_offset: u16,
-    /// `region/zone/subzone`, sent as the xDS node's locality.
-    pub locality: Option<String>,
-    /// The admin endpoint (`host:port`), so the control plane can gather
-    /// what this proxy sees of its upstreams' health.
-    pub admin: Option<String>,
-}
-
 pub struct ProxyState {
     pub node: NodeInfo,
-    pub config: ArcSwap<Config>,
+    pub config: ArcSwap<Snapshot>,
     /// Bumped on every accepted config; the listener manager follows it.
     pub updates: watch::Sender<u64>,
     /// Every route table and endpoint set the listeners need has arrived.
@@ -49,24 +28,24 @@ pub struct ProxyState {
     warm: AtomicBool,
     pub metrics: Metrics,
     /// Connection pools and host health, kept across config versions.
-    pub hosts: Arc<crate::config::Registries>,
+    pub hosts: Arc<crate::upstream::Registries>,
     pub last_nack: std::sync::Mutex<Option<String>>,
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
     pub source_header: Option<http::HeaderValue>,
     /// Downstream connections' idle and request-head timeouts (`crate::idle`).
-    pub timeouts: crate::idle::Timeouts,
+    pub timeouts: crate::listener::idle::Timeouts,
     /// Set when the proxy is to speak mutual TLS: it is not ready until
     /// its first certificate is issued (Istio's sidecar waits for SDS).
     pub wants_cert: AtomicBool,
 }
 
 impl ProxyState {
-    pub fn new(node: NodeInfo, timeouts: crate::idle::Timeouts) -> Arc<Self> {
+    pub fn new(node: NodeInfo, timeouts: crate::listener::idle::Timeouts) -> Arc<Self> {
         let metrics = Metrics::new(&node);
         let source_header = http::HeaderValue::from_str(&format!("{}.{}", node.workload, node.namespace)).ok();
         Arc::new(ProxyState {
             node,
-            config: ArcSwap::from_pointee(Config::default()),
+            config: ArcSwap::from_pointee(Snapshot::default()),
             updates: watch::Sender::new(0),
             xds_complete: AtomicBool::new(false),
             listening: AtomicBool::new(false),
@@ -109,9 +88,9 @@ impl ProxyState {
         if self.warm.load(Ordering::Acquire) {
             return true;
         }
-        let pending = crate::health::flag::PENDING_ACTIVE_HC;
+        let pending = crate::upstream::health::flag::PENDING_ACTIVE_HC;
         let cfg = self.config.load();
-        let checking = cfg.clusters.values().any(|c| {
+        let checking = cfg.clusters.iter().any(|c| {
             c.built().is_some_and(|s| {
                 s.endpoints.iter().any(|e| e.health.as_ref().is_some_and(|h| h.flags() & pending != 0))
             })

@@ -1,25 +1,18 @@
-//! The one body type of the proxy's request path, for requests sent
-//! upstream and responses sent downstream. An enum rather than a boxed
-//! trait object, so a request allocates no body box.
+//! The body of every response the proxy sends downstream: one it made
+//! (errors, direct responses) or the upstream's, streamed. An enum rather
+//! than a boxed trait object, so a response allocates no body box.
 
-use super::ConnCtx;
-use super::pool::PooledBody;
+use crate::upstream::pool::PooledBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum ProxyBody {
-    /// A body in memory (errors the proxy writes, buffered requests).
+    /// A body in memory (errors the proxy writes, direct responses).
     Full(Option<Bytes>),
-    /// A request body streamed from downstream, with its connection's
-    /// context: while it is held, the connection has a request in flight
-    /// (`crate::idle`), though the response may have gone already.
-    Incoming(Incoming, Arc<ConnCtx>),
     /// A response streamed from upstream (returns its connection to the pool).
     Upstream(PooledBody),
 }
@@ -41,7 +34,6 @@ impl Body for ProxyBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Incoming(i, _) => Pin::new(i).poll_frame(cx).map_err(Into::into),
             ProxyBody::Upstream(u) => Pin::new(u).poll_frame(cx).map_err(Into::into),
         }
     }
@@ -49,7 +41,6 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Incoming(i, _) => i.is_end_stream(),
             ProxyBody::Upstream(u) => u.is_end_stream(),
         }
     }
@@ -57,7 +48,6 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ProxyBody::Incoming(i, _) => i.size_hint(),
             ProxyBody::Upstream(u) => u.size_hint(),
         }
     }

@@ -1,16 +1,16 @@
 //! Fault injection on a route, before forwarding (Envoy's fault filter):
 //! a delay, then possibly an abort, each for its fraction of requests.
 
-use super::chance as hit;
+use super::outcome::{Dest, Outcome};
 use super::respond::{error_response, flags, full};
-use super::{Dest, Outcome};
+use crate::config::chance as hit;
 use crate::config::route::Target;
 use crate::config::route::fault::{Abort, Fault};
-use crate::http::forward::pick_target;
+use crate::snapshot::Clusters;
 
 /// What injection did: `Err` is the abort response; `Ok(true)` means the
 /// request was delayed and goes on.
-pub async fn inject(fault: &Fault, target: &Target) -> Result<bool, Outcome> {
+pub async fn inject(fault: &Fault, target: &Target, clusters: &Clusters) -> Result<bool, Outcome> {
     let mut delayed = false;
     if let Some((d, ppm)) = fault.delay
         && hit(ppm)
@@ -33,8 +33,8 @@ pub async fn inject(fault: &Fault, target: &Target) -> Result<bool, Outcome> {
                 r
             }
         };
-        let dest = match pick_target(target) {
-            Ok((c, _, _)) => Dest::cluster(c),
+        let dest = match clusters.pick(target) {
+            Ok(p) => Dest::cluster(p.cluster),
             Err(_) => Dest::unknown(),
         };
         return Err(Outcome { response, flags: flags::FAULT_ABORT, dest, request_bytes: 0 });

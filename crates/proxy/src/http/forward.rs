@@ -6,18 +6,24 @@
 //! to `MAX_REPLAY_BODY` are buffered when the route retries, larger or
 //! unsized streaming bodies are sent once.
 
-use super::pool::{Body, UpstreamError};
-use super::respond::{error_response, flags, full};
-use super::{ConnCtx, Dest, Outcome, SOURCE_HEADER};
-use crate::balancer::hash64;
-use crate::config::Direction;
-use crate::config::cluster::{ClusterCfg, Protocol};
-use crate::config::route::{Forward, HashPolicy, HeaderOps, RetryPolicy, Route, Target};
-use crate::health::{self, Observation};
+use super::attempt::{Attempt, send};
+use super::body::ProxyBody;
+use super::headers::{is_upgrade, strip_hop_by_hop};
+use super::outcome::{Dest, Outcome};
+use super::respond::{error_response, flags};
+use crate::config::cluster::Protocol;
+use crate::config::listener::Direction;
+use crate::config::route::{Forward, HashPolicy, RetryPolicy, Route};
+use crate::conn::ConnCtx;
+use crate::snapshot::{Clusters, Picked};
+use crate::upstream::balancer::hash64;
+use crate::upstream::health::Observation;
+use crate::upstream::pool::{Body, UpstreamError};
+use crate::upstream::watch;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -27,27 +33,6 @@ use std::time::Duration;
 
 /// Largest request body buffered so the request can be retried.
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
-
-/// The chosen cluster and the header operations of its weighted destination.
-type Picked<'a> = (&'a Arc<ClusterCfg>, Option<&'a HeaderOps>, Option<&'a HeaderOps>);
-
-/// Picks the destination cluster (by weight when split); Err names a
-/// cluster this proxy does not have.
-pub fn pick_target(target: &Target) -> Result<Picked<'_>, Arc<str>> {
-    match target {
-        Target::Cluster(c) => Ok((c, None, None)),
-        Target::Missing(name) => Err(name.clone()),
-        Target::Weighted { choices, total } => {
-            let x = rand::rng().random_range(0..*total);
-            let i = choices.partition_point(|c| c.upto <= x).min(choices.len() - 1);
-            let c = &choices[i];
-            match &c.cluster {
-                Some(cl) => Ok((cl, Some(&c.request_headers), Some(&c.response_headers))),
-                None => Err(c.name.clone()),
-            }
-        }
-    }
-}
 
 fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::net::SocketAddr) -> Option<u64> {
     for p in policies {
@@ -69,98 +54,6 @@ fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::
         }
     }
     None
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), in a static so that no copy is
-/// built and dropped per message. The first two are kept when upgrading
-/// (`UPGRADING`); `te` is kept when it is `trailers` (gRPC needs it).
-static HOP_BY_HOP: [header::HeaderName; 8] = [
-    header::CONNECTION,
-    header::UPGRADE,
-    header::TE,
-    header::HeaderName::from_static("keep-alive"),
-    header::HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TRANSFER_ENCODING,
-];
-const UPGRADING: u8 = 0b11;
-const TE_AT: usize = 2;
-/// The lengths of those names, as bits: most names are passed over on their
-/// length alone.
-const HOP_BY_HOP_LENGTHS: u32 = 1 << 10 | 1 << 7 | 1 << 2 | 1 << 16 | 1 << 18 | 1 << 19 | 1 << 17;
-
-/// Removes hop-by-hop headers from a request or a response: those of
-/// `HOP_BY_HOP` and those its `Connection` names.
-fn strip_hop_by_hop(h: &mut HeaderMap, upgrading: bool) {
-    // One pass over the message's few names finds which are present; only
-    // those are removed, each removal being a hashed lookup. Most requests
-    // carry none, most responses `connection` alone.
-    let mut present = 0u8;
-    for n in h.keys() {
-        let len = n.as_str().len();
-        if len < 32
-            && HOP_BY_HOP_LENGTHS & (1 << len) != 0
-            && let Some(i) = HOP_BY_HOP.iter().position(|x| x == n)
-        {
-            present |= 1 << i;
-        }
-    }
-    if present == 0 {
-        return;
-    }
-    if present & 1 != 0 {
-        // Names `Connection` lists beyond the standard ones (`close` is an
-        // option, not a name); parsed only when there are any.
-        let mut named: smallvec::SmallVec<[header::HeaderName; 2]> = smallvec::SmallVec::new();
-        let mut note = |v: &HeaderValue| {
-            // What servers send nearly always, and names nothing.
-            let b = v.as_bytes();
-            if b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close") {
-                return;
-            }
-            for t in v.to_str().unwrap_or("").split(',').map(str::trim) {
-                let known = t.is_empty()
-                    || t.eq_ignore_ascii_case("close")
-                    || HOP_BY_HOP.iter().any(|x| t.eq_ignore_ascii_case(x.as_str()));
-                if !known && let Ok(n) = header::HeaderName::from_bytes(t.as_bytes()) {
-                    named.push(n);
-                }
-            }
-        };
-        if upgrading {
-            h.get_all(header::CONNECTION).iter().for_each(&mut note);
-        } else if let header::Entry::Occupied(e) = h.entry(header::CONNECTION) {
-            // Removed as it is read: one lookup.
-            e.remove_entry_mult().1.for_each(|v| note(&v));
-            present &= !1;
-        }
-        for n in named {
-            h.remove(n);
-        }
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) == 0 {
-            continue;
-        }
-        let keep = match i {
-            TE_AT => h.get(name).is_some_and(|v| v.as_bytes() == b"trailers"),
-            _ => upgrading && UPGRADING & (1 << i) != 0,
-        };
-        if !keep {
-            h.remove(name);
-        }
-    }
-}
-
-fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get(header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
 }
 
 fn should_retry_status(p: &RetryPolicy, status: u16, headers: &HeaderMap) -> bool {
@@ -190,75 +83,6 @@ fn backoff(base: Duration, retry: u32) -> Duration {
     Duration::from_micros(rand::rng().random_range(0..=cap.as_micros() as u64))
 }
 
-/// Room for a small response's headers (nginx sends five with a body:
-/// server, date, content type and length, connection). Measured with
-/// callgrind: room for 12 cost an HTTP/1.1 request 800 instructions more
-/// than the regrowth it saves.
-const TYPICAL_RESPONSE_HEADERS: usize = 6;
-
-struct Attempt<'a> {
-    parts: &'a http::request::Parts,
-    pq: PathAndQuery,
-    /// This proxy's identity, on outbound requests.
-    source: Option<&'a HeaderValue>,
-}
-
-impl Attempt<'_> {
-    /// The request for one attempt: origin-form for HTTP/1.1; for HTTP/2 an
-    /// absolute URI whose authority (from Host) becomes `:authority`. Only
-    /// an endpoint in the mesh learns who calls (as Istio keeps its peer
-    /// metadata from services outside the mesh).
-    fn build(&self, body: Body, h2: bool, ep: &crate::config::cluster::Endpoint) -> Request<Body> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.parts.method.clone();
-        // hyper's HTTP/1.1 connection parses the response's headers into the
-        // map its request went out with; one with room for a small
-        // response's headers saves reallocations there (a clone has room
-        // for exactly the request's).
-        let headers = req.headers_mut();
-        headers.reserve(self.parts.headers.len().max(TYPICAL_RESPONSE_HEADERS));
-        for (name, value) in &self.parts.headers {
-            headers.append(name.clone(), value.clone());
-        }
-        if ep.mesh
-            && let Some(v) = self.source
-        {
-            headers.insert(SOURCE_HEADER, v.clone());
-        }
-        let mut uri = http::uri::Parts::default();
-        uri.path_and_query = Some(self.pq.clone());
-        if h2 {
-            let host = req.headers_mut().remove(header::HOST);
-            uri.scheme = Some(http::uri::Scheme::HTTP);
-            uri.authority = host
-                .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
-                .or_else(|| Some(http::uri::Authority::from_static("localhost")));
-        }
-        *req.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
-        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
-        req
-    }
-}
-
-/// Sends over the endpoint's pool in the upstream protocol: a choice
-/// between the two sends, not an `async` wrapper around them, which would
-/// hold the request once more in the request future (see `forward`).
-fn send<'a>(
-    cluster: &'a ClusterCfg,
-    ep: &'a crate::config::cluster::Endpoint,
-    req: Request<Body>,
-    h2: bool,
-) -> impl Future<Output = Result<Response<super::pool::PooledBody>, UpstreamError>> + Send + 'a {
-    use futures::future::{Either, FutureExt};
-    let (timeout, policy) = (cluster.connect_timeout, &cluster.conn_policy);
-    let sent = if h2 {
-        Either::Left(ep.pool.send_h2(req, timeout, policy))
-    } else {
-        Either::Right(ep.pool.send_h1(req, timeout, policy))
-    };
-    sent.map(|r| r.map(|(resp, _reused)| resp))
-}
-
 /// A plain `fn` returning an `async move` block, not an `async fn`: an
 /// `async fn` moves its arguments into locals and keeps both copies in its
 /// state (rust-lang/rust#62958), here the 264-byte request, and the request
@@ -269,6 +93,7 @@ fn send<'a>(
 #[allow(clippy::manual_async_fn)]
 pub fn forward<'a>(
     ctx: &'a Arc<ConnCtx>,
+    clusters: &'a Clusters,
     direction: Direction,
     route: &'a Route,
     f: &'a Forward,
@@ -280,7 +105,9 @@ pub fn forward<'a>(
     let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
     let (mut parts, body) = req.into_parts();
     async move {
-        let (cluster, extra_req, extra_resp) = match pick_target(&f.target) {
+        let Picked { cluster, request_headers: extra_req, response_headers: extra_resp } = match clusters
+            .pick(&f.target)
+        {
             Ok(t) => t,
             Err(name) => {
                 return Outcome {
@@ -297,7 +124,7 @@ pub fn forward<'a>(
             }
         };
         let mut dest = Dest::cluster(cluster);
-        let h2 = match cluster.protocol {
+        let h2 = match cluster.settings.protocol {
             Protocol::Http2 => !upgrading,
             Protocol::Http1 => false,
             Protocol::Downstream => downstream_h2,
@@ -368,7 +195,7 @@ pub fn forward<'a>(
         let source = ctx.state.source_header.as_ref().filter(|_| direction == Direction::Outbound);
         let attempt = Attempt { parts: &parts, pq, source };
         if let Some(b) = &replay {
-            mirror(f, &attempt, b, h2);
+            super::mirror::mirror(clusters, f, &attempt, b, h2);
         }
         let retry = f.retry.as_ref().filter(|_| replay.is_some());
         let max_retries = retry.map_or(0, |r| r.num_retries);
@@ -382,7 +209,7 @@ pub fn forward<'a>(
                 match limits.admit(!h2).await {
                     Ok(a) => admission = Some(a),
                     Err(o) => {
-                        return Err((503, format!("upstream overflow on {}: {o}", cluster.name), flags::OVERFLOW));
+                        return Err((503, format!("upstream overflow on {}: {o}", cluster.name()), flags::OVERFLOW));
                     }
                 }
             }
@@ -407,7 +234,7 @@ pub fn forward<'a>(
                         503,
                         format!(
                             "no healthy upstream for {}: no instance is registered or selected (check the Service's selector and the instances' labels; this proxy's /clusters lists what it has)",
-                            cluster.name
+                            cluster.name()
                         ),
                         flags::NO_HEALTHY,
                     ));
@@ -416,9 +243,9 @@ pub fn forward<'a>(
                 let ep = &set.endpoints[i];
                 dest.endpoint = Some(ep.clone());
                 let body: Body = match (&replay, stream_body.take()) {
-                    (Some(b), _) => full(b.clone()),
-                    (None, Some(s)) => Body::Incoming(s, ctx.clone()),
-                    (None, None) => full(Bytes::new()),
+                    (Some(b), _) => Body::full(b.clone()),
+                    (None, Some(s)) => Body::Streamed(s, ctx.clone()),
+                    (None, None) => Body::full(Bytes::new()),
                 };
                 let _active = ep.start();
                 let sent = send(cluster, ep, attempt.build(body, h2, ep), h2);
@@ -427,7 +254,7 @@ pub fn forward<'a>(
                     None => Ok(sent.await),
                 };
                 let can_retry = retries < max_retries;
-                if cluster.outlier.is_some() {
+                if cluster.settings.outlier.is_some() {
                     let observed = match &result {
                         Ok(Ok(resp)) => Some(Observation::Status(resp.status().as_u16())),
                         // A pooled connection the upstream had already closed is
@@ -437,7 +264,7 @@ pub fn forward<'a>(
                         Err(()) => Some(Observation::LocalFailure(504)),
                     };
                     if let Some(o) = observed {
-                        health::report(cluster, ep.health.as_deref(), o);
+                        watch::report(cluster, ep.health.as_deref(), o);
                     }
                 }
                 match result {
@@ -518,83 +345,11 @@ pub fn forward<'a>(
                         }
                     });
                 }
-                Outcome { response: resp.map(Body::Upstream), flags: flags::NONE, dest, request_bytes }
+                Outcome { response: resp.map(ProxyBody::Upstream), flags: flags::NONE, dest, request_bytes }
             }
             Err((status, msg, flag)) => {
                 Outcome { response: error_response(status, &msg), flags: flag, dest, request_bytes }
             }
         }
-    }
-}
-
-/// Sends a copy to each mirror cluster its percentage of the time; the
-/// response is discarded and the main request never waits for it.
-fn mirror(f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
-    for m in &f.mirrors {
-        let Some(cluster) = &m.cluster else { continue };
-        if !super::chance(m.ppm) {
-            continue;
-        }
-        let set = cluster.endpoints();
-        let Some(i) = set.pick(None, &[]) else { continue };
-        let ep = &set.endpoints[i];
-        let mut req = attempt.build(full(body.clone()), h2 && cluster.protocol == Protocol::Http2, ep);
-        if let Some(h) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("{h}-shadow"))
-            && let Ok(v) = HeaderValue::from_str(&h)
-        {
-            req.headers_mut().insert(header::HOST, v);
-        }
-        let (cluster, ep) = (cluster.clone(), ep.clone());
-        tokio::spawn(async move {
-            let h2 = cluster.protocol == Protocol::Http2;
-            if let Ok(resp) = send(&cluster, &ep, req, h2).await {
-                let _ = resp.into_body().collect().await;
-            }
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (k.parse().unwrap(), HeaderValue::from_str(v).unwrap())).collect()
-    }
-
-    #[test]
-    fn every_hop_by_hop_name_passes_the_length_filter() {
-        for n in &HOP_BY_HOP {
-            assert_ne!(HOP_BY_HOP_LENGTHS & (1 << n.as_str().len()), 0, "{n}");
-        }
-    }
-
-    #[test]
-    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
-        let mut h = headers(&[
-            ("connection", "keep-alive, x-hop"),
-            ("keep-alive", "timeout=5"),
-            ("x-hop", "1"),
-            ("proxy-connection", "keep-alive"),
-            ("te", "gzip"),
-            ("x-end", "kept"),
-            ("host", "a"),
-        ]);
-        strip_hop_by_hop(&mut h, false);
-        assert_eq!(h, headers(&[("x-end", "kept"), ("host", "a")]));
-
-        let mut h = headers(&[("te", "trailers"), ("upgrade", "websocket"), ("connection", "upgrade")]);
-        strip_hop_by_hop(&mut h, true);
-        assert_eq!(h, headers(&[("te", "trailers"), ("upgrade", "websocket"), ("connection", "upgrade")]));
-
-        // HTTP/1.1 senders of `te` list it in `Connection`; `trailers` stays.
-        let mut h = headers(&[("connection", "TE, close"), ("te", "trailers"), ("x-end", "kept")]);
-        strip_hop_by_hop(&mut h, false);
-        assert_eq!(h, headers(&[("te", "trailers"), ("x-end", "kept")]));
-
-        let plain = headers(&[("host", "a"), ("accept", "*/*"), ("user-agent", "t")]);
-        let mut h = plain.clone();
-        strip_hop_by_hop(&mut h, false);
-        assert_eq!(h, plain);
     }
 }

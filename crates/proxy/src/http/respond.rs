@@ -5,6 +5,9 @@ use crate::config::route::{Redirect, Route};
 use bytes::Bytes;
 use hyper::Response;
 
+/// A request's response flags.
+pub type Flags = &'static str;
+
 /// Envoy's response flags, as Istio reports them in `response_flags`.
 pub mod flags {
     pub const NONE: &str = "-";

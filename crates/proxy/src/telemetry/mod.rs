@@ -9,7 +9,7 @@
 //! only for a label set seen for the first time. Going through the four
 //! families meant four SipHashes of twelve labels per request.
 
-use crate::state::NodeInfo;
+use crate::node::NodeInfo;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -8,7 +8,8 @@
 
 mod transport;
 
-use crate::config::{Config, Raw, RawMap, Wire, rds_names, spend_all, wire_name};
+use crate::config::wire::{Raw, RawMap, Wire, rds_names, spend_all, wire_name};
+use crate::snapshot::Snapshot;
 use crate::state::{NodeInfo, ProxyState};
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -148,8 +149,9 @@ struct Session<'a> {
 
 /// EDS name to cluster name, for the clusters of a compiled config whose
 /// endpoints go by another name than theirs.
-fn eds_aliases(cfg: &Config) -> HashMap<Arc<str>, Arc<str>> {
-    cfg.clusters.values().filter_map(|c| Some((c.eds.clone().filter(|e| *e != c.name)?, c.name.clone()))).collect()
+fn eds_aliases(cfg: &Snapshot) -> HashMap<Arc<str>, Arc<str>> {
+    let names = cfg.clusters.iter().map(|c| &c.settings);
+    names.filter_map(|c| Some((c.eds.clone().filter(|e| *e != c.name)?, c.name.clone()))).collect()
 }
 
 /// Drops the resources of `map` not in `names` (copying the map only if
@@ -162,17 +164,17 @@ fn keep_only<M>(map: &mut Arc<RawMap<M>>, names: &BTreeSet<Arc<str>>) {
 
 /// The cluster that takes the endpoints named `eds`, if any.
 fn cluster_for_eds<'a>(
-    cfg: &'a Config,
+    cfg: &'a Snapshot,
     aliases: &HashMap<Arc<str>, Arc<str>>,
     eds: &str,
-) -> Option<&'a Arc<crate::config::cluster::ClusterCfg>> {
+) -> Option<&'a Arc<crate::upstream::cluster::Cluster>> {
     let name = aliases.get(eds).map_or(eds, |c| &**c);
-    cfg.clusters.get(name).filter(|c| c.eds.as_deref() == Some(eds))
+    cfg.clusters.get(name).filter(|c| c.settings.eds.as_deref() == Some(eds))
 }
 
 /// The EDS names the clusters of a compiled config take endpoints from.
-fn eds_names(cfg: &Config) -> impl Iterator<Item = &Arc<str>> {
-    cfg.clusters.values().filter_map(|c| c.eds.as_ref())
+fn eds_names(cfg: &Snapshot) -> impl Iterator<Item = &Arc<str>> {
+    cfg.clusters.iter().filter_map(|c| c.settings.eds.as_ref())
 }
 
 impl Session<'_> {
@@ -254,7 +256,7 @@ impl Session<'_> {
         let size: usize = resp.resources.iter().map(|a| a.value.len()).sum();
         let old = self.state.config.load_full();
         let compiled = self.apply(&mut resp).and_then(|raw| {
-            let cfg = Config::compile(&raw, Some((&self.raw, &old)), resp.version_info.clone(), &self.state.hosts)
+            let cfg = Snapshot::compile(&raw, Some((&self.raw, &old)), resp.version_info.clone(), &self.state.hosts)
                 .map_err(|(_, e)| e.0)?;
             Ok((raw, cfg))
         });
@@ -276,9 +278,9 @@ impl Session<'_> {
                 let complete = self.complete(&cfg);
                 let cfg = Arc::new(cfg);
                 // Clusters kept from the last config already have their watchers.
-                for c in cfg.clusters.values() {
-                    if !old.clusters.get(&*c.name).is_some_and(|o| Arc::ptr_eq(o, c)) {
-                        crate::health::watch(c);
+                for c in cfg.clusters.iter() {
+                    if !old.clusters.get(c.name()).is_some_and(|o| Arc::ptr_eq(o, c)) {
+                        crate::upstream::watch::watch(c);
                     }
                 }
                 self.state.config.store(cfg);
@@ -353,7 +355,7 @@ impl Session<'_> {
         }
     }
 
-    fn complete(&self, cfg: &Config) -> bool {
+    fn complete(&self, cfg: &Snapshot) -> bool {
         let rds = &self.rds;
         self.types.get(CLUSTER).is_some_and(|t| !t.version.is_empty())
             && self.types.get(LISTENER).is_some_and(|t| !t.version.is_empty())
@@ -388,7 +390,7 @@ async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Registries;
+    use crate::upstream::Registries;
     use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 
     #[test]
@@ -412,10 +414,10 @@ mod tests {
             ),
             ..Default::default()
         };
-        let cfg = Config::compile(&raw, None, "1".into(), &Arc::new(Registries::default())).unwrap();
+        let cfg = Snapshot::compile(&raw, None, "1".into(), &Arc::new(Registries::default())).unwrap();
         let aliases = eds_aliases(&cfg);
         assert_eq!(aliases.len(), 1, "only b's endpoints go by another name");
-        let found = |eds: &str| cluster_for_eds(&cfg, &aliases, eds).map(|c| c.name.to_string());
+        let found = |eds: &str| cluster_for_eds(&cfg, &aliases, eds).map(|c| c.name().to_string());
         assert_eq!(found("a").as_deref(), Some("a"));
         assert_eq!(found("b-endpoints").as_deref(), Some("b"));
         assert_eq!(found("b"), None, "b takes its endpoints under its EDS name only");

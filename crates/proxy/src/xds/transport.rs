@@ -77,7 +77,7 @@ impl Responses {
                 self.chunks.advance(PREFIX);
                 let mut message = (&mut self.chunks).take(len);
                 let resp = DiscoveryResponse::decode(&mut message)
-                    .map_err(|e| anyhow::anyhow!("{}", crate::config::undecodable::<DiscoveryResponse>(e)))?;
+                    .map_err(|e| anyhow::anyhow!("{}", crate::config::wire::undecodable::<DiscoveryResponse>(e)))?;
                 return Ok(Some(resp));
             }
             match self.body.frame().await {

@@ -2,6 +2,8 @@
 //! parent module: once per config version, never per request.
 
 use super::*;
+use crate::config::wire::{Wire, undecodable};
+use crate::names::Interner;
 
 /// Envoy's regexes must match the whole value.
 pub(super) fn full_regex(re: &str, ignore_case: bool) -> Result<Regex, CompileError> {
@@ -35,8 +37,8 @@ fn header_ops(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderOps,
 
 pub(super) fn compile_route(
     r: &rt::Route,
-    clusters: &Clusters,
-    names: &crate::config::Interner,
+    clusters: &ClusterIndex,
+    names: &crate::names::Interner,
 ) -> Result<Route, CompileError> {
     use rt::route_match::PathSpecifier as PS;
     let m = r.r#match.as_ref().ok_or_else(|| CompileError::new(format!("route {:?} has no match", r.name)))?;
@@ -95,7 +97,7 @@ pub(super) fn compile_route(
     })
 }
 
-fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileError> {
+fn compile_action(r: &rt::Route, clusters: &ClusterIndex) -> Result<Action, CompileError> {
     use rt::route::Action as A;
     use rt::route_action::ClusterSpecifier as CS;
     match &r.action {
@@ -185,8 +187,7 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
                 .request_mirror_policies
                 .iter()
                 .map(|m| Mirror {
-                    name: m.cluster.as_str().into(),
-                    cluster: clusters.get(m.cluster.as_str()).cloned(),
+                    cluster: ClusterRef::new(&m.cluster, clusters),
                     ppm: crate::config::parts_per_million(
                         m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()),
                     ),
@@ -223,5 +224,105 @@ fn compile_action(r: &rt::Route, clusters: &Clusters) -> Result<Action, CompileE
             })))
         }
         _ => Err(CompileError::new(format!("route {:?}: unsupported action", r.name))),
+    }
+}
+
+/// A `RouteConfiguration` with its virtual hosts left undecoded, so a table
+/// of thousands of hosts is compiled one host at a time instead of being
+/// decoded whole first (field numbers as in Envoy's proto; the table uses
+/// no other field).
+#[derive(Clone, PartialEq, prost::Message)]
+struct LazyRouteConfiguration {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    virtual_hosts: Vec<Bytes>,
+}
+
+/// Points `retry` at an equal policy met earlier in the table. Only the
+/// first few distinct policies are remembered: tables repeat a handful.
+fn share(retry: &mut Option<Arc<RetryPolicy>>, seen: &mut Vec<Arc<RetryPolicy>>) {
+    let Some(r) = retry else { return };
+    if let Some(same) = seen.iter().find(|s| ***s == **r) {
+        *r = same.clone();
+    } else if seen.len() < 8 {
+        seen.push(r.clone());
+    }
+}
+
+impl RouteTable {
+    /// `names` shares route names across hosts (`default` in every one).
+    pub fn compile(
+        rc: &rt::RouteConfiguration,
+        clusters: &ClusterIndex,
+        names: &Interner,
+    ) -> Result<Self, CompileError> {
+        Self::build(&rc.name, rc.virtual_hosts.len(), rc.virtual_hosts.iter().map(Ok), clusters, names)
+    }
+
+    /// Compiles a table received over RDS, decoding one virtual host at a time.
+    pub fn compile_wire(
+        wire: &Wire<rt::RouteConfiguration>,
+        clusters: &ClusterIndex,
+        names: &Interner,
+    ) -> Result<Self, CompileError> {
+        use prost::Message;
+        let rc = LazyRouteConfiguration::decode(wire.bytes()?).map_err(undecodable::<rt::RouteConfiguration>)?;
+        let hosts =
+            rc.virtual_hosts.iter().map(|b| rt::VirtualHost::decode(b.clone()).map_err(undecodable::<rt::VirtualHost>));
+        Self::build(&rc.name, rc.virtual_hosts.len(), hosts, clusters, names)
+    }
+
+    fn build<V: std::borrow::Borrow<rt::VirtualHost>>(
+        name: &str,
+        count: usize,
+        vhosts: impl Iterator<Item = Result<V, CompileError>>,
+        clusters: &ClusterIndex,
+        names: &Interner,
+    ) -> Result<Self, CompileError> {
+        let mut t = RouteTable { name: name.into(), hosts: Vec::with_capacity(count), domains: Default::default() };
+        let mut retries = Vec::new();
+        for (i, vh) in vhosts.enumerate() {
+            let vh = vh?;
+            let vh = vh.borrow();
+            let mut routes =
+                vh.routes.iter().map(|r| compile_route(r, clusters, names)).collect::<Result<Vec<_>, _>>()?;
+            // Collected through a Result, a one-route Vec would keep room for four.
+            routes.shrink_to_fit();
+            for r in &mut routes {
+                if let Action::Forward(f) = &mut r.action {
+                    share(&mut f.retry, &mut retries);
+                }
+            }
+            t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
+            // Longest first, so shorter forms are found in the text of longer ones.
+            let mut domains: Vec<String> = vh.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+            domains.sort_unstable_by_key(|d| std::cmp::Reverse(d.len()));
+            for d in domains {
+                if !t.domains.insert(&d, i as u32) {
+                    return Err(CompileError::new(format!(
+                        "domain {d:?} appears in more than one virtual host; Envoy requires each domain in one only"
+                    )));
+                }
+            }
+        }
+        t.domains.finish();
+        Ok(t)
+    }
+}
+
+impl StrMatch {
+    pub(super) fn compile(m: &StringMatcher) -> Result<(Self, bool), CompileError> {
+        let ic = m.ignore_case;
+        let low = |s: &String| if ic { s.to_ascii_lowercase() } else { s.clone() };
+        let sm = match &m.match_pattern {
+            Some(MatchPattern::Exact(s)) => StrMatch::Exact(low(s)),
+            Some(MatchPattern::Prefix(s)) => StrMatch::Prefix(low(s)),
+            Some(MatchPattern::Suffix(s)) => StrMatch::Suffix(low(s)),
+            Some(MatchPattern::Contains(s)) => StrMatch::Contains(low(s)),
+            Some(MatchPattern::SafeRegex(r)) => StrMatch::Regex(full_regex(&r.regex, ic)?),
+            _ => return Err(CompileError::new("unsupported string matcher")),
+        };
+        Ok((sm, ic))
     }
 }

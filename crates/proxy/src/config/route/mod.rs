@@ -6,10 +6,8 @@ mod compile;
 mod domains;
 pub mod fault;
 
-use super::cluster::ClusterCfg;
-use super::{Clusters, CompileError, Interner, Wire, undecodable};
+use super::{ClusterId, ClusterIndex, CompileError};
 use bytes::Bytes;
-use compile::{compile_route, full_regex};
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
@@ -23,18 +21,6 @@ pub struct RouteTable {
     pub name: Arc<str>,
     hosts: Vec<VirtualHost>,
     domains: domains::DomainIndex,
-}
-
-/// A `RouteConfiguration` with its virtual hosts left undecoded, so a table
-/// of thousands of hosts is compiled one host at a time instead of being
-/// decoded whole first (field numbers as in Envoy's proto; the table uses
-/// no other field).
-#[derive(Clone, PartialEq, prost::Message)]
-struct LazyRouteConfiguration {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(bytes = "bytes", repeated, tag = "2")]
-    virtual_hosts: Vec<Bytes>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,44 +153,76 @@ pub struct Forward {
     pub mirrors: Vec<Mirror>,
 }
 
+/// A cluster a route names, and its id in the config version the table is
+/// linked to; `id` is None when this proxy does not have the cluster (the
+/// request gets 503, flag NC).
+#[derive(Debug, Clone)]
+pub struct ClusterRef {
+    pub name: Arc<str>,
+    pub id: Option<ClusterId>,
+}
+
+impl ClusterRef {
+    pub fn new(name: &str, clusters: &ClusterIndex) -> Self {
+        match clusters.get_key_value(name) {
+            Some((name, id)) => ClusterRef { name: name.clone(), id: Some(*id) },
+            None => ClusterRef { name: name.into(), id: None },
+        }
+    }
+
+    fn relink(&mut self, clusters: &ClusterIndex) {
+        self.id = clusters.get(&*self.name).copied();
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Target {
-    Cluster(Arc<ClusterCfg>),
+    Cluster(ClusterRef),
     /// Cumulative weights, total, and per-destination header operations.
     Weighted {
         choices: Vec<WeightedChoice>,
         total: u32,
     },
-    /// A route to a cluster this proxy does not know (503, flag NC).
-    Missing(Arc<str>),
 }
 
 impl Target {
-    /// One cluster, or `Missing` when this proxy does not have it.
-    pub fn single(name: &str, clusters: &Clusters) -> Target {
-        match clusters.get(name) {
-            Some(c) => Target::Cluster(c.clone()),
-            None => Target::Missing(name.into()),
-        }
+    /// One cluster (which this proxy may not have).
+    pub fn single(name: &str, clusters: &ClusterIndex) -> Target {
+        Target::Cluster(ClusterRef::new(name, clusters))
     }
 
     /// Weighted destinations `(cluster, weight, request ops, response ops)`;
     /// weight 0 takes none. Err if no destination has any weight.
     pub fn weighted(
         items: impl IntoIterator<Item = (String, u32, HeaderOps, HeaderOps)>,
-        clusters: &Clusters,
+        clusters: &ClusterIndex,
     ) -> Result<Target, CompileError> {
         let mut total = 0u32;
         let mut choices = Vec::new();
         for (name, weight, request_headers, response_headers) in items.into_iter().filter(|i| i.1 > 0) {
             total += weight;
-            let cluster = clusters.get(name.as_str()).cloned();
-            choices.push(WeightedChoice { cluster, name: name.into(), upto: total, request_headers, response_headers });
+            let cluster = ClusterRef::new(&name, clusters);
+            choices.push(WeightedChoice { cluster, upto: total, request_headers, response_headers });
         }
         if total == 0 {
             return Err(CompileError::new("weighted clusters with total weight 0: no destination would get traffic"));
         }
         Ok(Target::Weighted { choices, total })
+    }
+
+    /// The names of the clusters it may go to.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Target::Cluster(c) => vec![&*c.name],
+            Target::Weighted { choices, .. } => choices.iter().map(|c| &*c.cluster.name).collect(),
+        }
+    }
+
+    fn relink(&mut self, clusters: &ClusterIndex) {
+        match self {
+            Target::Cluster(c) => c.relink(clusters),
+            Target::Weighted { choices, .. } => choices.iter_mut().for_each(|c| c.cluster.relink(clusters)),
+        }
     }
 }
 
@@ -216,19 +234,17 @@ pub struct Rewrite {
     pub host: Option<HeaderValue>,
 }
 
-/// A mirror destination; `cluster` is None while this proxy does not have it.
+/// A mirror destination.
 #[derive(Debug, Clone)]
 pub struct Mirror {
-    pub name: Arc<str>,
-    pub cluster: Option<Arc<ClusterCfg>>,
+    pub cluster: ClusterRef,
     /// Parts per million of requests mirrored.
     pub ppm: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct WeightedChoice {
-    pub cluster: Option<Arc<ClusterCfg>>,
-    pub name: Arc<str>,
+    pub cluster: ClusterRef,
     pub upto: u32,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
@@ -310,20 +326,6 @@ pub struct RequestView<'a> {
 }
 
 impl StrMatch {
-    fn compile(m: &StringMatcher) -> Result<(Self, bool), CompileError> {
-        let ic = m.ignore_case;
-        let low = |s: &String| if ic { s.to_ascii_lowercase() } else { s.clone() };
-        let sm = match &m.match_pattern {
-            Some(MatchPattern::Exact(s)) => StrMatch::Exact(low(s)),
-            Some(MatchPattern::Prefix(s)) => StrMatch::Prefix(low(s)),
-            Some(MatchPattern::Suffix(s)) => StrMatch::Suffix(low(s)),
-            Some(MatchPattern::Contains(s)) => StrMatch::Contains(low(s)),
-            Some(MatchPattern::SafeRegex(r)) => StrMatch::Regex(full_regex(&r.regex, ic)?),
-            _ => return Err(CompileError::new("unsupported string matcher")),
-        };
-        Ok((sm, ic))
-    }
-
     pub fn matches(&self, v: &str, ignore_case: bool) -> bool {
         let owned;
         let v = if ignore_case && !matches!(self, StrMatch::Regex(_)) {
@@ -342,73 +344,7 @@ impl StrMatch {
     }
 }
 
-/// Points `retry` at an equal policy met earlier in the table. Only the
-/// first few distinct policies are remembered: tables repeat a handful.
-fn share(retry: &mut Option<Arc<RetryPolicy>>, seen: &mut Vec<Arc<RetryPolicy>>) {
-    let Some(r) = retry else { return };
-    if let Some(same) = seen.iter().find(|s| ***s == **r) {
-        *r = same.clone();
-    } else if seen.len() < 8 {
-        seen.push(r.clone());
-    }
-}
-
 impl RouteTable {
-    /// `names` shares route names across hosts (`default` in every one).
-    pub fn compile(rc: &rt::RouteConfiguration, clusters: &Clusters, names: &Interner) -> Result<Self, CompileError> {
-        Self::build(&rc.name, rc.virtual_hosts.len(), rc.virtual_hosts.iter().map(Ok), clusters, names)
-    }
-
-    /// Compiles a table received over RDS, decoding one virtual host at a time.
-    pub fn compile_wire(
-        wire: &Wire<rt::RouteConfiguration>,
-        clusters: &Clusters,
-        names: &Interner,
-    ) -> Result<Self, CompileError> {
-        use prost::Message;
-        let rc = LazyRouteConfiguration::decode(wire.bytes()?).map_err(undecodable::<rt::RouteConfiguration>)?;
-        let hosts =
-            rc.virtual_hosts.iter().map(|b| rt::VirtualHost::decode(b.clone()).map_err(undecodable::<rt::VirtualHost>));
-        Self::build(&rc.name, rc.virtual_hosts.len(), hosts, clusters, names)
-    }
-
-    fn build<V: std::borrow::Borrow<rt::VirtualHost>>(
-        name: &str,
-        count: usize,
-        vhosts: impl Iterator<Item = Result<V, CompileError>>,
-        clusters: &Clusters,
-        names: &Interner,
-    ) -> Result<Self, CompileError> {
-        let mut t = RouteTable { name: name.into(), hosts: Vec::with_capacity(count), domains: Default::default() };
-        let mut retries = Vec::new();
-        for (i, vh) in vhosts.enumerate() {
-            let vh = vh?;
-            let vh = vh.borrow();
-            let mut routes =
-                vh.routes.iter().map(|r| compile_route(r, clusters, names)).collect::<Result<Vec<_>, _>>()?;
-            // Collected through a Result, a one-route Vec would keep room for four.
-            routes.shrink_to_fit();
-            for r in &mut routes {
-                if let Action::Forward(f) = &mut r.action {
-                    share(&mut f.retry, &mut retries);
-                }
-            }
-            t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
-            // Longest first, so shorter forms are found in the text of longer ones.
-            let mut domains: Vec<String> = vh.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
-            domains.sort_unstable_by_key(|d| std::cmp::Reverse(d.len()));
-            for d in domains {
-                if !t.domains.insert(&d, i as u32) {
-                    return Err(CompileError::new(format!(
-                        "domain {d:?} appears in more than one virtual host; Envoy requires each domain in one only"
-                    )));
-                }
-            }
-        }
-        t.domains.finish();
-        Ok(t)
-    }
-
     /// The virtual host for `authority` (lowercase expected).
     pub fn host(&self, authority: &str) -> Option<&VirtualHost> {
         self.hosts.get(self.domains.lookup(authority)? as usize)
@@ -416,21 +352,13 @@ impl RouteTable {
 
     /// The same table pointing at `clusters` (after a cluster update), so
     /// a table need not be compiled again, nor its resource kept to be.
-    pub fn relinked(&self, clusters: &Clusters) -> RouteTable {
+    pub fn relinked(&self, clusters: &ClusterIndex) -> RouteTable {
         let mut t = self.clone();
         for r in t.hosts.iter_mut().flat_map(|h| h.routes.iter_mut()) {
             let Action::Forward(f) = &mut r.action else { continue };
-            match &mut f.target {
-                Target::Cluster(c) => f.target = Target::single(&c.name.clone(), clusters),
-                Target::Missing(name) => f.target = Target::single(&name.clone(), clusters),
-                Target::Weighted { choices, .. } => {
-                    for c in choices {
-                        c.cluster = clusters.get(&*c.name).cloned();
-                    }
-                }
-            }
+            f.target.relink(clusters);
             for m in &mut f.mirrors {
-                m.cluster = clusters.get(&*m.name).cloned();
+                m.cluster.relink(clusters);
             }
         }
         t

@@ -4,7 +4,7 @@
 //! The request path never reads health. A cluster with health configured
 //! keeps its balancer built over the hosts that are available; when a host
 //! changes state (ejected, readmitted, failing or passing its checks) the
-//! cluster rebuilds its endpoint set (`ClusterCfg::refresh`), which is rare,
+//! cluster rebuilds its endpoint set (`Cluster::refresh`, `super::watch`), which is rare,
 //! and the next pick sees the new set. What a request does feed back is
 //! its outcome (`report`): a few atomic counters per attempt.
 //!
@@ -118,6 +118,15 @@ impl HostHealth {
     }
 }
 
+/// How a cluster's hosts get health state: its name and the flags a host
+/// seen for the first time starts with.
+pub(crate) struct HealthKeys<'a> {
+    pub cluster: &'a Arc<str>,
+    pub initial: u8,
+    /// Flags of checks the cluster no longer has, to clear.
+    pub stale: u8,
+}
+
 /// A host of a cluster: (cluster name, address).
 type HostKey = (Arc<str>, SocketAddr);
 
@@ -139,7 +148,7 @@ impl HealthRegistry {
         if let Some(h) = hosts.get(&key).and_then(Weak::upgrade) {
             return h;
         }
-        crate::config::purge_dead(hosts, purged_at);
+        crate::names::purge_dead(hosts, purged_at);
         let h = Arc::new(HostHealth {
             flags: AtomicU8::new(initial),
             reason: Mutex::new(""),
@@ -148,55 +157,5 @@ impl HealthRegistry {
         });
         hosts.insert(key, Arc::downgrade(&h));
         h
-    }
-}
-
-/// Feeds one attempt's outcome to the cluster's outlier detector, ejecting
-/// the host when a detector trips.
-pub fn report(cluster: &crate::config::cluster::ClusterCfg, h: Option<&HostHealth>, obs: Observation) {
-    let (Some(cfg), Some(h)) = (&cluster.outlier, h) else { return };
-    let Some(reason) = outlier::record(h, obs, cfg) else { return };
-    let ejected = cluster.with_set(|set| outlier::eject(&set.endpoints, h, reason, Instant::now(), cfg)) == Some(true);
-    if ejected {
-        tracing::warn!(cluster = %cluster.name, reason, times = h.ejection_count(), "host ejected");
-    }
-}
-
-/// Starts the cluster's outlier sweep and health checker, if it has them;
-/// each stops once this version of the cluster is dropped.
-pub fn watch(cluster: &Arc<crate::config::cluster::ClusterCfg>) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-    if let Some(cfg) = cluster.outlier.clone() {
-        let weak = Arc::downgrade(cluster);
-        rt.spawn(async move {
-            loop {
-                tokio::time::sleep(cfg.interval).await;
-                let Some(c) = weak.upgrade() else { return };
-                let (out, back) =
-                    c.with_set(|set| outlier::sweep(&set.endpoints, Instant::now(), &cfg)).unwrap_or((0, 0));
-                if out + back > 0 {
-                    tracing::info!(cluster = %c.name, ejected = out, readmitted = back, "outlier sweep");
-                }
-            }
-        });
-    }
-    if let Some(cfg) = cluster.health_check.clone() {
-        rt.spawn(active::run(Arc::downgrade(cluster), *cfg));
-    }
-    if let Some(w) = cluster.policy.warmup {
-        // Slow start: rebuild the balancer in 20 steps per window while a
-        // host ramps up. Health changes rebuild on their own (`with_set`),
-        // so a set that is not warming costs this loop one load.
-        let step = (w.window / 20).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(5));
-        let weak = Arc::downgrade(cluster);
-        rt.spawn(async move {
-            loop {
-                tokio::time::sleep(step).await;
-                let Some(c) = weak.upgrade() else { return };
-                if c.built().is_some_and(|s| s.warming) {
-                    c.refresh();
-                }
-            }
-        });
     }
 }

@@ -19,12 +19,29 @@
 //! costs a counter increment, a read that brings bytes another. A timeout
 //! fires after between 1 and 1⅛ (head: 1¼) of itself.
 
-use crate::http::Activity;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
+
+/// What a connection has done, for its timeouts. Written
+/// and read on the connection's own task only (hyper calls the service
+/// there for both protocols), so a bump is a plain load and store.
+#[derive(Default)]
+pub struct Activity {
+    /// Reads that brought bytes, on HTTP/1.1 (HTTP/2 has frames that are
+    /// not requests: pings, window updates).
+    pub reads: AtomicU32,
+    /// Requests started.
+    pub requests: AtomicU32,
+}
+
+impl Activity {
+    pub fn bump(counter: &AtomicU32) {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+}
 
 /// Which timeout ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

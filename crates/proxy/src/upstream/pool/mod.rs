@@ -31,36 +31,13 @@ use tokio::net::TcpStream;
 /// are plain). One type, so pooled connections of both kinds are one hyper
 /// connection type; the plain case costs a match per read or write.
 type UpstreamIo = tokio_util::either::Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
+use crate::config::cluster::ConnPolicy;
 use crate::mtls::Slot;
 
-pub use super::body::{BoxError, ProxyBody as Body};
+pub mod body;
+pub use body::{BoxError, RequestBody as Body};
 
 const MAX_IDLE: usize = 256;
-
-/// How long and how much a connection may be used: from the cluster's
-/// `idleTimeout`, `maxRequestsPerConnection` and `maxConnectionDuration`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConnPolicy {
-    /// Idle connections older than this are closed rather than reused
-    /// (60 s unless the cluster says otherwise).
-    pub idle_timeout: Duration,
-    pub max_requests: Option<u32>,
-    pub max_age: Option<Duration>,
-}
-
-impl Default for ConnPolicy {
-    fn default() -> Self {
-        ConnPolicy { idle_timeout: Duration::from_secs(60), max_requests: None, max_age: None }
-    }
-}
-
-impl ConnPolicy {
-    /// Whether a connection opened at `born` that has served `served`
-    /// requests may take another.
-    fn usable(&self, born: Instant, served: u32) -> bool {
-        self.max_requests.is_none_or(|m| served < m) && self.max_age.is_none_or(|a| born.elapsed() < a)
-    }
-}
 
 type H1Driver = http1::Connection<TokioIo<UpstreamIo>, Body>;
 
@@ -217,7 +194,7 @@ impl PoolRegistry {
         if let Some(p) = pools.get(&(addr, mesh)).and_then(Weak::upgrade) {
             return p;
         }
-        crate::config::purge_dead(pools, purged_at);
+        crate::names::purge_dead(pools, purged_at);
         let tls = mesh.then(|| self.tls.clone());
         let p = Arc::new(EndpointPool { addr: Some(addr), tls, ..Default::default() });
         pools.insert((addr, mesh), Arc::downgrade(&p));
@@ -485,7 +462,7 @@ pub struct PooledBody {
     pool: Option<Weak<EndpointPool>>,
     /// The request's place in the cluster's circuit breakers, released
     /// when the body ends (or is dropped).
-    hold: Option<crate::config::limits::Admission>,
+    hold: Option<crate::upstream::limits::Admission>,
 }
 
 impl PooledBody {
@@ -497,7 +474,7 @@ impl PooledBody {
     }
 
     /// Keeps the request's circuit-breaker place until the body ends.
-    pub fn hold(&mut self, admission: crate::config::limits::Admission) {
+    pub fn hold(&mut self, admission: crate::upstream::limits::Admission) {
         self.hold = Some(admission);
     }
 }
@@ -547,5 +524,4 @@ impl PooledBody {
 }
 
 #[cfg(test)]
-#[path = "pool_tests.rs"]
 mod tests;

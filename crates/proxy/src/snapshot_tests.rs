@@ -3,15 +3,21 @@
 //! is rebuilt.
 
 use super::*;
+use crate::config::route;
+use crate::config::wire::{RawMap, spend_all};
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig};
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteMatch, VirtualHost, route as pb_route, route_action,
 };
+use prost::Message;
 
-fn cluster(name: &str) -> Cluster {
-    Cluster {
+fn cluster(name: &str) -> ClusterProto {
+    ClusterProto {
         name: name.into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig::default()),
@@ -82,7 +88,7 @@ fn raw(a_ports: &[u32]) -> Raw {
     }
 }
 
-fn ports(c: &ClusterCfg) -> Vec<u16> {
+fn ports(c: &Cluster) -> Vec<u16> {
     c.endpoints().endpoints.iter().map(|e| e.addr.port()).collect()
 }
 
@@ -90,11 +96,11 @@ fn ports(c: &ClusterCfg) -> Vec<u16> {
 fn unchanged_clusters_and_tables_are_kept_and_changed_ones_rebuilt() {
     let hosts = Arc::new(Registries::default());
     let first_raw = raw(&[1000]);
-    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    let first = Snapshot::compile(&first_raw, None, "1".into(), &hosts).unwrap();
     assert_eq!(ports(&first.clusters["a"]), vec![1000]);
 
     // The same resources again (a state-of-the-world resend): all kept.
-    let same = Config::compile(&raw(&[1000]), Some((&first_raw, &first)), "2".into(), &hosts).unwrap();
+    let same = Snapshot::compile(&raw(&[1000]), Some((&first_raw, &first)), "2".into(), &hosts).unwrap();
     for c in ["a", "b"] {
         assert!(Arc::ptr_eq(&same.clusters[c], &first.clusters[c]), "{c} kept");
     }
@@ -102,7 +108,7 @@ fn unchanged_clusters_and_tables_are_kept_and_changed_ones_rebuilt() {
 
     // a's endpoints changed: a is rebuilt with them, b kept, and the route
     // table rebuilt so that it points at the new a.
-    let next = Config::compile(&raw(&[1000, 1001]), Some((&first_raw, &first)), "3".into(), &hosts).unwrap();
+    let next = Snapshot::compile(&raw(&[1000, 1001]), Some((&first_raw, &first)), "3".into(), &hosts).unwrap();
     assert!(!Arc::ptr_eq(&next.clusters["a"], &first.clusters["a"]));
     assert!(Arc::ptr_eq(&next.clusters["b"], &first.clusters["b"]));
     assert_eq!(ports(&next.clusters["a"]), vec![1000, 1001]);
@@ -110,17 +116,20 @@ fn unchanged_clusters_and_tables_are_kept_and_changed_ones_rebuilt() {
     let vh = next.routes["outbound"].host("a").expect("virtual host a");
     let route::Action::Forward(f) = &vh.routes[0].action else { panic!("a forwards") };
     let route::Target::Cluster(c) = &f.target else { panic!("a goes to one cluster") };
-    assert!(Arc::ptr_eq(c, &next.clusters["a"]), "the route points at the rebuilt cluster");
+    assert!(
+        Arc::ptr_eq(next.clusters.linked(c).unwrap(), &next.clusters["a"]),
+        "the route points at the rebuilt cluster"
+    );
 
     // Names are shared, not copied per structure.
-    assert!(Arc::ptr_eq(&next.clusters["a"].name, &hosts.names.get("a")));
+    assert!(Arc::ptr_eq(next.clusters["a"].name(), &hosts.names.get("a")));
 }
 
 #[test]
 fn a_resource_that_does_not_decode_is_an_error_naming_its_type() {
     let mut bad = raw(&[1000]);
     Arc::make_mut(&mut bad.clusters).insert("a".into(), Wire::new(vec![0xff, 0xff, 0xff]));
-    let (kind, e) = Config::compile(&bad, None, "1".into(), &Arc::default()).unwrap_err();
+    let (kind, e) = Snapshot::compile(&bad, None, "1".into(), &Arc::default()).unwrap_err();
     assert_eq!(kind, Kind::Cluster);
     assert!(e.0.contains("cannot decode Cluster"), "{e}");
 }
@@ -129,20 +138,21 @@ fn a_resource_that_does_not_decode_is_an_error_naming_its_type() {
 fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
     let hosts = Arc::new(Registries::default());
     let first_raw = raw(&[1000]);
-    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    let first = Snapshot::compile(&first_raw, None, "1".into(), &hosts).unwrap();
     let kept_raw = spend(&first_raw);
 
     // Nothing changed: the same table.
-    let same = Config::compile(&kept_raw, Some((&kept_raw, &first)), "2".into(), &hosts).unwrap();
+    let same = Snapshot::compile(&kept_raw, Some((&kept_raw, &first)), "2".into(), &hosts).unwrap();
     assert!(Arc::ptr_eq(&same.routes["outbound"], &first.routes["outbound"]));
 
     // Cluster a changed: a relinked table whose route goes to the new a,
     // with the same hosts, domains and routes.
     let next_raw = spend(&raw(&[1000, 1001]));
-    let next = Config::compile(&next_raw, Some((&kept_raw, &same)), "3".into(), &hosts).unwrap();
+    let next = Snapshot::compile(&next_raw, Some((&kept_raw, &same)), "3".into(), &hosts).unwrap();
     let vh = next.routes["outbound"].host("a").expect("virtual host a");
     let route::Action::Forward(f) = &vh.routes[0].action else { panic!("a forwards") };
     let route::Target::Cluster(c) = &f.target else { panic!("a goes to one cluster") };
+    let c = next.clusters.linked(c).unwrap();
     assert!(Arc::ptr_eq(c, &next.clusters["a"]));
     assert_eq!(ports(c), vec![1000, 1001]);
     let described = next.routes["outbound"].describe();
@@ -153,19 +163,21 @@ fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
     // and coming back relinks it.
     let mut gone = next_raw.clone();
     Arc::make_mut(&mut gone.clusters).remove("a");
-    let without = Config::compile(&gone, Some((&next_raw, &next)), "4".into(), &hosts).unwrap();
+    let without = Snapshot::compile(&gone, Some((&next_raw, &next)), "4".into(), &hosts).unwrap();
     let vh = without.routes["outbound"].host("a").unwrap();
     let route::Action::Forward(f) = &vh.routes[0].action else { panic!() };
-    assert!(matches!(&f.target, route::Target::Missing(n) if &**n == "a"));
+    assert!(matches!(&f.target, route::Target::Cluster(c) if c.id.is_none() && &*c.name == "a"));
     // (CDS resends it in full; only the route table stays spent.)
     let returned = Raw { clusters: raw(&[1000, 1001]).clusters, ..next_raw.clone() };
-    let back = Config::compile(&returned, Some((&gone, &without)), "5".into(), &hosts).unwrap();
+    let back = Snapshot::compile(&returned, Some((&gone, &without)), "5".into(), &hosts).unwrap();
     let vh = back.routes["outbound"].host("a").unwrap();
     let route::Action::Forward(f) = &vh.routes[0].action else { panic!() };
-    assert!(matches!(&f.target, route::Target::Cluster(c) if Arc::ptr_eq(c, &back.clusters["a"])));
+    assert!(
+        matches!(&f.target, route::Target::Cluster(c) if Arc::ptr_eq(back.clusters.linked(c).unwrap(), &back.clusters["a"]))
+    );
 
     // Without a compiled form to keep, a spent resource is an error, not a 404.
-    let (_, e) = Config::compile(&kept_raw, None, "6".into(), &hosts).unwrap_err();
+    let (_, e) = Snapshot::compile(&kept_raw, None, "6".into(), &hosts).unwrap_err();
     assert!(e.0.contains("only its digest is kept"), "{e}");
 }
 
@@ -183,13 +195,13 @@ fn spent_resources_are_known_by_their_digest_and_clusters_keep_their_settings() 
     use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, circuit_breakers::Thresholds};
     let hosts = Arc::new(Registries::default());
     let first_raw = raw(&[1000]);
-    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    let first = Snapshot::compile(&first_raw, None, "1".into(), &hosts).unwrap();
     let kept_raw = spend(&first_raw);
     assert!(kept_raw.clusters.values().all(Wire::is_spent) && kept_raw.routes.values().all(Wire::is_spent));
     assert!(kept_raw.endpoints.values().all(|w| !w.is_spent()), "assignments keep their bytes (built on first use)");
 
     // The same resources resent in full: recognised by their digests, all kept.
-    let same = Config::compile(&raw(&[1000]), Some((&kept_raw, &first)), "2".into(), &hosts).unwrap();
+    let same = Snapshot::compile(&raw(&[1000]), Some((&kept_raw, &first)), "2".into(), &hosts).unwrap();
     for c in ["a", "b"] {
         assert!(Arc::ptr_eq(&same.clusters[c], &first.clusters[c]), "{c} kept");
     }
@@ -207,27 +219,27 @@ fn spent_resources_are_known_by_their_digest_and_clusters_keep_their_settings() 
     });
     let mut changed = raw(&[1000]);
     Arc::make_mut(&mut changed.clusters).insert("a".into(), Wire::encode(&a));
-    let next = Config::compile(&changed, Some((&kept_raw, &first)), "3".into(), &hosts).unwrap();
+    let next = Snapshot::compile(&changed, Some((&kept_raw, &first)), "3".into(), &hosts).unwrap();
     assert!(!Arc::ptr_eq(&next.clusters["a"], &first.clusters["a"]));
     assert!(Arc::ptr_eq(&next.clusters["b"], &first.clusters["b"]));
-    assert_eq!(next.clusters["a"].connect_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(next.clusters["a"].settings.connect_timeout, std::time::Duration::from_secs(3));
 
     // Then only a's endpoints change, its resource spent: its settings come
     // from the compiled cluster, and its circuit breakers are the same ones.
     let next_raw = spend(&changed);
     let mut moved_raw = next_raw.clone();
     Arc::make_mut(&mut moved_raw.endpoints).insert("a".into(), Wire::encode(&assignment("a", &[1001])));
-    let moved = Config::compile(&moved_raw, Some((&next_raw, &next)), "4".into(), &hosts).unwrap();
+    let moved = Snapshot::compile(&moved_raw, Some((&next_raw, &next)), "4".into(), &hosts).unwrap();
     let (old_a, new_a) = (&next.clusters["a"], &moved.clusters["a"]);
     assert!(!Arc::ptr_eq(old_a, new_a));
-    assert_eq!(new_a.connect_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(new_a.settings.connect_timeout, std::time::Duration::from_secs(3));
     assert!(new_a.limits.as_ref().zip(old_a.limits.as_ref()).is_some_and(|(n, o)| Arc::ptr_eq(n, o)));
     assert_eq!(set_ports(new_a), None, "a was not in use: still built on first use");
     assert_eq!(ports(new_a), vec![1001]);
     assert!(Arc::ptr_eq(&moved.clusters["b"], &first.clusters["b"]));
 }
 
-fn set_ports(c: &cluster::ClusterCfg) -> Option<Vec<u16>> {
+fn set_ports(c: &Cluster) -> Option<Vec<u16>> {
     c.built().map(|s| s.endpoints.iter().map(|e| e.addr.port()).collect())
 }
 
@@ -235,7 +247,7 @@ fn set_ports(c: &cluster::ClusterCfg) -> Option<Vec<u16>> {
 fn endpoint_sets_are_built_on_first_use_and_assignments_checked_on_arrival() {
     let hosts = Arc::new(Registries::default());
     let first_raw = raw(&[1000]);
-    let first = Config::compile(&first_raw, None, "1".into(), &hosts).unwrap();
+    let first = Snapshot::compile(&first_raw, None, "1".into(), &hosts).unwrap();
     let a = &first.clusters["a"];
     assert_eq!(set_ports(a), None, "unused: no endpoint set yet");
     assert_eq!(a.view().endpoints.len(), 1, "the admin view shows the hosts");
@@ -254,7 +266,7 @@ fn endpoint_sets_are_built_on_first_use_and_assignments_checked_on_arrival() {
     // A new version of a cluster in use is built as it is compiled (while
     // the old one still holds its hosts' health); an unused one is kept as
     // it was, unbuilt.
-    let next = Config::compile(&raw(&[1003]), Some((&first_raw, &first)), "2".into(), &hosts).unwrap();
+    let next = Snapshot::compile(&raw(&[1003]), Some((&first_raw, &first)), "2".into(), &hosts).unwrap();
     assert_eq!(set_ports(&next.clusters["a"]), Some(vec![1003]));
     assert!(Arc::ptr_eq(&next.clusters["b"], &first.clusters["b"]));
     assert_eq!(set_ports(&next.clusters["b"]), None);
@@ -271,20 +283,7 @@ fn endpoint_sets_are_built_on_first_use_and_assignments_checked_on_arrival() {
     assert!(e.0.contains("\"b.example\" is not an IP"), "{e}");
     let mut bad = raw(&[1000]);
     Arc::make_mut(&mut bad.endpoints).insert("b".into(), Wire::encode(&cla));
-    let (kind, e) = Config::compile(&bad, None, "3".into(), &hosts).unwrap_err();
+    let (kind, e) = Snapshot::compile(&bad, None, "3".into(), &hosts).unwrap_err();
     assert_eq!(kind, Kind::Cluster);
     assert!(e.0.contains("is not an IP"), "{e}");
-}
-
-#[test]
-fn registries_purge_dead_entries_once_the_map_has_doubled() {
-    let live = Arc::new(());
-    let mut map: HashMap<u32, std::sync::Weak<()>> =
-        (0..1500).map(|i| (i, if i == 0 { Arc::downgrade(&live) } else { Arc::downgrade(&Arc::new(())) })).collect();
-    let mut purged_at = 1000;
-    purge_dead(&mut map, &mut purged_at);
-    assert_eq!(map.len(), 1500, "not doubled since the last purge (2 × 1000 + 1024)");
-    purged_at = 0;
-    purge_dead(&mut map, &mut purged_at);
-    assert_eq!((map.len(), purged_at), (1, 1), "only the live entry stays");
 }

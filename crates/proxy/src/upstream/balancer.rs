@@ -7,20 +7,12 @@
 //! - least request: power of two choices on active requests / weight;
 //! - ring hash and maglev: consistent hashing on a per-request key.
 
-use crate::config::cluster::Endpoint;
+use super::endpoint::Endpoint;
+use crate::config::balance::LbKind;
 use rand::Rng;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LbKind {
-    RoundRobin,
-    Random,
-    LeastRequest,
-    RingHash { min_ring: usize },
-    Maglev { table_size: usize },
-}
 
 #[derive(Debug)]
 pub struct Balancer {
@@ -241,7 +233,7 @@ mod tests {
             .enumerate()
             .map(|(i, w)| {
                 let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
-                let pool = Arc::new(crate::http::pool::EndpointPool::new(addr));
+                let pool = Arc::new(crate::upstream::pool::EndpointPool::new(addr));
                 Arc::new(Endpoint::new(addr, *w, "w".into(), "ns".into(), "".into(), pool))
             })
             .collect()

@@ -2,15 +2,23 @@
 //! serves HTTP/1.1 and h2c (prior knowledge) with upgrades; a TCP listener
 //! splices bytes to an endpoint of its cluster.
 
-use crate::config::{Direction, ListenerKind};
-use crate::health::{self, Observation};
-use crate::http::replay::Replay;
-use crate::http::{Activity, ConnCtx, coalesce, handle};
-use crate::idle::{Expired, Idle};
+pub mod coalesce;
+pub mod idle;
+pub mod replay;
+
+use crate::config::listener::{Direction, ListenerKind};
+use crate::conn::ConnCtx;
+use crate::http::body::ProxyBody;
+use crate::http::handle::handle;
 use crate::mtls::MeshTls;
 use crate::state::ProxyState;
+use crate::upstream::health::Observation;
+use crate::upstream::watch;
 use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
+use idle::Activity;
+use idle::{Expired, Idle};
+use replay::Replay;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -244,7 +252,7 @@ fn http_service(
     ctx: Arc<ConnCtx>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
-    Response = hyper::Response<crate::http::pool::Body>,
+    Response = hyper::Response<ProxyBody>,
     Error = std::convert::Infallible,
     Future: Send + 'static,
 > {
@@ -252,6 +260,12 @@ fn http_service(
         Activity::bump(&ctx.activity.requests);
         handle(ctx.clone(), req)
     })
+}
+
+impl replay::OnRead for Arc<ConnCtx> {
+    fn on_read(&self) {
+        Activity::bump(&self.activity.reads);
+    }
 }
 
 /// A TLS record's first byte when it carries a handshake (a ClientHello,
@@ -413,8 +427,8 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let Some(ListenerKind::Tcp(target)) = cfg.listeners.iter().find(|l| l.name == ctx.listener).map(|l| &l.kind) else {
         return;
     };
-    let cluster = match crate::http::forward::pick_target(target) {
-        Ok((c, _, _)) => c,
+    let cluster = match cfg.clusters.pick(target) {
+        Ok(p) => p.cluster,
         Err(name) => {
             tracing::warn!(cluster = %name, "tcp listener's cluster is unknown; closing");
             return;
@@ -426,11 +440,12 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
         let Some(i) = set.pick(None, &tried) else { break };
         tried.push(i);
         let ep = &set.endpoints[i];
-        let Ok(Ok(mut up)) = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(ep.addr)).await else {
-            health::report(cluster, ep.health.as_deref(), Observation::LocalFailure(503));
+        let Ok(Ok(mut up)) = tokio::time::timeout(cluster.settings.connect_timeout, TcpStream::connect(ep.addr)).await
+        else {
+            watch::report(cluster, ep.health.as_deref(), Observation::LocalFailure(503));
             continue;
         };
-        health::report(cluster, ep.health.as_deref(), Observation::Status(200));
+        watch::report(cluster, ep.health.as_deref(), Observation::Status(200));
         let _ = up.set_nodelay(true);
         let _guard = ep.start();
         splice(&ctx, &mut down, &mut up).await;

@@ -1,9 +1,11 @@
 use super::*;
-use crate::health::{HealthRegistry, flag};
+use crate::config::balance::{LbKind, Warmup};
+use crate::upstream::health::{HealthRegistry, flag};
+use std::time::Duration;
 
 fn endpoint(i: usize, priority: u32, locality: &str, locality_weight: u32) -> Endpoint {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 2000 + i).parse().unwrap();
-    let pool = Arc::new(crate::http::pool::EndpointPool::new(addr));
+    let pool = Arc::new(crate::upstream::pool::EndpointPool::new(addr));
     let mut e = Endpoint::new(addr, 1, "w".into(), "ns".into(), locality.into(), pool);
     e.priority = priority;
     e.locality_weight = locality_weight;

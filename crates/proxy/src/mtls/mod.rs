@@ -1,5 +1,5 @@
 //! Mutual TLS between sidecars: the proxy's workload certificate and the
-//! rustls configurations made from it.
+//! rustls configurations made from it (`ca_client` gets it from the CA).
 //!
 //! The proxy makes its own key, sends a CSR for its SPIFFE identity to the
 //! control plane's CA (`POST /v1/certificates`) and renews at half the
@@ -15,7 +15,8 @@
 //!   are TLS with this proxy's certificate; the server's certificate must
 //!   chain to the mesh root.
 
-use crate::state::ProxyState;
+pub mod ca_client;
+
 use arc_swap::ArcSwapOption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -170,71 +171,6 @@ pub struct Issued {
     pub key_pem: String,
     pub root_pem: String,
     pub ttl: Duration,
-}
-
-/// Asks the CA at `api` (`host:port`) for a certificate for `identity`,
-/// with a new key that stays here: only its CSR is sent.
-pub async fn issue(api: &str, identity: &str) -> anyhow::Result<Issued> {
-    use anyhow::Context;
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.subject_alt_names = vec![rcgen::SanType::URI(identity.try_into()?)];
-    let csr = params.serialize_request(&key)?.pem()?;
-    let body = serde_json::json!({ "csr": csr });
-    let (status, body) = crate::register::call(api, http::Method::POST, "/v1/certificates", Some(body))
-        .await
-        .with_context(|| {
-            format!("cannot reach the mesh CA at {api} (the control plane's API: is `weft control` or `weft up` running there?)")
-        })?;
-    if status != 200 {
-        anyhow::bail!("the CA at {api} refused the CSR ({status}): {}", String::from_utf8_lossy(&body));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).context("the CA's answer is not JSON")?;
-    let (Some(cert), Some(root)) = (v["certificate"].as_str(), v["root"].as_str()) else {
-        anyhow::bail!("the CA's answer lacks `certificate` or `root`");
-    };
-    Ok(Issued {
-        identity: identity.to_owned(),
-        cert_pem: cert.to_owned(),
-        key_pem: key.serialize_pem(),
-        root_pem: root.to_owned(),
-        ttl: Duration::from_secs(v["expiresInSeconds"].as_u64().unwrap_or(3600)),
-    })
-}
-
-/// A certificate from the CA, made into the proxy's TLS configurations.
-pub async fn fetch(api: &str, identity: &str) -> anyhow::Result<MeshTls> {
-    MeshTls::new(&issue(api, identity).await?)
-}
-
-/// Keeps the proxy's certificate current until it drains: the first at
-/// once, then a new one at half the current one's life; a failed request
-/// is retried with backoff (1 s, doubling to 30 s).
-pub async fn run(state: Arc<ProxyState>, api: String, identity: String) {
-    let mut backoff = Duration::from_secs(1);
-    while !state.is_draining() {
-        let wait = match fetch(&api, &identity).await {
-            Ok(tls) => {
-                let life = tls.expires.duration_since(SystemTime::now()).unwrap_or_default();
-                tracing::info!(%identity, expires_in = ?life, "workload certificate issued");
-                state.tls().store(Some(Arc::new(tls)));
-                state.metrics.cert_renewals.inc();
-                backoff = Duration::from_secs(1);
-                (life / 2).max(Duration::from_secs(1))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %api, "cannot get a workload certificate; mesh traffic stays plaintext until one is issued");
-                let w = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                w
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = state.drained() => return,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,118 @@
+//! Listeners compiled from Envoy `Listener`s: an address and either an
+//! HTTP connection manager (with its route table) or a TCP proxy.
+
+use super::route::{RouteTable, Target};
+use super::{ClusterIndex, CompileError};
+use crate::names::Interner;
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use prost::Message;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Traffic from the local app (or a gateway's clients) to the mesh.
+    Outbound,
+    /// Traffic from the mesh to the local app.
+    Inbound,
+}
+
+#[derive(Debug)]
+pub struct HttpListener {
+    pub route_name: String,
+    /// None until the route table arrives (requests get 404 meanwhile).
+    pub routes: Option<Arc<RouteTable>>,
+    pub strip_port: bool,
+    pub direction: Direction,
+}
+
+#[derive(Debug)]
+pub enum ListenerKind {
+    Http(Arc<HttpListener>),
+    Tcp(Target),
+}
+
+#[derive(Debug)]
+pub struct ListenerCfg {
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+fn listener_addr(l: &Listener) -> Result<SocketAddr, CompileError> {
+    let Some(address::Address::SocketAddress(sa)) = l.address.as_ref().and_then(|a| a.address.as_ref()) else {
+        return Err(CompileError::new(format!("listener {}: no socket address", l.name)));
+    };
+    let Some(socket_address::PortSpecifier::PortValue(port)) = sa.port_specifier else {
+        return Err(CompileError::new(format!("listener {}: no port", l.name)));
+    };
+    let ip = sa
+        .address
+        .parse()
+        .map_err(|_| CompileError::new(format!("listener {}: {:?} is not an IP address", l.name, sa.address)))?;
+    Ok(SocketAddr::new(ip, port as u16))
+}
+
+fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &ClusterIndex) -> Result<Target, CompileError> {
+    match spec {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => Ok(Target::single(&c, clusters)),
+        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => Target::weighted(
+            w.clusters.into_iter().map(|c| (c.name, c.weight, Default::default(), Default::default())),
+            clusters,
+        ),
+        None => Err(CompileError::new("tcp_proxy needs a cluster")),
+    }
+}
+
+impl ListenerCfg {
+    /// Compiles a listener; an RDS table is taken from `routes` (None until
+    /// it arrives), an inline one compiled against `clusters`.
+    pub fn compile(
+        l: &Listener,
+        routes: &HashMap<Arc<str>, Arc<RouteTable>>,
+        clusters: &ClusterIndex,
+        names: &Interner,
+    ) -> Result<ListenerCfg, CompileError> {
+        let err = |e: &dyn std::fmt::Display| CompileError::new(format!("listener {}: {e}", l.name));
+        let addr = listener_addr(l)?;
+        let filter = l.filter_chains.first().and_then(|fc| fc.filters.first());
+        let Some(filter::ConfigType::TypedConfig(any)) = filter.and_then(|f| f.config_type.as_ref()) else {
+            return Err(err(&"needs an http_connection_manager or tcp_proxy filter"));
+        };
+        let kind = if any.type_url.ends_with("HttpConnectionManager") {
+            let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(|e| err(&e))?;
+            let (route_name, table) = match hcm.route_specifier {
+                Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
+                    let t = routes.get(rds.route_config_name.as_str()).cloned();
+                    (rds.route_config_name, t)
+                }
+                Some(http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
+                    let t = RouteTable::compile(&rc, clusters, names)
+                        .map_err(|e| err(&format!("route table {}: {e}", rc.name)))?;
+                    (rc.name.clone(), Some(Arc::new(t)))
+                }
+                _ => return Err(err(&"unsupported route specifier")),
+            };
+            let direction = if hcm.stat_prefix.starts_with("inbound") || l.name.starts_with("inbound") {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            };
+            let strip_port =
+                matches!(hcm.strip_port_mode, Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)));
+            ListenerKind::Http(Arc::new(HttpListener { route_name, routes: table, strip_port, direction }))
+        } else if any.type_url.ends_with("TcpProxy") {
+            let tp = TcpProxy::decode(any.value.as_slice()).map_err(|e| err(&e))?;
+            ListenerKind::Tcp(tcp_target(tp.cluster_specifier, clusters).map_err(|e| err(&e))?)
+        } else {
+            return Err(err(&format!("unsupported filter {}", any.type_url)));
+        };
+        Ok(ListenerCfg { name: l.name.as_str().into(), addr, kind })
+    }
+}

@@ -1,0 +1,40 @@
+//! Request mirroring (Istio's `mirror`): a copy to each mirror cluster, its
+//! share of the time; the response is discarded and the request never
+//! waits for it.
+
+use super::attempt::{Attempt, send};
+use crate::config::chance;
+use crate::config::cluster::Protocol;
+use crate::config::route::Forward;
+use crate::snapshot::Clusters;
+use crate::upstream::pool::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http_body_util::BodyExt;
+
+/// Sends a copy to each mirror cluster its percentage of the time; the
+/// response is discarded and the main request never waits for it.
+pub(super) fn mirror(clusters: &Clusters, f: &Forward, attempt: &Attempt, body: &Bytes, h2: bool) {
+    for m in &f.mirrors {
+        let Some(cluster) = clusters.linked(&m.cluster) else { continue };
+        if !chance(m.ppm) {
+            continue;
+        }
+        let set = cluster.endpoints();
+        let Some(i) = set.pick(None, &[]) else { continue };
+        let ep = &set.endpoints[i];
+        let mut req = attempt.build(Body::full(body.clone()), h2 && cluster.settings.protocol == Protocol::Http2, ep);
+        if let Some(h) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("{h}-shadow"))
+            && let Ok(v) = HeaderValue::from_str(&h)
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        let (cluster, ep) = (cluster.clone(), ep.clone());
+        tokio::spawn(async move {
+            let h2 = cluster.settings.protocol == Protocol::Http2;
+            if let Ok(resp) = send(&cluster, &ep, req, h2).await {
+                let _ = resp.into_body().collect().await;
+            }
+        });
+    }
+}

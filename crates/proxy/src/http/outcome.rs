@@ -1,0 +1,50 @@
+//! What a request came to, for its telemetry record: the response, its
+//! flags, and the cluster and endpoint it went to.
+
+use super::body::ProxyBody as Body;
+use super::respond::Flags;
+use crate::upstream::cluster::Cluster;
+use crate::upstream::endpoint::Endpoint;
+use hyper::Response;
+use std::sync::Arc;
+
+/// What telemetry needs to know about a request's destination: the cluster
+/// (its service) and the endpoint (its workload), where known. Two pointers
+/// cloned per request, not five names.
+#[derive(Clone)]
+pub struct Dest {
+    pub cluster: Option<Arc<Cluster>>,
+    pub endpoint: Option<Arc<Endpoint>>,
+}
+
+/// The label value of what is not known (Istio's).
+pub const UNKNOWN: &str = "unknown";
+
+impl Dest {
+    pub fn unknown() -> Self {
+        Dest { cluster: None, endpoint: None }
+    }
+
+    pub fn cluster(cluster: &Arc<Cluster>) -> Self {
+        Dest { cluster: Some(cluster.clone()), endpoint: None }
+    }
+
+    /// Workload and namespace, `unknown` before an endpoint was picked.
+    pub fn workload(&self) -> (&str, &str) {
+        self.endpoint.as_deref().map_or((UNKNOWN, UNKNOWN), |e| (&*e.workload, &*e.namespace))
+    }
+
+    /// Service FQDN, name and namespace.
+    pub fn service(&self) -> (&str, &str, &str) {
+        self.cluster.as_deref().map_or((UNKNOWN, UNKNOWN, UNKNOWN), |c| {
+            (&*c.settings.service, &*c.settings.service_name, &*c.settings.service_namespace)
+        })
+    }
+}
+
+pub struct Outcome {
+    pub response: Response<Body>,
+    pub flags: Flags,
+    pub dest: Dest,
+    pub request_bytes: u64,
+}

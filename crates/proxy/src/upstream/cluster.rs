@@ -1,0 +1,296 @@
+//! A cluster at run time: its settings, its endpoint set (built lazily,
+//! swapped whole) and its circuit breakers. The request path reads the set
+//! with one atomic load; writers (first use, EDS updates, health changes)
+//! serialize on `pending`, which requests take only on a cluster's first use.
+
+use super::Registries;
+use super::dns;
+use super::endpoint::Endpoint;
+use super::health::{HealthKeys, flag};
+use super::limits::Limits;
+use super::set::EndpointSet;
+use crate::config::CompileError;
+use crate::config::assignment::{self, HostAddr};
+use crate::config::balance::DEFAULT_OVERPROVISIONING;
+use crate::config::cluster::{ClusterSettings, Dns};
+use crate::config::wire::Wire;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub settings: ClusterSettings,
+    /// Circuit breakers; None when every limit is unlimited. Shared by a
+    /// cluster's versions, so requests in flight stay counted.
+    pub limits: Option<Arc<Limits>>,
+    /// The endpoint set and its balancer, lock-free to read (`set`).
+    /// None until the cluster is first used: a sidecar's config names every
+    /// service in the mesh and it calls few of them, so a set is built from
+    /// its assignment (kept in `pending` meanwhile) when a request, mirror
+    /// or TCP connection first needs it. Clusters with active health
+    /// checks, DNS or slow start are built at once, and so is a new version
+    /// of a cluster in use (see `assigned`).
+    set: arc_swap::ArcSwapOption<EndpointSet>,
+    /// Signalled when a new endpoint set is installed, so the health
+    /// checker probes new hosts at once rather than at its next round.
+    pub endpoints_changed: tokio::sync::Notify,
+    /// Serializes writers of `set` (first use, endpoint updates, health
+    /// changes), and holds the assignment an unbuilt set is built from.
+    pending: Mutex<Option<Wire<ClusterLoadAssignment>>>,
+    hosts: Arc<Registries>,
+}
+
+impl Cluster {
+    /// `cla` is the assignment from EDS, if the cluster uses EDS and one
+    /// has arrived, `inline` the one written in the cluster; `in_use` says
+    /// the version this one replaces was used.
+    pub fn new(
+        settings: ClusterSettings,
+        cla: Option<&Wire<ClusterLoadAssignment>>,
+        inline: Option<&ClusterLoadAssignment>,
+        hosts: &Arc<Registries>,
+        in_use: bool,
+    ) -> Result<Self, CompileError> {
+        let limits = settings.limits.as_deref().map(Limits::new);
+        Cluster::with_limits(settings, limits, hosts.clone()).assigned(cla, inline, in_use)
+    }
+
+    fn with_limits(settings: ClusterSettings, limits: Option<Arc<Limits>>, hosts: Arc<Registries>) -> Self {
+        Cluster {
+            settings,
+            limits,
+            set: Default::default(),
+            endpoints_changed: tokio::sync::Notify::new(),
+            pending: Mutex::new(None),
+            hosts,
+        }
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.settings.name
+    }
+
+    /// A new version of this cluster, with the same settings and another
+    /// assignment: what a compile makes of a cluster whose resource did not
+    /// change (and whose bytes were let go) when its endpoints did.
+    pub fn reassigned(&self, cla: Option<&Wire<ClusterLoadAssignment>>, in_use: bool) -> Result<Self, CompileError> {
+        Cluster::with_limits(self.settings.clone(), self.limits.clone(), self.hosts.clone()).assigned(cla, None, in_use)
+    }
+
+    /// Takes the cluster's first assignment: from EDS, or written in the
+    /// cluster (`inline`).
+    fn assigned(
+        mut self,
+        cla: Option<&Wire<ClusterLoadAssignment>>,
+        inline: Option<&ClusterLoadAssignment>,
+        in_use: bool,
+    ) -> Result<Self, CompileError> {
+        // Built now rather than on first use: clusters resolved, probed or
+        // warmed up from the start (slow start counts from when a host
+        // arrives), static hosts written into the cluster (inbound and
+        // local clusters: few, and used), and a new version of a cluster in
+        // use (built while the old one still holds its hosts' health).
+        let s = &self.settings;
+        let eager = in_use || s.dns.is_some() || s.health_check.is_some() || s.policy.warmup.is_some();
+        match (cla, inline) {
+            (Some(wire), _) => {
+                let cla = wire.decode().map_err(|e| CompileError::new(format!("cluster {}: {e}", s.name)))?;
+                if eager {
+                    self.install(self.endpoint_set(&cla)?);
+                } else {
+                    self.check_assignment(&cla)?;
+                    *self.pending.get_mut().expect("endpoint set writer") = Some(wire.clone());
+                }
+            }
+            (None, Some(inline)) => self.install(self.endpoint_set(inline)?),
+            (None, None) if eager => self.install(self.empty_set()),
+            (None, None) => {}
+        }
+        Ok(self)
+    }
+
+    /// Checks an assignment for this cluster without building anything.
+    pub fn check_assignment(&self, cla: &ClusterLoadAssignment) -> Result<(), CompileError> {
+        assignment::check(cla, self.settings.dns.is_some())
+    }
+
+    /// Takes a checked assignment (an EDS update): rebuilds the endpoint
+    /// set now if the cluster is in use, else keeps it for the first use.
+    pub fn assign(&self, cla: &ClusterLoadAssignment, wire: Wire<ClusterLoadAssignment>) {
+        let mut pending = self.pending.lock().expect("endpoint set writer");
+        if self.set.load().is_some() {
+            drop(pending);
+            self.install(self.or_empty(self.endpoint_set(cla)));
+        } else {
+            *pending = Some(wire);
+        }
+    }
+
+    /// The endpoint set, built now if this is the cluster's first use.
+    pub fn endpoints(&self) -> Arc<EndpointSet> {
+        match self.set.load_full() {
+            Some(set) => set,
+            None => self.first_use(),
+        }
+    }
+
+    /// The endpoint set if the cluster has been used.
+    pub fn built(&self) -> Option<Arc<EndpointSet>> {
+        self.set.load_full()
+    }
+
+    /// The endpoint set for display: the built one, or one built from the
+    /// pending assignment and not kept (so looking does not count as use).
+    pub fn view(&self) -> Arc<EndpointSet> {
+        let pending = self.pending.lock().expect("endpoint set writer");
+        if let Some(set) = self.set.load_full() {
+            return set;
+        }
+        self.build(pending.as_ref())
+    }
+
+    #[cold]
+    fn first_use(&self) -> Arc<EndpointSet> {
+        let mut pending = self.pending.lock().expect("endpoint set writer");
+        if let Some(set) = self.set.load_full() {
+            return set; // built by another thread meanwhile
+        }
+        let set = self.build(pending.take().as_ref());
+        self.set.store(Some(set.clone()));
+        drop(pending);
+        self.endpoints_changed.notify_one();
+        set
+    }
+
+    /// A set from a checked assignment (empty without one).
+    fn build(&self, wire: Option<&Wire<ClusterLoadAssignment>>) -> Arc<EndpointSet> {
+        self.or_empty(match wire {
+            Some(w) => w.decode().and_then(|cla| self.endpoint_set(&cla)),
+            None => Ok(self.empty_set()),
+        })
+    }
+
+    /// The set built from a checked assignment, which cannot fail; if it
+    /// somehow does, the cluster has no hosts rather than the proxy a panic.
+    fn or_empty(&self, built: Result<Arc<EndpointSet>, CompileError>) -> Arc<EndpointSet> {
+        built.unwrap_or_else(|e| {
+            tracing::error!(cluster = %self.name(), error = %e.0, "an assignment checked on arrival failed to build");
+            self.empty_set()
+        })
+    }
+
+    fn empty_set(&self) -> Arc<EndpointSet> {
+        Arc::new(EndpointSet::new(Vec::new(), &self.settings.policy, DEFAULT_OVERPROVISIONING, Instant::now()))
+    }
+
+    /// How this cluster's hosts get health state: the flags a host seen
+    /// for the first time starts with, and those of checks it no longer has.
+    fn health_keys(&self) -> Option<HealthKeys<'_>> {
+        let s = &self.settings;
+        // Slow start needs to know since when a host is available.
+        let tracked = s.outlier.is_some() || s.health_check.is_some() || s.policy.warmup.is_some();
+        tracked.then(|| {
+            let checks = flag::FAILED_ACTIVE_HC | flag::PENDING_ACTIVE_HC;
+            HealthKeys {
+                cluster: &s.name,
+                initial: if s.health_check.is_some() { flag::PENDING_ACTIVE_HC } else { 0 },
+                stale: if s.health_check.is_some() { 0 } else { checks }
+                    | if s.outlier.is_some() { 0 } else { flag::FAILED_OUTLIER_CHECK },
+            }
+        })
+    }
+
+    /// The runtime endpoints of an assignment: each host with its pool and
+    /// health, names resolved for DNS clusters.
+    fn endpoints_of(&self, cla: &ClusterLoadAssignment) -> Result<Vec<Arc<Endpoint>>, CompileError> {
+        let hosts = &*self.hosts;
+        let dns = self.settings.dns;
+        let health = self.health_keys();
+        let mut out = Vec::new();
+        for h in assignment::hosts(cla, &hosts.names, dns.is_some())? {
+            let ips = match &h.addr {
+                HostAddr::Ip(ip) => vec![*ip],
+                HostAddr::Name(name) => {
+                    let ips = dns::resolve(name, h.port);
+                    if ips.is_empty() {
+                        tracing::warn!(cluster = %cla.cluster_name, host = %name, "cannot resolve endpoint; it is left out");
+                    }
+                    ips
+                }
+            };
+            for ip in ips {
+                let addr = SocketAddr::new(ip, h.port);
+                let pool = hosts.pools.get(addr, h.mesh);
+                let mut e =
+                    Endpoint::new(addr, h.weight, h.workload.clone(), h.namespace.clone(), h.locality.clone(), pool);
+                e.priority = h.priority;
+                e.locality_weight = h.locality_weight;
+                e.mesh = h.mesh;
+                if let Some(k) = &health {
+                    let hh = hosts.health.get(k.cluster, addr, k.initial);
+                    hh.set(k.stale, false);
+                    e.health = Some(hh);
+                }
+                out.push(Arc::new(e));
+            }
+        }
+        // LOGICAL_DNS uses one address at a time.
+        if dns == Some(Dns::Logical) {
+            out.truncate(1);
+        }
+        Ok(out)
+    }
+
+    /// The endpoint set (with its balancer) for an assignment, not yet
+    /// installed.
+    fn endpoint_set(&self, cla: &ClusterLoadAssignment) -> Result<Arc<EndpointSet>, CompileError> {
+        let eps = self.endpoints_of(cla)?;
+        let over = cla
+            .policy
+            .as_ref()
+            .and_then(|p| p.overprovisioning_factor.as_ref())
+            .map_or(DEFAULT_OVERPROVISIONING, |v| v.value.max(1));
+        Ok(Arc::new(EndpointSet::new(eps, &self.settings.policy, over, Instant::now())))
+    }
+
+    /// Installs a new endpoint set (an EDS update); requests in flight keep
+    /// the set they started with. Health that changed since the set was
+    /// built is caught up at once.
+    fn install(&self, set: Arc<EndpointSet>) {
+        let _w = self.pending.lock().expect("endpoint set writer");
+        self.set.store(Some(if set.health_changed() { Arc::new(self.rebuilt(&set)) } else { set }));
+        self.endpoints_changed.notify_one();
+    }
+
+    /// Rebuilds the balancer if hosts changed availability since it was
+    /// built, or some are warming up.
+    pub fn refresh(&self) {
+        let _w = self.pending.lock().expect("endpoint set writer");
+        let Some(cur) = self.set.load_full() else { return };
+        if cur.stale() {
+            let next = self.rebuilt(&cur);
+            if next.panic && !cur.panic {
+                tracing::warn!(cluster = %self.name(), available = next.available(), total = next.endpoints.len(), "too few healthy hosts: spreading over all of them (panic)");
+            }
+            self.set.store(Some(Arc::new(next)));
+        }
+    }
+
+    /// Runs `f` (which may change host health) on the endpoint set with set
+    /// writers held off, then rebuilds the balancer if availability
+    /// changed. None for a cluster not used yet: it has no hosts to judge.
+    pub fn with_set<R>(&self, f: impl FnOnce(&EndpointSet) -> R) -> Option<R> {
+        let r = {
+            let _w = self.pending.lock().expect("endpoint set writer");
+            f(&*self.set.load_full()?)
+        };
+        self.refresh();
+        Some(r)
+    }
+
+    fn rebuilt(&self, set: &EndpointSet) -> EndpointSet {
+        EndpointSet::new(set.endpoints.clone(), &self.settings.policy, set.overprovisioning, Instant::now())
+    }
+}
