@@ -1,10 +1,12 @@
 //! weft's data plane: a sidecar or gateway proxy driven over xDS.
 //!
 //! ```text
-//! xds (ADS client) ─▶ config::compile ─▶ ArcSwap<Config> ◀─ request path (lock-free read)
-//!                                   └──▶ listener manager (bind/unbind)
+//! xds (ADS client) ─▶ snapshot (config + upstream) ─▶ ArcSwap<Snapshot> ◀─ request path (lock-free read)
+//!                                              └──▶ listener manager (bind/unbind)
 //! accept ─▶ http::handle ─▶ route table ─▶ forward: balancer pick ─▶ pooled upstream ─▶ telemetry
 //! ```
+//!
+//! The rooms and the one-way order of their imports: ARCHITECTURE.md.
 
 // rustls' types nest deep enough that proving the admin server's future
 // `Send` outgrows the default limit of 128.
