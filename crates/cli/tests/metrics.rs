@@ -44,6 +44,8 @@ fn request_metrics_have_istio_names_and_labels_and_pass_promtool() {
         );
         assert_eq!(out.len(), 1, "{page}");
         assert_eq!(value(out[0]), 30.0);
+        // Istio's: the source cannot know how the callee secured the hop.
+        assert!(out[0].contains(r#"connection_security_policy="unknown""#), "{}", out[0]);
         let hist = series(
             &page,
             "istio_request_duration_milliseconds_count",
@@ -65,6 +67,9 @@ fn request_metrics_have_istio_names_and_labels_and_pass_promtool() {
         );
         assert_eq!(inb.len(), 1, "{page}");
         assert_eq!(value(inb[0]), 30.0);
+        // The hop was mutual TLS (`weft up` gives every proxy a certificate).
+        assert!(inb[0].contains(r#"connection_security_policy="mutual_tls""#), "{}", inb[0]);
+        assert!(inb[0].contains(r#"source_workload_namespace="default""#), "{}", inb[0]);
 
         let mut promtool = Command::new("promtool")
             .args(["check", "metrics"])

@@ -56,7 +56,7 @@ fn proxies_speak_mutual_tls_and_name_the_caller() {
 
         // TLS without a mesh certificate is refused in the handshake.
         let failures = counter(&details_admin, "weft_tls_handshake_failures_total").await;
-        let refused = tls_get(&details_inbound, None).await;
+        let refused = tls_get(&details_inbound, None, &[]).await;
         assert!(refused.is_err(), "a client without a certificate was served: {refused:?}");
         assert_eq!(counter(&details_admin, "weft_tls_handshake_failures_total").await, failures + 1);
     });
@@ -75,13 +75,26 @@ fn proxies_speak_mutual_tls_and_name_the_caller() {
     );
     assert_eq!(mode & 0o777, 0o600, "the key is its owner's alone");
     rt().block_on(async {
-        let body =
-            tls_get(&details_inbound, Some(certs.path())).await.expect("a client with a mesh certificate is served");
+        // It names itself a workload of another namespace: its certificate
+        // says `default`, and that is what the callee's metrics believe.
+        let forged = [("x-weft-source", "intruder.kube-system")];
+        let body = tls_get(&details_inbound, Some(certs.path()), &forged)
+            .await
+            .expect("a client with a mesh certificate is served");
         let j: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             j["headers"]["x-forwarded-client-cert"],
             format!("By={DETAILS};URI=spiffe://cluster.local/ns/default/sa/batch"),
             "{j}"
+        );
+        let page = String::from_utf8(get(&details_admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        let requests = |l: &&str| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#);
+        assert!(!page.lines().filter(requests).any(|l| l.contains("kube-system")), "{page}");
+        assert!(
+            page.lines().filter(requests).any(|l| l.contains(r#"source_workload="unknown""#)
+                && l.contains(r#"source_workload_namespace="default""#)
+                && l.contains(r#"connection_security_policy="mutual_tls""#)),
+            "{page}"
         );
     });
     up.stop();
@@ -89,7 +102,7 @@ fn proxies_speak_mutual_tls_and_name_the_caller() {
 
 /// GET / over TLS, trusting any server, with the certificate and key in
 /// `certs` (`weft cert`'s files) or none; the body, or why it failed.
-async fn tls_get(addr: &str, certs: Option<&std::path::Path>) -> Result<String, String> {
+async fn tls_get(addr: &str, certs: Option<&std::path::Path>, headers: &[(&str, &str)]) -> Result<String, String> {
     use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -114,7 +127,11 @@ async fn tls_get(addr: &str, certs: Option<&std::path::Path>) -> Result<String, 
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = http::Request::get("/").header("host", "details").body(http_body_util::Empty::<bytes::Bytes>::new());
+    let mut req = http::Request::get("/").header("host", "details");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(http_body_util::Empty::<bytes::Bytes>::new());
     let resp = sender.send_request(req.unwrap()).await.map_err(|e| e.to_string())?;
     let body = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())

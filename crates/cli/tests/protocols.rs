@@ -38,6 +38,13 @@ async fn hello(ch: tonic::transport::Channel, name: &str) -> Result<tonic::Respo
 
 const MESH: &str = r#"apiVersion: v1
 kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nobody}
+  ports: [{name: grpc, port: 9090}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: greeter}
 spec:
   selector: {app: greeter}
@@ -94,6 +101,14 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         assert_eq!(err.message(), "asked to fail with 9");
         let err = hello(ch.clone(), "fail-14").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "retried, still unavailable: {err:?}");
+        // What the proxy answers itself, a gRPC client gets as a gRPC
+        // status with the proxy's message (Envoy's local replies to gRPC).
+        let err = hello(channel("nobody:9090", outbound.clone()).await, "x").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        assert!(err.message().starts_with("no healthy upstream for outbound|9090||nobody"), "{err:?}");
+        let err = hello(channel("elsewhere:9090", outbound.clone()).await, "x").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+        assert!(err.message().starts_with("no route for host"), "{err:?}");
         // Sidecar to sidecar, that was HTTP/2 over mutual TLS (ALPN h2).
         assert!(counter(&greeter_admin, "weft_inbound_mtls_connections_total").await >= 1);
 

@@ -17,4 +17,33 @@ pub struct ConnCtx {
     /// that names the caller (`By=<us>;URI=<its SPIFFE ID>`), made once
     /// per connection.
     pub client_cert: Option<http::HeaderValue>,
+    /// On a mutual-TLS connection, the namespace of the caller's SPIFFE ID
+    /// (`None` with no SPIFFE ID): who called, as the certificate proves.
+    pub mtls_peer: Option<Peer>,
+}
+
+/// What a mutual-TLS connection's client certificate proves.
+pub struct Peer {
+    /// The namespace of its SPIFFE ID, if it has one.
+    pub namespace: Option<Box<str>>,
+}
+
+impl ConnCtx {
+    /// Who called, for metrics: the workload and namespace the caller's
+    /// proxy names (`x-weft-source`), checked against the certificate on
+    /// mutual TLS. There the namespace is the certificate's, and a named
+    /// workload of another namespace is not believed (`unknown`); on
+    /// plaintext the header is all there is.
+    pub fn caller<'a>(&'a self, claimed: Option<&'a http::HeaderValue>) -> (&'a str, &'a str) {
+        const UNKNOWN: &str = "unknown";
+        let claimed = claimed.and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
+        match &self.mtls_peer {
+            None => claimed.unwrap_or((UNKNOWN, UNKNOWN)),
+            Some(Peer { namespace: None }) => (UNKNOWN, UNKNOWN),
+            Some(Peer { namespace: Some(ns) }) => match claimed {
+                Some((workload, claimed_ns)) if claimed_ns == &**ns => (workload, ns),
+                _ => (UNKNOWN, ns),
+            },
+        }
+    }
 }

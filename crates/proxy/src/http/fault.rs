@@ -1,8 +1,9 @@
 //! Fault injection on a route, before forwarding (Envoy's fault filter):
 //! a delay, then possibly an abort, each for its fraction of requests.
 
+use super::error::{grpc_status, text};
+use super::flags::Flags;
 use super::outcome::{Dest, Outcome};
-use super::respond::{error_response, flags, full};
 use crate::config::chance as hit;
 use crate::config::route::Target;
 use crate::config::route::fault::{Abort, Fault};
@@ -22,22 +23,15 @@ pub async fn inject(fault: &Fault, target: &Target, clusters: &Clusters) -> Resu
         && hit(ppm)
     {
         let response = match abort {
-            Abort::Http(status) => error_response(status, "fault filter abort"),
-            Abort::Grpc(code) => {
-                // Trailers-only gRPC answer: HTTP 200 with the status in headers.
-                let mut r = http::Response::new(full(bytes::Bytes::new()));
-                let h = r.headers_mut();
-                h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
-                h.insert("grpc-status", code.into());
-                h.insert("grpc-message", http::HeaderValue::from_static("fault filter abort"));
-                r
-            }
+            Abort::Http(status) => text(status, "fault filter abort"),
+            // Trailers-only gRPC answer: HTTP 200 with the status in headers.
+            Abort::Grpc(code) => grpc_status(code, "fault filter abort"),
         };
         let dest = match clusters.pick(target) {
             Ok(p) => Dest::cluster(p.cluster),
             Err(_) => Dest::unknown(),
         };
-        return Err(Outcome { response, flags: flags::FAULT_ABORT, dest, request_bytes: 0 });
+        return Err(Outcome { response, flags: Flags::FAULT_ABORT, dest, request_bytes: 0 });
     }
     Ok(delayed)
 }

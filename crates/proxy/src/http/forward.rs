@@ -1,6 +1,8 @@
 //! Forwarding to a cluster: pick a destination (weighted split), rewrite,
-//! pick an endpoint (balancer, consistent hash), send over a pooled
-//! connection, retry by policy on a different host, time out.
+//! admit (circuit breakers), then run attempts: pick an endpoint
+//! (balancer, consistent hash), send over a pooled connection, and let
+//! `retry` say whether to go again; all under the route's timeout. Every
+//! failure is one `ProxyError`.
 //!
 //! Retries need the body again: bodyless requests always qualify, bodies up
 //! to `MAX_REPLAY_BODY` are buffered when the route retries, larger or
@@ -8,28 +10,27 @@
 
 use super::attempt::{Attempt, send};
 use super::body::ProxyBody;
+use super::error::{ErrorKind, ProxyError, is_grpc};
 use super::headers::{is_upgrade, strip_hop_by_hop};
 use super::outcome::{Dest, Outcome};
-use super::respond::{error_response, flags};
+use super::retry::{Attempted, Decision, Retries};
 use crate::config::cluster::Protocol;
 use crate::config::listener::Direction;
-use crate::config::route::{Forward, HashPolicy, RetryPolicy, Route};
+use crate::config::route::{Forward, HashPolicy, Route};
 use crate::conn::ConnCtx;
 use crate::snapshot::{Clusters, Picked};
 use crate::upstream::balancer::hash64;
 use crate::upstream::health::Observation;
-use crate::upstream::pool::{Body, UpstreamError};
+use crate::upstream::pool::{Body, PooledBody};
 use crate::upstream::watch;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use rand::Rng;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Largest request body buffered so the request can be retried.
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
@@ -38,49 +39,23 @@ fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::
     for p in policies {
         let key = match p {
             HashPolicy::Header(h) => headers.get(h).map(|v| hash64(v.as_bytes())),
-            HashPolicy::SourceIp => Some(hash64(&peer.ip())),
+            HashPolicy::SourceIp => Some(hash64(peer.ip().to_string().as_bytes())),
             HashPolicy::Query(name) => uri.query().and_then(|q| {
-                q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v)))
+                q.split('&')
+                    .find_map(|kv| kv.split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v.as_bytes())))
             }),
             HashPolicy::Cookie(name) => headers
                 .get_all(header::COOKIE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(';'))
-                .find_map(|c| c.trim().split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v))),
+                .find_map(|c| c.trim().split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v.as_bytes()))),
         };
         if key.is_some() {
             return key;
         }
     }
     None
-}
-
-fn should_retry_status(p: &RetryPolicy, status: u16, headers: &HeaderMap) -> bool {
-    let on = &p.retry_on;
-    if (on.s5xx && status >= 500)
-        || (on.gateway_error && matches!(status, 502..=504))
-        || (on.retriable_4xx && status == 409)
-        || (on.retriable_status_codes && p.statuses.contains(&status))
-    {
-        return true;
-    }
-    const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
-    let grpc = headers.get(GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
-    matches!(
-        (grpc, on.grpc),
-        (Some(1), [true, ..])
-            | (Some(4), [_, true, ..])
-            | (Some(8), [_, _, true, ..])
-            | (Some(14), [_, _, _, true, _])
-            | (Some(13), [.., true])
-    )
-}
-
-/// Envoy's backoff: retry n waits a random time in [0, base·2^(n-1)], capped at 10·base.
-fn backoff(base: Duration, retry: u32) -> Duration {
-    let cap = base.saturating_mul(1 << retry.saturating_sub(1).min(10)).min(base * 10);
-    Duration::from_micros(rand::rng().random_range(0..=cap.as_micros() as u64))
 }
 
 /// A plain `fn` returning an `async move` block, not an `async fn`: an
@@ -103,6 +78,7 @@ pub fn forward<'a>(
     let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let downstream_h2 = req.version() == Version::HTTP_2;
     let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
+    let grpc = is_grpc(req.headers());
     let (mut parts, body) = req.into_parts();
     async move {
         let Picked { cluster, request_headers: extra_req, response_headers: extra_resp } = match clusters
@@ -110,14 +86,15 @@ pub fn forward<'a>(
         {
             Ok(t) => t,
             Err(name) => {
-                return Outcome {
-                    response: error_response(
-                        503,
-                        &format!(
-                            "cluster {name} is not known to this proxy; the route names a service port or subset the control plane did not send (check `weft validate` and this proxy's /config_dump)"
-                        ),
+                let e = ProxyError::new(
+                    ErrorKind::NoCluster,
+                    format!(
+                        "cluster {name} is not known to this proxy; the route names a service port or subset the control plane did not send (check `weft validate` and this proxy's /config_dump)"
                     ),
-                    flags: flags::NO_CLUSTER,
+                );
+                return Outcome {
+                    response: e.response(grpc),
+                    flags: e.flags(),
                     dest: Dest::unknown(),
                     request_bytes: 0,
                 };
@@ -179,12 +156,8 @@ pub fn forward<'a>(
                     replay = Some(b);
                 }
                 Err(e) => {
-                    return Outcome {
-                        response: error_response(400, &format!("reading the request body failed: {e}")),
-                        flags: flags::RESET,
-                        dest,
-                        request_bytes: 0,
-                    };
+                    let e = ProxyError::new(ErrorKind::DownstreamBody, format!("reading the request body failed: {e}"));
+                    return Outcome { response: e.response(grpc), flags: e.flags(), dest, request_bytes: 0 };
                 }
             }
         } else {
@@ -197,9 +170,7 @@ pub fn forward<'a>(
         if let Some(b) = &replay {
             super::mirror::mirror(clusters, f, &attempt, b, h2);
         }
-        let retry = f.retry.as_ref().filter(|_| replay.is_some());
-        let max_retries = retry.map_or(0, |r| r.num_retries);
-        let per_try = retry.and_then(|r| r.per_try_timeout);
+        let mut retries = Retries::new(f.retry.as_deref(), replay.is_some(), cluster.limits.as_ref());
 
         // The request's place in the cluster's circuit breakers, kept until
         // its response body ends.
@@ -209,37 +180,24 @@ pub fn forward<'a>(
                 match limits.admit(!h2).await {
                     Ok(a) => admission = Some(a),
                     Err(o) => {
-                        return Err((503, format!("upstream overflow on {}: {o}", cluster.name()), flags::OVERFLOW));
+                        let msg = format!("upstream overflow on {}: {o}", cluster.name());
+                        return Err(ProxyError::new(ErrorKind::Overflow, msg));
                     }
                 }
             }
-            let mut retry_token = None;
-            // A retry needs a place under the cluster's retry limit or budget.
-            let mut may_retry = || match &cluster.limits {
-                None => true,
-                Some(l) => {
-                    retry_token = l.retry();
-                    retry_token.is_some()
-                }
-            };
-            // One endpoint set for all attempts, so `tried` indexes stay valid.
+            // One endpoint set for all attempts, so the hosts tried stay valid.
             let set = cluster.endpoints();
-            // Hosts tried so far; on the stack unless a route retries more than thrice.
-            let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
-            let mut last_err: Option<(u16, String, &'static str)>;
-            let mut retries = 0;
             loop {
-                let Some(i) = set.pick(hash, &tried) else {
-                    return Err((
-                        503,
+                let Some(i) = set.pick(hash, retries.tried()) else {
+                    return Err(ProxyError::new(
+                        ErrorKind::NoHealthyUpstream,
                         format!(
                             "no healthy upstream for {}: no instance is registered or selected (check the Service's selector and the instances' labels; this proxy's /clusters lists what it has)",
                             cluster.name()
                         ),
-                        flags::NO_HEALTHY,
                     ));
                 };
-                tried.push(i);
+                retries.attempt(i);
                 let ep = &set.endpoints[i];
                 dest.endpoint = Some(ep.clone());
                 let body: Body = match (&replay, stream_body.take()) {
@@ -249,79 +207,39 @@ pub fn forward<'a>(
                 };
                 let _active = ep.start();
                 let sent = send(cluster, ep, attempt.build(body, h2, ep), h2);
-                let result = match per_try {
-                    Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| ()),
-                    None => Ok(sent.await),
+                let result = match retries.per_try_timeout() {
+                    Some(t) => match tokio::time::timeout(t, sent).await {
+                        Ok(r) => r.map_err(|e| ProxyError::upstream(&e)),
+                        Err(_) => Err(ProxyError::new(ErrorKind::PerTryTimeout, "upstream request timeout (per try)")),
+                    },
+                    None => sent.await.map_err(|e| ProxyError::upstream(&e)),
                 };
-                let can_retry = retries < max_retries;
+                let outcome = match &result {
+                    Ok(resp) => Attempted::Response { status: resp.status().as_u16(), grpc_status: grpc_status(resp) },
+                    Err(e) => Attempted::Failed(e),
+                };
                 if cluster.settings.outlier.is_some() {
-                    let observed = match &result {
-                        Ok(Ok(resp)) => Some(Observation::Status(resp.status().as_u16())),
-                        // A pooled connection the upstream had already closed is
-                        // not the host failing (the keep-alive race).
-                        Ok(Err(UpstreamError::NotSent(..))) => None,
-                        Ok(Err(_)) => Some(Observation::LocalFailure(503)),
-                        Err(()) => Some(Observation::LocalFailure(504)),
+                    let observed = match outcome {
+                        Attempted::Response { status, .. } => Some(Observation::Status(status)),
+                        Attempted::Failed(e) => e.observation(),
                     };
                     if let Some(o) = observed {
-                        watch::report(cluster, ep.health.as_deref(), o);
+                        watch::report(cluster, ep.health.as_ref(), o);
                     }
                 }
-                match result {
-                    Ok(Ok(resp)) => {
-                        if can_retry
-                            && retry.is_some_and(|p| should_retry_status(p, resp.status().as_u16(), resp.headers()))
-                            && may_retry()
-                        {
-                            last_err = Some((resp.status().as_u16(), String::new(), flags::NONE));
-                        } else {
-                            return Ok(resp);
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        let on = retry.map(|p| p.retry_on).unwrap_or_default();
-                        let (status, flag) =
-                            if e.is_connect() { (503, flags::CONNECT_FAILURE) } else { (503, flags::RESET) };
-                        // A request that never reached the upstream (a pooled
-                        // connection the upstream had closed) is always safe to resend.
-                        let not_sent = matches!(e, UpstreamError::NotSent(..)) && replay.is_some();
-                        let retryable = (e.is_connect() && on.connect_failure)
-                            || (matches!(e, UpstreamError::Reset(..)) && (on.reset || on.refused_stream))
-                            || not_sent;
-                        // The keep-alive race's one free resend is not a retry.
-                        let free = not_sent && retries == 0;
-                        if !(retryable && (free || (can_retry && may_retry()))) {
-                            return Err((
-                                status,
-                                format!("upstream connect error or disconnect/reset before headers: {e}"),
-                                flag,
-                            ));
-                        }
-                        last_err = Some((status, e.to_string(), flag));
-                    }
-                    Err(()) => {
-                        let on = retry.map(|p| p.retry_on).unwrap_or_default();
-                        if !(can_retry && (on.s5xx || on.gateway_error || on.reset) && may_retry()) {
-                            return Err((504, "upstream request timeout (per try)".to_owned(), flags::TIMEOUT));
-                        }
-                        last_err = Some((504, "per-try timeout".into(), flags::TIMEOUT));
-                    }
+                match retries.decide(outcome) {
+                    Decision::Done => return result,
+                    Decision::Retry(wait) => tokio::time::sleep(wait).await,
                 }
-                retries += 1;
-                if retries > max_retries.max(1) {
-                    let (s, m, fl) = last_err.unwrap_or((503, String::new(), flags::RETRY_LIMIT));
-                    return Err((s, m, fl));
-                }
-                tokio::time::sleep(backoff(retry.map_or(Duration::from_millis(25), |p| p.base_interval), retries))
-                    .await;
             }
         };
         let result = match f.timeout {
             Some(t) => tokio::time::timeout(t, run)
                 .await
-                .unwrap_or_else(|_| Err((504, "upstream request timeout".into(), flags::TIMEOUT))),
+                .unwrap_or_else(|_| Err(ProxyError::new(ErrorKind::Timeout, "upstream request timeout"))),
             None => run.await,
         };
+        let flags = retries.flags();
         match result {
             Ok(mut resp) => {
                 if let Some(a) = admission.take() {
@@ -337,19 +255,18 @@ pub fn forward<'a>(
                     ops.apply(resp.headers_mut());
                 }
                 if let (Some(client_up), true) = (on_upgrade, switching) {
-                    let upstream_up = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(async move {
-                        if let (Ok(a), Ok(b)) = (client_up.await, upstream_up.await) {
-                            let (mut a, mut b) = (hyper_util::rt::TokioIo::new(a), hyper_util::rt::TokioIo::new(b));
-                            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
-                        }
-                    });
+                    super::upgrade::splice(client_up, &mut resp);
                 }
-                Outcome { response: resp.map(ProxyBody::Upstream), flags: flags::NONE, dest, request_bytes }
+                Outcome { response: resp.map(ProxyBody::Upstream), flags, dest, request_bytes }
             }
-            Err((status, msg, flag)) => {
-                Outcome { response: error_response(status, &msg), flags: flag, dest, request_bytes }
-            }
+            Err(e) => Outcome { response: e.response(grpc), flags: e.flags() | flags, dest, request_bytes },
         }
     }
+}
+
+/// The `grpc-status` a response carries in its headers (a trailers-only
+/// answer), if any.
+fn grpc_status(resp: &Response<PooledBody>) -> Option<u8> {
+    const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+    resp.headers().get(GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }

@@ -3,9 +3,11 @@
 //! exactly one telemetry record.
 
 use super::body::ProxyBody as Body;
+use super::error::{ErrorKind, ProxyError, is_grpc, text};
+use super::flags::Flags;
 use super::headers::inbound_headers;
 use super::outcome::{Dest, Outcome, UNKNOWN};
-use super::respond::{self, error_response, flags};
+use super::respond;
 use super::{fault, forward};
 use crate::config::listener::{Direction, HttpListener, ListenerKind};
 use crate::config::route::{Action, Forward, RequestView, Route};
@@ -53,7 +55,7 @@ pub fn handle(
         // Borrowed from `cfg`, which this future holds anyway.
         let hl = match listener.map(|l| &l.kind) {
             Some(ListenerKind::Http(hl)) => &**hl,
-            _ => return Ok(error_response(503, "listener is being removed")),
+            _ => return Ok(text(503, "listener is being removed")),
         };
         let protocol = if req.version() == http::Version::HTTP_2 { "http2" } else { "http" };
         // The caller's identity on inbound requests; the labels borrow from it.
@@ -63,11 +65,14 @@ pub fn handle(
         };
         let (source_workload, source_ns) = match hl.direction {
             Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),
-            Direction::Inbound => source
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.split_once('.'))
-                .unwrap_or((UNKNOWN, UNKNOWN)),
+            Direction::Inbound => ctx.caller(source.as_ref()),
+        };
+        // Istio's: the destination reports how its connection was secured;
+        // the source cannot know, and says `unknown`.
+        let security = match hl.direction {
+            Direction::Outbound => UNKNOWN,
+            Direction::Inbound if ctx.mtls_peer.is_some() => "mutual_tls",
+            Direction::Inbound => "none",
         };
         // Routed here rather than in an async fn of its own: each async
         // layer keeps 264 bytes for the request after moving it on (an
@@ -85,8 +90,8 @@ pub fn handle(
                 None => false,
             };
             let mut out = forward::forward(&ctx, &cfg.clusters, hl.direction, route, f, req).await;
-            if delayed && out.flags == flags::NONE {
-                out.flags = flags::FAULT_DELAY;
+            if delayed {
+                out.flags |= Flags::FAULT_DELAY;
             }
             out
         };
@@ -95,6 +100,7 @@ pub fn handle(
             Direction::Outbound => outcome.dest.workload(),
         };
         let (service, service_name, service_namespace) = outcome.dest.service();
+        let response_flags = outcome.flags.as_static();
         let response_bytes = outcome
             .response
             .headers()
@@ -114,8 +120,8 @@ pub fn handle(
                 destination_service_namespace: service_namespace,
                 request_protocol: protocol,
                 response_code: outcome.response.status().as_u16(),
-                response_flags: outcome.flags,
-                connection_security_policy: "none",
+                response_flags,
+                connection_security_policy: security,
             },
             duration_ms: start.elapsed().as_secs_f64() * 1000.0,
             request_bytes: outcome.request_bytes,
@@ -132,28 +138,23 @@ pub fn handle(
 /// boxing it would allocate per response.
 #[allow(clippy::result_large_err)]
 fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<(&'a Route, &'a Forward), Outcome> {
-    let simple = |status: u16, msg: &str, flags: &'static str| Outcome {
-        response: error_response(status, msg),
-        flags,
-        dest: Dest::unknown(),
-        request_bytes: 0,
+    let no_route = |msg: String| {
+        let e = ProxyError::new(ErrorKind::NoRoute, msg);
+        Outcome {
+            response: e.response(is_grpc(req.headers())),
+            flags: e.flags(),
+            dest: Dest::unknown(),
+            request_bytes: 0,
+        }
     };
     let Some(table) = &hl.routes else {
-        return Err(simple(
-            404,
-            &format!("route table {:?} has not arrived from the control plane yet", hl.route_name),
-            flags::NO_ROUTE,
-        ));
+        return Err(no_route(format!("route table {:?} has not arrived from the control plane yet", hl.route_name)));
     };
     let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
     let authority = lowercase(req.uri().authority().map(|a| a.as_str()).or(host_header).unwrap_or(""));
     let lookup = if hl.strip_port { strip_port(&authority) } else { &authority };
     let Some(vhost) = table.host(lookup) else {
-        return Err(simple(
-            404,
-            &format!("no route for host {authority:?}: no service or VirtualService host matches it"),
-            flags::NO_ROUTE,
-        ));
+        return Err(no_route(format!("no route for host {authority:?}: no service or VirtualService host matches it")));
     };
     let scheme = req.uri().scheme_str().unwrap_or("http");
     let view = RequestView {
@@ -165,22 +166,18 @@ fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<(&'a Rou
         headers: req.headers(),
     };
     let Some(route) = vhost.route(&view) else {
-        return Err(simple(
-            404,
-            &format!("no route matches {} {} on host {authority:?}", req.method(), req.uri().path()),
-            flags::NO_ROUTE,
-        ));
+        return Err(no_route(format!("no route matches {} {} on host {authority:?}", req.method(), req.uri().path())));
     };
     match &route.action {
         Action::Forward(f) => Ok((route, f)),
         Action::Direct(d) => {
             let mut resp = respond::direct(d.status, d.body.clone());
             route.response_headers.apply(resp.headers_mut());
-            Err(Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
+            Err(Outcome { response: resp, flags: Flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
         }
         Action::Redirect(rd) => {
             let resp = respond::redirect(rd, route, scheme, &authority, req.uri());
-            Err(Outcome { response: resp, flags: flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
+            Err(Outcome { response: resp, flags: Flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
         }
     }
 }

@@ -5,10 +5,14 @@
 
 mod attempt;
 pub mod body;
+pub mod error;
 mod fault;
+pub mod flags;
 pub mod forward;
 pub mod handle;
 pub mod headers;
 mod mirror;
 pub mod outcome;
 pub mod respond;
+pub mod retry;
+mod upgrade;

@@ -2,7 +2,7 @@
 //! flags, and the cluster and endpoint it went to.
 
 use super::body::ProxyBody as Body;
-use super::respond::Flags;
+use super::flags::Flags;
 use crate::upstream::cluster::Cluster;
 use crate::upstream::endpoint::Endpoint;
 use hyper::Response;

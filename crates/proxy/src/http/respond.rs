@@ -1,44 +1,14 @@
-//! Responses the proxy makes itself: errors, direct responses, redirects.
+//! Responses a route answers with itself: direct responses and redirects
+//! (errors are `error::ProxyError`'s).
 
 use super::body::ProxyBody as Body;
 use crate::config::route::{Redirect, Route};
 use bytes::Bytes;
 use hyper::Response;
 
-/// A request's response flags.
-pub type Flags = &'static str;
-
-/// Envoy's response flags, as Istio reports them in `response_flags`.
-pub mod flags {
-    pub const NONE: &str = "-";
-    pub const NO_ROUTE: &str = "NR";
-    pub const NO_CLUSTER: &str = "NC";
-    pub const NO_HEALTHY: &str = "UH";
-    pub const CONNECT_FAILURE: &str = "UF";
-    pub const TIMEOUT: &str = "UT";
-    pub const RESET: &str = "UR";
-    pub const RETRY_LIMIT: &str = "URX";
-    pub const OVERFLOW: &str = "UO";
-    pub const FAULT_ABORT: &str = "FI";
-    pub const FAULT_DELAY: &str = "DI";
-}
-
-pub fn full(b: Bytes) -> Body {
-    Body::full(b)
-}
-
-pub fn error_response(status: u16, msg: &str) -> Response<Body> {
-    let body = Bytes::from(format!("{msg}\n"));
-    let mut r = Response::new(full(body.clone()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, body.len().into());
-    r
-}
-
 pub fn direct(status: u16, body: Bytes) -> Response<Body> {
     let len = body.len();
-    let mut r = Response::new(full(body));
+    let mut r = Response::new(Body::full(body));
     *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
     r.headers_mut().insert(http::header::CONTENT_LENGTH, len.into());
     if len > 0 {
@@ -64,7 +34,7 @@ pub fn redirect(rd: &Redirect, route: &Route, scheme: &str, authority: &str, uri
     };
     let query = uri.query().filter(|_| !path.contains('?')).map(|q| format!("?{q}")).unwrap_or_default();
     let location = format!("{scheme}://{host}{port}{path}{query}");
-    let mut r = Response::new(full(Bytes::new()));
+    let mut r = Response::new(Body::empty());
     *r.status_mut() = http::StatusCode::from_u16(rd.code).unwrap_or(http::StatusCode::MOVED_PERMANENTLY);
     if let Ok(v) = http::HeaderValue::from_str(&location) {
         r.headers_mut().insert(http::header::LOCATION, v);

@@ -121,6 +121,7 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
             peer,
             activity: Default::default(),
             client_cert: None,
+            mtls_peer: None,
         });
         match http_inbound {
             None => tokio::spawn(tcp_proxy(ctx, stream)),
@@ -296,11 +297,10 @@ async fn serve_tls(ctx: Arc<ConnCtx>, tls: Arc<MeshTls>, io: Replay<TcpStream>, 
     };
     let conn = stream.get_ref().1;
     let h2 = conn.alpn_protocol() == Some(b"h2");
-    let client_cert = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(crate::mtls::peer_identity)
-        .and_then(|id| http::HeaderValue::from_str(&format!("By={};URI={id}", tls.identity)).ok());
+    let identity = conn.peer_certificates().and_then(|c| c.first()).and_then(crate::mtls::peer_identity);
+    let namespace = identity.as_deref().and_then(crate::mtls::spiffe_namespace).map(Box::from);
+    let client_cert =
+        identity.and_then(|id| http::HeaderValue::from_str(&format!("By={};URI={id}", tls.identity)).ok());
     ctx.state.metrics.mtls_connections.inc();
     let ctx = Arc::new(ConnCtx {
         state: ctx.state.clone(),
@@ -308,6 +308,7 @@ async fn serve_tls(ctx: Arc<ConnCtx>, tls: Arc<MeshTls>, io: Replay<TcpStream>, 
         peer: ctx.peer,
         activity: Default::default(),
         client_cert,
+        mtls_peer: Some(crate::conn::Peer { namespace }),
     });
     let served = if h2 {
         serve_h2(ctx, TokioIo::new(stream), idle).await
@@ -442,10 +443,10 @@ async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
         let ep = &set.endpoints[i];
         let Ok(Ok(mut up)) = tokio::time::timeout(cluster.settings.connect_timeout, TcpStream::connect(ep.addr)).await
         else {
-            watch::report(cluster, ep.health.as_deref(), Observation::LocalFailure(503));
+            watch::report(cluster, ep.health.as_ref(), Observation::LocalFailure(503));
             continue;
         };
-        watch::report(cluster, ep.health.as_deref(), Observation::Status(200));
+        watch::report(cluster, ep.health.as_ref(), Observation::Status(200));
         let _ = up.set_nodelay(true);
         let _guard = ep.start();
         splice(&ctx, &mut down, &mut up).await;

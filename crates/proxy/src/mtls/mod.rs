@@ -162,6 +162,15 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<String> {
     })
 }
 
+/// The namespace of a SPIFFE ID of the mesh's form
+/// (`spiffe://<trust domain>/ns/<namespace>/sa/<service account>`).
+pub fn spiffe_namespace(id: &str) -> Option<&str> {
+    let path = id.strip_prefix("spiffe://")?.split_once('/')?.1;
+    let rest = path.strip_prefix("ns/")?;
+    let (ns, sa) = rest.split_once("/sa/")?;
+    (!ns.is_empty() && !ns.contains('/') && !sa.is_empty()).then_some(ns)
+}
+
 /// A workload certificate as the CA issued it, with the key made for it.
 pub struct Issued {
     pub identity: String,
@@ -193,5 +202,18 @@ mod tests {
         assert_eq!(peer_identity(&cert_with(vec![dns.clone(), uri])), Some(id));
         assert_eq!(peer_identity(&cert_with(vec![dns])), None, "no SPIFFE ID, no identity");
         assert_eq!(peer_identity(&CertificateDer::from(vec![1, 2, 3])), None);
+    }
+
+    #[test]
+    fn a_spiffe_ids_namespace_is_read_from_its_path() {
+        assert_eq!(spiffe_namespace(&spiffe_id("shop", "cart")), Some("shop"));
+        for bad in [
+            "spiffe://cluster.local/ns//sa/x",
+            "spiffe://cluster.local/sa/x",
+            "https://x/ns/a/sa/b",
+            "spiffe://td/ns/a",
+        ] {
+            assert_eq!(spiffe_namespace(bad), None, "{bad}");
+        }
     }
 }

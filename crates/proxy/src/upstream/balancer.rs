@@ -10,7 +10,6 @@
 use super::endpoint::Endpoint;
 use crate::config::balance::LbKind;
 use rand::Rng;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -38,11 +37,12 @@ enum Table {
     Maglev(Box<[u32]>),
 }
 
-/// A stable 64-bit hash (SipHash with fixed keys).
-pub fn hash64<T: Hash + ?Sized>(v: &T) -> u64 {
-    let mut h = DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
+/// The hash of consistent hashing, for request keys and host placement:
+/// xxHash64 with seed 0, as Envoy's ring hash and maglev use it. Its output
+/// is fixed by its specification, so every build (and an Envoy beside
+/// weft) places a key on the same host.
+pub fn hash64(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh64::xxh64(bytes, 0)
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -91,9 +91,10 @@ fn maglev_table(eps: &[Arc<Endpoint>], weights: &[u32], m: usize) -> Vec<u32> {
     let perms: Vec<(usize, usize)> = eps
         .iter()
         .map(|e| {
+            // Envoy's: offset and skip from the address hashed with seeds 0 and 1.
             let key = host_key(e);
-            let key = key.as_str();
-            ((hash64(&(key, 0u8)) as usize) % m, (hash64(&(key, 1u8)) as usize) % (m - 1) + 1)
+            let (offset, skip) = (hash64(key.as_bytes()), xxhash_rust::xxh64::xxh64(key.as_bytes(), 1));
+            ((offset % m as u64) as usize, (skip % (m as u64 - 1)) as usize + 1)
         })
         .collect();
     let mut next = vec![0usize; n];
@@ -150,7 +151,8 @@ impl Balancer {
                     let key = host_key(e);
                     let replicas = ((min_ring as u64 * weights[i] as u64).div_ceil(total)).max(1);
                     for r in 0..replicas {
-                        ring.push((hash64(&(key.as_str(), r)), i as u32));
+                        // Envoy's ring points: "address_replica".
+                        ring.push((hash64(format!("{key}_{r}").as_bytes()), i as u32));
                     }
                 }
                 ring.sort_unstable();
@@ -279,15 +281,22 @@ mod tests {
     }
 
     #[test]
+    fn the_hash_is_xxhash64_as_specified() {
+        // The specification's test vectors: any build, and Envoy, agree.
+        assert_eq!(hash64(b""), 0xEF46_DB37_51D8_E999);
+        assert_eq!(hash64(b"abc"), 0x44BC_2CF5_AD77_0999);
+    }
+
+    #[test]
     fn consistent_hashes_are_sticky_and_spread() {
         let e = eps(&[1, 1, 1, 1]);
         for kind in [LbKind::RingHash { min_ring: 1024 }, LbKind::Maglev { table_size: 65537 }] {
             let b = Balancer::new(kind, &e, &w(&e));
             for key in 0..50u64 {
-                let first = b.pick(&e, Some(hash64(&key)), &[]);
-                assert!((0..5).all(|_| b.pick(&e, Some(hash64(&key)), &[]) == first));
+                let first = b.pick(&e, Some(hash64(&key.to_le_bytes())), &[]);
+                assert!((0..5).all(|_| b.pick(&e, Some(hash64(&key.to_le_bytes())), &[]) == first));
             }
-            let c = counts(&b, &e, 8000, |k| Some(hash64(&k)));
+            let c = counts(&b, &e, 8000, |k| Some(hash64(&k.to_le_bytes())));
             assert!(c.iter().all(|n| *n > 1400 && *n < 2600), "{kind:?} {c:?}");
         }
     }

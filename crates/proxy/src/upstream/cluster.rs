@@ -6,7 +6,7 @@
 use super::Registries;
 use super::dns;
 use super::endpoint::Endpoint;
-use super::health::{HealthKeys, flag};
+use super::health::{HealthKeys, HostHealth, flag};
 use super::limits::Limits;
 use super::set::EndpointSet;
 use crate::config::CompileError;
@@ -17,6 +17,7 @@ use crate::config::wire::Wire;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -40,6 +41,19 @@ pub struct Cluster {
     /// changes), and holds the assignment an unbuilt set is built from.
     pending: Mutex<Option<Wire<ClusterLoadAssignment>>>,
     hosts: Arc<Registries>,
+    /// With outlier detection: hosts a request found tripping a detector,
+    /// for the cluster's outlier task to eject (`super::watch`). Ejecting
+    /// rebuilds the endpoint set, which is not a request's work.
+    trips: Option<Box<Trips>>,
+}
+
+/// A host that tripped an outlier detector, and the detector's reason.
+pub type Trip = (Arc<HostHealth>, &'static str);
+
+#[derive(Debug)]
+struct Trips {
+    tx: mpsc::UnboundedSender<Trip>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Trip>>>,
 }
 
 impl Cluster {
@@ -58,7 +72,12 @@ impl Cluster {
     }
 
     fn with_limits(settings: ClusterSettings, limits: Option<Arc<Limits>>, hosts: Arc<Registries>) -> Self {
+        let trips = settings.outlier.is_some().then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            Box::new(Trips { tx, rx: Mutex::new(Some(rx)) })
+        });
         Cluster {
+            trips,
             settings,
             limits,
             set: Default::default(),
@@ -70,6 +89,20 @@ impl Cluster {
 
     pub fn name(&self) -> &Arc<str> {
         &self.settings.name
+    }
+
+    /// Hands a host that tripped an outlier detector to the cluster's
+    /// outlier task: a send on an unbounded channel, no lock.
+    pub fn trip(&self, host: &Arc<HostHealth>, reason: &'static str) {
+        if let Some(t) = &self.trips {
+            let _ = t.tx.send((host.clone(), reason));
+        }
+    }
+
+    /// The hosts requests find tripping, for the one outlier task of this
+    /// cluster version (None once taken, or without outlier detection).
+    pub fn take_trips(&self) -> Option<mpsc::UnboundedReceiver<Trip>> {
+        self.trips.as_ref()?.rx.lock().expect("outlier trips").take()
     }
 
     /// A new version of this cluster, with the same settings and another

@@ -1,21 +1,31 @@
 //! What keeps a cluster's endpoint set current while it is in use: the
 //! outcome each request reports (`report`), and per cluster version the
-//! outlier sweep, the active health checker and the slow-start steps
-//! (`watch`). Each task stops once its cluster version is dropped.
+//! outlier task (ejections and the sweep), the active health checker and
+//! the slow-start steps (`watch`). Each task stops once its cluster
+//! version is dropped. Requests only count: every rebuild of the set
+//! happens on these tasks.
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Trip};
 use super::health::{HostHealth, Observation, active, outlier};
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Feeds one attempt's outcome to the cluster's outlier detector, ejecting
-/// the host when a detector trips.
-pub fn report(cluster: &Cluster, h: Option<&HostHealth>, obs: Observation) {
+/// Feeds one attempt's outcome to the cluster's outlier detectors (a few
+/// atomic counters); a detector that trips hands the host to the cluster's
+/// outlier task, which ejects it.
+pub fn report(cluster: &Cluster, h: Option<&Arc<HostHealth>>, obs: Observation) {
     let (Some(cfg), Some(h)) = (&cluster.settings.outlier, h) else { return };
-    let Some(reason) = outlier::record(h, obs, cfg) else { return };
-    let ejected = cluster.with_set(|set| outlier::eject(&set.endpoints, h, reason, Instant::now(), cfg)) == Some(true);
-    if ejected {
-        tracing::warn!(cluster = %cluster.name(), reason, times = h.ejection_count(), "host ejected");
+    if let Some(reason) = outlier::record(h, obs, cfg) {
+        cluster.trip(h, reason);
+    }
+}
+
+/// The next host a request found tripping, or never without a channel.
+async fn next_trip(trips: &mut Option<mpsc::UnboundedReceiver<Trip>>) -> Option<Trip> {
+    match trips {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -25,14 +35,29 @@ pub fn watch(cluster: &Arc<Cluster>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
     if let Some(cfg) = cluster.settings.outlier.clone() {
         let weak = Arc::downgrade(cluster);
+        let mut trips = cluster.take_trips();
         rt.spawn(async move {
+            let sweep = tokio::time::sleep(cfg.interval);
+            tokio::pin!(sweep);
             loop {
-                tokio::time::sleep(cfg.interval).await;
-                let Some(c) = weak.upgrade() else { return };
-                let (out, back) =
-                    c.with_set(|set| outlier::sweep(&set.endpoints, Instant::now(), &cfg)).unwrap_or((0, 0));
-                if out + back > 0 {
-                    tracing::info!(cluster = %c.name(), ejected = out, readmitted = back, "outlier sweep");
+                tokio::select! {
+                    () = &mut sweep => {
+                        sweep.as_mut().reset(Instant::now() + cfg.interval);
+                        let Some(c) = weak.upgrade() else { return };
+                        let (out, back) =
+                            c.with_set(|set| outlier::sweep(&set.endpoints, Instant::now(), &cfg)).unwrap_or((0, 0));
+                        if out + back > 0 {
+                            tracing::info!(cluster = %c.name(), ejected = out, readmitted = back, "outlier sweep");
+                        }
+                    }
+                    trip = next_trip(&mut trips) => {
+                        // The channel closes with the cluster version.
+                        let (Some((h, reason)), Some(c)) = (trip, weak.upgrade()) else { return };
+                        let now = Instant::now();
+                        if c.with_set(|set| outlier::eject(&set.endpoints, &h, reason, now, &cfg)) == Some(true) {
+                            tracing::warn!(cluster = %c.name(), reason, times = h.ejection_count(), "host ejected");
+                        }
+                    }
                 }
             }
         });
@@ -55,5 +80,77 @@ pub fn watch(cluster: &Arc<Cluster>) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::cluster::ClusterSettings;
+    use crate::upstream::Registries;
+    use envoy_types::pb::envoy::config::cluster::v3::{Cluster as ClusterProto, OutlierDetection, cluster::LbPolicy};
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
+    use envoy_types::pb::envoy::config::endpoint::v3::{
+        ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+    };
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    /// A maglev cluster of three static hosts, ejecting on one 5xx.
+    fn cluster() -> Arc<Cluster> {
+        let host = |port: u32| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: "127.0.0.1".into(),
+                        port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let c = ClusterProto {
+            name: "c".into(),
+            lb_policy: LbPolicy::Maglev as i32,
+            outlier_detection: Some(OutlierDetection {
+                consecutive_5xx: Some(UInt32Value { value: 1 }),
+                ..Default::default()
+            }),
+            load_assignment: Some(ClusterLoadAssignment {
+                cluster_name: "c".into(),
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints: (4001..=4003).map(host).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let hosts = Arc::new(Registries::default());
+        let settings = ClusterSettings::from_proto(&c, &hosts.names).unwrap();
+        Arc::new(Cluster::new(settings, None, c.load_assignment.as_ref(), &hosts, false).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tripped_detector_ejects_on_the_clusters_task_not_the_requests() {
+        let c = cluster();
+        watch(&c);
+        let before = c.built().expect("static hosts are built at once");
+        let h = before.endpoints[0].health.clone().expect("tracked");
+        report(&c, Some(&h), Observation::Status(503));
+        assert!(Arc::ptr_eq(&before, &c.built().unwrap()), "the request rebuilt the endpoint set");
+        assert!(h.available(), "the request ejected the host itself");
+        // The outlier task takes it from there (bounded: it needs one turn).
+        for _ in 0..100 {
+            if !Arc::ptr_eq(&before, &c.built().unwrap()) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let after = c.built().unwrap();
+        assert!(!Arc::ptr_eq(&before, &after), "the outlier task did not rebuild the set");
+        assert!(!h.available());
+        assert_eq!(after.available(), 2);
     }
 }

@@ -155,8 +155,13 @@ fn compile_action(r: &rt::Route, clusters: &ClusterIndex) -> Result<Action, Comp
                 _ => return Err(CompileError::new(format!("route {:?}: unsupported cluster specifier", r.name))),
             };
             let retry = ra.retry_policy.as_ref().map(|p| {
+                let (retry_on, unsupported) = RetryOn::parse(&p.retry_on);
+                if !unsupported.is_empty() {
+                    tracing::warn!(route = %r.name, ?unsupported, "retry_on conditions weft does not know are not applied");
+                }
                 Arc::new(RetryPolicy {
-                    retry_on: RetryOn::parse(&p.retry_on),
+                    retry_on,
+                    unsupported,
                     num_retries: p.num_retries.as_ref().map_or(1, |n| n.value),
                     per_try_timeout: p.per_try_timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero()),
                     statuses: p.retriable_status_codes.iter().map(|c| *c as u16).collect(),

@@ -257,6 +257,9 @@ pub struct RetryPolicy {
     pub per_try_timeout: Option<Duration>,
     pub statuses: Vec<u16>,
     pub base_interval: Duration,
+    /// `retry_on` conditions weft does not know: kept (and warned of when
+    /// the table compiles), never silently dropped.
+    pub unsupported: Vec<String>,
 }
 
 /// Retry conditions, as Envoy's `x-envoy-retry-on` names them.
@@ -274,9 +277,12 @@ pub struct RetryOn {
 }
 
 impl RetryOn {
-    pub fn parse(s: &str) -> Self {
+    /// The conditions of an `x-envoy-retry-on` list, and the names in it
+    /// that are none of them.
+    pub fn parse(s: &str) -> (Self, Vec<String>) {
         let mut r = RetryOn::default();
-        for c in s.split(',').map(str::trim) {
+        let mut unknown = Vec::new();
+        for c in s.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             match c {
                 "5xx" => r.s5xx = true,
                 "gateway-error" => r.gateway_error = true,
@@ -290,10 +296,10 @@ impl RetryOn {
                 "resource-exhausted" => r.grpc[2] = true,
                 "unavailable" => r.grpc[3] = true,
                 "internal" => r.grpc[4] = true,
-                _ => {}
+                _ => unknown.push(c.to_owned()),
             }
         }
-        r
+        (r, unknown)
     }
 }
 
@@ -447,5 +453,17 @@ impl Route {
             (Some(_), None) => true,
             (Some(v), Some((m, ic))) => m.matches(v, *ic),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_on_keeps_the_conditions_it_does_not_know() {
+        let (on, unknown) = RetryOn::parse("5xx, reset-before-request,connect-failure,,retriable-headers");
+        assert!(on.s5xx && on.connect_failure && !on.reset);
+        assert_eq!(unknown, vec!["reset-before-request".to_owned(), "retriable-headers".to_owned()]);
     }
 }
