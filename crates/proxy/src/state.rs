@@ -90,10 +90,12 @@ impl ProxyState {
         }
         let pending = crate::upstream::health::flag::PENDING_ACTIVE_HC;
         let cfg = self.config.load();
+        // Hosts not checked yet, or DNS names not resolved yet.
         let checking = cfg.clusters.iter().any(|c| {
-            c.built().is_some_and(|s| {
-                s.endpoints.iter().any(|e| e.health.as_ref().is_some_and(|h| h.flags() & pending != 0))
-            })
+            !c.dns_ready()
+                || c.built().is_some_and(|s| {
+                    s.endpoints.iter().any(|e| e.health.as_ref().is_some_and(|h| h.flags() & pending != 0))
+                })
         });
         if !checking {
             self.warm.store(true, Ordering::Release);

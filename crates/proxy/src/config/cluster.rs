@@ -68,6 +68,9 @@ pub struct ClusterSettings {
     /// Balancer, panic threshold, locality weights, slow start.
     pub policy: SetPolicy,
     pub dns: Option<Dns>,
+    /// How often a DNS cluster's names are resolved again (Envoy's
+    /// `dns_refresh_rate`, 5 s unless set).
+    pub dns_refresh: Duration,
     /// The EDS name its endpoints come under, if it uses EDS.
     pub eds: Option<Arc<str>>,
     /// Boxed: most clusters have none of these, and a sidecar holds thousands.
@@ -154,6 +157,13 @@ fn lb_kind(c: &Cluster) -> LbKind {
     }
 }
 
+/// Envoy's `dns_refresh_rate` (5 s unless set). Deprecated in favour of
+/// the DNS cluster extension's, and still what Istio writes.
+#[allow(deprecated)]
+fn dns_refresh(c: &Cluster) -> Duration {
+    c.dns_refresh_rate.as_ref().map(duration).filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(5))
+}
+
 impl ClusterSettings {
     pub fn from_proto(c: &Cluster, names: &Interner) -> Result<Self, CompileError> {
         use cluster::DiscoveryType as D;
@@ -203,6 +213,7 @@ impl ClusterSettings {
             connect_timeout: c.connect_timeout.as_ref().map_or(Duration::from_secs(10), duration),
             policy,
             dns,
+            dns_refresh: dns_refresh(c),
             outlier: c.outlier_detection.as_ref().map(|o| Box::new(OutlierCfg::from_proto(o))),
             health_check,
         })

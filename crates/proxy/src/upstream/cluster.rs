@@ -4,13 +4,12 @@
 //! serialize on `pending`, which requests take only on a cluster's first use.
 
 use super::Registries;
-use super::dns;
 use super::endpoint::Endpoint;
 use super::health::{HealthKeys, HostHealth, flag};
 use super::limits::Limits;
 use super::set::EndpointSet;
 use crate::config::CompileError;
-use crate::config::assignment::{self, HostAddr};
+use crate::config::assignment::{self, Host, HostAddr};
 use crate::config::balance::DEFAULT_OVERPROVISIONING;
 use crate::config::cluster::{ClusterSettings, Dns};
 use crate::config::wire::Wire;
@@ -45,6 +44,18 @@ pub struct Cluster {
     /// for the cluster's outlier task to eject (`super::watch`). Ejecting
     /// rebuilds the endpoint set, which is not a request's work.
     trips: Option<Box<Trips>>,
+    /// A DNS cluster's hosts, resolved by its resolver task (`super::watch`).
+    dns: Option<Box<DnsHosts>>,
+}
+
+/// What a DNS cluster's set is rebuilt from when its names resolve anew.
+#[derive(Debug)]
+struct DnsHosts {
+    hosts: Vec<Host>,
+    overprovisioning: u32,
+    /// Set once every name has had its first answer (the proxy is not
+    /// ready before, as Envoy's DNS clusters warm).
+    resolved: tokio::sync::watch::Sender<bool>,
 }
 
 /// A host that tripped an outlier detector, and the detector's reason.
@@ -78,6 +89,7 @@ impl Cluster {
         });
         Cluster {
             trips,
+            dns: None,
             settings,
             limits,
             set: Default::default(),
@@ -127,6 +139,9 @@ impl Cluster {
         // use (built while the old one still holds its hosts' health).
         let s = &self.settings;
         let eager = in_use || s.dns.is_some() || s.health_check.is_some() || s.policy.warmup.is_some();
+        if s.dns.is_some() {
+            self.dns = self.dns_hosts(cla, inline)?;
+        }
         match (cla, inline) {
             (Some(wire), _) => {
                 let cla = wire.decode().map_err(|e| CompileError::new(format!("cluster {}: {e}", s.name)))?;
@@ -142,6 +157,31 @@ impl Cluster {
             (None, None) => {}
         }
         Ok(self)
+    }
+
+    /// A DNS cluster's hosts, from its assignment; resolved from the start
+    /// if every name has an answer already (an earlier version's).
+    fn dns_hosts(
+        &self,
+        cla: Option<&Wire<ClusterLoadAssignment>>,
+        inline: Option<&ClusterLoadAssignment>,
+    ) -> Result<Option<Box<DnsHosts>>, CompileError> {
+        let decoded;
+        let cla = match (cla, inline) {
+            (Some(w), _) => {
+                decoded = w.decode()?;
+                &decoded
+            }
+            (None, Some(inline)) => inline,
+            (None, None) => return Ok(None),
+        };
+        let hosts = assignment::hosts(cla, &self.hosts.names, true)?;
+        let known = hosts.iter().all(|h| match &h.addr {
+            HostAddr::Name(n) => self.hosts.dns.get(n, h.port).is_some(),
+            HostAddr::Ip(_) => true,
+        });
+        let resolved = tokio::sync::watch::Sender::new(known);
+        Ok(Some(Box::new(DnsHosts { hosts, overprovisioning: overprovisioning(cla), resolved })))
     }
 
     /// Checks an assignment for this cluster without building anything.
@@ -237,21 +277,16 @@ impl Cluster {
 
     /// The runtime endpoints of an assignment: each host with its pool and
     /// health, names resolved for DNS clusters.
-    fn endpoints_of(&self, cla: &ClusterLoadAssignment) -> Result<Vec<Arc<Endpoint>>, CompileError> {
+    fn endpoints_of(&self, hosts_of: &[Host]) -> Vec<Arc<Endpoint>> {
         let hosts = &*self.hosts;
         let dns = self.settings.dns;
         let health = self.health_keys();
         let mut out = Vec::new();
-        for h in assignment::hosts(cla, &hosts.names, dns.is_some())? {
+        for h in hosts_of {
+            // A name is what it last resolved to, if it has yet (`dns`).
             let ips = match &h.addr {
                 HostAddr::Ip(ip) => vec![*ip],
-                HostAddr::Name(name) => {
-                    let ips = dns::resolve(name, h.port);
-                    if ips.is_empty() {
-                        tracing::warn!(cluster = %cla.cluster_name, host = %name, "cannot resolve endpoint; it is left out");
-                    }
-                    ips
-                }
+                HostAddr::Name(name) => hosts.dns.get(name, h.port).unwrap_or_default(),
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, h.port);
@@ -273,19 +308,63 @@ impl Cluster {
         if dns == Some(Dns::Logical) {
             out.truncate(1);
         }
-        Ok(out)
+        out
     }
 
     /// The endpoint set (with its balancer) for an assignment, not yet
     /// installed.
     fn endpoint_set(&self, cla: &ClusterLoadAssignment) -> Result<Arc<EndpointSet>, CompileError> {
-        let eps = self.endpoints_of(cla)?;
-        let over = cla
-            .policy
-            .as_ref()
-            .and_then(|p| p.overprovisioning_factor.as_ref())
-            .map_or(DEFAULT_OVERPROVISIONING, |v| v.value.max(1));
-        Ok(Arc::new(EndpointSet::new(eps, &self.settings.policy, over, Instant::now())))
+        let hosts = assignment::hosts(cla, &self.hosts.names, self.settings.dns.is_some())?;
+        Ok(self.set_of(&hosts, overprovisioning(cla)))
+    }
+
+    fn set_of(&self, hosts: &[Host], overprovisioning: u32) -> Arc<EndpointSet> {
+        Arc::new(EndpointSet::new(self.endpoints_of(hosts), &self.settings.policy, overprovisioning, Instant::now()))
+    }
+
+    /// A DNS cluster's names and ports, for its resolver task.
+    pub fn dns_names(&self) -> Vec<(String, u16)> {
+        let Some(d) = &self.dns else { return Vec::new() };
+        let mut names: Vec<(String, u16)> = d
+            .hosts
+            .iter()
+            .filter_map(|h| match &h.addr {
+                HostAddr::Name(n) => Some((n.clone(), h.port)),
+                HostAddr::Ip(_) => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Records a name's answer; rebuilds the set from the cluster's hosts
+    /// when `changed`, and marks the cluster resolved once `first_round` ends.
+    pub fn resolved(&self, changed: bool, first_round_done: bool) {
+        let Some(d) = &self.dns else { return };
+        if changed {
+            self.install(self.set_of(&d.hosts, d.overprovisioning));
+        }
+        if first_round_done {
+            d.resolved.send_replace(true);
+        }
+    }
+
+    /// The DNS cache shared by every cluster (`Registries::dns`).
+    pub fn dns_cache(&self) -> &super::dns::DnsCache {
+        &self.hosts.dns
+    }
+
+    /// False while a DNS cluster's names have not had their first answer.
+    pub fn dns_ready(&self) -> bool {
+        self.dns.as_ref().is_none_or(|d| *d.resolved.borrow())
+    }
+
+    /// Resolves once a DNS cluster's names have had their first answer.
+    pub async fn dns_resolved(&self) {
+        if let Some(d) = &self.dns {
+            let _ = d.resolved.subscribe().wait_for(|r| *r).await;
+        }
     }
 
     /// Installs a new endpoint set (an EDS update); requests in flight keep
@@ -326,4 +405,12 @@ impl Cluster {
     fn rebuilt(&self, set: &EndpointSet) -> EndpointSet {
         EndpointSet::new(set.endpoints.clone(), &self.settings.policy, set.overprovisioning, Instant::now())
     }
+}
+
+/// An assignment's overprovisioning factor, in percent (Envoy's 140 unless set).
+fn overprovisioning(cla: &ClusterLoadAssignment) -> u32 {
+    cla.policy
+        .as_ref()
+        .and_then(|p| p.overprovisioning_factor.as_ref())
+        .map_or(DEFAULT_OVERPROVISIONING, |v| v.value.max(1))
 }

@@ -22,6 +22,7 @@ pub struct Registries {
     pub pools: pool::PoolRegistry,
     pub health: health::HealthRegistry,
     pub names: crate::names::Interner,
+    pub dns: dns::DnsCache,
 }
 
 impl std::fmt::Debug for Registries {

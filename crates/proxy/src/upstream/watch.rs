@@ -21,6 +21,28 @@ pub fn report(cluster: &Cluster, h: Option<&Arc<HostHealth>>, obs: Observation) 
     }
 }
 
+/// A DNS cluster's resolver: every name looked up, the set rebuilt if an
+/// answer changed, then again after `every`, until the cluster version is
+/// dropped. The first round marks the cluster resolved (readiness waits
+/// for it).
+async fn resolve_every(cluster: std::sync::Weak<Cluster>, every: std::time::Duration) {
+    let mut first = true;
+    loop {
+        let Some(names) = cluster.upgrade().map(|c| c.dns_names()) else { return };
+        let mut changed = false;
+        for (name, port) in names {
+            let ips = super::dns::resolve(&name, port).await;
+            let Some(c) = cluster.upgrade() else { return };
+            changed |= c.dns_cache().set(&name, port, ips);
+        }
+        let Some(c) = cluster.upgrade() else { return };
+        c.resolved(changed, first);
+        drop(c);
+        first = false;
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// The next host a request found tripping, or never without a channel.
 async fn next_trip(trips: &mut Option<mpsc::UnboundedReceiver<Trip>>) -> Option<Trip> {
     match trips {
@@ -62,6 +84,9 @@ pub fn watch(cluster: &Arc<Cluster>) {
             }
         });
     }
+    if cluster.settings.dns.is_some() {
+        rt.spawn(resolve_every(Arc::downgrade(cluster), cluster.settings.dns_refresh));
+    }
     if let Some(cfg) = cluster.settings.health_check.clone() {
         rt.spawn(active::run(Arc::downgrade(cluster), *cfg));
     }
@@ -88,20 +113,20 @@ mod tests {
     use super::*;
     use crate::config::cluster::ClusterSettings;
     use crate::upstream::Registries;
-    use envoy_types::pb::envoy::config::cluster::v3::{Cluster as ClusterProto, OutlierDetection, cluster::LbPolicy};
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy};
+    use envoy_types::pb::envoy::config::cluster::v3::{Cluster as ClusterProto, OutlierDetection};
     use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
     use envoy_types::pb::envoy::config::endpoint::v3::{
         ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
     };
     use envoy_types::pb::google::protobuf::UInt32Value;
 
-    /// A maglev cluster of three static hosts, ejecting on one 5xx.
-    fn cluster() -> Arc<Cluster> {
-        let host = |port: u32| LbEndpoint {
+    fn host(address: &str, port: u32) -> LbEndpoint {
+        LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
                 address: Some(Address {
                     address: Some(address::Address::SocketAddress(SocketAddress {
-                        address: "127.0.0.1".into(),
+                        address: address.into(),
                         port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
                         ..Default::default()
                     })),
@@ -109,7 +134,17 @@ mod tests {
                 ..Default::default()
             })),
             ..Default::default()
-        };
+        }
+    }
+
+    fn compile(c: &ClusterProto) -> Arc<Cluster> {
+        let hosts = Arc::new(Registries::default());
+        let settings = ClusterSettings::from_proto(c, &hosts.names).unwrap();
+        Arc::new(Cluster::new(settings, None, c.load_assignment.as_ref(), &hosts, false).unwrap())
+    }
+
+    /// A maglev cluster of three static hosts, ejecting on one 5xx.
+    fn cluster() -> Arc<Cluster> {
         let c = ClusterProto {
             name: "c".into(),
             lb_policy: LbPolicy::Maglev as i32,
@@ -120,16 +155,14 @@ mod tests {
             load_assignment: Some(ClusterLoadAssignment {
                 cluster_name: "c".into(),
                 endpoints: vec![LocalityLbEndpoints {
-                    lb_endpoints: (4001..=4003).map(host).collect(),
+                    lb_endpoints: (4001..=4003).map(|p| host("127.0.0.1", p)).collect(),
                     ..Default::default()
                 }],
                 ..Default::default()
             }),
             ..Default::default()
         };
-        let hosts = Arc::new(Registries::default());
-        let settings = ClusterSettings::from_proto(&c, &hosts.names).unwrap();
-        Arc::new(Cluster::new(settings, None, c.load_assignment.as_ref(), &hosts, false).unwrap())
+        compile(&c)
     }
 
     #[tokio::test(start_paused = true)]
@@ -152,5 +185,31 @@ mod tests {
         assert!(!Arc::ptr_eq(&before, &after), "the outlier task did not rebuild the set");
         assert!(!h.available());
         assert_eq!(after.available(), 2);
+    }
+
+    #[tokio::test]
+    async fn dns_names_resolve_on_the_clusters_task_not_the_config_path() {
+        let c = compile(&ClusterProto {
+            name: "dns".into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32)),
+            load_assignment: Some(ClusterLoadAssignment {
+                cluster_name: "dns".into(),
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints: vec![host("localhost", 4100)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        // Compiled without a lookup: no address yet, and not ready.
+        assert_eq!(c.built().unwrap().endpoints.len(), 0, "the name was resolved while the config compiled");
+        assert!(!c.dns_ready());
+        watch(&c);
+        tokio::time::timeout(std::time::Duration::from_secs(10), c.dns_resolved()).await.expect("resolved");
+        let set = c.built().unwrap();
+        let addrs: Vec<String> = set.endpoints.iter().map(|e| e.addr.to_string()).collect();
+        assert_eq!(addrs, vec!["127.0.0.1:4100"], "IPv4 first");
+        assert!(c.dns_ready());
     }
 }
