@@ -13,6 +13,8 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+#[cfg(test)]
+mod assertions;
 pub mod config;
 pub mod conn;
 pub mod http;
@@ -30,7 +32,8 @@ pub mod xds;
 pub use state::{NodeInfo, ProxyState};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub struct ProxyOptions {
     /// Control plane xDS address, `host:port`.

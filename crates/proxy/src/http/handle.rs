@@ -16,7 +16,6 @@ use crate::telemetry::{Labels, Record};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
-use std::time::Instant;
 
 fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) { s.to_ascii_lowercase().into() } else { s.into() }
@@ -46,7 +45,10 @@ pub fn handle(
     mut req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send {
     async move {
-        let start = Instant::now();
+        // Wall time for the duration metric, not timing logic: std's clock
+        // (tokio's asks its runtime whether time is paused).
+        #[allow(clippy::disallowed_types)]
+        let start = std::time::Instant::now();
         let state = &ctx.state;
         state.metrics.active_requests.inc();
         let _in_flight = InFlight(&state.metrics.active_requests);

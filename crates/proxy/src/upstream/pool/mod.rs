@@ -23,8 +23,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// An upstream connection's socket: plain TCP, or TLS to a mesh endpoint
 /// (`crate::mtls`), boxed (rustls' state is kilobytes, and most upstreams
