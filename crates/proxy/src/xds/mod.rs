@@ -6,7 +6,7 @@
 //! Anything else is NACKed with the reason and the last good config stays.
 //! On disconnect the proxy keeps serving and reconnects with backoff.
 
-mod transport;
+pub mod transport;
 
 use crate::config::wire::{Raw, RawMap, Wire, rds_names, spend_all, wire_name};
 use crate::snapshot::Snapshot;

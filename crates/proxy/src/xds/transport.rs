@@ -54,7 +54,7 @@ pub async fn open(
     if response.status() != http::StatusCode::OK {
         anyhow::bail!("the control plane answered HTTP {} (is it an xDS server?)", response.status());
     }
-    Ok(Responses { body: response.into_body(), chunks: Chunks::default(), max_message })
+    Ok(Responses { body: response.into_body(), decoder: Decoder::new(max_message) })
 }
 
 fn describe(status: &Status) -> String {
@@ -64,8 +64,7 @@ fn describe(status: &Status) -> String {
 /// The responses of an open ADS stream.
 pub struct Responses {
     body: Body,
-    chunks: Chunks,
-    max_message: usize,
+    decoder: Decoder,
 }
 
 impl Responses {
@@ -73,27 +72,25 @@ impl Responses {
     /// cleanly.
     pub async fn message(&mut self) -> anyhow::Result<Option<DiscoveryResponse>> {
         loop {
-            if let Some(len) = self.chunks.message_len(self.max_message)? {
-                self.chunks.advance(PREFIX);
-                let mut message = (&mut self.chunks).take(len);
-                let resp = DiscoveryResponse::decode(&mut message)
-                    .map_err(|e| anyhow::anyhow!("{}", crate::config::wire::undecodable::<DiscoveryResponse>(e)))?;
+            if let Some(resp) = self.decoder.next_message()? {
                 return Ok(Some(resp));
             }
             match self.body.frame().await {
                 Some(frame) => match frame?.into_data() {
-                    Ok(data) => self.chunks.push(data),
+                    Ok(data) => self.decoder.push(data),
                     Err(frame) => {
                         let status = frame.trailers_ref().and_then(Status::from_header_map);
+                        let unread = self.decoder.unread();
                         return match status {
                             Some(s) if s.code() != tonic::Code::Ok => {
                                 anyhow::bail!("the control plane ended the stream: {}", describe(&s))
                             }
-                            Some(_) if self.chunks.remaining() == 0 => Ok(None),
-                            Some(_) => anyhow::bail!(
-                                "the control plane ended the stream inside a message ({} bytes unread)",
-                                self.chunks.remaining()
-                            ),
+                            Some(_) if unread == 0 => Ok(None),
+                            Some(_) => {
+                                anyhow::bail!(
+                                    "the control plane ended the stream inside a message ({unread} bytes unread)"
+                                )
+                            }
                             None => anyhow::bail!("the control plane ended the stream without a gRPC status"),
                         };
                     }
@@ -101,6 +98,41 @@ impl Responses {
                 None => anyhow::bail!("the control plane closed the stream without a gRPC status"),
             }
         }
+    }
+}
+
+/// The stream's gRPC framing, decoded from the body's frames as they come:
+/// whole messages out, no buffer kept beyond the frames in flight. Pure,
+/// so it is fuzzed (`fuzz/fuzz_targets/xds_transport.rs`).
+pub struct Decoder {
+    chunks: Chunks,
+    max_message: usize,
+}
+
+impl Decoder {
+    pub fn new(max_message: usize) -> Self {
+        Decoder { chunks: Chunks::default(), max_message }
+    }
+
+    /// Takes a frame's bytes.
+    pub fn push(&mut self, data: Bytes) {
+        self.chunks.push(data);
+    }
+
+    /// The next message if all of it has arrived; an error for a message
+    /// that is compressed, over the limit or not a `DiscoveryResponse`.
+    pub fn next_message(&mut self) -> anyhow::Result<Option<DiscoveryResponse>> {
+        let Some(len) = self.chunks.message_len(self.max_message)? else { return Ok(None) };
+        self.chunks.advance(PREFIX);
+        let mut message = (&mut self.chunks).take(len);
+        let resp = DiscoveryResponse::decode(&mut message)
+            .map_err(|e| anyhow::anyhow!("{}", crate::config::wire::undecodable::<DiscoveryResponse>(e)))?;
+        Ok(Some(resp))
+    }
+
+    /// Bytes received and not yet decoded.
+    pub fn unread(&self) -> usize {
+        self.chunks.remaining()
     }
 }
 
@@ -190,19 +222,18 @@ mod tests {
         let mut wire = framed(&a);
         wire.extend(framed(&b));
         for cut in [1, 3, 5, 7, 64, wire.len() - 1] {
-            let mut c = Chunks::default();
+            let mut d = Decoder::new(1 << 20);
             // Frames of `cut` bytes, so the prefix itself is split too.
             let mut got = Vec::new();
             for piece in wire.chunks(cut) {
-                c.push(Bytes::copy_from_slice(piece));
-                while let Some(len) = c.message_len(1 << 20).unwrap() {
-                    c.advance(PREFIX);
-                    got.push(DiscoveryResponse::decode((&mut c).take(len)).unwrap());
+                d.push(Bytes::copy_from_slice(piece));
+                while let Some(m) = d.next_message().unwrap() {
+                    got.push(m);
                 }
             }
             assert_eq!(got, vec![a.clone(), b.clone()], "frames of {cut} bytes");
-            assert_eq!(c.remaining(), 0);
-            assert!(c.list.is_empty(), "decoded frames are let go");
+            assert_eq!(d.unread(), 0);
+            assert!(d.chunks.list.is_empty(), "decoded frames are let go");
         }
     }
 

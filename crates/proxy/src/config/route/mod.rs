@@ -459,6 +459,19 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::wire::Wire;
+
+    #[test]
+    fn the_route_fuzzers_seed_is_a_table() {
+        // fuzz/seeds/route_table, written by hand in protobuf's wire format.
+        let seed = include_bytes!("../../../../../fuzz/seeds/route_table/two-hosts.pb");
+        let index: ClusterIndex = [("a".into(), ClusterId(0))].into_iter().collect();
+        let t = RouteTable::compile_wire(&Wire::new(seed.to_vec()), &index, &Default::default()).unwrap();
+        assert_eq!(&*t.name, "outbound");
+        let Action::Forward(f) = &t.host("a:80").unwrap().routes[0].action else { panic!("forwards") };
+        assert!(matches!(&f.target, Target::Cluster(c) if c.id == Some(ClusterId(0))));
+        assert!(t.host("x.b.svc").is_some());
+    }
 
     #[test]
     fn retry_on_keeps_the_conditions_it_does_not_know() {
