@@ -1,0 +1,58 @@
+//! Mutual TLS on a sidecar's inbound listener (PERMISSIVE: a connection
+//! that opens with a TLS record is TLS, anything else plaintext).
+
+use super::replay::Replay;
+use crate::conn::{ConnCtx, Peer};
+use crate::mtls::MeshTls;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// A TLS record's first byte when it carries a handshake (a ClientHello,
+/// first): no HTTP request starts with it.
+pub const TLS_HANDSHAKE: u8 = 0x16;
+
+/// How long a client may take over its TLS handshake (Envoy's
+/// `transport_socket_connect_timeout` is 15 s; a sidecar's peer is local).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The handshake of a connection that opened with a TLS record: the
+/// client must present a certificate of the mesh root (`mtls`), its SPIFFE
+/// ID names the caller to the application, and ALPN says the protocol.
+/// Returns the stream, the connection's context with the caller in it, and
+/// whether ALPN chose HTTP/2; `None` when the handshake failed or stalled
+/// (counted), which closes the connection.
+pub async fn handshake(
+    ctx: &ConnCtx,
+    tls: &MeshTls,
+    io: Replay<TcpStream>,
+) -> Option<(TlsStream<Replay<TcpStream>>, Arc<ConnCtx>, bool)> {
+    let accept = tokio_rustls::TlsAcceptor::from(tls.server.clone()).accept(io);
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    let stream = match handshake {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.state.metrics.tls_handshake_failures.inc();
+            tracing::debug!(peer = %ctx.peer, error = %e, "inbound TLS handshake failed");
+            return None;
+        }
+    };
+    let conn = stream.get_ref().1;
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    let identity = conn.peer_certificates().and_then(|c| c.first()).and_then(crate::mtls::peer_identity);
+    let namespace = identity.as_deref().and_then(crate::mtls::spiffe_namespace).map(Box::from);
+    let client_cert =
+        identity.and_then(|id| http::HeaderValue::from_str(&format!("By={};URI={id}", tls.identity)).ok());
+    ctx.state.metrics.mtls_connections.inc();
+    let ctx = Arc::new(ConnCtx {
+        state: ctx.state.clone(),
+        listener: ctx.listener.clone(),
+        peer: ctx.peer,
+        activity: Default::default(),
+        client_cert,
+        mtls_peer: Some(Peer { namespace }),
+    });
+    Some((stream, ctx, h2))
+}
