@@ -10,9 +10,8 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 
 /// Room for a small response's headers (nginx sends five with a body:
-/// server, date, content type and length, connection). Measured with
-/// callgrind: room for 12 cost an HTTP/1.1 request 800 instructions more
-/// than the regrowth it saves.
+/// server, date, content type and length, connection); much more room
+/// costs more than the regrowth it saves (bench/JOURNAL.md).
 const TYPICAL_RESPONSE_HEADERS: usize = 6;
 
 pub struct Attempt<'a> {
