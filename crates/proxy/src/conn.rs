@@ -4,6 +4,7 @@
 
 use crate::listener::idle::Activity;
 use crate::state::ProxyState;
+use crate::telemetry::UNKNOWN;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -35,7 +36,6 @@ impl ConnCtx {
     /// workload of another namespace is not believed (`unknown`); on
     /// plaintext the header is all there is.
     pub fn caller<'a>(&'a self, claimed: Option<&'a http::HeaderValue>) -> (&'a str, &'a str) {
-        const UNKNOWN: &str = "unknown";
         let claimed = claimed.and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
         match &self.mtls_peer {
             None => claimed.unwrap_or((UNKNOWN, UNKNOWN)),

@@ -162,6 +162,9 @@ fn lb_kind(c: &Cluster) -> LbKind {
 /// the DNS cluster extension's, and still what Istio writes.
 #[allow(deprecated)]
 fn dns_refresh(c: &Cluster) -> Duration {
+    if c.respect_dns_ttl {
+        tracing::warn!(cluster = %c.name, "respect_dns_ttl is not applied: the system resolver gives no TTL, so names are resolved again every dns_refresh_rate");
+    }
     c.dns_refresh_rate.as_ref().map(duration).filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(5))
 }
 

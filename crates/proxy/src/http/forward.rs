@@ -21,12 +21,12 @@ use crate::conn::ConnCtx;
 use crate::snapshot::{Clusters, Picked};
 use crate::upstream::balancer::hash64;
 use crate::upstream::health::Observation;
-use crate::upstream::pool::{Body, PooledBody};
+use crate::upstream::pool::Body;
 use crate::upstream::watch;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -78,7 +78,6 @@ pub fn forward<'a>(
     let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let downstream_h2 = req.version() == Version::HTTP_2;
     let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
-    let grpc = is_grpc(req.headers());
     let (mut parts, body) = req.into_parts();
     async move {
         let Picked { cluster, request_headers: extra_req, response_headers: extra_resp } = match clusters
@@ -93,7 +92,7 @@ pub fn forward<'a>(
                     ),
                 );
                 return Outcome {
-                    response: e.response(grpc),
+                    response: e.response(is_grpc(&parts.headers)),
                     flags: e.flags(),
                     dest: Dest::unknown(),
                     request_bytes: 0,
@@ -157,7 +156,8 @@ pub fn forward<'a>(
                 }
                 Err(e) => {
                     let e = ProxyError::new(ErrorKind::DownstreamBody, format!("reading the request body failed: {e}"));
-                    return Outcome { response: e.response(grpc), flags: e.flags(), dest, request_bytes: 0 };
+                    let response = e.response(is_grpc(&parts.headers));
+                    return Outcome { response, flags: e.flags(), dest, request_bytes: 0 };
                 }
             }
         } else {
@@ -215,7 +215,7 @@ pub fn forward<'a>(
                     None => sent.await.map_err(|e| ProxyError::upstream(&e)),
                 };
                 let outcome = match &result {
-                    Ok(resp) => Attempted::Response { status: resp.status().as_u16(), grpc_status: grpc_status(resp) },
+                    Ok(resp) => Attempted::Response { status: resp.status().as_u16(), headers: resp.headers() },
                     Err(e) => Attempted::Failed(e),
                 };
                 if cluster.settings.outlier.is_some() {
@@ -259,14 +259,10 @@ pub fn forward<'a>(
                 }
                 Outcome { response: resp.map(ProxyBody::Upstream), flags, dest, request_bytes }
             }
-            Err(e) => Outcome { response: e.response(grpc), flags: e.flags() | flags, dest, request_bytes },
+            Err(e) => {
+                let response = e.response(is_grpc(&parts.headers));
+                Outcome { response, flags: e.flags() | flags, dest, request_bytes }
+            }
         }
     }
-}
-
-/// The `grpc-status` a response carries in its headers (a trailers-only
-/// answer), if any.
-fn grpc_status(resp: &Response<PooledBody>) -> Option<u8> {
-    const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
-    resp.headers().get(GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }

@@ -17,8 +17,7 @@ pub struct Dest {
     pub endpoint: Option<Arc<Endpoint>>,
 }
 
-/// The label value of what is not known (Istio's).
-pub const UNKNOWN: &str = "unknown";
+pub use crate::telemetry::UNKNOWN;
 
 impl Dest {
     pub fn unknown() -> Self {

@@ -25,10 +25,11 @@ const DEFAULT_BASE: Duration = Duration::from_millis(25);
 /// What one attempt came to.
 #[derive(Debug, Clone, Copy)]
 pub enum Attempted<'a> {
-    /// The host answered: its status and, if any, its `grpc-status`.
+    /// The host answered: its status, and its headers for a trailers-only
+    /// gRPC status (read only when a retry policy asks for one).
     Response {
         status: u16,
-        grpc_status: Option<u8>,
+        headers: &'a http::HeaderMap,
     },
     Failed(&'a ProxyError),
 }
@@ -91,8 +92,8 @@ impl<'a> Retries<'a> {
     /// What to do after an attempt.
     pub fn decide(&mut self, outcome: Attempted<'_>) -> Decision {
         let wanted = match outcome {
-            Attempted::Response { status, grpc_status } => {
-                self.policy.is_some_and(|p| retriable_status(p, status, grpc_status))
+            Attempted::Response { status, headers } => {
+                self.policy.is_some_and(|p| retriable_status(p, status, headers))
             }
             Attempted::Failed(e) => {
                 if e.kind() == ErrorKind::NotSent && self.replayable && self.retries == 0 {
@@ -134,7 +135,7 @@ fn backoff(base: Duration, n: u32) -> Duration {
     Duration::from_micros(rand::rng().random_range(0..=cap.as_micros() as u64))
 }
 
-fn retriable_status(p: &RetryPolicy, status: u16, grpc: Option<u8>) -> bool {
+fn retriable_status(p: &RetryPolicy, status: u16, headers: &http::HeaderMap) -> bool {
     let on = &p.retry_on;
     if (on.s5xx && status >= 500)
         || (on.gateway_error && matches!(status, 502..=504))
@@ -143,6 +144,11 @@ fn retriable_status(p: &RetryPolicy, status: u16, grpc: Option<u8>) -> bool {
     {
         return true;
     }
+    if on.grpc == [false; 5] {
+        return false;
+    }
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    let grpc = headers.get(GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
     matches!(
         (grpc, on.grpc),
         (Some(1), [true, ..])

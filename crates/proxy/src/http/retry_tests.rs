@@ -21,12 +21,28 @@ fn policy(on: &str, n: u32) -> RetryPolicy {
     }
 }
 
+static NO_HEADERS: std::sync::LazyLock<http::HeaderMap> = std::sync::LazyLock::new(http::HeaderMap::new);
+
 fn status(s: u16) -> Attempted<'static> {
-    Attempted::Response { status: s, grpc_status: None }
+    Attempted::Response { status: s, headers: &NO_HEADERS }
 }
 
+/// A trailers-only gRPC answer with `code` (leaked: a test's few bytes).
 fn grpc(code: u8) -> Attempted<'static> {
-    Attempted::Response { status: 200, grpc_status: Some(code) }
+    let mut h = http::HeaderMap::new();
+    h.insert("grpc-status", u32::from(code).into());
+    Attempted::Response { status: 200, headers: Box::leak(Box::new(h)) }
+}
+
+/// Circuit-breaker thresholds with only a retry limit.
+fn retry_limit(max_retries: u32) -> Arc<Limits> {
+    Limits::new(&Thresholds {
+        max_connections: u32::MAX,
+        max_pending: u32::MAX,
+        max_requests: u32::MAX,
+        max_retries,
+        budget: None,
+    })
 }
 
 fn failed(k: ErrorKind) -> ProxyError {
@@ -108,13 +124,7 @@ fn a_request_the_host_never_saw_is_resent_once_for_free() {
     assert_eq!(r.decide(Attempted::Failed(&not_sent)), Decision::Done);
     assert_eq!(r.flags(), Flags::NONE, "no policy, no retry limit to exceed");
     // The free resend takes no budget place.
-    let limits = Limits::new(&Thresholds {
-        max_connections: u32::MAX,
-        max_pending: u32::MAX,
-        max_requests: u32::MAX,
-        max_retries: 0,
-        budget: None,
-    });
+    let limits = retry_limit(0);
     let p = policy("5xx", 1);
     let mut r = Retries::new(Some(&p), true, Some(&limits));
     assert!(matches!(r.decide(Attempted::Failed(&not_sent)), Decision::Retry(_)));
@@ -123,13 +133,7 @@ fn a_request_the_host_never_saw_is_resent_once_for_free() {
 
 #[test]
 fn the_budget_refuses_retries_beyond_it() {
-    let limits = Limits::new(&Thresholds {
-        max_connections: u32::MAX,
-        max_pending: u32::MAX,
-        max_requests: u32::MAX,
-        max_retries: 1,
-        budget: None,
-    });
+    let limits = retry_limit(1);
     let p = policy("5xx", 5);
     let mut first = Retries::new(Some(&p), true, Some(&limits));
     assert!(matches!(first.decide(status(503)), Decision::Retry(_)), "the one place");

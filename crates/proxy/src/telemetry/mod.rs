@@ -20,6 +20,9 @@ use std::sync::Arc;
 mod histogram;
 pub use histogram::Histogram;
 
+/// The label value of what is not known (Istio's).
+pub const UNKNOWN: &str = "unknown";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub reporter: &'static str,

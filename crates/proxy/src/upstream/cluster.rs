@@ -338,16 +338,14 @@ impl Cluster {
         names
     }
 
-    /// Records a name's answer; rebuilds the set from the cluster's hosts
-    /// when `changed`, and marks the cluster resolved once `first_round` ends.
-    pub fn resolved(&self, changed: bool, first_round_done: bool) {
+    /// Ends a round of lookups of the cluster's names: the set is rebuilt
+    /// from its hosts if an answer `changed`, and the cluster is resolved.
+    pub fn dns_round_done(&self, changed: bool) {
         let Some(d) = &self.dns else { return };
         if changed {
             self.install(self.set_of(&d.hosts, d.overprovisioning));
         }
-        if first_round_done {
-            d.resolved.send_replace(true);
-        }
+        d.resolved.send_if_modified(|r| !std::mem::replace(r, true));
     }
 
     /// The DNS cache shared by every cluster (`Registries::dns`).

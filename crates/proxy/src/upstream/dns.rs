@@ -33,19 +33,19 @@ impl DnsCache {
     }
 }
 
-/// Addresses of `host`, IPv4 first when it has any (Envoy's
-/// V4_PREFERRED); empty when it does not resolve in `LOOKUP_TIMEOUT`.
-/// The system resolver runs on tokio's blocking pool.
-pub async fn resolve(host: &str, port: u16) -> Vec<IpAddr> {
+/// Addresses of `host`, an endpoint of `cluster`, IPv4 first when it has
+/// any (Envoy's V4_PREFERRED); empty when it does not resolve in
+/// `LOOKUP_TIMEOUT`. The system resolver runs on tokio's blocking pool.
+pub async fn resolve(cluster: &str, host: &str, port: u16) -> Vec<IpAddr> {
     let lookup = tokio::net::lookup_host((host, port));
     let all: Vec<IpAddr> = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
         Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
         Ok(Err(e)) => {
-            tracing::warn!(host, error = %e, "cannot resolve endpoint; it is left out");
+            tracing::warn!(cluster, host, error = %e, "cannot resolve endpoint; it is left out until it resolves (check the ServiceEntry's endpoint address and this machine's resolver)");
             Vec::new()
         }
         Err(_) => {
-            tracing::warn!(host, timeout = ?LOOKUP_TIMEOUT, "resolving endpoint timed out; it is left out");
+            tracing::warn!(cluster, host, timeout = ?LOOKUP_TIMEOUT, "resolving endpoint timed out; it is left out until it resolves (check this machine's resolver)");
             Vec::new()
         }
     };

@@ -26,19 +26,17 @@ pub fn report(cluster: &Cluster, h: Option<&Arc<HostHealth>>, obs: Observation) 
 /// dropped. The first round marks the cluster resolved (readiness waits
 /// for it).
 async fn resolve_every(cluster: std::sync::Weak<Cluster>, every: std::time::Duration) {
-    let mut first = true;
     loop {
-        let Some(names) = cluster.upgrade().map(|c| c.dns_names()) else { return };
+        let Some((name_of, names)) = cluster.upgrade().map(|c| (c.name().clone(), c.dns_names())) else { return };
         let mut changed = false;
         for (name, port) in names {
-            let ips = super::dns::resolve(&name, port).await;
+            let ips = super::dns::resolve(&name_of, &name, port).await;
             let Some(c) = cluster.upgrade() else { return };
             changed |= c.dns_cache().set(&name, port, ips);
         }
         let Some(c) = cluster.upgrade() else { return };
-        c.resolved(changed, first);
+        c.dns_round_done(changed);
         drop(c);
-        first = false;
         tokio::time::sleep(every).await;
     }
 }
