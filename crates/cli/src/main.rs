@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 mod alloc;
+mod control_args;
 mod proxy_args;
 mod up;
 mod validate;
@@ -46,6 +47,8 @@ enum Cmd {
         xds_addr: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:15014")]
         api_addr: SocketAddr,
+        #[command(flatten)]
+        limits: control_args::LimitArgs,
     },
     /// Run a sidecar proxy for one workload instance.
     Proxy(proxy_args::ProxyArgs),
@@ -118,8 +121,10 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Up(a) => up::run(a).await,
-            Cmd::Control { config, xds_addr, api_addr } => {
-                weft_control::start(weft_control::ControlOptions { config_dir: config, xds_addr, api_addr }).await?;
+            Cmd::Control { config, xds_addr, api_addr, limits } => {
+                let limits = limits.limits();
+                weft_control::start(weft_control::ControlOptions { config_dir: config, xds_addr, api_addr, limits })
+                    .await?;
                 weft_proxy::stop_signal().await?;
                 Ok(())
             }

@@ -151,7 +151,7 @@ fn registered_instance_leaves_when_it_stops_heartbeating() {
         // Heartbeats keep it past its TTL...
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[], Default::default()).await.status, 200);
+            assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[("content-type", "application/json")], Default::default()).await.status, 200);
         }
         assert_eq!(endpoints(sidecar.config_dump().await), 1, "alive after 3 s with a 2 s TTL thanks to heartbeats");
         // ...and without them it leaves within its TTL (plus the push).
@@ -161,6 +161,6 @@ fn registered_instance_leaves_when_it_stops_heartbeating() {
         println!("instance left {gone_after:?} after its last heartbeat (TTL 2 s)");
         assert!(gone_after >= Duration::from_millis(1900), "left before its TTL: {gone_after:?}");
         assert!(gone_after < Duration::from_secs(4), "stayed well past its TTL: {gone_after:?}");
-        assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[], Default::default()).await.status, 404, "expired instances must register again");
+        assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[("content-type", "application/json")], Default::default()).await.status, 404, "expired instances must register again");
     });
 }

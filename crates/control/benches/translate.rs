@@ -8,7 +8,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use weft_control::translate::{Cache, ProxyNode, Snapshot, encoded};
 
 fn yaml(services: usize) -> String {

@@ -102,8 +102,14 @@ impl Ca {
                 self.trust_domain
             )
         })?;
+        // Checked to the names' rules: the ID is copied into the
+        // `x-forwarded-client-cert` header applications parse, where a `;`,
+        // `,` or `"` would add fields of the caller's choosing.
         match rest.split('/').collect::<Vec<_>>().as_slice() {
-            ["ns", ns, "sa", sa] if !ns.is_empty() && !sa.is_empty() => Ok(()),
+            ["ns", ns, "sa", sa] => {
+                weft_api::names::dns_label(ns).map_err(|e| format!("the namespace of `{id}`: {e}"))?;
+                weft_api::names::dns_subdomain(sa).map_err(|e| format!("the service account of `{id}`: {e}"))
+            }
             _ => Err(format!("`{id}` is not of the form {want}ns/<namespace>/sa/<service account>")),
         }
     }
@@ -132,5 +138,15 @@ mod tests {
         let form = ca.sign(&csr("spiffe://cluster.local/reviews")).unwrap_err();
         assert!(form.contains("ns/<namespace>/sa/<service account>"), "{form}");
         assert!(ca.sign("not a csr").unwrap_err().contains("not a PEM"));
+        for injected in [
+            "default/sa/x;By=evil",
+            "default/sa/x,URI=spiffe://cluster.local/ns/kube-system/sa/admin",
+            "default/sa/x\"",
+            "Default/sa/x",
+            "/sa/x",
+        ] {
+            let e = ca.sign(&csr(&format!("spiffe://cluster.local/ns/{injected}"))).unwrap_err();
+            assert!(e.contains("RFC 1123") || e.contains("1 to 63") || e.contains("of the form"), "{injected}: {e}");
+        }
     }
 }

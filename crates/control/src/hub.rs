@@ -1,13 +1,19 @@
 //! The control plane's state: the last good config plus the registry,
 //! published as immutable snapshots that every ADS stream watches.
+//!
+//! A config edit publishes at once; registrations publish at most every
+//! `PUBLISH_EVERY`, so a burst of them (a mesh starting, a control plane
+//! restarting) costs one snapshot, not one per instance.
 
-use crate::registry::{Instance, Registrations, static_instances};
+use crate::limits::{Limits, Metrics};
+use crate::registry::{Instance, Refused, Registrations, static_instances};
 use crate::translate::Snapshot;
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use weft_api::resource::Resource;
 
 /// What a connected proxy has accepted, for `/debug/proxies` and `weft status`.
@@ -32,26 +38,40 @@ struct Inner {
     rejected: Vec<String>,
 }
 
+/// How often registrations may publish a snapshot.
+const PUBLISH_EVERY: Duration = Duration::from_millis(25);
+
 pub struct Hub {
     inner: Mutex<Inner>,
     /// Translation parts shared by the ADS streams (see `translate::shared`).
     pub translations: Mutex<crate::translate::Cache>,
     tx: watch::Sender<Arc<Snapshot>>,
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
+    /// Registrations changed since the last snapshot (`run_publisher`).
+    changed: Notify,
+    pub limits: Limits,
+    pub metrics: Metrics,
 }
 
 impl Default for Hub {
     fn default() -> Self {
+        Hub::new(Limits::default())
+    }
+}
+
+impl Hub {
+    pub fn new(limits: Limits) -> Self {
         Hub {
             inner: Mutex::default(),
             translations: Mutex::default(),
             tx: watch::Sender::new(Arc::new(Snapshot::default())),
             proxies: Mutex::default(),
+            changed: Notify::new(),
+            limits,
+            metrics: Metrics::default(),
         }
     }
-}
 
-impl Hub {
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.tx.subscribe()
     }
@@ -71,7 +91,7 @@ impl Hub {
 
     /// Installs a config that validated clean.
     pub fn set_config(&self, resources: Vec<Resource>) {
-        let mut inner = self.inner.lock().expect("hub lock");
+        let mut inner = self.inner.lock();
         inner.resources = Arc::new(resources);
         inner.rejected.clear();
         self.publish(&mut inner);
@@ -79,56 +99,61 @@ impl Hub {
 
     /// Records why the latest edit was not applied (the last good config stays).
     pub fn set_rejected(&self, diagnostics: Vec<String>) {
-        self.inner.lock().expect("hub lock").rejected = diagnostics;
+        self.inner.lock().rejected = diagnostics;
     }
 
     pub fn rejected(&self) -> Vec<String> {
-        self.inner.lock().expect("hub lock").rejected.clone()
+        self.inner.lock().rejected.clone()
     }
 
-    pub fn register(&self, inst: Instance, ttl: Duration) -> String {
-        let mut inner = self.inner.lock().expect("hub lock");
-        let id = inner.registrations.register(inst, ttl, Instant::now());
-        self.publish(&mut inner);
-        id
+    /// Registers an instance (see `Registrations::register`); the
+    /// snapshot that holds it follows within `PUBLISH_EVERY`.
+    pub fn register(&self, inst: Instance, ttl: Duration) -> Result<String, Refused> {
+        let mut inner = self.inner.lock();
+        let id = inner.registrations.register(inst, ttl, Instant::now(), self.limits.max_instances)?;
+        self.metrics.instances.set(inner.registrations.len() as i64);
+        self.changed.notify_one();
+        Ok(id)
     }
 
     pub fn heartbeat(&self, id: &str) -> bool {
-        self.inner.lock().expect("hub lock").registrations.heartbeat(id, Instant::now())
+        self.inner.lock().registrations.heartbeat(id, Instant::now())
     }
 
     pub fn deregister(&self, id: &str) -> bool {
-        let mut inner = self.inner.lock().expect("hub lock");
+        let mut inner = self.inner.lock();
         let gone = inner.registrations.remove(id);
         if gone {
-            self.publish(&mut inner);
+            self.metrics.instances.set(inner.registrations.len() as i64);
+            self.changed.notify_one();
         }
         gone
     }
 
     pub fn registrations(&self) -> Vec<(String, Instance)> {
-        self.inner.lock().expect("hub lock").registrations.instances()
+        self.inner.lock().registrations.instances()
     }
 
     /// Expires stale registrations; returns when the next one may expire.
     pub fn expire(&self) -> Option<Instant> {
-        let mut inner = self.inner.lock().expect("hub lock");
+        let mut inner = self.inner.lock();
         if inner.registrations.expire(Instant::now()) {
-            self.publish(&mut inner);
+            self.metrics.instances.set(inner.registrations.len() as i64);
+            self.changed.notify_one();
         }
         inner.registrations.next_deadline()
     }
 
     pub fn proxy_update(&self, stream: u64, f: impl FnOnce(&mut ProxyStatus)) {
-        f(self.proxies.lock().expect("proxies lock").entry(stream).or_default());
+        f(self.proxies.lock().entry(stream).or_default());
     }
 
     pub fn proxy_gone(&self, stream: u64) {
-        self.proxies.lock().expect("proxies lock").remove(&stream);
+        self.proxies.lock().remove(&stream);
     }
 
     pub fn proxies(&self) -> Vec<ProxyStatus> {
-        self.proxies.lock().expect("proxies lock").values().cloned().collect()
+        self.proxies.lock().values().cloned().collect()
     }
 }
 
@@ -137,5 +162,14 @@ pub async fn run_expiry(hub: Arc<Hub>) {
     loop {
         let next = hub.expire().map_or(Duration::from_secs(1), |d| d.saturating_duration_since(Instant::now()));
         tokio::time::sleep(next.clamp(Duration::from_millis(50), Duration::from_secs(1))).await;
+    }
+}
+
+/// Publishes registration changes, at most one snapshot per `PUBLISH_EVERY`.
+pub async fn run_publisher(hub: Arc<Hub>) {
+    loop {
+        hub.changed.notified().await;
+        hub.publish(&mut hub.inner.lock());
+        tokio::time::sleep(PUBLISH_EVERY).await;
     }
 }

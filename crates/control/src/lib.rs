@@ -12,6 +12,7 @@ pub mod api;
 pub mod ca;
 pub mod health_view;
 pub mod hub;
+pub mod limits;
 pub mod registry;
 pub mod source;
 pub mod translate;
@@ -29,6 +30,7 @@ pub struct ControlOptions {
     pub xds_addr: SocketAddr,
     /// HTTP API: 15014.
     pub api_addr: SocketAddr,
+    pub limits: limits::Limits,
 }
 
 /// A running control plane's bound addresses.
@@ -41,7 +43,7 @@ pub struct Control {
 /// Binds the listeners and starts serving; returns once bound. The initial
 /// config must validate, or this fails with its diagnostics.
 pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
-    let hub = Arc::new(Hub::default());
+    let hub = Arc::new(Hub::new(opts.limits.clone()));
     let mut folder = source::Folder::new(opts.config_dir.clone());
     if !folder.apply(&hub) {
         let diags = hub.rejected().join("\n");
@@ -77,6 +79,7 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
         }
     });
     tokio::spawn(hub::run_expiry(hub.clone()));
+    tokio::spawn(hub::run_publisher(hub.clone()));
     let watch_hub = hub.clone();
     tokio::spawn(async move {
         if let Err(e) = source::watch(folder, watch_hub).await {

@@ -25,10 +25,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
 use rand::Rng;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -181,7 +182,7 @@ async fn handle(demo: Arc<Demo>, req: Request<Incoming>) -> Result<Resp, std::co
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         return Ok(match serde_json::from_slice::<Behavior>(&body) {
             Ok(b) => {
-                *demo.behavior.lock().expect("behavior") = b;
+                *demo.behavior.lock() = b;
                 json(StatusCode::OK, &serde_json::json!({"ok": true}))
             }
             Err(e) => json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e.to_string()})),
@@ -192,7 +193,7 @@ async fn handle(demo: Arc<Demo>, req: Request<Incoming>) -> Result<Resp, std::co
         return Ok(json(StatusCode::OK, &serde_json::json!({"requests": n})));
     }
     demo.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let b = demo.behavior.lock().expect("behavior").clone();
+    let b = demo.behavior.lock().clone();
     if path == "/health" {
         let status = if b.health_fail {
             StatusCode::from_u16(b.fail_status.unwrap_or(503)).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)

@@ -79,7 +79,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
             "identity": t.identity,
             "expiresInSeconds": t.expires.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs()),
         })),
-        "lastNack": state.last_nack.lock().ok().and_then(|n| n.clone()),
+        "lastNack": state.last_nack.lock().clone(),
         // Seconds; null when off (`crate::idle`).
         "downstreamTimeouts": {
             "idle": state.timeouts.idle.map(|d| d.as_secs_f64()),

@@ -76,7 +76,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let listeners = tokio::spawn(listener::run(state.clone()));
     let janitor = state.clone();
     tokio::spawn(async move { janitor.hosts.pools.sweep_every(Duration::from_secs(5), janitor.drained()).await });
-    let reg_id = Arc::new(std::sync::Mutex::new(None));
+    let reg_id = Arc::new(parking_lot::Mutex::new(None));
     if let Some((api, identity)) = opts.ca.clone() {
         state.wants_cert.store(true, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(mtls::ca_client::run(state.clone(), api, identity));
@@ -92,7 +92,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     if let Some(task) = registration {
         task.abort();
     }
-    let id = reg_id.lock().expect("id").clone();
+    let id = reg_id.lock().clone();
     if let (Some(r), Some(id)) = (&opts.register, id) {
         register::deregister(&r.api, &id).await;
     }

@@ -1,8 +1,9 @@
 //! Shared names and the registries of weak entries that outlive config
 //! versions (connection pools, host health, interned names).
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 /// Whether a registry of `len` entries, `purged_at` after its last purge,
 /// is due another: once it has doubled. Purging on every new entry made
@@ -30,7 +31,7 @@ pub struct Interner {
 
 impl Interner {
     pub fn get(&self, s: &str) -> Arc<str> {
-        let mut guard = self.set.lock().expect("interner");
+        let mut guard = self.set.lock();
         let (set, purged_at) = &mut *guard;
         if let Some(a) = set.get(s) {
             return a.clone();

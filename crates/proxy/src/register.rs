@@ -69,7 +69,7 @@ fn instance(state: &ProxyState, r: &Registration) -> serde_json::Value {
 }
 
 /// Registers once ready, then heartbeats until draining; returns the id (to deregister).
-pub async fn run(state: Arc<ProxyState>, r: Registration, id_out: Arc<std::sync::Mutex<Option<String>>>) {
+pub async fn run(state: Arc<ProxyState>, r: Registration, id_out: Arc<parking_lot::Mutex<Option<String>>>) {
     while !state.ready() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -83,7 +83,7 @@ pub async fn run(state: Arc<ProxyState>, r: Registration, id_out: Arc<std::sync:
                         .ok()
                         .and_then(|v| v["id"].as_str().map(str::to_owned));
                     tracing::info!(id = ?got, api = %r.api, "registered with the control plane");
-                    *id_out.lock().expect("id") = got.clone();
+                    *id_out.lock() = got.clone();
                     id = got;
                 }
                 Ok((status, body)) => {

@@ -29,7 +29,7 @@ pub struct ProxyState {
     pub metrics: Metrics,
     /// Connection pools and host health, kept across config versions.
     pub hosts: Arc<crate::upstream::Registries>,
-    pub last_nack: std::sync::Mutex<Option<String>>,
+    pub last_nack: parking_lot::Mutex<Option<String>>,
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
     pub source_header: Option<http::HeaderValue>,
     /// Downstream connections' idle and request-head timeouts (`crate::idle`).
@@ -54,7 +54,7 @@ impl ProxyState {
             metrics,
             wants_cert: AtomicBool::new(false),
             hosts: Default::default(),
-            last_nack: std::sync::Mutex::new(None),
+            last_nack: parking_lot::Mutex::new(None),
             source_header,
             timeouts,
         })

@@ -33,6 +33,8 @@ pub struct UpArgs {
     /// Seconds to wait for everything to become ready.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
+    #[command(flatten)]
+    limits: crate::control_args::LimitArgs,
 }
 
 struct GatewayProc {
@@ -88,6 +90,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         config_dir: dir.clone(),
         xds_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        limits: a.limits.limits(),
     })
     .await?;
     let xds = control.xds_addr.to_string();

@@ -48,8 +48,9 @@ pub fn desired(resources: &[weft_api::Resource]) -> Desired {
 async fn wait_in_service(r: &mut Replica, hub: &Hub, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if r.ready().await && hub.registrations().iter().any(|(_, i)| i.address == r.ip) {
-            let version = hub.snapshot().version;
+        let snap = hub.snapshot();
+        if r.ready().await && snap.instances.iter().any(|i| i.address == r.ip) {
+            let version = snap.version;
             if hub.proxies().iter().all(|p| p.synced >= version) {
                 return Ok(());
             }

@@ -234,8 +234,14 @@ pub struct Control {
 
 impl Control {
     pub async fn start(dir: &Path) -> Control {
+        Control::start_with(dir, &[]).await
+    }
+
+    pub async fn start_with(dir: &Path, extra: &[&str]) -> Control {
         let (xds, api) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let proc = spawn(&["control", "--config", dir.to_str().unwrap(), "--xds-addr", &xds, "--api-addr", &api]);
+        let mut args = vec!["control", "--config", dir.to_str().unwrap(), "--xds-addr", &xds, "--api-addr", &api];
+        args.extend_from_slice(extra);
+        let proc = spawn(&args);
         let a = api.clone();
         eventually(20, "control plane API", || {
             let a = a.clone();

@@ -13,10 +13,11 @@ use super::{Snapshot, clusters, listeners, routes};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
+use parking_lot::Mutex;
 use prost::{Message, Name};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 use weft_api::index::Index;
 
@@ -71,7 +72,7 @@ async fn part(
     f: impl FnOnce(&Index, &Snapshot) -> Part + Send + 'static,
 ) -> Arc<Part> {
     let cell = {
-        let mut c = cache.lock().expect("translation cache");
+        let mut c = cache.lock();
         if c.version != snap.version {
             c.version = snap.version;
             c.cells.clear();

@@ -68,9 +68,9 @@ impl Flags {
             Cow::Borrowed(s) => s,
             Cow::Owned(s) => {
                 use std::collections::HashMap;
-                use std::sync::{Mutex, OnceLock};
-                static SETS: OnceLock<Mutex<HashMap<u16, &'static str>>> = OnceLock::new();
-                let mut sets = SETS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+                static SETS: parking_lot::Mutex<Option<HashMap<u16, &'static str>>> = parking_lot::Mutex::new(None);
+                let mut sets = SETS.lock();
+                let sets = sets.get_or_insert_with(HashMap::new);
                 sets.entry(self.0).or_insert_with(|| Box::leak(s.into_boxed_str()))
             }
         }

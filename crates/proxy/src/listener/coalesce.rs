@@ -14,10 +14,11 @@ use super::replay::Replay;
 use bytes::{Buf, BytesMut};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -62,7 +63,7 @@ impl Read for Gathering {
 
 impl Gathering {
     fn gather(&self, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
-        let mut out = self.shared.out.lock().expect("gathered writes");
+        let mut out = self.shared.out.lock();
         if out.len() >= LIMIT {
             self.shared.blocked.store(true, Ordering::Relaxed);
             return Poll::Pending;
@@ -108,7 +109,7 @@ impl Flusher {
     /// Sends everything gathered. `Ready(Ok(true))` when the connection
     /// had a write refused and must be polled again now that there is room.
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
-        let mut out = self.shared.out.lock().expect("gathered writes");
+        let mut out = self.shared.out.lock();
         while !out.is_empty() {
             match Pin::new(&mut self.write).poll_write(cx, &out) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),

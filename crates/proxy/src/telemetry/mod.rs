@@ -130,7 +130,7 @@ pub struct Metrics {
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     /// Written once per new label set; every other request only reads.
-    series: std::sync::RwLock<hashbrown::HashMap<RequestLabels, Series>>,
+    series: parking_lot::RwLock<hashbrown::HashMap<RequestLabels, Series>>,
 }
 
 /// Istio's default buckets (milliseconds).
@@ -232,11 +232,11 @@ impl Metrics {
             s.request_bytes.observe(r.request_bytes as f64);
             s.response_bytes.observe(r.response_bytes as f64);
         };
-        if let Some(s) = self.series.read().expect("metric series").get(&r.labels) {
+        if let Some(s) = self.series.read().get(&r.labels) {
             return observe(s);
         }
         let labels = r.labels.to_owned();
-        let mut all = self.series.write().expect("metric series");
+        let mut all = self.series.write();
         let s = all.entry(labels).or_insert_with_key(|labels| Series {
             requests: self.requests.get_or_create(labels).clone(),
             duration: self.duration.get_or_create(labels).clone(),
@@ -278,7 +278,7 @@ mod tests {
     fn borrowed_labels_find_the_series_their_owned_copy_made() {
         use std::hash::BuildHasher;
         let m = Metrics::new(&NodeInfo::default());
-        let hasher = m.series.read().unwrap().hasher().clone();
+        let hasher = m.series.read().hasher().clone();
         let l = labels("reviews-v1", 200);
         assert_eq!(hasher.hash_one(l), hasher.hash_one(l.to_owned()), "the same hash borrowed or owned");
 
@@ -289,7 +289,7 @@ mod tests {
         {
             m.record(Record { labels: l, duration_ms: 1.0, request_bytes: 0, response_bytes: bytes });
         }
-        assert_eq!(m.series.read().unwrap().len(), 3);
+        assert_eq!(m.series.read().len(), 3);
         let text = m.encode();
         let count = |workload: &str, code: u16| {
             let prefix = "istio_requests_total{";

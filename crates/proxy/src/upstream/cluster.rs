@@ -14,8 +14,9 @@ use crate::config::balance::DEFAULT_OVERPROVISIONING;
 use crate::config::cluster::{ClusterSettings, Dns};
 use crate::config::wire::Wire;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -114,7 +115,7 @@ impl Cluster {
     /// The hosts requests find tripping, for the one outlier task of this
     /// cluster version (None once taken, or without outlier detection).
     pub fn take_trips(&self) -> Option<mpsc::UnboundedReceiver<Trip>> {
-        self.trips.as_ref()?.rx.lock().expect("outlier trips").take()
+        self.trips.as_ref()?.rx.lock().take()
     }
 
     /// A new version of this cluster, with the same settings and another
@@ -149,7 +150,7 @@ impl Cluster {
                     self.install(self.endpoint_set(&cla)?);
                 } else {
                     self.check_assignment(&cla)?;
-                    *self.pending.get_mut().expect("endpoint set writer") = Some(wire.clone());
+                    *self.pending.get_mut() = Some(wire.clone());
                 }
             }
             (None, Some(inline)) => self.install(self.endpoint_set(inline)?),
@@ -192,7 +193,7 @@ impl Cluster {
     /// Takes a checked assignment (an EDS update): rebuilds the endpoint
     /// set now if the cluster is in use, else keeps it for the first use.
     pub fn assign(&self, cla: &ClusterLoadAssignment, wire: Wire<ClusterLoadAssignment>) {
-        let mut pending = self.pending.lock().expect("endpoint set writer");
+        let mut pending = self.pending.lock();
         if self.set.load().is_some() {
             drop(pending);
             self.install(self.or_empty(self.endpoint_set(cla)));
@@ -217,7 +218,7 @@ impl Cluster {
     /// The endpoint set for display: the built one, or one built from the
     /// pending assignment and not kept (so looking does not count as use).
     pub fn view(&self) -> Arc<EndpointSet> {
-        let pending = self.pending.lock().expect("endpoint set writer");
+        let pending = self.pending.lock();
         if let Some(set) = self.set.load_full() {
             return set;
         }
@@ -226,7 +227,7 @@ impl Cluster {
 
     #[cold]
     fn first_use(&self) -> Arc<EndpointSet> {
-        let mut pending = self.pending.lock().expect("endpoint set writer");
+        let mut pending = self.pending.lock();
         if let Some(set) = self.set.load_full() {
             return set; // built by another thread meanwhile
         }
@@ -369,7 +370,7 @@ impl Cluster {
     /// the set they started with. Health that changed since the set was
     /// built is caught up at once.
     fn install(&self, set: Arc<EndpointSet>) {
-        let _w = self.pending.lock().expect("endpoint set writer");
+        let _w = self.pending.lock();
         self.set.store(Some(if set.health_changed() { Arc::new(self.rebuilt(&set)) } else { set }));
         self.endpoints_changed.notify_one();
     }
@@ -377,7 +378,7 @@ impl Cluster {
     /// Rebuilds the balancer if hosts changed availability since it was
     /// built, or some are warming up.
     pub fn refresh(&self) {
-        let _w = self.pending.lock().expect("endpoint set writer");
+        let _w = self.pending.lock();
         let Some(cur) = self.set.load_full() else { return };
         if cur.stale() {
             let next = self.rebuilt(&cur);
@@ -393,7 +394,7 @@ impl Cluster {
     /// changed. None for a cluster not used yet: it has no hosts to judge.
     pub fn with_set<R>(&self, f: impl FnOnce(&EndpointSet) -> R) -> Option<R> {
         let r = {
-            let _w = self.pending.lock().expect("endpoint set writer");
+            let _w = self.pending.lock();
             f(&*self.set.load_full()?)
         };
         self.refresh();

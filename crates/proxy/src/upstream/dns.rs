@@ -6,9 +6,9 @@
 //! set when the answer changes. A slow or dead resolver delays only the
 //! cluster that needs it, never the xDS task.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long one lookup may take before it counts as an empty answer.
@@ -23,12 +23,12 @@ pub struct DnsCache {
 impl DnsCache {
     /// The addresses last resolved for `host`, if it ever was.
     pub fn get(&self, host: &str, port: u16) -> Option<Vec<IpAddr>> {
-        self.answers.lock().expect("dns cache").get(&(host.to_owned(), port)).cloned()
+        self.answers.lock().get(&(host.to_owned(), port)).cloned()
     }
 
     /// Records an answer; true when it differs from the last one.
     pub fn set(&self, host: &str, port: u16, ips: Vec<IpAddr>) -> bool {
-        let mut answers = self.answers.lock().expect("dns cache");
+        let mut answers = self.answers.lock();
         answers.insert((host.to_owned(), port), ips.clone()).is_none_or(|old| old != ips)
     }
 }

@@ -307,7 +307,7 @@ impl Session<'_> {
     /// to the control plane, the log and the admin's `lastNack`.
     async fn nack(&mut self, type_url: &'static str, version: &str, reason: String) {
         tracing::warn!(r#type = type_url.rsplit('.').next(), %version, %reason, "rejecting config (NACK); keeping the last good one");
-        *self.state.last_nack.lock().expect("nack lock") = Some(reason.clone());
+        *self.state.last_nack.lock() = Some(reason.clone());
         self.state.metrics.xds_nacks.inc();
         self.request(type_url, Some(reason)).await;
     }

@@ -35,7 +35,7 @@ pub fn apply(h: &HostHealth, passed: bool, cfg: &HealthCheckCfg) -> bool {
         let n = h.hc_failures.fetch_add(1, Relaxed) + 1;
         if h.flags() & flag::PENDING_ACTIVE_HC != 0 || n >= cfg.unhealthy_threshold {
             if h.set(flag::FAILED_ACTIVE_HC, true) {
-                *h.reason.lock().expect("reason") = "active_health_check";
+                *h.reason.lock() = "active_health_check";
             }
             h.set(flag::PENDING_ACTIVE_HC, false);
         }

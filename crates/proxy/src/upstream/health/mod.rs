@@ -15,10 +15,11 @@
 pub mod active;
 pub mod outlier;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use tokio::time::Instant;
 
 /// Why a host is unavailable: bits of `HostHealth::flags`. Names as in
@@ -80,14 +81,14 @@ impl HostHealth {
         let old =
             if on { self.flags.fetch_or(bit, Ordering::AcqRel) } else { self.flags.fetch_and(!bit, Ordering::AcqRel) };
         if !on && old != 0 && old & !bit == 0 {
-            *self.since.lock().expect("health since") = Some(Instant::now());
+            *self.since.lock() = Some(Instant::now());
         }
         (old & bit != 0) != on
     }
 
     /// Since when the host is available; None while it is not.
     pub fn available_since(&self) -> Option<Instant> {
-        if self.available() { *self.since.lock().expect("health since") } else { None }
+        if self.available() { *self.since.lock() } else { None }
     }
 
     pub fn ejection_count(&self) -> u32 {
@@ -95,7 +96,7 @@ impl HostHealth {
     }
 
     pub fn reason(&self) -> &'static str {
-        *self.reason.lock().expect("health reason")
+        *self.reason.lock()
     }
 
     /// Envoy's `/clusters` spelling: `healthy` or `/failed_outlier_check/...`.
@@ -142,7 +143,7 @@ impl HealthRegistry {
     /// starts with `initial` flags. Called when an endpoint set is built
     /// (a cluster's first use, an update), never per request.
     pub fn get(&self, cluster: &Arc<str>, addr: SocketAddr, initial: u8) -> Arc<HostHealth> {
-        let mut guard = self.hosts.lock().expect("health registry");
+        let mut guard = self.hosts.lock();
         let (hosts, purged_at) = &mut *guard;
         let key = (cluster.clone(), addr);
         if let Some(h) = hosts.get(&key).and_then(Weak::upgrade) {

@@ -83,8 +83,8 @@ pub fn eject(eps: &[Arc<Endpoint>], h: &HostHealth, reason: &'static str, now: I
         return false; // already out
     }
     h.ejections.fetch_add(1, Relaxed);
-    *h.changed_at.lock().expect("changed_at") = Some(now);
-    *h.reason.lock().expect("reason") = reason;
+    *h.changed_at.lock() = Some(now);
+    *h.reason.lock() = reason;
     h.consecutive_5xx.store(0, Relaxed);
     h.consecutive_gateway.store(0, Relaxed);
     h.consecutive_local.store(0, Relaxed);
@@ -105,7 +105,7 @@ pub fn sweep(eps: &[Arc<Endpoint>], now: Instant, cfg: &OutlierCfg) -> (usize, u
     for h in eps.iter().filter_map(|e| e.health.as_deref()) {
         let total = h.window_total.swap(0, Relaxed);
         let failed = h.window_failed.swap(0, Relaxed);
-        let mut at = h.changed_at.lock().expect("changed_at");
+        let mut at = h.changed_at.lock();
         if h.flags() & flag::FAILED_OUTLIER_CHECK != 0 {
             let k = h.ejections.load(Relaxed);
             if at.is_none_or(|t| now >= t + ejection_time(cfg, k)) {

@@ -17,11 +17,12 @@ use http_body::Frame;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -190,7 +191,7 @@ impl PoolRegistry {
     /// Connections to a `mesh` endpoint are mutual TLS when the proxy has
     /// a certificate.
     pub fn get(&self, addr: SocketAddr, mesh: bool) -> Arc<EndpointPool> {
-        let mut guard = self.pools.lock().expect("pool registry");
+        let mut guard = self.pools.lock();
         let (pools, purged_at) = &mut *guard;
         if let Some(p) = pools.get(&(addr, mesh)).and_then(Weak::upgrade) {
             return p;
@@ -207,7 +208,7 @@ impl PoolRegistry {
     /// the pool (its socket in CLOSE_WAIT) until a request picked it.
     /// Returns how many were closed.
     pub fn sweep(&self) -> usize {
-        let pools: Vec<_> = self.pools.lock().expect("pool registry").0.values().filter_map(Weak::upgrade).collect();
+        let pools: Vec<_> = self.pools.lock().0.values().filter_map(Weak::upgrade).collect();
         pools.iter().map(|p| p.sweep()).sum()
     }
 
@@ -277,7 +278,7 @@ impl EndpointPool {
         async move {
             let addr = self.addr();
             let pooled = {
-                let mut idle = self.idle.lock().expect("pool");
+                let mut idle = self.idle.lock();
                 let mut found = None;
                 while let Some((c, since)) = idle.pop() {
                     if c.driver.is_some()
@@ -374,8 +375,7 @@ impl EndpointPool {
             drop(count);
         });
         let now = Instant::now();
-        *self.h2.lock().expect("pool") =
-            Some(Box::new(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now }));
+        *self.h2.lock() = Some(Box::new(H2Conn { sender: sender.clone(), born: now, served: 1, last_used: now }));
         Ok(sender)
     }
 
@@ -392,7 +392,7 @@ impl EndpointPool {
         async move {
             let addr = self.addr();
             let existing = {
-                let mut h2 = self.h2.lock().expect("pool");
+                let mut h2 = self.h2.lock();
                 match h2.as_mut() {
                     Some(c)
                         if !c.sender.is_closed()
@@ -411,7 +411,7 @@ impl EndpointPool {
                 None => (Box::pin(self.open_h2(connect_timeout)).await?, false),
             };
             if sender.ready().await.is_err() {
-                *self.h2.lock().expect("pool") = None;
+                *self.h2.lock() = None;
                 return Err(UpstreamError::Connect(addr, std::io::Error::other("HTTP/2 connection closed")));
             }
             match sender.send_request(req).await {
@@ -429,14 +429,14 @@ impl EndpointPool {
         if conn.driver.is_none() || conn.sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool");
+        let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push((conn, Instant::now()));
         }
     }
 
     fn sweep(&self) -> usize {
-        let mut idle = self.idle.lock().expect("pool");
+        let mut idle = self.idle.lock();
         let before = idle.len();
         idle.retain_mut(|(c, _)| {
             // Reads the end of stream if there is one (no syscall otherwise:
@@ -448,7 +448,7 @@ impl EndpointPool {
     }
 
     pub fn idle(&self) -> usize {
-        self.idle.lock().map_or(0, |i| i.len())
+        self.idle.lock().len()
     }
 }
 

@@ -13,17 +13,21 @@
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
 //! | `GET /debug/health` | upstream health as every proxy sees it, per host (`health_view`) |
+//! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
+//!
+//! Every request first passes `guard` (Host, Content-Type, body size).
+
+mod guard;
+mod registration;
 
 use crate::ca::Ca;
 use crate::hub::Hub;
-use crate::registry::Instance;
+use crate::registry::Refused;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Duration;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -38,23 +42,10 @@ fn error(status: StatusCode, msg: &str) -> Resp {
     json(status, &serde_json::json!({ "error": msg }))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Registration {
-    #[serde(flatten)]
-    instance: Instance,
-    ttl_seconds: Option<u64>,
-}
-
-/// A request's whole body, or the 400 that says why it could not be read.
-async fn body(req: Request<Incoming>) -> Result<Bytes, Resp> {
-    match req.into_body().collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
-    }
-}
-
 pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
+    if let Some(refused) = guard::refuse(&req, &hub) {
+        return Ok(refused);
+    }
     let path = req.uri().path().to_owned();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let resp = match (req.method().clone(), segs.as_slice()) {
@@ -66,21 +57,34 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
             }
         }
         (Method::POST, ["v1", "instances"]) => {
-            let body = match body(req).await {
+            let body = match guard::body(req, &hub).await {
                 Ok(b) => b,
                 Err(resp) => return Ok(resp),
             };
-            match serde_json::from_slice::<Registration>(&body) {
-                Ok(r) if r.instance.name.is_empty() || r.instance.address.is_empty() => {
-                    error(StatusCode::BAD_REQUEST, "`name` and `address` are required")
+            match registration::parse(&body, &hub.limits) {
+                Ok((instance, ttl)) => match hub.register(instance, ttl) {
+                    Ok(id) => {
+                        tracing::info!(instance = %id, ttl = ?ttl, "registered");
+                        json(StatusCode::OK, &serde_json::json!({"id": id, "ttlSeconds": ttl.as_secs()}))
+                    }
+                    Err(refused) => {
+                        let status = match refused {
+                            Refused::Taken { .. } => StatusCode::CONFLICT,
+                            Refused::Full { .. } => {
+                                hub.metrics.refused("instances");
+                                StatusCode::SERVICE_UNAVAILABLE
+                            }
+                        };
+                        tracing::warn!(%refused, "registration refused");
+                        error(status, &refused.to_string())
+                    }
+                },
+                Err(e) => {
+                    if e.contains("--max-ttl") {
+                        hub.metrics.refused("ttl");
+                    }
+                    error(StatusCode::BAD_REQUEST, &format!("invalid registration: {e}"))
                 }
-                Ok(r) => {
-                    let ttl = Duration::from_secs(r.ttl_seconds.unwrap_or(30).max(1));
-                    let id = hub.register(r.instance, ttl);
-                    tracing::info!(instance = %id, ttl = ?ttl, "registered");
-                    json(StatusCode::OK, &serde_json::json!({"id": id, "ttlSeconds": ttl.as_secs()}))
-                }
-                Err(e) => error(StatusCode::BAD_REQUEST, &format!("invalid registration: {e}")),
             }
         }
         (Method::PUT, ["v1", "instances", id, "heartbeat"]) => {
@@ -98,7 +102,7 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
             }
         }
         (Method::POST, ["v1", "certificates"]) => {
-            let body = match body(req).await {
+            let body = match guard::body(req, &hub).await {
                 Ok(b) => b,
                 Err(resp) => return Ok(resp),
             };
@@ -140,12 +144,20 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
             json(StatusCode::OK, &serde_json::json!({"version": hub.snapshot().version}))
         }
         (Method::GET, ["debug", "health"]) => json(StatusCode::OK, &crate::health_view::gather(&hub).await),
+        (Method::GET, ["metrics"]) => {
+            let mut r = Response::new(Full::new(Bytes::from(hub.metrics.text())));
+            r.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         (Method::GET, ["debug", "proxies"]) => {
             json(StatusCode::OK, &serde_json::to_value(hub.proxies()).unwrap_or_default())
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "no such endpoint; see /debug/config, /debug/proxies, /debug/health, /v1/instances, /v1/root",
+            "no such endpoint; see /debug/config, /debug/proxies, /debug/health, /v1/instances, /v1/root, /metrics",
         ),
     };
     Ok(resp)

@@ -1,0 +1,29 @@
+//! The control plane's limits as flags, shared by `weft control` and `weft up`.
+
+use std::time::Duration;
+use weft_control::limits::Limits;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Largest control API request body, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_request_bytes)]
+    max_request_bytes: usize,
+    /// Most instances registered at run time across the mesh.
+    #[arg(long, default_value_t = Limits::default().max_instances)]
+    max_instances: usize,
+    /// Longest registration TTL, in seconds: an instance that died stays
+    /// an endpoint for up to this long.
+    #[arg(long, default_value_t = Limits::default().max_ttl.as_secs())]
+    max_ttl: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_request_bytes: self.max_request_bytes,
+            max_instances: self.max_instances,
+            max_ttl: Duration::from_secs(self.max_ttl.max(1)),
+            ..Limits::default()
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! What a client sends cannot take the mesh down: the control API against
+//! hostile requests, the proxy's metrics against hostile headers. Each test
+//! sends what broke weft once (issue "Nothing a client sends") and checks
+//! the one request fails alone.
+
+mod common;
+use common::*;
+
+fn json_post(api: &str, path: &str, body: String) -> impl std::future::Future<Output = Resp> {
+    let api = api.to_owned();
+    let path = path.to_owned();
+    async move { request(&api, "POST", &path, &[("content-type", "application/json")], body.into()).await }
+}
+
+fn reg(name: &str, port: u16, labels: serde_json::Value, ttl: serde_json::Value) -> String {
+    serde_json::json!({"name": name, "address": "127.0.0.1", "port": port, "labels": labels, "ttlSeconds": ttl})
+        .to_string()
+}
+
+#[test]
+fn hostile_registrations_fail_alone_and_the_registry_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("svc.yaml"), service_yaml("echo", &[80])).unwrap();
+    rt().block_on(async {
+        let control = Control::start(dir.path()).await;
+        let api = control.api.as_str();
+
+        // A TTL past u64 seconds panicked under the registry's lock once; one
+        // past the limit would make an instance immortal.
+        for ttl in [serde_json::json!(18446744073709551615u64), serde_json::json!(1e12)] {
+            let r = json_post(api, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "echo"}), ttl)).await;
+            assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+            assert!(r.json()["error"].as_str().unwrap().contains("--max-ttl"), "{}", r.json());
+        }
+        // Every later call still works.
+        let r = json_post(api, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "echo"}), 5.into())).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        let beat = request(
+            api,
+            "PUT",
+            &format!("/v1/instances/{id}/heartbeat"),
+            &[("content-type", "application/json")],
+            Default::default(),
+        )
+        .await;
+        assert_eq!(beat.status, 200);
+        assert_eq!(get(api, "/debug/config", &[]).await.status, 200);
+
+        // Fields that become ids, endpoints and labels are checked.
+        for (body, want) in [
+            (serde_json::json!({"name": "x", "address": "not an ip; rm -rf /", "port": 1}), "not an IP address"),
+            (serde_json::json!({"name": "a/b", "address": "127.0.0.1", "port": 1}), "`name`"),
+            (serde_json::json!({"name": "x", "address": "127.0.0.1", "port": 1, "ttlSecond": 5}), "unknown field"),
+        ] {
+            let r = json_post(api, "/v1/instances", body.to_string()).await;
+            assert_eq!(r.status, 400);
+            assert!(r.json()["error"].as_str().unwrap().contains(want), "{}", r.json());
+        }
+
+        // Another registration for the live instance's address is refused;
+        // the live one keeps its labels.
+        let r = json_post(api, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "evil"}), 5.into())).await;
+        assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+        let listed = get(api, "/v1/instances", &[]).await.json();
+        assert_eq!(listed[0]["instance"]["labels"]["app"], "echo", "{listed}");
+
+        // What a browser page could send: a form post, another Host, another Origin.
+        let form = request(
+            api,
+            "POST",
+            "/v1/instances",
+            &[("content-type", "text/plain")],
+            reg("echo-b", 10, serde_json::json!({}), 5.into()).into(),
+        )
+        .await;
+        assert_eq!(form.status, 415);
+        let rebound =
+            request(api, "GET", "/v1/instances", &[("host", "attacker.example:15014")], Default::default()).await;
+        assert_eq!(rebound.status, 403);
+        let origin = request(
+            api,
+            "DELETE",
+            &format!("/v1/instances/{id}"),
+            &[("content-type", "application/json"), ("origin", "http://attacker.example")],
+            Default::default(),
+        )
+        .await;
+        assert_eq!(origin.status, 403);
+
+        // A body past the limit (64 KiB) is refused. (Small enough to sit
+        // in the socket buffers whole: a larger one is cut off unread, and
+        // the client sees its write fail instead of the 413.)
+        let big = request(
+            api,
+            "POST",
+            "/v1/instances",
+            &[("content-type", "application/json")],
+            vec![b' '; 100 << 10].into(),
+        )
+        .await;
+        assert_eq!(big.status, 413);
+
+        let metrics = String::from_utf8(get(api, "/metrics", &[]).await.body.to_vec()).unwrap();
+        for line in [
+            "weft_control_limit_refusals_total{limit=\"ttl\"} 2",
+            "weft_control_limit_refusals_total{limit=\"request_bytes\"} 1",
+            "weft_control_limit_refusals_total{limit=\"content_type\"} 1",
+            "weft_control_limit_refusals_total{limit=\"host\"} 1",
+            "weft_control_limit_refusals_total{limit=\"origin\"} 1",
+            "weft_control_registered_instances 1",
+        ] {
+            assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+        }
+        // And the instance is still there, deregistered by its owner.
+        let gone = request(
+            api,
+            "DELETE",
+            &format!("/v1/instances/{id}"),
+            &[("content-type", "application/json")],
+            Default::default(),
+        )
+        .await;
+        assert_eq!(gone.status, 200);
+    });
+}
+
+#[test]
+fn the_instance_cap_refuses_the_one_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("svc.yaml"), service_yaml("echo", &[80])).unwrap();
+    rt().block_on(async {
+        let control = Control::start_with(dir.path(), &["--max-instances", "3"]).await;
+        let api = control.api.as_str();
+        for port in 1..=3 {
+            let r = json_post(api, "/v1/instances", reg("echo", port, serde_json::json!({}), 30.into())).await;
+            assert_eq!(r.status, 200);
+        }
+        let r = json_post(api, "/v1/instances", reg("echo", 4, serde_json::json!({}), 30.into())).await;
+        assert_eq!(r.status, 503);
+        assert!(r.json()["error"].as_str().unwrap().contains("--max-instances"), "{}", r.json());
+        let metrics = String::from_utf8(get(api, "/metrics", &[]).await.body.to_vec()).unwrap();
+        assert!(metrics.contains("weft_control_limit_refusals_total{limit=\"instances\"} 1"), "{metrics}");
+    });
+}
