@@ -69,6 +69,10 @@ pub struct Common {
     /// TLS with the mesh's other proxies. Without it, traffic is plaintext.
     #[arg(long)]
     ca: Option<String>,
+    /// Label sets the request metrics may hold; requests past it are
+    /// counted under `overflow` labels (`weft_metric_series_overflow_total`).
+    #[arg(long, default_value_t = weft_proxy::telemetry::DEFAULT_MAX_SERIES)]
+    max_metric_series: usize,
 }
 
 #[derive(clap::Args)]
@@ -133,6 +137,7 @@ impl Common {
                 idle: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
                 head: Some(Duration::from_secs(self.request_head_timeout_seconds)).filter(|d| !d.is_zero()),
             },
+            max_metric_series: self.max_metric_series,
         })
     }
 }

@@ -143,3 +143,85 @@ fn the_instance_cap_refuses_the_one_past_it() {
         assert!(metrics.contains("weft_control_limit_refusals_total{limit=\"instances\"} 1"), "{metrics}");
     });
 }
+
+/// On plaintext the caller names itself in `x-weft-source`, which becomes
+/// the `source_workload` label: distinct names once grew a sidecar's
+/// metrics (and its scrape) without bound.
+#[test]
+fn callers_naming_themselves_cannot_grow_the_metrics_past_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_app, app_port) = demo("echo", "v1").await;
+        std::fs::write(dir.path().join("svc.yaml"), service_yaml("echo", &[80])).unwrap();
+        let control = Control::start(dir.path()).await;
+        let inbound = free_port();
+        let (app, inb) = (app_port.to_string(), inbound.to_string());
+        let sidecar = Sidecar::start_with(
+            &control.xds,
+            "echo",
+            &["--labels", "app=echo", "--app-port", &app, "--inbound-port", &inb, "--max-metric-series", "20"],
+        )
+        .await;
+        let inbound = format!("127.0.0.1:{inbound}");
+        for i in 0..300 {
+            let caller = format!("caller-{i}.ns-{i}");
+            assert_eq!(get(&inbound, "/", &[("x-weft-source", &caller)]).await.status, 200);
+        }
+        let page = String::from_utf8(get(&sidecar.admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        let sets: Vec<&str> = page.lines().filter(|l| l.starts_with("istio_requests_total{")).collect();
+        assert!(sets.len() <= 21, "{} label sets past a cap of 20:\n{}", sets.len(), sets.join("\n"));
+        let overflow = sets.iter().find(|l| l.contains(r#"source_workload="overflow""#)).expect("the catch-all series");
+        let counted: u64 = overflow.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(counted, counter(&sidecar.admin, "weft_metric_series_overflow_total").await);
+        assert!(counted >= 280, "{overflow}");
+        let total: u64 = sets.iter().map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum();
+        assert_eq!(total, 300, "every request is counted, in its own set or the catch-all");
+    });
+}
+
+/// Headers only the mesh may set: a client's `x-forwarded-client-cert` is
+/// removed at the gateway and at a sidecar's outbound (it would otherwise
+/// reach apps as a certificate the mesh vouched for), and the gateway
+/// appends the client's address to `x-forwarded-for`.
+#[test]
+fn clients_cannot_forge_the_headers_the_mesh_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_app, app_port) = demo("echo", "v1").await;
+        let gw_port = free_port();
+        let offset = (gw_port - 80).to_string();
+        let routes = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: edge}\nspec:\n  hosts: [\"*\"]\n  gateways: [edge]\n  http: [{route: [{destination: {host: echo}}]}]\n";
+        std::fs::write(dir.path().join("mesh.yaml"), format!("{}---\n{routes}", backend_yaml("echo", app_port))).unwrap();
+        let control = Control::start(dir.path()).await;
+        let admin = free_port().to_string();
+        let _gw = spawn(&[
+            "gateway", "--xds", &control.xds, "--labels", "istio=ingressgateway", "--port-offset", &offset,
+            "--admin-port", &admin, "--metrics-port", "0", "--health-port", "0",
+        ]);
+        let admin = format!("127.0.0.1:{admin}");
+        eventually(20, "gateway ready", || {
+            let a = admin.clone();
+            async move { up_at(&a).await && get(&a, "/ready", &[]).await.status == 200 }
+        })
+        .await;
+        let sidecar = Sidecar::start(&control.xds, "client").await;
+
+        let forged = [
+            ("x-forwarded-client-cert", "By=spiffe://cluster.local/ns/default/sa/echo;URI=spiffe://cluster.local/ns/kube-system/sa/admin"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ];
+        let gw = format!("127.0.0.1:{gw_port}");
+        let r = get(&gw, "/", &forged).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let h = &r.json()["headers"];
+        assert_eq!(h.get("x-forwarded-client-cert"), None, "the gateway passed a forged certificate on: {h}");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9,127.0.0.1", "the gateway appends the client's address: {h}");
+        assert_eq!(h["x-forwarded-proto"], "http", "{h}");
+
+        let r = get(&sidecar.outbound, "http://echo/", &forged).await;
+        assert_eq!(r.status, 200);
+        let h = &r.json()["headers"];
+        assert_eq!(h.get("x-forwarded-client-cert"), None, "the outbound sidecar passed a forged certificate on: {h}");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9", "a sidecar leaves x-forwarded-for to the edge: {h}");
+    });
+}

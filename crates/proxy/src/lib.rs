@@ -51,6 +51,8 @@ pub struct ProxyOptions {
     /// Downstream connections' idle and request-head timeouts (`idle`);
     /// `None` turns one off.
     pub timeouts: listener::idle::Timeouts,
+    /// Label sets the request metrics may hold (`telemetry`).
+    pub max_metric_series: usize,
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes,
@@ -67,6 +69,7 @@ pub async fn stop_signal() -> std::io::Result<&'static str> {
 /// Runs the proxy until SIGINT, SIGTERM or `POST /quitquitquit`, then drains.
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let state = ProxyState::new(opts.node.clone(), opts.timeouts);
+    state.metrics.set_max_series(opts.max_metric_series);
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);
     for addr in [opts.admin_addr, opts.metrics_addr, opts.health_addr].into_iter().flatten() {
         let bound = admin::serve(addr, state.clone(), quit_tx.clone()).await?;

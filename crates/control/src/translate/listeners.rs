@@ -33,7 +33,31 @@ pub fn ads() -> ConfigSource {
     }
 }
 
-fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, strip_port: bool) -> Listener {
+/// Which side of the mesh an HTTP listener faces: it decides which
+/// headers about the client are trusted, set or removed.
+#[derive(Clone, Copy)]
+enum Facing {
+    /// A sidecar's outbound: from its own app. The app cannot name the
+    /// client certificates its request came through: `x-forwarded-client-cert` is removed.
+    App,
+    /// A sidecar's inbound: from the mesh. The caller's certificate is
+    /// appended to `x-forwarded-client-cert` (Istio's sidecar default).
+    Mesh,
+    /// A gateway: from clients outside. Their `x-forwarded-client-cert` is
+    /// removed, and the client's address is appended to
+    /// `x-forwarded-for` (`use_remote_address`, as Istio's gateways).
+    Edge,
+}
+
+fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, facing: Facing) -> Listener {
+    use http_connection_manager::ForwardClientCertDetails as Xfcc;
+    let (xfcc, remote) = match facing {
+        Facing::App => (Xfcc::Sanitize, false),
+        Facing::Mesh => (Xfcc::AppendForward, false),
+        Facing::Edge => (Xfcc::Sanitize, true),
+    };
+    // Inbound and gateway listeners match hosts without their port.
+    let strip_port = !matches!(facing, Facing::App);
     let hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_owned(),
         codec_type: 0, // AUTO: HTTP/1.1 and h2c with prior knowledge
@@ -58,6 +82,10 @@ fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, stri
             upgrade_type: "websocket".into(),
             ..Default::default()
         }],
+        forward_client_cert_details: xfcc as i32,
+        set_current_client_cert_details: matches!(xfcc, Xfcc::AppendForward)
+            .then(|| http_connection_manager::SetCurrentClientCertDetails { uri: true, ..Default::default() }),
+        use_remote_address: remote.then_some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
         ..Default::default()
     };
     Listener {
@@ -111,10 +139,21 @@ pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, tcp_proxy::Cluste
 /// inbound (to the local app), and one TCP listener per TCP service port on
 /// the proxy's listen IP (the first service to claim a port gets it).
 pub fn sidecar(node: &ProxyNode, tcp: &[(u16, tcp_proxy::ClusterSpecifier)]) -> Vec<Listener> {
-    let mut out =
-        vec![http_listener("outbound", socket(&node.listen_ip, node.outbound_port), "outbound", "outbound", false)];
+    let mut out = vec![http_listener(
+        "outbound",
+        socket(&node.listen_ip, node.outbound_port),
+        "outbound",
+        "outbound",
+        Facing::App,
+    )];
     if node.app_port.is_some() {
-        out.push(http_listener("inbound", socket(&node.listen_ip, node.inbound_port), "inbound", "inbound", true));
+        out.push(http_listener(
+            "inbound",
+            socket(&node.listen_ip, node.inbound_port),
+            "inbound",
+            "inbound",
+            Facing::Mesh,
+        ));
     }
     for (port, cluster) in tcp {
         if *port == node.outbound_port || *port == node.inbound_port {
@@ -149,7 +188,7 @@ pub fn gateway(node: &ProxyNode, ports: &[u16]) -> Vec<Listener> {
         .iter()
         .map(|p| {
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
-            http_listener(&format!("0.0.0.0_{p}"), addr, &format!("gateway_{p}"), &format!("http.{p}"), true)
+            http_listener(&format!("0.0.0.0_{p}"), addr, &format!("gateway_{p}"), &format!("http.{p}"), Facing::Edge)
         })
         .collect()
 }

@@ -30,6 +30,41 @@ pub struct HttpListener {
     pub routes: Option<Arc<RouteTable>>,
     pub strip_port: bool,
     pub direction: Direction,
+    /// What becomes of a request's `x-forwarded-client-cert`.
+    pub client_cert: ClientCert,
+    /// The client's address is appended to `x-forwarded-for` and the
+    /// scheme set in `x-forwarded-proto` (Envoy's `use_remote_address`:
+    /// the edge, where the client is not trusted to say either).
+    pub remote_address: bool,
+}
+
+/// Envoy's `forward_client_cert_details`: what a listener does with the
+/// `x-forwarded-client-cert` header a request arrives with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCert {
+    /// Removed (Envoy's default).
+    Sanitize,
+    /// Kept on mutual TLS, removed on plaintext.
+    ForwardOnly,
+    /// Kept always.
+    AlwaysForwardOnly,
+    /// On mutual TLS the caller's certificate is appended; removed on plaintext.
+    AppendForward,
+    /// On mutual TLS replaced by the caller's certificate; removed on plaintext.
+    SanitizeSet,
+}
+
+impl ClientCert {
+    fn from_proto(v: i32) -> Self {
+        use http_connection_manager::ForwardClientCertDetails as X;
+        match X::try_from(v) {
+            Ok(X::ForwardOnly) => ClientCert::ForwardOnly,
+            Ok(X::AlwaysForwardOnly) => ClientCert::AlwaysForwardOnly,
+            Ok(X::AppendForward) => ClientCert::AppendForward,
+            Ok(X::SanitizeSet) => ClientCert::SanitizeSet,
+            Ok(X::Sanitize) | Err(_) => ClientCert::Sanitize,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -106,7 +141,14 @@ impl ListenerCfg {
             };
             let strip_port =
                 matches!(hcm.strip_port_mode, Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)));
-            ListenerKind::Http(Arc::new(HttpListener { route_name, routes: table, strip_port, direction }))
+            ListenerKind::Http(Arc::new(HttpListener {
+                route_name,
+                routes: table,
+                strip_port,
+                direction,
+                client_cert: ClientCert::from_proto(hcm.forward_client_cert_details),
+                remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
+            }))
         } else if any.type_url.ends_with("TcpProxy") {
             let tp = TcpProxy::decode(any.value.as_slice()).map_err(|e| err(&e))?;
             ListenerKind::Tcp(tcp_target(tp.cluster_specifier, clusters).map_err(|e| err(&e))?)

@@ -5,7 +5,7 @@
 use super::body::ProxyBody as Body;
 use super::error::{ErrorKind, ProxyError, is_grpc, text};
 use super::flags::Flags;
-use super::headers::inbound_headers;
+use super::headers::client_headers;
 use super::outcome::{Dest, Outcome, UNKNOWN};
 use super::respond;
 use super::{fault, forward};
@@ -61,10 +61,7 @@ pub fn handle(
         };
         let protocol = if req.version() == http::Version::HTTP_2 { "http2" } else { "http" };
         // The caller's identity on inbound requests; the labels borrow from it.
-        let source = match hl.direction {
-            Direction::Outbound => None,
-            Direction::Inbound => inbound_headers(&ctx, req.headers_mut()),
-        };
+        let source = client_headers(&ctx, hl, req.headers_mut());
         let (source_workload, source_ns) = match hl.direction {
             Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),
             Direction::Inbound => ctx.caller(source.as_ref()),

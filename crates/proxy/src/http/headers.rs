@@ -2,6 +2,7 @@
 //! caller's identity (`x-weft-source`, `x-forwarded-client-cert`) and the
 //! hop-by-hop headers that stay on their hop.
 
+use crate::config::listener::{ClientCert, Direction, HttpListener};
 use crate::conn::ConnCtx;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Version};
@@ -11,17 +12,22 @@ use http::{Request, Version};
 /// A `HeaderName` constant: inserting a `&str` name converts (and allocates) per request.
 pub const SOURCE_HEADER: http::HeaderName = http::HeaderName::from_static("x-weft-source");
 
+const XFF: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 /// Envoy's header naming the client certificates a request came through.
 pub const XFCC: http::HeaderName = http::HeaderName::from_static("x-forwarded-client-cert");
 
-/// An inbound request's headers as the application gets them: the caller's
-/// certificate appended to `x-forwarded-client-cert` on mutual TLS, the
-/// header removed on plaintext (a client cannot vouch for itself; Envoy's
-/// `APPEND_FORWARD`, Istio's sidecar default). Returns the caller's name
+/// A request's headers about its client, as its listener says
+/// (`HttpListener::client_cert`, `remote_address`): the caller's
+/// certificate in `x-forwarded-client-cert` on mutual TLS, that header
+/// removed wherever a client could forge it, the client's address in
+/// `x-forwarded-for` at the edge. On inbound, returns the caller's name
 /// header (`SOURCE_HEADER`), taken off.
-pub fn inbound_headers(ctx: &ConnCtx, h: &mut http::HeaderMap) -> Option<http::HeaderValue> {
-    match &ctx.client_cert {
-        Some(ours) => {
+pub fn client_headers(ctx: &ConnCtx, hl: &HttpListener, h: &mut http::HeaderMap) -> Option<http::HeaderValue> {
+    let ours = ctx.client_cert.as_ref();
+    match (hl.client_cert, ours) {
+        (ClientCert::AlwaysForwardOnly, _) | (ClientCert::ForwardOnly, Some(_)) => {}
+        (ClientCert::AppendForward, Some(ours)) => {
             let joined = match h.get(&XFCC) {
                 Some(prev) => {
                     let mut v = Vec::with_capacity(prev.len() + 1 + ours.len());
@@ -34,11 +40,41 @@ pub fn inbound_headers(ctx: &ConnCtx, h: &mut http::HeaderMap) -> Option<http::H
             };
             h.insert(XFCC, joined);
         }
-        None => {
+        (ClientCert::SanitizeSet, Some(ours)) => {
+            h.insert(XFCC, ours.clone());
+        }
+        _ => {
             h.remove(&XFCC);
         }
     }
-    h.remove(&SOURCE_HEADER)
+    if hl.remote_address {
+        append_forwarded_for(ctx, h);
+    }
+    match hl.direction {
+        Direction::Inbound => h.remove(&SOURCE_HEADER),
+        Direction::Outbound => None,
+    }
+}
+
+/// Envoy's `use_remote_address`: the peer's address appended to
+/// `x-forwarded-for`, and `x-forwarded-proto` set to how it connected.
+fn append_forwarded_for(ctx: &ConnCtx, h: &mut http::HeaderMap) {
+    let ip = ctx.peer.ip().to_canonical().to_string();
+    let value = match h.get(XFF) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 1 + ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b",");
+            v.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&v)
+        }
+        _ => HeaderValue::from_str(&ip),
+    };
+    if let Ok(v) = value {
+        h.insert(XFF, v);
+    }
+    let scheme = if ctx.mtls_peer.is_some() { "https" } else { "http" };
+    h.insert(header::HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(scheme));
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), in a static so that no copy is

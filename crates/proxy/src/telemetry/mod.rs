@@ -8,6 +8,14 @@
 //! request clones no pointer and copies no string; owned labels are made
 //! only for a label set seen for the first time. Going through the four
 //! families meant four SipHashes of twelve labels per request.
+//!
+//! Label sets are capped (`max_series`): past the cap, a new set is
+//! recorded in the catch-all series whose free-text labels read `overflow`
+//! (its code, flags, protocol and reporter kept), and counted in
+//! `weft_metric_series_overflow_total`. Callers' names come from a header
+//! on plaintext, so without the cap any client could grow the proxy and
+//! its scrape without bound. A caller's name that is not a workload name
+//! (RFC 1123) is recorded as `unknown`.
 
 use crate::node::NodeInfo;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,6 +30,12 @@ pub use histogram::Histogram;
 
 /// The label value of what is not known (Istio's).
 pub const UNKNOWN: &str = "unknown";
+
+/// The free-text labels of requests recorded past the label-set cap.
+pub const OVERFLOW: &str = "overflow";
+
+/// Label sets per proxy by default (`--max-metric-series`).
+pub const DEFAULT_MAX_SERIES: usize = 2000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -55,6 +69,45 @@ pub struct Labels<'a> {
     pub response_code: u16,
     pub response_flags: &'static str,
     pub connection_security_policy: &'static str,
+}
+
+impl<'a> Labels<'a> {
+    /// The catch-all set a request past the cap is recorded in.
+    fn overflowed(self) -> Labels<'a> {
+        Labels {
+            source_workload: OVERFLOW,
+            source_workload_namespace: OVERFLOW,
+            destination_workload: OVERFLOW,
+            destination_workload_namespace: OVERFLOW,
+            destination_service: OVERFLOW,
+            destination_service_name: OVERFLOW,
+            destination_service_namespace: OVERFLOW,
+            ..self
+        }
+    }
+
+    /// The caller's names as recorded: a name a header claimed that is not
+    /// a workload's or namespace's name is `unknown`.
+    fn checked(self) -> Labels<'a> {
+        let name = |s: &'a str| {
+            let ok = s == UNKNOWN || is_name(s);
+            if ok { s } else { UNKNOWN }
+        };
+        Labels {
+            source_workload: name(self.source_workload),
+            source_workload_namespace: name(self.source_workload_namespace),
+            ..self
+        }
+    }
+}
+
+/// The shape of a workload's or namespace's name: lowercase letters,
+/// digits, `-` and `.`, at most 253 bytes (weft-api's `names` holds the
+/// full rules; the proxy does not depend on it).
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 impl Labels<'_> {
@@ -129,6 +182,9 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
+    /// Requests recorded in the catch-all series because the cap was reached.
+    pub series_overflow: Counter,
+    max_series: std::sync::atomic::AtomicUsize,
     /// Written once per new label set; every other request only reads.
     series: parking_lot::RwLock<hashbrown::HashMap<RequestLabels, Series>>,
 }
@@ -199,6 +255,12 @@ impl Metrics {
             "Inbound connections served over mutual TLS",
             mtls_connections.clone(),
         );
+        let series_overflow = Counter::default();
+        registry.register(
+            "weft_metric_series_overflow",
+            "Requests recorded with `overflow` labels because the proxy holds its cap of label sets (--max-metric-series)",
+            series_overflow.clone(),
+        );
         registry.register(
             "weft_tls_handshake_failures",
             "Inbound TLS handshakes refused, failed or timed out (a client without a mesh certificate; a handshake where this proxy has no certificate)",
@@ -220,6 +282,8 @@ impl Metrics {
             tls_handshake_failures,
             workload: node.workload.as_str().into(),
             namespace: node.namespace.as_str().into(),
+            series_overflow,
+            max_series: DEFAULT_MAX_SERIES.into(),
             series: Default::default(),
         }
     }
@@ -232,10 +296,25 @@ impl Metrics {
             s.request_bytes.observe(r.request_bytes as f64);
             s.response_bytes.observe(r.response_bytes as f64);
         };
-        if let Some(s) = self.series.read().get(&r.labels) {
-            return observe(s);
+        let mut labels = r.labels;
+        {
+            let all = self.series.read();
+            if let Some(s) = all.get(&labels) {
+                return observe(s);
+            }
+            labels = labels.checked();
+            if let Some(s) = all.get(&labels) {
+                return observe(s);
+            }
+            if all.len() >= self.max_series.load(std::sync::atomic::Ordering::Relaxed) {
+                self.series_overflow.inc();
+                labels = labels.overflowed();
+                if let Some(s) = all.get(&labels) {
+                    return observe(s);
+                }
+            }
         }
-        let labels = r.labels.to_owned();
+        let labels = labels.to_owned();
         let mut all = self.series.write();
         let s = all.entry(labels).or_insert_with_key(|labels| Series {
             requests: self.requests.get_or_create(labels).clone(),
@@ -244,6 +323,16 @@ impl Metrics {
             response_bytes: self.response_bytes.get_or_create(labels).clone(),
         });
         observe(s);
+    }
+
+    /// Caps the label sets (`--max-metric-series`); the catch-all sets
+    /// past it come on top (one per code, flags, protocol and reporter).
+    pub fn set_max_series(&self, n: usize) {
+        self.max_series.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn series(&self) -> usize {
+        self.series.read().len()
     }
 
     pub fn encode(&self) -> String {
@@ -305,5 +394,28 @@ mod tests {
         assert_eq!(count("reviews-v1", 200).as_deref(), Some("2"), "{text}");
         assert_eq!(count("reviews-v2", 200).as_deref(), Some("1"));
         assert_eq!(count("reviews-v1", 503).as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn label_sets_past_the_cap_go_to_the_overflow_series() {
+        let m = Metrics::new(&NodeInfo::default());
+        m.set_max_series(3);
+        let names: Vec<String> = (0..50).map(|i| format!("caller-{i}")).collect();
+        for n in &names {
+            let l = Labels { source_workload: n, ..labels("reviews-v1", 200) };
+            m.record(Record { labels: l, duration_ms: 1.0, request_bytes: 0, response_bytes: 0 });
+        }
+        // A name no workload can have is `unknown`, not a set of its own.
+        let bad = Labels { source_workload: "x\"} 1\nfake_metric{a=\"", ..labels("reviews-v1", 200) };
+        m.record(Record { labels: bad, duration_ms: 1.0, request_bytes: 0, response_bytes: 0 });
+        assert_eq!(m.series(), 4, "three sets and the catch-all");
+        assert_eq!(m.series_overflow.get(), 48);
+        let text = m.encode();
+        let overflow = text
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{") && l.contains("source_workload=\"overflow\""))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(overflow.ends_with(" 48") && overflow.contains("response_code=\"200\""), "{overflow}");
+        assert!(!text.contains("fake_metric"));
     }
 }
