@@ -61,6 +61,7 @@ impl fmt::Display for Diagnostic {
 /// Diagnostic codes, one per kind of problem.
 pub mod codes {
     pub const IO: &str = "WEFT0001";
+    pub const TOO_LARGE: &str = "WEFT0002";
     pub const YAML_SYNTAX: &str = "WEFT0101";
     pub const NOT_A_RESOURCE: &str = "WEFT0102";
     pub const UNKNOWN_KIND: &str = "WEFT0103";

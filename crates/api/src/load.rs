@@ -52,8 +52,33 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Loads every config file under `paths`.
+/// How much config a load accepts. A config past a limit is refused whole
+/// with an error naming the limit (and the flag that raises it), before it
+/// can take the memory and time it would cost to parse and translate.
+#[derive(Clone, Debug)]
+pub struct LoadLimits {
+    /// All files together, in bytes (`--max-config-bytes`).
+    pub max_bytes: u64,
+    /// Documents in all files together (`--max-config-documents`).
+    pub max_documents: usize,
+    /// Scalar bytes one file may expand to, aliases included: a few KB of
+    /// nested aliases ("billion laughs") would otherwise expand to GBs.
+    pub max_scalar_bytes: usize,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits { max_bytes: 64 << 20, max_documents: 100_000, max_scalar_bytes: 64 << 20 }
+    }
+}
+
+/// Loads every config file under `paths`, within the default limits.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
+    load_paths_within(paths, &LoadLimits::default())
+}
+
+/// Loads every config file under `paths`; a config past `limits` is one error.
+pub fn load_paths_within(paths: &[PathBuf], limits: &LoadLimits) -> Loaded {
     let mut loaded = Loaded::default();
     let files = match config_files(paths) {
         Ok(f) => f,
@@ -63,18 +88,62 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
             return loaded;
         }
     };
+    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    if let Some(d) = over_bytes(paths, bytes, limits) {
+        loaded.diagnostics.push(d);
+        return loaded;
+    }
     for file in files {
         let name = file.display().to_string();
         match std::fs::read_to_string(&file) {
             Ok(text) => {
-                let one = parse_str(&name, &text);
+                let one = parse_str_within(&name, &text, limits);
                 loaded.resources.extend(one.resources);
                 loaded.diagnostics.extend(one.diagnostics);
             }
             Err(e) => loaded.diagnostics.push(io_diag(&name, &e)),
         }
     }
+    if let Some(d) = over_documents(paths, loaded.resources.len(), limits) {
+        loaded.diagnostics.push(d);
+    }
     loaded
+}
+
+fn too_large(paths: &[PathBuf], message: String, hint: &str) -> Diagnostic {
+    let shown: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+    Diagnostic {
+        severity: Severity::Error,
+        code: codes::TOO_LARGE,
+        file: shown.join(", ").into(),
+        pos: Pos::default(),
+        resource: None,
+        path: String::new(),
+        message,
+        hint: Some(hint.into()),
+    }
+}
+
+/// The error for a config of `bytes` bytes, if that is past the limit.
+pub fn over_bytes(paths: &[PathBuf], bytes: u64, limits: &LoadLimits) -> Option<Diagnostic> {
+    (bytes > limits.max_bytes).then(|| {
+        too_large(
+            paths,
+            format!("the config is {bytes} bytes, over the limit of {} bytes", limits.max_bytes),
+            "split it across meshes, remove what is unused, or raise the limit with --max-config-bytes",
+        )
+    })
+}
+
+/// The error for a config of `documents` resources, if that is past the limit.
+pub fn over_documents(paths: &[PathBuf], documents: usize, limits: &LoadLimits) -> Option<Diagnostic> {
+    (documents > limits.max_documents).then(|| {
+        too_large(
+            paths,
+            format!("the config holds {documents} resources, over the limit of {}", limits.max_documents),
+            "raise the limit with --max-config-documents if the control plane has the memory for it",
+        )
+    })
 }
 
 fn io_diag(file: &str, e: &std::io::Error) -> Diagnostic {
@@ -92,9 +161,14 @@ fn io_diag(file: &str, e: &std::io::Error) -> Diagnostic {
 
 /// Parses one file's text (YAML or JSON, one or many documents).
 pub fn parse_str(file: &str, text: &str) -> Loaded {
+    parse_str_within(file, text, &LoadLimits::default())
+}
+
+/// `parse_str` within `limits`.
+pub fn parse_str_within(file: &str, text: &str, limits: &LoadLimits) -> Loaded {
     let file: Arc<str> = file.into();
     let mut loaded = Loaded::default();
-    let docs: Vec<Node> = match serde_saphyr::from_multiple_with_options(text, parse_options()) {
+    let docs: Vec<Node> = match serde_saphyr::from_multiple_with_options(text, parse_options(text.len(), limits)) {
         Ok(d) => d,
         Err(e) => {
             loaded.diagnostics.push(syntax_diag(&file, text, &e));
@@ -120,15 +194,17 @@ pub fn parse_str(file: &str, text: &str) -> Loaded {
 }
 
 /// A mesh's config can hold tens of thousands of documents in one file, so
-/// the size limits are raised well past serde-saphyr's defaults (1,024
-/// documents); the alias and anchor limits that stop "billion laughs"
-/// expansion stay as they are.
-fn parse_options() -> serde_saphyr::Options {
+/// the document count is raised past serde-saphyr's default (1,024) to the
+/// mesh's limit. Events and nodes grow with the file: plain YAML makes
+/// about one per few bytes, and only aliases make more, so a budget of a
+/// few per byte admits any real config and stops "billion laughs" early.
+fn parse_options(text_len: usize, limits: &LoadLimits) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
-    budget.max_documents = 10_000_000;
-    budget.max_events = 500_000_000;
-    budget.max_nodes = 200_000_000;
-    budget.max_total_scalar_bytes = 1 << 30;
+    let per_byte = 1_000_000usize.max(text_len.saturating_mul(2));
+    budget.max_documents = limits.max_documents;
+    budget.max_events = per_byte;
+    budget.max_nodes = per_byte;
+    budget.max_total_scalar_bytes = limits.max_scalar_bytes;
     let mut o = serde_saphyr::Options::default();
     o.budget = Some(budget);
     o
@@ -152,6 +228,11 @@ fn syntax_diag(file: &Arc<str>, text: &str, e: &serde_saphyr::Error) -> Diagnost
 }
 
 fn syntax_hint(message: &str, text: &str, line: usize, col: usize) -> String {
+    if message.contains("budget breached") {
+        return "the file expands past the loader's limits (nested aliases, or a very large file): \
+                write it out without aliases, or split it"
+            .into();
+    }
     if message.contains("tab") {
         return format!("YAML indents with spaces only: replace the tab on line {line} with spaces");
     }

@@ -1,6 +1,7 @@
 //! The control plane's limits as flags, shared by `weft control` and `weft up`.
 
 use std::time::Duration;
+use weft_api::load::LoadLimits;
 use weft_control::limits::Limits;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -15,6 +16,12 @@ pub struct LimitArgs {
     /// an endpoint for up to this long.
     #[arg(long, default_value_t = Limits::default().max_ttl.as_secs())]
     max_ttl: u64,
+    /// Largest config folder, in bytes (all files together).
+    #[arg(long, default_value_t = LoadLimits::default().max_bytes)]
+    max_config_bytes: u64,
+    /// Most resources (YAML documents) in the config folder.
+    #[arg(long, default_value_t = LoadLimits::default().max_documents)]
+    max_config_documents: usize,
 }
 
 impl LimitArgs {
@@ -23,6 +30,11 @@ impl LimitArgs {
             max_request_bytes: self.max_request_bytes,
             max_instances: self.max_instances,
             max_ttl: Duration::from_secs(self.max_ttl.max(1)),
+            config: LoadLimits {
+                max_bytes: self.max_config_bytes,
+                max_documents: self.max_config_documents,
+                ..LoadLimits::default()
+            },
             ..Limits::default()
         }
     }

@@ -175,6 +175,9 @@ fn main() -> ExitCode {
             Cmd::Validate { .. } => unreachable!("handled above"),
         }
     });
+    // A stop signal ends the command; work still running on the blocking
+    // pool (a large config's translation) must not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -44,7 +44,7 @@ pub struct Control {
 /// config must validate, or this fails with its diagnostics.
 pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     let hub = Arc::new(Hub::new(opts.limits.clone()));
-    let mut folder = source::Folder::new(opts.config_dir.clone());
+    let mut folder = source::Folder::new(opts.config_dir.clone(), opts.limits.config.clone());
     if !folder.apply(&hub) {
         let diags = hub.rejected().join("\n");
         anyhow::bail!("the config in {} has errors:\n{diags}", opts.config_dir.display());

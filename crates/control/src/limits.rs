@@ -27,6 +27,8 @@ pub struct Limits {
     pub max_ttl: Duration,
     /// The labels of one registration.
     pub max_labels: usize,
+    /// The config folder's size, documents and alias expansion.
+    pub config: weft_api::load::LoadLimits,
 }
 
 impl Default for Limits {
@@ -37,6 +39,7 @@ impl Default for Limits {
             min_ttl: Duration::from_secs(1),
             max_ttl: Duration::from_secs(300),
             max_labels: 64,
+            config: Default::default(),
         }
     }
 }

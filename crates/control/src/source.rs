@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
-use weft_api::{Diagnostic, Loaded, load_paths, validate};
+use weft_api::load::{LoadLimits, load_paths_within, over_bytes, over_documents};
+use weft_api::{Diagnostic, Loaded, validate};
 
 /// A watched folder with its parsed files, reused while a file's length and
 /// modification time are unchanged: an edit re-parses the files it touched,
@@ -18,25 +19,31 @@ use weft_api::{Diagnostic, Loaded, load_paths, validate};
 pub struct Folder {
     pub dir: PathBuf,
     files: HashMap<PathBuf, (SystemTime, u64, Loaded)>,
+    limits: LoadLimits,
 }
 
 impl Folder {
-    pub fn new(dir: PathBuf) -> Self {
-        Folder { dir, files: HashMap::new() }
+    pub fn new(dir: PathBuf, limits: LoadLimits) -> Self {
+        Folder { dir, files: HashMap::new(), limits }
     }
 
     fn read(&mut self) -> Loaded {
-        let paths = match weft_api::load::config_files(std::slice::from_ref(&self.dir)) {
+        let dir = std::slice::from_ref(&self.dir);
+        let paths = match weft_api::load::config_files(dir) {
             Ok(p) => p,
-            Err(_) => return load_paths(std::slice::from_ref(&self.dir)), // reports the error
+            Err(_) => return load_paths_within(dir, &self.limits), // reports the error
         };
+        let bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        if let Some(d) = over_bytes(dir, bytes, &self.limits) {
+            return Loaded { resources: Vec::new(), diagnostics: vec![d] };
+        }
         let mut out = Loaded::default();
         let mut fresh = HashMap::new();
         for path in paths {
             let stamp = std::fs::metadata(&path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
             let loaded = match (stamp, self.files.remove(&path)) {
                 (Some((t, n)), Some((t0, n0, l))) if t == t0 && n == n0 => l,
-                _ => load_paths(std::slice::from_ref(&path)),
+                _ => load_paths_within(std::slice::from_ref(&path), &self.limits),
             };
             out.resources.extend(loaded.resources.iter().cloned());
             out.diagnostics.extend(loaded.diagnostics.iter().cloned());
@@ -45,6 +52,9 @@ impl Folder {
             }
         }
         self.files = fresh;
+        if let Some(d) = over_documents(dir, out.resources.len(), &self.limits) {
+            return Loaded { resources: Vec::new(), diagnostics: vec![d] };
+        }
         out
     }
 
@@ -73,8 +83,8 @@ impl Folder {
 }
 
 /// Loads and validates; the resources if there was no error, else every diagnostic.
-pub fn load(dir: &Path) -> Result<(Vec<weft_api::Resource>, Vec<Diagnostic>), Vec<Diagnostic>> {
-    checked(load_paths(&[dir.to_path_buf()]))
+pub fn load(dir: &Path, limits: &LoadLimits) -> Result<(Vec<weft_api::Resource>, Vec<Diagnostic>), Vec<Diagnostic>> {
+    checked(load_paths_within(&[dir.to_path_buf()], limits))
 }
 
 fn checked(loaded: Loaded) -> Result<(Vec<weft_api::Resource>, Vec<Diagnostic>), Vec<Diagnostic>> {

@@ -50,8 +50,8 @@ fn labels_arg(l: &Labels) -> String {
     l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
-fn check_config(dir: &Path) -> anyhow::Result<Vec<weft_api::Resource>> {
-    match weft_control::source::load(dir) {
+fn check_config(dir: &Path, limits: &weft_api::load::LoadLimits) -> anyhow::Result<Vec<weft_api::Resource>> {
+    match weft_control::source::load(dir, limits) {
         Ok((resources, warnings)) => {
             for w in &warnings {
                 eprintln!("{w}\n");
@@ -74,7 +74,8 @@ fn check_config(dir: &Path) -> anyhow::Result<Vec<weft_api::Resource>> {
 
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let dir = a.dir.canonicalize().map_err(|e| anyhow::anyhow!("cannot open {}: {e}", a.dir.display()))?;
-    let resources = check_config(&dir)?;
+    let limits = a.limits.limits();
+    let resources = check_config(&dir, &limits.config)?;
     if resources.is_empty() {
         // Nothing would run: the gateways and workloads are started from
         // what is here now.
@@ -90,7 +91,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         config_dir: dir.clone(),
         xds_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        limits: a.limits.limits(),
+        limits,
     })
     .await?;
     let xds = control.xds_addr.to_string();
