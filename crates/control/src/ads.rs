@@ -61,6 +61,27 @@ struct Sub {
     acked_nonce: String,
 }
 
+/// The admin address a proxy declares (`ADMIN_ADDR`), if the control plane
+/// may fetch from it: an IP address and port on the host the proxy
+/// connected from. Anything else would let a proxy point the control plane
+/// (`/debug/health`) at any address it likes.
+fn admin_addr(declared: &str, peer: Option<std::net::SocketAddr>) -> Result<String, String> {
+    let addr: std::net::SocketAddr =
+        declared.parse().map_err(|_| format!("ADMIN_ADDR `{declared}` is not an IP address and port; not fetched"))?;
+    let same_host = peer.is_some_and(|p| {
+        let (a, p) = (addr.ip().to_canonical(), p.ip().to_canonical());
+        a == p || (a.is_loopback() && p.is_loopback())
+    });
+    if same_host {
+        Ok(addr.to_string())
+    } else {
+        Err(format!(
+            "ADMIN_ADDR {addr} is not on the host the proxy connected from ({}); not fetched",
+            peer.map_or("unknown".to_owned(), |p| p.ip().to_string())
+        ))
+    }
+}
+
 fn resources_of<'a>(cfg: &'a Encoded, type_url: &str) -> &'a [Arc<Res>] {
     match type_url {
         LISTENER => &cfg.listeners,
@@ -73,6 +94,8 @@ fn resources_of<'a>(cfg: &'a Encoded, type_url: &str) -> &'a [Arc<Res>] {
 
 struct Stream_ {
     id: u64,
+    /// The proxy's address as this connection sees it.
+    peer: Option<std::net::SocketAddr>,
     hub: Arc<Hub>,
     node: Option<ProxyNode>,
     subs: HashMap<String, Sub>,
@@ -141,9 +164,17 @@ impl Stream_ {
             };
             let node = ProxyNode::from_node(node);
             tracing::info!(stream = self.id, proxy = %node.id, role = ?node.role, "proxy connected");
+            let admin = node.admin.as_deref().map(|a| admin_addr(a, self.peer));
+            if let Some(Err(e)) = &admin {
+                tracing::warn!(stream = self.id, proxy = %node.id, "{e}");
+            }
             self.hub.proxy_update(self.id, |s| {
                 s.id = node.id.clone();
-                s.admin = node.admin.clone();
+                (s.admin, s.admin_refused) = match admin {
+                    Some(Ok(a)) => (Some(a), None),
+                    Some(Err(e)) => (None, Some(e)),
+                    None => (None, None),
+                };
             });
             self.node = Some(node);
         }
@@ -212,6 +243,7 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         req: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let peer = req.remote_addr();
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let id = self.streams.fetch_add(1, Ordering::Relaxed);
@@ -220,6 +252,7 @@ impl AggregatedDiscoveryService for Ads {
             let mut snaps = hub.subscribe();
             let mut st = Stream_ {
                 id,
+                peer,
                 hub: hub.clone(),
                 node: None,
                 subs: HashMap::new(),
@@ -254,5 +287,31 @@ impl AggregatedDiscoveryService for Ads {
         _: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         Err(Status::unimplemented("weft serves state-of-the-world ADS; delta xDS is not implemented yet"))
+    }
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::admin_addr;
+
+    #[test]
+    fn only_an_admin_address_on_the_proxys_own_host_is_fetched() {
+        let local = Some("127.0.0.1:40000".parse().unwrap());
+        let remote = Some("10.0.0.7:40000".parse().unwrap());
+        assert_eq!(admin_addr("127.0.0.1:15000", local).unwrap(), "127.0.0.1:15000");
+        assert_eq!(admin_addr("10.0.0.7:15000", remote).unwrap(), "10.0.0.7:15000");
+        // Loopback and v4-mapped forms of the same host are the same host.
+        assert!(admin_addr("[::1]:15000", local).is_ok());
+        assert!(admin_addr("10.0.0.7:15000", Some("[::ffff:10.0.0.7]:1".parse().unwrap())).is_ok());
+        for (declared, peer) in [
+            ("169.254.169.254:80", local),
+            ("127.0.0.1:15000", remote),
+            ("10.0.0.8:15000", remote),
+            ("metadata.internal:80", local),
+            ("127.0.0.1:15000", None),
+        ] {
+            let e = admin_addr(declared, peer).unwrap_err();
+            assert!(e.contains("not fetched"), "{declared} from {peer:?}: {e}");
+        }
     }
 }

@@ -9,12 +9,16 @@
 
 use crate::hub::Hub;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// `GET http://{addr}{path}` with a deadline, as JSON.
+/// The most of one proxy's answer read: a proxy's `/clusters` on a large
+/// mesh is a few MB; more is refused, not buffered.
+const MAX_ANSWER: usize = 16 << 20;
+
+/// `GET http://{addr}{path}` with a deadline and a size limit, as JSON.
 async fn get_json(addr: &str, path: &str) -> Result<Value, String> {
     let fetch = async {
         let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
@@ -25,7 +29,11 @@ async fn get_json(addr: &str, path: &str) -> Result<Value, String> {
         let req =
             hyper::Request::get(path).header("host", addr).body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e} (at most {MAX_ANSWER} bytes are read)"))?
+            .to_bytes();
         serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
     };
     tokio::time::timeout(Duration::from_secs(2), fetch).await.map_err(|_| "no answer within 2 s".to_owned())?
@@ -38,7 +46,10 @@ pub async fn gather(hub: &Hub) -> Value {
     let fetches = proxies.iter().map(|p| async move {
         match &p.admin {
             Some(a) => (p.id.clone(), Some(a.clone()), get_json(a, "/clusters?format=json").await),
-            None => (p.id.clone(), None, Err("no ADMIN_ADDR in its node metadata".to_owned())),
+            None => {
+                let why = p.admin_refused.clone().unwrap_or_else(|| "no ADMIN_ADDR in its node metadata".to_owned());
+                (p.id.clone(), None, Err(why))
+            }
         }
     });
     let answers = futures::future::join_all(fetches).await;

@@ -26,8 +26,12 @@ pub struct ProxyStatus {
     /// The latest snapshot version this proxy has everything of: the stream
     /// handled it and every response it sent has been ACKed.
     pub synced: u64,
-    /// The proxy's admin address, when it gave one (`ADMIN_ADDR`).
+    /// The proxy's admin address, when it gave one (`ADMIN_ADDR`) on the
+    /// host it connected from.
     pub admin: Option<String>,
+    /// Why the admin address it gave is not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_refused: Option<String>,
 }
 
 #[derive(Default)]
