@@ -94,3 +94,32 @@ fn rolling_restart_of_every_instance_under_load_loses_no_request() {
     up.info = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
     up.stop();
 }
+
+/// A proxy that stops ACKing (here: stopped with SIGSTOP) is waited for a
+/// bounded time, named, and then left behind: the rollout finishes.
+#[test]
+fn a_silent_proxy_does_not_hold_a_rollout() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = |a: &str| mesh(a).replace("replicas: 3", "replicas: 1");
+    std::fs::write(dir.path().join("mesh.yaml"), one("1")).unwrap();
+    let mut up = Up::start(dir.path());
+    let ready = up.ready_file();
+    let before = app_pids(&ready);
+    rt().block_on(async {
+        let xds = up.info["control"]["xds"].as_str().unwrap().to_owned();
+        let silent = Sidecar::start(&xds, "silent").await;
+        let pid = silent.proc.0.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        let edited = Instant::now();
+        std::fs::write(dir.path().join("mesh.yaml"), one("2")).unwrap();
+        let r = ready.clone();
+        eventually(40, "the replica replaced despite a silent proxy", move || {
+            let (r, b) = (r.clone(), before.clone());
+            async move { app_pids(&r).len() == 1 && app_pids(&r).iter().all(|p| !b.contains(p)) }
+        })
+        .await;
+        println!("rolled {:?} after the edit with one proxy silent", edited.elapsed());
+        let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    });
+    up.stop();
+}

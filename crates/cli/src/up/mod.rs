@@ -122,6 +122,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         xds: xds.clone(),
         api: api.clone(),
         log: child_log.clone(),
+        stalled: Default::default(),
     };
     launcher.ports.ignore_declared = a.free_ports;
     let mut gateways = Vec::new();

@@ -57,6 +57,8 @@ pub struct Launcher {
     pub api: String,
     /// `WEFT_LOG` for the children.
     pub log: String,
+    /// Proxies a rollout stopped waiting for (`rollout::wait_in_service`).
+    pub stalled: std::collections::BTreeSet<String>,
 }
 
 impl Launcher {

@@ -9,7 +9,7 @@
 //! annotation edit (e.g. `weft.dev/restartedAt: "2"`) does the same.
 
 use super::replica::{Launcher, Replica};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use weft_api::Spec;
 use weft_api::types::{Labels, WorkloadSpec};
@@ -43,17 +43,25 @@ pub fn desired(resources: &[weft_api::Resource]) -> Desired {
         .collect()
 }
 
+/// How long a rollout waits for any one proxy to apply the config that
+/// holds a new replica. A proxy that takes longer (stopped, wedged, a
+/// client that never ACKs) is named and not waited for again until it
+/// catches up: one silent proxy must not hold every rollout.
+const PROXY_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Waits until `r` serves, is registered, and every proxy has the config
-/// that includes it.
-async fn wait_in_service(r: &mut Replica, hub: &Hub, timeout: Duration) -> anyhow::Result<()> {
+/// that includes it (each within `PROXY_SYNC_TIMEOUT`).
+async fn wait_in_service(
+    r: &mut Replica,
+    hub: &Hub,
+    stalled: &mut BTreeSet<String>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    loop {
+    let version = loop {
         let snap = hub.snapshot();
         if r.ready().await && snap.instances.iter().any(|i| i.address == r.ip) {
-            let version = snap.version;
-            if hub.proxies().iter().all(|p| p.synced >= version) {
-                return Ok(());
-            }
+            break snap.version;
         }
         for p in [&mut r.app, &mut r.sidecar] {
             if let Ok(Some(status)) = p.child.try_wait() {
@@ -62,6 +70,42 @@ async fn wait_in_service(r: &mut Replica, hub: &Hub, timeout: Duration) -> anyho
         }
         if Instant::now() > deadline {
             anyhow::bail!("{} not in service after {}s", r.name, timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sync_deadline = Instant::now() + PROXY_SYNC_TIMEOUT;
+    let mut named = false;
+    loop {
+        let proxies = hub.proxies();
+        // One that caught up is waited for again next time.
+        stalled.retain(|id| proxies.iter().any(|p| p.id == *id && p.synced < version));
+        let behind: Vec<_> = proxies.iter().filter(|p| p.synced < version && !stalled.contains(&p.id)).collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let waited = PROXY_SYNC_TIMEOUT - sync_deadline.saturating_duration_since(Instant::now());
+        if !named && waited > Duration::from_secs(2) {
+            named = true;
+            for p in &behind {
+                eprintln!(
+                    "{}: waiting for proxy {} to apply config version {version} (it has {})",
+                    r.name, p.id, p.synced
+                );
+            }
+        }
+        if Instant::now() > sync_deadline {
+            for p in behind {
+                let nack = p.last_nack.as_deref().map(|n| format!("; its last NACK: {n}")).unwrap_or_default();
+                eprintln!(
+                    "warning: proxy {} did not apply config version {version} within {}s (it has {}{nack}); \
+                     the rollout goes on without it and will not wait for it again until it catches up",
+                    p.id,
+                    PROXY_SYNC_TIMEOUT.as_secs(),
+                    p.synced
+                );
+                stalled.insert(p.id.clone());
+            }
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -81,7 +125,7 @@ async fn start_in_service(
     grace: Duration,
 ) -> Option<Replica> {
     let result = match launcher.start(name, ns, spec, i, n) {
-        Ok(mut r) => match wait_in_service(&mut r, hub, timeout).await {
+        Ok(mut r) => match wait_in_service(&mut r, hub, &mut launcher.stalled, timeout).await {
             Ok(()) => return Some(r),
             Err(e) => {
                 r.retire(grace).await;
