@@ -16,6 +16,11 @@ pub struct LimitArgs {
     /// an endpoint for up to this long.
     #[arg(long, default_value_t = Limits::default().max_ttl.as_secs())]
     max_ttl: u64,
+    /// Seconds after a start during which proxies that already have config
+    /// (the control plane restarted) keep it while instances register
+    /// again; about one registration TTL.
+    #[arg(long, default_value_t = Limits::default().warmup.as_secs())]
+    warmup: u64,
     /// Largest config folder, in bytes (all files together).
     #[arg(long, default_value_t = LoadLimits::default().max_bytes)]
     max_config_bytes: u64,
@@ -30,6 +35,7 @@ impl LimitArgs {
             max_request_bytes: self.max_request_bytes,
             max_instances: self.max_instances,
             max_ttl: Duration::from_secs(self.max_ttl.max(1)),
+            warmup: Duration::from_secs(self.warmup),
             config: LoadLimits {
                 max_bytes: self.max_config_bytes,
                 max_documents: self.max_config_documents,

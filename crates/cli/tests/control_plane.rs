@@ -164,3 +164,114 @@ fn registered_instance_leaves_when_it_stops_heartbeating() {
         assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[("content-type", "application/json")], Default::default()).await.status, 404, "expired instances must register again");
     });
 }
+
+/// The control plane killed and restarted under load: proxies keep their
+/// config while it is gone, and when it is back they are not handed
+/// endpoint sets emptied only because the instances have not registered
+/// again yet (it holds its answer through a warm-up). Two outages: the
+/// second after the proxies' reconnect backoff grew, which must start over.
+#[test]
+fn control_plane_restarts_under_load_lose_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("svc.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec:\n  selector: {app: echo}\n  ports: [{name: http, port: 80}]\n").unwrap();
+    rt().block_on(async {
+        let mut control = Control::start_with(dir.path(), &["--warmup", "3"]).await;
+        let mut replicas = Vec::new();
+        for v in ["v1", "v2"] {
+            let (app, port) = demo("echo", v).await;
+            let (p, inbound) = (port.to_string(), free_port().to_string());
+            let sc = Sidecar::start_with(
+                &control.xds,
+                "echo",
+                &[
+                    "--labels",
+                    "app=echo",
+                    "--app-port",
+                    &p,
+                    "--inbound-port",
+                    &inbound,
+                    "--register",
+                    &control.api,
+                    "--register-ttl",
+                    "3",
+                ],
+            )
+            .await;
+            replicas.push((app, sc));
+        }
+        let client = Sidecar::start(&control.xds, "client").await;
+        let out = client.outbound.clone();
+        eventually(10, "both replicas serving", || {
+            let o = out.clone();
+            async move {
+                let mut seen = std::collections::BTreeSet::new();
+                for _ in 0..10 {
+                    seen.insert(get(&o, "http://echo/", &[]).await.instance());
+                }
+                seen.len() == 2
+            }
+        })
+        .await;
+
+        let (ok, failed, stop) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let errors = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let load = {
+            let (out, ok, failed, stop, errors) =
+                (out.clone(), ok.clone(), failed.clone(), stop.clone(), errors.clone());
+            tokio::spawn(async move {
+                // ~50 rps for at most 60 s.
+                let end = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    match try_request(&out, "GET", "http://echo/", &[], Default::default()).await {
+                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        Ok(r) => {
+                            errors.lock().push(format!("{} {}", r.status, r.instance()));
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(e) => {
+                            errors.lock().push(e);
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        // A short outage, then a long one (past the 5 s backoff cap).
+        for outage in [Duration::from_millis(300), Duration::from_secs(7)] {
+            control.kill();
+            tokio::time::sleep(outage).await;
+            let back = Instant::now();
+            control.restart().await;
+            let api = control.api.clone();
+            eventually(15, "both instances registered again", || {
+                let a = api.clone();
+                async move { get(&a, "/v1/instances", &[]).await.json().as_array().map_or(0, |v| v.len()) == 2 }
+            })
+            .await;
+            let api = control.api.clone();
+            let took = eventually(20, "the client proxy synced with the restarted control plane", || {
+                let a = api.clone();
+                async move {
+                    get(&a, "/debug/proxies", &[])
+                        .await
+                        .json()
+                        .as_array()
+                        .is_some_and(|p| p.len() == 3 && p.iter().all(|p| p["synced"].as_u64() > Some(0)))
+                }
+            })
+            .await;
+            println!("outage {outage:?}: every proxy synced {:?} after the restart", back.elapsed().max(took));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        load.await.unwrap();
+        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        println!("control plane restarts: {ok} requests served, {failed} failed");
+        assert!(ok > 200, "too little load to mean anything: {ok}");
+        assert_eq!(failed, 0, "requests failed across the restarts: {:?}", &errors.lock()[..failed.min(10)]);
+    });
+}

@@ -94,6 +94,9 @@ fn resources_of<'a>(cfg: &'a Encoded, type_url: &str) -> &'a [Arc<Res>] {
 
 struct Stream_ {
     id: u64,
+    /// Answers to a proxy that already has config are held until the
+    /// control plane's warm-up ends (`Hub::warm_until`).
+    hold_until: Option<tokio::time::Instant>,
     /// The proxy's address as this connection sees it.
     peer: Option<std::net::SocketAddr>,
     hub: Arc<Hub>,
@@ -112,6 +115,9 @@ impl Stream_ {
     /// `force`). `Some(sent)`, or None once the stream is gone.
     async fn push(&mut self, type_url: &str, force: bool) -> Option<bool> {
         let Some(node) = &self.node else { return Some(false) };
+        if self.hold_until.is_some() {
+            return Some(false);
+        }
         let snap = self.hub.snapshot();
         if self.cfg.as_ref().is_none_or(|(v, _)| *v != snap.version) {
             self.cfg = Some((snap.version, encoded(&snap, node, &self.hub.translations).await));
@@ -176,6 +182,14 @@ impl Stream_ {
                     None => (None, None),
                 };
             });
+            // A proxy that has config from before (a control plane restart)
+            // keeps it until the instances have registered here again,
+            // rather than get endpoint sets emptied only because they have not yet.
+            let warm_until = self.hub.warm_until();
+            if !req.version_info.is_empty() && warm_until > tokio::time::Instant::now() {
+                tracing::info!(stream = self.id, proxy = %node.id, "holding config for a proxy that has some until registrations are back");
+                self.hold_until = Some(warm_until);
+            }
             self.node = Some(node);
         }
         let type_url = req.type_url.clone();
@@ -252,6 +266,7 @@ impl AggregatedDiscoveryService for Ads {
             let mut snaps = hub.subscribe();
             let mut st = Stream_ {
                 id,
+                hold_until: None,
                 peer,
                 hub: hub.clone(),
                 node: None,
@@ -269,6 +284,10 @@ impl AggregatedDiscoveryService for Ads {
                         None => false,
                     },
                     changed = snaps.changed() => changed.is_ok() && st.on_snapshot().await,
+                    () = tokio::time::sleep_until(st.hold_until.unwrap_or_else(tokio::time::Instant::now)), if st.hold_until.is_some() => {
+                        st.hold_until = None;
+                        st.on_snapshot().await
+                    }
                 };
                 if !ok {
                     break;

@@ -55,6 +55,9 @@ pub struct Hub {
     changed: Notify,
     pub limits: Limits,
     pub metrics: Metrics,
+    /// Proxies that already have config wait until then for this control
+    /// plane's first answer (`Limits::warmup`).
+    warm_until: tokio::time::Instant,
 }
 
 impl Default for Hub {
@@ -71,9 +74,14 @@ impl Hub {
             tx: watch::Sender::new(Arc::new(Snapshot::default())),
             proxies: Mutex::default(),
             changed: Notify::new(),
+            warm_until: tokio::time::Instant::now() + limits.warmup,
             limits,
             metrics: Metrics::default(),
         }
+    }
+
+    pub fn warm_until(&self) -> tokio::time::Instant {
+        self.warm_until
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {

@@ -27,6 +27,11 @@ pub struct Limits {
     pub max_ttl: Duration,
     /// The labels of one registration.
     pub max_labels: usize,
+    /// After a start, how long a proxy that already has config (from the
+    /// control plane before a restart) keeps it before it is answered
+    /// (`--warmup`): about one registration TTL, so that every live
+    /// instance has registered again and no endpoint set is pushed empty.
+    pub warmup: Duration,
     /// The config folder's size, documents and alias expansion.
     pub config: weft_api::load::LoadLimits,
 }
@@ -39,6 +44,7 @@ impl Default for Limits {
             min_ttl: Duration::from_secs(1),
             max_ttl: Duration::from_secs(300),
             max_labels: 64,
+            warmup: Duration::from_secs(10),
             config: Default::default(),
         }
     }

@@ -230,6 +230,7 @@ pub struct Control {
     pub proc: Proc,
     pub xds: String,
     pub api: String,
+    args: Vec<String>,
 }
 
 impl Control {
@@ -239,16 +240,36 @@ impl Control {
 
     pub async fn start_with(dir: &Path, extra: &[&str]) -> Control {
         let (xds, api) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let mut args = vec!["control", "--config", dir.to_str().unwrap(), "--xds-addr", &xds, "--api-addr", &api];
-        args.extend_from_slice(extra);
+        let mut args: Vec<String> =
+            ["control", "--config", dir.to_str().unwrap(), "--xds-addr", &xds, "--api-addr", &api]
+                .map(String::from)
+                .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = Control::spawn_ready(&args, &api).await;
+        Control { proc, xds, api, args }
+    }
+
+    async fn spawn_ready(args: &[String], api: &str) -> Proc {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let proc = spawn(&args);
-        let a = api.clone();
+        let a = api.to_owned();
         eventually(20, "control plane API", || {
             let a = a.clone();
             async move { up_at(&a).await && get(&a, "/ready", &[]).await.status == 200 }
         })
         .await;
-        Control { proc, xds, api }
+        proc
+    }
+
+    /// SIGKILL: the control plane dies with no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.proc.0.kill();
+        let _ = self.proc.0.wait();
+    }
+
+    /// Starts it again on the same addresses (after `kill`).
+    pub async fn restart(&mut self) {
+        self.proc = Control::spawn_ready(&self.args, &self.api).await;
     }
 }
 

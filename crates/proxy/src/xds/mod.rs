@@ -108,13 +108,44 @@ pub fn node(info: &NodeInfo) -> Node {
     }
 }
 
-/// Runs forever: connect, stream, reconnect with backoff (up to 5 s).
+/// What a proxy keeps across reconnects: a new stream starts from what it
+/// has, and says so (the versions in its first requests, as Envoy does):
+/// a control plane that just started holds its answer to such a proxy
+/// until its instances have registered again.
+#[derive(Default)]
+struct Kept {
+    raw: Raw,
+    versions: HashMap<&'static str, String>,
+    /// The last stream got at least one response.
+    established: bool,
+}
+
+/// The wait before a reconnect: doubling from 100 ms up to 5 s, and back
+/// to the start once a stream got a response, so that each outage starts
+/// with quick retries however long the last one was.
+struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const CAP: Duration = Duration::from_secs(5);
+
+    fn next(&mut self, established: bool) -> Duration {
+        if established {
+            self.0 = Self::FIRST;
+        }
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(Self::CAP);
+        wait
+    }
+}
+
+/// Runs forever: connect, stream, reconnect with backoff (`Backoff`).
 pub async fn run(addr: String, state: Arc<ProxyState>) {
-    let mut backoff = Duration::from_millis(100);
-    // Kept across reconnects: a new stream starts from what this proxy has.
-    let mut raw = Raw::default();
+    let mut backoff = Backoff(Backoff::FIRST);
+    let mut kept = Kept::default();
     loop {
-        let result = stream_once(&addr, &state, &mut raw).await;
+        kept.established = false;
+        let result = stream_once(&addr, &state, &mut kept).await;
         if state.is_draining() {
             return; // shutting down: the control plane going away is expected
         }
@@ -124,8 +155,7 @@ pub async fn run(addr: String, state: Arc<ProxyState>) {
                 tracing::warn!(%addr, error = %e, "xDS stream failed; keeping the last good config and reconnecting")
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.next(kept.established)).await;
     }
 }
 
@@ -366,26 +396,29 @@ impl Session<'_> {
     }
 }
 
-async fn stream_once(addr: &str, state: &Arc<ProxyState>, raw: &mut Raw) -> anyhow::Result<()> {
+async fn stream_once(addr: &str, state: &Arc<ProxyState>, kept: &mut Kept) -> anyhow::Result<()> {
     let endpoint = if addr.starts_with("http") { addr.to_owned() } else { format!("http://{addr}") };
     let mut channel = tonic::transport::Endpoint::from_shared(endpoint)?.connect().await?;
     let (tx, rx) = mpsc::channel(16);
     let eds_aliases = eds_aliases(&state.config.load());
-    let rds = rds_names(&raw.listeners);
-    let mut session =
-        Session { state, tx, types: HashMap::new(), raw: std::mem::take(raw), first: true, eds_aliases, rds };
+    let rds = rds_names(&kept.raw.listeners);
+    let types =
+        kept.versions.iter().map(|(t, v)| (*t, TypeState { version: v.clone(), ..Default::default() })).collect();
+    let mut session = Session { state, tx, types, raw: std::mem::take(&mut kept.raw), first: true, eds_aliases, rds };
     let result = async {
         session.request(CLUSTER, None).await;
         session.request(LISTENER, None).await;
         let mut stream = transport::open(&mut channel, ReceiverStream::new(rx), MAX_MESSAGE).await?;
         tracing::info!(%addr, "xDS stream open");
         while let Some(resp) = stream.message().await? {
+            kept.established = true;
             session.on_response(resp).await;
         }
         anyhow::Ok(())
     }
     .await;
-    *raw = session.raw;
+    kept.raw = session.raw;
+    kept.versions = session.types.into_iter().map(|(t, s)| (t, s.version)).collect();
     result
 }
 
@@ -394,6 +427,15 @@ mod tests {
     use super::*;
     use crate::upstream::Registries;
     use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+
+    #[test]
+    fn the_backoff_starts_over_once_a_stream_was_healthy() {
+        let mut b = Backoff(Backoff::FIRST);
+        let waits: Vec<u128> = (0..8).map(|_| b.next(false).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(b.next(true).as_millis(), 100, "a stream got a response: the next outage starts quick");
+        assert_eq!(b.next(false).as_millis(), 200);
+    }
 
     #[test]
     fn endpoints_find_their_cluster_by_its_name_or_its_eds_service_name() {
