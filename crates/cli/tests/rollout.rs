@@ -123,3 +123,42 @@ fn a_silent_proxy_does_not_hold_a_rollout() {
     });
     up.stop();
 }
+
+/// `weft up` supervises: an app killed with SIGKILL is reaped (no zombie),
+/// its replica is stopped (the instance leaves the registry) and started
+/// again, and the service answers from both replicas once more.
+#[test]
+fn a_killed_app_is_reaped_and_its_replica_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh("1").replace("replicas: 3", "replicas: 2")).unwrap();
+    let mut up = Up::start(dir.path());
+    let ready = up.ready_file();
+    let before = app_pids(&ready);
+    assert_eq!(before.len(), 2);
+    let api = up.info["control"]["api"].as_str().unwrap().to_owned();
+    rt().block_on(async {
+        let victim = before[0];
+        assert!(std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap().success());
+        let a = api.clone();
+        eventually(15, "the dead replica's instance to leave", || {
+            let a = a.clone();
+            async move { get(&a, "/v1/instances", &[]).await.json().as_array().map_or(0, |v| v.len()) == 1 }
+        })
+        .await;
+        let zombie = || std::fs::read_to_string(format!("/proc/{victim}/stat")).is_ok_and(|s| s.contains(") Z "));
+        assert!(!zombie(), "the killed app was not reaped");
+        let r = ready.clone();
+        eventually(30, "the replica started again", move || {
+            let r = r.clone();
+            async move { app_pids(&r).len() == 2 && !app_pids(&r).contains(&victim) }
+        })
+        .await;
+        let a = api.clone();
+        eventually(15, "both instances registered", || {
+            let a = a.clone();
+            async move { get(&a, "/v1/instances", &[]).await.json().as_array().map_or(0, |v| v.len()) == 2 }
+        })
+        .await;
+    });
+    up.stop();
+}

@@ -5,6 +5,7 @@
 mod process;
 mod replica;
 mod rollout;
+mod supervise;
 
 use process::{Ports, Proc, port_is_free, spawn};
 use replica::{Launcher, Replica, http_ok, tcp_ok};
@@ -212,8 +213,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     // holding the config that includes them (so the first request through
     // the gateway finds every service's endpoints).
     loop {
-        let version = control.hub.snapshot().version;
-        let registered = control.hub.registrations().len();
+        // From one snapshot: the registrations its version holds.
+        let snap = control.hub.snapshot();
+        let version = snap.version;
+        let registered = replicas.iter().filter(|r| snap.instances.iter().any(|i| i.address == r.ip)).count();
         let proxies = control.hub.proxies();
         let synced = proxies.iter().filter(|p| p.synced >= version).count();
         if registered >= replicas.len() && proxies.len() >= gateways.len() + replicas.len() && synced == proxies.len() {
@@ -242,11 +245,28 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(a.ready_timeout);
     // How long a process gets to drain before it is killed.
     let grace = Duration::from_secs(6);
+    let mut supervisor = supervise::Supervisor::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut gave_up = None;
     loop {
         tokio::select! {
             signal = &mut stop => {
                 signal?;
                 break;
+            }
+            _ = tick.tick() => {
+                match supervisor.check(&mut launcher, &control.hub, &mut replicas, &applied, timeout, grace).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if let Some(f) = &a.ready_file {
+                            write_ready(f, &xds, &api, &gateways, &replicas)?;
+                        }
+                    }
+                    Err(e) => {
+                        gave_up = Some(e);
+                        break;
+                    }
+                }
             }
             changed = snaps.changed() => {
                 if changed.is_err() {
@@ -277,7 +297,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         p.stop(grace).await;
     }
     eprintln!("stopped");
-    Ok(())
+    match gave_up {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// What runs where, as JSON (`--ready-file`); rewritten after a rollout.

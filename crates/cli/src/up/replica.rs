@@ -11,6 +11,8 @@ use weft_api::types::WorkloadSpec;
 pub struct Replica {
     /// (namespace, workload name).
     pub workload: (String, String),
+    /// Its index among the workload's replicas.
+    pub index: u32,
     pub name: String,
     /// The sidecar's own loopback address (its listeners bind there).
     pub ip: String,
@@ -129,6 +131,7 @@ impl Launcher {
         let app = spawn(&rname, &program, rest, &env)?;
         Ok(Replica {
             workload: (ns.to_owned(), name.to_owned()),
+            index: i,
             name: rname,
             ip,
             app_port,

@@ -19,9 +19,9 @@ use weft_control::hub::Hub;
 /// `replicas`, and the annotations) restarts; a change of `replicas` scales.
 #[derive(PartialEq)]
 pub struct Wanted {
-    template: WorkloadSpec,
+    pub template: WorkloadSpec,
     annotations: Labels,
-    replicas: u32,
+    pub replicas: u32,
 }
 
 /// (namespace, name) → what that Workload asks for.
@@ -114,7 +114,7 @@ async fn wait_in_service(
 /// Starts replica `i` of `n` and waits until it is in service; on failure
 /// says why and how to go on, and leaves nothing running.
 #[allow(clippy::too_many_arguments)]
-async fn start_in_service(
+pub async fn start_in_service(
     launcher: &mut Launcher,
     hub: &Hub,
     (ns, name): &(String, String),
