@@ -275,3 +275,72 @@ fn control_plane_restarts_under_load_lose_no_request() {
         assert_eq!(failed, 0, "requests failed across the restarts: {:?}", &errors.lock()[..failed.min(10)]);
     });
 }
+
+/// The demo version that answered, or the proxy's message.
+fn served_by(r: Resp) -> String {
+    serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["version"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// A control plane that restarts makes a new root (until it keeps one,
+/// the zero-trust issue): proxies certified by the old one notice the
+/// change and get a certificate of the new root at once, so a replica
+/// started after the restart is reachable from them.
+#[test]
+fn proxies_follow_a_new_mesh_root_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("svc.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec:\n  selector: {app: echo}\n  ports: [{name: http, port: 80}]\n").unwrap();
+    rt().block_on(async {
+        let mut control = Control::start_with(dir.path(), &["--warmup", "1"]).await;
+        let replica = |control_xds: String, api: String, version: &'static str| async move {
+            let (app, port) = demo("echo", version).await;
+            let (p, inbound) = (port.to_string(), free_port().to_string());
+            let sc = Sidecar::start_with(
+                &control_xds,
+                "echo",
+                &[
+                    "--labels",
+                    "app=echo",
+                    "--app-port",
+                    &p,
+                    "--inbound-port",
+                    &inbound,
+                    "--register",
+                    &api,
+                    "--register-ttl",
+                    "3",
+                    "--ca",
+                    &api,
+                ],
+            )
+            .await;
+            (app, sc)
+        };
+        let old = replica(control.xds.clone(), control.api.clone(), "v1").await;
+        let client = Sidecar::start_with(&control.xds, "client", &["--ca", &control.api]).await;
+        let out = client.outbound.clone();
+        eventually(10, "the first replica over mutual TLS", || {
+            let o = out.clone();
+            async move { served_by(get(&o, "http://echo/", &[]).await) == "v1" }
+        })
+        .await;
+        let root =
+            |api: String| async move { get(&api, "/v1/root", &[]).await.json()["root"].as_str().unwrap().to_owned() };
+        let first_root = root(control.api.clone()).await;
+
+        control.kill();
+        drop(old);
+        control.restart().await;
+        assert_ne!(root(control.api.clone()).await, first_root, "a restarted control plane makes a new root");
+        let _new = replica(control.xds.clone(), control.api.clone(), "v2").await;
+        let o = out.clone();
+        let took = eventually(20, "the old client to reach the replica of the new root", || {
+            let o = o.clone();
+            async move { served_by(get(&o, "http://echo/", &[]).await) == "v2" }
+        })
+        .await;
+        println!("the client followed the new root within {took:?}");
+    });
+}

@@ -43,9 +43,44 @@ pub async fn fetch(api: &str, identity: &str) -> anyhow::Result<MeshTls> {
     MeshTls::new(&issue(api, identity).await?)
 }
 
+/// How often the CA's root is compared with the one this proxy trusts.
+const ROOT_CHECK: Duration = Duration::from_secs(5);
+
+/// The CA's current root, if it answers.
+async fn ca_root(api: &str) -> Option<String> {
+    let (status, body) = crate::register::call(api, http::Method::GET, "/v1/root", None).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok().filter(|_| status == 200)?;
+    v["root"].as_str().map(str::to_owned)
+}
+
+/// Sleeps `wait`, or less if the CA's root stops being the one this proxy
+/// trusts (a control plane restarted with a new root): a proxy that kept
+/// the old root would fail every handshake with workloads certified since.
+async fn sleep_unless_root_changes(state: &ProxyState, api: &str, wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep((until - now).min(ROOT_CHECK)) => {}
+            _ = state.drained() => return,
+        }
+        let ours = state.tls().load_full().map(|t| t.root_pem.clone());
+        if let (Some(ours), Some(theirs)) = (ours, ca_root(api).await)
+            && ours != theirs
+        {
+            tracing::warn!(%api, "the mesh CA's root changed; getting a certificate of the new root now");
+            return;
+        }
+    }
+}
+
 /// Keeps the proxy's certificate current until it drains: the first at
-/// once, then a new one at half the current one's life; a failed request
-/// is retried with backoff (1 s, doubling to 30 s).
+/// once, then a new one at half the current one's life, or at once when
+/// the CA's root changes; a failed request is retried with backoff (1 s,
+/// doubling to 30 s).
 pub async fn run(state: Arc<ProxyState>, api: String, identity: String) {
     let mut backoff = Duration::from_secs(1);
     while !state.is_draining() {
@@ -65,9 +100,6 @@ pub async fn run(state: Arc<ProxyState>, api: String, identity: String) {
                 w
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = state.drained() => return,
-        }
+        sleep_unless_root_changes(&state, &api, wait).await;
     }
 }

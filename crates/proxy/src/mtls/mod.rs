@@ -38,6 +38,9 @@ pub fn spiffe_id(namespace: &str, service_account: &str) -> String {
 /// The proxy's certificate, made into what its connections use.
 pub struct MeshTls {
     pub identity: String,
+    /// The mesh root these configurations trust (`ca_client` renews at
+    /// once when the CA's differs).
+    pub root_pem: String,
     pub server: Arc<ServerConfig>,
     /// Outbound, one per upstream protocol (ALPN `http/1.1` or `h2`).
     pub client_h1: Arc<ClientConfig>,
@@ -94,6 +97,7 @@ impl MeshTls {
             client_h1: client(b"http/1.1")?,
             client_h2: client(b"h2")?,
             expires: SystemTime::now() + issued.ttl,
+            root_pem: issued.root_pem.clone(),
         })
     }
 }
