@@ -225,3 +225,28 @@ fn clients_cannot_forge_the_headers_the_mesh_sets() {
         assert_eq!(h["x-forwarded-for"], "203.0.113.9", "a sidecar leaves x-forwarded-for to the edge: {h}");
     });
 }
+
+/// An HTTP/2 request whose headers pass 16 KB (Envoy's default) is refused
+/// alone; the connection and the proxy serve the next one.
+#[test]
+fn oversized_http2_headers_are_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_app, app_port) = demo("echo", "v1").await;
+        std::fs::write(dir.path().join("svc.yaml"), backend_yaml("echo", app_port)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sidecar = Sidecar::start(&control.xds, "client").await;
+        let (mut sender, _conn) = h2_handshake(&sidecar.outbound).await;
+        let req = |big: usize| {
+            http::Request::get("http://echo/")
+                .header("x-big", "a".repeat(big))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap()
+        };
+        let refused = sender.send_request(req(20 << 10)).await;
+        assert!(refused.as_ref().map_or(true, |r| r.status() == 431), "a 20 KB header list was served: {refused:?}");
+        sender.ready().await.expect("the connection survives");
+        let ok = sender.send_request(req(1 << 10)).await.expect("the next request is served");
+        assert_eq!(ok.status(), 200);
+    });
+}

@@ -126,6 +126,10 @@ where
     serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await
 }
 
+/// The most header bytes one HTTP/2 request may carry (Envoy's default,
+/// and hyper's today; set here so that a library's change cannot move it).
+const MAX_H2_HEADER_LIST: u32 = 16 << 10;
+
 /// Serves HTTP/2 on `io`, watched by the idle timeout alone (`Idle::for_http2`).
 async fn serve_h2<I>(ctx: Arc<ConnCtx>, io: I, idle: Option<Idle<'_>>) -> Result<(), BoxError>
 where
@@ -133,7 +137,11 @@ where
 {
     let state = ctx.state.clone();
     let held = ctx.clone();
-    let conn = Box::pin(hyper::server::conn::http2::Builder::new(SpawnBoxed).serve_connection(io, http_service(ctx)));
+    let conn = Box::pin(
+        hyper::server::conn::http2::Builder::new(SpawnBoxed)
+            .max_header_list_size(MAX_H2_HEADER_LIST)
+            .serve_connection(io, http_service(ctx)),
+    );
     serve(&state, conn, |c| c.graceful_shutdown(), Watch::new(idle.and_then(Idle::for_http2), held)).await
 }
 
