@@ -162,3 +162,33 @@ fn a_killed_app_is_reaped_and_its_replica_restarted() {
     });
     up.stop();
 }
+
+/// A killed gateway is reaped, logged and started again on its ports.
+#[test]
+fn a_killed_gateway_is_restarted() {
+    let mut up = Up::start(&repo().join("examples/bookinfo"));
+    let ready = up.ready_file();
+    let gw = format!("127.0.0.1:{}", up.gateway_port);
+    let gateway_pid = |ready: &std::path::Path| -> i64 {
+        let info: serde_json::Value = serde_json::from_slice(&std::fs::read(ready).unwrap()).unwrap();
+        info["gateways"][0]["pid"].as_i64().unwrap()
+    };
+    let victim = gateway_pid(&ready);
+    rt().block_on(async {
+        assert_eq!(get(&gw, "/", &[]).await.status, 200);
+        assert!(std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap().success());
+        let r = ready.clone();
+        eventually(20, "the gateway started again", move || {
+            let r = r.clone();
+            async move { gateway_pid(&r) != victim }
+        })
+        .await;
+        let g = gw.clone();
+        eventually(20, "the restarted gateway serving", || {
+            let g = g.clone();
+            async move { try_request(&g, "GET", "/", &[], Default::default()).await.is_ok_and(|r| r.status == 200) }
+        })
+        .await;
+    });
+    up.stop();
+}

@@ -38,13 +38,24 @@ pub struct UpArgs {
     limits: crate::control_args::LimitArgs,
 }
 
-struct GatewayProc {
+pub struct GatewayProc {
     name: String,
     labels: Labels,
     admin: u16,
     ports: BTreeMap<u16, u16>,
     hosts: BTreeSet<String>,
     proc: Proc,
+    /// How it was started, to start it again (`supervise`).
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl GatewayProc {
+    /// Starts the gateway again with the arguments it was started with.
+    fn respawn(&mut self, exe: &Path) -> anyhow::Result<()> {
+        self.proc = spawn(&self.name, exe, &self.args, &self.env)?;
+        Ok(())
+    }
 }
 
 fn labels_arg(l: &Labels) -> String {
@@ -162,7 +173,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         .collect();
         let env = BTreeMap::from([("WEFT_LOG".to_owned(), child_log.clone())]);
         let proc = spawn(&name, &exe, &args, &env)?;
-        gateways.push(GatewayProc { name, labels, admin, ports, hosts, proc });
+        gateways.push(GatewayProc { name, labels, admin, ports, hosts, proc, args, env });
     }
 
     // Workloads: each replica is an app plus its sidecar.
@@ -255,7 +266,14 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 break;
             }
             _ = tick.tick() => {
-                match supervisor.check(&mut launcher, &control.hub, &mut replicas, &applied, timeout, grace).await {
+                let gateways_changed = match supervisor.check_gateways(&mut gateways, &exe) {
+                    Ok(changed) => changed,
+                    Err(e) => {
+                        gave_up = Some(e);
+                        break;
+                    }
+                };
+                match supervisor.check(&mut launcher, &control.hub, &mut replicas, &applied, timeout, grace).await.map(|c| c || gateways_changed) {
                     Ok(false) => {}
                     Ok(true) => {
                         if let Some(f) = &a.ready_file {

@@ -3,6 +3,7 @@
 //! deregisters the instance as it drains) and the replica is started again
 //! after a backoff. A replica that keeps crashing makes `weft up` give up.
 
+use super::GatewayProc;
 use super::replica::{Launcher, Replica};
 use super::rollout::{Desired, start_in_service};
 use std::collections::BTreeMap;
@@ -28,6 +29,48 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// Counts a restart of `name`; Err once it crashed too often. Returns
+    /// the backoff before the next start.
+    fn restarted(&mut self, name: &str, what: &str) -> anyhow::Result<Duration> {
+        let now = Instant::now();
+        let times = self.restarts.entry(name.to_owned()).or_default();
+        times.retain(|t| now.duration_since(*t) < WINDOW);
+        times.push(now);
+        if times.len() > MAX_RESTARTS {
+            anyhow::bail!(
+                "{what}; it crashed {} times within {} s, so weft up gives up (see its output above)",
+                times.len(),
+                WINDOW.as_secs()
+            );
+        }
+        Ok(Duration::from_secs(1 << (times.len() - 1).min(5)))
+    }
+
+    /// Reaps and logs a gateway's exit and starts it again once its backoff ended.
+    pub fn check_gateways(&mut self, gateways: &mut [GatewayProc], exe: &std::path::Path) -> anyhow::Result<bool> {
+        let mut changed = false;
+        for g in gateways.iter_mut() {
+            let key = format!("gateway {}", g.proc.name);
+            if let Some(p) = self.pending.get(&key) {
+                if p.at <= Instant::now() {
+                    self.pending.remove(&key);
+                    g.respawn(exe)?;
+                    eprintln!("restarted {key}");
+                    changed = true;
+                }
+                continue;
+            }
+            if let Ok(Some(status)) = g.proc.child.try_wait() {
+                let what = format!("{key} exited ({status})");
+                let backoff = self.restarted(&key, &what)?;
+                eprintln!("{what}; restarting it in {} s", backoff.as_secs());
+                let at = Instant::now() + backoff;
+                self.pending.insert(key, Pending { workload: Default::default(), index: 0, at });
+            }
+        }
+        Ok(changed)
+    }
+
     /// One round: reaps exits, stops what is left of those replicas, and
     /// starts those whose backoff ended. Ok(true) when the set changed;
     /// Err when a replica crashed too often to go on.
@@ -57,27 +100,25 @@ impl Supervisor {
             let mut r = replicas.remove(i);
             changed = true;
             let now = Instant::now();
-            let times = self.restarts.entry(r.name.clone()).or_default();
-            times.retain(|t| now.duration_since(*t) < WINDOW);
-            times.push(now);
-            if times.len() > MAX_RESTARTS {
-                r.retire(grace).await;
-                anyhow::bail!(
-                    "{}; it crashed {} times within {} s, so weft up gives up (see its output above)",
-                    exits.join(", "),
-                    times.len(),
-                    WINDOW.as_secs()
-                );
-            }
-            let backoff = Duration::from_secs(1 << (times.len() - 1).min(5));
+            let backoff = match self.restarted(&r.name, &exits.join(", ")) {
+                Ok(b) => b,
+                Err(e) => {
+                    r.retire(grace).await;
+                    return Err(e);
+                }
+            };
             eprintln!("{}; restarting replica {} in {} s", exits.join(", "), r.name, backoff.as_secs());
             // The sidecar leaves the registry as it drains; the app is stopped.
             r.retire(grace).await;
             self.pending
                 .insert(r.name.clone(), Pending { workload: r.workload.clone(), index: r.index, at: now + backoff });
         }
-        let due: Vec<String> =
-            self.pending.iter().filter(|(_, p)| p.at <= Instant::now()).map(|(n, _)| n.clone()).collect();
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(n, p)| p.at <= Instant::now() && !n.starts_with("gateway "))
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in due {
             let Some(p) = self.pending.remove(&name) else { continue };
             // A Workload removed or scaled down meanwhile is not started again.
