@@ -24,6 +24,11 @@ pub struct LimitArgs {
     /// Largest config folder, in bytes (all files together).
     #[arg(long, default_value_t = LoadLimits::default().max_bytes)]
     max_config_bytes: u64,
+    /// A DNS name the control API answers to, besides IP addresses and
+    /// localhost (repeatable); other names are refused so that a web page
+    /// cannot rebind its own name to the API.
+    #[arg(long = "api-host")]
+    api_hosts: Vec<String>,
     /// Most resources (YAML documents) in the config folder.
     #[arg(long, default_value_t = LoadLimits::default().max_documents)]
     max_config_documents: usize,
@@ -36,6 +41,7 @@ impl LimitArgs {
             max_instances: self.max_instances,
             max_ttl: Duration::from_secs(self.max_ttl.max(1)),
             warmup: Duration::from_secs(self.warmup),
+            api_hosts: self.api_hosts.clone(),
             config: LoadLimits {
                 max_bytes: self.max_config_bytes,
                 max_documents: self.max_config_documents,

@@ -34,6 +34,9 @@ pub struct Limits {
     pub warmup: Duration,
     /// The config folder's size, documents and alias expansion.
     pub config: weft_api::load::LoadLimits,
+    /// Names the control API answers to besides IP addresses and
+    /// `localhost` (`--api-host`: a control plane reached by DNS name).
+    pub api_hosts: Vec<String>,
 }
 
 impl Default for Limits {
@@ -46,6 +49,7 @@ impl Default for Limits {
             max_labels: 64,
             warmup: Duration::from_secs(10),
             config: Default::default(),
+            api_hosts: Vec::new(),
         }
     }
 }

@@ -17,13 +17,13 @@ use hyper::{Method, Request, StatusCode};
 /// Admits a request (`None`) or answers why not.
 pub fn refuse(req: &Request<Incoming>, hub: &Hub) -> Option<Resp> {
     let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if !host_is_ours(host) {
+    if !host_is_ours(host, &hub.limits.api_hosts) {
         hub.metrics.refused("host");
         return Some(error(
             StatusCode::FORBIDDEN,
             &format!(
-                "Host `{host}` is not this control plane's: address it by IP or as localhost \
-                 (other names are refused so that a web page cannot rebind its own to it)"
+                "Host `{host}` is not this control plane's: address it by IP or as localhost, or name it \
+                 with --api-host (other names are refused so that a web page cannot rebind its own to it)"
             ),
         ));
     }
@@ -44,15 +44,17 @@ pub fn refuse(req: &Request<Incoming>, hub: &Hub) -> Option<Resp> {
     None
 }
 
-/// `localhost` or an IP address, with or without a port.
-fn host_is_ours(host: &str) -> bool {
+/// `localhost`, an IP address or one of `names`, with or without a port.
+fn host_is_ours(host: &str, names: &[String]) -> bool {
     let name = match host.rsplit_once(':') {
         // `[::1]:15014`, `127.0.0.1:15014`, `localhost:15014`; a bare IPv6 address has more colons.
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => name,
         _ => host,
     };
     let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || names.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 fn is_json(req: &Request<Incoming>) -> bool {
@@ -87,10 +89,13 @@ mod tests {
     fn hosts_by_ip_or_localhost_are_ours_and_names_are_not() {
         for ok in ["127.0.0.1:15014", "127.0.0.1", "localhost:15014", "LOCALHOST", "[::1]:15014", "::1", "10.1.2.3:80"]
         {
-            assert!(host_is_ours(ok), "{ok}");
+            assert!(host_is_ours(ok, &[]), "{ok}");
         }
         for bad in ["", "evil.example:15014", "evil.example", "127.0.0.1.nip.io:15014", "localhost.evil:1"] {
-            assert!(!host_is_ours(bad), "{bad}");
+            assert!(!host_is_ours(bad, &[]), "{bad}");
         }
+        let named = ["control.mesh.internal".to_owned()];
+        assert!(host_is_ours("control.mesh.internal:15014", &named));
+        assert!(!host_is_ours("control.mesh.internal.evil:15014", &named));
     }
 }
