@@ -299,7 +299,7 @@ spec:
 #[test]
 fn translation_is_deterministic() {
     let loaded = weft_api::parse_str("routing.yaml", MESH);
-    let instances = (0..5)
+    let instances: Vec<Instance> = (0..5)
         .map(|i| Instance {
             name: format!("r{i}"),
             namespace: "default".into(),

@@ -43,7 +43,7 @@ fn sidecar() -> ProxyNode {
 fn translation(c: &mut Criterion) {
     let loaded = weft_api::parse_str("bench.yaml", &yaml(1000));
     assert!(loaded.diagnostics.iter().all(|d| !d.is_error()), "{:?}", loaded.diagnostics);
-    let snap = Arc::new(Snapshot::new(1, Arc::new(loaded.resources), Vec::new()));
+    let snap = Arc::new(Snapshot::new(1, Arc::new(loaded.resources), Vec::<weft_control::registry::Instance>::new()));
     let node = sidecar();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let first = rt.block_on(encoded(&snap, &node, &Mutex::new(Cache::default())));

@@ -38,6 +38,8 @@ pub struct ProxyStatus {
 struct Inner {
     version: u64,
     resources: Arc<Vec<Resource>>,
+    /// The config's own instances (WorkloadEntry, ServiceEntry endpoints).
+    statics: Vec<Arc<Instance>>,
     registrations: Registrations,
     rejected: Vec<String>,
 }
@@ -94,8 +96,7 @@ impl Hub {
 
     fn publish(&self, inner: &mut Inner) {
         inner.version += 1;
-        let mut instances: Vec<Instance> = static_instances(&inner.resources);
-        instances.extend(inner.registrations.instances().into_iter().map(|(_, i)| i));
+        let instances = inner.statics.iter().cloned().chain(inner.registrations.shared());
         let snap = Snapshot::new(inner.version, inner.resources.clone(), instances);
         tracing::debug!(version = inner.version, "publishing snapshot");
         self.tx.send_replace(Arc::new(snap));
@@ -104,6 +105,7 @@ impl Hub {
     /// Installs a config that validated clean.
     pub fn set_config(&self, resources: Vec<Resource>) {
         let mut inner = self.inner.lock();
+        inner.statics = static_instances(&resources).into_iter().map(Arc::new).collect();
         inner.resources = Arc::new(resources);
         inner.rejected.clear();
         self.publish(&mut inner);

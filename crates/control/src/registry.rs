@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_api::Spec;
 use weft_api::resource::Resource;
@@ -96,13 +97,14 @@ fn from_entry(name: &str, ns: &str, w: &weft_api::types::WorkloadEntrySpec, only
 /// owns them until it leaves or expires.
 #[derive(Default)]
 pub struct Registrations {
-    entries: HashMap<String, Entry>,
+    /// By id, in order: snapshots list instances in a stable order.
+    entries: BTreeMap<String, Entry>,
     /// Address and ports to the id registered there.
     at: HashMap<String, String>,
 }
 
 struct Entry {
-    instance: Instance,
+    instance: Arc<Instance>,
     ttl: Duration,
     deadline: Instant,
 }
@@ -148,7 +150,7 @@ impl Registrations {
         if let Some(held) = self.at.get(&at)
             && let Some(e) = self.entries.get(held)
             && e.deadline > now
-            && e.instance != inst
+            && *e.instance != inst
         {
             return Err(Refused::Taken { id: held.clone(), expires_in: e.deadline - now });
         }
@@ -167,7 +169,7 @@ impl Registrations {
             self.at.remove(&Self::at(&e.instance));
         }
         self.at.insert(at, id.clone());
-        self.entries.insert(id.clone(), Entry { instance: inst, ttl, deadline: now + ttl });
+        self.entries.insert(id.clone(), Entry { instance: Arc::new(inst), ttl, deadline: now + ttl });
         Ok(id)
     }
 
@@ -227,10 +229,14 @@ impl Registrations {
         self.entries.is_empty()
     }
 
+    /// Every registered instance with its id, in id order.
     pub fn instances(&self) -> Vec<(String, Instance)> {
-        let mut v: Vec<_> = self.entries.iter().map(|(id, e)| (id.clone(), e.instance.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        self.entries.iter().map(|(id, e)| (id.clone(), (*e.instance).clone())).collect()
+    }
+
+    /// The registered instances, shared, in id order.
+    pub fn shared(&self) -> impl Iterator<Item = Arc<Instance>> + '_ {
+        self.entries.values().map(|e| e.instance.clone())
     }
 }
 

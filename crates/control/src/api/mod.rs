@@ -135,7 +135,7 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
                 &serde_json::json!({
                     "version": snap.version,
                     "resources": resources,
-                    "instances": snap.instances,
+                    "instances": snap.instances.iter().map(|i| &**i).collect::<Vec<_>>(),
                     "rejected": hub.rejected(),
                 }),
             )

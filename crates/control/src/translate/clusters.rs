@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOption
 use envoy_types::pb::google::protobuf::{Struct, UInt32Value, Value, value::Kind};
 use envoy_types::util::pack_any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 use weft_api::Spec;
 use weft_api::index::{Index, SvcInfo, SvcPort};
@@ -171,7 +172,7 @@ fn assignment(name: &str, eps: Vec<Ep>, placement: &Placement) -> ClusterLoadAss
 /// Instances and explicit endpoints indexed once per build, so finding a
 /// service's endpoints costs its candidates, not every instance of the mesh.
 struct Lookup<'a> {
-    instances: &'a [Instance],
+    instances: &'a [Arc<Instance>],
     by_label: HashMap<(&'a str, &'a str), Vec<usize>>,
     by_host: HashMap<&'a str, Vec<usize>>,
     /// (namespace, service name) to its Endpoints / EndpointSlice resources.
@@ -179,7 +180,7 @@ struct Lookup<'a> {
 }
 
 impl<'a> Lookup<'a> {
-    fn new(index: &'a Index, instances: &'a [Instance]) -> Self {
+    fn new(index: &'a Index, instances: &'a [Arc<Instance>]) -> Self {
         let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
         let mut by_host: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, inst) in instances.iter().enumerate() {
@@ -316,7 +317,7 @@ fn dns_resolution(index: &Index, svc: &SvcInfo) -> Option<cluster::DiscoveryType
 
 pub fn build(
     index: &Index,
-    instances: &[Instance],
+    instances: &[Arc<Instance>],
     node: &ProxyNode,
     only: Option<&BTreeSet<String>>,
 ) -> (Vec<Cluster>, Vec<ClusterLoadAssignment>) {

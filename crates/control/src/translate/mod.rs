@@ -25,15 +25,21 @@ use weft_api::resource::Resource;
 pub struct Snapshot {
     pub version: u64,
     pub resources: Arc<Vec<Resource>>,
-    /// Static and registered instances together.
-    pub instances: Vec<Instance>,
+    /// Static and registered instances together, shared between
+    /// snapshots (a publish copies pointers, not instances).
+    pub instances: Vec<Arc<Instance>>,
     /// Some DestinationRule ranks endpoints by the caller's labels
     /// (`failoverPriority`); computed on first use.
     pub label_failover: std::sync::OnceLock<bool>,
 }
 
 impl Snapshot {
-    pub fn new(version: u64, resources: Arc<Vec<Resource>>, instances: Vec<Instance>) -> Self {
+    pub fn new<I: Into<Arc<Instance>>>(
+        version: u64,
+        resources: Arc<Vec<Resource>>,
+        instances: impl IntoIterator<Item = I>,
+    ) -> Self {
+        let instances = instances.into_iter().map(Into::into).collect();
         Snapshot { version, resources, instances, label_failover: Default::default() }
     }
 
