@@ -6,6 +6,7 @@ pub mod extensions;
 mod fields;
 pub mod index;
 pub mod load;
+mod load_limits;
 pub mod names;
 pub mod resource;
 pub mod tree;

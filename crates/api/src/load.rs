@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::load_limits::parse_options;
+pub use crate::load_limits::{LoadLimits, over_bytes, over_documents};
+
 /// What loading produced: the resources that parsed, and every problem found.
 #[derive(Debug, Default, Clone)]
 pub struct Loaded {
@@ -52,26 +55,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How much config a load accepts. A config past a limit is refused whole
-/// with an error naming the limit (and the flag that raises it), before it
-/// can take the memory and time it would cost to parse and translate.
-#[derive(Clone, Debug)]
-pub struct LoadLimits {
-    /// All files together, in bytes (`--max-config-bytes`).
-    pub max_bytes: u64,
-    /// Documents in all files together (`--max-config-documents`).
-    pub max_documents: usize,
-    /// Scalar bytes one file may expand to, aliases included: a few KB of
-    /// nested aliases ("billion laughs") would otherwise expand to GBs.
-    pub max_scalar_bytes: usize,
-}
-
-impl Default for LoadLimits {
-    fn default() -> Self {
-        LoadLimits { max_bytes: 64 << 20, max_documents: 100_000, max_scalar_bytes: 64 << 20 }
-    }
-}
-
 /// Loads every config file under `paths`, within the default limits.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     load_paths_within(paths, &LoadLimits::default())
@@ -108,42 +91,6 @@ pub fn load_paths_within(paths: &[PathBuf], limits: &LoadLimits) -> Loaded {
         loaded.diagnostics.push(d);
     }
     loaded
-}
-
-fn too_large(paths: &[PathBuf], message: String, hint: &str) -> Diagnostic {
-    let shown: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
-    Diagnostic {
-        severity: Severity::Error,
-        code: codes::TOO_LARGE,
-        file: shown.join(", ").into(),
-        pos: Pos::default(),
-        resource: None,
-        path: String::new(),
-        message,
-        hint: Some(hint.into()),
-    }
-}
-
-/// The error for a config of `bytes` bytes, if that is past the limit.
-pub fn over_bytes(paths: &[PathBuf], bytes: u64, limits: &LoadLimits) -> Option<Diagnostic> {
-    (bytes > limits.max_bytes).then(|| {
-        too_large(
-            paths,
-            format!("the config is {bytes} bytes, over the limit of {} bytes", limits.max_bytes),
-            "split it across meshes, remove what is unused, or raise the limit with --max-config-bytes",
-        )
-    })
-}
-
-/// The error for a config of `documents` resources, if that is past the limit.
-pub fn over_documents(paths: &[PathBuf], documents: usize, limits: &LoadLimits) -> Option<Diagnostic> {
-    (documents > limits.max_documents).then(|| {
-        too_large(
-            paths,
-            format!("the config holds {documents} resources, over the limit of {}", limits.max_documents),
-            "raise the limit with --max-config-documents if the control plane has the memory for it",
-        )
-    })
 }
 
 fn io_diag(file: &str, e: &std::io::Error) -> Diagnostic {
@@ -191,23 +138,6 @@ pub fn parse_str_within(file: &str, text: &str, limits: &LoadLimits) -> Loaded {
     }
     loaded.diagnostics.sort_by_key(|d| (d.pos.line, d.pos.col));
     loaded
-}
-
-/// A mesh's config can hold tens of thousands of documents in one file, so
-/// the document count is raised past serde-saphyr's default (1,024) to the
-/// mesh's limit. Events and nodes grow with the file: plain YAML makes
-/// about one per few bytes, and only aliases make more, so a budget of a
-/// few per byte admits any real config and stops "billion laughs" early.
-fn parse_options(text_len: usize, limits: &LoadLimits) -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
-    let per_byte = 1_000_000usize.max(text_len.saturating_mul(2));
-    budget.max_documents = limits.max_documents;
-    budget.max_events = per_byte;
-    budget.max_nodes = per_byte;
-    budget.max_total_scalar_bytes = limits.max_scalar_bytes;
-    let mut o = serde_saphyr::Options::default();
-    o.budget = Some(budget);
-    o
 }
 
 fn syntax_diag(file: &Arc<str>, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
