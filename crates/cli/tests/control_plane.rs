@@ -165,6 +165,17 @@ fn registered_instance_leaves_when_it_stops_heartbeating() {
     });
 }
 
+/// A demo `echo` app of `version` behind a sidecar that registers it with
+/// `control` (TTL 3 s), with `extra` sidecar arguments.
+async fn echo_replica(control: &Control, version: &str, extra: &[&str]) -> (Proc, Sidecar) {
+    let (app, port) = demo("echo", version).await;
+    let (p, inbound) = (port.to_string(), free_port().to_string());
+    let mut args = vec!["--labels", "app=echo", "--app-port", &p, "--inbound-port", &inbound];
+    args.extend(["--register", &control.api, "--register-ttl", "3"]);
+    args.extend(extra);
+    (app, Sidecar::start_with(&control.xds, "echo", &args).await)
+}
+
 /// The control plane killed and restarted under load: proxies keep their
 /// config while it is gone, and when it is back they are not handed
 /// endpoint sets emptied only because the instances have not registered
@@ -180,26 +191,7 @@ fn control_plane_restarts_under_load_lose_no_request() {
         let mut control = Control::start_with(dir.path(), &["--warmup", "3"]).await;
         let mut replicas = Vec::new();
         for v in ["v1", "v2"] {
-            let (app, port) = demo("echo", v).await;
-            let (p, inbound) = (port.to_string(), free_port().to_string());
-            let sc = Sidecar::start_with(
-                &control.xds,
-                "echo",
-                &[
-                    "--labels",
-                    "app=echo",
-                    "--app-port",
-                    &p,
-                    "--inbound-port",
-                    &inbound,
-                    "--register",
-                    &control.api,
-                    "--register-ttl",
-                    "3",
-                ],
-            )
-            .await;
-            replicas.push((app, sc));
+            replicas.push(echo_replica(&control, v, &[]).await);
         }
         let client = Sidecar::start(&control.xds, "client").await;
         let out = client.outbound.clone();
@@ -294,31 +286,8 @@ fn proxies_follow_a_new_mesh_root_at_once() {
     std::fs::write(dir.path().join("svc.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec:\n  selector: {app: echo}\n  ports: [{name: http, port: 80}]\n").unwrap();
     rt().block_on(async {
         let mut control = Control::start_with(dir.path(), &["--warmup", "1"]).await;
-        let replica = |control_xds: String, api: String, version: &'static str| async move {
-            let (app, port) = demo("echo", version).await;
-            let (p, inbound) = (port.to_string(), free_port().to_string());
-            let sc = Sidecar::start_with(
-                &control_xds,
-                "echo",
-                &[
-                    "--labels",
-                    "app=echo",
-                    "--app-port",
-                    &p,
-                    "--inbound-port",
-                    &inbound,
-                    "--register",
-                    &api,
-                    "--register-ttl",
-                    "3",
-                    "--ca",
-                    &api,
-                ],
-            )
-            .await;
-            (app, sc)
-        };
-        let old = replica(control.xds.clone(), control.api.clone(), "v1").await;
+
+        let old = echo_replica(&control, "v1", &["--ca", &control.api]).await;
         let client = Sidecar::start_with(&control.xds, "client", &["--ca", &control.api]).await;
         let out = client.outbound.clone();
         eventually(10, "the first replica over mutual TLS", || {
@@ -334,7 +303,7 @@ fn proxies_follow_a_new_mesh_root_at_once() {
         drop(old);
         control.restart().await;
         assert_ne!(root(control.api.clone()).await, first_root, "a restarted control plane makes a new root");
-        let _new = replica(control.xds.clone(), control.api.clone(), "v2").await;
+        let _new = echo_replica(&control, "v2", &["--ca", &control.api]).await;
         let o = out.clone();
         let took = eventually(20, "the old client to reach the replica of the new root", || {
             let o = o.clone();

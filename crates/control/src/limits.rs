@@ -87,10 +87,6 @@ impl Metrics {
         self.refusals.get_or_create(&LimitLabel { limit }).inc();
     }
 
-    pub fn refusals(&self, limit: &'static str) -> u64 {
-        self.refusals.get_or_create(&LimitLabel { limit }).get()
-    }
-
     /// The Prometheus text exposition.
     pub fn text(&self) -> String {
         let mut out = String::new();

@@ -25,7 +25,10 @@ struct Pending {
 pub struct Supervisor {
     /// Replica name to the times it was restarted within `WINDOW`.
     restarts: BTreeMap<String, Vec<Instant>>,
+    /// Replica name to when it starts again.
     pending: BTreeMap<String, Pending>,
+    /// Gateway name to when it starts again.
+    pending_gateways: BTreeMap<String, Instant>,
 }
 
 impl Supervisor {
@@ -51,9 +54,9 @@ impl Supervisor {
         let mut changed = false;
         for g in gateways.iter_mut() {
             let key = format!("gateway {}", g.proc.name);
-            if let Some(p) = self.pending.get(&key) {
-                if p.at <= Instant::now() {
-                    self.pending.remove(&key);
+            if let Some(at) = self.pending_gateways.get(&key) {
+                if *at <= Instant::now() {
+                    self.pending_gateways.remove(&key);
                     g.respawn(exe)?;
                     eprintln!("restarted {key}");
                     changed = true;
@@ -64,8 +67,7 @@ impl Supervisor {
                 let what = format!("{key} exited ({status})");
                 let backoff = self.restarted(&key, &what)?;
                 eprintln!("{what}; restarting it in {} s", backoff.as_secs());
-                let at = Instant::now() + backoff;
-                self.pending.insert(key, Pending { workload: Default::default(), index: 0, at });
+                self.pending_gateways.insert(key, Instant::now() + backoff);
             }
         }
         Ok(changed)
@@ -113,12 +115,8 @@ impl Supervisor {
             self.pending
                 .insert(r.name.clone(), Pending { workload: r.workload.clone(), index: r.index, at: now + backoff });
         }
-        let due: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(n, p)| p.at <= Instant::now() && !n.starts_with("gateway "))
-            .map(|(n, _)| n.clone())
-            .collect();
+        let due: Vec<String> =
+            self.pending.iter().filter(|(_, p)| p.at <= Instant::now()).map(|(n, _)| n.clone()).collect();
         for name in due {
             let Some(p) = self.pending.remove(&name) else { continue };
             // A Workload removed or scaled down meanwhile is not started again.
@@ -130,12 +128,7 @@ impl Supervisor {
                     changed = true;
                 }
                 None => {
-                    let tries = self.restarts.entry(name.clone()).or_default();
-                    tries.push(Instant::now());
-                    if tries.len() > MAX_RESTARTS {
-                        anyhow::bail!("replica {name} did not come back after {} tries; weft up gives up", tries.len());
-                    }
-                    let backoff = Duration::from_secs(1 << (tries.len() - 1).min(5));
+                    let backoff = self.restarted(&name, &format!("replica {name} did not come back"))?;
                     self.pending.insert(name, Pending { at: Instant::now() + backoff, ..p });
                 }
             }

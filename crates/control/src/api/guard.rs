@@ -31,7 +31,14 @@ pub fn refuse(req: &Request<Incoming>, hub: &Hub) -> Option<Resp> {
         && origin.to_str().ok().and_then(|o| o.split_once("://")).is_none_or(|(_, o)| o != host)
     {
         hub.metrics.refused("origin");
-        return Some(error(StatusCode::FORBIDDEN, "a cross-origin request (a web page's) is refused"));
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Origin `{}` is not this control plane's (`{host}`): requests from web pages are refused; \
+                 a client of the API sends no Origin, or this one",
+                origin.to_str().unwrap_or("?")
+            ),
+        ));
     }
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if changes && !is_json(req) {

@@ -79,11 +79,11 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
                         error(status, &refused.to_string())
                     }
                 },
-                Err(e) => {
-                    if e.contains("--max-ttl") {
-                        hub.metrics.refused("ttl");
+                Err(invalid) => {
+                    if let Some(limit) = invalid.limit {
+                        hub.metrics.refused(limit);
                     }
-                    error(StatusCode::BAD_REQUEST, &format!("invalid registration: {e}"))
+                    error(StatusCode::BAD_REQUEST, &format!("invalid registration: {}", invalid.message))
                 }
             }
         }

@@ -12,12 +12,32 @@ use weft_api::names;
 const FIELDS: &[&str] =
     &["name", "namespace", "address", "port", "ports", "labels", "serviceAccount", "locality", "weight", "ttlSeconds"];
 
+/// Why a registration was refused.
+#[derive(Debug)]
+pub struct Invalid {
+    pub message: String,
+    /// The limit it crossed, for `weft_control_limit_refusals_total`.
+    pub limit: Option<&'static str>,
+}
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Invalid { message, limit: None }
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
 /// The instance and TTL a registration asks for, or what is wrong with it.
-pub fn parse(body: &[u8], limits: &Limits) -> Result<(Instance, Duration), String> {
+pub fn parse(body: &[u8], limits: &Limits) -> Result<(Instance, Duration), Invalid> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let obj = value.as_object().ok_or("a registration is a JSON object")?;
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!("unknown field `{k}`; the fields are {}", FIELDS.join(", ")));
+        return Err(format!("unknown field `{k}`; the fields are {}", FIELDS.join(", ")).into());
     }
     let ttl = match obj.get("ttlSeconds") {
         None | Some(serde_json::Value::Null) => Duration::from_secs(30),
@@ -25,11 +45,12 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<(Instance, Duration), Strin
             let secs =
                 v.as_f64().filter(|s| s.is_finite() && *s >= 0.0).ok_or("`ttlSeconds` must be a number of seconds")?;
             if secs > limits.max_ttl.as_secs_f64() {
-                return Err(format!(
+                let message = format!(
                     "`ttlSeconds` {secs} is over the limit of {} s: an instance that died would stay for that long \
                      (heartbeat more often, or start the control plane with a higher --max-ttl)",
                     limits.max_ttl.as_secs()
-                ));
+                );
+                return Err(Invalid { message, limit: Some("ttl") });
             }
             Duration::from_secs_f64(secs).max(limits.min_ttl)
         }
@@ -79,9 +100,6 @@ fn check(i: &Instance, limits: &Limits) -> Result<(), String> {
     if i.weight.is_some_and(|w| !(1..=u16::MAX as u32).contains(&w)) {
         return Err("`weight` must be 1 to 65535".to_owned());
     }
-    if i.only_hosts.is_some() {
-        return Err("`onlyHosts` is set by ServiceEntry endpoints, not by registrations".to_owned());
-    }
     Ok(())
 }
 
@@ -98,7 +116,7 @@ mod tests {
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
-        parse(v.to_string().as_bytes(), &Limits::default())
+        parse(v.to_string().as_bytes(), &Limits::default()).map_err(|e| e.message)
     }
 
     #[test]
@@ -117,6 +135,8 @@ mod tests {
         for ttl in [serde_json::json!(18446744073709551615u64), serde_json::json!(1e12), serde_json::json!(301)] {
             let e = reg(serde_json::json!({"ttlSeconds": ttl})).unwrap_err();
             assert!(e.contains("over the limit of 300 s") && e.contains("--max-ttl"), "{e}");
+            let v = serde_json::json!({"name": "a", "address": "127.0.0.1", "port": 1, "ttlSeconds": ttl});
+            assert_eq!(parse(v.to_string().as_bytes(), &Limits::default()).unwrap_err().limit, Some("ttl"));
         }
         for bad in [serde_json::json!(-1), serde_json::json!("10")] {
             assert!(reg(serde_json::json!({"ttlSeconds": bad})).unwrap_err().contains("number of seconds"));
@@ -149,6 +169,6 @@ mod tests {
     #[test]
     fn deep_json_is_an_error() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(parse(deep.as_bytes(), &Limits::default()).unwrap_err().contains("recursion limit"));
+        assert!(parse(deep.as_bytes(), &Limits::default()).unwrap_err().message.contains("recursion limit"));
     }
 }
