@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary under test: this build's, or `WEFT_TEST_BIN` (e.g. a release
+/// build for the soak).
 pub fn weft() -> &'static str {
-    env!("CARGO_BIN_EXE_weft")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("WEFT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weft").to_owned()))
 }
 
 pub fn repo() -> PathBuf {
