@@ -1,5 +1,5 @@
 //! How connections end: on SIGTERM a sidecar stops accepting, lets the
-//! requests in flight finish, then exits (graceful drain); a connection
+//! requests in flight and open tunnels finish, then exits (graceful drain); a connection
 //! idle for its timeout is closed.
 
 mod common;
@@ -78,6 +78,44 @@ async fn h1_handshake(addr: &str) -> (H1Send, tokio::task::JoinHandle<()>) {
 }
 
 /// `GET path` from the `slow` service, origin-form.
+/// A WebSocket open when the sidecar is told to stop keeps working until
+/// it closes (within the drain time), then the sidecar exits: a short
+/// session is not cut by a rollout.
+#[test]
+fn sigterm_lets_an_open_websocket_finish() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_b, _control, mut sc) = slow_mesh(dir.path(), &[]).await;
+        let stream = tokio::net::TcpStream::connect(&sc.outbound).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async("ws://slow/ws", stream).await.expect("upgraded");
+        ws.send(Message::text("before")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "slow: before");
+        std::process::Command::new("kill").args(["-TERM", &sc.proc.0.id().to_string()]).status().unwrap();
+        eventually(10, "the sidecar stops accepting", || {
+            let out = sc.outbound.clone();
+            async move { !up_at(&out).await }
+        })
+        .await;
+        for i in 0..5 {
+            ws.send(Message::text(format!("draining {i}"))).await.expect("the tunnel still carries");
+            let back = ws.next().await.expect("an answer").expect("no reset");
+            assert_eq!(back.into_text().unwrap().as_str(), format!("slow: draining {i}"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ws.close(None).await.unwrap();
+        while ws.next().await.is_some_and(|m| m.is_ok()) {}
+        drop(ws);
+        // With the tunnel closed nothing holds the drain: the sidecar exits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sc.proc.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the sidecar did not exit after its last tunnel closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
 fn slow_get(path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
     http::Request::get(path).header("host", "slow").body(http_body_util::Empty::new()).unwrap()
 }

@@ -102,7 +102,10 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     state.draining.send_replace(true);
     let _ = listeners.await;
     let deadline = Instant::now() + opts.drain;
-    while state.metrics.active_requests.get() > 0 && Instant::now() < deadline {
+    // Upgraded connections and TCP splices get the same time as requests,
+    // as in Envoy's drain: a short WebSocket session ends on its own.
+    let busy = || state.metrics.active_requests.get() + state.metrics.active_tunnels.get() > 0;
+    while busy() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())

@@ -255,7 +255,8 @@ pub fn forward<'a>(
                     ops.apply(resp.headers_mut());
                 }
                 if let (Some(client_up), true) = (on_upgrade, switching) {
-                    super::upgrade::splice(client_up, &mut resp);
+                    let tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
+                    super::upgrade::splice(client_up, &mut resp, tunnel);
                 }
                 Outcome { response: resp.map(ProxyBody::Upstream), flags, dest, request_bytes }
             }

@@ -173,6 +173,9 @@ pub struct Metrics {
     pub xds_nacks: Counter,
     pub config_updates: Counter,
     pub active_requests: Gauge,
+    /// Upgraded (WebSocket) connections and TCP splices open: a drain waits
+    /// for them as for requests.
+    pub active_tunnels: Gauge,
     pub idle_timeouts: Counter,
     pub request_head_timeouts: Counter,
     /// Workload certificates issued to this proxy (`crate::mtls`).
@@ -215,6 +218,22 @@ pub struct Record<'a> {
     pub response_bytes: u64,
 }
 
+/// Counts one in a gauge while it lives: here, a tunnel open.
+pub struct Held(Gauge);
+
+impl Held {
+    pub fn new(gauge: &Gauge) -> Held {
+        gauge.inc();
+        Held(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
     pub fn new(node: &NodeInfo) -> Self {
         let mut registry = Registry::default();
@@ -229,12 +248,18 @@ impl Metrics {
         let xds_nacks = Counter::default();
         let config_updates = Counter::default();
         let active_requests = Gauge::default();
+        let active_tunnels = Gauge::default();
         let idle_timeouts = Counter::default();
         let request_head_timeouts = Counter::default();
         let (cert_renewals, mtls_connections, tls_handshake_failures): (Counter, Counter, Counter) = Default::default();
         registry.register("weft_xds_nacks", "xDS updates rejected by this proxy", xds_nacks.clone());
         registry.register("weft_config_updates", "xDS updates applied by this proxy", config_updates.clone());
         registry.register("weft_active_requests", "Requests in flight", active_requests.clone());
+        registry.register(
+            "weft_active_tunnels",
+            "Upgraded connections and TCP connections being spliced",
+            active_tunnels.clone(),
+        );
         registry.register(
             "weft_downstream_idle_timeouts",
             "Downstream connections closed after their idle timeout",
@@ -275,6 +300,7 @@ impl Metrics {
             xds_nacks,
             config_updates,
             active_requests,
+            active_tunnels,
             idle_timeouts,
             request_head_timeouts,
             cert_renewals,
