@@ -227,9 +227,10 @@ fn clients_cannot_forge_the_headers_the_mesh_sets() {
 }
 
 /// An HTTP/2 request whose headers pass 16 KB (Envoy's default) is refused
-/// alone; the connection and the proxy serve the next one.
+/// alone; the connection and the proxy serve the next one. HTTP/1.1 heads
+/// have Envoy's limits too.
 #[test]
-fn oversized_http2_headers_are_refused_alone() {
+fn oversized_headers_are_refused_alone() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let (_app, app_port) = demo("echo", "v1").await;
@@ -248,5 +249,23 @@ fn oversized_http2_headers_are_refused_alone() {
         sender.ready().await.expect("the connection survives");
         let ok = sender.send_request(req(1 << 10)).await.expect("the next request is served");
         assert_eq!(ok.status(), 200);
+
+        // HTTP/1.1: a head past 64 KiB or 100 headers gets 431, and the
+        // proxy serves the next connection.
+        let huge = [("x-big", "a".repeat(70 << 10))];
+        let many: Vec<(String, &str)> = (0..101).map(|i| (format!("x-h{i}"), "v")).collect();
+        for headers in [
+            huge.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(),
+            many.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        ] {
+            let mut with_host = vec![("host", "echo")];
+            with_host.extend(headers);
+            let r = try_request(&sidecar.outbound, "GET", "/", &with_host, Default::default()).await;
+            assert_eq!(r.map(|r| r.status), Ok(431), "{} headers", with_host.len());
+        }
+        let fine: Vec<(String, &str)> = (0..90).map(|i| (format!("x-h{i}"), "v")).collect();
+        let mut headers: Vec<(&str, &str)> = fine.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        headers.extend([("host", "echo"), ("x-big", &huge[0].1[..50 << 10])]);
+        assert_eq!(request(&sidecar.outbound, "GET", "/", &headers, Default::default()).await.status, 200);
     });
 }

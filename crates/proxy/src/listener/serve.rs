@@ -122,9 +122,19 @@ where
     let state = ctx.state.clone();
     let held = ctx.clone();
     let io = TokioIo::new(Replay::noting(first, io, held.clone()));
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, http_service(ctx));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_H1_HEAD)
+        .max_headers(MAX_H1_HEADERS)
+        .serve_connection(io, http_service(ctx));
     serve(&state, Box::pin(conn.with_upgrades()), |c| c.graceful_shutdown(), Watch::new(idle, held)).await
 }
+
+/// An HTTP/1.1 request head's bytes and header count, past which hyper
+/// answers 431: Envoy's defaults (60 KiB, 100), set here rather than left
+/// to hyper's (~400 KiB of buffer). The buffer bounds body reads too; 64 KiB
+/// reads keep large bodies moving at full speed.
+const MAX_H1_HEAD: usize = 64 << 10;
+const MAX_H1_HEADERS: usize = 100;
 
 /// The most header bytes one HTTP/2 request may carry (Envoy's default,
 /// and hyper's today; set here so that a library's change cannot move it).
