@@ -34,17 +34,19 @@ fn proxies_speak_mutual_tls_and_name_the_caller() {
         let r = get(&gw, "/", &[]).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let j = r.json();
-        assert_eq!(
-            j["headers"]["x-forwarded-client-cert"],
-            format!("By={PRODUCTPAGE};URI={GATEWAY}"),
-            "productpage learns the gateway called: {j}"
+        assert_xfcc(
+            &j["headers"]["x-forwarded-client-cert"],
+            PRODUCTPAGE,
+            GATEWAY,
+            "productpage learns the gateway called",
         );
         let calls = j["calls"].as_array().unwrap();
         let d = calls.iter().find(|c| c["target"] == "details:9080").unwrap();
-        assert_eq!(
-            d["body"]["headers"]["x-forwarded-client-cert"],
-            format!("By={DETAILS};URI={PRODUCTPAGE}"),
-            "details learns productpage called: {d}"
+        assert_xfcc(
+            &d["body"]["headers"]["x-forwarded-client-cert"],
+            DETAILS,
+            PRODUCTPAGE,
+            "details learns productpage called",
         );
         assert!(counter(&details_admin, "weft_inbound_mtls_connections_total").await > before);
 
@@ -82,9 +84,14 @@ fn proxies_speak_mutual_tls_and_name_the_caller() {
             .await
             .expect("a client with a mesh certificate is served");
         let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        // Hash= is the SHA-256 of the caller's certificate, as Envoy writes it.
+        use rustls::pki_types::pem::PemObject;
+        let der = CertificateDer::from_pem_file(certs.path().join("cert.pem")).unwrap();
+        let hash: String =
+            ring::digest::digest(&ring::digest::SHA256, &der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             j["headers"]["x-forwarded-client-cert"],
-            format!("By={DETAILS};URI=spiffe://cluster.local/ns/default/sa/batch"),
+            format!("By={DETAILS};Hash={hash};URI=spiffe://cluster.local/ns/default/sa/batch"),
             "{j}"
         );
         let page = String::from_utf8(get(&details_admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
@@ -98,6 +105,14 @@ fn proxies_speak_mutual_tls_and_name_the_caller() {
         );
     });
     up.stop();
+}
+
+/// An `x-forwarded-client-cert` element as Envoy writes it: `By=<by>;Hash=<64
+/// hex digits>;URI=<uri>`.
+fn assert_xfcc(v: &serde_json::Value, by: &str, uri: &str, what: &str) {
+    let v = v.as_str().unwrap_or_else(|| panic!("{what}: no x-forwarded-client-cert"));
+    let hash = v.strip_prefix(&format!("By={by};Hash=")).and_then(|r| r.strip_suffix(&format!(";URI={uri}")));
+    assert!(hash.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())), "{what}: {v}");
 }
 
 /// GET / over TLS, trusting any server, with the certificate and key in

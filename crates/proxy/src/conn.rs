@@ -15,7 +15,7 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     pub activity: Activity,
     /// On a mutual-TLS connection, the `x-forwarded-client-cert` element
-    /// that names the caller (`By=<us>;URI=<its SPIFFE ID>`), made once
+    /// that names the caller (`By=<us>;Hash=<its certificate's SHA-256>;URI=<its SPIFFE ID>`), made once
     /// per connection.
     pub client_cert: Option<http::HeaderValue>,
     /// On a mutual-TLS connection, the namespace of the caller's SPIFFE ID

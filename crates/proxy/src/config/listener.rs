@@ -32,6 +32,9 @@ pub struct HttpListener {
     pub direction: Direction,
     /// What becomes of a request's `x-forwarded-client-cert`.
     pub client_cert: ClientCert,
+    /// Whether the caller's URI SAN goes into the header it sets (Envoy's
+    /// `set_current_client_cert_details.uri`); `By` and `Hash` always do.
+    pub client_cert_uri: bool,
     /// The client's address is appended to `x-forwarded-for` and the
     /// scheme set in `x-forwarded-proto` (Envoy's `use_remote_address`:
     /// the edge, where the client is not trusted to say either).
@@ -139,6 +142,11 @@ impl ListenerCfg {
             } else {
                 Direction::Outbound
             };
+            let current = hcm.set_current_client_cert_details.unwrap_or_default();
+            if current.subject.is_some_and(|b| b.value) || current.cert || current.chain || current.dns {
+                return Err(err(&"set_current_client_cert_details: weft's proxy sets By, Hash and URI in \
+                    x-forwarded-client-cert; subject, cert, chain and dns are not supported"));
+            }
             let strip_port =
                 matches!(hcm.strip_port_mode, Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)));
             ListenerKind::Http(Arc::new(HttpListener {
@@ -147,6 +155,7 @@ impl ListenerCfg {
                 strip_port,
                 direction,
                 client_cert: ClientCert::from_proto(hcm.forward_client_cert_details),
+                client_cert_uri: current.uri,
                 remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
             }))
         } else if any.type_url.ends_with("TcpProxy") {

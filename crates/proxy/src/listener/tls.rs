@@ -2,6 +2,7 @@
 //! that opens with a TLS record is TLS, anything else plaintext).
 
 use super::replay::Replay;
+use crate::config::listener::ListenerKind;
 use crate::conn::{ConnCtx, Peer};
 use crate::mtls::MeshTls;
 use std::sync::Arc;
@@ -41,10 +42,10 @@ pub async fn handshake(
     };
     let conn = stream.get_ref().1;
     let h2 = conn.alpn_protocol() == Some(b"h2");
-    let identity = conn.peer_certificates().and_then(|c| c.first()).and_then(crate::mtls::peer_identity);
+    let cert = conn.peer_certificates().and_then(|c| c.first());
+    let identity = cert.and_then(crate::mtls::peer_identity);
     let namespace = identity.as_deref().and_then(crate::mtls::spiffe_namespace).map(Box::from);
-    let client_cert =
-        identity.and_then(|id| http::HeaderValue::from_str(&format!("By={};URI={id}", tls.identity)).ok());
+    let client_cert = cert.and_then(|c| client_cert_header(ctx, &tls.identity, c, identity.as_deref()));
     ctx.state.metrics.mtls_connections.inc();
     let ctx = Arc::new(ConnCtx {
         state: ctx.state.clone(),
@@ -55,4 +56,24 @@ pub async fn handshake(
         mtls_peer: Some(Peer { namespace }),
     });
     Some((stream, ctx, h2))
+}
+
+/// The `x-forwarded-client-cert` element naming this caller, as Envoy
+/// writes it: `By=<us>;Hash=<SHA-256 of its certificate, hex>`, then
+/// `;URI=<its SPIFFE ID>` when the listener asks for the URI.
+fn client_cert_header(ctx: &ConnCtx, ours: &str, cert: &[u8], identity: Option<&str>) -> Option<http::HeaderValue> {
+    use std::fmt::Write;
+    let config = ctx.state.config.load();
+    let uri = config.listeners.iter().find(|l| l.name == ctx.listener).is_some_and(|l| match &l.kind {
+        ListenerKind::Http(h) => h.client_cert_uri,
+        ListenerKind::Tcp(_) => false,
+    });
+    let mut v = format!("By={ours};Hash=");
+    for b in ring::digest::digest(&ring::digest::SHA256, cert).as_ref() {
+        let _ = write!(v, "{b:02x}");
+    }
+    if let Some(id) = identity.filter(|_| uri) {
+        let _ = write!(v, ";URI={id}");
+    }
+    http::HeaderValue::from_str(&v).ok()
 }
