@@ -313,3 +313,58 @@ fn proxies_follow_a_new_mesh_root_at_once() {
         println!("the client followed the new root within {took:?}");
     });
 }
+
+/// SIGTERM ends the control plane while it is still translating a large
+/// config for a proxy: the work on the blocking pool does not hold the exit.
+#[test]
+fn sigterm_stops_the_control_plane_during_a_long_translation() {
+    let dir = tempfile::tempdir().unwrap();
+    let services: String = (0..20_000)
+        .map(|i| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{selector: {{app: s{i}}}, ports: [{{name: http, port: 80}}]}}\n---\n"))
+        .collect();
+    std::fs::write(dir.path().join("many.yaml"), services).unwrap();
+    rt().block_on(async {
+        let mut control = Control::start(dir.path()).await;
+        let (admin, out) = (free_port().to_string(), free_port().to_string());
+        let _proxy = spawn(&[
+            "proxy",
+            "--xds",
+            &control.xds,
+            "--workload",
+            "c",
+            "--outbound-port",
+            &out,
+            "--admin-port",
+            &admin,
+            "--metrics-port",
+            "0",
+            "--health-port",
+            "0",
+        ]);
+        let api = control.api.clone();
+        eventually(30, "the proxy's stream open", || {
+            let api = api.clone();
+            async move { get(&api, "/debug/proxies", &[]).await.json().as_array().is_some_and(|p| !p.is_empty()) }
+        })
+        .await;
+        let before = get(&api, "/debug/proxies", &[]).await.json();
+        assert_eq!(before[0]["synced"], 0, "translation already done; nothing to interrupt: {before}");
+        let stopped = Instant::now();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &control.proc.0.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        while control.proc.0.try_wait().unwrap().is_none() {
+            assert!(stopped.elapsed() < Duration::from_secs(10), "the control plane ignored SIGTERM for 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("exited {:?} after SIGTERM", stopped.elapsed());
+        // It was still translating: the proxy never got its config.
+        let dump = get(&format!("127.0.0.1:{admin}"), "/config_dump", &[]).await.json();
+        assert_eq!(dump["ready"], false, "the proxy got its config before the exit: {}", dump["version"]);
+        control.kill();
+    });
+}

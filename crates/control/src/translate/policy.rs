@@ -65,8 +65,7 @@ pub fn apply_lb(c: &mut Cluster, lb: Option<&LoadBalancerSettings>) {
         _ => P::RoundRobin,
     } as i32;
     // `warmup` is Envoy's slow start, on round robin and least request only.
-    let Some(window) = lb.warmup.as_ref().and_then(|w| w.duration) else { return };
-    let w = lb.warmup.as_ref().expect("warmup is set");
+    let Some((w, window)) = lb.warmup.as_ref().and_then(|w| Some((w, w.duration?))) else { return };
     let slow_start_config = Some(cluster::SlowStartConfig {
         slow_start_window: Some(pb_duration(window.0)),
         aggression: Some(RuntimeDouble { default_value: w.aggression.unwrap_or(1.0), runtime_key: String::new() }),
