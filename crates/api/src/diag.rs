@@ -78,4 +78,6 @@ pub mod codes {
     pub const WEIGHTS: &str = "WEFT0306";
     pub const UNREACHABLE_RULE: &str = "WEFT0307";
     pub const SERVICE_SELECTS_NOTHING: &str = "WEFT0308";
+    /// A field weft accepts and does not apply, or applies in part.
+    pub const NOT_APPLIED: &str = "WEFT0401";
 }

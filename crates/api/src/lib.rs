@@ -1,7 +1,9 @@
 //! weft's configuration: Kubernetes and Istio resources read from YAML or
 //! JSON with source positions, validated and cross-checked.
 
+pub mod coverage;
 pub mod diag;
+pub mod documents;
 pub mod extensions;
 mod fields;
 pub mod index;
@@ -9,6 +11,7 @@ pub mod load;
 mod load_limits;
 pub mod names;
 pub mod resource;
+mod schema;
 pub mod tree;
 pub mod types;
 pub mod validate;

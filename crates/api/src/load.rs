@@ -8,11 +8,11 @@ use crate::diag::{Diagnostic, Severity, codes};
 use crate::resource::{EndpointSliceData, Origin, Resource, Spec};
 use crate::tree::{Node, Pos, Seg, Value, path_string};
 use crate::types::*;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::documents::{Doc, EndpointSliceDoc, EndpointsDoc};
 use crate::load_limits::parse_options;
 pub use crate::load_limits::{LoadLimits, over_bytes, over_documents};
 
@@ -234,49 +234,6 @@ fn diag_at(
 const NETWORKING: &[&str] = &["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
 const SECURITY: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
 const WEFT: &[&str] = &["weft.dev/v1alpha1"];
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Doc<S> {
-    #[allow(dead_code)]
-    api_version: String,
-    #[allow(dead_code)]
-    kind: String,
-    #[serde(default)]
-    metadata: ObjectMeta,
-    spec: Option<S>,
-    #[allow(dead_code)]
-    status: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EndpointsDoc {
-    #[allow(dead_code)]
-    api_version: String,
-    #[allow(dead_code)]
-    kind: String,
-    #[serde(default)]
-    metadata: ObjectMeta,
-    #[serde(default)]
-    subsets: Vec<EndpointSubset>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EndpointSliceDoc {
-    #[allow(dead_code)]
-    api_version: String,
-    #[allow(dead_code)]
-    kind: String,
-    #[serde(default)]
-    metadata: ObjectMeta,
-    address_type: Option<String>,
-    #[serde(default)]
-    endpoints: Vec<SliceEndpoint>,
-    #[serde(default)]
-    ports: Vec<EndpointPort>,
-}
 
 type DocResult = Result<(Option<Resource>, Vec<Diagnostic>), Box<Diagnostic>>;
 

@@ -25,6 +25,17 @@ pub struct Server {
     pub name: Option<String>,
 }
 
+/// The server protocols a gateway serves (an HTTP listener); servers of
+/// other protocols get none yet, and validation says so.
+pub const SERVED_PROTOCOLS: &[&str] = &["HTTP", "HTTP2", "GRPC", "GRPC-WEB"];
+
+impl Server {
+    /// Whether a gateway serves this server (see [`SERVED_PROTOCOLS`]).
+    pub fn served(&self) -> bool {
+        SERVED_PROTOCOLS.contains(&self.port.protocol.to_ascii_uppercase().as_str())
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayPort {

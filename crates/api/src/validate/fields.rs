@@ -4,13 +4,11 @@ use crate::diag::{Diagnostic, Severity::*, codes};
 use crate::resource::{Resource, Spec};
 use crate::types::*;
 
-const GATEWAY_PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "TCP", "TLS"];
-
 pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
     match &r.spec {
         Spec::VirtualService(vs) => virtual_service(r, vs, out),
         Spec::DestinationRule(dr) => destination_rule(r, dr, out),
-        Spec::Gateway(g) => gateway(r, g, out),
+        Spec::Gateway(g) => super::gateway::check(r, g, out),
         Spec::Service(s) => {
             for (i, p) in s.ports.iter().enumerate() {
                 if p.port == 0 {
@@ -518,51 +516,5 @@ fn traffic_policy(r: &Resource, base: &str, tp: &TrafficPolicy, out: &mut Vec<Di
             format!("unknown TLS mode `{m}`"),
             Some("use DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL".into()),
         ));
-    }
-}
-
-fn gateway(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
-    if g.servers.is_empty() {
-        out.push(r.diag(Error, codes::MISSING_FIELD, "spec.servers", "a Gateway needs at least one server", None));
-    }
-    for (i, s) in g.servers.iter().enumerate() {
-        let base = format!("spec.servers[{i}]");
-        if s.hosts.is_empty() {
-            out.push(r.diag(
-                Error,
-                codes::MISSING_FIELD,
-                &format!("{base}.hosts"),
-                "a server needs `hosts`",
-                Some("use `\"*\"` for any host".into()),
-            ));
-        }
-        let proto = s.port.protocol.to_ascii_uppercase();
-        if !GATEWAY_PROTOCOLS.contains(&proto.as_str()) {
-            out.push(r.diag(
-                Error,
-                codes::INVALID_VALUE,
-                &format!("{base}.port.protocol"),
-                format!("unknown protocol `{}`", s.port.protocol),
-                Some(format!("use one of {}", GATEWAY_PROTOCOLS.join(", "))),
-            ));
-        }
-        if matches!(proto.as_str(), "HTTPS" | "TLS") && s.tls.is_none() {
-            out.push(r.diag(
-                Error,
-                codes::MISSING_FIELD,
-                &format!("{base}.tls"),
-                format!("a {proto} server needs `tls` settings"),
-                None,
-            ));
-        }
-        if s.port.number == 0 {
-            out.push(r.diag(
-                Error,
-                codes::INVALID_VALUE,
-                &format!("{base}.port.number"),
-                "port 0 is not a valid port",
-                None,
-            ));
-        }
     }
 }

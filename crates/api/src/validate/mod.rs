@@ -2,6 +2,7 @@
 //! that compile (`fields`), and references between resources (`refs`).
 
 mod fields;
+mod gateway;
 mod refs;
 
 use crate::diag::{Diagnostic, Severity, codes};
@@ -27,6 +28,7 @@ pub fn validate(resources: &[Resource]) -> Vec<Diagnostic> {
             ));
         }
         fields::check(r, &mut out);
+        crate::coverage::check(r, &mut out);
     }
     refs::check(resources, &mut out);
     out.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));

@@ -1,0 +1,53 @@
+//! docs/COVERAGE.md, rendered from the table: the coverage test keeps the
+//! file equal to this.
+
+use super::{FIELDS, KINDS, Support, support};
+use std::fmt::Write;
+
+/// The coverage page: counts per kind, then every row.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# What weft applies\n\n\
+         Every field of every kind weft reads, from `crates/api/src/coverage/table.rs`.\n\
+         Generated: `WEFT_WRITE_COVERAGE=1 cargo test -p weft-api --test coverage`\n\
+         rewrites this file, and that test fails while it is out of date.\n\n\
+         A field is **applied** (with the test that shows its effect through real\n\
+         proxies), **applied, no effect test yet** (the translation's unit tests\n\
+         cover it), **in part** or **some values** (`weft validate` warns of\n\
+         the rest), **not applied** (`weft validate` warns, saying what happens\n\
+         instead; the row covers the fields under it) or **bookkeeping**\n\
+         (nothing to apply, such as `metadata.uid`).\n\n\
+         | kind | fields | applied | no effect test yet | in part / some values | not applied | bookkeeping |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for kind in KINDS {
+        let paths = crate::documents::field_paths(kind).unwrap_or_default();
+        let mut n = [0usize; 5];
+        for p in &paths {
+            match support(kind, p) {
+                Some(Support::Applied(_)) => n[0] += 1,
+                Some(Support::Untested) => n[1] += 1,
+                Some(Support::Partial(..) | Support::Values(..)) => n[2] += 1,
+                Some(Support::NotApplied(_)) => n[3] += 1,
+                Some(Support::Bookkeeping) | None => n[4] += 1,
+            }
+        }
+        let _ = writeln!(out, "| {kind} | {} | {} | {} | {} | {} | {} |", paths.len(), n[0], n[1], n[2], n[3], n[4]);
+    }
+    for kind in std::iter::once("*").chain(KINDS.iter().copied()) {
+        let title = if kind == "*" { "Every kind" } else { kind };
+        let _ = write!(out, "\n## {title}\n\n| field | status |\n| --- | --- |\n");
+        for f in FIELDS.iter().filter(|f| f.kind == kind) {
+            let status = match f.support {
+                Support::Applied(test) => format!("applied (`{test}`)"),
+                Support::Untested => "applied, no effect test yet".to_owned(),
+                Support::Partial(test, missing) => format!("in part (`{test}`): {missing}"),
+                Support::Values(values, why) => format!("`{}`; other values: {why}", values.join("`, `")),
+                Support::NotApplied(why) => format!("**not applied**: {why}"),
+                Support::Bookkeeping => "bookkeeping".to_owned(),
+            };
+            let _ = writeln!(out, "| `{}` | {status} |", f.path);
+        }
+    }
+    out
+}

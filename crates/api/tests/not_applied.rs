@@ -1,0 +1,89 @@
+//! Configuration weft accepts and does not apply is reported, at the field,
+//! as a warning that says what happens instead; bookkeeping fields and
+//! values weft does apply are quiet.
+
+use weft_api::diag::codes;
+use weft_api::{parse_str, validate};
+
+const YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: web, uid: 1b2c, resourceVersion: "7"}
+spec:
+  selector: {app: web}
+  type: ClusterIP
+  ipFamilies: [IPv4]
+  sessionAffinity: ClientIP
+  ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+    - corsPolicy:
+        allowOrigins: [{exact: "https://a.example"}]
+        maxAge: 24h
+      retries: {attempts: 2, retryOn: "503"}
+      route: [{destination: {host: web}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy:
+    tls: {mode: SIMPLE}
+  subsets:
+    - name: v1
+      labels: {app: web}
+      trafficPolicy: {tls: {mode: MUTUAL}}
+"#;
+
+#[test]
+fn each_field_not_applied_is_one_warning_at_the_field() {
+    let loaded = parse_str("mesh.yaml", YAML);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let diags = validate(&loaded.resources);
+    let mut got: Vec<(u32, u32, &str)> = diags
+        .iter()
+        .filter(|d| d.code == codes::NOT_APPLIED)
+        .map(|d| (d.pos.line, d.pos.col, d.path.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (8, 3, "spec.sessionAffinity"),
+            (17, 7, "spec.http[0].corsPolicy"),
+            (20, 30, "spec.http[0].retries.retryOn"),
+            (29, 5, "spec.trafficPolicy.tls"),
+            (33, 23, "spec.subsets[0].trafficPolicy.tls"),
+        ],
+        "{diags:#?}"
+    );
+    for d in diags.iter().filter(|d| d.code == codes::NOT_APPLIED) {
+        assert!(!d.is_error(), "a warning, not an error: {d}");
+    }
+    let cors = diags.iter().find(|d| d.path == "spec.http[0].corsPolicy").unwrap();
+    assert!(cors.message.contains("not applied") && cors.message.contains("preflights reach the app"), "{cors}");
+    let affinity = diags.iter().find(|d| d.path == "spec.sessionAffinity").unwrap();
+    assert!(affinity.message.contains("ClientIP") && affinity.message.contains("useSourceIp"), "{affinity}");
+    let retry = diags.iter().find(|d| d.path.ends_with("retryOn")).unwrap();
+    assert!(retry.message.contains("only in part"), "{retry}");
+}
+
+/// A Gateway server weft does not serve is warned of, and so is the
+/// namespace part of a host it does not enforce.
+#[test]
+fn gateway_servers_not_served_are_warned() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: SIMPLE, credentialName: web-cert}\n    - port: {number: 80, name: http, protocol: http}\n      hosts: [\"shop/*.example.com\", \"*/web.example.com\"]\n";
+    let loaded = parse_str("gw.yaml", yaml);
+    let diags = validate(&loaded.resources);
+    let paths: Vec<&str> = diags.iter().filter(|d| d.code == codes::NOT_APPLIED).map(|d| d.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["spec.servers[0].port.protocol", "spec.servers[0].tls", "spec.servers[1].hosts[0]"],
+        "{diags:#?}"
+    );
+}
