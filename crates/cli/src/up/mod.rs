@@ -119,7 +119,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             let e = gw_specs
                 .entry(labels_arg(&g.selector))
                 .or_insert_with(|| (g.selector.clone(), BTreeMap::new(), BTreeSet::new()));
-            for s in &g.servers {
+            // Only what a gateway serves: `weft validate` warns of the rest.
+            for s in g.servers.iter().filter(|s| s.served()) {
                 let public = s.port.number.checked_add(a.port_offset).ok_or_else(|| {
                     anyhow::anyhow!("port {} + offset {} is past 65535", s.port.number, a.port_offset)
                 })?;

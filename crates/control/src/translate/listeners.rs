@@ -172,11 +172,7 @@ pub fn gateway_ports(index: &Index, node: &ProxyNode) -> Vec<u16> {
         if let weft_api::Spec::Gateway(g) = &r.spec
             && selects(&g.selector, &node.labels)
         {
-            for s in &g.servers {
-                if matches!(s.port.protocol.to_ascii_uppercase().as_str(), "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB") {
-                    ports.insert(s.port.number);
-                }
-            }
+            ports.extend(g.servers.iter().filter(|s| s.served()).map(|s| s.port.number));
         }
     }
     ports.into_iter().collect()
