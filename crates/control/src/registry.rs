@@ -64,9 +64,12 @@ pub fn static_instances(resources: &[Resource]) -> Vec<Instance> {
     let mut out = Vec::new();
     for r in resources {
         match &r.spec {
-            Spec::WorkloadEntry(w) => out.push(from_entry(r.name(), r.namespace(), w, None)),
+            // An entry without an address (one behind another network's
+            // gateway, in Istio) cannot be reached here: left out, not sent
+            // to proxies that would refuse the whole endpoint set.
+            Spec::WorkloadEntry(w) if !w.address.is_empty() => out.push(from_entry(r.name(), r.namespace(), w, None)),
             Spec::ServiceEntry(se) => {
-                for (i, e) in se.endpoints.iter().enumerate() {
+                for (i, e) in se.endpoints.iter().enumerate().filter(|(_, e)| !e.address.is_empty()) {
                     let name = format!("{}-{i}", r.name());
                     out.push(from_entry(&name, r.namespace(), e, Some(se.hosts.clone())));
                 }

@@ -237,7 +237,11 @@ pub static FIELDS: &[Field] = &[
         "spec.http[].directResponse.body.bytes",
         NotApplied("the response has no body; use `string`"),
     ),
-    row("VirtualService", "spec.http[].delegate", NotApplied("delegation is not applied: the rule routes nowhere")),
+    row(
+        "VirtualService",
+        "spec.http[].delegate",
+        NotApplied("delegation is not applied: the rule is left out and requests it matches go on to the next rule"),
+    ),
     row("VirtualService", "spec.http[].rewrite", Applied(FEATURES)),
     row("VirtualService", "spec.http[].rewrite.uri", Applied(FEATURES)),
     row("VirtualService", "spec.http[].rewrite.authority", Untested),
@@ -446,7 +450,11 @@ pub static FIELDS: &[Field] = &[
     row("ServiceEntry", "spec.endpoints[].locality", Untested),
     row("ServiceEntry", "spec.endpoints[].weight", Untested),
     row("ServiceEntry", "spec.endpoints[].serviceAccount", NotApplied("server identities are not checked yet")),
-    row("ServiceEntry", "spec.endpoints[].network", NotApplied("there is one network")),
+    row(
+        "ServiceEntry",
+        "spec.endpoints[].network",
+        NotApplied("there is one network; an endpoint without an address is left out"),
+    ),
     row("WorkloadEntry", "spec", Applied(DEFAULT_ROUTE)),
     row("WorkloadEntry", "spec.address", Applied(DEFAULT_ROUTE)),
     row("WorkloadEntry", "spec.ports", Applied(TCP)),
@@ -454,7 +462,7 @@ pub static FIELDS: &[Field] = &[
     row("WorkloadEntry", "spec.locality", Applied(ZONES)),
     row("WorkloadEntry", "spec.weight", Untested),
     row("WorkloadEntry", "spec.serviceAccount", NotApplied("server identities are not checked yet")),
-    row("WorkloadEntry", "spec.network", NotApplied("there is one network")),
+    row("WorkloadEntry", "spec.network", NotApplied("there is one network; an entry without an address is left out")),
     //
     // Workload (weft's own: a process `weft up` runs beside its sidecar).
     row("Workload", "spec", Applied(SEED)),

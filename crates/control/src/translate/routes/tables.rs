@@ -19,6 +19,12 @@ use weft_api::types::*;
 fn rules_to_routes(index: &Index, vs: &Resource, spec: &VirtualServiceSpec, place: &Place) -> Vec<rt::Route> {
     let mut out = Vec::new();
     for (i, rule) in spec.http.iter().enumerate() {
+        // A rule that only delegates (not applied; validation says so) has
+        // nowhere to send a request: left out, so its table stays valid and
+        // requests go on to the next rule.
+        if rule.route.is_empty() && rule.redirect.is_none() && rule.direct_response.is_none() {
+            continue;
+        }
         let (add, remove) = header_ops(rule.headers.as_ref().and_then(|h| h.request.as_ref()));
         let (radd, rremove) = header_ops(rule.headers.as_ref().and_then(|h| h.response.as_ref()));
         let matches: Vec<Option<&HttpMatchRequest>> =
