@@ -1,5 +1,6 @@
 //! Per-route features end to end through a real sidecar and demo backends:
-//! rewrite, header set/add/remove, timeouts, retries, redirects.
+//! rewrite, header set/add/remove (a rule's and a destination's), timeouts,
+//! retries, redirects.
 
 mod common;
 use common::*;
@@ -31,6 +32,14 @@ spec:
       route: [{destination: {host: echo}}]
     - match: [{uri: {prefix: /moved}}]
       redirect: {uri: /here, authority: example.com, redirectCode: 302}
+    - match: [{uri: {prefix: /dest}}]
+      headers:
+        request: {add: {x-rule: "r"}}
+      route:
+        - destination: {host: echo}
+          headers:
+            request: {set: {x-dest: "d"}, remove: [x-drop]}
+            response: {add: {x-dest-resp: "r"}}
     - route: [{destination: {host: echo}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -76,6 +85,13 @@ fn rewrite_headers_timeout_retries_and_redirect() {
         assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
         assert!(start.elapsed() < Duration::from_millis(1500), "the timeout cut the 2 s wait: {:?}", start.elapsed());
         assert_eq!(get(out, "/slow?delay=10ms", &[("host", "echo")]).await.status, 200, "within the timeout");
+
+        // A single destination's own headers apply, beside the rule's.
+        let r = get(out, "/dest", &[("host", "echo"), ("x-drop", "1")]).await;
+        let j = r.json();
+        assert_eq!((j["headers"]["x-dest"].as_str(), j["headers"]["x-rule"].as_str()), (Some("d"), Some("r")), "{j}");
+        assert!(j["headers"].get("x-drop").is_none(), "removed: {j}");
+        assert_eq!(r.headers.get("x-dest-resp").map(|v| v.to_str().unwrap()), Some("r"));
 
         let r = get(out, "/moved", &[("host", "echo")]).await;
         assert_eq!(r.status, 302);

@@ -121,6 +121,20 @@ pub(super) fn hash_policy(index: &Index, ns: &str, d: &Destination) -> Vec<route
     vec![route_action::HashPolicy { policy_specifier: Some(spec), terminal: false }]
 }
 
+/// The destinations that get traffic: all of one, else those weighted above 0.
+fn weighted(rule: &HttpRoute) -> Vec<&HttpRouteDestination> {
+    rule.route.iter().filter(|d| rule.route.len() == 1 || d.weight.unwrap_or(0) > 0).collect()
+}
+
+/// The one destination a rule sends to, if it sends to one: its `headers`
+/// then go on the route (a weighted split carries each destination's).
+pub(super) fn single_destination(rule: &HttpRoute) -> Option<&HttpRouteDestination> {
+    match weighted(rule)[..] {
+        [d] if rule.direct_response.is_none() && rule.redirect.is_none() => Some(d),
+        _ => None,
+    }
+}
+
 pub(super) fn action(index: &Index, ns: &str, rule: &HttpRoute, m: Option<&HttpMatchRequest>) -> route::Action {
     if let Some(d) = &rule.direct_response {
         let body = d
@@ -153,7 +167,7 @@ pub(super) fn action(index: &Index, ns: &str, rule: &HttpRoute, m: Option<&HttpM
             ..Default::default()
         });
     }
-    let weighted: Vec<_> = rule.route.iter().filter(|d| rule.route.len() == 1 || d.weight.unwrap_or(0) > 0).collect();
+    let weighted = weighted(rule);
     let cluster_specifier = if weighted.len() == 1 {
         route_action::ClusterSpecifier::Cluster(destination_cluster(index, ns, &weighted[0].destination))
     } else {

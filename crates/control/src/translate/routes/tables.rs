@@ -25,8 +25,16 @@ fn rules_to_routes(index: &Index, vs: &Resource, spec: &VirtualServiceSpec, plac
         if rule.route.is_empty() && rule.redirect.is_none() && rule.direct_response.is_none() {
             continue;
         }
-        let (add, remove) = header_ops(rule.headers.as_ref().and_then(|h| h.request.as_ref()));
-        let (radd, rremove) = header_ops(rule.headers.as_ref().and_then(|h| h.response.as_ref()));
+        let (mut add, mut remove) = header_ops(rule.headers.as_ref().and_then(|h| h.request.as_ref()));
+        let (mut radd, mut rremove) = header_ops(rule.headers.as_ref().and_then(|h| h.response.as_ref()));
+        // One destination's `headers` go on the route, before the rule's
+        // (Envoy applies the more specific first; the rule's `set` wins).
+        if let Some(h) = single_destination(rule).and_then(|d| d.headers.as_ref()) {
+            let (a, r) = header_ops(h.request.as_ref());
+            let (ra, rr) = header_ops(h.response.as_ref());
+            (add, remove) = (a.into_iter().chain(add).collect(), r.into_iter().chain(remove).collect());
+            (radd, rremove) = (ra.into_iter().chain(radd).collect(), rr.into_iter().chain(rremove).collect());
+        }
         let matches: Vec<Option<&HttpMatchRequest>> =
             if rule.match_.is_empty() { vec![None] } else { rule.match_.iter().map(Some).collect() };
         for m in matches {
