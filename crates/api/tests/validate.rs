@@ -269,3 +269,10 @@ fn a_peer_authentication_is_warned_as_not_applied() {
     let hint = d.hint.unwrap();
     assert!(hint.contains("PERMISSIVE") && hint.contains("STRICT"), "{hint}");
 }
+
+#[test]
+fn direct_response_bytes_must_be_base64() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [v]\n  http:\n    - directResponse: {status: 200, body: {bytes: \"not base64!\"}}\n";
+    let d = one(&check(yaml), codes::INVALID_VALUE, 7, 44);
+    assert!(d.is_error() && d.message.contains("base64"), "{d}");
+}

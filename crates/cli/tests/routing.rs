@@ -80,6 +80,9 @@ spec:
     - name: direct
       match: [{uri: {exact: /direct}}]
       directResponse: {status: 418, body: {string: teapot}}
+    - name: direct-bytes
+      match: [{uri: {exact: /direct-bytes}}]
+      directResponse: {status: 200, body: {bytes: aGVsbG8=}}
     - name: canary
       match: [{uri: {prefix: /canary}}]
       route:
@@ -221,6 +224,7 @@ fn virtual_service_match_kinds_and_precedence() {
         ("GET", "reviews", "/without", &[("x-block", "1")], "base", "withoutHeaders, header present"),
         ("GET", "reviews", "/old", &[], "redirect:/new", "redirect"),
         ("GET", "reviews", "/direct", &[], "direct:418:teapot", "directResponse"),
+        ("GET", "reviews", "/direct-bytes", &[], "direct:200:hello", "directResponse, body as base64 bytes"),
         ("GET", "reviews", "/canary", &[], "split:v1=90/v2=10", "weighted destinations"),
         // Precedence: the first rule that matches wins.
         ("GET", "reviews", "/exact", &[("x-user", "jason")], "v1", "exact rule comes before the header rule"),

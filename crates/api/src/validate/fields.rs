@@ -318,6 +318,17 @@ fn virtual_service(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnost
                 None,
             ));
         }
+        if let Some(bytes) = h.direct_response.as_ref().and_then(|d| d.body.as_ref()).and_then(|b| b.bytes.as_ref())
+            && base64::Engine::decode(&base64::engine::general_purpose::STANDARD, bytes).is_err()
+        {
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &format!("{base}.directResponse.body.bytes"),
+                "`bytes` is not base64",
+                Some("give the body base64-encoded, or as text in `string`".into()),
+            ));
+        }
         if let Some(rd) = &h.redirect
             && let Some(code) = rd.redirect_code
             && !matches!(code, 301 | 302 | 303 | 307 | 308)

@@ -137,11 +137,15 @@ pub(super) fn single_destination(rule: &HttpRoute) -> Option<&HttpRouteDestinati
 
 pub(super) fn action(index: &Index, ns: &str, rule: &HttpRoute, m: Option<&HttpMatchRequest>) -> route::Action {
     if let Some(d) = &rule.direct_response {
-        let body = d
-            .body
-            .as_ref()
-            .and_then(|b| b.string.clone())
-            .map(|s| DataSource { specifier: Some(data_source::Specifier::InlineString(s)), ..Default::default() });
+        // `bytes` is base64 (validation refuses what does not decode).
+        let body = d.body.as_ref().and_then(|b| match (&b.string, &b.bytes) {
+            (Some(s), _) => Some(data_source::Specifier::InlineString(s.clone())),
+            (None, Some(b)) => base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b)
+                .ok()
+                .map(data_source::Specifier::InlineBytes),
+            (None, None) => None,
+        });
+        let body = body.map(|b| DataSource { specifier: Some(b), ..Default::default() });
         return route::Action::DirectResponse(DirectResponseAction {
             status: d.status.into(),
             body,
