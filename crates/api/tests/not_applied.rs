@@ -24,7 +24,7 @@ spec:
     - corsPolicy:
         allowOrigins: [{exact: "https://a.example"}]
         maxAge: 24h
-      retries: {attempts: 2, retryOn: "503"}
+      retries: {attempts: 2, retryOn: "503,retriable-headers"}
       route: [{destination: {host: web}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -70,7 +70,7 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
     let affinity = diags.iter().find(|d| d.path == "spec.sessionAffinity").unwrap();
     assert!(affinity.message.contains("ClientIP") && affinity.message.contains("useSourceIp"), "{affinity}");
     let retry = diags.iter().find(|d| d.path.ends_with("retryOn")).unwrap();
-    assert!(retry.message.contains("only in part"), "{retry}");
+    assert!(retry.message.contains("`retriable-headers` is not applied"), "{retry}");
 }
 
 /// A Gateway server weft does not serve is warned of, and so is the

@@ -276,3 +276,11 @@ fn direct_response_bytes_must_be_base64() {
     let d = one(&check(yaml), codes::INVALID_VALUE, 7, 44);
     assert!(d.is_error() && d.message.contains("base64"), "{d}");
 }
+
+#[test]
+fn an_unknown_retry_condition_is_an_error() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [v]\n  http:\n    - retries: {attempts: 2, retryOn: \"5xx,conect-failure\"}\n      route: [{destination: {host: v}}]\n";
+    let d = one(&check(yaml), codes::INVALID_VALUE, 7, 30);
+    assert!(d.is_error() && d.message.contains("`conect-failure`"), "{d}");
+    assert!(d.hint.unwrap().contains("connect-failure"));
+}

@@ -248,11 +248,7 @@ pub static FIELDS: &[Field] = &[
         "spec.http[].retries.perTryTimeout",
         Applied("chaos.rs::kill_freeze_and_return_under_load_loses_no_request"),
     ),
-    row(
-        "VirtualService",
-        "spec.http[].retries.retryOn",
-        Partial(FEATURES, "bare status codes (`503`) are not retried on; use `5xx` or `gateway-error`"),
-    ),
+    row("VirtualService", "spec.http[].retries.retryOn", Applied(FEATURES)),
     row("VirtualService", "spec.http[].retries.retryRemoteLocalities", NotApplied("retries may go to any locality")),
     row("VirtualService", "spec.http[].fault", Applied(FAULTS)),
     row("VirtualService", "spec.http[].fault.delay", Applied(FAULTS)),

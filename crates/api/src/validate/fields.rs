@@ -246,6 +246,9 @@ fn virtual_service(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnost
                 Some("set its weight, or weight: 0 to say so".into()),
             ));
         }
+        if let Some(on) = h.retries.as_ref().and_then(|r| r.retry_on.as_deref()) {
+            retry_on(r, &format!("{base}.retries.retryOn"), on, out);
+        }
         if h.fault.is_some() && (h.retries.is_some() || h.timeout.is_some()) {
             out.push(r.diag(
                 Warning,
@@ -527,5 +530,51 @@ fn traffic_policy(r: &Resource, base: &str, tp: &TrafficPolicy, out: &mut Vec<Di
             format!("unknown TLS mode `{m}`"),
             Some("use DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL".into()),
         ));
+    }
+}
+
+/// Retry conditions weft's proxy applies (Envoy's names, HTTP and gRPC).
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "connect-failure",
+    "refused-stream",
+    "retriable-4xx",
+    "retriable-status-codes",
+    "cancelled",
+    "deadline-exceeded",
+    "resource-exhausted",
+    "unavailable",
+    "internal",
+];
+
+/// Envoy's other conditions: accepted by Istio, not applied by weft.
+const RETRY_ON_ENVOY_ONLY: &[&str] =
+    &["reset-before-request", "envoy-ratelimited", "retriable-headers", "http3-post-connect-failure"];
+
+/// `retryOn`: each token a known condition or an HTTP status (Istio's form).
+fn retry_on(r: &Resource, path: &str, on: &str, out: &mut Vec<Diagnostic>) {
+    for t in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if RETRY_ON.contains(&t) || t.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c)) {
+            continue;
+        }
+        out.push(if RETRY_ON_ENVOY_ONLY.contains(&t) {
+            r.diag(
+                Warning,
+                codes::NOT_APPLIED,
+                path,
+                format!("retry condition `{t}` is not applied by weft's proxy; the others in the list are"),
+                Some(format!("weft retries on: {} and HTTP status codes", RETRY_ON.join(", "))),
+            )
+        } else {
+            r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                path,
+                format!("unknown retry condition `{t}`"),
+                Some(format!("use {} or HTTP status codes such as 503", RETRY_ON.join(", "))),
+            )
+        });
     }
 }

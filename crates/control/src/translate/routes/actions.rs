@@ -69,8 +69,16 @@ pub(super) fn retry_policy(r: Option<&HttpRetry>, timeout: Option<&Duration>) ->
             r.per_try_timeout.as_ref().or(timeout),
         ),
     };
+    // Istio's bare status codes (`retryOn: "503,gateway-error"`) are
+    // Envoy's `retriable-status-codes` with the codes listed.
+    let (codes, mut tokens): (Vec<&str>, Vec<&str>) =
+        on.split(',').map(str::trim).filter(|t| !t.is_empty()).partition(|t| t.parse::<u16>().is_ok());
+    if !codes.is_empty() && !tokens.contains(&"retriable-status-codes") {
+        tokens.push("retriable-status-codes");
+    }
     Some(RetryPolicy {
-        retry_on: on,
+        retry_on: tokens.join(","),
+        retriable_status_codes: codes.iter().filter_map(|c| c.parse().ok()).collect(),
         num_retries: Some(UInt32Value { value: attempts }),
         per_try_timeout: per_try.map(|d| pb_duration(d.0)),
         retry_host_predicate: vec![rt::retry_policy::RetryHostPredicate {
