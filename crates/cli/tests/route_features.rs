@@ -32,6 +32,11 @@ spec:
       route: [{destination: {host: echo}}]
     - match: [{uri: {prefix: /moved}}]
       redirect: {uri: /here, authority: example.com, redirectCode: 302}
+    - match: [{uri: {prefix: /regex/}}]
+      rewrite: {uriRegexRewrite: {match: '^/regex/([a-z]+)/(.*)$', rewrite: '/r/\2/\1'}, authority: rewritten.example}
+      route: [{destination: {host: echo}}]
+    - match: [{uri: {prefix: /old-prefix/}}]
+      redirect: {prefixRewrite: /new-prefix/, scheme: https, port: 8443}
     - match: [{uri: {prefix: /dest}}]
       headers:
         request: {add: {x-rule: "r"}}
@@ -85,6 +90,14 @@ fn rewrite_headers_timeout_retries_and_redirect() {
         assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
         assert!(start.elapsed() < Duration::from_millis(1500), "the timeout cut the 2 s wait: {:?}", start.elapsed());
         assert_eq!(get(out, "/slow?delay=10ms", &[("host", "echo")]).await.status, 200, "within the timeout");
+
+        // A regex rewrite with capture groups, and the authority rewritten.
+        let j = get(out, "/regex/ab/cd/e", &[("host", "echo")]).await.json();
+        assert_eq!((j["path"].as_str(), j["host"].as_str()), (Some("/r/cd/e/ab"), Some("rewritten.example")), "{j}");
+        // A redirect keeping the rest of the path, to another scheme and port.
+        let r = get(out, "/old-prefix/x?y=1", &[("host", "echo")]).await;
+        assert_eq!(r.status, 301);
+        assert_eq!(r.headers.get("location").unwrap(), "https://echo:8443/new-prefix/x?y=1");
 
         // A single destination's own headers apply, beside the rule's.
         let r = get(out, "/dest", &[("host", "echo"), ("x-drop", "1")]).await;
