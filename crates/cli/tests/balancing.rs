@@ -1,5 +1,6 @@
 //! Load balancing against real instances: WorkloadEntry weights,
-//! consistent hashing, and least request versus a slow instance.
+//! consistent hashing (header, query, cookie, source address; ring and
+//! maglev), and least request versus a slow instance.
 
 mod common;
 use common::*;
@@ -68,6 +69,45 @@ fn weights_and_consistent_hash() {
         }
         assert_eq!(owners.len(), 3, "60 users should land on all three instances: {owners:?}");
         assert!(owners.values().all(|n| *n >= 8), "spread: {owners:?}");
+
+        // The same stickiness hashing a query parameter, a cookie (on a
+        // maglev table) and the caller's address.
+        let policies = [
+            ("{consistentHash: {httpQueryParameterName: u}}", "query"),
+            ("{consistentHash: {httpCookie: {name: sid}, maglev: {tableSize: 1009}}}", "cookie"),
+            ("{consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 2048}}}", "source"),
+        ];
+        for (policy, by) in policies {
+            let version = sc.config_dump().await["version"].clone();
+            std::fs::write(&path, entries(&[(pa, 1), (pb, 1), (pc, 1)]) + &rule(policy)).unwrap();
+            eventually(10, "the new hash policy applied", || {
+                let (s, v) = (&sc, version.clone());
+                async move { s.config_dump().await["version"] != v }
+            })
+            .await;
+            let mut owners = HashMap::new();
+            for u in 0..30 {
+                let user = format!("user-{u}");
+                let cookie = format!("sid={user}");
+                let call = || async {
+                    let (path, headers): (String, Vec<(&str, &str)>) = match by {
+                        "query" => (format!("http://lb/?u={user}"), vec![]),
+                        "cookie" => ("http://lb/".into(), vec![("cookie", cookie.as_str())]),
+                        _ => ("http://lb/".into(), vec![]),
+                    };
+                    let r = request(&out, "GET", &path, &headers, Default::default()).await;
+                    r.json()["instance"].as_str().unwrap().to_owned()
+                };
+                let first = call().await;
+                for _ in 0..3 {
+                    assert_eq!(call().await, first, "{by}: {user} moved");
+                }
+                *owners.entry(first).or_insert(0) += 1;
+            }
+            // One caller address: every request on one instance; keys spread.
+            let want = if by == "source" { 1 } else { 3 };
+            assert_eq!(owners.len(), want, "{by}: {owners:?}");
+        }
     });
 }
 
