@@ -136,12 +136,15 @@ fn mirror_copies_traffic_and_discards_the_answer() {
         let (_p, primary) = demo("primary", "v1").await;
         let (_s, shadow) = demo("shadow", "v1").await;
         let (_h, half) = demo("half", "v1").await;
+        let (_q, quarter) = demo("quarter", "v1").await;
         let mut yaml = String::new();
-        for (name, port) in [("primary", primary), ("shadow", shadow), ("half", half)] {
+        for (name, port) in [("primary", primary), ("shadow", shadow), ("half", half), ("quarter", quarter)] {
             yaml.push_str("---\n");
             yaml.push_str(&backend_yaml(name, port));
         }
         yaml.push_str("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: primary}\nspec:\n  hosts: [primary]\n  http:\n    - route: [{destination: {host: primary}}]\n      mirrors:\n        - destination: {host: shadow}\n        - destination: {host: half}\n          percentage: {value: 50}\n");
+        // The older single `mirror` with `mirrorPercentage`, for another host.
+        yaml.push_str("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: half}\nspec:\n  hosts: [half]\n  http:\n    - route: [{destination: {host: half}}]\n      mirror: {host: quarter, port: {number: 80}}\n      mirrorPercentage: {value: 25}\n");
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
@@ -157,6 +160,18 @@ fn mirror_copies_traffic_and_discards_the_answer() {
         // Binomial(200, 0.5): sd ≈ 7; 65..=135 is beyond 4.9 sd.
         assert!((65..=135).contains(&halves), "about half should be mirrored: {halves} of {n}");
         assert_eq!(count(primary).await, n);
+
+        let before = count(half).await;
+        for _ in 0..n {
+            let r = request(&sc.outbound, "GET", "http://half/", &[], Default::default()).await;
+            assert_eq!(r.json()["service"], "half");
+        }
+        eventually(10, "the direct calls to arrive", || async move { count(half).await >= before + n }).await;
+        // Binomial(200, 0.25): sd ≈ 6.1; 20..=80 is beyond 4.9 sd.
+        eventually(10, "a quarter mirrored", || async move { count(quarter).await >= 20 }).await;
+        let quarters = count(quarter).await;
+        println!("mirror at 25%: {quarters} of {n}");
+        assert!(quarters <= 80, "about a quarter should be mirrored: {quarters} of {n}");
     });
 }
 
