@@ -11,18 +11,6 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_demo::grpc::{HELLO_PATH, HelloReply, HelloRequest};
 
-/// A gRPC channel whose :authority is `authority` but whose bytes go to `via`.
-async fn channel(authority: &str, via: String) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let via = via.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(via).await?)) }
-        }))
-        .await
-        .unwrap()
-}
-
 async fn hello(ch: tonic::transport::Channel, name: &str) -> Result<tonic::Response<HelloReply>, tonic::Status> {
     let mut client = tonic::client::Grpc::new(ch);
     client.ready().await.unwrap();
@@ -89,7 +77,7 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
     let greeter_admin = format!("127.0.0.1:{}", greeter["admin"]);
     rt().block_on(async {
         // gRPC: h2c to the client's sidecar, h2 to the greeter's sidecar, h2 to the app.
-        let ch = channel("greeter:9090", outbound.clone()).await;
+        let ch = grpc_channel("greeter:9090", outbound.clone()).await;
         for i in 0..20 {
             let r = hello(ch.clone(), &format!("n{i}")).await.expect("gRPC call through the mesh");
             let reply = r.into_inner();
@@ -103,10 +91,10 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         assert_eq!(err.code(), tonic::Code::Unavailable, "retried, still unavailable: {err:?}");
         // What the proxy answers itself, a gRPC client gets as a gRPC
         // status with the proxy's message (Envoy's local replies to gRPC).
-        let err = hello(channel("nobody:9090", outbound.clone()).await, "x").await.unwrap_err();
+        let err = hello(grpc_channel("nobody:9090", outbound.clone()).await, "x").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
         assert!(err.message().starts_with("no healthy upstream for outbound|9090||nobody"), "{err:?}");
-        let err = hello(channel("elsewhere:9090", outbound.clone()).await, "x").await.unwrap_err();
+        let err = hello(grpc_channel("elsewhere:9090", outbound.clone()).await, "x").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
         assert!(err.message().starts_with("no route for host"), "{err:?}");
         // Sidecar to sidecar, that was HTTP/2 over mutual TLS (ALPN h2).

@@ -171,18 +171,6 @@ async fn h2_reviews(
     }
 }
 
-/// A gRPC channel to `authority` whose bytes go to `via`.
-async fn grpc_channel(authority: &str, via: String) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let via = via.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(via).await?)) }
-        }))
-        .await
-        .unwrap()
-}
-
 async fn grpc_hello(ch: tonic::transport::Channel, i: u64) -> Result<(), String> {
     let mut client = tonic::client::Grpc::new(ch);
     client.ready().await.map_err(|e| format!("grpc ready: {e}"))?;

@@ -425,3 +425,16 @@ pub async fn counter(admin: &str, name: &str) -> u64 {
     let value = page.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no counter {name}"));
     value.trim().parse().unwrap()
 }
+
+/// A gRPC channel whose :authority is `authority` but whose bytes go to
+/// `via` (a sidecar's outbound listener).
+pub async fn grpc_channel(authority: &str, via: String) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let via = via.clone();
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(via).await?)) }
+        }))
+        .await
+        .unwrap()
+}
