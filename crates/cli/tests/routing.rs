@@ -98,6 +98,11 @@ fn compile(yaml: &str) -> Config {
 
 /// Compiles the config a sidecar in namespace `ns` would receive.
 fn compile_in(yaml: &str, ns: &str) -> Config {
+    compile_for(yaml, ns, &[])
+}
+
+/// `yaml` as a sidecar of namespace `ns` with workload `labels` gets it.
+fn compile_for(yaml: &str, ns: &str, labels: &[(&str, &str)]) -> Config {
     let loaded = weft_api::parse_str("routing.yaml", yaml);
     let mut diags = loaded.diagnostics;
     diags.extend(weft_api::validate(&loaded.resources));
@@ -122,6 +127,7 @@ fn compile_in(yaml: &str, ns: &str) -> Config {
         listen_ip: "127.0.0.1".into(),
         outbound_port: 15001,
         inbound_port: 15006,
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ..Default::default()
     };
     let node = ProxyNode::from_node(&xds::node(&info));
@@ -338,4 +344,53 @@ fn translation_is_deterministic() {
     let b = rt.block_on(weft_control::translate::encoded(&snap, &node, &Default::default()));
     assert!(!hashes(&a).is_empty());
     assert_eq!(hashes(&a), hashes(&b));
+}
+
+/// Rules chosen by who calls: `sourceLabels`, `sourceNamespace` and
+/// `gateways: [mesh]` on a match block apply to the sidecars they name.
+#[test]
+fn match_blocks_by_caller_labels_namespace_and_mesh() {
+    const YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  subsets:
+    - {name: v1, labels: {version: v1}}
+    - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+    - match: [{uri: {prefix: /labels}, sourceLabels: {tier: front}}]
+      route: [{destination: {host: reviews, subset: v1}}]
+    - match: [{uri: {prefix: /namespace}, sourceNamespace: shop}]
+      route: [{destination: {host: reviews, subset: v1}}]
+    - match: [{uri: {prefix: /mesh}, gateways: [mesh]}]
+      route: [{destination: {host: reviews, subset: v1}}]
+    - route: [{destination: {host: reviews, subset: v2}}]
+"#;
+    let front_in_shop = compile_for(YAML, "shop", &[("tier", "front")]);
+    let back_in_shop = compile_for(YAML, "shop", &[("tier", "back")]);
+    let elsewhere = compile_for(YAML, "default", &[("tier", "front")]);
+    let host = "reviews.shop.svc.cluster.local";
+    for (cfg, path, want, why) in [
+        (&front_in_shop, "/labels", "v1", "sourceLabels match the caller's"),
+        (&back_in_shop, "/labels", "v2", "sourceLabels differ: next rule"),
+        (&back_in_shop, "/namespace", "v1", "sourceNamespace is the caller's"),
+        (&elsewhere, "/namespace", "v2", "a caller of another namespace: next rule"),
+        (&front_in_shop, "/mesh", "v1", "gateways: [mesh] applies to sidecars"),
+    ] {
+        assert_eq!(route(cfg, "GET", host, path, &[]), want, "{why}");
+    }
 }
