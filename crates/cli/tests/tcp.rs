@@ -74,3 +74,37 @@ fn an_idle_tcp_connection_is_closed_after_the_idle_timeout() {
         );
     });
 }
+
+/// A server that answers each connection with `tag` and closes.
+async fn tagged(tag: &'static str) -> u16 {
+    tcp_server(move |mut s| async move {
+        let _ = s.write_all(tag.as_bytes()).await;
+    })
+    .await
+}
+
+/// A VirtualService's `tcp` routes: the service port's connections go where
+/// its weighted route sends them (here all to `tcp-b`, none to its own).
+#[test]
+fn a_tcp_route_sends_connections_by_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (own, a, b) = (tagged("own").await, tagged("a").await, tagged("b").await);
+        let svc_port = free_port();
+        // Each service its own port: only `data` listens on `svc_port`.
+        let entry = |name: &str, port: u16, svc_port: u16| {
+            format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: tcp-data, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{tcp-data: {port}}}, labels: {{app: {name}}}}}\n")
+        };
+        let mut yaml = entry("data", own, svc_port) + &entry("tcp-a", a, free_port()) + &entry("tcp-b", b, free_port());
+        yaml.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: data}}\nspec:\n  hosts: [data]\n  tcp:\n    - match: [{{port: {svc_port}}}]\n      route:\n        - {{destination: {{host: tcp-a}}, weight: 0}}\n        - {{destination: {{host: tcp-b}}, weight: 100}}\n"));
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let _sc = Sidecar::start(&control.xds, "client").await;
+        for _ in 0..10 {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", svc_port)).await.unwrap();
+            let mut got = String::new();
+            s.read_to_string(&mut got).await.unwrap();
+            assert_eq!(got, "b", "the route's destination answered");
+        }
+    });
+}

@@ -18,6 +18,7 @@ const MIRROR: &str = "route_features.rs::mirror_copies_traffic_and_discards_the_
 const FAULTS: &str = "route_features.rs::faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request";
 const DISCOVERY: &str = "discovery.rs::endpoints_slices_and_service_entries_all_route";
 const TCP: &str = "tcp.rs::tcp_service_port_is_spliced_to_an_instance";
+const TCP_ROUTE: &str = "tcp.rs::a_tcp_route_sends_connections_by_weight";
 const GRPC: &str = "protocols.rs::grpc_websocket_and_h2c_through_two_sidecars";
 const OUTLIER: &str = "failover.rs::outlier_detection_ejects_caps_and_panics";
 const BREAKERS: &str = "failover.rs::circuit_breakers_refuse_at_once_and_limit_connections";
@@ -305,9 +306,9 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "**.headers.response.set", Applied(FEATURES)),
     row("VirtualService", "**.headers.response.add", Applied(FEATURES)),
     row("VirtualService", "**.headers.response.remove", Untested),
-    row("VirtualService", "spec.tcp", Untested),
-    row("VirtualService", "spec.tcp[].match", Untested),
-    row("VirtualService", "spec.tcp[].match[].port", Untested),
+    row("VirtualService", "spec.tcp", Applied(TCP_ROUTE)),
+    row("VirtualService", "spec.tcp[].match", Applied(TCP_ROUTE)),
+    row("VirtualService", "spec.tcp[].match[].port", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match[].sourceLabels", Untested),
     row("VirtualService", "spec.tcp[].match[].gateways", NotApplied("gateways serve no TCP yet")),
     row(
@@ -320,9 +321,9 @@ pub static FIELDS: &[Field] = &[
         "spec.tcp[].match[].sourceNamespace",
         NotApplied("the rule matches callers of any namespace"),
     ),
-    row("VirtualService", "spec.tcp[].route", Untested),
-    row("VirtualService", "spec.tcp[].route[].destination", Untested),
-    row("VirtualService", "spec.tcp[].route[].weight", Untested),
+    row("VirtualService", "spec.tcp[].route", Applied(TCP_ROUTE)),
+    row("VirtualService", "spec.tcp[].route[].destination", Applied(TCP_ROUTE)),
+    row("VirtualService", "spec.tcp[].route[].weight", Applied(TCP_ROUTE)),
     row(
         "VirtualService",
         "spec.tls",
