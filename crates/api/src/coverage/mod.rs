@@ -23,9 +23,8 @@ pub enum Support {
     /// Applied; the test that shows its effect through real proxies,
     /// `file.rs::test_name` under `crates/*/tests/`.
     Applied(&'static str),
-    /// Applied by the translation (its unit tests show the xDS it becomes),
-    /// with no effect test through real proxies yet: counted by the
-    /// coverage test, to be driven to none.
+    /// Applied by the code, with no effect test through real proxies yet:
+    /// counted by the coverage test and docs/COVERAGE.md, to be driven to none.
     Untested,
     /// Applied in part (the test that shows what is), and what is not:
     /// said as a warning when the field is set.

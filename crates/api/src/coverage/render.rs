@@ -12,8 +12,8 @@ pub fn markdown() -> String {
          Generated: `WEFT_WRITE_COVERAGE=1 cargo test -p weft-api --test coverage`\n\
          rewrites this file, and that test fails while it is out of date.\n\n\
          A field is **applied** (with the test that shows its effect through real\n\
-         proxies), **applied, no effect test yet** (the translation's unit tests\n\
-         cover it), **in part** or **some values** (`weft validate` warns of\n\
+         proxies), **applied, no effect test yet** (the code applies it; a\n\
+         test through real proxies is still to write), **in part** or **some values** (`weft validate` warns of\n\
          the rest), **not applied** (`weft validate` warns, saying what happens\n\
          instead; the row covers the fields under it) or **bookkeeping**\n\
          (nothing to apply, such as `metadata.uid`).\n\n\

@@ -461,7 +461,7 @@ pub static FIELDS: &[Field] = &[
     row("WorkloadEntry", "spec.ports", Applied(TCP)),
     row("WorkloadEntry", "spec.labels", Applied(DEFAULT_ROUTE)),
     row("WorkloadEntry", "spec.locality", Applied(ZONES)),
-    row("WorkloadEntry", "spec.weight", Untested),
+    row("WorkloadEntry", "spec.weight", Applied(HASH)),
     row("WorkloadEntry", "spec.serviceAccount", NotApplied("server identities are not checked yet")),
     row("WorkloadEntry", "spec.network", NotApplied("there is one network; an entry without an address is left out")),
     //
