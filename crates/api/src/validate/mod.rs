@@ -4,6 +4,7 @@
 mod fields;
 mod gateway;
 mod refs;
+mod virtual_service;
 
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::resource::Resource;
