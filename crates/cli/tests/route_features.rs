@@ -44,7 +44,7 @@ spec:
         - destination: {host: echo}
           headers:
             request: {set: {x-dest: "d"}, remove: [x-drop]}
-            response: {add: {x-dest-resp: "r"}}
+            response: {add: {x-dest-resp: "r"}, remove: [content-type]}
     - route: [{destination: {host: echo}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -105,6 +105,7 @@ fn rewrite_headers_timeout_retries_and_redirect() {
         assert_eq!((j["headers"]["x-dest"].as_str(), j["headers"]["x-rule"].as_str()), (Some("d"), Some("r")), "{j}");
         assert!(j["headers"].get("x-drop").is_none(), "removed: {j}");
         assert_eq!(r.headers.get("x-dest-resp").map(|v| v.to_str().unwrap()), Some("r"));
+        assert!(r.headers.get("content-type").is_none(), "the app's content-type removed: {:?}", r.headers);
 
         let r = get(out, "/moved", &[("host", "echo")]).await;
         assert_eq!(r.status, 302);

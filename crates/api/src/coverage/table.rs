@@ -305,7 +305,7 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "**.headers.response", Applied(FEATURES)),
     row("VirtualService", "**.headers.response.set", Applied(FEATURES)),
     row("VirtualService", "**.headers.response.add", Applied(FEATURES)),
-    row("VirtualService", "**.headers.response.remove", Untested),
+    row("VirtualService", "**.headers.response.remove", Applied(FEATURES)),
     row("VirtualService", "spec.tcp", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match[].port", Applied(TCP_ROUTE)),
