@@ -206,6 +206,9 @@ spec:
     - match: [{headers: {x-fault: {exact: slow}}}]
       fault: {delay: {fixedDelay: 300ms, percentage: {value: 100}}}
       route: [{destination: {host: echo}}]
+    - match: [{headers: {x-fault: {exact: old-slow}}}]
+      fault: {delay: {fixedDelay: 300ms, percent: 100}}
+      route: [{destination: {host: echo}}]
     - route: [{destination: {host: echo}}]
       mirror: {host: shadow}
 "#;
@@ -232,6 +235,10 @@ spec:
         let r = call("slow").await;
         assert_eq!(r.status, 200);
         assert!(t.elapsed() >= Duration::from_millis(300), "delayed by the fault: {:?}", t.elapsed());
+        // The older integer `percent` of a delay.
+        let t = Instant::now();
+        assert_eq!(call("old-slow").await.status, 200);
+        assert!(t.elapsed() >= Duration::from_millis(300), "delayed by `percent`: {:?}", t.elapsed());
 
         // The mirror answers after 2 s; five main requests do not wait for it.
         let b = request(&format!("127.0.0.1:{shadow}"), "POST", "/admin/behavior", &[], r#"{"delayMs": 2000}"#.into())

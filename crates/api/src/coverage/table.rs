@@ -273,7 +273,7 @@ pub static FIELDS: &[Field] = &[
     ),
     row("VirtualService", "spec.http[].fault.delay.percentage", Applied(FAULTS)),
     row("VirtualService", "spec.http[].fault.delay.percentage.value", Applied(FAULTS)),
-    row("VirtualService", "spec.http[].fault.delay.percent", Untested),
+    row("VirtualService", "spec.http[].fault.delay.percent", Applied(FAULTS)),
     row("VirtualService", "spec.http[].fault.abort", Applied(FAULTS)),
     row("VirtualService", "spec.http[].fault.abort.httpStatus", Applied(FAULTS)),
     row("VirtualService", "spec.http[].fault.abort.grpcStatus", Applied(FAULTS)),
