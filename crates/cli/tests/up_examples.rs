@@ -77,3 +77,27 @@ fn up_refuses_a_folder_with_nothing_to_run_or_a_typo() {
     assert!(err.contains("did you mean `destination`?"), "{err}");
     assert!(err.contains("has 1 error(s)"), "{err}");
 }
+
+/// A Gateway server weft does not serve (HTTPS here) is not offered: the
+/// ready file and the table list only what a gateway really listens on.
+#[test]
+fn up_lists_only_the_gateway_servers_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["service.yaml", "workload.yaml", "gateway-and-virtualservice.yaml"] {
+        let mut text = std::fs::read_to_string(repo().join("examples/seed").join(f)).unwrap();
+        if f.starts_with("gateway") {
+            let https = "    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: SIMPLE, credentialName: shop-cert}\n";
+            text = text.replacen("  servers:\n", &format!("  servers:\n{https}"), 1);
+            assert!(text.contains("number: 443"), "the seed's Gateway has `servers:`");
+        }
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    let mut up = Up::start(dir.path());
+    let ports = up.info["gateways"][0]["ports"].as_object().unwrap().clone();
+    assert_eq!(ports.keys().collect::<Vec<_>>(), ["80"], "{ports:?}");
+    rt().block_on(async {
+        let gw = format!("127.0.0.1:{}", up.gateway_port);
+        assert_eq!(get(&gw, "/", &[]).await.status, 200, "the HTTP server still serves");
+    });
+    up.stop();
+}
