@@ -33,9 +33,9 @@ const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
 const NO_TLS_ORIGINATION: &str =
-    "TLS origination and DestinationRule tls modes are not applied: mesh endpoints get mutual TLS, others plaintext";
+    "mesh endpoints get mutual TLS and others plaintext, whatever the mode (no TLS origination yet)";
 const NO_GATEWAY_TLS: &str =
-    "gateway TLS (termination, passthrough, httpsRedirect) is not applied: the server gets no listener";
+    "gateway TLS (termination, passthrough, httpsRedirect) is not served yet: the server gets no listener";
 
 pub static FIELDS: &[Field] = &[
     // Every kind: identity and bookkeeping.
@@ -146,7 +146,7 @@ pub static FIELDS: &[Field] = &[
     row("EndpointSlice", "endpoints[].hostname", Bookkeeping),
     row("EndpointSlice", "endpoints[].nodeName", Bookkeeping),
     row("EndpointSlice", "endpoints[].targetRef", Bookkeeping),
-    row("EndpointSlice", "endpoints[].hints", NotApplied("topology hints are not applied")),
+    row("EndpointSlice", "endpoints[].hints", NotApplied("every endpoint may be chosen")),
     row("EndpointSlice", "endpoints[].deprecatedTopology", Bookkeeping),
     row("EndpointSlice", "ports", Applied(DISCOVERY)),
     row("EndpointSlice", "ports[].name", Applied(DISCOVERY)),
@@ -245,7 +245,7 @@ pub static FIELDS: &[Field] = &[
     row(
         "VirtualService",
         "spec.http[].delegate",
-        NotApplied("delegation is not applied: the rule is left out and requests it matches go on to the next rule"),
+        NotApplied("the rule is left out and requests it matches go on to the next rule"),
     ),
     row("VirtualService", "spec.http[].rewrite", Applied(FEATURES)),
     row("VirtualService", "spec.http[].rewrite.uri", Applied(FEATURES)),
@@ -324,11 +324,7 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.tcp[].route", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].route[].destination", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].route[].weight", Applied(TCP_ROUTE)),
-    row(
-        "VirtualService",
-        "spec.tls",
-        NotApplied("TLS routes by SNI are not applied: TLS traffic is spliced to the service as TCP"),
-    ),
+    row("VirtualService", "spec.tls", NotApplied("TLS traffic is spliced to the service as TCP, whatever its SNI")),
     //
     // DestinationRule (`**.`: its traffic policy, subsets' and ports' too).
     row("DestinationRule", "spec", Applied(BOOKINFO)),
@@ -415,7 +411,7 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.outlierDetection.maxEjectionPercent", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.minHealthPercent", Untested),
     row("DestinationRule", "**.tls", NotApplied(NO_TLS_ORIGINATION)),
-    row("DestinationRule", "**.tunnel", NotApplied("tunnelling is not applied")),
+    row("DestinationRule", "**.tunnel", NotApplied("traffic goes to the endpoints directly")),
     row("DestinationRule", "**.proxyProtocol", NotApplied("no PROXY protocol header is sent")),
     row("DestinationRule", "**.retryBudget", Untested),
     row("DestinationRule", "**.retryBudget.percent", Untested),
