@@ -169,3 +169,24 @@ spec:
         assert!(!mesh("outbound|80||outside.default.svc.cluster.local"));
     });
 }
+
+/// A Service port's `targetPort` is where its instances listen (a
+/// WorkloadEntry naming no ports), and `appProtocol` outranks the port's
+/// name: `tcp-data` with `appProtocol: http` is routed by Host.
+#[test]
+fn a_service_ports_target_port_and_app_protocol_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_app, port) = demo("data", "v1").await;
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: data}}\nspec:\n  selector: {{app: data}}\n  ports: [{{name: tcp-data, port: 9090, targetPort: {port}, appProtocol: http}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: data}}\nspec: {{address: 127.0.0.1, labels: {{app: data}}}}\n"
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        for _ in 0..5 {
+            let r = request(&sc.outbound, "GET", "http://data:9090/x", &[], Default::default()).await;
+            assert_eq!((r.status, r.json()["path"].as_str()), (200, Some("/x")), "{}", r.instance());
+        }
+    });
+}

@@ -62,8 +62,16 @@ pub static FIELDS: &[Field] = &[
     row("Service", "spec.ports", Applied(DEFAULT_ROUTE)),
     row("Service", "spec.ports[].name", Applied(GRPC)),
     row("Service", "spec.ports[].port", Applied(DEFAULT_ROUTE)),
-    row("Service", "spec.ports[].targetPort", Untested),
-    row("Service", "spec.ports[].appProtocol", Untested),
+    row(
+        "Service",
+        "spec.ports[].targetPort",
+        Applied("discovery.rs::a_service_ports_target_port_and_app_protocol_are_followed"),
+    ),
+    row(
+        "Service",
+        "spec.ports[].appProtocol",
+        Applied("discovery.rs::a_service_ports_target_port_and_app_protocol_are_followed"),
+    ),
     row(
         "Service",
         "spec.ports[].protocol",
