@@ -2,6 +2,7 @@
 //! then `spec` or the kind's own top-level fields), and every field path
 //! each kind accepts, from those types.
 
+pub use crate::schema::Structs;
 use crate::types::*;
 use serde::Deserialize;
 
@@ -48,10 +49,10 @@ pub(crate) struct EndpointSliceDoc {
     pub(crate) ports: Vec<EndpointPort>,
 }
 
-/// Every field path `kind` accepts, from its types (`spec.http[].route[].weight`;
-/// `[]` is any list index, `*` any map key); None for a kind weft does not read.
-pub fn field_paths(kind: &str) -> Option<Vec<String>> {
-    use crate::schema::field_paths as of;
+/// Every struct of `kind`'s document by its path, with its field names;
+/// None for a kind weft does not read.
+pub fn structs(kind: &str) -> Option<Structs> {
+    use crate::schema::structs as of;
     Some(match kind {
         "Service" => of::<Doc<ServiceSpec>>(),
         "Endpoints" => of::<EndpointsDoc>(),
@@ -64,4 +65,10 @@ pub fn field_paths(kind: &str) -> Option<Vec<String>> {
         "Workload" => of::<Doc<WorkloadSpec>>(),
         _ => return None,
     })
+}
+
+/// Every field path `kind` accepts, from its types (`spec.http[].route[].weight`;
+/// `[]` is any list index, `*` any map key); None for a kind weft does not read.
+pub fn field_paths(kind: &str) -> Option<Vec<String>> {
+    structs(kind).map(|s| crate::schema::field_paths(&s))
 }

@@ -366,10 +366,11 @@ fn typed<T: DeserializeOwned>(
     // A typo the error already names is not warned of again.
     let named = result.as_ref().err().and_then(|(_, typo)| typo.as_ref());
     // Only a document with unknown fields pays for finding what they were meant to be.
-    let known = if unknown.is_empty() { Default::default() } else { crate::fields::known_fields::<T>(&json) };
+    let structs = if unknown.is_empty() { Default::default() } else { crate::schema::structs::<T>() };
     for path in unknown.iter().filter(|p| Some(*p) != named) {
         let Some((Seg::Key(name), parent)) = path.split_last() else { continue };
-        let hint = match known.get(parent).and_then(|fields| crate::fields::closest(fields, name)) {
+        let fields = crate::schema::pattern(&structs, parent).and_then(|p| structs.get(&p));
+        let hint = match fields.and_then(|fields| crate::fields::closest(fields, name)) {
             Some(m) => format!("did you mean `{m}`?"),
             None => format!(
                 "check the spelling and indentation of `{name}`; field names are camelCase as in the Istio and Kubernetes docs"

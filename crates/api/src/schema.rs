@@ -9,20 +9,20 @@
 //! whose type cannot be built from the walk's placeholder values (a custom
 //! parser) ends its own pass only: its name is already recorded.
 
+use crate::tree::Seg;
 use serde::de::value::{Error, MapDeserializer, SeqDeserializer, StrDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// Struct paths (`spec.http[].route[]`) to the field names of the struct there.
-type Structs = BTreeMap<String, &'static [&'static str]>;
+pub type Structs = BTreeMap<String, &'static [&'static str]>;
 
 /// How deep a path may go: Istio's types nest about 8 levels.
 const MAX_DEPTH: usize = 16;
 
-/// Every field path of `T`, written `spec.http[].match[].headers.*.exact`:
-/// `[]` stands for any list index, `*` for any key of a map.
-pub fn field_paths<T: DeserializeOwned>() -> Vec<String> {
+/// Every struct of `T` by its path (`spec.http[]`), with its field names.
+pub fn structs<T: DeserializeOwned>() -> Structs {
     let mut structs = Structs::new();
     let mut plans: Vec<Vec<&'static str>> = vec![Vec::new()];
     while let Some(plan) = plans.pop() {
@@ -36,6 +36,12 @@ pub fn field_paths<T: DeserializeOwned>() -> Vec<String> {
             structs.entry(path).or_insert(fields);
         }
     }
+    structs
+}
+
+/// Every field path of the structs, written `spec.http[].match[].headers.*.exact`:
+/// `[]` stands for any list index, `*` for any key of a map.
+pub fn field_paths(structs: &Structs) -> Vec<String> {
     let mut out: Vec<String> = structs
         .iter()
         .flat_map(|(path, fields)| {
@@ -44,6 +50,31 @@ pub fn field_paths<T: DeserializeOwned>() -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// The pattern of a document's path (`spec.http[0].match[1].headers.x-user`
+/// → `spec.http[].match[].headers.*`): a key is a field where the path is a
+/// struct that has it, else an entry of a map. None when a key is neither
+/// (a field the type does not have).
+pub fn pattern(structs: &Structs, path: &[Seg]) -> Option<String> {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Index(_) => out.push_str("[]"),
+            Seg::Key(k) => {
+                let key = match structs.get(&out) {
+                    Some(fields) if fields.contains(&k.as_str()) => k.as_str(),
+                    Some(_) => return None,
+                    None => "*",
+                };
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+        }
+    }
+    Some(out)
 }
 
 struct Walk<'a> {
@@ -179,7 +210,7 @@ mod tests {
 
     #[test]
     fn every_field_of_every_nested_struct_is_found() {
-        let paths = field_paths::<Outer>();
+        let paths = field_paths(&structs::<Outer>());
         for p in [
             "after",
             "after.deep.x",
@@ -196,5 +227,16 @@ mod tests {
         ] {
             assert!(paths.contains(&p.to_owned()), "{p} missing from {paths:?}");
         }
+    }
+
+    #[test]
+    fn a_documents_path_has_the_pattern_of_its_struct() {
+        let s = structs::<Outer>();
+        let at = |p: &[Seg]| pattern(&s, p);
+        let (k, i) = (|k: &str| Seg::Key(k.into()), Seg::Index);
+        assert_eq!(at(&[k("inner"), i(1)]).as_deref(), Some("inner[]"));
+        assert_eq!(s[&at(&[k("inner"), i(1)]).unwrap()], &["maxRetries", "picky", "deep"]);
+        assert_eq!(at(&[k("byName"), k("anyone"), k("deep")]).as_deref(), Some("byName.*.deep"));
+        assert_eq!(at(&[k("inner"), i(0), k("typo")]), None);
     }
 }
