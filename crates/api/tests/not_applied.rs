@@ -87,3 +87,26 @@ fn gateway_servers_not_served_are_warned() {
         "{diags:#?}"
     );
 }
+
+/// Istio's annotations weft does not apply are warned of by name; its own,
+/// `networking.istio.io/exportTo` and others' (kubectl's) are quiet.
+#[test]
+fn istio_annotations_not_applied_are_warned() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    sidecar.istio.io/inject: \"false\"\n    networking.istio.io/exportTo: \".\"\n    kubectl.kubernetes.io/last-applied-configuration: \"{}\"\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n";
+    let loaded = parse_str("svc.yaml", yaml);
+    let diags = validate(&loaded.resources);
+    let got: Vec<(u32, &str)> =
+        diags.iter().filter(|d| d.code == codes::NOT_APPLIED).map(|d| (d.pos.line, d.path.as_str())).collect();
+    assert_eq!(got, [(6, "metadata.annotations.sidecar.istio.io/inject")], "{diags:#?}");
+}
+
+/// A value that is already an error (an unknown Gateway protocol) is not
+/// also warned of as not applied.
+#[test]
+fn a_field_in_error_is_not_warned_again() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 80, name: http, protocol: HTTTP}\n      hosts: [\"*\"]\n";
+    let loaded = parse_str("gw.yaml", yaml);
+    let diags = validate(&loaded.resources);
+    let at: Vec<&str> = diags.iter().filter(|d| d.path == "spec.servers[0].port.protocol").map(|d| d.code).collect();
+    assert_eq!(at, [codes::INVALID_VALUE], "{diags:#?}");
+}

@@ -10,8 +10,9 @@ mod table;
 
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::resource::Resource;
+use crate::schema::Structs;
 use crate::tree::{Node, Seg, Value, path_string};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 pub use render::markdown;
@@ -78,54 +79,63 @@ pub fn support(kind: &str, path: &str) -> Option<Support> {
     None
 }
 
-/// Every field path of each kind, from the types (computed once).
-fn known(kind: &str) -> Option<&'static BTreeSet<String>> {
-    static KNOWN: OnceLock<BTreeMap<&'static str, BTreeSet<String>>> = OnceLock::new();
-    KNOWN
-        .get_or_init(|| {
-            KINDS
-                .iter()
-                .map(|k| (*k, crate::documents::field_paths(k).unwrap_or_default().into_iter().collect()))
-                .collect()
-        })
+/// Every struct of each kind, from the types (computed once).
+fn structs(kind: &str) -> Option<&'static Structs> {
+    static STRUCTS: OnceLock<BTreeMap<&'static str, Structs>> = OnceLock::new();
+    STRUCTS
+        .get_or_init(|| KINDS.iter().map(|k| (*k, crate::documents::structs(k).unwrap_or_default())).collect())
         .get(kind)
 }
 
 /// A warning for each field set in `r` that weft does not apply, or applies
-/// only in part.
+/// only for some values; and for each Istio annotation it does not apply.
 pub fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
-    let Some(known) = known(r.kind()) else { return };
+    let Some(structs) = structs(r.kind()) else { return };
     let mut set: Vec<Set> = Vec::new();
-    fields_set(&r.origin.node, known, String::new(), &mut Vec::new(), &mut set);
+    fields_set(&r.origin.node, structs, &mut Vec::new(), &mut set);
+    let key = r.key();
     for (segs, pattern, value) in set {
-        let (message, hint) = match support(r.kind(), &pattern) {
-            // Only the field the row names: what is under it is said by it.
-            Some(Support::NotApplied(why)) if is_row(r.kind(), &pattern) => (
-                format!("`{}` is accepted but not applied by weft: {why}", path_string(&segs)),
-                "remove it, or see docs/COVERAGE.md for what weft applies",
-            ),
-            Some(Support::Partial(_, missing)) => (
-                format!("`{}` is applied only in part: {missing}", path_string(&segs)),
-                "see docs/COVERAGE.md for what weft applies",
-            ),
+        let path = path_string(&segs);
+        // A field already in error is not warned of again.
+        if out.iter().any(|d| d.is_error() && d.path == path && d.resource.as_deref() == Some(key.as_str())) {
+            continue;
+        }
+        // Only the row that names the field: what is under a not-applied
+        // field is said by its row.
+        let message = match find(r.kind(), &pattern).map(|f| f.support) {
+            Some(Support::NotApplied(why)) => format!("`{path}` is accepted but not applied by weft: {why}"),
+            Some(Support::Partial(_, missing)) => format!("`{path}` is applied only in part: {missing}"),
             Some(Support::Values(values, why)) => match value {
-                Some(v) if !values.iter().any(|x| x.eq_ignore_ascii_case(&v)) => (
-                    format!("`{}: {v}` is accepted but not applied by weft: {why}", path_string(&segs)),
-                    "see docs/COVERAGE.md for what weft applies",
-                ),
+                Some(v) if !values.iter().any(|x| x.eq_ignore_ascii_case(&v)) => {
+                    format!("`{path}: {v}` is accepted but not applied by weft: {why}")
+                }
                 _ => continue,
             },
             _ => continue,
         };
-        let mut d = r.diag(Severity::Warning, codes::NOT_APPLIED, "", message, Some(hint.to_owned()));
-        d.pos = r.pos(&segs);
-        d.path = path_string(&segs);
-        out.push(d);
+        out.push(warning(r, &segs, message));
+    }
+    for (name, _) in r.meta.annotations.iter().filter(|(k, _)| istio_annotation_not_applied(k)) {
+        let segs = [Seg::Key("metadata".into()), Seg::Key("annotations".into()), Seg::Key(name.clone())];
+        let message = format!("annotation `{name}` is accepted but not applied by weft");
+        out.push(warning(r, &segs, message));
     }
 }
 
-fn is_row(kind: &str, path: &str) -> bool {
-    find(kind, path).is_some()
+/// Istio's annotations weft applies; any other of Istio's is warned of.
+const ISTIO_ANNOTATIONS_APPLIED: &[&str] = &["networking.istio.io/exportTo"];
+
+fn istio_annotation_not_applied(name: &str) -> bool {
+    let domain = name.split_once('/').map_or("", |(d, _)| d);
+    (domain == "istio.io" || domain.ends_with(".istio.io")) && !ISTIO_ANNOTATIONS_APPLIED.contains(&name)
+}
+
+fn warning(r: &Resource, segs: &[Seg], message: String) -> Diagnostic {
+    let hint = "remove it, or see docs/COVERAGE.md for what weft applies and what happens instead";
+    let mut d = r.diag(Severity::Warning, codes::NOT_APPLIED, "", message, Some(hint.to_owned()));
+    d.pos = r.pos(segs);
+    d.path = path_string(segs);
+    d
 }
 
 /// The row naming `path` of `kind`: the row with that path, else one whose
@@ -145,41 +155,35 @@ pub fn find(kind: &str, path: &str) -> Option<&'static Field> {
 /// A field set in a document: where, its pattern, its value if a scalar.
 type Set = (Vec<Seg>, String, Option<String>);
 
-/// Collects each field set under `node`, whose
-/// pattern is `pattern` (`spec.http[].route`): a map key is a field when the
-/// kind has that path, else an entry of a map (`*`).
-fn fields_set(node: &Node, known: &BTreeSet<String>, pattern: String, at: &mut Vec<Seg>, out: &mut Vec<Set>) {
-    let join = |p: &str, k: &str| if p.is_empty() { k.to_owned() } else { format!("{p}.{k}") };
+/// Collects each field set under `node` (at `at`), with its pattern
+/// (`schema::pattern`): a key is a field where the path is a struct, else
+/// an entry of a map; a field the kind does not have is passed over (the
+/// loader warns of it).
+fn fields_set(node: &Node, structs: &Structs, at: &mut Vec<Seg>, out: &mut Vec<Set>) {
     match &node.value {
         Value::Map(entries) => {
             for (key, _, value) in entries {
-                let field = join(&pattern, key);
-                let next = if known.contains(&field) {
-                    at.push(Seg::Key(key.clone()));
-                    let scalar = match &value.value {
-                        Value::Str(s) => Some(s.clone()),
-                        Value::Int(i) => Some(i.to_string()),
-                        Value::Bool(b) => Some(b.to_string()),
-                        _ => None,
-                    };
-                    out.push((at.clone(), field.clone(), scalar));
-                    field
-                } else {
-                    let entry = join(&pattern, "*");
-                    if !known.range(entry.clone()..).next().is_some_and(|p| p.starts_with(&entry)) {
-                        continue; // an unknown field: the loader warns of it
+                at.push(Seg::Key(key.clone()));
+                if let Some(pattern) = crate::schema::pattern(structs, at) {
+                    // A field is a key of a struct; an entry's key is data.
+                    if !pattern.ends_with('*') {
+                        let scalar = match &value.value {
+                            Value::Str(s) => Some(s.clone()),
+                            Value::Int(i) => Some(i.to_string()),
+                            Value::Bool(b) => Some(b.to_string()),
+                            _ => None,
+                        };
+                        out.push((at.clone(), pattern, scalar));
                     }
-                    at.push(Seg::Key(key.clone()));
-                    entry
-                };
-                fields_set(value, known, next, at, out);
+                    fields_set(value, structs, at, out);
+                }
                 at.pop();
             }
         }
         Value::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
                 at.push(Seg::Index(i));
-                fields_set(item, known, format!("{pattern}[]"), at, out);
+                fields_set(item, structs, at, out);
                 at.pop();
             }
         }
