@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// What weft read and does not act on: said once, changes nothing.
+    Info,
     Warning,
     Error,
 }
@@ -30,6 +32,10 @@ impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
 }
 
 impl fmt::Display for Diagnostic {
@@ -37,6 +43,7 @@ impl fmt::Display for Diagnostic {
         let sev = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Info => "info",
         };
         if self.pos.line == 0 {
             write!(f, "{}: {sev}[{}]: {}", self.file, self.code, self.message)?;
@@ -80,4 +87,6 @@ pub mod codes {
     pub const SERVICE_SELECTS_NOTHING: &str = "WEFT0308";
     /// A field weft accepts and does not apply, or applies in part.
     pub const NOT_APPLIED: &str = "WEFT0401";
+    /// Kinds read only in part, or kept as information: counted once.
+    pub const READ_IN_PART: &str = "WEFT0402";
 }

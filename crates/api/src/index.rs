@@ -151,13 +151,14 @@ impl<'a> Index<'a> {
     }
 
     /// Labels of every workload instance known statically (WorkloadEntry,
-    /// ServiceEntry endpoints, local Workloads).
+    /// ServiceEntry endpoints, local Workloads, Kubernetes objects that run pods).
     pub fn static_workload_labels(&self) -> Vec<&'a Labels> {
         let mut out = Vec::new();
         for r in self.resources {
             match &r.spec {
                 Spec::WorkloadEntry(w) => out.push(&w.labels),
                 Spec::Workload(w) => out.push(&w.labels),
+                Spec::Pods(p) if p.replicas != Some(0) => out.push(&p.labels),
                 Spec::ServiceEntry(se) => out.extend(se.endpoints.iter().map(|e| &e.labels)),
                 _ => {}
             }

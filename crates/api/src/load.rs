@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::documents::{Doc, EndpointSliceDoc, EndpointsDoc};
+use crate::kinds;
 use crate::load_limits::parse_options;
 pub use crate::load_limits::{LoadLimits, over_bytes, over_documents};
 
@@ -122,6 +123,8 @@ pub fn parse_str_within(file: &str, text: &str, limits: &LoadLimits) -> Loaded {
             return loaded;
         }
     };
+    // A `List`'s items are documents of their own.
+    let docs = docs.into_iter().flat_map(|d| crate::load_other::list_items(&d).unwrap_or_else(|| vec![d]));
     for node in docs {
         if matches!(node.value, Value::Null) {
             continue;
@@ -231,10 +234,6 @@ fn diag_at(
     }
 }
 
-const NETWORKING: &[&str] = &["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
-const SECURITY: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
-const WEFT: &[&str] = &["weft.dev/v1alpha1"];
-
 type DocResult = Result<(Option<Resource>, Vec<Diagnostic>), Box<Diagnostic>>;
 
 fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
@@ -261,36 +260,46 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
     let kind = field("kind").ok_or_else(|| {
         err(&[], codes::NOT_A_RESOURCE, "missing `kind`".into(), Some("add e.g. `kind: VirtualService`".into()))
     })?;
-
-    let accepted: &[&str] = match kind.as_str() {
-        "Service" | "Endpoints" => &["v1"],
-        "EndpointSlice" => &["discovery.k8s.io/v1"],
-        "Gateway" | "VirtualService" | "DestinationRule" | "ServiceEntry" | "WorkloadEntry" => NETWORKING,
-        "Workload" => WEFT,
-        "PeerAuthentication" | "AuthorizationPolicy" | "RequestAuthentication" => SECURITY,
-        _ => {
-            return Err(err(&[Seg::Key("kind".into())], codes::UNKNOWN_KIND, format!("unknown kind `{kind}`"),
-                Some("weft reads Service, Endpoints, EndpointSlice, Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry and Workload".into())));
-        }
+    let at_kind = [Seg::Key("kind".into())];
+    if api_version.starts_with("gateway.networking.k8s.io/") {
+        let msg = format!("`{kind}` of the Kubernetes Gateway API is not supported yet");
+        let hint = "write it as an Istio Gateway and VirtualServices (networking.istio.io/v1)";
+        return Err(err(&at_kind, codes::UNKNOWN_KIND, msg, Some(hint.into())));
+    }
+    let Some(known) = kinds::lookup(&kind) else {
+        let hint = match kinds::closest(&kind) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => format!(
+                "weft reads {} (and Kubernetes workloads for their pods)",
+                kinds::read_kinds().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(err(&at_kind, codes::UNKNOWN_KIND, format!("unknown kind `{kind}`"), Some(hint)));
     };
-    if !accepted.contains(&api_version.as_str()) {
+    if !known.api_versions.contains(&api_version.as_str()) {
+        let hint = format!("use one of: {}", known.api_versions.join(", "));
         return Err(err(
             &[Seg::Key("apiVersion".into())],
             codes::UNKNOWN_KIND,
             format!("`{kind}` is not served under apiVersion `{api_version}`"),
-            Some(format!("use one of: {}", accepted.join(", "))),
+            Some(hint),
         ));
     }
-
-    if accepted == SECURITY {
-        let at = [Seg::Key("kind".into())];
-        let msg = format!("{kind} is not enforced by this version of weft; it is ignored");
-        // Mutual TLS itself runs (PERMISSIVE, between proxies with `--ca`); policies do not yet.
-        let hint = Some(
-            "weft's proxies speak mutual TLS in PERMISSIVE mode (plaintext is still accepted); STRICT, DISABLE and authorization policies are not applied yet (README, \"Mutual TLS\")"
-                .into(),
-        );
-        return Ok((None, vec![diag_at(file, &node, &at, Severity::Warning, codes::UNKNOWN_KIND, msg, hint)]));
+    let kind_name = known.name;
+    match known.role {
+        kinds::Role::Read => {}
+        kinds::Role::NotApplied(instead) => {
+            let msg = format!("{kind} is not applied by this version of weft; it is ignored");
+            let d = diag_at(file, &node, &at_kind, Severity::Warning, codes::NOT_APPLIED, msg, Some(instead.into()));
+            return Ok((None, vec![d]));
+        }
+        role => {
+            let (meta, spec) = match crate::load_other::read(file, &node, kind_name, role) {
+                Ok(doc) => doc,
+                Err(d) => return Ok((None, vec![*d])),
+            };
+            return finish(file, node, api_version, meta, spec, Vec::new());
+        }
     }
     let mut warnings = Vec::new();
     // A document that does not deserialize still reports its unknown
@@ -323,21 +332,37 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             return Ok((None, warnings));
         }
     };
+    finish(file, node, api_version, meta, spec, warnings)
+}
+
+/// The resource, once its name is checked; `warnings` name it.
+fn finish(
+    file: &Arc<str>,
+    node: Node,
+    api_version: String,
+    meta: ObjectMeta,
+    spec: Spec,
+    mut warnings: Vec<Diagnostic>,
+) -> DocResult {
     if meta.name.is_empty() {
-        return Err(err(
+        let hint = "every resource needs a name: `metadata: {name: my-name}`".to_owned();
+        let d = diag_at(
+            file,
+            &node,
             &[Seg::Key("metadata".into())],
+            Severity::Error,
             codes::MISSING_FIELD,
             "missing `metadata.name`".into(),
-            Some("every resource needs a name: `metadata: {name: my-name}`".into()),
-        ));
+            Some(hint),
+        );
+        return Err(Box::new(d));
     }
-    let key =
-        format!("{kind}/{}/{}", meta.namespace.as_deref().unwrap_or(crate::resource::DEFAULT_NAMESPACE), meta.name);
+    let resource = Resource { api_version, meta, spec, origin: Origin { file: file.clone(), node: Arc::new(node) } };
+    let key = resource.key();
     for w in &mut warnings {
         w.resource = Some(key.clone());
     }
-    let origin = Origin { file: file.clone(), node: Arc::new(node) };
-    Ok((Some(Resource { api_version, meta, spec, origin }), warnings))
+    Ok((Some(resource), warnings))
 }
 
 fn spec_of<S: DeserializeOwned + Default>(

@@ -22,6 +22,11 @@ pub enum Spec {
     ServiceEntry(ServiceEntrySpec),
     WorkloadEntry(WorkloadEntrySpec),
     Workload(WorkloadSpec),
+    /// A Kubernetes object that runs pods: its pods' labels, account, ports.
+    Pods(PodsSpec),
+    Secret(SecretSpec),
+    /// A kind kept as information (ServiceAccount, ConfigMap...).
+    Inert(&'static str),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -58,6 +63,9 @@ impl Spec {
             Spec::ServiceEntry(_) => "ServiceEntry",
             Spec::WorkloadEntry(_) => "WorkloadEntry",
             Spec::Workload(_) => "Workload",
+            Spec::Pods(p) => p.kind,
+            Spec::Secret(_) => "Secret",
+            Spec::Inert(kind) => kind,
         }
     }
 }

@@ -264,8 +264,8 @@ spec:
 #[test]
 fn a_peer_authentication_is_warned_as_not_applied() {
     let yaml = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT}\n";
-    let d = one(&check(yaml), codes::UNKNOWN_KIND, 2, 1);
-    assert!(!d.is_error() && d.message.contains("PeerAuthentication is not enforced"), "{d}");
+    let d = one(&check(yaml), codes::NOT_APPLIED, 2, 1);
+    assert!(!d.is_error() && d.message.contains("PeerAuthentication is not applied"), "{d}");
     let hint = d.hint.unwrap();
     assert!(hint.contains("PERMISSIVE") && hint.contains("STRICT"), "{hint}");
 }

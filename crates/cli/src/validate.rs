@@ -1,4 +1,4 @@
-//! `weft validate`: every problem, errors and warnings, then a summary.
+//! `weft validate`: every problem (errors, warnings) and note, then a summary.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,8 +11,12 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
         eprintln!("{d}\n");
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
-    let warnings = diags.len() - errors;
-    let summary = format!("{} resources, {errors} errors, {warnings} warnings", loaded.resources.len());
+    let warnings = diags.iter().filter(|d| d.is_warning()).count();
+    let notes = diags.len() - errors - warnings;
+    let mut summary = format!("{} resources, {errors} errors, {warnings} warnings", loaded.resources.len());
+    if notes > 0 {
+        summary.push_str(&format!(", {notes} notes"));
+    }
     if errors > 0 {
         eprintln!("{summary}");
         ExitCode::FAILURE

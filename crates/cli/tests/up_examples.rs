@@ -101,3 +101,48 @@ fn up_lists_only_the_gateway_servers_it_serves() {
     });
     up.stop();
 }
+
+/// A folder holding the Kubernetes manifests a cluster runs (Deployment,
+/// ServiceAccount, ConfigMap, a List) next to a Workload: `weft validate`
+/// notes each kind once, and `weft up` runs the Workload and serves.
+#[test]
+fn up_runs_a_folder_that_holds_kubernetes_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["service.yaml", "workload.yaml", "gateway-and-virtualservice.yaml"] {
+        std::fs::copy(repo().join("examples/seed").join(f), dir.path().join(f)).unwrap();
+    }
+    let kube = r#"apiVersion: v1
+kind: List
+items:
+  - {apiVersion: v1, kind: ServiceAccount, metadata: {name: my-app}}
+  - {apiVersion: v1, kind: ConfigMap, metadata: {name: my-app}, data: {greeting: hello}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: my-app, labels: {app: my-app}}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: my-app}}
+  template:
+    metadata: {labels: {app: my-app}}
+    spec:
+      serviceAccountName: my-app
+      containers:
+        - name: app
+          image: registry.example/my-app:1.0
+          ports: [{containerPort: 9376}]
+          readinessProbe: {httpGet: {path: /healthz, port: 9376}}
+"#;
+    std::fs::write(dir.path().join("kubernetes.yaml"), kube).unwrap();
+    let out = std::process::Command::new(weft()).arg("validate").arg(dir.path()).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains(", 0 warnings, 3 notes: ok"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("Deployment (1): read for the pods' labels"), "{stderr}");
+    let mut up = Up::start(dir.path());
+    assert_eq!(up.info["workloads"].as_array().unwrap().len(), 1, "only the Workload runs: {}", up.info);
+    rt().block_on(async {
+        let gw = format!("127.0.0.1:{}", up.gateway_port);
+        assert_eq!(get(&gw, "/", &[]).await.status, 200);
+    });
+    up.stop();
+}

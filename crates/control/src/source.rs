@@ -97,7 +97,11 @@ fn report(dir: &Path, result: Result<(Vec<weft_api::Resource>, Vec<Diagnostic>),
     match result {
         Ok((resources, warnings)) => {
             for w in &warnings {
-                tracing::warn!("{w}");
+                if w.is_warning() {
+                    tracing::warn!("{w}");
+                } else {
+                    tracing::info!("{w}");
+                }
             }
             tracing::info!(resources = resources.len(), dir = %dir.display(), "config applied");
             hub.set_config(resources);

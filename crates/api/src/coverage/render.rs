@@ -2,6 +2,7 @@
 //! file equal to this.
 
 use super::{FIELDS, KINDS, Support, support};
+use crate::kinds::Role;
 use std::fmt::Write;
 
 /// The coverage page: counts per kind, then every row.
@@ -34,6 +35,24 @@ pub fn markdown() -> String {
         }
         let _ = writeln!(out, "| {kind} | {} | {} | {} | {} | {} | {} |", paths.len(), n[0], n[1], n[2], n[3], n[4]);
     }
+    out.push_str(
+        "\n## Other kinds\n\n\
+         Accepted beside the kinds above, with one note per kind (`weft validate`):\n\n\
+         | kind | apiVersion | what weft does |\n| --- | --- | --- |\n",
+    );
+    for k in crate::kinds::KINDS {
+        let what = match k.role {
+            Role::Read => continue,
+            Role::Pods => "read for the pods' labels, service account and container ports (selector, subset and \
+                           `targetPort` checks); weft does not run containers"
+                .to_owned(),
+            Role::Secret => "read; a `kubernetes.io/tls` one for its `tls.crt` and `tls.key`".to_owned(),
+            Role::Inert => "accepted; nothing of it acts on traffic".to_owned(),
+            Role::NotApplied(instead) => format!("**not applied** (a warning): {instead}"),
+        };
+        let _ = writeln!(out, "| {} | {} | {what} |", k.name, k.api_versions.join(", "));
+    }
+    out.push_str("\nA Kubernetes `List` is read as its items.\n");
     for kind in std::iter::once("*").chain(KINDS.iter().copied()) {
         let title = if kind == "*" { "Every kind" } else { kind };
         let _ = write!(out, "\n## {title}\n\n| field | status |\n| --- | --- |\n");

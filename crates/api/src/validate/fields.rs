@@ -102,7 +102,7 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
             }
             locality(r, "spec.locality", w.locality.as_deref(), out);
         }
-        Spec::Endpoints(_) | Spec::EndpointSlice(_) => {}
+        Spec::Endpoints(_) | Spec::EndpointSlice(_) | Spec::Pods(_) | Spec::Secret(_) | Spec::Inert(_) => {}
     }
 }
 

@@ -11,6 +11,7 @@ pub(super) fn check(resources: &[Resource], out: &mut Vec<Diagnostic>) {
         match &r.spec {
             Spec::VirtualService(vs) => virtual_service(&index, r, vs, out),
             Spec::DestinationRule(dr) => destination_rule(&index, r, dr, out),
+            Spec::Service(svc) => named_target_ports(resources, r, svc, out),
             _ => {}
         }
     }
@@ -171,6 +172,39 @@ fn destination_rule(index: &Index, r: &Resource, dr: &DestinationRuleSpec, out: 
                     ),
                 ),
             );
+        }
+    }
+}
+
+/// A named `targetPort` must name a container port of every pod object the
+/// Service selects: Kubernetes leaves out the pods that lack it.
+fn named_target_ports(resources: &[Resource], r: &Resource, svc: &ServiceSpec, out: &mut Vec<Diagnostic>) {
+    if svc.selector.is_empty() {
+        return;
+    }
+    let pods: Vec<(&Resource, &PodsSpec)> = resources
+        .iter()
+        .filter(|p| p.namespace() == r.namespace())
+        .filter_map(|p| match &p.spec {
+            Spec::Pods(pods) if selects(&svc.selector, &pods.labels) => Some((p, pods)),
+            _ => None,
+        })
+        .collect();
+    for (i, port) in svc.ports.iter().enumerate() {
+        let Some(IntOrString::Str(name)) = &port.target_port else { continue };
+        let lacking: Vec<String> = pods
+            .iter()
+            .filter(|(_, pods)| !pods.ports.iter().any(|c| c.name.as_deref() == Some(name.as_str())))
+            .map(|(p, _)| format!("{}/{}", p.kind(), p.name()))
+            .collect();
+        if !lacking.is_empty() {
+            out.push(r.diag(
+                Warning,
+                codes::UNKNOWN_PORT,
+                &format!("spec.ports[{i}].targetPort"),
+                format!("targetPort `{name}` names no container port of {}, so their pods get none of this port's traffic", lacking.join(", ")),
+                Some(format!("name the container port `{name}` (`ports: [{{name: {name}, containerPort: N}}]`), or give the number")),
+            ));
         }
     }
 }
