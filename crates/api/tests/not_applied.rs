@@ -21,11 +21,12 @@ metadata: {name: web}
 spec:
   hosts: [web]
   http:
-    - corsPolicy:
-        allowOrigins: [{exact: "https://a.example"}]
-        maxAge: 24h
+    - match:
+        - uri: {prefix: /}
+          statPrefix: web-root
       retries: {attempts: 2, retryOn: "503,retriable-headers"}
       route: [{destination: {host: web}}]
+      corsPolicy: {allowOrigins: [{exact: "https://a.example"}], maxAge: 24h}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -55,18 +56,18 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
         got,
         [
             (8, 3, "spec.sessionAffinity"),
-            (17, 7, "spec.http[0].corsPolicy"),
+            (19, 11, "spec.http[0].match[0].statPrefix"),
             (20, 30, "spec.http[0].retries.retryOn"),
-            (29, 5, "spec.trafficPolicy.tls"),
-            (33, 23, "spec.subsets[0].trafficPolicy.tls"),
+            (30, 5, "spec.trafficPolicy.tls"),
+            (34, 23, "spec.subsets[0].trafficPolicy.tls"),
         ],
         "{diags:#?}"
     );
     for d in diags.iter().filter(|d| d.code == codes::NOT_APPLIED) {
         assert!(!d.is_error(), "a warning, not an error: {d}");
     }
-    let cors = diags.iter().find(|d| d.path == "spec.http[0].corsPolicy").unwrap();
-    assert!(cors.message.contains("not applied") && cors.message.contains("preflights reach the app"), "{cors}");
+    let stats = diags.iter().find(|d| d.path.ends_with("statPrefix")).unwrap();
+    assert!(stats.message.contains("not applied") && stats.message.contains("per-route stats"), "{stats}");
     let affinity = diags.iter().find(|d| d.path == "spec.sessionAffinity").unwrap();
     assert!(affinity.message.contains("ClientIP") && affinity.message.contains("useSourceIp"), "{affinity}");
     let retry = diags.iter().find(|d| d.path.ends_with("retryOn")).unwrap();

@@ -284,3 +284,13 @@ fn an_unknown_retry_condition_is_an_error() {
     assert!(d.is_error() && d.message.contains("`conect-failure`"), "{d}");
     assert!(d.hint.unwrap().contains("connect-failure"));
 }
+
+#[test]
+fn a_cors_policy_the_proxy_cannot_build_is_an_error() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [v]\n  http:\n    - route: [{destination: {host: v}}]\n      corsPolicy:\n        allowOrigins: [{regex: \"https://(\"}]\n        allowMethods: [\"GET, POST\"]\n        unmatchedPreflights: DROP\n";
+    let diags = check(yaml);
+    let at = |path: &str| diags.iter().find(|d| d.path == path).unwrap_or_else(|| panic!("{path}: {diags:#?}"));
+    assert!(at("spec.http[0].corsPolicy.allowOrigins[0].regex").message.contains("does not compile"));
+    assert!(at("spec.http[0].corsPolicy.allowMethods[0]").is_error());
+    assert!(at("spec.http[0].corsPolicy.unmatchedPreflights").hint.as_deref().unwrap().contains("IGNORE"));
+}

@@ -124,6 +124,9 @@ spec:
     - match: [{uri: {prefix: /fault}}]
       fault: {abort: {httpStatus: 418}}
       route: [{destination: {host: echo, subset: v1}}]
+    - match: [{uri: {prefix: /cors}}]
+      corsPolicy: {allowOrigins: [{exact: "https://shop.example"}], allowMethods: [GET, POST], maxAge: 1h, exposeHeaders: [x-trace]}
+      route: [{destination: {host: echo, subset: v1}}]
     - route:
         - {destination: {host: echo, subset: v1}, weight: 75}
         - {destination: {host: echo, subset: v2}, weight: 25}
@@ -195,6 +198,25 @@ spec:
         assert_eq!((r.status, &r.body[..]), (410, &b"gone"[..]));
         let r = request(&out, "GET", "/fault", &[("host", "echo")], Default::default()).await;
         assert_eq!(r.status, 418, "Envoy applies weft's fault config");
+        // Envoy's CORS filter reads weft's policy as weft's proxy does (tests/cors.rs).
+        let cors = |method: &'static str, origin: &'static str| {
+            let o = out.clone();
+            async move {
+                let h = [("host", "echo"), ("origin", origin), ("access-control-request-method", "POST")];
+                request(&o, method, "/cors", &h, Default::default()).await
+            }
+        };
+        let header = |r: &Resp, name: &str| r.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+        let r = cors("OPTIONS", "https://shop.example").await;
+        assert_eq!((r.status, r.body.len()), (200, 0), "Envoy answers the preflight: {:?}", r.headers);
+        assert_eq!(header(&r, "access-control-allow-origin").as_deref(), Some("https://shop.example"));
+        assert_eq!(header(&r, "access-control-allow-methods").as_deref(), Some("GET,POST"));
+        assert_eq!(header(&r, "access-control-max-age").as_deref(), Some("3600"));
+        let r = cors("GET", "https://shop.example").await;
+        assert_eq!(r.json()["path"], "/cors");
+        assert_eq!(header(&r, "access-control-expose-headers").as_deref(), Some("x-trace"));
+        let r = cors("OPTIONS", "https://evil.example").await;
+        assert_eq!((r.json()["method"].as_str(), header(&r, "access-control-allow-origin")), (Some("OPTIONS"), None));
         // Envoy in zone-a keeps to the zone-a instance (priority 0); the
         // zone-b one is its failover (priority 1).
         for _ in 0..40 {

@@ -14,6 +14,7 @@ const BOOKINFO: &str = "up_examples.rs::bookinfo_canary_splits_90_10_and_header_
 const DEFAULT_ROUTE: &str = "routing.rs::service_without_virtual_service_gets_a_default_route";
 const EXPORT_TO: &str = "routing.rs::export_to_scopes_what_a_sidecar_receives";
 const FEATURES: &str = "route_features.rs::rewrite_headers_timeout_retries_and_redirect";
+const CORS: &str = "cors.rs::cors_preflights_are_answered_and_allowed_origins_get_the_headers";
 const MIRROR: &str = "route_features.rs::mirror_copies_traffic_and_discards_the_answer";
 const FAULTS: &str = "route_features.rs::faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request";
 const DISCOVERY: &str = "discovery.rs::endpoints_slices_and_service_entries_all_route";
@@ -300,11 +301,18 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.http[].mirrors[].destination", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirrors[].percentage", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirrors[].percentage.value", Applied(MIRROR)),
-    row(
-        "VirtualService",
-        "spec.http[].corsPolicy",
-        NotApplied("CORS is not answered at the proxy: preflights reach the app as ordinary requests"),
-    ),
+    row("VirtualService", "spec.http[].corsPolicy", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowOrigins", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowOrigins[].exact", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowOrigins[].prefix", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowOrigins[].regex", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowOrigin", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowMethods", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowHeaders", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.exposeHeaders", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.maxAge", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.allowCredentials", Applied(CORS)),
+    row("VirtualService", "spec.http[].corsPolicy.unmatchedPreflights", Applied(CORS)),
     row("VirtualService", "spec.http[].headers", Applied(FEATURES)),
     row("VirtualService", "**.headers.request", Applied(FEATURES)),
     row("VirtualService", "**.headers.request.set", Applied(FEATURES)),

@@ -144,6 +144,9 @@ pub(super) fn check(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnos
                 ));
             }
         }
+        if let Some(c) = &h.cors_policy {
+            cors(r, &format!("{base}.corsPolicy"), c, out);
+        }
         if let Some(rw) = &h.rewrite
             && let Some(rr) = &rw.uri_regex_rewrite
             && let Err(e) = regex::Regex::new(&rr.match_)
@@ -250,5 +253,46 @@ fn retry_on(r: &Resource, path: &str, on: &str, out: &mut Vec<Diagnostic>) {
                 Some(format!("use {} or HTTP status codes such as 503", RETRY_ON.join(", "))),
             )
         });
+    }
+}
+
+/// A CORS policy the proxy can build: origins that compile, list items
+/// that are one header token each (they are joined with `,`), a known
+/// `unmatchedPreflights`.
+fn cors(r: &Resource, path: &str, c: &CorsPolicy, out: &mut Vec<Diagnostic>) {
+    for (i, m) in c.allow_origins.iter().enumerate() {
+        super::fields::string_match(r, &format!("{path}.allowOrigins[{i}]"), m, false, out);
+    }
+    let lists = [
+        ("allowOrigin", &c.allow_origin),
+        ("allowMethods", &c.allow_methods),
+        ("allowHeaders", &c.allow_headers),
+        ("exposeHeaders", &c.expose_headers),
+    ];
+    for (field, list) in lists {
+        for (i, v) in list.iter().enumerate() {
+            if v.is_empty() || v.contains(',') || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{path}.{field}[{i}]"),
+                    format!("`{v}` is not one method, header name or origin"),
+                    Some("write one item per list entry, without spaces or commas".into()),
+                ));
+            }
+        }
+    }
+    if let Some(u) = &c.unmatched_preflights
+        && !["UNSPECIFIED", "FORWARD", "IGNORE"].contains(&u.as_str())
+    {
+        out.push(r.diag(
+            Error,
+            codes::INVALID_VALUE,
+            &format!("{path}.unmatchedPreflights"),
+            format!("unknown unmatchedPreflights `{u}`"),
+            Some(
+                "use FORWARD (the default: the app answers) or IGNORE (the proxy answers, without CORS headers)".into(),
+            ),
+        ));
     }
 }

@@ -66,7 +66,13 @@ fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, faci
             route_config_name: route.to_owned(),
         })),
         strip_port_mode: strip_port.then_some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
+        // Istio's order: CORS answers preflights before a fault applies.
         http_filters: vec![
+            HttpFilter {
+                name: super::routes::cors::FILTER.into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(super::routes::cors::filter_config())),
+                ..Default::default()
+            },
             HttpFilter {
                 name: super::fault::FILTER.into(),
                 config_type: Some(http_filter::ConfigType::TypedConfig(super::fault::filter_config())),

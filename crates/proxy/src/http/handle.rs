@@ -8,7 +8,7 @@ use super::flags::Flags;
 use super::headers::client_headers;
 use super::outcome::{Dest, Outcome, UNKNOWN};
 use super::respond;
-use super::{fault, forward};
+use super::{cors, fault, forward};
 use crate::config::listener::{Direction, HttpListener, ListenerKind};
 use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::conn::ConnCtx;
@@ -77,20 +77,28 @@ pub fn handle(
         // layer keeps 264 bytes for the request after moving it on (an
         // upvar's room is never reused), and the future is moved per request.
         let outcome = 'routed: {
-            let (route, f) = match resolve(hl, &req) {
+            let (route, f, cors_origin) = match resolve(hl, &req) {
                 Ok(forward) => forward,
                 Err(answered) => break 'routed answered,
             };
-            let delayed = match &route.fault {
-                Some(fault) => match fault::inject(fault, &f.target, &cfg.clusters).await {
-                    Ok(delayed) => delayed,
-                    Err(aborted) => break 'routed aborted,
-                },
-                None => false,
+            let mut out = 'forwarded: {
+                let delayed = match &route.fault {
+                    Some(fault) => match fault::inject(fault, &f.target, &cfg.clusters).await {
+                        Ok(delayed) => delayed,
+                        Err(aborted) => break 'forwarded aborted,
+                    },
+                    None => false,
+                };
+                let mut out = forward::forward(&ctx, &cfg.clusters, hl.direction, route, f, req).await;
+                if delayed {
+                    out.flags |= Flags::FAULT_DELAY;
+                }
+                out
             };
-            let mut out = forward::forward(&ctx, &cfg.clusters, hl.direction, route, f, req).await;
-            if delayed {
-                out.flags |= Flags::FAULT_DELAY;
+            if let Some(origin) = cors_origin
+                && let Some(policy) = &route.cors
+            {
+                cors::on_response(policy, *origin, out.response.headers_mut());
             }
             out
         };
@@ -130,13 +138,14 @@ pub fn handle(
     }
 }
 
-/// The routing decision, without waiting: the route and forward action, or
-/// the response itself (no route, a direct response, a redirect). Its
+/// The routing decision, without waiting: the route, its forward action
+/// and an allowed CORS origin, or the response itself (no route, a CORS
+/// preflight, a direct response, a redirect). Its
 /// borrows (authority, request view) end here, so they take no room in the
 /// request's future while it waits. The answered `Outcome` is moved once;
 /// boxing it would allocate per response.
 #[allow(clippy::result_large_err)]
-fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<(&'a Route, &'a Forward), Outcome> {
+fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<Resolved<'a>, Outcome> {
     let no_route = |msg: String| {
         let e = ProxyError::new(ErrorKind::NoRoute, msg);
         Outcome {
@@ -167,16 +176,27 @@ fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<(&'a Rou
     let Some(route) = vhost.route(&view) else {
         return Err(no_route(format!("no route matches {} {} on host {authority:?}", req.method(), req.uri().path())));
     };
-    match &route.action {
-        Action::Forward(f) => Ok((route, f)),
+    let answered = |response| Outcome { response, flags: Flags::NONE, dest: Dest::unknown(), request_bytes: 0 };
+    let cors_origin = match route.cors.as_deref().map(|c| cors::on_request(c, req.method(), req.headers())) {
+        Some(cors::Step::Answer(preflight)) => return Err(answered(preflight)),
+        Some(cors::Step::Allow(origin)) => Some(origin),
+        Some(cors::Step::Pass) | None => None,
+    };
+    let mut resp = match &route.action {
+        Action::Forward(f) => return Ok((route, f, cors_origin)),
         Action::Direct(d) => {
             let mut resp = respond::direct(d.status, d.body.clone());
             route.response_headers.apply(resp.headers_mut());
-            Err(Outcome { response: resp, flags: Flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
+            resp
         }
-        Action::Redirect(rd) => {
-            let resp = respond::redirect(rd, route, scheme, &authority, req.uri());
-            Err(Outcome { response: resp, flags: Flags::NONE, dest: Dest::unknown(), request_bytes: 0 })
-        }
+        Action::Redirect(rd) => respond::redirect(rd, route, scheme, &authority, req.uri()),
+    };
+    if let (Some(origin), Some(policy)) = (cors_origin, &route.cors) {
+        cors::on_response(policy, *origin, resp.headers_mut());
     }
+    Err(answered(resp))
 }
+
+/// A route to forward on, its action, and the origin of an allowed
+/// cross-origin request.
+type Resolved<'a> = (&'a Route, &'a Forward, Option<Box<http::HeaderValue>>);

@@ -1,10 +1,11 @@
 //! The HTTP request path: `handle` finds the route and answers, redirects
-//! or injects a fault; `forward` sends to a cluster (retrying by
+//! answers CORS preflights, or injects a fault; `forward` sends to a cluster (retrying by
 //! `retry`, copying to mirrors by `mirror`, switching protocols by
 //! `upgrade`); every request ends in an `Outcome` for telemetry.
 
 mod attempt;
 pub mod body;
+mod cors;
 pub mod error;
 mod fault;
 pub mod flags;

@@ -8,6 +8,7 @@
 //! rule's action into an Envoy route action, `tables` builds the tables.
 
 mod actions;
+pub mod cors;
 mod matchers;
 mod tables;
 

@@ -50,7 +50,10 @@ fn rules_to_routes(index: &Index, vs: &Resource, spec: &VirtualServiceSpec, plac
                 request_headers_to_remove: remove.clone(),
                 response_headers_to_add: radd.clone(),
                 response_headers_to_remove: rremove.clone(),
-                typed_per_filter_config: super::super::fault::per_route(rule.fault.as_ref()).into_iter().collect(),
+                typed_per_filter_config: super::super::fault::per_route(rule.fault.as_ref())
+                    .into_iter()
+                    .chain(super::cors::per_route(rule.cors_policy.as_ref()))
+                    .collect(),
                 ..Default::default()
             });
         }

@@ -94,6 +94,7 @@ pub(super) fn compile_route(
         request_headers: header_ops(&r.request_headers_to_add, &r.request_headers_to_remove)?,
         response_headers: header_ops(&r.response_headers_to_add, &r.response_headers_to_remove)?,
         fault: super::fault::compile(r)?.map(Box::new),
+        cors: super::cors::compile(r)?.map(Box::new),
     })
 }
 

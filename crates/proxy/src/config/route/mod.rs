@@ -3,6 +3,7 @@
 //! then `*`), and per host an ordered list of routes, first match wins.
 
 mod compile;
+pub mod cors;
 mod domains;
 pub mod fault;
 
@@ -41,6 +42,8 @@ pub struct Route {
     pub response_headers: HeaderOps,
     /// Boxed: most routes inject no faults.
     pub fault: Option<Box<fault::Fault>>,
+    /// Boxed: most routes have no CORS policy.
+    pub cors: Option<Box<cors::Cors>>,
 }
 
 #[derive(Debug, Clone)]
