@@ -2,6 +2,7 @@
 //! JSON with source positions, validated and cross-checked.
 
 pub mod coverage;
+pub mod delegate;
 pub mod diag;
 pub mod documents;
 pub mod extensions;

@@ -1,8 +1,8 @@
-//! Configuration weft accepts but does not apply never breaks the traffic
-//! around it: a rule that only delegates is left out (requests go on to the
-//! next rule) and an entry with no address is left out of its service,
-//! where a proxy would otherwise refuse the whole route table or endpoint
-//! set. `weft validate` warns of both (crates/api/tests/not_applied.rs).
+//! Configuration weft accepts but cannot apply never breaks the traffic
+//! around it: a rule whose delegate does not exist is left out (requests go
+//! on to the next rule) and an entry with no address is left out of its
+//! service, where a proxy would otherwise refuse the whole route table or
+//! endpoint set. `weft validate` warns of both.
 
 mod common;
 use common::*;

@@ -15,6 +15,7 @@ const DEFAULT_ROUTE: &str = "routing.rs::service_without_virtual_service_gets_a_
 const EXPORT_TO: &str = "routing.rs::export_to_scopes_what_a_sidecar_receives";
 const FEATURES: &str = "route_features.rs::rewrite_headers_timeout_retries_and_redirect";
 const CORS: &str = "cors.rs::cors_preflights_are_answered_and_allowed_origins_get_the_headers";
+const DELEGATE: &str = "delegate.rs::a_delegate_serves_the_roots_match_under_istios_merge_rules";
 const MIRROR: &str = "route_features.rs::mirror_copies_traffic_and_discards_the_answer";
 const FAULTS: &str = "route_features.rs::faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request";
 const DISCOVERY: &str = "discovery.rs::endpoints_slices_and_service_entries_all_route";
@@ -251,11 +252,9 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.http[].directResponse.body", Applied(ROUTING)),
     row("VirtualService", "spec.http[].directResponse.body.string", Applied(ROUTING)),
     row("VirtualService", "spec.http[].directResponse.body.bytes", Applied(ROUTING)),
-    row(
-        "VirtualService",
-        "spec.http[].delegate",
-        NotApplied("the rule is left out and requests it matches go on to the next rule"),
-    ),
+    row("VirtualService", "spec.http[].delegate", Applied(DELEGATE)),
+    row("VirtualService", "spec.http[].delegate.name", Applied(DELEGATE)),
+    row("VirtualService", "spec.http[].delegate.namespace", Applied(DELEGATE)),
     row("VirtualService", "spec.http[].rewrite", Applied(FEATURES)),
     row("VirtualService", "spec.http[].rewrite.uri", Applied(FEATURES)),
     row("VirtualService", "spec.http[].rewrite.authority", Applied(FEATURES)),

@@ -1,6 +1,7 @@
 //! Checks beyond the schema: values within range, one-of fields, regexes
 //! that compile (`fields`), and references between resources (`refs`).
 
+mod delegation;
 mod fields;
 mod gateway;
 mod inventory;

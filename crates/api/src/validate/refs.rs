@@ -18,6 +18,7 @@ pub(super) fn check(resources: &[Resource], out: &mut Vec<Diagnostic>) {
 }
 
 fn virtual_service(index: &Index, r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnostic>) {
+    super::delegation::check(index, r, vs, out);
     for (i, g) in vs.gateways.iter().enumerate() {
         if g == "mesh" {
             continue;

@@ -7,15 +7,7 @@ use crate::resource::Resource;
 use crate::types::*;
 
 pub(super) fn check(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnostic>) {
-    if vs.hosts.is_empty() {
-        out.push(r.diag(
-            Error,
-            codes::MISSING_FIELD,
-            "spec.hosts",
-            "a VirtualService needs at least one host",
-            Some("add `hosts: [my-service]` (or `\"*\"` on a gateway)".into()),
-        ));
-    }
+    // A VirtualService without hosts is a delegate: `refs` checks one is delegated to.
     for (i, h) in vs.http.iter().enumerate() {
         let base = format!("spec.http[{i}]");
         let actions = [!h.route.is_empty(), h.redirect.is_some(), h.direct_response.is_some(), h.delegate.is_some()];

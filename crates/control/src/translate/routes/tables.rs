@@ -16,15 +16,20 @@ use weft_api::index::{Index, SvcInfo, host_matches};
 use weft_api::resource::Resource;
 use weft_api::types::*;
 
-fn rules_to_routes(index: &Index, vs: &Resource, spec: &VirtualServiceSpec, place: &Place) -> Vec<rt::Route> {
+fn rules_to_routes<'a>(
+    index: &Index<'a>,
+    vs: &'a Resource,
+    spec: &'a VirtualServiceSpec,
+    place: &Place,
+) -> Vec<rt::Route> {
     let mut out = Vec::new();
-    for (i, rule) in spec.http.iter().enumerate() {
-        // A rule that only delegates (not applied; validation says so) has
-        // nowhere to send a request: left out, so its table stays valid and
-        // requests go on to the next rule.
+    for weft_api::delegate::Rule { rule, namespace, default_name } in weft_api::delegate::rules(index, vs, spec) {
+        // A rule with nowhere to send a request (one whose delegate is
+        // missing is already left out) would make the table invalid.
         if rule.route.is_empty() && rule.redirect.is_none() && rule.direct_response.is_none() {
             continue;
         }
+        let rule = &*rule;
         let (mut add, mut remove) = header_ops(rule.headers.as_ref().and_then(|h| h.request.as_ref()));
         let (mut radd, mut rremove) = header_ops(rule.headers.as_ref().and_then(|h| h.response.as_ref()));
         // One destination's `headers` go on the route, before the rule's
@@ -41,11 +46,11 @@ fn rules_to_routes(index: &Index, vs: &Resource, spec: &VirtualServiceSpec, plac
             if m.is_some_and(|m| !applies(m, place)) {
                 continue;
             }
-            let name = rule.name.clone().unwrap_or_else(|| format!("{}.{}/{i}", vs.name(), vs.namespace()));
+            let name = rule.name.clone().unwrap_or_else(|| default_name.clone());
             out.push(rt::Route {
                 name,
                 r#match: Some(route_match(m)),
-                action: Some(action(index, vs.namespace(), rule, m)),
+                action: Some(action(index, namespace, rule, m)),
                 request_headers_to_add: add.clone(),
                 request_headers_to_remove: remove.clone(),
                 response_headers_to_add: radd.clone(),
