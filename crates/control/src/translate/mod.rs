@@ -6,6 +6,7 @@
 
 mod clusters;
 mod fault;
+mod grpc;
 mod listeners;
 mod locality;
 mod node;

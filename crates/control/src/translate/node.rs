@@ -1,7 +1,8 @@
 //! Who is asking: a proxy's identity and ports, from its xDS `Node`.
 //!
 //! The proxy (weft or Envoy) puts these keys in `node.metadata`:
-//! `ROLE` (`sidecar` | `gateway`), `NAMESPACE`, `WORKLOAD_NAME`, `LABELS`
+//! `ROLE` (`sidecar` | `gateway`; a proxyless gRPC client says
+//! `GENERATOR: grpc` instead, as Istio's do), `NAMESPACE`, `WORKLOAD_NAME`, `LABELS`
 //! (a struct), `LISTEN_IP`, `OUTBOUND_PORT` (default 15001), `INBOUND_PORT`
 //! (default 15006), `APP_PORT` (the local application; no inbound without it),
 //! `PORT_OFFSET` (gateways: added to every server port), `ADMIN_ADDR`. Its locality is
@@ -15,6 +16,8 @@ use weft_api::types::Labels;
 pub enum Role {
     Sidecar,
     Gateway,
+    /// A proxyless gRPC client (`GENERATOR: grpc`, as istiod's nodes).
+    Grpc,
 }
 
 #[derive(Clone, Debug)]
@@ -61,7 +64,11 @@ impl ProxyNode {
             .unwrap_or_default();
         ProxyNode {
             id: node.id.clone(),
-            role: if get("ROLE").as_deref() == Some("gateway") { Role::Gateway } else { Role::Sidecar },
+            role: match (get("ROLE").as_deref(), get("GENERATOR").as_deref()) {
+                (Some("gateway"), _) => Role::Gateway,
+                (_, Some("grpc")) => Role::Grpc,
+                _ => Role::Sidecar,
+            },
             namespace: get("NAMESPACE").unwrap_or_else(|| weft_api::resource::DEFAULT_NAMESPACE.into()),
             workload: get("WORKLOAD_NAME").unwrap_or_else(|| node.id.clone()),
             labels,

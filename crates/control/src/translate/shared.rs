@@ -9,7 +9,7 @@
 //! pieces (ports, addresses) are built per proxy, and they are small.
 
 use super::node::{ProxyNode, Role};
-use super::{Snapshot, clusters, listeners, routes};
+use super::{Snapshot, clusters, grpc, listeners, routes};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
@@ -49,6 +49,8 @@ fn encode<M: Message + Name>(name: String, m: M) -> Arc<Res> {
 
 #[derive(Default)]
 struct Part {
+    /// A proxyless gRPC client's, which depend only on the key.
+    listeners: ResList,
     routes: ResList,
     clusters: ResList,
     endpoints: ResList,
@@ -108,16 +110,38 @@ fn clusters_part(
 /// The encoded config for `node`, sharing what it can through `cache`.
 pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache>) -> Encoded {
     let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // Endpoint priorities depend on where the caller is (locality) and
+    // with `failoverPriority` on its labels.
+    let ranking = match (&node.locality, snap.label_failover()) {
+        (None, false) => String::new(),
+        (loc, false) => format!("|{}", loc.as_deref().unwrap_or("")),
+        (loc, true) => format!("|{}|{}", loc.as_deref().unwrap_or(""), labels.join(",")),
+    };
     match node.role {
+        Role::Grpc => {
+            let n = node.clone();
+            let key = format!("grpc|{}|{}{ranking}", node.namespace, labels.join(","));
+            let p = part(cache, snap, key, move |ix, snap| {
+                let (cs, es) = clusters::build(ix, &snap.instances, &n, None);
+                let outbound = routes::sidecar_outbound(ix, &n);
+                Part {
+                    listeners: grpc::listeners(&outbound).into_iter().map(|l| encode(l.name.clone(), l)).collect(),
+                    routes: grpc::route_tables(outbound).into_iter().map(|r| encode(r.name.clone(), r)).collect(),
+                    clusters: grpc::clusters(cs).into_iter().map(|c| encode(c.name.clone(), c)).collect(),
+                    endpoints: grpc::endpoints(es).into_iter().map(|e| encode(e.cluster_name.clone(), e)).collect(),
+                    ..Default::default()
+                }
+            })
+            .await;
+            Encoded {
+                listeners: p.listeners.clone(),
+                routes: p.routes.clone(),
+                clusters: p.clusters.clone(),
+                endpoints: p.endpoints.clone(),
+            }
+        }
         Role::Sidecar => {
             let n = node.clone();
-            // Endpoint priorities depend on where the caller is (locality) and
-            // with `failoverPriority` on its labels.
-            let ranking = match (&node.locality, snap.label_failover()) {
-                (None, false) => String::new(),
-                (loc, false) => format!("|{}", loc.as_deref().unwrap_or("")),
-                (loc, true) => format!("|{}|{}", loc.as_deref().unwrap_or(""), labels.join(",")),
-            };
             let key = format!("clusters|{}{ranking}", node.namespace);
             let cl = part(cache, snap, key, move |ix, snap| {
                 let (clusters, endpoints) = clusters_part(ix, snap, &n, None);
