@@ -21,12 +21,20 @@ fn envoy_bin() -> String {
 }
 
 fn bootstrap(xds_port: u16, admin: u16, outbound: u16) -> String {
-    format!(
-        r#"node:
-  id: envoy-client~127.0.0.1
+    let node = format!(
+        r#"id: envoy-client~127.0.0.1
   cluster: envoy-client
   locality: {{region: eu, zone: zone-a}}
-  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: envoy-client, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}"}}
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: envoy-client, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}"}}"#
+    );
+    bootstrap_for(&node, xds_port, admin)
+}
+
+/// A bootstrap for the node `node` (its YAML, indented under `node:`).
+fn bootstrap_for(node: &str, xds_port: u16, admin: u16) -> String {
+    format!(
+        r#"node:
+  {node}
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
 dynamic_resources:
@@ -242,5 +250,46 @@ spec:
         assert!(nack.starts_with("RouteConfiguration") && nack.contains("program size"), "{nack}");
         let r = request(&out, "GET", "/gone/x", &[("host", "echo:80")], Default::default()).await;
         assert_eq!(r.status, 410, "Envoy still serves its last good routes");
+    });
+}
+
+/// Envoy as weft's ingress gateway: TLS passed through by SNI and TCP by
+/// port, from the same config and checks as weft's gateway (tests/gateway_l4.rs).
+#[test]
+fn envoy_as_a_gateway_routes_tls_by_sni_and_tcp_by_port() {
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        std::fs::write(dir.path().join("mesh.yaml"), l4::mesh().await).unwrap();
+        let control = Control::start(dir.path()).await;
+        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let (offset, admin) = (free_port() - 443, free_port());
+        let node = format!(
+            r#"id: envoy-gateway~127.0.0.1
+  cluster: envoy-gateway
+  metadata: {{ROLE: gateway, NAMESPACE: default, WORKLOAD_NAME: envoy-gateway, LISTEN_IP: 127.0.0.1, PORT_OFFSET: "{offset}", LABELS: {{istio: ingressgateway}}}}"#
+        );
+        let envoy_dir = tempfile::tempdir().unwrap();
+        let boot = envoy_dir.path().join("envoy.yaml");
+        std::fs::write(&boot, bootstrap_for(&node, xds_port, admin)).unwrap();
+        let child = Command::new(&envoy)
+            .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        let _envoy = Proc(child);
+        let (tls, tcp) = (format!("127.0.0.1:{}", 443 + offset), format!("127.0.0.1:{}", 444 + offset));
+        for addr in [&tls, &tcp] {
+            let a = addr.clone();
+            eventually(30, "Envoy's gateway listeners from weft's LDS", || {
+                let a = a.clone();
+                async move { up_at(&a).await }
+            })
+            .await;
+        }
+        l4::check(&tls, &tcp).await;
+        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-gateway~127.0.0.1").unwrap().clone();
+        assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
     });
 }

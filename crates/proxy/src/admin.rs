@@ -38,7 +38,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .map(|l| match &l.kind {
             ListenerKind::Http(h) => json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction)}}),
             ListenerKind::Tcp(t) => {
-                let clusters = t.names();
+                let clusters: Vec<&str> = t.targets().flat_map(|t| t.names()).collect();
                 json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"clusters": clusters}})
             }
         })

@@ -36,8 +36,10 @@ const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
 const NO_TLS_ORIGINATION: &str =
     "mesh endpoints get mutual TLS and others plaintext, whatever the mode (no TLS origination yet)";
-const NO_GATEWAY_TLS: &str =
-    "gateway TLS (termination, passthrough, httpsRedirect) is not served yet: the server gets no listener";
+const NO_GATEWAY_TLS: &str = "gateway TLS termination (SIMPLE, MUTUAL, ISTIO_MUTUAL, credentials, httpsRedirect) \
+     is not served yet: such a server gets no listener (PASSTHROUGH is served)";
+const TLS_ON_SIDECARS: &str = "`tls` rules apply on gateways, where callers are not told apart";
+const GW_L4: &str = "gateway_l4.rs::a_gateway_routes_tls_by_sni_and_tcp_by_port";
 
 pub static FIELDS: &[Field] = &[
     // Every kind: identity and bookkeeping.
@@ -175,8 +177,8 @@ pub static FIELDS: &[Field] = &[
         "Gateway",
         "spec.servers[].port.protocol",
         Values(
-            &["HTTP", "HTTP2", "GRPC", "GRPC-WEB"],
-            "only HTTP servers get a listener; HTTPS, TLS, TCP and MONGO servers are not served yet",
+            &["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS"],
+            "HTTPS servers (TLS termination) get no listener yet; a TLS server is served with `tls.mode: PASSTHROUGH`",
         ),
     ),
     row(
@@ -188,7 +190,21 @@ pub static FIELDS: &[Field] = &[
     row("Gateway", "spec.servers[].bind", NotApplied("the gateway binds its --listen-ip")),
     row("Gateway", "spec.servers[].defaultEndpoint", NotApplied("only used for sidecar ingress in Istio")),
     row("Gateway", "spec.servers[].name", Bookkeeping),
-    row("Gateway", "spec.servers[].tls", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls", Applied(GW_L4)),
+    row("Gateway", "spec.servers[].tls.mode", Values(&["PASSTHROUGH"], NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.httpsRedirect", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.serverCertificate", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.privateKey", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.caCertificates", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.caCrl", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.credentialName", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.credentialNames", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.subjectAltNames", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.verifyCertificateSpki", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.verifyCertificateHash", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.minProtocolVersion", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.maxProtocolVersion", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.cipherSuites", NotApplied(NO_GATEWAY_TLS)),
     //
     // VirtualService.
     row("VirtualService", "spec", Applied(ROUTING)),
@@ -325,7 +341,7 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.tcp[].match", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match[].port", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match[].sourceLabels", Untested),
-    row("VirtualService", "spec.tcp[].match[].gateways", NotApplied("gateways serve no TCP yet")),
+    row("VirtualService", "spec.tcp[].match[].gateways", Applied(GW_L4)),
     row(
         "VirtualService",
         "spec.tcp[].match[].destinationSubnets",
@@ -339,7 +355,22 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.tcp[].route", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].route[].destination", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].route[].weight", Applied(TCP_ROUTE)),
-    row("VirtualService", "spec.tls", NotApplied("TLS traffic is spliced to the service as TCP, whatever its SNI")),
+    // On sidecars `tls` rules are not applied: validation warns of those (`validate::virtual_service`).
+    row("VirtualService", "spec.tls", Applied(GW_L4)),
+    row("VirtualService", "spec.tls[].match", Applied(GW_L4)),
+    row("VirtualService", "spec.tls[].match[].sniHosts", Applied(GW_L4)),
+    row("VirtualService", "spec.tls[].match[].port", Applied(GW_L4)),
+    row("VirtualService", "spec.tls[].match[].gateways", Applied(GW_L4)),
+    row(
+        "VirtualService",
+        "spec.tls[].match[].destinationSubnets",
+        NotApplied("the rule matches any destination address"),
+    ),
+    row("VirtualService", "spec.tls[].match[].sourceLabels", NotApplied(TLS_ON_SIDECARS)),
+    row("VirtualService", "spec.tls[].match[].sourceNamespace", NotApplied(TLS_ON_SIDECARS)),
+    row("VirtualService", "spec.tls[].route", Applied(GW_L4)),
+    row("VirtualService", "spec.tls[].route[].destination", Applied(GW_L4)),
+    row("VirtualService", "spec.tls[].route[].weight", Untested),
     //
     // DestinationRule (`**.`: its traffic policy, subsets' and ports' too).
     row("DestinationRule", "spec", Applied(BOOKINFO)),

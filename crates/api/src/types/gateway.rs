@@ -25,14 +25,37 @@ pub struct Server {
     pub name: Option<String>,
 }
 
-/// The server protocols a gateway serves (an HTTP listener); servers of
-/// other protocols get none yet, and validation says so.
-pub const SERVED_PROTOCOLS: &[&str] = &["HTTP", "HTTP2", "GRPC", "GRPC-WEB"];
+/// The server protocols a gateway serves with an HTTP listener.
+pub const HTTP_PROTOCOLS: &[&str] = &["HTTP", "HTTP2", "GRPC", "GRPC-WEB"];
+/// The server protocols a gateway serves with a TCP listener (`TLS` only
+/// with `tls.mode: PASSTHROUGH`, routed by SNI); HTTPS and the other TLS
+/// modes (termination) get no listener yet, and validation says so.
+pub const TCP_PROTOCOLS: &[&str] = &["TCP", "MONGO", "TLS"];
 
 impl Server {
-    /// Whether a gateway serves this server (see [`SERVED_PROTOCOLS`]).
+    /// Whether a gateway serves this server: HTTP, or TCP (see [`Server::tcp`]).
     pub fn served(&self) -> bool {
-        SERVED_PROTOCOLS.contains(&self.port.protocol.to_ascii_uppercase().as_str())
+        self.http() || self.tcp()
+    }
+
+    /// Served with an HTTP listener.
+    pub fn http(&self) -> bool {
+        HTTP_PROTOCOLS.contains(&self.port.protocol.to_ascii_uppercase().as_str())
+    }
+
+    /// Served with a TCP listener: TCP (and MONGO, proxied as TCP), or TLS
+    /// passed through to the backend, routed by SNI.
+    pub fn tcp(&self) -> bool {
+        match self.port.protocol.to_ascii_uppercase().as_str() {
+            "TCP" | "MONGO" => true,
+            "TLS" => self.passthrough(),
+            _ => false,
+        }
+    }
+
+    /// TLS passed through (`tls.mode: PASSTHROUGH`).
+    pub fn passthrough(&self) -> bool {
+        self.tls.as_ref().and_then(|t| t.mode.as_deref()).is_some_and(|m| m.eq_ignore_ascii_case("PASSTHROUGH"))
     }
 }
 

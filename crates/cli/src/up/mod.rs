@@ -43,6 +43,8 @@ pub struct GatewayProc {
     labels: Labels,
     admin: u16,
     ports: BTreeMap<u16, u16>,
+    /// Ports served as TCP (TCP or TLS passthrough servers), not HTTP.
+    tcp_ports: BTreeSet<u16>,
     hosts: BTreeSet<String>,
     proc: Proc,
     /// How it was started, to start it again (`supervise`).
@@ -111,21 +113,24 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let child_log = std::env::var("WEFT_LOG").unwrap_or_else(|_| "warn".into());
 
     // Gateways: one process per distinct selector.
-    // Per distinct selector: labels, port → public port, hosts served.
-    type Plan = (Labels, BTreeMap<u16, u16>, BTreeSet<String>);
+    // Per distinct selector: labels, port → public port, HTTP hosts, port → has an HTTP server.
+    type Plan = (Labels, BTreeMap<u16, u16>, BTreeSet<String>, BTreeMap<u16, bool>);
     let mut gw_specs: BTreeMap<String, Plan> = BTreeMap::new();
     for r in &resources {
         if let Spec::Gateway(g) = &r.spec {
             let e = gw_specs
                 .entry(labels_arg(&g.selector))
-                .or_insert_with(|| (g.selector.clone(), BTreeMap::new(), BTreeSet::new()));
+                .or_insert_with(|| (g.selector.clone(), BTreeMap::new(), BTreeSet::new(), BTreeMap::new()));
             // Only what a gateway serves: `weft validate` warns of the rest.
             for s in g.servers.iter().filter(|s| s.served()) {
                 let public = s.port.number.checked_add(a.port_offset).ok_or_else(|| {
                     anyhow::anyhow!("port {} + offset {} is past 65535", s.port.number, a.port_offset)
                 })?;
                 e.1.insert(s.port.number, public);
-                e.2.extend(s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_owned()));
+                if s.http() {
+                    e.2.extend(s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_owned()));
+                }
+                *e.3.entry(s.port.number).or_default() |= s.http();
             }
         }
     }
@@ -139,7 +144,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     };
     launcher.ports.ignore_declared = a.free_ports;
     let mut gateways = Vec::new();
-    for (i, (_, (labels, ports, hosts))) in gw_specs.into_iter().enumerate() {
+    for (i, (_, (labels, ports, hosts, http))) in gw_specs.into_iter().enumerate() {
+        // A port with an HTTP server is served as HTTP (the control plane's rule).
+        let tcp_ports: BTreeSet<u16> = http.into_iter().filter(|(_, h)| !h).map(|(p, _)| p).collect();
         for (port, public) in &ports {
             if !port_is_free(*public) {
                 anyhow::bail!(
@@ -174,7 +181,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         .collect();
         let env = BTreeMap::from([("WEFT_LOG".to_owned(), child_log.clone())]);
         let proc = spawn(&name, &exe, &args, &env)?;
-        gateways.push(GatewayProc { name, labels, admin, ports, hosts, proc, args, env });
+        gateways.push(GatewayProc { name, labels, admin, ports, tcp_ports, hosts, proc, args, env });
     }
 
     // Workloads: each replica is an app plus its sidecar.
@@ -346,7 +353,11 @@ fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], repli
     println!("{}", row("ROLE", "NAME", "PID", "APP", "SIDECAR IP", "INBOUND", "OUTBOUND", "ADMIN"));
     for g in gateways {
         let pid = g.proc.pid().map_or("-".into(), |p| p.to_string());
-        let ports: Vec<String> = g.ports.iter().map(|(p, q)| format!(":{p}→:{q}")).collect();
+        let ports: Vec<String> = g
+            .ports
+            .iter()
+            .map(|(p, q)| format!(":{p}→:{q}{}", if g.tcp_ports.contains(p) { " (tcp)" } else { "" }))
+            .collect();
         let line = row("gateway", &g.name, &pid, "-", "127.0.0.1", "-", "-", &g.admin.to_string());
         println!("{line}   serves {}", ports.join(" "));
     }
@@ -358,7 +369,7 @@ fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], repli
     }
     println!();
     for g in gateways {
-        for public in g.ports.values() {
+        for public in g.ports.iter().filter(|(p, _)| !g.tcp_ports.contains(p)).map(|(_, q)| q) {
             let specific: Vec<&String> = g.hosts.iter().filter(|h| *h != "*").collect();
             match specific.first() {
                 None => println!("Try:  curl http://127.0.0.1:{public}/"),

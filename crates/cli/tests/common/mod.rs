@@ -3,6 +3,8 @@
 //! that nothing is left behind.
 #![allow(dead_code)]
 
+pub mod l4;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::path::{Path, PathBuf};

@@ -1,11 +1,15 @@
 //! Listeners: where a proxy accepts traffic, and which route table serves it.
 
 use super::node::ProxyNode;
+use super::routes::l4::Chain;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source, socket_address,
 };
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
@@ -108,18 +112,19 @@ fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, faci
     }
 }
 
-fn tcp_listener(name: &str, addr: Address, cluster: tcp_proxy::ClusterSpecifier) -> Listener {
+fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier) -> Filter {
     let tp = TcpProxy { stat_prefix: name.to_owned(), cluster_specifier: Some(cluster), ..Default::default() };
+    Filter {
+        name: "envoy.filters.network.tcp_proxy".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(tp))),
+    }
+}
+
+fn tcp_listener(name: &str, addr: Address, cluster: tcp_proxy::ClusterSpecifier) -> Listener {
     Listener {
         name: name.to_owned(),
         address: Some(addr),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.tcp_proxy".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(pack_any(tp))),
-            }],
-            ..Default::default()
-        }],
+        filter_chains: vec![FilterChain { filters: vec![tcp_filter(name, cluster)], ..Default::default() }],
         ..Default::default()
     }
 }
@@ -171,17 +176,57 @@ pub fn sidecar(node: &ProxyNode, tcp: &[(u16, tcp_proxy::ClusterSpecifier)]) -> 
     out
 }
 
-/// Ports of the Gateway servers that select this proxy's labels.
-pub fn gateway_ports(index: &Index, node: &ProxyNode) -> Vec<u16> {
-    let mut ports = BTreeSet::new();
+/// Ports of the Gateway servers that select this proxy's labels: those
+/// with an HTTP server, then those with only TCP or TLS-passthrough ones
+/// (a port takes one kind of listener; HTTP wins, and validation says so).
+pub fn gateway_ports(index: &Index, node: &ProxyNode) -> (Vec<u16>, Vec<u16>) {
+    let (mut http, mut tcp) = (BTreeSet::new(), BTreeSet::new());
     for r in index.resources {
         if let weft_api::Spec::Gateway(g) = &r.spec
             && selects(&g.selector, &node.labels)
         {
-            ports.extend(g.servers.iter().filter(|s| s.served()).map(|s| s.port.number));
+            http.extend(g.servers.iter().filter(|s| s.http()).map(|s| s.port.number));
+            tcp.extend(g.servers.iter().filter(|s| s.tcp()).map(|s| s.port.number));
         }
     }
-    ports.into_iter().collect()
+    let tcp = tcp.difference(&http).copied().collect();
+    (http.into_iter().collect(), tcp)
+}
+
+/// A gateway's TCP listeners, one per port, each with its filter chains
+/// (by SNI for TLS passthrough; Envoy reads the name with its TLS inspector).
+pub fn gateway_tcp(node: &ProxyNode, ports: &[(u16, Vec<Chain>)]) -> Vec<Listener> {
+    ports
+        .iter()
+        .map(|(p, chains)| {
+            let name = format!("0.0.0.0_{p}");
+            let filter_chains = chains
+                .iter()
+                .map(|c| FilterChain {
+                    filter_chain_match: (!c.server_names.is_empty())
+                        .then(|| FilterChainMatch { server_names: c.server_names.clone(), ..Default::default() }),
+                    filters: vec![tcp_filter(&name, c.cluster.clone())],
+                    ..Default::default()
+                })
+                .collect();
+            let sni = chains.iter().any(|c| !c.server_names.is_empty());
+            Listener {
+                name: name.clone(),
+                address: Some(socket(&node.listen_ip, p.saturating_add(node.port_offset))),
+                listener_filters: sni.then(tls_inspector).into_iter().collect(),
+                filter_chains,
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(TlsInspector::default()))),
+        ..Default::default()
+    }
 }
 
 /// A gateway's listeners, one per server port (plus its port offset).

@@ -56,6 +56,8 @@ struct Part {
     endpoints: ResList,
     tcp: Vec<(u16, ClusterSpecifier)>,
     gateway_ports: Vec<u16>,
+    /// A gateway's TCP ports and each one's filter chains.
+    gateway_tcp: Vec<(u16, Vec<routes::l4::Chain>)>,
 }
 
 /// Parts of the current snapshot version, by key. Each part is computed by
@@ -170,17 +172,21 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             let key =
                 format!("gateway|{}|{}|{}", node.namespace, labels.join(","), node.locality.as_deref().unwrap_or(""));
             let g = part(cache, snap, key, move |ix, snap| {
-                let ports = listeners::gateway_ports(ix, &n);
+                let (ports, tcp_ports) = listeners::gateway_ports(ix, &n);
                 let rs: Vec<_> = ports.iter().map(|p| routes::gateway(ix, &n, *p)).collect();
-                let referenced = routes::referenced_clusters(&rs);
+                let gateway_tcp: Vec<_> =
+                    tcp_ports.iter().map(|p| (*p, routes::l4::gateway_chains(ix, &n, *p))).collect();
+                let mut referenced = routes::referenced_clusters(&rs);
+                referenced.extend(gateway_tcp.iter().flat_map(|(_, cs)| cs.iter()).flat_map(|c| c.cluster_names()));
                 let (clusters, endpoints) = clusters_part(ix, snap, &n, Some(&referenced));
                 let routes = rs.into_iter().map(|r| encode(r.name.clone(), r)).collect();
-                Part { routes, clusters, endpoints, gateway_ports: ports, ..Default::default() }
+                Part { routes, clusters, endpoints, gateway_ports: ports, gateway_tcp, ..Default::default() }
             })
             .await;
+            let listeners = listeners::gateway(node, &g.gateway_ports).into_iter();
             Encoded {
-                listeners: listeners::gateway(node, &g.gateway_ports)
-                    .into_iter()
+                listeners: listeners
+                    .chain(listeners::gateway_tcp(node, &g.gateway_tcp))
                     .map(|l| encode(l.name.clone(), l))
                     .collect(),
                 routes: g.routes.clone(),

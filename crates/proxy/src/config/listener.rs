@@ -2,6 +2,7 @@
 //! HTTP connection manager (with its route table) or a TCP proxy.
 
 use super::route::{RouteTable, Target};
+use super::sni::TcpRoutes;
 use super::{ClusterIndex, CompileError};
 use crate::names::Interner;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
@@ -73,7 +74,7 @@ impl ClientCert {
 #[derive(Debug)]
 pub enum ListenerKind {
     Http(Arc<HttpListener>),
-    Tcp(Target),
+    Tcp(TcpRoutes),
 }
 
 #[derive(Debug)]
@@ -106,6 +107,32 @@ fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &ClusterIndex
         ),
         None => Err(CompileError::new("tcp_proxy needs a cluster")),
     }
+}
+
+/// Each filter chain's tcp_proxy target, by the server names it matches.
+fn tcp_routes(l: &Listener, clusters: &ClusterIndex) -> Result<TcpRoutes, CompileError> {
+    let mut routes = TcpRoutes { by_name: Vec::new(), default: None };
+    for fc in &l.filter_chains {
+        let any = match fc.filters.first().and_then(|f| f.config_type.as_ref()) {
+            Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("TcpProxy") => any,
+            _ => return Err(CompileError::new("every filter chain of a TCP listener needs a tcp_proxy")),
+        };
+        let tp = TcpProxy::decode(any.value.as_slice()).map_err(|e| CompileError::new(e.to_string()))?;
+        let target = tcp_target(tp.cluster_specifier, clusters)?;
+        let names: Vec<String> = fc
+            .filter_chain_match
+            .as_ref()
+            .map(|m| m.server_names.iter().map(|n| n.to_ascii_lowercase()).collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            if routes.default.replace(target).is_some() {
+                return Err(CompileError::new("two filter chains match any server name"));
+            }
+        } else {
+            routes.by_name.push((names, target));
+        }
+    }
+    Ok(routes)
 }
 
 impl ListenerCfg {
@@ -159,8 +186,7 @@ impl ListenerCfg {
                 remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
             }))
         } else if any.type_url.ends_with("TcpProxy") {
-            let tp = TcpProxy::decode(any.value.as_slice()).map_err(|e| err(&e))?;
-            ListenerKind::Tcp(tcp_target(tp.cluster_specifier, clusters).map_err(|e| err(&e))?)
+            ListenerKind::Tcp(tcp_routes(l, clusters).map_err(|e| err(&e))?)
         } else {
             return Err(err(&format!("unsupported filter {}", any.type_url)));
         };

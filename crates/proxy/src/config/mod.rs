@@ -11,6 +11,7 @@ pub mod limits;
 pub mod listener;
 pub mod outlier;
 pub mod route;
+pub mod sni;
 pub mod wire;
 
 use std::collections::HashMap;

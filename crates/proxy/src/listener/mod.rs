@@ -6,6 +6,7 @@ pub mod coalesce;
 pub mod idle;
 pub mod replay;
 mod serve;
+mod sni;
 mod tcp;
 mod tls;
 

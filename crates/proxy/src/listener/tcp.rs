@@ -1,21 +1,31 @@
-//! A TCP listener's connections: an endpoint of the listener's cluster
-//! (by weight when split), tried up to three, and the bytes spliced both
-//! ways until either side closes or the connection idles out.
+//! A TCP listener's connections: the filter chain (by TLS server name when
+//! the listener routes by it), an endpoint of its cluster (by weight when
+//! split), tried up to three, and the bytes spliced both ways until either
+//! side closes or the connection idles out.
 
 use super::idle::Idle;
+use super::replay::Replay;
 use crate::config::listener::ListenerKind;
 use crate::conn::ConnCtx;
 use crate::upstream::health::Observation;
 use crate::upstream::watch;
+use bytes::BytesMut;
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::net::TcpStream;
 
 pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let cfg = ctx.state.config.load_full();
-    let Some(ListenerKind::Tcp(target)) = cfg.listeners.iter().find(|l| l.name == ctx.listener).map(|l| &l.kind) else {
+    let Some(ListenerKind::Tcp(routes)) = cfg.listeners.iter().find(|l| l.name == ctx.listener).map(|l| &l.kind) else {
         return;
     };
+    // Routed by TLS server name: the ClientHello is read, then replayed upstream.
+    let (sni, first) = if routes.by_sni() { super::sni::read(&mut down).await } else { (None, BytesMut::new()) };
+    let Some(target) = routes.pick(sni.as_deref()) else {
+        tracing::debug!(peer = %ctx.peer, sni = ?sni, "no filter chain takes this connection; closing");
+        return;
+    };
+    let mut down = Replay::new(first, down);
     let cluster = match cfg.clusters.pick(target) {
         Ok(p) => p.cluster,
         Err(name) => {
@@ -46,7 +56,10 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
 /// Copies both ways until either side closes, or the connection has moved
 /// no byte for its idle timeout (Envoy's `tcp_proxy` default is the same
 /// hour): then both sockets are closed.
-async fn splice(ctx: &ConnCtx, down: &mut TcpStream, up: &mut TcpStream) {
+async fn splice<D>(ctx: &ConnCtx, down: &mut D, up: &mut TcpStream)
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let timeouts = ctx.state.timeouts.idle_only();
     let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
     tokio::pin!(tick);

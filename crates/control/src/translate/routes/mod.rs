@@ -9,6 +9,7 @@
 
 mod actions;
 pub mod cors;
+pub mod l4;
 mod matchers;
 mod tables;
 

@@ -122,30 +122,79 @@ pub fn tcp_route(index: &Index, node: &ProxyNode, svc: &SvcInfo, port: u16) -> t
                     .match_
                     .iter()
                     .any(|m| m.port.is_none_or(|p| p == port) && selects(&m.source_labels, &node.labels));
-            if !applies || rule.route.is_empty() {
-                continue;
+            if let Some(to) = l4_destinations(index, r.namespace(), &rule.route).filter(|_| applies) {
+                return to;
             }
-            let weighted: Vec<_> =
-                rule.route.iter().filter(|d| rule.route.len() == 1 || d.weight.unwrap_or(0) > 0).collect();
-            if weighted.len() == 1 {
-                return tcp_proxy::ClusterSpecifier::Cluster(destination_cluster(
-                    index,
-                    r.namespace(),
-                    &weighted[0].destination,
-                ));
-            }
-            let clusters = weighted
+        }
+    }
+    tcp_proxy::ClusterSpecifier::Cluster(cluster_name(port, "", &svc.fqdn))
+}
+
+/// A tcp or tls rule's destinations as a TCP proxy's cluster (weighted
+/// when several take traffic); None for a rule without any.
+pub(super) fn l4_destinations(
+    index: &Index,
+    ns: &str,
+    route: &[RouteDestination],
+) -> Option<tcp_proxy::ClusterSpecifier> {
+    let weighted: Vec<_> = route.iter().filter(|d| route.len() == 1 || d.weight.unwrap_or(0) > 0).collect();
+    match weighted.as_slice() {
+        [] => None,
+        [one] => Some(tcp_proxy::ClusterSpecifier::Cluster(destination_cluster(index, ns, &one.destination))),
+        many => {
+            let clusters = many
                 .iter()
                 .map(|d| tcp_proxy::weighted_cluster::ClusterWeight {
-                    name: destination_cluster(index, r.namespace(), &d.destination),
+                    name: destination_cluster(index, ns, &d.destination),
                     weight: d.weight.unwrap_or(0) as u32,
                     ..Default::default()
                 })
                 .collect();
-            return tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster { clusters });
+            Some(tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster { clusters }))
         }
     }
-    tcp_proxy::ClusterSpecifier::Cluster(cluster_name(port, "", &svc.fqdn))
+}
+
+/// A Gateway's servers on one port, and the VirtualServices bound to it
+/// with the name each gives it.
+pub(super) type Bound<'a> = (Vec<&'a Server>, Vec<(&'a Resource, &'a VirtualServiceSpec, &'a str)>);
+
+/// The Gateway resources that select `node`, with the servers on `port`
+/// that `keep` keeps, and the VirtualServices bound to each (with the name
+/// each uses for it, for `match.gateways`).
+pub(super) fn bound<'a>(
+    index: &Index<'a>,
+    node: &ProxyNode,
+    port: u16,
+    keep: impl Fn(&Server) -> bool,
+) -> Vec<Bound<'a>> {
+    let mut out = Vec::new();
+    for gw in index.resources {
+        let weft_api::Spec::Gateway(g) = &gw.spec else { continue };
+        if !selects(&g.selector, &node.labels) {
+            continue;
+        }
+        let servers: Vec<&Server> = g.servers.iter().filter(|s| s.port.number == port && keep(s)).collect();
+        if servers.is_empty() {
+            continue;
+        }
+        let full = format!("{}/{}", gw.namespace(), gw.name());
+        let mut vses = Vec::new();
+        for vs_res in index.resources {
+            let weft_api::Spec::VirtualService(vs) = &vs_res.spec else { continue };
+            let Some(gw_ref) = vs
+                .gateways
+                .iter()
+                .find(|g| index.gateway(g, vs_res.namespace()).is_some_and(|(r, _)| std::ptr::eq(r, gw)))
+            else {
+                continue;
+            };
+            let gw_ref = vs.gateways.iter().find(|g| g.as_str() == gw.name() || **g == full).unwrap_or(gw_ref);
+            vses.push((vs_res, vs, gw_ref.as_str()));
+        }
+        out.push((servers, vses));
+    }
+    out
 }
 
 /// Names a service answers to on `port`; the no-port forms only on its
@@ -232,27 +281,8 @@ pub fn sidecar_inbound(node: &ProxyNode) -> Option<RouteConfiguration> {
 pub fn gateway(index: &Index, node: &ProxyNode, port: u16) -> RouteConfiguration {
     let mut by_domain: BTreeMap<String, Vec<rt::Route>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
-    for gw in index.resources {
-        let weft_api::Spec::Gateway(g) = &gw.spec else { continue };
-        if !selects(&g.selector, &node.labels) {
-            continue;
-        }
-        let servers: Vec<&Server> = g.servers.iter().filter(|s| s.port.number == port).collect();
-        if servers.is_empty() {
-            continue;
-        }
-        let full = format!("{}/{}", gw.namespace(), gw.name());
-        for vs_res in index.resources {
-            let weft_api::Spec::VirtualService(vs) = &vs_res.spec else { continue };
-            let bound = vs
-                .gateways
-                .iter()
-                .any(|g| index.gateway(g, vs_res.namespace()).is_some_and(|(r, _)| std::ptr::eq(r, gw)));
-            if !bound {
-                continue;
-            }
-            let gw_ref =
-                vs.gateways.iter().find(|g| g.as_str() == gw.name() || **g == full).map_or(gw.name(), |s| s.as_str());
+    for (servers, vses) in bound(index, node, port, Server::http) {
+        for (vs_res, vs, gw_ref) in vses {
             let place = Place { gateway: Some(gw_ref), port, node };
             let routes = rules_to_routes(index, vs_res, vs, &place);
             for host in &vs.hosts {

@@ -1,0 +1,45 @@
+//! A gateway's TCP and TLS-passthrough servers through a real gateway
+//! process: a TLS connection goes to the backend its ClientHello names
+//! (VirtualService `tls` rules by `sniHosts`, exact and wildcard), with its
+//! bytes passed through untouched; a TCP server's connections follow the
+//! `tcp` rule bound to it. A connection no rule takes is closed.
+
+mod common;
+use common::*;
+
+#[test]
+fn a_gateway_routes_tls_by_sni_and_tcp_by_port() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let yaml = l4::mesh().await;
+        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
+        assert!(diags.is_empty(), "{diags:#?}");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let offset = free_port() - 443;
+        let admin = free_port().to_string();
+        let _gw = spawn(&[
+            "gateway",
+            "--xds",
+            &control.xds,
+            "--labels",
+            "istio=ingressgateway",
+            "--port-offset",
+            &offset.to_string(),
+            "--admin-port",
+            &admin,
+            "--metrics-port",
+            "0",
+            "--health-port",
+            "0",
+        ]);
+        let (tls, tcp) = (format!("127.0.0.1:{}", 443 + offset), format!("127.0.0.1:{}", 444 + offset));
+        let t = tcp.clone();
+        eventually(20, "the gateway's TCP listener", || {
+            let t = t.clone();
+            async move { up_at(&t).await }
+        })
+        .await;
+        l4::check(&tls, &tcp).await;
+    });
+}

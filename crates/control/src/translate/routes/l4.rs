@@ -1,0 +1,77 @@
+//! A gateway's TCP and TLS-passthrough servers: the `tls` rules (by SNI)
+//! and `tcp` rules of the VirtualServices bound to them, as the filter
+//! chains of one TCP listener per port, in Istio's order (rules in order,
+//! first claim of a server name wins; the first `tcp` rule takes the rest).
+
+use super::super::node::ProxyNode;
+use super::tables::{bound, l4_destinations};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
+use std::collections::BTreeSet;
+use weft_api::index::{Index, host_matches};
+use weft_api::types::Server;
+
+/// One filter chain: connections naming one of `server_names` (any, when
+/// empty) go to `cluster`.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    pub server_names: Vec<String>,
+    pub cluster: ClusterSpecifier,
+}
+
+impl Chain {
+    /// The clusters the chain sends connections to.
+    pub fn cluster_names(&self) -> Vec<String> {
+        match &self.cluster {
+            ClusterSpecifier::Cluster(c) => vec![c.clone()],
+            ClusterSpecifier::WeightedClusters(w) => w.clusters.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+}
+
+/// Whether a rule's match (`port`, `gateways`) applies on this server port.
+fn applies(port: Option<u16>, gateways: &[String], here: u16, gw_ref: &str) -> bool {
+    port.is_none_or(|p| p == here) && (gateways.is_empty() || gateways.iter().any(|g| g == gw_ref))
+}
+
+/// The chains of a gateway's TCP listener on `port`.
+pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> {
+    let mut chains = Vec::new();
+    let mut claimed = BTreeSet::new();
+    let mut rest = None;
+    for (servers, vses) in bound(index, node, port, Server::tcp) {
+        let hosts: Vec<&str> = servers
+            .iter()
+            .filter(|s| s.passthrough())
+            .flat_map(|s| s.hosts.iter())
+            .map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h))
+            .collect();
+        let plain_tcp = servers.iter().any(|s| !s.passthrough());
+        for (vs_res, vs, gw_ref) in vses {
+            for rule in &vs.tls {
+                let Some(to) = l4_destinations(index, vs_res.namespace(), &rule.route) else { continue };
+                let names: Vec<String> = rule
+                    .match_
+                    .iter()
+                    .filter(|m| applies(m.port, &m.gateways, port, gw_ref))
+                    .flat_map(|m| m.sni_hosts.iter())
+                    .filter(|sni| hosts.iter().any(|h| host_matches(h, sni) || host_matches(sni, h)))
+                    .map(|sni| sni.to_ascii_lowercase())
+                    .filter(|sni| claimed.insert(sni.clone()))
+                    .collect();
+                if !names.is_empty() {
+                    chains.push(Chain { server_names: names, cluster: to });
+                }
+            }
+            if rest.is_some() || !plain_tcp {
+                continue;
+            }
+            rest = vs
+                .tcp
+                .iter()
+                .filter(|r| r.match_.is_empty() || r.match_.iter().any(|m| applies(m.port, &m.gateways, port, gw_ref)))
+                .find_map(|r| l4_destinations(index, vs_res.namespace(), &r.route));
+        }
+    }
+    chains.extend(rest.map(|cluster| Chain { server_names: Vec::new(), cluster }));
+    chains
+}
