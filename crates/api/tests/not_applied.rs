@@ -84,7 +84,12 @@ fn gateway_servers_not_served_are_warned() {
     let paths: Vec<&str> = diags.iter().filter(|d| d.code == codes::NOT_APPLIED).map(|d| d.path.as_str()).collect();
     assert_eq!(
         paths,
-        ["spec.servers[0].port.protocol", "spec.servers[0].tls", "spec.servers[1].hosts[0]"],
+        [
+            "spec.servers[0].port.protocol",
+            "spec.servers[0].tls.mode",
+            "spec.servers[0].tls.credentialName",
+            "spec.servers[1].hosts[0]"
+        ],
         "{diags:#?}"
     );
 }

@@ -43,3 +43,42 @@ fn a_gateway_routes_tls_by_sni_and_tcp_by_port() {
         l4::check(&tls, &tcp).await;
     });
 }
+
+/// On a sidecar, a TLS service port's `tls` rules route by SNI too; a
+/// name no rule claims goes to the service itself.
+#[test]
+fn a_sidecar_routes_a_tls_port_by_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (api, pay) = (l4::backend("api").await, l4::backend("pay").await);
+        let svc_port = free_port();
+        let routes = format!(
+            r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: api}}
+spec:
+  hosts: [api]
+  tls:
+    - match: [{{sniHosts: [pay.example.com], port: {svc_port}}}]
+      route: [{{destination: {{host: pay, port: {{number: {svc_port}}}}}}}]
+"#
+        );
+        let yaml =
+            l4::service("api", "tls-api", svc_port, api) + &l4::service("pay", "tls-api", svc_port, pay) + &routes;
+        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
+        assert!(diags.is_empty(), "{diags:#?}");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let _sc = Sidecar::start(&control.xds, "client").await;
+        let at = format!("127.0.0.1:{svc_port}");
+        let a = at.clone();
+        eventually(20, "the sidecar's TLS port", || {
+            let a = a.clone();
+            async move { up_at(&a).await }
+        })
+        .await;
+        assert_eq!(l4::exchange(&at, &l4::client_hello("pay.example.com")).await, "pay tls=true");
+        assert_eq!(l4::exchange(&at, &l4::client_hello("api.example.com")).await, "api tls=true");
+        assert_eq!(l4::exchange(&at, b"not tls").await, "api tls=false", "the rest goes to the service");
+    });
+}

@@ -38,8 +38,8 @@ const NO_TLS_ORIGINATION: &str =
     "mesh endpoints get mutual TLS and others plaintext, whatever the mode (no TLS origination yet)";
 const NO_GATEWAY_TLS: &str = "gateway TLS termination (SIMPLE, MUTUAL, ISTIO_MUTUAL, credentials, httpsRedirect) \
      is not served yet: such a server gets no listener (PASSTHROUGH is served)";
-const TLS_ON_SIDECARS: &str = "`tls` rules apply on gateways, where callers are not told apart";
 const GW_L4: &str = "gateway_l4.rs::a_gateway_routes_tls_by_sni_and_tcp_by_port";
+const SIDECAR_SNI: &str = "gateway_l4.rs::a_sidecar_routes_a_tls_port_by_sni";
 
 pub static FIELDS: &[Field] = &[
     // Every kind: identity and bookkeeping.
@@ -355,10 +355,9 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.tcp[].route", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].route[].destination", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].route[].weight", Applied(TCP_ROUTE)),
-    // On sidecars `tls` rules are not applied: validation warns of those (`validate::virtual_service`).
     row("VirtualService", "spec.tls", Applied(GW_L4)),
     row("VirtualService", "spec.tls[].match", Applied(GW_L4)),
-    row("VirtualService", "spec.tls[].match[].sniHosts", Applied(GW_L4)),
+    row("VirtualService", "spec.tls[].match[].sniHosts", Applied(SIDECAR_SNI)),
     row("VirtualService", "spec.tls[].match[].port", Applied(GW_L4)),
     row("VirtualService", "spec.tls[].match[].gateways", Applied(GW_L4)),
     row(
@@ -366,8 +365,12 @@ pub static FIELDS: &[Field] = &[
         "spec.tls[].match[].destinationSubnets",
         NotApplied("the rule matches any destination address"),
     ),
-    row("VirtualService", "spec.tls[].match[].sourceLabels", NotApplied(TLS_ON_SIDECARS)),
-    row("VirtualService", "spec.tls[].match[].sourceNamespace", NotApplied(TLS_ON_SIDECARS)),
+    row("VirtualService", "spec.tls[].match[].sourceLabels", Untested),
+    row(
+        "VirtualService",
+        "spec.tls[].match[].sourceNamespace",
+        NotApplied("the rule matches callers of any namespace"),
+    ),
     row("VirtualService", "spec.tls[].route", Applied(GW_L4)),
     row("VirtualService", "spec.tls[].route[].destination", Applied(GW_L4)),
     row("VirtualService", "spec.tls[].route[].weight", Untested),

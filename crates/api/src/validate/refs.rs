@@ -55,6 +55,7 @@ fn virtual_service(index: &Index, r: &Resource, vs: &VirtualServiceSpec, out: &m
             ));
         }
     }
+    tls_rules_on_sidecars(index, r, vs, out);
     for (i, h) in vs.http.iter().enumerate() {
         for (j, d) in h.route.iter().enumerate() {
             destination(index, r, &format!("spec.http[{i}].route[{j}].destination"), &d.destination, out);
@@ -205,6 +206,27 @@ fn named_target_ports(resources: &[Resource], r: &Resource, svc: &ServiceSpec, o
                 &format!("spec.ports[{i}].targetPort"),
                 format!("targetPort `{name}` names no container port of {}, so their pods get none of this port's traffic", lacking.join(", ")),
                 Some(format!("name the container port `{name}` (`ports: [{{name: {name}, containerPort: N}}]`), or give the number")),
+            ));
+        }
+    }
+}
+
+/// On sidecars `tls` rules route a service's TLS ports by SNI; for a
+/// service without one they apply to nothing there.
+fn tls_rules_on_sidecars(index: &Index, r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnostic>) {
+    let on_sidecars = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+    if vs.tls.is_empty() || !on_sidecars {
+        return;
+    }
+    for h in &vs.hosts {
+        let Some(svc) = index.service(h, r.namespace()) else { continue };
+        if !svc.ports.iter().any(|p| matches!(p.protocol.as_str(), "tls" | "https")) {
+            out.push(r.diag(
+                Warning,
+                codes::NOT_APPLIED,
+                "spec.tls",
+                format!("`{h}` has no TLS port, so on sidecars these `tls` rules route nothing"),
+                Some("name the service's TLS port `tls-...` or `https-...` (or set appProtocol: tls)".into()),
             ));
         }
     }

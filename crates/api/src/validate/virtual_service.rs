@@ -8,15 +8,6 @@ use crate::types::*;
 
 pub(super) fn check(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnostic>) {
     // A VirtualService without hosts is a delegate: `refs` checks one is delegated to.
-    if !vs.tls.is_empty() && (vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")) {
-        out.push(r.diag(
-            Warning,
-            codes::NOT_APPLIED,
-            "spec.tls",
-            "`tls` rules are applied on gateways only: a sidecar splices a TLS port to its service whatever the SNI",
-            Some("bind the VirtualService to a Gateway (`gateways: [my-gateway]`) to route TLS by SNI".into()),
-        ));
-    }
     for (i, h) in vs.http.iter().enumerate() {
         let base = format!("spec.http[{i}]");
         let actions = [!h.route.is_empty(), h.redirect.is_some(), h.direct_response.is_some(), h.delegate.is_some()];

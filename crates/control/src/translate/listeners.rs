@@ -120,24 +120,41 @@ fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier) -> Filter {
     }
 }
 
-fn tcp_listener(name: &str, addr: Address, cluster: tcp_proxy::ClusterSpecifier) -> Listener {
+/// A TCP listener with a filter chain per chain: by server name (SNI,
+/// read by Envoy's TLS inspector) where it names some, else any.
+fn tcp_listener(name: &str, addr: Address, chains: &[Chain]) -> Listener {
+    let filter_chains = chains
+        .iter()
+        .map(|c| FilterChain {
+            filter_chain_match: (!c.server_names.is_empty())
+                .then(|| FilterChainMatch { server_names: c.server_names.clone(), ..Default::default() }),
+            filters: vec![tcp_filter(name, c.cluster.clone())],
+            ..Default::default()
+        })
+        .collect();
+    let sni = chains.iter().any(|c| !c.server_names.is_empty());
     Listener {
         name: name.to_owned(),
         address: Some(addr),
-        filter_chains: vec![FilterChain { filters: vec![tcp_filter(name, cluster)], ..Default::default() }],
+        listener_filters: sni.then(tls_inspector).into_iter().collect(),
+        filter_chains,
         ..Default::default()
     }
 }
 
 /// TCP service ports a sidecar in this namespace (with these labels)
-/// forwards, and where each goes. Shared by every such sidecar.
-pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, tcp_proxy::ClusterSpecifier)> {
+/// forwards, and the filter chains of each: by SNI for the `tls` rules of a
+/// TLS port, then where the rest goes. Shared by every such sidecar.
+pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, Vec<Chain>)> {
     let mut taken = BTreeSet::new();
     let mut out = Vec::new();
     for svc in index.visible_services(&node.namespace) {
         for sp in svc.ports.iter().filter(|p| super::routes::tcp_port(p)) {
             if taken.insert(sp.port) {
-                out.push((sp.port, super::routes::tcp_route(index, node, svc, sp.port)));
+                let mut chains = super::routes::l4::sidecar_chains(index, node, svc, sp);
+                let rest = super::routes::tcp_route(index, node, svc, sp.port);
+                chains.push(Chain { server_names: Vec::new(), cluster: rest });
+                out.push((sp.port, chains));
             } else {
                 tracing::debug!(service = %svc.fqdn, port = sp.port, "tcp port already served on this sidecar");
             }
@@ -149,7 +166,7 @@ pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, tcp_proxy::Cluste
 /// The sidecar's listeners: HTTP outbound (all HTTP services by Host),
 /// inbound (to the local app), and one TCP listener per TCP service port on
 /// the proxy's listen IP (the first service to claim a port gets it).
-pub fn sidecar(node: &ProxyNode, tcp: &[(u16, tcp_proxy::ClusterSpecifier)]) -> Vec<Listener> {
+pub fn sidecar(node: &ProxyNode, tcp: &[(u16, Vec<Chain>)]) -> Vec<Listener> {
     let mut out = vec![http_listener(
         "outbound",
         socket(&node.listen_ip, node.outbound_port),
@@ -166,12 +183,12 @@ pub fn sidecar(node: &ProxyNode, tcp: &[(u16, tcp_proxy::ClusterSpecifier)]) -> 
             Facing::Mesh,
         ));
     }
-    for (port, cluster) in tcp {
+    for (port, chains) in tcp {
         if *port == node.outbound_port || *port == node.inbound_port {
             continue;
         }
         let name = format!("{}_{}", node.listen_ip, port);
-        out.push(tcp_listener(&name, socket(&node.listen_ip, *port), cluster.clone()));
+        out.push(tcp_listener(&name, socket(&node.listen_ip, *port), chains));
     }
     out
 }
@@ -193,30 +210,13 @@ pub fn gateway_ports(index: &Index, node: &ProxyNode) -> (Vec<u16>, Vec<u16>) {
     (http.into_iter().collect(), tcp)
 }
 
-/// A gateway's TCP listeners, one per port, each with its filter chains
-/// (by SNI for TLS passthrough; Envoy reads the name with its TLS inspector).
+/// A gateway's TCP listeners, one per port, each with its filter chains.
 pub fn gateway_tcp(node: &ProxyNode, ports: &[(u16, Vec<Chain>)]) -> Vec<Listener> {
     ports
         .iter()
         .map(|(p, chains)| {
             let name = format!("0.0.0.0_{p}");
-            let filter_chains = chains
-                .iter()
-                .map(|c| FilterChain {
-                    filter_chain_match: (!c.server_names.is_empty())
-                        .then(|| FilterChainMatch { server_names: c.server_names.clone(), ..Default::default() }),
-                    filters: vec![tcp_filter(&name, c.cluster.clone())],
-                    ..Default::default()
-                })
-                .collect();
-            let sni = chains.iter().any(|c| !c.server_names.is_empty());
-            Listener {
-                name: name.clone(),
-                address: Some(socket(&node.listen_ip, p.saturating_add(node.port_offset))),
-                listener_filters: sni.then(tls_inspector).into_iter().collect(),
-                filter_chains,
-                ..Default::default()
-            }
+            tcp_listener(&name, socket(&node.listen_ip, p.saturating_add(node.port_offset)), chains)
         })
         .collect()
 }

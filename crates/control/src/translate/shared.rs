@@ -10,7 +10,6 @@
 
 use super::node::{ProxyNode, Role};
 use super::{Snapshot, clusters, grpc, listeners, routes};
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use parking_lot::Mutex;
@@ -54,7 +53,7 @@ struct Part {
     routes: ResList,
     clusters: ResList,
     endpoints: ResList,
-    tcp: Vec<(u16, ClusterSpecifier)>,
+    tcp: Vec<(u16, Vec<routes::l4::Chain>)>,
     gateway_ports: Vec<u16>,
     /// A gateway's TCP ports and each one's filter chains.
     gateway_tcp: Vec<(u16, Vec<routes::l4::Chain>)>,

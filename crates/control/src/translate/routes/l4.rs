@@ -1,14 +1,15 @@
-//! A gateway's TCP and TLS-passthrough servers: the `tls` rules (by SNI)
-//! and `tcp` rules of the VirtualServices bound to them, as the filter
-//! chains of one TCP listener per port, in Istio's order (rules in order,
-//! first claim of a server name wins; the first `tcp` rule takes the rest).
+//! TCP listeners' filter chains: on a gateway's TCP and TLS-passthrough
+//! servers, the `tls` rules (by SNI) and `tcp` rules of the VirtualServices
+//! bound to them; on a sidecar's TLS service port, the `tls` rules of the
+//! mesh VirtualServices for the service. Istio's order: rules in order, the
+//! first claim of a server name wins, the first `tcp` rule takes the rest.
 
 use super::super::node::ProxyNode;
-use super::tables::{bound, l4_destinations};
+use super::tables::{bound, l4_destinations, mesh_virtual_services};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
 use std::collections::BTreeSet;
-use weft_api::index::{Index, host_matches};
-use weft_api::types::Server;
+use weft_api::index::{Index, SvcInfo, SvcPort, host_matches};
+use weft_api::types::{Server, selects};
 
 /// One filter chain: connections naming one of `server_names` (any, when
 /// empty) go to `cluster`.
@@ -73,5 +74,37 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
         }
     }
     chains.extend(rest.map(|cluster| Chain { server_names: Vec::new(), cluster }));
+    chains
+}
+
+/// A sidecar's chains by SNI for a TLS service port (`tls-*`, `https`):
+/// the `tls` rules of mesh VirtualServices for the service whose match
+/// applies to this caller (labels) and port. The rest is the caller's
+/// (`tables::tcp_route`).
+pub fn sidecar_chains(index: &Index, node: &ProxyNode, svc: &SvcInfo, sp: &SvcPort) -> Vec<Chain> {
+    let mut chains = Vec::new();
+    if !matches!(sp.protocol.as_str(), "tls" | "https") {
+        return chains;
+    }
+    let mut claimed = BTreeSet::new();
+    for (r, vs) in mesh_virtual_services(index, &node.namespace) {
+        if !vs.hosts.iter().any(|h| index.service(h, r.namespace()).is_some_and(|s| s.fqdn == svc.fqdn)) {
+            continue;
+        }
+        for rule in &vs.tls {
+            let Some(to) = l4_destinations(index, r.namespace(), &rule.route) else { continue };
+            let names: Vec<String> = rule
+                .match_
+                .iter()
+                .filter(|m| applies(m.port, &m.gateways, sp.port, "mesh") && selects(&m.source_labels, &node.labels))
+                .flat_map(|m| m.sni_hosts.iter())
+                .map(|sni| sni.to_ascii_lowercase())
+                .filter(|sni| claimed.insert(sni.clone()))
+                .collect();
+            if !names.is_empty() {
+                chains.push(Chain { server_names: names, cluster: to });
+            }
+        }
+    }
     chains
 }

@@ -85,7 +85,7 @@ fn default_route(index: &Index, node: &ProxyNode, svc: &SvcInfo, port: u16) -> r
 }
 
 /// VirtualServices that apply to sidecars (`mesh`) and are exported to `ns`.
-fn mesh_virtual_services<'a>(
+pub(super) fn mesh_virtual_services<'a>(
     index: &'a Index,
     ns: &'a str,
 ) -> impl Iterator<Item = (&'a Resource, &'a VirtualServiceSpec)> {
