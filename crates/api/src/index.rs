@@ -114,6 +114,31 @@ impl<'a> Index<'a> {
         Index { resources, services }
     }
 
+    /// The Kubernetes Service behind `svc`, if it is one.
+    fn k8s_service(&self, svc: &SvcInfo) -> Option<&'a ServiceSpec> {
+        match &self.resources.get(svc.resource)?.spec {
+            Spec::Service(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The load balancing a Service's `sessionAffinity: ClientIP` stands for
+    /// (a hash of the caller's address), where no DestinationRule sets one.
+    pub fn session_affinity(&self, svc: &SvcInfo) -> Option<LoadBalancerSettings> {
+        let client_ip = self.k8s_service(svc)?.session_affinity.as_deref()?.eq_ignore_ascii_case("ClientIP");
+        client_ip.then(|| LoadBalancerSettings {
+            consistent_hash: Some(ConsistentHashLb { use_source_ip: Some(true), ..Default::default() }),
+            ..Default::default()
+        })
+    }
+
+    /// The DNS name a `type: ExternalName` Service stands for.
+    pub fn external_name(&self, svc: &SvcInfo) -> Option<&'a str> {
+        let s = self.k8s_service(svc)?;
+        s.type_.as_deref().filter(|t| t.eq_ignore_ascii_case("ExternalName"))?;
+        s.external_name.as_deref()
+    }
+
     /// The fully qualified name `host` means when written in namespace `ns`.
     pub fn qualify(host: &str, ns: &str) -> String {
         let dots = host.matches('.').count();

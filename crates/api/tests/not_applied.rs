@@ -12,7 +12,7 @@ spec:
   selector: {app: web}
   type: ClusterIP
   ipFamilies: [IPv4]
-  sessionAffinity: ClientIP
+  externalTrafficPolicy: Local
   ports: [{name: http, port: 80, protocol: TCP}]
 ---
 apiVersion: networking.istio.io/v1
@@ -55,7 +55,7 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
     assert_eq!(
         got,
         [
-            (8, 3, "spec.sessionAffinity"),
+            (8, 3, "spec.externalTrafficPolicy"),
             (19, 11, "spec.http[0].match[0].statPrefix"),
             (20, 30, "spec.http[0].retries.retryOn"),
             (30, 5, "spec.trafficPolicy.tls"),
@@ -68,8 +68,8 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
     }
     let stats = diags.iter().find(|d| d.path.ends_with("statPrefix")).unwrap();
     assert!(stats.message.contains("not applied") && stats.message.contains("per-route stats"), "{stats}");
-    let affinity = diags.iter().find(|d| d.path == "spec.sessionAffinity").unwrap();
-    assert!(affinity.message.contains("ClientIP") && affinity.message.contains("useSourceIp"), "{affinity}");
+    let policy = diags.iter().find(|d| d.path == "spec.externalTrafficPolicy").unwrap();
+    assert!(policy.message.contains("no node ports"), "{policy}");
     let retry = diags.iter().find(|d| d.path.ends_with("retryOn")).unwrap();
     assert!(retry.message.contains("`retriable-headers` is not applied"), "{retry}");
 }

@@ -294,3 +294,10 @@ fn a_cors_policy_the_proxy_cannot_build_is_an_error() {
     assert!(at("spec.http[0].corsPolicy.allowMethods[0]").is_error());
     assert!(at("spec.http[0].corsPolicy.unmatchedPreflights").hint.as_deref().unwrap().contains("IGNORE"));
 }
+
+#[test]
+fn an_external_name_service_needs_its_name() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: ext}\nspec:\n  type: ExternalName\n  ports: [{name: http, port: 80}]\n";
+    let d = one(&check(yaml), codes::MISSING_FIELD, 4, 1);
+    assert!(d.is_error() && d.message.contains("externalName"), "{d}");
+}

@@ -190,3 +190,42 @@ fn a_service_ports_target_port_and_app_protocol_are_followed() {
         }
     });
 }
+
+/// A `type: ExternalName` Service is its DNS name, resolved by the proxy;
+/// `sessionAffinity: ClientIP` keeps a caller on one instance (a hash of its
+/// address), where the same instances without it take turns.
+#[test]
+fn external_name_services_resolve_and_client_ip_affinity_sticks() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_ext, ext) = demo("external", "v1").await;
+        let (_a, a) = demo("pair", "a").await;
+        let (_b, b) = demo("pair", "b").await;
+        let entries = |app: &str| {
+            [a, b]
+                .iter()
+                .map(|p| format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {app}-{p}}}\nspec: {{address: 127.0.0.1, ports: {{http: {p}}}, labels: {{app: {app}}}}}\n"))
+                .collect::<String>()
+        };
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec:\n  type: ExternalName\n  externalName: localhost\n  ports: [{{name: http, port: {ext}}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: sticky}}\nspec:\n  selector: {{app: sticky}}\n  sessionAffinity: ClientIP\n  ports: [{{name: http, port: 80}}]\n{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: spread}}\nspec:\n  selector: {{app: spread}}\n  ports: [{{name: http, port: 80}}]\n{}",
+            entries("sticky"),
+            entries("spread")
+        );
+        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
+        assert!(diags.is_empty(), "{diags:#?}");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let r = request(&sc.outbound, "GET", "http://ext/", &[], Default::default()).await;
+        assert_eq!((r.status, r.json()["service"].as_str()), (200, Some("external")), "{}", r.instance());
+        for (host, want) in [("sticky", 1), ("spread", 2)] {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..20 {
+                let r = request(&sc.outbound, "GET", &format!("http://{host}/"), &[], Default::default()).await;
+                seen.insert(r.json()["version"].as_str().unwrap().to_owned());
+            }
+            assert_eq!(seen.len(), want, "{host}: {seen:?}");
+        }
+    });
+}

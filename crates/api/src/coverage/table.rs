@@ -16,6 +16,7 @@ const EXPORT_TO: &str = "routing.rs::export_to_scopes_what_a_sidecar_receives";
 const FEATURES: &str = "route_features.rs::rewrite_headers_timeout_retries_and_redirect";
 const CORS: &str = "cors.rs::cors_preflights_are_answered_and_allowed_origins_get_the_headers";
 const DELEGATE: &str = "delegate.rs::a_delegate_serves_the_roots_match_under_istios_merge_rules";
+const EXTERNAL: &str = "discovery.rs::external_name_services_resolve_and_client_ip_affinity_sticks";
 const MIRROR: &str = "route_features.rs::mirror_copies_traffic_and_discards_the_answer";
 const FAULTS: &str = "route_features.rs::faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request";
 const DISCOVERY: &str = "discovery.rs::endpoints_slices_and_service_entries_all_route";
@@ -85,20 +86,13 @@ pub static FIELDS: &[Field] = &[
     row(
         "Service",
         "spec.type",
-        Values(
-            &["ClusterIP", "NodePort", "LoadBalancer"],
-            "ExternalName Services are not resolved; use a ServiceEntry with resolution: DNS",
-        ),
+        Values(&["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"], "weft serves the service by name only"),
     ),
     row("Service", "spec.clusterIP", Bookkeeping),
     row("Service", "spec.clusterIPs", Bookkeeping),
     row("Service", "spec.ipFamilies", Bookkeeping),
     row("Service", "spec.ipFamilyPolicy", Bookkeeping),
-    row(
-        "Service",
-        "spec.externalName",
-        NotApplied("ExternalName Services are not resolved; use a ServiceEntry with resolution: DNS"),
-    ),
+    row("Service", "spec.externalName", Applied(EXTERNAL)),
     row("Service", "spec.externalIPs", NotApplied(NO_VIP)),
     row("Service", "spec.loadBalancerIP", NotApplied(NO_VIP)),
     row("Service", "spec.loadBalancerSourceRanges", NotApplied("no load balancer is provisioned; use a Gateway")),
@@ -108,20 +102,11 @@ pub static FIELDS: &[Field] = &[
         "spec.internalTrafficPolicy",
         Values(&["Cluster"], "`Local` is not applied: callers reach every instance; use localityLbSetting"),
     ),
-    row(
-        "Service",
-        "spec.sessionAffinity",
-        Values(
-            &["None"],
-            "ClientIP affinity is not applied; use a DestinationRule with loadBalancer.consistentHash.useSourceIp",
-        ),
-    ),
+    row("Service", "spec.sessionAffinity", Values(&["None", "ClientIP"], "only ClientIP affinity is known")),
     row(
         "Service",
         "spec.sessionAffinityConfig",
-        NotApplied(
-            "ClientIP affinity is not applied; use a DestinationRule with loadBalancer.consistentHash.useSourceIp",
-        ),
+        NotApplied("ClientIP affinity has no timeout: a caller sticks while the instances do not change"),
     ),
     row(
         "Service",

@@ -30,6 +30,16 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
                     ));
                 }
             }
+            let external = s.type_.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("ExternalName"));
+            if external && s.external_name.as_deref().is_none_or(str::is_empty) {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    "spec.externalName",
+                    "an ExternalName Service needs `externalName`, the DNS name it stands for",
+                    Some("e.g. `externalName: api.example.com`".into()),
+                ));
+            }
         }
         Spec::ServiceEntry(se) => {
             if se.hosts.is_empty() {

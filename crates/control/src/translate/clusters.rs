@@ -304,13 +304,18 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
     out
 }
 
-/// ServiceEntries with `resolution: DNS` (every address of every name) or
-/// `DNS_ROUND_ROBIN` (one address at a time), as Istio maps them.
-fn dns_resolution(index: &Index, svc: &SvcInfo) -> Option<cluster::DiscoveryType> {
+/// Services whose names the proxy resolves, and the name it resolves when
+/// there are no endpoints: ServiceEntries with `resolution: DNS` (every
+/// address of every name) or `DNS_ROUND_ROBIN` (one address at a time), and
+/// `type: ExternalName` Services (their `externalName`), as Istio maps them.
+fn dns_resolution<'a>(index: &Index<'a>, svc: &'a SvcInfo) -> Option<(cluster::DiscoveryType, &'a str)> {
+    if let Some(name) = index.external_name(svc) {
+        return Some((cluster::DiscoveryType::StrictDns, name));
+    }
     let Spec::ServiceEntry(se) = &index.resources.get(svc.resource)?.spec else { return None };
     match se.resolution.as_deref() {
-        Some("DNS") => Some(cluster::DiscoveryType::StrictDns),
-        Some("DNS_ROUND_ROBIN") => Some(cluster::DiscoveryType::LogicalDns),
+        Some("DNS") => Some((cluster::DiscoveryType::StrictDns, &svc.fqdn)),
+        Some("DNS_ROUND_ROBIN") => Some((cluster::DiscoveryType::LogicalDns, &svc.fqdn)),
         _ => None,
     }
 }
@@ -336,7 +341,10 @@ pub fn build(
                 if only.is_some_and(|o| !o.contains(&name)) {
                     continue;
                 }
-                let tp = policy::effective_policy(dr, *subset, sp.port);
+                let mut tp = policy::effective_policy(dr, *subset, sp.port);
+                if tp.load_balancer.is_none() {
+                    tp.load_balancer = index.session_affinity(svc);
+                }
                 let mut c = eds_cluster(&name, sp, &tp, &ext);
                 let setting = tp.load_balancer.as_ref().and_then(|lb| lb.locality_lb_setting.as_ref());
                 let placement = Placement::of(setting, tp.outlier_detection.is_some(), node);
@@ -347,7 +355,7 @@ pub fn build(
                 }
                 let mut eps = endpoints(&lookup, svc, sp, subset.map(|s| &s.labels));
                 match dns_resolution(index, svc) {
-                    Some(kind) => {
+                    Some((kind, target)) => {
                         // Names are resolved by the proxy (EDS carries only IPs).
                         if eps.is_empty() {
                             let port = match &sp.target {
@@ -355,7 +363,7 @@ pub fn build(
                                 _ => sp.port,
                             };
                             eps.push(Ep {
-                                address: svc.fqdn.clone(),
+                                address: target.to_owned(),
                                 port,
                                 weight: None,
                                 locality: None,

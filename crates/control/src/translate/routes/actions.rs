@@ -101,15 +101,17 @@ pub(super) fn retry_policy(r: Option<&HttpRetry>, timeout: Option<&Duration>) ->
 pub(super) fn hash_policy(index: &Index, ns: &str, d: &Destination) -> Vec<route_action::HashPolicy> {
     use route_action::hash_policy::{self as hp, PolicySpecifier as P};
     let Some(svc) = index.service(&d.host, ns) else { return Vec::new() };
-    let Some((_, dr)) = index.destination_rule(&svc.fqdn, ns) else { return Vec::new() };
+    let dr = index.destination_rule(&svc.fqdn, ns).map(|(_, dr)| dr);
     let subset_lb = d
         .subset
         .as_ref()
-        .and_then(|s| dr.subsets.iter().find(|x| &x.name == s))
+        .and_then(|s| dr?.subsets.iter().find(|x| &x.name == s))
         .and_then(|s| s.traffic_policy.as_ref())
-        .and_then(|t| t.load_balancer.as_ref());
-    let lb = subset_lb.or(dr.traffic_policy.as_ref().and_then(|t| t.load_balancer.as_ref()));
-    let Some(ch) = lb.and_then(|l| l.consistent_hash.as_ref()) else { return Vec::new() };
+        .and_then(|t| t.load_balancer.clone());
+    let dr_lb = || dr.and_then(|dr| dr.traffic_policy.as_ref()).and_then(|t| t.load_balancer.clone());
+    // A Service's `sessionAffinity: ClientIP`, where no rule balances otherwise.
+    let lb = subset_lb.or_else(dr_lb).or_else(|| index.session_affinity(svc));
+    let Some(ch) = lb.as_ref().and_then(|l| l.consistent_hash.as_ref()) else { return Vec::new() };
     let spec = if let Some(h) = &ch.http_header_name {
         P::Header(hp::Header { header_name: h.clone(), regex_rewrite: None })
     } else if let Some(c) = &ch.http_cookie {
