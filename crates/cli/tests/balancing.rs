@@ -148,3 +148,40 @@ fn least_request_avoids_the_slow_instance() {
         assert!(to_slow < 80, "least request should avoid the slow instance: {to_slow} of 400");
     });
 }
+
+/// A cookie hash with a `ttl` issues the cookie when a request has none
+/// (Envoy's behaviour): the first answer sets it, hashed as the requests
+/// that carry it will be, so a session sticks from its first request.
+#[test]
+fn a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let mut procs = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..3 {
+            let (p, port) = demo("lb", "v1").await;
+            procs.push(p);
+            ports.push((port, 1));
+        }
+        let policy = "{consistentHash: {httpCookie: {name: session, ttl: 60s, path: /}}}";
+        std::fs::write(dir.path().join("mesh.yaml"), entries(&ports) + &rule(policy)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let mut owners = HashMap::new();
+        for _ in 0..30 {
+            // Each session starts on a fresh connection, without the cookie.
+            let first = request(&sc.outbound, "GET", "http://lb/", &[], Default::default()).await;
+            let set = first.headers.get("set-cookie").expect("the cookie is issued").to_str().unwrap().to_owned();
+            assert!(set.starts_with("session=\"") && set.ends_with("; Max-Age=60; Path=/; HttpOnly"), "{set}");
+            let cookie = set.split(';').next().unwrap().to_owned();
+            let owner = first.json()["instance"].as_str().unwrap().to_owned();
+            for _ in 0..3 {
+                let r = request(&sc.outbound, "GET", "http://lb/", &[("cookie", &cookie)], Default::default()).await;
+                assert_eq!(r.json()["instance"], owner.as_str(), "{cookie} moved");
+                assert!(r.headers.get("set-cookie").is_none(), "a request with the cookie gets no new one");
+            }
+            *owners.entry(owner).or_insert(0) += 1;
+        }
+        assert_eq!(owners.len(), 3, "sessions spread over the instances: {owners:?}");
+    });
+}

@@ -11,12 +11,12 @@ use common::*;
 fn a_gateway_routes_tls_by_sni_and_tcp_by_port() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let yaml = l4::mesh().await;
+        let (offset, tcp_port) = l4::ports();
+        let yaml = l4::mesh(tcp_port).await;
         let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
         assert!(diags.is_empty(), "{diags:#?}");
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
-        let offset = free_port() - 443;
         let admin = free_port().to_string();
         let _gw = spawn(&[
             "gateway",
@@ -33,7 +33,7 @@ fn a_gateway_routes_tls_by_sni_and_tcp_by_port() {
             "--health-port",
             "0",
         ]);
-        let (tls, tcp) = (format!("127.0.0.1:{}", 443 + offset), format!("127.0.0.1:{}", 444 + offset));
+        let (tls, tcp) = (format!("127.0.0.1:{}", 443 + offset), format!("127.0.0.1:{}", tcp_port + offset));
         let t = tcp.clone();
         eventually(20, "the gateway's TCP listener", || {
             let t = t.clone();

@@ -260,10 +260,11 @@ fn envoy_as_a_gateway_routes_tls_by_sni_and_tcp_by_port() {
     let envoy = envoy_bin();
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        std::fs::write(dir.path().join("mesh.yaml"), l4::mesh().await).unwrap();
+        let (offset, tcp_port) = l4::ports();
+        std::fs::write(dir.path().join("mesh.yaml"), l4::mesh(tcp_port).await).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
-        let (offset, admin) = (free_port() - 443, free_port());
+        let admin = free_port();
         let node = format!(
             r#"id: envoy-gateway~127.0.0.1
   cluster: envoy-gateway
@@ -278,7 +279,7 @@ fn envoy_as_a_gateway_routes_tls_by_sni_and_tcp_by_port() {
             .spawn()
             .expect("start envoy");
         let _envoy = Proc(child);
-        let (tls, tcp) = (format!("127.0.0.1:{}", 443 + offset), format!("127.0.0.1:{}", 444 + offset));
+        let (tls, tcp) = (format!("127.0.0.1:{}", 443 + offset), format!("127.0.0.1:{}", tcp_port + offset));
         for addr in [&tls, &tcp] {
             let a = addr.clone();
             eventually(30, "Envoy's gateway listeners from weft's LDS", || {

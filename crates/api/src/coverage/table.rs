@@ -17,6 +17,7 @@ const FEATURES: &str = "route_features.rs::rewrite_headers_timeout_retries_and_r
 const CORS: &str = "cors.rs::cors_preflights_are_answered_and_allowed_origins_get_the_headers";
 const DELEGATE: &str = "delegate.rs::a_delegate_serves_the_roots_match_under_istios_merge_rules";
 const EXTERNAL: &str = "discovery.rs::external_name_services_resolve_and_client_ip_affinity_sticks";
+const COOKIE: &str = "balancing.rs::a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start";
 const MIRROR: &str = "route_features.rs::mirror_copies_traffic_and_discards_the_answer";
 const FAULTS: &str = "route_features.rs::faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request";
 const DISCOVERY: &str = "discovery.rs::endpoints_slices_and_service_entries_all_route";
@@ -378,8 +379,8 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.consistentHash.httpHeaderName", Applied(HASH)),
     row("DestinationRule", "**.consistentHash.httpCookie", Applied(HASH)),
     row("DestinationRule", "**.consistentHash.httpCookie.name", Applied(HASH)),
-    row("DestinationRule", "**.consistentHash.httpCookie.path", Untested),
-    row("DestinationRule", "**.consistentHash.httpCookie.ttl", Untested),
+    row("DestinationRule", "**.consistentHash.httpCookie.path", Applied(COOKIE)),
+    row("DestinationRule", "**.consistentHash.httpCookie.ttl", Applied(COOKIE)),
     row("DestinationRule", "**.consistentHash.httpCookie.attributes", NotApplied("cookie attributes are not set")),
     row("DestinationRule", "**.consistentHash.useSourceIp", Applied(HASH)),
     row("DestinationRule", "**.consistentHash.httpQueryParameterName", Applied(HASH)),

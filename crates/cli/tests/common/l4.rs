@@ -33,7 +33,7 @@ spec:
     - port: {number: 443, name: tls, protocol: TLS}
       hosts: ["*.example.com"]
       tls: {mode: PASSTHROUGH}
-    - port: {number: 444, name: tcp, protocol: TCP}
+    - port: {number: TCP_PORT, name: tcp, protocol: TCP}
       hosts: ["*"]
 ---
 apiVersion: networking.istio.io/v1
@@ -55,7 +55,7 @@ spec:
   hosts: [db]
   gateways: [edge]
   tcp:
-    - match: [{port: 444}]
+    - match: [{port: TCP_PORT}]
       route: [{destination: {host: db}}]
 "#;
 
@@ -82,13 +82,26 @@ pub async fn exchange(addr: &str, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The config: `pay`, `shop` (TLS) and `db` (TCP) behind the gateway `edge`.
-pub async fn mesh() -> String {
-    let (pay, shop, db) = (backend("pay").await, backend("shop").await, backend("db").await);
-    service("pay", "tls", 443, pay) + &service("shop", "tls", 443, shop) + &service("db", "tcp", 5432, db) + ROUTES
+/// The gateway's ports: a port offset that puts its server port 443 on a
+/// free port, and a TCP server port that the offset puts on another.
+pub fn ports() -> (u16, u16) {
+    loop {
+        let offset = free_port() - 443;
+        if let Some(tcp) = free_port().checked_sub(offset).filter(|p| *p > 0 && *p != 443) {
+            return (offset, tcp);
+        }
+    }
 }
 
-/// What a gateway serving `mesh()` must do, on its ports 443 (`tls`) and 444 (`tcp`).
+/// The config: `pay`, `shop` (TLS) and `db` (TCP) behind the gateway
+/// `edge`, whose TLS server is on 443 and TCP server on `tcp_port`.
+pub async fn mesh(tcp_port: u16) -> String {
+    let (pay, shop, db) = (backend("pay").await, backend("shop").await, backend("db").await);
+    let routes = ROUTES.replace("TCP_PORT", &tcp_port.to_string());
+    service("pay", "tls", 443, pay) + &service("shop", "tls", 443, shop) + &service("db", "tcp", 5432, db) + &routes
+}
+
+/// What a gateway serving `mesh()` must do, at its TLS (`tls`) and TCP (`tcp`) servers' addresses.
 pub async fn check(tls: &str, tcp: &str) {
     // The exact name, then the wildcard; the bytes arrive as the client sent them.
     assert_eq!(exchange(tls, &client_hello("pay.example.com")).await, "pay tls=true");

@@ -16,7 +16,7 @@ use super::outcome::{Dest, Outcome};
 use super::retry::{Attempted, Decision, Retries};
 use crate::config::cluster::Protocol;
 use crate::config::listener::Direction;
-use crate::config::route::{Forward, HashPolicy, Route};
+use crate::config::route::{CookiePolicy, Forward, HashPolicy, Route};
 use crate::conn::ConnCtx;
 use crate::snapshot::{Clusters, Picked};
 use crate::upstream::balancer::hash64;
@@ -35,7 +35,15 @@ use std::sync::Arc;
 /// Largest request body buffered so the request can be retried.
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
 
-fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::net::SocketAddr) -> Option<u64> {
+/// The request's hash for a consistent-hash cluster (the first policy that
+/// yields one), and the `Set-Cookie` to answer with when a cookie policy
+/// with a ttl made its cookie up (boxed: the request future holds it).
+fn hash_key(
+    policies: &[HashPolicy],
+    headers: &HeaderMap,
+    uri: &Uri,
+    peer: std::net::SocketAddr,
+) -> (Option<u64>, Option<Box<HeaderValue>>) {
     for p in policies {
         let key = match p {
             HashPolicy::Header(h) => headers.get(h).map(|v| hash64(v.as_bytes())),
@@ -44,18 +52,46 @@ fn hash_key(policies: &[HashPolicy], headers: &HeaderMap, uri: &Uri, peer: std::
                 q.split('&')
                     .find_map(|kv| kv.split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v.as_bytes())))
             }),
-            HashPolicy::Cookie(name) => headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|c| c.trim().split_once('=').filter(|(k, _)| k == name).map(|(_, v)| hash64(v.as_bytes()))),
+            HashPolicy::Cookie(c) => match cookie(headers, &c.name) {
+                Some(v) => Some(hash64(v.as_bytes())),
+                None if c.ttl.is_some() => {
+                    let (value, set) = made_up_cookie(c, peer);
+                    return (Some(hash64(value.as_bytes())), set.map(Box::new));
+                }
+                None => None,
+            },
         };
         if key.is_some() {
-            return key;
+            return (key, None);
         }
     }
-    None
+    (None, None)
+}
+
+/// The value of cookie `name`, its quotes taken off (Envoy sets it quoted).
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.trim_matches('"')))
+}
+
+/// Envoy's made-up cookie: a hash of the client's address (one per
+/// connection, so a connection's requests agree), and its `Set-Cookie`.
+fn made_up_cookie(c: &CookiePolicy, peer: std::net::SocketAddr) -> (String, Option<HeaderValue>) {
+    let value = format!("{:016x}", hash64(peer.to_string().as_bytes()));
+    let mut set = format!("{}=\"{value}\"", c.name);
+    if let Some(ttl) = c.ttl.filter(|t| !t.is_zero()) {
+        set.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+    }
+    if !c.path.is_empty() {
+        set.push_str(&format!("; Path={}", c.path));
+    }
+    set.push_str("; HttpOnly");
+    let header = HeaderValue::from_str(&set).ok();
+    (value, header)
 }
 
 /// A plain `fn` returning an `async move` block, not an `async fn`: an
@@ -77,7 +113,7 @@ pub fn forward<'a>(
     let upgrading = is_upgrade(&req);
     let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let downstream_h2 = req.version() == Version::HTTP_2;
-    let hash = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
+    let (hash, set_cookie) = hash_key(&f.hash, req.headers(), req.uri(), ctx.peer);
     let (mut parts, body) = req.into_parts();
     async move {
         let Picked { cluster, request_headers: extra_req, response_headers: extra_resp } = match clusters
@@ -253,6 +289,9 @@ pub fn forward<'a>(
                 route.response_headers.apply(resp.headers_mut());
                 if let Some(ops) = extra_resp {
                     ops.apply(resp.headers_mut());
+                }
+                if let Some(c) = set_cookie {
+                    resp.headers_mut().append(header::SET_COOKIE, *c);
                 }
                 if let (Some(client_up), true) = (on_upgrade, switching) {
                     let tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);

@@ -182,7 +182,11 @@ fn compile_action(r: &rt::Route, clusters: &ClusterIndex) -> Result<Action, Comp
                         Some(P::Header(h)) => {
                             HeaderName::from_bytes(h.header_name.as_bytes()).ok().map(HashPolicy::Header)
                         }
-                        Some(P::Cookie(c)) => Some(HashPolicy::Cookie(c.name.clone())),
+                        Some(P::Cookie(c)) => Some(HashPolicy::Cookie(Box::new(CookiePolicy {
+                            name: c.name.clone(),
+                            ttl: c.ttl.as_ref().map(crate::config::duration),
+                            path: c.path.clone(),
+                        }))),
                         Some(P::ConnectionProperties(c)) if c.source_ip => Some(HashPolicy::SourceIp),
                         Some(P::QueryParameter(q)) => Some(HashPolicy::Query(q.name.clone())),
                         _ => None,

@@ -309,9 +309,20 @@ impl RetryOn {
 #[derive(Debug, Clone)]
 pub enum HashPolicy {
     Header(HeaderName),
-    Cookie(String),
+    Cookie(Box<CookiePolicy>),
     SourceIp,
     Query(String),
+}
+
+/// Envoy's cookie hash: with a `ttl`, a request without the cookie gets
+/// one made up (from its connection's address), hashed as the request
+/// carrying it will be, and set on the response, so a session sticks from
+/// its first request.
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    pub name: String,
+    pub ttl: Option<Duration>,
+    pub path: String,
 }
 
 #[derive(Debug, Clone)]
