@@ -63,6 +63,7 @@ pub fn structs(kind: &str) -> Option<Structs> {
         "ServiceEntry" => of::<Doc<ServiceEntrySpec>>(),
         "WorkloadEntry" => of::<Doc<WorkloadEntrySpec>>(),
         "Workload" => of::<Doc<WorkloadSpec>>(),
+        "Sidecar" => of::<Doc<SidecarSpec>>(),
         _ => return None,
     })
 }

@@ -215,6 +215,16 @@ impl<'a> Index<'a> {
         self.services.values().filter(move |s| self.exported(&self.resources[s.resource], viewer))
     }
 
+    /// Services a proxy in namespace `ns` with `labels` may reach: those
+    /// exported to it, within its Sidecar's egress hosts when one applies.
+    pub fn reachable_services<'s>(&'s self, ns: &'s str, labels: &Labels) -> impl Iterator<Item = &'s SvcInfo> + 's {
+        let scope = sidecar_for(self.resources, ns, labels).and_then(|r| match &r.spec {
+            Spec::Sidecar(sc) => Some((r.namespace(), sc)),
+            _ => None,
+        });
+        self.visible_services(ns).filter(move |s| scope.is_none_or(|(own, sc)| sc.allows(own, &s.namespace, &s.fqdn)))
+    }
+
     pub fn destination_rules(&self) -> impl Iterator<Item = (&'a Resource, &'a DestinationRuleSpec)> {
         self.resources.iter().filter_map(|r| match &r.spec {
             Spec::DestinationRule(d) => Some((r, d)),
@@ -281,4 +291,25 @@ mod tests {
         assert_eq!(port_protocol("web", Some("http2"), None), "http2");
         assert_eq!(port_protocol("web", None, None), "");
     }
+}
+
+/// The Sidecar that applies to a proxy in namespace `ns` with `labels`, as
+/// Istio picks it: one in its namespace whose selector selects it, else one
+/// in its namespace without selector, else one in the root namespace
+/// without selector (the first by name where several would do).
+pub fn sidecar_for<'a>(resources: &'a [Resource], ns: &str, labels: &Labels) -> Option<&'a Resource> {
+    let rank = |r: &Resource, sc: &SidecarSpec| match (&sc.workload_selector, r.namespace()) {
+        (Some(w), n) if n == ns && selects(&w.labels, labels) => Some(0),
+        (None, n) if n == ns => Some(1),
+        (None, n) if n == ROOT_NAMESPACE => Some(2),
+        _ => None,
+    };
+    resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Sidecar(sc) => rank(r, sc).map(|k| (k, r.name(), r)),
+            _ => None,
+        })
+        .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        .map(|(_, _, r)| r)
 }

@@ -93,11 +93,7 @@ pub const KINDS: &[Kind] = &[
     kind("PeerAuthentication", SECURITY, Role::NotApplied(POLICY_HINT)),
     kind("AuthorizationPolicy", SECURITY, Role::NotApplied(POLICY_HINT)),
     kind("RequestAuthentication", SECURITY, Role::NotApplied(POLICY_HINT)),
-    kind(
-        "Sidecar",
-        NETWORKING,
-        Role::NotApplied("every sidecar gets the whole mesh's configuration and passes unknown destinations through"),
-    ),
+    kind("Sidecar", NETWORKING, Role::Read),
     kind(
         "WorkloadGroup",
         NETWORKING,

@@ -322,6 +322,7 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             "ServiceEntry" => spec_of(file, &node, warnings, Spec::ServiceEntry)?,
             "WorkloadEntry" => spec_of(file, &node, warnings, Spec::WorkloadEntry)?,
             "Workload" => spec_of(file, &node, warnings, Spec::Workload)?,
+            "Sidecar" => spec_of(file, &node, warnings, Spec::Sidecar)?,
             _ => unreachable!("kinds are checked above"),
         })
     };

@@ -22,6 +22,7 @@ pub enum Spec {
     ServiceEntry(ServiceEntrySpec),
     WorkloadEntry(WorkloadEntrySpec),
     Workload(WorkloadSpec),
+    Sidecar(SidecarSpec),
     /// A Kubernetes object that runs pods: its pods' labels, account, ports.
     Pods(PodsSpec),
     Secret(SecretSpec),
@@ -63,6 +64,7 @@ impl Spec {
             Spec::ServiceEntry(_) => "ServiceEntry",
             Spec::WorkloadEntry(_) => "WorkloadEntry",
             Spec::Workload(_) => "Workload",
+            Spec::Sidecar(_) => "Sidecar",
             Spec::Pods(p) => p.kind,
             Spec::Secret(_) => "Secret",
             Spec::Inert(kind) => kind,

@@ -301,3 +301,13 @@ fn an_external_name_service_needs_its_name() {
     let d = one(&check(yaml), codes::MISSING_FIELD, 4, 1);
     assert!(d.is_error() && d.message.contains("externalName"), "{d}");
 }
+
+#[test]
+fn sidecar_egress_hosts_are_namespace_slash_fqdn() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n  egress:\n    - hosts: [reviews.default.svc.cluster.local, ./reviews]\n";
+    let diags = check(yaml);
+    let at = |path: &str| diags.iter().find(|d| d.path == path).unwrap_or_else(|| panic!("{path}: {diags:#?}"));
+    assert!(at("spec.egress[0].hosts[0]").is_error());
+    let short = at("spec.egress[0].hosts[1]");
+    assert!(!short.is_error() && short.message.contains("short name"), "{short}");
+}

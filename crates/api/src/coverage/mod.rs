@@ -7,6 +7,7 @@
 
 mod render;
 mod table;
+mod table_sidecar;
 
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::resource::Resource;
@@ -16,7 +17,10 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 pub use render::markdown;
-pub use table::FIELDS;
+/// Every row of the coverage table.
+pub fn fields() -> impl Iterator<Item = &'static Field> {
+    table::FIELDS.iter().chain(table_sidecar::SIDECAR)
+}
 
 /// What becomes of one field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +64,7 @@ pub const KINDS: &[&str] = &[
     "ServiceEntry",
     "WorkloadEntry",
     "Workload",
+    "Sidecar",
 ];
 
 /// The table's row for `path` of `kind`, or the row of the nearest field
@@ -142,7 +147,7 @@ fn warning(r: &Resource, segs: &[Seg], message: String) -> Diagnostic {
 /// path is `**.<suffix>` that `path` ends with (a struct met in several
 /// places, as a DestinationRule's traffic policy).
 pub fn find(kind: &str, path: &str) -> Option<&'static Field> {
-    let of_kind = || FIELDS.iter().filter(move |f| f.kind == kind || f.kind == "*");
+    let of_kind = || fields().filter(move |f| f.kind == kind || f.kind == "*");
     of_kind().find(|f| f.path == path).or_else(|| {
         of_kind().find(|f| {
             f.path

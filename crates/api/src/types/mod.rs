@@ -9,6 +9,7 @@ pub mod local;
 pub mod pods;
 pub mod routing;
 pub mod service_entry;
+pub mod sidecar;
 pub mod traffic_policy;
 
 pub use duration::Duration;
@@ -18,6 +19,7 @@ pub use local::*;
 pub use pods::*;
 pub use routing::*;
 pub use service_entry::*;
+pub use sidecar::*;
 pub use traffic_policy::*;
 
 use serde::Deserialize;

@@ -112,7 +112,38 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
             }
             locality(r, "spec.locality", w.locality.as_deref(), out);
         }
+        Spec::Sidecar(sc) => sidecar(r, sc, out),
         Spec::Endpoints(_) | Spec::EndpointSlice(_) | Spec::Pods(_) | Spec::Secret(_) | Spec::Inert(_) => {}
+    }
+}
+
+/// Egress hosts are `namespace/dnsName`, the name a FQDN or a wildcard.
+fn sidecar(r: &Resource, sc: &SidecarSpec, out: &mut Vec<Diagnostic>) {
+    for (i, e) in sc.egress.iter().enumerate() {
+        if e.hosts.is_empty() {
+            let path = format!("spec.egress[{i}].hosts");
+            out.push(r.diag(Error, codes::MISSING_FIELD, &path, "an egress listener needs `hosts`", None));
+        }
+        for (j, h) in e.hosts.iter().enumerate() {
+            let path = format!("spec.egress[{i}].hosts[{j}]");
+            match h.split_once('/') {
+                None => out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &path,
+                    format!("`{h}` is not `namespace/host`"),
+                    Some(format!("e.g. `./{h}` (this namespace) or `*/{h}` (any)")),
+                )),
+                Some((_, host)) if host != "*" && !host.starts_with("*.") && !host.contains('.') => out.push(r.diag(
+                    Warning,
+                    codes::INVALID_VALUE,
+                    &path,
+                    format!("`{host}` is a short name, and egress hosts match fully qualified names only"),
+                    Some(format!("write `{host}.<namespace>.svc.cluster.local`, or `*` for every host")),
+                )),
+                _ => {}
+            }
+        }
     }
 }
 

@@ -329,7 +329,12 @@ pub fn build(
     let mut clusters = Vec::new();
     let mut cla = Vec::new();
     let lookup = Lookup::new(index, instances);
-    for svc in index.visible_services(&node.namespace) {
+    // A Sidecar resource scopes what a sidecar reaches; not a gateway's.
+    let services: Vec<&SvcInfo> = match node.role {
+        super::Role::Gateway => index.visible_services(&node.namespace).collect(),
+        _ => index.reachable_services(&node.namespace, &node.labels).collect(),
+    };
+    for svc in services {
         let found = index.destination_rule(&svc.fqdn, &node.namespace);
         let dr = found.map(|(_, d)| d);
         let ext = found.map(|(r, _)| Extensions::of(&r.meta.annotations)).unwrap_or_default();

@@ -148,7 +148,7 @@ fn tcp_listener(name: &str, addr: Address, chains: &[Chain]) -> Listener {
 pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, Vec<Chain>)> {
     let mut taken = BTreeSet::new();
     let mut out = Vec::new();
-    for svc in index.visible_services(&node.namespace) {
+    for svc in index.reachable_services(&node.namespace, &node.labels) {
         for sp in svc.ports.iter().filter(|p| super::routes::tcp_port(p)) {
             if taken.insert(sp.port) {
                 let mut chains = super::routes::l4::sidecar_chains(index, node, svc, sp);

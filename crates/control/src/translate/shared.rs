@@ -112,11 +112,14 @@ fn clusters_part(
 pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache>) -> Encoded {
     let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     // Endpoint priorities depend on where the caller is (locality) and
-    // with `failoverPriority` on its labels.
+    // with `failoverPriority` on its labels; what it reaches, on the
+    // Sidecar resource that applies to it.
+    let scope = weft_api::index::sidecar_for(&snap.resources, &node.namespace, &node.labels)
+        .map_or(String::new(), |r| format!("|{}", r.key()));
     let ranking = match (&node.locality, snap.label_failover()) {
-        (None, false) => String::new(),
-        (loc, false) => format!("|{}", loc.as_deref().unwrap_or("")),
-        (loc, true) => format!("|{}|{}", loc.as_deref().unwrap_or(""), labels.join(",")),
+        (None, false) => scope,
+        (loc, false) => format!("|{}{scope}", loc.as_deref().unwrap_or("")),
+        (loc, true) => format!("|{}|{}{scope}", loc.as_deref().unwrap_or(""), labels.join(",")),
     };
     match node.role {
         Role::Grpc => {

@@ -220,7 +220,7 @@ fn domains(svc: &SvcInfo, port: u16, node_ns: &str) -> Vec<String> {
 pub fn sidecar_outbound(index: &Index, node: &ProxyNode) -> RouteConfiguration {
     let mut vhosts = Vec::new();
     let mut used = BTreeSet::new();
-    for svc in index.visible_services(&node.namespace) {
+    for svc in index.reachable_services(&node.namespace, &node.labels) {
         for sp in svc.ports.iter().filter(|p| http_port(p)) {
             let place = Place { gateway: None, port: sp.port, node };
             let mut routes = Vec::new();
