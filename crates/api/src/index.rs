@@ -272,27 +272,6 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
     pattern.eq_ignore_ascii_case(host)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qualifies_short_names() {
-        assert_eq!(Index::qualify("reviews", "default"), "reviews.default.svc.cluster.local");
-        assert_eq!(Index::qualify("reviews.shop", "default"), "reviews.shop.svc.cluster.local");
-        assert_eq!(Index::qualify("reviews.shop.svc", "x"), "reviews.shop.svc.cluster.local");
-        assert_eq!(Index::qualify("api.example.com", "x"), "api.example.com");
-    }
-
-    #[test]
-    fn protocol_from_name_or_app_protocol() {
-        assert_eq!(port_protocol("http-web", None, None), "http");
-        assert_eq!(port_protocol("grpc", None, None), "grpc");
-        assert_eq!(port_protocol("web", Some("http2"), None), "http2");
-        assert_eq!(port_protocol("web", None, None), "");
-    }
-}
-
 /// The Sidecar that applies to a proxy in namespace `ns` with `labels`, as
 /// Istio picks it: one in its namespace whose selector selects it, else one
 /// in its namespace without selector, else one in the root namespace
@@ -312,4 +291,25 @@ pub fn sidecar_for<'a>(resources: &'a [Resource], ns: &str, labels: &Labels) -> 
         })
         .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
         .map(|(_, _, r)| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualifies_short_names() {
+        assert_eq!(Index::qualify("reviews", "default"), "reviews.default.svc.cluster.local");
+        assert_eq!(Index::qualify("reviews.shop", "default"), "reviews.shop.svc.cluster.local");
+        assert_eq!(Index::qualify("reviews.shop.svc", "x"), "reviews.shop.svc.cluster.local");
+        assert_eq!(Index::qualify("api.example.com", "x"), "api.example.com");
+    }
+
+    #[test]
+    fn protocol_from_name_or_app_protocol() {
+        assert_eq!(port_protocol("http-web", None, None), "http");
+        assert_eq!(port_protocol("grpc", None, None), "grpc");
+        assert_eq!(port_protocol("web", Some("http2"), None), "http2");
+        assert_eq!(port_protocol("web", None, None), "");
+    }
 }
