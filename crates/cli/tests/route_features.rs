@@ -37,6 +37,10 @@ spec:
       route: [{destination: {host: echo}}]
     - match: [{uri: {prefix: /old-prefix/}}]
       redirect: {prefixRewrite: /new-prefix/, scheme: https, port: 8443}
+    - match: [{uri: {prefix: /derived-request}}]
+      redirect: {authority: other.example, derivePort: FROM_REQUEST_PORT}
+    - match: [{uri: {prefix: /derived-default}}]
+      redirect: {authority: other.example, scheme: https, derivePort: FROM_PROTOCOL_DEFAULT}
     - match: [{uri: {prefix: /dest}}]
       headers:
         request: {add: {x-rule: "r"}}
@@ -98,6 +102,11 @@ fn rewrite_headers_timeout_retries_and_redirect() {
         let r = get(out, "/old-prefix/x?y=1", &[("host", "echo")]).await;
         assert_eq!(r.status, 301);
         assert_eq!(r.headers.get("location").unwrap(), "https://echo:8443/new-prefix/x?y=1");
+        // `derivePort`: the port the request came to (the service's, 80), or none.
+        let r = get(out, "/derived-request", &[("host", "echo")]).await;
+        assert_eq!(r.headers.get("location").unwrap(), "http://other.example:80/derived-request");
+        let r = get(out, "/derived-default", &[("host", "echo:80")]).await;
+        assert_eq!(r.headers.get("location").unwrap(), "https://other.example/derived-default");
 
         // A single destination's own headers apply, beside the rule's.
         let r = get(out, "/dest", &[("host", "echo"), ("x-drop", "1")]).await;

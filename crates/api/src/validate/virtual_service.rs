@@ -136,6 +136,29 @@ pub(super) fn check(r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnos
                 ));
             }
         }
+        if let Some(rd) = &h.redirect
+            && let Some(derive) = &rd.derive_port
+        {
+            let path = format!("{base}.redirect.derivePort");
+            if !["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"].contains(&derive.as_str()) {
+                let hint = "FROM_PROTOCOL_DEFAULT (80 or 443, left out) or FROM_REQUEST_PORT (the request's)";
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &path,
+                    format!("unknown derivePort `{derive}`"),
+                    Some(hint.into()),
+                ));
+            } else if rd.port.is_some() {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &path,
+                    "a redirect takes `port` or `derivePort`, not both",
+                    None,
+                ));
+            }
+        }
         if let Some(c) = &h.cors_policy {
             cors(r, &format!("{base}.corsPolicy"), c, out);
         }

@@ -34,6 +34,22 @@ fn applies(port: Option<u16>, gateways: &[String], here: u16, gw_ref: &str) -> b
     port.is_none_or(|p| p == here) && (gateways.is_empty() || gateways.iter().any(|g| g == gw_ref))
 }
 
+/// Whether an L4 match applies on a sidecar's `port`: the port, `mesh`
+/// among its gateways (when it names some), the caller's labels and
+/// namespace.
+pub fn on_sidecar(
+    port: Option<u16>,
+    gateways: &[String],
+    source_labels: &weft_api::types::Labels,
+    source_namespace: Option<&str>,
+    here: u16,
+    node: &ProxyNode,
+) -> bool {
+    applies(port, gateways, here, "mesh")
+        && selects(source_labels, &node.labels)
+        && source_namespace.is_none_or(|ns| ns == node.namespace)
+}
+
 /// The chains of a gateway's TCP listener on `port`.
 pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> {
     let mut chains = Vec::new();
@@ -96,7 +112,9 @@ pub fn sidecar_chains(index: &Index, node: &ProxyNode, svc: &SvcInfo, sp: &SvcPo
             let names: Vec<String> = rule
                 .match_
                 .iter()
-                .filter(|m| applies(m.port, &m.gateways, sp.port, "mesh") && selects(&m.source_labels, &node.labels))
+                .filter(|m| {
+                    on_sidecar(m.port, &m.gateways, &m.source_labels, m.source_namespace.as_deref(), sp.port, node)
+                })
                 .flat_map(|m| m.sni_hosts.iter())
                 .map(|sni| sni.to_ascii_lowercase())
                 .filter(|sni| claimed.insert(sni.clone()))
