@@ -229,3 +229,33 @@ fn external_name_services_resolve_and_client_ip_affinity_sticks() {
         }
     });
 }
+
+/// EndpointSlice conditions as Kubernetes' proxies read them: a not-ready
+/// endpoint gets no traffic, unless no endpoint is ready and it is still
+/// serving while it terminates (the last pods of a rollout).
+#[test]
+fn terminating_endpoints_serve_only_while_none_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_old, old) = demo("draining", "old").await;
+        let (_new, new) = demo("draining", "new").await;
+        let slice = |ready_new: bool| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: draining}}\nspec:\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: draining-old, labels: {{kubernetes.io/service-name: draining}}}}\naddressType: IPv4\nports: [{{name: http, port: {old}}}]\nendpoints:\n  - addresses: [127.0.0.1]\n    conditions: {{ready: false, serving: true, terminating: true}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: draining-new, labels: {{kubernetes.io/service-name: draining}}}}\naddressType: IPv4\nports: [{{name: http, port: {new}}}]\nendpoints:\n  - addresses: [127.0.0.1]\n    conditions: {{ready: {ready_new}}}\n"
+            )
+        };
+        std::fs::write(dir.path().join("mesh.yaml"), slice(false)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let version = || async { request(&sc.outbound, "GET", "http://draining/", &[], Default::default()).await.json()["version"].clone() };
+        for _ in 0..5 {
+            assert_eq!(version().await, "old", "no endpoint is ready: the terminating one still serves");
+        }
+        // Once the new endpoint is ready, the terminating one gets nothing.
+        std::fs::write(dir.path().join("mesh.yaml"), slice(true)).unwrap();
+        eventually(10, "the ready endpoint to take the traffic", || async { version().await == "new" }).await;
+        for _ in 0..5 {
+            assert_eq!(version().await, "new");
+        }
+    });
+}

@@ -18,6 +18,7 @@ const CORS: &str = "cors.rs::cors_preflights_are_answered_and_allowed_origins_ge
 const DELEGATE: &str = "delegate.rs::a_delegate_serves_the_roots_match_under_istios_merge_rules";
 const EXTERNAL: &str = "discovery.rs::external_name_services_resolve_and_client_ip_affinity_sticks";
 const COOKIE: &str = "balancing.rs::a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start";
+const DRAINING: &str = "discovery.rs::terminating_endpoints_serve_only_while_none_is_ready";
 const MIRROR: &str = "route_features.rs::mirror_copies_traffic_and_discards_the_answer";
 const FAULTS: &str = "route_features.rs::faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request";
 const DISCOVERY: &str = "discovery.rs::endpoints_slices_and_service_entries_all_route";
@@ -132,14 +133,10 @@ pub static FIELDS: &[Field] = &[
     row("EndpointSlice", "addressType", Values(&["IPv4", "IPv6"], "FQDN endpoints are not resolved")),
     row("EndpointSlice", "endpoints", Applied(DISCOVERY)),
     row("EndpointSlice", "endpoints[].addresses", Applied(DISCOVERY)),
-    row("EndpointSlice", "endpoints[].conditions", Untested),
-    row("EndpointSlice", "endpoints[].conditions.ready", Untested),
-    row(
-        "EndpointSlice",
-        "endpoints[].conditions.serving",
-        NotApplied("only `ready` decides; a serving, terminating endpoint gets no traffic"),
-    ),
-    row("EndpointSlice", "endpoints[].conditions.terminating", NotApplied("only `ready` decides")),
+    row("EndpointSlice", "endpoints[].conditions", Applied(DRAINING)),
+    row("EndpointSlice", "endpoints[].conditions.ready", Applied(DRAINING)),
+    row("EndpointSlice", "endpoints[].conditions.serving", Applied(DRAINING)),
+    row("EndpointSlice", "endpoints[].conditions.terminating", Applied(DRAINING)),
     row("EndpointSlice", "endpoints[].zone", Untested),
     row("EndpointSlice", "endpoints[].hostname", Bookkeeping),
     row("EndpointSlice", "endpoints[].nodeName", Bookkeeping),

@@ -251,8 +251,16 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
     if subset_labels.is_some() {
         return out;
     }
-    // Explicit Endpoints / EndpointSlices for a Kubernetes Service.
-    for r in lookup.explicit.get(&(svc.namespace.as_str(), svc.name.as_str())).into_iter().flatten() {
+    // Explicit Endpoints / EndpointSlices for a Kubernetes Service. As
+    // Kubernetes' proxies do, the serving endpoints of terminating pods
+    // take traffic only while no endpoint is ready (a rollout's last pods).
+    let explicit = || lookup.explicit.get(&(svc.namespace.as_str(), svc.name.as_str())).into_iter().flatten();
+    let ready = |e: &SliceEndpoint| e.conditions.as_ref().and_then(|c| c.ready) != Some(false);
+    let serving_terminating = |e: &SliceEndpoint| {
+        e.conditions.as_ref().is_some_and(|c| c.serving == Some(true) && c.terminating == Some(true))
+    };
+    let any_ready = explicit().any(|r| matches!(&r.spec, Spec::EndpointSlice(sl) if sl.endpoints.iter().any(ready)));
+    for r in explicit() {
         match &r.spec {
             Spec::Endpoints(subsets) if r.name() == svc.name => {
                 for s in subsets {
@@ -283,7 +291,8 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                     .find(|p| p.name.as_deref().unwrap_or("") == sp.name)
                     .or(sl.ports.first().filter(|_| sl.ports.len() == 1));
                 let Some(port) = port else { continue };
-                for e in sl.endpoints.iter().filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false)) {
+                let take = |e: &&SliceEndpoint| if any_ready { ready(e) } else { serving_terminating(e) };
+                for e in sl.endpoints.iter().filter(take) {
                     for a in &e.addresses {
                         out.push(Ep {
                             address: a.clone(),
