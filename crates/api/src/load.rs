@@ -408,6 +408,17 @@ fn typed<T: DeserializeOwned>(
     result.map_err(|(d, _)| d)
 }
 
+/// Where a deserialization error is, as a field path.
+pub(crate) fn error_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    path.iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The error of a document that did not deserialize, and the unknown
 /// field it names as the likely cause: a misspelt required field is both
 /// unknown and missing.
@@ -417,15 +428,7 @@ fn field_error<E: std::fmt::Display>(
     e: serde_path_to_error::Error<E>,
     unknown: &[Vec<Seg>],
 ) -> (Box<Diagnostic>, Option<Vec<Seg>>) {
-    let path: Vec<Seg> = e
-        .path()
-        .iter()
-        .filter_map(|s| match s {
-            serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-            serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-            _ => None,
-        })
-        .collect();
+    let path = error_path(e.path());
     let inner = e.into_inner().to_string();
     let mut typo = None;
     let hint = if let Some(missing) = inner.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {

@@ -76,15 +76,7 @@ fn error(file: &Arc<str>, node: &Node, path: &[Seg], code: &'static str, msg: St
 fn lenient<T: DeserializeOwned>(file: &Arc<str>, node: &Node) -> Result<T, Box<Diagnostic>> {
     let json = node.to_json();
     serde_path_to_error::deserialize(&json).map_err(|e| {
-        let path: Vec<Seg> = e
-            .path()
-            .iter()
-            .filter_map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                _ => None,
-            })
-            .collect();
+        let path = crate::load::error_path(e.path());
         let hint = "check the value's type against the Kubernetes reference";
         error(file, node, &path, codes::BAD_FIELD, e.into_inner().to_string(), hint)
     })

@@ -60,6 +60,18 @@ static_resources:
     )
 }
 
+/// A service whose sessions stick by a cookie the proxy issues.
+fn sticky(p1: u16, p2: u16) -> String {
+    let entry = |p: u16| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: sticky-{p}}}\nspec: {{address: 127.0.0.1, ports: {{http: {p}}}, labels: {{app: sticky}}}}\n"
+        )
+    };
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: sticky}\nspec:\n  selector: {app: sticky}\n  ports: [{name: http, port: 80}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: sticky}\nspec:\n  host: sticky\n  trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: sid, ttl: 60s, path: /}}}}\n".to_owned()
+        + &entry(p1)
+        + &entry(p2)
+}
+
 /// A service with every failover setting weft translates, so Envoy has to
 /// accept outlier detection, health checks, circuit breakers, retry budgets
 /// and connection options as weft writes them.
@@ -139,7 +151,8 @@ spec:
         - {destination: {host: echo, subset: v1}, weight: 75}
         - {destination: {host: echo, subset: v2}, weight: 25}
 "# + &guarded(p1)
-            + &zoned(p1, p2);
+            + &zoned(p1, p2)
+            + &sticky(p1, p2);
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
@@ -225,6 +238,19 @@ spec:
         assert_eq!(header(&r, "access-control-expose-headers").as_deref(), Some("x-trace"));
         let r = cors("OPTIONS", "https://evil.example").await;
         assert_eq!((r.json()["method"].as_str(), header(&r, "access-control-allow-origin")), (Some("OPTIONS"), None));
+        // A cookie hash with a ttl: Envoy issues the cookie as weft's proxy
+        // does (tests/balancing.rs), and the session sticks from its first request.
+        for _ in 0..5 {
+            let first = request(&out, "GET", "/", &[("host", "sticky")], Default::default()).await;
+            let set = first.headers.get("set-cookie").expect("Envoy issues the cookie").to_str().unwrap().to_owned();
+            assert!(set.starts_with("sid=\"") && set.ends_with("; Max-Age=60; Path=/; HttpOnly"), "{set}");
+            let cookie = set.split(';').next().unwrap().to_owned();
+            let owner = first.json()["instance"].clone();
+            for _ in 0..3 {
+                let r = request(&out, "GET", "/", &[("host", "sticky"), ("cookie", &cookie)], Default::default()).await;
+                assert_eq!(r.json()["instance"], owner, "{cookie} moved");
+            }
+        }
         // Envoy in zone-a keeps to the zone-a instance (priority 0); the
         // zone-b one is its failover (priority 1).
         for _ in 0..40 {
