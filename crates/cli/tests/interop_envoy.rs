@@ -25,7 +25,7 @@ fn bootstrap(xds_port: u16, admin: u16, outbound: u16) -> String {
         r#"id: envoy-client~127.0.0.1
   cluster: envoy-client
   locality: {{region: eu, zone: zone-a}}
-  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: envoy-client, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}"}}"#
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: envoy-client, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", LABELS: {{app: envoy-client}}}}"#
     );
     bootstrap_for(&node, xds_port, admin)
 }
@@ -58,6 +58,12 @@ static_resources:
         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}}}]}}]
 "#
     )
+}
+
+/// A Sidecar resource for the Envoy client that leaves out a service
+/// outside the cluster domain.
+fn scoped(port: u16) -> String {
+    format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: hidden}}\nspec:\n  hosts: [hidden.example.com]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: envoy-client}}\nspec:\n  workloadSelector: {{labels: {{app: envoy-client}}}}\n  egress: [{{hosts: [\"*/*.svc.cluster.local\"]}}]\n")
 }
 
 /// A service whose sessions stick by a cookie the proxy issues.
@@ -152,7 +158,8 @@ spec:
         - {destination: {host: echo, subset: v2}, weight: 25}
 "# + &guarded(p1)
             + &zoned(p1, p2)
-            + &sticky(p1, p2);
+            + &sticky(p1, p2)
+            + &scoped(p1);
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
@@ -251,6 +258,13 @@ spec:
                 assert_eq!(r.json()["instance"], owner, "{cookie} moved");
             }
         }
+        // The Sidecar resource scopes Envoy as it scopes weft's sidecars
+        // (tests/sidecar_scope.rs): no route and no cluster for the hidden host.
+        let r = request(&out, "GET", "/", &[("host", "hidden.example.com")], Default::default()).await;
+        assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+        let clusters = get(&format!("127.0.0.1:{admin}"), "/clusters", &[]).await;
+        let clusters = String::from_utf8_lossy(&clusters.body);
+        assert!(clusters.contains("sticky.default.svc") && !clusters.contains("hidden.example.com"), "{clusters}");
         // Envoy in zone-a keeps to the zone-a instance (priority 0); the
         // zone-b one is its failover (priority 1).
         for _ in 0..40 {
