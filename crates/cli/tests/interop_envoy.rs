@@ -63,7 +63,9 @@ static_resources:
 /// A Sidecar resource for the Envoy client that leaves out a service
 /// outside the cluster domain.
 fn scoped(port: u16) -> String {
-    format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: hidden}}\nspec:\n  hosts: [hidden.example.com]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: envoy-client}}\nspec:\n  workloadSelector: {{labels: {{app: envoy-client}}}}\n  egress: [{{hosts: [\"*/*.svc.cluster.local\"]}}]\n")
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: hidden}}\nspec:\n  hosts: [hidden.example.com]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: envoy-client}}\nspec:\n  workloadSelector: {{labels: {{app: envoy-client}}}}\n  egress: [{{hosts: [\"*/*.svc.cluster.local\"]}}]\n"
+    )
 }
 
 /// A service whose sessions stick by a cookie the proxy issues.
