@@ -19,6 +19,7 @@ const DELEGATE: &str = "delegate.rs::a_delegate_serves_the_roots_match_under_ist
 const EXTERNAL: &str = "discovery.rs::external_name_services_resolve_and_client_ip_affinity_sticks";
 const COOKIE: &str = "balancing.rs::a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start";
 const DRAINING: &str = "discovery.rs::terminating_endpoints_serve_only_while_none_is_ready";
+const KEEPALIVE: &str = "keepalive.rs::tcp_keepalive_reaches_the_upstream_sockets";
 const MIRROR: &str = "route_features.rs::mirror_copies_traffic_and_discards_the_answer";
 const FAULTS: &str = "route_features.rs::faults_abort_and_delay_and_a_slow_mirror_does_not_slow_the_request";
 const DISCOVERY: &str = "discovery.rs::endpoints_slices_and_service_entries_all_route";
@@ -394,11 +395,10 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.connectionPool.tcp.connectTimeout", Untested),
     row("DestinationRule", "**.connectionPool.tcp.maxConnectionDuration", Untested),
     row("DestinationRule", "**.connectionPool.tcp.idleTimeout", Untested),
-    row(
-        "DestinationRule",
-        "**.connectionPool.tcp.tcpKeepalive",
-        NotApplied("upstream connections use the system's keepalive settings"),
-    ),
+    row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive", Applied(KEEPALIVE)),
+    row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.time", Applied(KEEPALIVE)),
+    row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.interval", Applied(KEEPALIVE)),
+    row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.probes", Applied(KEEPALIVE)),
     row("DestinationRule", "**.connectionPool.http", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.http.http1MaxPendingRequests", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.http.http2MaxRequests", Untested),

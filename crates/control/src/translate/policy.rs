@@ -183,6 +183,19 @@ pub fn apply_connection_pool(c: &mut Cluster, tp: &TrafficPolicy) -> Option<Comm
         });
     }
     c.circuit_breakers = Some(CircuitBreakers { thresholds: vec![t], ..Default::default() });
+    // `tcpKeepalive` as Envoy's socket keepalive (seconds; unset = the system's).
+    if let Some(k) = tcp.and_then(|t| t.tcp_keepalive.as_ref()) {
+        let secs =
+            |d: Option<weft_api::types::Duration>| d.and_then(|d| u32::try_from(d.0.as_secs()).ok()).and_then(u32v);
+        c.upstream_connection_options = Some(envoy_types::pb::envoy::config::cluster::v3::UpstreamConnectionOptions {
+            tcp_keepalive: Some(envoy_types::pb::envoy::config::core::v3::TcpKeepalive {
+                keepalive_probes: k.probes.and_then(u32v),
+                keepalive_time: secs(k.time),
+                keepalive_interval: secs(k.interval),
+            }),
+            ..Default::default()
+        });
+    }
     let mut opts = CommonHttpOptions::default();
     let mut any = false;
     if let Some(d) = http.and_then(|h| h.idle_timeout).or(tcp.and_then(|t| t.idle_timeout)) {

@@ -41,11 +41,55 @@ pub struct ConnPolicy {
     pub idle_timeout: Duration,
     pub max_requests: Option<u32>,
     pub max_age: Option<Duration>,
+    /// TCP keepalive on upstream connections (Envoy's
+    /// `upstream_connection_options.tcp_keepalive`); None: the system's.
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ConnPolicy {
     fn default() -> Self {
-        ConnPolicy { idle_timeout: Duration::from_secs(60), max_requests: None, max_age: None }
+        ConnPolicy { idle_timeout: Duration::from_secs(60), max_requests: None, max_age: None, keepalive: None }
+    }
+}
+
+/// Keepalive probes on a connection: after `time` idle, every `interval`,
+/// `probes` unanswered ones closing it (each unset: the system's value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub time: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub probes: Option<u32>,
+}
+
+impl Keepalive {
+    fn from_proto(c: &Cluster) -> Option<Keepalive> {
+        let k = c.upstream_connection_options.as_ref()?.tcp_keepalive.as_ref()?;
+        let secs = |v: Option<&envoy_types::pb::google::protobuf::UInt32Value>| {
+            v.map(|v| Duration::from_secs(v.value.into())).filter(|d| !d.is_zero())
+        };
+        Some(Keepalive {
+            time: secs(k.keepalive_time.as_ref()),
+            interval: secs(k.keepalive_interval.as_ref()),
+            probes: k.keepalive_probes.as_ref().map(|v| v.value).filter(|v| *v > 0),
+        })
+    }
+
+    /// Turns keepalive on for `stream` with these settings (best effort: a
+    /// socket that refuses keeps the system's).
+    pub fn apply(&self, stream: &tokio::net::TcpStream) {
+        let mut k = socket2::TcpKeepalive::new();
+        if let Some(t) = self.time {
+            k = k.with_time(t);
+        }
+        if let Some(i) = self.interval {
+            k = k.with_interval(i);
+        }
+        if let Some(n) = self.probes {
+            k = k.with_retries(n);
+        }
+        if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&k) {
+            tracing::debug!(error = %e, "could not set TCP keepalive on an upstream connection");
+        }
     }
 }
 
@@ -103,9 +147,9 @@ fn protocol(c: &Cluster, opts: Option<&HttpProtocolOptions>) -> Protocol {
     }
 }
 
-fn conn_policy(opts: Option<&HttpProtocolOptions>) -> ConnPolicy {
+fn conn_policy(c: &Cluster, opts: Option<&HttpProtocolOptions>) -> ConnPolicy {
     let common = opts.and_then(|o| o.common_http_protocol_options.as_ref());
-    let mut p = ConnPolicy::default();
+    let mut p = ConnPolicy { keepalive: Keepalive::from_proto(c), ..ConnPolicy::default() };
     if let Some(c) = common {
         if let Some(d) = c.idle_timeout.as_ref().map(duration).filter(|d| !d.is_zero()) {
             p.idle_timeout = d;
@@ -213,7 +257,7 @@ impl ClusterSettings {
             service_namespace: names.get(service_namespace),
             protocol: protocol(c, opts.as_ref()),
             limits: Thresholds::from_proto(c).map(Box::new),
-            conn_policy: conn_policy(opts.as_ref()),
+            conn_policy: conn_policy(c, opts.as_ref()),
             connect_timeout: c.connect_timeout.as_ref().map_or(Duration::from_secs(10), duration),
             policy,
             dns,

@@ -46,6 +46,9 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
         };
         watch::report(cluster, ep.health.as_ref(), Observation::Status(200));
         let _ = up.set_nodelay(true);
+        if let Some(k) = &cluster.settings.conn_policy.keepalive {
+            k.apply(&up);
+        }
         let _guard = ep.start();
         let _tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
         splice(&ctx, &mut down, &mut up).await;

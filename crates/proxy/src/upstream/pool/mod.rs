@@ -33,7 +33,7 @@ use tokio::time::Instant;
 /// are plain). One type, so pooled connections of both kinds are one hyper
 /// connection type; the plain case costs a match per read or write.
 type UpstreamIo = tokio_util::either::Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
-use crate::config::cluster::ConnPolicy;
+use crate::config::cluster::{ConnPolicy, Keepalive};
 use crate::mtls::Slot;
 
 pub mod body;
@@ -228,11 +228,15 @@ impl PoolRegistry {
 async fn dial(
     addr: SocketAddr,
     timeout: Duration,
+    keepalive: Option<&Keepalive>,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<TokioIo<UpstreamIo>, UpstreamError> {
     let connect = async {
         let stream = TcpStream::connect(addr).await.map_err(|e| UpstreamError::Connect(addr, e))?;
         let _ = stream.set_nodelay(true);
+        if let Some(k) = keepalive {
+            k.apply(&stream);
+        }
         let Some(tls) = tls else { return Ok(UpstreamIo::Left(stream)) };
         // Mesh endpoints are dialled by address: the server's certificate
         // is checked against the mesh root, not a name (`mtls::MeshRoot`).
@@ -297,7 +301,7 @@ impl EndpointPool {
                 Some(c) => (c, true),
                 // Boxed: dialing and the handshake are the cold path, and their
                 // state would otherwise make every request's future larger.
-                None => (Box::pin(self.open_h1(connect_timeout)).await?, false),
+                None => (Box::pin(self.open_h1(connect_timeout, policy.keepalive.as_ref())).await?, false),
             };
             conn.served += 1;
             if req.headers().contains_key(http::header::UPGRADE) {
@@ -355,16 +359,20 @@ impl EndpointPool {
         Counted(Arc::downgrade(self))
     }
 
-    async fn open_h1(self: &Arc<Self>, connect_timeout: Duration) -> Result<H1Conn, UpstreamError> {
+    async fn open_h1(self: &Arc<Self>, timeout: Duration, ka: Option<&Keepalive>) -> Result<H1Conn, UpstreamError> {
         let addr = self.addr();
-        let io = dial(addr, connect_timeout, self.tls(|t| &t.client_h1)).await?;
+        let io = dial(addr, timeout, ka, self.tls(|t| &t.client_h1)).await?;
         let (sender, driver) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
         Ok(H1Conn { sender, driver: Some(Box::new(driver)), born: Instant::now(), served: 0, count: self.counted() })
     }
 
-    async fn open_h2(self: &Arc<Self>, connect_timeout: Duration) -> Result<http2::SendRequest<Body>, UpstreamError> {
+    async fn open_h2(
+        self: &Arc<Self>,
+        timeout: Duration,
+        ka: Option<&Keepalive>,
+    ) -> Result<http2::SendRequest<Body>, UpstreamError> {
         let addr = self.addr();
-        let io = dial(addr, connect_timeout, self.tls(|t| &t.client_h2)).await?;
+        let io = dial(addr, timeout, ka, self.tls(|t| &t.client_h2)).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
@@ -408,7 +416,7 @@ impl EndpointPool {
             };
             let (mut sender, reused) = match existing {
                 Some(s) => (s, true),
-                None => (Box::pin(self.open_h2(connect_timeout)).await?, false),
+                None => (Box::pin(self.open_h2(connect_timeout, policy.keepalive.as_ref())).await?, false),
             };
             if sender.ready().await.is_err() {
                 *self.h2.lock() = None;
