@@ -25,19 +25,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// An upstream connection's socket: plain TCP, or TLS to a mesh endpoint
 /// (`crate::mtls`), boxed (rustls' state is kilobytes, and most upstreams
 /// are plain). One type, so pooled connections of both kinds are one hyper
 /// connection type; the plain case costs a match per read or write.
-type UpstreamIo = tokio_util::either::Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 use crate::config::cluster::{ConnPolicy, Keepalive};
 use crate::mtls::Slot;
 
 pub mod body;
+mod dial;
 pub use body::{BoxError, RequestBody as Body};
+use dial::{UpstreamIo, dial};
 
 const MAX_IDLE: usize = 256;
 
@@ -222,32 +222,6 @@ impl PoolRegistry {
             }
         }
     }
-}
-
-/// Connects, over TLS with `tls`; the connect timeout covers the handshake.
-async fn dial(
-    addr: SocketAddr,
-    timeout: Duration,
-    keepalive: Option<&Keepalive>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<TokioIo<UpstreamIo>, UpstreamError> {
-    let connect = async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| UpstreamError::Connect(addr, e))?;
-        let _ = stream.set_nodelay(true);
-        if let Some(k) = keepalive {
-            k.apply(&stream);
-        }
-        let Some(tls) = tls else { return Ok(UpstreamIo::Left(stream)) };
-        // Mesh endpoints are dialled by address: the server's certificate
-        // is checked against the mesh root, not a name (`mtls::MeshRoot`).
-        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-        match tokio_rustls::TlsConnector::from(tls).connect(name, stream).await {
-            Ok(s) => Ok(UpstreamIo::Right(Box::new(s))),
-            Err(e) => Err(UpstreamError::Tls(addr, e)),
-        }
-    };
-    let io = tokio::time::timeout(timeout, connect).await.map_err(|_| UpstreamError::ConnectTimeout(addr))??;
-    Ok(TokioIo::new(io))
 }
 
 impl EndpointPool {

@@ -3,6 +3,7 @@
 use super::*;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Reads one request head (the tests' requests have no body).
 async fn read_head(s: &mut TcpStream) {
