@@ -213,7 +213,7 @@ fn indentation_hint(text: &str, line: usize, col: usize) -> Option<String> {
     None
 }
 
-fn diag_at(
+pub(crate) fn diag_at(
     file: &Arc<str>,
     node: &Node,
     path: &[Seg],

@@ -6,7 +6,7 @@
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::kinds::Role;
 use crate::resource::Spec;
-use crate::tree::{Node, Seg, Value, path_string};
+use crate::tree::{Node, Seg, Value};
 use crate::types::*;
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -59,16 +59,7 @@ fn secret(file: &Arc<str>, node: &Node) -> Read {
 }
 
 fn error(file: &Arc<str>, node: &Node, path: &[Seg], code: &'static str, msg: String, hint: &str) -> Box<Diagnostic> {
-    Box::new(Diagnostic {
-        severity: Severity::Error,
-        code,
-        file: file.clone(),
-        pos: node.pos_of(path),
-        resource: None,
-        path: path_string(path),
-        message: msg,
-        hint: Some(hint.to_owned()),
-    })
+    Box::new(crate::load::diag_at(file, node, path, Severity::Error, code, msg, Some(hint.to_owned())))
 }
 
 /// Deserializes the fields `T` has, ignoring the others; a type error names
