@@ -116,3 +116,15 @@ fn a_field_in_error_is_not_warned_again() {
     let at: Vec<&str> = diags.iter().filter(|d| d.path == "spec.servers[0].port.protocol").map(|d| d.code).collect();
     assert_eq!(at, [codes::INVALID_VALUE], "{diags:#?}");
 }
+
+/// A TCP server on a port an HTTP server also has gets no listener of its
+/// own (the port is served as HTTP), and validation says so.
+#[test]
+fn a_tcp_server_sharing_an_http_port_is_warned() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n    - port: {number: 80, name: http, protocol: HTTP}\n      hosts: [\"*\"]\n    - port: {number: 80, name: tcp, protocol: TCP}\n      hosts: [\"*\"]\n";
+    let diags = validate(&parse_str("gw.yaml", yaml).resources);
+    let hits: Vec<_> = diags.iter().filter(|d| d.code == codes::NOT_APPLIED).collect();
+    assert_eq!(hits.len(), 1, "{diags:#?}");
+    assert_eq!(hits[0].path, "spec.servers[1].port");
+    assert!(hits[0].message.contains("port 80 also has an HTTP server"), "{}", hits[0]);
+}

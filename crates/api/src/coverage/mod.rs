@@ -53,6 +53,11 @@ pub struct Field {
     pub support: Support,
 }
 
+/// A row of the table (`table.rs`, `table_sidecar.rs`).
+const fn row(kind: &'static str, path: &'static str, support: Support) -> Field {
+    Field { kind, path, support }
+}
+
 /// The kinds weft reads, whose every field the table covers.
 pub const KINDS: &[&str] = &[
     "Service",

@@ -2,12 +2,8 @@
 //! what is under it (not applied, bookkeeping); `**.x.y` names `x.y`
 //! wherever its struct appears. Tests named are under `crates/*/tests/`.
 
-use super::Field;
-use super::Support::{self, *};
-
-const fn row(kind: &'static str, path: &'static str, support: Support) -> Field {
-    Field { kind, path, support }
-}
+use super::Support::*;
+use super::{Field, row};
 
 const ROUTING: &str = "routing.rs::virtual_service_match_kinds_and_precedence";
 const BOOKINFO: &str = "up_examples.rs::bookinfo_canary_splits_90_10_and_header_pins_v2";

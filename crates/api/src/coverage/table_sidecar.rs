@@ -1,11 +1,7 @@
 //! The coverage table's rows for Istio's `Sidecar` (see `table.rs`).
 
-use super::Field;
-use super::Support::{self, *};
-
-const fn row(kind: &'static str, path: &'static str, support: Support) -> Field {
-    Field { kind, path, support }
-}
+use super::Support::*;
+use super::{Field, row};
 
 const SCOPE: &str = "sidecar_scope.rs::a_sidecar_resource_scopes_what_each_sidecar_reaches";
 const NO_INGRESS: &str = "inbound traffic goes to the workload's own port; ingress listeners are not configured";

@@ -51,6 +51,18 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                 None,
             ));
         }
+        if s.tcp() && g.servers.iter().any(|o| o.http() && o.port.number == s.port.number) {
+            out.push(r.diag(
+                Warning,
+                codes::NOT_APPLIED,
+                &format!("{base}.port"),
+                format!(
+                    "this {} server is not served: port {} also has an HTTP server, and a port takes one kind of listener (HTTP)",
+                    s.port.protocol, s.port.number
+                ),
+                Some("give the TCP or TLS server a port of its own".into()),
+            ));
+        }
         if s.port.number == 0 {
             out.push(r.diag(
                 Error,

@@ -145,7 +145,15 @@ pub(super) fn single_destination(rule: &HttpRoute) -> Option<&HttpRouteDestinati
     }
 }
 
-pub(super) fn action(index: &Index, ns: &str, rule: &HttpRoute, m: Option<&HttpMatchRequest>) -> route::Action {
+/// `request_port`: the port the request came to (the table's, plus a
+/// gateway's offset), for a redirect's `derivePort: FROM_REQUEST_PORT`.
+pub(super) fn action(
+    index: &Index,
+    ns: &str,
+    rule: &HttpRoute,
+    m: Option<&HttpMatchRequest>,
+    request_port: u16,
+) -> route::Action {
     if let Some(d) = &rule.direct_response {
         // `bytes` is base64 (validation refuses what does not decode).
         let body = d.body.as_ref().and_then(|b| match (&b.string, &b.bytes) {
@@ -174,7 +182,12 @@ pub(super) fn action(index: &Index, ns: &str, rule: &HttpRoute, m: Option<&HttpM
         let path = rd.uri.clone().map(PR::PathRedirect).or_else(|| rd.prefix_rewrite.clone().map(PR::PrefixRewrite));
         return route::Action::Redirect(RedirectAction {
             host_redirect: rd.authority.clone().unwrap_or_default(),
-            port_redirect: rd.port.map_or(0, u32::from),
+            // Istio's way: a table built per port knows the request's port.
+            port_redirect: match (rd.port, rd.derive_port.as_deref()) {
+                (Some(p), _) => p.into(),
+                (None, Some("FROM_REQUEST_PORT")) => request_port.into(),
+                (None, _) => 0,
+            },
             scheme_rewrite_specifier: rd.scheme.clone().map(S::SchemeRedirect),
             path_rewrite_specifier: path,
             response_code: code as i32,

@@ -47,21 +47,11 @@ fn rules_to_routes<'a>(
                 continue;
             }
             let name = rule.name.clone().unwrap_or_else(|| default_name.clone());
-            let mut action = action(index, namespace, rule, m);
-            // `derivePort: FROM_REQUEST_PORT`: the port the request came to,
-            // which a table built per port knows (Istio's way); a gateway's
-            // is its server port plus its offset.
-            if let route::Action::Redirect(rd) = &mut action
-                && rd.port_redirect == 0
-                && rule.redirect.as_ref().and_then(|r| r.derive_port.as_deref()) == Some("FROM_REQUEST_PORT")
-            {
-                let offset = if place.gateway.is_some() { place.node.port_offset } else { 0 };
-                rd.port_redirect = u32::from(place.port.saturating_add(offset));
-            }
+            let offset = if place.gateway.is_some() { place.node.port_offset } else { 0 };
             out.push(rt::Route {
                 name,
                 r#match: Some(route_match(m)),
-                action: Some(action),
+                action: Some(action(index, namespace, rule, m, place.port.saturating_add(offset))),
                 request_headers_to_add: add.clone(),
                 request_headers_to_remove: remove.clone(),
                 response_headers_to_add: radd.clone(),
