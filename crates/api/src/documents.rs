@@ -64,6 +64,7 @@ pub fn structs(kind: &str) -> Option<Structs> {
         "WorkloadEntry" => of::<Doc<WorkloadEntrySpec>>(),
         "Workload" => of::<Doc<WorkloadSpec>>(),
         "Sidecar" => of::<Doc<SidecarSpec>>(),
+        "AuthorizationPolicy" => of::<Doc<AuthorizationPolicySpec>>(),
         _ => return None,
     })
 }

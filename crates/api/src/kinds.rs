@@ -39,7 +39,7 @@ const EXTENSIONS: &[&str] = &["extensions.istio.io/v1alpha1"];
 const WEFT: &[&str] = &["weft.dev/v1alpha1"];
 
 const POLICY_HINT: &str = "weft's proxies speak mutual TLS in PERMISSIVE mode (plaintext is still accepted); \
-     STRICT, DISABLE and authorization policies are not applied yet (README, \"Mutual TLS\")";
+     STRICT and DISABLE, and request authentication (JWT), are not applied yet (README, \"Mutual TLS\")";
 
 const fn kind(name: &'static str, api_versions: &'static [&'static str], role: Role) -> Kind {
     Kind { name, api_versions, role }
@@ -91,7 +91,7 @@ pub const KINDS: &[Kind] = &[
         Role::NotApplied("weft's gateways route by Istio Gateway and VirtualService; write the Ingress rules as those"),
     ),
     kind("PeerAuthentication", SECURITY, Role::NotApplied(POLICY_HINT)),
-    kind("AuthorizationPolicy", SECURITY, Role::NotApplied(POLICY_HINT)),
+    kind("AuthorizationPolicy", SECURITY, Role::Read),
     kind("RequestAuthentication", SECURITY, Role::NotApplied(POLICY_HINT)),
     kind("Sidecar", NETWORKING, Role::Read),
     kind(

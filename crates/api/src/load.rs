@@ -323,6 +323,7 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             "WorkloadEntry" => spec_of(file, &node, warnings, Spec::WorkloadEntry)?,
             "Workload" => spec_of(file, &node, warnings, Spec::Workload)?,
             "Sidecar" => spec_of(file, &node, warnings, Spec::Sidecar)?,
+            "AuthorizationPolicy" => spec_of(file, &node, warnings, Spec::AuthorizationPolicy)?,
             _ => unreachable!("kinds are checked above"),
         })
     };

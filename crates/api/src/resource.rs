@@ -23,6 +23,7 @@ pub enum Spec {
     WorkloadEntry(WorkloadEntrySpec),
     Workload(WorkloadSpec),
     Sidecar(SidecarSpec),
+    AuthorizationPolicy(AuthorizationPolicySpec),
     /// A Kubernetes object that runs pods: its pods' labels, account, ports.
     Pods(PodsSpec),
     Secret(SecretSpec),
@@ -65,6 +66,7 @@ impl Spec {
             Spec::WorkloadEntry(_) => "WorkloadEntry",
             Spec::Workload(_) => "Workload",
             Spec::Sidecar(_) => "Sidecar",
+            Spec::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Spec::Pods(p) => p.kind,
             Spec::Secret(_) => "Secret",
             Spec::Inert(kind) => kind,

@@ -336,3 +336,57 @@ fn envoy_as_a_gateway_routes_tls_by_sni_and_tcp_by_port() {
         assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
     });
 }
+
+/// Envoy as `web`'s sidecar enforces the RBAC filters weft translates from
+/// AuthorizationPolicies, deciding each plaintext row of the authorization
+/// matrix as weft's sidecar does (tests/authz.rs; Envoy gets no mesh
+/// certificate from weft yet, so rows that need one are weft's alone).
+#[test]
+fn envoy_enforces_the_same_authorization_policies() {
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_app, app) = demo("web", "v1").await;
+        let inbound = free_port();
+        std::fs::write(dir.path().join("mesh.yaml"), authz::mesh(app, inbound)).unwrap();
+        let control = Control::start(dir.path()).await;
+        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let (admin, outbound) = (free_port(), free_port());
+        let node = format!(
+            r#"id: envoy-web~127.0.0.1
+  cluster: envoy-web
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: web, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: web}}}}"#
+        );
+        let envoy_dir = tempfile::tempdir().unwrap();
+        let boot = envoy_dir.path().join("envoy.yaml");
+        std::fs::write(&boot, bootstrap_for(&node, xds_port, admin)).unwrap();
+        let child = Command::new(&envoy)
+            .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        let _envoy = Proc(child);
+        let addr = format!("127.0.0.1:{inbound}");
+        let a = addr.clone();
+        eventually(30, "Envoy's inbound listener", || {
+            let a = a.clone();
+            async move { up_at(&a).await }
+        })
+        .await;
+        let mut failures = Vec::new();
+        let rows: Vec<_> = authz::matrix().into_iter().filter(|r| matches!(r.who, authz::Who::Plain)).collect();
+        assert!(rows.len() >= 8, "the matrix has plaintext rows");
+        for r in rows {
+            match tls::send(&addr, false, None, &r.call).await {
+                Ok((status, _)) if status == r.want => {}
+                got => failures.push(format!("{} {} {:?}: {got:?}, want {} ({})", r.call.method, r.call.path, r.call.headers, r.want, r.why)),
+            }
+        }
+        assert!(failures.is_empty(), "Envoy decided {} rows otherwise:\n{}", failures.len(), failures.join("\n"));
+        let (status, body) = tls::send(&addr, false, None, &tls::Call { path: "/secret", ..Default::default() }).await.unwrap();
+        assert_eq!((status, body.trim()), (403, "RBAC: access denied"), "weft's denial is Envoy's");
+        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-web~127.0.0.1").unwrap().clone();
+        assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
+    });
+}

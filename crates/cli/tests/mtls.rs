@@ -6,9 +6,7 @@
 
 mod common;
 use common::*;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use std::sync::Arc;
+use rustls::pki_types::CertificateDer;
 
 const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage";
 const DETAILS: &str = "spiffe://cluster.local/ns/default/sa/default";
@@ -115,77 +113,9 @@ fn assert_xfcc(v: &serde_json::Value, by: &str, uri: &str, what: &str) {
     assert!(hash.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())), "{what}: {v}");
 }
 
-/// GET / over TLS, trusting any server, with the certificate and key in
-/// `certs` (`weft cert`'s files) or none; the body, or why it failed.
+/// GET / over TLS with the certificate and key in `certs` (`weft cert`'s
+/// files) or none; the body, or why it failed.
 async fn tls_get(addr: &str, certs: Option<&std::path::Path>, headers: &[(&str, &str)]) -> Result<String, String> {
-    use rustls::pki_types::pem::PemObject;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
-    let cfg = match certs {
-        None => builder.with_no_client_auth(),
-        Some(dir) => {
-            let chain = CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap().map(Result::unwrap).collect();
-            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let ip = tcp.peer_addr().unwrap().ip();
-    let io = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::IpAddress(ip.into()), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let mut req = http::Request::get("/").header("host", "details");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(http_body_util::Empty::<bytes::Bytes>::new());
-    let resp = sender.send_request(req.unwrap()).await.map_err(|e| e.to_string())?;
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
-}
-
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    let call = tls::Call { host: "details", headers, ..Default::default() };
+    tls::send(addr, true, certs, &call).await.map(|(_, body)| body)
 }

@@ -36,7 +36,18 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .listeners
         .iter()
         .map(|l| match &l.kind {
-            ListenerKind::Http(h) => json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction)}}),
+            ListenerKind::Http(h) => {
+                let rules = |r: &crate::config::rbac::Rules| {
+                    let names: Vec<&str> = r.policies.iter().map(|p| &*p.name).collect();
+                    json!({"action": format!("{:?}", r.action), "policies": names})
+                };
+                let authz: Vec<_> = h
+                    .authz
+                    .iter()
+                    .map(|f| json!({"rules": f.rules.as_ref().map(rules), "shadowRules": f.shadow.as_ref().map(rules)}))
+                    .collect();
+                json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction), "authz": authz}})
+            }
             ListenerKind::Tcp(t) => {
                 let clusters: Vec<&str> = t.targets().flat_map(|t| t.names()).collect();
                 json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"clusters": clusters}})

@@ -27,6 +27,10 @@ pub struct ConnCtx {
 pub struct Peer {
     /// The namespace of its SPIFFE ID, if it has one.
     pub namespace: Option<Box<str>>,
+    /// Its SPIFFE ID (authorization policies' principals), if it has one.
+    pub identity: Option<Box<str>>,
+    /// The server name the client asked for (SNI), if any.
+    pub server_name: Option<Box<str>>,
 }
 
 impl ConnCtx {
@@ -39,8 +43,8 @@ impl ConnCtx {
         let claimed = claimed.and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
         match &self.mtls_peer {
             None => claimed.unwrap_or((UNKNOWN, UNKNOWN)),
-            Some(Peer { namespace: None }) => (UNKNOWN, UNKNOWN),
-            Some(Peer { namespace: Some(ns) }) => match claimed {
+            Some(Peer { namespace: None, .. }) => (UNKNOWN, UNKNOWN),
+            Some(Peer { namespace: Some(ns), .. }) => match claimed {
                 Some((workload, claimed_ns)) if claimed_ns == &**ns => (workload, ns),
                 _ => (UNKNOWN, ns),
             },

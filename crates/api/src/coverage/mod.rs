@@ -7,6 +7,7 @@
 
 mod render;
 mod table;
+mod table_authz;
 mod table_sidecar;
 
 use crate::diag::{Diagnostic, Severity, codes};
@@ -19,7 +20,7 @@ use std::sync::OnceLock;
 pub use render::markdown;
 /// Every row of the coverage table.
 pub fn fields() -> impl Iterator<Item = &'static Field> {
-    table::FIELDS.iter().chain(table_sidecar::SIDECAR)
+    table::FIELDS.iter().chain(table_sidecar::SIDECAR).chain(table_authz::AUTHZ)
 }
 
 /// What becomes of one field.
@@ -70,6 +71,7 @@ pub const KINDS: &[&str] = &[
     "WorkloadEntry",
     "Workload",
     "Sidecar",
+    "AuthorizationPolicy",
 ];
 
 /// The table's row for `path` of `kind`, or the row of the nearest field
@@ -133,7 +135,7 @@ pub fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
 }
 
 /// Istio's annotations weft applies; any other of Istio's is warned of.
-const ISTIO_ANNOTATIONS_APPLIED: &[&str] = &["networking.istio.io/exportTo"];
+const ISTIO_ANNOTATIONS_APPLIED: &[&str] = &["networking.istio.io/exportTo", crate::types::DRY_RUN_ANNOTATION];
 
 fn istio_annotation_not_applied(name: &str) -> bool {
     let domain = name.split_once('/').map_or("", |(d, _)| d);

@@ -2,6 +2,7 @@
 //! Defaults are upstream's; they are applied where the value is used, so an
 //! unset field stays distinguishable from an explicit one.
 
+pub mod authz;
 pub mod duration;
 pub mod gateway;
 pub mod k8s;
@@ -12,6 +13,7 @@ pub mod service_entry;
 pub mod sidecar;
 pub mod traffic_policy;
 
+pub use authz::*;
 pub use duration::Duration;
 pub use gateway::*;
 pub use k8s::*;

@@ -113,6 +113,7 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
             locality(r, "spec.locality", w.locality.as_deref(), out);
         }
         Spec::Sidecar(sc) => sidecar(r, sc, out),
+        Spec::AuthorizationPolicy(p) => super::authz::check(r, p, out),
         Spec::Endpoints(_) | Spec::EndpointSlice(_) | Spec::Pods(_) | Spec::Secret(_) | Spec::Inert(_) => {}
     }
 }

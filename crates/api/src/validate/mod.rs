@@ -1,6 +1,7 @@
 //! Checks beyond the schema: values within range, one-of fields, regexes
 //! that compile (`fields`), and references between resources (`refs`).
 
+mod authz;
 mod delegation;
 mod fields;
 mod gateway;
@@ -11,6 +12,8 @@ mod virtual_service;
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::resource::Resource;
 use std::collections::HashMap;
+
+pub use authz::NO_REQUEST_AUTH;
 
 /// Every problem in a loaded config, errors and warnings, in file order.
 pub fn validate(resources: &[Resource]) -> Vec<Diagnostic> {

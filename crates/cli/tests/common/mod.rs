@@ -3,7 +3,9 @@
 //! that nothing is left behind.
 #![allow(dead_code)]
 
+pub mod authz;
 pub mod l4;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

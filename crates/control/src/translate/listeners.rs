@@ -53,7 +53,16 @@ enum Facing {
     Edge,
 }
 
-fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, facing: Facing) -> Listener {
+/// An HTTP listener; `authz` are its RBAC filters (authorization policies),
+/// which judge a request before anything else does.
+fn http_listener(
+    name: &str,
+    addr: Address,
+    stat_prefix: &str,
+    route: &str,
+    facing: Facing,
+    authz: Vec<HttpFilter>,
+) -> Listener {
     use http_connection_manager::ForwardClientCertDetails as Xfcc;
     let (xfcc, remote) = match facing {
         Facing::App => (Xfcc::Sanitize, false),
@@ -70,24 +79,28 @@ fn http_listener(name: &str, addr: Address, stat_prefix: &str, route: &str, faci
             route_config_name: route.to_owned(),
         })),
         strip_port_mode: strip_port.then_some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
-        // Istio's order: CORS answers preflights before a fault applies.
-        http_filters: vec![
-            HttpFilter {
-                name: super::routes::cors::FILTER.into(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(super::routes::cors::filter_config())),
-                ..Default::default()
-            },
-            HttpFilter {
-                name: super::fault::FILTER.into(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(super::fault::filter_config())),
-                ..Default::default()
-            },
-            HttpFilter {
-                name: "envoy.filters.http.router".into(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
-                ..Default::default()
-            },
-        ],
+        // Istio's order: authorization first; CORS answers preflights
+        // before a fault applies.
+        http_filters: authz
+            .into_iter()
+            .chain([
+                HttpFilter {
+                    name: super::routes::cors::FILTER.into(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(super::routes::cors::filter_config())),
+                    ..Default::default()
+                },
+                HttpFilter {
+                    name: super::fault::FILTER.into(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(super::fault::filter_config())),
+                    ..Default::default()
+                },
+                HttpFilter {
+                    name: "envoy.filters.http.router".into(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+                    ..Default::default()
+                },
+            ])
+            .collect(),
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
             upgrade_type: "websocket".into(),
             ..Default::default()
@@ -166,13 +179,14 @@ pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, Vec<Chain>)> {
 /// The sidecar's listeners: HTTP outbound (all HTTP services by Host),
 /// inbound (to the local app), and one TCP listener per TCP service port on
 /// the proxy's listen IP (the first service to claim a port gets it).
-pub fn sidecar(node: &ProxyNode, tcp: &[(u16, Vec<Chain>)]) -> Vec<Listener> {
+pub fn sidecar(node: &ProxyNode, tcp: &[(u16, Vec<Chain>)], inbound_authz: Vec<HttpFilter>) -> Vec<Listener> {
     let mut out = vec![http_listener(
         "outbound",
         socket(&node.listen_ip, node.outbound_port),
         "outbound",
         "outbound",
         Facing::App,
+        Vec::new(),
     )];
     if node.app_port.is_some() {
         out.push(http_listener(
@@ -181,6 +195,7 @@ pub fn sidecar(node: &ProxyNode, tcp: &[(u16, Vec<Chain>)]) -> Vec<Listener> {
             "inbound",
             "inbound",
             Facing::Mesh,
+            inbound_authz,
         ));
     }
     for (port, chains) in tcp {
@@ -229,13 +244,16 @@ fn tls_inspector() -> ListenerFilter {
     }
 }
 
-/// A gateway's listeners, one per server port (plus its port offset).
-pub fn gateway(node: &ProxyNode, ports: &[u16]) -> Vec<Listener> {
+/// A gateway's listeners, one per server port (plus its port offset), each
+/// with its RBAC filters.
+pub fn gateway(node: &ProxyNode, ports: &[(u16, Vec<HttpFilter>)]) -> Vec<Listener> {
     ports
         .iter()
-        .map(|p| {
+        .map(|(p, authz)| {
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
-            http_listener(&format!("0.0.0.0_{p}"), addr, &format!("gateway_{p}"), &format!("http.{p}"), Facing::Edge)
+            let authz = authz.clone();
+            let (name, stats, route) = (format!("0.0.0.0_{p}"), format!("gateway_{p}"), format!("http.{p}"));
+            http_listener(&name, addr, &stats, &route, Facing::Edge, authz)
         })
         .collect()
 }

@@ -9,7 +9,8 @@
 //! pieces (ports, addresses) are built per proxy, and they are small.
 
 use super::node::{ProxyNode, Role};
-use super::{Snapshot, clusters, grpc, listeners, routes};
+use super::{Snapshot, authz, clusters, grpc, listeners, routes};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use parking_lot::Mutex;
@@ -54,9 +55,10 @@ struct Part {
     clusters: ResList,
     endpoints: ResList,
     tcp: Vec<(u16, Vec<routes::l4::Chain>)>,
-    gateway_ports: Vec<u16>,
     /// A gateway's TCP ports and each one's filter chains.
     gateway_tcp: Vec<(u16, Vec<routes::l4::Chain>)>,
+    /// RBAC filters (authorization policies) of an HTTP listener, by the port it serves.
+    authz: Vec<(u16, Vec<HttpFilter>)>,
 }
 
 /// Parts of the current snapshot version, by key. Each part is computed by
@@ -159,8 +161,20 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 ..Default::default()
             })
             .await;
+            let n = node.clone();
+            let app_port = node.app_port.unwrap_or(0);
+            let key = format!("authz|{}|{}|{app_port}|{}", node.namespace, labels.join(","), node.listen_ip);
+            let az = part(cache, snap, key, move |ix, _| Part {
+                authz: vec![(app_port, authz::filters(ix, &authz::Target { node: &n, port: app_port }))],
+                ..Default::default()
+            })
+            .await;
+            let inbound_authz = az.authz.first().map(|(_, f)| f.clone()).unwrap_or_default();
             let mut out = Encoded {
-                listeners: listeners::sidecar(node, &rt.tcp).into_iter().map(|l| encode(l.name.clone(), l)).collect(),
+                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz)
+                    .into_iter()
+                    .map(|l| encode(l.name.clone(), l))
+                    .collect(),
                 routes: rt.routes.clone(),
                 clusters: cl.clusters.clone(),
                 endpoints: cl.endpoints.clone(),
@@ -171,8 +185,8 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
         }
         Role::Gateway => {
             let n = node.clone();
-            let key =
-                format!("gateway|{}|{}|{}", node.namespace, labels.join(","), node.locality.as_deref().unwrap_or(""));
+            let locality = node.locality.as_deref().unwrap_or("");
+            let key = format!("gateway|{}|{}|{locality}|{}", node.namespace, labels.join(","), node.listen_ip);
             let g = part(cache, snap, key, move |ix, snap| {
                 let (ports, tcp_ports) = listeners::gateway_ports(ix, &n);
                 let rs: Vec<_> = ports.iter().map(|p| routes::gateway(ix, &n, *p)).collect();
@@ -182,10 +196,12 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 referenced.extend(gateway_tcp.iter().flat_map(|(_, cs)| cs.iter()).flat_map(|c| c.cluster_names()));
                 let (clusters, endpoints) = clusters_part(ix, snap, &n, Some(&referenced));
                 let routes = rs.into_iter().map(|r| encode(r.name.clone(), r)).collect();
-                Part { routes, clusters, endpoints, gateway_ports: ports, gateway_tcp, ..Default::default() }
+                let authz =
+                    ports.iter().map(|p| (*p, authz::filters(ix, &authz::Target { node: &n, port: *p }))).collect();
+                Part { routes, clusters, endpoints, gateway_tcp, authz, ..Default::default() }
             })
             .await;
-            let listeners = listeners::gateway(node, &g.gateway_ports).into_iter();
+            let listeners = listeners::gateway(node, &g.authz).into_iter();
             Encoded {
                 listeners: listeners
                     .chain(listeners::gateway_tcp(node, &g.gateway_tcp))

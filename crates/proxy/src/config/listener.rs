@@ -40,6 +40,8 @@ pub struct HttpListener {
     /// scheme set in `x-forwarded-proto` (Envoy's `use_remote_address`:
     /// the edge, where the client is not trusted to say either).
     pub remote_address: bool,
+    /// RBAC filters in chain order (authorization policies); most have none.
+    pub authz: Box<[super::rbac::Filter]>,
 }
 
 /// Envoy's `forward_client_cert_details`: what a listener does with the
@@ -135,6 +137,24 @@ fn tcp_routes(l: &Listener, clusters: &ClusterIndex) -> Result<TcpRoutes, Compil
     Ok(routes)
 }
 
+/// The connection manager's RBAC filters, compiled, in their order.
+fn rbac_filters(hcm: &HttpConnectionManager) -> Result<Box<[super::rbac::Filter]>, CompileError> {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+    let mut out = Vec::new();
+    for f in &hcm.http_filters {
+        let Some(ConfigType::TypedConfig(any)) = &f.config_type else { continue };
+        if any.type_url.ends_with("envoy.extensions.filters.http.rbac.v3.RBAC") {
+            let rbac = envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac::decode(any.value.as_slice())
+                .map_err(|e| CompileError::new(format!("filter {}: {e}", f.name)))?;
+            out.push(
+                super::rbac::Filter::compile(&rbac)
+                    .map_err(|e| CompileError::new(format!("filter {}: {e}", f.name)))?,
+            );
+        }
+    }
+    Ok(out.into())
+}
+
 impl ListenerCfg {
     /// Compiles a listener; an RDS table is taken from `routes` (None until
     /// it arrives), an inline one compiled against `clusters`.
@@ -152,6 +172,7 @@ impl ListenerCfg {
         };
         let kind = if any.type_url.ends_with("HttpConnectionManager") {
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(|e| err(&e))?;
+            let authz = rbac_filters(&hcm).map_err(|e| err(&e))?;
             let (route_name, table) = match hcm.route_specifier {
                 Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
                     let t = routes.get(rds.route_config_name.as_str()).cloned();
@@ -184,6 +205,7 @@ impl ListenerCfg {
                 client_cert: ClientCert::from_proto(hcm.forward_client_cert_details),
                 client_cert_uri: current.uri,
                 remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
+                authz,
             }))
         } else if any.type_url.ends_with("TcpProxy") {
             ListenerKind::Tcp(tcp_routes(l, clusters).map_err(|e| err(&e))?)

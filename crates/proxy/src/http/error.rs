@@ -48,6 +48,9 @@ pub enum ErrorKind {
     Timeout,
     /// The client's request body could not be read (400, DC).
     DownstreamBody,
+    /// An authorization policy denied the request (403, no flag, as
+    /// Envoy's RBAC filter).
+    Denied,
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +87,7 @@ impl ProxyError {
         match self.kind {
             DownstreamBody => Origin::Downstream,
             ConnectFailure | UpstreamReset | NotSent | PerTryTimeout | Timeout => Origin::Upstream,
-            NoRoute | NoCluster | NoHealthyUpstream | Overflow => Origin::Local,
+            NoRoute | NoCluster | NoHealthyUpstream | Overflow | Denied => Origin::Local,
         }
     }
 
@@ -92,6 +95,7 @@ impl ProxyError {
         use ErrorKind::*;
         match self.kind {
             NoRoute => 404,
+            Denied => 403,
             DownstreamBody => 400,
             PerTryTimeout | Timeout => 504,
             NoCluster | NoHealthyUpstream | Overflow | ConnectFailure | UpstreamReset | NotSent => 503,
@@ -110,6 +114,7 @@ impl ProxyError {
             UpstreamReset | NotSent => Flags::RESET,
             PerTryTimeout | Timeout => Flags::TIMEOUT,
             DownstreamBody => Flags::DOWNSTREAM_TERMINATION,
+            Denied => Flags::NONE,
         }
     }
 
@@ -215,7 +220,7 @@ mod tests {
     use super::*;
     use ErrorKind::*;
 
-    const ALL: [ErrorKind; 10] = [
+    const ALL: [ErrorKind; 11] = [
         NoRoute,
         NoCluster,
         NoHealthyUpstream,
@@ -226,6 +231,7 @@ mod tests {
         PerTryTimeout,
         Timeout,
         DownstreamBody,
+        Denied,
     ];
 
     #[test]
@@ -241,6 +247,7 @@ mod tests {
             (PerTryTimeout, 504, "UT", Origin::Upstream),
             (Timeout, 504, "UT", Origin::Upstream),
             (DownstreamBody, 400, "DC", Origin::Downstream),
+            (Denied, 403, "-", Origin::Local),
         ];
         assert_eq!(expect.len(), ALL.len());
         for (kind, status, flag, origin) in expect {
@@ -291,6 +298,8 @@ mod tests {
         assert_eq!(r.headers()["grpc-message"], "no healthy upstream for reviews: 100%25 down");
         let r = ProxyError::new(NoRoute, "no route").response(true);
         assert_eq!(r.headers()["grpc-status"], "12", "404 is UNIMPLEMENTED");
+        let r = ProxyError::new(Denied, "RBAC: access denied").response(true);
+        assert_eq!(r.headers()["grpc-status"], "7", "403 is PERMISSION_DENIED");
         let r = e.response(false);
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["content-type"], "text/plain");

@@ -8,8 +8,9 @@ use super::flags::Flags;
 use super::headers::client_headers;
 use super::outcome::{Dest, Outcome, UNKNOWN};
 use super::respond;
-use super::{cors, fault, forward};
+use super::{authz, cors, fault, forward};
 use crate::config::listener::{Direction, HttpListener, ListenerKind};
+use crate::config::matcher::strip_port;
 use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::conn::ConnCtx;
 use crate::telemetry::{Labels, Record};
@@ -19,13 +20,6 @@ use std::sync::Arc;
 
 fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) { s.to_ascii_lowercase().into() } else { s.into() }
-}
-
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
-        _ => host,
-    }
 }
 
 /// Counts a request in flight (the drain on shutdown waits for zero).
@@ -77,6 +71,13 @@ pub fn handle(
         // layer keeps 264 bytes for the request after moving it on (an
         // upvar's room is never reused), and the future is moved per request.
         let outcome = 'routed: {
+            if !hl.authz.is_empty()
+                && let Some(l) = listener
+                && let Err(e) = authz::check(&ctx, l, hl, &req)
+            {
+                let (response, flags) = (e.response(is_grpc(req.headers())), e.flags());
+                break 'routed Outcome { response, flags, dest: Dest::unknown(), request_bytes: 0 };
+            }
             let (route, f, cors_origin) = match resolve(hl, &req) {
                 Ok(forward) => forward,
                 Err(answered) => break 'routed answered,

@@ -1,9 +1,11 @@
-//! The HTTP request path: `handle` finds the route and answers, redirects
-//! answers CORS preflights, or injects a fault; `forward` sends to a cluster (retrying by
+//! The HTTP request path: `handle` has `authz` judge the request, then
+//! finds the route and answers, redirects, answers CORS preflights, or
+//! injects a fault; `forward` sends to a cluster (retrying by
 //! `retry`, copying to mirrors by `mirror`, switching protocols by
 //! `upgrade`); every request ends in an `Outcome` for telemetry.
 
 mod attempt;
+mod authz;
 pub mod body;
 mod cors;
 pub mod error;

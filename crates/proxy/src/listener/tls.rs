@@ -46,6 +46,7 @@ pub async fn handshake(
     let identity = cert.and_then(crate::mtls::peer_identity);
     let namespace = identity.as_deref().and_then(crate::mtls::spiffe_namespace).map(Box::from);
     let client_cert = cert.and_then(|c| client_cert_header(ctx, &tls.identity, c, identity.as_deref()));
+    let server_name = conn.server_name().map(Box::from);
     ctx.state.metrics.mtls_connections.inc();
     let ctx = Arc::new(ConnCtx {
         state: ctx.state.clone(),
@@ -53,7 +54,7 @@ pub async fn handshake(
         peer: ctx.peer,
         activity: Default::default(),
         client_cert,
-        mtls_peer: Some(Peer { namespace }),
+        mtls_peer: Some(Peer { namespace, identity: identity.map(Box::from), server_name }),
     });
     Some((stream, ctx, h2))
 }

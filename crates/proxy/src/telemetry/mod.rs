@@ -53,6 +53,15 @@ pub struct RequestLabels {
     pub connection_security_policy: &'static str,
 }
 
+/// An authorization decision, by the policy that made it (`""` when none
+/// matched: an ALLOW filter's default deny, say).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthzLabels {
+    /// `allowed`, `denied`, `logged`, `shadow_allowed` or `shadow_denied`.
+    pub decision: &'static str,
+    pub policy: Arc<str>,
+}
+
 /// A request's labels, borrowed. Hashes as `RequestLabels` does: the same
 /// fields in the same order, and a `&str` hashes as an `Arc<str>`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq)]
@@ -183,6 +192,7 @@ pub struct Metrics {
     /// Inbound connections served over mutual TLS, and inbound TLS handshakes that failed.
     pub mtls_connections: Counter,
     pub tls_handshake_failures: Counter,
+    pub authz: Family<AuthzLabels, Counter>,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     /// Requests recorded in the catch-all series because the cap was reached.
@@ -291,6 +301,12 @@ impl Metrics {
             "Inbound TLS handshakes refused, failed or timed out (a client without a mesh certificate; a handshake where this proxy has no certificate)",
             tls_handshake_failures.clone(),
         );
+        let authz = Family::<AuthzLabels, Counter>::default();
+        registry.register(
+            "weft_authz_decisions",
+            "Requests decided by authorization policies (allowed, denied, logged by AUDIT, and dry runs' shadow_allowed and shadow_denied), by the policy that decided",
+            authz.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -306,6 +322,7 @@ impl Metrics {
             cert_renewals,
             mtls_connections,
             tls_handshake_failures,
+            authz,
             workload: node.workload.as_str().into(),
             namespace: node.namespace.as_str().into(),
             series_overflow,

@@ -2,14 +2,9 @@
 //! parent module: once per config version, never per request.
 
 use super::*;
+use crate::config::matcher::full_regex;
 use crate::config::wire::{Wire, undecodable};
 use crate::names::Interner;
-
-/// Envoy's regexes must match the whole value.
-pub(super) fn full_regex(re: &str, ignore_case: bool) -> Result<Regex, CompileError> {
-    let flags = if ignore_case { "(?i)" } else { "" };
-    Regex::new(&format!("{flags}^(?:{re})$")).map_err(|e| CompileError::new(format!("bad regex {re:?}: {e}")))
-}
 
 fn header_value(name: &str, v: &str) -> Result<(HeaderName, HeaderValue), CompileError> {
     let n =
@@ -53,27 +48,7 @@ pub(super) fn compile_route(
     };
     let mut headers = Vec::new();
     for h in &m.headers {
-        use rt::header_matcher::HeaderMatchSpecifier as H;
-        let name = match h.name.as_str() {
-            ":method" => HeaderOrPseudo::Method,
-            ":authority" | "host" => HeaderOrPseudo::Authority,
-            ":scheme" => HeaderOrPseudo::Scheme,
-            ":path" => HeaderOrPseudo::Path,
-            n => HeaderOrPseudo::Header(
-                HeaderName::from_bytes(n.as_bytes())
-                    .map_err(|_| CompileError::new(format!("bad header name {n:?}")))?,
-            ),
-        };
-        let matcher = match &h.header_match_specifier {
-            Some(H::StringMatch(sm)) => Some(StrMatch::compile(sm)?),
-            Some(H::PresentMatch(true)) | None => None,
-            #[allow(deprecated)]
-            Some(H::ExactMatch(s)) => Some((StrMatch::Exact(s.clone()), false)),
-            #[allow(deprecated)]
-            Some(H::PrefixMatch(s)) => Some((StrMatch::Prefix(s.clone()), false)),
-            _ => return Err(CompileError::new(format!("route {:?}: unsupported header match on {}", r.name, h.name))),
-        };
-        headers.push(HeaderMatch { name, matcher, invert: h.invert_match });
+        headers.push(HeaderMatch::compile(h).map_err(|e| CompileError::new(format!("route {:?}: {e}", r.name)))?);
     }
     let mut query = Vec::new();
     for q in &m.query_parameters {
@@ -318,21 +293,5 @@ impl RouteTable {
         }
         t.domains.finish();
         Ok(t)
-    }
-}
-
-impl StrMatch {
-    pub(super) fn compile(m: &StringMatcher) -> Result<(Self, bool), CompileError> {
-        let ic = m.ignore_case;
-        let low = |s: &String| if ic { s.to_ascii_lowercase() } else { s.clone() };
-        let sm = match &m.match_pattern {
-            Some(MatchPattern::Exact(s)) => StrMatch::Exact(low(s)),
-            Some(MatchPattern::Prefix(s)) => StrMatch::Prefix(low(s)),
-            Some(MatchPattern::Suffix(s)) => StrMatch::Suffix(low(s)),
-            Some(MatchPattern::Contains(s)) => StrMatch::Contains(low(s)),
-            Some(MatchPattern::SafeRegex(r)) => StrMatch::Regex(full_regex(&r.regex, ic)?),
-            _ => return Err(CompileError::new("unsupported string matcher")),
-        };
-        Ok((sm, ic))
     }
 }

@@ -2,7 +2,8 @@
 //! which origins may call, and the headers the answers carry. Values are
 //! made header values here, once, so a request only compares and copies.
 
-use super::{CompileError, StrMatch};
+use super::CompileError;
+use crate::config::matcher::StrMatch;
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
 use http::HeaderValue;

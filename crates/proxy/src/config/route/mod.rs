@@ -7,12 +7,13 @@ pub mod cors;
 mod domains;
 pub mod fault;
 
+pub use super::matcher::RequestView;
+use super::matcher::{HeaderMatch, StrMatch};
 use super::{ClusterId, ClusterIndex, CompileError};
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::envoy::config::route::v3 as rt;
-use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue};
 use regex::Regex;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,31 +59,6 @@ enum PathMatch {
     Exact(String),
     Regex(Regex),
     SeparatedPrefix(String),
-}
-
-#[derive(Debug, Clone)]
-pub enum StrMatch {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Contains(String),
-    Regex(Regex),
-}
-
-#[derive(Debug, Clone)]
-struct HeaderMatch {
-    name: HeaderOrPseudo,
-    matcher: Option<(StrMatch, bool)>,
-    invert: bool,
-}
-
-#[derive(Debug, Clone)]
-enum HeaderOrPseudo {
-    Method,
-    Authority,
-    Scheme,
-    Path,
-    Header(HeaderName),
 }
 
 #[derive(Debug, Clone)]
@@ -335,35 +311,6 @@ pub struct Redirect {
     pub code: u16,
 }
 
-/// What a request looks like to the matcher; built once per request.
-pub struct RequestView<'a> {
-    pub method: &'a Method,
-    pub authority: &'a str,
-    pub scheme: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub headers: &'a http::HeaderMap,
-}
-
-impl StrMatch {
-    pub fn matches(&self, v: &str, ignore_case: bool) -> bool {
-        let owned;
-        let v = if ignore_case && !matches!(self, StrMatch::Regex(_)) {
-            owned = v.to_ascii_lowercase();
-            owned.as_str()
-        } else {
-            v
-        };
-        match self {
-            StrMatch::Exact(s) => v == s,
-            StrMatch::Prefix(s) => v.starts_with(s.as_str()),
-            StrMatch::Suffix(s) => v.ends_with(s.as_str()),
-            StrMatch::Contains(s) => v.contains(s.as_str()),
-            StrMatch::Regex(r) => r.is_match(v),
-        }
-    }
-}
-
 impl RouteTable {
     /// The virtual host for `authority` (lowercase expected).
     pub fn host(&self, authority: &str) -> Option<&VirtualHost> {
@@ -445,22 +392,8 @@ impl Route {
             return false;
         }
         let Some(c) = &self.conditions else { return true };
-        for h in &c.headers {
-            let value: Option<&str> = match &h.name {
-                HeaderOrPseudo::Method => Some(req.method.as_str()),
-                HeaderOrPseudo::Authority => Some(req.authority),
-                HeaderOrPseudo::Scheme => Some(req.scheme),
-                HeaderOrPseudo::Path => Some(req.path),
-                HeaderOrPseudo::Header(n) => req.headers.get(n).and_then(|v| v.to_str().ok()),
-            };
-            let hit = match (&h.matcher, value) {
-                (_, None) => false,
-                (None, Some(_)) => true,
-                (Some((m, ic)), Some(v)) => m.matches(v, *ic),
-            };
-            if hit == h.invert {
-                return false;
-            }
+        if !c.headers.iter().all(|h| h.matches(req)) {
+            return false;
         }
         c.query.iter().all(|q| match (query_param(req.query, &q.name), &q.matcher) {
             (None, _) => false,

@@ -1,0 +1,50 @@
+//! The coverage table's rows for Istio's `AuthorizationPolicy` (see `table.rs`).
+
+use super::Support::*;
+use super::{Field, row};
+use crate::validate::NO_REQUEST_AUTH;
+
+const MATRIX: &str = "authz.rs::policies_decide_by_identity_request_and_conditions";
+const NO_CUSTOM: &str =
+    "CUSTOM asks an external authorizer (ext_authz), which weft's proxies do not run: the policy is not applied";
+const NO_TARGET_REFS: &str = "policies attach to workloads by `selector`, or to a whole namespace without one: \
+     a policy with only target references applies to no workload";
+
+pub static AUTHZ: &[Field] = &[
+    row("AuthorizationPolicy", "spec", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.selector", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.selector.matchLabels", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.targetRef", NotApplied(NO_TARGET_REFS)),
+    row("AuthorizationPolicy", "spec.targetRefs", NotApplied(NO_TARGET_REFS)),
+    row("AuthorizationPolicy", "spec.action", Values(&["ALLOW", "DENY", "AUDIT"], NO_CUSTOM)),
+    row("AuthorizationPolicy", "spec.provider", NotApplied(NO_CUSTOM)),
+    row("AuthorizationPolicy", "spec.rules", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.principals", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.notPrincipals", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.requestPrincipals", Partial(MATRIX, NO_REQUEST_AUTH)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.notRequestPrincipals", Partial(MATRIX, NO_REQUEST_AUTH)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.namespaces", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.notNamespaces", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.serviceAccounts", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.notServiceAccounts", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.ipBlocks", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.notIpBlocks", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.remoteIpBlocks", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.notRemoteIpBlocks", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.hosts", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.notHosts", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.ports", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.notPorts", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.methods", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.notMethods", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.paths", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].to[].operation.notPaths", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].when", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].when[].key", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].when[].values", Applied(MATRIX)),
+    row("AuthorizationPolicy", "spec.rules[].when[].notValues", Applied(MATRIX)),
+];

@@ -1,0 +1,302 @@
+//! Envoy's RBAC HTTP filter (`envoy.filters.http.rbac`), compiled: the
+//! policies Istio's AuthorizationPolicies become, evaluated per request in
+//! the filters' order (`http::authz`).
+
+use super::CompileError;
+use super::matcher::{HeaderMatch, RequestView, StrMatch};
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
+use envoy_types::pb::envoy::config::rbac::v3::{Permission, Policy, Principal, Rbac, permission, principal, rbac};
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
+use envoy_types::pb::envoy::r#type::matcher::v3::{PathMatcher, path_matcher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The filter's name in an HTTP connection manager's chain.
+pub const FILTER: &str = "envoy.filters.http.rbac";
+
+/// What a filter does when one of its policies matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Allows only requests some policy matches.
+    Allow,
+    /// Denies requests some policy matches.
+    Deny,
+    /// Allows every request; a match is logged and counted (Istio's AUDIT).
+    Log,
+}
+
+/// One RBAC filter: enforced rules, and shadow rules (Istio's dry run)
+/// whose decision is only counted.
+#[derive(Debug)]
+pub struct Filter {
+    pub rules: Option<Rules>,
+    pub shadow: Option<Rules>,
+}
+
+#[derive(Debug)]
+pub struct Rules {
+    pub action: Action,
+    /// In name order, as Envoy evaluates them.
+    pub policies: Vec<NamedPolicy>,
+}
+
+#[derive(Debug)]
+pub struct NamedPolicy {
+    pub name: Arc<str>,
+    /// Matches when any permission and any principal match.
+    permissions: Vec<Perm>,
+    principals: Vec<Princ>,
+}
+
+#[derive(Debug)]
+enum Perm {
+    Any,
+    And(Vec<Perm>),
+    Or(Vec<Perm>),
+    Not(Box<Perm>),
+    Header(HeaderMatch),
+    Path(StrMatch, bool),
+    DestinationPort(u32),
+    DestinationPorts(i32, i32),
+    DestinationIp(Cidr),
+    ServerName(StrMatch, bool),
+    /// What weft's proxy has no data for (dynamic metadata: no filter sets
+    /// any): never matches, as in Envoy without the filter that would.
+    Never,
+}
+
+#[derive(Debug)]
+enum Princ {
+    Any,
+    And(Vec<Princ>),
+    Or(Vec<Princ>),
+    Not(Box<Princ>),
+    /// The verified peer certificate's URI SAN (or, with no matcher, any
+    /// authenticated peer).
+    Authenticated(Option<(StrMatch, bool)>),
+    DirectRemoteIp(Cidr),
+    RemoteIp(Cidr),
+    Header(HeaderMatch),
+    Path(StrMatch, bool),
+    Never,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cidr {
+    addr: IpAddr,
+    len: u32,
+}
+
+impl Cidr {
+    fn compile(c: &CidrRange) -> Result<Self, CompileError> {
+        let addr: IpAddr = c
+            .address_prefix
+            .parse()
+            .map_err(|_| CompileError::new(format!("bad CIDR address {:?}", c.address_prefix)))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = c.prefix_len.map_or(max, |l| l.value);
+        if len > max {
+            return Err(CompileError::new(format!("CIDR prefix length {len} is over {max}")));
+        }
+        Ok(Cidr { addr, len })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX.checked_shl(32 - self.len).unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX.checked_shl(128 - self.len).unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What a request offers the policies: itself, and its connection.
+pub struct Subject<'a> {
+    pub request: &'a RequestView<'a>,
+    /// The connection's peer, and the client as `x-forwarded-for` names it.
+    pub direct_ip: IpAddr,
+    pub remote_ip: IpAddr,
+    /// The verified peer certificate's SPIFFE ID (mutual TLS only).
+    pub principal: Option<&'a str>,
+    pub server_name: Option<&'a str>,
+    /// The listener's address: the destination as this proxy knows it.
+    pub local: std::net::SocketAddr,
+}
+
+impl Filter {
+    pub fn compile(f: &RbacFilter) -> Result<Self, CompileError> {
+        if f.matcher.is_some() || f.shadow_matcher.is_some() {
+            return Err(CompileError::new("RBAC `matcher` trees are not supported; use `rules`"));
+        }
+        Ok(Filter {
+            rules: f.rules.as_ref().map(Rules::compile).transpose()?,
+            shadow: f.shadow_rules.as_ref().map(Rules::compile).transpose()?,
+        })
+    }
+}
+
+impl Rules {
+    fn compile(r: &Rbac) -> Result<Self, CompileError> {
+        let action = match rbac::Action::try_from(r.action) {
+            Ok(rbac::Action::Allow) => Action::Allow,
+            Ok(rbac::Action::Deny) => Action::Deny,
+            Ok(rbac::Action::Log) => Action::Log,
+            Err(_) => return Err(CompileError::new(format!("unknown RBAC action {}", r.action))),
+        };
+        let mut policies =
+            r.policies.iter().map(|(name, p)| NamedPolicy::compile(name, p)).collect::<Result<Vec<_>, _>>()?;
+        policies.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Rules { action, policies })
+    }
+
+    /// The first policy (in name order) that matches `s`.
+    pub fn matched(&self, s: &Subject) -> Option<&Arc<str>> {
+        self.policies.iter().find(|p| p.matches(s)).map(|p| &p.name)
+    }
+}
+
+impl NamedPolicy {
+    fn compile(name: &str, p: &Policy) -> Result<Self, CompileError> {
+        let err = |e: CompileError| CompileError::new(format!("RBAC policy {name:?}: {e}"));
+        if p.condition.is_some() || p.checked_condition.is_some() {
+            return Err(err(CompileError::new("CEL conditions are not supported")));
+        }
+        Ok(NamedPolicy {
+            name: name.into(),
+            permissions: p.permissions.iter().map(Perm::compile).collect::<Result<_, _>>().map_err(err)?,
+            principals: p.principals.iter().map(Princ::compile).collect::<Result<_, _>>().map_err(err)?,
+        })
+    }
+
+    fn matches(&self, s: &Subject) -> bool {
+        self.permissions.iter().any(|p| p.matches(s)) && self.principals.iter().any(|p| p.matches(s))
+    }
+}
+
+fn path(m: &PathMatcher) -> Result<(StrMatch, bool), CompileError> {
+    match &m.rule {
+        Some(path_matcher::Rule::Path(sm)) => StrMatch::compile(sm),
+        None => Err(CompileError::new("a path matcher needs `path`")),
+    }
+}
+
+impl Perm {
+    fn compile(p: &Permission) -> Result<Self, CompileError> {
+        use permission::Rule as R;
+        let all = |s: &permission::Set| s.rules.iter().map(Perm::compile).collect::<Result<Vec<_>, _>>();
+        Ok(match &p.rule {
+            Some(R::Any(true)) => Perm::Any,
+            Some(R::AndRules(s)) => Perm::And(all(s)?),
+            Some(R::OrRules(s)) => Perm::Or(all(s)?),
+            Some(R::NotRule(p)) => Perm::Not(Box::new(Perm::compile(p)?)),
+            Some(R::Header(h)) => Perm::Header(HeaderMatch::compile(h)?),
+            Some(R::UrlPath(m)) => {
+                let (m, ic) = path(m)?;
+                Perm::Path(m, ic)
+            }
+            Some(R::DestinationPort(p)) => Perm::DestinationPort(*p),
+            Some(R::DestinationPortRange(r)) => Perm::DestinationPorts(r.start, r.end),
+            Some(R::DestinationIp(c)) => Perm::DestinationIp(Cidr::compile(c)?),
+            Some(R::RequestedServerName(sm)) => {
+                let (m, ic) = StrMatch::compile(sm)?;
+                Perm::ServerName(m, ic)
+            }
+            Some(R::SourcedMetadata(_)) => Perm::Never,
+            #[allow(deprecated)]
+            Some(R::Metadata(_)) => Perm::Never,
+            Some(R::Any(false)) | None => return Err(CompileError::new("a permission needs a rule")),
+            Some(other) => return Err(CompileError::new(format!("unsupported RBAC permission {other:?}"))),
+        })
+    }
+
+    fn matches(&self, s: &Subject) -> bool {
+        match self {
+            Perm::Any => true,
+            Perm::And(v) => v.iter().all(|p| p.matches(s)),
+            Perm::Or(v) => v.iter().any(|p| p.matches(s)),
+            Perm::Not(p) => !p.matches(s),
+            Perm::Header(h) => h.matches(s.request),
+            Perm::Path(m, ic) => m.matches(s.request.path, *ic),
+            Perm::DestinationPort(p) => u32::from(s.local.port()) == *p,
+            Perm::DestinationPorts(a, b) => (*a..*b).contains(&i32::from(s.local.port())),
+            Perm::DestinationIp(c) => c.contains(s.local.ip()),
+            Perm::ServerName(m, ic) => s.server_name.is_some_and(|n| m.matches(n, *ic)),
+            Perm::Never => false,
+        }
+    }
+}
+
+impl Princ {
+    fn compile(p: &Principal) -> Result<Self, CompileError> {
+        use principal::Identifier as I;
+        let all = |s: &principal::Set| s.ids.iter().map(Princ::compile).collect::<Result<Vec<_>, _>>();
+        Ok(match &p.identifier {
+            Some(I::Any(true)) => Princ::Any,
+            Some(I::AndIds(s)) => Princ::And(all(s)?),
+            Some(I::OrIds(s)) => Princ::Or(all(s)?),
+            Some(I::NotId(p)) => Princ::Not(Box::new(Princ::compile(p)?)),
+            Some(I::Authenticated(a)) => {
+                Princ::Authenticated(a.principal_name.as_ref().map(StrMatch::compile).transpose()?)
+            }
+            Some(I::DirectRemoteIp(c)) => Princ::DirectRemoteIp(Cidr::compile(c)?),
+            #[allow(deprecated)]
+            Some(I::SourceIp(c)) => Princ::DirectRemoteIp(Cidr::compile(c)?),
+            Some(I::RemoteIp(c)) => Princ::RemoteIp(Cidr::compile(c)?),
+            Some(I::Header(h)) => Princ::Header(HeaderMatch::compile(h)?),
+            Some(I::UrlPath(m)) => {
+                let (m, ic) = path(m)?;
+                Princ::Path(m, ic)
+            }
+            Some(I::SourcedMetadata(_)) => Princ::Never,
+            #[allow(deprecated)]
+            Some(I::Metadata(_)) => Princ::Never,
+            Some(I::Any(false)) | None => return Err(CompileError::new("a principal needs an identifier")),
+            Some(other) => return Err(CompileError::new(format!("unsupported RBAC principal {other:?}"))),
+        })
+    }
+
+    fn matches(&self, s: &Subject) -> bool {
+        match self {
+            Princ::Any => true,
+            Princ::And(v) => v.iter().all(|p| p.matches(s)),
+            Princ::Or(v) => v.iter().any(|p| p.matches(s)),
+            Princ::Not(p) => !p.matches(s),
+            Princ::Authenticated(None) => s.principal.is_some(),
+            Princ::Authenticated(Some((m, ic))) => s.principal.is_some_and(|id| m.matches(id, *ic)),
+            Princ::DirectRemoteIp(c) => c.contains(s.direct_ip),
+            Princ::RemoteIp(c) => c.contains(s.remote_ip),
+            Princ::Header(h) => h.matches(s.request),
+            Princ::Path(m, ic) => m.matches(s.request.path, *ic),
+            Princ::Never => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    #[test]
+    fn cidrs_contain_what_their_prefix_covers() {
+        let c = |a: &str, l: u32| {
+            Cidr::compile(&CidrRange { address_prefix: a.into(), prefix_len: Some(UInt32Value { value: l }) }).unwrap()
+        };
+        assert!(c("10.1.0.0", 16).contains("10.1.200.3".parse().unwrap()));
+        assert!(!c("10.1.0.0", 16).contains("10.2.0.1".parse().unwrap()));
+        assert!(c("0.0.0.0", 0).contains("192.168.1.1".parse().unwrap()));
+        assert!(c("127.0.0.1", 32).contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(c("fd00::", 8).contains("fd12::1".parse().unwrap()));
+        assert!(!c("fd00::", 8).contains("10.0.0.1".parse().unwrap()));
+    }
+}

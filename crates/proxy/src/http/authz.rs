@@ -1,0 +1,110 @@
+//! Authorization: a listener's RBAC filters (Istio's AuthorizationPolicies)
+//! judge each request before it is routed, in chain order, as Envoy's do:
+//! a DENY filter denies what one of its policies matches, an ALLOW filter
+//! denies what none of its policies match, a LOG filter (AUDIT) only
+//! counts; dry-run (shadow) rules are counted and never enforced. The
+//! caller's principal is its verified certificate's SPIFFE ID, never a
+//! header.
+
+use super::error::{ErrorKind, ProxyError};
+use crate::config::listener::{HttpListener, ListenerCfg};
+use crate::config::matcher::RequestView;
+use crate::config::rbac::{Action, Filter, Rules, Subject};
+use crate::conn::ConnCtx;
+use crate::telemetry::AuthzLabels;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Envoy's body for a denied request.
+pub const DENIED: &str = "RBAC: access denied";
+
+/// `Err` with the error to answer when one of the listener's filters
+/// denies the request. `:authority` is seen as routing sees it (without
+/// its port where the listener strips it).
+pub fn check<B>(
+    ctx: &ConnCtx,
+    listener: &ListenerCfg,
+    hl: &HttpListener,
+    req: &http::Request<B>,
+) -> Result<(), ProxyError> {
+    let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
+    let authority = req.uri().authority().map(|a| a.as_str()).or(host).unwrap_or("");
+    let authority = if hl.strip_port { crate::config::matcher::strip_port(authority) } else { authority };
+    let request = &RequestView {
+        method: req.method(),
+        authority,
+        scheme: req.uri().scheme_str().unwrap_or("http"),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    judge(ctx, listener, &hl.authz, request)
+}
+
+fn judge(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter], request: &RequestView) -> Result<(), ProxyError> {
+    let peer = ctx.mtls_peer.as_ref();
+    let subject = Subject {
+        request,
+        direct_ip: ctx.peer.ip(),
+        remote_ip: remote_ip(ctx, listener, request.headers),
+        principal: peer.and_then(|p| p.identity.as_deref()),
+        server_name: peer.and_then(|p| p.server_name.as_deref()),
+        local: listener.addr,
+    };
+    let count = |decision: &'static str, policy: Option<&Arc<str>>| {
+        let policy = policy.cloned().unwrap_or_else(|| Arc::from(""));
+        ctx.state.metrics.authz.get_or_create(&AuthzLabels { decision, policy }).inc();
+    };
+    for f in filters {
+        if let Some(shadow) = &f.shadow {
+            let (denied, policy) = decide(shadow, &subject);
+            count(if denied { "shadow_denied" } else { "shadow_allowed" }, policy);
+            if denied {
+                tracing::info!(
+                    policy = policy.map(|p| &**p),
+                    path = request.path,
+                    "dry run: this request would be denied"
+                );
+            }
+        }
+        let Some(rules) = &f.rules else { continue };
+        let (denied, policy) = decide(rules, &subject);
+        if rules.action == Action::Log {
+            if policy.is_some() {
+                count("logged", policy);
+            }
+            continue;
+        }
+        if denied {
+            count("denied", policy);
+            return Err(ProxyError::new(ErrorKind::Denied, DENIED));
+        }
+        if rules.action == Action::Allow {
+            count("allowed", policy);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `rules` deny the subject, and the policy that decided (none
+/// when an ALLOW filter matched nothing, or for LOG the one that matched).
+fn decide<'a>(rules: &'a Rules, s: &Subject) -> (bool, Option<&'a Arc<str>>) {
+    let matched = rules.matched(s);
+    match rules.action {
+        Action::Allow => (matched.is_none(), matched),
+        Action::Deny => (matched.is_some(), matched),
+        Action::Log => (false, matched),
+    }
+}
+
+/// The client's address as Envoy's RBAC sees it (`remote_ip`): behind a
+/// listener that trusts no `x-forwarded-for` (the edge), the peer; else the
+/// last address that header names, or the peer without one.
+fn remote_ip(ctx: &ConnCtx, listener: &ListenerCfg, headers: &http::HeaderMap) -> IpAddr {
+    let trusts_xff = matches!(&listener.kind, crate::config::listener::ListenerKind::Http(h) if !h.remote_address);
+    let last = || {
+        let v = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+        v.rsplit(',').next()?.trim().parse().ok()
+    };
+    trusts_xff.then(last).flatten().unwrap_or(ctx.peer.ip())
+}
