@@ -65,6 +65,7 @@ pub fn structs(kind: &str) -> Option<Structs> {
         "Workload" => of::<Doc<WorkloadSpec>>(),
         "Sidecar" => of::<Doc<SidecarSpec>>(),
         "AuthorizationPolicy" => of::<Doc<AuthorizationPolicySpec>>(),
+        "PeerAuthentication" => of::<Doc<PeerAuthenticationSpec>>(),
         _ => return None,
     })
 }

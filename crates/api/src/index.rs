@@ -33,6 +33,8 @@ pub struct SvcInfo {
 pub struct Index<'a> {
     pub resources: &'a [Resource],
     pub services: BTreeMap<String, SvcInfo>,
+    /// The PeerAuthentications, few in any mesh, by name within each scope.
+    peer_auth: Vec<&'a Resource>,
 }
 
 /// L7 protocol of a port: `appProtocol`, else the name prefix, else "".
@@ -111,7 +113,10 @@ impl<'a> Index<'a> {
                 _ => {}
             }
         }
-        Index { resources, services }
+        let mut peer_auth: Vec<&Resource> =
+            resources.iter().filter(|r| matches!(r.spec, Spec::PeerAuthentication(_))).collect();
+        peer_auth.sort_by_key(|r| r.name());
+        Index { resources, services, peer_auth }
     }
 
     /// The Kubernetes Service behind `svc`, if it is one.
@@ -272,6 +277,34 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
     pattern.eq_ignore_ascii_case(host)
 }
 
+impl Index<'_> {
+    /// The mutual TLS a workload in `ns` with `labels` takes on `port`, as
+    /// Istio decides it: its own namespace's policy that selects it, else
+    /// its namespace's policy without selector, else the mesh's (the root
+    /// namespace's without selector), each `UNSET` deferring to the next;
+    /// PERMISSIVE by default. Among equals the first by name wins.
+    pub fn mtls_mode(&self, ns: &str, labels: &Labels, port: Option<u16>) -> MtlsMode {
+        let scoped = |rank: u8| {
+            self.peer_auth.iter().find_map(|r| {
+                let Spec::PeerAuthentication(p) = &r.spec else { return None };
+                let here = match (&p.selector, r.namespace()) {
+                    (Some(s), n) if n == ns && selects(&s.match_labels, labels) => 0,
+                    (None, n) if n == ns => 1,
+                    (None, ROOT_NAMESPACE) => 2,
+                    _ => return None,
+                };
+                (here == rank).then_some(p)
+            })
+        };
+        (0..3).find_map(|rank| scoped(rank).and_then(|p| p.mode_at(port))).unwrap_or(MtlsMode::Permissive)
+    }
+
+    /// Whether any PeerAuthentication is in the config.
+    pub fn has_peer_auth(&self) -> bool {
+        !self.peer_auth.is_empty()
+    }
+}
+
 /// The Sidecar that applies to a proxy in namespace `ns` with `labels`, as
 /// Istio picks it: one in its namespace whose selector selects it, else one
 /// in its namespace without selector, else one in the root namespace
@@ -296,6 +329,36 @@ pub fn sidecar_for<'a>(resources: &'a [Resource], ns: &str, labels: &Labels) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_most_specific_peer_authentication_decides_and_unset_defers() {
+        let yaml = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: mesh, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: legacy, namespace: legacy}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: db, namespace: legacy}
+spec:
+  selector: {matchLabels: {app: db}}
+  mtls: {mode: UNSET}
+  portLevelMtls: {"5432": {mode: DISABLE}}
+"#;
+        let loaded = crate::parse_str("pa.yaml", yaml);
+        let ix = Index::new(&loaded.resources);
+        let labels = |app: &str| Labels::from([("app".to_string(), app.to_string())]);
+        assert_eq!(ix.mtls_mode("default", &labels("web"), None), MtlsMode::Strict, "the mesh's");
+        assert_eq!(ix.mtls_mode("legacy", &labels("web"), None), MtlsMode::Permissive, "the namespace's");
+        assert_eq!(ix.mtls_mode("legacy", &labels("db"), Some(5432)), MtlsMode::Disable, "the port's");
+        assert_eq!(ix.mtls_mode("legacy", &labels("db"), Some(80)), MtlsMode::Permissive, "UNSET defers");
+    }
 
     #[test]
     fn qualifies_short_names() {

@@ -38,8 +38,8 @@ const TELEMETRY: &[&str] = &["telemetry.istio.io/v1", "telemetry.istio.io/v1alph
 const EXTENSIONS: &[&str] = &["extensions.istio.io/v1alpha1"];
 const WEFT: &[&str] = &["weft.dev/v1alpha1"];
 
-const POLICY_HINT: &str = "weft's proxies speak mutual TLS in PERMISSIVE mode (plaintext is still accepted); \
-     STRICT and DISABLE, and request authentication (JWT), are not applied yet (README, \"Mutual TLS\")";
+const POLICY_HINT: &str = "request authentication (JWT) is not applied yet: requests carry no request principal, \
+     and a token is neither checked nor refused (README, \"Authorization\")";
 
 const fn kind(name: &'static str, api_versions: &'static [&'static str], role: Role) -> Kind {
     Kind { name, api_versions, role }
@@ -90,7 +90,7 @@ pub const KINDS: &[Kind] = &[
         &["networking.k8s.io/v1"],
         Role::NotApplied("weft's gateways route by Istio Gateway and VirtualService; write the Ingress rules as those"),
     ),
-    kind("PeerAuthentication", SECURITY, Role::NotApplied(POLICY_HINT)),
+    kind("PeerAuthentication", SECURITY, Role::Read),
     kind("AuthorizationPolicy", SECURITY, Role::Read),
     kind("RequestAuthentication", SECURITY, Role::NotApplied(POLICY_HINT)),
     kind("Sidecar", NETWORKING, Role::Read),

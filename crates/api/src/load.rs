@@ -324,6 +324,7 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             "Workload" => spec_of(file, &node, warnings, Spec::Workload)?,
             "Sidecar" => spec_of(file, &node, warnings, Spec::Sidecar)?,
             "AuthorizationPolicy" => spec_of(file, &node, warnings, Spec::AuthorizationPolicy)?,
+            "PeerAuthentication" => spec_of(file, &node, warnings, Spec::PeerAuthentication)?,
             _ => unreachable!("kinds are checked above"),
         })
     };

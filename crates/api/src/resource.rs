@@ -24,6 +24,7 @@ pub enum Spec {
     Workload(WorkloadSpec),
     Sidecar(SidecarSpec),
     AuthorizationPolicy(AuthorizationPolicySpec),
+    PeerAuthentication(PeerAuthenticationSpec),
     /// A Kubernetes object that runs pods: its pods' labels, account, ports.
     Pods(PodsSpec),
     Secret(SecretSpec),
@@ -67,6 +68,7 @@ impl Spec {
             Spec::Workload(_) => "Workload",
             Spec::Sidecar(_) => "Sidecar",
             Spec::AuthorizationPolicy(_) => "AuthorizationPolicy",
+            Spec::PeerAuthentication(_) => "PeerAuthentication",
             Spec::Pods(p) => p.kind,
             Spec::Secret(_) => "Secret",
             Spec::Inert(kind) => kind,

@@ -258,16 +258,25 @@ spec:
     assert!(check(&yaml.replace("Istio", "istio")).is_empty());
 }
 
-/// Security policies are read but not applied yet: the warning says what
-/// the proxies do instead (PERMISSIVE mutual TLS), so nobody takes STRICT
-/// for granted.
+/// Request authentication is read but not applied yet: the warning says
+/// what happens instead, so nobody takes a JWT check for granted.
 #[test]
-fn a_peer_authentication_is_warned_as_not_applied() {
-    let yaml = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT}\n";
+fn a_request_authentication_is_warned_as_not_applied() {
+    let yaml = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: default}\nspec:\n  jwtRules: [{issuer: me}]\n";
     let d = one(&check(yaml), codes::NOT_APPLIED, 2, 1);
-    assert!(!d.is_error() && d.message.contains("PeerAuthentication is not applied"), "{d}");
-    let hint = d.hint.unwrap();
-    assert!(hint.contains("PERMISSIVE") && hint.contains("STRICT"), "{hint}");
+    assert!(!d.is_error() && d.message.contains("RequestAuthentication is not applied"), "{d}");
+    assert!(d.hint.unwrap().contains("request principal"));
+}
+
+#[test]
+fn a_peer_authentication_needs_known_modes_and_a_selector_for_ports() {
+    let yaml = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICTER}\n  portLevelMtls: {\"8080\": {mode: DISABLE}}\n";
+    let diags = check(yaml);
+    let at = |path: &str| diags.iter().find(|d| d.path == path).unwrap_or_else(|| panic!("{path}: {diags:#?}"));
+    assert!(at("spec.mtls.mode").message.contains("`STRICTER`"));
+    assert!(at("spec.portLevelMtls").message.contains("selector"));
+    let good = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT}\n";
+    assert!(check(good).is_empty(), "{:#?}", check(good));
 }
 
 #[test]

@@ -1,9 +1,11 @@
-//! AuthorizationPolicy through a real sidecar: one table-driven matrix,
+//! Security policies through a real sidecar. AuthorizationPolicy: one table-driven matrix,
 //! a row per semantic rule (DENY before ALLOW, an ALLOW policy denies what
 //! it does not match, every source, operation and condition field and its
 //! `not` form, Istio's value and path-template forms, selectors and
 //! namespaces), with callers proven by mesh certificates from the CA,
 //! plaintext ones, and ones calling from another address.
+//! PeerAuthentication: STRICT, PERMISSIVE and DISABLE by mesh, namespace,
+//! workload and port, and what a client's sidecar then speaks.
 
 mod common;
 use common::authz::*;
@@ -23,8 +25,9 @@ fn cert(api: &str, dir: &Path, ns: &str, sa: &str) -> PathBuf {
     out
 }
 
-/// A demo app behind a sidecar with a mesh certificate, under `mesh`'s policies.
-async fn web(dir: &Path) -> (Control, Sidecar, Proc, u16, String) {
+/// A demo app behind a sidecar with a mesh certificate, under the policies
+/// `mesh` writes for its app and inbound ports.
+async fn web(dir: &Path, mesh: fn(u16, u16) -> String) -> (Control, Sidecar, Proc, u16, String) {
     let (app_proc, app) = demo("web", "v1").await;
     let inbound = free_port();
     std::fs::write(dir.join("mesh.yaml"), mesh(app, inbound)).unwrap();
@@ -47,7 +50,7 @@ fn policies_decide_by_identity_request_and_conditions() {
     let dir = tempfile::tempdir().unwrap();
     let certs = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let (control, sc, _app, _, inbound) = web(dir.path()).await;
+        let (control, sc, _app, _, inbound) = web(dir.path(), mesh).await;
         let mut failures = Vec::new();
         for r in matrix() {
             let certs = match r.who {
@@ -84,7 +87,7 @@ fn policies_decide_by_identity_request_and_conditions() {
 fn audit_and_dry_run_policies_count_without_deciding() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let (control, sc, _app, _, inbound) = web(dir.path()).await;
+        let (control, sc, _app, _, inbound) = web(dir.path(), mesh).await;
         let extra = r#"---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -145,5 +148,79 @@ spec:
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let r = get(&out, "/other", &[("host", "web")]).await;
         assert_eq!((r.status, String::from_utf8_lossy(&r.body).trim()), (403, "RBAC: access denied"));
+    });
+}
+
+/// `web`'s Service and its sidecar's WorkloadEntry, with no policy.
+fn plain_mesh(app: u16, inbound: u16) -> String {
+    let mut m = mesh(app, inbound);
+    m.truncate(m.find("---\napiVersion: security.istio.io").unwrap());
+    m
+}
+
+const PA: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n";
+
+#[test]
+fn peer_authentication_decides_what_a_sidecar_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (control, sc, _app, app, inbound) = web(dir.path(), plain_mesh).await;
+        let frontend = cert(&control.api, certs.path(), "default", "frontend");
+        let base = std::fs::read_to_string(dir.path().join("mesh.yaml")).unwrap();
+        let transport = |want: &'static str| {
+            let admin = sc.admin.clone();
+            async move {
+                eventually(20, want, || {
+                    let a = admin.clone();
+                    async move {
+                        let dump = get(&a, "/config_dump", &[]).await.json();
+                        let inbound = dump["listeners"].as_array().unwrap().iter().find(|l| l["name"] == "inbound").cloned();
+                        inbound.is_some_and(|l| l["http"]["transport"] == want)
+                    }
+                })
+                .await
+            }
+        };
+        let call = Call::default();
+        let plain = || send(&inbound, false, None, &call);
+        let mtls = || send(&inbound, true, Some(&frontend), &call);
+
+        // The mesh's STRICT: plaintext is closed unanswered, and counted.
+        let strict = format!("---\n{PA}metadata: {{name: mesh, namespace: istio-system}}\nspec: {{mtls: {{mode: STRICT}}}}\n");
+        std::fs::write(dir.path().join("mesh.yaml"), base.clone() + &strict).unwrap();
+        transport("Tls").await;
+        let refused = counter(&sc.admin, "weft_inbound_plaintext_refused_total").await;
+        assert!(plain().await.is_err(), "STRICT served plaintext");
+        assert_eq!(counter(&sc.admin, "weft_inbound_plaintext_refused_total").await, refused + 1);
+        assert_eq!(mtls().await.unwrap().0, 200);
+
+        // The namespace's PERMISSIVE overrides the mesh's.
+        let ns = format!("---\n{PA}metadata: {{name: default}}\nspec: {{mtls: {{mode: PERMISSIVE}}}}\n");
+        std::fs::write(dir.path().join("mesh.yaml"), base.clone() + &strict + &ns).unwrap();
+        transport("Any").await;
+        assert_eq!(plain().await.unwrap().0, 200);
+        assert_eq!(mtls().await.unwrap().0, 200);
+
+        // The workload's DISABLE overrides both: TLS is refused, and a
+        // client's sidecar speaks plaintext to it (auto mutual TLS).
+        let workload = format!("---\n{PA}metadata: {{name: web}}\nspec: {{selector: {{matchLabels: {{app: web}}}}, mtls: {{mode: DISABLE}}}}\n");
+        std::fs::write(dir.path().join("mesh.yaml"), base.clone() + &strict + &ns + &workload).unwrap();
+        transport("Plaintext").await;
+        assert!(mtls().await.is_err(), "DISABLE served mutual TLS");
+        assert_eq!(plain().await.unwrap().0, 200);
+        let ca = ["--ca", control.api.as_str(), "--service-account", "frontend"];
+        let client = Sidecar::start_with(&control.xds, "frontend", &ca).await;
+        let r = get(&client.outbound, "/", &[("host", "web")]).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["headers"].get("x-forwarded-client-cert"), None, "plaintext carries no caller");
+
+        // A port's mode beats the workload's own (UNSET defers to the namespace's).
+        let port = format!("---\n{PA}metadata: {{name: web}}\nspec: {{selector: {{matchLabels: {{app: web}}}}, portLevelMtls: {{\"{app}\": {{mode: STRICT}}}}}}\n");
+        std::fs::write(dir.path().join("mesh.yaml"), base + &strict + &ns + &port).unwrap();
+        transport("Tls").await;
+        assert!(plain().await.is_err(), "the port's STRICT served plaintext");
+        let r = get(&client.outbound, "/", &[("host", "web")]).await;
+        assert_eq!(r.status, 200, "the client's sidecar speaks mutual TLS again: {}", String::from_utf8_lossy(&r.body));
     });
 }

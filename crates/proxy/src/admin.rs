@@ -46,7 +46,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
                     .iter()
                     .map(|f| json!({"rules": f.rules.as_ref().map(rules), "shadowRules": f.shadow.as_ref().map(rules)}))
                     .collect();
-                json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction), "authz": authz}})
+                json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction), "transport": format!("{:?}", h.transport), "authz": authz}})
             }
             ListenerKind::Tcp(t) => {
                 let clusters: Vec<&str> = t.targets().flat_map(|t| t.names()).collect();

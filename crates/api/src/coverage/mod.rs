@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 pub use render::markdown;
 /// Every row of the coverage table.
 pub fn fields() -> impl Iterator<Item = &'static Field> {
-    table::FIELDS.iter().chain(table_sidecar::SIDECAR).chain(table_authz::AUTHZ)
+    table::FIELDS.iter().chain(table_sidecar::SIDECAR).chain(table_authz::AUTHZ).chain(table_authz::PEER_AUTH)
 }
 
 /// What becomes of one field.
@@ -72,6 +72,7 @@ pub const KINDS: &[&str] = &[
     "Workload",
     "Sidecar",
     "AuthorizationPolicy",
+    "PeerAuthentication",
 ];
 
 /// The table's row for `path` of `kind`, or the row of the nearest field

@@ -1,4 +1,5 @@
-//! The coverage table's rows for Istio's `AuthorizationPolicy` (see `table.rs`).
+//! The coverage table's rows for Istio's `AuthorizationPolicy` and
+//! `PeerAuthentication` (see `table.rs`).
 
 use super::Support::*;
 use super::{Field, row};
@@ -47,4 +48,16 @@ pub static AUTHZ: &[Field] = &[
     row("AuthorizationPolicy", "spec.rules[].when[].key", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.rules[].when[].values", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.rules[].when[].notValues", Applied(MATRIX)),
+];
+
+const MODES: &str = "authz.rs::peer_authentication_decides_what_a_sidecar_takes";
+
+pub static PEER_AUTH: &[Field] = &[
+    row("PeerAuthentication", "spec", Applied(MODES)),
+    row("PeerAuthentication", "spec.selector", Applied(MODES)),
+    row("PeerAuthentication", "spec.selector.matchLabels", Applied(MODES)),
+    row("PeerAuthentication", "spec.mtls", Applied(MODES)),
+    row("PeerAuthentication", "spec.mtls.mode", Applied(MODES)),
+    row("PeerAuthentication", "spec.portLevelMtls", Applied(MODES)),
+    row("PeerAuthentication", "spec.portLevelMtls.*.mode", Applied(MODES)),
 ];

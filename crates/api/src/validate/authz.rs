@@ -180,3 +180,34 @@ fn condition(at: &str, c: &AuthzCondition, err: &mut Err) -> bool {
     }
     key.is_some_and(|k| k.starts_with("request.auth."))
 }
+
+/// PeerAuthentication: known modes; ports only under a selector (Istio's rule).
+pub(super) fn peer_authentication(r: &Resource, p: &PeerAuthenticationSpec, out: &mut Vec<Diagnostic>) {
+    let modes = "use UNSET (inherit), PERMISSIVE, STRICT or DISABLE";
+    let mut mode = |path: &str, m: &PeerMtls| {
+        if let Err(v) = m.mode() {
+            out.push(r.diag(Error, codes::INVALID_VALUE, path, format!("unknown mTLS mode `{v}`"), Some(modes.into())));
+        }
+    };
+    if let Some(m) = &p.mtls {
+        mode("spec.mtls.mode", m);
+    }
+    for (port, m) in &p.port_level_mtls {
+        mode(&format!("spec.portLevelMtls.{port}.mode"), m);
+    }
+    for port in p.port_level_mtls.keys() {
+        if port.parse::<u16>().ok().filter(|p| *p > 0).is_none() {
+            let at = format!("spec.portLevelMtls.{port}");
+            out.push(r.diag(Error, codes::INVALID_VALUE, &at, format!("`{port}` is not a port (1-65535)"), None));
+        }
+    }
+    if !p.port_level_mtls.is_empty() && p.selector.is_none() {
+        out.push(r.diag(
+            Error,
+            codes::MISSING_FIELD,
+            "spec.portLevelMtls",
+            "`portLevelMtls` needs a `selector`: ports are a workload's",
+            Some("add `selector.matchLabels` for the workloads whose ports these are".into()),
+        ));
+    }
+}

@@ -177,6 +177,9 @@ struct Lookup<'a> {
     by_host: HashMap<&'a str, Vec<usize>>,
     /// (namespace, service name) to its Endpoints / EndpointSlice resources.
     explicit: HashMap<(&'a str, &'a str), Vec<&'a weft_api::Resource>>,
+    /// Instances whose PeerAuthentication is DISABLE: their sidecars take
+    /// plaintext only, so callers do not offer them mutual TLS.
+    plaintext: Vec<bool>,
 }
 
 impl<'a> Lookup<'a> {
@@ -202,7 +205,13 @@ impl<'a> Lookup<'a> {
                 explicit.entry((r.namespace(), svc)).or_default().push(r);
             }
         }
-        Lookup { instances, by_label, by_host, explicit }
+        let plaintext = if index.has_peer_auth() {
+            let mode = |i: &Instance| index.mtls_mode(&i.namespace, &i.labels, None);
+            instances.iter().map(|i| mode(i) == weft_api::types::MtlsMode::Disable).collect()
+        } else {
+            Vec::new()
+        };
+        Lookup { instances, by_label, by_host, explicit, plaintext }
     }
 
     /// Instances that may belong to `svc`: those bound to its host, and
@@ -227,7 +236,8 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
         w.extend(subset_labels.cloned().unwrap_or_default());
         w
     });
-    for inst in lookup.candidates(svc, wanted.as_ref()).into_iter().map(|i| &lookup.instances[i]) {
+    for i in lookup.candidates(svc, wanted.as_ref()) {
+        let inst = &lookup.instances[i];
         let for_host = inst.only_hosts.as_ref().map(|h| h.iter().any(|h| h == &svc.fqdn));
         let selected = match (&wanted, for_host) {
             (_, Some(false)) => false,
@@ -244,7 +254,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                 labels: Some(&inst.labels),
                 workload: &inst.name,
                 namespace: &inst.namespace,
-                mesh: in_mesh(&inst.labels),
+                mesh: in_mesh(&inst.labels) && !lookup.plaintext.get(i).copied().unwrap_or(false),
             });
         }
     }

@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpPro
 use envoy_types::util::pack_any;
 use std::collections::BTreeSet;
 use weft_api::index::Index;
-use weft_api::types::selects;
+use weft_api::types::{MtlsMode, selects};
 
 pub fn socket(ip: &str, port: u16) -> Address {
     Address {
@@ -54,7 +54,8 @@ enum Facing {
 }
 
 /// An HTTP listener; `authz` are its RBAC filters (authorization policies),
-/// which judge a request before anything else does.
+/// which judge a request before anything else does; `transport` the one
+/// transport protocol it takes (`tls`, `raw_buffer`; any when `None`).
 fn http_listener(
     name: &str,
     addr: Address,
@@ -62,6 +63,7 @@ fn http_listener(
     route: &str,
     facing: Facing,
     authz: Vec<HttpFilter>,
+    transport: Option<&str>,
 ) -> Listener {
     use http_connection_manager::ForwardClientCertDetails as Xfcc;
     let (xfcc, remote) = match facing {
@@ -115,12 +117,15 @@ fn http_listener(
         name: name.to_owned(),
         address: Some(addr),
         filter_chains: vec![FilterChain {
+            filter_chain_match: transport
+                .map(|t| FilterChainMatch { transport_protocol: t.into(), ..Default::default() }),
             filters: vec![Filter {
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
             }],
             ..Default::default()
         }],
+        listener_filters: transport.map(|_| tls_inspector()).into_iter().collect(),
         ..Default::default()
     }
 }
@@ -179,7 +184,14 @@ pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, Vec<Chain>)> {
 /// The sidecar's listeners: HTTP outbound (all HTTP services by Host),
 /// inbound (to the local app), and one TCP listener per TCP service port on
 /// the proxy's listen IP (the first service to claim a port gets it).
-pub fn sidecar(node: &ProxyNode, tcp: &[(u16, Vec<Chain>)], inbound_authz: Vec<HttpFilter>) -> Vec<Listener> {
+/// Inbound takes what the workload's PeerAuthentication says (`mtls`):
+/// STRICT mutual TLS only, DISABLE plaintext only, PERMISSIVE both.
+pub fn sidecar(
+    node: &ProxyNode,
+    tcp: &[(u16, Vec<Chain>)],
+    inbound_authz: Vec<HttpFilter>,
+    mtls: MtlsMode,
+) -> Vec<Listener> {
     let mut out = vec![http_listener(
         "outbound",
         socket(&node.listen_ip, node.outbound_port),
@@ -187,7 +199,13 @@ pub fn sidecar(node: &ProxyNode, tcp: &[(u16, Vec<Chain>)], inbound_authz: Vec<H
         "outbound",
         Facing::App,
         Vec::new(),
+        None,
     )];
+    let transport = match mtls {
+        MtlsMode::Permissive => None,
+        MtlsMode::Strict => Some("tls"),
+        MtlsMode::Disable => Some("raw_buffer"),
+    };
     if node.app_port.is_some() {
         out.push(http_listener(
             "inbound",
@@ -196,6 +214,7 @@ pub fn sidecar(node: &ProxyNode, tcp: &[(u16, Vec<Chain>)], inbound_authz: Vec<H
             "inbound",
             Facing::Mesh,
             inbound_authz,
+            transport,
         ));
     }
     for (port, chains) in tcp {
@@ -253,7 +272,7 @@ pub fn gateway(node: &ProxyNode, ports: &[(u16, Vec<HttpFilter>)]) -> Vec<Listen
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
             let authz = authz.clone();
             let (name, stats, route) = (format!("0.0.0.0_{p}"), format!("gateway_{p}"), format!("http.{p}"));
-            http_listener(&name, addr, &stats, &route, Facing::Edge, authz)
+            http_listener(&name, addr, &stats, &route, Facing::Edge, authz, None)
         })
         .collect()
 }

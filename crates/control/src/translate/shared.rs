@@ -59,6 +59,8 @@ struct Part {
     gateway_tcp: Vec<(u16, Vec<routes::l4::Chain>)>,
     /// RBAC filters (authorization policies) of an HTTP listener, by the port it serves.
     authz: Vec<(u16, Vec<HttpFilter>)>,
+    /// What a sidecar's inbound listener takes (PeerAuthentication).
+    mtls: Option<weft_api::types::MtlsMode>,
 }
 
 /// Parts of the current snapshot version, by key. Each part is computed by
@@ -166,12 +168,14 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             let key = format!("authz|{}|{}|{app_port}|{}", node.namespace, labels.join(","), node.listen_ip);
             let az = part(cache, snap, key, move |ix, _| Part {
                 authz: vec![(app_port, authz::filters(ix, &authz::Target { node: &n, port: app_port }))],
+                mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
                 ..Default::default()
             })
             .await;
             let inbound_authz = az.authz.first().map(|(_, f)| f.clone()).unwrap_or_default();
+            let mtls = az.mtls.unwrap_or(weft_api::types::MtlsMode::Permissive);
             let mut out = Encoded {
-                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz)
+                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz, mtls)
                     .into_iter()
                     .map(|l| encode(l.name.clone(), l))
                     .collect(),

@@ -42,6 +42,20 @@ pub struct HttpListener {
     pub remote_address: bool,
     /// RBAC filters in chain order (authorization policies); most have none.
     pub authz: Box<[super::rbac::Filter]>,
+    /// What its connections may be (a sidecar's PeerAuthentication mode).
+    pub transport: Transport,
+}
+
+/// The transport an HTTP listener takes: its filter chain's
+/// `transport_protocol` (`tls` is mutual TLS on a sidecar's inbound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS and plaintext (no `transport_protocol`): Istio's PERMISSIVE.
+    Any,
+    /// `tls` only: STRICT.
+    Tls,
+    /// `raw_buffer` only: DISABLE.
+    Plaintext,
 }
 
 /// Envoy's `forward_client_cert_details`: what a listener does with the
@@ -173,6 +187,13 @@ impl ListenerCfg {
         let kind = if any.type_url.ends_with("HttpConnectionManager") {
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(|e| err(&e))?;
             let authz = rbac_filters(&hcm).map_err(|e| err(&e))?;
+            let chain_match = l.filter_chains.first().and_then(|fc| fc.filter_chain_match.as_ref());
+            let transport = match chain_match.map(|m| m.transport_protocol.as_str()).unwrap_or("") {
+                "" => Transport::Any,
+                "tls" => Transport::Tls,
+                "raw_buffer" => Transport::Plaintext,
+                other => return Err(err(&format!("unknown transport_protocol {other:?}: use tls or raw_buffer"))),
+            };
             let (route_name, table) = match hcm.route_specifier {
                 Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
                     let t = routes.get(rds.route_config_name.as_str()).cloned();
@@ -206,6 +227,7 @@ impl ListenerCfg {
                 client_cert_uri: current.uri,
                 remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
                 authz,
+                transport,
             }))
         } else if any.type_url.ends_with("TcpProxy") {
             ListenerKind::Tcp(tcp_routes(l, clusters).map_err(|e| err(&e))?)

@@ -13,7 +13,7 @@ mod tls;
 use serve::serve_http;
 use tcp::tcp_proxy;
 
-use crate::config::listener::{Direction, ListenerKind};
+use crate::config::listener::{Direction, ListenerKind, Transport};
 use crate::conn::ConnCtx;
 use crate::state::ProxyState;
 use std::collections::HashMap;
@@ -103,11 +103,12 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
         // Linux hands the listener's TCP_NODELAY to every socket it accepts (`bind`).
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
-        // `None` for a TCP listener; for HTTP, whether it is a sidecar's inbound one.
+        // `None` for a TCP listener; for HTTP, whether it is a sidecar's
+        // inbound one, and the transports it takes.
         let http_inbound = match state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind) {
             Some(ListenerKind::Tcp(_)) => None,
-            Some(ListenerKind::Http(h)) => Some(h.direction == Direction::Inbound),
-            None => Some(false),
+            Some(ListenerKind::Http(h)) => Some((h.direction == Direction::Inbound, h.transport)),
+            None => Some((false, Transport::Any)),
         };
         let ctx = Arc::new(ConnCtx {
             state: state.clone(),
@@ -119,7 +120,7 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
         });
         match http_inbound {
             None => tokio::spawn(tcp_proxy(ctx, stream)),
-            Some(inbound) => tokio::spawn(serve_http(ctx, stream, inbound)),
+            Some((inbound, transport)) => tokio::spawn(serve_http(ctx, stream, inbound, transport)),
         };
     }
 }

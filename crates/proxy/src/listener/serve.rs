@@ -7,6 +7,7 @@ use super::coalesce;
 use super::idle::{Activity, Expired, Idle};
 use super::replay::{self, Replay};
 use super::tls::TLS_HANDSHAKE;
+use crate::config::listener::Transport;
 use crate::conn::ConnCtx;
 use crate::http::body::ProxyBody;
 use crate::http::handle::handle;
@@ -50,8 +51,10 @@ where
 /// auto-detecting one, which would serve every later read through a
 /// rewinding wrapper of its own. HTTP/2 (prior knowledge) writes through
 /// `coalesce`: what its streams write in one turn leaves in one syscall.
-/// On a sidecar's `inbound` listener, a TLS handshake is mutual TLS.
-pub async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream, inbound: bool) {
+/// On a sidecar's `inbound` listener, a TLS handshake is mutual TLS; a
+/// connection of a kind the listener does not take (`transport`: STRICT
+/// refuses plaintext, DISABLE TLS) is closed before a byte reaches the app.
+pub async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream, inbound: bool, transport: Transport) {
     let timeouts = ctx.state.timeouts;
     // Not registered with the timer until first polled.
     let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
@@ -85,6 +88,16 @@ pub async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream, inbound: bool)
                 tracing::debug!(error = %e, "connection failed before its first request");
                 return;
             }
+        }
+        if first[0] == TLS_HANDSHAKE && transport == Transport::Plaintext {
+            ctx.state.metrics.tls_handshake_failures.inc();
+            tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, "a TLS handshake came where PeerAuthentication says DISABLE (plaintext only); closing");
+            return;
+        }
+        if first[0] != TLS_HANDSHAKE && transport == Transport::Tls {
+            ctx.state.metrics.plaintext_refused.inc();
+            tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, "plaintext came where PeerAuthentication says STRICT (mutual TLS only); closing");
+            return;
         }
         if first[0] == TLS_HANDSHAKE {
             // Mutual TLS is between sidecars: their inbound listeners take it.

@@ -192,6 +192,8 @@ pub struct Metrics {
     /// Inbound connections served over mutual TLS, and inbound TLS handshakes that failed.
     pub mtls_connections: Counter,
     pub tls_handshake_failures: Counter,
+    /// Plaintext connections a STRICT inbound listener closed.
+    pub plaintext_refused: Counter,
     pub authz: Family<AuthzLabels, Counter>,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
@@ -301,6 +303,12 @@ impl Metrics {
             "Inbound TLS handshakes refused, failed or timed out (a client without a mesh certificate; a handshake where this proxy has no certificate)",
             tls_handshake_failures.clone(),
         );
+        let plaintext_refused = Counter::default();
+        registry.register(
+            "weft_inbound_plaintext_refused",
+            "Plaintext connections closed by an inbound listener that takes mutual TLS only (PeerAuthentication STRICT)",
+            plaintext_refused.clone(),
+        );
         let authz = Family::<AuthzLabels, Counter>::default();
         registry.register(
             "weft_authz_decisions",
@@ -322,6 +330,7 @@ impl Metrics {
             cert_renewals,
             mtls_connections,
             tls_handshake_failures,
+            plaintext_refused,
             authz,
             workload: node.workload.as_str().into(),
             namespace: node.namespace.as_str().into(),
