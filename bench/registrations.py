@@ -27,13 +27,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         Path(d, "svc.yaml").write_text(
             "apiVersion: v1\nkind: Service\nmetadata: {name: reg}\nspec:\n  selector: {app: reg}\n  ports: [{name: http, port: 80}]\n")
-        api, xds = free_port(), free_port()
+        api, xds, tls = free_port(), free_port(), free_port()
+        ca = Path(d, "ca")
         ctl = subprocess.Popen([a.weft, "control", "--config", d, "--api-addr", f"127.0.0.1:{api}",
-                                "--xds-addr", f"127.0.0.1:{xds}"], stderr=subprocess.DEVNULL)
+                                "--xds-addr", f"127.0.0.1:{xds}", "--api-tls-addr", f"127.0.0.1:{tls}",
+                                "--ca-dir", str(ca)], stderr=subprocess.DEVNULL)
         try:
             wait_port(api, "control API")
             conn = http.client.HTTPConnection("127.0.0.1", api)
-            headers = {"content-type": "application/json", "host": f"127.0.0.1:{api}"}
+            headers = {"content-type": "application/json", "host": f"127.0.0.1:{api}",
+                       "authorization": "Bearer " + (ca / "admin-token").read_text().strip()}
             slice_ms, rows = [], []
             step = max(a.n // 8, 1)
             for i in range(a.n):

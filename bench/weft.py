@@ -4,6 +4,7 @@ gateways and sidecars, and waiting until proxies have applied a version."""
 import json
 import os
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -139,9 +140,14 @@ def one_hop_control(procs: Procs, weft: str, extra_services: int = 0, train_tcp:
 
 class Control:
     def __init__(self, procs: Procs, weft: str, config: Path, name: str = "control"):
-        self.xds, self.api = free_port(), free_port()
+        self.xds, self.api, self.api_tls = free_port(), free_port(), free_port()
+        # The CA's directory: its admin token lets the bench's sidecars and
+        # `weft cert` prove the identities they ask for.
+        self.ca_dir = Path(tempfile.mkdtemp(prefix="weft-bench-ca-"))
+        self.admin_token = self.ca_dir / "admin-token"
         self.proc = procs.start(name, [weft, "control", "--config", str(config),
-                                       "--xds-addr", f"127.0.0.1:{self.xds}", "--api-addr", f"127.0.0.1:{self.api}"],
+                                       "--xds-addr", f"127.0.0.1:{self.xds}", "--api-addr", f"127.0.0.1:{self.api}",
+                                       "--api-tls-addr", f"127.0.0.1:{self.api_tls}", "--ca-dir", str(self.ca_dir)],
                                 env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
         wait_port(self.api, name, timeout=600, proc=self.proc)
 
@@ -199,6 +205,8 @@ def sidecar(procs: Procs, weft: str, control: Control, name: str, outbound: int,
         cmd += ["--register", f"127.0.0.1:{control.api}"]
     if mtls:
         cmd += ["--ca", f"127.0.0.1:{control.api}"]
+    if register or mtls:
+        cmd += ["--token-file", str(control.admin_token)]
     p = procs.start(name, cmd, env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
     return p, admin
 
@@ -207,7 +215,7 @@ def mesh_cert(weft: str, control: Control, account: str, out: Path) -> Path:
     """A workload certificate from the control plane's CA (`weft cert`),
     for a peer that is not a weft proxy."""
     subprocess.run([weft, "cert", "--ca", f"127.0.0.1:{control.api}", "--service-account", account,
-                    "--out", str(out)], check=True, capture_output=True, timeout=60)
+                    "--token-file", str(control.admin_token), "--out", str(out)], check=True, capture_output=True, timeout=60)
     return out
 
 

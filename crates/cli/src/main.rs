@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 mod alloc;
+mod ca_cmds;
 mod control_args;
 mod proxy_args;
 mod up;
@@ -48,6 +49,8 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:15014")]
         api_addr: SocketAddr,
         #[command(flatten)]
+        ca: ca_cmds::CaArgs,
+        #[command(flatten)]
         limits: control_args::LimitArgs,
     },
     /// Run a sidecar proxy for one workload instance.
@@ -58,19 +61,21 @@ enum Cmd {
     Demo(DemoArgs),
     /// Get a workload certificate from the mesh CA for a process that is not
     /// a weft proxy (an Envoy, a VM's service): writes cert.pem, key.pem and
-    /// root.pem. The key is made here; only its CSR is sent.
-    Cert {
-        /// The CA: the control plane API, `host:port`.
-        #[arg(long, default_value = "127.0.0.1:15014")]
-        ca: String,
-        #[arg(long, default_value = "default")]
-        namespace: String,
-        #[arg(long, default_value = "default")]
-        service_account: String,
-        /// The folder the three files go to (created if missing).
-        #[arg(long)]
-        out: PathBuf,
+    /// root.pem. The key is made here; only its CSR is sent, with a
+    /// bootstrap token for the identity (or the admin token).
+    Cert(ca_cmds::CertArgs),
+    /// Bootstrap tokens: `weft token create` makes one for one identity,
+    /// which a proxy outside `weft up` exchanges for its certificate.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a bootstrap token (needs the admin token); printed on stdout.
+    Create(ca_cmds::TokenArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,10 +126,26 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Up(a) => up::run(a).await,
-            Cmd::Control { config, xds_addr, api_addr, limits } => {
+            Cmd::Control { config, xds_addr, api_addr, ca, limits } => {
                 let limits = limits.limits();
-                weft_control::start(weft_control::ControlOptions { config_dir: config, xds_addr, api_addr, limits })
-                    .await?;
+                let control = weft_control::start(weft_control::ControlOptions {
+                    config_dir: config,
+                    xds_addr,
+                    api_addr,
+                    api_tls_addr: ca.api_tls_addr,
+                    ca_dir: ca.ca_dir,
+                    workload_ttl: ca.workload_cert_ttl,
+                    limits,
+                })
+                .await?;
+                eprintln!(
+                    "weft control: xDS {}, API {} (TLS {}), CA in {} (admin token: {})",
+                    control.xds_addr,
+                    control.api_addr,
+                    control.api_tls_addr,
+                    control.ca_dir.display(),
+                    control.auth.admin_path().display()
+                );
                 weft_proxy::stop_signal().await?;
                 Ok(())
             }
@@ -152,26 +173,8 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Cmd::Cert { ca, namespace, service_account, out } => {
-                let id = weft_proxy::mtls::spiffe_id(&namespace, &service_account);
-                let issued = weft_proxy::mtls::ca_client::issue(&ca, &id).await?;
-                std::fs::create_dir_all(&out)?;
-                std::fs::write(out.join("cert.pem"), &issued.cert_pem)?;
-                std::fs::write(out.join("root.pem"), &issued.root_pem)?;
-                // The key readable by its owner only, from its first byte,
-                // also when an older key.pem was there (`mode` applies on create).
-                let mut key = std::fs::OpenOptions::new();
-                std::os::unix::fs::OpenOptionsExt::mode(key.write(true).create(true).truncate(true), 0o600);
-                let mut key = key.open(out.join("key.pem"))?;
-                key.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-                std::io::Write::write_all(&mut key, issued.key_pem.as_bytes())?;
-                println!(
-                    "{id}: cert.pem, key.pem, root.pem in {} (valid {} h)",
-                    out.display(),
-                    issued.ttl.as_secs() / 3600
-                );
-                Ok(())
-            }
+            Cmd::Cert(a) => ca_cmds::cert(a).await,
+            Cmd::Token { cmd: TokenCmd::Create(a) } => ca_cmds::token(a).await,
             Cmd::Validate { .. } => unreachable!("handled above"),
         }
     });

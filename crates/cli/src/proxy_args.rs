@@ -3,7 +3,23 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use weft_proxy::mtls::control::ControlApi;
 use weft_proxy::register::Registration;
+
+/// The control plane's API at `addr`: over TLS checked against the root in
+/// `ca_root` when given, with the token in `token_file` when given.
+pub fn control_api(
+    addr: String,
+    ca_root: Option<&std::path::Path>,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<std::sync::Arc<ControlApi>> {
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", p.display()))
+    };
+    let root = ca_root.map(|p| read(p, "mesh root")).transpose()?;
+    let token = token_file.map(|p| read(p, "token file")).transpose()?.map(|t| t.trim().to_owned());
+    Ok(std::sync::Arc::new(ControlApi::new(addr, root.as_deref(), token)?))
+}
 use weft_proxy::{NodeInfo, ProxyOptions};
 
 fn parse_labels(s: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -69,6 +85,15 @@ pub struct Common {
     /// TLS with the mesh's other proxies. Without it, traffic is plaintext.
     #[arg(long)]
     ca: Option<String>,
+    /// The mesh root (PEM): the control plane's API is then spoken over TLS
+    /// (its TLS port, `weft control --api-tls-addr`) and its certificate
+    /// checked against this root.
+    #[arg(long)]
+    ca_root: Option<std::path::PathBuf>,
+    /// A file holding this proxy's bootstrap token (`weft token create`),
+    /// which proves its identity to the CA until it holds a certificate.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
     /// Label sets the request metrics may hold; requests past it are
     /// counted under `overflow` labels (`weft_metric_series_overflow_total`).
     #[arg(long, default_value_t = weft_proxy::telemetry::DEFAULT_MAX_SERIES)]
@@ -114,6 +139,11 @@ pub struct GatewayArgs {
 }
 
 impl Common {
+    /// The control plane's API at `addr`, with this proxy's credentials.
+    fn control_api(&self, addr: String) -> anyhow::Result<std::sync::Arc<ControlApi>> {
+        control_api(addr, self.ca_root.as_deref(), self.token_file.as_deref())
+    }
+
     /// `service_account` names the proxy's SPIFFE identity, in its namespace.
     fn options(
         self,
@@ -124,6 +154,10 @@ impl Common {
         let ip = "127.0.0.1";
         let admin_addr = addr(ip, self.admin_port)?;
         node.admin = admin_addr.map(|a| a.to_string());
+        let ca = match self.ca.clone() {
+            Some(api) => Some((self.control_api(api)?, weft_proxy::mtls::spiffe_id(&self.namespace, service_account))),
+            None => None,
+        };
         Ok(ProxyOptions {
             xds: self.xds,
             node,
@@ -131,7 +165,7 @@ impl Common {
             metrics_addr: addr(ip, self.metrics_port)?,
             health_addr: addr(ip, self.health_port)?,
             register,
-            ca: self.ca.map(|api| (api, weft_proxy::mtls::spiffe_id(&self.namespace, service_account))),
+            ca,
             drain: Duration::from_secs(self.drain_seconds),
             timeouts: weft_proxy::listener::idle::Timeouts {
                 idle: Some(Duration::from_secs(self.idle_timeout_seconds)).filter(|d| !d.is_zero()),
@@ -161,7 +195,11 @@ impl ProxyArgs {
         };
         // Kubernetes' default service account when none is named.
         let sa = self.service_account.clone().unwrap_or_else(|| "default".into());
-        let register = self.register.map(|api| Registration {
+        let register = match self.register {
+            Some(api) => Some(self.common.control_api(api)?),
+            None => None,
+        };
+        let register = register.map(|api| Registration {
             api,
             address: c.listen_ip.clone(),
             port: self.inbound_port,

@@ -6,10 +6,14 @@
 mod common;
 use common::*;
 
-fn json_post(api: &str, path: &str, body: String) -> impl std::future::Future<Output = Resp> {
-    let api = api.to_owned();
+/// A POST with the admin's credential (registrations need one).
+fn json_post(control: &Control, path: &str, body: String) -> impl std::future::Future<Output = Resp> {
+    let (api, admin) = (control.api.clone(), control.admin());
     let path = path.to_owned();
-    async move { request(&api, "POST", &path, &[("content-type", "application/json")], body.into()).await }
+    async move {
+        let h = [("content-type", "application/json"), ("authorization", admin.as_str())];
+        request(&api, "POST", &path, &h, body.into()).await
+    }
 }
 
 fn reg(name: &str, port: u16, labels: serde_json::Value, ttl: serde_json::Value) -> String {
@@ -28,19 +32,22 @@ fn hostile_registrations_fail_alone_and_the_registry_keeps_working() {
         // A TTL past u64 seconds panicked under the registry's lock once; one
         // past the limit would make an instance immortal.
         for ttl in [serde_json::json!(18446744073709551615u64), serde_json::json!(1e12)] {
-            let r = json_post(api, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "echo"}), ttl)).await;
+            let r =
+                json_post(&control, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "echo"}), ttl)).await;
             assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
             assert!(r.json()["error"].as_str().unwrap().contains("--max-ttl"), "{}", r.json());
         }
         // Every later call still works.
-        let r = json_post(api, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "echo"}), 5.into())).await;
+        let r =
+            json_post(&control, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "echo"}), 5.into())).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let id = r.json()["id"].as_str().unwrap().to_owned();
+        let admin = control.admin();
         let beat = request(
             api,
             "PUT",
             &format!("/v1/instances/{id}/heartbeat"),
-            &[("content-type", "application/json")],
+            &[("content-type", "application/json"), ("authorization", &admin)],
             Default::default(),
         )
         .await;
@@ -53,14 +60,15 @@ fn hostile_registrations_fail_alone_and_the_registry_keeps_working() {
             (serde_json::json!({"name": "a/b", "address": "127.0.0.1", "port": 1}), "`name`"),
             (serde_json::json!({"name": "x", "address": "127.0.0.1", "port": 1, "ttlSecond": 5}), "unknown field"),
         ] {
-            let r = json_post(api, "/v1/instances", body.to_string()).await;
+            let r = json_post(&control, "/v1/instances", body.to_string()).await;
             assert_eq!(r.status, 400);
             assert!(r.json()["error"].as_str().unwrap().contains(want), "{}", r.json());
         }
 
         // Another registration for the live instance's address is refused;
         // the live one keeps its labels.
-        let r = json_post(api, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "evil"}), 5.into())).await;
+        let r =
+            json_post(&control, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "evil"}), 5.into())).await;
         assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
         let listed = get(api, "/v1/instances", &[]).await.json();
         assert_eq!(listed[0]["instance"]["labels"]["app"], "echo", "{listed}");
@@ -117,7 +125,7 @@ fn hostile_registrations_fail_alone_and_the_registry_keeps_working() {
             api,
             "DELETE",
             &format!("/v1/instances/{id}"),
-            &[("content-type", "application/json")],
+            &[("content-type", "application/json"), ("authorization", &admin)],
             Default::default(),
         )
         .await;
@@ -133,10 +141,10 @@ fn the_instance_cap_refuses_the_one_past_it() {
         let control = Control::start_with(dir.path(), &["--max-instances", "3"]).await;
         let api = control.api.as_str();
         for port in 1..=3 {
-            let r = json_post(api, "/v1/instances", reg("echo", port, serde_json::json!({}), 30.into())).await;
+            let r = json_post(&control, "/v1/instances", reg("echo", port, serde_json::json!({}), 30.into())).await;
             assert_eq!(r.status, 200);
         }
-        let r = json_post(api, "/v1/instances", reg("echo", 4, serde_json::json!({}), 30.into())).await;
+        let r = json_post(&control, "/v1/instances", reg("echo", 4, serde_json::json!({}), 30.into())).await;
         assert_eq!(r.status, 503);
         assert!(r.json()["error"].as_str().unwrap().contains("--max-instances"), "{}", r.json());
         let metrics = String::from_utf8(get(api, "/metrics", &[]).await.body.to_vec()).unwrap();

@@ -14,10 +14,11 @@ use common::*;
 use std::path::{Path, PathBuf};
 
 /// `weft cert` files for a namespace and service account.
-fn cert(api: &str, dir: &Path, ns: &str, sa: &str) -> PathBuf {
+fn cert(control: &Control, dir: &Path, ns: &str, sa: &str) -> PathBuf {
     let out = dir.join(format!("{ns}-{sa}"));
     let done = std::process::Command::new(weft())
-        .args(["cert", "--ca", api, "--namespace", ns, "--service-account", sa, "--out"])
+        .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token])
+        .args(["--namespace", ns, "--service-account", sa, "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -33,8 +34,8 @@ async fn web(dir: &Path, mesh: fn(u16, u16) -> String) -> (Control, Sidecar, Pro
     std::fs::write(dir.join("mesh.yaml"), mesh(app, inbound)).unwrap();
     let control = Control::start(dir).await;
     let (a, i) = (app.to_string(), inbound.to_string());
-    let extra = ["--app-port", &a, "--inbound-port", &i, "--labels", "app=web", "--service-account", "web", "--ca"];
-    let extra: Vec<&str> = extra.into_iter().chain([control.api.as_str()]).collect();
+    let extra = ["--app-port", &a, "--inbound-port", &i, "--labels", "app=web", "--service-account", "web"];
+    let extra: Vec<&str> = extra.into_iter().chain(control.ca_args()).collect();
     let sc = Sidecar::start_with(&control.xds, "web", &extra).await;
     let admin = sc.admin.clone();
     eventually(20, "the sidecar's certificate", || {
@@ -55,7 +56,7 @@ fn policies_decide_by_identity_request_and_conditions() {
         for r in matrix() {
             let certs = match r.who {
                 Who::Plain => None,
-                Who::Id(ns, sa) => Some(cert(&control.api, certs.path(), ns, sa)),
+                Who::Id(ns, sa) => Some(cert(&control, certs.path(), ns, sa)),
             };
             let got = send(&inbound, certs.is_some(), certs.as_deref(), &r.call).await;
             match got {
@@ -136,7 +137,8 @@ spec:
         assert_eq!(count("logged", "ns[default]-policy[audit-api]-rule[0]").await, 1);
 
         // Through a client's sidecar, the caller is its sidecar's identity.
-        let ca = ["--ca", control.api.as_str(), "--service-account", "frontend"];
+        let [c, api, t, token] = control.ca_args();
+        let ca = [c, api, t, token, "--service-account", "frontend"];
         let client = Sidecar::start_with(&control.xds, "frontend", &ca).await;
         let out = client.outbound.clone();
         eventually(20, "frontend's certificate", || {
@@ -166,7 +168,7 @@ fn peer_authentication_decides_what_a_sidecar_takes() {
     let certs = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let (control, sc, _app, app, inbound) = web(dir.path(), plain_mesh).await;
-        let frontend = cert(&control.api, certs.path(), "default", "frontend");
+        let frontend = cert(&control, certs.path(), "default", "frontend");
         let base = std::fs::read_to_string(dir.path().join("mesh.yaml")).unwrap();
         let transport = |want: &'static str| {
             let admin = sc.admin.clone();
@@ -209,7 +211,8 @@ fn peer_authentication_decides_what_a_sidecar_takes() {
         transport("Plaintext").await;
         assert!(mtls().await.is_err(), "DISABLE served mutual TLS");
         assert_eq!(plain().await.unwrap().0, 200);
-        let ca = ["--ca", control.api.as_str(), "--service-account", "frontend"];
+        let [c, api, t, token] = control.ca_args();
+        let ca = [c, api, t, token, "--service-account", "frontend"];
         let client = Sidecar::start_with(&control.xds, "frontend", &ca).await;
         let r = get(&client.outbound, "/", &[("host", "web")]).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

@@ -141,7 +141,9 @@ fn registered_instance_leaves_when_it_stops_heartbeating() {
         assert_eq!(request(&sidecar.outbound, "GET", "http://echo/", &[], Default::default()).await.status, 503, "no instance yet");
 
         let reg = serde_json::json!({"name": "echo-a", "address": "127.0.0.1", "port": pa, "labels": {"app": "echo"}, "ttlSeconds": 2});
-        let r = request(&control.api, "POST", "/v1/instances", &[("content-type", "application/json")], reg.to_string().into()).await;
+        let admin = control.admin();
+        let auth = [("content-type", "application/json"), ("authorization", admin.as_str())];
+        let r = request(&control.api, "POST", "/v1/instances", &auth, reg.to_string().into()).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let id = r.json()["id"].as_str().unwrap().to_owned();
         let s = &sidecar;
@@ -151,7 +153,7 @@ fn registered_instance_leaves_when_it_stops_heartbeating() {
         // Heartbeats keep it past its TTL...
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[("content-type", "application/json")], Default::default()).await.status, 200);
+            assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &auth, Default::default()).await.status, 200);
         }
         assert_eq!(endpoints(sidecar.config_dump().await), 1, "alive after 3 s with a 2 s TTL thanks to heartbeats");
         // ...and without them it leaves within its TTL (plus the push).
@@ -161,7 +163,7 @@ fn registered_instance_leaves_when_it_stops_heartbeating() {
         println!("instance left {gone_after:?} after its last heartbeat (TTL 2 s)");
         assert!(gone_after >= Duration::from_millis(1900), "left before its TTL: {gone_after:?}");
         assert!(gone_after < Duration::from_secs(4), "stayed well past its TTL: {gone_after:?}");
-        assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &[("content-type", "application/json")], Default::default()).await.status, 404, "expired instances must register again");
+        assert_eq!(request(&control.api, "PUT", &format!("/v1/instances/{id}/heartbeat"), &auth, Default::default()).await.status, 404, "expired instances must register again");
     });
 }
 
@@ -171,7 +173,7 @@ async fn echo_replica(control: &Control, version: &str, extra: &[&str]) -> (Proc
     let (app, port) = demo("echo", version).await;
     let (p, inbound) = (port.to_string(), free_port().to_string());
     let mut args = vec!["--labels", "app=echo", "--app-port", &p, "--inbound-port", &inbound];
-    args.extend(["--register", &control.api, "--register-ttl", "3"]);
+    args.extend(["--register", &control.api, "--register-ttl", "3", "--token-file", &control.admin_token]);
     args.extend(extra);
     (app, Sidecar::start_with(&control.xds, "echo", &args).await)
 }
@@ -288,7 +290,7 @@ fn proxies_follow_a_new_mesh_root_at_once() {
         let mut control = Control::start_with(dir.path(), &["--warmup", "1"]).await;
 
         let old = echo_replica(&control, "v1", &["--ca", &control.api]).await;
-        let client = Sidecar::start_with(&control.xds, "client", &["--ca", &control.api]).await;
+        let client = Sidecar::start_with(&control.xds, "client", &control.ca_args()).await;
         let out = client.outbound.clone();
         eventually(10, "the first replica over mutual TLS", || {
             let o = out.clone();
@@ -301,8 +303,13 @@ fn proxies_follow_a_new_mesh_root_at_once() {
 
         control.kill();
         drop(old);
+        // The operator replaces the CA kept in the CA directory (the admin
+        // token stays); a restart with it as it was keeps the root.
+        for f in ["ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"] {
+            std::fs::remove_file(control.ca_dir.path().join(f)).unwrap();
+        }
         control.restart().await;
-        assert_ne!(root(control.api.clone()).await, first_root, "a restarted control plane makes a new root");
+        assert_ne!(root(control.api.clone()).await, first_root, "the new CA's root is served");
         let _new = echo_replica(&control, "v2", &["--ca", &control.api]).await;
         let o = out.clone();
         let took = eventually(20, "the old client to reach the replica of the new root", || {

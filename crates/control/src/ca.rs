@@ -1,19 +1,18 @@
 //! The mesh's certificate authority (Istio's istiod CA, in small): a root
-//! made when the control plane starts, and short-lived workload
-//! certificates signed for the SPIFFE identity a proxy's CSR asks for.
+//! kept in the CA directory (made at first start, or the operator's own in
+//! Istio's `cacerts` layout), and short-lived workload certificates signed
+//! for the SPIFFE identity a proxy's CSR asks for.
 //!
 //! A proxy makes its own key and sends only a CSR (`POST /v1/certificates`),
-//! so no private key crosses the wire. The identity is taken from the CSR's
-//! URI SAN as asked: on one machine every process may already register
-//! instances under any name, so the CA checks the form of the identity
-//! (its trust domain, `ns/<ns>/sa/<sa>`), not who asks. A multi-host
-//! control plane will need the caller authenticated (Istio uses the pod's
-//! service-account token) before it signs.
+//! so no private key crosses the wire. This module checks the form of the
+//! identity (its trust domain, `ns/<ns>/sa/<sa>`); the API checks that the
+//! caller proved it (`auth`).
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use std::path::Path;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -26,9 +25,18 @@ pub const WORKLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     root_pem: String,
+    /// The signing certificate and those up to the root, appended to each
+    /// workload certificate when the signer is an intermediate.
+    chain_pem: Option<String>,
     trust_domain: String,
     ttl: Duration,
 }
+
+/// Istio's `cacerts` file names.
+const CA_CERT: &str = "ca-cert.pem";
+const CA_KEY: &str = "ca-key.pem";
+const ROOT_CERT: &str = "root-cert.pem";
+const CERT_CHAIN: &str = "cert-chain.pem";
 
 /// A signed workload certificate.
 #[derive(Debug, serde::Serialize)]
@@ -57,11 +65,54 @@ impl Ca {
         params.not_before = now - Duration::from_secs(3600);
         params.not_after = now + Duration::from_secs(10 * 365 * 24 * 3600);
         let root_pem = params.self_signed(&key)?.pem();
-        Ok(Ca { issuer: Issuer::new(params, key), root_pem, trust_domain: trust_domain.to_owned(), ttl })
+        Ok(Ca {
+            issuer: Issuer::new(params, key),
+            root_pem,
+            chain_pem: None,
+            trust_domain: trust_domain.to_owned(),
+            ttl,
+        })
+    }
+
+    /// The CA kept in `dir`: the operator's (`ca-cert.pem` and `ca-key.pem`,
+    /// with `root-cert.pem` and `cert-chain.pem` for an intermediate, as
+    /// Istio's `cacerts`), or a root made there at first start and used
+    /// again at the next (proxies keep trusting it across restarts).
+    pub fn open(dir: &Path, trust_domain: &str, ttl: Duration) -> anyhow::Result<Ca> {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f));
+        if let (Ok(cert), Ok(key)) = (read(CA_CERT), read(CA_KEY)) {
+            let at = |f: &str| dir.join(f).display().to_string();
+            let key = KeyPair::from_pem(&key).map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", at(CA_KEY)))?;
+            let issuer = Issuer::from_ca_cert_pem(&cert, key)
+                .map_err(|e| anyhow::anyhow!("{}: not a CA certificate: {e}", at(CA_CERT)))?;
+            let root_pem = read(ROOT_CERT).unwrap_or_else(|_| cert.clone());
+            let chain_pem = (root_pem.trim() != cert.trim()).then(|| read(CERT_CHAIN).unwrap_or(cert));
+            return Ok(Ca { issuer, root_pem, chain_pem, trust_domain: trust_domain.to_owned(), ttl });
+        }
+        let ca = Ca::new(trust_domain, ttl)?;
+        std::fs::create_dir_all(dir)?;
+        crate::auth::write_private(&dir.join(CA_KEY), &ca.issuer.key().serialize_pem())?;
+        for f in [CA_CERT, ROOT_CERT, CERT_CHAIN] {
+            std::fs::write(dir.join(f), &ca.root_pem)?;
+        }
+        Ok(ca)
     }
 
     pub fn root_pem(&self) -> &str {
         &self.root_pem
+    }
+
+    /// The identity a CSR (PEM) asks for, checked to form; the error says
+    /// what is wrong with the request.
+    pub fn csr_identity(&self, csr_pem: &str) -> Result<crate::auth::Identity, String> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| format!("`csr` is not a PEM certificate signing request: {e}"))?;
+        let identity = match csr.params.subject_alt_names.as_slice() {
+            [SanType::URI(uri)] => uri.as_str().to_owned(),
+            _ => return Err("the CSR must carry exactly one URI SAN, the workload's SPIFFE ID".into()),
+        };
+        self.check_identity(&identity)?;
+        self.identity_of(&identity).ok_or_else(|| format!("`{identity}` is not a workload identity"))
     }
 
     /// Signs a CSR (PEM) whose one URI SAN is a SPIFFE ID of this trust
@@ -86,12 +137,39 @@ impl Ca {
         params.not_before = now - Duration::from_secs(3600);
         params.not_after = now + self.ttl;
         let cert = params.signed_by(&csr.public_key, &self.issuer).map_err(|e| format!("signing failed: {e}"))?;
-        Ok(Signed {
-            identity,
-            certificate: cert.pem(),
-            root: self.root_pem.clone(),
-            expires_in_seconds: self.ttl.as_secs(),
-        })
+        let mut certificate = cert.pem();
+        if let Some(chain) = &self.chain_pem {
+            certificate.push_str(chain);
+        }
+        Ok(Signed { identity, certificate, root: self.root_pem.clone(), expires_in_seconds: self.ttl.as_secs() })
+    }
+
+    /// The control plane's own certificate and key (PEM), for its TLS API:
+    /// `identity` as URI SAN, `ips` as IP SANs, `localhost` as DNS name.
+    pub fn server_cert(&self, identity: &str, ips: &[std::net::IpAddr]) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(identity.try_into()?), SanType::DnsName("localhost".try_into()?)];
+        params.subject_alt_names.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::from_secs(3600);
+        params.not_after = now + Duration::from_secs(365 * 24 * 3600);
+        let mut pem = params.signed_by(&key, &self.issuer)?.pem();
+        if let Some(chain) = &self.chain_pem {
+            pem.push_str(chain);
+        }
+        Ok((pem, key.serialize_pem()))
+    }
+
+    /// The identity of a SPIFFE ID of this trust domain, if it is one.
+    pub fn identity_of(&self, id: &str) -> Option<crate::auth::Identity> {
+        self.check_identity(id).ok()?;
+        let rest = id.strip_prefix(&format!("spiffe://{}/ns/", self.trust_domain))?;
+        let (ns, sa) = rest.split_once("/sa/")?;
+        Some(crate::auth::Identity { namespace: ns.into(), service_account: sa.into() })
     }
 
     fn check_identity(&self, id: &str) -> Result<(), String> {
@@ -118,6 +196,18 @@ impl Ca {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_directory_keeps_the_root_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Ca::open(dir.path(), TRUST_DOMAIN, WORKLOAD_TTL).unwrap();
+        let again = Ca::open(dir.path(), TRUST_DOMAIN, WORKLOAD_TTL).unwrap();
+        assert_eq!(first.root_pem(), again.root_pem());
+        let key = std::fs::metadata(dir.path().join(CA_KEY)).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
+        let signed = again.sign(&csr("spiffe://cluster.local/ns/default/sa/web")).unwrap();
+        assert_eq!(signed.root, first.root_pem());
+    }
 
     fn csr(uri: &str) -> String {
         let key = KeyPair::generate().unwrap();

@@ -130,6 +130,11 @@ impl Hub {
         Ok(id)
     }
 
+    /// A registered instance by its id.
+    pub fn registered(&self, id: &str) -> Option<Arc<Instance>> {
+        self.inner.lock().registrations.get(id)
+    }
+
     pub fn heartbeat(&self, id: &str) -> bool {
         self.inner.lock().registrations.heartbeat(id, Instant::now())
     }

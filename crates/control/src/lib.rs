@@ -9,6 +9,7 @@
 
 pub mod ads;
 pub mod api;
+pub mod auth;
 pub mod ca;
 pub mod health_view;
 pub mod hub;
@@ -30,14 +31,37 @@ pub struct ControlOptions {
     pub xds_addr: SocketAddr,
     /// HTTP API: 15014.
     pub api_addr: SocketAddr,
+    /// The API over TLS (Istio's 15012 is its CA port).
+    pub api_tls_addr: SocketAddr,
+    /// Where the CA's root and key and the admin token are kept; a new
+    /// private directory when `None` (a new root each start).
+    pub ca_dir: Option<PathBuf>,
+    /// Workload certificates' lifetime.
+    pub workload_ttl: std::time::Duration,
     pub limits: limits::Limits,
 }
 
-/// A running control plane's bound addresses.
+/// A running control plane's bound addresses and credentials.
 pub struct Control {
     pub hub: Arc<Hub>,
     pub xds_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    pub api_tls_addr: SocketAddr,
+    pub auth: Arc<auth::Auth>,
+    pub ca: Arc<ca::Ca>,
+    pub ca_dir: PathBuf,
+}
+
+/// A new directory only this user can enter, for a CA kept nowhere else.
+fn private_dir() -> anyhow::Result<PathBuf> {
+    use ring::rand::SecureRandom;
+    use std::os::unix::fs::DirBuilderExt;
+    let mut b = [0u8; 8];
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("weft-ca-{name}"));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
 }
 
 /// Binds the listeners and starts serving; returns once bound. The initial
@@ -49,13 +73,28 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
         let diags = hub.rejected().join("\n");
         anyhow::bail!("the config in {} has errors:\n{diags}", opts.config_dir.display());
     }
+    // The credentials exist before any port answers: a client that sees
+    // the API up can read the admin token.
+    let ca_dir = match opts.ca_dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| anyhow::anyhow!("cannot make the CA directory {}: {e}", d.display()))?;
+            d
+        }
+        None => private_dir()?,
+    };
+    let ca = Arc::new(ca::Ca::open(&ca_dir, ca::TRUST_DOMAIN, opts.workload_ttl)?);
+    let auth = Arc::new(auth::Auth::open(&ca_dir)?);
     let xds = TcpListener::bind(opts.xds_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind xDS address {}: {e}", opts.xds_addr))?;
     let api = TcpListener::bind(opts.api_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind API address {}: {e}", opts.api_addr))?;
-    let (xds_addr, api_addr) = (xds.local_addr()?, api.local_addr()?);
+    let api_tls = TcpListener::bind(opts.api_tls_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind the API's TLS address {}: {e}", opts.api_tls_addr))?;
+    let (xds_addr, api_addr, api_tls_addr) = (xds.local_addr()?, api.local_addr()?, api_tls.local_addr()?);
 
     let server = ads::Ads::server(hub.clone());
     tokio::spawn(async move {
@@ -64,14 +103,15 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
             tracing::error!(error = %e, "xDS server stopped");
         }
     });
-    let api_hub = hub.clone();
-    let ca = Arc::new(ca::Ca::new(ca::TRUST_DOMAIN, ca::WORKLOAD_TTL)?);
+    let served = Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone() });
+    let tls_cfg = api::tls::server_config(&served, api_tls_addr.ip())?;
+    tokio::spawn(api::tls::serve(served.clone(), api_tls, tls_cfg));
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = api.accept().await else { continue };
-            let (hub, ca) = (api_hub.clone(), ca.clone());
+            let served = served.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| api::handle(hub.clone(), ca.clone(), req));
+                let svc = hyper::service::service_fn(move |req| api::handle(served.clone(), None, req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(sock), svc)
                     .await;
@@ -86,6 +126,6 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
             tracing::error!(error = %e, "cannot watch the config folder; edits will not be applied");
         }
     });
-    tracing::info!(%xds_addr, %api_addr, "control plane ready");
-    Ok(Control { hub, xds_addr, api_addr })
+    tracing::info!(%xds_addr, %api_addr, %api_tls_addr, admin_token = %auth.admin_path().display(), "control plane ready");
+    Ok(Control { hub, xds_addr, api_addr, api_tls_addr, auth, ca, ca_dir })
 }

@@ -63,10 +63,17 @@ struct LimitLabel {
     limit: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeniedLabel {
+    /// What was asked: `certificate`, `registration`, `token`.
+    request: &'static str,
+}
+
 /// The control plane's own metrics.
 pub struct Metrics {
     registry: Registry,
     refusals: Family<LimitLabel, Counter>,
+    denied: Family<DeniedLabel, Counter>,
     pub instances: Gauge,
 }
 
@@ -77,7 +84,13 @@ impl Default for Metrics {
         let instances = Gauge::default();
         registry.register("weft_control_limit_refusals", "Requests and edits refused by a limit", refusals.clone());
         registry.register("weft_control_registered_instances", "Instances registered at run time", instances.clone());
-        Metrics { registry, refusals, instances }
+        let denied = Family::<DeniedLabel, Counter>::default();
+        registry.register(
+            "weft_control_unauthorized",
+            "API requests refused because the caller did not prove the identity (or admin right) they need",
+            denied.clone(),
+        );
+        Metrics { registry, refusals, denied, instances }
     }
 }
 
@@ -85,6 +98,11 @@ impl Metrics {
     /// Counts one refusal by `limit` (`request_bytes`, `instances`, `ttl`, ...).
     pub fn refused(&self, limit: &'static str) {
         self.refusals.get_or_create(&LimitLabel { limit }).inc();
+    }
+
+    /// Counts one request refused for want of a credential.
+    pub fn unauthorized(&self, request: &'static str) {
+        self.denied.get_or_create(&DeniedLabel { request }).inc();
     }
 
     /// The Prometheus text exposition.

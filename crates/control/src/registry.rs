@@ -184,6 +184,11 @@ impl Registrations {
         }
     }
 
+    /// A registered instance by its id.
+    pub fn get(&self, id: &str) -> Option<Arc<Instance>> {
+        self.entries.get(id).map(|e| e.instance.clone())
+    }
+
     /// Extends an instance's life; false if it is unknown (expired or never seen).
     pub fn heartbeat(&mut self, id: &str, now: Instant) -> bool {
         match self.entries.get_mut(id) {

@@ -43,9 +43,9 @@ pub struct ProxyOptions {
     pub metrics_addr: Option<SocketAddr>,
     pub health_addr: Option<SocketAddr>,
     pub register: Option<register::Registration>,
-    /// The mesh CA's address and this proxy's SPIFFE ID: with them, the
-    /// proxy speaks mutual TLS with the mesh (`mtls`).
-    pub ca: Option<(String, String)>,
+    /// The mesh CA (the control plane's API) and this proxy's SPIFFE ID:
+    /// with them, the proxy speaks mutual TLS with the mesh (`mtls`).
+    pub ca: Option<(Arc<mtls::control::ControlApi>, String)>,
     /// How long in-flight requests may take to finish once draining starts.
     pub drain: Duration,
     /// Downstream connections' idle and request-head timeouts (`idle`);
@@ -97,7 +97,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     }
     let id = reg_id.lock().clone();
     if let (Some(r), Some(id)) = (&opts.register, id) {
-        register::deregister(&r.api, &id).await;
+        register::deregister(&state, &r.api, &id).await;
     }
     state.draining.send_replace(true);
     let _ = listeners.await;

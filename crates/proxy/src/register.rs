@@ -2,18 +2,17 @@
 //! with the control plane's API, heartbeats at a third of the TTL, registers
 //! again if the control plane forgot it, and deregisters when it drains.
 
+use crate::mtls::control::ControlApi;
 use crate::state::ProxyState;
-use bytes::Bytes;
 pub use http::Method;
-use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Registration {
-    /// `host:port` of the control plane API.
-    pub api: String,
+    /// The control plane's API: registration proves the instance's
+    /// identity by the proxy's certificate or bootstrap token.
+    pub api: Arc<ControlApi>,
     /// Address other proxies reach this one at (its inbound listener).
     pub address: String,
     pub port: u16,
@@ -23,27 +22,16 @@ pub struct Registration {
     pub weight: Option<u32>,
 }
 
-/// A small JSON-over-HTTP/1.1 call; returns status and body.
-pub async fn call(
-    api: &str,
+/// A call to the API with the proxy's current certificate, if any.
+async fn call(
+    state: &ProxyState,
+    api: &ControlApi,
     method: http::Method,
     path: &str,
     body: Option<serde_json::Value>,
-) -> anyhow::Result<(u16, Bytes)> {
-    let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(api)).await??;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", api)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(bytes)))?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req)).await??;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+) -> anyhow::Result<(u16, bytes::Bytes)> {
+    let current = state.tls().load_full();
+    api.call(current.as_deref(), method, path, body).await
 }
 
 /// Istio's label for a workload with a sidecar (`weft_api::types::TLS_MODE_LABEL`;
@@ -77,12 +65,12 @@ pub async fn run(state: Arc<ProxyState>, r: Registration, id_out: Arc<parking_lo
     let beat = (r.ttl / 3).max(Duration::from_millis(200));
     while !state.is_draining() {
         match &id {
-            None => match call(&r.api, http::Method::POST, "/v1/instances", Some(instance(&state, &r))).await {
+            None => match call(&state, &r.api, http::Method::POST, "/v1/instances", Some(instance(&state, &r))).await {
                 Ok((200, body)) => {
                     let got = serde_json::from_slice::<serde_json::Value>(&body)
                         .ok()
                         .and_then(|v| v["id"].as_str().map(str::to_owned));
-                    tracing::info!(id = ?got, api = %r.api, "registered with the control plane");
+                    tracing::info!(id = ?got, api = %r.api.addr, "registered with the control plane");
                     *id_out.lock() = got.clone();
                     id = got;
                 }
@@ -90,26 +78,28 @@ pub async fn run(state: Arc<ProxyState>, r: Registration, id_out: Arc<parking_lo
                     tracing::warn!(status, body = %String::from_utf8_lossy(&body), "registration refused")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, api = %r.api, "cannot reach the control plane to register; retrying")
+                    tracing::warn!(error = %e, api = %r.api.addr, "cannot reach the control plane to register; retrying")
                 }
             },
-            Some(i) => match call(&r.api, http::Method::PUT, &format!("/v1/instances/{i}/heartbeat"), None).await {
-                Ok((200, _)) => {}
-                Ok((404, _)) => {
-                    tracing::warn!("the control plane forgot this instance; registering again");
-                    id = None;
-                    continue;
+            Some(i) => {
+                match call(&state, &r.api, http::Method::PUT, &format!("/v1/instances/{i}/heartbeat"), None).await {
+                    Ok((200, _)) => {}
+                    Ok((404, _)) => {
+                        tracing::warn!("the control plane forgot this instance; registering again");
+                        id = None;
+                        continue;
+                    }
+                    Ok((status, _)) => tracing::warn!(status, "heartbeat refused"),
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
-                Ok((status, _)) => tracing::warn!(status, "heartbeat refused"),
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-            },
+            }
         }
         tokio::time::sleep(beat).await;
     }
 }
 
-pub async fn deregister(api: &str, id: &str) {
-    match call(api, http::Method::DELETE, &format!("/v1/instances/{id}"), None).await {
+pub async fn deregister(state: &ProxyState, api: &ControlApi, id: &str) {
+    match call(state, api, http::Method::DELETE, &format!("/v1/instances/{id}"), None).await {
         Ok((200, _)) => tracing::info!(%id, "deregistered"),
         Ok((status, _)) => tracing::warn!(%id, status, "deregistration refused"),
         Err(e) => tracing::warn!(%id, error = %e, "deregistration failed"),

@@ -2,6 +2,7 @@
 //! this process; each gateway, each workload replica and its sidecar run as
 //! child processes on free ports. Ctrl-C (or SIGTERM) stops them all.
 
+mod creds;
 mod process;
 mod replica;
 mod rollout;
@@ -34,6 +35,13 @@ pub struct UpArgs {
     /// Seconds to wait for everything to become ready.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
+    /// Keep the mesh CA's root and admin token here across runs (see
+    /// `weft control --ca-dir`); a new root each run without it.
+    #[arg(long, env = "WEFT_CA_DIR")]
+    ca_dir: Option<PathBuf>,
+    /// Workload certificates' lifetime (`24h`, `90m`); proxies renew at half.
+    #[arg(long, default_value = "24h", value_parser = |s: &str| weft_api::types::Duration::parse(s).map(|d| d.0))]
+    workload_cert_ttl: Duration,
     #[command(flatten)]
     limits: crate::control_args::LimitArgs,
 }
@@ -50,15 +58,25 @@ pub struct GatewayProc {
     /// How it was started, to start it again (`supervise`).
     args: Vec<String>,
     env: BTreeMap<String, String>,
+    creds: std::sync::Arc<creds::Creds>,
 }
 
 impl GatewayProc {
-    /// Starts the gateway again with the arguments it was started with.
+    /// Starts the gateway again with the arguments it was started with,
+    /// and a new token in its token file.
     fn respawn(&mut self, exe: &Path) -> anyhow::Result<()> {
+        self.creds.proxy_args(&self.name, "default", &gateway_account(&self.name))?;
         self.proc = spawn(&self.name, exe, &self.args, &self.env)?;
         Ok(())
     }
 }
+
+/// A gateway's service account, as `weft gateway` names it.
+fn gateway_account(name: &str) -> String {
+    format!("{name}-service-account")
+}
+
+impl GatewayProc {}
 
 fn labels_arg(l: &Labels) -> String {
     l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
@@ -105,11 +123,25 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         config_dir: dir.clone(),
         xds_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_tls_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ca_dir: a.ca_dir.clone(),
+        workload_ttl: a.workload_cert_ttl,
         limits,
     })
     .await?;
     let xds = control.xds_addr.to_string();
     let api = control.api_addr.to_string();
+    let creds_dir = control.ca_dir.join("proxies");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&creds_dir)?;
+    }
+    let creds = std::sync::Arc::new(creds::Creds {
+        auth: control.auth.clone(),
+        dir: creds_dir,
+        root: control.ca_dir.join("root-cert.pem"),
+        api_tls: control.api_tls_addr.to_string(),
+    });
     let child_log = std::env::var("WEFT_LOG").unwrap_or_else(|_| "warn".into());
 
     // Gateways: one process per distinct selector.
@@ -138,9 +170,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         ports: Ports::default(),
         exe: exe.clone(),
         xds: xds.clone(),
-        api: api.clone(),
         log: child_log.clone(),
         stalled: Default::default(),
+        creds: creds.clone(),
     };
     launcher.ports.ignore_declared = a.free_ports;
     let mut gateways = Vec::new();
@@ -172,16 +204,26 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             "0",
             "--health-port",
             "0",
-            // Mutual TLS to the sidecars behind it, as Istio's ingress gateway.
-            "--ca",
-            &api,
         ]
         .iter()
         .map(|s| s.to_string())
+        // Mutual TLS to the sidecars behind it, as Istio's ingress gateway.
+        .chain(creds.proxy_args(&name, "default", &gateway_account(&name))?)
         .collect();
         let env = BTreeMap::from([("WEFT_LOG".to_owned(), child_log.clone())]);
         let proc = spawn(&name, &exe, &args, &env)?;
-        gateways.push(GatewayProc { name, labels, admin, ports, tcp_ports, hosts, proc, args, env });
+        gateways.push(GatewayProc {
+            name,
+            labels,
+            admin,
+            ports,
+            tcp_ports,
+            hosts,
+            proc,
+            args,
+            env,
+            creds: creds.clone(),
+        });
     }
 
     // Workloads: each replica is an app plus its sidecar.
@@ -252,8 +294,16 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     print_table(&dir, &xds, &api, &gateways, &replicas);
+    println!("  mesh CA         {} (admin token {})\n", control.ca_dir.display(), control.auth.admin_path().display());
+    let control_info = json!({
+        "xds": xds,
+        "api": api,
+        "apiTls": control.api_tls_addr.to_string(),
+        "caDir": control.ca_dir,
+        "adminToken": control.auth.admin_path(),
+    });
     if let Some(f) = &a.ready_file {
-        write_ready(f, &xds, &api, &gateways, &replicas)?;
+        write_ready(f, &control_info, &gateways, &replicas)?;
     }
 
     let stop = weft_proxy::stop_signal();
@@ -285,7 +335,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                     Ok(false) => {}
                     Ok(true) => {
                         if let Some(f) = &a.ready_file {
-                            write_ready(f, &xds, &api, &gateways, &replicas)?;
+                            write_ready(f, &control_info, &gateways, &replicas)?;
                         }
                     }
                     Err(e) => {
@@ -303,7 +353,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                     rollout::apply(&mut launcher, &control.hub, &mut replicas, &applied, &wanted, timeout, grace).await;
                     applied = wanted;
                     if let Some(f) = &a.ready_file {
-                        write_ready(f, &xds, &api, &gateways, &replicas)?;
+                        write_ready(f, &control_info, &gateways, &replicas)?;
                     }
                 }
             }
@@ -330,9 +380,14 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
 }
 
 /// What runs where, as JSON (`--ready-file`); rewritten after a rollout.
-fn write_ready(f: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) -> anyhow::Result<()> {
+fn write_ready(
+    f: &Path,
+    control: &serde_json::Value,
+    gateways: &[GatewayProc],
+    replicas: &[Replica],
+) -> anyhow::Result<()> {
     let info = json!({
-        "control": {"xds": xds, "api": api},
+        "control": control,
         "gateways": gateways.iter().map(|g| json!({"name": g.name, "labels": g.labels, "admin": g.admin, "ports": g.ports, "hosts": g.hosts, "pid": g.proc.pid()})).collect::<Vec<_>>(),
         "workloads": replicas.iter().map(|r| json!({"name": r.name, "ip": r.ip, "appPort": r.app_port, "inboundPort": r.inbound, "outboundPort": r.outbound, "admin": r.admin, "pid": r.app.pid(), "sidecarPid": r.sidecar.pid()})).collect::<Vec<_>>(),
     });

@@ -25,10 +25,10 @@ pub struct Replica {
 }
 
 pub async fn http_ok(port: u16, path: &str) -> bool {
-    matches!(
-        weft_proxy::register::call(&format!("127.0.0.1:{port}"), weft_proxy::register::Method::GET, path, None).await,
-        Ok((200, _))
-    )
+    let Ok(api) = weft_proxy::mtls::control::ControlApi::new(format!("127.0.0.1:{port}"), None, None) else {
+        return false;
+    };
+    matches!(api.call(None, weft_proxy::register::Method::GET, path, None).await, Ok((200, _)))
 }
 
 pub async fn tcp_ok(port: u16) -> bool {
@@ -56,18 +56,18 @@ pub struct Launcher {
     pub ports: Ports,
     pub exe: PathBuf,
     pub xds: String,
-    pub api: String,
     /// `WEFT_LOG` for the children.
     pub log: String,
     /// Proxies a rollout stopped waiting for (`rollout::wait_in_service`).
     pub stalled: std::collections::BTreeSet<String>,
+    /// Each sidecar's token and the CA's TLS address.
+    pub creds: std::sync::Arc<super::creds::Creds>,
 }
 
 impl Launcher {
     /// Replica `i` of `n` of workload `ns/name`: its sidecar, then its app.
     pub fn start(&mut self, name: &str, ns: &str, w: &WorkloadSpec, i: u32, n: u32) -> anyhow::Result<Replica> {
-        let (ports, exe, xds, api, log) =
-            (&mut self.ports, self.exe.as_path(), &self.xds, self.api.as_str(), &self.log);
+        let (ports, exe, xds, log) = (&mut self.ports, self.exe.as_path(), &self.xds, &self.log);
         let app_port = if n == 1 { ports.prefer(w.port)? } else { ports.free()? };
         let ip = ports.next_ip();
         let (inbound, outbound, admin) = (ports.free()?, ports.free()?, ports.free()?);
@@ -101,7 +101,10 @@ impl Launcher {
             "--health-port".into(),
             "0".into(),
         ]);
-        args.extend(["--register".into(), api.into(), "--ca".into(), api.into()]);
+        // Registration and the CA at the TLS port: the token, then the certificate, prove who asks.
+        let sa = w.service_account.as_deref().unwrap_or("default");
+        args.extend(["--register".into(), self.creds.api_tls.clone()]);
+        args.extend(self.creds.proxy_args(&rname, ns, sa)?);
         if let Some(sa) = &w.service_account {
             args.extend(["--service-account".into(), sa.clone()]);
         }

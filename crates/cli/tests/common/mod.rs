@@ -232,11 +232,18 @@ pub async fn up_at(addr: &str) -> bool {
     tokio::net::TcpStream::connect(addr).await.is_ok()
 }
 
-/// A control plane on free ports, watching `dir`.
+/// A control plane on free ports, watching `dir`, its CA kept in a
+/// directory of its own (`ca_dir`).
 pub struct Control {
     pub proc: Proc,
     pub xds: String,
     pub api: String,
+    /// The API's TLS port.
+    pub api_tls: String,
+    /// The admin token's file: the tests' proxies and `weft cert` prove
+    /// their identities with it (`--token-file`).
+    pub admin_token: String,
+    pub ca_dir: tempfile::TempDir,
     args: Vec<String>,
 }
 
@@ -247,13 +254,38 @@ impl Control {
 
     pub async fn start_with(dir: &Path, extra: &[&str]) -> Control {
         let (xds, api) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let mut args: Vec<String> =
-            ["control", "--config", dir.to_str().unwrap(), "--xds-addr", &xds, "--api-addr", &api]
-                .map(String::from)
-                .to_vec();
+        let api_tls = format!("127.0.0.1:{}", free_port());
+        let ca_dir = tempfile::tempdir().unwrap();
+        let ca = ca_dir.path().to_str().unwrap().to_owned();
+        let mut args: Vec<String> = [
+            "control",
+            "--config",
+            dir.to_str().unwrap(),
+            "--xds-addr",
+            &xds,
+            "--api-addr",
+            &api,
+            "--api-tls-addr",
+            &api_tls,
+            "--ca-dir",
+            &ca,
+        ]
+        .map(String::from)
+        .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
         let proc = Control::spawn_ready(&args, &api).await;
-        Control { proc, xds, api, args }
+        let admin_token = ca_dir.path().join("admin-token").to_str().unwrap().to_owned();
+        Control { proc, xds, api, api_tls, admin_token, ca_dir, args }
+    }
+
+    /// `Authorization` for the admin: what may register any instance.
+    pub fn admin(&self) -> String {
+        format!("Bearer {}", std::fs::read_to_string(&self.admin_token).unwrap().trim())
+    }
+
+    /// A proxy's flags for a certificate from this CA, proven by the admin token.
+    pub fn ca_args(&self) -> [&str; 4] {
+        ["--ca", &self.api, "--token-file", &self.admin_token]
     }
 
     async fn spawn_ready(args: &[String], api: &str) -> Proc {

@@ -3,11 +3,12 @@
 //! | method and path | what |
 //! | --- | --- |
 //! | `GET /ready` | 200 once a config is loaded |
-//! | `POST /v1/instances` | register `{name, namespace, address, port or ports, labels, serviceAccount, locality, weight, ttlSeconds}` → `{id, ttlSeconds}` |
-//! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) |
-//! | `DELETE /v1/instances/{id}` | leave now |
+//! | `POST /v1/instances` | register `{name, namespace, address, port or ports, labels, serviceAccount, locality, weight, ttlSeconds}` → `{id, ttlSeconds}` (proof of its identity) |
+//! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) (proof of its identity) |
+//! | `DELETE /v1/instances/{id}` | leave now (proof of its identity) |
 //! | `GET /v1/instances` | registered instances |
-//! | `POST /v1/certificates` | sign a workload's CSR `{csr}` (PEM, its SPIFFE ID as URI SAN) → `{identity, certificate, root, expiresInSeconds}` (`ca`) |
+//! | `POST /v1/certificates` | sign a workload's CSR `{csr}` (PEM, its SPIFFE ID as URI SAN) → `{identity, certificate, root, expiresInSeconds}` (`ca`; proof of that identity) |
+//! | `POST /v1/tokens` | a bootstrap token `{namespace, serviceAccount, ttlSeconds}` → `{token, identity, expiresInSeconds}` (admin) |
 //! | `GET /v1/root` | the mesh root certificate `{root}` |
 //! | `GET /debug/config` | version, resources, rejected edit's diagnostics |
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
@@ -16,12 +17,18 @@
 //! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
 //!
 //! Every request first passes `guard` (Host, Content-Type, body size).
+//! What acts for an identity needs its proof (`auth`): a bootstrap token
+//! for it (`Authorization: Bearer`), its workload certificate on the TLS
+//! port, or the admin token. A refusal is 401 and counted.
 
 mod guard;
 mod registration;
+pub mod tls;
 
-use crate::ca::Ca;
+use crate::auth::{Auth, Identity, Proof};
+use crate::ca::{self, Ca};
 use crate::hub::Hub;
+use crate::registry::Instance;
 use crate::registry::Refused;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -42,10 +49,44 @@ fn error(status: StatusCode, msg: &str) -> Resp {
     json(status, &serde_json::json!({ "error": msg }))
 }
 
-pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
-    if let Some(refused) = guard::refuse(&req, &hub) {
+/// What serves the API: the hub, the CA and the credentials it checks.
+pub struct Api {
+    pub hub: Arc<Hub>,
+    pub ca: Arc<Ca>,
+    pub auth: Arc<Auth>,
+}
+
+/// The refusal of a request that did not prove `identity` (or admin).
+fn unauthorized(api: &Api, request: &'static str, what: &str) -> Resp {
+    api.hub.metrics.unauthorized(request);
+    tracing::warn!(request, what, "refused: no proof of identity");
+    error(
+        StatusCode::UNAUTHORIZED,
+        &format!(
+            "{what} needs proof of that identity: a bootstrap token for it (`Authorization: Bearer`, \
+             `weft token create`), its workload certificate on the control plane's TLS port, or the admin token"
+        ),
+    )
+}
+
+/// Serves one request; `caller` is the identity its TLS client certificate
+/// proved (the API's TLS port), if any.
+pub async fn handle(
+    api: Arc<Api>,
+    caller: Option<Identity>,
+    req: Request<Incoming>,
+) -> Result<Resp, std::convert::Infallible> {
+    let (hub, ca) = (&api.hub, &api.ca);
+    if let Some(refused) = guard::refuse(&req, hub) {
         return Ok(refused);
     }
+    let bearer = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let proof = api.auth.prove(bearer.as_deref(), caller.as_ref());
     let path = req.uri().path().to_owned();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let resp = match (req.method().clone(), segs.as_slice()) {
@@ -57,11 +98,19 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
             }
         }
         (Method::POST, ["v1", "instances"]) => {
-            let body = match guard::body(req, &hub).await {
+            let body = match guard::body(req, hub).await {
                 Ok(b) => b,
                 Err(resp) => return Ok(resp),
             };
             match registration::parse(&body, &hub.limits) {
+                Ok((instance, _)) if !proof.allows(&instance_identity(&instance)) => {
+                    let id = instance_identity(&instance);
+                    unauthorized(
+                        &api,
+                        "registration",
+                        &format!("registering an instance of {}", id.spiffe(ca::TRUST_DOMAIN)),
+                    )
+                }
                 Ok((instance, ttl)) => match hub.register(instance, ttl) {
                     Ok(id) => {
                         tracing::info!(instance = %id, ttl = ?ttl, "registered");
@@ -87,6 +136,11 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
                 }
             }
         }
+        (Method::PUT | Method::DELETE, ["v1", "instances", id, ..])
+            if hub.registered(id).is_some_and(|i| !proof.allows(&instance_identity(&i))) =>
+        {
+            unauthorized(&api, "registration", &format!("changing instance {id}"))
+        }
         (Method::PUT, ["v1", "instances", id, "heartbeat"]) => {
             if hub.heartbeat(id) {
                 json(StatusCode::OK, &serde_json::json!({"id": id}))
@@ -102,7 +156,7 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
             }
         }
         (Method::POST, ["v1", "certificates"]) => {
-            let body = match guard::body(req, &hub).await {
+            let body = match guard::body(req, hub).await {
                 Ok(b) => b,
                 Err(resp) => return Ok(resp),
             };
@@ -111,15 +165,29 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
                 csr: String,
             }
             match serde_json::from_slice::<CsrRequest>(&body) {
-                Ok(r) => match ca.sign(&r.csr) {
-                    Ok(signed) => {
-                        tracing::info!(identity = %signed.identity, "signed a workload certificate");
-                        json(StatusCode::OK, &serde_json::to_value(&signed).unwrap_or_default())
+                Ok(r) => match ca.csr_identity(&r.csr) {
+                    Ok(id) if !proof.allows(&id) => {
+                        unauthorized(&api, "certificate", &format!("a certificate for {}", id.spiffe(ca::TRUST_DOMAIN)))
                     }
                     Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                    Ok(_) => match ca.sign(&r.csr) {
+                        Ok(signed) => {
+                            tracing::info!(identity = %signed.identity, "signed a workload certificate");
+                            json(StatusCode::OK, &serde_json::to_value(&signed).unwrap_or_default())
+                        }
+                        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                    },
                 },
                 Err(e) => error(StatusCode::BAD_REQUEST, &format!("expected {{\"csr\": \"<PEM>\"}}: {e}")),
             }
+        }
+        (Method::POST, ["v1", "tokens"]) if proof != Proof::Admin => unauthorized(&api, "token", "creating a token"),
+        (Method::POST, ["v1", "tokens"]) => {
+            let body = match guard::body(req, hub).await {
+                Ok(b) => b,
+                Err(resp) => return Ok(resp),
+            };
+            token(&api, &body)
         }
         (Method::GET, ["v1", "root"]) => json(StatusCode::OK, &serde_json::json!({"root": ca.root_pem()})),
         (Method::GET, ["v1", "instances"]) => {
@@ -143,7 +211,7 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
         (Method::GET, ["debug", "version"]) => {
             json(StatusCode::OK, &serde_json::json!({"version": hub.snapshot().version}))
         }
-        (Method::GET, ["debug", "health"]) => json(StatusCode::OK, &crate::health_view::gather(&hub).await),
+        (Method::GET, ["debug", "health"]) => json(StatusCode::OK, &crate::health_view::gather(hub).await),
         (Method::GET, ["metrics"]) => {
             let mut r = Response::new(Full::new(Bytes::from(hub.metrics.text())));
             r.headers_mut().insert(
@@ -161,4 +229,50 @@ pub async fn handle(hub: Arc<Hub>, ca: Arc<Ca>, req: Request<Incoming>) -> Resul
         ),
     };
     Ok(resp)
+}
+
+/// The identity an instance runs as: its namespace and service account
+/// (`default` when it names none, as Kubernetes).
+fn instance_identity(i: &Instance) -> Identity {
+    let sa = i.service_account.clone().unwrap_or_else(|| "default".into());
+    Identity { namespace: i.namespace.clone(), service_account: sa }
+}
+
+/// `POST /v1/tokens`: a bootstrap token for one identity, for at most a day.
+fn token(api: &Api, body: &[u8]) -> Resp {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct TokenRequest {
+        namespace: String,
+        service_account: String,
+        ttl_seconds: Option<u64>,
+    }
+    let r = match serde_json::from_slice::<TokenRequest>(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, &format!("expected {{namespace, serviceAccount, ttlSeconds}}: {e}"));
+        }
+    };
+    let ttl = std::time::Duration::from_secs(r.ttl_seconds.unwrap_or(3600));
+    if ttl.is_zero() || ttl > std::time::Duration::from_secs(24 * 3600) {
+        return error(StatusCode::BAD_REQUEST, "ttlSeconds must be 1 to 86400 (a day)");
+    }
+    let id = Identity { namespace: r.namespace, service_account: r.service_account };
+    let spiffe = id.spiffe(ca::TRUST_DOMAIN);
+    if api.ca.identity_of(&spiffe).is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("`{spiffe}` is not a valid identity: namespace and service account are DNS names"),
+        );
+    }
+    match api.auth.create_token(id, ttl) {
+        Ok(token) => {
+            tracing::info!(identity = %spiffe, ttl = ?ttl, "bootstrap token created");
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"token": token, "identity": spiffe, "expiresInSeconds": ttl.as_secs()}),
+            )
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }

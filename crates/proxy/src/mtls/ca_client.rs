@@ -2,14 +2,16 @@
 //! control plane's `POST /v1/certificates`): a key made here, only its CSR
 //! sent.
 
+use super::control::ControlApi;
 use super::{Issued, MeshTls};
 use crate::state::ProxyState;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Asks the CA at `api` (`host:port`) for a certificate for `identity`,
-/// with a new key that stays here: only its CSR is sent.
-pub async fn issue(api: &str, identity: &str) -> anyhow::Result<Issued> {
+/// Asks the CA at `api` for a certificate for `identity`, with a new key
+/// that stays here: only its CSR is sent. `current`, the certificate this
+/// proxy holds, proves the identity on renewal.
+pub async fn issue(api: &ControlApi, current: Option<&MeshTls>, identity: &str) -> anyhow::Result<Issued> {
     use anyhow::Context;
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::default();
@@ -17,13 +19,12 @@ pub async fn issue(api: &str, identity: &str) -> anyhow::Result<Issued> {
     params.subject_alt_names = vec![rcgen::SanType::URI(identity.try_into()?)];
     let csr = params.serialize_request(&key)?.pem()?;
     let body = serde_json::json!({ "csr": csr });
-    let (status, body) = crate::register::call(api, http::Method::POST, "/v1/certificates", Some(body))
-        .await
-        .with_context(|| {
-            format!("cannot reach the mesh CA at {api} (the control plane's API: is `weft control` or `weft up` running there?)")
-        })?;
+    let addr = &api.addr;
+    let (status, body) = api.call(current, http::Method::POST, "/v1/certificates", Some(body)).await.with_context(|| {
+        format!("cannot reach the mesh CA at {addr} (the control plane's API: is `weft control` or `weft up` running there?)")
+    })?;
     if status != 200 {
-        anyhow::bail!("the CA at {api} refused the CSR ({status}): {}", String::from_utf8_lossy(&body));
+        anyhow::bail!("the CA at {addr} refused the CSR ({status}): {}", String::from_utf8_lossy(&body));
     }
     let v: serde_json::Value = serde_json::from_slice(&body).context("the CA's answer is not JSON")?;
     let (Some(cert), Some(root)) = (v["certificate"].as_str(), v["root"].as_str()) else {
@@ -39,16 +40,16 @@ pub async fn issue(api: &str, identity: &str) -> anyhow::Result<Issued> {
 }
 
 /// A certificate from the CA, made into the proxy's TLS configurations.
-pub async fn fetch(api: &str, identity: &str) -> anyhow::Result<MeshTls> {
-    MeshTls::new(&issue(api, identity).await?)
+pub async fn fetch(api: &ControlApi, current: Option<&MeshTls>, identity: &str) -> anyhow::Result<MeshTls> {
+    MeshTls::new(&issue(api, current, identity).await?)
 }
 
 /// How often the CA's root is compared with the one this proxy trusts.
 const ROOT_CHECK: Duration = Duration::from_secs(5);
 
 /// The CA's current root, if it answers.
-async fn ca_root(api: &str) -> Option<String> {
-    let (status, body) = crate::register::call(api, http::Method::GET, "/v1/root", None).await.ok()?;
+async fn ca_root(api: &ControlApi, current: Option<&MeshTls>) -> Option<String> {
+    let (status, body) = api.call(current, http::Method::GET, "/v1/root", None).await.ok()?;
     let v: serde_json::Value = serde_json::from_slice(&body).ok().filter(|_| status == 200)?;
     v["root"].as_str().map(str::to_owned)
 }
@@ -56,7 +57,7 @@ async fn ca_root(api: &str) -> Option<String> {
 /// Sleeps `wait`, or less if the CA's root stops being the one this proxy
 /// trusts (a control plane restarted with a new root): a proxy that kept
 /// the old root would fail every handshake with workloads certified since.
-async fn sleep_unless_root_changes(state: &ProxyState, api: &str, wait: Duration) {
+async fn sleep_unless_root_changes(state: &ProxyState, api: &ControlApi, wait: Duration) {
     let until = tokio::time::Instant::now() + wait;
     loop {
         let now = tokio::time::Instant::now();
@@ -67,11 +68,12 @@ async fn sleep_unless_root_changes(state: &ProxyState, api: &str, wait: Duration
             _ = tokio::time::sleep((until - now).min(ROOT_CHECK)) => {}
             _ = state.drained() => return,
         }
-        let ours = state.tls().load_full().map(|t| t.root_pem.clone());
-        if let (Some(ours), Some(theirs)) = (ours, ca_root(api).await)
+        let current = state.tls().load_full();
+        let ours = current.as_ref().map(|t| t.root_pem.clone());
+        if let (Some(ours), Some(theirs)) = (ours, ca_root(api, current.as_deref()).await)
             && ours != theirs
         {
-            tracing::warn!(%api, "the mesh CA's root changed; getting a certificate of the new root now");
+            tracing::warn!(api = %api.addr, "the mesh CA's root changed; getting a certificate of the new root now");
             return;
         }
     }
@@ -81,10 +83,11 @@ async fn sleep_unless_root_changes(state: &ProxyState, api: &str, wait: Duration
 /// once, then a new one at half the current one's life, or at once when
 /// the CA's root changes; a failed request is retried with backoff (1 s,
 /// doubling to 30 s).
-pub async fn run(state: Arc<ProxyState>, api: String, identity: String) {
+pub async fn run(state: Arc<ProxyState>, api: Arc<ControlApi>, identity: String) {
     let mut backoff = Duration::from_secs(1);
     while !state.is_draining() {
-        let wait = match fetch(&api, &identity).await {
+        let current = state.tls().load_full();
+        let wait = match fetch(&api, current.as_deref(), &identity).await {
             Ok(tls) => {
                 let life = tls.expires.duration_since(SystemTime::now()).unwrap_or_default();
                 tracing::info!(%identity, expires_in = ?life, "workload certificate issued");
@@ -94,7 +97,7 @@ pub async fn run(state: Arc<ProxyState>, api: String, identity: String) {
                 (life / 2).max(Duration::from_secs(1))
             }
             Err(e) => {
-                tracing::warn!(error = %e, %api, "cannot get a workload certificate; mesh traffic stays plaintext until one is issued");
+                tracing::warn!(error = %e, api = %api.addr, "cannot get a workload certificate; mesh traffic stays plaintext until one is issued");
                 let w = backoff;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 w

@@ -16,6 +16,7 @@
 //!   chain to the mesh root.
 
 pub mod ca_client;
+pub mod control;
 
 use arc_swap::ArcSwapOption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -45,6 +46,8 @@ pub struct MeshTls {
     /// Outbound, one per upstream protocol (ALPN `http/1.1` or `h2`).
     pub client_h1: Arc<ClientConfig>,
     pub client_h2: Arc<ClientConfig>,
+    /// To the control plane's TLS port, with this certificate.
+    pub control: Arc<ClientConfig>,
     pub expires: SystemTime,
 }
 
@@ -91,7 +94,12 @@ impl MeshTls {
             c.alpn_protocols = vec![alpn.to_vec()];
             Ok(Arc::new(c))
         };
+        let control = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(chain.clone(), key.clone_key())?;
         Ok(MeshTls {
+            control: Arc::new(control),
             identity: issued.identity.clone(),
             server: Arc::new(server),
             client_h1: client(b"http/1.1")?,
