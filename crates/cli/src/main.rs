@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 mod alloc;
+mod authz_check;
 mod ca_cmds;
 mod control_args;
 mod proxy_args;
@@ -70,6 +71,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Authorization: `weft authz check` explains the decision on one request.
+    Authz {
+        #[command(subcommand)]
+        cmd: AuthzCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthzCmd {
+    /// The decision the folder's AuthorizationPolicies make on one request
+    /// to one workload, and the policy and rule that made it (exit 1 if denied).
+    Check(authz_check::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +126,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Validate { paths } = &cli.cmd {
         return validate::run(paths);
+    }
+    if let Cmd::Authz { cmd: AuthzCmd::Check(a) } = cli.cmd {
+        return match authz_check::run(a) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     weft_proxy::xds::set_memory_release(alloc::purge);
     init_tracing();
@@ -175,7 +198,7 @@ fn main() -> ExitCode {
             }
             Cmd::Cert(a) => ca_cmds::cert(a).await,
             Cmd::Token { cmd: TokenCmd::Create(a) } => ca_cmds::token(a).await,
-            Cmd::Validate { .. } => unreachable!("handled above"),
+            Cmd::Validate { .. } | Cmd::Authz { .. } => unreachable!("handled above"),
         }
     });
     // A stop signal ends the command; work still running on the blocking

@@ -51,7 +51,7 @@ fn policies_decide_by_identity_request_and_conditions() {
     let dir = tempfile::tempdir().unwrap();
     let certs = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let (control, sc, _app, _, inbound) = web(dir.path(), mesh).await;
+        let (control, sc, _app, app, inbound) = web(dir.path(), mesh).await;
         let mut failures = Vec::new();
         for r in matrix() {
             let certs = match r.who {
@@ -69,6 +69,24 @@ fn policies_decide_by_identity_request_and_conditions() {
             }
         }
         assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+
+        // `weft authz check` decides each row as the sidecar did, from the folder.
+        for r in matrix() {
+            let out = explain(dir.path(), app, &r);
+            let allowed = out.status.success();
+            assert_eq!(
+                allowed,
+                r.want == 200,
+                "{} {} ({}): {}",
+                r.call.method,
+                r.call.path,
+                r.why,
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let delete = row(OPS, "DELETE", "/data", 403, "");
+        let said = String::from_utf8(explain(dir.path(), app, &delete).stdout).unwrap();
+        assert!(said.contains("DENY by AuthorizationPolicy default/deny-rules, rule 3"), "{said}");
 
         // A denial is Envoy's: 403 `RBAC: access denied`, counted by policy.
         let (status, body) =
@@ -226,4 +244,29 @@ fn peer_authentication_decides_what_a_sidecar_takes() {
         let r = get(&client.outbound, "/", &[("host", "web")]).await;
         assert_eq!(r.status, 200, "the client's sidecar speaks mutual TLS again: {}", String::from_utf8_lossy(&r.body));
     });
+}
+
+/// `weft authz check` on the folder for one matrix row.
+fn explain(dir: &Path, app: u16, r: &Row) -> std::process::Output {
+    let port = app.to_string();
+    let mut args: Vec<String> =
+        ["authz", "check", dir.to_str().unwrap(), "--labels", "app=web", "--port", &port].map(String::from).to_vec();
+    args.extend([
+        "--method".into(),
+        r.call.method.into(),
+        "--path".into(),
+        r.call.path.into(),
+        "--host".into(),
+        r.call.host.into(),
+    ]);
+    if let Who::Id(ns, sa) = r.who {
+        args.extend(["--from".into(), format!("cluster.local/ns/{ns}/sa/{sa}")]);
+    }
+    if let Some(ip) = r.call.from {
+        args.extend(["--source-ip".into(), ip.to_string()]);
+    }
+    for (k, v) in r.call.headers {
+        args.extend(["--header".into(), format!("{k}={v}")]);
+    }
+    std::process::Command::new(weft()).args(&args).output().unwrap()
 }

@@ -98,7 +98,7 @@ pub struct Row {
     pub why: &'static str,
 }
 
-fn row(who: Who, method: &'static str, path: &'static str, want: u16, why: &'static str) -> Row {
+pub fn row(who: Who, method: &'static str, path: &'static str, want: u16, why: &'static str) -> Row {
     Row { who, call: Call { method, path, ..Default::default() }, want, why }
 }
 

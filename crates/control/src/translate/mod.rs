@@ -15,6 +15,7 @@ mod policy;
 mod routes;
 mod shared;
 
+pub use authz::{Target as AuthzTarget, filters as authz_filters};
 pub use node::{ProxyNode, Role};
 pub use shared::{Cache, Encoded, Res, encoded};
 

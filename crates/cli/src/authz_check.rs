@@ -1,0 +1,162 @@
+//! `weft authz check`: the decision the mesh's authorization policies make
+//! on one request to one workload, and the policy and rule that made it.
+//! It runs what the mesh runs: the control plane's translation of the
+//! folder's policies into RBAC filters, evaluated by the proxy's own engine.
+
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use weft_proxy::config::matcher::RequestView;
+use weft_proxy::config::rbac::{Action, Filter, Subject};
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The config folder (what `weft up` or `weft control --config` runs).
+    dir: PathBuf,
+    /// The destination workload's namespace.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// The destination workload's labels, `key=value,...`.
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// The workload's port (the app's), for `ports` and `destination.port`.
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// The workload's address, for `destination.ip`.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// The caller's principal (`cluster.local/ns/NS/sa/SA`); none for plaintext.
+    #[arg(long)]
+    from: Option<String>,
+    /// The caller's address.
+    #[arg(long, default_value = "127.0.0.1")]
+    source_ip: IpAddr,
+    #[arg(long, default_value = "GET")]
+    method: String,
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// The request's host (`:authority`).
+    #[arg(long)]
+    host: Option<String>,
+    /// A request header, `name=value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+}
+
+/// Prints the decision; exit code 0 when allowed, 1 when denied.
+pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
+    let (resources, _) = weft_control::source::load(&a.dir, &Default::default()).map_err(|diags| {
+        let text: Vec<String> = diags.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+        anyhow::anyhow!("{} has errors:\n{}", a.dir.display(), text.join("\n"))
+    })?;
+    let labels = a
+        .labels
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect::<Option<_>>()
+        .ok_or_else(|| anyhow::anyhow!("--labels takes key=value pairs"))?;
+    let node = weft_control::translate::ProxyNode {
+        id: "authz-check".into(),
+        role: weft_control::translate::Role::Sidecar,
+        namespace: a.namespace.clone(),
+        workload: "authz-check".into(),
+        labels,
+        listen_ip: a.ip.to_string(),
+        outbound_port: 0,
+        inbound_port: 0,
+        app_port: Some(a.port),
+        port_offset: 0,
+        locality: None,
+        admin: None,
+    };
+    let index = weft_api::index::Index::new(&resources);
+    let target = weft_control::translate::AuthzTarget { node: &node, port: a.port };
+    let filters = weft_control::translate::authz_filters(&index, &target)
+        .iter()
+        .map(|f| match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => {
+                let proto = prost::Message::decode(any.value.as_slice())?;
+                Filter::compile(&proto).map_err(|e| anyhow::anyhow!("an RBAC filter weft cannot run: {e:?}"))
+            }
+            _ => anyhow::bail!("an RBAC filter without its config"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut headers = http::HeaderMap::new();
+    for h in &a.headers {
+        let (k, v) = h.split_once('=').ok_or_else(|| anyhow::anyhow!("--header takes name=value, not {h:?}"))?;
+        headers.append(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(v)?);
+    }
+    let method = http::Method::from_bytes(a.method.as_bytes())?;
+    let authority = a.host.clone().unwrap_or_else(|| "web".into());
+    let request = RequestView {
+        method: &method,
+        authority: &authority,
+        scheme: "http",
+        path: &a.path,
+        query: None,
+        headers: &headers,
+    };
+    let principal = a.from.as_ref().map(|p| format!("spiffe://{}", p.trim_start_matches("spiffe://")));
+    let remote = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next()?.trim().parse().ok())
+        .unwrap_or(a.source_ip);
+    let subject = Subject {
+        request: &request,
+        direct_ip: a.source_ip,
+        remote_ip: remote,
+        principal: principal.as_deref(),
+        server_name: None,
+        local: SocketAddr::new(a.ip, a.port),
+    };
+    Ok(explain(&filters, &subject))
+}
+
+/// Prints each filter's verdict in chain order, then the decision; true if allowed.
+fn explain(filters: &[Filter], s: &Subject) -> bool {
+    if filters.is_empty() {
+        println!("no AuthorizationPolicy applies to this workload\ndecision: ALLOW");
+        return true;
+    }
+    let name = |p: &str| policy_name(p);
+    for f in filters {
+        if let Some(shadow) = &f.shadow {
+            let by = shadow.matched(s).map(|p| &**p);
+            let denied = (shadow.action == Action::Deny) == by.is_some() && shadow.action != Action::Log;
+            let by = by.map_or_else(|| "no dry-run policy matched".to_owned(), name);
+            println!("dry run: would {} ({by})", if denied { "DENY" } else { "ALLOW" });
+        }
+        let Some(rules) = &f.rules else { continue };
+        match (rules.action, rules.matched(s).map(|p| &**p)) {
+            (Action::Log, Some(p)) => println!("AUDIT: logged by {}", name(p)),
+            (Action::Log, None) => {}
+            (Action::Deny, Some(p)) => {
+                println!("DENY by {}\ndecision: DENY", name(p));
+                return false;
+            }
+            (Action::Deny, None) => println!("no DENY policy matches"),
+            (Action::Allow, Some(p)) => println!("ALLOW by {}", name(p)),
+            (Action::Allow, None) => {
+                let all: Vec<String> = rules.policies.iter().map(|p| name(&p.name)).collect();
+                println!(
+                    "DENY: no ALLOW rule matches ({})",
+                    if all.is_empty() { "an ALLOW policy without rules allows nothing".into() } else { all.join(", ") }
+                );
+                return false;
+            }
+        }
+    }
+    println!("decision: ALLOW");
+    true
+}
+
+/// `ns[NS]-policy[NAME]-rule[I]` as `AuthorizationPolicy NS/NAME, rule I`.
+fn policy_name(p: &str) -> String {
+    let part = |key: &str| p.split(&format!("{key}[")).nth(1).and_then(|r| r.split(']').next());
+    match (part("ns"), part("policy"), part("rule")) {
+        (Some(ns), Some(name), Some(rule)) => format!("AuthorizationPolicy {ns}/{name}, rule {rule}"),
+        _ => p.to_owned(),
+    }
+}
