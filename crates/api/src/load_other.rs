@@ -36,24 +36,29 @@ pub(crate) fn read(file: &Arc<str>, node: &Node, kind: &'static str, role: Role)
 
 fn secret(file: &Arc<str>, node: &Node) -> Read {
     let d: SecretDoc = lenient(file, node)?;
-    let mut spec = SecretSpec { type_: d.type_.clone(), tls: None };
-    if d.type_.as_deref() == Some(TLS_SECRET) {
-        let pem = |key: &str| -> Result<Vec<u8>, Box<Diagnostic>> {
-            if let Some(plain) = d.string_data.get(key) {
-                return Ok(plain.clone().into_bytes());
-            }
-            let path = [Seg::Key("data".into()), Seg::Key(key.into())];
-            let Some(encoded) = d.data.get(key) else {
-                let msg = format!("a `{TLS_SECRET}` Secret needs `data[\"{key}\"]`");
-                let hint = "add the PEM, base64-encoded, under `data`, or plain under `stringData`";
-                return Err(error(file, node, &path[..1], codes::MISSING_FIELD, msg, hint));
-            };
-            base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|e| {
-                let hint = "`data` values are base64 (`base64 -w0 tls.crt`); plain PEM goes under `stringData`";
-                error(file, node, &path, codes::INVALID_VALUE, format!("`{key}` is not base64: {e}"), hint)
-            })
+    let mut spec = SecretSpec { type_: d.type_.clone(), tls: None, ca_pem: None };
+    let pem = |key: &str| -> Result<Vec<u8>, Box<Diagnostic>> {
+        if let Some(plain) = d.string_data.get(key) {
+            return Ok(plain.clone().into_bytes());
+        }
+        let path = [Seg::Key("data".into()), Seg::Key(key.into())];
+        let Some(encoded) = d.data.get(key) else {
+            let msg = format!("a `{TLS_SECRET}` Secret needs `data[\"{key}\"]`");
+            let hint = "add the PEM, base64-encoded, under `data`, or plain under `stringData`";
+            return Err(error(file, node, &path[..1], codes::MISSING_FIELD, msg, hint));
         };
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|e| {
+            let hint = "`data` values are base64 (`base64 -w0 tls.crt`); plain PEM goes under `stringData`";
+            error(file, node, &path, codes::INVALID_VALUE, format!("`{key}` is not base64: {e}"), hint)
+        })
+    };
+    if d.type_.as_deref() == Some(TLS_SECRET) {
         spec.tls = Some(TlsKeyPair { cert_pem: pem("tls.crt")?, key_pem: pem("tls.key")? });
+    }
+    if let Some(key) =
+        ["ca.crt", "cacert"].into_iter().find(|k| d.data.contains_key(*k) || d.string_data.contains_key(*k))
+    {
+        spec.ca_pem = Some(pem(key)?);
     }
     Ok((d.metadata, Spec::Secret(spec)))
 }

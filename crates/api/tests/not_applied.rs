@@ -78,20 +78,39 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
 /// namespace part of a host it does not enforce.
 #[test]
 fn gateway_servers_not_served_are_warned() {
-    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: SIMPLE, credentialName: web-cert}\n    - port: {number: 80, name: http, protocol: http}\n      hosts: [\"shop/*.example.com\", \"*/web.example.com\"]\n";
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: ISTIO_MUTUAL}\n    - port: {number: 80, name: http, protocol: http}\n      hosts: [\"shop/*.example.com\", \"*/web.example.com\"]\n";
     let loaded = parse_str("gw.yaml", yaml);
     let diags = validate(&loaded.resources);
     let paths: Vec<&str> = diags.iter().filter(|d| d.code == codes::NOT_APPLIED).map(|d| d.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "spec.servers[0].port.protocol",
-            "spec.servers[0].tls.mode",
-            "spec.servers[0].tls.credentialName",
-            "spec.servers[1].hosts[0]"
-        ],
-        "{diags:#?}"
+    assert_eq!(paths, ["spec.servers[0].tls.mode", "spec.servers[1].hosts[0]"], "{diags:#?}");
+}
+
+/// An HTTPS server the gateway terminates needs its certificate: a Secret
+/// of the config, of type kubernetes.io/tls, with a CA for MUTUAL.
+#[test]
+fn a_terminated_https_server_needs_its_secret() {
+    let gw = |mode: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n    - port: {{number: 443, name: https, protocol: HTTPS}}\n      hosts: [shop.example]\n      tls: {{mode: {mode}, credentialName: shop-cert}}\n"
+        )
+    };
+    let errors = |yaml: &str| -> Vec<String> {
+        validate(&parse_str("gw.yaml", yaml).resources)
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message)
+            .collect()
+    };
+    assert!(errors(&gw("SIMPLE")).iter().any(|m| m.contains("no Secret `shop-cert`")), "{:?}", errors(&gw("SIMPLE")));
+    let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: shop-cert}\ntype: kubernetes.io/tls\nstringData: {tls.crt: cert, tls.key: key}\n";
+    assert!(errors(&(gw("SIMPLE") + secret)).is_empty(), "{:?}", errors(&(gw("SIMPLE") + secret)));
+    assert!(
+        errors(&(gw("MUTUAL") + secret)).iter().any(|m| m.contains("no `ca.crt`")),
+        "{:?}",
+        errors(&(gw("MUTUAL") + secret))
     );
+    let opaque = secret.replace("type: kubernetes.io/tls", "type: Opaque");
+    assert!(errors(&(gw("SIMPLE") + &opaque)).iter().any(|m| m.contains("not of type kubernetes.io/tls")));
 }
 
 /// Istio's annotations weft does not apply are warned of by name; its own,

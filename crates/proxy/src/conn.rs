@@ -21,6 +21,8 @@ pub struct ConnCtx {
     /// On a mutual-TLS connection, the namespace of the caller's SPIFFE ID
     /// (`None` with no SPIFFE ID): who called, as the certificate proves.
     pub mtls_peer: Option<Peer>,
+    /// The connection is TLS (mutual TLS, or a gateway's HTTPS).
+    pub secure: bool,
 }
 
 /// What a mutual-TLS connection's client certificate proves.

@@ -36,8 +36,10 @@ const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
 const NO_TLS_ORIGINATION: &str =
     "mesh endpoints get mutual TLS and others plaintext, whatever the mode (no TLS origination yet)";
-const NO_GATEWAY_TLS: &str = "gateway TLS termination (SIMPLE, MUTUAL, ISTIO_MUTUAL, credentials, httpsRedirect) \
-     is not served yet: such a server gets no listener (PASSTHROUGH is served)";
+const NO_GATEWAY_TLS: &str = "ISTIO_MUTUAL, OPTIONAL_MUTUAL and AUTO_PASSTHROUGH are not served yet: such a server \
+     gets no listener (PASSTHROUGH, SIMPLE and MUTUAL are)";
+const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
+const TLS_DEFAULTS: &str = "the gateway offers rustls' TLS 1.2 and 1.3 with its default cipher suites";
 const GW_L4: &str = "gateway_l4.rs::a_gateway_routes_tls_by_sni_and_tcp_by_port";
 const SIDECAR_SNI: &str = "gateway_l4.rs::a_sidecar_routes_a_tls_port_by_sni";
 
@@ -157,8 +159,8 @@ pub static FIELDS: &[Field] = &[
         "Gateway",
         "spec.servers[].port.protocol",
         Values(
-            &["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS"],
-            "HTTPS servers (TLS termination) get no listener yet; a TLS server is served with `tls.mode: PASSTHROUGH`",
+            &["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS", "HTTPS"],
+            "a TLS server is served with `tls.mode: PASSTHROUGH`; an HTTPS one with SIMPLE or MUTUAL",
         ),
     ),
     row(
@@ -171,20 +173,36 @@ pub static FIELDS: &[Field] = &[
     row("Gateway", "spec.servers[].defaultEndpoint", NotApplied("only used for sidecar ingress in Istio")),
     row("Gateway", "spec.servers[].name", Bookkeeping),
     row("Gateway", "spec.servers[].tls", Applied(GW_L4)),
-    row("Gateway", "spec.servers[].tls.mode", Values(&["PASSTHROUGH"], NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.httpsRedirect", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.serverCertificate", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.privateKey", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.caCertificates", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.caCrl", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.credentialName", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.credentialNames", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.subjectAltNames", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.verifyCertificateSpki", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.verifyCertificateHash", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.minProtocolVersion", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.maxProtocolVersion", NotApplied(NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.cipherSuites", NotApplied(NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.mode", Values(&["PASSTHROUGH", "SIMPLE", "MUTUAL"], NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.httpsRedirect", Applied(GW_TLS)),
+    row("Gateway", "spec.servers[].tls.serverCertificate", Untested),
+    row("Gateway", "spec.servers[].tls.privateKey", Untested),
+    row("Gateway", "spec.servers[].tls.caCertificates", Untested),
+    row("Gateway", "spec.servers[].tls.caCrl", NotApplied("client certificates are not checked against a CRL")),
+    row("Gateway", "spec.servers[].tls.credentialName", Applied(GW_TLS)),
+    row(
+        "Gateway",
+        "spec.servers[].tls.credentialNames",
+        NotApplied("only `credentialName` (one certificate per server) is read"),
+    ),
+    row(
+        "Gateway",
+        "spec.servers[].tls.subjectAltNames",
+        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+    ),
+    row(
+        "Gateway",
+        "spec.servers[].tls.verifyCertificateSpki",
+        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+    ),
+    row(
+        "Gateway",
+        "spec.servers[].tls.verifyCertificateHash",
+        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+    ),
+    row("Gateway", "spec.servers[].tls.minProtocolVersion", NotApplied(TLS_DEFAULTS)),
+    row("Gateway", "spec.servers[].tls.maxProtocolVersion", NotApplied(TLS_DEFAULTS)),
+    row("Gateway", "spec.servers[].tls.cipherSuites", NotApplied(TLS_DEFAULTS)),
     //
     // VirtualService.
     row("VirtualService", "spec", Applied(ROUTING)),

@@ -38,9 +38,28 @@ impl Server {
         self.http() || self.tcp()
     }
 
-    /// Served with an HTTP listener.
+    /// Served with an HTTP listener: an HTTP protocol, or HTTPS whose TLS
+    /// the gateway terminates (`terminates`).
     pub fn http(&self) -> bool {
-        HTTP_PROTOCOLS.contains(&self.port.protocol.to_ascii_uppercase().as_str())
+        HTTP_PROTOCOLS.contains(&self.port.protocol.to_ascii_uppercase().as_str()) || self.terminates().is_some()
+    }
+
+    /// The TLS mode of an HTTPS server the gateway terminates: `SIMPLE` (a
+    /// server certificate) or `MUTUAL` (and a client certificate of its CA).
+    pub fn terminates(&self) -> Option<TlsTermination> {
+        if !self.port.protocol.eq_ignore_ascii_case("HTTPS") {
+            return None;
+        }
+        match self.tls.as_ref()?.mode.as_deref().unwrap_or("SIMPLE").to_ascii_uppercase().as_str() {
+            "SIMPLE" => Some(TlsTermination::Simple),
+            "MUTUAL" => Some(TlsTermination::Mutual),
+            _ => None,
+        }
+    }
+
+    /// Plain HTTP redirected to HTTPS (`tls.httpsRedirect`).
+    pub fn https_redirect(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.https_redirect)
     }
 
     /// Served with a TCP listener: TCP (and MONGO, proxied as TCP), or TLS
@@ -68,6 +87,13 @@ pub struct GatewayPort {
     #[serde(default)]
     pub name: String,
     pub target_port: Option<u16>,
+}
+
+/// How a gateway terminates an HTTPS server's TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsTermination {
+    Simple,
+    Mutual,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

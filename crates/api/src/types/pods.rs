@@ -115,6 +115,9 @@ pub struct SecretSpec {
     pub type_: Option<String>,
     /// The decoded `tls.crt` and `tls.key` of a TLS secret.
     pub tls: Option<TlsKeyPair>,
+    /// The decoded `ca.crt` (or `cacert`, Istio's other name): the CA a
+    /// gateway's MUTUAL server checks client certificates against.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -51,6 +51,27 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                 None,
             ));
         }
+        if let (Some(mode), Some(tls)) = (s.terminates(), &s.tls) {
+            let files = tls.server_certificate.is_some() && tls.private_key.is_some();
+            if tls.credential_name.is_none() && !files {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    &format!("{base}.tls"),
+                    "an HTTPS server the gateway terminates needs its certificate",
+                    Some("set `credentialName` (a kubernetes.io/tls Secret in the config) or `serverCertificate` and `privateKey` (files)".into()),
+                ));
+            }
+            if mode == TlsTermination::Mutual && tls.credential_name.is_none() && tls.ca_certificates.is_none() {
+                out.push(r.diag(
+                    Error,
+                    codes::MISSING_FIELD,
+                    &format!("{base}.tls.caCertificates"),
+                    "a MUTUAL server needs the CA its clients' certificates are checked against",
+                    Some("set `caCertificates` (a file), or `credentialName` with `ca.crt` in the Secret".into()),
+                ));
+            }
+        }
         if s.tcp() && g.servers.iter().any(|o| o.http() && o.port.number == s.port.number) {
             out.push(r.diag(
                 Warning,
@@ -71,6 +92,57 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                 "port 0 is not a valid port",
                 None,
             ));
+        }
+    }
+}
+
+/// A terminating server's `credentialName` names a TLS Secret of the
+/// Gateway's namespace in the config; a MUTUAL one's CA is there too
+/// (`ca.crt` in it, or in a `<name>-cacert` Secret).
+pub(super) fn credentials(resources: &[Resource], out: &mut Vec<Diagnostic>) {
+    let secret = |ns: &str, name: &str| {
+        resources.iter().find_map(|r| match &r.spec {
+            crate::Spec::Secret(s) if r.namespace() == ns && r.name() == name => Some(s),
+            _ => None,
+        })
+    };
+    for r in resources {
+        let crate::Spec::Gateway(g) = &r.spec else { continue };
+        for (i, s) in g.servers.iter().enumerate() {
+            let (Some(mode), Some(name)) = (s.terminates(), s.tls.as_ref().and_then(|t| t.credential_name.as_deref()))
+            else {
+                continue;
+            };
+            let path = format!("spec.servers[{i}].tls.credentialName");
+            match secret(r.namespace(), name) {
+                Some(sec) if sec.tls.is_some() => {
+                    let ca = sec.ca_pem.is_some() || secret(r.namespace(), &format!("{name}-cacert")).is_some_and(|c| c.ca_pem.is_some());
+                    let files = s.tls.as_ref().is_some_and(|t| t.ca_certificates.is_some());
+                    if mode == TlsTermination::Mutual && !ca && !files {
+                        out.push(r.diag(
+                            Error,
+                            codes::MISSING_FIELD,
+                            &path,
+                            format!("Secret `{name}` has no `ca.crt` for this MUTUAL server, and there is no `{name}-cacert` Secret"),
+                            Some("add `ca.crt` to the Secret, or a Secret `<name>-cacert` holding it".into()),
+                        ));
+                    }
+                }
+                Some(_) => out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &path,
+                    format!("Secret `{name}` is not of type kubernetes.io/tls"),
+                    Some("a gateway's certificate is a `type: kubernetes.io/tls` Secret with `tls.crt` and `tls.key`".into()),
+                )),
+                None => out.push(r.diag(
+                    Error,
+                    codes::UNKNOWN_HOST,
+                    &path,
+                    format!("no Secret `{name}` in namespace `{}` in the config", r.namespace()),
+                    Some("add the kubernetes.io/tls Secret to the folder (the gateway reads Secrets of its Gateway's namespace)".into()),
+                )),
+            }
         }
     }
 }

@@ -37,6 +37,7 @@ pub fn validate(resources: &[Resource]) -> Vec<Diagnostic> {
         crate::coverage::check(r, &mut out);
     }
     refs::check(resources, &mut out);
+    gateway::credentials(resources, &mut out);
     inventory::notes(resources, &mut out);
     out.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));
     out

@@ -53,6 +53,8 @@ pub struct GatewayProc {
     ports: BTreeMap<u16, u16>,
     /// Ports served as TCP (TCP or TLS passthrough servers), not HTTP.
     tcp_ports: BTreeSet<u16>,
+    /// Ports of HTTPS servers the gateway terminates.
+    https_ports: BTreeSet<u16>,
     hosts: BTreeSet<String>,
     proc: Proc,
     /// How it was started, to start it again (`supervise`).
@@ -146,13 +148,13 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
 
     // Gateways: one process per distinct selector.
     // Per distinct selector: labels, port → public port, HTTP hosts, port → has an HTTP server.
-    type Plan = (Labels, BTreeMap<u16, u16>, BTreeSet<String>, BTreeMap<u16, bool>);
+    type Plan = (Labels, BTreeMap<u16, u16>, BTreeSet<String>, BTreeMap<u16, bool>, BTreeSet<u16>);
     let mut gw_specs: BTreeMap<String, Plan> = BTreeMap::new();
     for r in &resources {
         if let Spec::Gateway(g) = &r.spec {
-            let e = gw_specs
-                .entry(labels_arg(&g.selector))
-                .or_insert_with(|| (g.selector.clone(), BTreeMap::new(), BTreeSet::new(), BTreeMap::new()));
+            let e = gw_specs.entry(labels_arg(&g.selector)).or_insert_with(|| {
+                (g.selector.clone(), BTreeMap::new(), BTreeSet::new(), BTreeMap::new(), BTreeSet::new())
+            });
             // Only what a gateway serves: `weft validate` warns of the rest.
             for s in g.servers.iter().filter(|s| s.served()) {
                 let public = s.port.number.checked_add(a.port_offset).ok_or_else(|| {
@@ -163,6 +165,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                     e.2.extend(s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_owned()));
                 }
                 *e.3.entry(s.port.number).or_default() |= s.http();
+                if s.terminates().is_some() {
+                    e.4.insert(s.port.number);
+                }
             }
         }
     }
@@ -176,7 +181,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     };
     launcher.ports.ignore_declared = a.free_ports;
     let mut gateways = Vec::new();
-    for (i, (_, (labels, ports, hosts, http))) in gw_specs.into_iter().enumerate() {
+    for (i, (_, (labels, ports, hosts, http, https_ports))) in gw_specs.into_iter().enumerate() {
         // A port with an HTTP server is served as HTTP (the control plane's rule).
         let tcp_ports: BTreeSet<u16> = http.into_iter().filter(|(_, h)| !h).map(|(p, _)| p).collect();
         for (port, public) in &ports {
@@ -218,6 +223,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             admin,
             ports,
             tcp_ports,
+            https_ports,
             hosts,
             proc,
             args,
@@ -411,7 +417,16 @@ fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], repli
         let ports: Vec<String> = g
             .ports
             .iter()
-            .map(|(p, q)| format!(":{p}→:{q}{}", if g.tcp_ports.contains(p) { " (tcp)" } else { "" }))
+            .map(|(p, q)| {
+                let kind = if g.tcp_ports.contains(p) {
+                    " (tcp)"
+                } else if g.https_ports.contains(p) {
+                    " (https)"
+                } else {
+                    ""
+                };
+                format!(":{p}→:{q}{kind}")
+            })
             .collect();
         let line = row("gateway", &g.name, &pid, "-", "127.0.0.1", "-", "-", &g.admin.to_string());
         println!("{line}   serves {}", ports.join(" "));
@@ -424,11 +439,18 @@ fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], repli
     }
     println!();
     for g in gateways {
-        for public in g.ports.iter().filter(|(p, _)| !g.tcp_ports.contains(p)).map(|(_, q)| q) {
+        for (port, public) in g.ports.iter().filter(|(p, _)| !g.tcp_ports.contains(p)) {
             let specific: Vec<&String> = g.hosts.iter().filter(|h| *h != "*").collect();
-            match specific.first() {
-                None => println!("Try:  curl http://127.0.0.1:{public}/"),
-                Some(h) => println!("Try:  curl -H 'Host: {}' http://127.0.0.1:{public}/", h.trim_start_matches("*.")),
+            let host = specific.first().map(|h| h.trim_start_matches("*."));
+            match (host, g.https_ports.contains(port)) {
+                (None, false) => println!("Try:  curl http://127.0.0.1:{public}/"),
+                (Some(h), false) => println!("Try:  curl -H 'Host: {h}' http://127.0.0.1:{public}/"),
+                (h, true) => {
+                    let h = h.unwrap_or("localhost");
+                    println!(
+                        "Try:  curl --cacert <the server CA> --resolve {h}:{public}:127.0.0.1 https://{h}:{public}/"
+                    )
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Listeners: where a proxy accepts traffic, and which route table serves it.
 
+use super::gateway_tls::TlsChain;
 use super::node::ProxyNode;
 use super::routes::l4::Chain;
 use envoy_types::pb::envoy::config::core::v3::{
@@ -264,15 +265,30 @@ fn tls_inspector() -> ListenerFilter {
 }
 
 /// A gateway's listeners, one per server port (plus its port offset), each
-/// with its RBAC filters.
-pub fn gateway(node: &ProxyNode, ports: &[(u16, Vec<HttpFilter>)]) -> Vec<Listener> {
+/// with its RBAC filters; a port of HTTPS servers the gateway terminates
+/// has a filter chain per server, by server name, with its TLS.
+pub fn gateway(node: &ProxyNode, ports: &[(u16, Vec<HttpFilter>)], tls: &[(u16, Vec<TlsChain>)]) -> Vec<Listener> {
     ports
         .iter()
         .map(|(p, authz)| {
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
             let authz = authz.clone();
             let (name, stats, route) = (format!("0.0.0.0_{p}"), format!("gateway_{p}"), format!("http.{p}"));
-            http_listener(&name, addr, &stats, &route, Facing::Edge, authz, None)
+            let mut l = http_listener(&name, addr, &stats, &route, Facing::Edge, authz, None);
+            if let Some((_, chains)) = tls.iter().find(|(tp, c)| tp == p && !c.is_empty()) {
+                let plain = l.filter_chains.remove(0);
+                l.filter_chains = chains
+                    .iter()
+                    .map(|c| FilterChain {
+                        filter_chain_match: (!c.server_names.is_empty())
+                            .then(|| FilterChainMatch { server_names: c.server_names.clone(), ..Default::default() }),
+                        transport_socket: Some(c.transport.clone()),
+                        ..plain.clone()
+                    })
+                    .collect();
+                l.listener_filters = vec![tls_inspector()];
+            }
+            l
         })
         .collect()
 }

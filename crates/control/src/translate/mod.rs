@@ -7,6 +7,7 @@
 mod authz;
 mod clusters;
 mod fault;
+mod gateway_tls;
 mod grpc;
 mod listeners;
 mod locality;

@@ -59,6 +59,8 @@ struct Part {
     gateway_tcp: Vec<(u16, Vec<routes::l4::Chain>)>,
     /// RBAC filters (authorization policies) of an HTTP listener, by the port it serves.
     authz: Vec<(u16, Vec<HttpFilter>)>,
+    /// A gateway's terminating HTTPS servers, by port.
+    tls: Vec<(u16, Vec<super::gateway_tls::TlsChain>)>,
     /// What a sidecar's inbound listener takes (PeerAuthentication).
     mtls: Option<weft_api::types::MtlsMode>,
 }
@@ -202,10 +204,11 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 let routes = rs.into_iter().map(|r| encode(r.name.clone(), r)).collect();
                 let authz =
                     ports.iter().map(|p| (*p, authz::filters(ix, &authz::Target { node: &n, port: *p }))).collect();
-                Part { routes, clusters, endpoints, gateway_tcp, authz, ..Default::default() }
+                let tls = ports.iter().map(|p| (*p, super::gateway_tls::chains(ix, &n, *p))).collect();
+                Part { routes, clusters, endpoints, gateway_tcp, authz, tls, ..Default::default() }
             })
             .await;
-            let listeners = listeners::gateway(node, &g.authz).into_iter();
+            let listeners = listeners::gateway(node, &g.authz, &g.tls).into_iter();
             Encoded {
                 listeners: listeners
                     .chain(listeners::gateway_tcp(node, &g.gateway_tcp))

@@ -44,6 +44,8 @@ pub struct HttpListener {
     pub authz: Box<[super::rbac::Filter]>,
     /// What its connections may be (a sidecar's PeerAuthentication mode).
     pub transport: Transport,
+    /// TLS it terminates (a gateway's HTTPS servers), by server name.
+    pub terminate: Option<Arc<super::terminate::Terminate>>,
 }
 
 /// The transport an HTTP listener takes: its filter chain's
@@ -151,6 +153,28 @@ fn tcp_routes(l: &Listener, clusters: &ClusterIndex) -> Result<TcpRoutes, Compil
     Ok(routes)
 }
 
+/// The TLS of filter chains with a TLS transport socket (a gateway's HTTPS
+/// servers), by their server names. Every chain serves the same route
+/// table: a chain differs only in its certificate.
+fn terminate(l: &Listener) -> Result<Option<Arc<super::terminate::Terminate>>, CompileError> {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    let mut t = super::terminate::Terminate::default();
+    let mut any = false;
+    for fc in &l.filter_chains {
+        let Some(ts) = &fc.transport_socket else { continue };
+        let Some(ConfigType::TypedConfig(cfg)) = &ts.config_type else {
+            return Err(CompileError::new("a transport socket needs a typed config"));
+        };
+        if !cfg.type_url.ends_with("DownstreamTlsContext") {
+            return Err(CompileError::new(format!("unsupported transport socket {}", cfg.type_url)));
+        }
+        let names = fc.filter_chain_match.as_ref().map(|m| m.server_names.clone()).unwrap_or_default();
+        t.add(names, &cfg.value)?;
+        any = true;
+    }
+    Ok(any.then(|| Arc::new(t)))
+}
+
 /// The connection manager's RBAC filters, compiled, in their order.
 fn rbac_filters(hcm: &HttpConnectionManager) -> Result<Box<[super::rbac::Filter]>, CompileError> {
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
@@ -228,6 +252,7 @@ impl ListenerCfg {
                 remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
                 authz,
                 transport,
+                terminate: terminate(l).map_err(|e| err(&e))?,
             }))
         } else if any.type_url.ends_with("TcpProxy") {
             ListenerKind::Tcp(tcp_routes(l, clusters).map_err(|e| err(&e))?)

@@ -14,6 +14,7 @@ pub mod outlier;
 pub mod rbac;
 pub mod route;
 pub mod sni;
+pub mod terminate;
 pub mod wire;
 
 use std::collections::HashMap;

@@ -78,7 +78,7 @@ pub fn handle(
                 let (response, flags) = (e.response(is_grpc(req.headers())), e.flags());
                 break 'routed Outcome { response, flags, dest: Dest::unknown(), request_bytes: 0 };
             }
-            let (route, f, cors_origin) = match resolve(hl, &req) {
+            let (route, f, cors_origin) = match resolve(hl, &req, ctx.secure) {
                 Ok(forward) => forward,
                 Err(answered) => break 'routed answered,
             };
@@ -146,7 +146,7 @@ pub fn handle(
 /// request's future while it waits. The answered `Outcome` is moved once;
 /// boxing it would allocate per response.
 #[allow(clippy::result_large_err)]
-fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<Resolved<'a>, Outcome> {
+fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>, secure: bool) -> Result<Resolved<'a>, Outcome> {
     let no_route = |msg: String| {
         let e = ProxyError::new(ErrorKind::NoRoute, msg);
         Outcome {
@@ -165,6 +165,10 @@ fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<Resolved
     let Some(vhost) = table.host(lookup) else {
         return Err(no_route(format!("no route for host {authority:?}: no service or VirtualService host matches it")));
     };
+    let answered = |response| Outcome { response, flags: Flags::NONE, dest: Dest::unknown(), request_bytes: 0 };
+    if vhost.require_tls && !secure {
+        return Err(answered(respond::to_https(&authority, req.uri())));
+    }
     let scheme = req.uri().scheme_str().unwrap_or("http");
     let view = RequestView {
         method: req.method(),
@@ -177,7 +181,6 @@ fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>) -> Result<Resolved
     let Some(route) = vhost.route(&view) else {
         return Err(no_route(format!("no route matches {} {} on host {authority:?}", req.method(), req.uri().path())));
     };
-    let answered = |response| Outcome { response, flags: Flags::NONE, dest: Dest::unknown(), request_bytes: 0 };
     let cors_origin = match route.cors.as_deref().map(|c| cors::on_request(c, req.method(), req.headers())) {
         Some(cors::Step::Answer(preflight)) => return Err(answered(preflight)),
         Some(cors::Step::Allow(origin)) => Some(origin),

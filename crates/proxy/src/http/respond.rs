@@ -42,3 +42,17 @@ pub fn redirect(rd: &Redirect, route: &Route, scheme: &str, authority: &str, uri
     r.headers_mut().insert(http::header::CONTENT_LENGTH, 0.into());
     r
 }
+
+/// The answer to a plaintext request for a host that requires TLS (Envoy's
+/// `require_tls`): 301 to the same host (its port dropped) and path over https.
+pub fn to_https(authority: &str, uri: &http::Uri) -> Response<Body> {
+    let host = crate::config::matcher::strip_port(authority);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = http::StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = http::HeaderValue::from_str(&format!("https://{host}{path}")) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, 0.into());
+    r
+}

@@ -107,8 +107,8 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
         // inbound one, and the transports it takes.
         let http_inbound = match state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind) {
             Some(ListenerKind::Tcp(_)) => None,
-            Some(ListenerKind::Http(h)) => Some((h.direction == Direction::Inbound, h.transport)),
-            None => Some((false, Transport::Any)),
+            Some(ListenerKind::Http(h)) => Some((h.direction == Direction::Inbound, h.transport, h.terminate.clone())),
+            None => Some((false, Transport::Any, None)),
         };
         let ctx = Arc::new(ConnCtx {
             state: state.clone(),
@@ -117,10 +117,13 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
             activity: Default::default(),
             client_cert: None,
             mtls_peer: None,
+            secure: false,
         });
         match http_inbound {
             None => tokio::spawn(tcp_proxy(ctx, stream)),
-            Some((inbound, transport)) => tokio::spawn(serve_http(ctx, stream, inbound, transport)),
+            Some((inbound, transport, terminate)) => {
+                tokio::spawn(serve_http(ctx, stream, serve::Takes { inbound, transport, terminate }))
+            }
         };
     }
 }

@@ -8,6 +8,7 @@ use super::idle::{Activity, Expired, Idle};
 use super::replay::{self, Replay};
 use super::tls::TLS_HANDSHAKE;
 use crate::config::listener::Transport;
+use crate::config::terminate::Terminate;
 use crate::conn::ConnCtx;
 use crate::http::body::ProxyBody;
 use crate::http::handle::handle;
@@ -54,7 +55,8 @@ where
 /// On a sidecar's `inbound` listener, a TLS handshake is mutual TLS; a
 /// connection of a kind the listener does not take (`transport`: STRICT
 /// refuses plaintext, DISABLE TLS) is closed before a byte reaches the app.
-pub async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream, inbound: bool, transport: Transport) {
+pub async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream, takes: Takes) {
+    let Takes { inbound, transport, terminate } = takes;
     let timeouts = ctx.state.timeouts;
     // Not registered with the timer until first polled.
     let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
@@ -88,6 +90,14 @@ pub async fn serve_http(ctx: Arc<ConnCtx>, mut stream: TcpStream, inbound: bool,
                 tracing::debug!(error = %e, "connection failed before its first request");
                 return;
             }
+        }
+        if let Some(term) = terminate {
+            if first[0] != TLS_HANDSHAKE {
+                ctx.state.metrics.tls_handshake_failures.inc();
+                tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, "plaintext on an HTTPS port; closing");
+                return;
+            }
+            return Box::pin(serve_terminated(ctx, term, Replay::new(first, stream), idle)).await;
         }
         if first[0] == TLS_HANDSHAKE && transport == Transport::Plaintext {
             ctx.state.metrics.tls_handshake_failures.inc();
@@ -188,6 +198,25 @@ impl replay::OnRead for Arc<ConnCtx> {
     fn on_read(&self) {
         Activity::bump(&self.activity.reads);
     }
+}
+
+/// What an HTTP listener takes: whether it is a sidecar's inbound one, the
+/// transports its PeerAuthentication allows, and TLS it terminates.
+pub struct Takes {
+    pub inbound: bool,
+    pub transport: Transport,
+    pub terminate: Option<Arc<Terminate>>,
+}
+
+/// Serves a gateway's HTTPS connection (`term`), from its first bytes.
+async fn serve_terminated(ctx: Arc<ConnCtx>, term: Arc<Terminate>, io: Replay<TcpStream>, idle: Option<Idle<'_>>) {
+    let Some((stream, ctx, h2)) = super::tls::terminate(&ctx, &term, io).await else { return };
+    let served = if h2 {
+        serve_h2(ctx, TokioIo::new(stream), idle).await
+    } else {
+        serve_h1(ctx, BytesMut::new(), stream, idle).await
+    };
+    report(served);
 }
 
 /// Serves a connection that opened with a TLS handshake (`tls`). Its

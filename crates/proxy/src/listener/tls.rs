@@ -3,6 +3,7 @@
 
 use super::replay::Replay;
 use crate::config::listener::ListenerKind;
+use crate::config::terminate::Terminate;
 use crate::conn::{ConnCtx, Peer};
 use crate::mtls::MeshTls;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub async fn handshake(
         activity: Default::default(),
         client_cert,
         mtls_peer: Some(Peer { namespace, identity: identity.map(Box::from), server_name }),
+        secure: true,
     });
     Some((stream, ctx, h2))
 }
@@ -77,4 +79,58 @@ fn client_cert_header(ctx: &ConnCtx, ours: &str, cert: &[u8], identity: Option<&
         let _ = write!(v, ";URI={id}");
     }
     http::HeaderValue::from_str(&v).ok()
+}
+
+/// The handshake of a gateway's HTTPS connection: the server configuration
+/// its ClientHello's server name picks (`Terminate::pick`). Returns the
+/// stream, its context and whether ALPN chose HTTP/2; `None` (counted)
+/// when no chain takes the name or the handshake failed.
+pub async fn terminate(
+    ctx: &ConnCtx,
+    term: &Terminate,
+    io: Replay<TcpStream>,
+) -> Option<(TlsStream<Replay<TcpStream>>, Arc<ConnCtx>, bool)> {
+    let fail = |why: &dyn std::fmt::Display| {
+        ctx.state.metrics.tls_handshake_failures.inc();
+        tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, error = %why, "HTTPS handshake failed");
+    };
+    let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, lazy).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            fail(&e);
+            return None;
+        }
+        Err(_) => {
+            fail(&"timed out");
+            return None;
+        }
+    };
+    let name = start.client_hello().server_name().map(str::to_owned);
+    let Some(config) = term.pick(name.as_deref()) else {
+        fail(&format!("no HTTPS server for the name {name:?}"));
+        return None;
+    };
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config.clone())).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            fail(&e);
+            return None;
+        }
+        Err(_) => {
+            fail(&"timed out");
+            return None;
+        }
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let ctx = Arc::new(ConnCtx {
+        state: ctx.state.clone(),
+        listener: ctx.listener.clone(),
+        peer: ctx.peer,
+        activity: Default::default(),
+        client_cert: None,
+        mtls_peer: None,
+        secure: true,
+    });
+    Some((stream, ctx, h2))
 }

@@ -307,11 +307,29 @@ pub fn gateway(index: &Index, node: &ProxyNode, port: u16) -> RouteConfiguration
             }
         }
     }
+    // `httpsRedirect` servers: their hosts answer 301 to https, routes or
+    // not (Envoy's `require_tls: ALL` on the virtual host, as Istio writes it).
+    let redirect: Vec<String> = index
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            weft_api::Spec::Gateway(g) if selects(&g.selector, &node.labels) => Some(g),
+            _ => None,
+        })
+        .flat_map(|g| g.servers.iter().filter(|s| s.port.number == port && s.https_redirect()))
+        .flat_map(|s| s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_owned()))
+        .collect();
+    for h in &redirect {
+        if !by_domain.contains_key(h) && !order.contains(h) {
+            order.push(h.clone());
+        }
+    }
     let virtual_hosts = order
         .into_iter()
         .map(|d| VirtualHost {
             name: format!("{d}:{port}"),
             routes: by_domain.remove(&d).unwrap_or_default(),
+            require_tls: if redirect.iter().any(|h| host_matches(h, &d)) { 2 } else { 0 }, // ALL
             domains: vec![d],
             ..Default::default()
         })

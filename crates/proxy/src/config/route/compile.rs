@@ -279,7 +279,8 @@ impl RouteTable {
                     share(&mut f.retry, &mut retries);
                 }
             }
-            t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes });
+            let require_tls = vh.require_tls != 0;
+            t.hosts.push(VirtualHost { name: vh.name.as_str().into(), routes, require_tls });
             // Longest first, so shorter forms are found in the text of longer ones.
             let mut domains: Vec<String> = vh.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
             domains.sort_unstable_by_key(|d| std::cmp::Reverse(d.len()));

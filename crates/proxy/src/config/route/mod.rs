@@ -29,6 +29,9 @@ pub struct RouteTable {
 pub struct VirtualHost {
     pub name: Arc<str>,
     pub routes: Vec<Route>,
+    /// Plaintext requests are redirected to https (Envoy's `require_tls`:
+    /// a gateway server's `httpsRedirect`).
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Clone)]

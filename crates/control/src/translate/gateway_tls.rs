@@ -1,0 +1,117 @@
+//! A gateway's HTTPS servers whose TLS it terminates (SIMPLE, MUTUAL), as
+//! Envoy filter chains: one per server, matched by the server names its
+//! hosts give (SNI; none for `*`), with a `DownstreamTlsContext` holding the
+//! certificate (from a `kubernetes.io/tls` Secret named by `credentialName`,
+//! inline, or the files `serverCertificate` and `privateKey` name) and, for
+//! MUTUAL, the CA clients must chain to (`ca.crt` in the Secret or in a
+//! `<name>-cacert` Secret, or `caCertificates`).
+
+use super::node::ProxyNode;
+use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source, transport_socket};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate, common_tls_context,
+};
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::util::pack_any;
+use weft_api::index::Index;
+use weft_api::types::*;
+use weft_api::{Resource, Spec};
+
+/// One terminating server: the names it answers (SNI) and its TLS.
+#[derive(Clone, Debug)]
+pub struct TlsChain {
+    pub server_names: Vec<String>,
+    pub transport: TransportSocket,
+}
+
+/// The terminating servers on `port` of the Gateways that select the proxy.
+pub fn chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<TlsChain> {
+    let mut out = Vec::new();
+    for r in index.resources {
+        let Spec::Gateway(g) = &r.spec else { continue };
+        if !selects(&g.selector, &node.labels) {
+            continue;
+        }
+        for s in g.servers.iter().filter(|s| s.port.number == port) {
+            let (Some(mode), Some(tls)) = (s.terminates(), &s.tls) else { continue };
+            let Some(context) = context(index.resources, r, tls, mode) else {
+                tracing::warn!(gateway = %r.key(), port, "an HTTPS server's certificate is missing; it is not served");
+                continue;
+            };
+            let mut names: Vec<String> =
+                s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_ascii_lowercase()).collect();
+            if names.iter().any(|n| n == "*") {
+                names.clear();
+            }
+            let transport = TransportSocket {
+                name: "envoy.transport_sockets.tls".into(),
+                config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+            };
+            out.push(TlsChain { server_names: names, transport });
+        }
+    }
+    out
+}
+
+fn inline(bytes: &[u8]) -> Option<DataSource> {
+    Some(DataSource { specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())), ..Default::default() })
+}
+
+fn file(path: &str) -> Option<DataSource> {
+    Some(DataSource { specifier: Some(data_source::Specifier::Filename(path.to_owned())), ..Default::default() })
+}
+
+/// The server's TLS context, or `None` when a Secret it names is missing
+/// (validation reports it).
+fn context(
+    resources: &[Resource],
+    gw: &Resource,
+    tls: &ServerTlsSettings,
+    mode: TlsTermination,
+) -> Option<DownstreamTlsContext> {
+    let secret = |name: &str| {
+        resources.iter().find_map(|r| match &r.spec {
+            Spec::Secret(s) if r.namespace() == gw.namespace() && r.name() == name => Some(s),
+            _ => None,
+        })
+    };
+    let (cert, ca) = match &tls.credential_name {
+        Some(name) => {
+            let s = secret(name)?;
+            let pair = s.tls.as_ref()?;
+            let ca = s.ca_pem.clone().or_else(|| secret(&format!("{name}-cacert")).and_then(|c| c.ca_pem.clone()));
+            let cert = TlsCertificate {
+                certificate_chain: inline(&pair.cert_pem),
+                private_key: inline(&pair.key_pem),
+                ..Default::default()
+            };
+            (cert, ca.and_then(|c| inline(&c)))
+        }
+        None => {
+            let cert = TlsCertificate {
+                certificate_chain: file(tls.server_certificate.as_deref()?),
+                private_key: file(tls.private_key.as_deref()?),
+                ..Default::default()
+            };
+            (cert, None)
+        }
+    };
+    let ca = ca.or_else(|| tls.ca_certificates.as_deref().and_then(file));
+    let mutual = mode == TlsTermination::Mutual;
+    let validation = if mutual {
+        let v = CertificateValidationContext { trusted_ca: Some(ca?), ..Default::default() };
+        Some(common_tls_context::ValidationContextType::ValidationContext(v))
+    } else {
+        None
+    };
+    Some(DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificates: vec![cert],
+            alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+            validation_context_type: validation,
+            ..Default::default()
+        }),
+        require_client_certificate: mutual.then_some(BoolValue { value: true }),
+        ..Default::default()
+    })
+}
