@@ -30,6 +30,20 @@ fn bootstrap(xds_port: u16, admin: u16, outbound: u16) -> String {
     bootstrap_for(&node, xds_port, admin)
 }
 
+/// Envoy started on `bootstrap` (one worker, warnings only), and the
+/// directory its bootstrap file is in.
+fn start_envoy(envoy: &str, bootstrap: &str) -> (Proc, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("envoy.yaml");
+    std::fs::write(&boot, bootstrap).unwrap();
+    let child = Command::new(envoy)
+        .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start envoy");
+    (Proc(child), dir)
+}
+
 /// A bootstrap for the node `node` (its YAML, indented under `node:`).
 fn bootstrap_for(node: &str, xds_port: u16, admin: u16) -> String {
     format!(
@@ -166,15 +180,7 @@ spec:
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
         let (admin, outbound) = (free_port(), free_port());
-        let envoy_dir = tempfile::tempdir().unwrap();
-        let boot = envoy_dir.path().join("envoy.yaml");
-        std::fs::write(&boot, bootstrap(xds_port, admin, outbound)).unwrap();
-        let child = Command::new(&envoy)
-            .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start envoy");
-        let _envoy = Proc(child);
+        let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap(xds_port, admin, outbound));
         let out = format!("127.0.0.1:{outbound}");
         let o = out.clone();
         eventually(30, "Envoy's outbound listener from weft's LDS", || {
@@ -312,15 +318,7 @@ fn envoy_as_a_gateway_routes_tls_by_sni_and_tcp_by_port() {
   cluster: envoy-gateway
   metadata: {{ROLE: gateway, NAMESPACE: default, WORKLOAD_NAME: envoy-gateway, LISTEN_IP: 127.0.0.1, PORT_OFFSET: "{offset}", LABELS: {{istio: ingressgateway}}}}"#
         );
-        let envoy_dir = tempfile::tempdir().unwrap();
-        let boot = envoy_dir.path().join("envoy.yaml");
-        std::fs::write(&boot, bootstrap_for(&node, xds_port, admin)).unwrap();
-        let child = Command::new(&envoy)
-            .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start envoy");
-        let _envoy = Proc(child);
+        let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
         let (tls, tcp) = (format!("127.0.0.1:{}", 443 + offset), format!("127.0.0.1:{}", tcp_port + offset));
         for addr in [&tls, &tcp] {
             let a = addr.clone();
@@ -357,15 +355,7 @@ fn envoy_enforces_the_same_authorization_policies() {
   cluster: envoy-web
   metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: web, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: web}}}}"#
         );
-        let envoy_dir = tempfile::tempdir().unwrap();
-        let boot = envoy_dir.path().join("envoy.yaml");
-        std::fs::write(&boot, bootstrap_for(&node, xds_port, admin)).unwrap();
-        let child = Command::new(&envoy)
-            .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start envoy");
-        let _envoy = Proc(child);
+        let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
         let addr = format!("127.0.0.1:{inbound}");
         let a = addr.clone();
         eventually(30, "Envoy's inbound listener", || {

@@ -105,6 +105,12 @@ impl Ca {
     /// The identity a CSR (PEM) asks for, checked to form; the error says
     /// what is wrong with the request.
     pub fn csr_identity(&self, csr_pem: &str) -> Result<crate::auth::Identity, String> {
+        let (_, identity) = self.parse_csr(csr_pem)?;
+        self.identity_of(&identity).ok_or_else(|| format!("`{identity}` is not a workload identity"))
+    }
+
+    /// A CSR and the SPIFFE ID it asks for, checked to form.
+    fn parse_csr(&self, csr_pem: &str) -> Result<(CertificateSigningRequestParams, String), String> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| format!("`csr` is not a PEM certificate signing request: {e}"))?;
         let identity = match csr.params.subject_alt_names.as_slice() {
@@ -112,20 +118,14 @@ impl Ca {
             _ => return Err("the CSR must carry exactly one URI SAN, the workload's SPIFFE ID".into()),
         };
         self.check_identity(&identity)?;
-        self.identity_of(&identity).ok_or_else(|| format!("`{identity}` is not a workload identity"))
+        Ok((csr, identity))
     }
 
     /// Signs a CSR (PEM) whose one URI SAN is a SPIFFE ID of this trust
     /// domain, `spiffe://<td>/ns/<namespace>/sa/<service account>`. The
     /// error says what was wrong with the request.
     pub fn sign(&self, csr_pem: &str) -> Result<Signed, String> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| format!("`csr` is not a PEM certificate signing request: {e}"))?;
-        let identity = match csr.params.subject_alt_names.as_slice() {
-            [SanType::URI(uri)] => uri.as_str().to_owned(),
-            _ => return Err("the CSR must carry exactly one URI SAN, the workload's SPIFFE ID".into()),
-        };
-        self.check_identity(&identity)?;
+        let (csr, identity) = self.parse_csr(csr_pem)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.subject_alt_names = csr.params.subject_alt_names.clone();

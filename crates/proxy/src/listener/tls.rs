@@ -95,33 +95,13 @@ pub async fn terminate(
         tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, error = %why, "HTTPS handshake failed");
     };
     let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, lazy).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            fail(&e);
-            return None;
-        }
-        Err(_) => {
-            fail(&"timed out");
-            return None;
-        }
-    };
+    let start = in_time(lazy).await.map_err(|e| fail(&e)).ok()?;
     let name = start.client_hello().server_name().map(str::to_owned);
     let Some(config) = term.pick(name.as_deref()) else {
         fail(&format!("no HTTPS server for the name {name:?}"));
         return None;
     };
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config.clone())).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            fail(&e);
-            return None;
-        }
-        Err(_) => {
-            fail(&"timed out");
-            return None;
-        }
-    };
+    let stream = in_time(start.into_stream(config.clone())).await.map_err(|e| fail(&e)).ok()?;
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let ctx = Arc::new(ConnCtx {
         state: ctx.state.clone(),
@@ -133,4 +113,12 @@ pub async fn terminate(
         secure: true,
     });
     Some((stream, ctx, h2))
+}
+
+/// A handshake's step, within the handshake timeout; the error as text.
+async fn in_time<T, E: std::fmt::Display>(step: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, step).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
 }
