@@ -168,6 +168,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--cache-sim", action="store_true", help="simulate the caches too (callgrind --cache-sim=yes): "
                     "misses a request in the first-level instruction and data caches and the last level")
+    ap.add_argument("--policies", type=int, default=0, help="an ALLOW AuthorizationPolicy of this many rules on the "
+                    "gateway, the last one matching (each request evaluates them all)")
     ap.add_argument("--keep", type=Path, help="keep the callgrind dumps of the measured requests in this folder "
                     "(read them with callgrind_annotate --inclusive=yes)")
     args = ap.parse_args()
@@ -180,12 +182,13 @@ def main() -> None:
     if not what or not what <= set(WHAT):
         why = f"{', '.join(sorted(what - set(WHAT)))} is not a count" if what else "it is empty"
         sys.exit(f"--what {args.what!r}: {why}; use {', '.join(WHAT)}, comma-separated")
-    res: dict = {"meta": {"weft": args.weft, "requests": args.requests, "warm": args.warm}, "weft": {}, "haproxy": {}}
+    res: dict = {"meta": {"weft": args.weft, "requests": args.requests, "warm": args.warm, "policies": args.policies},
+                 "weft": {}, "haproxy": {}}
     with tempfile.TemporaryDirectory(prefix="weft-cost-") as tmp:
         tmp = Path(tmp)
         procs = Procs(tmp)
         try:
-            backend, _, control = wf.one_hop_control(procs, args.weft)
+            backend, _, control = wf.one_hop_control(procs, args.weft, policies=args.policies)
 
             def weft_gateway(prefix):
                 port = free_port()

@@ -122,20 +122,35 @@ def scale_config(dir: Path, services: int, endpoints_per_service: int, base_port
     (dir / "scale.yaml").write_text("---\n".join(docs))
 
 
-def one_hop_control(procs: Procs, weft: str, extra_services: int = 0, train_tcp: int | None = None):
+def one_hop_control(procs: Procs, weft: str, extra_services: int = 0, train_tcp: int | None = None,
+                    policies: int = 0):
     """The one-hop setup: the nginx backend (HTTP/1.1 and h2c ports), the
-    bench config (plus `extra_services` services of one endpoint each, and
-    with `train_tcp` the training's routes and tcp port) and a control plane
-    serving it. Returns (backend, backend_h2, control)."""
+    bench config (plus `extra_services` services of one endpoint each, with
+    `train_tcp` the training's routes and tcp port, and with `policies` an
+    AuthorizationPolicy of that many rules on the gateway) and a control
+    plane serving it. Returns (backend, backend_h2, control)."""
     backend, backend_h2 = free_port(), free_port()
     nginx_backend(procs, backend, backend_h2)
     cfg = procs.tmp / "weft-config"
     bench_config(cfg, backend)
+    if policies:
+        policy_config(cfg, policies)
     if extra_services:
         scale_config(cfg, extra_services, 1)
     if train_tcp:
         training_config(cfg, backend, train_tcp)
     return backend, backend_h2, Control(procs, weft, cfg)
+
+
+def policy_config(cfg: Path, rules: int) -> None:
+    """An ALLOW AuthorizationPolicy on the bench gateway with `rules` rules,
+    only the last of which matches the bench's requests: every rule is
+    evaluated on each request (the worst case)."""
+    body = "".join(f"    - to: [{{operation: {{methods: [POST], paths: [\"/none-{i}/*\"]}}}}]\n" for i in range(rules - 1))
+    body += "    - to: [{operation: {methods: [GET], paths: [\"/*\"]}}]\n"
+    (cfg / "policies.yaml").write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bench}\nspec:\n"
+        "  selector: {matchLabels: {bench: one-hop}}\n  rules:\n" + body)
 
 
 class Control:

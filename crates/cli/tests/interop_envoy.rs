@@ -380,3 +380,31 @@ fn envoy_enforces_the_same_authorization_policies() {
         assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
     });
 }
+
+/// Envoy as the gateway terminates the same HTTPS servers from the
+/// certificates weft sends inline: SIMPLE by server name, MUTUAL, and the
+/// httpsRedirect (tests/gateway_l4.rs runs the checks on weft's gateway).
+#[test]
+fn envoy_as_a_gateway_terminates_https() {
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let offset = https::offset();
+        let pki = https::pki();
+        let (yaml, _web) = https::mesh(&pki).await;
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let admin = free_port();
+        let node = format!(
+            r#"id: envoy-https~127.0.0.1
+  cluster: envoy-https
+  metadata: {{ROLE: gateway, NAMESPACE: default, WORKLOAD_NAME: envoy-https, LISTEN_IP: 127.0.0.1, PORT_OFFSET: "{offset}", LABELS: {{istio: ingressgateway}}}}"#
+        );
+        let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
+        https::check(offset, &pki).await;
+        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-https~127.0.0.1").unwrap().clone();
+        assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
+    });
+}

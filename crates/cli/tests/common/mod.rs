@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod authz;
+pub mod https;
 pub mod l4;
 pub mod tls;
 
