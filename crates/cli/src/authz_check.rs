@@ -63,6 +63,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         workload: "authz-check".into(),
         labels,
         listen_ip: a.ip.to_string(),
+        outbound_ip: a.ip.to_string(),
         outbound_port: 0,
         inbound_port: 0,
         app_port: Some(a.port),

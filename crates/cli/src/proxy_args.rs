@@ -50,9 +50,15 @@ pub struct Common {
     /// Labels as key=value, comma separated.
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
-    /// Address the proxy's listeners bind to.
+    /// Address the proxy's listeners bind to (a sidecar's inbound one; its
+    /// outbound ones too when it is loopback).
     #[arg(long, default_value = "127.0.0.1")]
     listen_ip: String,
+    /// Address a sidecar's outbound listeners bind to: its app's side only.
+    /// Defaults to the listen IP when that is loopback, else 127.0.0.1, so a
+    /// sidecar with a routable address is not an open proxy.
+    #[arg(long)]
+    outbound_ip: Option<String>,
     /// Admin port (/ready, /config_dump, /clusters); 0 disables.
     #[arg(long, default_value_t = 15000)]
     admin_port: u16,
@@ -186,6 +192,7 @@ impl ProxyArgs {
             workload: self.workload.clone(),
             labels: parse_labels(&c.labels)?,
             listen_ip: c.listen_ip.clone(),
+            outbound_ip: c.outbound_ip.clone(),
             outbound_port: self.outbound_port,
             inbound_port: self.inbound_port,
             app_port: self.app_port,
@@ -222,6 +229,7 @@ impl GatewayArgs {
             workload: self.workload.clone(),
             labels: parse_labels(&c.labels)?,
             listen_ip: c.listen_ip.clone(),
+            outbound_ip: None,
             outbound_port: 0,
             inbound_port: 0,
             app_port: None,

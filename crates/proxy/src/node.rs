@@ -12,6 +12,9 @@ pub struct NodeInfo {
     pub workload: String,
     pub labels: BTreeMap<String, String>,
     pub listen_ip: String,
+    /// Where outbound listeners bind, when not the control plane's default
+    /// (the listen IP if loopback, else 127.0.0.1).
+    pub outbound_ip: Option<String>,
     pub outbound_port: u16,
     pub inbound_port: u16,
     pub app_port: Option<u16>,

@@ -195,7 +195,7 @@ pub fn sidecar(
 ) -> Vec<Listener> {
     let mut out = vec![http_listener(
         "outbound",
-        socket(&node.listen_ip, node.outbound_port),
+        socket(&node.outbound_ip, node.outbound_port),
         "outbound",
         "outbound",
         Facing::App,
@@ -222,8 +222,8 @@ pub fn sidecar(
         if *port == node.outbound_port || *port == node.inbound_port {
             continue;
         }
-        let name = format!("{}_{}", node.listen_ip, port);
-        out.push(tcp_listener(&name, socket(&node.listen_ip, *port), chains));
+        let name = format!("{}_{}", node.outbound_ip, port);
+        out.push(tcp_listener(&name, socket(&node.outbound_ip, *port), chains));
     }
     out
 }

@@ -3,7 +3,8 @@
 //! The proxy (weft or Envoy) puts these keys in `node.metadata`:
 //! `ROLE` (`sidecar` | `gateway`; a proxyless gRPC client says
 //! `GENERATOR: grpc` instead, as Istio's do), `NAMESPACE`, `WORKLOAD_NAME`, `LABELS`
-//! (a struct), `LISTEN_IP`, `OUTBOUND_PORT` (default 15001), `INBOUND_PORT`
+//! (a struct), `LISTEN_IP`, `OUTBOUND_IP` (the outbound listeners' address),
+//! `OUTBOUND_PORT` (default 15001), `INBOUND_PORT`
 //! (default 15006), `APP_PORT` (the local application; no inbound without it),
 //! `PORT_OFFSET` (gateways: added to every server port), `ADMIN_ADDR`. Its locality is
 //! the node's own `locality` field, as Envoy sends it.
@@ -28,6 +29,10 @@ pub struct ProxyNode {
     pub workload: String,
     pub labels: Labels,
     pub listen_ip: String,
+    /// Where the sidecar's outbound listeners bind (its app's side):
+    /// `OUTBOUND_IP`, else the listen IP when it is loopback, else 127.0.0.1,
+    /// so that a sidecar given a routable address is no open proxy.
+    pub outbound_ip: String,
     pub outbound_port: u16,
     pub inbound_port: u16,
     pub app_port: Option<u16>,
@@ -72,6 +77,10 @@ impl ProxyNode {
             namespace: get("NAMESPACE").unwrap_or_else(|| weft_api::resource::DEFAULT_NAMESPACE.into()),
             workload: get("WORKLOAD_NAME").unwrap_or_else(|| node.id.clone()),
             labels,
+            outbound_ip: get("OUTBOUND_IP").unwrap_or_else(|| match get("LISTEN_IP") {
+                Some(ip) if ip.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback()) => ip,
+                _ => "127.0.0.1".into(),
+            }),
             listen_ip: get("LISTEN_IP").unwrap_or_else(|| "127.0.0.1".into()),
             outbound_port: port("OUTBOUND_PORT").unwrap_or(15001),
             inbound_port: port("INBOUND_PORT").unwrap_or(15006),
@@ -80,5 +89,38 @@ impl ProxyNode {
             admin: get("ADMIN_ADDR"),
             locality: node.locality.as_ref().and_then(super::locality::text),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::protobuf::Struct;
+
+    fn node(meta: &[(&str, &str)]) -> ProxyNode {
+        let fields =
+            meta.iter().map(|(k, v)| (k.to_string(), Value { kind: Some(Kind::StringValue(v.to_string())) })).collect();
+        ProxyNode::from_node(&Node { id: "n".into(), metadata: Some(Struct { fields }), ..Default::default() })
+    }
+
+    #[test]
+    fn outbound_listeners_stay_on_the_apps_side() {
+        assert_eq!(
+            node(&[("LISTEN_IP", "10.1.2.3")]).outbound_ip,
+            "127.0.0.1",
+            "a routable address is not an open proxy"
+        );
+        assert_eq!(node(&[("LISTEN_IP", "127.0.0.7")]).outbound_ip, "127.0.0.7");
+        assert_eq!(node(&[("LISTEN_IP", "10.1.2.3"), ("OUTBOUND_IP", "10.9.9.9")]).outbound_ip, "10.9.9.9");
+        let n = node(&[("LISTEN_IP", "10.1.2.3"), ("APP_PORT", "8080")]);
+        let ls = super::super::listeners::sidecar(&n, &[], Vec::new(), weft_api::types::MtlsMode::Permissive);
+        let addr = |name: &str| {
+            let l = ls.iter().find(|l| l.name == name).unwrap();
+            match l.address.as_ref().and_then(|a| a.address.as_ref()) {
+                Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s)) => s.address.clone(),
+                _ => String::new(),
+            }
+        };
+        assert_eq!((addr("outbound").as_str(), addr("inbound").as_str()), ("127.0.0.1", "10.1.2.3"));
     }
 }

@@ -79,6 +79,9 @@ pub fn node(info: &NodeInfo) -> Node {
     f.insert("NAMESPACE".into(), s(&info.namespace));
     f.insert("WORKLOAD_NAME".into(), s(&info.workload));
     f.insert("LISTEN_IP".into(), s(&info.listen_ip));
+    if let Some(ip) = &info.outbound_ip {
+        f.insert("OUTBOUND_IP".into(), s(ip));
+    }
     f.insert("OUTBOUND_PORT".into(), s(info.outbound_port.to_string()));
     f.insert("INBOUND_PORT".into(), s(info.inbound_port.to_string()));
     f.insert("PORT_OFFSET".into(), s(info.port_offset.to_string()));
