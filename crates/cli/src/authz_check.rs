@@ -124,13 +124,13 @@ fn explain(filters: &[Filter], s: &Subject) -> bool {
     let name = |p: &str| policy_name(p);
     for f in filters {
         if let Some(shadow) = &f.shadow {
-            let by = shadow.matched(s).map(|p| &**p);
+            let by = shadow.matched(s).map(|p| &*p.name);
             let denied = (shadow.action == Action::Deny) == by.is_some() && shadow.action != Action::Log;
             let by = by.map_or_else(|| "no dry-run policy matched".to_owned(), name);
             println!("dry run: would {} ({by})", if denied { "DENY" } else { "ALLOW" });
         }
         let Some(rules) = &f.rules else { continue };
-        match (rules.action, rules.matched(s).map(|p| &**p)) {
+        match (rules.action, rules.matched(s).map(|p| &*p.name)) {
             (Action::Log, Some(p)) => println!("AUDIT: logged by {}", name(p)),
             (Action::Log, None) => {}
             (Action::Deny, Some(p)) => {

@@ -38,6 +38,11 @@ pub struct Rules {
     pub action: Action,
     /// In name order, as Envoy evaluates them.
     pub policies: Vec<NamedPolicy>,
+    /// Decisions no policy made (an ALLOW filter's default deny), counted.
+    pub unmatched: Counts,
+    /// Whether a policy looks at `remote_ip` (the request's
+    /// `x-forwarded-for`), which is read only then.
+    pub needs_remote_ip: bool,
 }
 
 #[derive(Debug)]
@@ -46,7 +51,14 @@ pub struct NamedPolicy {
     /// Matches when any permission and any principal match.
     permissions: Vec<Perm>,
     principals: Vec<Princ>,
+    /// Its decisions' counters, found once per config version.
+    pub counts: Counts,
 }
+
+/// A policy's counter of each decision (`http::authz`), looked up in the
+/// metrics family at first use: no label hashing per request.
+#[derive(Debug, Default)]
+pub struct Counts(pub [std::sync::OnceLock<prometheus_client::metrics::counter::Counter>; 5]);
 
 #[derive(Debug)]
 enum Perm {
@@ -156,12 +168,13 @@ impl Rules {
         let mut policies =
             r.policies.iter().map(|(name, p)| NamedPolicy::compile(name, p)).collect::<Result<Vec<_>, _>>()?;
         policies.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Rules { action, policies })
+        let needs_remote_ip = policies.iter().any(|p| p.principals.iter().any(Princ::reads_remote_ip));
+        Ok(Rules { action, policies, unmatched: Counts::default(), needs_remote_ip })
     }
 
     /// The first policy (in name order) that matches `s`.
-    pub fn matched(&self, s: &Subject) -> Option<&Arc<str>> {
-        self.policies.iter().find(|p| p.matches(s)).map(|p| &p.name)
+    pub fn matched(&self, s: &Subject) -> Option<&NamedPolicy> {
+        self.policies.iter().find(|p| p.matches(s))
     }
 }
 
@@ -175,6 +188,7 @@ impl NamedPolicy {
             name: name.into(),
             permissions: p.permissions.iter().map(Perm::compile).collect::<Result<_, _>>().map_err(err)?,
             principals: p.principals.iter().map(Princ::compile).collect::<Result<_, _>>().map_err(err)?,
+            counts: Counts::default(),
         })
     }
 
@@ -263,6 +277,15 @@ impl Princ {
             Some(I::Any(false)) | None => return Err(CompileError::new("a principal needs an identifier")),
             Some(other) => return Err(CompileError::new(format!("unsupported RBAC principal {other:?}"))),
         })
+    }
+
+    fn reads_remote_ip(&self) -> bool {
+        match self {
+            Princ::RemoteIp(_) => true,
+            Princ::And(v) | Princ::Or(v) => v.iter().any(Princ::reads_remote_ip),
+            Princ::Not(p) => p.reads_remote_ip(),
+            _ => false,
+        }
     }
 
     fn matches(&self, s: &Subject) -> bool {

@@ -9,7 +9,7 @@
 use super::error::{ErrorKind, ProxyError};
 use crate::config::listener::{HttpListener, ListenerCfg};
 use crate::config::matcher::RequestView;
-use crate::config::rbac::{Action, Filter, Rules, Subject};
+use crate::config::rbac::{Action, Filter, NamedPolicy, Rules, Subject};
 use crate::conn::ConnCtx;
 use crate::telemetry::AuthzLabels;
 use std::net::IpAddr;
@@ -43,52 +43,76 @@ pub fn check<B>(
 
 fn judge(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter], request: &RequestView) -> Result<(), ProxyError> {
     let peer = ctx.mtls_peer.as_ref();
+    let needs_remote = filters.iter().flat_map(|f| f.rules.iter().chain(&f.shadow)).any(|r| r.needs_remote_ip);
     let subject = Subject {
         request,
         direct_ip: ctx.peer.ip(),
-        remote_ip: remote_ip(ctx, listener, request.headers),
+        remote_ip: if needs_remote { remote_ip(ctx, listener, request.headers) } else { ctx.peer.ip() },
         principal: peer.and_then(|p| p.identity.as_deref()),
         server_name: peer.and_then(|p| p.server_name.as_deref()),
         local: listener.addr,
     };
-    let count = |decision: &'static str, policy: Option<&Arc<str>>| {
-        let policy = policy.cloned().unwrap_or_else(|| Arc::from(""));
-        ctx.state.metrics.authz.get_or_create(&AuthzLabels { decision, policy }).inc();
+    let count = |rules: &Rules, decision: Decision, policy: Option<&NamedPolicy>| {
+        let counts = policy.map_or(&rules.unmatched, |p| &p.counts);
+        let counter = counts.0[decision as usize].get_or_init(|| {
+            let policy = policy.map_or_else(|| Arc::from(""), |p| p.name.clone());
+            ctx.state.metrics.authz.get_or_create(&AuthzLabels { decision: decision.label(), policy }).clone()
+        });
+        counter.inc();
     };
     for f in filters {
         if let Some(shadow) = &f.shadow {
             let (denied, policy) = decide(shadow, &subject);
-            count(if denied { "shadow_denied" } else { "shadow_allowed" }, policy);
+            count(shadow, if denied { Decision::ShadowDenied } else { Decision::ShadowAllowed }, policy);
             if denied {
-                tracing::info!(
-                    policy = policy.map(|p| &**p),
-                    path = request.path,
-                    "dry run: this request would be denied"
-                );
+                let policy = policy.map(|p| &*p.name);
+                tracing::info!(policy, path = request.path, "dry run: this request would be denied");
             }
         }
         let Some(rules) = &f.rules else { continue };
         let (denied, policy) = decide(rules, &subject);
         if rules.action == Action::Log {
             if policy.is_some() {
-                count("logged", policy);
+                count(rules, Decision::Logged, policy);
             }
             continue;
         }
         if denied {
-            count("denied", policy);
+            count(rules, Decision::Denied, policy);
             return Err(ProxyError::new(ErrorKind::Denied, DENIED));
         }
         if rules.action == Action::Allow {
-            count("allowed", policy);
+            count(rules, Decision::Allowed, policy);
         }
     }
     Ok(())
 }
 
+/// A decision, as counted: its index in `Counts`, and its label.
+#[derive(Clone, Copy)]
+enum Decision {
+    Allowed,
+    Denied,
+    Logged,
+    ShadowAllowed,
+    ShadowDenied,
+}
+
+impl Decision {
+    fn label(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::Logged => "logged",
+            Decision::ShadowAllowed => "shadow_allowed",
+            Decision::ShadowDenied => "shadow_denied",
+        }
+    }
+}
+
 /// Whether `rules` deny the subject, and the policy that decided (none
 /// when an ALLOW filter matched nothing, or for LOG the one that matched).
-fn decide<'a>(rules: &'a Rules, s: &Subject) -> (bool, Option<&'a Arc<str>>) {
+fn decide<'a>(rules: &'a Rules, s: &Subject) -> (bool, Option<&'a NamedPolicy>) {
     let matched = rules.matched(s);
     match rules.action {
         Action::Allow => (matched.is_none(), matched),
