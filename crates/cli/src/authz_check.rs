@@ -99,11 +99,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         headers: &headers,
     };
     let principal = a.from.as_ref().map(|p| format!("spiffe://{}", p.trim_start_matches("spiffe://")));
-    let remote = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next()?.trim().parse().ok())
-        .unwrap_or(a.source_ip);
+    let remote = weft_proxy::config::rbac::forwarded_client(&headers).unwrap_or(a.source_ip);
     let subject = Subject {
         request: &request,
         direct_ip: a.source_ip,
@@ -124,9 +120,8 @@ fn explain(filters: &[Filter], s: &Subject) -> bool {
     let name = |p: &str| policy_name(p);
     for f in filters {
         if let Some(shadow) = &f.shadow {
-            let by = shadow.matched(s).map(|p| &*p.name);
-            let denied = (shadow.action == Action::Deny) == by.is_some() && shadow.action != Action::Log;
-            let by = by.map_or_else(|| "no dry-run policy matched".to_owned(), name);
+            let (denied, by) = shadow.decide(s);
+            let by = by.map_or_else(|| "no dry-run policy matched".to_owned(), |p| name(&p.name));
             println!("dry run: would {} ({by})", if denied { "DENY" } else { "ALLOW" });
         }
         let Some(rules) = &f.rules else { continue };

@@ -44,6 +44,13 @@ fn start_envoy(envoy: &str, bootstrap: &str) -> (Proc, tempfile::TempDir) {
     (Proc(child), dir)
 }
 
+/// The control plane saw Envoy `id` accept everything it sent.
+async fn assert_no_nack(control: &Control, id: &str) {
+    let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+    let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == id).unwrap().clone();
+    assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
+}
+
 /// A bootstrap for the node `node` (its YAML, indented under `node:`).
 fn bootstrap_for(node: &str, xds_port: u16, admin: u16) -> String {
     format!(
@@ -329,9 +336,7 @@ fn envoy_as_a_gateway_routes_tls_by_sni_and_tcp_by_port() {
             .await;
         }
         l4::check(&tls, &tcp).await;
-        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
-        let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-gateway~127.0.0.1").unwrap().clone();
-        assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
+        assert_no_nack(&control, "envoy-gateway~127.0.0.1").await;
     });
 }
 
@@ -375,9 +380,7 @@ fn envoy_enforces_the_same_authorization_policies() {
         assert!(failures.is_empty(), "Envoy decided {} rows otherwise:\n{}", failures.len(), failures.join("\n"));
         let (status, body) = tls::send(&addr, false, None, &tls::Call { path: "/secret", ..Default::default() }).await.unwrap();
         assert_eq!((status, body.trim()), (403, "RBAC: access denied"), "weft's denial is Envoy's");
-        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
-        let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-web~127.0.0.1").unwrap().clone();
-        assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
+        assert_no_nack(&control, "envoy-web~127.0.0.1").await;
     });
 }
 
@@ -403,8 +406,6 @@ fn envoy_as_a_gateway_terminates_https() {
         );
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
         https::check(offset, &pki).await;
-        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
-        let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-https~127.0.0.1").unwrap().clone();
-        assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
+        assert_no_nack(&control, "envoy-https~127.0.0.1").await;
     });
 }

@@ -8,6 +8,7 @@
 mod render;
 mod table;
 mod table_authz;
+mod table_gateway;
 mod table_sidecar;
 
 use crate::diag::{Diagnostic, Severity, codes};
@@ -20,7 +21,12 @@ use std::sync::OnceLock;
 pub use render::markdown;
 /// Every row of the coverage table.
 pub fn fields() -> impl Iterator<Item = &'static Field> {
-    table::FIELDS.iter().chain(table_sidecar::SIDECAR).chain(table_authz::AUTHZ).chain(table_authz::PEER_AUTH)
+    table::FIELDS
+        .iter()
+        .chain(table_gateway::GATEWAY)
+        .chain(table_sidecar::SIDECAR)
+        .chain(table_authz::AUTHZ)
+        .chain(table_authz::PEER_AUTH)
 }
 
 /// What becomes of one field.
@@ -54,7 +60,7 @@ pub struct Field {
     pub support: Support,
 }
 
-/// A row of the table (`table.rs`, `table_sidecar.rs`).
+/// A row of the table (`table.rs` and the `table_*.rs` of single kinds).
 const fn row(kind: &'static str, path: &'static str, support: Support) -> Field {
     Field { kind, path, support }
 }

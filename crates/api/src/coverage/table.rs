@@ -6,7 +6,7 @@ use super::Support::*;
 use super::{Field, row};
 
 const ROUTING: &str = "routing.rs::virtual_service_match_kinds_and_precedence";
-const BOOKINFO: &str = "up_examples.rs::bookinfo_canary_splits_90_10_and_header_pins_v2";
+pub(super) const BOOKINFO: &str = "up_examples.rs::bookinfo_canary_splits_90_10_and_header_pins_v2";
 const DEFAULT_ROUTE: &str = "routing.rs::service_without_virtual_service_gets_a_default_route";
 const EXPORT_TO: &str = "routing.rs::export_to_scopes_what_a_sidecar_receives";
 const FEATURES: &str = "route_features.rs::rewrite_headers_timeout_retries_and_redirect";
@@ -36,11 +36,7 @@ const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
 const NO_TLS_ORIGINATION: &str =
     "mesh endpoints get mutual TLS and others plaintext, whatever the mode (no TLS origination yet)";
-const NO_GATEWAY_TLS: &str = "ISTIO_MUTUAL, OPTIONAL_MUTUAL and AUTO_PASSTHROUGH are not served yet: such a server \
-     gets no listener (PASSTHROUGH, SIMPLE and MUTUAL are)";
-const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
-const TLS_DEFAULTS: &str = "the gateway offers rustls' TLS 1.2 and 1.3 with its default cipher suites";
-const GW_L4: &str = "gateway_l4.rs::a_gateway_routes_tls_by_sni_and_tcp_by_port";
+pub(super) const GW_L4: &str = "gateway_l4.rs::a_gateway_routes_tls_by_sni_and_tcp_by_port";
 const SIDECAR_SNI: &str = "gateway_l4.rs::a_sidecar_routes_a_tls_port_by_sni";
 
 pub static FIELDS: &[Field] = &[
@@ -149,60 +145,6 @@ pub static FIELDS: &[Field] = &[
     row("EndpointSlice", "ports[].appProtocol", Bookkeeping),
     //
     // Gateway.
-    row("Gateway", "spec", Applied(BOOKINFO)),
-    row("Gateway", "spec.selector", Applied(BOOKINFO)),
-    row("Gateway", "spec.servers", Applied(BOOKINFO)),
-    row("Gateway", "spec.servers[].port", Applied(BOOKINFO)),
-    row("Gateway", "spec.servers[].port.number", Applied(BOOKINFO)),
-    row("Gateway", "spec.servers[].port.name", Bookkeeping),
-    row(
-        "Gateway",
-        "spec.servers[].port.protocol",
-        Values(
-            &["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS", "HTTPS"],
-            "a TLS server is served with `tls.mode: PASSTHROUGH`; an HTTPS one with SIMPLE or MUTUAL",
-        ),
-    ),
-    row(
-        "Gateway",
-        "spec.servers[].port.targetPort",
-        NotApplied("the gateway listens on the port number (plus weft up's --port-offset)"),
-    ),
-    row("Gateway", "spec.servers[].hosts", Applied(BOOKINFO)),
-    row("Gateway", "spec.servers[].bind", NotApplied("the gateway binds its --listen-ip")),
-    row("Gateway", "spec.servers[].defaultEndpoint", NotApplied("only used for sidecar ingress in Istio")),
-    row("Gateway", "spec.servers[].name", Bookkeeping),
-    row("Gateway", "spec.servers[].tls", Applied(GW_L4)),
-    row("Gateway", "spec.servers[].tls.mode", Values(&["PASSTHROUGH", "SIMPLE", "MUTUAL"], NO_GATEWAY_TLS)),
-    row("Gateway", "spec.servers[].tls.httpsRedirect", Applied(GW_TLS)),
-    row("Gateway", "spec.servers[].tls.serverCertificate", Untested),
-    row("Gateway", "spec.servers[].tls.privateKey", Untested),
-    row("Gateway", "spec.servers[].tls.caCertificates", Untested),
-    row("Gateway", "spec.servers[].tls.caCrl", NotApplied("client certificates are not checked against a CRL")),
-    row("Gateway", "spec.servers[].tls.credentialName", Applied(GW_TLS)),
-    row(
-        "Gateway",
-        "spec.servers[].tls.credentialNames",
-        NotApplied("only `credentialName` (one certificate per server) is read"),
-    ),
-    row(
-        "Gateway",
-        "spec.servers[].tls.subjectAltNames",
-        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
-    ),
-    row(
-        "Gateway",
-        "spec.servers[].tls.verifyCertificateSpki",
-        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
-    ),
-    row(
-        "Gateway",
-        "spec.servers[].tls.verifyCertificateHash",
-        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
-    ),
-    row("Gateway", "spec.servers[].tls.minProtocolVersion", NotApplied(TLS_DEFAULTS)),
-    row("Gateway", "spec.servers[].tls.maxProtocolVersion", NotApplied(TLS_DEFAULTS)),
-    row("Gateway", "spec.servers[].tls.cipherSuites", NotApplied(TLS_DEFAULTS)),
     //
     // VirtualService.
     row("VirtualService", "spec", Applied(ROUTING)),

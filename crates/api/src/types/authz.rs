@@ -261,6 +261,24 @@ pub fn cidr(v: &str) -> Result<(std::net::IpAddr, u32), String> {
     Ok((ip, len))
 }
 
+/// Whether `ip` is inside the block `block` (an `ipBlocks` entry); false
+/// when either does not parse.
+pub fn cidr_contains(block: &str, ip: &str) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let (Ok((net, len)), Ok(ip)) = (cidr(block), ip.parse::<std::net::IpAddr>()) else { return false };
+    match (net, ip) {
+        (V4(n), V4(i)) => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (V6(n), V6(i)) => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +296,7 @@ mod tests {
         assert_eq!(cidr("10.1.0.0/16").unwrap(), ("10.1.0.0".parse().unwrap(), 16));
         assert_eq!(cidr("::1").unwrap().1, 128);
         assert!(cidr("10.0.0.0/33").is_err());
+        assert!(cidr_contains("127.0.0.0/8", "127.0.0.9") && !cidr_contains("10.0.0.0/8", "127.0.0.1"));
         assert_eq!(condition_key("request.headers[x-token]"), Some("request.headers[]"));
         assert_eq!(condition_key("request.auth.claims[groups]"), Some("request.auth.claims[]"));
         assert_eq!(condition_key("request.header[x]"), None);

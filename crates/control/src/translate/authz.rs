@@ -295,21 +295,6 @@ fn ip(v: &str, remote: bool) -> Principal {
     pid(if remote { principal::Identifier::RemoteIp(range) } else { principal::Identifier::DirectRemoteIp(range) })
 }
 
-fn cidr_contains(block: &str, ip: &str) -> bool {
-    let (Ok((net, len)), Ok(ip)) = (cidr(block), ip.parse::<std::net::IpAddr>()) else { return false };
-    match (net, ip) {
-        (std::net::IpAddr::V4(n), std::net::IpAddr::V4(i)) => {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            u32::from(n) & mask == u32::from(i) & mask
-        }
-        (std::net::IpAddr::V6(n), std::net::IpAddr::V6(i)) => {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            u128::from(n) & mask == u128::from(i) & mask
-        }
-        _ => false,
-    }
-}
-
 fn url_path(v: &str) -> Permission {
     let m = match path_match(v) {
         Ok(PathMatch::Template(re)) => regex_matcher(re),

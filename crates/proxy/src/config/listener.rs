@@ -42,6 +42,9 @@ pub struct HttpListener {
     pub remote_address: bool,
     /// RBAC filters in chain order (authorization policies); most have none.
     pub authz: Box<[super::rbac::Filter]>,
+    /// Whether a policy of `authz` looks at the client `x-forwarded-for`
+    /// names: only then is the header read.
+    pub authz_reads_xff: bool,
     /// What its connections may be (a sidecar's PeerAuthentication mode).
     pub transport: Transport,
     /// TLS it terminates (a gateway's HTTPS servers), by server name.
@@ -250,6 +253,7 @@ impl ListenerCfg {
                 client_cert: ClientCert::from_proto(hcm.forward_client_cert_details),
                 client_cert_uri: current.uri,
                 remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
+                authz_reads_xff: authz.iter().any(super::rbac::Filter::reads_remote_ip),
                 authz,
                 transport,
                 terminate: terminate(l).map_err(|e| err(&e))?,

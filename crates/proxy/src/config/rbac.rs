@@ -176,6 +176,31 @@ impl Rules {
     pub fn matched(&self, s: &Subject) -> Option<&NamedPolicy> {
         self.policies.iter().find(|p| p.matches(s))
     }
+
+    /// Whether these rules deny `s`, and the policy that decided (none when
+    /// an ALLOW filter matched nothing; for LOG, the one that matched).
+    pub fn decide(&self, s: &Subject) -> (bool, Option<&NamedPolicy>) {
+        let matched = self.matched(s);
+        match self.action {
+            Action::Allow => (matched.is_none(), matched),
+            Action::Deny => (matched.is_some(), matched),
+            Action::Log => (false, matched),
+        }
+    }
+}
+
+/// The client `x-forwarded-for` names last (Envoy's `remote_ip` with no
+/// trusted hops), if it names one.
+pub fn forwarded_client(headers: &http::HeaderMap) -> Option<IpAddr> {
+    let v = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+    v.rsplit(',').next()?.trim().parse().ok()
+}
+
+impl Filter {
+    /// Whether a policy of the filter looks at `remote_ip`.
+    pub fn reads_remote_ip(&self) -> bool {
+        self.rules.iter().chain(&self.shadow).any(|r| r.needs_remote_ip)
+    }
 }
 
 impl NamedPolicy {

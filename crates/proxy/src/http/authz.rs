@@ -7,9 +7,9 @@
 //! header.
 
 use super::error::{ErrorKind, ProxyError};
-use crate::config::listener::{HttpListener, ListenerCfg};
+use crate::config::listener::{HttpListener, ListenerCfg, ListenerKind};
 use crate::config::matcher::RequestView;
-use crate::config::rbac::{Action, Filter, NamedPolicy, Rules, Subject};
+use crate::config::rbac::{Action, Filter, NamedPolicy, Rules, Subject, forwarded_client};
 use crate::conn::ConnCtx;
 use crate::telemetry::AuthzLabels;
 use std::net::IpAddr;
@@ -43,11 +43,10 @@ pub fn check<B>(
 
 fn judge(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter], request: &RequestView) -> Result<(), ProxyError> {
     let peer = ctx.mtls_peer.as_ref();
-    let needs_remote = filters.iter().flat_map(|f| f.rules.iter().chain(&f.shadow)).any(|r| r.needs_remote_ip);
     let subject = Subject {
         request,
         direct_ip: ctx.peer.ip(),
-        remote_ip: if needs_remote { remote_ip(ctx, listener, request.headers) } else { ctx.peer.ip() },
+        remote_ip: remote_ip(ctx, listener, request.headers),
         principal: peer.and_then(|p| p.identity.as_deref()),
         server_name: peer.and_then(|p| p.server_name.as_deref()),
         local: listener.addr,
@@ -62,7 +61,7 @@ fn judge(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter], request: &Re
     };
     for f in filters {
         if let Some(shadow) = &f.shadow {
-            let (denied, policy) = decide(shadow, &subject);
+            let (denied, policy) = shadow.decide(&subject);
             count(shadow, if denied { Decision::ShadowDenied } else { Decision::ShadowAllowed }, policy);
             if denied {
                 let policy = policy.map(|p| &*p.name);
@@ -70,7 +69,7 @@ fn judge(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter], request: &Re
             }
         }
         let Some(rules) = &f.rules else { continue };
-        let (denied, policy) = decide(rules, &subject);
+        let (denied, policy) = rules.decide(&subject);
         if rules.action == Action::Log {
             if policy.is_some() {
                 count(rules, Decision::Logged, policy);
@@ -110,25 +109,12 @@ impl Decision {
     }
 }
 
-/// Whether `rules` deny the subject, and the policy that decided (none
-/// when an ALLOW filter matched nothing, or for LOG the one that matched).
-fn decide<'a>(rules: &'a Rules, s: &Subject) -> (bool, Option<&'a NamedPolicy>) {
-    let matched = rules.matched(s);
-    match rules.action {
-        Action::Allow => (matched.is_none(), matched),
-        Action::Deny => (matched.is_some(), matched),
-        Action::Log => (false, matched),
-    }
-}
-
 /// The client's address as Envoy's RBAC sees it (`remote_ip`): behind a
 /// listener that trusts no `x-forwarded-for` (the edge), the peer; else the
 /// last address that header names, or the peer without one.
+/// The header is read only when a policy looks at `remote_ip`
+/// (`HttpListener::authz_reads_xff`, decided at config time).
 fn remote_ip(ctx: &ConnCtx, listener: &ListenerCfg, headers: &http::HeaderMap) -> IpAddr {
-    let trusts_xff = matches!(&listener.kind, crate::config::listener::ListenerKind::Http(h) if !h.remote_address);
-    let last = || {
-        let v = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
-        v.rsplit(',').next()?.trim().parse().ok()
-    };
-    trusts_xff.then(last).flatten().unwrap_or(ctx.peer.ip())
+    let reads = matches!(&listener.kind, ListenerKind::Http(h) if h.authz_reads_xff && !h.remote_address);
+    reads.then(|| forwarded_client(headers)).flatten().unwrap_or(ctx.peer.ip())
 }

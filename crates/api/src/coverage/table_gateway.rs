@@ -1,0 +1,67 @@
+//! The coverage table's rows for Istio's `Gateway` (see `table.rs`).
+
+use super::Support::*;
+use super::table::{BOOKINFO, GW_L4};
+use super::{Field, row};
+
+const NO_GATEWAY_TLS: &str = "ISTIO_MUTUAL, OPTIONAL_MUTUAL and AUTO_PASSTHROUGH are not served yet: such a server \
+     gets no listener (PASSTHROUGH, SIMPLE and MUTUAL are)";
+const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
+const TLS_DEFAULTS: &str = "the gateway offers rustls' TLS 1.2 and 1.3 with its default cipher suites";
+
+pub static GATEWAY: &[Field] = &[
+    row("Gateway", "spec", Applied(BOOKINFO)),
+    row("Gateway", "spec.selector", Applied(BOOKINFO)),
+    row("Gateway", "spec.servers", Applied(BOOKINFO)),
+    row("Gateway", "spec.servers[].port", Applied(BOOKINFO)),
+    row("Gateway", "spec.servers[].port.number", Applied(BOOKINFO)),
+    row("Gateway", "spec.servers[].port.name", Bookkeeping),
+    row(
+        "Gateway",
+        "spec.servers[].port.protocol",
+        Values(
+            &["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS", "HTTPS"],
+            "a TLS server is served with `tls.mode: PASSTHROUGH`; an HTTPS one with SIMPLE or MUTUAL",
+        ),
+    ),
+    row(
+        "Gateway",
+        "spec.servers[].port.targetPort",
+        NotApplied("the gateway listens on the port number (plus weft up's --port-offset)"),
+    ),
+    row("Gateway", "spec.servers[].hosts", Applied(BOOKINFO)),
+    row("Gateway", "spec.servers[].bind", NotApplied("the gateway binds its --listen-ip")),
+    row("Gateway", "spec.servers[].defaultEndpoint", NotApplied("only used for sidecar ingress in Istio")),
+    row("Gateway", "spec.servers[].name", Bookkeeping),
+    row("Gateway", "spec.servers[].tls", Applied(GW_L4)),
+    row("Gateway", "spec.servers[].tls.mode", Values(&["PASSTHROUGH", "SIMPLE", "MUTUAL"], NO_GATEWAY_TLS)),
+    row("Gateway", "spec.servers[].tls.httpsRedirect", Applied(GW_TLS)),
+    row("Gateway", "spec.servers[].tls.serverCertificate", Untested),
+    row("Gateway", "spec.servers[].tls.privateKey", Untested),
+    row("Gateway", "spec.servers[].tls.caCertificates", Untested),
+    row("Gateway", "spec.servers[].tls.caCrl", NotApplied("client certificates are not checked against a CRL")),
+    row("Gateway", "spec.servers[].tls.credentialName", Applied(GW_TLS)),
+    row(
+        "Gateway",
+        "spec.servers[].tls.credentialNames",
+        NotApplied("only `credentialName` (one certificate per server) is read"),
+    ),
+    row(
+        "Gateway",
+        "spec.servers[].tls.subjectAltNames",
+        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+    ),
+    row(
+        "Gateway",
+        "spec.servers[].tls.verifyCertificateSpki",
+        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+    ),
+    row(
+        "Gateway",
+        "spec.servers[].tls.verifyCertificateHash",
+        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+    ),
+    row("Gateway", "spec.servers[].tls.minProtocolVersion", NotApplied(TLS_DEFAULTS)),
+    row("Gateway", "spec.servers[].tls.maxProtocolVersion", NotApplied(TLS_DEFAULTS)),
+    row("Gateway", "spec.servers[].tls.cipherSuites", NotApplied(TLS_DEFAULTS)),
+];
