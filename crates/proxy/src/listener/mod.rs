@@ -32,20 +32,28 @@ struct Running {
 pub async fn run(state: Arc<ProxyState>) {
     let mut updates = state.updates.subscribe();
     let mut running: HashMap<Arc<str>, Running> = HashMap::new();
+    let mut retry = false;
     loop {
-        reconcile(&state, &mut running).await;
-        tokio::select! {
-            changed = updates.changed() => if changed.is_err() { break },
+        let all_bound = reconcile(&state, &mut running, retry).await;
+        retry = tokio::select! {
+            changed = updates.changed() => if changed.is_err() { break } else { false },
             _ = state.drained() => break,
-        }
+            // A port another process held may be free now.
+            _ = tokio::time::sleep(BIND_RETRY), if !all_bound => true,
+        };
     }
     for (_, r) in running.drain() {
         r.task.abort();
     }
 }
 
-/// Stops accepting on every listener (in-flight connections carry on).
-async fn reconcile(state: &Arc<ProxyState>, running: &mut HashMap<Arc<str>, Running>) {
+/// How soon a listener that could not bind tries again.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Binds what the config adds and unbinds what it removes; false while a
+/// listener could not bind. A `retry` (no config change) logs a failure
+/// again only at debug level.
+async fn reconcile(state: &Arc<ProxyState>, running: &mut HashMap<Arc<str>, Running>, retry: bool) -> bool {
     let cfg = state.config.load_full();
     running.retain(|name, r| {
         let keep = cfg.listeners.iter().any(|l| l.name == *name && l.addr == r.addr);
@@ -66,15 +74,20 @@ async fn reconcile(state: &Arc<ProxyState>, running: &mut HashMap<Arc<str>, Runn
                 let task = tokio::spawn(accept_loop(state.clone(), l.name.clone(), sock));
                 running.insert(l.name.clone(), Running { addr: l.addr, task });
             }
+            Err(e) if retry => {
+                all_bound = false;
+                tracing::debug!(listener = %l.name, addr = %l.addr, error = %e, "cannot bind listener yet");
+            }
             Err(e) => {
                 all_bound = false;
-                tracing::error!(listener = %l.name, addr = %l.addr, error = %e, "cannot bind listener; is another process using this port? It is retried on the next config update");
+                tracing::error!(listener = %l.name, addr = %l.addr, error = %e, "cannot bind listener; is another process using this port? It is retried every second");
             }
         }
     }
     if all_bound && state.xds_complete.load(Ordering::Acquire) && !state.listening.swap(true, Ordering::AcqRel) {
         tracing::info!(version = %cfg.version, "proxy ready");
     }
+    all_bound
 }
 
 /// A listening socket whose accepted connections have TCP_NODELAY on
