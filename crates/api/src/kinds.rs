@@ -107,7 +107,7 @@ pub const KINDS: &[Kind] = &[
         Role::NotApplied("proxies keep their defaults (`weft proxy --help` lists the settings)"),
     ),
     kind("EnvoyFilter", NETWORKING, Role::NotApplied("weft's proxies are not Envoy; no filter is patched in")),
-    kind("Telemetry", TELEMETRY, Role::NotApplied("each proxy serves its Prometheus metrics on its admin port")),
+    kind("Telemetry", TELEMETRY, Role::Read),
     kind("WasmPlugin", EXTENSIONS, Role::NotApplied("weft's proxies do not run Wasm plugins")),
 ];
 

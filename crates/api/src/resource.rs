@@ -25,6 +25,7 @@ pub enum Spec {
     Sidecar(SidecarSpec),
     AuthorizationPolicy(AuthorizationPolicySpec),
     PeerAuthentication(PeerAuthenticationSpec),
+    Telemetry(TelemetrySpec),
     /// A Kubernetes object that runs pods: its pods' labels, account, ports.
     Pods(PodsSpec),
     Secret(SecretSpec),
@@ -69,6 +70,7 @@ impl Spec {
             Spec::Sidecar(_) => "Sidecar",
             Spec::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Spec::PeerAuthentication(_) => "PeerAuthentication",
+            Spec::Telemetry(_) => "Telemetry",
             Spec::Pods(p) => p.kind,
             Spec::Secret(_) => "Secret",
             Spec::Inert(kind) => kind,

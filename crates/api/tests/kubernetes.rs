@@ -119,7 +119,7 @@ fn kinds_are_told_apart_from_typos_and_unsupported_apis() {
     assert!(diags[0].is_error() && diags[0].hint.as_deref() == Some("did you mean `Deployment`?"), "{diags:#?}");
     let (_, diags) = check("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n");
     assert!(diags[0].is_error() && diags[0].message.contains("Gateway API"), "{diags:#?}");
-    let (_, diags) = check("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default}\n");
+    let (_, diags) = check("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: auth}\n");
     assert!(diags.len() == 1 && diags[0].is_warning() && diags[0].code == codes::NOT_APPLIED, "{diags:#?}");
-    assert!(diags[0].message.contains("Telemetry is not applied"), "{}", diags[0]);
+    assert!(diags[0].message.contains("WasmPlugin is not applied"), "{}", diags[0]);
 }

@@ -320,3 +320,18 @@ fn sidecar_egress_hosts_are_namespace_slash_fqdn() {
     let short = at("spec.egress[0].hosts[1]");
     assert!(!short.is_error() && short.message.contains("short name"), "{short}");
 }
+
+#[test]
+fn a_telemetry_filter_weft_cannot_express_is_an_error_and_a_foreign_provider_a_warning() {
+    let yaml = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: istio-system}\nspec:\n  accessLogging:\n    - providers: [{name: otel}]\n      filter: {expression: \"request.url_path.startsWith('/api')\"}\n      match: {mode: BOTH}\n";
+    let diags = check(yaml);
+    let at = |path: &str| diags.iter().find(|d| d.path == path).unwrap_or_else(|| panic!("{path}: {diags:#?}"));
+    let f = at("spec.accessLogging[0].filter.expression");
+    assert!(f.is_error() && f.message.contains("startsWith"), "{f}");
+    assert!(f.hint.as_deref().unwrap().contains("response.code"), "{f}");
+    assert!(at("spec.accessLogging[0].match.mode").message.contains("`BOTH`"));
+    let p = at("spec.accessLogging[0].providers[0].name");
+    assert!(!p.is_error() && p.message.contains("`otel`") && p.message.contains("not applied"), "{p}");
+    let good = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: istio-system}\nspec:\n  accessLogging:\n    - providers: [{name: envoy}]\n      filter: {expression: \"response.code >= 400 || response.duration > duration('1s')\"}\n";
+    assert!(check(good).is_empty(), "{:#?}", check(good));
+}

@@ -33,14 +33,25 @@ fn bootstrap(xds_port: u16, admin: u16, outbound: u16) -> String {
 /// Envoy started on `bootstrap` (one worker, warnings only), and the
 /// directory its bootstrap file is in.
 fn start_envoy(envoy: &str, bootstrap: &str) -> (Proc, tempfile::TempDir) {
+    start_envoy_into(envoy, bootstrap, None)
+}
+
+/// As `start_envoy`, with Envoy's stdout (its access log) read into `lines`.
+fn start_envoy_into(envoy: &str, bootstrap: &str, lines: Option<&Lines>) -> (Proc, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let boot = dir.path().join("envoy.yaml");
     std::fs::write(&boot, bootstrap).unwrap();
-    let child = Command::new(envoy)
+    let mut child = Command::new(envoy)
         .args(["-c", boot.to_str().unwrap(), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+        // Access log lines every 100 ms, not Envoy's default 10 s.
+        .args(["--file-flush-interval-msec", "100"])
         .stdin(Stdio::null())
+        .stdout(if lines.is_some() { Stdio::piped() } else { Stdio::inherit() })
         .spawn()
         .expect("start envoy");
+    if let Some(lines) = lines {
+        lines.follow(child.stdout.take().unwrap());
+    }
     (Proc(child), dir)
 }
 
@@ -407,5 +418,66 @@ fn envoy_as_a_gateway_terminates_https() {
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
         https::check(offset, &pki).await;
         assert_no_nack(&control, "envoy-https~127.0.0.1").await;
+    });
+}
+
+/// The same Telemetry, the same requests: Envoy and weft's sidecar log the
+/// same requests (the filter), with the same fields and values.
+#[test]
+fn envoy_writes_the_same_access_log() {
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_app, app) = demo("web", "v1").await;
+        let telemetry = "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  accessLogging:\n    - filter: {expression: \"response.code >= 400 || has(request.headers.x_log)\"}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("web", app) + telemetry).unwrap();
+        let control = Control::start(dir.path()).await;
+        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let (admin, outbound) = (free_port(), free_port());
+        let envoy_log = Lines::default();
+        let (_envoy, _envoy_dir) = start_envoy_into(&envoy, &bootstrap(xds_port, admin, outbound), Some(&envoy_log));
+        let envoy_out = format!("127.0.0.1:{outbound}");
+        let o = envoy_out.clone();
+        eventually(30, "Envoy's outbound listener", || {
+            let o = o.clone();
+            async move { up_at(&o).await }
+        })
+        .await;
+        let (weft, weft_log) = Sidecar::start_logged(&control.xds, "weft-client", &["--labels", "app=weft-client"]).await;
+        for out in [&envoy_out, &weft.outbound] {
+            let call = |host: &'static str, id: &'static str, log: bool| async move {
+                let mut h = vec![("x-request-id", id)];
+                if log {
+                    h.push(("x-log", "1"));
+                }
+                request(out, "GET", &format!("http://{host}/"), &h, Default::default()).await
+            };
+            assert_eq!(call("web", "quiet", false).await.status, 200);
+            assert_eq!(call("web", "logged", true).await.status, 200);
+            assert_eq!(call("nowhere.example", "missing", false).await.status, 404);
+        }
+        let both = [("Envoy", &envoy_log), ("weft", &weft_log)];
+        for (who, log) in both {
+            eventually(10, &format!("{who}'s two lines"), || {
+                let n = log.json().iter().filter(|l| l["request_id"] == "logged" || l["request_id"] == "missing").count();
+                async move { n == 2 }
+            })
+            .await;
+        }
+        let (envoy_lines, weft_lines) = (envoy_log.json(), weft_log.json());
+        let line = |lines: &[serde_json::Value], id: &str| lines.iter().find(|l| l["request_id"] == id).cloned();
+        for lines in [&envoy_lines, &weft_lines] {
+            assert!(line(lines, "quiet").is_none(), "the filter leaves out a 200 without x-log: {lines:?}");
+        }
+        for id in ["logged", "missing"] {
+            let (e, w) = (line(&envoy_lines, id).unwrap(), line(&weft_lines, id).unwrap());
+            let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(&e), keys(&w), "the same fields");
+            for field in ["method", "path", "protocol", "response_code", "response_flags", "authority", "upstream_cluster"] {
+                assert_eq!(e[field], w[field], "{field} of {id}: Envoy {e} weft {w}");
+            }
+        }
+        assert_eq!(line(&weft_lines, "missing").unwrap()["response_flags"], "NR");
+        assert_no_nack(&control, "envoy-client~127.0.0.1").await;
     });
 }

@@ -41,7 +41,14 @@ pub struct ProxyState {
 
 impl ProxyState {
     pub fn new(node: NodeInfo, timeouts: crate::listener::idle::Timeouts) -> Arc<Self> {
-        let metrics = Metrics::new(&node);
+        let mut metrics = Metrics::new(&node);
+        let hosts: Arc<crate::upstream::Registries> = Default::default();
+        metrics.registry.register("weft_access_log_lines", "Access log lines written", hosts.logs.written.clone());
+        metrics.registry.register(
+            "weft_access_log_dropped",
+            "Access log lines dropped because their writer fell behind (its queue was full)",
+            hosts.logs.dropped.clone(),
+        );
         let source_header = http::HeaderValue::from_str(&format!("{}.{}", node.workload, node.namespace)).ok();
         Arc::new(ProxyState {
             node,
@@ -53,7 +60,7 @@ impl ProxyState {
             warm: AtomicBool::new(false),
             metrics,
             wants_cert: AtomicBool::new(false),
-            hosts: Default::default(),
+            hosts,
             last_nack: parking_lot::Mutex::new(None),
             source_header,
             timeouts,

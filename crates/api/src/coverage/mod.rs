@@ -10,6 +10,7 @@ mod table;
 mod table_authz;
 mod table_gateway;
 mod table_sidecar;
+mod table_telemetry;
 
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::resource::Resource;
@@ -27,6 +28,7 @@ pub fn fields() -> impl Iterator<Item = &'static Field> {
         .chain(table_sidecar::SIDECAR)
         .chain(table_authz::AUTHZ)
         .chain(table_authz::PEER_AUTH)
+        .chain(table_telemetry::TELEMETRY)
 }
 
 /// What becomes of one field.
@@ -79,6 +81,7 @@ pub const KINDS: &[&str] = &[
     "Sidecar",
     "AuthorizationPolicy",
     "PeerAuthentication",
+    "Telemetry",
 ];
 
 /// The table's row for `path` of `kind`, or the row of the nearest field

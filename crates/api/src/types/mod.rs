@@ -12,6 +12,7 @@ pub mod pods;
 pub mod routing;
 pub mod service_entry;
 pub mod sidecar;
+pub mod telemetry;
 pub mod traffic_policy;
 
 pub use authz::*;
@@ -24,6 +25,7 @@ pub use pods::*;
 pub use routing::*;
 pub use service_entry::*;
 pub use sidecar::*;
+pub use telemetry::TelemetrySpec;
 pub use traffic_policy::*;
 
 use serde::Deserialize;

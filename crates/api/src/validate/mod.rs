@@ -7,6 +7,7 @@ mod fields;
 mod gateway;
 mod inventory;
 mod refs;
+mod telemetry;
 mod virtual_service;
 
 use crate::diag::{Diagnostic, Severity, codes};

@@ -33,13 +33,30 @@ pub fn spawn(
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(program);
-    cmd.args(args).envs(env).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    cmd.args(args).envs(env).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).kill_on_drop(true);
     // Own process group: a terminal's Ctrl-C reaches weft up only, which
     // then stops the children in order.
     cmd.process_group(0);
     die_with_parent(&mut cmd);
-    let child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {name} ({}): {e}", program.display()))?;
+    let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {name} ({}): {e}", program.display()))?;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(marked(name.to_owned(), out));
+    }
     Ok(Proc { name: name.to_owned(), child })
+}
+
+/// Copies a child's stdout (a proxy's access log, an app's output) to
+/// weft up's, each line marked with the child's name.
+async fn marked(name: String, out: tokio::process::ChildStdout) {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    // Read to the end even when weft up's stdout is gone, so a child never
+    // blocks on a full pipe.
+    let mut open = true;
+    while let Ok(Some(line)) = lines.next_line().await {
+        open = open && writeln!(std::io::stdout().lock(), "{name} | {line}").is_ok();
+    }
 }
 
 impl Proc {

@@ -215,6 +215,45 @@ pub fn spawn(args: &[&str]) -> Proc {
     Proc(child)
 }
 
+/// The lines a process printed on stdout so far.
+#[derive(Clone, Default)]
+pub struct Lines(std::sync::Arc<parking_lot::Mutex<Vec<String>>>);
+
+impl Lines {
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
+
+    /// Reads `out` line by line, on a thread of its own, until it closes.
+    pub fn follow(&self, out: std::process::ChildStdout) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().push(line);
+            }
+        });
+    }
+
+    /// The lines that parse as JSON objects.
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.all().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+}
+
+/// As `spawn`, with stdout read line by line into `lines`.
+pub fn spawn_logged(args: &[&str], lines: &Lines) -> Proc {
+    let mut child = Command::new(weft())
+        .args(args)
+        .env("WEFT_LOG", std::env::var("WEFT_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    lines.follow(child.stdout.take().unwrap());
+    Proc(child)
+}
+
 /// Waits until `f` is true, polling every 20 ms; panics with `what` after `secs`.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     secs: u64,
@@ -327,6 +366,18 @@ impl Sidecar {
 
     /// A sidecar with `extra` arguments (e.g. `--locality r/z`).
     pub async fn start_with(xds: &str, workload: &str, extra: &[&str]) -> Sidecar {
+        Sidecar::start_from(xds, workload, extra, spawn).await
+    }
+
+    /// A sidecar whose stdout (its access log) the test reads.
+    pub async fn start_logged(xds: &str, workload: &str, extra: &[&str]) -> (Sidecar, Lines) {
+        let lines = Lines::default();
+        let l = lines.clone();
+        let sc = Sidecar::start_from(xds, workload, extra, move |args| spawn_logged(args, &l)).await;
+        (sc, lines)
+    }
+
+    async fn start_from(xds: &str, workload: &str, extra: &[&str], spawn: impl FnOnce(&[&str]) -> Proc) -> Sidecar {
         let (o, a) = (free_port(), free_port());
         let (os, as_) = (o.to_string(), a.to_string());
         let mut args = vec![

@@ -3,6 +3,7 @@
 use super::gateway_tls::TlsChain;
 use super::node::ProxyNode;
 use super::routes::l4::Chain;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source, socket_address,
 };
@@ -54,16 +55,26 @@ enum Facing {
     Edge,
 }
 
+/// A sidecar's access logs (Telemetry), by the side of its traffic.
+#[derive(Clone, Debug, Default)]
+pub struct Logs {
+    /// Outbound listeners' (a gateway's are these too, as Istio's).
+    pub client: Vec<AccessLog>,
+    /// The inbound listener's.
+    pub server: Vec<AccessLog>,
+}
+
 /// An HTTP listener; `authz` are its RBAC filters (authorization policies),
-/// which judge a request before anything else does; `transport` the one
-/// transport protocol it takes (`tls`, `raw_buffer`; any when `None`).
+/// which judge a request before anything else does; `logs` its access logs;
+/// `transport` the one transport protocol it takes (`tls`, `raw_buffer`;
+/// any when `None`).
 fn http_listener(
     name: &str,
     addr: Address,
     stat_prefix: &str,
     route: &str,
     facing: Facing,
-    authz: Vec<HttpFilter>,
+    (authz, logs): (Vec<HttpFilter>, &[AccessLog]),
     transport: Option<&str>,
 ) -> Listener {
     use http_connection_manager::ForwardClientCertDetails as Xfcc;
@@ -112,6 +123,7 @@ fn http_listener(
         set_current_client_cert_details: matches!(xfcc, Xfcc::AppendForward)
             .then(|| http_connection_manager::SetCurrentClientCertDetails { uri: true, ..Default::default() }),
         use_remote_address: remote.then_some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
+        access_log: logs.to_vec(),
         ..Default::default()
     };
     Listener {
@@ -131,8 +143,13 @@ fn http_listener(
     }
 }
 
-fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier) -> Filter {
-    let tp = TcpProxy { stat_prefix: name.to_owned(), cluster_specifier: Some(cluster), ..Default::default() };
+fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier, logs: &[AccessLog]) -> Filter {
+    let tp = TcpProxy {
+        stat_prefix: name.to_owned(),
+        cluster_specifier: Some(cluster),
+        access_log: logs.to_vec(),
+        ..Default::default()
+    };
     Filter {
         name: "envoy.filters.network.tcp_proxy".into(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(tp))),
@@ -141,13 +158,13 @@ fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier) -> Filter {
 
 /// A TCP listener with a filter chain per chain: by server name (SNI,
 /// read by Envoy's TLS inspector) where it names some, else any.
-fn tcp_listener(name: &str, addr: Address, chains: &[Chain]) -> Listener {
+fn tcp_listener(name: &str, addr: Address, chains: &[Chain], logs: &[AccessLog]) -> Listener {
     let filter_chains = chains
         .iter()
         .map(|c| FilterChain {
             filter_chain_match: (!c.server_names.is_empty())
                 .then(|| FilterChainMatch { server_names: c.server_names.clone(), ..Default::default() }),
-            filters: vec![tcp_filter(name, c.cluster.clone())],
+            filters: vec![tcp_filter(name, c.cluster.clone(), logs)],
             ..Default::default()
         })
         .collect();
@@ -192,6 +209,7 @@ pub fn sidecar(
     tcp: &[(u16, Vec<Chain>)],
     inbound_authz: Vec<HttpFilter>,
     mtls: MtlsMode,
+    logs: &Logs,
 ) -> Vec<Listener> {
     let mut out = vec![http_listener(
         "outbound",
@@ -199,7 +217,7 @@ pub fn sidecar(
         "outbound",
         "outbound",
         Facing::App,
-        Vec::new(),
+        (Vec::new(), &logs.client),
         None,
     )];
     let transport = match mtls {
@@ -214,7 +232,7 @@ pub fn sidecar(
             "inbound",
             "inbound",
             Facing::Mesh,
-            inbound_authz,
+            (inbound_authz, &logs.server),
             transport,
         ));
     }
@@ -223,7 +241,7 @@ pub fn sidecar(
             continue;
         }
         let name = format!("{}_{}", node.outbound_ip, port);
-        out.push(tcp_listener(&name, socket(&node.outbound_ip, *port), chains));
+        out.push(tcp_listener(&name, socket(&node.outbound_ip, *port), chains, &logs.client));
     }
     out
 }
@@ -246,12 +264,12 @@ pub fn gateway_ports(index: &Index, node: &ProxyNode) -> (Vec<u16>, Vec<u16>) {
 }
 
 /// A gateway's TCP listeners, one per port, each with its filter chains.
-pub fn gateway_tcp(node: &ProxyNode, ports: &[(u16, Vec<Chain>)]) -> Vec<Listener> {
+pub fn gateway_tcp(node: &ProxyNode, ports: &[(u16, Vec<Chain>)], logs: &[AccessLog]) -> Vec<Listener> {
     ports
         .iter()
         .map(|(p, chains)| {
             let name = format!("0.0.0.0_{p}");
-            tcp_listener(&name, socket(&node.listen_ip, p.saturating_add(node.port_offset)), chains)
+            tcp_listener(&name, socket(&node.listen_ip, p.saturating_add(node.port_offset)), chains, logs)
         })
         .collect()
 }
@@ -267,14 +285,19 @@ fn tls_inspector() -> ListenerFilter {
 /// A gateway's listeners, one per server port (plus its port offset), each
 /// with its RBAC filters; a port of HTTPS servers the gateway terminates
 /// has a filter chain per server, by server name, with its TLS.
-pub fn gateway(node: &ProxyNode, ports: &[(u16, Vec<HttpFilter>)], tls: &[(u16, Vec<TlsChain>)]) -> Vec<Listener> {
+pub fn gateway(
+    node: &ProxyNode,
+    ports: &[(u16, Vec<HttpFilter>)],
+    tls: &[(u16, Vec<TlsChain>)],
+    logs: &[AccessLog],
+) -> Vec<Listener> {
     ports
         .iter()
         .map(|(p, authz)| {
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
             let authz = authz.clone();
             let (name, stats, route) = (format!("0.0.0.0_{p}"), format!("gateway_{p}"), format!("http.{p}"));
-            let mut l = http_listener(&name, addr, &stats, &route, Facing::Edge, authz, None);
+            let mut l = http_listener(&name, addr, &stats, &route, Facing::Edge, (authz, logs), None);
             if let Some((_, chains)) = tls.iter().find(|(tp, c)| tp == p && !c.is_empty()) {
                 let plain = l.filter_chains.remove(0);
                 l.filter_chains = chains

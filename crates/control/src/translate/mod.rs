@@ -4,6 +4,7 @@
 //! `outbound|<port>|<subset>|<fqdn>`, the sidecar's outbound route table is
 //! `outbound`, a gateway's route table for port P is `http.P`.
 
+mod access_log;
 mod authz;
 mod clusters;
 mod fault;

@@ -113,7 +113,13 @@ mod tests {
         assert_eq!(node(&[("LISTEN_IP", "127.0.0.7")]).outbound_ip, "127.0.0.7");
         assert_eq!(node(&[("LISTEN_IP", "10.1.2.3"), ("OUTBOUND_IP", "10.9.9.9")]).outbound_ip, "10.9.9.9");
         let n = node(&[("LISTEN_IP", "10.1.2.3"), ("APP_PORT", "8080")]);
-        let ls = super::super::listeners::sidecar(&n, &[], Vec::new(), weft_api::types::MtlsMode::Permissive);
+        let ls = super::super::listeners::sidecar(
+            &n,
+            &[],
+            Vec::new(),
+            weft_api::types::MtlsMode::Permissive,
+            &Default::default(),
+        );
         let addr = |name: &str| {
             let l = ls.iter().find(|l| l.name == name).unwrap();
             match l.address.as_ref().and_then(|a| a.address.as_ref()) {

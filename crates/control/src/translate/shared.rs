@@ -9,7 +9,7 @@
 //! pieces (ports, addresses) are built per proxy, and they are small.
 
 use super::node::{ProxyNode, Role};
-use super::{Snapshot, authz, clusters, grpc, listeners, routes};
+use super::{Snapshot, access_log, authz, clusters, grpc, listeners, routes};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
@@ -20,6 +20,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 use weft_api::index::Index;
+use weft_api::types::telemetry::Side;
 
 /// One encoded resource, with a hash of its bytes to tell what changed.
 #[derive(Debug)]
@@ -63,6 +64,8 @@ struct Part {
     tls: Vec<(u16, Vec<super::gateway_tls::TlsChain>)>,
     /// What a sidecar's inbound listener takes (PeerAuthentication).
     mtls: Option<weft_api::types::MtlsMode>,
+    /// Its access logs (Telemetry).
+    logs: listeners::Logs,
 }
 
 /// Parts of the current snapshot version, by key. Each part is computed by
@@ -171,13 +174,17 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             let az = part(cache, snap, key, move |ix, _| Part {
                 authz: vec![(app_port, authz::filters(ix, &authz::Target { node: &n, port: app_port }))],
                 mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
+                logs: listeners::Logs {
+                    client: access_log::logs(ix, &n, Side::Client),
+                    server: access_log::logs(ix, &n, Side::Server),
+                },
                 ..Default::default()
             })
             .await;
             let inbound_authz = az.authz.first().map(|(_, f)| f.clone()).unwrap_or_default();
             let mtls = az.mtls.unwrap_or(weft_api::types::MtlsMode::Permissive);
             let mut out = Encoded {
-                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz, mtls)
+                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz, mtls, &az.logs)
                     .into_iter()
                     .map(|l| encode(l.name.clone(), l))
                     .collect(),
@@ -205,13 +212,14 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 let authz =
                     ports.iter().map(|p| (*p, authz::filters(ix, &authz::Target { node: &n, port: *p }))).collect();
                 let tls = ports.iter().map(|p| (*p, super::gateway_tls::chains(ix, &n, *p))).collect();
-                Part { routes, clusters, endpoints, gateway_tcp, authz, tls, ..Default::default() }
+                let logs = listeners::Logs { client: access_log::logs(ix, &n, Side::Client), server: Vec::new() };
+                Part { routes, clusters, endpoints, gateway_tcp, authz, tls, logs, ..Default::default() }
             })
             .await;
-            let listeners = listeners::gateway(node, &g.authz, &g.tls).into_iter();
+            let listeners = listeners::gateway(node, &g.authz, &g.tls, &g.logs.client).into_iter();
             Encoded {
                 listeners: listeners
-                    .chain(listeners::gateway_tcp(node, &g.gateway_tcp))
+                    .chain(listeners::gateway_tcp(node, &g.gateway_tcp, &g.logs.client))
                     .map(|l| encode(l.name.clone(), l))
                     .collect(),
                 routes: g.routes.clone(),

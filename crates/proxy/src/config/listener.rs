@@ -1,10 +1,12 @@
 //! Listeners compiled from Envoy `Listener`s: an address and either an
 //! HTTP connection manager (with its route table) or a TCP proxy.
 
+use super::access_log::AccessLogs;
 use super::route::{RouteTable, Target};
 use super::sni::TcpRoutes;
 use super::{ClusterIndex, CompileError};
 use crate::names::Interner;
+use crate::telemetry::access_log::Sinks;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
 use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -49,6 +51,8 @@ pub struct HttpListener {
     pub transport: Transport,
     /// TLS it terminates (a gateway's HTTPS servers), by server name.
     pub terminate: Option<Arc<super::terminate::Terminate>>,
+    /// Its access logs (Istio's Telemetry `accessLogging`); most have none.
+    pub access_log: Option<Box<AccessLogs>>,
 }
 
 /// The transport an HTTP listener takes: its filter chain's
@@ -131,14 +135,17 @@ fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &ClusterIndex
 }
 
 /// Each filter chain's tcp_proxy target, by the server names it matches.
-fn tcp_routes(l: &Listener, clusters: &ClusterIndex) -> Result<TcpRoutes, CompileError> {
-    let mut routes = TcpRoutes { by_name: Vec::new(), default: None };
+fn tcp_routes(l: &Listener, clusters: &ClusterIndex, logs: &Sinks) -> Result<TcpRoutes, CompileError> {
+    let mut routes = TcpRoutes { by_name: Vec::new(), default: None, access_log: None };
     for fc in &l.filter_chains {
         let any = match fc.filters.first().and_then(|f| f.config_type.as_ref()) {
             Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("TcpProxy") => any,
             _ => return Err(CompileError::new("every filter chain of a TCP listener needs a tcp_proxy")),
         };
         let tp = TcpProxy::decode(any.value.as_slice()).map_err(|e| CompileError::new(e.to_string()))?;
+        if routes.access_log.is_none() {
+            routes.access_log = AccessLogs::compile(&tp.access_log, logs)?;
+        }
         let target = tcp_target(tp.cluster_specifier, clusters)?;
         let names: Vec<String> = fc
             .filter_chain_match
@@ -204,6 +211,7 @@ impl ListenerCfg {
         routes: &HashMap<Arc<str>, Arc<RouteTable>>,
         clusters: &ClusterIndex,
         names: &Interner,
+        logs: &Sinks,
     ) -> Result<ListenerCfg, CompileError> {
         let err = |e: &dyn std::fmt::Display| CompileError::new(format!("listener {}: {e}", l.name));
         let addr = listener_addr(l)?;
@@ -257,9 +265,10 @@ impl ListenerCfg {
                 authz,
                 transport,
                 terminate: terminate(l).map_err(|e| err(&e))?,
+                access_log: AccessLogs::compile(&hcm.access_log, logs).map_err(|e| err(&e))?,
             }))
         } else if any.type_url.ends_with("TcpProxy") {
-            ListenerKind::Tcp(tcp_routes(l, clusters).map_err(|e| err(&e))?)
+            ListenerKind::Tcp(tcp_routes(l, clusters, logs).map_err(|e| err(&e))?)
         } else {
             return Err(err(&format!("unsupported filter {}", any.type_url)));
         };

@@ -3,6 +3,7 @@
 //! once per update and outside the request path; `crate::snapshot` pairs
 //! them with the runtime clusters of `crate::upstream`.
 
+pub mod access_log;
 pub mod assignment;
 pub mod balance;
 pub mod cluster;

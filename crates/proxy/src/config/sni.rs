@@ -11,12 +11,15 @@ pub struct TcpRoutes {
     pub by_name: Vec<(Vec<String>, Target)>,
     /// The chain without names, if any: a connection no chain takes is closed.
     pub default: Option<Target>,
+    /// The access logs of its chains (weft's control plane gives every
+    /// chain the same; the first chain's are kept).
+    pub access_log: Option<Box<super::access_log::AccessLogs>>,
 }
 
 impl TcpRoutes {
     /// A listener with one target for every connection.
     pub fn single(target: Target) -> Self {
-        TcpRoutes { by_name: Vec::new(), default: Some(target) }
+        TcpRoutes { by_name: Vec::new(), default: Some(target), access_log: None }
     }
 
     /// Whether a connection's SNI must be read to pick its target.
@@ -54,6 +57,7 @@ mod tests {
         let clusters = ClusterIndex::default();
         let t = |n: &str| Target::single(n, &clusters);
         let routes = TcpRoutes {
+            access_log: None,
             by_name: vec![
                 (vec!["*.example.com".into()], t("wide")),
                 (vec!["*.api.example.com".into()], t("narrow")),

@@ -9,6 +9,7 @@ use super::headers::client_headers;
 use super::outcome::{Dest, Outcome, UNKNOWN};
 use super::respond;
 use super::{authz, cors, fault, forward};
+use crate::config::access_log::Entry;
 use crate::config::listener::{Direction, HttpListener, ListenerKind};
 use crate::config::matcher::strip_port;
 use crate::config::route::{Action, Forward, RequestView, Route};
@@ -53,9 +54,12 @@ pub fn handle(
             Some(ListenerKind::Http(hl)) => &**hl,
             _ => return Ok(text(503, "listener is being removed")),
         };
-        let protocol = if req.version() == http::Version::HTTP_2 { "http2" } else { "http" };
+        // A byte held across the awaits; its names are made after them.
+        let version = req.version();
         // The caller's identity on inbound requests; the labels borrow from it.
         let source = client_headers(&ctx, hl, req.headers_mut());
+        // As the request goes on (`x-forwarded-for` appended at the edge).
+        let mut captured = hl.access_log.as_ref().map(|logs| logs.capture(&view(&req, "")));
         let (source_workload, source_ns) = match hl.direction {
             Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),
             Direction::Inbound => ctx.caller(source.as_ref()),
@@ -82,6 +86,9 @@ pub fn handle(
                 Ok(forward) => forward,
                 Err(answered) => break 'routed answered,
             };
+            if let Some(c) = &mut captured {
+                c.route = Some(route.name.clone());
+            }
             let mut out = 'forwarded: {
                 let delayed = match &route.fault {
                     Some(fault) => match fault::inject(fault, &f.target, &cfg.clusters).await {
@@ -109,6 +116,7 @@ pub fn handle(
         };
         let (service, service_name, service_namespace) = outcome.dest.service();
         let response_flags = outcome.flags.as_static();
+        let protocol = if version == http::Version::HTTP_2 { "http2" } else { "http" };
         let response_bytes = outcome
             .response
             .headers()
@@ -135,7 +143,58 @@ pub fn handle(
             request_bytes: outcome.request_bytes,
             response_bytes,
         });
+        if let (Some(logs), Some(c), Some(l)) = (&hl.access_log, &captured, listener) {
+            let upstream = outcome.dest.endpoint.as_deref();
+            let peer = ctx.mtls_peer.as_ref();
+            logs.log(&Entry {
+                start: c.start,
+                duration: start.elapsed(),
+                protocol: Some(http_protocol(version)),
+                code: outcome.response.status().as_u16(),
+                details: (upstream.is_some() && outcome.flags.is_empty()).then_some("via_upstream"),
+                flags: response_flags,
+                bytes_received: outcome.request_bytes,
+                bytes_sent: response_bytes,
+                request: Some(c),
+                response: Some(outcome.response.headers()),
+                upstream_host: upstream.map(|e| e.addr),
+                upstream_cluster: outcome.dest.cluster.as_deref().map(|c| &**c.name()),
+                downstream_local: l.addr,
+                downstream_remote: ctx.peer,
+                server_name: peer.and_then(|p| p.server_name.as_deref()),
+                route_name: c.route.as_deref(),
+                peer_identity: peer.and_then(|p| p.identity.as_deref()),
+                trace_id: None,
+            });
+        }
         Ok(outcome.response)
+    }
+}
+
+/// The protocol as Envoy's `%PROTOCOL%` names it.
+fn http_protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The request as matchers see it; `authority` as given (or the
+/// `Host` header's when empty).
+fn view<'a>(req: &'a Request<Incoming>, authority: &'a str) -> RequestView<'a> {
+    let host = || req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
+    RequestView {
+        method: req.method(),
+        authority: if authority.is_empty() {
+            req.uri().authority().map(|a| a.as_str()).or_else(host).unwrap_or("")
+        } else {
+            authority
+        },
+        scheme: req.uri().scheme_str().unwrap_or("http"),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
     }
 }
 
@@ -170,15 +229,7 @@ fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>, secure: bool) -> R
         return Err(answered(respond::to_https(&authority, req.uri())));
     }
     let scheme = req.uri().scheme_str().unwrap_or("http");
-    let view = RequestView {
-        method: req.method(),
-        authority: &authority,
-        scheme,
-        path: req.uri().path(),
-        query: req.uri().query(),
-        headers: req.headers(),
-    };
-    let Some(route) = vhost.route(&view) else {
+    let Some(route) = vhost.route(&view(req, &authority)) else {
         return Err(no_route(format!("no route matches {} {} on host {authority:?}", req.method(), req.uri().path())));
     };
     let cors_origin = match route.cors.as_deref().map(|c| cors::on_request(c, req.method(), req.headers())) {

@@ -5,6 +5,7 @@
 
 use super::idle::Idle;
 use super::replay::Replay;
+use crate::config::access_log::Entry;
 use crate::config::listener::ListenerKind;
 use crate::conn::ConnCtx;
 use crate::upstream::health::Observation;
@@ -16,42 +17,94 @@ use tokio::net::TcpStream;
 
 pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let cfg = ctx.state.config.load_full();
-    let Some(ListenerKind::Tcp(routes)) = cfg.listeners.iter().find(|l| l.name == ctx.listener).map(|l| &l.kind) else {
-        return;
-    };
+    let Some(l) = cfg.listeners.iter().find(|l| l.name == ctx.listener) else { return };
+    let ListenerKind::Tcp(routes) = &l.kind else { return };
+    #[allow(clippy::disallowed_types)] // wall time for the log, not timing logic
+    let start = (std::time::SystemTime::now(), std::time::Instant::now());
     // Routed by TLS server name: the ClientHello is read, then replayed upstream.
     let (sni, first) = if routes.by_sni() { super::sni::read(&mut down).await } else { (None, BytesMut::new()) };
-    let Some(target) = routes.pick(sni.as_deref()) else {
-        tracing::debug!(peer = %ctx.peer, sni = ?sni, "no filter chain takes this connection; closing");
-        return;
-    };
     let mut down = Replay::new(first, down);
+    let mut done = Spliced { flags: "-", upstream: None, cluster: None, bytes: (0, 0) };
+    match routes.pick(sni.as_deref()) {
+        Some(target) => connect(&ctx, &cfg, target, &mut down, &mut done).await,
+        None => {
+            tracing::debug!(peer = %ctx.peer, sni = ?sni, "no filter chain takes this connection; closing");
+            done.flags = "NR";
+        }
+    }
+    if let Some(logs) = &routes.access_log {
+        logs.log(&Entry {
+            start: start.0,
+            duration: start.1.elapsed(),
+            protocol: None,
+            code: 0,
+            details: None,
+            flags: done.flags,
+            bytes_received: done.bytes.0,
+            bytes_sent: done.bytes.1,
+            request: None,
+            response: None,
+            upstream_host: done.upstream,
+            upstream_cluster: done.cluster.as_deref(),
+            downstream_local: l.addr,
+            downstream_remote: ctx.peer,
+            server_name: sni.as_deref(),
+            route_name: None,
+            peer_identity: ctx.mtls_peer.as_ref().and_then(|p| p.identity.as_deref()),
+            trace_id: None,
+        });
+    }
+}
+
+/// What became of a TCP connection, for its access log.
+struct Spliced {
+    /// Envoy's response flags: `UH` no endpoint, `UF` none connected, `NR`
+    /// no filter chain, `NC` no such cluster.
+    flags: &'static str,
+    upstream: Option<std::net::SocketAddr>,
+    cluster: Option<Arc<str>>,
+    /// From the client, to the client.
+    bytes: (u64, u64),
+}
+
+async fn connect(
+    ctx: &ConnCtx,
+    cfg: &crate::snapshot::Snapshot,
+    target: &crate::config::route::Target,
+    down: &mut Replay<TcpStream>,
+    done: &mut Spliced,
+) {
     let cluster = match cfg.clusters.pick(target) {
         Ok(p) => p.cluster,
         Err(name) => {
             tracing::warn!(cluster = %name, "tcp listener's cluster is unknown; closing");
+            done.flags = "NC";
             return;
         }
     };
+    done.cluster = Some(cluster.name().clone());
     let mut tried = Vec::new();
     let set = cluster.endpoints();
+    done.flags = if set.endpoints.is_empty() { "UH" } else { "UF" };
     for _ in 0..set.endpoints.len().min(3) {
         let Some(i) = set.pick(None, &tried) else { break };
         tried.push(i);
         let ep = &set.endpoints[i];
+        done.upstream = Some(ep.addr);
         let Ok(Ok(mut up)) = tokio::time::timeout(cluster.settings.connect_timeout, TcpStream::connect(ep.addr)).await
         else {
             watch::report(cluster, ep.health.as_ref(), Observation::LocalFailure(503));
             continue;
         };
         watch::report(cluster, ep.health.as_ref(), Observation::Status(200));
+        done.flags = "-";
         let _ = up.set_nodelay(true);
         if let Some(k) = &cluster.settings.conn_policy.keepalive {
             k.apply(&up);
         }
         let _guard = ep.start();
         let _tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
-        splice(&ctx, &mut down, &mut up).await;
+        done.bytes = splice(ctx, down, &mut up).await;
         return;
     }
 }
@@ -59,7 +112,7 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
 /// Copies both ways until either side closes, or the connection has moved
 /// no byte for its idle timeout (Envoy's `tcp_proxy` default is the same
 /// hour): then both sockets are closed.
-async fn splice<D>(ctx: &ConnCtx, down: &mut D, up: &mut TcpStream)
+async fn splice<D>(ctx: &ConnCtx, down: &mut D, up: &mut TcpStream) -> (u64, u64)
 where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -68,17 +121,18 @@ where
     tokio::pin!(tick);
     let mut idle = Idle::new(tick.as_mut(), timeouts);
     let mut copy = std::pin::pin!(tokio::io::copy_bidirectional(down, up));
-    let idled = std::future::poll_fn(|cx| {
-        if copy.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
+    let copied = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = copy.as_mut().poll(cx) {
+            return Poll::Ready(Some(r.unwrap_or_default()));
         }
         // A splice is never busy without bytes moving: any byte polls it.
         let expired = idle.as_mut().and_then(|i| i.poll(cx, &ctx.activity, || false));
-        if expired.is_some() { Poll::Ready(true) } else { Poll::Pending }
+        if expired.is_some() { Poll::Ready(None) } else { Poll::Pending }
     })
     .await;
-    if idled {
+    if copied.is_none() {
         ctx.state.metrics.idle_timeouts.inc();
         tracing::debug!(peer = %ctx.peer, "closing a tcp connection idle for its timeout");
     }
+    copied.unwrap_or_default()
 }

@@ -25,6 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
+pub mod access_log;
 mod histogram;
 pub use histogram::Histogram;
 

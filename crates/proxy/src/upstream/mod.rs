@@ -23,6 +23,8 @@ pub struct Registries {
     pub health: health::HealthRegistry,
     pub names: crate::names::Interner,
     pub dns: dns::DnsCache,
+    /// Access log writers, by path.
+    pub logs: crate::telemetry::access_log::Sinks,
 }
 
 impl std::fmt::Debug for Registries {

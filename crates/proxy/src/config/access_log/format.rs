@@ -1,0 +1,352 @@
+//! Envoy's substitution formats: text holding `%OPERATOR%`s, or JSON whose
+//! string values are such text. Compiled once; rendered per logged request.
+//! A value that is one operator alone keeps its type in JSON (a number, or
+//! `null` when unknown), as Envoy's JSON formatter does; in text an unknown
+//! value is `-`.
+
+use super::{Entry, HeaderSel, Headers};
+use crate::config::CompileError;
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use std::fmt::Write;
+
+/// The operators weft's proxy knows, by Envoy's names (`Req` and `Resp`
+/// hold the header and its alternative, and a maximum length).
+#[derive(Debug, Clone)]
+enum Op {
+    StartTime,
+    Duration,
+    ResponseCode,
+    ResponseCodeDetails,
+    ResponseFlags,
+    Protocol,
+    BytesReceived,
+    BytesSent,
+    Req(usize, Option<usize>, Option<usize>),
+    Resp(http::HeaderName, Option<http::HeaderName>, Option<usize>),
+    UpstreamHost,
+    UpstreamCluster,
+    UpstreamLocalAddress,
+    UpstreamTransportFailureReason,
+    DownstreamLocalAddress,
+    DownstreamRemoteAddress,
+    DownstreamRemoteAddressWithoutPort,
+    DownstreamPeerUriSan,
+    RequestedServerName,
+    RouteName,
+    TraceId,
+    ConnectionTerminationDetails,
+}
+
+const KNOWN: &str = "START_TIME, DURATION, RESPONSE_CODE, RESPONSE_CODE_DETAILS, RESPONSE_FLAGS, PROTOCOL, \
+    BYTES_RECEIVED, BYTES_SENT, REQ(h?alt):N, RESP(h?alt):N, UPSTREAM_HOST, UPSTREAM_CLUSTER, \
+    UPSTREAM_LOCAL_ADDRESS, UPSTREAM_TRANSPORT_FAILURE_REASON, DOWNSTREAM_LOCAL_ADDRESS, \
+    DOWNSTREAM_REMOTE_ADDRESS, DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, DOWNSTREAM_DIRECT_REMOTE_ADDRESS, \
+    DOWNSTREAM_PEER_URI_SAN, REQUESTED_SERVER_NAME, ROUTE_NAME, TRACE_ID, CONNECTION_TERMINATION_DETAILS";
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(Box<str>),
+    Op(Op),
+}
+
+/// A string with operators in it.
+#[derive(Debug, Clone)]
+pub struct Template(Box<[Piece]>);
+
+/// A JSON object's fields: each key already serialized, and its value.
+type Fields = Box<[(Box<str>, Json)]>;
+
+#[derive(Debug, Clone)]
+pub enum Json {
+    Template(Template),
+    /// A number, bool or null, already serialized.
+    Literal(Box<str>),
+    Object(Fields),
+}
+
+#[derive(Debug, Clone)]
+pub enum Format {
+    Text(Template),
+    Json(Fields),
+}
+
+/// One operator's value for one request.
+enum Val<'a> {
+    None,
+    Num(u64),
+    Str(std::borrow::Cow<'a, str>),
+}
+
+/// Envoy's default text format (a file logger with no format).
+pub const DEFAULT_TEXT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
+    %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% \
+    %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \
+    \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
+
+fn header_name(s: &str) -> Result<http::HeaderName, CompileError> {
+    http::HeaderName::from_bytes(s.to_ascii_lowercase().as_bytes())
+        .map_err(|_| CompileError::new(format!("access log format: bad header name {s:?}")))
+}
+
+/// `h?alt` and an optional `:N` after the parenthesis.
+fn header_args<'a>(args: &'a str, rest: &str) -> Result<(&'a str, Option<&'a str>, Option<usize>), CompileError> {
+    let (main, alt) = match args.split_once('?') {
+        Some((m, a)) => (m, Some(a)),
+        None => (args, None),
+    };
+    let max = match rest.strip_prefix(':') {
+        Some(n) => Some(n.parse().map_err(|_| CompileError::new(format!("access log format: bad length {n:?}")))?),
+        None if rest.is_empty() => None,
+        None => return Err(CompileError::new(format!("access log format: unexpected {rest:?} after an operator"))),
+    };
+    Ok((main, alt, max))
+}
+
+fn request_header(name: &str, headers: &mut Headers) -> Result<usize, CompileError> {
+    let sel = match name.to_ascii_lowercase().as_str() {
+        ":method" => HeaderSel::Method,
+        ":path" => HeaderSel::Path,
+        ":authority" | "host" => HeaderSel::Authority,
+        ":scheme" => HeaderSel::Scheme,
+        _ => HeaderSel::Header(header_name(name)?),
+    };
+    Ok(headers.index(sel))
+}
+
+fn op(token: &str, headers: &mut Headers) -> Result<Op, CompileError> {
+    let (name, args, rest) = match token.split_once('(') {
+        Some((name, tail)) => {
+            let (args, rest) = tail
+                .split_once(')')
+                .ok_or_else(|| CompileError::new(format!("access log format: %{token}% has no closing parenthesis")))?;
+            (name, Some(args), rest)
+        }
+        None => (token, None, ""),
+    };
+    let plain = |op: Op| match args {
+        None => Ok(op),
+        Some(_) => {
+            Err(CompileError::new(format!("access log format: %{token}%: weft's proxy takes {name} without arguments")))
+        }
+    };
+    match name {
+        "REQ" | "RESP" => {
+            let (main, alt, max) = header_args(args.unwrap_or_default(), rest)?;
+            if name == "REQ" {
+                let main = request_header(main, headers)?;
+                let alt = alt.map(|a| request_header(a, headers)).transpose()?;
+                Ok(Op::Req(main, alt, max))
+            } else {
+                Ok(Op::Resp(header_name(main)?, alt.map(header_name).transpose()?, max))
+            }
+        }
+        "START_TIME" => plain(Op::StartTime),
+        "DURATION" => plain(Op::Duration),
+        "RESPONSE_CODE" => plain(Op::ResponseCode),
+        "RESPONSE_CODE_DETAILS" => plain(Op::ResponseCodeDetails),
+        "RESPONSE_FLAGS" => plain(Op::ResponseFlags),
+        "PROTOCOL" => plain(Op::Protocol),
+        "BYTES_RECEIVED" => plain(Op::BytesReceived),
+        "BYTES_SENT" => plain(Op::BytesSent),
+        "UPSTREAM_HOST" => plain(Op::UpstreamHost),
+        "UPSTREAM_CLUSTER" => plain(Op::UpstreamCluster),
+        "UPSTREAM_LOCAL_ADDRESS" => plain(Op::UpstreamLocalAddress),
+        "UPSTREAM_TRANSPORT_FAILURE_REASON" => plain(Op::UpstreamTransportFailureReason),
+        "DOWNSTREAM_LOCAL_ADDRESS" => plain(Op::DownstreamLocalAddress),
+        "DOWNSTREAM_REMOTE_ADDRESS" | "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => plain(Op::DownstreamRemoteAddress),
+        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => plain(Op::DownstreamRemoteAddressWithoutPort),
+        "DOWNSTREAM_PEER_URI_SAN" => plain(Op::DownstreamPeerUriSan),
+        "REQUESTED_SERVER_NAME" => plain(Op::RequestedServerName),
+        "ROUTE_NAME" => plain(Op::RouteName),
+        "TRACE_ID" => plain(Op::TraceId),
+        "CONNECTION_TERMINATION_DETAILS" => plain(Op::ConnectionTerminationDetails),
+        _ => {
+            Err(CompileError::new(format!("access log format: weft's proxy does not know %{token}%; it knows {KNOWN}")))
+        }
+    }
+}
+
+impl Template {
+    fn compile(s: &str, headers: &mut Headers) -> Result<Template, CompileError> {
+        let mut pieces = Vec::new();
+        let mut rest = s;
+        while let Some(at) = rest.find('%') {
+            if at > 0 {
+                pieces.push(Piece::Text(rest[..at].into()));
+            }
+            let after = &rest[at + 1..];
+            let end = after
+                .find('%')
+                .ok_or_else(|| CompileError::new(format!("access log format: a % without its closing % in {s:?}")))?;
+            pieces.push(Piece::Op(op(&after[..end], headers)?));
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.into()));
+        }
+        Ok(Template(pieces.into()))
+    }
+
+    /// The single operator this template is, if it is one alone.
+    fn alone(&self) -> Option<&Op> {
+        match &*self.0 {
+            [Piece::Op(op)] => Some(op),
+            _ => None,
+        }
+    }
+
+    fn text(&self, e: &Entry, out: &mut String) {
+        for piece in &*self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Op(op) => match value(op, e) {
+                    Val::None => out.push('-'),
+                    Val::Num(n) => {
+                        let _ = write!(out, "{n}");
+                    }
+                    Val::Str(s) => out.push_str(&s),
+                },
+            }
+        }
+    }
+}
+
+fn json_string(s: &str, out: &mut String) {
+    // serde_json escapes as JSON requires; a `String` cannot fail to take it.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+fn json_value(v: &Value, headers: &mut Headers) -> Result<Json, CompileError> {
+    Ok(match &v.kind {
+        Some(Kind::StringValue(s)) => Json::Template(Template::compile(s, headers)?),
+        Some(Kind::NumberValue(n)) => Json::Literal(n.to_string().into()),
+        Some(Kind::BoolValue(b)) => Json::Literal(b.to_string().into()),
+        Some(Kind::NullValue(_)) | None => Json::Literal("null".into()),
+        Some(Kind::StructValue(s)) => Json::Object(json_object(s, headers)?),
+        Some(Kind::ListValue(_)) => {
+            return Err(CompileError::new("access log json_format: a list is not a value Envoy's formatter takes"));
+        }
+    })
+}
+
+fn json_object(s: &Struct, headers: &mut Headers) -> Result<Fields, CompileError> {
+    // Sorted, as Envoy prints them.
+    let mut fields: Vec<_> = s.fields.iter().collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(fields.len());
+    for (k, v) in fields {
+        let mut key = String::new();
+        json_string(k, &mut key);
+        out.push((key.into(), json_value(v, headers)?));
+    }
+    Ok(out.into())
+}
+
+fn write_json(fields: &[(Box<str>, Json)], e: &Entry, out: &mut String) {
+    out.push('{');
+    for (i, (key, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push(':');
+        match v {
+            Json::Literal(l) => out.push_str(l),
+            Json::Object(o) => write_json(o, e, out),
+            Json::Template(t) => match t.alone().map(|op| value(op, e)) {
+                Some(Val::None) => out.push_str("null"),
+                Some(Val::Num(n)) => {
+                    let _ = write!(out, "{n}");
+                }
+                Some(Val::Str(s)) => json_string(&s, out),
+                None => {
+                    let mut s = String::new();
+                    t.text(e, &mut s);
+                    json_string(&s, out);
+                }
+            },
+        }
+    }
+    out.push('}');
+}
+
+impl Format {
+    pub fn text(s: &str, headers: &mut Headers) -> Result<Format, CompileError> {
+        Ok(Format::Text(Template::compile(s, headers)?))
+    }
+
+    pub fn json(s: &Struct, headers: &mut Headers) -> Result<Format, CompileError> {
+        Ok(Format::Json(json_object(s, headers)?))
+    }
+
+    /// The line for `e`, with its newline.
+    pub fn render(&self, e: &Entry) -> String {
+        let mut out = String::with_capacity(512);
+        match self {
+            Format::Text(t) => t.text(e, &mut out),
+            Format::Json(fields) => write_json(fields, e, &mut out),
+        }
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `2026-12-04T23:39:11.123Z`: Envoy's default START_TIME.
+fn start_time(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+fn truncated(s: &str, max: Option<usize>) -> &str {
+    match max.and_then(|m| s.char_indices().nth(m)) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+fn value<'a>(op: &Op, e: &'a Entry) -> Val<'a> {
+    let str_of = |s: Option<&'a str>| s.map_or(Val::None, |s| Val::Str(s.into()));
+    let addr = |a: Option<std::net::SocketAddr>| a.map_or(Val::None, |a| Val::Str(a.to_string().into()));
+    match op {
+        Op::StartTime => Val::Str(start_time(e.start).into()),
+        Op::Duration => Val::Num(e.duration.as_millis() as u64),
+        Op::ResponseCode => Val::Num(u64::from(e.code)),
+        Op::ResponseCodeDetails => str_of(e.details),
+        Op::ResponseFlags => Val::Str(e.flags.into()),
+        Op::Protocol => str_of(e.protocol),
+        Op::BytesReceived => Val::Num(e.bytes_received),
+        Op::BytesSent => Val::Num(e.bytes_sent),
+        Op::Req(main, alt, max) => {
+            let req = e.request;
+            let get = |i: usize| req.and_then(|r| r.values.get(i)).and_then(|v| v.as_ref());
+            let v = get(*main).or_else(|| alt.and_then(get)).and_then(|v| v.to_str().ok());
+            str_of(v.map(|v| truncated(v, *max)))
+        }
+        Op::Resp(main, alt, max) => {
+            let get = |n: &http::HeaderName| e.response.and_then(|h| h.get(n));
+            let v = get(main).or_else(|| alt.as_ref().and_then(get)).and_then(|v| v.to_str().ok());
+            str_of(v.map(|v| truncated(v, *max)))
+        }
+        Op::UpstreamHost => addr(e.upstream_host),
+        Op::UpstreamCluster => str_of(e.upstream_cluster),
+        Op::UpstreamLocalAddress | Op::UpstreamTransportFailureReason | Op::ConnectionTerminationDetails => Val::None,
+        Op::DownstreamLocalAddress => addr(Some(e.downstream_local)),
+        Op::DownstreamRemoteAddress => addr(Some(e.downstream_remote)),
+        Op::DownstreamRemoteAddressWithoutPort => Val::Str(e.downstream_remote.ip().to_string().into()),
+        Op::DownstreamPeerUriSan => str_of(e.peer_identity),
+        Op::RequestedServerName => str_of(e.server_name),
+        Op::RouteName => str_of(e.route_name),
+        Op::TraceId => str_of(e.trace_id),
+    }
+}
