@@ -326,89 +326,9 @@ pub fn sidecar_for<'a>(resources: &'a [Resource], ns: &str, labels: &Labels) -> 
         .map(|(_, _, r)| r)
 }
 
-/// The access logs a proxy in `ns` with `labels` writes on `side`, each
-/// with its filter. The most specific Telemetry with `accessLogging`
-/// decides (workload selector, namespace, root namespace; the first by
-/// name among equals). In it, each entry that matches the side and names
-/// a provider weft has (`envoy`; no providers means it) is one log, and a
-/// `disabled` entry turns logging off.
-pub fn access_logs_for(
-    resources: &[Resource],
-    ns: &str,
-    labels: &Labels,
-    side: telemetry::Side,
-) -> Vec<Option<telemetry::LogFilter>> {
-    let rank = |r: &Resource, t: &TelemetrySpec| match (&t.selector, r.namespace()) {
-        _ if t.access_logging.is_empty() || t.target_ref.is_some() || !t.target_refs.is_empty() => None,
-        (Some(s), n) if n == ns && selects(&s.match_labels, labels) => Some(0),
-        (None, n) if n == ns => Some(1),
-        (None, n) if n == ROOT_NAMESPACE => Some(2),
-        _ => None,
-    };
-    let chosen = resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::Telemetry(t) => rank(r, t).map(|k| (k, r.name(), t)),
-            _ => None,
-        })
-        .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let Some((_, _, t)) = chosen else { return Vec::new() };
-    let mut logs = Vec::new();
-    for al in &t.access_logging {
-        if !al.match_.as_ref().is_none_or(|m| m.takes(side).unwrap_or(false)) {
-            continue;
-        }
-        if al.disabled == Some(true) {
-            return Vec::new();
-        }
-        let ours =
-            al.providers.is_empty() || al.providers.iter().any(|p| telemetry::PROVIDERS.contains(&p.name.as_str()));
-        if ours {
-            let filter = al.filter.as_ref().and_then(|f| f.expression.as_deref()).map(telemetry::parse_filter);
-            // Validation refuses a filter weft cannot express; none is taken as none.
-            logs.push(filter.and_then(Result::ok));
-        }
-    }
-    logs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_most_specific_telemetry_decides_access_logs() {
-        use telemetry::{CmpOp, LogFilter, Side};
-        let yaml = r#"
-apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: {name: mesh-default, namespace: istio-system}
-spec:
-  accessLogging: [{providers: [{name: envoy}]}]
----
-apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: {name: errors, namespace: shop}
-spec:
-  accessLogging:
-  - filter: {expression: "response.code >= 400"}
-    match: {mode: SERVER}
----
-apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: {name: quiet, namespace: shop}
-spec:
-  selector: {matchLabels: {app: db}}
-  accessLogging: [{disabled: true}]
-"#;
-        let loaded = crate::parse_str("t.yaml", yaml);
-        let labels = |app: &str| Labels::from([("app".to_string(), app.to_string())]);
-        let logs = |ns: &str, app: &str, side| access_logs_for(&loaded.resources, ns, &labels(app), side);
-        assert_eq!(logs("default", "web", Side::Client), vec![None], "the mesh's");
-        assert_eq!(logs("shop", "web", Side::Server), vec![Some(LogFilter::Code(CmpOp::Ge, 400))], "the namespace's");
-        assert!(logs("shop", "web", Side::Client).is_empty(), "the namespace's is for the server side only");
-        assert!(logs("shop", "db", Side::Server).is_empty(), "the workload's turns it off");
-    }
 
     #[test]
     fn the_most_specific_peer_authentication_decides_and_unset_defers() {

@@ -13,6 +13,7 @@ pub mod load;
 mod load_limits;
 mod load_other;
 pub mod names;
+pub mod observability;
 pub mod resource;
 mod schema;
 pub mod tree;

@@ -7,6 +7,7 @@ use crate::diag::{Diagnostic, Severity, codes};
 use crate::kinds::Role;
 use crate::resource::Spec;
 use crate::tree::{Node, Seg, Value};
+use crate::types::mesh_config::{MESH_CONFIG_MAP, MESH_KEY};
 use crate::types::*;
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -27,6 +28,7 @@ pub(crate) fn read(file: &Arc<str>, node: &Node, kind: &'static str, role: Role)
             Ok((d.metadata, Spec::Pods(d.spec.pods(kind))))
         }
         Role::Secret => secret(file, node),
+        _ if kind == "ConfigMap" => config_map(file, node),
         _ => {
             let d: MetaDoc = lenient(file, node)?;
             Ok((d.metadata, Spec::Inert(kind)))
@@ -61,6 +63,21 @@ fn secret(file: &Arc<str>, node: &Node) -> Read {
         spec.ca_pem = Some(pem(key)?);
     }
     Ok((d.metadata, Spec::Secret(spec)))
+}
+
+/// A ConfigMap: the `istio` one of the root namespace is the mesh's
+/// config (`data.mesh`, YAML), any other is kept as information.
+fn config_map(file: &Arc<str>, node: &Node) -> Read {
+    let d: ConfigMapDoc = lenient(file, node)?;
+    let ns = d.metadata.namespace.as_deref().unwrap_or("default");
+    let mesh = d.data.get(MESH_KEY).filter(|_| d.metadata.name == MESH_CONFIG_MAP && ns == ROOT_NAMESPACE);
+    let Some(mesh) = mesh else { return Ok((d.metadata, Spec::Inert("ConfigMap"))) };
+    let path = [Seg::Key("data".into()), Seg::Key(MESH_KEY.into())];
+    let config: MeshConfig = serde_saphyr::from_str(mesh).map_err(|e| {
+        let hint = "`data.mesh` holds Istio's MeshConfig as YAML (a `|` block)";
+        error(file, node, &path, codes::INVALID_VALUE, format!("the mesh config does not parse: {e}"), hint)
+    })?;
+    Ok((d.metadata, Spec::MeshConfig(config)))
 }
 
 fn error(file: &Arc<str>, node: &Node, path: &[Seg], code: &'static str, msg: String, hint: &str) -> Box<Diagnostic> {

@@ -26,6 +26,8 @@ pub enum Spec {
     AuthorizationPolicy(AuthorizationPolicySpec),
     PeerAuthentication(PeerAuthenticationSpec),
     Telemetry(TelemetrySpec),
+    /// The `istio` ConfigMap of `istio-system`: Istio's MeshConfig.
+    MeshConfig(MeshConfig),
     /// A Kubernetes object that runs pods: its pods' labels, account, ports.
     Pods(PodsSpec),
     Secret(SecretSpec),
@@ -71,6 +73,7 @@ impl Spec {
             Spec::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Spec::PeerAuthentication(_) => "PeerAuthentication",
             Spec::Telemetry(_) => "Telemetry",
+            Spec::MeshConfig(_) => "ConfigMap",
             Spec::Pods(p) => p.kind,
             Spec::Secret(_) => "Secret",
             Spec::Inert(kind) => kind,

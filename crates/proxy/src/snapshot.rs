@@ -191,8 +191,10 @@ impl Snapshot {
         for (name, wire) in raw.listeners.iter() {
             let lerr = |e: CompileError| (Kind::Listener, e);
             let l = wire.decode().map_err(|e| lerr(CompileError::new(format!("listener {name}: {e}"))))?;
-            listeners
-                .push(ListenerCfg::compile(&l, &routes, clusters.index(), &hosts.names, &hosts.logs).map_err(lerr)?);
+            listeners.push(
+                ListenerCfg::compile(&l, &routes, clusters.index(), &hosts.names, &hosts.logs, &hosts.spans)
+                    .map_err(lerr)?,
+            );
         }
         Ok(Snapshot { version, listeners, clusters, routes })
     }

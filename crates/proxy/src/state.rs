@@ -44,6 +44,12 @@ impl ProxyState {
         let mut metrics = Metrics::new(&node);
         let hosts: Arc<crate::upstream::Registries> = Default::default();
         metrics.registry.register("weft_access_log_lines", "Access log lines written", hosts.logs.written.clone());
+        metrics.registry.register("weft_spans_exported", "Spans a collector took", hosts.spans.exported.clone());
+        metrics.registry.register(
+            "weft_spans_dropped",
+            "Spans dropped: their exporter's queue was full, or the collector did not take them",
+            hosts.spans.dropped.clone(),
+        );
         metrics.registry.register(
             "weft_access_log_dropped",
             "Access log lines dropped because their writer fell behind (its queue was full)",

@@ -4,6 +4,7 @@ use super::Support::*;
 use super::{Field, row};
 
 const LOGS: &str = "access_log.rs::telemetry_turns_access_logs_on_by_scope_and_filter";
+const TRACES: &str = "tracing.rs::one_trace_crosses_the_gateway_a_frontend_and_two_services";
 const NO_TARGET_REFS: &str = "Telemetry attaches to workloads by `selector`, or to a whole namespace without one: \
      one with only target references applies to no workload";
 
@@ -21,10 +22,26 @@ pub static TELEMETRY: &[Field] = &[
     row("Telemetry", "spec.accessLogging[].filter.expression", Applied(LOGS)),
     row("Telemetry", "spec.accessLogging[].match", Applied(LOGS)),
     row("Telemetry", "spec.accessLogging[].match.mode", Applied(LOGS)),
+    row("Telemetry", "spec.tracing", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].providers", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].providers[].name", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].randomSamplingPercentage", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].disableSpanReporting", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.literal", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.literal.value", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.environment", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.environment.name", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.environment.defaultValue", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.header", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.header.name", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].customTags.*.header.defaultValue", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].match", Applied(TRACES)),
+    row("Telemetry", "spec.tracing[].match.mode", Applied(TRACES)),
     row(
         "Telemetry",
-        "spec.tracing",
-        NotApplied("weft's proxies make no spans yet: requests are neither sampled nor reported"),
+        "spec.tracing[].useRequestIdForTraceSampling",
+        NotApplied("sampling is decided at random, whatever the request id"),
     ),
     row(
         "Telemetry",

@@ -144,6 +144,15 @@ pub(crate) struct SecretDoc {
     pub(crate) string_data: BTreeMap<String, String>,
 }
 
+/// A ConfigMap: its string data.
+#[derive(Deserialize)]
+pub(crate) struct ConfigMapDoc {
+    #[serde(default)]
+    pub(crate) metadata: ObjectMeta,
+    #[serde(default)]
+    pub(crate) data: BTreeMap<String, String>,
+}
+
 /// Any other kind weft accepts: only its name matters.
 #[derive(Deserialize)]
 pub(crate) struct MetaDoc {

@@ -5,6 +5,7 @@
 
 use super::{PolicyTargetRef, WorkloadSelector};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -16,7 +17,7 @@ pub struct TelemetrySpec {
     #[serde(default)]
     pub access_logging: Vec<AccessLogging>,
     #[serde(default)]
-    pub tracing: Vec<serde_json::Value>,
+    pub tracing: Vec<TracingSpec>,
     #[serde(default)]
     pub metrics: Vec<serde_json::Value>,
 }
@@ -30,6 +31,43 @@ pub struct AccessLogging {
     pub filter: Option<LogFilterSpec>,
     #[serde(rename = "match")]
     pub match_: Option<WorkloadMatch>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingSpec {
+    #[serde(default)]
+    pub providers: Vec<ProviderRef>,
+    /// Percent of requests sampled when the caller did not decide.
+    pub random_sampling_percentage: Option<f64>,
+    /// Decide and propagate, report no span.
+    pub disable_span_reporting: Option<bool>,
+    #[serde(default)]
+    pub custom_tags: BTreeMap<String, CustomTag>,
+    #[serde(rename = "match")]
+    pub match_: Option<WorkloadMatch>,
+    pub use_request_id_for_trace_sampling: Option<bool>,
+}
+
+/// A span attribute an operator adds: one of `literal`, `environment`, `header`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomTag {
+    pub literal: Option<LiteralTag>,
+    pub environment: Option<NamedTag>,
+    pub header: Option<NamedTag>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct LiteralTag {
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedTag {
+    pub name: String,
+    pub default_value: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -47,9 +85,6 @@ pub struct WorkloadMatch {
     /// `CLIENT_AND_SERVER` (the default), `CLIENT` or `SERVER`.
     pub mode: Option<String>,
 }
-
-/// The providers weft has: Istio's built-in `envoy`, to the proxy's stdout.
-pub const PROVIDERS: &[&str] = &["envoy"];
 
 /// Which side of a proxy's traffic: Istio's `WorkloadMode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

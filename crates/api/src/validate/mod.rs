@@ -39,6 +39,7 @@ pub fn validate(resources: &[Resource]) -> Vec<Diagnostic> {
     }
     refs::check(resources, &mut out);
     gateway::credentials(resources, &mut out);
+    telemetry::providers(resources, &mut out);
     inventory::notes(resources, &mut out);
     out.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));
     out

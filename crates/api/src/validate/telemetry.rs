@@ -1,10 +1,13 @@
 //! Telemetry checks: a filter expression weft can express (a subset of
-//! CEL, see `types::telemetry`), a known match mode, and a provider weft
-//! has (another's entry logs nothing, and says so).
+//! CEL, see `types::telemetry`), a known match mode, and providers the
+//! mesh config defines for the job (another's entry does nothing, and
+//! says so); the mesh config's settings weft does not apply.
 
 use crate::diag::{Diagnostic, Severity::*, codes};
 use crate::resource::Resource;
-use crate::types::telemetry::{FILTER_SUBSET, PROVIDERS, Side, parse_filter};
+use crate::resource::Spec;
+use crate::types::mesh_config::Provider;
+use crate::types::telemetry::{FILTER_SUBSET, Side, parse_filter};
 use crate::types::*;
 
 pub(super) fn check(r: &Resource, t: &TelemetrySpec, out: &mut Vec<Diagnostic>) {
@@ -41,19 +44,87 @@ pub(super) fn check(r: &Resource, t: &TelemetrySpec, out: &mut Vec<Diagnostic>) 
                 Some("use CLIENT_AND_SERVER (the default), CLIENT or SERVER".into()),
             ));
         }
-        for (j, p) in al.providers.iter().enumerate() {
-            if !PROVIDERS.contains(&p.name.as_str()) {
-                out.push(r.diag(
-                    Warning,
-                    codes::NOT_APPLIED,
-                    &format!("{at}.providers[{j}].name"),
-                    format!(
-                        "provider `{}` is not applied: weft has the `envoy` provider only (JSON lines on each \
-                         proxy's stdout), so this provider logs nothing",
+    }
+}
+
+fn not_applied(r: &Resource, path: &str, message: String, hint: &str, out: &mut Vec<Diagnostic>) {
+    out.push(r.diag(Warning, codes::NOT_APPLIED, path, message, Some(hint.to_owned())));
+}
+
+/// The mesh config's settings weft does not apply, each said once.
+pub(super) fn mesh_config(r: &Resource, m: &MeshConfig, out: &mut Vec<Diagnostic>) {
+    const AT: &str = "data.mesh";
+    const HINT: &str = "weft reads `extensionProviders` (opentelemetry, envoyFileAccessLog) and `defaultProviders` \
+         (tracing, accessLogging)";
+    for k in m.other.keys() {
+        not_applied(r, AT, format!("mesh config `{k}` is not applied"), HINT, out);
+    }
+    for p in &m.extension_providers {
+        for kind in p.other.keys() {
+            let msg = format!("extension provider `{}` ({kind}) is not applied: nothing uses it", p.name);
+            not_applied(r, AT, msg, HINT, out);
+        }
+        let extra = p.opentelemetry.iter().flat_map(|o| o.other.keys());
+        for k in extra.chain(p.envoy_file_access_log.iter().flat_map(|f| f.other.keys())) {
+            let msg = format!("`{k}` of extension provider `{}` is not applied", p.name);
+            not_applied(
+                r,
+                AT,
+                msg,
+                "weft's proxies write Istio's default JSON fields and report to the collector as is",
+                out,
+            );
+        }
+    }
+    if !m.default_providers.metrics.is_empty() {
+        not_applied(
+            r,
+            AT,
+            "`defaultProviders.metrics` is not applied".into(),
+            "every proxy serves Prometheus metrics",
+            out,
+        );
+    }
+}
+
+/// Each provider a Telemetry names is one the mesh config defines for the
+/// job: a file access log (or Istio's `envoy`) for logs, an OpenTelemetry
+/// collector for traces.
+pub(super) fn providers(resources: &[Resource], out: &mut Vec<Diagnostic>) {
+    let mesh = crate::observability::mesh_config(resources);
+    for r in resources {
+        let Spec::Telemetry(t) = &r.spec else { continue };
+        for (i, al) in t.access_logging.iter().enumerate() {
+            for (j, p) in al.providers.iter().enumerate() {
+                if !matches!(mesh.provider(&p.name), Some(Provider::File(_))) {
+                    let msg = format!(
+                        "access log provider `{}` is not applied: it is neither `envoy` nor an `envoyFileAccessLog` \
+                         extension provider of the mesh config, so this entry logs nothing",
                         p.name
-                    ),
-                    Some("use `name: envoy`".into()),
-                ));
+                    );
+                    let at = format!("spec.accessLogging[{i}].providers[{j}].name");
+                    not_applied(r, &at, msg, "use `envoy` (JSON lines on each proxy's stdout), or define it", out);
+                }
+            }
+        }
+        for (i, tr) in t.tracing.iter().enumerate() {
+            for (j, p) in tr.providers.iter().enumerate() {
+                if !matches!(mesh.provider(&p.name), Some(Provider::Otel { .. })) {
+                    let msg = format!(
+                        "tracing provider `{}` is not applied: the mesh config (the `istio` ConfigMap in \
+                         istio-system) defines no `opentelemetry` extension provider of that name, so no span is \
+                         reported",
+                        p.name
+                    );
+                    let at = format!("spec.tracing[{i}].providers[{j}].name");
+                    not_applied(
+                        r,
+                        &at,
+                        msg,
+                        "define it under `extensionProviders` with `opentelemetry: {service, port}`",
+                        out,
+                    );
+                }
             }
         }
     }

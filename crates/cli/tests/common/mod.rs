@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod authz;
+pub mod envoy;
 pub mod https;
 pub mod l4;
+pub mod otlp;
 pub mod tls;
 
 use bytes::Bytes;

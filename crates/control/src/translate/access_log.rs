@@ -14,7 +14,8 @@ use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{FileAccessLog
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{Struct, Value, value};
 use envoy_types::util::pack_any;
-use weft_api::index::{Index, access_logs_for};
+use weft_api::index::Index;
+use weft_api::observability::access_logs_for;
 use weft_api::types::telemetry::{CmpOp, LogFilter, Side};
 
 /// Istio's default JSON access log fields, with the trace id and the
@@ -48,15 +49,15 @@ const FIELDS: &[(&str, &str)] = &[
     ("trace_id", "%TRACE_ID%"),
 ];
 
-/// Where Istio's `envoy` provider writes.
-const STDOUT: &str = "/dev/stdout";
-
 /// The access logs of `node`'s listeners on `side`.
 pub fn logs(index: &Index, node: &ProxyNode, side: Side) -> Vec<AccessLog> {
-    access_logs_for(index.resources, &node.namespace, &node.labels, side).iter().map(|f| file_log(f.as_ref())).collect()
+    access_logs_for(index.resources, &node.namespace, &node.labels, side)
+        .iter()
+        .map(|l| file_log(&l.path, l.filter.as_ref()))
+        .collect()
 }
 
-fn file_log(filter: Option<&LogFilter>) -> AccessLog {
+fn file_log(path: &str, filter: Option<&LogFilter>) -> AccessLog {
     let json = Struct {
         fields: FIELDS
             .iter()
@@ -64,7 +65,7 @@ fn file_log(filter: Option<&LogFilter>) -> AccessLog {
             .collect(),
     };
     let file = FileAccessLog {
-        path: STDOUT.into(),
+        path: path.into(),
         access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(SubstitutionFormatString {
             format: Some(substitution_format_string::Format::JsonFormat(json)),
             ..Default::default()

@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
@@ -55,17 +56,25 @@ enum Facing {
     Edge,
 }
 
-/// A sidecar's access logs (Telemetry), by the side of its traffic.
+/// What Telemetry asks of one side of a proxy's traffic.
 #[derive(Clone, Debug, Default)]
-pub struct Logs {
+pub struct Observe {
+    pub logs: Vec<AccessLog>,
+    pub tracing: Option<Tracing>,
+}
+
+/// A proxy's Telemetry, by the side of its traffic.
+#[derive(Clone, Debug, Default)]
+pub struct Telemetry {
     /// Outbound listeners' (a gateway's are these too, as Istio's).
-    pub client: Vec<AccessLog>,
+    pub client: Observe,
     /// The inbound listener's.
-    pub server: Vec<AccessLog>,
+    pub server: Observe,
 }
 
 /// An HTTP listener; `authz` are its RBAC filters (authorization policies),
-/// which judge a request before anything else does; `logs` its access logs;
+/// which judge a request before anything else does; `seen` its access
+/// logs and tracing;
 /// `transport` the one transport protocol it takes (`tls`, `raw_buffer`;
 /// any when `None`).
 fn http_listener(
@@ -74,7 +83,7 @@ fn http_listener(
     stat_prefix: &str,
     route: &str,
     facing: Facing,
-    (authz, logs): (Vec<HttpFilter>, &[AccessLog]),
+    (authz, seen): (Vec<HttpFilter>, &Observe),
     transport: Option<&str>,
 ) -> Listener {
     use http_connection_manager::ForwardClientCertDetails as Xfcc;
@@ -123,7 +132,8 @@ fn http_listener(
         set_current_client_cert_details: matches!(xfcc, Xfcc::AppendForward)
             .then(|| http_connection_manager::SetCurrentClientCertDetails { uri: true, ..Default::default() }),
         use_remote_address: remote.then_some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
-        access_log: logs.to_vec(),
+        access_log: seen.logs.clone(),
+        tracing: seen.tracing.clone(),
         ..Default::default()
     };
     Listener {
@@ -209,7 +219,7 @@ pub fn sidecar(
     tcp: &[(u16, Vec<Chain>)],
     inbound_authz: Vec<HttpFilter>,
     mtls: MtlsMode,
-    logs: &Logs,
+    seen: &Telemetry,
 ) -> Vec<Listener> {
     let mut out = vec![http_listener(
         "outbound",
@@ -217,7 +227,7 @@ pub fn sidecar(
         "outbound",
         "outbound",
         Facing::App,
-        (Vec::new(), &logs.client),
+        (Vec::new(), &seen.client),
         None,
     )];
     let transport = match mtls {
@@ -232,7 +242,7 @@ pub fn sidecar(
             "inbound",
             "inbound",
             Facing::Mesh,
-            (inbound_authz, &logs.server),
+            (inbound_authz, &seen.server),
             transport,
         ));
     }
@@ -241,7 +251,7 @@ pub fn sidecar(
             continue;
         }
         let name = format!("{}_{}", node.outbound_ip, port);
-        out.push(tcp_listener(&name, socket(&node.outbound_ip, *port), chains, &logs.client));
+        out.push(tcp_listener(&name, socket(&node.outbound_ip, *port), chains, &seen.client.logs));
     }
     out
 }
@@ -289,7 +299,7 @@ pub fn gateway(
     node: &ProxyNode,
     ports: &[(u16, Vec<HttpFilter>)],
     tls: &[(u16, Vec<TlsChain>)],
-    logs: &[AccessLog],
+    seen: &Observe,
 ) -> Vec<Listener> {
     ports
         .iter()
@@ -297,7 +307,7 @@ pub fn gateway(
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
             let authz = authz.clone();
             let (name, stats, route) = (format!("0.0.0.0_{p}"), format!("gateway_{p}"), format!("http.{p}"));
-            let mut l = http_listener(&name, addr, &stats, &route, Facing::Edge, (authz, logs), None);
+            let mut l = http_listener(&name, addr, &stats, &route, Facing::Edge, (authz, seen), None);
             if let Some((_, chains)) = tls.iter().find(|(tp, c)| tp == p && !c.is_empty()) {
                 let plain = l.filter_chains.remove(0);
                 l.filter_chains = chains

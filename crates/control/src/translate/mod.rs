@@ -16,6 +16,7 @@ mod node;
 mod policy;
 mod routes;
 mod shared;
+mod tracing;
 
 pub use authz::{Target as AuthzTarget, filters as authz_filters};
 pub use node::{ProxyNode, Role};

@@ -9,7 +9,7 @@
 //! pieces (ports, addresses) are built per proxy, and they are small.
 
 use super::node::{ProxyNode, Role};
-use super::{Snapshot, access_log, authz, clusters, grpc, listeners, routes};
+use super::{Snapshot, access_log, authz, clusters, grpc, listeners, routes, tracing};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
@@ -64,8 +64,9 @@ struct Part {
     tls: Vec<(u16, Vec<super::gateway_tls::TlsChain>)>,
     /// What a sidecar's inbound listener takes (PeerAuthentication).
     mtls: Option<weft_api::types::MtlsMode>,
-    /// Its access logs (Telemetry).
-    logs: listeners::Logs,
+    /// Its access logs and tracing (Telemetry), and its collector.
+    seen: listeners::Telemetry,
+    collector: Option<envoy_types::pb::envoy::config::cluster::v3::Cluster>,
 }
 
 /// Parts of the current snapshot version, by key. Each part is computed by
@@ -103,6 +104,11 @@ async fn part(
     })
     .await
     .clone()
+}
+
+/// What Telemetry asks of `node` on `side`.
+fn observe(ix: &Index, node: &ProxyNode, side: Side) -> listeners::Observe {
+    listeners::Observe { logs: access_log::logs(ix, node, side), tracing: tracing::tracing(ix, node, side) }
 }
 
 fn clusters_part(
@@ -174,17 +180,18 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             let az = part(cache, snap, key, move |ix, _| Part {
                 authz: vec![(app_port, authz::filters(ix, &authz::Target { node: &n, port: app_port }))],
                 mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
-                logs: listeners::Logs {
-                    client: access_log::logs(ix, &n, Side::Client),
-                    server: access_log::logs(ix, &n, Side::Server),
+                seen: listeners::Telemetry {
+                    client: observe(ix, &n, Side::Client),
+                    server: observe(ix, &n, Side::Server),
                 },
+                collector: tracing::collector(ix, &n),
                 ..Default::default()
             })
             .await;
             let inbound_authz = az.authz.first().map(|(_, f)| f.clone()).unwrap_or_default();
             let mtls = az.mtls.unwrap_or(weft_api::types::MtlsMode::Permissive);
             let mut out = Encoded {
-                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz, mtls, &az.logs)
+                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz, mtls, &az.seen)
                     .into_iter()
                     .map(|l| encode(l.name.clone(), l))
                     .collect(),
@@ -194,6 +201,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             };
             out.routes.extend(routes::sidecar_inbound(node).map(|r| encode(r.name.clone(), r)));
             out.clusters.extend(clusters::inbound(node).map(|c| encode(c.name.clone(), c)));
+            out.clusters.extend(az.collector.clone().map(|c| encode(c.name.clone(), c)));
             out
         }
         Role::Gateway => {
@@ -212,18 +220,24 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 let authz =
                     ports.iter().map(|p| (*p, authz::filters(ix, &authz::Target { node: &n, port: *p }))).collect();
                 let tls = ports.iter().map(|p| (*p, super::gateway_tls::chains(ix, &n, *p))).collect();
-                let logs = listeners::Logs { client: access_log::logs(ix, &n, Side::Client), server: Vec::new() };
-                Part { routes, clusters, endpoints, gateway_tcp, authz, tls, logs, ..Default::default() }
+                let seen = listeners::Telemetry { client: observe(ix, &n, Side::Client), server: Default::default() };
+                let collector = tracing::collector(ix, &n);
+                Part { routes, clusters, endpoints, gateway_tcp, authz, tls, seen, collector, ..Default::default() }
             })
             .await;
-            let listeners = listeners::gateway(node, &g.authz, &g.tls, &g.logs.client).into_iter();
+            let listeners = listeners::gateway(node, &g.authz, &g.tls, &g.seen.client).into_iter();
             Encoded {
                 listeners: listeners
-                    .chain(listeners::gateway_tcp(node, &g.gateway_tcp, &g.logs.client))
+                    .chain(listeners::gateway_tcp(node, &g.gateway_tcp, &g.seen.client.logs))
                     .map(|l| encode(l.name.clone(), l))
                     .collect(),
                 routes: g.routes.clone(),
-                clusters: g.clusters.clone(),
+                clusters: g
+                    .clusters
+                    .iter()
+                    .cloned()
+                    .chain(g.collector.clone().map(|c| encode(c.name.clone(), c)))
+                    .collect(),
                 endpoints: g.endpoints.clone(),
             }
         }

@@ -53,6 +53,8 @@ pub struct HttpListener {
     pub terminate: Option<Arc<super::terminate::Terminate>>,
     /// Its access logs (Istio's Telemetry `accessLogging`); most have none.
     pub access_log: Option<Box<AccessLogs>>,
+    /// Its tracing (Istio's Telemetry `tracing`); most have none.
+    pub tracing: Option<Box<super::tracing::Tracing>>,
 }
 
 /// The transport an HTTP listener takes: its filter chain's
@@ -212,6 +214,7 @@ impl ListenerCfg {
         clusters: &ClusterIndex,
         names: &Interner,
         logs: &Sinks,
+        spans: &crate::telemetry::trace::Exporters,
     ) -> Result<ListenerCfg, CompileError> {
         let err = |e: &dyn std::fmt::Display| CompileError::new(format!("listener {}: {e}", l.name));
         let addr = listener_addr(l)?;
@@ -266,6 +269,12 @@ impl ListenerCfg {
                 transport,
                 terminate: terminate(l).map_err(|e| err(&e))?,
                 access_log: AccessLogs::compile(&hcm.access_log, logs).map_err(|e| err(&e))?,
+                tracing: hcm
+                    .tracing
+                    .as_ref()
+                    .map(|t| super::tracing::Tracing::compile(t, spans).map(Box::new))
+                    .transpose()
+                    .map_err(|e| err(&e))?,
             }))
         } else if any.type_url.ends_with("TcpProxy") {
             ListenerKind::Tcp(tcp_routes(l, clusters, logs).map_err(|e| err(&e))?)

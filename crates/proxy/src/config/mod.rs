@@ -16,6 +16,7 @@ pub mod rbac;
 pub mod route;
 pub mod sni;
 pub mod terminate;
+pub mod tracing;
 pub mod wire;
 
 use std::collections::HashMap;

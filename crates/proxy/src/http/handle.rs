@@ -8,8 +8,7 @@ use super::flags::Flags;
 use super::headers::client_headers;
 use super::outcome::{Dest, Outcome, UNKNOWN};
 use super::respond;
-use super::{authz, cors, fault, forward};
-use crate::config::access_log::Entry;
+use super::{authz, cors, fault, forward, observe};
 use crate::config::listener::{Direction, HttpListener, ListenerKind};
 use crate::config::matcher::strip_port;
 use crate::config::route::{Action, Forward, RequestView, Route};
@@ -58,8 +57,9 @@ pub fn handle(
         let version = req.version();
         // The caller's identity on inbound requests; the labels borrow from it.
         let source = client_headers(&ctx, hl, req.headers_mut());
-        // As the request goes on (`x-forwarded-for` appended at the edge).
-        let mut captured = hl.access_log.as_ref().map(|logs| logs.capture(&view(&req, "")));
+        // As the request goes on (`x-forwarded-for` appended at the edge),
+        // its trace written for the next hop.
+        let mut observed = observe::begin(hl, &mut req);
         let (source_workload, source_ns) = match hl.direction {
             Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),
             Direction::Inbound => ctx.caller(source.as_ref()),
@@ -86,7 +86,7 @@ pub fn handle(
                 Ok(forward) => forward,
                 Err(answered) => break 'routed answered,
             };
-            if let Some(c) = &mut captured {
+            if let Some(c) = observed.as_mut().and_then(|o| o.captured.as_mut()) {
                 c.route = Some(route.name.clone());
             }
             let mut out = 'forwarded: {
@@ -143,40 +143,19 @@ pub fn handle(
             request_bytes: outcome.request_bytes,
             response_bytes,
         });
-        if let (Some(logs), Some(c), Some(l)) = (&hl.access_log, &captured, listener) {
-            let upstream = outcome.dest.endpoint.as_deref();
-            let peer = ctx.mtls_peer.as_ref();
-            logs.log(&Entry {
-                start: c.start,
+        if let (Some(o), Some(l)) = (&observed, listener) {
+            let ending = observe::Ending {
+                ctx: &ctx,
+                hl,
+                listener: l,
+                version,
                 duration: start.elapsed(),
-                protocol: Some(http_protocol(version)),
-                code: outcome.response.status().as_u16(),
-                details: (upstream.is_some() && outcome.flags.is_empty()).then_some("via_upstream"),
                 flags: response_flags,
-                bytes_received: outcome.request_bytes,
-                bytes_sent: response_bytes,
-                request: Some(c),
-                response: Some(outcome.response.headers()),
-                upstream_host: upstream.map(|e| e.addr),
-                upstream_cluster: outcome.dest.cluster.as_deref().map(|c| &**c.name()),
-                downstream_local: l.addr,
-                downstream_remote: ctx.peer,
-                server_name: peer.and_then(|p| p.server_name.as_deref()),
-                route_name: c.route.as_deref(),
-                peer_identity: peer.and_then(|p| p.identity.as_deref()),
-                trace_id: None,
-            });
+                response_bytes,
+            };
+            observe::finish(o, &outcome, &ending);
         }
         Ok(outcome.response)
-    }
-}
-
-/// The protocol as Envoy's `%PROTOCOL%` names it.
-fn http_protocol(v: http::Version) -> &'static str {
-    match v {
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        _ => "HTTP/1.1",
     }
 }
 

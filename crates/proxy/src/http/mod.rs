@@ -15,6 +15,7 @@ pub mod forward;
 pub mod handle;
 pub mod headers;
 mod mirror;
+mod observe;
 pub mod outcome;
 pub mod respond;
 pub mod retry;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 pub mod access_log;
 mod histogram;
+pub mod trace;
 pub use histogram::Histogram;
 
 /// The label value of what is not known (Istio's).

@@ -25,6 +25,8 @@ pub struct Registries {
     pub dns: dns::DnsCache,
     /// Access log writers, by path.
     pub logs: crate::telemetry::access_log::Sinks,
+    /// Span exporters, by collector.
+    pub spans: crate::telemetry::trace::Exporters,
 }
 
 impl std::fmt::Debug for Registries {

@@ -1,0 +1,93 @@
+//! Istio's MeshConfig, as its operators write it: the `istio` ConfigMap in
+//! `istio-system`, its `data.mesh` a YAML document. weft reads the
+//! extension providers Telemetry names (OpenTelemetry collectors, file
+//! access logs) and the default providers; any other setting is reported
+//! as not applied.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The ConfigMap that holds the mesh's config, and its key.
+pub const MESH_CONFIG_MAP: &str = "istio";
+pub const MESH_KEY: &str = "mesh";
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshConfig {
+    #[serde(default)]
+    pub extension_providers: Vec<ExtensionProviderSpec>,
+    #[serde(default)]
+    pub default_providers: DefaultProviders,
+    /// Settings weft does not apply, by name.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionProviderSpec {
+    pub name: String,
+    pub opentelemetry: Option<OtelProvider>,
+    pub envoy_file_access_log: Option<FileLogProvider>,
+    /// Provider kinds weft does not have (zipkin, envoyExtAuthzHttp, ...).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// An OpenTelemetry collector taking OTLP over gRPC.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtelProvider {
+    /// A host name or an IP address.
+    pub service: String,
+    pub port: u16,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileLogProvider {
+    pub path: String,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultProviders {
+    #[serde(default)]
+    pub tracing: Vec<String>,
+    #[serde(default)]
+    pub access_logging: Vec<String>,
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+/// What a provider is to weft.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provider<'a> {
+    /// Access log lines to this path (`envoy` is `/dev/stdout`).
+    File(&'a str),
+    /// Spans to this collector.
+    Otel { name: &'a str, service: &'a str, port: u16 },
+}
+
+/// Istio's built-in access log provider.
+pub const ENVOY: &str = "envoy";
+
+impl MeshConfig {
+    /// The provider named `name`: the mesh's, or Istio's built-in `envoy`.
+    pub fn provider(&self, name: &str) -> Option<Provider<'_>> {
+        let p = self.extension_providers.iter().find(|p| p.name == name);
+        match p {
+            Some(ExtensionProviderSpec { opentelemetry: Some(o), .. }) => {
+                Some(Provider::Otel { name: &p?.name, service: &o.service, port: o.port })
+            }
+            Some(ExtensionProviderSpec { envoy_file_access_log: Some(f), .. }) => Some(Provider::File(&f.path)),
+            Some(_) => None,
+            None if name == ENVOY => Some(Provider::File("/dev/stdout")),
+            None => None,
+        }
+    }
+}

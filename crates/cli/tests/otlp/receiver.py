@@ -1,0 +1,62 @@
+"""An OTLP/gRPC trace receiver for the tests, on OpenTelemetry's own
+protobuf definitions (PyPI opentelemetry-proto) served by grpcio.
+
+Prints `ready PORT` once listening, then one JSON line per span received:
+its ids (hex), parent, name, kind, the resource's service.name and its
+attributes. Exits when stdin closes (the test that started it is gone).
+"""
+
+import json
+import threading
+import sys
+from concurrent import futures
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+PRINT = threading.Lock()
+
+
+def value(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+    def Export(self, request, context):
+        for rs in request.resource_spans:
+            resource = {kv.key: value(kv.value) for kv in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    line = {
+                        "trace_id": s.trace_id.hex(),
+                        "span_id": s.span_id.hex(),
+                        "parent_span_id": s.parent_span_id.hex(),
+                        "name": s.name,
+                        "kind": s.kind,
+                        "service": resource.get("service.name"),
+                        "start": s.start_time_unix_nano,
+                        "end": s.end_time_unix_nano,
+                        "error": s.status.code == 2,
+                        "attributes": {kv.key: value(kv.value) for kv in s.attributes},
+                    }
+                    # Exports arrive on several threads: one whole line at a time.
+                    with PRINT:
+                        sys.stdout.write(json.dumps(line) + "\n")
+                        sys.stdout.flush()
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def main():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"ready {port}", flush=True)
+    sys.stdin.read()
+    server.stop(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+//! A request's place in a trace, read from and written to its headers:
+//! W3C `traceparent` (with `tracestate` left as it came), B3 in its
+//! single `b3` header and its `x-b3-*` headers. A request carrying either
+//! keeps its trace through any hop; the proxy writes both, so an app that
+//! forwards only one format still stays in the trace.
+
+use http::{HeaderMap, HeaderValue};
+
+const TRACEPARENT: &str = "traceparent";
+const B3: &str = "b3";
+const B3_TRACE: &str = "x-b3-traceid";
+const B3_SPAN: &str = "x-b3-spanid";
+const B3_PARENT: &str = "x-b3-parentspanid";
+const B3_SAMPLED: &str = "x-b3-sampled";
+const B3_FLAGS: &str = "x-b3-flags";
+
+/// Where a request came from in its trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parent {
+    pub trace_id: u128,
+    pub span_id: u64,
+    /// The caller's sampling decision, when it made one.
+    pub sampled: Option<bool>,
+}
+
+fn hex_u128(s: &str) -> Option<u128> {
+    // B3 allows 64-bit trace ids: they are the low half.
+    (matches!(s.len(), 16 | 32) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u128::from_str_radix(s, 16).ok())
+        .flatten()
+        .filter(|v| *v != 0)
+}
+
+fn hex_u64(s: &str) -> Option<u64> {
+    (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(s, 16).ok())
+        .flatten()
+        .filter(|v| *v != 0)
+}
+
+fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// `00-<trace>-<parent>-<flags>`; another version is read the same way
+/// (W3C: a reader of version 00 takes the first four fields).
+fn traceparent(s: &str) -> Option<Parent> {
+    let mut parts = s.split('-');
+    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if version.len() != 2 || version == "ff" || trace.len() != 32 || flags.len() != 2 {
+        return None;
+    }
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(Parent { trace_id: hex_u128(trace)?, span_id: hex_u64(span)?, sampled: Some(flags & 1 == 1) })
+}
+
+/// `<trace>-<span>[-<sampled>[-<parent>]]`; a lone `0`, `1` or `d` is a
+/// decision without a context, which the caller gets as none.
+fn b3_single(s: &str) -> Option<Parent> {
+    let mut parts = s.split('-');
+    let (trace, span) = (parts.next()?, parts.next()?);
+    let sampled = match parts.next() {
+        None => None,
+        Some("1" | "d") => Some(true),
+        Some("0") => Some(false),
+        Some(_) => return None,
+    };
+    Some(Parent { trace_id: hex_u128(trace)?, span_id: hex_u64(span)?, sampled })
+}
+
+fn b3_multi(h: &HeaderMap) -> Option<Parent> {
+    let sampled = match (get(h, B3_FLAGS), get(h, B3_SAMPLED)) {
+        (Some("1"), _) => Some(true),
+        (_, Some("1" | "true")) => Some(true),
+        (_, Some("0" | "false")) => Some(false),
+        _ => None,
+    };
+    Some(Parent { trace_id: hex_u128(get(h, B3_TRACE)?)?, span_id: hex_u64(get(h, B3_SPAN)?)?, sampled })
+}
+
+/// The trace a request is part of: `traceparent`, else `b3`, else `x-b3-*`.
+pub fn extract(h: &HeaderMap) -> Option<Parent> {
+    get(h, TRACEPARENT).and_then(traceparent).or_else(|| get(h, B3).and_then(b3_single)).or_else(|| b3_multi(h))
+}
+
+/// A sampling decision a caller sent without a trace (`b3: 0`, `x-b3-sampled: 1`).
+pub fn decision_only(h: &HeaderMap) -> Option<bool> {
+    match get(h, B3) {
+        Some("0") => return Some(false),
+        Some("1" | "d") => return Some(true),
+        _ => {}
+    }
+    match get(h, B3_SAMPLED) {
+        Some("1" | "true") => Some(true),
+        Some("0" | "false") => Some(false),
+        _ => None,
+    }
+}
+
+fn value(s: String) -> HeaderValue {
+    // Hex digits and dashes only: always a valid header value.
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Writes the request's place for the next hop: span `span_id` of trace
+/// `trace_id`, whose parent is `parent` (for B3's parent header).
+pub fn inject(h: &mut HeaderMap, trace_id: u128, span_id: u64, parent: Option<u64>, sampled: bool) {
+    let flag = if sampled { "1" } else { "0" };
+    h.insert(TRACEPARENT, value(format!("00-{trace_id:032x}-{span_id:016x}-0{flag}")));
+    h.insert(B3_TRACE, value(format!("{trace_id:032x}")));
+    h.insert(B3_SPAN, value(format!("{span_id:016x}")));
+    h.insert(B3_SAMPLED, HeaderValue::from_static(if sampled { "1" } else { "0" }));
+    h.remove(B3_FLAGS);
+    match parent {
+        Some(p) => h.insert(B3_PARENT, value(format!("{p:016x}"))),
+        None => h.remove(B3_PARENT),
+    };
+    if h.contains_key(B3) {
+        h.insert(B3, value(format!("{trace_id:032x}-{span_id:016x}-{flag}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn reads_w3c_then_b3_single_then_b3_headers() {
+        let w3c = headers(&[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]);
+        assert_eq!(
+            extract(&w3c),
+            Some(Parent {
+                trace_id: 0x0af7651916cd43dd8448eb211c80319c,
+                span_id: 0xb7ad6b7169203331,
+                sampled: Some(true)
+            })
+        );
+        let single = headers(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0-05e3ac9a4f6e3b90")]);
+        let p = extract(&single).unwrap();
+        assert_eq!((p.span_id, p.sampled), (0xe457b5a2e4d86bd1, Some(false)));
+        let multi =
+            headers(&[("x-b3-traceid", "463ac35c9f6413ad"), ("x-b3-spanid", "a2fb4a1d1a96d312"), ("x-b3-flags", "1")]);
+        let p = extract(&multi).unwrap();
+        assert_eq!((p.trace_id, p.sampled), (0x463ac35c9f6413ad, Some(true)), "a 64-bit id; debug means sampled");
+        assert_eq!(decision_only(&headers(&[("b3", "0")])), Some(false));
+    }
+
+    #[test]
+    fn refuses_malformed_contexts() {
+        for bad in [
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "00-xyz-b7ad6b7169203331-01",
+        ] {
+            let h = [(http::header::HeaderName::from_static("traceparent"), HeaderValue::from_static(bad))];
+            assert_eq!(extract(&h.into_iter().collect()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn writes_both_formats_and_rewrites_a_single_b3() {
+        let mut h = headers(&[("b3", "1"), ("x-b3-flags", "1"), ("tracestate", "vendor=x")]);
+        inject(&mut h, 0xabc, 0x1234, Some(0x99), true);
+        assert_eq!(h["traceparent"], "00-00000000000000000000000000000abc-0000000000001234-01");
+        assert_eq!(h["x-b3-traceid"], "00000000000000000000000000000abc");
+        assert_eq!(
+            (&h["x-b3-spanid"], &h["x-b3-parentspanid"]),
+            (&"0000000000001234".parse().unwrap(), &"0000000000000099".parse().unwrap())
+        );
+        assert_eq!(h["b3"], "00000000000000000000000000000abc-0000000000001234-1");
+        assert_eq!(h["tracestate"], "vendor=x", "left as it came");
+        assert!(!h.contains_key("x-b3-flags"));
+        assert_eq!(extract(&h).unwrap(), Parent { trace_id: 0xabc, span_id: 0x1234, sampled: Some(true) });
+    }
+}
