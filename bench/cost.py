@@ -170,6 +170,10 @@ def main() -> None:
                     "misses a request in the first-level instruction and data caches and the last level")
     ap.add_argument("--policies", type=int, default=0, help="an ALLOW AuthorizationPolicy of this many rules on the "
                     "gateway, the last one matching (each request evaluates them all)")
+    ap.add_argument("--access-log", action="store_true", help="the gateway writes an access log line a request "
+                    "(Istio's JSON fields, to a file)")
+    ap.add_argument("--tracing", type=float, help="the gateway traces this percentage of requests and reports their "
+                    "spans over OTLP to a local receiver")
     ap.add_argument("--keep", type=Path, help="keep the callgrind dumps of the measured requests in this folder "
                     "(read them with callgrind_annotate --inclusive=yes)")
     args = ap.parse_args()
@@ -182,13 +186,15 @@ def main() -> None:
     if not what or not what <= set(WHAT):
         why = f"{', '.join(sorted(what - set(WHAT)))} is not a count" if what else "it is empty"
         sys.exit(f"--what {args.what!r}: {why}; use {', '.join(WHAT)}, comma-separated")
-    res: dict = {"meta": {"weft": args.weft, "requests": args.requests, "warm": args.warm, "policies": args.policies},
+    res: dict = {"meta": {"weft": args.weft, "requests": args.requests, "warm": args.warm, "policies": args.policies,
+                          "access_log": args.access_log, "tracing": args.tracing},
                  "weft": {}, "haproxy": {}}
     with tempfile.TemporaryDirectory(prefix="weft-cost-") as tmp:
         tmp = Path(tmp)
         procs = Procs(tmp)
         try:
-            backend, _, control = wf.one_hop_control(procs, args.weft, policies=args.policies)
+            backend, _, control = wf.one_hop_control(procs, args.weft, policies=args.policies,
+                                                     access_log=args.access_log, tracing=args.tracing)
 
             def weft_gateway(prefix):
                 port = free_port()

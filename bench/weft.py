@@ -3,13 +3,14 @@ gateways and sidecars, and waiting until proxies have applied a version."""
 
 import json
 import os
+import sys
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from peers import Procs, free_port, nginx_backend, wait_port
+from peers import ROOT, Procs, free_port, nginx_backend, wait_port
 
 
 def http_json(url: str, timeout: float = 10.0):
@@ -123,18 +124,22 @@ def scale_config(dir: Path, services: int, endpoints_per_service: int, base_port
 
 
 def one_hop_control(procs: Procs, weft: str, extra_services: int = 0, train_tcp: int | None = None,
-                    policies: int = 0):
+                    policies: int = 0, access_log: bool = False, tracing: float | None = None):
     """The one-hop setup: the nginx backend (HTTP/1.1 and h2c ports), the
     bench config (plus `extra_services` services of one endpoint each, with
     `train_tcp` the training's routes and tcp port, and with `policies` an
-    AuthorizationPolicy of that many rules on the gateway) and a control
-    plane serving it. Returns (backend, backend_h2, control)."""
+    AuthorizationPolicy of that many rules on the gateway; with `access_log`
+    the gateway's access log to a file; with `tracing` that percentage of
+    requests traced and reported to an OTLP receiver) and a control plane
+    serving it. Returns (backend, backend_h2, control)."""
     backend, backend_h2 = free_port(), free_port()
     nginx_backend(procs, backend, backend_h2)
     cfg = procs.tmp / "weft-config"
     bench_config(cfg, backend)
     if policies:
         policy_config(cfg, policies)
+    if access_log or tracing is not None:
+        telemetry_config(procs, cfg, access_log, tracing)
     if extra_services:
         scale_config(cfg, extra_services, 1)
     if train_tcp:
@@ -151,6 +156,32 @@ def policy_config(cfg: Path, rules: int) -> None:
     (cfg / "policies.yaml").write_text(
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bench}\nspec:\n"
         "  selector: {matchLabels: {bench: one-hop}}\n  rules:\n" + body)
+
+
+def telemetry_config(procs: Procs, cfg: Path, access_log: bool, tracing: float | None) -> None:
+    """The bench gateway's access log (JSON lines to a file, Istio's fields)
+    and tracing (`tracing` percent sampled, spans to the tests' OTLP
+    receiver, which discards them), as an operator writes them: the mesh
+    config's providers and a Telemetry selecting the gateway."""
+    collector = 0
+    if tracing is not None:
+        collector = free_port()
+        receiver = ROOT / "crates/cli/tests/otlp/receiver.py"
+        procs.start("otlp-receiver", [sys.executable, str(receiver), "--port", str(collector), "--quiet"])
+        wait_port(collector, "otlp-receiver", timeout=30)
+    log = procs.tmp / "access.log"
+    mesh = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n"
+            "    extensionProviders:\n"
+            f"    - {{name: otel, opentelemetry: {{service: 127.0.0.1, port: {collector}}}}}\n"
+            f"    - {{name: file, envoyFileAccessLog: {{path: {log}}}}}\n")
+    spec = ""
+    if access_log:
+        spec += "  accessLogging: [{providers: [{name: file}]}]\n"
+    if tracing is not None:
+        spec += f"  tracing: [{{providers: [{{name: otel}}], randomSamplingPercentage: {tracing}}}]\n"
+    (cfg / "telemetry.yaml").write_text(
+        mesh + "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: bench}\nspec:\n"
+        "  selector: {matchLabels: {bench: one-hop}}\n" + spec)
 
 
 class Control:

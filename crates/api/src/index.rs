@@ -287,12 +287,7 @@ impl Index<'_> {
         let scoped = |rank: u8| {
             self.peer_auth.iter().find_map(|r| {
                 let Spec::PeerAuthentication(p) = &r.spec else { return None };
-                let here = match (&p.selector, r.namespace()) {
-                    (Some(s), n) if n == ns && selects(&s.match_labels, labels) => 0,
-                    (None, n) if n == ns => 1,
-                    (None, ROOT_NAMESPACE) => 2,
-                    _ => return None,
-                };
+                let here = scope_rank(p.selector.as_ref().map(|s| &s.match_labels), r.namespace(), ns, labels)?;
                 (here == rank).then_some(p)
             })
         };
@@ -305,16 +300,27 @@ impl Index<'_> {
     }
 }
 
+/// How specifically a resource of namespace `resource_ns` with `selector`
+/// applies to a workload in `ns` with `labels`, Istio's way for Sidecar,
+/// PeerAuthentication and Telemetry: 0 its namespace's selecting it, 1 its
+/// namespace's without a selector, 2 the mesh's (the root namespace's
+/// without a selector); none when it does not apply.
+pub fn scope_rank(selector: Option<&Labels>, resource_ns: &str, ns: &str, labels: &Labels) -> Option<u8> {
+    match selector {
+        Some(s) if resource_ns == ns && selects(s, labels) => Some(0),
+        None if resource_ns == ns => Some(1),
+        None if resource_ns == ROOT_NAMESPACE => Some(2),
+        _ => None,
+    }
+}
+
 /// The Sidecar that applies to a proxy in namespace `ns` with `labels`, as
 /// Istio picks it: one in its namespace whose selector selects it, else one
 /// in its namespace without selector, else one in the root namespace
 /// without selector (the first by name where several would do).
 pub fn sidecar_for<'a>(resources: &'a [Resource], ns: &str, labels: &Labels) -> Option<&'a Resource> {
-    let rank = |r: &Resource, sc: &SidecarSpec| match (&sc.workload_selector, r.namespace()) {
-        (Some(w), n) if n == ns && selects(&w.labels, labels) => Some(0),
-        (None, n) if n == ns => Some(1),
-        (None, n) if n == ROOT_NAMESPACE => Some(2),
-        _ => None,
+    let rank = |r: &Resource, sc: &SidecarSpec| {
+        scope_rank(sc.workload_selector.as_ref().map(|w| &w.labels), r.namespace(), ns, labels)
     };
     resources
         .iter()

@@ -3,6 +3,7 @@
 //! traffic. A Telemetry applies to the mesh (root namespace), a namespace,
 //! or the workloads its selector picks; the most specific one decides.
 
+use crate::index::scope_rank;
 use crate::resource::{Resource, Spec};
 use crate::types::mesh_config::{MeshConfig, Provider};
 use crate::types::telemetry::{CustomTag, LogFilter, Side, TracingSpec, parse_filter};
@@ -26,12 +27,9 @@ pub fn mesh_config(resources: &[Resource]) -> &MeshConfig {
 /// specific first (workload selector, namespace, root namespace; by name
 /// among equals).
 fn scoped<'a>(resources: &'a [Resource], ns: &str, labels: &Labels) -> Vec<&'a TelemetrySpec> {
-    let rank = |r: &Resource, t: &TelemetrySpec| match (&t.selector, r.namespace()) {
-        _ if t.target_ref.is_some() || !t.target_refs.is_empty() => None,
-        (Some(s), n) if n == ns && selects(&s.match_labels, labels) => Some(0),
-        (None, n) if n == ns => Some(1),
-        (None, n) if n == ROOT_NAMESPACE => Some(2),
-        _ => None,
+    let rank = |r: &Resource, t: &TelemetrySpec| {
+        let by_ref = t.target_ref.is_some() || !t.target_refs.is_empty();
+        if by_ref { None } else { scope_rank(t.selector.as_ref().map(|s| &s.match_labels), r.namespace(), ns, labels) }
     };
     let mut found: Vec<_> = resources
         .iter()

@@ -11,6 +11,7 @@ mod authz_check;
 mod ca_cmds;
 mod control_args;
 mod proxy_args;
+mod status;
 mod up;
 mod validate;
 
@@ -71,6 +72,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Every proxy connected to the control plane and whether it has the
+    /// latest config (synced), an older one (stale) or refused it (NACK).
+    Status(status::StatusArgs),
     /// Authorization: `weft authz check` explains the decision on one request.
     Authz {
         #[command(subcommand)]
@@ -197,6 +201,7 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Cert(a) => ca_cmds::cert(a).await,
+            Cmd::Status(a) => status::run(a).await,
             Cmd::Token { cmd: TokenCmd::Create(a) } => ca_cmds::token(a).await,
             Cmd::Validate { .. } | Cmd::Authz { .. } => unreachable!("handled above"),
         }

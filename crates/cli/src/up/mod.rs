@@ -3,6 +3,7 @@
 //! child processes on free ports. Ctrl-C (or SIGTERM) stops them all.
 
 mod creds;
+pub mod current;
 mod process;
 mod replica;
 mod rollout;
@@ -311,6 +312,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     if let Some(f) = &a.ready_file {
         write_ready(f, &control_info, &gateways, &replicas)?;
     }
+    if let Err(e) = current::write(&api) {
+        tracing::warn!(error = %e, "cannot record this mesh for `weft status`");
+    }
 
     let stop = weft_proxy::stop_signal();
     tokio::pin!(stop);
@@ -365,6 +369,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
+    current::remove();
     eprintln!("\nstopping: workloads, then sidecars and gateways");
     for r in &mut replicas {
         r.app.terminate();

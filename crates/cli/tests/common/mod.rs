@@ -43,6 +43,11 @@ pub struct Up {
 impl Up {
     /// Starts `weft up dir` with a port offset that maps gateway port 80 to a free port.
     pub fn start(dir: &Path) -> Up {
+        Up::start_env(dir, &[])
+    }
+
+    /// As `start`, with these environment variables.
+    pub fn start_env(dir: &Path, env: &[(&str, &Path)]) -> Up {
         let tmp = tempfile::tempdir().unwrap();
         let ready = tmp.path().join("ready.json");
         let gateway_port = free_port();
@@ -57,6 +62,7 @@ impl Up {
                 "--ready-file",
                 ready.to_str().unwrap(),
             ])
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::null())
             .spawn()
             .unwrap();

@@ -3,12 +3,17 @@ protobuf definitions (PyPI opentelemetry-proto) served by grpcio.
 
 Prints `ready PORT` once listening, then one JSON line per span received:
 its ids (hex), parent, name, kind, the resource's service.name and its
-attributes. Exits when stdin closes (the test that started it is gone).
+attributes. Exits when stdin closes (the test that started it is gone),
+or, when stdin is not a pipe (bench/cost.py), when it is killed.
+`--port` listens there rather than on a free port; `--quiet` prints no span.
 """
 
+import argparse
 import json
-import threading
+import os
+import stat
 import sys
+import threading
 from concurrent import futures
 
 import grpc
@@ -24,7 +29,12 @@ def value(v):
 
 
 class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, quiet):
+        self.quiet = quiet
+
     def Export(self, request, context):
+        if self.quiet:
+            return trace_service_pb2.ExportTraceServiceResponse()
         for rs in request.resource_spans:
             resource = {kv.key: value(kv.value) for kv in rs.resource.attributes}
             for ss in rs.scope_spans:
@@ -49,13 +59,20 @@ class Traces(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(args.quiet), server)
+    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     print(f"ready {port}", flush=True)
-    sys.stdin.read()
-    server.stop(0)
+    if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+        sys.stdin.read()
+        server.stop(0)
+    else:
+        server.wait_for_termination()
 
 
 if __name__ == "__main__":

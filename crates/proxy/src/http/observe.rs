@@ -7,7 +7,6 @@
 use super::outcome::Outcome;
 use crate::config::access_log::{Captured, Entry};
 use crate::config::listener::{Direction, HttpListener, ListenerCfg};
-use crate::config::matcher::RequestView;
 use crate::config::tracing::{TagValue, Tracing};
 use crate::conn::ConnCtx;
 use crate::telemetry::trace::{self, Attr, Span, context};
@@ -17,14 +16,15 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-const REQUEST_ID: &str = "x-request-id";
-const CLIENT_TRACE_ID: &str = "x-client-trace-id";
+// Names made once: a `&str` key is parsed on every lookup.
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const CLIENT_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-client-trace-id");
 
 /// One request, observed.
 pub struct Observed {
     pub captured: Option<Box<Captured>>,
     /// The trace it is part of, when the listener traces.
-    pub trace_id: Option<String>,
+    pub trace_id: Option<u128>,
     /// Its span, when sampled and reported.
     span: Option<Started>,
 }
@@ -45,7 +45,7 @@ fn sampled(t: &Tracing, parent: Option<context::Parent>, h: &http::HeaderMap) ->
     let decided = parent.and_then(|p| p.sampled).or_else(|| context::decision_only(h));
     let wanted = match decided {
         Some(d) => d,
-        None if h.contains_key(CLIENT_TRACE_ID) => crate::config::chance(t.client_ppm),
+        None if h.contains_key(&CLIENT_TRACE_ID) => crate::config::chance(t.client_ppm),
         None => crate::config::chance(t.random_ppm),
     };
     wanted && crate::config::chance(t.overall_ppm)
@@ -53,10 +53,10 @@ fn sampled(t: &Tracing, parent: Option<context::Parent>, h: &http::HeaderMap) ->
 
 /// Decides the request's trace and writes it to its headers for the next
 /// hop; the span to report when it is sampled.
-fn trace(t: &Tracing, req: &mut Request<Incoming>, out: &mut Observed) {
+fn trace(t: &Tracing, inbound: bool, req: &mut Request<Incoming>, out: &mut Observed) {
     let h = req.headers_mut();
-    if !h.contains_key(REQUEST_ID)
-        && let Ok(v) = HeaderValue::try_from(trace::new_request_id())
+    if !h.contains_key(&REQUEST_ID)
+        && let Ok(v) = HeaderValue::from_bytes(&trace::new_request_id())
     {
         h.insert(REQUEST_ID, v);
     }
@@ -64,8 +64,10 @@ fn trace(t: &Tracing, req: &mut Request<Incoming>, out: &mut Observed) {
     let sampled = sampled(t, parent, h);
     let trace_id = parent.map_or_else(trace::new_trace_id, |p| p.trace_id);
     let span_id = trace::new_id();
-    context::inject(h, trace_id, span_id, parent.map(|p| p.span_id), sampled);
-    out.trace_id = Some(format!("{trace_id:032x}"));
+    // B3 goes to the app (its tracer may read only B3), or on where it came.
+    let b3 = inbound || context::has_b3(h);
+    context::inject(h, trace_id, span_id, parent.map(|p| p.span_id), sampled, b3);
+    out.trace_id = Some(trace_id);
     if !sampled || t.exporter.is_none() {
         return;
     }
@@ -95,7 +97,7 @@ fn trace(t: &Tracing, req: &mut Request<Incoming>, out: &mut Observed) {
         method: req.method().clone(),
         url: format!("http://{}{}", host.unwrap_or(""), req.uri().path_and_query().map_or("/", |p| p.as_str())),
         user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
-        request_id: req.headers().get(REQUEST_ID).cloned(),
+        request_id: req.headers().get(&REQUEST_ID).cloned(),
         tags,
     });
 }
@@ -108,19 +110,10 @@ pub fn begin(hl: &HttpListener, req: &mut Request<Incoming>) -> Option<Box<Obser
     }
     let mut out = Box::new(Observed { captured: None, trace_id: None, span: None });
     if let Some(t) = &hl.tracing {
-        trace(t, req, &mut out);
+        trace(t, hl.direction == Direction::Inbound, req, &mut out);
     }
     if let Some(logs) = &hl.access_log {
-        let host = || req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
-        let view = RequestView {
-            method: req.method(),
-            authority: req.uri().authority().map(|a| a.as_str()).or_else(host).unwrap_or(""),
-            scheme: req.uri().scheme_str().unwrap_or("http"),
-            path: req.uri().path(),
-            query: req.uri().query(),
-            headers: req.headers(),
-        };
-        out.captured = Some(logs.capture(&view));
+        out.captured = Some(logs.capture(req.method(), req.uri(), req.headers()));
     }
     Some(out)
 }
@@ -152,6 +145,11 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
     let peer = e.ctx.mtls_peer.as_ref();
     let code = outcome.response.status().as_u16();
     if let (Some(logs), Some(c)) = (&e.hl.access_log, &o.captured) {
+        let mut trace_hex = [0u8; 32];
+        let trace_id = o.trace_id.map(|id| {
+            trace::context::hex(id, &mut trace_hex);
+            std::str::from_utf8(&trace_hex).unwrap_or_default()
+        });
         logs.log(&Entry {
             start: c.start,
             duration: e.duration,
@@ -170,7 +168,7 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
             server_name: peer.and_then(|p| p.server_name.as_deref()),
             route_name: c.route.as_deref(),
             peer_identity: peer.and_then(|p| p.identity.as_deref()),
-            trace_id: o.trace_id.as_deref(),
+            trace_id,
         });
     }
     let (Some(s), Some(exporter)) = (&o.span, e.hl.tracing.as_ref().and_then(|t| t.exporter.as_ref())) else {

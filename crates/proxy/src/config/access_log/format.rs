@@ -70,11 +70,44 @@ pub enum Format {
     Json(Fields),
 }
 
-/// One operator's value for one request.
+/// One operator's value for one request, borrowed or small: rendering a
+/// line allocates nothing but the line.
 enum Val<'a> {
     None,
     Num(u64),
-    Str(std::borrow::Cow<'a, str>),
+    Str(&'a str),
+    Addr(std::net::SocketAddr),
+    Ip(std::net::IpAddr),
+    Time(std::time::SystemTime),
+}
+
+impl Val<'_> {
+    /// As text: raw, `-` when unknown.
+    fn text(&self, out: &mut String) {
+        match self {
+            Val::None => out.push('-'),
+            Val::Num(n) => out.push_str(itoa::Buffer::new().format(*n)),
+            Val::Str(s) => out.push_str(s),
+            Val::Addr(a) => push_addr(*a, out),
+            Val::Ip(ip) => push_ip(*ip, out),
+            Val::Time(t) => start_time(*t, out),
+        }
+    }
+
+    /// As a JSON value: a number, a string, or null when unknown.
+    fn json(&self, out: &mut String) {
+        match self {
+            Val::None => out.push_str("null"),
+            Val::Num(n) => out.push_str(itoa::Buffer::new().format(*n)),
+            Val::Str(s) => json_string(s, out),
+            // Addresses and times need no escaping.
+            other => {
+                out.push('"');
+                other.text(out);
+                out.push('"');
+            }
+        }
+    }
 }
 
 /// Envoy's default text format (a file logger with no format).
@@ -199,21 +232,66 @@ impl Template {
         for piece in &*self.0 {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Op(op) => match value(op, e) {
-                    Val::None => out.push('-'),
-                    Val::Num(n) => {
-                        let _ = write!(out, "{n}");
-                    }
-                    Val::Str(s) => out.push_str(&s),
-                },
+                Piece::Op(op) => value(op, e).text(out),
             }
         }
     }
 }
 
+/// An IPv4 address by its octets: `Display` through `fmt` costs several
+/// times as much, three times a line.
+fn push_ip(ip: std::net::IpAddr, out: &mut String) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = itoa::Buffer::new();
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(n.format(o));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn push_addr(a: std::net::SocketAddr, out: &mut String) {
+    match a {
+        std::net::SocketAddr::V4(v4) => {
+            push_ip(std::net::IpAddr::V4(*v4.ip()), out);
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(v4.port()));
+        }
+        std::net::SocketAddr::V6(_) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// `s` as a JSON string (RFC 8259: quote, backslash and control
+/// characters escaped), written in place.
 fn json_string(s: &str, out: &mut String) {
-    // serde_json escapes as JSON requires; a `String` cannot fail to take it.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    out.push('"');
+    let mut rest = s;
+    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or(' ');
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.push_str(rest);
+    out.push('"');
 }
 
 fn json_value(v: &Value, headers: &mut Headers) -> Result<Json, CompileError> {
@@ -253,12 +331,8 @@ fn write_json(fields: &[(Box<str>, Json)], e: &Entry, out: &mut String) {
         match v {
             Json::Literal(l) => out.push_str(l),
             Json::Object(o) => write_json(o, e, out),
-            Json::Template(t) => match t.alone().map(|op| value(op, e)) {
-                Some(Val::None) => out.push_str("null"),
-                Some(Val::Num(n)) => {
-                    let _ = write!(out, "{n}");
-                }
-                Some(Val::Str(s)) => json_string(&s, out),
+            Json::Template(t) => match t.alone() {
+                Some(op) => value(op, e).json(out),
                 None => {
                     let mut s = String::new();
                     t.text(e, &mut s);
@@ -293,19 +367,31 @@ impl Format {
     }
 }
 
-/// `2026-12-04T23:39:11.123Z`: Envoy's default START_TIME.
-fn start_time(t: std::time::SystemTime) -> String {
-    let t = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+/// `2026-12-04T23:39:11.123Z`: Envoy's default START_TIME. The date and
+/// time to the second are made once a second per thread (Envoy caches them
+/// too); the milliseconds are added each time.
+fn start_time(t: std::time::SystemTime, out: &mut String) {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = t.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default();
+    SECOND.with_borrow_mut(|(secs, text)| {
+        if *secs != since.as_secs() {
+            let d = time::OffsetDateTime::from(t);
+            text.clear();
+            let (y, mo, day, h, mi, s) = (d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second());
+            let _ = write!(text, "{y:04}-{mo:02}-{day:02}T{h:02}:{mi:02}:{s:02}");
+            *secs = since.as_secs();
+        }
+        out.push_str(text);
+    });
+    let ms = since.subsec_millis();
+    out.push('.');
+    out.push(char::from(b'0' + (ms / 100) as u8));
+    out.push(char::from(b'0' + (ms / 10 % 10) as u8));
+    out.push(char::from(b'0' + (ms % 10) as u8));
+    out.push('Z');
 }
 
 fn truncated(s: &str, max: Option<usize>) -> &str {
@@ -316,21 +402,20 @@ fn truncated(s: &str, max: Option<usize>) -> &str {
 }
 
 fn value<'a>(op: &Op, e: &'a Entry) -> Val<'a> {
-    let str_of = |s: Option<&'a str>| s.map_or(Val::None, |s| Val::Str(s.into()));
-    let addr = |a: Option<std::net::SocketAddr>| a.map_or(Val::None, |a| Val::Str(a.to_string().into()));
+    let str_of = |s: Option<&'a str>| s.map_or(Val::None, Val::Str);
+    let addr = |a: Option<std::net::SocketAddr>| a.map_or(Val::None, Val::Addr);
     match op {
-        Op::StartTime => Val::Str(start_time(e.start).into()),
+        Op::StartTime => Val::Time(e.start),
         Op::Duration => Val::Num(e.duration.as_millis() as u64),
         Op::ResponseCode => Val::Num(u64::from(e.code)),
         Op::ResponseCodeDetails => str_of(e.details),
-        Op::ResponseFlags => Val::Str(e.flags.into()),
+        Op::ResponseFlags => Val::Str(e.flags),
         Op::Protocol => str_of(e.protocol),
         Op::BytesReceived => Val::Num(e.bytes_received),
         Op::BytesSent => Val::Num(e.bytes_sent),
         Op::Req(main, alt, max) => {
             let req = e.request;
-            let get = |i: usize| req.and_then(|r| r.values.get(i)).and_then(|v| v.as_ref());
-            let v = get(*main).or_else(|| alt.and_then(get)).and_then(|v| v.to_str().ok());
+            let v = req.and_then(|r| r.get(*main)).or_else(|| alt.and_then(|a| req.and_then(|r| r.get(a))));
             str_of(v.map(|v| truncated(v, *max)))
         }
         Op::Resp(main, alt, max) => {
@@ -341,12 +426,44 @@ fn value<'a>(op: &Op, e: &'a Entry) -> Val<'a> {
         Op::UpstreamHost => addr(e.upstream_host),
         Op::UpstreamCluster => str_of(e.upstream_cluster),
         Op::UpstreamLocalAddress | Op::UpstreamTransportFailureReason | Op::ConnectionTerminationDetails => Val::None,
-        Op::DownstreamLocalAddress => addr(Some(e.downstream_local)),
-        Op::DownstreamRemoteAddress => addr(Some(e.downstream_remote)),
-        Op::DownstreamRemoteAddressWithoutPort => Val::Str(e.downstream_remote.ip().to_string().into()),
+        Op::DownstreamLocalAddress => Val::Addr(e.downstream_local),
+        Op::DownstreamRemoteAddress => Val::Addr(e.downstream_remote),
+        Op::DownstreamRemoteAddressWithoutPort => Val::Ip(e.downstream_remote.ip()),
         Op::DownstreamPeerUriSan => str_of(e.peer_identity),
         Op::RequestedServerName => str_of(e.server_name),
         Op::RouteName => str_of(e.route_name),
         Op::TraceId => str_of(e.trace_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_strings_escape_what_json_requires_and_read_back_the_same() {
+        for s in ["plain", "a \"quoted\" \\ path", "tab\tnew\nline\r", "bell\u{7} nul\u{0}", "ünïcødé ✓", ""] {
+            let mut out = String::new();
+            super::json_string(s, &mut out);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
+        }
+    }
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for a in ["127.0.0.1:80", "10.255.0.9:65535", "0.0.0.0:0", "[::1]:8080", "[fe80::1%2]:1"] {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            let mut out = String::new();
+            super::push_addr(a, &mut out);
+            assert_eq!(out, a.to_string());
+        }
+    }
+
+    #[test]
+    fn start_times_have_milliseconds_and_follow_the_second() {
+        let at = |ms: u64| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let mut out = String::new();
+        super::start_time(at(1_780_000_000_007), &mut out);
+        out.push(' ');
+        super::start_time(at(1_780_000_001_999), &mut out);
+        assert_eq!(out, "2026-05-28T20:26:40.007Z 2026-05-28T20:26:41.999Z");
     }
 }

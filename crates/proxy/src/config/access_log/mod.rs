@@ -65,13 +65,42 @@ pub struct AccessLogs {
     headers: Headers,
 }
 
-/// A request's values the logs read, taken as it arrives.
+/// A request's values the logs read, taken as it arrives: its method and
+/// URI (cheap clones) and the headers the logs name.
 pub struct Captured {
-    values: Box<[Option<HeaderValue>]>,
+    method: http::Method,
+    uri: http::Uri,
+    host: Option<HeaderValue>,
+    /// By `Headers::sel`'s index.
+    values: Box<[Got]>,
     tests: u64,
     pub start: SystemTime,
     /// The route it took, once routed.
     pub route: Option<Arc<str>>,
+}
+
+/// A captured value: a pseudo-header read from the request line, or a header.
+enum Got {
+    Method,
+    Path,
+    Authority,
+    Scheme,
+    Header(Option<HeaderValue>),
+}
+
+impl Captured {
+    /// The value of `Headers::sel[i]`.
+    fn get(&self, i: usize) -> Option<&str> {
+        match self.values.get(i)? {
+            Got::Method => Some(self.method.as_str()),
+            Got::Path => self.uri.path_and_query().map(|p| p.as_str()),
+            Got::Authority => {
+                self.uri.authority().map(|a| a.as_str()).or_else(|| self.host.as_ref().and_then(|h| h.to_str().ok()))
+            }
+            Got::Scheme => Some(self.uri.scheme_str().unwrap_or("http")),
+            Got::Header(v) => v.as_ref().and_then(|v| v.to_str().ok()),
+        }
+    }
 }
 
 /// What is known about a request (or TCP connection) when it ends.
@@ -156,24 +185,44 @@ impl AccessLogs {
     }
 
     /// Takes what the logs read from a request as it arrives.
-    pub fn capture(&self, req: &RequestView) -> Box<Captured> {
-        let value = |sel: &HeaderSel| match sel {
-            HeaderSel::Method => HeaderValue::from_str(req.method.as_str()).ok(),
-            HeaderSel::Path => {
-                let pq = match req.query {
-                    Some(q) => format!("{}?{q}", req.path),
-                    None => req.path.to_owned(),
-                };
-                HeaderValue::from_str(&pq).ok()
+    pub fn capture(&self, method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> Box<Captured> {
+        let values = self
+            .headers
+            .sel
+            .iter()
+            .map(|sel| match sel {
+                HeaderSel::Method => Got::Method,
+                HeaderSel::Path => Got::Path,
+                HeaderSel::Authority => Got::Authority,
+                HeaderSel::Scheme => Got::Scheme,
+                HeaderSel::Header(n) => Got::Header(headers.get(n).cloned()),
+            })
+            .collect();
+        let host = headers.get(http::header::HOST).cloned();
+        let mut tests = 0u64;
+        if !self.headers.tests.is_empty() {
+            let authority = uri.authority().map(|a| a.as_str()).or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
+            let view = RequestView {
+                method,
+                authority: authority.unwrap_or(""),
+                scheme: uri.scheme_str().unwrap_or("http"),
+                path: uri.path(),
+                query: uri.query(),
+                headers,
+            };
+            for (i, t) in self.headers.tests.iter().enumerate() {
+                tests |= u64::from(t.matches(&view)) << i;
             }
-            HeaderSel::Authority => HeaderValue::from_str(req.authority).ok(),
-            HeaderSel::Scheme => HeaderValue::from_str(req.scheme).ok(),
-            HeaderSel::Header(n) => req.headers.get(n).cloned(),
-        };
-        let values = self.headers.sel.iter().map(value).collect();
-        let tests =
-            self.headers.tests.iter().enumerate().fold(0u64, |bits, (i, t)| bits | (u64::from(t.matches(req)) << i));
-        Box::new(Captured { values, tests, start: SystemTime::now(), route: None })
+        }
+        Box::new(Captured {
+            method: method.clone(),
+            uri: uri.clone(),
+            host,
+            values,
+            tests,
+            start: SystemTime::now(),
+            route: None,
+        })
     }
 
     /// Writes `e` to each log whose filter takes it.

@@ -4,15 +4,16 @@
 //! keeps its trace through any hop; the proxy writes both, so an app that
 //! forwards only one format still stays in the trace.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-const TRACEPARENT: &str = "traceparent";
-const B3: &str = "b3";
-const B3_TRACE: &str = "x-b3-traceid";
-const B3_SPAN: &str = "x-b3-spanid";
-const B3_PARENT: &str = "x-b3-parentspanid";
-const B3_SAMPLED: &str = "x-b3-sampled";
-const B3_FLAGS: &str = "x-b3-flags";
+// Names made once: a `&str` key is parsed on every lookup.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const B3: HeaderName = HeaderName::from_static("b3");
+const B3_TRACE: HeaderName = HeaderName::from_static("x-b3-traceid");
+const B3_SPAN: HeaderName = HeaderName::from_static("x-b3-spanid");
+const B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 
 /// Where a request came from in its trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +39,7 @@ fn hex_u64(s: &str) -> Option<u64> {
         .filter(|v| *v != 0)
 }
 
-fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn get<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
@@ -72,54 +73,87 @@ fn b3_single(s: &str) -> Option<Parent> {
 }
 
 fn b3_multi(h: &HeaderMap) -> Option<Parent> {
-    let sampled = match (get(h, B3_FLAGS), get(h, B3_SAMPLED)) {
+    let trace_id = hex_u128(get(h, &B3_TRACE)?)?;
+    let span_id = hex_u64(get(h, &B3_SPAN)?)?;
+    let sampled = match (get(h, &B3_FLAGS), get(h, &B3_SAMPLED)) {
         (Some("1"), _) => Some(true),
         (_, Some("1" | "true")) => Some(true),
         (_, Some("0" | "false")) => Some(false),
         _ => None,
     };
-    Some(Parent { trace_id: hex_u128(get(h, B3_TRACE)?)?, span_id: hex_u64(get(h, B3_SPAN)?)?, sampled })
+    Some(Parent { trace_id, span_id, sampled })
 }
 
 /// The trace a request is part of: `traceparent`, else `b3`, else `x-b3-*`.
 pub fn extract(h: &HeaderMap) -> Option<Parent> {
-    get(h, TRACEPARENT).and_then(traceparent).or_else(|| get(h, B3).and_then(b3_single)).or_else(|| b3_multi(h))
+    get(h, &TRACEPARENT).and_then(traceparent).or_else(|| get(h, &B3).and_then(b3_single)).or_else(|| b3_multi(h))
 }
 
 /// A sampling decision a caller sent without a trace (`b3: 0`, `x-b3-sampled: 1`).
 pub fn decision_only(h: &HeaderMap) -> Option<bool> {
-    match get(h, B3) {
+    match get(h, &B3) {
         Some("0") => return Some(false),
         Some("1" | "d") => return Some(true),
         _ => {}
     }
-    match get(h, B3_SAMPLED) {
+    match get(h, &B3_SAMPLED) {
         Some("1" | "true") => Some(true),
         Some("0" | "false") => Some(false),
         _ => None,
     }
 }
 
-fn value(s: String) -> HeaderValue {
+/// Lowercase hex of the low `out.len() * 4` bits of `v`, into `out`. Ids
+/// are written per request: `format!` costs several times as much.
+pub fn hex(v: u128, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = out.len();
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((v >> ((n - 1 - i) * 4)) & 0xf) as usize];
+    }
+}
+
+fn value(bytes: &[u8]) -> HeaderValue {
     // Hex digits and dashes only: always a valid header value.
-    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Whether the request carries B3 headers.
+pub fn has_b3(h: &HeaderMap) -> bool {
+    h.contains_key(&B3) || h.contains_key(&B3_TRACE)
 }
 
 /// Writes the request's place for the next hop: span `span_id` of trace
-/// `trace_id`, whose parent is `parent` (for B3's parent header).
-pub fn inject(h: &mut HeaderMap, trace_id: u128, span_id: u64, parent: Option<u64>, sampled: bool) {
-    let flag = if sampled { "1" } else { "0" };
-    h.insert(TRACEPARENT, value(format!("00-{trace_id:032x}-{span_id:016x}-0{flag}")));
-    h.insert(B3_TRACE, value(format!("{trace_id:032x}")));
-    h.insert(B3_SPAN, value(format!("{span_id:016x}")));
+/// `trace_id`, whose parent is `parent`. W3C always; B3 too with `b3` (the
+/// request came with it, or goes to an app, whose tracer may read only B3).
+pub fn inject(h: &mut HeaderMap, trace_id: u128, span_id: u64, parent: Option<u64>, sampled: bool, b3: bool) {
+    let flag = if sampled { b'1' } else { b'0' };
+    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(trace_id, &mut tp[3..35]);
+    hex(u128::from(span_id), &mut tp[36..52]);
+    tp[54] = flag;
+    h.insert(TRACEPARENT, value(&tp));
+    if !b3 {
+        return;
+    }
+    h.insert(B3_TRACE, value(&tp[3..35]));
+    h.insert(B3_SPAN, value(&tp[36..52]));
     h.insert(B3_SAMPLED, HeaderValue::from_static(if sampled { "1" } else { "0" }));
     h.remove(B3_FLAGS);
     match parent {
-        Some(p) => h.insert(B3_PARENT, value(format!("{p:016x}"))),
+        Some(p) => {
+            let mut buf = [0u8; 16];
+            hex(u128::from(p), &mut buf);
+            h.insert(B3_PARENT, value(&buf))
+        }
         None => h.remove(B3_PARENT),
     };
-    if h.contains_key(B3) {
-        h.insert(B3, value(format!("{trace_id:032x}-{span_id:016x}-{flag}")));
+    if h.contains_key(&B3) {
+        let mut single = [b'-'; 51];
+        single[..32].copy_from_slice(&tp[3..35]);
+        single[33..49].copy_from_slice(&tp[36..52]);
+        single[50] = flag;
+        h.insert(B3, value(&single));
     }
 }
 
@@ -169,7 +203,8 @@ mod tests {
     #[test]
     fn writes_both_formats_and_rewrites_a_single_b3() {
         let mut h = headers(&[("b3", "1"), ("x-b3-flags", "1"), ("tracestate", "vendor=x")]);
-        inject(&mut h, 0xabc, 0x1234, Some(0x99), true);
+        let b3 = has_b3(&h);
+        inject(&mut h, 0xabc, 0x1234, Some(0x99), true, b3);
         assert_eq!(h["traceparent"], "00-00000000000000000000000000000abc-0000000000001234-01");
         assert_eq!(h["x-b3-traceid"], "00000000000000000000000000000abc");
         assert_eq!(
@@ -180,5 +215,9 @@ mod tests {
         assert_eq!(h["tracestate"], "vendor=x", "left as it came");
         assert!(!h.contains_key("x-b3-flags"));
         assert_eq!(extract(&h).unwrap(), Parent { trace_id: 0xabc, span_id: 0x1234, sampled: Some(true) });
+        let mut w3c_only = HeaderMap::new();
+        inject(&mut w3c_only, 0xabc, 0x1234, None, false, false);
+        assert_eq!(w3c_only.len(), 1, "no B3 unless asked");
+        assert_eq!(w3c_only["traceparent"], "00-00000000000000000000000000000abc-0000000000001234-00");
     }
 }

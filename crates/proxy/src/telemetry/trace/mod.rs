@@ -24,20 +24,26 @@ pub fn new_trace_id() -> u128 {
 }
 
 /// A version-4 UUID, for a request that arrives without `x-request-id`.
-pub fn new_request_id() -> String {
+pub fn new_request_id() -> [u8; 36] {
     let v = (new_trace_id() & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-    let h = format!("{v:032x}");
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    let mut h = [0u8; 32];
+    context::hex(v, &mut h);
+    let mut out = [b'-'; 36];
+    for (from, to) in [(0..8, 0), (8..12, 9), (12..16, 14), (16..20, 19), (20..32, 24)] {
+        out[to..to + from.len()].copy_from_slice(&h[from]);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn request_ids_are_uuid_v4() {
-        let id = super::new_request_id();
+        let id = String::from_utf8(super::new_request_id().to_vec()).unwrap();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4", "{id}");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
-        assert_ne!(id, super::new_request_id());
+        assert_eq!(id.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        assert_ne!(id.as_bytes(), super::new_request_id());
     }
 }
