@@ -335,3 +335,15 @@ fn a_telemetry_filter_weft_cannot_express_is_an_error_and_a_foreign_provider_a_w
     let good = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: istio-system}\nspec:\n  accessLogging:\n    - providers: [{name: envoy}]\n      filter: {expression: \"response.code >= 400 || response.duration > duration('1s')\"}\n";
     assert!(check(good).is_empty(), "{:#?}", check(good));
 }
+
+#[test]
+fn tracing_settings_weft_would_drop_are_errors_and_unknown_default_providers_warnings() {
+    let yaml = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: istio-system}\nspec:\n  tracing:\n    - randomSamplingPercentage: 150\n      match: {mode: EVERYWHERE}\n      customTags: {team: {}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    defaultProviders: {tracing: [jaeger]}\n";
+    let diags = check(yaml);
+    let at = |path: &str| diags.iter().find(|d| d.path == path).unwrap_or_else(|| panic!("{path}: {diags:#?}"));
+    assert!(at("spec.tracing[0].randomSamplingPercentage").message.contains("150"));
+    assert!(at("spec.tracing[0].match.mode").message.contains("`EVERYWHERE`"));
+    assert!(at("spec.tracing[0].customTags.team").message.contains("exactly one"));
+    let d = at("data.mesh");
+    assert!(!d.is_error() && d.message.contains("`jaeger`"), "{d}");
+}

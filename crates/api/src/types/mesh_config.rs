@@ -79,15 +79,13 @@ pub const ENVOY: &str = "envoy";
 impl MeshConfig {
     /// The provider named `name`: the mesh's, or Istio's built-in `envoy`.
     pub fn provider(&self, name: &str) -> Option<Provider<'_>> {
-        let p = self.extension_providers.iter().find(|p| p.name == name);
-        match p {
-            Some(ExtensionProviderSpec { opentelemetry: Some(o), .. }) => {
-                Some(Provider::Otel { name: &p?.name, service: &o.service, port: o.port })
-            }
-            Some(ExtensionProviderSpec { envoy_file_access_log: Some(f), .. }) => Some(Provider::File(&f.path)),
-            Some(_) => None,
-            None if name == ENVOY => Some(Provider::File("/dev/stdout")),
-            None => None,
+        let Some(p) = self.extension_providers.iter().find(|p| p.name == name) else {
+            return (name == ENVOY).then_some(Provider::File("/dev/stdout"));
+        };
+        match (&p.opentelemetry, &p.envoy_file_access_log) {
+            (Some(o), _) => Some(Provider::Otel { name: &p.name, service: &o.service, port: o.port }),
+            (None, Some(f)) => Some(Provider::File(&f.path)),
+            (None, None) => None,
         }
     }
 }

@@ -146,7 +146,7 @@ pub fn parse_filter(expr: &str) -> Result<LogFilter, String> {
     let f = p.or()?;
     match p.tokens.get(p.at) {
         None => Ok(f),
-        Some(t) => Err(format!("unexpected {t:?} after a complete expression")),
+        Some(t) => Err(format!("unexpected {t} after a complete expression")),
     }
 }
 
@@ -156,6 +156,22 @@ enum Tok {
     Str(String),
     Num(u64),
     Op(&'static str),
+}
+
+impl std::fmt::Display for Tok {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tok::Ident(i) => write!(f, "`{i}`"),
+            Tok::Str(s) => write!(f, "the string '{s}'"),
+            Tok::Num(n) => write!(f, "`{n}`"),
+            Tok::Op(o) => write!(f, "`{o}`"),
+        }
+    }
+}
+
+/// A token as an error shows it, or the expression's end.
+fn shown(t: Option<&Tok>) -> String {
+    t.map_or_else(|| "the end of the expression".to_owned(), Tok::to_string)
 }
 
 fn lex(s: &str) -> Result<Vec<Tok>, String> {
@@ -214,7 +230,7 @@ impl Parser<'_> {
     }
 
     fn expect(&mut self, op: &str) -> Result<(), String> {
-        if self.eat(op) { Ok(()) } else { Err(format!("expected `{op}`, found {:?}", self.peek())) }
+        if self.eat(op) { Ok(()) } else { Err(format!("expected `{op}`, found {}", shown(self.peek()))) }
     }
 
     fn next(&mut self) -> Option<Tok> {
@@ -259,7 +275,7 @@ impl Parser<'_> {
             Some(Tok::Op(">")) => CmpOp::Gt,
             Some(Tok::Op("<=")) => CmpOp::Le,
             Some(Tok::Op("<")) => CmpOp::Lt,
-            other => return Err(format!("expected a comparison, found {other:?}")),
+            other => return Err(format!("expected a comparison, found {}", shown(other.as_ref()))),
         };
         Ok(op)
     }
@@ -270,7 +286,7 @@ impl Parser<'_> {
                 let op = self.cmp()?;
                 match self.next() {
                     Some(Tok::Num(n)) if n <= 999 => Ok(LogFilter::Code(op, n as u32)),
-                    other => Err(format!("response.code compares with a status code, found {other:?}")),
+                    other => Err(format!("response.code compares with a status code, found {}", shown(other.as_ref()))),
                 }
             }
             Some(Tok::Ident(id)) if id == "response.duration" => {
@@ -314,7 +330,7 @@ impl Parser<'_> {
                     _ => Err("`'name' in` takes request.headers".into()),
                 }
             }
-            Some(t) => Err(format!("{t:?} is not in weft's filter subset")),
+            Some(t) => Err(format!("{t} is not in weft's filter subset")),
             None => Err("the expression ends too soon".into()),
         }
     }
@@ -356,5 +372,11 @@ mod tests {
         ] {
             assert!(parse_filter(bad).is_err(), "{bad}");
         }
+        let e = parse_filter("response.code >= '400'").unwrap_err();
+        assert_eq!(e, "response.code compares with a status code, found the string '400'");
+        assert_eq!(
+            parse_filter("response.code >=").unwrap_err(),
+            "response.code compares with a status code, found the end of the expression"
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::diag::{Diagnostic, Severity::*, codes};
 use crate::resource::Resource;
 use crate::resource::Spec;
 use crate::types::mesh_config::Provider;
-use crate::types::telemetry::{FILTER_SUBSET, Side, parse_filter};
+use crate::types::telemetry::{FILTER_SUBSET, Side, WorkloadMatch, parse_filter};
 use crate::types::*;
 
 pub(super) fn check(r: &Resource, t: &TelemetrySpec, out: &mut Vec<Diagnostic>) {
@@ -33,17 +33,45 @@ pub(super) fn check(r: &Resource, t: &TelemetrySpec, out: &mut Vec<Diagnostic>) 
                 Some(format!("weft's filters take {FILTER_SUBSET}")),
             ));
         }
-        if let Some(m) = &al.match_
-            && let Err(mode) = m.takes(Side::Client)
-        {
+        match_mode(r, &at, al.match_.as_ref(), out);
+    }
+    for (i, tr) in t.tracing.iter().enumerate() {
+        let at = format!("spec.tracing[{i}]");
+        match_mode(r, &at, tr.match_.as_ref(), out);
+        if let Some(p) = tr.random_sampling_percentage.filter(|p| !(0.0..=100.0).contains(p)) {
             out.push(r.diag(
                 Error,
                 codes::INVALID_VALUE,
-                &format!("{at}.match.mode"),
-                format!("unknown mode `{mode}`"),
-                Some("use CLIENT_AND_SERVER (the default), CLIENT or SERVER".into()),
+                &format!("{at}.randomSamplingPercentage"),
+                format!("{p} is not a percentage"),
+                Some("give a number from 0 to 100 (Istio's default is 1)".into()),
             ));
         }
+        for (name, tag) in &tr.custom_tags {
+            let kinds = [tag.literal.is_some(), tag.environment.is_some(), tag.header.is_some()];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{at}.customTags.{name}"),
+                    format!("custom tag `{name}` needs exactly one of `literal`, `environment` and `header`"),
+                    Some("e.g. `{literal: {value: shop}}` or `{header: {name: x-team}}`".into()),
+                ));
+            }
+        }
+    }
+}
+
+/// An entry's `match.mode` is one Istio knows.
+fn match_mode(r: &Resource, at: &str, m: Option<&WorkloadMatch>, out: &mut Vec<Diagnostic>) {
+    if let Some(Err(mode)) = m.map(|m| m.takes(Side::Client)) {
+        out.push(r.diag(
+            Error,
+            codes::INVALID_VALUE,
+            &format!("{at}.match.mode"),
+            format!("unknown mode `{mode}`"),
+            Some("use CLIENT_AND_SERVER (the default), CLIENT or SERVER".into()),
+        ));
     }
 }
 
@@ -74,6 +102,23 @@ pub(super) fn mesh_config(r: &Resource, m: &MeshConfig, out: &mut Vec<Diagnostic
                 "weft's proxies write Istio's default JSON fields and report to the collector as is",
                 out,
             );
+        }
+    }
+    let defaults = [("tracing", &m.default_providers.tracing), ("accessLogging", &m.default_providers.access_logging)];
+    for (field, names) in defaults {
+        for name in names {
+            let fits = match m.provider(name) {
+                Some(Provider::Otel { .. }) => field == "tracing",
+                Some(Provider::File(_)) => field == "accessLogging",
+                None => false,
+            };
+            if !fits {
+                let msg = format!(
+                    "`defaultProviders.{field}` names `{name}`, which is not an extension provider for {field}: \
+                     Telemetry entries that name no provider get nothing from it"
+                );
+                not_applied(r, AT, msg, "define it under `extensionProviders`, or remove it", out);
+            }
         }
     }
     if !m.default_providers.metrics.is_empty() {
