@@ -72,12 +72,13 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     state.metrics.set_max_series(opts.max_metric_series);
     // Span exporters find their collector in the config of the moment.
     let weak = Arc::downgrade(&state);
-    state.hosts.spans.set_resolver(Arc::new(move |cluster: &str| {
+    let resolver = Arc::new(move |cluster: &str| {
         let state = weak.upgrade()?;
         let cfg = state.config.load();
         let set = cfg.clusters.get(cluster)?.endpoints();
         set.endpoints.first().map(|e| e.addr)
-    }));
+    });
+    state.hosts.spans.start(resolver, &state.node);
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::channel(1);
     for addr in [opts.admin_addr, opts.metrics_addr, opts.health_addr].into_iter().flatten() {
         let bound = admin::serve(addr, state.clone(), quit_tx.clone()).await?;

@@ -4,6 +4,7 @@ use super::gateway_tls::TlsChain;
 use super::node::ProxyNode;
 use super::routes::l4::Chain;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source, socket_address,
 };
@@ -61,6 +62,8 @@ enum Facing {
 pub struct Observe {
     pub logs: Vec<AccessLog>,
     pub tracing: Option<Tracing>,
+    /// The cluster `tracing` reports spans to, if it reports.
+    pub collector: Option<Cluster>,
 }
 
 /// A proxy's Telemetry, by the side of its traffic.
@@ -70,6 +73,16 @@ pub struct Telemetry {
     pub client: Observe,
     /// The inbound listener's.
     pub server: Observe,
+}
+
+impl Telemetry {
+    /// The collector clusters its listeners report to, each once (the two
+    /// sides may name different providers).
+    pub fn collectors(&self) -> impl Iterator<Item = &Cluster> {
+        let client = self.client.collector.as_ref();
+        let server = self.server.collector.as_ref().filter(|s| client.is_none_or(|c| c.name != s.name));
+        client.into_iter().chain(server)
+    }
 }
 
 /// An HTTP listener; `authz` are its RBAC filters (authorization policies),

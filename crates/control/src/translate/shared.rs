@@ -64,9 +64,8 @@ struct Part {
     tls: Vec<(u16, Vec<super::gateway_tls::TlsChain>)>,
     /// What a sidecar's inbound listener takes (PeerAuthentication).
     mtls: Option<weft_api::types::MtlsMode>,
-    /// Its access logs and tracing (Telemetry), and its collector.
+    /// Its access logs and tracing (Telemetry), with its collector.
     seen: listeners::Telemetry,
-    collector: Option<envoy_types::pb::envoy::config::cluster::v3::Cluster>,
 }
 
 /// Parts of the current snapshot version, by key. Each part is computed by
@@ -108,7 +107,8 @@ async fn part(
 
 /// What Telemetry asks of `node` on `side`.
 fn observe(ix: &Index, node: &ProxyNode, side: Side) -> listeners::Observe {
-    listeners::Observe { logs: access_log::logs(ix, node, side), tracing: tracing::tracing(ix, node, side) }
+    let (tracing, collector) = tracing::for_side(ix, node, side).unzip();
+    listeners::Observe { logs: access_log::logs(ix, node, side), tracing, collector: collector.flatten() }
 }
 
 fn clusters_part(
@@ -184,7 +184,6 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                     client: observe(ix, &n, Side::Client),
                     server: observe(ix, &n, Side::Server),
                 },
-                collector: tracing::collector(ix, &n),
                 ..Default::default()
             })
             .await;
@@ -201,7 +200,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             };
             out.routes.extend(routes::sidecar_inbound(node).map(|r| encode(r.name.clone(), r)));
             out.clusters.extend(clusters::inbound(node).map(|c| encode(c.name.clone(), c)));
-            out.clusters.extend(az.collector.clone().map(|c| encode(c.name.clone(), c)));
+            out.clusters.extend(az.seen.collectors().map(|c| encode(c.name.clone(), c.clone())));
             out
         }
         Role::Gateway => {
@@ -221,8 +220,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                     ports.iter().map(|p| (*p, authz::filters(ix, &authz::Target { node: &n, port: *p }))).collect();
                 let tls = ports.iter().map(|p| (*p, super::gateway_tls::chains(ix, &n, *p))).collect();
                 let seen = listeners::Telemetry { client: observe(ix, &n, Side::Client), server: Default::default() };
-                let collector = tracing::collector(ix, &n);
-                Part { routes, clusters, endpoints, gateway_tcp, authz, tls, seen, collector, ..Default::default() }
+                Part { routes, clusters, endpoints, gateway_tcp, authz, tls, seen, ..Default::default() }
             })
             .await;
             let listeners = listeners::gateway(node, &g.authz, &g.tls, &g.seen.client).into_iter();
@@ -236,7 +234,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                     .clusters
                     .iter()
                     .cloned()
-                    .chain(g.collector.clone().map(|c| encode(c.name.clone(), c)))
+                    .chain(g.seen.collectors().map(|c| encode(c.name.clone(), c.clone())))
                     .collect(),
                 endpoints: g.endpoints.clone(),
             }

@@ -27,11 +27,11 @@ pub fn cluster_name(provider: &str) -> String {
     format!("tracing|{provider}")
 }
 
-/// The connection manager's tracing for `node` on `side`; none when no
-/// Telemetry traces it.
-pub fn tracing(index: &Index, node: &ProxyNode, side: Side) -> Option<Tracing> {
+/// The connection manager's tracing for `node` on `side`, and the
+/// collector cluster it reports to; none when no Telemetry traces it.
+pub fn for_side(index: &Index, node: &ProxyNode, side: Side) -> Option<(Tracing, Option<Cluster>)> {
     let choice = tracing_for(index.resources, &node.namespace, &node.labels, side)?;
-    Some(hcm_tracing(&choice, node))
+    Some((hcm_tracing(&choice, node), choice.collector.as_ref().map(collector)))
 }
 
 fn hcm_tracing(choice: &TracingChoice, node: &ProxyNode) -> Tracing {
@@ -79,14 +79,10 @@ fn hcm_tracing(choice: &TracingChoice, node: &ProxyNode) -> Tracing {
     Tracing { random_sampling: Some(Percent { value: choice.sampling }), custom_tags, provider, ..Default::default() }
 }
 
-/// The collector cluster for `node`'s tracing, if it reports spans: static
-/// for an IP address, DNS for a host name, HTTP/2 for gRPC.
-pub fn collector(index: &Index, node: &ProxyNode) -> Option<Cluster> {
-    let (name, host, port) = [Side::Client, Side::Server]
-        .into_iter()
-        .filter_map(|side| tracing_for(index.resources, &node.namespace, &node.labels, side))
-        .find_map(|c| c.collector)?;
-    let name = cluster_name(&name);
+/// A collector's cluster: static for an IP address, DNS for a host name,
+/// HTTP/2 for gRPC.
+fn collector((name, host, port): &(String, String, u16)) -> Cluster {
+    let (name, port) = (cluster_name(name), *port);
     let kind = if host.parse::<std::net::IpAddr>().is_ok() {
         cluster::DiscoveryType::Static
     } else {
@@ -106,12 +102,12 @@ pub fn collector(index: &Index, node: &ProxyNode) -> Option<Cluster> {
     };
     let endpoint = LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-            address: Some(socket(&host, port)),
+            address: Some(socket(host, port)),
             ..Default::default()
         })),
         ..Default::default()
     };
-    Some(Cluster {
+    Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(kind as i32)),
         connect_timeout: Some(pb_duration(Duration::from_secs(1))),
@@ -126,5 +122,5 @@ pub fn collector(index: &Index, node: &ProxyNode) -> Option<Cluster> {
         )]
         .into(),
         ..Default::default()
-    })
+    }
 }

@@ -15,6 +15,12 @@ pub fn strip_port(host: &str) -> &str {
     }
 }
 
+/// A request's authority: its URI's (absolute form, HTTP/2's
+/// `:authority`), else its `Host` header.
+pub fn authority_of<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| headers.get(http::header::HOST).and_then(|v| v.to_str().ok()))
+}
+
 /// What a request looks like to the matchers; built once per request.
 pub struct RequestView<'a> {
     pub method: &'a Method,

@@ -10,7 +10,7 @@ use super::outcome::{Dest, Outcome, UNKNOWN};
 use super::respond;
 use super::{authz, cors, fault, forward, observe};
 use crate::config::listener::{Direction, HttpListener, ListenerKind};
-use crate::config::matcher::strip_port;
+use crate::config::matcher::{authority_of, strip_port};
 use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::conn::ConnCtx;
 use crate::telemetry::{Labels, Record};
@@ -159,17 +159,11 @@ pub fn handle(
     }
 }
 
-/// The request as matchers see it; `authority` as given (or the
-/// `Host` header's when empty).
+/// The request as matchers see it, with its `authority` as routing reads it.
 fn view<'a>(req: &'a Request<Incoming>, authority: &'a str) -> RequestView<'a> {
-    let host = || req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
     RequestView {
         method: req.method(),
-        authority: if authority.is_empty() {
-            req.uri().authority().map(|a| a.as_str()).or_else(host).unwrap_or("")
-        } else {
-            authority
-        },
+        authority,
         scheme: req.uri().scheme_str().unwrap_or("http"),
         path: req.uri().path(),
         query: req.uri().query(),
@@ -197,8 +191,7 @@ fn resolve<'a>(hl: &'a HttpListener, req: &Request<Incoming>, secure: bool) -> R
     let Some(table) = &hl.routes else {
         return Err(no_route(format!("route table {:?} has not arrived from the control plane yet", hl.route_name)));
     };
-    let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
-    let authority = lowercase(req.uri().authority().map(|a| a.as_str()).or(host_header).unwrap_or(""));
+    let authority = lowercase(authority_of(req.uri(), req.headers()).unwrap_or(""));
     let lookup = if hl.strip_port { strip_port(&authority) } else { &authority };
     let Some(vhost) = table.host(lookup) else {
         return Err(no_route(format!("no route for host {authority:?}: no service or VirtualService host matches it")));

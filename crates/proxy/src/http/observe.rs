@@ -22,6 +22,8 @@ const CLIENT_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-clien
 
 /// One request, observed.
 pub struct Observed {
+    /// When it arrived (its log line's start time, its span's).
+    start: SystemTime,
     pub captured: Option<Box<Captured>>,
     /// The trace it is part of, when the listener traces.
     pub trace_id: Option<u128>,
@@ -33,7 +35,6 @@ struct Started {
     trace_id: u128,
     span_id: u64,
     parent: Option<u64>,
-    start: SystemTime,
     method: http::Method,
     url: String,
     user_agent: Option<HeaderValue>,
@@ -84,16 +85,11 @@ fn trace(t: &Tracing, inbound: bool, req: &mut Request<Incoming>, out: &mut Obse
             (k.clone(), value)
         })
         .collect();
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()));
+    let host = crate::config::matcher::authority_of(req.uri(), req.headers());
     out.span = Some(Started {
         trace_id,
         span_id,
         parent: parent.map(|p| p.span_id),
-        start: SystemTime::now(),
         method: req.method().clone(),
         url: format!("http://{}{}", host.unwrap_or(""), req.uri().path_and_query().map_or("/", |p| p.as_str())),
         user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
@@ -108,7 +104,7 @@ pub fn begin(hl: &HttpListener, req: &mut Request<Incoming>) -> Option<Box<Obser
     if hl.access_log.is_none() && hl.tracing.is_none() {
         return None;
     }
-    let mut out = Box::new(Observed { captured: None, trace_id: None, span: None });
+    let mut out = Box::new(Observed { start: SystemTime::now(), captured: None, trace_id: None, span: None });
     if let Some(t) = &hl.tracing {
         trace(t, hl.direction == Direction::Inbound, req, &mut out);
     }
@@ -151,7 +147,7 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
             std::str::from_utf8(&trace_hex).unwrap_or_default()
         });
         logs.log(&Entry {
-            start: c.start,
+            start: o.start,
             duration: e.duration,
             protocol: Some(protocol(e.version)),
             code,
@@ -174,24 +170,20 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
     let (Some(s), Some(exporter)) = (&o.span, e.hl.tracing.as_ref().and_then(|t| t.exporter.as_ref())) else {
         return;
     };
-    let node = &e.ctx.state.node;
-    let label = |k: &str| node.labels.get(k).map(String::as_str);
-    let canonical = label("service.istio.io/canonical-name").or(label("app")).unwrap_or(&node.workload);
-    let revision = label("service.istio.io/canonical-revision").or(label("version")).unwrap_or("latest");
     let (service, _, _) = outcome.dest.service();
     let port = cluster.and_then(|c| c.split('|').nth(1)).filter(|p| !p.is_empty());
     // Istio's decorator: the destination service and port; inbound, this
     // workload's canonical service and its app port.
     let name = match port {
         Some(port) if cluster.is_some_and(|c| c.starts_with("inbound|")) => {
-            format!("{canonical}.{}.svc.cluster.local:{port}/*", node.namespace)
+            let node = &e.ctx.state.node;
+            format!("{}.{}.svc.cluster.local:{port}/*", trace::canonical_service(node), node.namespace)
         }
         Some(port) if service != crate::telemetry::UNKNOWN => format!("{service}:{port}/*"),
         _ => s.url.split_once("://").map_or(s.url.clone(), |(_, rest)| rest.to_owned()),
     };
     let str_of = |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
     let mut attributes = vec![
-        ("component", Attr::Str("proxy".into())),
         ("http.method", Attr::Str(s.method.to_string())),
         ("http.url", Attr::Str(s.url.clone())),
         ("http.protocol", Attr::Str(protocol(e.version).into())),
@@ -202,11 +194,6 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
         ("guid:x-request-id", Attr::Str(str_of(&s.request_id))),
         ("user_agent", Attr::Str(str_of(&s.user_agent))),
         ("peer.address", Attr::Str(e.ctx.peer.ip().to_string())),
-        ("node_id", Attr::Str(format!("{}.{}", node.workload, node.namespace))),
-        ("istio.canonical_service", Attr::Str(canonical.into())),
-        ("istio.canonical_revision", Attr::Str(revision.into())),
-        ("istio.namespace", Attr::Str(node.namespace.clone())),
-        ("istio.mesh_id", Attr::Str("cluster.local".into())),
     ];
     if let Some(c) = cluster {
         attributes.push(("upstream_cluster", Attr::Str(c.to_owned())));
@@ -227,7 +214,7 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
         parent: s.parent,
         name,
         server: e.hl.direction == Direction::Inbound || e.hl.remote_address,
-        start: s.start,
+        start: o.start,
         end: SystemTime::now(),
         attributes,
         tags: s.tags.clone(),

@@ -74,7 +74,6 @@ pub struct Captured {
     /// By `Headers::sel`'s index.
     values: Box<[Got]>,
     tests: u64,
-    pub start: SystemTime,
     /// The route it took, once routed.
     pub route: Option<Arc<str>>,
 }
@@ -201,10 +200,9 @@ impl AccessLogs {
         let host = headers.get(http::header::HOST).cloned();
         let mut tests = 0u64;
         if !self.headers.tests.is_empty() {
-            let authority = uri.authority().map(|a| a.as_str()).or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
             let view = RequestView {
                 method,
-                authority: authority.unwrap_or(""),
+                authority: super::matcher::authority_of(uri, headers).unwrap_or(""),
                 scheme: uri.scheme_str().unwrap_or("http"),
                 path: uri.path(),
                 query: uri.query(),
@@ -214,15 +212,7 @@ impl AccessLogs {
                 tests |= u64::from(t.matches(&view)) << i;
             }
         }
-        Box::new(Captured {
-            method: method.clone(),
-            uri: uri.clone(),
-            host,
-            values,
-            tests,
-            start: SystemTime::now(),
-            route: None,
-        })
+        Box::new(Captured { method: method.clone(), uri: uri.clone(), host, values, tests, route: None })
     }
 
     /// Writes `e` to each log whose filter takes it.

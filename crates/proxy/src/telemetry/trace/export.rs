@@ -3,6 +3,7 @@
 //! span; a slow or dead collector fills the queue and spans are dropped
 //! and counted, never waited for.
 
+use crate::node::NodeInfo;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -55,6 +56,8 @@ pub type Resolver = Arc<dyn Fn(&str) -> Option<SocketAddr> + Send + Sync>;
 pub struct Exporters {
     open: Mutex<HashMap<(String, String), Weak<Exporter>>>,
     resolver: OnceLock<Resolver>,
+    /// The attributes every span of this proxy has (who made it), made once.
+    node: OnceLock<Arc<[KeyValue]>>,
     /// Spans dropped: the queue was full, or the collector did not take them.
     pub dropped: Counter,
     pub exported: Counter,
@@ -72,8 +75,11 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporters {
-    pub fn set_resolver(&self, r: Resolver) {
+    /// Set once when the proxy starts: how collectors are found, and who
+    /// this proxy is.
+    pub fn start(&self, r: Resolver, node: &NodeInfo) {
         let _ = self.resolver.set(r);
+        let _ = self.node.set(node_attributes(node).into());
     }
 
     /// The exporter to the collector `cluster` for spans of `service`;
@@ -92,6 +98,7 @@ impl Exporters {
             cluster: cluster.to_owned(),
             resource: resource(service),
             resolver: self.resolver.get().cloned(),
+            node: self.node.get().cloned().unwrap_or_else(|| Arc::new([])),
             dropped: self.dropped.clone(),
             exported: self.exported.clone(),
         };
@@ -119,6 +126,28 @@ fn string(key: &str, v: String) -> KeyValue {
     }
 }
 
+/// Istio's canonical service of a workload: its label for it, else its
+/// `app` label, else its name.
+pub fn canonical_service(node: &NodeInfo) -> &str {
+    let label = |k: &str| node.labels.get(k).map(String::as_str);
+    label("service.istio.io/canonical-name").or(label("app")).unwrap_or(&node.workload)
+}
+
+/// Istio's attributes naming the proxy that made a span.
+fn node_attributes(node: &NodeInfo) -> Vec<KeyValue> {
+    let label = |k: &str| node.labels.get(k).map(String::as_str);
+    let canonical = canonical_service(node);
+    let revision = label("service.istio.io/canonical-revision").or(label("version")).unwrap_or("latest");
+    vec![
+        string("component", "proxy".into()),
+        string("node_id", format!("{}.{}", node.workload, node.namespace)),
+        string("istio.canonical_service", canonical.into()),
+        string("istio.canonical_revision", revision.into()),
+        string("istio.namespace", node.namespace.clone()),
+        string("istio.mesh_id", "cluster.local".into()),
+    ]
+}
+
 fn resource(service: &str) -> Resource {
     Resource { attributes: vec![string("service.name", service.to_owned())], ..Default::default() }
 }
@@ -127,7 +156,7 @@ fn nanos(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn otlp(s: Span) -> opentelemetry_proto::tonic::trace::v1::Span {
+fn otlp(s: Span, node: &[KeyValue]) -> opentelemetry_proto::tonic::trace::v1::Span {
     let mut attributes: Vec<KeyValue> = s
         .attributes
         .into_iter()
@@ -140,6 +169,7 @@ fn otlp(s: Span) -> opentelemetry_proto::tonic::trace::v1::Span {
             },
         })
         .collect();
+    attributes.extend(node.iter().cloned());
     attributes.extend(s.tags.into_iter().map(|(k, v)| string(&k, v)));
     opentelemetry_proto::tonic::trace::v1::Span {
         trace_id: s.trace_id.to_be_bytes().to_vec(),
@@ -160,6 +190,7 @@ struct Task {
     cluster: String,
     resource: Resource,
     resolver: Option<Resolver>,
+    node: Arc<[KeyValue]>,
     dropped: Counter,
     exported: Counter,
 }
@@ -221,7 +252,7 @@ impl Task {
                 resource: Some(self.resource.clone()),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(InstrumentationScope { name: "weft".into(), ..Default::default() }),
-                    spans: batch.into_iter().map(otlp).collect(),
+                    spans: batch.into_iter().map(|s| otlp(s, &self.node)).collect(),
                     ..Default::default()
                 }],
                 ..Default::default()

@@ -6,7 +6,7 @@
 pub mod context;
 mod export;
 
-pub use export::{Attr, Exporter, Exporters, QUEUE_SPANS, Resolver, Span};
+pub use export::{Attr, Exporter, Exporters, Resolver, Span, canonical_service};
 
 /// A new id: random and never zero (zero means none to both formats).
 pub fn new_id() -> u64 {
