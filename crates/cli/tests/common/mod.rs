@@ -263,30 +263,35 @@ impl Control {
         Control::start_with(dir, &[]).await
     }
 
+    /// Ports come from `free_port`, which another test may take first: a
+    /// control plane that cannot bind exits, and it starts again on others.
     pub async fn start_with(dir: &Path, extra: &[&str]) -> Control {
-        let (xds, api) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let api_tls = format!("127.0.0.1:{}", free_port());
-        let ca_dir = tempfile::tempdir().unwrap();
-        let ca = ca_dir.path().to_str().unwrap().to_owned();
-        let mut args: Vec<String> = [
-            "control",
-            "--config",
-            dir.to_str().unwrap(),
-            "--xds-addr",
-            &xds,
-            "--api-addr",
-            &api,
-            "--api-tls-addr",
-            &api_tls,
-            "--ca-dir",
-            &ca,
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = Control::spawn_ready(&args, &api).await;
-        let admin_token = ca_dir.path().join("admin-token").to_str().unwrap().to_owned();
-        Control { proc, xds, api, api_tls, admin_token, ca_dir, args }
+        for _ in 0..5 {
+            let (xds, api) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+            let api_tls = format!("127.0.0.1:{}", free_port());
+            let ca_dir = tempfile::tempdir().unwrap();
+            let ca = ca_dir.path().to_str().unwrap().to_owned();
+            let mut args: Vec<String> = [
+                "control",
+                "--config",
+                dir.to_str().unwrap(),
+                "--xds-addr",
+                &xds,
+                "--api-addr",
+                &api,
+                "--api-tls-addr",
+                &api_tls,
+                "--ca-dir",
+                &ca,
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let Some(proc) = Control::spawn_ready(&args, &api).await else { continue };
+            let admin_token = ca_dir.path().join("admin-token").to_str().unwrap().to_owned();
+            return Control { proc, xds, api, api_tls, admin_token, ca_dir, args };
+        }
+        panic!("the control plane exited before it was ready five times (see its errors above)");
     }
 
     /// `Authorization` for the admin: what may register any instance.
@@ -299,16 +304,26 @@ impl Control {
         ["--ca", &self.api, "--token-file", &self.admin_token]
     }
 
-    async fn spawn_ready(args: &[String], api: &str) -> Proc {
+    /// The control plane once its own API (the pid says whose) answers
+    /// ready; `None` when it exited first (a port already taken).
+    async fn spawn_ready(args: &[String], api: &str) -> Option<Proc> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proc = spawn(&args);
-        let a = api.to_owned();
-        eventually(20, "control plane API", || {
-            let a = a.clone();
-            async move { up_at(&a).await && get(&a, "/ready", &[]).await.status == 200 }
-        })
-        .await;
-        proc
+        let mut proc = spawn(&args);
+        let pid = proc.0.id();
+        let start = Instant::now();
+        loop {
+            if proc.0.try_wait().unwrap().is_some() {
+                return None;
+            }
+            let ready = try_request(api, "GET", "/ready", &[], Bytes::new()).await;
+            if ready.is_ok_and(|r| {
+                r.status == 200 && serde_json::from_slice::<serde_json::Value>(&r.body).is_ok_and(|j| j["pid"] == pid)
+            }) {
+                return Some(proc);
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out after 20s waiting for the control plane API");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: the control plane dies with no goodbye.
@@ -319,7 +334,7 @@ impl Control {
 
     /// Starts it again on the same addresses (after `kill`).
     pub async fn restart(&mut self) {
-        self.proc = Control::spawn_ready(&self.args, &self.api).await;
+        self.proc = Control::spawn_ready(&self.args, &self.api).await.expect("the control plane exited on restart");
     }
 }
 

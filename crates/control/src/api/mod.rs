@@ -2,7 +2,7 @@
 //!
 //! | method and path | what |
 //! | --- | --- |
-//! | `GET /ready` | 200 once a config is loaded |
+//! | `GET /ready` | 200 once a config is loaded, with the pid |
 //! | `POST /v1/instances` | register `{name, namespace, address, port or ports, labels, serviceAccount, locality, weight, ttlSeconds}` → `{id, ttlSeconds}` (proof of its identity) |
 //! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) (proof of its identity) |
 //! | `DELETE /v1/instances/{id}` | leave now (proof of its identity) |
@@ -92,7 +92,9 @@ pub async fn handle(
     let resp = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["ready"]) => {
             if hub.snapshot().version > 0 {
-                json(StatusCode::OK, &serde_json::json!({"ready": true}))
+                // The pid lets a launcher tell its own control plane from another
+                // process that answers on the same port.
+                json(StatusCode::OK, &serde_json::json!({"ready": true, "pid": std::process::id()}))
             } else {
                 error(StatusCode::SERVICE_UNAVAILABLE, "no config loaded yet")
             }
