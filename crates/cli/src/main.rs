@@ -10,8 +10,8 @@ mod alloc;
 mod authz_check;
 mod ca_cmds;
 mod control_args;
+mod ops;
 mod proxy_args;
-mod status;
 mod up;
 mod validate;
 
@@ -74,7 +74,13 @@ enum Cmd {
     },
     /// Every proxy connected to the control plane and whether it has the
     /// latest config (synced), an older one (stale) or refused it (NACK).
-    Status(status::StatusArgs),
+    Status(ops::status::StatusArgs),
+    /// What one proxy really runs: its listeners, routes, clusters,
+    /// endpoints and certificate, asked from the proxy itself.
+    ProxyConfig(ops::proxy_config::ProxyConfigArgs),
+    /// Is the running mesh healthy? Control plane, config, proxies' sync and
+    /// NACKs, certificate expiry and renewal (exit 1 on a failure).
+    Check(ops::check::CheckArgs),
     /// Authorization: `weft authz check` explains the decision on one request.
     Authz {
         #[command(subcommand)]
@@ -151,7 +157,8 @@ fn main() -> ExitCode {
     }
     .expect("tokio runtime");
     let result = rt.block_on(async move {
-        match cli.cmd {
+        let done = match cli.cmd {
+            Cmd::Check(a) => return ops::check::run(a).await,
             Cmd::Up(a) => up::run(a).await,
             Cmd::Control { config, xds_addr, api_addr, ca, limits } => {
                 let limits = limits.limits();
@@ -201,16 +208,18 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Cert(a) => ca_cmds::cert(a).await,
-            Cmd::Status(a) => status::run(a).await,
+            Cmd::Status(a) => ops::status::run(a).await,
+            Cmd::ProxyConfig(a) => ops::proxy_config::run(a).await,
             Cmd::Token { cmd: TokenCmd::Create(a) } => ca_cmds::token(a).await,
             Cmd::Validate { .. } | Cmd::Authz { .. } => unreachable!("handled above"),
-        }
+        };
+        done.map(|()| ExitCode::SUCCESS)
     });
     // A stop signal ends the command; work still running on the blocking
     // pool (a large config's translation) must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

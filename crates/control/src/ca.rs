@@ -24,6 +24,8 @@ pub const WORKLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
+    /// The signing certificate (the root itself unless an intermediate).
+    signer_pem: String,
     root_pem: String,
     /// The signing certificate and those up to the root, appended to each
     /// workload certificate when the signer is an intermediate.
@@ -67,6 +69,7 @@ impl Ca {
         let root_pem = params.self_signed(&key)?.pem();
         Ok(Ca {
             issuer: Issuer::new(params, key),
+            signer_pem: root_pem.clone(),
             root_pem,
             chain_pem: None,
             trust_domain: trust_domain.to_owned(),
@@ -86,8 +89,15 @@ impl Ca {
             let issuer = Issuer::from_ca_cert_pem(&cert, key)
                 .map_err(|e| anyhow::anyhow!("{}: not a CA certificate: {e}", at(CA_CERT)))?;
             let root_pem = read(ROOT_CERT).unwrap_or_else(|_| cert.clone());
-            let chain_pem = (root_pem.trim() != cert.trim()).then(|| read(CERT_CHAIN).unwrap_or(cert));
-            return Ok(Ca { issuer, root_pem, chain_pem, trust_domain: trust_domain.to_owned(), ttl });
+            let chain_pem = (root_pem.trim() != cert.trim()).then(|| read(CERT_CHAIN).unwrap_or_else(|_| cert.clone()));
+            return Ok(Ca {
+                issuer,
+                signer_pem: cert,
+                root_pem,
+                chain_pem,
+                trust_domain: trust_domain.to_owned(),
+                ttl,
+            });
         }
         let ca = Ca::new(trust_domain, ttl)?;
         std::fs::create_dir_all(dir)?;
@@ -100,6 +110,30 @@ impl Ca {
 
     pub fn root_pem(&self) -> &str {
         &self.root_pem
+    }
+
+    /// The root's and the signing certificate's subjects and expiry, and
+    /// the workload certificates' lifetime (`/debug/certs`, `weft check`).
+    pub fn validity(&self) -> serde_json::Value {
+        let cert = |pem: &str| {
+            let parsed = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok().and_then(|(_, p)| {
+                let c = p.parse_x509().ok()?;
+                Some((c.subject().to_string(), c.validity().not_after.timestamp()))
+            });
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            match parsed {
+                Some((subject, not_after)) => {
+                    serde_json::json!({"subject": subject, "notAfter": not_after, "expiresInSeconds": not_after - now})
+                }
+                None => serde_json::json!({"error": "not a PEM certificate"}),
+            }
+        };
+        serde_json::json!({
+            "root": cert(&self.root_pem),
+            "signer": cert(&self.signer_pem),
+            "intermediate": self.chain_pem.is_some(),
+            "workloadTtlSeconds": self.ttl.as_secs(),
+        })
     }
 
     /// The identity a CSR (PEM) asks for, checked to form; the error says

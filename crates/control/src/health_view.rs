@@ -8,36 +8,9 @@
 //! the control plane in between: asking is the only cost.
 
 use crate::hub::Hub;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use crate::reach::get_json;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// The most of one proxy's answer read: a proxy's `/clusters` on a large
-/// mesh is a few MB; more is refused, not buffered.
-const MAX_ANSWER: usize = 16 << 20;
-
-/// `GET http://{addr}{path}` with a deadline and a size limit, as JSON.
-async fn get_json(addr: &str, path: &str) -> Result<Value, String> {
-    let fetch = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req =
-            hyper::Request::get(path).header("host", addr).body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let body = Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e} (at most {MAX_ANSWER} bytes are read)"))?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
-    };
-    tokio::time::timeout(Duration::from_secs(2), fetch).await.map_err(|_| "no answer within 2 s".to_owned())?
-}
 
 /// Every proxy's view, merged: per (cluster, host), how many proxies see
 /// it and which of them see it unhealthy, with their reason.

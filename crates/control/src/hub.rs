@@ -42,6 +42,8 @@ struct Inner {
     statics: Vec<Arc<Instance>>,
     registrations: Registrations,
     rejected: Vec<String>,
+    /// What the config in force was warned of (fields not applied, ...).
+    warnings: Vec<String>,
 }
 
 /// How often registrations may publish a snapshot.
@@ -102,9 +104,10 @@ impl Hub {
         self.tx.send_replace(Arc::new(snap));
     }
 
-    /// Installs a config that validated clean.
-    pub fn set_config(&self, resources: Vec<Resource>) {
+    /// Installs a config that validated with no error, and its warnings.
+    pub fn set_config(&self, resources: Vec<Resource>, warnings: Vec<String>) {
         let mut inner = self.inner.lock();
+        inner.warnings = warnings;
         inner.statics = static_instances(&resources).into_iter().map(Arc::new).collect();
         inner.resources = Arc::new(resources);
         inner.rejected.clear();
@@ -118,6 +121,10 @@ impl Hub {
 
     pub fn rejected(&self) -> Vec<String> {
         self.inner.lock().rejected.clone()
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.inner.lock().warnings.clone()
     }
 
     /// Registers an instance (see `Registrations::register`); the

@@ -14,6 +14,7 @@ pub mod ca;
 pub mod health_view;
 pub mod hub;
 pub mod limits;
+pub mod reach;
 pub mod registry;
 pub mod source;
 pub mod translate;

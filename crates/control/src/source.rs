@@ -104,7 +104,8 @@ fn report(dir: &Path, result: Result<(Vec<weft_api::Resource>, Vec<Diagnostic>),
                 }
             }
             tracing::info!(resources = resources.len(), dir = %dir.display(), "config applied");
-            hub.set_config(resources);
+            let warned = warnings.iter().filter(|w| w.is_warning()).map(ToString::to_string).collect();
+            hub.set_config(resources, warned);
             true
         }
         Err(diags) => {

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `/ready`, `/healthz/ready` | 200 once listeners of a complete config are bound |
 //! | `/config_dump` | JSON of the running config, with its version |
+//! | `/certs` | the workload certificate: identity, expiry, last failed renewal |
 //! | `/clusters` | endpoints and their state, one line per fact (Envoy's format) |
 //! | `/stats/prometheus` | Istio-standard request metrics |
 //! | `POST /quitquitquit` | drain and exit |
@@ -54,21 +55,8 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
             }
         })
         .collect();
-    let mut routes: Vec<_> = cfg
-        .routes
-        .values()
-        .map(|t| {
-            let vhosts: Vec<_> = t
-                .describe()
-                .into_iter()
-                .map(|(name, mut domains, routes)| {
-                    domains.sort();
-                    json!({"name": name, "domains": domains, "routes": routes})
-                })
-                .collect();
-            json!({"name": &*t.name, "virtualHosts": vhosts})
-        })
-        .collect();
+    let mut routes: Vec<_> =
+        cfg.routes.values().map(|t| json!({"name": &*t.name, "virtualHosts": t.describe()})).collect();
     routes.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let mut clusters: Vec<_> = cfg
         .clusters
@@ -86,10 +74,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         "node": {"id": state.node.id, "role": state.node.role, "namespace": state.node.namespace, "workload": state.node.workload, "labels": state.node.labels},
         "ready": state.ready(),
         // The workload certificate (`crate::mtls`): who this proxy is to its peers.
-        "mtls": state.tls().load().as_deref().map(|t| json!({
-            "identity": t.identity,
-            "expiresInSeconds": t.expires.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs()),
-        })),
+        "mtls": certs(state),
         "lastNack": state.last_nack.lock().clone(),
         // Seconds; null when off (`crate::idle`).
         "downstreamTimeouts": {
@@ -99,6 +84,22 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         "listeners": listeners,
         "routes": routes,
         "clusters": clusters,
+    })
+}
+
+/// The workload certificate, its expiry and the last failed renewal
+/// (`/certs`; null when this proxy has none and asks for none).
+fn certs(state: &ProxyState) -> serde_json::Value {
+    let tls = state.tls().load_full();
+    let error = state.cert_error.lock().clone();
+    if tls.is_none() && error.is_none() && !state.awaiting_cert() {
+        return serde_json::Value::Null;
+    }
+    let secs = |t: std::time::SystemTime| t.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs());
+    json!({
+        "identity": tls.as_ref().map(|t| t.identity.clone()),
+        "expiresInSeconds": tls.as_ref().map(|t| secs(t.expires)),
+        "lastRenewalError": error,
     })
 }
 
@@ -192,6 +193,11 @@ async fn handle(
             "application/json",
             serde_json::to_vec_pretty(&config_dump(&state)).unwrap_or_default(),
         ),
+        (&Method::GET, "/certs") => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec(&json!({"proxy": state.node.id, "mtls": certs(&state)})).unwrap_or_default(),
+        ),
         (&Method::GET, "/clusters") if req.uri().query() == Some("format=json") => {
             reply(StatusCode::OK, "application/json", serde_json::to_vec(&clusters_json(&state)).unwrap_or_default())
         }
@@ -206,7 +212,7 @@ async fn handle(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /ready, /config_dump, /clusters, /stats/prometheus\n",
+            "not found; try /ready, /config_dump, /certs, /clusters, /stats/prometheus\n",
         ),
     };
     Ok(r)

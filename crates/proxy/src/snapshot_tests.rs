@@ -157,7 +157,8 @@ fn a_table_whose_resource_was_let_go_is_relinked_to_changed_clusters() {
     assert_eq!(ports(c), vec![1000, 1001]);
     let described = next.routes["outbound"].describe();
     assert_eq!(described.len(), 2);
-    assert_eq!(described[0].1, vec!["a".to_owned()]);
+    assert_eq!(described[0]["domains"], serde_json::json!(["a"]));
+    assert_eq!(described[0]["routes"][0]["action"], "→ a");
 
     // A cluster that went away leaves its route pointing nowhere (503 NC),
     // and coming back relinks it.

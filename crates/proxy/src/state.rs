@@ -30,6 +30,8 @@ pub struct ProxyState {
     /// Connection pools and host health, kept across config versions.
     pub hosts: Arc<crate::upstream::Registries>,
     pub last_nack: parking_lot::Mutex<Option<String>>,
+    /// Why the last certificate request failed; cleared by the next success.
+    pub cert_error: parking_lot::Mutex<Option<String>>,
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
     pub source_header: Option<http::HeaderValue>,
     /// Downstream connections' idle and request-head timeouts (`crate::idle`).
@@ -68,6 +70,7 @@ impl ProxyState {
             wants_cert: AtomicBool::new(false),
             hosts,
             last_nack: parking_lot::Mutex::new(None),
+            cert_error: parking_lot::Mutex::new(None),
             source_header,
             timeouts,
         })

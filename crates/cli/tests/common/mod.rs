@@ -266,11 +266,16 @@ impl Control {
     /// Ports come from `free_port`, which another test may take first: a
     /// control plane that cannot bind exits, and it starts again on others.
     pub async fn start_with(dir: &Path, extra: &[&str]) -> Control {
+        Control::start_with_ca(dir, tempfile::tempdir().unwrap(), extra).await
+    }
+
+    /// With `ca_dir` as its CA directory (an operator's `cacerts` in it, or
+    /// nothing for a root made at start).
+    pub async fn start_with_ca(dir: &Path, ca_dir: tempfile::TempDir, extra: &[&str]) -> Control {
+        let ca = ca_dir.path().to_str().unwrap().to_owned();
         for _ in 0..5 {
             let (xds, api) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
             let api_tls = format!("127.0.0.1:{}", free_port());
-            let ca_dir = tempfile::tempdir().unwrap();
-            let ca = ca_dir.path().to_str().unwrap().to_owned();
             let mut args: Vec<String> = [
                 "control",
                 "--config",

@@ -10,10 +10,12 @@
 //! | `POST /v1/certificates` | sign a workload's CSR `{csr}` (PEM, its SPIFFE ID as URI SAN) → `{identity, certificate, root, expiresInSeconds}` (`ca`; proof of that identity) |
 //! | `POST /v1/tokens` | a bootstrap token `{namespace, serviceAccount, ttlSeconds}` → `{token, identity, expiresInSeconds}` (admin) |
 //! | `GET /v1/root` | the mesh root certificate `{root}` |
-//! | `GET /debug/config` | version, resources, rejected edit's diagnostics |
+//! | `GET /debug/config` | version, resources, the rejected edit's diagnostics, the warnings of the config in force |
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
 //! | `GET /debug/health` | upstream health as every proxy sees it, per host (`health_view`) |
+//! | `GET /debug/proxies/{id}/config_dump` | what that proxy runs, asked from its admin |
+//! | `GET /debug/certs` | the CA's root and signer expiry; every proxy's certificate, asked from each |
 //! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
 //!
 //! Every request first passes `guard` (Host, Content-Type, body size).
@@ -207,6 +209,7 @@ pub async fn handle(
                     "resources": resources,
                     "instances": snap.instances.iter().map(|i| &**i).collect::<Vec<_>>(),
                     "rejected": hub.rejected(),
+                    "warnings": hub.warnings(),
                 }),
             )
         }
@@ -225,9 +228,20 @@ pub async fn handle(
         (Method::GET, ["debug", "proxies"]) => {
             json(StatusCode::OK, &serde_json::to_value(hub.proxies()).unwrap_or_default())
         }
+        (Method::GET, ["debug", "proxies", id, "config_dump"]) => {
+            let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+            match crate::reach::config_dump(hub, &id).await {
+                Some(Ok(dump)) => json(StatusCode::OK, &dump),
+                Some(Err(e)) => error(StatusCode::BAD_GATEWAY, &format!("cannot ask proxy {id}: {e}")),
+                None => error(StatusCode::NOT_FOUND, &format!("no proxy {id} is connected; see /debug/proxies")),
+            }
+        }
+        (Method::GET, ["debug", "certs"]) => {
+            json(StatusCode::OK, &serde_json::json!({"ca": ca.validity(), "proxies": crate::reach::certs(hub).await}))
+        }
         _ => error(
             StatusCode::NOT_FOUND,
-            "no such endpoint; see /debug/config, /debug/proxies, /debug/health, /v1/instances, /v1/root, /metrics",
+            "no such endpoint; see /debug/config, /debug/proxies, /debug/certs, /debug/health, /v1/instances, /v1/root, /metrics",
         ),
     };
     Ok(resp)

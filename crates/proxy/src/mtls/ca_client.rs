@@ -92,12 +92,14 @@ pub async fn run(state: Arc<ProxyState>, api: Arc<ControlApi>, identity: String)
                 let life = tls.expires.duration_since(SystemTime::now()).unwrap_or_default();
                 tracing::info!(%identity, expires_in = ?life, "workload certificate issued");
                 state.tls().store(Some(Arc::new(tls)));
+                *state.cert_error.lock() = None;
                 state.metrics.cert_renewals.inc();
                 backoff = Duration::from_secs(1);
                 (life / 2).max(Duration::from_secs(1))
             }
             Err(e) => {
                 tracing::warn!(error = %e, api = %api.addr, "cannot get a workload certificate; mesh traffic stays plaintext until one is issued");
+                *state.cert_error.lock() = Some(format!("{e}"));
                 let w = backoff;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 w

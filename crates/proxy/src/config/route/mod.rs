@@ -4,6 +4,7 @@
 
 mod compile;
 pub mod cors;
+mod describe;
 mod domains;
 pub mod fault;
 
@@ -332,16 +333,6 @@ impl RouteTable {
             }
         }
         t
-    }
-
-    /// Each virtual host's name, domains and route names (for `/config_dump`).
-    pub fn describe(&self) -> Vec<(&str, Vec<String>, Vec<&str>)> {
-        let mut domains = self.domains.by_host(self.hosts.len());
-        self.hosts
-            .iter()
-            .zip(domains.iter_mut())
-            .map(|(h, d)| (&*h.name, std::mem::take(d), h.routes.iter().map(|r| &*r.name).collect()))
-            .collect()
     }
 }
 

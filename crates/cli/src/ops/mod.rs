@@ -1,0 +1,117 @@
+//! The operator's commands (`weft status`, `weft proxy-config`, `weft
+//! check`). Each talks to a control plane's API, which reaches the proxies;
+//! with no flag, to the mesh `weft up` runs on this machine.
+
+pub mod check;
+pub mod proxy_config;
+pub mod status;
+
+use weft_proxy::mtls::control::ControlApi;
+
+/// Which control plane, and how to answer.
+#[derive(clap::Args)]
+pub struct Target {
+    /// The control plane's API, `host:port`; by default the mesh `weft up`
+    /// runs on this machine.
+    #[arg(long, env = "WEFT_CONTROL")]
+    control: Option<String>,
+    /// `table`, or `json` for scripts.
+    #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+}
+
+impl Target {
+    pub fn api(&self) -> anyhow::Result<ControlApi> {
+        let addr = match &self.control {
+            Some(c) => c.clone(),
+            None => crate::up::current::api()?,
+        };
+        ControlApi::new(addr, None, None)
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == "json"
+    }
+}
+
+/// `GET path` on the control plane, as JSON; an error names what failed.
+pub async fn get(api: &ControlApi, path: &str) -> anyhow::Result<serde_json::Value> {
+    let (status, body) = api
+        .call(None, http::Method::GET, path, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the control plane at {}: {e}", api.addr))?;
+    if status != 200 {
+        let why = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        anyhow::bail!("the control plane at {} answered {status} to {path}: {why}", api.addr);
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Rows under headers, each column as wide as its widest cell; the last
+/// column is not padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A duration in seconds as an operator reads it: `23h59m`, `9d4h`, `42s`.
+pub fn human(secs: i64) -> String {
+    let (sign, s) = if secs < 0 { ("-", -secs) } else { ("", secs) };
+    let body = match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    };
+    format!("{sign}{body}")
+}
+
+/// Istio's node ids are `kind~address~name.namespace`: the name part, or
+/// the whole id of another client.
+pub fn proxy_name(id: &str) -> &str {
+    match id.split('~').collect::<Vec<_>>()[..] {
+        [_, _, name] => name,
+        _ => id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_durations_read_as_people_write_them() {
+        let t = table(&["NAME", "STATE"], &[vec!["a".into(), "ok".into()], vec!["longer".into(), "x".into()]]);
+        assert_eq!(t, "NAME    STATE\na       ok\nlonger  x\n");
+        assert_eq!(human(42), "42s");
+        assert_eq!(human(3 * 3600 + 120), "3h2m");
+        assert_eq!(human(9 * 86400 + 3600), "9d1h");
+        assert_eq!(human(-90), "-1m30s");
+        assert_eq!(proxy_name("sidecar~127.1.0.2~reviews-v1.default"), "reviews-v1.default");
+        assert_eq!(proxy_name("envoy-client"), "envoy-client");
+    }
+}

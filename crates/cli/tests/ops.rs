@@ -1,0 +1,171 @@
+//! The operator's commands against running meshes: `weft proxy-config`
+//! shows what a proxy runs (asked from the proxy through the control
+//! plane), `weft check` passes a healthy mesh and fails one with a NACK, a
+//! CA near expiry or a proxy that cannot renew its certificate.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn weft_at(runtime: &Path, args: &[&str]) -> Output {
+    Command::new(weft()).args(args).env("XDG_RUNTIME_DIR", runtime).env_remove("WEFT_CONTROL").output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn proxy_config_shows_what_a_proxy_runs_and_check_fails_on_a_nack() {
+    let (runtime, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for f in std::fs::read_dir(repo().join("examples/seed")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut up = Up::start_env(dir.path(), &[("XDG_RUNTIME_DIR", runtime.path())]);
+    let run = |args: &[&str]| weft_at(runtime.path(), args);
+
+    // The gateway's route table: the VirtualService's exact match to my-service.
+    let routes = run(&["proxy-config", "ingressgateway", "routes"]);
+    assert!(routes.status.success(), "{}", text(&routes));
+    let line = String::from_utf8(routes.stdout).unwrap();
+    let row = line.lines().find(|l| l.contains("exact /")).unwrap_or_else(|| panic!("no exact / route: {line}"));
+    assert!(row.contains("→ outbound|80||my-service.default.svc.cluster.local"), "{row}");
+
+    // The sidecar: its listeners, the app behind its inbound cluster, its certificate.
+    let all = String::from_utf8(run(&["proxy-config", "my-app"]).stdout).unwrap();
+    for section in ["LISTENERS", "ROUTES", "CLUSTERS", "ENDPOINTS", "SECRET"] {
+        assert!(all.contains(section), "{section} missing: {all}");
+    }
+    let json = run(&["proxy-config", "my-app", "endpoints", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&json)));
+    let app_port = up.info["workloads"][0]["appPort"].as_u64().unwrap();
+    let inbound =
+        v["endpoints"].as_array().unwrap().iter().find(|c| c["name"].as_str().unwrap().starts_with("inbound|"));
+    let addrs: Vec<&str> =
+        inbound.unwrap()["endpoints"].as_array().unwrap().iter().map(|e| e["address"].as_str().unwrap()).collect();
+    assert_eq!(addrs, [format!("127.0.0.1:{app_port}")], "{v}");
+    let secret = String::from_utf8(run(&["proxy-config", "my-app", "secret"]).stdout).unwrap();
+    assert!(secret.contains("spiffe://cluster.local/ns/default/sa/default") && secret.contains("23h"), "{secret}");
+    let nope = run(&["proxy-config", "nope"]);
+    assert!(
+        !nope.status.success() && text(&nope).contains("no proxy `nope` is connected; the proxies are: "),
+        "{}",
+        text(&nope)
+    );
+
+    let check = run(&["check"]);
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("0 failures, 0 warnings"), "{}", text(&check));
+
+    // An access log no proxy can open (every proxy refuses the config) and
+    // a kind weft does not apply (a warning).
+    let edit = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    extensionProviders:\n    - {name: audit, envoyFileAccessLog: {path: /nonexistent/weft/audit.log}}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  accessLogging: [{providers: [{name: audit}]}]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all}\nspec: {podSelector: {}}\n";
+    std::fs::write(dir.path().join("edit.yaml"), edit).unwrap();
+    let start = std::time::Instant::now();
+    let failed = loop {
+        let out = run(&["check", "-o", "json"]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        if v["failures"] == 2 {
+            assert!(!out.status.success(), "failures exit 1");
+            break v;
+        }
+        assert!(start.elapsed().as_secs() < 20, "never two NACKs: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let findings = failed["findings"].as_array().unwrap();
+    let fails: Vec<&str> =
+        findings.iter().filter(|f| f["level"] == "fail").map(|f| f["detail"].as_str().unwrap()).collect();
+    assert!(
+        fails.iter().all(|d| d.contains("refused the config (NACK)") && d.contains("/nonexistent/weft/audit.log")),
+        "{fails:?}"
+    );
+    assert!(
+        findings.iter().any(|f| f["level"] == "warn"
+            && f["check"] == "config"
+            && f["detail"].as_str().unwrap().contains("NetworkPolicy")),
+        "{failed}"
+    );
+    up.stop();
+}
+
+/// An operator's CA whose certificate ends in under ten days.
+fn short_lived_ca(dir: &Path) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "short-lived root");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - std::time::Duration::from_secs(3600);
+    params.not_after = now + std::time::Duration::from_secs(10 * 86400 - 3600);
+    let pem = params.self_signed(&key).unwrap().pem();
+    std::fs::write(dir.join("ca-cert.pem"), &pem).unwrap();
+    std::fs::write(dir.join("ca-key.pem"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn check_warns_of_a_root_near_expiry_and_fails_a_proxy_that_cannot_renew() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("svc.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n").unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    short_lived_ca(ca_dir.path());
+    let bogus = dir.path().join("stolen.token");
+    std::fs::write(&bogus, "not-a-token").unwrap();
+    rt().block_on(async {
+        let control = Control::start_with_ca(dir.path(), ca_dir, &[]).await;
+        let check = || {
+            let out = Command::new(weft()).args(["check", "--control", &control.api, "-o", "json"]).output().unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+            (out.status.success(), v)
+        };
+        let detail = |v: &serde_json::Value, level: &str, what: &str| {
+            v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["level"] == level && f["detail"].as_str().unwrap().contains(what))
+        };
+        let (ok, v) = check();
+        assert!(ok, "warnings alone pass: {v}");
+        assert!(detail(&v, "warn", "the mesh root (CN=short-lived root) expires in 9d"), "{v}");
+
+        // A sidecar whose token the CA refuses: it has no certificate and says why.
+        let admin = free_port().to_string();
+        let _sc = spawn(&[
+            "proxy",
+            "--xds",
+            &control.xds,
+            "--workload",
+            "web",
+            "--outbound-port",
+            &free_port().to_string(),
+            "--admin-port",
+            &admin,
+            "--metrics-port",
+            "0",
+            "--health-port",
+            "0",
+            "--ca",
+            &control.api,
+            "--token-file",
+            bogus.to_str().unwrap(),
+        ]);
+        let start = std::time::Instant::now();
+        let v = loop {
+            let (ok, v) = check();
+            if detail(&v, "fail", "web.default cannot renew its certificate (has none)") {
+                assert!(!ok, "a failure exits 1");
+                break v;
+            }
+            assert!(start.elapsed().as_secs() < 20, "never a failing renewal: {v}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert!(detail(&v, "fail", "401"), "the CA's reason is shown: {v}");
+    });
+}
