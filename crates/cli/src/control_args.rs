@@ -32,6 +32,10 @@ pub struct LimitArgs {
     /// Most resources (YAML documents) in the config folder.
     #[arg(long, default_value_t = LoadLimits::default().max_documents)]
     max_config_documents: usize,
+    /// Seconds between reads of every proxy's request counts, for `weft
+    /// stat`'s golden signals; 0 turns the reads off.
+    #[arg(long, default_value_t = Limits::default().stats_every.as_secs_f64())]
+    stats_interval: f64,
 }
 
 impl LimitArgs {
@@ -42,6 +46,7 @@ impl LimitArgs {
             max_ttl: Duration::from_secs(self.max_ttl.max(1)),
             warmup: Duration::from_secs(self.warmup),
             api_hosts: self.api_hosts.clone(),
+            stats_every: Duration::from_secs_f64(self.stats_interval.clamp(0.0, 3600.0)),
             config: LoadLimits {
                 max_bytes: self.max_config_bytes,
                 max_documents: self.max_config_documents,

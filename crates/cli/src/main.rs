@@ -81,6 +81,9 @@ enum Cmd {
     /// Is the running mesh healthy? Control plane, config, proxies' sync and
     /// NACKs, certificate expiry and renewal (exit 1 on a failure).
     Check(ops::check::CheckArgs),
+    /// Golden signals per service, workload or edge over a window: success
+    /// rate, requests per second, p50/p95/p99 latency.
+    Stat(ops::stat::StatArgs),
     /// Authorization: `weft authz check` explains the decision on one request.
     Authz {
         #[command(subcommand)]
@@ -210,6 +213,7 @@ fn main() -> ExitCode {
             Cmd::Cert(a) => ca_cmds::cert(a).await,
             Cmd::Status(a) => ops::status::run(a).await,
             Cmd::ProxyConfig(a) => ops::proxy_config::run(a).await,
+            Cmd::Stat(a) => ops::stat::run(a).await,
             Cmd::Token { cmd: TokenCmd::Create(a) } => ca_cmds::token(a).await,
             Cmd::Validate { .. } | Cmd::Authz { .. } => unreachable!("handled above"),
         };

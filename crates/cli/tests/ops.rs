@@ -1,7 +1,8 @@
 //! The operator's commands against running meshes: `weft proxy-config`
 //! shows what a proxy runs (asked from the proxy through the control
 //! plane), `weft check` passes a healthy mesh and fails one with a NACK, a
-//! CA near expiry or a proxy that cannot renew its certificate.
+//! CA near expiry or a proxy that cannot renew its certificate, `weft
+//! stat` reads the golden signals of the traffic sent.
 
 mod common;
 use common::*;
@@ -16,15 +17,21 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-#[test]
-fn proxy_config_shows_what_a_proxy_runs_and_check_fails_on_a_nack() {
-    let (runtime, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+/// The seed example in a folder of its own (the tests edit it).
+fn seed() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
     for f in std::fs::read_dir(repo().join("examples/seed")).unwrap() {
         let f = f.unwrap().path();
         if f.extension().is_some_and(|e| e == "yaml") {
             std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
         }
     }
+    dir
+}
+
+#[test]
+fn proxy_config_shows_what_a_proxy_runs_and_check_fails_on_a_nack() {
+    let (runtime, dir) = (tempfile::tempdir().unwrap(), seed());
     let mut up = Up::start_env(dir.path(), &[("XDG_RUNTIME_DIR", runtime.path())]);
     let run = |args: &[&str]| weft_at(runtime.path(), args);
 
@@ -168,4 +175,57 @@ fn check_warns_of_a_root_near_expiry_and_fails_a_proxy_that_cannot_renew() {
         };
         assert!(detail(&v, "fail", "401"), "the CA's reason is shown: {v}");
     });
+}
+
+/// 30 slow successes and 10 failures through the gateway: `weft stat`
+/// counts each request once (by the app's sidecar, not again by the
+/// gateway), with its success rate, rate and latency, per service,
+/// workload and edge.
+#[test]
+fn stat_reads_the_golden_signals_of_the_traffic_sent() {
+    let (runtime, dir) = (tempfile::tempdir().unwrap(), seed());
+    let mut up = Up::start_with(dir.path(), &[("XDG_RUNTIME_DIR", runtime.path())], &["--stats-interval", "0.2"]);
+    let gw = format!("127.0.0.1:{}", up.gateway_port);
+    rt().block_on(async {
+        for i in 0..40 {
+            let path = if i % 4 == 0 { "/?status=500" } else { "/?delay=20" };
+            let r = get(&gw, path, &[]).await;
+            assert_eq!(r.status, if i % 4 == 0 { 500 } else { 200 });
+        }
+    });
+    let stat = |by: &str| {
+        let out = weft_at(runtime.path(), &["stat", by, "--window", "5m", "-o", "json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let row =
+        |v: &serde_json::Value, name: &str| v["rows"].as_array().unwrap().iter().find(|r| r["name"] == name).cloned();
+    let start = std::time::Instant::now();
+    let service = loop {
+        let v = stat("service");
+        if let Some(r) = row(&v, "my-service.default.svc.cluster.local").filter(|r| r["requests"] == 40) {
+            break r;
+        }
+        assert!(start.elapsed().as_secs() < 20, "never 40 requests: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(service["successRate"], 0.75, "{service}");
+    let p50 = service["p50Ms"].as_f64().unwrap();
+    assert!((10.0..=50.0).contains(&p50), "three in four took 20 ms: {service}");
+    assert!(service["rps"].as_f64().unwrap() > 0.0);
+    let workload = row(&stat("workload"), "my-app.default").expect("the serving workload");
+    assert_eq!(workload["requests"], 40);
+    let edges = stat("edge");
+    let edge =
+        edges["rows"].as_array().unwrap().iter().find(|r| r["service"] == "my-service.default.svc.cluster.local");
+    let edge = edge.unwrap_or_else(|| panic!("{edges}"));
+    assert_eq!(
+        (edge["source"].as_str(), edge["destination"].as_str()),
+        (Some("ingressgateway.default"), Some("my-app.default")),
+        "{edges}"
+    );
+    assert_eq!(edge["requests"], 40, "once, not again by the gateway: {edges}");
+    let table = String::from_utf8(weft_at(runtime.path(), &["stat"]).stdout).unwrap();
+    assert!(table.contains("75.00%") && table.contains("SERVICE"), "{table}");
+    up.stop();
 }

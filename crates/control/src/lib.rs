@@ -17,6 +17,7 @@ pub mod limits;
 pub mod reach;
 pub mod registry;
 pub mod source;
+pub mod stats;
 pub mod translate;
 
 use hub::Hub;
@@ -104,7 +105,9 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
             tracing::error!(error = %e, "xDS server stopped");
         }
     });
-    let served = Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone() });
+    let stats = Arc::new(stats::Stats::default());
+    tokio::spawn(stats::run(hub.clone(), stats.clone(), opts.limits.stats_every));
+    let served = Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone(), stats });
     let tls_cfg = api::tls::server_config(&served, api_tls_addr.ip())?;
     tokio::spawn(api::tls::serve(served.clone(), api_tls, tls_cfg));
     tokio::spawn(async move {

@@ -37,6 +37,9 @@ pub struct Limits {
     /// Names the control API answers to besides IP addresses and
     /// `localhost` (`--api-host`: a control plane reached by DNS name).
     pub api_hosts: Vec<String>,
+    /// How often every proxy's request counts are read for the golden
+    /// signals (`--stats-interval`; `stats`); zero never.
+    pub stats_every: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +53,7 @@ impl Default for Limits {
             warmup: Duration::from_secs(10),
             config: Default::default(),
             api_hosts: Vec::new(),
+            stats_every: Duration::from_secs(10),
         }
     }
 }

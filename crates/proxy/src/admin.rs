@@ -7,6 +7,7 @@
 //! | `/certs` | the workload certificate: identity, expiry, last failed renewal |
 //! | `/clusters` | endpoints and their state, one line per fact (Envoy's format) |
 //! | `/stats/prometheus` | Istio-standard request metrics |
+//! | `/stats?format=json` | request series with their counts and duration buckets (the control plane's `weft stat`) |
 //! | `POST /quitquitquit` | drain and exit |
 
 use crate::config::listener::ListenerKind;
@@ -202,6 +203,12 @@ async fn handle(
             reply(StatusCode::OK, "application/json", serde_json::to_vec(&clusters_json(&state)).unwrap_or_default())
         }
         (&Method::GET, "/clusters") => reply(StatusCode::OK, "text/plain", clusters_text(&state)),
+        (&Method::GET, "/stats") if req.uri().query() == Some("format=json") => {
+            let mut v = state.metrics.requests_json();
+            v["proxy"] = state.node.id.clone().into();
+            v["uptimeSeconds"] = state.started.elapsed().as_secs_f64().into();
+            reply(StatusCode::OK, "application/json", serde_json::to_vec(&v).unwrap_or_default())
+        }
         (&Method::GET, "/stats/prometheus" | "/metrics") => {
             reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", state.metrics.encode())
         }

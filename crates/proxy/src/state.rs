@@ -30,6 +30,8 @@ pub struct ProxyState {
     /// Connection pools and host health, kept across config versions.
     pub hosts: Arc<crate::upstream::Registries>,
     pub last_nack: parking_lot::Mutex<Option<String>>,
+    /// When this proxy started: its counts are since then (`/stats`).
+    pub started: tokio::time::Instant,
     /// Why the last certificate request failed; cleared by the next success.
     pub cert_error: parking_lot::Mutex<Option<String>>,
     /// `workload.namespace`, sent to the next hop so its metrics can name us.
@@ -71,6 +73,7 @@ impl ProxyState {
             hosts,
             last_nack: parking_lot::Mutex::new(None),
             cert_error: parking_lot::Mutex::new(None),
+            started: tokio::time::Instant::now(),
             source_header,
             timeouts,
         })

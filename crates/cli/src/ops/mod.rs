@@ -1,9 +1,10 @@
 //! The operator's commands (`weft status`, `weft proxy-config`, `weft
-//! check`). Each talks to a control plane's API, which reaches the proxies;
+//! check`, `weft stat`). Each talks to a control plane's API, which reaches the proxies;
 //! with no flag, to the mesh `weft up` runs on this machine.
 
 pub mod check;
 pub mod proxy_config;
+pub mod stat;
 pub mod status;
 
 use weft_proxy::mtls::control::ControlApi;

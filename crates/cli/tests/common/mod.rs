@@ -50,6 +50,11 @@ impl Up {
 
     /// As `start`, with these environment variables.
     pub fn start_env(dir: &Path, env: &[(&str, &Path)]) -> Up {
+        Up::start_with(dir, env, &[])
+    }
+
+    /// As `start`, with these environment variables and `weft up` flags.
+    pub fn start_with(dir: &Path, env: &[(&str, &Path)], flags: &[&str]) -> Up {
         let tmp = tempfile::tempdir().unwrap();
         let ready = tmp.path().join("ready.json");
         let gateway_port = free_port();
@@ -64,6 +69,7 @@ impl Up {
                 "--ready-file",
                 ready.to_str().unwrap(),
             ])
+            .args(flags)
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::null())
             .spawn()

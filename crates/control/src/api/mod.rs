@@ -15,6 +15,7 @@
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
 //! | `GET /debug/health` | upstream health as every proxy sees it, per host (`health_view`) |
 //! | `GET /debug/proxies/{id}/config_dump` | what that proxy runs, asked from its admin |
+//! | `GET /debug/stats?by=service\|workload\|edge&window=60` | golden signals over the window: requests/s, success rate, p50/p95/p99 (`stats`) |
 //! | `GET /debug/certs` | the CA's root and signer expiry; every proxy's certificate, asked from each |
 //! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
 //!
@@ -56,6 +57,7 @@ pub struct Api {
     pub hub: Arc<Hub>,
     pub ca: Arc<Ca>,
     pub auth: Arc<Auth>,
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 /// The refusal of a request that did not prove `identity` (or admin).
@@ -90,6 +92,7 @@ pub async fn handle(
         .map(str::to_owned);
     let proof = api.auth.prove(bearer.as_deref(), caller.as_ref());
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let resp = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["ready"]) => {
@@ -236,6 +239,7 @@ pub async fn handle(
                 None => error(StatusCode::NOT_FOUND, &format!("no proxy {id} is connected; see /debug/proxies")),
             }
         }
+        (Method::GET, ["debug", "stats"]) => stats(&api, &query),
         (Method::GET, ["debug", "certs"]) => {
             json(StatusCode::OK, &serde_json::json!({"ca": ca.validity(), "proxies": crate::reach::certs(hub).await}))
         }
@@ -245,6 +249,33 @@ pub async fn handle(
         ),
     };
     Ok(resp)
+}
+
+/// `GET /debug/stats?by=service|workload|edge&window=SECONDS` (defaults:
+/// service, 60).
+fn stats(api: &Api, query: &str) -> Resp {
+    let (mut by, mut window) = (crate::stats::By::Service, 60.0);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let parsed = match k {
+            "by" => v.parse().map(|b| by = b),
+            "window" => match v.parse::<f64>() {
+                Ok(w) if w > 0.0 && w <= crate::stats::KEEP.as_secs_f64() => {
+                    window = w;
+                    Ok(())
+                }
+                _ => Err(format!("window `{v}`: seconds, more than 0 and at most {}", crate::stats::KEEP.as_secs())),
+            },
+            other => Err(format!("unknown parameter `{other}`; use by and window")),
+        };
+        if let Err(e) = parsed {
+            return error(StatusCode::BAD_REQUEST, &e);
+        }
+    }
+    let mut v = api.stats.query(by, std::time::Duration::from_secs_f64(window));
+    v["windowSeconds"] = window.into();
+    v["intervalSeconds"] = api.hub.limits.stats_every.as_secs_f64().into();
+    json(StatusCode::OK, &v)
 }
 
 /// The identity an instance runs as: its namespace and service account

@@ -410,8 +410,10 @@ pub fn build(
     (clusters, cla)
 }
 
-/// The local application behind a sidecar.
-pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
+/// The local application behind a sidecar, with the services that select
+/// it as Istio writes them (`istio.services`: `[{host, name, namespace}]`),
+/// which name the service in the sidecar's inbound metrics.
+pub fn inbound(node: &ProxyNode, services: &[&SvcInfo]) -> Option<Cluster> {
     let app = node.app_port?;
     let name = format!("inbound|{app}||");
     let ep = Ep {
@@ -431,8 +433,22 @@ pub fn inbound(node: &ProxyNode) -> Option<Cluster> {
         )),
         ..Default::default()
     };
+    let string = |s: &str| Value { kind: Some(Kind::StringValue(s.to_owned())) };
+    let listed = services.iter().map(|s| {
+        let mut f = map(3);
+        f.extend(
+            [("host", &s.fqdn), ("name", &s.name), ("namespace", &s.namespace)].map(|(k, v)| (k.to_owned(), string(v))),
+        );
+        Value { kind: Some(Kind::StructValue(Struct { fields: f })) }
+    });
+    let list = Value {
+        kind: Some(Kind::ListValue(envoy_types::pb::google::protobuf::ListValue { values: listed.collect() })),
+    };
+    let mut meta = map(1);
+    meta.insert("istio".to_owned(), Struct { fields: one("services", list) });
     Some(Cluster {
         name: name.clone(),
+        metadata: Some(Metadata { filter_metadata: meta, ..Default::default() }),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
         connect_timeout: Some(pb_duration(Duration::from_secs(10))),
         load_assignment: Some(assignment(&name, vec![ep], &Placement::Flat)),

@@ -105,6 +105,14 @@ async fn part(
     .clone()
 }
 
+/// The services whose selector selects the workload behind `node`.
+fn own_services<'i>(ix: &'i Index, node: &ProxyNode) -> Vec<&'i weft_api::index::SvcInfo> {
+    let selects = |s: &weft_api::index::SvcInfo| {
+        s.selector.as_ref().is_some_and(|sel| !sel.is_empty() && weft_api::types::selects(sel, &node.labels))
+    };
+    ix.services.values().filter(|s| s.namespace == node.namespace && selects(s)).collect()
+}
+
 /// What Telemetry asks of `node` on `side`.
 fn observe(ix: &Index, node: &ProxyNode, side: Side) -> listeners::Observe {
     let (tracing, collector) = tracing::for_side(ix, node, side).unzip();
@@ -176,8 +184,18 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             .await;
             let n = node.clone();
             let app_port = node.app_port.unwrap_or(0);
-            let key = format!("authz|{}|{}|{app_port}|{}", node.namespace, labels.join(","), node.listen_ip);
+            let key = format!(
+                "authz|{}|{}|{}|{app_port}|{}",
+                node.namespace,
+                node.workload,
+                labels.join(","),
+                node.listen_ip
+            );
             let az = part(cache, snap, key, move |ix, _| Part {
+                clusters: clusters::inbound(&n, &own_services(ix, &n))
+                    .map(|c| encode(c.name.clone(), c))
+                    .into_iter()
+                    .collect(),
                 authz: vec![(app_port, authz::filters(ix, &authz::Target { node: &n, port: app_port }))],
                 mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
                 seen: listeners::Telemetry {
@@ -199,7 +217,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 endpoints: cl.endpoints.clone(),
             };
             out.routes.extend(routes::sidecar_inbound(node).map(|r| encode(r.name.clone(), r)));
-            out.clusters.extend(clusters::inbound(node).map(|c| encode(c.name.clone(), c)));
+            out.clusters.extend(az.clusters.iter().cloned());
             out.clusters.extend(az.seen.collectors().map(|c| encode(c.name.clone(), c.clone())));
             out
         }

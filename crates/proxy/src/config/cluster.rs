@@ -212,6 +212,19 @@ fn dns_refresh(c: &Cluster) -> Duration {
     c.dns_refresh_rate.as_ref().map(duration).filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(5))
 }
 
+/// The first of the cluster's `istio.services` metadata: host, name, namespace.
+fn istio_service(c: &Cluster) -> Option<(String, String, String)> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let services = c.metadata.as_ref()?.filter_metadata.get("istio")?.fields.get("services")?;
+    let Some(Kind::ListValue(list)) = &services.kind else { return None };
+    let Some(Kind::StructValue(first)) = &list.values.first()?.kind else { return None };
+    let field = |k: &str| match &first.fields.get(k)?.kind {
+        Some(Kind::StringValue(v)) => Some(v.clone()),
+        _ => None,
+    };
+    Some((field("host")?, field("name")?, field("namespace")?))
+}
+
 impl ClusterSettings {
     pub fn from_proto(c: &Cluster, names: &Interner) -> Result<Self, CompileError> {
         use cluster::DiscoveryType as D;
@@ -221,11 +234,20 @@ impl ClusterSettings {
             _ => None,
         };
         let kind = lb_kind(c);
-        // outbound|port|subset|fqdn
-        let parts: Vec<&str> = c.name.split('|').collect();
-        let service = if parts.len() == 4 && !parts[3].is_empty() { parts[3] } else { c.name.as_str() };
-        let mut labels = service.split('.');
-        let (service_name, service_namespace) = (labels.next().unwrap_or(service), labels.next().unwrap_or("unknown"));
+        // Istio's `istio.services` metadata names it (an inbound cluster's
+        // services); else the name does: outbound|port|subset|fqdn.
+        let (service, service_name, service_namespace) = match istio_service(c) {
+            Some(named) => named,
+            None => {
+                let parts: Vec<&str> = c.name.split('|').collect();
+                let service = if parts.len() == 4 && !parts[3].is_empty() { parts[3] } else { c.name.as_str() };
+                let mut labels = service.split('.');
+                let (name, ns) = (labels.next().unwrap_or(service), labels.next().unwrap_or("unknown"));
+                (service.to_owned(), name.to_owned(), ns.to_owned())
+            }
+        };
+        let (service, service_name, service_namespace) =
+            (service.as_str(), service_name.as_str(), service_namespace.as_str());
         let health_check = match c.health_checks.first() {
             Some(hc) => Some(Box::new(
                 HealthCheckCfg::from_proto(hc, service)

@@ -32,6 +32,13 @@ impl Histogram {
         Histogram(Arc::new(Inner { bounds, counts, sum: AtomicU64::new(0), scale }))
     }
 
+    /// Each bucket's own count (not cumulative; the last is `+Inf`'s) and
+    /// the sum, for `/stats?format=json`.
+    pub fn counts(&self) -> (Vec<u64>, f64) {
+        let h = &*self.0;
+        (h.counts.iter().map(|c| c.load(Relaxed)).collect(), h.sum.load(Relaxed) as f64 / h.scale)
+    }
+
     pub fn observe(&self, v: f64) {
         let h = &*self.0;
         // The first bucket whose bound is ≥ v (NaN and beyond the last go to

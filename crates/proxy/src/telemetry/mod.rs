@@ -389,6 +389,31 @@ impl Metrics {
         self.series.read().len()
     }
 
+    /// Every request series with its count and duration buckets (Istio's
+    /// bounds, in `durationBoundsMs`), as JSON: what the control plane
+    /// gathers for its golden signals (`weft stat`).
+    pub fn requests_json(&self) -> serde_json::Value {
+        let all = self.series.read();
+        let series: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(l, s)| {
+                let (buckets, sum) = s.duration.counts();
+                serde_json::json!({
+                    "reporter": l.reporter,
+                    "source": format!("{}.{}", l.source_workload, l.source_workload_namespace),
+                    "destinationService": &*l.destination_service,
+                    "destination": format!("{}.{}", l.destination_workload, l.destination_workload_namespace),
+                    "code": l.response_code,
+                    "flags": l.response_flags,
+                    "requests": s.requests.get(),
+                    "durationBuckets": buckets,
+                    "durationSumMs": sum,
+                })
+            })
+            .collect();
+        serde_json::json!({"durationBoundsMs": DURATION_MS, "series": series})
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
