@@ -84,6 +84,9 @@ enum Cmd {
     /// Golden signals per service, workload or edge over a window: success
     /// rate, requests per second, p50/p95/p99 latency.
     Stat(ops::stat::StatArgs),
+    /// The live dashboard's address (service graph, golden signals,
+    /// proxies, upstream health, config), served by the control plane.
+    Dashboard(ops::Target),
     /// Authorization: `weft authz check` explains the decision on one request.
     Authz {
         #[command(subcommand)]
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
             Cmd::Status(a) => ops::status::run(a).await,
             Cmd::ProxyConfig(a) => ops::proxy_config::run(a).await,
             Cmd::Stat(a) => ops::stat::run(a).await,
+            Cmd::Dashboard(t) => ops::dashboard(t).await,
             Cmd::Token { cmd: TokenCmd::Create(a) } => ca_cmds::token(a).await,
             Cmd::Validate { .. } | Cmd::Authz { .. } => unreachable!("handled above"),
         };

@@ -11,6 +11,7 @@ pub mod ads;
 pub mod api;
 pub mod auth;
 pub mod ca;
+pub mod dashboard;
 pub mod health_view;
 pub mod hub;
 pub mod limits;

@@ -1,5 +1,5 @@
 //! The operator's commands (`weft status`, `weft proxy-config`, `weft
-//! check`, `weft stat`). Each talks to a control plane's API, which reaches the proxies;
+//! check`, `weft stat`, `weft dashboard`). Each talks to a control plane's API, which reaches the proxies;
 //! with no flag, to the mesh `weft up` runs on this machine.
 
 pub mod check;
@@ -33,6 +33,19 @@ impl Target {
     pub fn json(&self) -> bool {
         self.output == "json"
     }
+}
+
+/// `weft dashboard`: where the control plane serves the live dashboard.
+pub async fn dashboard(t: Target) -> anyhow::Result<()> {
+    let api = t.api()?;
+    get(&api, "/ready").await?;
+    let url = format!("http://{}/dashboard", api.addr);
+    if t.json() {
+        println!("{}", serde_json::json!({"url": url}));
+    } else {
+        println!("{url}");
+    }
+    Ok(())
 }
 
 /// `GET path` on the control plane, as JSON; an error names what failed.

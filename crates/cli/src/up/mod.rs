@@ -306,6 +306,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         "xds": xds,
         "api": api,
         "apiTls": control.api_tls_addr.to_string(),
+        "dashboard": format!("http://{api}/dashboard"),
         "caDir": control.ca_dir,
         "adminToken": control.auth.admin_path(),
     });
@@ -412,6 +413,7 @@ fn write_ready(
 fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) {
     println!("weft up: the mesh from {} is running\n", dir.display());
     println!("  control plane   xDS {xds}   API http://{api}");
+    println!("  dashboard       http://{api}/dashboard");
     println!();
     let row = |role: &str, name: &str, pid: &str, app: &str, ip: &str, inb: &str, out: &str, admin: &str| {
         format!("  {role:<9} {name:<20} {pid:>7} {app:>6} {ip:<11} {inb:>8} {out:>9} {admin:>6}")

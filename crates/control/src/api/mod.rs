@@ -2,6 +2,7 @@
 //!
 //! | method and path | what |
 //! | --- | --- |
+//! | `GET /dashboard` | the live dashboard (`dashboard`): service graph, golden signals, proxies, health, config |
 //! | `GET /ready` | 200 once a config is loaded, with the pid |
 //! | `POST /v1/instances` | register `{name, namespace, address, port or ports, labels, serviceAccount, locality, weight, ttlSeconds}` → `{id, ttlSeconds}` (proof of its identity) |
 //! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) (proof of its identity) |
@@ -16,6 +17,7 @@
 //! | `GET /debug/health` | upstream health as every proxy sees it, per host (`health_view`) |
 //! | `GET /debug/proxies/{id}/config_dump` | what that proxy runs, asked from its admin |
 //! | `GET /debug/stats?by=service\|workload\|edge&window=60` | golden signals over the window: requests/s, success rate, p50/p95/p99 (`stats`) |
+//! | `GET /debug/stats/series?by=…&window=300` | the same per read interval: the dashboard's charts |
 //! | `GET /debug/certs` | the CA's root and signer expiry; every proxy's certificate, asked from each |
 //! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
 //!
@@ -239,7 +241,14 @@ pub async fn handle(
                 None => error(StatusCode::NOT_FOUND, &format!("no proxy {id} is connected; see /debug/proxies")),
             }
         }
-        (Method::GET, ["debug", "stats"]) => stats(&api, &query),
+        (Method::GET, ["dashboard", rest @ ..]) if rest.len() <= 1 => {
+            match crate::dashboard::asset(rest.first().copied().unwrap_or("")) {
+                Some(r) => r,
+                None => error(StatusCode::NOT_FOUND, "no such dashboard asset"),
+            }
+        }
+        (Method::GET, ["debug", "stats"]) => stats(&api, &query, false),
+        (Method::GET, ["debug", "stats", "series"]) => stats(&api, &query, true),
         (Method::GET, ["debug", "certs"]) => {
             json(StatusCode::OK, &serde_json::json!({"ca": ca.validity(), "proxies": crate::reach::certs(hub).await}))
         }
@@ -252,8 +261,8 @@ pub async fn handle(
 }
 
 /// `GET /debug/stats?by=service|workload|edge&window=SECONDS` (defaults:
-/// service, 60).
-fn stats(api: &Api, query: &str) -> Resp {
+/// service, 60); `/debug/stats/series` the same per interval.
+fn stats(api: &Api, query: &str, series: bool) -> Resp {
     let (mut by, mut window) = (crate::stats::By::Service, 60.0);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -272,7 +281,8 @@ fn stats(api: &Api, query: &str) -> Resp {
             return error(StatusCode::BAD_REQUEST, &e);
         }
     }
-    let mut v = api.stats.query(by, std::time::Duration::from_secs_f64(window));
+    let window_d = std::time::Duration::from_secs_f64(window);
+    let mut v = if series { api.stats.series(by, window_d) } else { api.stats.query(by, window_d) };
     v["windowSeconds"] = window.into();
     v["intervalSeconds"] = api.hub.limits.stats_every.as_secs_f64().into();
     json(StatusCode::OK, &v)

@@ -153,6 +153,32 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// Per name, one point per interval of the last `window` (oldest
+    /// first): seconds ago, requests/s, success rate, p99 — the
+    /// dashboard's charts.
+    pub fn series(&self, by: By, window: Duration) -> Value {
+        let inner = self.inner.lock();
+        let now = inner.last_read.unwrap_or_else(Instant::now);
+        let mut names: serde_json::Map<String, Value> = serde_json::Map::new();
+        for i in inner.intervals.iter().filter(|i| now.duration_since(i.end) < window) {
+            let once =
+                i.edges.iter().map(|(e, [dst, src])| (e, if dst.requests > 0 { dst.clone() } else { src.clone() }));
+            let rows = window::rows(by, once, i.end.duration_since(i.start), &inner.bounds);
+            let ago = now.duration_since(i.end).as_secs_f64();
+            for r in rows["rows"].as_array().into_iter().flatten() {
+                let point = serde_json::json!({"ago": ago, "rps": r["rps"], "successRate": r["successRate"], "p99Ms": r["p99Ms"]});
+                let name = r["name"].as_str().unwrap_or_default().to_owned();
+                match names.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
+                    Value::Array(points) => points.push(point),
+                    _ => unreachable!("only arrays are inserted"),
+                }
+            }
+        }
+        serde_json::json!({"names": names})
+    }
+}
+
 /// Reads every proxy each `every` for as long as the control plane runs.
 pub async fn run(hub: Arc<Hub>, stats: Arc<Stats>, every: Duration) {
     if every.is_zero() {
