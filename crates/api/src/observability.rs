@@ -103,7 +103,15 @@ pub const DEFAULT_SAMPLING: f64 = 1.0;
 /// Telemetry traces it. Fields are merged from the mesh's Telemetry to
 /// the workload's, the most specific setting each (Istio's inheritance);
 /// each Telemetry's first `tracing` entry that matches the side counts.
-pub fn tracing_for(resources: &[Resource], ns: &str, labels: &Labels, side: Side) -> Option<TracingChoice> {
+/// Spans go to the first provider named (the mesh's default tracing
+/// providers, else weft's trace store at `store`).
+pub fn tracing_for(
+    resources: &[Resource],
+    ns: &str,
+    labels: &Labels,
+    side: Side,
+    store: Option<std::net::SocketAddr>,
+) -> Option<TracingChoice> {
     let mesh = mesh_config(resources);
     let entries: Vec<&TracingSpec> = scoped(resources, ns, labels)
         .into_iter()
@@ -115,6 +123,9 @@ pub fn tracing_for(resources: &[Resource], ns: &str, labels: &Labels, side: Side
     }
     let mut sampling = DEFAULT_SAMPLING;
     let mut providers: Vec<&str> = mesh.default_providers.tracing.iter().map(String::as_str).collect();
+    if providers.is_empty() {
+        providers.push(crate::types::mesh_config::WEFT);
+    }
     let mut reporting = true;
     let mut custom_tags = BTreeMap::new();
     for e in entries {
@@ -131,6 +142,7 @@ pub fn tracing_for(resources: &[Resource], ns: &str, labels: &Labels, side: Side
     }
     let collector = providers.iter().find_map(|n| match mesh.provider(n) {
         Some(Provider::Otel { name, service, port }) => Some((name.to_owned(), service.to_owned(), port)),
+        Some(Provider::Store) => store.map(|a| (n.to_string(), a.ip().to_string(), a.port())),
         _ => None,
     });
     Some(TracingChoice { sampling, collector: collector.filter(|_| reporting), custom_tags })
@@ -203,7 +215,8 @@ spec:
     #[test]
     fn tracing_fields_are_inherited_and_overridden_per_field() {
         let loaded = crate::parse_str("t.yaml", MESH);
-        let tracing = |ns: &str, app: &str| tracing_for(&loaded.resources, ns, &labels(app), Side::Server).unwrap();
+        let tracing =
+            |ns: &str, app: &str| tracing_for(&loaded.resources, ns, &labels(app), Side::Server, None).unwrap();
         let mesh = tracing("default", "web");
         assert_eq!(mesh.sampling, 10.0);
         assert_eq!(mesh.collector, Some(("otel".into(), "127.0.0.1".into(), 4317)), "the default provider");
@@ -211,6 +224,12 @@ spec:
         assert_eq!((shop.sampling, shop.custom_tags.len()), (10.0, 1), "sampling inherited, a tag added");
         assert_eq!(tracing("shop", "db").collector, None, "reporting disabled for the workload");
         let none = crate::parse_str("t.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n");
-        assert_eq!(tracing_for(&none.resources, "default", &labels("web"), Side::Client), None);
+        assert_eq!(tracing_for(&none.resources, "default", &labels("web"), Side::Client, None), None);
+        // No default provider: spans go to weft's trace store, where there is one.
+        let own = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: istio-system}\nspec:\n  tracing: [{}]\n";
+        let own = crate::parse_str("t.yaml", own);
+        let to = |store| tracing_for(&own.resources, "default", &labels("web"), Side::Client, store).unwrap().collector;
+        assert_eq!(to(Some("127.0.0.1:4999".parse().unwrap())), Some(("weft".into(), "127.0.0.1".into(), 4999)));
+        assert_eq!(to(None), None);
     }
 }

@@ -1,4 +1,5 @@
-//! The control plane's limits as flags, shared by `weft control` and `weft up`.
+//! The control plane's limits and tunables as flags, shared by `weft
+//! control` and `weft up`.
 
 use std::time::Duration;
 use weft_api::load::LoadLimits;
@@ -36,6 +37,10 @@ pub struct LimitArgs {
     /// stat`'s golden signals; 0 turns the reads off.
     #[arg(long, default_value_t = Limits::default().stats_every.as_secs_f64())]
     stats_interval: f64,
+    /// Where the trace store takes spans over OTLP/gRPC (the `weft`
+    /// tracing provider, the default); port 0 takes any free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub trace_store_addr: std::net::SocketAddr,
 }
 
 impl LimitArgs {

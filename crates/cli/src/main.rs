@@ -167,6 +167,7 @@ fn main() -> ExitCode {
             Cmd::Check(a) => return ops::check::run(a).await,
             Cmd::Up(a) => up::run(a).await,
             Cmd::Control { config, xds_addr, api_addr, ca, limits } => {
+                let trace_store_addr = limits.trace_store_addr;
                 let limits = limits.limits();
                 let control = weft_control::start(weft_control::ControlOptions {
                     config_dir: config,
@@ -175,14 +176,16 @@ fn main() -> ExitCode {
                     api_tls_addr: ca.api_tls_addr,
                     ca_dir: ca.ca_dir,
                     workload_ttl: ca.workload_cert_ttl,
+                    trace_store_addr,
                     limits,
                 })
                 .await?;
                 eprintln!(
-                    "weft control: xDS {}, API {} (TLS {}), CA in {} (admin token: {})",
+                    "weft control: xDS {}, API {} (TLS {}), trace store OTLP {}, CA in {} (admin token: {})",
                     control.xds_addr,
                     control.api_addr,
                     control.api_tls_addr,
+                    control.trace_store_addr,
                     control.ca_dir.display(),
                     control.auth.admin_path().display()
                 );

@@ -2,7 +2,9 @@
 //! the control plane of a running `weft up`, runs its script against the
 //! read API, and the page it draws shows the traffic sent (the edge from
 //! the gateway to the app, green, then red once requests fail) and every
-//! proxy synced. Its assets are all served by the control plane.
+//! proxy synced, and the waterfall of a trace the proxies reported to the
+//! control plane's trace store. Its assets are all served by the control
+//! plane.
 
 mod common;
 use common::*;
@@ -57,6 +59,9 @@ fn the_dashboard_draws_the_live_mesh_in_a_browser() {
     for f in ["gateway-and-virtualservice.yaml", "service.yaml", "workload.yaml"] {
         std::fs::copy(repo().join("examples/seed").join(f), dir.path().join(f)).unwrap();
     }
+    // Every request traced, to the default provider: the trace store.
+    let telemetry = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  tracing: [{randomSamplingPercentage: 100}]\n";
+    std::fs::write(dir.path().join("telemetry.yaml"), telemetry).unwrap();
     let mut up = Up::start_with(dir.path(), &[], &["--stats-interval", "0.2"]);
     let api = up.info["control"]["api"].as_str().unwrap().to_owned();
     let gw = format!("127.0.0.1:{}", up.gateway_port);
@@ -84,6 +89,12 @@ fn the_dashboard_draws_the_live_mesh_in_a_browser() {
             assert_eq!(get(&gw, "/", &[]).await.status, 200);
         }
         seen(&api, 20, |s| s == 1.0).await;
+        eventually(20, "20 traces of the gateway's and the app's spans in the store", || async {
+            let v = get(&api, "/debug/traces?limit=50", &[]).await.json();
+            let two = v["traces"].as_array().unwrap().iter().filter(|t| t["spans"] == 2).count();
+            two >= 20
+        })
+        .await;
     });
     let page = rendered(&url);
     let edge = "class=\"edge good\" data-from=\"ingressgateway.default\" data-to=\"my-app.default\"";
@@ -91,6 +102,9 @@ fn the_dashboard_draws_the_live_mesh_in_a_browser() {
     assert!(page.contains("data-name=\"my-service.default.svc.cluster.local\""), "no service row in\n{page}");
     assert_eq!(page.matches("data-state=\"synced\"").count(), 2, "the gateway and the sidecar, synced:\n{page}");
     assert!(page.contains("23h59m"), "certificate expiry shown:\n{page}");
+    assert!(page.matches("data-trace=").count() >= 20, "the recent traces listed:\n{page}");
+    assert_eq!(page.matches("class=\"span-row\"").count(), 2, "the newest trace's two spans drawn:\n{page}");
+    assert!(page.contains("ingressgateway.default: ") && page.contains("my-app.default: "), "{page}");
 
     rt().block_on(async {
         for _ in 0..60 {

@@ -62,6 +62,9 @@ pub struct Hub {
     /// Proxies that already have config wait until then for this control
     /// plane's first answer (`Limits::warmup`).
     warm_until: tokio::time::Instant,
+    /// The trace store's OTLP address, given to proxies as the `weft`
+    /// tracing provider (`with_trace_store`).
+    trace_store: Option<std::net::SocketAddr>,
 }
 
 impl Default for Hub {
@@ -81,7 +84,14 @@ impl Hub {
             warm_until: tokio::time::Instant::now() + limits.warmup,
             limits,
             metrics: Metrics::default(),
+            trace_store: None,
         }
+    }
+
+    /// Proxies told to report spans to `addr` for the `weft` provider.
+    pub fn with_trace_store(mut self, addr: std::net::SocketAddr) -> Self {
+        self.trace_store = Some(addr);
+        self
     }
 
     pub fn warm_until(&self) -> tokio::time::Instant {
@@ -99,7 +109,8 @@ impl Hub {
     fn publish(&self, inner: &mut Inner) {
         inner.version += 1;
         let instances = inner.statics.iter().cloned().chain(inner.registrations.shared());
-        let snap = Snapshot::new(inner.version, inner.resources.clone(), instances);
+        let mut snap = Snapshot::new(inner.version, inner.resources.clone(), instances);
+        snap.trace_store = self.trace_store;
         tracing::debug!(version = inner.version, "publishing snapshot");
         self.tx.send_replace(Arc::new(snap));
     }

@@ -19,6 +19,7 @@ pub mod reach;
 pub mod registry;
 pub mod source;
 pub mod stats;
+pub mod traces;
 pub mod translate;
 
 use hub::Hub;
@@ -41,6 +42,8 @@ pub struct ControlOptions {
     pub ca_dir: Option<PathBuf>,
     /// Workload certificates' lifetime.
     pub workload_ttl: std::time::Duration,
+    /// The trace store's OTLP/gRPC port (`traces`; port 0: any free one).
+    pub trace_store_addr: SocketAddr,
     pub limits: limits::Limits,
 }
 
@@ -50,6 +53,7 @@ pub struct Control {
     pub xds_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub api_tls_addr: SocketAddr,
+    pub trace_store_addr: SocketAddr,
     pub auth: Arc<auth::Auth>,
     pub ca: Arc<ca::Ca>,
     pub ca_dir: PathBuf,
@@ -70,7 +74,12 @@ fn private_dir() -> anyhow::Result<PathBuf> {
 /// Binds the listeners and starts serving; returns once bound. The initial
 /// config must validate, or this fails with its diagnostics.
 pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
-    let hub = Arc::new(Hub::new(opts.limits.clone()));
+    // Bound first: the snapshots tell proxies where it is.
+    let otlp = TcpListener::bind(opts.trace_store_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind the trace store's address {}: {e}", opts.trace_store_addr))?;
+    let trace_store_addr = otlp.local_addr()?;
+    let hub = Arc::new(Hub::new(opts.limits.clone()).with_trace_store(trace_store_addr));
     let mut folder = source::Folder::new(opts.config_dir.clone(), opts.limits.config.clone());
     if !folder.apply(&hub) {
         let diags = hub.rejected().join("\n");
@@ -108,7 +117,9 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     });
     let stats = Arc::new(stats::Stats::default());
     tokio::spawn(stats::run(hub.clone(), stats.clone(), opts.limits.stats_every));
-    let served = Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone(), stats });
+    let traces = Arc::new(traces::Traces::default());
+    tokio::spawn(traces::serve(otlp, traces.clone()));
+    let served = Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone(), stats, traces });
     let tls_cfg = api::tls::server_config(&served, api_tls_addr.ip())?;
     tokio::spawn(api::tls::serve(served.clone(), api_tls, tls_cfg));
     tokio::spawn(async move {
@@ -132,5 +143,5 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
         }
     });
     tracing::info!(%xds_addr, %api_addr, %api_tls_addr, admin_token = %auth.admin_path().display(), "control plane ready");
-    Ok(Control { hub, xds_addr, api_addr, api_tls_addr, auth, ca, ca_dir })
+    Ok(Control { hub, xds_addr, api_addr, api_tls_addr, trace_store_addr, auth, ca, ca_dir })
 }

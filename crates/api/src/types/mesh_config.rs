@@ -71,16 +71,28 @@ pub enum Provider<'a> {
     File(&'a str),
     /// Spans to this collector.
     Otel { name: &'a str, service: &'a str, port: u16 },
+    /// Spans to the control plane's own trace store (`weft`).
+    Store,
 }
 
 /// Istio's built-in access log provider.
 pub const ENVOY: &str = "envoy";
 
+/// weft's built-in tracing provider: the trace store the control plane
+/// keeps (the dashboard's recent traces); the default when the mesh config
+/// names no default tracing provider.
+pub const WEFT: &str = "weft";
+
 impl MeshConfig {
-    /// The provider named `name`: the mesh's, or Istio's built-in `envoy`.
+    /// The provider named `name`: the mesh's, or a built-in one (Istio's
+    /// `envoy`, weft's `weft`).
     pub fn provider(&self, name: &str) -> Option<Provider<'_>> {
         let Some(p) = self.extension_providers.iter().find(|p| p.name == name) else {
-            return (name == ENVOY).then_some(Provider::File("/dev/stdout"));
+            return match name {
+                ENVOY => Some(Provider::File("/dev/stdout")),
+                WEFT => Some(Provider::Store),
+                _ => None,
+            };
         };
         match (&p.opentelemetry, &p.envoy_file_access_log) {
             (Some(o), _) => Some(Provider::Otel { name: &p.name, service: &o.service, port: o.port }),

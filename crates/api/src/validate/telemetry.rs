@@ -108,7 +108,7 @@ pub(super) fn mesh_config(r: &Resource, m: &MeshConfig, out: &mut Vec<Diagnostic
     for (field, names) in defaults {
         for name in names {
             let fits = match m.provider(name) {
-                Some(Provider::Otel { .. }) => field == "tracing",
+                Some(Provider::Otel { .. } | Provider::Store) => field == "tracing",
                 Some(Provider::File(_)) => field == "accessLogging",
                 None => false,
             };
@@ -154,7 +154,7 @@ pub(super) fn providers(resources: &[Resource], out: &mut Vec<Diagnostic>) {
         }
         for (i, tr) in t.tracing.iter().enumerate() {
             for (j, p) in tr.providers.iter().enumerate() {
-                if !matches!(mesh.provider(&p.name), Some(Provider::Otel { .. })) {
+                if !matches!(mesh.provider(&p.name), Some(Provider::Otel { .. } | Provider::Store)) {
                     let msg = format!(
                         "tracing provider `{}` is not applied: the mesh config (the `istio` ConfigMap in \
                          istio-system) defines no `opentelemetry` extension provider of that name, so no span is \

@@ -129,6 +129,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         api_tls_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ca_dir: a.ca_dir.clone(),
         workload_ttl: a.workload_cert_ttl,
+        trace_store_addr: a.limits.trace_store_addr,
         limits,
     })
     .await?;

@@ -18,6 +18,8 @@
 //! | `GET /debug/proxies/{id}/config_dump` | what that proxy runs, asked from its admin |
 //! | `GET /debug/stats?by=service\|workload\|edge&window=60` | golden signals over the window: requests/s, success rate, p50/p95/p99 (`stats`) |
 //! | `GET /debug/stats/series?by=…&window=300` | the same per read interval: the dashboard's charts |
+//! | `GET /debug/traces?limit=50` | the latest traces the trace store keeps (`traces`), newest first |
+//! | `GET /debug/traces/{id}` | one trace's spans |
 //! | `GET /debug/certs` | the CA's root and signer expiry; every proxy's certificate, asked from each |
 //! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
 //!
@@ -60,6 +62,7 @@ pub struct Api {
     pub ca: Arc<Ca>,
     pub auth: Arc<Auth>,
     pub stats: Arc<crate::stats::Stats>,
+    pub traces: Arc<crate::traces::Traces>,
 }
 
 /// The refusal of a request that did not prove `identity` (or admin).
@@ -247,6 +250,17 @@ pub async fn handle(
                 None => error(StatusCode::NOT_FOUND, "no such dashboard asset"),
             }
         }
+        (Method::GET, ["debug", "traces"]) => {
+            let limit = query.strip_prefix("limit=").and_then(|l| l.parse().ok()).unwrap_or(50usize);
+            json(StatusCode::OK, &api.traces.recent(limit.min(crate::traces::MAX_TRACES)))
+        }
+        (Method::GET, ["debug", "traces", id]) => match api.traces.trace(id) {
+            Some(t) => json(StatusCode::OK, &t),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!("trace {id} is not kept (the store holds the latest {} traces)", crate::traces::MAX_TRACES),
+            ),
+        },
         (Method::GET, ["debug", "stats"]) => stats(&api, &query, false),
         (Method::GET, ["debug", "stats", "series"]) => stats(&api, &query, true),
         (Method::GET, ["debug", "certs"]) => {

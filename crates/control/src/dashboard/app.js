@@ -5,11 +5,14 @@
 const SVG = 'http://www.w3.org/2000/svg';
 const data = {};
 let filter = '';
+let picked = null; // the trace id the user clicked, else the newest
 
 function el(tag, attrs = {}, ...children) {
   const e = tag.startsWith('svg:') ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (v !== undefined && v !== null) e.setAttribute(k, v);
+    // Styles through the CSSOM: the page's policy refuses style attributes.
+    if (k === 'style') Object.assign(e.style, v);
+    else if (v !== undefined && v !== null) e.setAttribute(k, v);
   }
   for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return e;
@@ -121,6 +124,49 @@ function drawTables() {
   }).filter((p) => shown(p.name)).map((p) => p.row));
 }
 
+function drawTraces() {
+  const list = (data.traces?.traces || []).filter((t) => shown(t.root, ...(t.services || [])));
+  const current = picked || list[0]?.traceId;
+  fill(document.querySelector('#traces tbody'), list.map((t) => {
+    const row = el('tr', { 'data-trace': t.traceId, class: t.traceId === current ? 'selected' : '' },
+      el('td', {}, t.traceId.slice(0, 12)), el('td', {}, t.root || '-'), el('td', { class: 'num' }, ms(t.durationMs)),
+      el('td', { class: 'num' }, t.spans), el('td', { class: t.errors ? 'num bad' : 'num' }, t.errors),
+      el('td', {}, (t.services || []).join(', ')), el('td', {}, new Date(t.startUnixMs).toLocaleTimeString()));
+    row.addEventListener('click', () => { picked = t.traceId; loadTrace(); });
+    return row;
+  }));
+}
+
+// One row per span, indented under its parent, its bar placed on the
+// trace's timeline.
+function drawWaterfall(trace) {
+  const box = document.getElementById('waterfall');
+  const spans = trace?.spans || [];
+  if (spans.length === 0) { box.replaceChildren(); return; }
+  const t0 = Math.min(...spans.map((s) => s.startNs));
+  const total = Math.max(1, Math.max(...spans.map((s) => s.endNs)) - t0);
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  const depth = (s) => { let d = 0; for (let p = byId.get(s.parent); p && d < spans.length; p = byId.get(p.parent)) d++; return d; };
+  const rows = spans.map((s) => {
+    const left = ((s.startNs - t0) / total) * 100;
+    const width = Math.max(0.3, ((s.endNs - s.startNs) / total) * 100);
+    const a = s.attributes || {};
+    const title = `${s.service}: ${s.name} (${s.kind}) ${a['http.status_code'] ?? ''} ${a.response_flags ?? ''} ${a.upstream_cluster ?? ''}`;
+    return el('div', { class: 'span-row', 'data-span': s.spanId, title },
+      el('span', { class: 'label', style: { paddingLeft: `${depth(s)}em` } }, `${s.service}: ${s.name}`),
+      el('span', { class: 'track' }, el('span', { class: `bar ${s.kind}${s.error ? ' error' : ''}`, style: { left: `${left.toFixed(2)}%`, width: `${width.toFixed(2)}%` } })),
+      el('span', { class: 'num' }, ms((s.endNs - s.startNs) / 1e6)));
+  });
+  box.replaceChildren(el('p', {}, `trace ${trace.traceId}: ${spans.length} spans over ${ms(total / 1e6)}`), ...rows);
+}
+
+async function loadTrace() {
+  drawTraces();
+  const id = picked || data.traces?.traces?.[0]?.traceId;
+  if (!id) { drawWaterfall(null); return; }
+  try { drawWaterfall(await getJSON(`/debug/traces/${id}`)); } catch (e) { picked = null; }
+}
+
 function drawHealth() {
   const h = data.health;
   const box = document.getElementById('health');
@@ -147,6 +193,7 @@ function drawConfig() {
 function draw() {
   drawGraph();
   drawTables();
+  drawTraces();
   drawHealth();
   drawConfig();
   const n = (data.proxies || []).length;
@@ -161,7 +208,9 @@ async function refresh() {
       getJSON('/debug/version'), getJSON(`/debug/stats?by=edge&${q}`), getJSON(`/debug/stats?by=service&${q}`),
       getJSON(`/debug/stats?by=workload&${q}`), getJSON('/debug/stats/series?by=service&window=300'),
       getJSON('/debug/proxies'), getJSON('/debug/certs'), getJSON('/debug/config')]);
+    data.traces = await getJSON('/debug/traces?limit=20');
     draw();
+    await loadTrace();
     document.getElementById('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     document.getElementById('updated').textContent = `cannot reach the control plane: ${e.message}`;

@@ -37,6 +37,8 @@ pub struct Snapshot {
     /// Some DestinationRule ranks endpoints by the caller's labels
     /// (`failoverPriority`); computed on first use.
     pub label_failover: std::sync::OnceLock<bool>,
+    /// Where the control plane's trace store takes spans (`weft` provider).
+    pub trace_store: Option<std::net::SocketAddr>,
 }
 
 impl Snapshot {
@@ -46,7 +48,7 @@ impl Snapshot {
         instances: impl IntoIterator<Item = I>,
     ) -> Self {
         let instances = instances.into_iter().map(Into::into).collect();
-        Snapshot { version, resources, instances, label_failover: Default::default() }
+        Snapshot { version, resources, instances, label_failover: Default::default(), trace_store: None }
     }
 
     /// True when a caller's labels can change the endpoints it is sent.

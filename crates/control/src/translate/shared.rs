@@ -114,8 +114,8 @@ fn own_services<'i>(ix: &'i Index, node: &ProxyNode) -> Vec<&'i weft_api::index:
 }
 
 /// What Telemetry asks of `node` on `side`.
-fn observe(ix: &Index, node: &ProxyNode, side: Side) -> listeners::Observe {
-    let (tracing, collector) = tracing::for_side(ix, node, side).unzip();
+fn observe(ix: &Index, snap: &Snapshot, node: &ProxyNode, side: Side) -> listeners::Observe {
+    let (tracing, collector) = tracing::for_side(ix, node, side, snap.trace_store).unzip();
     listeners::Observe { logs: access_log::logs(ix, node, side), tracing, collector: collector.flatten() }
 }
 
@@ -191,7 +191,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 labels.join(","),
                 node.listen_ip
             );
-            let az = part(cache, snap, key, move |ix, _| Part {
+            let az = part(cache, snap, key, move |ix, snap| Part {
                 clusters: clusters::inbound(&n, &own_services(ix, &n))
                     .map(|c| encode(c.name.clone(), c))
                     .into_iter()
@@ -199,8 +199,8 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 authz: vec![(app_port, authz::filters(ix, &authz::Target { node: &n, port: app_port }))],
                 mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
                 seen: listeners::Telemetry {
-                    client: observe(ix, &n, Side::Client),
-                    server: observe(ix, &n, Side::Server),
+                    client: observe(ix, snap, &n, Side::Client),
+                    server: observe(ix, snap, &n, Side::Server),
                 },
                 ..Default::default()
             })
@@ -237,7 +237,8 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 let authz =
                     ports.iter().map(|p| (*p, authz::filters(ix, &authz::Target { node: &n, port: *p }))).collect();
                 let tls = ports.iter().map(|p| (*p, super::gateway_tls::chains(ix, &n, *p))).collect();
-                let seen = listeners::Telemetry { client: observe(ix, &n, Side::Client), server: Default::default() };
+                let seen =
+                    listeners::Telemetry { client: observe(ix, snap, &n, Side::Client), server: Default::default() };
                 Part { routes, clusters, endpoints, gateway_tcp, authz, tls, seen, ..Default::default() }
             })
             .await;

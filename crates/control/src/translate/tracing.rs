@@ -29,8 +29,13 @@ pub fn cluster_name(provider: &str) -> String {
 
 /// The connection manager's tracing for `node` on `side`, and the
 /// collector cluster it reports to; none when no Telemetry traces it.
-pub fn for_side(index: &Index, node: &ProxyNode, side: Side) -> Option<(Tracing, Option<Cluster>)> {
-    let choice = tracing_for(index.resources, &node.namespace, &node.labels, side)?;
+pub fn for_side(
+    index: &Index,
+    node: &ProxyNode,
+    side: Side,
+    store: Option<std::net::SocketAddr>,
+) -> Option<(Tracing, Option<Cluster>)> {
+    let choice = tracing_for(index.resources, &node.namespace, &node.labels, side, store)?;
     Some((hcm_tracing(&choice, node), choice.collector.as_ref().map(collector)))
 }
 

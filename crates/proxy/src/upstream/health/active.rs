@@ -50,12 +50,16 @@ pub async fn probe(addr: SocketAddr, cfg: &HealthCheckCfg) -> bool {
         let Probe::Http { path, host, expected } = &cfg.probe else { return Some(true) };
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
         tokio::spawn(conn);
-        let req = http::Request::get(path.as_str())
+        let mut req = http::Request::get(path.as_str())
             .header(http::header::HOST, host.as_str())
             .header(http::header::USER_AGENT, "weft-health-check")
             .header(http::header::CONNECTION, "close")
             .body(Empty::<bytes::Bytes>::new())
             .ok()?;
+        // Decided unsampled: a probe is no user's request, and traced it
+        // would bury the traces of those under its own.
+        let (trace, span) = (crate::telemetry::trace::new_trace_id(), crate::telemetry::trace::new_id());
+        crate::telemetry::trace::context::inject(req.headers_mut(), trace, span, None, false, false);
         let resp = send.send_request(req).await.ok()?;
         let status = resp.status().as_u16();
         let _ = resp.into_body().collect().await;
