@@ -87,6 +87,11 @@ enum Cmd {
     /// The live dashboard's address (service graph, golden signals,
     /// proxies, upstream health, config), served by the control plane.
     Dashboard(ops::Target),
+    /// The requests a proxy finishes, live: method, authority, path,
+    /// status, flags, latency, caller and destination (never bodies).
+    Tap(ops::tap::TapArgs),
+    /// A proxy's busiest paths, live: count, rate, success, latency.
+    Top(ops::tap::TapArgs),
     /// Authorization: `weft authz check` explains the decision on one request.
     Authz {
         #[command(subcommand)]
@@ -221,6 +226,8 @@ fn main() -> ExitCode {
             Cmd::ProxyConfig(a) => ops::proxy_config::run(a).await,
             Cmd::Stat(a) => ops::stat::run(a).await,
             Cmd::Dashboard(t) => ops::dashboard(t).await,
+            Cmd::Tap(a) => ops::tap::tap(a).await,
+            Cmd::Top(a) => ops::tap::top(a).await,
             Cmd::Token { cmd: TokenCmd::Create(a) } => ca_cmds::token(a).await,
             Cmd::Validate { .. } | Cmd::Authz { .. } => unreachable!("handled above"),
         };

@@ -229,3 +229,66 @@ fn stat_reads_the_golden_signals_of_the_traffic_sent() {
     assert!(table.contains("75.00%") && table.contains("SERVICE"), "{table}");
     up.stop();
 }
+
+/// While requests flow through the gateway, `weft tap` shows those that
+/// match its filter as they finish (and stops at `--max`), a sidecar's
+/// tap shows its inbound requests with their caller, and `weft top`
+/// ranks the paths it saw.
+#[test]
+fn tap_shows_requests_as_they_finish_and_top_ranks_their_paths() {
+    let (runtime, dir) = (tempfile::tempdir().unwrap(), seed());
+    let mut up = Up::start_env(dir.path(), &[("XDG_RUNTIME_DIR", runtime.path())]);
+    let gw = format!("127.0.0.1:{}", up.gateway_port);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            rt().block_on(async {
+                // Bounded: at most 30 s of traffic.
+                for _ in 0..1500 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    assert_eq!(get(&gw, "/", &[]).await.status, 200);
+                    assert_eq!(get(&gw, "/nope", &[]).await.status, 404);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            })
+        })
+    };
+    let events = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = weft_at(runtime.path(), args);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let nope = events(&["tap", "ingressgateway", "--path", "/nope", "--max", "3", "--duration", "20", "-o", "json"]);
+    assert_eq!(nope.len(), 3, "{nope:?}");
+    for e in &nope {
+        assert_eq!(
+            (e["method"].as_str(), e["path"].as_str(), e["status"].as_u64()),
+            (Some("GET"), Some("/nope"), Some(404)),
+            "{e}"
+        );
+        assert_eq!(e["flags"], "NR", "no route: {e}");
+    }
+    let inbound = events(&["tap", "my-app", "--max", "2", "--duration", "20", "-o", "json"]);
+    assert_eq!(inbound.len(), 2, "{inbound:?}");
+    for e in &inbound {
+        assert_eq!(
+            (e["direction"].as_str(), e["source"].as_str(), e["destination"].as_str()),
+            (Some("inbound"), Some("ingressgateway.default"), Some("my-app.default")),
+            "{e}"
+        );
+    }
+
+    let top = weft_at(runtime.path(), &["top", "ingressgateway", "--duration", "2", "-o", "json"]);
+    let paths: Vec<serde_json::Value> =
+        serde_json::from_slice(&top.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&top)));
+    let count = |suffix: &str| {
+        paths.iter().find(|p| p["path"].as_str().unwrap().ends_with(suffix)).map(|p| p["count"].as_u64().unwrap())
+    };
+    assert!(count("/nope").is_some_and(|n| n > 0) && count("/").is_some_and(|n| n > 0), "{paths:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    up.stop();
+}

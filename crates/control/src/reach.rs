@@ -1,6 +1,7 @@
 //! Reaching proxies through the admin address each declares
-//! (`ADMIN_ADDR`): what one runs (`/debug/proxies/{id}/config_dump`) and
-//! every proxy's certificate (`/debug/certs`), asked on demand with a
+//! (`ADMIN_ADDR`): what one runs (`/debug/proxies/{id}/config_dump`), the
+//! requests it serves (`/debug/proxies/{id}/tap`) and every proxy's
+//! certificate (`/debug/certs`), asked on demand with a
 //! deadline, so a hung proxy costs its own answer only.
 
 use crate::hub::{Hub, ProxyStatus};
@@ -13,8 +14,13 @@ use std::time::Duration;
 /// mesh is a few MB; more is refused, not buffered.
 const MAX_ANSWER: usize = 16 << 20;
 
-/// `GET http://{addr}{path}` with a deadline and a size limit, as JSON.
+/// `GET http://{addr}{path}` with a 2 s deadline and a size limit, as JSON.
 pub async fn get_json(addr: &str, path: &str) -> Result<Value, String> {
+    get_json_within(addr, path, Duration::from_secs(2)).await
+}
+
+/// `get_json` with a deadline of its own (a tap answers when it closes).
+pub async fn get_json_within(addr: &str, path: &str, deadline: Duration) -> Result<Value, String> {
     let fetch = async {
         let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -31,7 +37,7 @@ pub async fn get_json(addr: &str, path: &str) -> Result<Value, String> {
             .to_bytes();
         serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
     };
-    tokio::time::timeout(Duration::from_secs(2), fetch).await.map_err(|_| "no answer within 2 s".to_owned())?
+    tokio::time::timeout(deadline, fetch).await.map_err(|_| format!("no answer within {deadline:?}"))?
 }
 
 /// `path` from one proxy's admin, or why it cannot be asked.
@@ -47,6 +53,16 @@ pub async fn ask(p: &ProxyStatus, path: &str) -> Result<Value, String> {
 pub async fn config_dump(hub: &Hub, id: &str) -> Option<Result<Value, String>> {
     let p = hub.proxies().into_iter().rfind(|p| p.id == id)?;
     Some(ask(&p, "/config_dump").await)
+}
+
+/// The requests the proxy with node id `id` finishes over one tap
+/// (`query` as its `/tap` takes it); None when it is not connected.
+pub async fn tap(hub: &Hub, id: &str, query: &str) -> Option<Result<Value, String>> {
+    let p = hub.proxies().into_iter().rfind(|p| p.id == id)?;
+    Some(match &p.admin {
+        Some(a) => get_json_within(a, &format!("/tap?{query}"), Duration::from_secs(35)).await,
+        None => Err(p.admin_refused.clone().unwrap_or_else(|| "no ADMIN_ADDR in its node metadata".to_owned())),
+    })
 }
 
 /// Every connected proxy's workload certificate (`/certs`), asked at once.

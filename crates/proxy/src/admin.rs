@@ -8,6 +8,7 @@
 //! | `/clusters` | endpoints and their state, one line per fact (Envoy's format) |
 //! | `/stats/prometheus` | Istio-standard request metrics |
 //! | `/stats?format=json` | request series with their counts and duration buckets (the control plane's `weft stat`) |
+//! | `/tap?seconds=1&limit=100&path=&method=&authority=` | the requests that finish meanwhile, matching (`weft tap`) |
 //! | `POST /quitquitquit` | drain and exit |
 
 use crate::config::listener::ListenerKind;
@@ -102,6 +103,35 @@ fn certs(state: &ProxyState) -> serde_json::Value {
         "expiresInSeconds": tls.as_ref().map(|t| secs(t.expires)),
         "lastRenewalError": error,
     })
+}
+
+/// `/tap`: opens a tap for `seconds` (at most 30) or until `limit`
+/// requests (at most 1000) matched, and answers with them.
+async fn tap(state: &ProxyState, query: &str) -> serde_json::Value {
+    use crate::telemetry::tap::Filter;
+    let (mut seconds, mut limit, mut filter) = (1.0f64, 100usize, Filter::default());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+        match k {
+            "seconds" => seconds = v.parse().unwrap_or(1.0f64).clamp(0.05, 30.0),
+            "limit" => limit = v.parse().unwrap_or(100usize).clamp(1, 1000),
+            "path" if !v.is_empty() => filter.path = Some(v),
+            "method" if !v.is_empty() => filter.method = Some(v),
+            "authority" if !v.is_empty() => filter.authority = Some(v),
+            _ => {}
+        }
+    }
+    let mut opened = state.taps.tap(filter, limit);
+    let mut events = Vec::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    while events.len() < limit {
+        match tokio::time::timeout_at(until, opened.rx.recv()).await {
+            Ok(Some(e)) => events.push(e),
+            _ => break,
+        }
+    }
+    json!({"proxy": state.node.id, "events": events, "dropped": opened.dropped()})
 }
 
 /// One endpoint of a set, for `/config_dump` and `/clusters?format=json`.
@@ -207,6 +237,10 @@ async fn handle(
             let mut v = state.metrics.requests_json();
             v["proxy"] = state.node.id.clone().into();
             v["uptimeSeconds"] = state.started.elapsed().as_secs_f64().into();
+            reply(StatusCode::OK, "application/json", serde_json::to_vec(&v).unwrap_or_default())
+        }
+        (&Method::GET, "/tap") => {
+            let v = tap(&state, req.uri().query().unwrap_or_default()).await;
             reply(StatusCode::OK, "application/json", serde_json::to_vec(&v).unwrap_or_default())
         }
         (&Method::GET, "/stats/prometheus" | "/metrics") => {

@@ -30,6 +30,8 @@ pub struct ProxyState {
     /// Connection pools and host health, kept across config versions.
     pub hosts: Arc<crate::upstream::Registries>,
     pub last_nack: parking_lot::Mutex<Option<String>>,
+    /// Open taps (`weft tap`): offered each finished request while open.
+    pub taps: crate::telemetry::tap::Taps,
     /// When this proxy started: its counts are since then (`/stats`).
     pub started: tokio::time::Instant,
     /// Why the last certificate request failed; cleared by the next success.
@@ -74,6 +76,7 @@ impl ProxyState {
             last_nack: parking_lot::Mutex::new(None),
             cert_error: parking_lot::Mutex::new(None),
             started: tokio::time::Instant::now(),
+            taps: Default::default(),
             source_header,
             timeouts,
         })

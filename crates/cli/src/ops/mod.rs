@@ -6,6 +6,7 @@ pub mod check;
 pub mod proxy_config;
 pub mod stat;
 pub mod status;
+pub mod tap;
 
 use weft_proxy::mtls::control::ControlApi;
 
@@ -102,6 +103,41 @@ pub fn human(secs: i64) -> String {
         _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
     };
     format!("{sign}{body}")
+}
+
+/// The node id `wanted` names among those connected (its id, name or
+/// address; else a prefix of its name), or why none or several do.
+fn resolve(wanted: &str, ids: &[&str]) -> anyhow::Result<String> {
+    let address = |id: &str| id.split('~').nth(1).unwrap_or_default().to_owned();
+    let mut found: Vec<&str> =
+        ids.iter().copied().filter(|id| *id == wanted || proxy_name(id) == wanted || address(id) == wanted).collect();
+    if found.is_empty() {
+        found = ids.iter().copied().filter(|id| proxy_name(id).starts_with(wanted)).collect();
+    }
+    let described = |ids: &[&str]| -> String {
+        ids.iter().map(|id| format!("{} at {}", proxy_name(id), address(id))).collect::<Vec<_>>().join(", ")
+    };
+    match found[..] {
+        [one] => Ok(one.to_owned()),
+        [] => anyhow::bail!("no proxy `{wanted}` is connected; the proxies are: {}", described(ids)),
+        _ => anyhow::bail!(
+            "`{wanted}` names {} proxies ({}); give more of the name, or the address of one",
+            found.len(),
+            described(&found)
+        ),
+    }
+}
+
+/// The node id of the proxy `wanted` names, asked of the control plane.
+pub async fn proxy_id(api: &ControlApi, wanted: &str) -> anyhow::Result<String> {
+    let proxies = get(api, "/debug/proxies").await?;
+    let ids: Vec<&str> = proxies.as_array().into_iter().flatten().filter_map(|p| p["id"].as_str()).collect();
+    resolve(wanted, &ids)
+}
+
+/// A node id as one segment of an API path.
+pub fn path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Istio's node ids are `kind~address~name.namespace`: the name part, or

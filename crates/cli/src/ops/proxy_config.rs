@@ -2,7 +2,7 @@
 //! what one proxy really runs, asked from the proxy itself through the
 //! control plane (istioctl proxy-config, without port-forwarding).
 
-use super::{Target, get, human, proxy_name, table};
+use super::{Target, get, human, path_segment, proxy_id, table};
 use serde_json::Value;
 
 #[derive(clap::Args)]
@@ -16,29 +16,6 @@ pub struct ProxyConfigArgs {
     what: String,
     #[command(flatten)]
     target: Target,
-}
-
-/// The node id `wanted` names among those connected (its id, name or
-/// address; else a prefix of its name), or why none or several do.
-fn resolve(wanted: &str, ids: &[&str]) -> anyhow::Result<String> {
-    let address = |id: &str| id.split('~').nth(1).unwrap_or_default().to_owned();
-    let mut found: Vec<&str> =
-        ids.iter().copied().filter(|id| *id == wanted || proxy_name(id) == wanted || address(id) == wanted).collect();
-    if found.is_empty() {
-        found = ids.iter().copied().filter(|id| proxy_name(id).starts_with(wanted)).collect();
-    }
-    let described = |ids: &[&str]| -> String {
-        ids.iter().map(|id| format!("{} at {}", proxy_name(id), address(id))).collect::<Vec<_>>().join(", ")
-    };
-    match found[..] {
-        [one] => Ok(one.to_owned()),
-        [] => anyhow::bail!("no proxy `{wanted}` is connected; the proxies are: {}", described(ids)),
-        _ => anyhow::bail!(
-            "`{wanted}` names {} proxies ({}); give more of the name, or the address of one",
-            found.len(),
-            described(&found)
-        ),
-    }
 }
 
 fn str_of(v: &Value) -> String {
@@ -169,13 +146,8 @@ fn items(v: &Value) -> impl Iterator<Item = &Value> {
 
 pub async fn run(a: ProxyConfigArgs) -> anyhow::Result<()> {
     let api = a.target.api()?;
-    let proxies = get(&api, "/debug/proxies").await?;
-    let ids: Vec<&str> = items(&proxies).filter_map(|p| p["id"].as_str()).collect();
-    let id = resolve(&a.proxy, &ids)?;
-    let path = format!(
-        "/debug/proxies/{}/config_dump",
-        percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
-    );
+    let id = proxy_id(&api, &a.proxy).await?;
+    let path = format!("/debug/proxies/{}/config_dump", path_segment(&id));
     let dump = get(&api, &path).await?;
     let sections: &[Section] = &[
         ("listeners", listeners),
@@ -212,7 +184,7 @@ pub async fn run(a: ProxyConfigArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::resolve;
 
     #[test]
     fn a_proxy_is_named_by_its_name_a_unique_prefix_or_its_id() {

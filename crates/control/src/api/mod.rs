@@ -20,6 +20,7 @@
 //! | `GET /debug/stats/series?by=…&window=300` | the same per read interval: the dashboard's charts |
 //! | `GET /debug/traces?limit=50` | the latest traces the trace store keeps (`traces`), newest first |
 //! | `GET /debug/traces/{id}` | one trace's spans |
+//! | `GET /debug/proxies/{id}/tap?seconds=1&limit=&path=&method=&authority=` | the requests that proxy finishes meanwhile (metadata, never bodies) |
 //! | `GET /debug/certs` | the CA's root and signer expiry; every proxy's certificate, asked from each |
 //! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
 //!
@@ -235,6 +236,14 @@ pub async fn handle(
         }
         (Method::GET, ["debug", "proxies"]) => {
             json(StatusCode::OK, &serde_json::to_value(hub.proxies()).unwrap_or_default())
+        }
+        (Method::GET, ["debug", "proxies", id, "tap"]) => {
+            let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+            match crate::reach::tap(hub, &id, &query).await {
+                Some(Ok(events)) => json(StatusCode::OK, &events),
+                Some(Err(e)) => error(StatusCode::BAD_GATEWAY, &format!("cannot tap proxy {id}: {e}")),
+                None => error(StatusCode::NOT_FOUND, &format!("no proxy {id} is connected; see /debug/proxies")),
+            }
         }
         (Method::GET, ["debug", "proxies", id, "config_dump"]) => {
             let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();

@@ -13,7 +13,7 @@ use crate::config::listener::{Direction, HttpListener, ListenerKind};
 use crate::config::matcher::{authority_of, strip_port};
 use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::conn::ConnCtx;
-use crate::telemetry::{Labels, Record};
+use crate::telemetry::{Labels, Record, tap};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
@@ -60,6 +60,14 @@ pub fn handle(
         // As the request goes on (`x-forwarded-for` appended at the edge),
         // its trace written for the next hop.
         let mut observed = observe::begin(hl, &mut req);
+        // Boxed (one pointer in the future), and only while a tap is open.
+        let tapped = state.taps.open().then(|| {
+            Box::new(tap::Seen {
+                method: req.method().to_string(),
+                authority: authority_of(req.uri(), req.headers()).unwrap_or("").to_owned(),
+                path: req.uri().path().to_owned(),
+            })
+        });
         let (source_workload, source_ns) = match hl.direction {
             Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),
             Direction::Inbound => ctx.caller(source.as_ref()),
@@ -143,6 +151,25 @@ pub fn handle(
             request_bytes: outcome.request_bytes,
             response_bytes,
         });
+        if let Some(seen) = tapped {
+            let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+            state.taps.offer(tap::Event {
+                unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                direction: if hl.direction == Direction::Inbound { "inbound" } else { "outbound" },
+                method: seen.method,
+                authority: seen.authority,
+                path: seen.path,
+                status: outcome.response.status().as_u16(),
+                flags: response_flags,
+                duration_ms,
+                source: format!("{source_workload}.{source_ns}"),
+                destination_service: service.to_owned(),
+                destination: format!("{dest_workload}.{dest_ns}"),
+                upstream_host: outcome.dest.endpoint.as_ref().map(|e| e.addr.to_string()),
+            });
+        }
         if let (Some(o), Some(l)) = (&observed, listener) {
             let ending = observe::Ending {
                 ctx: &ctx,

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 pub mod access_log;
 mod histogram;
+pub mod tap;
 pub mod trace;
 pub use histogram::Histogram;
 
