@@ -81,6 +81,9 @@ enum Cmd {
     /// Is the running mesh healthy? Control plane, config, proxies' sync and
     /// NACKs, certificate expiry and renewal (exit 1 on a failure).
     Check(ops::check::CheckArgs),
+    /// The diagnostics of the config the running mesh serves (and of a
+    /// rejected edit: exit 1), as `weft validate` gives them for files.
+    Analyze(ops::Target),
     /// Golden signals per service, workload or edge over a window: success
     /// rate, requests per second, p50/p95/p99 latency.
     Stat(ops::stat::StatArgs),
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         let done = match cli.cmd {
             Cmd::Check(a) => return ops::check::run(a).await,
+            Cmd::Analyze(t) => return ops::analyze(t).await,
             Cmd::Up(a) => up::run(a).await,
             Cmd::Control { config, xds_addr, api_addr, ca, limits } => {
                 let trace_store_addr = limits.trace_store_addr;

@@ -97,6 +97,27 @@ fn proxy_config_shows_what_a_proxy_runs_and_check_fails_on_a_nack() {
             && f["detail"].as_str().unwrap().contains("NetworkPolicy")),
         "{failed}"
     );
+    // The running mesh's diagnostics, and a rejected edit's.
+    let analyze = run(&["analyze", "-o", "json"]);
+    assert!(analyze.status.success(), "{}", text(&analyze));
+    let v: serde_json::Value = serde_json::from_slice(&analyze.stdout).unwrap();
+    assert!(v["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("NetworkPolicy")), "{v}");
+    std::fs::write(dir.path().join("typo.yaml"), "apiVersion: v1\nkind: Servce\nmetadata: {name: x}\n").unwrap();
+    let start = std::time::Instant::now();
+    let rejected = loop {
+        let out = run(&["analyze"]);
+        if !out.status.success() {
+            break text(&out);
+        }
+        assert!(start.elapsed().as_secs() < 20, "the typo never rejected: {}", text(&out));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        rejected.contains("typo.yaml")
+            && rejected.contains("Servce")
+            && rejected.contains("last good config keeps serving"),
+        "{rejected}"
+    );
     up.stop();
 }
 

@@ -1,5 +1,6 @@
 //! The operator's commands (`weft status`, `weft proxy-config`, `weft
-//! check`, `weft stat`, `weft dashboard`). Each talks to a control plane's API, which reaches the proxies;
+//! check`, `weft stat`, `weft tap`, `weft top`, `weft analyze`, `weft
+//! dashboard`). Each talks to a control plane's API, which reaches the proxies;
 //! with no flag, to the mesh `weft up` runs on this machine.
 
 pub mod check;
@@ -47,6 +48,36 @@ pub async fn dashboard(t: Target) -> anyhow::Result<()> {
         println!("{url}");
     }
     Ok(())
+}
+
+/// `weft analyze`: the diagnostics of the config the running mesh is
+/// serving (what `weft validate` says of files), and of its latest edit if
+/// that was rejected; exit 1 when it was.
+pub async fn analyze(t: Target) -> anyhow::Result<std::process::ExitCode> {
+    let api = t.api()?;
+    let cfg = get(&api, "/debug/config").await?;
+    let list = |k: &str| -> Vec<String> {
+        cfg[k].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)).collect()
+    };
+    let (warnings, rejected) = (list("warnings"), list("rejected"));
+    if t.json() {
+        let out = serde_json::json!({"version": cfg["version"], "warnings": warnings, "rejected": rejected});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for d in rejected.iter().chain(&warnings) {
+            println!("{d}\n");
+        }
+        let edit = if rejected.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the latest edit was rejected ({} diagnostics) and the last good config keeps serving",
+                rejected.len()
+            )
+        };
+        println!("config version {} in force: {} warnings{edit}", cfg["version"], warnings.len());
+    }
+    Ok(if rejected.is_empty() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
 }
 
 /// `GET path` on the control plane, as JSON; an error names what failed.
