@@ -87,7 +87,7 @@ fn unknown(ann: &Labels, prefix: &str, known: &[&str], errors: &mut Vec<ExtError
 }
 
 /// Close enough to be a typo: same letters give or take two edits.
-pub(crate) fn strsim_close(a: &str, b: &str) -> bool {
+pub fn strsim_close(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {

@@ -84,6 +84,10 @@ enum Cmd {
     /// The diagnostics of the config the running mesh serves (and of a
     /// rejected edit: exit 1), as `weft validate` gives them for files.
     Analyze(ops::Target),
+    /// One service or workload: the VirtualServices, DestinationRule,
+    /// subsets, policies and endpoints that apply, their health, and where
+    /// a request to it goes.
+    Describe(ops::describe::DescribeArgs),
     /// Golden signals per service, workload or edge over a window: success
     /// rate, requests per second, p50/p95/p99 latency.
     Stat(ops::stat::StatArgs),
@@ -229,6 +233,7 @@ fn main() -> ExitCode {
             Cmd::Status(a) => ops::status::run(a).await,
             Cmd::ProxyConfig(a) => ops::proxy_config::run(a).await,
             Cmd::Stat(a) => ops::stat::run(a).await,
+            Cmd::Describe(a) => ops::describe::run(a).await,
             Cmd::Dashboard(t) => ops::dashboard(t).await,
             Cmd::Tap(a) => ops::tap::tap(a).await,
             Cmd::Top(a) => ops::tap::top(a).await,

@@ -2,7 +2,8 @@
 //! shows what a proxy runs (asked from the proxy through the control
 //! plane), `weft check` passes a healthy mesh and fails one with a NACK, a
 //! CA near expiry or a proxy that cannot renew its certificate, `weft
-//! stat` reads the golden signals of the traffic sent.
+//! stat` reads the golden signals of the traffic sent, `weft describe`
+//! what applies to a service and where its requests go.
 
 mod common;
 use common::*;
@@ -311,5 +312,90 @@ fn tap_shows_requests_as_they_finish_and_top_ranks_their_paths() {
     assert!(count("/nope").is_some_and(|n| n > 0) && count("/").is_some_and(|n| n > 0), "{paths:?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     sender.join().unwrap();
+    up.stop();
+}
+
+/// bookinfo (reviews v1 ×2 and v2, a header match and a 90/10 canary):
+/// `weft describe reviews` shows the VirtualService and DestinationRule
+/// that apply, the routes a caller's sidecar runs with their shares, each
+/// subset's endpoints with their health as callers see it, and after
+/// traffic its golden signals with the caller; a workload shows its
+/// instances and proxies; a typo gets a suggestion.
+#[test]
+fn describe_shows_what_applies_to_a_service_and_where_requests_go() {
+    let runtime = tempfile::tempdir().unwrap();
+    let dir = repo().join("examples/bookinfo");
+    let mut up = Up::start_with(&dir, &[("XDG_RUNTIME_DIR", runtime.path())], &["--stats-interval", "0.2"]);
+    let run = |args: &[&str]| weft_at(runtime.path(), args);
+    let describe = |args: &[&str]| {
+        let out = run(&[&["describe"], args, &["-o", "json"]].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let fqdn = "reviews.default.svc.cluster.local";
+    let cluster = |subset: &str| format!("outbound|9080|{subset}|{fqdn}");
+    // Health arrives as the callers' sidecars take their clusters: waited for, bounded.
+    let start = std::time::Instant::now();
+    let v = loop {
+        let v = describe(&["reviews"]);
+        let seen = v["clusters"].as_array().unwrap().iter().flat_map(|c| c["endpoints"].as_array().unwrap().iter());
+        if seen.clone().count() > 0 && seen.clone().all(|e| e["health"]["seenBy"].as_u64() > Some(0)) {
+            break v;
+        }
+        assert!(start.elapsed().as_secs() < 20, "endpoints never seen by the callers: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(v["virtualServices"][0]["name"], "VirtualService/default/reviews", "{v}");
+    assert_eq!(v["destinationRule"]["name"], "DestinationRule/default/reviews");
+    let subsets: Vec<&str> =
+        v["destinationRule"]["subsets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(subsets, ["v1", "v2"]);
+    let routes = v["routes"][0]["routes"].as_array().unwrap();
+    assert_eq!(routes[0]["match"], "prefix / + headers end-user", "{v}");
+    assert_eq!(routes[0]["to"], serde_json::json!([{"cluster": cluster("v2"), "weight": 100}]));
+    assert_eq!(
+        routes[1]["to"],
+        serde_json::json!([{"cluster": cluster("v1"), "weight": 90.0}, {"cluster": cluster("v2"), "weight": 10.0}])
+    );
+    let endpoints = |name: &str| -> Vec<String> {
+        let c = v["clusters"].as_array().unwrap().iter().find(|c| c["name"] == name).expect(name);
+        c["endpoints"].as_array().unwrap().iter().map(|e| e["workload"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(endpoints(&cluster("v1")), ["reviews-v1", "reviews-v1"]);
+    assert_eq!(endpoints(&cluster("v2")), ["reviews-v2"]);
+    assert_eq!(v["workloads"], serde_json::json!(["reviews-v1.default", "reviews-v2.default"]));
+
+    // Traffic through the gateway: productpage calls reviews on `GET /`.
+    rt().block_on(async {
+        for _ in 0..10 {
+            assert_eq!(get(&format!("127.0.0.1:{}", up.gateway_port), "/", &[]).await.status, 200);
+        }
+    });
+    let start = std::time::Instant::now();
+    let v = loop {
+        let v = describe(&["service", "reviews.default", "--from", "productpage"]);
+        if v["signals"]["requests"] == 10 {
+            break v;
+        }
+        assert!(start.elapsed().as_secs() < 20, "never 10 requests: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(v["caller"]["labels"]["app"], "productpage", "{v}");
+    let callers: Vec<&str> = v["callers"].as_array().unwrap().iter().map(|c| c["source"].as_str().unwrap()).collect();
+    assert!(!callers.is_empty() && callers.iter().all(|c| *c == "productpage.default"), "probes are not callers: {v}");
+    let human = String::from_utf8(run(&["describe", "reviews"]).stdout).unwrap();
+    for want in ["subset v1 (version=v1)", "90%", "healthy (", "productpage.default → reviews-v"] {
+        assert!(human.contains(want), "{want}: {human}");
+    }
+
+    let w = describe(&["workload", "reviews-v1"]);
+    assert_eq!(w["instances"].as_array().unwrap().len(), 2, "{w}");
+    assert_eq!(w["services"], serde_json::json!([fqdn]));
+    let proxies = w["proxies"].as_array().unwrap();
+    assert!(proxies.len() == 2 && proxies.iter().all(|p| p["synced"] == true), "{w}");
+
+    let typo = run(&["describe", "revews"]);
+    assert!(!typo.status.success());
+    assert!(text(&typo).contains("did you mean reviews.default.svc.cluster.local?"), "{}", text(&typo));
     up.stop();
 }

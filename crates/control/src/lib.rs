@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod ca;
 pub mod dashboard;
+pub mod describe;
 pub mod health_view;
 pub mod hub;
 pub mod limits;

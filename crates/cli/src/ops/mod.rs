@@ -1,9 +1,10 @@
 //! The operator's commands (`weft status`, `weft proxy-config`, `weft
-//! check`, `weft stat`, `weft tap`, `weft top`, `weft analyze`, `weft
+//! check`, `weft describe`, `weft stat`, `weft tap`, `weft top`, `weft analyze`, `weft
 //! dashboard`). Each talks to a control plane's API, which reaches the proxies;
 //! with no flag, to the mesh `weft up` runs on this machine.
 
 pub mod check;
+pub mod describe;
 pub mod proxy_config;
 pub mod stat;
 pub mod status;

@@ -21,6 +21,7 @@
 //! | `GET /debug/traces?limit=50` | the latest traces the trace store keeps (`traces`), newest first |
 //! | `GET /debug/traces/{id}` | one trace's spans |
 //! | `GET /debug/proxies/{id}/tap?seconds=1&limit=&path=&method=&authority=` | the requests that proxy finishes meanwhile (metadata, never bodies) |
+//! | `GET /debug/describe?service=NAME[&from=WORKLOAD]`, `?workload=NAME` | what applies to it and where a request to it goes (`describe`) |
 //! | `GET /debug/certs` | the CA's root and signer expiry; every proxy's certificate, asked from each |
 //! | `GET /metrics` | the control plane's own metrics (Prometheus text), limit refusals among them |
 //!
@@ -272,6 +273,11 @@ pub async fn handle(
         },
         (Method::GET, ["debug", "stats"]) => stats(&api, &query, false),
         (Method::GET, ["debug", "stats", "series"]) => stats(&api, &query, true),
+        (Method::GET, ["debug", "describe"]) => match crate::describe::describe(hub, &api.stats, &query).await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err((true, e)) => error(StatusCode::NOT_FOUND, &e),
+            Err((false, e)) => error(StatusCode::BAD_REQUEST, &e),
+        },
         (Method::GET, ["debug", "certs"]) => {
             json(StatusCode::OK, &serde_json::json!({"ca": ca.validity(), "proxies": crate::reach::certs(hub).await}))
         }

@@ -82,7 +82,7 @@ pub fn filters(index: &Index, target: &Target) -> Vec<HttpFilter> {
 /// The policies that apply to a proxy: in the root namespace (its
 /// selector, if any, over every namespace) and in its own namespace;
 /// neither CUSTOM nor attached by target references (validation warns).
-fn applicable<'a>(
+pub fn applicable<'a>(
     index: &'a Index,
     node: &'a ProxyNode,
 ) -> impl Iterator<Item = (&'a Resource, &'a AuthorizationPolicySpec)> + 'a {

@@ -21,6 +21,10 @@ mod tracing;
 pub use authz::{Target as AuthzTarget, filters as authz_filters};
 pub use node::{ProxyNode, Role};
 pub use shared::{Cache, Encoded, Res, encoded};
+// What `describe` shows is what translation makes for a caller.
+pub use authz::applicable as authorization_policies;
+pub use clusters::build as clusters_for;
+pub use routes::{sidecar_outbound, tcp_port, tcp_route};
 
 use crate::registry::Instance;
 use std::sync::Arc;

@@ -68,6 +68,14 @@ pub fn handle(
                 path: req.uri().path().to_owned(),
             })
         });
+        // The mesh's own health probes are not service traffic: like Istio's
+        // rewritten kubelet probes they stay out of the request metrics (the
+        // health view shows what they find).
+        let probe = hl.direction == Direction::Inbound
+            && req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .is_some_and(|v| v == crate::upstream::health::PROBE_USER_AGENT);
         let (source_workload, source_ns) = match hl.direction {
             Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),
             Direction::Inbound => ctx.caller(source.as_ref()),
@@ -132,25 +140,27 @@ pub fn handle(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        state.metrics.record(Record {
-            labels: Labels {
-                reporter: if hl.direction == Direction::Inbound { "destination" } else { "source" },
-                source_workload,
-                source_workload_namespace: source_ns,
-                destination_workload: dest_workload,
-                destination_workload_namespace: dest_ns,
-                destination_service: service,
-                destination_service_name: service_name,
-                destination_service_namespace: service_namespace,
-                request_protocol: protocol,
-                response_code: outcome.response.status().as_u16(),
-                response_flags,
-                connection_security_policy: security,
-            },
-            duration_ms: start.elapsed().as_secs_f64() * 1000.0,
-            request_bytes: outcome.request_bytes,
-            response_bytes,
-        });
+        if !probe {
+            state.metrics.record(Record {
+                labels: Labels {
+                    reporter: if hl.direction == Direction::Inbound { "destination" } else { "source" },
+                    source_workload,
+                    source_workload_namespace: source_ns,
+                    destination_workload: dest_workload,
+                    destination_workload_namespace: dest_ns,
+                    destination_service: service,
+                    destination_service_name: service_name,
+                    destination_service_namespace: service_namespace,
+                    request_protocol: protocol,
+                    response_code: outcome.response.status().as_u16(),
+                    response_flags,
+                    connection_security_policy: security,
+                },
+                duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+                request_bytes: outcome.request_bytes,
+                response_bytes,
+            });
+        }
         if let Some(seen) = tapped {
             let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
             state.taps.offer(tap::Event {

@@ -52,7 +52,7 @@ pub async fn probe(addr: SocketAddr, cfg: &HealthCheckCfg) -> bool {
         tokio::spawn(conn);
         let mut req = http::Request::get(path.as_str())
             .header(http::header::HOST, host.as_str())
-            .header(http::header::USER_AGENT, "weft-health-check")
+            .header(http::header::USER_AGENT, super::PROBE_USER_AGENT)
             .header(http::header::CONNECTION, "close")
             .body(Empty::<bytes::Bytes>::new())
             .ok()?;

@@ -15,6 +15,10 @@
 pub mod active;
 pub mod outlier;
 
+/// The `user-agent` of active health probes, by which the destination
+/// sidecar leaves them out of its request metrics.
+pub const PROBE_USER_AGENT: &str = "weft-health-check";
+
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +29,7 @@ use tokio::time::Instant;
 /// Why a host is unavailable: bits of `HostHealth::flags`. Names as in
 /// Envoy's `/clusters` `health_flags`.
 pub mod flag {
+
     pub const FAILED_OUTLIER_CHECK: u8 = 1;
     pub const FAILED_ACTIVE_HC: u8 = 2;
     /// New host of a cluster with active checks, not yet checked.
