@@ -47,8 +47,12 @@ pub async fn run(state: Arc<ProxyState>) {
     }
 }
 
-/// How soon a listener that could not bind tries again.
+/// How soon a listener that could not bind (or waits for its routes) tries again.
 const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a listener waits for its route table before it serves without
+/// one (Envoy's `initial_fetch_timeout`).
+const WARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Binds what the config adds and unbinds what it removes; false while a
 /// listener could not bind. A `retry` (no config change) logs a failure
@@ -66,6 +70,13 @@ async fn reconcile(state: &Arc<ProxyState>, running: &mut HashMap<Arc<str>, Runn
     let mut all_bound = true;
     for l in &cfg.listeners {
         if running.contains_key(&l.name) {
+            continue;
+        }
+        // As Envoy warms a listener: bound once its route table is here (or
+        // after Envoy's initial fetch timeout), so no early request meets a 404.
+        let awaiting_routes = matches!(&l.kind, ListenerKind::Http(h) if h.routes.is_none());
+        if awaiting_routes && state.started.elapsed() < WARM_TIMEOUT {
+            all_bound = false;
             continue;
         }
         match bind(l.addr) {
