@@ -33,6 +33,7 @@ fn tcp_service_port_is_spliced_to_an_instance() {
         let sc = Sidecar::start(&control.xds, "client").await;
         let dump = sc.config_dump().await;
         assert!(dump["listeners"].to_string().contains(&format!("127.0.0.1:{svc_port}")), "tcp listener: {dump}");
+        let mut sent = 0;
         for i in 0..20 {
             let mut s = tokio::net::TcpStream::connect(("127.0.0.1", svc_port)).await.unwrap();
             let msg = format!("hello {i} through the mesh\n");
@@ -41,7 +42,31 @@ fn tcp_service_port_is_spliced_to_an_instance() {
             let mut back = String::new();
             s.read_to_string(&mut back).await.unwrap();
             assert_eq!(back, msg);
+            sent += msg.len() as u64;
         }
+        // Istio's TCP metrics, by the source: counted as each splice ends.
+        let value = |text: &str, family: &str| -> Option<u64> {
+            let line = text.lines().find(|l| {
+                l.starts_with(&format!("{family}{{"))
+                    && l.contains("destination_service=\"echo-tcp.default.svc.cluster.local\"")
+                    && l.contains("source_workload=\"client\"")
+                    && l.contains("request_protocol=\"tcp\"")
+            })?;
+            line.rsplit(' ').next()?.parse().ok()
+        };
+        let admin = sc.admin.clone();
+        eventually(10, "20 TCP connections closed in the metrics", || {
+            let admin = admin.clone();
+            async move {
+                let text = String::from_utf8(get(&admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+                value(&text, "istio_tcp_connections_closed_total") == Some(20)
+            }
+        })
+        .await;
+        let text = String::from_utf8(get(&sc.admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        assert_eq!(value(&text, "istio_tcp_connections_opened_total"), Some(20), "{text}");
+        assert_eq!(value(&text, "istio_tcp_received_bytes_total"), Some(sent));
+        assert_eq!(value(&text, "istio_tcp_sent_bytes_total"), Some(sent), "the echo sends it all back");
     });
 }
 

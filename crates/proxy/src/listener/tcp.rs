@@ -8,6 +8,9 @@ use super::replay::Replay;
 use crate::config::access_log::Entry;
 use crate::config::listener::ListenerKind;
 use crate::conn::ConnCtx;
+use crate::telemetry::UNKNOWN;
+use crate::telemetry::tcp::TcpLabels;
+use crate::upstream::endpoint::Endpoint;
 use crate::upstream::health::Observation;
 use crate::upstream::watch;
 use bytes::BytesMut;
@@ -24,13 +27,19 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     // Routed by TLS server name: the ClientHello is read, then replayed upstream.
     let (sni, first) = if routes.by_sni() { super::sni::read(&mut down).await } else { (None, BytesMut::new()) };
     let mut down = Replay::new(first, down);
-    let mut done = Spliced { flags: "-", upstream: None, cluster: None, bytes: (0, 0) };
+    let mut done = Spliced { flags: "-", upstream: None, cluster: None, failed_cluster: None, bytes: (0, 0) };
     match routes.pick(sni.as_deref()) {
         Some(target) => connect(&ctx, &cfg, target, &mut down, &mut done).await,
         None => {
             tracing::debug!(peer = %ctx.peer, sni = ?sni, "no filter chain takes this connection; closing");
             done.flags = "NR";
         }
+    }
+    if done.flags != "-" {
+        // Refused before any byte moved; counted as Istio does, with its flags.
+        let labels = labels(&ctx, done.failed_cluster.as_ref().map(|c| &c.settings), None, done.flags);
+        ctx.state.metrics.tcp.opened(&labels);
+        ctx.state.metrics.tcp.closed(&labels, (0, 0));
     }
     if let Some(logs) = &routes.access_log {
         logs.log(&Entry {
@@ -63,6 +72,8 @@ struct Spliced {
     flags: &'static str,
     upstream: Option<std::net::SocketAddr>,
     cluster: Option<Arc<str>>,
+    /// Its cluster, for the metrics of a connection that failed.
+    failed_cluster: Option<Arc<crate::upstream::cluster::Cluster>>,
     /// From the client, to the client.
     bytes: (u64, u64),
 }
@@ -104,8 +115,37 @@ async fn connect(
         }
         let _guard = ep.start();
         let _tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
+        let labels = labels(ctx, Some(&cluster.settings), Some(ep), "-");
+        ctx.state.metrics.tcp.opened(&labels);
         done.bytes = splice(ctx, down, &mut up).await;
+        ctx.state.metrics.tcp.closed(&labels, done.bytes);
         return;
+    }
+    done.failed_cluster = Some(cluster.clone());
+}
+
+/// A connection's labels as the source reports them (Istio's: the source
+/// cannot know how the destination secured it).
+fn labels(
+    ctx: &ConnCtx,
+    settings: Option<&crate::config::cluster::ClusterSettings>,
+    ep: Option<&Endpoint>,
+    flags: &'static str,
+) -> TcpLabels {
+    let unknown = || Arc::<str>::from(UNKNOWN);
+    let m = &ctx.state.metrics;
+    TcpLabels {
+        reporter: "source",
+        source_workload: m.workload.clone(),
+        source_workload_namespace: m.namespace.clone(),
+        destination_workload: ep.map_or_else(unknown, |e| e.workload.clone()),
+        destination_workload_namespace: ep.map_or_else(unknown, |e| e.namespace.clone()),
+        destination_service: settings.map_or_else(unknown, |s| s.service.clone()),
+        destination_service_name: settings.map_or_else(unknown, |s| s.service_name.clone()),
+        destination_service_namespace: settings.map_or_else(unknown, |s| s.service_namespace.clone()),
+        request_protocol: "tcp",
+        response_flags: flags,
+        connection_security_policy: UNKNOWN,
     }
 }
 

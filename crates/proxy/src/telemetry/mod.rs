@@ -1,6 +1,6 @@
 //! Request metrics with Istio's standard names and labels, so existing
 //! dashboards work: `istio_requests_total`, `istio_request_duration_milliseconds`,
-//! `istio_request_bytes`, `istio_response_bytes`.
+//! `istio_request_bytes`, `istio_response_bytes`; TCP's in `tcp`.
 //!
 //! A request is recorded with its labels borrowed (`Labels`: from the
 //! compiled config, the request's headers): the four series of a label set
@@ -28,6 +28,7 @@ use std::sync::Arc;
 pub mod access_log;
 mod histogram;
 pub mod tap;
+pub mod tcp;
 pub mod trace;
 pub use histogram::Histogram;
 
@@ -198,6 +199,7 @@ pub struct Metrics {
     /// Plaintext connections a STRICT inbound listener closed.
     pub plaintext_refused: Counter,
     pub authz: Family<AuthzLabels, Counter>,
+    pub tcp: tcp::TcpMetrics,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     /// Requests recorded in the catch-all series because the cap was reached.
@@ -318,7 +320,9 @@ impl Metrics {
             "Requests decided by authorization policies (allowed, denied, logged by AUDIT, and dry runs' shadow_allowed and shadow_denied), by the policy that decided",
             authz.clone(),
         );
+        let tcp = tcp::TcpMetrics::register(&mut registry);
         Metrics {
+            tcp,
             registry,
             requests,
             duration,
