@@ -164,6 +164,7 @@ impl Common {
             Some(api) => Some((self.control_api(api)?, weft_proxy::mtls::spiffe_id(&self.namespace, service_account))),
             None => None,
         };
+        node.identity = ca.as_ref().map(|(_, id)| id.clone());
         Ok(ProxyOptions {
             xds: self.xds,
             node,
@@ -198,7 +199,8 @@ impl ProxyArgs {
             app_port: self.app_port,
             port_offset: 0,
             locality: c.locality.clone(),
-            admin: None, // set from --admin-port
+            admin: None,    // set from --admin-port
+            identity: None, // set with its CA
         };
         // Kubernetes' default service account when none is named.
         let sa = self.service_account.clone().unwrap_or_else(|| "default".into());
@@ -235,7 +237,8 @@ impl GatewayArgs {
             app_port: None,
             port_offset: self.port_offset,
             locality: c.locality.clone(),
-            admin: None, // set from --admin-port
+            admin: None,    // set from --admin-port
+            identity: None, // set with its CA
         };
         // Istio names a gateway's account after it (`istio-ingressgateway-service-account`).
         let sa = format!("{}-service-account", self.workload);

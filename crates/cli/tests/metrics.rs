@@ -1,5 +1,6 @@
 //! Istio's standard request metrics on both sides of a hop, in a format
-//! Prometheus' own `promtool` accepts.
+//! Prometheus' own `promtool` accepts and a Prometheus server scrapes and
+//! queries as Istio's dashboards do.
 
 mod common;
 use common::*;
@@ -94,6 +95,116 @@ fn request_metrics_have_istio_names_and_labels_and_pass_promtool() {
             .collect();
         assert!(unexpected.is_empty(), "promtool: {report}");
         println!("promtool: {report}");
+    });
+    up.stop();
+}
+
+/// A PromQL query's result vector, from a real Prometheus server.
+async fn query(prom: &str, q: &str) -> Vec<serde_json::Value> {
+    let path =
+        format!("/api/v1/query?query={}", percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC));
+    let v = get(prom, &path, &[]).await.json();
+    assert_eq!(v["status"], "success", "{q}: {v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// A real Prometheus server scrapes every proxy of a `weft up` bookinfo
+/// under traffic, and queries shaped as Istio's Grafana dashboards write
+/// them (service, workload and mesh views: rates by reporter and service,
+/// success rate, latency quantiles from the buckets, callers by workload,
+/// principal and canonical service, destinations by app and version, bytes,
+/// clusters) return series for that traffic with Istio's values.
+#[test]
+fn prometheus_scrapes_the_mesh_and_dashboard_queries_return_its_traffic() {
+    let mut up = Up::start(&repo().join("examples/bookinfo"));
+    let gw = format!("127.0.0.1:{}", up.gateway_port);
+    let mut targets: Vec<String> = Vec::new();
+    for kind in ["workloads", "gateways"] {
+        for p in up.info[kind].as_array().unwrap() {
+            targets.push(format!("'127.0.0.1:{}'", p["admin"]));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: weft\n    metrics_path: /stats/prometheus\n    static_configs: [{{targets: [{}]}}]\n",
+        targets.join(", ")
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let prom = format!("127.0.0.1:{}", free_port());
+    let server = Command::new("prometheus")
+        .args([
+            format!("--config.file={}", dir.path().join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address={prom}"),
+            "--log.level=warn".to_owned(),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("prometheus (scripts/setup installs it)");
+    let _server = Proc(server);
+    rt().block_on(async {
+        eventually(60, "prometheus ready", || {
+            let p = prom.clone();
+            async move { up_at(&p).await && get(&p, "/-/ready", &[]).await.status == 200 }
+        })
+        .await;
+        let details = "details.default.svc.cluster.local";
+        // Traffic in two rounds, each seen scraped: a rate needs a series'
+        // count to grow between two samples, as under steady traffic.
+        // Both ends' counts: each proxy is scraped on its own schedule.
+        let total = format!("sum(istio_requests_total{{destination_service=\"{details}\"}}) by (reporter)");
+        for (round, sent) in [(10, 10), (20, 30)] {
+            for _ in 0..round {
+                assert_eq!(get(&gw, "/", &[]).await.status, 200);
+            }
+            let (p, q, want) = (prom.clone(), total.clone(), sent.to_string());
+            eventually(60, "prometheus to scrape the traffic", || {
+                let (p, q, want) = (p.clone(), q.clone(), want.clone());
+                async move {
+                    let both = query(&p, &q).await;
+                    both.len() == 2 && both.iter().all(|r| r["value"][1] == want.as_str())
+                }
+            })
+            .await;
+        }
+
+        // Service dashboard: request rate, success rate, latency, callers.
+        let rate = query(&prom, &format!("sum(rate(istio_requests_total{{reporter=~\"source|destination\",destination_service=~\"{details}\"}}[1m]))")).await;
+        assert!(rate[0]["value"][1].as_str().unwrap().parse::<f64>().unwrap() > 0.0, "{rate:?}");
+        let ok = query(&prom, &format!("sum(rate(istio_requests_total{{reporter=\"destination\",destination_service=~\"{details}\",response_code!~\"5.*\"}}[1m])) / sum(rate(istio_requests_total{{reporter=\"destination\",destination_service=~\"{details}\"}}[1m]))")).await;
+        assert_eq!(ok[0]["value"][1], "1", "{ok:?}");
+        let p99 = query(&prom, &format!("histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\",destination_service=~\"{details}\"}}[1m])) by (le))")).await;
+        assert!(p99[0]["value"][1].as_str().unwrap().parse::<f64>().is_ok_and(|v| v > 0.0), "{p99:?}");
+        let callers = query(&prom, &format!("sum(istio_requests_total{{reporter=\"destination\",connection_security_policy=\"mutual_tls\",destination_service=~\"{details}\"}}) by (source_workload, source_workload_namespace, source_canonical_service, source_canonical_revision, source_principal, source_app, source_version)")).await;
+        assert_eq!(callers.len(), 1, "{callers:?}");
+        let m = &callers[0]["metric"];
+        assert_eq!(
+            (&m["source_workload"], &m["source_canonical_service"], &m["source_canonical_revision"], &m["source_app"], &m["source_version"]),
+            (&"productpage".into(), &"productpage".into(), &"v1".into(), &"productpage".into(), &"v1".into()),
+            "{m}"
+        );
+        assert_eq!(m["source_principal"], "spiffe://cluster.local/ns/default/sa/bookinfo-productpage", "{m}");
+        let served = query(&prom, &format!("sum(istio_requests_total{{reporter=\"destination\",destination_service=~\"{details}\"}}) by (destination_principal, destination_canonical_service, destination_version, destination_cluster)")).await;
+        let m = &served[0]["metric"];
+        assert_eq!(m["destination_principal"], "spiffe://cluster.local/ns/default/sa/default", "{m}");
+        assert_eq!((&m["destination_canonical_service"], &m["destination_version"]), (&"details".into(), &"v1".into()));
+        assert_eq!(m["destination_cluster"], "Kubernetes");
+
+        // Workload dashboard: productpage's outbound by destination app and version.
+        let out = query(&prom, "sum(istio_requests_total{reporter=\"source\",source_workload=\"productpage\",source_workload_namespace=\"default\"}) by (destination_service, destination_app, destination_version, destination_canonical_revision)").await;
+        let mut seen: Vec<String> = out
+            .iter()
+            .map(|r| format!("{}:{}:{}", r["metric"]["destination_app"].as_str().unwrap(), r["metric"]["destination_version"].as_str().unwrap(), r["metric"]["destination_canonical_revision"].as_str().unwrap()))
+            .collect();
+        seen.sort();
+        assert!(seen.contains(&"details:v1:v1".to_owned()) && seen.iter().any(|s| s.starts_with("reviews:v")), "{seen:?}");
+        let bytes = query(&prom, "sum(rate(istio_response_bytes_sum{reporter=\"source\",source_workload=\"productpage\"}[1m])) by (destination_service)").await;
+        assert!(!bytes.is_empty(), "{bytes:?}");
+
+        // Mesh dashboard: global rate and per-cluster view.
+        let mesh = query(&prom, "sum(rate(istio_requests_total{reporter=\"source\"}[1m])) by (source_cluster, destination_cluster)").await;
+        assert_eq!(mesh.len(), 1, "{mesh:?}");
+        assert_eq!((&mesh[0]["metric"]["source_cluster"], &mesh[0]["metric"]["destination_cluster"]), (&"Kubernetes".into(), &"Kubernetes".into()));
     });
     up.stop();
 }

@@ -51,6 +51,8 @@ fn tcp_service_port_is_spliced_to_an_instance() {
                     && l.contains("destination_service=\"echo-tcp.default.svc.cluster.local\"")
                     && l.contains("source_workload=\"client\"")
                     && l.contains("request_protocol=\"tcp\"")
+                    && l.contains("destination_canonical_service=\"echo-tcp\"")
+                    && l.contains("source_cluster=\"Kubernetes\"")
             })?;
             line.rsplit(' ').next()?.parse().ok()
         };

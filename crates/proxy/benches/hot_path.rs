@@ -146,6 +146,15 @@ fn metrics(c: &mut Criterion) {
         response_code: 200,
         response_flags: "-",
         connection_security_policy: "none",
+        source_app: "productpage",
+        source_version: "v1",
+        source_canonical_service: "productpage",
+        source_canonical_revision: "v1",
+        destination_app: "reviews",
+        destination_version: "v1",
+        destination_canonical_service: "reviews",
+        destination_canonical_revision: "v1",
+        ..Labels::unknown_peers()
     };
     c.bench_function("metrics: record one request (4 series)", |b| {
         b.iter(|| m.record(Record { labels, duration_ms: black_box(1.7), request_bytes: 0, response_bytes: 1024 }))

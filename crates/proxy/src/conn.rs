@@ -4,7 +4,7 @@
 
 use crate::listener::idle::Activity;
 use crate::state::ProxyState;
-use crate::telemetry::UNKNOWN;
+use crate::telemetry::peer::Claimed;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -41,14 +41,14 @@ impl ConnCtx {
     /// mutual TLS. There the namespace is the certificate's, and a named
     /// workload of another namespace is not believed (`unknown`); on
     /// plaintext the header is all there is.
-    pub fn caller<'a>(&'a self, claimed: Option<&'a http::HeaderValue>) -> (&'a str, &'a str) {
-        let claimed = claimed.and_then(|v| v.to_str().ok()).and_then(|s| s.split_once('.'));
+    pub fn caller<'a>(&'a self, claimed: Option<&'a http::HeaderValue>) -> Claimed<'a> {
+        let claimed = claimed.and_then(|v| v.to_str().ok()).and_then(Claimed::parse);
         match &self.mtls_peer {
-            None => claimed.unwrap_or((UNKNOWN, UNKNOWN)),
-            Some(Peer { namespace: None, .. }) => (UNKNOWN, UNKNOWN),
+            None => claimed.unwrap_or(Claimed::UNKNOWN),
+            Some(Peer { namespace: None, .. }) => Claimed::UNKNOWN,
             Some(Peer { namespace: Some(ns), .. }) => match claimed {
-                Some((workload, claimed_ns)) if claimed_ns == &**ns => (workload, ns),
-                _ => (UNKNOWN, ns),
+                Some(c) if c.namespace == &**ns => Claimed { namespace: ns, ..c },
+                _ => Claimed { namespace: ns, ..Claimed::UNKNOWN },
             },
         }
     }

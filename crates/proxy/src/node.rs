@@ -24,4 +24,7 @@ pub struct NodeInfo {
     /// The admin endpoint (`host:port`), so the control plane can gather
     /// what this proxy sees of its upstreams' health.
     pub admin: Option<String>,
+    /// Its SPIFFE ID, when it asks the mesh CA for a certificate (metrics'
+    /// principal labels).
+    pub identity: Option<String>,
 }

@@ -61,7 +61,7 @@ impl ProxyState {
             "Access log lines dropped because their writer fell behind (its queue was full)",
             hosts.logs.dropped.clone(),
         );
-        let source_header = http::HeaderValue::from_str(&format!("{}.{}", node.workload, node.namespace)).ok();
+        let source_header = http::HeaderValue::from_str(&metrics.own.header(&node.workload, &node.namespace)).ok();
         Arc::new(ProxyState {
             node,
             config: ArcSwap::from_pointee(Snapshot::default()),

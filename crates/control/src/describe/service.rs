@@ -177,7 +177,9 @@ fn endpoints(la: &ClusterLoadAssignment) -> Value {
                     Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => Some(s.clone()),
                     _ => None,
                 });
-            let (name, ns) = workload.as_deref().and_then(|w| w.split_once(';')).unzip();
+            // "name;namespace;canonical service;canonical revision;cluster"
+            let mut parts = workload.as_deref().unwrap_or_default().split(';');
+            let (name, ns) = (parts.next().filter(|n| !n.is_empty()), parts.next());
             out.push(json!({
                 "address": address, "workload": name, "namespace": ns, "locality": locality,
                 "priority": group.priority, "weight": e.load_balancing_weight.as_ref().map(|w| w.value),

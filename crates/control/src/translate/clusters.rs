@@ -1,6 +1,7 @@
 //! Clusters (one per service port and subset) and their endpoints.
 
 use super::cluster_name;
+use super::endpoint_meta::{self, map, one};
 use super::listeners::{ads, socket};
 use super::locality::{self, Placement};
 use super::node::ProxyNode;
@@ -93,40 +94,6 @@ struct Ep<'a> {
     mesh: bool,
 }
 
-/// An endpoint's metadata, as Istio writes it: telemetry's one string
-/// `istio.workload = "name;namespace"`, and for an endpoint with a sidecar
-/// `envoy.transport_socket_match.tlsMode = "istio"`.
-fn metadata(ep: &Ep) -> Metadata {
-    let string = |s: String| Value { kind: Some(Kind::StringValue(s)) };
-    let mut meta = map(2);
-    meta.insert(
-        "istio".to_owned(),
-        Struct { fields: one("workload", string(format!("{};{}", ep.workload, ep.namespace))) },
-    );
-    if ep.mesh {
-        meta.insert(
-            "envoy.transport_socket_match".to_owned(),
-            Struct { fields: one("tlsMode", string("istio".into())) },
-        );
-    }
-    Metadata { filter_metadata: meta, ..Default::default() }
-}
-
-/// prost encodes a map in its iteration order, and a `HashMap` from
-/// `collect` gets its own random seed: the same endpoints would encode to
-/// other bytes (and another hash, which tells the ADS server what changed)
-/// on every push. Maps built alike with one shared seed iterate alike.
-fn map<V>(capacity: usize) -> HashMap<String, V> {
-    static SEED: std::sync::LazyLock<std::hash::RandomState> = std::sync::LazyLock::new(Default::default);
-    HashMap::with_capacity_and_hasher(capacity, SEED.clone())
-}
-
-fn one(key: &str, v: Value) -> HashMap<String, Value> {
-    let mut m = map(1);
-    m.insert(key.to_owned(), v);
-    m
-}
-
 /// Endpoints grouped by (rank, locality), as `placement` ranks and weighs
 /// them for the caller.
 fn assignment(name: &str, eps: Vec<Ep>, placement: &Placement) -> ClusterLoadAssignment {
@@ -139,7 +106,7 @@ fn assignment(name: &str, eps: Vec<Ep>, placement: &Placement) -> ClusterLoadAss
                 ..Default::default()
             })),
             load_balancing_weight: ep.weight.map(|w| UInt32Value { value: w.max(1) }),
-            metadata: Some(metadata(&ep)),
+            metadata: Some(endpoint_meta::metadata(ep.workload, ep.namespace, ep.labels, ep.mesh)),
             ..Default::default()
         };
         by_loc.entry((rank, ep.locality)).or_default().push(lb);

@@ -7,6 +7,7 @@
 mod access_log;
 mod authz;
 mod clusters;
+mod endpoint_meta;
 mod fault;
 mod gateway_tls;
 mod grpc;

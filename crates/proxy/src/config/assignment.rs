@@ -5,9 +5,11 @@
 
 use super::CompileError;
 use crate::names::Interner;
+use crate::telemetry::peer::Workload;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 use envoy_types::pb::google::protobuf::value::Kind;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ pub struct Host {
     pub locality_weight: u32,
     /// A weft sidecar fronts it (`tlsMode: istio`).
     pub mesh: bool,
+    /// Its names in metrics, shared by the hosts of one workload.
+    pub meta: Arc<Workload>,
 }
 
 /// The host and port of an endpoint, or why it has none.
@@ -75,6 +79,7 @@ pub fn check(cla: &ClusterLoadAssignment, dns: bool) -> Result<(), CompileError>
 /// The hosts of an assignment; names are allowed when `dns`.
 pub fn hosts(cla: &ClusterLoadAssignment, names: &Interner, dns: bool) -> Result<Vec<Host>, CompileError> {
     let mut out = Vec::new();
+    let mut shared: HashMap<(Arc<str>, Arc<str>), Arc<Workload>> = HashMap::new();
     for loc in &cla.endpoints {
         let locality = names.get(&loc.locality.as_ref().map_or(String::new(), |l| {
             format!("{}/{}/{}", l.region, l.zone, l.sub_zone).trim_end_matches('/').to_owned()
@@ -100,12 +105,31 @@ pub fn hosts(cla: &ClusterLoadAssignment, names: &Interner, dns: bool) -> Result
                 .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
                 .and_then(|m| m.fields.get("tlsMode"))
                 .is_some_and(|v| matches!(&v.kind, Some(Kind::StringValue(s)) if s == "istio"));
-            // `istio.workload` is "name;namespace" (Istio's form).
+            // `istio.workload` is "name;namespace;canonical service;canonical
+            // revision;cluster" (Istio's form; the first two alone from older
+            // control planes).
             let wl = field("workload");
-            let (workload, namespace): (Arc<str>, Arc<str>) = match wl.split_once(';') {
-                Some((w, ns)) => (w.into(), names.get(ns.split(';').next().unwrap_or("unknown"))),
-                None => (wl.clone(), names.get(&field("namespace"))),
+            let mut parts = wl.split(';');
+            let (workload, namespace): (Arc<str>, Arc<str>) = match (parts.next(), parts.next()) {
+                (Some(w), Some(ns)) => (w.into(), names.get(ns)),
+                _ => (wl.clone(), names.get(&field("namespace"))),
             };
+            let (service, revision) = (parts.next(), parts.next());
+            let (app, version) = (field("app"), field("version"));
+            let key = (workload.clone(), namespace.clone());
+            let meta = shared
+                .entry(key)
+                .or_insert_with(|| {
+                    let name = |s: Option<&str>| names.get(s.filter(|s| !s.is_empty()).unwrap_or("unknown"));
+                    Arc::new(Workload {
+                        app: names.get(&app),
+                        version: names.get(&version),
+                        canonical_service: name(service),
+                        canonical_revision: name(revision),
+                        principal: names.get("unknown"),
+                    })
+                })
+                .clone();
             out.push(Host {
                 addr,
                 port,
@@ -116,6 +140,7 @@ pub fn hosts(cla: &ClusterLoadAssignment, names: &Interner, dns: bool) -> Result
                 priority: loc.priority,
                 locality_weight: loc.load_balancing_weight.as_ref().map_or(0, |w| w.value),
                 mesh,
+                meta,
             });
         }
     }

@@ -13,6 +13,7 @@ use crate::config::listener::{Direction, HttpListener, ListenerKind};
 use crate::config::matcher::{authority_of, strip_port};
 use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::conn::ConnCtx;
+use crate::telemetry::peer::CLUSTER;
 use crate::telemetry::{Labels, Record, tap};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -76,10 +77,6 @@ pub fn handle(
                 .headers()
                 .get(http::header::USER_AGENT)
                 .is_some_and(|v| v == crate::upstream::health::PROBE_USER_AGENT);
-        let (source_workload, source_ns) = match hl.direction {
-            Direction::Outbound => (&*state.metrics.workload, &*state.metrics.namespace),
-            Direction::Inbound => ctx.caller(source.as_ref()),
-        };
         // Istio's: the destination reports how its connection was secured;
         // the source cannot know, and says `unknown`.
         let security = match hl.direction {
@@ -126,9 +123,17 @@ pub fn handle(
             }
             out
         };
-        let (dest_workload, dest_ns) = match hl.direction {
-            Direction::Inbound => (&*state.metrics.workload, &*state.metrics.namespace),
-            Direction::Outbound => outcome.dest.workload(),
+        // Each end's names; the caller's are made here, after the awaits, so
+        // the request's future does not keep them.
+        let m = &state.metrics;
+        let (caller, callee) = match hl.direction {
+            Direction::Outbound => (m.own.claimed(&m.workload, &m.namespace), outcome.dest.claimed()),
+            Direction::Inbound => (ctx.caller(source.as_ref()), m.own.claimed(&m.workload, &m.namespace)),
+        };
+        let (source_principal, destination_principal) = match (hl.direction, &ctx.mtls_peer) {
+            (Direction::Outbound, _) => (&*m.own.principal, UNKNOWN),
+            (Direction::Inbound, Some(p)) => (p.identity.as_deref().unwrap_or(UNKNOWN), &*m.own.principal),
+            (Direction::Inbound, None) => (UNKNOWN, UNKNOWN),
         };
         let (service, service_name, service_namespace) = outcome.dest.service();
         let response_flags = outcome.flags.as_static();
@@ -144,10 +149,10 @@ pub fn handle(
             state.metrics.record(Record {
                 labels: Labels {
                     reporter: if hl.direction == Direction::Inbound { "destination" } else { "source" },
-                    source_workload,
-                    source_workload_namespace: source_ns,
-                    destination_workload: dest_workload,
-                    destination_workload_namespace: dest_ns,
+                    source_workload: caller.workload,
+                    source_workload_namespace: caller.namespace,
+                    destination_workload: callee.workload,
+                    destination_workload_namespace: callee.namespace,
                     destination_service: service,
                     destination_service_name: service_name,
                     destination_service_namespace: service_namespace,
@@ -155,6 +160,18 @@ pub fn handle(
                     response_code: outcome.response.status().as_u16(),
                     response_flags,
                     connection_security_policy: security,
+                    source_principal,
+                    source_app: caller.app,
+                    source_version: caller.version,
+                    source_canonical_service: caller.canonical_service,
+                    source_canonical_revision: caller.canonical_revision,
+                    source_cluster: CLUSTER,
+                    destination_principal,
+                    destination_app: callee.app,
+                    destination_version: callee.version,
+                    destination_canonical_service: callee.canonical_service,
+                    destination_canonical_revision: callee.canonical_revision,
+                    destination_cluster: CLUSTER,
                 },
                 duration_ms: start.elapsed().as_secs_f64() * 1000.0,
                 request_bytes: outcome.request_bytes,
@@ -174,9 +191,9 @@ pub fn handle(
                 status: outcome.response.status().as_u16(),
                 flags: response_flags,
                 duration_ms,
-                source: format!("{source_workload}.{source_ns}"),
+                source: format!("{}.{}", caller.workload, caller.namespace),
                 destination_service: service.to_owned(),
-                destination: format!("{dest_workload}.{dest_ns}"),
+                destination: format!("{}.{}", callee.workload, callee.namespace),
                 upstream_host: outcome.dest.endpoint.as_ref().map(|e| e.addr.to_string()),
             });
         }

@@ -33,6 +33,12 @@ impl Dest {
         self.endpoint.as_deref().map_or((UNKNOWN, UNKNOWN), |e| (&*e.workload, &*e.namespace))
     }
 
+    /// The endpoint's names in metrics, as its metadata gives them.
+    pub fn claimed(&self) -> crate::telemetry::peer::Claimed<'_> {
+        use crate::telemetry::peer::Claimed;
+        self.endpoint.as_deref().map_or(Claimed::UNKNOWN, |e| e.meta.claimed(&e.workload, &e.namespace))
+    }
+
     /// Service FQDN, name and namespace.
     pub fn service(&self) -> (&str, &str, &str) {
         self.cluster.as_deref().map_or((UNKNOWN, UNKNOWN, UNKNOWN), |c| {

@@ -9,6 +9,7 @@ use crate::config::access_log::Entry;
 use crate::config::listener::ListenerKind;
 use crate::conn::ConnCtx;
 use crate::telemetry::UNKNOWN;
+use crate::telemetry::peer::CLUSTER;
 use crate::telemetry::tcp::TcpLabels;
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::health::Observation;
@@ -134,6 +135,7 @@ fn labels(
 ) -> TcpLabels {
     let unknown = || Arc::<str>::from(UNKNOWN);
     let m = &ctx.state.metrics;
+    let dest = ep.map_or_else(crate::telemetry::peer::Workload::unknown, |e| e.meta.clone());
     TcpLabels {
         reporter: "source",
         source_workload: m.workload.clone(),
@@ -146,6 +148,18 @@ fn labels(
         request_protocol: "tcp",
         response_flags: flags,
         connection_security_policy: UNKNOWN,
+        source_principal: m.own.principal.clone(),
+        source_app: m.own.app.clone(),
+        source_version: m.own.version.clone(),
+        source_canonical_service: m.own.canonical_service.clone(),
+        source_canonical_revision: m.own.canonical_revision.clone(),
+        source_cluster: CLUSTER,
+        destination_principal: UNKNOWN,
+        destination_app: dest.app.clone(),
+        destination_version: dest.version.clone(),
+        destination_canonical_service: dest.canonical_service.clone(),
+        destination_canonical_revision: dest.canonical_revision.clone(),
+        destination_cluster: CLUSTER,
     }
 }
 

@@ -7,7 +7,7 @@
 //! are looked up by them once (one fast hash) and cached together, so a
 //! request clones no pointer and copies no string; owned labels are made
 //! only for a label set seen for the first time. Going through the four
-//! families meant four SipHashes of twelve labels per request.
+//! families meant four SipHashes of every label per request (`labels`).
 //!
 //! Label sets are capped (`max_series`): past the cap, a new set is
 //! recorded in the catch-all series whose free-text labels read `overflow`
@@ -27,10 +27,13 @@ use std::sync::Arc;
 
 pub mod access_log;
 mod histogram;
+mod labels;
+pub mod peer;
 pub mod tap;
 pub mod tcp;
 pub mod trace;
 pub use histogram::Histogram;
+pub use labels::{Labels, RequestLabels};
 
 /// The label value of what is not known (Istio's).
 pub const UNKNOWN: &str = "unknown";
@@ -41,22 +44,6 @@ pub const OVERFLOW: &str = "overflow";
 /// Label sets per proxy by default (`--max-metric-series`).
 pub const DEFAULT_MAX_SERIES: usize = 2000;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub reporter: &'static str,
-    pub source_workload: Arc<str>,
-    pub source_workload_namespace: Arc<str>,
-    pub destination_workload: Arc<str>,
-    pub destination_workload_namespace: Arc<str>,
-    pub destination_service: Arc<str>,
-    pub destination_service_name: Arc<str>,
-    pub destination_service_namespace: Arc<str>,
-    pub request_protocol: &'static str,
-    pub response_code: u16,
-    pub response_flags: &'static str,
-    pub connection_security_policy: &'static str,
-}
-
 /// An authorization decision, by the policy that made it (`""` when none
 /// matched: an ALLOW filter's default deny, say).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,107 +51,6 @@ pub struct AuthzLabels {
     /// `allowed`, `denied`, `logged`, `shadow_allowed` or `shadow_denied`.
     pub decision: &'static str,
     pub policy: Arc<str>,
-}
-
-/// A request's labels, borrowed. Hashes as `RequestLabels` does: the same
-/// fields in the same order, and a `&str` hashes as an `Arc<str>`.
-#[derive(Clone, Copy, Debug, Hash, PartialEq)]
-pub struct Labels<'a> {
-    pub reporter: &'static str,
-    pub source_workload: &'a str,
-    pub source_workload_namespace: &'a str,
-    pub destination_workload: &'a str,
-    pub destination_workload_namespace: &'a str,
-    pub destination_service: &'a str,
-    pub destination_service_name: &'a str,
-    pub destination_service_namespace: &'a str,
-    pub request_protocol: &'static str,
-    pub response_code: u16,
-    pub response_flags: &'static str,
-    pub connection_security_policy: &'static str,
-}
-
-impl<'a> Labels<'a> {
-    /// The catch-all set a request past the cap is recorded in.
-    fn overflowed(self) -> Labels<'a> {
-        Labels {
-            source_workload: OVERFLOW,
-            source_workload_namespace: OVERFLOW,
-            destination_workload: OVERFLOW,
-            destination_workload_namespace: OVERFLOW,
-            destination_service: OVERFLOW,
-            destination_service_name: OVERFLOW,
-            destination_service_namespace: OVERFLOW,
-            ..self
-        }
-    }
-
-    /// The caller's names as recorded: a name a header claimed that is not
-    /// a workload's or namespace's name is `unknown`.
-    fn checked(self) -> Labels<'a> {
-        let name = |s: &'a str| {
-            let ok = s == UNKNOWN || is_name(s);
-            if ok { s } else { UNKNOWN }
-        };
-        Labels {
-            source_workload: name(self.source_workload),
-            source_workload_namespace: name(self.source_workload_namespace),
-            ..self
-        }
-    }
-}
-
-/// The shape of a workload's or namespace's name: lowercase letters,
-/// digits, `-` and `.`, at most 253 bytes (weft-api's `names` holds the
-/// full rules; the proxy does not depend on it).
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-}
-
-impl Labels<'_> {
-    fn to_owned(self) -> RequestLabels {
-        RequestLabels {
-            reporter: self.reporter,
-            source_workload: self.source_workload.into(),
-            source_workload_namespace: self.source_workload_namespace.into(),
-            destination_workload: self.destination_workload.into(),
-            destination_workload_namespace: self.destination_workload_namespace.into(),
-            destination_service: self.destination_service.into(),
-            destination_service_name: self.destination_service_name.into(),
-            destination_service_namespace: self.destination_service_namespace.into(),
-            request_protocol: self.request_protocol,
-            response_code: self.response_code,
-            response_flags: self.response_flags,
-            connection_security_policy: self.connection_security_policy,
-        }
-    }
-}
-
-impl RequestLabels {
-    fn view(&self) -> Labels<'_> {
-        Labels {
-            reporter: self.reporter,
-            source_workload: &self.source_workload,
-            source_workload_namespace: &self.source_workload_namespace,
-            destination_workload: &self.destination_workload,
-            destination_workload_namespace: &self.destination_workload_namespace,
-            destination_service: &self.destination_service,
-            destination_service_name: &self.destination_service_name,
-            destination_service_namespace: &self.destination_service_namespace,
-            request_protocol: self.request_protocol,
-            response_code: self.response_code,
-            response_flags: self.response_flags,
-            connection_security_policy: self.connection_security_policy,
-        }
-    }
-}
-
-impl hashbrown::Equivalent<RequestLabels> for Labels<'_> {
-    fn equivalent(&self, k: &RequestLabels) -> bool {
-        *self == k.view()
-    }
 }
 
 type HistFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
@@ -200,6 +86,8 @@ pub struct Metrics {
     pub plaintext_refused: Counter,
     pub authz: Family<AuthzLabels, Counter>,
     pub tcp: tcp::TcpMetrics,
+    /// This proxy's workload as its metrics name it.
+    pub own: peer::Workload,
     pub workload: Arc<str>,
     pub namespace: Arc<str>,
     /// Requests recorded in the catch-all series because the cap was reached.
@@ -323,6 +211,7 @@ impl Metrics {
         let tcp = tcp::TcpMetrics::register(&mut registry);
         Metrics {
             tcp,
+            own: peer::Workload::of(node),
             registry,
             requests,
             duration,
@@ -444,6 +333,7 @@ mod tests {
             response_code: code,
             response_flags: "-",
             connection_security_policy: "none",
+            ..Labels::unknown_peers()
         }
     }
 

@@ -27,6 +27,18 @@ pub struct TcpLabels {
     pub request_protocol: &'static str,
     pub response_flags: &'static str,
     pub connection_security_policy: &'static str,
+    pub source_principal: Arc<str>,
+    pub source_app: Arc<str>,
+    pub source_version: Arc<str>,
+    pub source_canonical_service: Arc<str>,
+    pub source_canonical_revision: Arc<str>,
+    pub source_cluster: &'static str,
+    pub destination_principal: &'static str,
+    pub destination_app: Arc<str>,
+    pub destination_version: Arc<str>,
+    pub destination_canonical_service: Arc<str>,
+    pub destination_canonical_revision: Arc<str>,
+    pub destination_cluster: &'static str,
 }
 
 #[derive(Default)]

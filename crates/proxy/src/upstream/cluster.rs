@@ -297,6 +297,7 @@ impl Cluster {
                 e.priority = h.priority;
                 e.locality_weight = h.locality_weight;
                 e.mesh = h.mesh;
+                e.meta = h.meta.clone();
                 if let Some(k) = &health {
                     let hh = hosts.health.get(k.cluster, addr, k.initial);
                     hh.set(k.stale, false);

@@ -24,6 +24,8 @@ pub struct Endpoint {
     /// A weft sidecar fronts it (`tlsMode: istio`): requests to it carry
     /// this proxy's identity, requests to anything else do not.
     pub mesh: bool,
+    /// Its names in metrics (app, version, canonical service and revision).
+    pub meta: Arc<crate::telemetry::peer::Workload>,
     active: AtomicU64,
 }
 
@@ -56,6 +58,7 @@ impl Endpoint {
             pool,
             health: None,
             mesh: false,
+            meta: crate::telemetry::peer::Workload::unknown(),
             active: AtomicU64::new(0),
         }
     }
