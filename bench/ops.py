@@ -31,9 +31,10 @@ def timed(cmd: list[str], env: dict) -> float:
     return took
 
 
-def fetch_ms(url: str) -> float:
+def fetch_ms(url: str, token: str) -> float:
     start = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as r:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
         r.read()
     return (time.perf_counter() - start) * 1000
 
@@ -64,7 +65,7 @@ def main() -> None:
             procs.check()
             time.sleep(0.2)
         api = f"127.0.0.1:{control.api}"
-        env = {**os.environ, "WEFT_CONTROL": api}
+        env = {**os.environ, "WEFT_CONTROL": api, "WEFT_ADMIN_TOKEN_FILE": str(control.admin_token)}
         commands = {
             "weft status": [a.weft, "status"],
             "weft proxy-config client-7": [a.weft, "proxy-config", "client-7."],
@@ -76,7 +77,7 @@ def main() -> None:
             runs = [timed(cmd, env) for _ in range(a.runs)]
             rows.append((name, statistics.median(runs), max(runs)))
         for name, path in [("dashboard: /debug/health", "/debug/health"), ("dashboard: /debug/certs", "/debug/certs")]:
-            runs = [fetch_ms(f"http://{api}{path}") for _ in range(a.runs)]
+            runs = [fetch_ms(f"http://{api}{path}", control.token()) for _ in range(a.runs)]
             rows.append((name, statistics.median(runs), max(runs)))
         print(f"{a.proxies} proxies, {a.services} services; {a.runs} runs each")
         print(f"{'command':<34} {'median ms':>10} {'slowest ms':>11}")

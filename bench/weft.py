@@ -13,8 +13,9 @@ from pathlib import Path
 from peers import ROOT, Procs, free_port, nginx_backend, wait_port
 
 
-def http_json(url: str, timeout: float = 10.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def http_json(url: str, timeout: float = 10.0, token: str | None = None):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
 
 
@@ -197,11 +198,15 @@ class Control:
                                 env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
         wait_port(self.api, name, timeout=600, proc=self.proc)
 
+    def token(self) -> str:
+        """The admin token: the control plane's reads need it."""
+        return self.admin_token.read_text().strip()
+
     def version(self) -> int:
-        return http_json(f"http://127.0.0.1:{self.api}/debug/version", timeout=60)["version"]
+        return http_json(f"http://127.0.0.1:{self.api}/debug/version", timeout=60, token=self.token())["version"]
 
     def proxies(self) -> list:
-        return http_json(f"http://127.0.0.1:{self.api}/debug/proxies")
+        return http_json(f"http://127.0.0.1:{self.api}/debug/proxies", token=self.token())
 
     def wait_acked(self, ids: set[str], version: int, timeout: float = 300.0,
                    types=("Cluster", "ClusterLoadAssignment", "Listener", "RouteConfiguration")) -> float:

@@ -52,7 +52,9 @@ fn hostile_registrations_fail_alone_and_the_registry_keeps_working() {
         )
         .await;
         assert_eq!(beat.status, 200);
-        assert_eq!(get(api, "/debug/config", &[]).await.status, 200);
+        // The mesh's config is the admin's to read.
+        assert_eq!(get(api, "/debug/config", &[]).await.status, 401);
+        assert_eq!(get(api, "/debug/config", &[("authorization", &admin)]).await.status, 200);
 
         // Fields that become ids, endpoints and labels are checked.
         for (body, want) in [
@@ -70,7 +72,7 @@ fn hostile_registrations_fail_alone_and_the_registry_keeps_working() {
         let r =
             json_post(&control, "/v1/instances", reg("echo-a", 9, serde_json::json!({"app": "evil"}), 5.into())).await;
         assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
-        let listed = get(api, "/v1/instances", &[]).await.json();
+        let listed = get(api, "/v1/instances", &[("authorization", &admin)]).await.json();
         assert_eq!(listed[0]["instance"]["labels"]["app"], "echo", "{listed}");
 
         // What a browser page could send: a form post, another Host, another Origin.

@@ -93,16 +93,26 @@ fn broken_edit_is_rejected_and_last_good_config_keeps_serving() {
 
         // An edit whose YAML is broken, then one that is valid YAML with a bad reference.
         write(&vs, &route_yaml(0, 100).replace("  http:\n", "  http:\n   x: [\n"));
-        let api = control.api.clone();
-        eventually(10, "the rejection to be reported", || { let a = api.clone(); async move {
-            get(&a, "/debug/config", &[]).await.json()["rejected"].as_array().is_some_and(|r| !r.is_empty())
-        }}).await;
-        let rejected = get(&control.api, "/debug/config", &[]).await.json()["rejected"].to_string();
+        let (api, admin) = (control.api.clone(), control.admin());
+        let auth = admin.as_str();
+        eventually(10, "the rejection to be reported", || {
+            let a = api.clone();
+            async move {
+                get(&a, "/debug/config", &[("authorization", auth)]).await.json()["rejected"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            }
+        })
+        .await;
+        let rejected =
+            get(&control.api, "/debug/config", &[("authorization", auth)]).await.json()["rejected"].to_string();
         assert!(rejected.contains("route.yaml:"), "diagnostics name the file and line: {rejected}");
         write(&vs, &route_yaml(0, 100).replace("subset: v2", "subset: v9"));
         eventually(10, "the second rejection", || {
             let a = api.clone();
-            async move { get(&a, "/debug/config", &[]).await.json()["rejected"].to_string().contains("v9") }
+            async move {
+                get(&a, "/debug/config", &[("authorization", auth)]).await.json()["rejected"].to_string().contains("v9")
+            }
         })
         .await;
         for _ in 0..20 {
@@ -122,7 +132,12 @@ fn broken_edit_is_rejected_and_last_good_config_keeps_serving() {
         })
         .await;
         println!("mended edit applied at the proxy after {took:?}");
-        assert!(get(&control.api, "/debug/config", &[]).await.json()["rejected"].as_array().unwrap().is_empty());
+        assert!(
+            get(&control.api, "/debug/config", &[("authorization", auth)]).await.json()["rejected"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
     });
 }
 
@@ -240,17 +255,21 @@ fn control_plane_restarts_under_load_lose_no_request() {
             tokio::time::sleep(outage).await;
             let back = Instant::now();
             control.restart().await;
-            let api = control.api.clone();
+            let (api, admin) = (control.api.clone(), control.admin());
+            let auth = admin.as_str();
             eventually(15, "both instances registered again", || {
                 let a = api.clone();
-                async move { get(&a, "/v1/instances", &[]).await.json().as_array().map_or(0, |v| v.len()) == 2 }
+                async move {
+                    get(&a, "/v1/instances", &[("authorization", auth)]).await.json().as_array().map_or(0, |v| v.len())
+                        == 2
+                }
             })
             .await;
             let api = control.api.clone();
             let took = eventually(20, "the client proxy synced with the restarted control plane", || {
                 let a = api.clone();
                 async move {
-                    get(&a, "/debug/proxies", &[])
+                    get(&a, "/debug/proxies", &[("authorization", auth)])
                         .await
                         .json()
                         .as_array()
@@ -348,13 +367,20 @@ fn sigterm_stops_the_control_plane_during_a_long_translation() {
             "--health-port",
             "0",
         ]);
-        let api = control.api.clone();
+        let (api, admin_auth) = (control.api.clone(), control.admin());
+        let auth = admin_auth.as_str();
         eventually(30, "the proxy's stream open", || {
             let api = api.clone();
-            async move { get(&api, "/debug/proxies", &[]).await.json().as_array().is_some_and(|p| !p.is_empty()) }
+            async move {
+                get(&api, "/debug/proxies", &[("authorization", auth)])
+                    .await
+                    .json()
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+            }
         })
         .await;
-        let before = get(&api, "/debug/proxies", &[]).await.json();
+        let before = get(&api, "/debug/proxies", &[("authorization", auth)]).await.json();
         assert_eq!(before[0]["synced"], 0, "translation already done; nothing to interrupt: {before}");
         let stopped = Instant::now();
         assert!(

@@ -4,7 +4,7 @@
 //! the gateway to the app, green, then red once requests fail) and every
 //! proxy synced, and the waterfall of a trace the proxies reported to the
 //! control plane's trace store. Its assets are all served by the control
-//! plane.
+//! plane; its reads need the admin token, which its address carries.
 
 mod common;
 use common::*;
@@ -41,9 +41,9 @@ fn rendered(url: &str) -> String {
 
 /// Waits until the control plane's window holds `n` requests to my-service
 /// with a success rate `ok` says is right.
-async fn seen(api: &str, n: u64, ok: impl Fn(f64) -> bool) {
+async fn seen(api: &str, auth: &str, n: u64, ok: impl Fn(f64) -> bool) {
     eventually(20, "the requests in the control plane's window", || async {
-        let v = get(api, "/debug/stats?by=service&window=60", &[]).await.json();
+        let v = get(api, "/debug/stats?by=service&window=60", &[("authorization", auth)]).await.json();
         v["rows"].as_array().unwrap().iter().any(|r| {
             r["name"] == "my-service.default.svc.cluster.local"
                 && r["requests"].as_u64() >= Some(n)
@@ -65,7 +65,11 @@ fn the_dashboard_draws_the_live_mesh_in_a_browser() {
     let mut up = Up::start_with(dir.path(), &[], &["--stats-interval", "0.2"]);
     let api = up.info["control"]["api"].as_str().unwrap().to_owned();
     let gw = format!("127.0.0.1:{}", up.gateway_port);
-    let url = format!("http://{api}/dashboard");
+    // The mesh's reads are the admin's: the page's address carries the token.
+    let token_file = up.info["control"]["adminToken"].as_str().unwrap().to_owned();
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    let auth = format!("Bearer {token}");
+    let url = format!("http://{api}/dashboard#token={token}");
     rt().block_on(async {
         // Every asset from the control plane itself, under a policy that
         // lets the page load nothing else.
@@ -88,9 +92,9 @@ fn the_dashboard_draws_the_live_mesh_in_a_browser() {
         for _ in 0..20 {
             assert_eq!(get(&gw, "/", &[]).await.status, 200);
         }
-        seen(&api, 20, |s| s == 1.0).await;
+        seen(&api, &auth, 20, |s| s == 1.0).await;
         eventually(20, "20 traces of the gateway's and the app's spans in the store", || async {
-            let v = get(&api, "/debug/traces?limit=50", &[]).await.json();
+            let v = get(&api, "/debug/traces?limit=50", &[("authorization", &auth)]).await.json();
             let two = v["traces"].as_array().unwrap().iter().filter(|t| t["spans"] == 2).count();
             two >= 20
         })
@@ -110,14 +114,21 @@ fn the_dashboard_draws_the_live_mesh_in_a_browser() {
         for _ in 0..60 {
             assert_eq!(get(&gw, "/?status=500", &[]).await.status, 500);
         }
-        seen(&api, 80, |s| s < 0.95).await;
+        seen(&api, &auth, 80, |s| s < 0.95).await;
     });
     let page = rendered(&url);
     assert!(
         page.contains("class=\"edge bad\" data-from=\"ingressgateway.default\" data-to=\"my-app.default\""),
         "the failing edge is not red in\n{page}"
     );
-    let out = Command::new(weft()).args(["dashboard", "--control", &api]).output().unwrap();
+    let out = Command::new(weft())
+        .args(["dashboard", "--control", &api, "--admin-token-file", &token_file])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), url);
+    // Without the token: no read, and the page says what to open.
+    rt().block_on(async { assert_eq!(get(&api, "/debug/proxies", &[]).await.status, 401) });
+    let page = rendered(&format!("http://{api}/dashboard"));
+    assert!(page.contains("open the address `weft dashboard` prints"), "{page}");
     up.stop();
 }

@@ -84,7 +84,7 @@ fn active_health_checks_keep_users_off_a_failing_instance() {
         let cluster = "outbound|80||hc.default.svc.cluster.local";
         assert_eq!(flags(&sc, cluster, pb).await, "/failed_active_hc");
         // The control plane's view gathers it from the proxy.
-        let view = get(&control.api, "/debug/health", &[]).await.json();
+        let view = get(&control.api, "/debug/health", &[("authorization", &control.admin())]).await.json();
         let host = |port: u16| {
             view["hosts"].as_array().unwrap().iter().find(|h| h["cluster"] == cluster && h["address"] == format!("127.0.0.1:{port}")).cloned().unwrap_or_else(|| panic!("{port} missing: {view}"))
         };

@@ -168,7 +168,7 @@ fn grpc_clients_with_xds_balance_split_and_follow_removals() {
         assert!(count(&last["instances"], &format!("hello-{a}")) > 50, "{last}");
 
         // The client ACKed every type.
-        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let proxies = get(&control.api, "/debug/proxies", &[("authorization", &control.admin())]).await.json();
         let me = proxies.as_array().unwrap().iter().find(|p| p["id"].as_str().unwrap().contains("grpc-client")).unwrap().clone();
         for t in ["Listener", "RouteConfiguration", "Cluster", "ClusterLoadAssignment"] {
             assert!(me["acked"][t].is_string(), "gRPC did not ACK {t}: {me}");

@@ -128,7 +128,7 @@ spec:
         .await;
 
         // Envoy ACKed every type and NACKed nothing.
-        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let proxies = get(&control.api, "/debug/proxies", &[("authorization", &control.admin())]).await.json();
         let envoy_status = proxies
             .as_array()
             .unwrap()
@@ -220,11 +220,12 @@ spec:
         let edited = mesh.replace("    - match: [{uri: {prefix: /gone}}]", &format!("    - match: [{{uri: {{regex: \"{big}\"}}}}]\n      directResponse: {{status: 200}}\n    - match: [{{uri: {{prefix: /gone}}}}]"));
         assert_ne!(edited, mesh);
         std::fs::write(dir.path().join("mesh.yaml"), edited).unwrap();
-        let api = control.api.clone();
+        let (api, admin) = (control.api.clone(), control.admin());
+        let auth = admin.as_str();
         eventually(15, "Envoy to NACK the route table", || { let a = api.clone(); async move {
-            get(&a, "/debug/proxies", &[]).await.json().as_array().unwrap().iter().any(|p| p["id"] == "envoy-client~127.0.0.1" && p["last_nack"].is_string())
+            get(&a, "/debug/proxies", &[("authorization", auth)]).await.json().as_array().unwrap().iter().any(|p| p["id"] == "envoy-client~127.0.0.1" && p["last_nack"].is_string())
         }}).await;
-        let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+        let proxies = get(&control.api, "/debug/proxies", &[("authorization", &control.admin())]).await.json();
         let nack = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-client~127.0.0.1").unwrap()["last_nack"].as_str().unwrap().to_owned();
         println!("Envoy NACKed: {nack}");
         assert!(nack.starts_with("RouteConfiguration") && nack.contains("program size"), "{nack}");

@@ -148,7 +148,10 @@ fn check_warns_of_a_root_near_expiry_and_fails_a_proxy_that_cannot_renew() {
     rt().block_on(async {
         let control = Control::start_with_ca(dir.path(), ca_dir, &[]).await;
         let check = || {
-            let out = Command::new(weft()).args(["check", "--control", &control.api, "-o", "json"]).output().unwrap();
+            let out = Command::new(weft())
+                .args(["check", "--control", &control.api, "--admin-token-file", &control.admin_token, "-o", "json"])
+                .output()
+                .unwrap();
             let v: serde_json::Value =
                 serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
             (out.status.success(), v)
@@ -160,6 +163,9 @@ fn check_warns_of_a_root_near_expiry_and_fails_a_proxy_that_cannot_renew() {
                 .iter()
                 .any(|f| f["level"] == level && f["detail"].as_str().unwrap().contains(what))
         };
+        // The mesh's reads are the admin's: without its token, a clear refusal.
+        let anon = Command::new(weft()).args(["status", "--control", &control.api]).output().unwrap();
+        assert!(!anon.status.success() && text(&anon).contains("needs the admin token"), "{}", text(&anon));
         let (ok, v) = check();
         assert!(ok, "warnings alone pass: {v}");
         assert!(detail(&v, "warn", "the mesh root (CN=short-lived root) expires in 9d"), "{v}");

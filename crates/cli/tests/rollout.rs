@@ -136,13 +136,17 @@ fn a_killed_app_is_reaped_and_its_replica_restarted() {
     let before = app_pids(&ready);
     assert_eq!(before.len(), 2);
     let api = up.info["control"]["api"].as_str().unwrap().to_owned();
+    let admin = up.admin();
+    let auth = admin.as_str();
     rt().block_on(async {
         let victim = before[0];
         assert!(std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap().success());
         let a = api.clone();
         eventually(15, "the dead replica's instance to leave", || {
             let a = a.clone();
-            async move { get(&a, "/v1/instances", &[]).await.json().as_array().map_or(0, |v| v.len()) == 1 }
+            async move {
+                get(&a, "/v1/instances", &[("authorization", auth)]).await.json().as_array().map_or(0, |v| v.len()) == 1
+            }
         })
         .await;
         let zombie = || std::fs::read_to_string(format!("/proc/{victim}/stat")).is_ok_and(|s| s.contains(") Z "));
@@ -156,7 +160,9 @@ fn a_killed_app_is_reaped_and_its_replica_restarted() {
         let a = api.clone();
         eventually(15, "both instances registered", || {
             let a = a.clone();
-            async move { get(&a, "/v1/instances", &[]).await.json().as_array().map_or(0, |v| v.len()) == 2 }
+            async move {
+                get(&a, "/v1/instances", &[("authorization", auth)]).await.json().as_array().map_or(0, |v| v.len()) == 2
+            }
         })
         .await;
     });

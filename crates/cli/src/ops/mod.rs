@@ -19,6 +19,10 @@ pub struct Target {
     /// runs on this machine.
     #[arg(long, env = "WEFT_CONTROL")]
     control: Option<String>,
+    /// The control plane's admin token file (its reads need it); by
+    /// default the one of the mesh `weft up` runs on this machine.
+    #[arg(long, env = "WEFT_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<std::path::PathBuf>,
     /// `table`, or `json` for scripts.
     #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
     output: String,
@@ -26,11 +30,20 @@ pub struct Target {
 
 impl Target {
     pub fn api(&self) -> anyhow::Result<ControlApi> {
-        let addr = match &self.control {
-            Some(c) => c.clone(),
+        let (addr, found) = match &self.control {
+            Some(c) => (c.clone(), None),
             None => crate::up::current::api()?,
         };
-        ControlApi::new(addr, None, None)
+        let token = match self.admin_token_file.as_ref().or(found.as_ref()) {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("cannot read the admin token {}: {e}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        ControlApi::new(addr, None, token)
     }
 
     pub fn json(&self) -> bool {
@@ -42,7 +55,12 @@ impl Target {
 pub async fn dashboard(t: Target) -> anyhow::Result<()> {
     let api = t.api()?;
     get(&api, "/ready").await?;
-    let url = format!("http://{}/dashboard", api.addr);
+    // The token rides in the fragment: the browser keeps it, never sends it
+    // in a URL, and the page sends it with each read.
+    let url = match api.token() {
+        Some(t) => format!("http://{}/dashboard#token={t}", api.addr),
+        None => format!("http://{}/dashboard", api.addr),
+    };
     if t.json() {
         println!("{}", serde_json::json!({"url": url}));
     } else {

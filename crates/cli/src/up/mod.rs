@@ -314,7 +314,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     if let Some(f) = &a.ready_file {
         write_ready(f, &control_info, &gateways, &replicas)?;
     }
-    if let Err(e) = current::write(&api) {
+    if let Err(e) = current::write(&api, control.auth.admin_path()) {
         tracing::warn!(error = %e, "cannot record this mesh for `weft status`");
     }
 

@@ -56,7 +56,7 @@ pub fn start_envoy_into(envoy: &str, bootstrap: &str, lines: Option<&Lines>) -> 
 
 /// The control plane saw Envoy `id` accept everything it sent.
 pub async fn assert_no_nack(control: &Control, id: &str) {
-    let proxies = get(&control.api, "/debug/proxies", &[]).await.json();
+    let proxies = get(&control.api, "/debug/proxies", &[("authorization", &control.admin())]).await.json();
     let me = proxies.as_array().unwrap().iter().find(|p| p["id"] == id).unwrap().clone();
     assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
 }

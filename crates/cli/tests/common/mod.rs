@@ -88,6 +88,12 @@ impl Up {
         up
     }
 
+    /// `Authorization` for the mesh's reads: its admin token.
+    pub fn admin(&self) -> String {
+        let f = self.info["control"]["adminToken"].as_str().unwrap();
+        format!("Bearer {}", std::fs::read_to_string(f).unwrap().trim())
+    }
+
     /// The ready file (`weft up` rewrites it after a rollout).
     pub fn ready_file(&self) -> PathBuf {
         self.ready.clone()

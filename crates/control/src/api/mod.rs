@@ -7,10 +7,11 @@
 //! | `POST /v1/instances` | register `{name, namespace, address, port or ports, labels, serviceAccount, locality, weight, ttlSeconds}` → `{id, ttlSeconds}` (proof of its identity) |
 //! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) (proof of its identity) |
 //! | `DELETE /v1/instances/{id}` | leave now (proof of its identity) |
-//! | `GET /v1/instances` | registered instances |
+//! | `GET /v1/instances` | registered instances (admin) |
 //! | `POST /v1/certificates` | sign a workload's CSR `{csr}` (PEM, its SPIFFE ID as URI SAN) → `{identity, certificate, root, expiresInSeconds}` (`ca`; proof of that identity) |
 //! | `POST /v1/tokens` | a bootstrap token `{namespace, serviceAccount, ttlSeconds}` → `{token, identity, expiresInSeconds}` (admin) |
 //! | `GET /v1/root` | the mesh root certificate `{root}` |
+//! | `GET /debug/...` | (every read below: admin) |
 //! | `GET /debug/config` | version, resources, the rejected edit's diagnostics, the warnings of the config in force |
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
@@ -28,7 +29,8 @@
 //! Every request first passes `guard` (Host, Content-Type, body size).
 //! What acts for an identity needs its proof (`auth`): a bootstrap token
 //! for it (`Authorization: Bearer`), its workload certificate on the TLS
-//! port, or the admin token. A refusal is 401 and counted.
+//! port, or the admin token. Reads of `/debug/...` and the instances need
+//! the admin token. A refusal is 401 and counted.
 
 mod guard;
 mod registration;
@@ -101,6 +103,20 @@ pub async fn handle(
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // What reveals the whole mesh (its config, proxies, traffic, traces)
+    // is the admin's to read.
+    let reveals = matches!(segs.as_slice(), ["debug", ..]) || (segs.as_slice() == ["v1", "instances"]);
+    if reveals && req.method() == Method::GET && proof != Proof::Admin {
+        api.hub.metrics.unauthorized("read");
+        tracing::warn!(path = %path, "refused: a read without the admin token");
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "reading {path} needs the admin token (`Authorization: Bearer <token>`, the file `weft control` \
+                 prints; the weft commands find the one of the mesh `weft up` runs, or take --admin-token-file)"
+            ),
+        ));
+    }
     let resp = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["ready"]) => {
             if hub.snapshot().version > 0 {

@@ -18,8 +18,22 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// The admin token comes in the address's fragment (`weft dashboard` prints
+// it), which the browser never sends; it is kept for this tab and taken
+// out of the address bar.
+const token = (() => {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem('weft-token', decodeURIComponent(m[1]));
+    history.replaceState(null, '', location.pathname);
+  }
+  return sessionStorage.getItem('weft-token');
+})();
+
 async function getJSON(path) {
-  const r = await fetch(path, { cache: 'no-store' });
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const r = await fetch(path, { cache: 'no-store', headers });
+  if (r.status === 401) throw new Error('the mesh\'s reads need its admin token: open the address `weft dashboard` prints');
   if (!r.ok) throw new Error(`${path}: ${r.status}`);
   return r.json();
 }

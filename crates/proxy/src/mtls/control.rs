@@ -45,6 +45,11 @@ impl ControlApi {
         Ok(ControlApi { addr, bootstrap, token })
     }
 
+    /// The bearer token it sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Whether calls go over TLS.
     pub fn is_tls(&self) -> bool {
         self.bootstrap.is_some()
