@@ -154,7 +154,9 @@ spec:
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
-        for (host, source) in [("inside", Some("client.default")), ("outside", None), ("api.external.example", None)] {
+        // `workload.namespace;canonical service;canonical revision;app;version`
+        let ours = Some("client.default;client;latest;unknown;unknown");
+        for (host, source) in [("inside", ours), ("outside", None), ("api.external.example", None)] {
             let r = request(&sc.outbound, "GET", &format!("http://{host}/"), &[], Default::default()).await;
             assert_eq!(r.status, 200, "{host}: {}", String::from_utf8_lossy(&r.body));
             assert_eq!(r.json()["headers"]["x-weft-source"].as_str(), source, "{host}: {}", r.json()["headers"]);
