@@ -71,6 +71,7 @@ def main() -> None:
             "weft proxy-config client-7": [a.weft, "proxy-config", "client-7."],
             "weft check": [a.weft, "check"],
             "weft stat": [a.weft, "stat"],
+            "weft describe svc-7": [a.weft, "describe", "svc-7"],
         }
         rows = []
         for name, cmd in commands.items():

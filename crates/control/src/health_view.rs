@@ -13,12 +13,21 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// Every proxy's view, merged: per (cluster, host), how many proxies see
-/// it and which of them see it unhealthy, with their reason.
-pub async fn gather(hub: &Hub) -> Value {
+/// it and which of them see it unhealthy, with their reason; with
+/// `service` (a host name), only that service's clusters.
+pub async fn gather(hub: &Hub, service: Option<&str>) -> Value {
     let proxies = hub.proxies();
+    let path = match service {
+        Some(s) => format!(
+            "/clusters?format=json&service={}",
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        None => "/clusters?format=json".to_owned(),
+    };
+    let path = &path;
     let fetches = proxies.iter().map(|p| async move {
         match &p.admin {
-            Some(a) => (p.id.clone(), Some(a.clone()), get_json(a, "/clusters?format=json").await),
+            Some(a) => (p.id.clone(), Some(a.clone()), get_json(a, path).await),
             None => {
                 let why = p.admin_refused.clone().unwrap_or_else(|| "no ADMIN_ADDR in its node metadata".to_owned());
                 (p.id.clone(), None, Err(why))

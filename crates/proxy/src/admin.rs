@@ -5,7 +5,7 @@
 //! | `/ready`, `/healthz/ready` | 200 once listeners of a complete config are bound |
 //! | `/config_dump` | JSON of the running config, with its version |
 //! | `/certs` | the workload certificate: identity, expiry, last failed renewal |
-//! | `/clusters` | endpoints and their state, one line per fact (Envoy's format) |
+//! | `/clusters` | endpoints and their state, one line per fact (Envoy's format); `?format=json[&service=HOST]` as JSON |
 //! | `/stats/prometheus` | Istio-standard request metrics |
 //! | `/stats?format=json` | request series with their counts and duration buckets (the control plane's `weft stat`) |
 //! | `/tap?seconds=1&limit=100&path=&method=&authority=` | the requests that finish meanwhile, matching (`weft tap`) |
@@ -142,12 +142,14 @@ fn endpoint_json(set: &EndpointSet, i: usize) -> serde_json::Value {
 }
 
 /// Upstream health as this proxy sees it, per cluster and host (what the
-/// control plane's `/debug/health` gathers from every proxy).
-fn clusters_json(state: &ProxyState) -> serde_json::Value {
+/// control plane's `/debug/health` gathers from every proxy); with
+/// `service`, only that host's clusters (`outbound|port|subset|host`).
+fn clusters_json(state: &ProxyState, service: Option<&str>) -> serde_json::Value {
     let cfg = state.config.load();
     let clusters: Vec<_> = cfg
         .clusters
         .iter()
+        .filter(|c| service.is_none_or(|s| c.name().rsplit('|').next() == Some(s)))
         .map(|c| {
             let set = c.view();
             let hosts: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
@@ -229,8 +231,11 @@ async fn handle(
             "application/json",
             serde_json::to_vec(&json!({"proxy": state.node.id, "mtls": certs(&state)})).unwrap_or_default(),
         ),
-        (&Method::GET, "/clusters") if req.uri().query() == Some("format=json") => {
-            reply(StatusCode::OK, "application/json", serde_json::to_vec(&clusters_json(&state)).unwrap_or_default())
+        (&Method::GET, "/clusters") if req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "format=json")) => {
+            let service = req.uri().query().and_then(|q| q.split('&').find_map(|p| p.strip_prefix("service=")));
+            let service = service.map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy());
+            let json = clusters_json(&state, service.as_deref());
+            reply(StatusCode::OK, "application/json", serde_json::to_vec(&json).unwrap_or_default())
         }
         (&Method::GET, "/clusters") => reply(StatusCode::OK, "text/plain", clusters_text(&state)),
         (&Method::GET, "/stats") if req.uri().query() == Some("format=json") => {

@@ -15,7 +15,7 @@
 //! | `GET /debug/config` | version, resources, the rejected edit's diagnostics, the warnings of the config in force |
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
 //! | `GET /debug/proxies` | connected proxies and the versions they ACKed |
-//! | `GET /debug/health` | upstream health as every proxy sees it, per host (`health_view`) |
+//! | `GET /debug/health[?service=HOST]` | upstream health as every proxy sees it, per host (`health_view`) |
 //! | `GET /debug/proxies/{id}/config_dump` | what that proxy runs, asked from its admin |
 //! | `GET /debug/stats?by=service\|workload\|edge&window=60` | golden signals over the window: requests/s, success rate, p50/p95/p99 (`stats`) |
 //! | `GET /debug/stats/series?by=…&window=300` | the same per read interval: the dashboard's charts |
@@ -242,7 +242,11 @@ pub async fn handle(
         (Method::GET, ["debug", "version"]) => {
             json(StatusCode::OK, &serde_json::json!({"version": hub.snapshot().version}))
         }
-        (Method::GET, ["debug", "health"]) => json(StatusCode::OK, &crate::health_view::gather(hub).await),
+        (Method::GET, ["debug", "health"]) => {
+            let service =
+                query.strip_prefix("service=").map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy());
+            json(StatusCode::OK, &crate::health_view::gather(hub, service.as_deref()).await)
+        }
         (Method::GET, ["metrics"]) => {
             let mut r = Response::new(Full::new(Bytes::from(hub.metrics.text())));
             r.headers_mut().insert(

@@ -214,7 +214,8 @@ fn workload(ix: &Index, snap: &crate::translate::Snapshot, name: &str, ns: &str)
 /// Adds what proxies know: each endpoint's health as its callers see it,
 /// the golden signals of the last minute, and a workload's own proxies.
 async fn enrich(hub: &Hub, stats: &Stats, view: &mut Value) {
-    let health = crate::health_view::gather(hub).await;
+    // A service's own clusters only: one service's hosts, not the mesh's.
+    let health = crate::health_view::gather(hub, view["service"]["host"].as_str()).await;
     let host = |cluster: &str, address: &str| {
         health["hosts"].as_array().into_iter().flatten().find(|h| h["cluster"] == cluster && h["address"] == address)
     };
