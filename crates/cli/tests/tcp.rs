@@ -22,7 +22,7 @@ async fn echo_mesh(dir: &std::path::Path) -> (u16, Control) {
         "apiVersion: v1\nkind: Service\nmetadata: {{name: echo-tcp}}\nspec:\n  selector: {{app: echo-tcp}}\n  ports: [{{name: tcp-echo, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: e}}\nspec: {{address: 127.0.0.1, ports: {{tcp-echo: {echo}}}, labels: {{app: echo-tcp}}}}\n"
     );
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
-    (svc_port, Control::start(dir).await)
+    (svc_port, Control::start_with(dir, &["--stats-interval", "0.2"]).await)
 }
 
 #[test]
@@ -69,6 +69,21 @@ fn tcp_service_port_is_spliced_to_an_instance() {
         assert_eq!(value(&text, "istio_tcp_connections_opened_total"), Some(20), "{text}");
         assert_eq!(value(&text, "istio_tcp_received_bytes_total"), Some(sent));
         assert_eq!(value(&text, "istio_tcp_sent_bytes_total"), Some(sent), "the echo sends it all back");
+        // `weft stat`'s TCP column: the control plane reads the source's counts.
+        let (api, admin) = (control.api.clone(), control.admin());
+        let auth = admin.as_str();
+        eventually(20, "20 connections on the edge in the control plane's window", || {
+            let api = api.clone();
+            async move {
+                let v = get(&api, "/debug/stats?by=edge&window=60", &[("authorization", auth)]).await.json();
+                v["rows"].as_array().unwrap().iter().any(|r| {
+                    r["service"] == "echo-tcp.default.svc.cluster.local"
+                        && r["source"] == "client.default"
+                        && r["tcpConnections"] == 20
+                })
+            }
+        })
+        .await;
     });
 }
 

@@ -1,5 +1,6 @@
 //! `weft stat [service|workload|edge]`: the golden signals over a window
-//! (success rate, requests per second, p50/p95/p99 latency), from the
+//! (success rate, requests per second, p50/p95/p99 latency, TCP
+//! connections opened), from the
 //! counts the control plane reads from every proxy — `linkerd viz stat`,
 //! with nothing to install.
 
@@ -54,6 +55,7 @@ pub async fn run(a: StatArgs) -> anyhow::Result<()> {
                 ms(&r["p95Ms"]),
                 ms(&r["p99Ms"]),
                 r["requests"].to_string(),
+                r["tcpConnections"].as_u64().unwrap_or(0).to_string(),
             ]
         })
         .collect();
@@ -71,7 +73,7 @@ pub async fn run(a: StatArgs) -> anyhow::Result<()> {
         "workload" => "WORKLOAD",
         _ => "SERVICE",
     };
-    print!("{}", table(&[name, "SUCCESS", "RPS", "P50", "P95", "P99", "REQUESTS"], &rows));
+    print!("{}", table(&[name, "SUCCESS", "RPS", "P50", "P95", "P99", "REQUESTS", "TCP CONNS"], &rows));
     Ok(())
 }
 

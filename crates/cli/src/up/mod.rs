@@ -414,7 +414,9 @@ fn write_ready(
 fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) {
     println!("weft up: the mesh from {} is running\n", dir.display());
     println!("  control plane   xDS {xds}   API http://{api}");
-    println!("  dashboard       http://{api}/dashboard");
+    println!(
+        "  dashboard       http://{api}/dashboard   (`weft dashboard` prints it with the admin token its reads need)"
+    );
     println!();
     let row = |role: &str, name: &str, pid: &str, app: &str, ip: &str, inb: &str, out: &str, admin: &str| {
         format!("  {role:<9} {name:<20} {pid:>7} {app:>6} {ip:<11} {inb:>8} {out:>9} {admin:>6}")

@@ -6,6 +6,7 @@
 //!
 //! Edges are counted once: by the destination's proxy where it reports
 //! them (inbound), else by the caller's (a destination outside the mesh).
+//! TCP connections are counted by the caller's (Istio's TCP metrics there).
 //! Nothing is pushed to the control plane between reads, and a proxy that
 //! does not answer costs its own edges only.
 
@@ -114,6 +115,21 @@ impl Stats {
                 }
                 now_seen.insert(k, (requests, buckets));
             }
+            // TCP connections opened, by the source (keyed apart from requests).
+            for s in answer["tcp"].as_array().into_iter().flatten() {
+                let mut k = key(s);
+                k.0 = format!("tcp:{}", k.0);
+                let opened = s["opened"].as_u64().unwrap_or(0);
+                let delta = before.as_ref().map(|b| match b.get(&k) {
+                    Some((o, _)) if *o <= opened => opened - o,
+                    _ => opened,
+                });
+                if let Some(n) = delta.filter(|n| *n > 0) {
+                    let edge = Edge { source: k.1.clone(), service: k.2.clone(), destination: k.3.clone() };
+                    edges.entry(edge).or_default()[1].tcp += n;
+                }
+                now_seen.insert(k, (opened, Vec::new()));
+            }
             seen.insert(proxy, now_seen);
         }
         // Proxies that did not answer keep their last read (a slow answer
@@ -147,8 +163,7 @@ impl Stats {
                 acc[1].merge(&sides[1]);
             }
         }
-        // Once per edge: the destination's count where it reported any.
-        let once = edges.into_iter().map(|(e, [dst, src])| (e, if dst.requests > 0 { dst } else { src }));
+        let once = edges.into_iter().map(|(e, sides)| (e, window::once(sides)));
         window::rows(by, once, covered, &inner.bounds)
     }
 }
@@ -162,8 +177,7 @@ impl Stats {
         let now = inner.last_read.unwrap_or_else(Instant::now);
         let mut names: serde_json::Map<String, Value> = serde_json::Map::new();
         for i in inner.intervals.iter().filter(|i| now.duration_since(i.end) < window) {
-            let once =
-                i.edges.iter().map(|(e, [dst, src])| (e, if dst.requests > 0 { dst.clone() } else { src.clone() }));
+            let once = i.edges.iter().map(|(e, sides)| (e, window::once(sides.clone())));
             let rows = window::rows(by, once, i.end.duration_since(i.start), &inner.bounds);
             let ago = now.duration_since(i.end).as_secs_f64();
             for r in rows["rows"].as_array().into_iter().flatten() {

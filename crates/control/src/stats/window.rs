@@ -27,12 +27,23 @@ impl std::str::FromStr for By {
     }
 }
 
-/// Requests, the failed among them, and their duration buckets.
+/// Requests, the failed among them, their duration buckets, and TCP
+/// connections opened.
 #[derive(Clone, Debug, Default)]
 pub struct Counts {
     pub requests: u64,
     pub errors: u64,
     pub buckets: Vec<u64>,
+    pub tcp: u64,
+}
+
+/// An edge's counts once: the destination's requests where it reported
+/// any, else the caller's; TCP connections as the caller counted them.
+pub fn once([dst, src]: [Counts; 2]) -> Counts {
+    let tcp = dst.tcp + src.tcp;
+    let mut c = if dst.requests > 0 { dst } else { src };
+    c.tcp = tcp;
+    c
 }
 
 impl Counts {
@@ -49,6 +60,7 @@ impl Counts {
 
     pub fn merge(&mut self, other: &Counts) {
         self.add(other.requests, other.errors, &other.buckets);
+        self.tcp += other.tcp;
     }
 
     /// The `q` quantile in milliseconds: linear within the bucket it falls
@@ -97,6 +109,7 @@ pub fn rows<'a>(by: By, edges: impl Iterator<Item = (&'a Edge, Counts)>, covered
                 "p50Ms": c.quantile(0.5, bounds),
                 "p95Ms": c.quantile(0.95, bounds),
                 "p99Ms": c.quantile(0.99, bounds),
+                "tcpConnections": c.tcp,
             });
             if let (By::Edge, Some(e)) = (by, edge) {
                 row["source"] = e.source.clone().into();

@@ -285,7 +285,8 @@ impl Metrics {
 
     /// Every request series with its count and duration buckets (Istio's
     /// bounds, in `durationBoundsMs`), as JSON: what the control plane
-    /// gathers for its golden signals (`weft stat`).
+    /// gathers for its golden signals (`weft stat`), with every TCP series'
+    /// connections (`tcp`).
     pub fn requests_json(&self) -> serde_json::Value {
         let all = self.series.read();
         let series: Vec<serde_json::Value> = all
@@ -305,7 +306,7 @@ impl Metrics {
                 })
             })
             .collect();
-        serde_json::json!({"durationBoundsMs": DURATION_MS, "series": series})
+        serde_json::json!({"durationBoundsMs": DURATION_MS, "series": series, "tcp": self.tcp.json()})
     }
 
     pub fn encode(&self) -> String {

@@ -12,6 +12,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,12 +42,23 @@ pub struct TcpLabels {
     pub destination_cluster: &'static str,
 }
 
+/// One label set's four counters (handles share the families' values).
+struct Series {
+    opened: Counter,
+    closed: Counter,
+    received: Counter,
+    sent: Counter,
+}
+
 #[derive(Default)]
 pub struct TcpMetrics {
     opened: Family<TcpLabels, Counter>,
     closed: Family<TcpLabels, Counter>,
     received: Family<TcpLabels, Counter>,
     sent: Family<TcpLabels, Counter>,
+    /// The label sets seen, for `json`: one lookup per connection event
+    /// finds all four counters; written once per new set.
+    series: parking_lot::RwLock<HashMap<TcpLabels, Arc<Series>>>,
 }
 
 impl TcpMetrics {
@@ -63,15 +75,53 @@ impl TcpMetrics {
         m
     }
 
+    fn series(&self, labels: &TcpLabels) -> Arc<Series> {
+        if let Some(s) = self.series.read().get(labels) {
+            return s.clone();
+        }
+        let mut all = self.series.write();
+        all.entry(labels.clone())
+            .or_insert_with(|| {
+                Arc::new(Series {
+                    opened: self.opened.get_or_create(labels).clone(),
+                    closed: self.closed.get_or_create(labels).clone(),
+                    received: self.received.get_or_create(labels).clone(),
+                    sent: self.sent.get_or_create(labels).clone(),
+                })
+            })
+            .clone()
+    }
+
     /// A connection to the destination `labels` name was opened.
     pub fn opened(&self, labels: &TcpLabels) {
-        self.opened.get_or_create(labels).inc();
+        self.series(labels).opened.inc();
     }
 
     /// It closed, having moved these bytes (from the client, to it).
     pub fn closed(&self, labels: &TcpLabels, (received, sent): (u64, u64)) {
-        self.closed.get_or_create(labels).inc();
-        self.received.get_or_create(labels).inc_by(received);
-        self.sent.get_or_create(labels).inc_by(sent);
+        let s = self.series(labels);
+        s.closed.inc();
+        s.received.inc_by(received);
+        s.sent.inc_by(sent);
+    }
+
+    /// Every label set with its connections opened and closed, as JSON:
+    /// what the control plane reads for `weft stat`'s TCP column.
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.series
+            .read()
+            .iter()
+            .map(|(l, s)| {
+                serde_json::json!({
+                    "reporter": l.reporter,
+                    "source": format!("{}.{}", l.source_workload, l.source_workload_namespace),
+                    "destinationService": &*l.destination_service,
+                    "destination": format!("{}.{}", l.destination_workload, l.destination_workload_namespace),
+                    "flags": l.response_flags,
+                    "opened": s.opened.get(),
+                    "closed": s.closed.get(),
+                })
+            })
+            .collect()
     }
 }
