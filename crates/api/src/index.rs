@@ -30,6 +30,14 @@ pub struct SvcInfo {
     pub resource: usize,
 }
 
+impl SvcInfo {
+    /// Whether a workload in `ns` with `labels` is one of its instances (a
+    /// selector that is absent or empty selects none).
+    pub fn selects_workload(&self, ns: &str, labels: &Labels) -> bool {
+        self.namespace == ns && self.selector.as_ref().is_some_and(|s| !s.is_empty() && selects(s, labels))
+    }
+}
+
 pub struct Index<'a> {
     pub resources: &'a [Resource],
     pub services: BTreeMap<String, SvcInfo>,

@@ -34,7 +34,7 @@ pub async fn run(a: DescribeArgs) -> anyhow::Result<()> {
     let from = a.from.as_deref();
     let v = match &a.what[..] {
         [kind, name] if kind == "service" || kind == "workload" => get(&api, &query(kind, name, from)).await?,
-        [kind, _] => anyhow::bail!("`{kind}`: describe a `service` or a `workload`"),
+        [kind, _] => anyhow::bail!("`{kind}`: weft describe takes `service NAME`, `workload NAME`, or a NAME alone"),
         [name] => match get(&api, &query("service", name, from)).await {
             Ok(v) => v,
             Err(service) => match get(&api, &query("workload", name, None)).await {

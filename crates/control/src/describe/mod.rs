@@ -174,7 +174,7 @@ fn workload(ix: &Index, snap: &crate::translate::Snapshot, name: &str, ns: &str)
     let node = node_of(ns, name, &labels);
     let mut related = Vec::new();
     let services: Vec<String> =
-        ix.services.values().filter(|s| service::serves(s, ns, &labels)).map(|s| s.fqdn.clone()).collect();
+        ix.services.values().filter(|s| s.selects_workload(ns, &labels)).map(|s| s.fqdn.clone()).collect();
     let authorization: Vec<Value> = crate::translate::authorization_policies(ix, &node)
         .map(|(r, p)| {
             related.push(r.key());
@@ -214,11 +214,18 @@ fn workload(ix: &Index, snap: &crate::translate::Snapshot, name: &str, ns: &str)
 /// Adds what proxies know: each endpoint's health as its callers see it,
 /// the golden signals of the last minute, and a workload's own proxies.
 async fn enrich(hub: &Hub, stats: &Stats, view: &mut Value) {
-    // A service's own clusters only: one service's hosts, not the mesh's.
-    let health = crate::health_view::gather(hub, view["service"]["host"].as_str()).await;
-    let host = |cluster: &str, address: &str| {
-        health["hosts"].as_array().into_iter().flatten().find(|h| h["cluster"] == cluster && h["address"] == address)
+    // Proxies are asked for the clusters of the service, or of the services
+    // the workload serves: those hosts, not the mesh's.
+    let services: Vec<String> = match view["service"]["host"].as_str() {
+        Some(host) => vec![host.to_owned()],
+        None => {
+            view["services"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+        }
     };
+    let views = futures::future::join_all(services.iter().map(|s| crate::health_view::gather(hub, Some(s)))).await;
+    let hosts: Vec<Value> =
+        views.into_iter().flat_map(|v| v["hosts"].as_array().cloned().unwrap_or_default()).collect();
+    let host = |cluster: &str, address: &str| hosts.iter().find(|h| h["cluster"] == cluster && h["address"] == address);
     for c in view["clusters"].as_array_mut().into_iter().flatten() {
         let cluster = c["name"].as_str().unwrap_or_default().to_owned();
         for e in c["endpoints"].as_array_mut().into_iter().flatten() {
@@ -255,10 +262,8 @@ async fn enrich(hub: &Hub, stats: &Stats, view: &mut Value) {
             .flatten()
             .filter_map(|i| i["address"].as_str().map(str::to_owned))
             .collect();
-        view["health"] = health["hosts"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        view["health"] = hosts
+            .iter()
             .filter(|h| {
                 let a = h["address"].as_str().unwrap_or_default();
                 addresses.iter().any(|ip| a.rsplit_once(':').is_some_and(|(host, _)| host == ip))

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use weft_api::Spec;
 use weft_api::index::{Index, SvcInfo};
-use weft_api::types::{TrafficPolicy, selects};
+use weft_api::types::TrafficPolicy;
 
 /// Everything `describe` says of `svc` for requests from `caller`, but
 /// what only proxies know (health, signals): `super` adds those.
@@ -226,9 +226,4 @@ fn policy(tp: &TrafficPolicy) -> Vec<String> {
         out.push(format!("{} port-level settings", tp.port_level_settings.len()));
     }
     out
-}
-
-/// Whether the instance with `labels` in `ns` serves `svc`.
-pub fn serves(svc: &SvcInfo, ns: &str, labels: &weft_api::types::Labels) -> bool {
-    svc.namespace == ns && svc.selector.as_ref().is_some_and(|s| !s.is_empty() && selects(s, labels))
 }

@@ -107,10 +107,7 @@ async fn part(
 
 /// The services whose selector selects the workload behind `node`.
 fn own_services<'i>(ix: &'i Index, node: &ProxyNode) -> Vec<&'i weft_api::index::SvcInfo> {
-    let selects = |s: &weft_api::index::SvcInfo| {
-        s.selector.as_ref().is_some_and(|sel| !sel.is_empty() && weft_api::types::selects(sel, &node.labels))
-    };
-    ix.services.values().filter(|s| s.namespace == node.namespace && selects(s)).collect()
+    ix.services.values().filter(|s| s.selects_workload(&node.namespace, &node.labels)).collect()
 }
 
 /// What Telemetry asks of `node` on `side`.

@@ -28,11 +28,6 @@ impl Dest {
         Dest { cluster: Some(cluster.clone()), endpoint: None }
     }
 
-    /// Workload and namespace, `unknown` before an endpoint was picked.
-    pub fn workload(&self) -> (&str, &str) {
-        self.endpoint.as_deref().map_or((UNKNOWN, UNKNOWN), |e| (&*e.workload, &*e.namespace))
-    }
-
     /// The endpoint's names in metrics, as its metadata gives them.
     pub fn claimed(&self) -> crate::telemetry::peer::Claimed<'_> {
         use crate::telemetry::peer::Claimed;
