@@ -37,7 +37,13 @@ impl Target {
         let token = match self.admin_token_file.as_ref().or(found.as_ref()) {
             Some(f) => Some(
                 std::fs::read_to_string(f)
-                    .map_err(|e| anyhow::anyhow!("cannot read the admin token {}: {e}", f.display()))?
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot read the admin token {}: {e}; run as the user who started the control plane, \
+                             or name its token with --admin-token-file",
+                            f.display()
+                        )
+                    })?
                     .trim()
                     .to_owned(),
             ),

@@ -39,8 +39,7 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     if done.flags != "-" {
         // Refused before any byte moved; counted as Istio does, with its flags.
         let labels = labels(&ctx, done.failed_cluster.as_ref().map(|c| &c.settings), None, done.flags);
-        ctx.state.metrics.tcp.opened(&labels);
-        ctx.state.metrics.tcp.closed(&labels, (0, 0));
+        ctx.state.metrics.tcp.opened(&labels).closed((0, 0));
     }
     if let Some(logs) = &routes.access_log {
         logs.log(&Entry {
@@ -116,10 +115,10 @@ async fn connect(
         }
         let _guard = ep.start();
         let _tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
-        let labels = labels(ctx, Some(&cluster.settings), Some(ep), "-");
-        ctx.state.metrics.tcp.opened(&labels);
+        // The labels are not kept across the splice: their series is.
+        let opened = ctx.state.metrics.tcp.opened(&labels(ctx, Some(&cluster.settings), Some(ep), "-"));
         done.bytes = splice(ctx, down, &mut up).await;
-        ctx.state.metrics.tcp.closed(&labels, done.bytes);
+        opened.closed(done.bytes);
         return;
     }
     done.failed_cluster = Some(cluster.clone());

@@ -42,6 +42,18 @@ pub struct TcpLabels {
     pub destination_cluster: &'static str,
 }
 
+/// A connection counted open, to be counted closed.
+pub struct Opened(Arc<Series>);
+
+impl Opened {
+    /// It closed, having moved these bytes (from the client, to it).
+    pub fn closed(self, (received, sent): (u64, u64)) {
+        self.0.closed.inc();
+        self.0.received.inc_by(received);
+        self.0.sent.inc_by(sent);
+    }
+}
+
 /// One label set's four counters (handles share the families' values).
 struct Series {
     opened: Counter,
@@ -92,17 +104,12 @@ impl TcpMetrics {
             .clone()
     }
 
-    /// A connection to the destination `labels` name was opened.
-    pub fn opened(&self, labels: &TcpLabels) {
-        self.series(labels).opened.inc();
-    }
-
-    /// It closed, having moved these bytes (from the client, to it).
-    pub fn closed(&self, labels: &TcpLabels, (received, sent): (u64, u64)) {
+    /// A connection to the destination `labels` name was opened; what it
+    /// returns counts its close (its series found once per connection).
+    pub fn opened(&self, labels: &TcpLabels) -> Opened {
         let s = self.series(labels);
-        s.closed.inc();
-        s.received.inc_by(received);
-        s.sent.inc_by(sent);
+        s.opened.inc();
+        Opened(s)
     }
 
     /// Every label set with its connections opened and closed, as JSON:
