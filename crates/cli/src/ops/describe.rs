@@ -2,7 +2,7 @@
 //! DestinationRules, subsets, policies and endpoints apply to it, their
 //! health, its golden signals, and where a request to it goes.
 
-use super::{Target, get, table};
+use super::{Target, cell, get, ms, percent, table};
 use serde_json::Value;
 
 #[derive(clap::Args)]
@@ -54,16 +54,8 @@ pub async fn run(a: DescribeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 fn labels(v: &Value) -> String {
-    let l: Vec<String> = v.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", s(v))).collect();
+    let l: Vec<String> = v.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", cell(v))).collect();
     if l.is_empty() { "-".to_owned() } else { l.join(",") }
 }
 
@@ -75,14 +67,13 @@ fn signals(v: &Value) -> String {
     if v.is_null() {
         return "no requests in the last minute\n".to_owned();
     }
-    let ms = |k: &str| v[k].as_f64().map_or("-".to_owned(), |m| format!("{m:.1}ms"));
     format!(
         "{:.1} rps, {} success, p50 {} p95 {} p99 {} ({} requests)\n",
         v["rps"].as_f64().unwrap_or(0.0),
-        v["successRate"].as_f64().map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0)),
-        ms("p50Ms"),
-        ms("p95Ms"),
-        ms("p99Ms"),
+        percent(&v["successRate"]),
+        ms(&v["p50Ms"]),
+        ms(&v["p95Ms"]),
+        ms(&v["p99Ms"]),
         v["requests"]
     )
 }
@@ -96,7 +87,7 @@ fn health(h: &Value) -> String {
     let bad = list(&h["unhealthyIn"]);
     match bad.first() {
         None => format!("healthy ({} callers)", h["seenBy"]),
-        Some(b) => format!("{} in {} of {}", s(&b["health"]), bad.len(), h["seenBy"]),
+        Some(b) => format!("{} in {} of {}", cell(&b["health"]), bad.len(), h["seenBy"]),
     }
 }
 
@@ -107,24 +98,24 @@ fn warnings(v: &Value) -> String {
     }
     let mut out = format!("\nWarnings ({}):\n", w.len());
     for d in w {
-        out.push_str(&format!("  {}\n", s(&d).replace('\n', "\n  ")));
+        out.push_str(&format!("  {}\n", cell(&d).replace('\n', "\n  ")));
     }
     out
 }
 
 fn service(v: &Value) -> String {
     let svc = &v["service"];
-    let mut out = format!("Service {}.{} ({})", s(&svc["name"]), s(&svc["namespace"]), s(&svc["host"]));
-    out.push_str(&format!(" from {}\n", s(&svc["resource"])));
+    let mut out = format!("Service {}.{} ({})", cell(&svc["name"]), cell(&svc["namespace"]), cell(&svc["host"]));
+    out.push_str(&format!(" from {}\n", cell(&svc["resource"])));
     let ports: Vec<String> = list(&svc["ports"])
         .iter()
         .map(|p| {
-            let to = if p["targetPort"].is_null() { String::new() } else { format!(" → {}", s(&p["targetPort"])) };
-            format!("{} {}/{}{to}", s(&p["name"]), p["port"], s(&p["protocol"]))
+            let to = if p["targetPort"].is_null() { String::new() } else { format!(" → {}", cell(&p["targetPort"])) };
+            format!("{} {}/{}{to}", cell(&p["name"]), p["port"], cell(&p["protocol"]))
         })
         .collect();
     out.push_str(&format!("  ports: {}\n  selector: {}\n", ports.join(", "), labels(&svc["selector"])));
-    out.push_str(&format!("  workloads: {}\n", list(&v["workloads"]).iter().map(s).collect::<Vec<_>>().join(", ")));
+    out.push_str(&format!("  workloads: {}\n", list(&v["workloads"]).iter().map(cell).collect::<Vec<_>>().join(", ")));
 
     out.push_str("\nVirtualServices:");
     let vss = list(&v["virtualServices"]);
@@ -133,11 +124,11 @@ fn service(v: &Value) -> String {
     }
     out.push('\n');
     for vs in vss {
-        let gws: Vec<String> = list(&vs["gateways"]).iter().map(s).collect();
+        let gws: Vec<String> = list(&vs["gateways"]).iter().map(cell).collect();
         let hidden = if vs["exportedToCaller"] == false { ", not exported to the caller" } else { "" };
         out.push_str(&format!(
             "  {} on {}: {} http, {} tcp, {} tls rules{hidden}\n",
-            s(&vs["name"]),
+            cell(&vs["name"]),
             gws.join(", "),
             vs["rules"]["http"],
             vs["rules"]["tcp"],
@@ -147,11 +138,11 @@ fn service(v: &Value) -> String {
     match &v["destinationRule"] {
         Value::Null => out.push_str("DestinationRule: none\n"),
         dr => {
-            let policy = |p: &Value| list(p).iter().map(s).collect::<Vec<_>>().join("; ");
-            out.push_str(&format!("DestinationRule: {} {}\n", s(&dr["name"]), policy(&dr["policy"])));
+            let policy = |p: &Value| list(p).iter().map(cell).collect::<Vec<_>>().join("; ");
+            out.push_str(&format!("DestinationRule: {} {}\n", cell(&dr["name"]), policy(&dr["policy"])));
             for sub in list(&dr["subsets"]) {
                 let p = policy(&sub["policy"]);
-                out.push_str(format!("  subset {} ({}) {p}", s(&sub["name"]), labels(&sub["labels"])).trim_end());
+                out.push_str(format!("  subset {} ({}) {p}", cell(&sub["name"]), labels(&sub["labels"])).trim_end());
                 out.push('\n');
             }
         }
@@ -159,29 +150,29 @@ fn service(v: &Value) -> String {
 
     let caller = &v["caller"];
     let from = match labels(&caller["labels"]).as_str() {
-        "-" => format!("a sidecar in {}", s(&caller["namespace"])),
-        l => format!("a sidecar in {} with {l}", s(&caller["namespace"])),
+        "-" => format!("a sidecar in {}", cell(&caller["namespace"])),
+        l => format!("a sidecar in {} with {l}", cell(&caller["namespace"])),
     };
     out.push_str(&format!("\nA request from {from} goes (first match wins):\n"));
     for port in list(&v["routes"]) {
-        out.push_str(&format!("  port {} ({})\n", port["port"], s(&port["protocol"])));
+        out.push_str(&format!("  port {} ({})\n", port["port"], cell(&port["protocol"])));
         for (i, r) in list(&port["routes"]).iter().enumerate() {
             let to: Vec<String> = list(&r["to"])
                 .iter()
-                .map(|t| format!("{} {}%", s(&t["cluster"]), t["weight"].as_f64().unwrap_or(0.0)))
+                .map(|t| format!("{} {}%", cell(&t["cluster"]), t["weight"].as_f64().unwrap_or(0.0)))
                 .collect();
-            let action = if to.is_empty() { s(&r["action"]) } else { to.join(", ") };
+            let action = if to.is_empty() { cell(&r["action"]) } else { to.join(", ") };
             let mut extra = Vec::new();
             for k in ["timeout", "retries", "mirror"] {
                 if !r[k].is_null() && r[k] != "none" {
-                    extra.push(format!("{k} {}", s(&r[k])));
+                    extra.push(format!("{k} {}", cell(&r[k])));
                 }
             }
             if r["fault"] == true {
                 extra.push("fault injection".to_owned());
             }
             let extra = if extra.is_empty() { String::new() } else { format!("  [{}]", extra.join(", ")) };
-            out.push_str(&format!("    {}. {} → {action}{extra}\n", i + 1, s(&r["match"])));
+            out.push_str(&format!("    {}. {} → {action}{extra}\n", i + 1, cell(&r["match"])));
         }
     }
 
@@ -189,60 +180,71 @@ fn service(v: &Value) -> String {
     for c in list(&v["clusters"]) {
         let eps = list(&c["endpoints"]);
         if eps.is_empty() {
-            rows.push(vec![s(&c["name"]), "no endpoint".to_owned(), String::new(), String::new(), String::new()]);
+            rows.push(vec![cell(&c["name"]), "no endpoint".to_owned(), String::new(), String::new(), String::new()]);
         }
         for e in eps {
             let workload = match (&e["workload"], &e["namespace"]) {
                 (Value::String(w), Value::String(ns)) => format!("{w}.{ns}"),
                 _ => "-".to_owned(),
             };
-            rows.push(vec![s(&c["name"]), s(&e["address"]), workload, s(&e["locality"]), health(&e["health"])]);
+            rows.push(vec![
+                cell(&c["name"]),
+                cell(&e["address"]),
+                workload,
+                cell(&e["locality"]),
+                health(&e["health"]),
+            ]);
         }
     }
     out.push_str(&format!("\nEndpoints:\n{}", table(&["CLUSTER", "ADDRESS", "WORKLOAD", "LOCALITY", "HEALTH"], &rows)));
 
     out.push_str("\nPolicies of its workloads:\n");
     for m in list(&v["mtls"]) {
-        out.push_str(&format!("  {}: mutual TLS {}\n", s(&m["workload"]), s(&m["mode"])));
+        out.push_str(&format!("  {}: mutual TLS {}\n", cell(&m["workload"]), cell(&m["mode"])));
     }
     for p in list(&v["authorization"]) {
         out.push_str(&format!(
             "  {}: {} {} ({} rules)\n",
-            s(&p["workload"]),
-            s(&p["policy"]),
-            s(&p["action"]),
+            cell(&p["workload"]),
+            cell(&p["policy"]),
+            cell(&p["action"]),
             p["rules"]
         ));
     }
     out.push_str(&format!("\nLast minute: {}", signals(&v["signals"])));
     for c in list(&v["callers"]) {
-        out.push_str(&format!("  {} → {}: {}", s(&c["source"]), s(&c["destination"]), signals(&c)));
+        out.push_str(&format!("  {} → {}: {}", cell(&c["source"]), cell(&c["destination"]), signals(&c)));
     }
     out + &warnings(v)
 }
 
 fn workload(v: &Value) -> String {
     let w = &v["workload"];
-    let mut out = format!("Workload {}.{} ({})\n", s(&w["name"]), s(&w["namespace"]), labels(&w["labels"]));
-    let services: Vec<String> = list(&v["services"]).iter().map(s).collect();
+    let mut out = format!("Workload {}.{} ({})\n", cell(&w["name"]), cell(&w["namespace"]), labels(&w["labels"]));
+    let services: Vec<String> = list(&v["services"]).iter().map(cell).collect();
     out.push_str(&format!(
         "  serves: {}\n",
         if services.is_empty() { "no service".to_owned() } else { services.join(", ") }
     ));
-    out.push_str(&format!("  mutual TLS: {}\n", s(&v["mtls"])));
+    out.push_str(&format!("  mutual TLS: {}\n", cell(&v["mtls"])));
     let scope = match &v["sidecarScope"] {
         Value::Null => "every service it may see".to_owned(),
-        r => format!("what {} allows", s(r)),
+        r => format!("what {} allows", cell(r)),
     };
     out.push_str(&format!("  reaches: {} services ({scope})\n", v["reaches"]));
     for p in list(&v["authorization"]) {
-        out.push_str(&format!("  authorization: {} {} ({} rules)\n", s(&p["policy"]), s(&p["action"]), p["rules"]));
+        out.push_str(&format!(
+            "  authorization: {} {} ({} rules)\n",
+            cell(&p["policy"]),
+            cell(&p["action"]),
+            p["rules"]
+        ));
     }
     let rows: Vec<Vec<String>> = list(&v["instances"])
         .iter()
         .map(|i| {
-            let port = if i["port"].is_null() { labels(&i["ports"]) } else { s(&i["port"]) };
-            vec![s(&i["address"]), port, s(&i["locality"]), s(&i["identity"])]
+            let port = if i["port"].is_null() { labels(&i["ports"]) } else { cell(&i["port"]) };
+            vec![cell(&i["address"]), port, cell(&i["locality"]), cell(&i["identity"])]
         })
         .collect();
     out.push_str(&format!("\nInstances:\n{}", table(&["ADDRESS", "PORT", "LOCALITY", "IDENTITY"], &rows)));
@@ -257,13 +259,13 @@ fn workload(v: &Value) -> String {
             (_, true) => "synced".to_owned(),
             _ => "stale".to_owned(),
         };
-        out.push_str(&format!("  {}  {state}\n", s(&p["id"])));
+        out.push_str(&format!("  {}  {state}\n", cell(&p["id"])));
     }
     let unhealthy: Vec<Value> =
         list(&v["health"]).into_iter().filter(|h| !list(&h["unhealthyIn"]).is_empty()).collect();
     out.push_str(&format!("\nAs its callers see it: {} of its hosts unhealthy somewhere\n", unhealthy.len()));
     for h in unhealthy {
-        out.push_str(&format!("  {} in {}: {}\n", s(&h["address"]), s(&h["cluster"]), health(&h)));
+        out.push_str(&format!("  {} in {}: {}\n", cell(&h["address"]), cell(&h["cluster"]), health(&h)));
     }
     out.push_str(&format!("\nLast minute: {}", signals(&v["signals"])));
     out + &warnings(v)

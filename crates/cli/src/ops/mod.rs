@@ -149,6 +149,25 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A JSON value as a table cell: a string as it is, `-` for null.
+pub fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Milliseconds as the commands show them: `2.4ms`, `37ms`, `-` for none.
+pub fn ms(v: &serde_json::Value) -> String {
+    v.as_f64().map_or("-".to_owned(), |m| if m < 10.0 { format!("{m:.1}ms") } else { format!("{m:.0}ms") })
+}
+
+/// A success rate (0 to 1) as a percentage, `-` for none.
+pub fn percent(v: &serde_json::Value) -> String {
+    v.as_f64().map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0))
+}
+
 /// A duration in seconds as an operator reads it: `23h59m`, `9d4h`, `42s`.
 pub fn human(secs: i64) -> String {
     let (sign, s) = if secs < 0 { ("-", -secs) } else { ("", secs) };

@@ -2,7 +2,7 @@
 //! what one proxy really runs, asked from the proxy itself through the
 //! control plane (istioctl proxy-config, without port-forwarding).
 
-use super::{Target, get, human, path_segment, proxy_id, table};
+use super::{Target, cell, get, human, path_segment, proxy_id, table};
 use serde_json::Value;
 
 #[derive(clap::Args)]
@@ -18,14 +18,6 @@ pub struct ProxyConfigArgs {
     target: Target,
 }
 
-fn str_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 fn listeners(dump: &Value) -> String {
     let rows: Vec<Vec<String>> = items(&dump["listeners"])
         .map(|l| {
@@ -33,19 +25,19 @@ fn listeners(dump: &Value) -> String {
                 let authz = h["authz"].as_array().map_or(0, Vec::len);
                 let mut d = format!(
                     "routes {} ({}, {})",
-                    str_of(&h["routeConfig"]),
-                    str_of(&h["direction"]),
-                    str_of(&h["transport"])
+                    cell(&h["routeConfig"]),
+                    cell(&h["direction"]),
+                    cell(&h["transport"])
                 );
                 if authz > 0 {
                     d.push_str(&format!(", {authz} authorization filters"));
                 }
                 ("HTTP", d)
             } else {
-                let clusters: Vec<String> = items(&l["tcp"]["clusters"]).map(str_of).collect();
+                let clusters: Vec<String> = items(&l["tcp"]["clusters"]).map(cell).collect();
                 ("TCP", format!("→ {}", clusters.join(", ")))
             };
-            vec![str_of(&l["name"]), str_of(&l["address"]), kind.to_owned(), detail]
+            vec![cell(&l["name"]), cell(&l["address"]), kind.to_owned(), detail]
         })
         .collect();
     table(&["NAME", "ADDRESS", "TYPE", "WHAT"], &rows)
@@ -55,18 +47,18 @@ fn routes(dump: &Value) -> String {
     let mut rows = Vec::new();
     for t in items(&dump["routes"]) {
         for vh in items(&t["virtualHosts"]) {
-            let domains: Vec<String> = items(&vh["domains"]).map(str_of).collect();
+            let domains: Vec<String> = items(&vh["domains"]).map(cell).collect();
             let shown = match domains.len() {
                 0..=2 => domains.join(","),
                 n => format!("{},{} +{} more", domains[0], domains[1], n - 2),
             };
             for r in items(&vh["routes"]) {
                 rows.push(vec![
-                    str_of(&t["name"]),
-                    str_of(&vh["name"]),
+                    cell(&t["name"]),
+                    cell(&vh["name"]),
                     shown.clone(),
-                    str_of(&r["match"]),
-                    str_of(&r["action"]),
+                    cell(&r["match"]),
+                    cell(&r["action"]),
                 ]);
             }
         }
@@ -91,10 +83,10 @@ fn clusters(dump: &Value) -> String {
                 }
             }
             vec![
-                str_of(&c["name"]),
-                str_of(&c["service"]),
-                str_of(&c["lb"]),
-                str_of(&c["protocol"]),
+                cell(&c["name"]),
+                cell(&c["service"]),
+                cell(&c["lb"]),
+                cell(&c["protocol"]),
                 format!("{healthy}/{}", eps.len()),
                 flags.join(","),
             ]
@@ -107,18 +99,18 @@ fn endpoints(dump: &Value) -> String {
     let mut rows = Vec::new();
     for c in items(&dump["clusters"]) {
         for e in items(&c["endpoints"]) {
-            let mut health = str_of(&e["health"]);
+            let mut health = cell(&e["health"]);
             if let Some(why) = e["lastFailure"].as_str() {
                 health.push_str(&format!(" ({why})"));
             }
             rows.push(vec![
-                str_of(&c["name"]),
-                str_of(&e["address"]),
+                cell(&c["name"]),
+                cell(&e["address"]),
                 health,
-                str_of(&e["weight"]),
-                str_of(&e["locality"]),
-                str_of(&e["priority"]),
-                str_of(&e["activeRequests"]),
+                cell(&e["weight"]),
+                cell(&e["locality"]),
+                cell(&e["priority"]),
+                cell(&e["activeRequests"]),
             ]);
         }
     }
@@ -133,7 +125,7 @@ fn secret(dump: &Value) -> String {
     let expires = m["expiresInSeconds"].as_i64().map_or("-".to_owned(), human);
     table(
         &["IDENTITY", "EXPIRES IN", "LAST RENEWAL ERROR"],
-        &[vec![str_of(&m["identity"]), expires, m["lastRenewalError"].as_str().unwrap_or("").to_owned()]],
+        &[vec![cell(&m["identity"]), expires, m["lastRenewalError"].as_str().unwrap_or("").to_owned()]],
     )
 }
 
@@ -172,7 +164,7 @@ pub async fn run(a: ProxyConfigArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("proxy {id} at config version {}", str_of(&dump["version"]));
+    println!("proxy {id} at config version {}", cell(&dump["version"]));
     for (name, show) in chosen {
         if a.what == "all" {
             println!("\n{}", name.to_uppercase());

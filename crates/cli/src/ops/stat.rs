@@ -4,8 +4,7 @@
 //! counts the control plane reads from every proxy — `linkerd viz stat`,
 //! with nothing to install.
 
-use super::{Target, get, table};
-use serde_json::Value;
+use super::{Target, get, ms, percent, table};
 
 #[derive(clap::Args)]
 pub struct StatArgs {
@@ -31,10 +30,6 @@ fn window(s: &str) -> Result<f64, String> {
     }
 }
 
-fn ms(v: &Value) -> String {
-    v.as_f64().map_or("-".to_owned(), |m| if m < 10.0 { format!("{m:.1}ms") } else { format!("{m:.0}ms") })
-}
-
 pub async fn run(a: StatArgs) -> anyhow::Result<()> {
     let api = a.target.api()?;
     let v = get(&api, &format!("/debug/stats?by={}&window={}", a.by, a.window)).await?;
@@ -49,7 +44,7 @@ pub async fn run(a: StatArgs) -> anyhow::Result<()> {
         .map(|r| {
             vec![
                 r["name"].as_str().unwrap_or_default().to_owned(),
-                r["successRate"].as_f64().map_or("-".to_owned(), |s| format!("{:.2}%", s * 100.0)),
+                percent(&r["successRate"]),
                 format!("{:.1}", r["rps"].as_f64().unwrap_or(0.0)),
                 ms(&r["p50Ms"]),
                 ms(&r["p95Ms"]),
