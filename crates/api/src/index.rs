@@ -250,7 +250,10 @@ impl<'a> Index<'a> {
     pub fn destination_rule(&self, fqdn: &str, ns: &str) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
         let mut best: Option<(u8, (&'a Resource, &'a DestinationRuleSpec))> = None;
         for (r, d) in self.destination_rules() {
-            if Self::qualify(&d.host, r.namespace()) != fqdn || !self.exported(r, ns) {
+            // A ServiceEntry's host (`api.example`) is itself; the
+            // `name.namespace` reading is for Services.
+            let names_it = d.host == fqdn || Self::qualify(&d.host, r.namespace()) == fqdn;
+            if !names_it || !self.exported(r, ns) {
                 continue;
             }
             let rank = if r.namespace() == ns {

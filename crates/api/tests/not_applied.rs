@@ -34,11 +34,11 @@ metadata: {name: web}
 spec:
   host: web
   trafficPolicy:
-    tls: {mode: SIMPLE}
+    tls: {mode: SIMPLE, caCrl: /crl.pem}
   subsets:
     - name: v1
       labels: {app: web}
-      trafficPolicy: {tls: {mode: MUTUAL}}
+      trafficPolicy: {tls: {mode: ISTIO_MUTUAL, caCrl: /crl.pem}}
 "#;
 
 #[test]
@@ -58,8 +58,8 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
             (8, 3, "spec.externalTrafficPolicy"),
             (19, 11, "spec.http[0].match[0].statPrefix"),
             (20, 30, "spec.http[0].retries.retryOn"),
-            (30, 5, "spec.trafficPolicy.tls"),
-            (34, 23, "spec.subsets[0].trafficPolicy.tls"),
+            (30, 25, "spec.trafficPolicy.tls.caCrl"),
+            (34, 49, "spec.subsets[0].trafficPolicy.tls.caCrl"),
         ],
         "{diags:#?}"
     );

@@ -69,6 +69,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         app_port: Some(a.port),
         port_offset: 0,
         locality: None,
+        holds_mesh_cert: true,
         admin: None,
     };
     let index = weft_api::index::Index::new(&resources);

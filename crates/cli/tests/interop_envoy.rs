@@ -335,3 +335,42 @@ fn envoy_as_a_gateway_terminates_https() {
         assert_no_nack(&control, "envoy-https~127.0.0.1").await;
     });
 }
+
+#[test]
+fn envoy_originates_tls_as_the_destination_rule_says() {
+    use common::origin::{answers, external, tls_server, write_pem};
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let config = dir.path().join("external.yaml");
+    let pki = https::pki();
+    let ca = write_pem(files.path(), "ca.pem", &pki.server_ca);
+    let wrong_ca = write_pem(files.path(), "wrong-ca.pem", &pki.client_ca);
+    let cert = write_pem(files.path(), "client.pem", &pki.client.0);
+    let key = write_pem(files.path(), "client-key.pem", &pki.client.1);
+    rt().block_on(async {
+        let open = tls_server(&pki.shop, None).await;
+        let mutual = tls_server(&pki.shop, Some(&pki.client_ca)).await;
+        let tcp_port = free_port();
+        std::fs::write(
+            &config,
+            external("shop.example", open, tcp_port, &format!("{{mode: SIMPLE, caCertificates: {ca}}}")),
+        )
+        .unwrap();
+        let control = Control::start(dir.path()).await;
+        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let (admin, outbound) = (free_port(), free_port());
+        let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap(xds_port, admin, outbound));
+        let out = format!("127.0.0.1:{outbound}");
+        // The same transport sockets weft's sidecar takes: SNI of the host,
+        // the rule's CA, the name checked; MUTUAL shows the client's files.
+        answers(&out, "shop.example", 200, "tls sni=shop.example client=no").await;
+        let tls = format!("{{mode: SIMPLE, caCertificates: {wrong_ca}}}");
+        std::fs::write(&config, external("shop.example", open, tcp_port, &tls)).unwrap();
+        answers(&out, "shop.example", 503, "").await;
+        let tls = format!("{{mode: MUTUAL, caCertificates: {ca}, clientCertificate: {cert}, privateKey: {key}}}");
+        std::fs::write(&config, external("shop.example", mutual, tcp_port, &tls)).unwrap();
+        answers(&out, "shop.example", 200, "client=yes").await;
+        assert_no_nack(&control, "envoy-client~127.0.0.1").await;
+    });
+}

@@ -67,7 +67,7 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
             let (set, s) = (c.view(), &c.settings);
             let eps: Vec<_> = (0..set.endpoints.len()).map(|i| endpoint_json(&set, i)).collect();
             let loads: Vec<_> = set.loads().iter().map(|(p, pct)| json!({"priority": p, "percent": pct})).collect();
-            json!({"name": &*s.name, "service": &*s.service, "lb": format!("{:?}", s.policy.kind), "protocol": format!("{:?}", s.protocol), "outlierDetection": s.outlier.is_some(), "healthCheck": s.health_check.is_some(), "slowStart": s.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "endpoints": eps})
+            json!({"name": &*s.name, "service": &*s.service, "lb": format!("{:?}", s.policy.kind), "protocol": format!("{:?}", s.protocol), "outlierDetection": s.outlier.is_some(), "healthCheck": s.health_check.is_some(), "slowStart": s.policy.warmup.map(|w| w.window.as_secs_f64()), "panic": set.panic, "warming": set.warming, "priorityLoads": loads, "tls": s.tls.describe(), "endpoints": eps})
         })
         .collect();
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));

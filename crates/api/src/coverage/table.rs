@@ -34,8 +34,8 @@ const ROLLOUT: &str = "rollout.rs::rolling_restart_of_every_instance_under_load_
 const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
-const NO_TLS_ORIGINATION: &str =
-    "mesh endpoints get mutual TLS and others plaintext, whatever the mode (no TLS origination yet)";
+const SERVER_ID: &str = "upstream_tls.rs::a_server_showing_another_services_identity_is_refused";
+const ORIGINATION: &str = "upstream_tls.rs::a_destination_rule_originates_tls_to_services_outside_the_mesh";
 pub(super) const GW_L4: &str = "gateway_l4.rs::a_gateway_routes_tls_by_sni_and_tcp_by_port";
 const SIDECAR_SNI: &str = "gateway_l4.rs::a_sidecar_routes_a_tls_port_by_sni";
 
@@ -386,7 +386,16 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.outlierDetection.baseEjectionTime", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.maxEjectionPercent", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.minHealthPercent", Untested),
-    row("DestinationRule", "**.tls", NotApplied(NO_TLS_ORIGINATION)),
+    row("DestinationRule", "**.tls", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.mode", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.caCertificates", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.clientCertificate", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.privateKey", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.credentialName", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.subjectAltNames", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.sni", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.insecureSkipVerify", Applied(ORIGINATION)),
+    row("DestinationRule", "**.tls.caCrl", NotApplied("server certificates are not checked against a CRL")),
     row("DestinationRule", "**.tunnel", NotApplied("traffic goes to the endpoints directly")),
     row("DestinationRule", "**.proxyProtocol", NotApplied("no PROXY protocol header is sent")),
     row("DestinationRule", "**.retryBudget", Untested),
@@ -416,13 +425,13 @@ pub static FIELDS: &[Field] = &[
     row("ServiceEntry", "spec.workloadSelector.matchLabels", Applied(DISCOVERY)),
     row("ServiceEntry", "spec.exportTo", Applied(EXPORT_TO)),
     row("ServiceEntry", "spec.addresses", NotApplied(NO_VIP)),
-    row("ServiceEntry", "spec.subjectAltNames", NotApplied("server identities are not checked yet")),
+    row("ServiceEntry", "spec.subjectAltNames", Applied(SERVER_ID)),
     row("ServiceEntry", "spec.endpoints[].address", Applied(DISCOVERY)),
     row("ServiceEntry", "spec.endpoints[].ports", Applied(DISCOVERY)),
     row("ServiceEntry", "spec.endpoints[].labels", Applied(DISCOVERY)),
     row("ServiceEntry", "spec.endpoints[].locality", Untested),
     row("ServiceEntry", "spec.endpoints[].weight", Untested),
-    row("ServiceEntry", "spec.endpoints[].serviceAccount", NotApplied("server identities are not checked yet")),
+    row("ServiceEntry", "spec.endpoints[].serviceAccount", Applied(SERVER_ID)),
     row(
         "ServiceEntry",
         "spec.endpoints[].network",
@@ -434,7 +443,7 @@ pub static FIELDS: &[Field] = &[
     row("WorkloadEntry", "spec.labels", Applied(DEFAULT_ROUTE)),
     row("WorkloadEntry", "spec.locality", Applied(ZONES)),
     row("WorkloadEntry", "spec.weight", Applied(HASH)),
-    row("WorkloadEntry", "spec.serviceAccount", NotApplied("server identities are not checked yet")),
+    row("WorkloadEntry", "spec.serviceAccount", Applied(SERVER_ID)),
     row("WorkloadEntry", "spec.network", NotApplied("there is one network; an entry without an address is left out")),
     //
     // Workload (weft's own: a process `weft up` runs beside its sidecar).

@@ -363,16 +363,4 @@ fn traffic_policy(r: &Resource, base: &str, tp: &TrafficPolicy, out: &mut Vec<Di
             None,
         ));
     }
-    if let Some(tls) = &tp.tls
-        && let Some(m) = &tls.mode
-        && !matches!(m.as_str(), "DISABLE" | "SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL")
-    {
-        out.push(r.diag(
-            Error,
-            codes::INVALID_VALUE,
-            &format!("{base}.tls.mode"),
-            format!("unknown TLS mode `{m}`"),
-            Some("use DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL".into()),
-        ));
-    }
 }

@@ -2,6 +2,7 @@
 //! that compile (`fields`), and references between resources (`refs`).
 
 mod authz;
+mod client_tls;
 mod delegation;
 mod fields;
 mod gateway;
@@ -39,6 +40,7 @@ pub fn validate(resources: &[Resource]) -> Vec<Diagnostic> {
     }
     refs::check(resources, &mut out);
     gateway::credentials(resources, &mut out);
+    client_tls::check(resources, &mut out);
     telemetry::providers(resources, &mut out);
     inventory::notes(resources, &mut out);
     out.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));

@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod https;
 pub mod l4;
 pub mod lines;
+pub mod origin;
 pub mod otlp;
 pub mod tls;
 pub use control::Control;
@@ -31,7 +32,23 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
+/// A port free now, for a process the test starts to bind. Taken below
+/// Linux's ephemeral range (32768 up): a port the kernel hands to someone
+/// binding port 0 (another test's server, an outgoing connection) can then
+/// never be the one given here, which was a source of `address in use`.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    for _ in 0..1000 {
+        // An odd multiplier walks the range in a scrambled order.
+        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(2_654_435_761));
+        let port = 20_000 + (n % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

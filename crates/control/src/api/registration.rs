@@ -57,8 +57,11 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<(Instance, Duration), Inval
     };
     let mut fields = obj.clone();
     fields.remove("ttlSeconds");
-    let inst: Instance = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| e.to_string())?;
+    let mut inst: Instance = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| e.to_string())?;
     check(&inst, limits)?;
+    // An instance that names no account runs as `default` (Kubernetes'),
+    // the identity it must prove and callers check its sidecar against.
+    inst.service_account.get_or_insert_with(|| "default".into());
     Ok((inst, ttl))
 }
 

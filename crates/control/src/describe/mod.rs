@@ -58,6 +58,7 @@ fn node_of(ns: &str, name: &str, labels: &Labels) -> ProxyNode {
         app_port: None,
         port_offset: 0,
         locality: None,
+        holds_mesh_cert: true,
         admin: None,
     }
 }

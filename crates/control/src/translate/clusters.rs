@@ -7,6 +7,7 @@ use super::locality::{self, Placement};
 use super::node::ProxyNode;
 use super::policy;
 use super::routes::pb_duration;
+use super::upstream_tls;
 use crate::registry::Instance;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, Metadata};
@@ -92,6 +93,8 @@ struct Ep<'a> {
     namespace: &'a str,
     /// A weft sidecar fronts it: it takes mesh-internal headers.
     mesh: bool,
+    /// The service account it runs as, when known.
+    account: Option<&'a str>,
 }
 
 /// Endpoints grouped by (rank, locality), as `placement` ranks and weighs
@@ -222,6 +225,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                 workload: &inst.name,
                 namespace: &inst.namespace,
                 mesh: in_mesh(&inst.labels) && !lookup.plaintext.get(i).copied().unwrap_or(false),
+                account: inst.service_account.as_deref(),
             });
         }
     }
@@ -257,6 +261,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                             workload: r.name(),
                             namespace: r.namespace(),
                             mesh: false,
+                            account: None,
                         });
                     }
                 }
@@ -280,6 +285,7 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
                             workload: r.name(),
                             namespace: r.namespace(),
                             mesh: false,
+                            account: None,
                         });
                     }
                 }
@@ -288,6 +294,19 @@ fn endpoints<'a>(lookup: &Lookup<'a>, svc: &SvcInfo, sp: &SvcPort, subset_labels
         }
     }
     out
+}
+
+/// The SPIFFE IDs a service's mesh servers may show: its endpoints'
+/// service accounts and its ServiceEntry's `subjectAltNames` (Istio's).
+fn service_sans(index: &Index, svc: &SvcInfo, eps: &[Ep]) -> Vec<String> {
+    let mut out: BTreeSet<String> = eps
+        .iter()
+        .filter_map(|e| Some(format!("spiffe://{}/ns/{}/sa/{}", crate::ca::TRUST_DOMAIN, e.namespace, e.account?)))
+        .collect();
+    if let Some(Spec::ServiceEntry(se)) = index.resources.get(svc.resource).map(|r| &r.spec) {
+        out.extend(se.subject_alt_names.iter().cloned());
+    }
+    out.into_iter().collect()
 }
 
 /// Services whose names the proxy resolves, and the name it resolves when
@@ -327,6 +346,8 @@ pub fn build(
         let mut subsets: Vec<Option<&Subset>> = vec![None];
         subsets.extend(dr.iter().flat_map(|d| d.subsets.iter()).map(Some));
         for sp in &svc.ports {
+            let mut all = Some(endpoints(&lookup, svc, sp, None));
+            let sans = service_sans(index, svc, all.as_deref().unwrap_or_default());
             for subset in &subsets {
                 let name = cluster_name(sp.port, subset.map_or("", |s| s.name.as_str()), &svc.fqdn);
                 if only.is_some_and(|o| !o.contains(&name)) {
@@ -344,7 +365,23 @@ pub fn build(
                         cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(Default::default()),
                     );
                 }
-                let mut eps = endpoints(&lookup, svc, sp, subset.map(|s| &s.labels));
+                let mut eps = match subset {
+                    None => all.take().unwrap_or_default(),
+                    Some(s) => endpoints(&lookup, svc, sp, Some(&s.labels)),
+                };
+                let subset_name = subset.map_or("", |s| s.name.as_str());
+                let dest = upstream_tls::Dest {
+                    host: &svc.fqdn,
+                    mesh_sni: format!("outbound_.{}_.{subset_name}_.{}", sp.port, svc.fqdn),
+                    sans: &sans,
+                    namespace: found.map_or(svc.namespace.as_str(), |(r, _)| r.namespace()),
+                    resources: index.resources,
+                };
+                if let Err(e) = upstream_tls::apply(&mut c, tp.tls.as_ref(), node, &dest) {
+                    // Never plaintext where the rule asks for TLS: no endpoint instead.
+                    tracing::warn!(cluster = %name, error = %e, "the cluster's TLS cannot be built; it gets no endpoints");
+                    eps.clear();
+                }
                 match dns_resolution(index, svc) {
                     Some((kind, target)) => {
                         // Names are resolved by the proxy (EDS carries only IPs).
@@ -362,6 +399,7 @@ pub fn build(
                                 workload: &svc.name,
                                 namespace: &svc.namespace,
                                 mesh: false,
+                                account: None,
                             });
                         }
                         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
@@ -392,6 +430,7 @@ pub fn inbound(node: &ProxyNode, services: &[&SvcInfo]) -> Option<Cluster> {
         workload: &node.workload,
         namespace: &node.namespace,
         mesh: false,
+        account: None,
     };
     // The app gets the protocol the caller spoke (gRPC stays HTTP/2).
     let opts = HttpProtocolOptions {
@@ -449,6 +488,7 @@ mod tests {
                     workload: "w",
                     namespace: "ns",
                     mesh: i % 2 == 0,
+                    account: None,
                 })
                 .collect();
             assignment("c", eps, &Placement::default()).encode_to_vec()

@@ -18,6 +18,7 @@ mod policy;
 mod routes;
 mod shared;
 mod tracing;
+mod upstream_tls;
 
 pub use authz::{Target as AuthzTarget, filters as authz_filters};
 pub use node::{ProxyNode, Role};

@@ -42,6 +42,9 @@ pub struct ProxyNode {
     /// `ADMIN_ADDR`: where the control plane can read the proxy's view of
     /// upstream health (`/clusters?format=json`).
     pub admin: Option<String>,
+    /// A weft proxy (user agent `weft`) holds the mesh certificate itself;
+    /// an Envoy would take it over SDS, which is not served yet.
+    pub holds_mesh_cert: bool,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -87,6 +90,7 @@ impl ProxyNode {
             app_port: port("APP_PORT"),
             port_offset: port("PORT_OFFSET").unwrap_or(0),
             admin: get("ADMIN_ADDR"),
+            holds_mesh_cert: node.user_agent_name == "weft",
             locality: node.locality.as_ref().and_then(super::locality::text),
         }
     }

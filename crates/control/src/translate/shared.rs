@@ -141,6 +141,9 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
         (loc, false) => format!("|{}{scope}", loc.as_deref().unwrap_or("")),
         (loc, true) => format!("|{}|{}{scope}", loc.as_deref().unwrap_or(""), labels.join(",")),
     };
+    // Clusters' mesh TLS depends on whether the proxy holds its certificate.
+    let certs = if node.holds_mesh_cert { "" } else { "|no-mesh-cert" };
+    let ranking = format!("{ranking}{certs}");
     match node.role {
         Role::Grpc => {
             let n = node.clone();
@@ -221,7 +224,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
         Role::Gateway => {
             let n = node.clone();
             let locality = node.locality.as_deref().unwrap_or("");
-            let key = format!("gateway|{}|{}|{locality}|{}", node.namespace, labels.join(","), node.listen_ip);
+            let key = format!("gateway|{}|{}|{locality}|{}{certs}", node.namespace, labels.join(","), node.listen_ip);
             let g = part(cache, snap, key, move |ix, snap| {
                 let (ports, tcp_ports) = listeners::gateway_ports(ix, &n);
                 let rs: Vec<_> = ports.iter().map(|p| routes::gateway(ix, &n, *p)).collect();

@@ -124,6 +124,8 @@ pub struct ClusterSettings {
     /// Circuit breakers; None when every limit is unlimited.
     pub limits: Option<Box<Thresholds>>,
     pub conn_policy: ConnPolicy,
+    /// Plaintext, mesh mutual TLS or TLS origination, per host.
+    pub tls: super::upstream_tls::ClusterTls,
 }
 
 fn http_options(c: &Cluster) -> Option<HttpProtocolOptions> {
@@ -280,6 +282,8 @@ impl ClusterSettings {
             protocol: protocol(c, opts.as_ref()),
             limits: Thresholds::from_proto(c).map(Box::new),
             conn_policy: conn_policy(c, opts.as_ref()),
+            tls: super::upstream_tls::ClusterTls::from_proto(c)
+                .map_err(|e| CompileError::new(format!("cluster {}: {e}", c.name)))?,
             connect_timeout: c.connect_timeout.as_ref().map_or(Duration::from_secs(10), duration),
             policy,
             dns,

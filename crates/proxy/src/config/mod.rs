@@ -17,6 +17,7 @@ pub mod route;
 pub mod sni;
 pub mod terminate;
 pub mod tracing;
+pub mod upstream_tls;
 pub mod wire;
 
 use std::collections::HashMap;

@@ -61,7 +61,7 @@ impl Terminate {
 
 /// Inline bytes, an inline string, or a file's contents (read now: a
 /// changed file takes a config update to be read again).
-fn data(d: Option<&DataSource>, what: &str) -> Result<Vec<u8>, CompileError> {
+pub(super) fn data(d: Option<&DataSource>, what: &str) -> Result<Vec<u8>, CompileError> {
     match d.and_then(|d| d.specifier.as_ref()) {
         Some(data_source::Specifier::InlineBytes(b)) => Ok(b.clone()),
         Some(data_source::Specifier::InlineString(s)) => Ok(s.clone().into_bytes()),

@@ -102,17 +102,13 @@ async fn connect(
         tried.push(i);
         let ep = &set.endpoints[i];
         done.upstream = Some(ep.addr);
-        let Ok(Ok(mut up)) = tokio::time::timeout(cluster.settings.connect_timeout, TcpStream::connect(ep.addr)).await
-        else {
+        let keepalive = cluster.settings.conn_policy.keepalive.as_ref();
+        let Ok(mut up) = ep.pool.connect_tcp(cluster.settings.connect_timeout, keepalive).await else {
             watch::report(cluster, ep.health.as_ref(), Observation::LocalFailure(503));
             continue;
         };
         watch::report(cluster, ep.health.as_ref(), Observation::Status(200));
         done.flags = "-";
-        let _ = up.set_nodelay(true);
-        if let Some(k) = &cluster.settings.conn_policy.keepalive {
-            k.apply(&up);
-        }
         let _guard = ep.start();
         let _tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
         // The labels are not kept across the splice: their series is.
@@ -165,9 +161,10 @@ fn labels(
 /// Copies both ways until either side closes, or the connection has moved
 /// no byte for its idle timeout (Envoy's `tcp_proxy` default is the same
 /// hour): then both sockets are closed.
-async fn splice<D>(ctx: &ConnCtx, down: &mut D, up: &mut TcpStream) -> (u64, u64)
+async fn splice<D, U>(ctx: &ConnCtx, down: &mut D, up: &mut U) -> (u64, u64)
 where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let timeouts = ctx.state.timeouts.idle_only();
     let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());

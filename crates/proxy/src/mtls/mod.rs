@@ -13,7 +13,8 @@
 //!   `x-forwarded-client-cert` header the application gets).
 //! - Outbound: connections to endpoints in the mesh (`tlsMode: istio`)
 //!   are TLS with this proxy's certificate; the server's certificate must
-//!   chain to the mesh root.
+//!   chain to the mesh root and show one of the identities its cluster
+//!   lists (`config::upstream_tls`, checked as the connection is made).
 
 pub mod ca_client;
 pub mod control;
@@ -112,8 +113,8 @@ impl MeshTls {
 
 /// Accepts a server whose certificate chains to the mesh root. Mesh
 /// endpoints are dialled by address, so there is no DNS name to check;
-/// checking the server's SPIFFE ID against the service's accounts
-/// (Istio's `subjectAltNames`) is still to come.
+/// the server's SPIFFE ID is checked against its cluster's list once the
+/// handshake is done (one configuration serves every cluster).
 #[derive(Debug)]
 struct MeshRoot {
     roots: Arc<RootCertStore>,

@@ -291,7 +291,7 @@ impl Cluster {
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, h.port);
-                let pool = hosts.pools.get(addr, h.mesh);
+                let pool = hosts.pools.get(addr, self.settings.tls.for_host(h.mesh));
                 let mut e =
                     Endpoint::new(addr, h.weight, h.workload.clone(), h.namespace.clone(), h.locality.clone(), pool);
                 e.priority = h.priority;

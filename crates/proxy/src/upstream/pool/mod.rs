@@ -27,17 +27,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// An upstream connection's socket: plain TCP, or TLS to a mesh endpoint
-/// (`crate::mtls`), boxed (rustls' state is kilobytes, and most upstreams
-/// are plain). One type, so pooled connections of both kinds are one hyper
-/// connection type; the plain case costs a match per read or write.
-use crate::config::cluster::{ConnPolicy, Keepalive};
+use crate::config::cluster::{ConnPolicy, Keepalive, Protocol};
+use crate::config::upstream_tls::UpstreamTls;
 use crate::mtls::Slot;
 
 pub mod body;
 mod dial;
 pub use body::{BoxError, RequestBody as Body};
-use dial::{UpstreamIo, dial};
+pub use dial::UpstreamIo;
+use dial::{Secure, dial};
 
 const MAX_IDLE: usize = 256;
 
@@ -138,7 +136,7 @@ pub enum UpstreamError {
     ConnectTimeout(SocketAddr),
     #[error("handshake with {0} failed: {1}")]
     Handshake(SocketAddr, hyper::Error),
-    #[error("TLS handshake with mesh endpoint {0} failed: {1}")]
+    #[error("TLS handshake with {0} failed: {1}")]
     Tls(SocketAddr, std::io::Error),
     /// The request may not have reached the upstream (safe to retry).
     #[error("upstream {0} closed the connection before the request was sent: {1}")]
@@ -168,38 +166,38 @@ pub struct EndpointPool {
     h2: Mutex<Option<Box<H2Conn>>>,
     pub connections: AtomicU64,
     pub opened: AtomicU64,
-    /// For an endpoint in the mesh: the proxy's certificate, whose
-    /// connections are mutual TLS once it has one.
-    tls: Option<Arc<Slot>>,
+    /// How its connections are secured; None: plaintext.
+    tls: Option<Secure>,
 }
 
-type PoolsByEndpoint = HashMap<(SocketAddr, bool), Weak<EndpointPool>>;
+/// By address and the key of the TLS its connections use (0: plaintext).
+type PoolsByEndpoint = HashMap<(SocketAddr, u64), Weak<EndpointPool>>;
 
 /// Connection pools by endpoint, shared across config versions.
 #[derive(Default)]
 pub struct PoolRegistry {
-    /// By address and whether the endpoint is in the mesh (mutual TLS),
-    /// with the map's size after its last purge.
+    /// By address and transport, with the map's size after its last purge.
     pools: Mutex<(PoolsByEndpoint, usize)>,
     /// The proxy's certificate (`ProxyState::tls`, which reads it here), for mesh endpoints' pools.
     pub tls: Arc<Slot>,
 }
 
 impl PoolRegistry {
-    /// The pool for `addr`, creating it if needed. Called when an endpoint
-    /// set is built (a cluster's first use, an update), never per request.
-    /// Connections to a `mesh` endpoint are mutual TLS when the proxy has
-    /// a certificate.
-    pub fn get(&self, addr: SocketAddr, mesh: bool) -> Arc<EndpointPool> {
+    /// The pool for `addr` over `tls` (None: plaintext), creating it if
+    /// needed. Called when an endpoint set is built (a cluster's first use,
+    /// an update), never per request. Mesh mutual TLS waits for the proxy's
+    /// certificate: until it has one, connections are plaintext.
+    pub fn get(&self, addr: SocketAddr, tls: Option<&UpstreamTls>) -> Arc<EndpointPool> {
+        let key = (addr, tls.map_or(0, |t| t.key.max(1)));
         let mut guard = self.pools.lock();
         let (pools, purged_at) = &mut *guard;
-        if let Some(p) = pools.get(&(addr, mesh)).and_then(Weak::upgrade) {
+        if let Some(p) = pools.get(&key).and_then(Weak::upgrade) {
             return p;
         }
         crate::names::purge_dead(pools, purged_at);
-        let tls = mesh.then(|| self.tls.clone());
+        let tls = tls.map(|t| Secure::new(t, &self.tls));
         let p = Arc::new(EndpointPool { addr: Some(addr), tls, ..Default::default() });
-        pools.insert((addr, mesh), Arc::downgrade(&p));
+        pools.insert(key, Arc::downgrade(&p));
         p
     }
 
@@ -229,12 +227,11 @@ impl EndpointPool {
         EndpointPool { addr: Some(addr), ..Default::default() }
     }
 
-    /// The client TLS configuration new connections use, if they are mutual TLS.
-    fn tls(
-        &self,
-        pick: impl FnOnce(&crate::mtls::MeshTls) -> &Arc<rustls::ClientConfig>,
-    ) -> Option<Arc<rustls::ClientConfig>> {
-        self.tls.as_ref()?.load().as_deref().map(|t| pick(t).clone())
+    /// A new TCP connection to the endpoint for a splice, over its TLS if
+    /// the cluster originates TLS to it (mesh mutual TLS is for HTTP).
+    pub async fn connect_tcp(&self, timeout: Duration, ka: Option<&Keepalive>) -> Result<UpstreamIo, UpstreamError> {
+        let tls = self.tls.as_ref().filter(|s| s.originates()).and_then(|s| s.client(None));
+        Ok(dial(self.addr(), timeout, ka, tls).await?.into_inner())
     }
 
     fn addr(&self) -> SocketAddr {
@@ -335,7 +332,7 @@ impl EndpointPool {
 
     async fn open_h1(self: &Arc<Self>, timeout: Duration, ka: Option<&Keepalive>) -> Result<H1Conn, UpstreamError> {
         let addr = self.addr();
-        let io = dial(addr, timeout, ka, self.tls(|t| &t.client_h1)).await?;
+        let io = dial(addr, timeout, ka, self.tls.as_ref().and_then(|s| s.client(Some(Protocol::Http1)))).await?;
         let (sender, driver) = http1::handshake(io).await.map_err(|e| UpstreamError::Handshake(addr, e))?;
         Ok(H1Conn { sender, driver: Some(Box::new(driver)), born: Instant::now(), served: 0, count: self.counted() })
     }
@@ -346,7 +343,7 @@ impl EndpointPool {
         ka: Option<&Keepalive>,
     ) -> Result<http2::SendRequest<Body>, UpstreamError> {
         let addr = self.addr();
-        let io = dial(addr, timeout, ka, self.tls(|t| &t.client_h2)).await?;
+        let io = dial(addr, timeout, ka, self.tls.as_ref().and_then(|s| s.client(Some(Protocol::Http2)))).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await

@@ -62,7 +62,7 @@ async fn a_large_body_streams_through_and_its_connection_is_reused() {
 async fn a_connection_is_pooled_after_its_body_and_swept_once_the_upstream_closes_it() {
     let (addr, close) = upstream().await;
     let registry = PoolRegistry::default();
-    let pool = registry.get(addr, false);
+    let pool = registry.get(addr, None);
     let req = http::Request::builder().uri("/").header("host", "x").body(Body::Full(None)).unwrap();
     let (resp, reused) = pool.send_h1(req, Duration::from_secs(1), &ConnPolicy::default()).await.unwrap();
     assert!(!reused);
