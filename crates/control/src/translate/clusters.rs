@@ -348,6 +348,7 @@ pub fn build(
         for sp in &svc.ports {
             let mut all = Some(endpoints(&lookup, svc, sp, None));
             let sans = service_sans(index, svc, all.as_deref().unwrap_or_default());
+            let mesh_endpoints = all.iter().flatten().any(|e| e.mesh);
             for subset in &subsets {
                 let name = cluster_name(sp.port, subset.map_or("", |s| s.name.as_str()), &svc.fqdn);
                 if only.is_some_and(|o| !o.contains(&name)) {
@@ -369,10 +370,9 @@ pub fn build(
                     None => all.take().unwrap_or_default(),
                     Some(s) => endpoints(&lookup, svc, sp, Some(&s.labels)),
                 };
-                let subset_name = subset.map_or("", |s| s.name.as_str());
                 let dest = upstream_tls::Dest {
                     host: &svc.fqdn,
-                    mesh_sni: format!("outbound_.{}_.{subset_name}_.{}", sp.port, svc.fqdn),
+                    mesh_endpoints,
                     sans: &sans,
                     namespace: found.map_or(svc.namespace.as_str(), |(r, _)| r.namespace()),
                     resources: index.resources,

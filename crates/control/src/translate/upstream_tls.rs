@@ -2,8 +2,8 @@
 //! DestinationRule's `tls` (its subset's or port's, merged by `policy`):
 //!
 //! - unset: auto mutual TLS: endpoints with a sidecar (`tlsMode: istio`)
-//!   get the mesh's mutual TLS, the others plaintext
-//!   (`transport_socket_matches`);
+//!   get the mesh's mutual TLS (a `transport_socket_matches` entry), the
+//!   others plaintext;
 //! - `ISTIO_MUTUAL`: the mesh's mutual TLS to every endpoint;
 //! - `DISABLE`: plaintext;
 //! - `SIMPLE` / `MUTUAL`: TLS origination, with the rule's CA (a file, the
@@ -19,7 +19,6 @@ use super::listeners::ads;
 use super::node::ProxyNode;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::TransportSocketMatch};
 use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source, transport_socket};
-use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher, TlsCertificate,
     UpstreamTlsContext, common_tls_context, subject_alt_name_matcher::SanType,
@@ -38,8 +37,8 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub struct Dest<'a> {
     /// The service's host: the default SNI for origination.
     pub host: &'a str,
-    /// The mesh's SNI for this cluster (Istio's `outbound_.<port>_.<subset>_.<host>`).
-    pub mesh_sni: String,
+    /// Some endpoint of the service has a sidecar.
+    pub mesh_endpoints: bool,
     /// SPIFFE IDs the service's mesh servers may show.
     pub sans: &'a [String],
     /// The rule's namespace and the config, for `credentialName`.
@@ -56,26 +55,22 @@ pub fn apply(c: &mut Cluster, tls: Option<&ClientTlsSettings>, node: &ProxyNode,
         // An Envoy would need the mesh certificate over SDS, which is not
         // served yet: it stays plaintext to the mesh.
         (None | Some("ISTIO_MUTUAL"), _) if !node.holds_mesh_cert => {}
-        (None, _) => {
-            c.transport_socket_matches = vec![
-                TransportSocketMatch {
-                    name: "tlsMode-istio".into(),
-                    r#match: Some(Struct {
-                        fields: [("tlsMode".to_owned(), Value { kind: Some(Kind::StringValue("istio".into())) })]
-                            .into(),
-                    }),
-                    transport_socket: Some(mesh(dest.sans, &dest.mesh_sni)),
-                },
-                TransportSocketMatch {
-                    name: "tlsMode-disabled".into(),
-                    r#match: Some(Struct::default()),
-                    transport_socket: Some(socket("envoy.transport_sockets.raw_buffer", pack_any(RawBuffer {}))),
-                },
-            ];
+        // Endpoints without a sidecar get the cluster's own socket (none:
+        // plaintext) when no match takes them, so one match is enough; a
+        // service with no mesh endpoint needs none (its cluster is sent
+        // again when one registers, its accounts being part of it).
+        (None, _) if dest.mesh_endpoints => {
+            c.transport_socket_matches = vec![TransportSocketMatch {
+                name: "tlsMode-istio".into(),
+                r#match: Some(Struct {
+                    fields: [("tlsMode".to_owned(), Value { kind: Some(Kind::StringValue("istio".into())) })].into(),
+                }),
+                transport_socket: Some(mesh(dest.sans, "")),
+            }];
         }
         (Some("ISTIO_MUTUAL"), Some(tls)) => {
             let sans = if tls.subject_alt_names.is_empty() { dest.sans } else { &tls.subject_alt_names };
-            c.transport_socket = Some(mesh(sans, tls.sni.as_deref().unwrap_or(&dest.mesh_sni)));
+            c.transport_socket = Some(mesh(sans, tls.sni.as_deref().unwrap_or("")));
         }
         (Some(m @ ("SIMPLE" | "MUTUAL")), Some(tls)) => {
             c.transport_socket = Some(origination(tls, m == "MUTUAL", dest)?);
@@ -101,7 +96,8 @@ fn sds(name: &str) -> SdsSecretConfig {
     SdsSecretConfig { name: name.into(), sds_config: Some(ads()) }
 }
 
-/// The mesh's mutual TLS, the server checked for one of `sans`.
+/// The mesh's mutual TLS, the server checked for one of `sans`. No SNI
+/// unless the rule names one: weft's inbound side chooses nothing by it.
 fn mesh(sans: &[String], sni: &str) -> TransportSocket {
     let validation = CertificateValidationContext {
         match_typed_subject_alt_names: sans.iter().map(|s| exact(SanType::Uri, s)).collect(),
