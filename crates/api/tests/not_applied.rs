@@ -113,6 +113,41 @@ fn a_terminated_https_server_needs_its_secret() {
     assert!(errors(&(gw("SIMPLE") + &opaque)).iter().any(|m| m.contains("not of type kubernetes.io/tls")));
 }
 
+/// A terminating server's TLS versions and cipher suites: what weft cannot
+/// speak is refused when nothing would be left, warned of otherwise.
+#[test]
+fn gateway_tls_versions_and_suites_weft_cannot_speak_are_said() {
+    let said = |tls: &str| -> Vec<(bool, String)> {
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n    - port: {{number: 443, name: https, protocol: HTTPS}}\n      hosts: [shop.example]\n      tls: {{mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem, {tls}}}\n"
+        );
+        validate(&parse_str("gw.yaml", &yaml).resources)
+            .into_iter()
+            .filter(|d| d.path.contains("Version") || d.path.contains("cipherSuites"))
+            .map(|d| (d.is_error(), d.message))
+            .collect()
+    };
+    let one = |tls: &str, error: bool, text: &str| {
+        let got = said(tls);
+        assert!(got.len() == 1 && got[0].0 == error && got[0].1.contains(text), "{tls}: {got:?}");
+    };
+    assert!(said("minProtocolVersion: TLSV1_2, maxProtocolVersion: TLSV1_3").is_empty());
+    one("maxProtocolVersion: TLSV1_1", true, "TLS 1.2 and 1.3 only");
+    one("minProtocolVersion: TLSV1_0", false, "nothing older than TLS 1.2");
+    one("minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2", true, "above the maximum");
+    one("minProtocolVersion: TLSV2", true, "unknown TLS version");
+    one("cipherSuites: [AES128-SHA]", true, "none of these cipher suites");
+    one(
+        "cipherSuites: [\"[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]\", AES256-SHA]",
+        false,
+        "AES256-SHA not offered",
+    );
+    assert!(
+        said("minProtocolVersion: TLSV1_3, cipherSuites: [AES128-SHA]").iter().all(|(e, _)| !e),
+        "TLS 1.3 has no such suites"
+    );
+}
+
 /// Istio's annotations weft does not apply are warned of by name; its own,
 /// `networking.istio.io/exportTo` and others' (kubectl's) are quiet.
 #[test]

@@ -7,7 +7,6 @@ use super::{Field, row};
 const NO_GATEWAY_TLS: &str = "ISTIO_MUTUAL, OPTIONAL_MUTUAL and AUTO_PASSTHROUGH are not served yet: such a server \
      gets no listener (PASSTHROUGH, SIMPLE and MUTUAL are)";
 const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
-const TLS_DEFAULTS: &str = "the gateway offers rustls' TLS 1.2 and 1.3 with its default cipher suites";
 
 pub static GATEWAY: &[Field] = &[
     row("Gateway", "spec", Applied(BOOKINFO)),
@@ -46,22 +45,18 @@ pub static GATEWAY: &[Field] = &[
         "spec.servers[].tls.credentialNames",
         NotApplied("only `credentialName` (one certificate per server) is read"),
     ),
-    row(
-        "Gateway",
-        "spec.servers[].tls.subjectAltNames",
-        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
-    ),
+    row("Gateway", "spec.servers[].tls.subjectAltNames", Applied(GW_TLS)),
     row(
         "Gateway",
         "spec.servers[].tls.verifyCertificateSpki",
-        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+        NotApplied("a MUTUAL client's certificate is checked against the CA and subjectAltNames only"),
     ),
     row(
         "Gateway",
         "spec.servers[].tls.verifyCertificateHash",
-        NotApplied("a MUTUAL client's certificate is checked against the CA only"),
+        NotApplied("a MUTUAL client's certificate is checked against the CA and subjectAltNames only"),
     ),
-    row("Gateway", "spec.servers[].tls.minProtocolVersion", NotApplied(TLS_DEFAULTS)),
-    row("Gateway", "spec.servers[].tls.maxProtocolVersion", NotApplied(TLS_DEFAULTS)),
-    row("Gateway", "spec.servers[].tls.cipherSuites", NotApplied(TLS_DEFAULTS)),
+    row("Gateway", "spec.servers[].tls.minProtocolVersion", Applied(GW_TLS)),
+    row("Gateway", "spec.servers[].tls.maxProtocolVersion", Applied(GW_TLS)),
+    row("Gateway", "spec.servers[].tls.cipherSuites", Applied(GW_TLS)),
 ];

@@ -52,6 +52,7 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
             ));
         }
         if let (Some(mode), Some(tls)) = (s.terminates(), &s.tls) {
+            super::server_tls::check(r, &base, tls, out);
             let files = tls.server_certificate.is_some() && tls.private_key.is_some();
             if tls.credential_name.is_none() && !files {
                 out.push(r.diag(

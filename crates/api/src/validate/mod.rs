@@ -8,6 +8,7 @@ mod fields;
 mod gateway;
 mod inventory;
 mod refs;
+mod server_tls;
 mod telemetry;
 mod virtual_service;
 

@@ -11,6 +11,8 @@ pub struct Pki {
     pub api: (String, String),
     pub client_ca: String,
     pub client: (String, String),
+    /// Of the client CA too, under another name (`b-client`).
+    pub other_client: (String, String),
 }
 
 pub fn pki() -> Pki {
@@ -34,6 +36,7 @@ pub fn pki() -> Pki {
         shop: leaf(&servers, "shop.example"),
         api: leaf(&servers, "api.example"),
         client: leaf(&clients, "a-client"),
+        other_client: leaf(&clients, "b-client"),
         server_ca,
         client_ca,
     }
@@ -52,15 +55,31 @@ fn tls_secret(name: &str, (cert, key): &(String, String), ca: Option<&str>) -> S
 /// GET `path` over TLS to `addr`, asking for `name` and checking the
 /// server's certificate for it against `ca`, with `client` if given.
 pub async fn https_get(addr: &str, name: &str, ca: &str, client: Option<&(String, String)>) -> Result<Resp, String> {
+    https_get_offering(addr, name, ca, client, None).await
+}
+
+/// `https_get` offering only `suite` (and its TLS version) when given.
+pub async fn https_get_offering(
+    addr: &str,
+    name: &str,
+    ca: &str,
+    client: Option<&(String, String)>,
+    suite: Option<rustls::SupportedCipherSuite>,
+) -> Result<Resp, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap()).unwrap();
-    let builder =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
+    let mut provider = rustls::crypto::ring::default_provider();
+    let mut versions = rustls::DEFAULT_VERSIONS.to_vec();
+    if let Some(only) = suite {
+        provider.cipher_suites = vec![only];
+        versions = vec![only.version()];
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&versions)
+        .unwrap()
+        .with_root_certificates(roots);
     let cfg = match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
@@ -113,10 +132,15 @@ spec:
   servers:
     - port: {number: 443, name: https-shop, protocol: HTTPS}
       hosts: [shop.example]
-      tls: {mode: SIMPLE, credentialName: shop-cert}
+      tls: {mode: SIMPLE, credentialName: shop-cert, minProtocolVersion: TLSV1_3}
     - port: {number: 443, name: https-api, protocol: HTTPS}
       hosts: [api.example]
-      tls: {mode: MUTUAL, credentialName: api-cert}
+      tls:
+        mode: MUTUAL
+        credentialName: api-cert
+        subjectAltNames: [a-client]
+        maxProtocolVersion: TLSV1_2
+        cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256]
     - port: {number: 80, name: http, protocol: HTTP}
       hosts: [shop.example]
       tls: {httpsRedirect: true}
@@ -153,6 +177,23 @@ pub async fn check(offset: u16, pki: &Pki) {
         .await
         .expect("a client certificate of its CA");
     assert_eq!(api.status, 200);
+    // Versions, suites and client names as each server says: the shop
+    // takes TLS 1.3 only; the API TLS 1.2 with one suite, from a-client.
+    use rustls::crypto::ring::cipher_suite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 as AES128, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 as CHACHA,
+    };
+    let old = https_get_offering(&https, "shop.example", &pki.server_ca, None, Some(AES128)).await;
+    assert!(old.is_err(), "a TLS 1.2 client was served by a TLS 1.3 server: {:?}", old.map(|r| r.status));
+    let api = https_get_offering(&https, "api.example", &pki.server_ca, Some(&pki.client), Some(AES128)).await;
+    assert_eq!(api.expect("TLS 1.2 with the server's suite").status, 200);
+    let other = https_get_offering(&https, "api.example", &pki.server_ca, Some(&pki.client), Some(CHACHA)).await;
+    assert!(other.is_err(), "a suite the server does not offer: {:?}", other.map(|r| r.status));
+    let b = https_get(&https, "api.example", &pki.server_ca, Some(&pki.other_client)).await;
+    assert!(
+        b.is_err() || b.as_ref().is_ok_and(|r| r.status >= 400),
+        "b-client is not a-client: {:?}",
+        b.map(|r| r.status)
+    );
     // A name no server has: no certificate to show.
     assert!(https_get(&https, "other.example", &pki.server_ca, None).await.is_err());
     // Plain HTTP for the shop is redirected.

@@ -4,13 +4,17 @@
 //! certificate (from a `kubernetes.io/tls` Secret named by `credentialName`,
 //! inline, or the files `serverCertificate` and `privateKey` name) and, for
 //! MUTUAL, the CA clients must chain to (`ca.crt` in the Secret or in a
-//! `<name>-cacert` Secret, or `caCertificates`).
+//! `<name>-cacert` Secret, or `caCertificates`) and the names one of them
+//! must show (`subjectAltNames`); protocol versions and TLS 1.2 cipher
+//! suites as the server names them.
 
 use super::node::ProxyNode;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source, transport_socket};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate, common_tls_context,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SubjectAltNameMatcher, TlsCertificate,
+    TlsParameters, common_tls_context, subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 use weft_api::index::Index;
@@ -99,7 +103,24 @@ fn context(
     let ca = ca.or_else(|| tls.ca_certificates.as_deref().and_then(file));
     let mutual = mode == TlsTermination::Mutual;
     let validation = if mutual {
-        let v = CertificateValidationContext { trusted_ca: Some(ca?), ..Default::default() };
+        // A client must show one of these names (DNS or, with a scheme, URI).
+        let sans = tls
+            .subject_alt_names
+            .iter()
+            .map(|n| SubjectAltNameMatcher {
+                san_type: if n.contains("://") { SanType::Uri } else { SanType::Dns } as i32,
+                matcher: Some(StringMatcher {
+                    match_pattern: Some(MatchPattern::Exact(n.clone())),
+                    ignore_case: false,
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let v = CertificateValidationContext {
+            trusted_ca: Some(ca?),
+            match_typed_subject_alt_names: sans,
+            ..Default::default()
+        };
         Some(common_tls_context::ValidationContextType::ValidationContext(v))
     } else {
         None
@@ -109,9 +130,32 @@ fn context(
             tls_certificates: vec![cert],
             alpn_protocols: vec!["h2".into(), "http/1.1".into()],
             validation_context_type: validation,
+            tls_params: params(tls),
             ..Default::default()
         }),
         require_client_certificate: mutual.then_some(BoolValue { value: true }),
+        ..Default::default()
+    })
+}
+
+/// Istio's `TLSV1_2`-style version names, as Envoy's.
+fn version(v: Option<&str>) -> TlsProtocol {
+    match v {
+        Some("TLSV1_0") => TlsProtocol::TlSv10,
+        Some("TLSV1_1") => TlsProtocol::TlSv11,
+        Some("TLSV1_2") => TlsProtocol::TlSv12,
+        Some("TLSV1_3") => TlsProtocol::TlSv13,
+        _ => TlsProtocol::TlsAuto,
+    }
+}
+
+/// The server's protocol versions and TLS 1.2 cipher suites, when it names any.
+fn params(tls: &ServerTlsSettings) -> Option<TlsParameters> {
+    let (min, max) = (tls.min_protocol_version.as_deref(), tls.max_protocol_version.as_deref());
+    (min.is_some() || max.is_some() || !tls.cipher_suites.is_empty()).then(|| TlsParameters {
+        tls_minimum_protocol_version: version(min) as i32,
+        tls_maximum_protocol_version: version(max) as i32,
+        cipher_suites: tls.cipher_suites.clone(),
         ..Default::default()
     })
 }

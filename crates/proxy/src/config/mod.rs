@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod assignment;
 pub mod balance;
+pub mod certs;
 pub mod cluster;
 pub mod health_check;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod rbac;
 pub mod route;
 pub mod sni;
 pub mod terminate;
+pub mod tls_params;
 pub mod tracing;
 pub mod upstream_tls;
 pub mod wire;

@@ -3,11 +3,15 @@
 //! chosen per connection by the server name its ClientHello asks for.
 
 use super::CompileError;
-use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+use super::certs::{SanMatch, cert_names, data, sans_of};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{DownstreamTlsContext, common_tls_context};
 use prost::Message;
+use rustls::DistinguishedName;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::Arc;
 
 /// The server configurations of a listener's TLS filter chains.
@@ -59,19 +63,6 @@ impl Terminate {
     }
 }
 
-/// Inline bytes, an inline string, or a file's contents (read now: a
-/// changed file takes a config update to be read again).
-pub(super) fn data(d: Option<&DataSource>, what: &str) -> Result<Vec<u8>, CompileError> {
-    match d.and_then(|d| d.specifier.as_ref()) {
-        Some(data_source::Specifier::InlineBytes(b)) => Ok(b.clone()),
-        Some(data_source::Specifier::InlineString(s)) => Ok(s.clone().into_bytes()),
-        Some(data_source::Specifier::Filename(f)) => {
-            std::fs::read(f).map_err(|e| CompileError::new(format!("{what}: cannot read {f}: {e}")))
-        }
-        _ => Err(CompileError::new(format!("{what}: give it inline or as a file name"))),
-    }
-}
-
 fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, CompileError> {
     let err = |what: &str, e: &dyn std::fmt::Display| CompileError::new(format!("{what}: {e}"));
     let common =
@@ -87,9 +78,9 @@ fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, Com
         .collect::<Result<_, _>>()
         .map_err(|e| err("certificate chain", &e))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| err("private key", &e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (provider, versions) = super::tls_params::apply(common.tls_params.as_ref())?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| err("TLS versions", &e))?;
     let mutual = ctx.require_client_certificate.is_some_and(|b| b.value);
     let builder = match (&common.validation_context_type, mutual) {
@@ -102,7 +93,12 @@ fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, Com
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| err("client verifier", &e))?;
-            builder.with_client_cert_verifier(verifier)
+            let sans = sans_of(Some(v))?;
+            if sans.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(ClientNames { inner: verifier, sans }))
+            }
         }
         (_, true) => {
             return Err(CompileError::new("require_client_certificate needs a validation context with trusted_ca"));
@@ -112,4 +108,54 @@ fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, Com
     let mut cfg = builder.with_single_cert(chain, key).map_err(|e| err("certificate and key", &e))?;
     cfg.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(cfg)
+}
+
+/// A client's certificate checked as the CA says, then for one of the
+/// names the server asks for (Istio's `subjectAltNames` on a MUTUAL server).
+#[derive(Debug)]
+struct ClientNames {
+    inner: Arc<dyn ClientCertVerifier>,
+    sans: Vec<SanMatch>,
+}
+
+impl ClientCertVerifier for ClientNames {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let names = cert_names(end_entity);
+        if !self.sans.iter().any(|s| s.matches(&names)) {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }

@@ -16,13 +16,10 @@
 //! any server (`insecureSkipVerify`).
 
 use super::CompileError;
-use super::matcher::StrMatch;
-use super::terminate::data;
+use super::certs::{SanMatch, cert_names, data, sans_of};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, UpstreamTlsContext, common_tls_context, subject_alt_name_matcher::SanType,
-};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{UpstreamTlsContext, common_tls_context};
 use prost::Message;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -91,56 +88,6 @@ pub struct Origin {
     /// TCP: no ALPN.
     pub raw: Arc<rustls::ClientConfig>,
     pub server_name: ServerName<'static>,
-}
-
-/// A subject alt name the server must show (any of the listed).
-#[derive(Debug, Clone)]
-pub struct SanMatch {
-    /// None: a name of any type.
-    kind: Option<SanType>,
-    matcher: StrMatch,
-}
-
-impl SanMatch {
-    fn text(&self) -> String {
-        match &self.matcher {
-            StrMatch::Exact(s) => s.clone(),
-            StrMatch::Prefix(s) => format!("{s}*"),
-            StrMatch::Suffix(s) => format!("*{s}"),
-            StrMatch::Contains(s) => format!("*{s}*"),
-            StrMatch::Regex(r) => format!("~{}", r.as_str()),
-        }
-    }
-
-    fn matches(&self, names: &[(SanType, String)]) -> bool {
-        names.iter().any(|(k, v)| {
-            self.kind.is_none_or(|want| want == *k)
-                && (self.matcher.matches(v, false) || *k == SanType::Dns && self.wildcard(v))
-        })
-    }
-
-    /// A certificate's `*.example.com` covers an exact `a.example.com`
-    /// (one label, RFC 6125), as Envoy matches DNS names.
-    fn wildcard(&self, cert_name: &str) -> bool {
-        let (Some(suffix), StrMatch::Exact(want)) = (cert_name.strip_prefix("*."), &self.matcher) else { return false };
-        want.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix))
-    }
-}
-
-/// The DNS names and URIs of a certificate's subject alt names.
-fn cert_names(cert: &CertificateDer<'_>) -> Vec<(SanType, String)> {
-    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-    let Ok((_, cert)) = X509Certificate::from_der(cert) else { return Vec::new() };
-    let Ok(Some(san)) = cert.subject_alternative_name() else { return Vec::new() };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::DNSName(d) => Some((SanType::Dns, d.to_ascii_lowercase())),
-            GeneralName::URI(u) => Some((SanType::Uri, (*u).to_owned())),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Whether a mesh server's certificate shows one of `sans`; the error says
@@ -225,24 +172,6 @@ fn transport(ts: &TransportSocket) -> Result<Option<UpstreamTls>, CompileError> 
         .map_err(|e| CompileError::new(format!("upstream TLS context: {e}")))?;
     let kind = compile(&ctx).map_err(|e| CompileError::new(format!("upstream TLS context: {e}")))?;
     Ok(Some(UpstreamTls { key: key_of(ts), kind }))
-}
-
-fn sans_of(v: Option<&CertificateValidationContext>) -> Result<Vec<SanMatch>, CompileError> {
-    let Some(v) = v else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
-    for m in &v.match_typed_subject_alt_names {
-        let kind = match SanType::try_from(m.san_type) {
-            Ok(k @ (SanType::Dns | SanType::Uri)) => Some(k),
-            _ => return Err(CompileError::new("only DNS and URI subject alt names can be matched")),
-        };
-        let Some(sm) = &m.matcher else { continue };
-        out.push(SanMatch { kind, matcher: StrMatch::compile(sm)?.0 });
-    }
-    #[allow(deprecated)]
-    for sm in &v.match_subject_alt_names {
-        out.push(SanMatch { kind: None, matcher: StrMatch::compile(sm)?.0 });
-    }
-    Ok(out)
 }
 
 fn compile(ctx: &UpstreamTlsContext) -> Result<TlsKind, CompileError> {
@@ -384,7 +313,11 @@ impl ServerCertVerifier for Verify {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::matcher::StrMatch;
     use envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateValidationContext, subject_alt_name_matcher::SanType,
+    };
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
         CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher,
     };

@@ -4,8 +4,9 @@
 //! origination (`config::upstream_tls`).
 
 use super::UpstreamError;
+use crate::config::certs::SanMatch;
 use crate::config::cluster::{Keepalive, Protocol};
-use crate::config::upstream_tls::{SanMatch, TlsKind, UpstreamTls, check_mesh_server};
+use crate::config::upstream_tls::{TlsKind, UpstreamTls, check_mesh_server};
 use crate::mtls::Slot;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
