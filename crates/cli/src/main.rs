@@ -66,6 +66,11 @@ enum Cmd {
     /// root.pem. The key is made here; only its CSR is sent, with a
     /// bootstrap token for the identity (or the admin token).
     Cert(ca_cmds::CertArgs),
+    /// The mesh CA: `weft ca rotate` rotates its root in three steps.
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
     /// Bootstrap tokens: `weft token create` makes one for one identity,
     /// which a proxy outside `weft up` exchanges for its certificate.
     Token {
@@ -111,6 +116,21 @@ enum AuthzCmd {
     /// The decision the folder's AuthorizationPolicies make on one request
     /// to one workload, and the policy and rule that made it (exit 1 if denied).
     Check(authz_check::CheckArgs),
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// One step of a root rotation on the CA directory: `trust` (a new root
+    /// beside the old), `sign` (the new one signs), `retire` (the old goes).
+    /// Restart the control plane after each, and let every proxy take it
+    /// before the next (`weft status`).
+    Rotate {
+        /// The control plane's CA directory (`weft control --ca-dir`).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// trust, sign or retire.
+        step: weft_control::ca_rotate::Step,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +250,10 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Cert(a) => ca_cmds::cert(a).await,
+            Cmd::Ca { cmd: CaCmd::Rotate { ca_dir, step } } => {
+                println!("{}", weft_control::ca_rotate::rotate(&ca_dir, step)?);
+                Ok(())
+            }
             Cmd::Status(a) => ops::status::run(a).await,
             Cmd::ProxyConfig(a) => ops::proxy_config::run(a).await,
             Cmd::Stat(a) => ops::stat::run(a).await,

@@ -200,8 +200,6 @@ async fn echo_replica(control: &Control, version: &str, extra: &[&str]) -> (Proc
 /// second after the proxies' reconnect backoff grew, which must start over.
 #[test]
 fn control_plane_restarts_under_load_lose_no_request() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("svc.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec:\n  selector: {app: echo}\n  ports: [{name: http, port: 80}]\n").unwrap();
     rt().block_on(async {
@@ -224,31 +222,7 @@ fn control_plane_restarts_under_load_lose_no_request() {
         })
         .await;
 
-        let (ok, failed, stop) =
-            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-        let errors = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let load = {
-            let (out, ok, failed, stop, errors) =
-                (out.clone(), ok.clone(), failed.clone(), stop.clone(), errors.clone());
-            tokio::spawn(async move {
-                // ~50 rps for at most 60 s.
-                let end = Instant::now() + Duration::from_secs(60);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    match try_request(&out, "GET", "http://echo/", &[], Default::default()).await {
-                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                        Ok(r) => {
-                            errors.lock().push(format!("{} {}", r.status, r.instance()));
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(e) => {
-                            errors.lock().push(e);
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-        };
+        let load = common::load::Load::start(&out, "http://echo/");
         // A short outage, then a long one (past the 5 s backoff cap).
         for outage in [Duration::from_millis(300), Duration::from_secs(7)] {
             control.kill();
@@ -280,12 +254,10 @@ fn control_plane_restarts_under_load_lose_no_request() {
             println!("outage {outage:?}: every proxy synced {:?} after the restart", back.elapsed().max(took));
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        stop.store(true, Ordering::Relaxed);
-        load.await.unwrap();
-        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-        println!("control plane restarts: {ok} requests served, {failed} failed");
+        let (ok, errors) = load.stop().await;
+        println!("control plane restarts: {ok} requests served, {} failed", errors.len());
         assert!(ok > 200, "too little load to mean anything: {ok}");
-        assert_eq!(failed, 0, "requests failed across the restarts: {:?}", &errors.lock()[..failed.min(10)]);
+        assert!(errors.is_empty(), "requests failed across the restarts: {:?}", &errors[..errors.len().min(10)]);
     });
 }
 

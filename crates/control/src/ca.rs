@@ -26,6 +26,11 @@ pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     /// The signing certificate (the root itself unless an intermediate).
     signer_pem: String,
+    /// The SHA-256 of the signing certificate: proxies get a certificate
+    /// anew when it changes (a rotation's switch to the new root).
+    signer_id: String,
+    /// The roots workloads trust: one, or during a rotation the old and
+    /// the new (a trust bundle).
     root_pem: String,
     /// The signing certificate and those up to the root, appended to each
     /// workload certificate when the signer is an intermediate.
@@ -49,7 +54,20 @@ pub struct Signed {
     pub certificate: String,
     /// The mesh root every workload trusts (PEM).
     pub root: String,
+    /// Which certificate signed it (`Ca::signer_id`).
+    pub signer: String,
     pub expires_in_seconds: u64,
+}
+
+/// The DER of each certificate in a PEM text.
+fn ders(pem: &str) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()).filter_map(|p| p.ok().map(|p| p.contents)).collect()
+}
+
+/// The SHA-256 (hex) of the first certificate in `pem`.
+fn fingerprint(pem: &str) -> String {
+    let der = ders(pem).into_iter().next().unwrap_or_default();
+    ring::digest::digest(&ring::digest::SHA256, &der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Ca {
@@ -69,6 +87,7 @@ impl Ca {
         let root_pem = params.self_signed(&key)?.pem();
         Ok(Ca {
             issuer: Issuer::new(params, key),
+            signer_id: fingerprint(&root_pem),
             signer_pem: root_pem.clone(),
             root_pem,
             chain_pem: None,
@@ -89,9 +108,13 @@ impl Ca {
             let issuer = Issuer::from_ca_cert_pem(&cert, key)
                 .map_err(|e| anyhow::anyhow!("{}: not a CA certificate: {e}", at(CA_CERT)))?;
             let root_pem = read(ROOT_CERT).unwrap_or_else(|_| cert.clone());
-            let chain_pem = (root_pem.trim() != cert.trim()).then(|| read(CERT_CHAIN).unwrap_or_else(|_| cert.clone()));
+            // An intermediate's chain goes with each certificate; a root of
+            // the bundle (one, or two during a rotation) needs none.
+            let signer_is_root = ders(&root_pem).contains(&ders(&cert).into_iter().next().unwrap_or_default());
+            let chain_pem = (!signer_is_root).then(|| read(CERT_CHAIN).unwrap_or_else(|_| cert.clone()));
             return Ok(Ca {
                 issuer,
+                signer_id: fingerprint(&cert),
                 signer_pem: cert,
                 root_pem,
                 chain_pem,
@@ -110,6 +133,20 @@ impl Ca {
 
     pub fn root_pem(&self) -> &str {
         &self.root_pem
+    }
+
+    /// A new root's certificate and key (PEM), for `ca_rotate`.
+    pub fn root_files(&self) -> (String, String) {
+        (self.root_pem.clone(), self.issuer.key().serialize_pem())
+    }
+
+    #[cfg(test)]
+    pub fn sign_for_test(&self) -> String {
+        self.sign(&tests::csr("spiffe://cluster.local/ns/default/sa/web")).unwrap().certificate
+    }
+
+    pub fn signer_id(&self) -> &str {
+        &self.signer_id
     }
 
     /// The root's and the signing certificate's subjects and expiry, and
@@ -132,6 +169,8 @@ impl Ca {
             "root": cert(&self.root_pem),
             "signer": cert(&self.signer_pem),
             "intermediate": self.chain_pem.is_some(),
+            "signerId": self.signer_id,
+            "roots": ders(&self.root_pem).len(),
             "workloadTtlSeconds": self.ttl.as_secs(),
         })
     }
@@ -175,7 +214,13 @@ impl Ca {
         if let Some(chain) = &self.chain_pem {
             certificate.push_str(chain);
         }
-        Ok(Signed { identity, certificate, root: self.root_pem.clone(), expires_in_seconds: self.ttl.as_secs() })
+        Ok(Signed {
+            identity,
+            certificate,
+            root: self.root_pem.clone(),
+            signer: self.signer_id.clone(),
+            expires_in_seconds: self.ttl.as_secs(),
+        })
     }
 
     /// The control plane's own certificate and key (PEM), for its TLS API:
@@ -243,7 +288,7 @@ mod tests {
         assert_eq!(signed.root, first.root_pem());
     }
 
-    fn csr(uri: &str) -> String {
+    pub(super) fn csr(uri: &str) -> String {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::default();
         p.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];

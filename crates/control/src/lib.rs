@@ -11,6 +11,7 @@ pub mod ads;
 pub mod api;
 pub mod auth;
 pub mod ca;
+pub mod ca_rotate;
 pub mod dashboard;
 pub mod describe;
 pub mod health_view;

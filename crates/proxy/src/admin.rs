@@ -102,6 +102,9 @@ fn certs(state: &ProxyState) -> serde_json::Value {
         "identity": tls.as_ref().map(|t| t.identity.clone()),
         "expiresInSeconds": tls.as_ref().map(|t| secs(t.expires)),
         "lastRenewalError": error,
+        // How many roots it trusts (two during a rotation), and who signed it.
+        "roots": tls.as_ref().map(|t| t.root_pem.matches("-----BEGIN CERTIFICATE-----").count()),
+        "signer": tls.as_ref().map(|t| t.signer.clone()),
     })
 }
 

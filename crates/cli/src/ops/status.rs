@@ -57,6 +57,18 @@ fn row(p: &serde_json::Value, latest: u64, certs: &HashMap<&str, serde_json::Val
     }
 }
 
+/// The ROOTS column: how many roots the proxy trusts (two during a
+/// rotation), and whether a signer other than the CA's current one signed
+/// its certificate (a rotation's step it has not taken yet).
+fn roots_cell(c: &serde_json::Value, signer: Option<&str>) -> String {
+    let m = &c["mtls"];
+    match (m["roots"].as_u64(), m["signer"].as_str()) {
+        (Some(n), Some(s)) if signer.is_some_and(|cur| cur != s) => format!("{n}, old signer"),
+        (Some(n), _) => n.to_string(),
+        _ => "-".to_owned(),
+    }
+}
+
 /// The CERT column: time left, or why there is none.
 fn cert_cell(c: &serde_json::Value) -> String {
     if let Some(e) = c["error"].as_str() {
@@ -101,11 +113,12 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
                 r.state.to_owned(),
                 r.synced_version.to_string(),
                 cert_cell(&r.certificate),
+                roots_cell(&r.certificate, certs["ca"]["signerId"].as_str()),
                 r.nack.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    print!("{}", table(&["NAME", "KIND", "ADDRESS", "STATE", "VERSION", "CERT", "NACK"], &cells));
+    print!("{}", table(&["NAME", "KIND", "ADDRESS", "STATE", "VERSION", "CERT", "ROOTS", "NACK"], &cells));
     Ok(())
 }
 
@@ -133,5 +146,7 @@ mod tests {
         assert_eq!(cert(serde_json::json!({"expiresInSeconds": 7200})), "2h0m");
         assert_eq!(cert(serde_json::json!({"lastRenewalError": "401"})), "renewal failing");
         assert_eq!(cert(serde_json::Value::Null), "-");
+        let roots = |n: u64, s: &str| roots_cell(&serde_json::json!({"mtls": {"roots": n, "signer": s}}), Some("new"));
+        assert_eq!((roots(2, "new").as_str(), roots(2, "old").as_str()), ("2", "2, old signer"));
     }
 }

@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod https;
 pub mod l4;
 pub mod lines;
+pub mod load;
 pub mod origin;
 pub mod otlp;
 pub mod tls;

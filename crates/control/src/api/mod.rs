@@ -8,9 +8,9 @@
 //! | `PUT /v1/instances/{id}/heartbeat` | keep it alive; 404 if it expired (register again) (proof of its identity) |
 //! | `DELETE /v1/instances/{id}` | leave now (proof of its identity) |
 //! | `GET /v1/instances` | registered instances (admin) |
-//! | `POST /v1/certificates` | sign a workload's CSR `{csr}` (PEM, its SPIFFE ID as URI SAN) → `{identity, certificate, root, expiresInSeconds}` (`ca`; proof of that identity) |
+//! | `POST /v1/certificates` | sign a workload's CSR `{csr}` (PEM, its SPIFFE ID as URI SAN) → `{identity, certificate, root, signer, expiresInSeconds}` (`ca`; proof of that identity) |
 //! | `POST /v1/tokens` | a bootstrap token `{namespace, serviceAccount, ttlSeconds}` → `{token, identity, expiresInSeconds}` (admin) |
-//! | `GET /v1/root` | the mesh root certificate `{root}` |
+//! | `GET /v1/root` | the roots workloads trust (one, or the old and new during a rotation) and the signing certificate's SHA-256 `{root, signer}` |
 //! | `GET /debug/...` | (every read below: admin) |
 //! | `GET /debug/config` | version, resources, the rejected edit's diagnostics, the warnings of the config in force |
 //! | `GET /debug/version` | the config version alone (cheap to poll) |
@@ -219,7 +219,9 @@ pub async fn handle(
             };
             token(&api, &body)
         }
-        (Method::GET, ["v1", "root"]) => json(StatusCode::OK, &serde_json::json!({"root": ca.root_pem()})),
+        (Method::GET, ["v1", "root"]) => {
+            json(StatusCode::OK, &serde_json::json!({"root": ca.root_pem(), "signer": ca.signer_id()}))
+        }
         (Method::GET, ["v1", "instances"]) => {
             let list: Vec<_> =
                 hub.registrations().into_iter().map(|(id, i)| serde_json::json!({"id": id, "instance": i})).collect();

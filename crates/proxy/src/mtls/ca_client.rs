@@ -35,6 +35,7 @@ pub async fn issue(api: &ControlApi, current: Option<&MeshTls>, identity: &str) 
         cert_pem: cert.to_owned(),
         key_pem: key.serialize_pem(),
         root_pem: root.to_owned(),
+        signer: v["signer"].as_str().unwrap_or_default().to_owned(),
         ttl: Duration::from_secs(v["expiresInSeconds"].as_u64().unwrap_or(3600)),
     })
 }
@@ -47,16 +48,17 @@ pub async fn fetch(api: &ControlApi, current: Option<&MeshTls>, identity: &str) 
 /// How often the CA's root is compared with the one this proxy trusts.
 const ROOT_CHECK: Duration = Duration::from_secs(5);
 
-/// The CA's current root, if it answers.
-async fn ca_root(api: &ControlApi, current: Option<&MeshTls>) -> Option<String> {
+/// The CA's current roots and signer, if it answers.
+async fn ca_root(api: &ControlApi, current: Option<&MeshTls>) -> Option<(String, String)> {
     let (status, body) = api.call(current, http::Method::GET, "/v1/root", None).await.ok()?;
     let v: serde_json::Value = serde_json::from_slice(&body).ok().filter(|_| status == 200)?;
-    v["root"].as_str().map(str::to_owned)
+    Some((v["root"].as_str()?.to_owned(), v["signer"].as_str().unwrap_or_default().to_owned()))
 }
 
-/// Sleeps `wait`, or less if the CA's root stops being the one this proxy
-/// trusts (a control plane restarted with a new root): a proxy that kept
-/// the old root would fail every handshake with workloads certified since.
+/// Sleeps `wait`, or less if the CA's roots or signer stop being the ones
+/// this proxy's certificate has (a rotation's step, or a control plane
+/// restarted with a new root): a proxy that kept the old ones would fail
+/// handshakes with workloads certified since.
 async fn sleep_unless_root_changes(state: &ProxyState, api: &ControlApi, wait: Duration) {
     let until = tokio::time::Instant::now() + wait;
     loop {
@@ -69,11 +71,11 @@ async fn sleep_unless_root_changes(state: &ProxyState, api: &ControlApi, wait: D
             _ = state.drained() => return,
         }
         let current = state.tls().load_full();
-        let ours = current.as_ref().map(|t| t.root_pem.clone());
+        let ours = current.as_ref().map(|t| (t.root_pem.clone(), t.signer.clone()));
         if let (Some(ours), Some(theirs)) = (ours, ca_root(api, current.as_deref()).await)
             && ours != theirs
         {
-            tracing::warn!(api = %api.addr, "the mesh CA's root changed; getting a certificate of the new root now");
+            tracing::warn!(api = %api.addr, "the mesh CA's roots or signer changed; getting a certificate from it now");
             return;
         }
     }

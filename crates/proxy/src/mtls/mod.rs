@@ -40,9 +40,11 @@ pub fn spiffe_id(namespace: &str, service_account: &str) -> String {
 /// The proxy's certificate, made into what its connections use.
 pub struct MeshTls {
     pub identity: String,
-    /// The mesh root these configurations trust (`ca_client` renews at
-    /// once when the CA's differs).
+    /// The mesh roots these configurations trust, and the CA's signing
+    /// certificate's SHA-256 (`ca_client` renews at once when either of
+    /// the CA's differs: a rotation's new bundle, or its switch of signer).
     pub root_pem: String,
+    pub signer: String,
     pub server: Arc<ServerConfig>,
     /// Outbound, one per upstream protocol (ALPN `http/1.1` or `h2`).
     pub client_h1: Arc<ClientConfig>,
@@ -107,6 +109,7 @@ impl MeshTls {
             client_h2: client(b"h2")?,
             expires: SystemTime::now() + issued.ttl,
             root_pem: issued.root_pem.clone(),
+            signer: issued.signer.clone(),
         })
     }
 }
@@ -192,6 +195,8 @@ pub struct Issued {
     /// (or the files `weft cert` writes).
     pub key_pem: String,
     pub root_pem: String,
+    /// The CA's signing certificate's SHA-256, when it says.
+    pub signer: String,
     pub ttl: Duration,
 }
 
