@@ -46,8 +46,14 @@ enum Cmd {
     Control {
         #[arg(long)]
         config: PathBuf,
+        /// Plaintext xDS, for loopback clients (an Envoy beside it); weft's
+        /// proxies elsewhere take xDS on the TLS port (`--xds https://...`).
         #[arg(long, default_value = "127.0.0.1:15010")]
         xds_addr: SocketAddr,
+        /// Serve plaintext xDS on a routable --xds-addr: anyone who reaches
+        /// it reads the whole mesh's config.
+        #[arg(long)]
+        insecure_plaintext_xds: bool,
         #[arg(long, default_value = "127.0.0.1:15014")]
         api_addr: SocketAddr,
         #[command(flatten)]
@@ -199,12 +205,13 @@ fn main() -> ExitCode {
             Cmd::Check(a) => return ops::check::run(a).await,
             Cmd::Analyze(t) => return ops::analyze(t).await,
             Cmd::Up(a) => up::run(a).await,
-            Cmd::Control { config, xds_addr, api_addr, ca, limits } => {
+            Cmd::Control { config, xds_addr, insecure_plaintext_xds, api_addr, ca, limits } => {
                 let trace_store_addr = limits.trace_store_addr;
                 let limits = limits.limits();
                 let control = weft_control::start(weft_control::ControlOptions {
                     config_dir: config,
                     xds_addr,
+                    insecure_plaintext_xds,
                     api_addr,
                     api_tls_addr: ca.api_tls_addr,
                     ca_dir: ca.ca_dir,

@@ -42,7 +42,9 @@ fn addr(ip: &str, port: u16) -> anyhow::Result<Option<SocketAddr>> {
 
 #[derive(clap::Args)]
 pub struct Common {
-    /// Control plane xDS address.
+    /// Control plane xDS address: `host:port` (plaintext, loopback), or
+    /// `https://host:port`, its TLS port, where the proxy shows its
+    /// workload certificate (needs --ca).
     #[arg(long, default_value = "127.0.0.1:15010")]
     xds: String,
     #[arg(long, default_value = "default")]
@@ -160,6 +162,12 @@ impl Common {
         let ip = "127.0.0.1";
         let admin_addr = addr(ip, self.admin_port)?;
         node.admin = admin_addr.map(|a| a.to_string());
+        if self.xds.starts_with("https://") && self.ca.is_none() {
+            anyhow::bail!(
+                "--xds {} is the control plane's TLS port: the proxy shows its workload certificate there, so it needs --ca (and --token-file)",
+                self.xds
+            );
+        }
         let ca = match self.ca.clone() {
             Some(api) => Some((self.control_api(api)?, weft_proxy::mtls::spiffe_id(&self.namespace, service_account))),
             None => None,

@@ -41,8 +41,15 @@ pub struct Ads {
     streams: AtomicU64,
 }
 
+/// The identity a stream's TLS client certificate proved (the API's TLS
+/// port puts it in the request's extensions); a plaintext stream has none.
+#[derive(Clone, Debug)]
+pub struct Proven(pub crate::auth::Identity);
+
+pub type AdsServer = AggregatedDiscoveryServiceServer<Ads>;
+
 impl Ads {
-    pub fn server(hub: Arc<Hub>) -> AggregatedDiscoveryServiceServer<Ads> {
+    pub fn server(hub: Arc<Hub>) -> AdsServer {
         AggregatedDiscoveryServiceServer::new(Ads { hub, streams: AtomicU64::new(0) })
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(256 << 20)
@@ -99,6 +106,8 @@ struct Stream_ {
     hold_until: Option<tokio::time::Instant>,
     /// The proxy's address as this connection sees it.
     peer: Option<std::net::SocketAddr>,
+    /// Who its TLS client certificate proved (xDS on the TLS port).
+    proven: Option<crate::auth::Identity>,
     hub: Arc<Hub>,
     node: Option<ProxyNode>,
     subs: HashMap<String, Sub>,
@@ -169,6 +178,18 @@ impl Stream_ {
                 return false;
             };
             let node = ProxyNode::from_node(node);
+            // Over TLS a proxy's config is that of the namespace its
+            // certificate proves, never another's.
+            if let Some(p) = self.proven.as_ref().filter(|p| p.namespace != node.namespace) {
+                self.hub.metrics.unauthorized("xds");
+                tracing::warn!(stream = self.id, proxy = %node.id, proven = %p.namespace, "refused: a proxy asked for another namespace's config");
+                let msg = format!(
+                    "this certificate proves namespace `{}`; the node says `{}`: a proxy gets its own namespace's config",
+                    p.namespace, node.namespace
+                );
+                let _ = self.out.send(Err(Status::permission_denied(msg))).await;
+                return false;
+            }
             tracing::info!(stream = self.id, proxy = %node.id, role = ?node.role, "proxy connected");
             let admin = node.admin.as_deref().map(|a| admin_addr(a, self.peer));
             if let Some(Err(e)) = &admin {
@@ -258,6 +279,7 @@ impl AggregatedDiscoveryService for Ads {
         req: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let peer = req.remote_addr();
+        let proven = req.extensions().get::<Proven>().map(|p| p.0.clone());
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let id = self.streams.fetch_add(1, Ordering::Relaxed);
@@ -268,6 +290,7 @@ impl AggregatedDiscoveryService for Ads {
                 id,
                 hold_until: None,
                 peer,
+                proven,
                 hub: hub.clone(),
                 node: None,
                 subs: HashMap::new(),

@@ -33,8 +33,11 @@ use tokio::net::TcpListener;
 
 pub struct ControlOptions {
     pub config_dir: PathBuf,
-    /// ADS (gRPC, plain): 15010 by Istio's convention.
+    /// ADS (gRPC, plain): 15010 by Istio's convention. Loopback only unless
+    /// `insecure_plaintext_xds`: it serves anyone who reaches it the whole
+    /// mesh's config. Proxies elsewhere take xDS on the TLS port.
     pub xds_addr: SocketAddr,
+    pub insecure_plaintext_xds: bool,
     /// HTTP API: 15014.
     pub api_addr: SocketAddr,
     /// The API over TLS (Istio's 15012 is its CA port).
@@ -99,6 +102,12 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     };
     let ca = Arc::new(ca::Ca::open(&ca_dir, ca::TRUST_DOMAIN, opts.workload_ttl)?);
     let auth = Arc::new(auth::Auth::open(&ca_dir)?);
+    if !opts.xds_addr.ip().is_loopback() && !opts.insecure_plaintext_xds {
+        anyhow::bail!(
+            "plaintext xDS on {} would serve the whole mesh's config to anyone who reaches it: keep --xds-addr on              loopback and point proxies on other hosts at the TLS port (`weft proxy --xds https://<--api-tls-addr>`),              or pass --insecure-plaintext-xds to serve it anyway",
+            opts.xds_addr
+        );
+    }
     let xds = TcpListener::bind(opts.xds_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind xDS address {}: {e}", opts.xds_addr))?;
@@ -111,6 +120,7 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     let (xds_addr, api_addr, api_tls_addr) = (xds.local_addr()?, api.local_addr()?, api_tls.local_addr()?);
 
     let server = ads::Ads::server(hub.clone());
+    let xds_server = server.clone();
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds);
         if let Err(e) = tonic::transport::Server::builder().add_service(server).serve_with_incoming(incoming).await {
@@ -121,7 +131,8 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     tokio::spawn(stats::run(hub.clone(), stats.clone(), opts.limits.stats_every));
     let traces = Arc::new(traces::Traces::default());
     tokio::spawn(traces::serve(otlp, traces.clone()));
-    let served = Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone(), stats, traces });
+    let served =
+        Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone(), stats, traces, xds: xds_server });
     let tls_cfg = api::tls::server_config(&served, api_tls_addr.ip())?;
     tokio::spawn(api::tls::serve(served.clone(), api_tls, tls_cfg));
     tokio::spawn(async move {

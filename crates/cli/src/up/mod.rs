@@ -125,6 +125,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let control = weft_control::start(weft_control::ControlOptions {
         config_dir: dir.clone(),
         xds_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        insecure_plaintext_xds: false,
         api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         api_tls_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ca_dir: a.ca_dir.clone(),
@@ -134,6 +135,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     })
     .await?;
     let xds = control.xds_addr.to_string();
+    // Its proxies take xDS on the TLS port, each showing its certificate;
+    // the plaintext port stays on loopback for other xDS clients (Envoy).
+    let proxies_xds = format!("https://{}", control.api_tls_addr);
     let api = control.api_addr.to_string();
     let creds_dir = control.ca_dir.join("proxies");
     {
@@ -176,7 +180,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let mut launcher = Launcher {
         ports: Ports::default(),
         exe: exe.clone(),
-        xds: xds.clone(),
+        xds: proxies_xds.clone(),
         log: child_log.clone(),
         stalled: Default::default(),
         creds: creds.clone(),
@@ -198,7 +202,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         let args: Vec<String> = [
             "gateway",
             "--xds",
-            &xds,
+            &proxies_xds,
             "--labels",
             &labels_arg(&labels),
             "--port-offset",
@@ -413,7 +417,7 @@ fn write_ready(
 
 fn print_table(dir: &Path, xds: &str, api: &str, gateways: &[GatewayProc], replicas: &[Replica]) {
     println!("weft up: the mesh from {} is running\n", dir.display());
-    println!("  control plane   xDS {xds}   API http://{api}");
+    println!("  control plane   xDS {xds} (plaintext, loopback; the proxies use TLS)   API http://{api}");
     println!(
         "  dashboard       http://{api}/dashboard   (`weft dashboard` prints it with the admin token its reads need)"
     );

@@ -67,6 +67,8 @@ pub struct Api {
     pub auth: Arc<Auth>,
     pub stats: Arc<crate::stats::Stats>,
     pub traces: Arc<crate::traces::Traces>,
+    /// xDS, for proxies on the TLS port.
+    pub xds: crate::ads::AdsServer,
 }
 
 /// The refusal of a request that did not prove `identity` (or admin).

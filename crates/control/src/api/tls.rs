@@ -1,10 +1,13 @@
-//! The API's TLS port (Istio's 15012, for the CA): the control plane's own
-//! certificate, signed by the mesh root, and an optional client
-//! certificate of the mesh, whose identity proves who calls (renewal,
-//! registration) without a token.
+//! The API's TLS port (Istio's 15012, for the CA and xDS): the control
+//! plane's own certificate, signed by the mesh root, and an optional
+//! client certificate of the mesh, whose identity proves who calls
+//! (renewal, registration) without a token. xDS (gRPC, HTTP/2) is served
+//! here too, to proxies that show their certificate: each gets the config
+//! of the namespace it proves (`ads::Proven`).
 
 use super::Api;
 use crate::auth::Identity;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -54,11 +57,52 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, cfg: Arc<rustls::Server
                 Err(_) => return tracing::debug!(%peer, "API TLS handshake timed out"),
             };
             let caller = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| identity(&api, c));
-            let svc = hyper::service::service_fn(move |req| super::handle(api.clone(), caller.clone(), req));
+            let local = stream.get_ref().0.local_addr().ok();
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (api, caller) = (api.clone(), caller.clone());
+                async move {
+                    if req.uri().path().starts_with(ADS_PATH) {
+                        let conn =
+                            tonic::transport::server::TcpConnectInfo { local_addr: local, remote_addr: Some(peer) };
+                        return Ok::<_, std::convert::Infallible>(xds(&api, caller, conn, req).await);
+                    }
+                    let resp = super::handle(api, caller, req).await?;
+                    Ok(resp.map(|b| b.map_err(|never| match never {}).boxed_unsync()))
+                }
+            });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+const ADS_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/";
+
+type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// One xDS stream, from a proxy that showed its workload certificate.
+async fn xds(
+    api: &Api,
+    caller: Option<Identity>,
+    conn: tonic::transport::server::TcpConnectInfo,
+    mut req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Body> {
+    use tower::Service;
+    let box_body = |r: hyper::Response<tonic::body::Body>| r.map(|b| b.map_err(Into::into).boxed_unsync());
+    let Some(id) = caller else {
+        api.hub.metrics.unauthorized("xds");
+        let refused = tonic::Status::unauthenticated(
+            "xDS on the TLS port needs the proxy's workload certificate (`weft proxy --ca ... --xds https://...`)",
+        );
+        return box_body(refused.into_http());
+    };
+    req.extensions_mut().insert(crate::ads::Proven(id));
+    req.extensions_mut().insert(conn);
+    let mut svc = api.xds.clone();
+    match svc.call(req).await {
+        Ok(resp) => box_body(resp),
+        Err(never) => match never {},
     }
 }
 

@@ -6,6 +6,7 @@
 //! Anything else is NACKed with the reason and the last good config stays.
 //! On disconnect the proxy keeps serving and reconnects with backoff.
 
+mod tls;
 pub mod transport;
 
 use crate::config::wire::{Raw, RawMap, Wire, rds_names, spend_all, wire_name};
@@ -400,8 +401,13 @@ impl Session<'_> {
 }
 
 async fn stream_once(addr: &str, state: &Arc<ProxyState>, kept: &mut Kept) -> anyhow::Result<()> {
-    let endpoint = if addr.starts_with("http") { addr.to_owned() } else { format!("http://{addr}") };
-    let mut channel = tonic::transport::Endpoint::from_shared(endpoint)?.connect().await?;
+    let mut channel = match addr.strip_prefix("https://") {
+        Some(tls_addr) => tls::connect(tls_addr, state).await?,
+        None => {
+            let endpoint = if addr.starts_with("http") { addr.to_owned() } else { format!("http://{addr}") };
+            tonic::transport::Endpoint::from_shared(endpoint)?.connect().await?
+        }
+    };
     let (tx, rx) = mpsc::channel(16);
     let eds_aliases = eds_aliases(&state.config.load());
     let rds = rds_names(&kept.raw.listeners);
