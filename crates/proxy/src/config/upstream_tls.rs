@@ -21,11 +21,8 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{UpstreamTlsContext, common_tls_context};
 use prost::Message;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
 
 /// Istio's SDS names for the workload certificate and the mesh root.
@@ -221,7 +218,11 @@ fn compile(ctx: &UpstreamTlsContext) -> Result<TlsKind, CompileError> {
         "" => None,
         sni => Some(ServerName::try_from(sni.to_owned()).map_err(|e| err("sni", &e))?),
     };
-    let verifier = Arc::new(Verify { roots, sans: sans.into(), algs: provider.signature_verification_algorithms });
+    // A server's names are checked only against those listed (as Envoy:
+    // none listed, none checked; weft's control plane lists the SNI then).
+    let names: Option<crate::mtls::NameCheck> = (!sans.is_empty())
+        .then(|| Box::new(move |cert: &CertificateDer<'_>| sans.iter().any(|s| s.matches(&cert_names(cert)))) as _);
+    let verifier = Arc::new(crate::mtls::ServerChain::new(roots, names, provider.signature_verification_algorithms));
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err("TLS versions", &e))?
@@ -258,56 +259,6 @@ fn compile(ctx: &UpstreamTlsContext) -> Result<TlsKind, CompileError> {
         // Without SNI the name is sent nowhere and checked by nothing.
         server_name: server_name.unwrap_or_else(|| ServerName::try_from("upstream.invalid").expect("a valid name")),
     })))
-}
-
-/// Checks an origination server: its chain against `roots` (None: any
-/// server, `insecureSkipVerify`), then its names against `sans`.
-#[derive(Debug)]
-struct Verify {
-    roots: Option<Arc<rustls::RootCertStore>>,
-    sans: Arc<[SanMatch]>,
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Verify {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(roots) = &self.roots else { return Ok(ServerCertVerified::assertion()) };
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(&cert, roots, intermediates, now, self.algs.all)?;
-        if !self.sans.is_empty() && !self.sans.iter().any(|s| s.matches(&cert_names(end_entity))) {
-            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName));
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ impl MeshTls {
             let mut c = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()?
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(MeshRoot { roots: roots.clone(), algs }))
+                .with_custom_certificate_verifier(Arc::new(ServerChain::new(Some(roots.clone()), None, algs)))
                 .with_client_auth_cert(chain.clone(), key.clone_key())?;
             c.alpn_protocols = vec![alpn.to_vec()];
             Ok(Arc::new(c))
@@ -114,17 +114,34 @@ impl MeshTls {
     }
 }
 
-/// Accepts a server whose certificate chains to the mesh root. Mesh
-/// endpoints are dialled by address, so there is no DNS name to check;
-/// the server's SPIFFE ID is checked against its cluster's list once the
-/// handshake is done (one configuration serves every cluster).
-#[derive(Debug)]
-struct MeshRoot {
-    roots: Arc<RootCertStore>,
+/// What a server's certificate must also pass once its chain checks out
+/// (its names, for TLS origination); None: the chain alone decides.
+pub type NameCheck = Box<dyn Fn(&CertificateDer<'_>) -> bool + Send + Sync>;
+
+/// Accepts a server whose certificate chains to `roots` (None: any server,
+/// as `insecureSkipVerify` asks) and passes `names`. Mesh endpoints are
+/// dialled by address, so the mesh's verifier checks no name; the server's
+/// SPIFFE ID is checked against its cluster's list once the handshake is
+/// done (one configuration serves every cluster).
+pub struct ServerChain {
+    roots: Option<Arc<RootCertStore>>,
+    names: Option<NameCheck>,
     algs: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for MeshRoot {
+impl std::fmt::Debug for ServerChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerChain").field("checks_names", &self.names.is_some()).finish()
+    }
+}
+
+impl ServerChain {
+    pub fn new(roots: Option<Arc<RootCertStore>>, names: Option<NameCheck>, algs: WebPkiSupportedAlgorithms) -> Self {
+        ServerChain { roots, names, algs }
+    }
+}
+
+impl ServerCertVerifier for ServerChain {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -133,14 +150,12 @@ impl ServerCertVerifier for MeshRoot {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(roots) = &self.roots else { return Ok(ServerCertVerified::assertion()) };
         let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algs.all,
-        )?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(&cert, roots, intermediates, now, self.algs.all)?;
+        if self.names.as_ref().is_some_and(|check| !check(end_entity)) {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName));
+        }
         Ok(ServerCertVerified::assertion())
     }
 

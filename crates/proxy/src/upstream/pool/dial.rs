@@ -60,7 +60,7 @@ impl Secure {
                 let tls = tls.as_deref()?;
                 let config = if protocol == Some(Protocol::Http2) { &tls.client_h2 } else { &tls.client_h1 };
                 // Mesh endpoints are dialled by address: the chain is checked
-                // against the mesh root (`mtls::MeshRoot`), the identity here.
+                // against the mesh root (`mtls::ServerChain`), the identity here.
                 Some(Client { config: config.clone(), name: None, sans: Some(sans.clone()) })
             }
             Secure::Origin(o) => {
