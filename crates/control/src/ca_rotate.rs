@@ -11,7 +11,7 @@
 //!
 //! A connection never meets a certificate its peer does not trust, as
 //! long as each step waits for every proxy to have taken the one before
-//! (`weft status`'s ROOTS column; `weft check` says so too).
+//! (`weft status`'s ROOTS column; `weft check` names the proxies behind).
 
 use crate::ca::{Ca, TRUST_DOMAIN, WORKLOAD_TTL};
 use anyhow::{Context, bail};

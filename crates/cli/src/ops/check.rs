@@ -151,6 +151,39 @@ fn workload_certs(proxies: &Value, ttl: i64) -> Vec<Finding> {
     out
 }
 
+/// A root rotation under way (`weft ca rotate`): the CA trusts two roots,
+/// and which proxies have not yet taken its current step.
+fn rotation(ca: &Value, proxies: &Value) -> Vec<Finding> {
+    let roots = ca["roots"].as_u64().unwrap_or(1);
+    let signer = ca["signerId"].as_str();
+    let mut behind = Vec::new();
+    for p in proxies.as_array().into_iter().flatten() {
+        let m = &p["mtls"];
+        if m.is_null() || !p["error"].is_null() {
+            continue;
+        }
+        let name = proxy_name(p["id"].as_str().unwrap_or_default());
+        if m["roots"].as_u64().is_some_and(|n| n != roots) {
+            behind.push(format!("{name} trusts {} roots", m["roots"]));
+        } else if signer.is_some_and(|s| m["signer"].as_str().is_some_and(|own| own != s)) {
+            behind.push(format!("{name} holds a certificate of the old signer"));
+        }
+    }
+    let mut out = Vec::new();
+    if !behind.is_empty() {
+        let detail =
+            format!("{} of the CA's step (its bundle holds {roots} roots): {}", behind.len(), behind.join("; "));
+        out.push(finding(Level::Warn, "rotation", format!("proxies behind {detail}; wait before the next step")));
+    } else if roots > 1 {
+        out.push(finding(
+            Level::Ok,
+            "rotation",
+            "a root rotation is under way; every proxy has taken its current step",
+        ));
+    }
+    out
+}
+
 pub async fn run(a: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
     let api = a.target.api()?;
     let mut findings = Vec::new();
@@ -167,6 +200,7 @@ pub async fn run(a: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
             findings.extend(proxies(&get(&api, "/debug/proxies").await?, latest));
             let certs = get(&api, "/debug/certs").await?;
             findings.extend(ca(&certs["ca"], a.warn_days));
+            findings.extend(rotation(&certs["ca"], &certs["proxies"]));
             findings
                 .extend(workload_certs(&certs["proxies"], certs["ca"]["workloadTtlSeconds"].as_i64().unwrap_or(86400)));
         }
@@ -195,6 +229,27 @@ pub async fn run(a: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_rotation_names_the_proxies_behind_its_step() {
+        let ca = json!({"roots": 2, "signerId": "new"});
+        let p = |id: &str, roots: u64, signer: &str| json!({"id": id, "mtls": {"roots": roots, "signer": signer}});
+        let all = json!([p("sidecar~127.0.0.1~a.default", 2, "new"), p("sidecar~127.0.0.1~b.default", 2, "new")]);
+        let ok = rotation(&ca, &all);
+        assert_eq!((ok.len(), ok[0].level), (1, Level::Ok));
+        let lagging = json!([p("sidecar~127.0.0.1~a.default", 1, "new"), p("sidecar~127.0.0.1~b.default", 2, "old")]);
+        let w = rotation(&ca, &lagging);
+        assert_eq!(w[0].level, Level::Warn);
+        assert!(
+            w[0].detail.contains("a.default trusts 1 roots") && w[0].detail.contains("b.default holds"),
+            "{}",
+            w[0].detail
+        );
+        assert!(
+            rotation(&json!({"roots": 1, "signerId": "new"}), &json!([p("sidecar~127.0.0.1~a.default", 1, "new")]))
+                .is_empty()
+        );
+    }
 
     #[test]
     fn findings_fail_on_nacks_and_expiry_and_warn_ahead_of_them() {
