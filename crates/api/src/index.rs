@@ -246,8 +246,32 @@ impl<'a> Index<'a> {
     }
 
     /// The DestinationRule for service `fqdn` as seen from namespace `ns`:
-    /// the caller's namespace first, then the service's, then any.
+    /// the caller's namespace first, then the service's, then any. A rule's
+    /// `workloadSelector` is not looked at (validation: a subset may come
+    /// from any rule); translation asks `destination_rule_for` a caller.
     pub fn destination_rule(&self, fqdn: &str, ns: &str) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
+        self.pick_rule(fqdn, ns, None)
+    }
+
+    /// The DestinationRule a caller in `ns` with `labels` gets for `fqdn`:
+    /// a rule of its own namespace whose `workloadSelector` selects it comes
+    /// first; a rule whose selector does not select it never applies (nor
+    /// does one with a selector in another namespace, as Istio's).
+    pub fn destination_rule_for(
+        &self,
+        fqdn: &str,
+        ns: &str,
+        labels: &crate::types::Labels,
+    ) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
+        self.pick_rule(fqdn, ns, Some(labels))
+    }
+
+    fn pick_rule(
+        &self,
+        fqdn: &str,
+        ns: &str,
+        caller: Option<&crate::types::Labels>,
+    ) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
         let mut best: Option<(u8, (&'a Resource, &'a DestinationRuleSpec))> = None;
         for (r, d) in self.destination_rules() {
             // A ServiceEntry's host (`api.example`) is itself; the
@@ -256,12 +280,23 @@ impl<'a> Index<'a> {
             if !names_it || !self.exported(r, ns) {
                 continue;
             }
-            let rank = if r.namespace() == ns {
+            let selected = match (caller, &d.workload_selector) {
+                (Some(labels), Some(sel)) => {
+                    if r.namespace() != ns || !crate::types::selects(&sel.match_labels, labels) {
+                        continue;
+                    }
+                    true
+                }
+                _ => false,
+            };
+            let rank = if selected {
                 0
-            } else if fqdn.split('.').nth(1) == Some(r.namespace()) {
+            } else if r.namespace() == ns {
                 1
-            } else {
+            } else if fqdn.split('.').nth(1) == Some(r.namespace()) {
                 2
+            } else {
+                3
             };
             if best.as_ref().is_none_or(|(b, _)| rank < *b) {
                 best = Some((rank, (r, d)));

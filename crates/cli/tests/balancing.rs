@@ -185,3 +185,40 @@ fn a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start() {
         assert_eq!(owners.len(), 3, "sessions spread over the instances: {owners:?}");
     });
 }
+
+/// A DestinationRule with a `workloadSelector` applies to the callers it
+/// selects (in its namespace) and to no other; they get the rule without
+/// one. Here the selected caller hashes by a header, the other does not.
+#[test]
+fn a_rule_with_a_workload_selector_applies_to_the_callers_it_selects() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("lb", "a").await;
+        let (_b, pb) = demo("lb", "b").await;
+        let picky = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: lb-picky}\nspec:\n  host: lb\n  workloadSelector: {matchLabels: {app: picky}}\n  trafficPolicy:\n    loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n";
+        let yaml = entries(&[(pa, 1), (pb, 1)]) + &rule("{simple: ROUND_ROBIN}") + picky;
+        std::fs::write(dir.path().join("lb.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let selected = Sidecar::start_with(&control.xds, "picky", &["--labels", "app=picky"]).await;
+        let other = Sidecar::start_with(&control.xds, "other", &["--labels", "app=other"]).await;
+        let user = [("x-user", "ada")];
+        let seen = |out: String| async move {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..12 {
+                seen.insert(instance_of(&out, &user).await);
+            }
+            seen
+        };
+        let (pick, rest) = (selected.outbound.clone(), other.outbound.clone());
+        eventually(20, "both sidecars route to lb", || {
+            let (p, r) = (pick.clone(), rest.clone());
+            async move {
+                let ok = |o: String| async move { try_request(&o, "GET", "http://lb/", &[], Default::default()).await.is_ok_and(|r| r.status == 200) };
+                ok(p).await && ok(r).await
+            }
+        })
+        .await;
+        assert_eq!(seen(pick).await.len(), 1, "the selected caller hashes x-user to one instance");
+        assert_eq!(seen(rest).await.len(), 2, "the other caller gets the rule without a selector: round robin");
+    });
+}

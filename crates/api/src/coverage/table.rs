@@ -13,6 +13,7 @@ const FEATURES: &str = "route_features.rs::rewrite_headers_timeout_retries_and_r
 const CORS: &str = "cors.rs::cors_preflights_are_answered_and_allowed_origins_get_the_headers";
 const DELEGATE: &str = "delegate.rs::a_delegate_serves_the_roots_match_under_istios_merge_rules";
 const EXTERNAL: &str = "discovery.rs::external_name_services_resolve_and_client_ip_affinity_sticks";
+const RULE_SELECTOR: &str = "balancing.rs::a_rule_with_a_workload_selector_applies_to_the_callers_it_selects";
 const COOKIE: &str = "balancing.rs::a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start";
 const DRAINING: &str = "discovery.rs::terminating_endpoints_serve_only_while_none_is_ready";
 const KEEPALIVE: &str = "keepalive.rs::tcp_keepalive_reaches_the_upstream_sockets";
@@ -310,7 +311,8 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "spec.subsets[].name", Applied(BOOKINFO)),
     row("DestinationRule", "spec.subsets[].labels", Applied(BOOKINFO)),
     row("DestinationRule", "spec.exportTo", Applied(EXPORT_TO)),
-    row("DestinationRule", "spec.workloadSelector", NotApplied("the rule applies to every caller")),
+    row("DestinationRule", "spec.workloadSelector", Applied(RULE_SELECTOR)),
+    row("DestinationRule", "spec.workloadSelector.matchLabels", Applied(RULE_SELECTOR)),
     row("DestinationRule", "**.trafficPolicy", Applied(OUTLIER)),
     row("DestinationRule", "**.portLevelSettings", Untested),
     row("DestinationRule", "**.portLevelSettings[].port", Untested),

@@ -340,7 +340,7 @@ pub fn build(
         _ => index.reachable_services(&node.namespace, &node.labels).collect(),
     };
     for svc in services {
-        let found = index.destination_rule(&svc.fqdn, &node.namespace);
+        let found = index.destination_rule_for(&svc.fqdn, &node.namespace, &node.labels);
         let dr = found.map(|(_, d)| d);
         let ext = found.map(|(r, _)| Extensions::of(&r.meta.annotations)).unwrap_or_default();
         let mut subsets: Vec<Option<&Subset>> = vec![None];

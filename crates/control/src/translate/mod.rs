@@ -41,7 +41,8 @@ pub struct Snapshot {
     /// snapshots (a publish copies pointers, not instances).
     pub instances: Vec<Arc<Instance>>,
     /// Some DestinationRule ranks endpoints by the caller's labels
-    /// (`failoverPriority`); computed on first use.
+    /// (`failoverPriority`) or applies by them (`workloadSelector`);
+    /// computed on first use.
     pub label_failover: std::sync::OnceLock<bool>,
     /// Where the control plane's trace store takes spans (`weft` provider).
     pub trace_store: Option<std::net::SocketAddr>,
@@ -57,10 +58,11 @@ impl Snapshot {
         Snapshot { version, resources, instances, label_failover: Default::default(), trace_store: None }
     }
 
-    /// True when a caller's labels can change the endpoints it is sent.
+    /// True when a caller's labels can change the clusters or endpoints it is sent.
     pub fn label_failover(&self) -> bool {
         *self.label_failover.get_or_init(|| {
             self.resources.iter().any(|r| match &r.spec {
+                weft_api::Spec::DestinationRule(d) if d.workload_selector.is_some() => true,
                 weft_api::Spec::DestinationRule(d) => {
                     let tps = d.traffic_policy.iter().chain(d.subsets.iter().filter_map(|s| s.traffic_policy.as_ref()));
                     tps.flat_map(|tp| {

@@ -3,6 +3,7 @@
 //! header operations and consistent-hash policies.
 
 use super::super::cluster_name;
+use super::super::node::ProxyNode;
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, HeaderValue, HeaderValueOption, RuntimeFractionalPercent, data_source,
 };
@@ -98,10 +99,17 @@ pub(super) fn retry_policy(r: Option<&HttpRetry>, timeout: Option<&Duration>) ->
     })
 }
 
-pub(super) fn hash_policy(index: &Index, ns: &str, d: &Destination) -> Vec<route_action::HashPolicy> {
+/// The hash policy of `d`'s DestinationRule as `caller` gets it (a rule's
+/// `workloadSelector` may pick it), resolving `d.host` in `ns`.
+pub(super) fn hash_policy(
+    index: &Index,
+    ns: &str,
+    caller: &ProxyNode,
+    d: &Destination,
+) -> Vec<route_action::HashPolicy> {
     use route_action::hash_policy::{self as hp, PolicySpecifier as P};
     let Some(svc) = index.service(&d.host, ns) else { return Vec::new() };
-    let dr = index.destination_rule(&svc.fqdn, ns).map(|(_, dr)| dr);
+    let dr = index.destination_rule_for(&svc.fqdn, &caller.namespace, &caller.labels).map(|(_, dr)| dr);
     let subset_lb = d
         .subset
         .as_ref()
@@ -150,6 +158,7 @@ pub(super) fn single_destination(rule: &HttpRoute) -> Option<&HttpRouteDestinati
 pub(super) fn action(
     index: &Index,
     ns: &str,
+    caller: &ProxyNode,
     rule: &HttpRoute,
     m: Option<&HttpMatchRequest>,
     request_port: u16,
@@ -229,7 +238,7 @@ pub(super) fn action(
         } else {
             retry_policy(rule.retries.as_ref(), rule.timeout.as_ref())
         },
-        hash_policy: rule.route.first().map(|d| hash_policy(index, ns, &d.destination)).unwrap_or_default(),
+        hash_policy: rule.route.first().map(|d| hash_policy(index, ns, caller, &d.destination)).unwrap_or_default(),
         ..Default::default()
     };
     if let Some(rw) = &rule.rewrite {

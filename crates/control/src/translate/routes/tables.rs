@@ -51,7 +51,7 @@ fn rules_to_routes<'a>(
             out.push(rt::Route {
                 name,
                 r#match: Some(route_match(m)),
-                action: Some(action(index, namespace, rule, m, place.port.saturating_add(offset))),
+                action: Some(action(index, namespace, place.node, rule, m, place.port.saturating_add(offset))),
                 request_headers_to_add: add.clone(),
                 request_headers_to_remove: remove.clone(),
                 response_headers_to_add: radd.clone(),
@@ -78,7 +78,7 @@ fn default_route(index: &Index, node: &ProxyNode, svc: &SvcInfo, port: u16) -> r
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster_name(port, "", &svc.fqdn))),
             timeout: Some(pb_duration(std::time::Duration::ZERO)),
             retry_policy: retry_policy(None, None),
-            hash_policy: hash_policy(index, &node.namespace, &dest),
+            hash_policy: hash_policy(index, &node.namespace, node, &dest),
             ..Default::default()
         })),
         ..Default::default()
