@@ -34,19 +34,32 @@ pub fn repo() -> PathBuf {
 }
 
 /// A port free now, for a process the test starts to bind. Taken below
-/// Linux's ephemeral range (32768 up): a port the kernel hands to someone
-/// binding port 0 (another test's server, an outgoing connection) can then
-/// never be the one given here, which was a source of `address in use`.
+/// Linux's ephemeral range (32768 up), so a port the kernel hands to
+/// someone binding port 0 (another test's server, an outgoing connection)
+/// is never one given here; and marked in a shared directory for a minute,
+/// so two test processes running side by side are never given the same
+/// port before either has bound it. Both were sources of `address in use`.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    let marks = std::env::temp_dir().join("weft-test-ports");
+    let _ = std::fs::create_dir_all(&marks);
     let seed = std::process::id() as u64 * 7919
         + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    for _ in 0..1000 {
+    for _ in 0..2000 {
         // An odd multiplier walks the range in a scrambled order.
         let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(2_654_435_761));
         let port = 20_000 + (n % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mark = marks.join(port.to_string());
+        let fresh = std::fs::metadata(&mark)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(60));
+        if fresh {
+            continue; // handed to another test process a moment ago
+        }
+        let _ = std::fs::remove_file(&mark);
+        let claimed = std::fs::OpenOptions::new().write(true).create_new(true).open(&mark).is_ok();
+        if claimed && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
