@@ -33,9 +33,12 @@ use crate::mtls::Slot;
 
 pub mod body;
 mod dial;
+mod error;
 pub use body::{BoxError, RequestBody as Body};
 pub use dial::UpstreamIo;
 use dial::{Secure, dial};
+pub use error::UpstreamError;
+use error::h1_error;
 
 const MAX_IDLE: usize = 256;
 
@@ -96,17 +99,6 @@ fn noop() -> Context<'static> {
     Context::from_waker(std::task::Waker::noop())
 }
 
-/// What a failed HTTP/1.1 exchange means for a retry: a request the
-/// upstream cannot have seen (cancelled before sending, or a reused
-/// connection that turned out closed: the keep-alive race) may be resent.
-fn h1_error(addr: SocketAddr, reused: bool, e: hyper::Error) -> UpstreamError {
-    if e.is_canceled() || (reused && e.is_incomplete_message()) {
-        UpstreamError::NotSent(addr, e)
-    } else {
-        UpstreamError::Reset(addr, e)
-    }
-}
-
 /// Counts a connection in its pool's `connections` while it lives (weak:
 /// the pool holds its idle connections).
 struct Counted(Weak<EndpointPool>);
@@ -126,35 +118,6 @@ struct H2Conn {
     born: Instant,
     served: u32,
     last_used: Instant,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("connect to {0} failed: {1}")]
-    Connect(SocketAddr, std::io::Error),
-    #[error("connect to {0} timed out")]
-    ConnectTimeout(SocketAddr),
-    #[error("handshake with {0} failed: {1}")]
-    Handshake(SocketAddr, hyper::Error),
-    #[error("TLS handshake with {0} failed: {1}")]
-    Tls(SocketAddr, std::io::Error),
-    /// The request may not have reached the upstream (safe to retry).
-    #[error("upstream {0} closed the connection before the request was sent: {1}")]
-    NotSent(SocketAddr, hyper::Error),
-    #[error("upstream {0} reset: {1}")]
-    Reset(SocketAddr, hyper::Error),
-}
-
-impl UpstreamError {
-    pub fn is_connect(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Connect(..)
-                | UpstreamError::ConnectTimeout(_)
-                | UpstreamError::Handshake(..)
-                | UpstreamError::Tls(..)
-        )
-    }
 }
 
 #[derive(Debug, Default)]
