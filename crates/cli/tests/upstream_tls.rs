@@ -6,7 +6,7 @@
 //! `insecureSkipVerify`, `credentialName`), for HTTP and TCP ports.
 
 mod common;
-use common::https::{Pki, pki};
+use common::https::{Pki, pki, tls_secret};
 use common::origin::{answers, external, tls_server, write_pem};
 use common::*;
 
@@ -89,16 +89,6 @@ fn a_server_showing_another_services_identity_is_refused() {
     });
 }
 
-fn secret(name: &str, (cert, key): &(String, String), ca: &str) -> String {
-    let indent = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}  ca.crt: |\n{}",
-        indent(cert),
-        indent(key),
-        indent(ca)
-    )
-}
-
 #[test]
 fn a_destination_rule_originates_tls_to_services_outside_the_mesh() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +149,7 @@ fn a_destination_rule_originates_tls_to_services_outside_the_mesh() {
         std::fs::write(&config, external("shop.example", mutual, tcp_port, &tls)).unwrap();
         answers(&sc.outbound, "shop.example", 200, "client=yes").await;
         let yaml = external("shop.example", mutual, tcp_port, "{mode: MUTUAL, credentialName: shop-client}")
-            + &secret("shop-client", &client, &server_ca);
+            + &tls_secret("shop-client", &client, Some(&server_ca));
         // Back to SIMPLE first, so that the Secret's rule is seen to work.
         std::fs::write(&config, external("shop.example", mutual, tcp_port, &simple)).unwrap();
         answers(&sc.outbound, "shop.example", 503, "").await;

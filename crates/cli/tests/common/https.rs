@@ -42,7 +42,8 @@ pub fn pki() -> Pki {
     }
 }
 
-fn tls_secret(name: &str, (cert, key): &(String, String), ca: Option<&str>) -> String {
+/// A `kubernetes.io/tls` Secret holding `cert` and `key`, and `ca.crt` when given.
+pub fn tls_secret(name: &str, (cert, key): &(String, String), ca: Option<&str>) -> String {
     let indent = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
     let ca = ca.map(|c| format!("  ca.crt: |\n{}", indent(c))).unwrap_or_default();
     format!(

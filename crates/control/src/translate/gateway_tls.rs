@@ -11,10 +11,9 @@
 use super::node::ProxyNode;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source, transport_socket};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SubjectAltNameMatcher, TlsCertificate,
-    TlsParameters, common_tls_context, subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate, TlsParameters,
+    common_tls_context, tls_parameters::TlsProtocol,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 use weft_api::index::Index;
@@ -57,11 +56,11 @@ pub fn chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<TlsChain> {
     out
 }
 
-fn inline(bytes: &[u8]) -> Option<DataSource> {
+pub(super) fn inline(bytes: &[u8]) -> Option<DataSource> {
     Some(DataSource { specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())), ..Default::default() })
 }
 
-fn file(path: &str) -> Option<DataSource> {
+pub(super) fn file(path: &str) -> Option<DataSource> {
     Some(DataSource { specifier: Some(data_source::Specifier::Filename(path.to_owned())), ..Default::default() })
 }
 
@@ -104,18 +103,7 @@ fn context(
     let mutual = mode == TlsTermination::Mutual;
     let validation = if mutual {
         // A client must show one of these names (DNS or, with a scheme, URI).
-        let sans = tls
-            .subject_alt_names
-            .iter()
-            .map(|n| SubjectAltNameMatcher {
-                san_type: if n.contains("://") { SanType::Uri } else { SanType::Dns } as i32,
-                matcher: Some(StringMatcher {
-                    match_pattern: Some(MatchPattern::Exact(n.clone())),
-                    ignore_case: false,
-                }),
-                ..Default::default()
-            })
-            .collect();
+        let sans = tls.subject_alt_names.iter().map(|n| super::upstream_tls::san(n)).collect();
         let v = CertificateValidationContext {
             trusted_ca: Some(ca?),
             match_typed_subject_alt_names: sans,

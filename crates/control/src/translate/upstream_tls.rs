@@ -15,10 +15,11 @@
 //! and lists the SPIFFE IDs the server may show: the service accounts of
 //! the service's endpoints and its ServiceEntry's `subjectAltNames`.
 
+use super::gateway_tls::{file, inline};
 use super::listeners::ads;
 use super::node::ProxyNode;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::TransportSocketMatch};
-use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source, transport_socket};
+use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher, TlsCertificate,
     UpstreamTlsContext, common_tls_context, subject_alt_name_matcher::SanType,
@@ -84,6 +85,12 @@ fn socket(name: &str, any: envoy_types::pb::google::protobuf::Any) -> TransportS
     TransportSocket { name: name.into(), config_type: Some(transport_socket::ConfigType::TypedConfig(any)) }
 }
 
+/// A subject alt name to match exactly: a URI when it has a scheme
+/// (`spiffe://...`), else a DNS name.
+pub(super) fn san(v: &str) -> SubjectAltNameMatcher {
+    exact(if v.contains("://") { SanType::Uri } else { SanType::Dns }, v)
+}
+
 fn exact(kind: SanType, v: &str) -> SubjectAltNameMatcher {
     SubjectAltNameMatcher {
         san_type: kind as i32,
@@ -119,14 +126,6 @@ fn mesh(sans: &[String], sni: &str) -> TransportSocket {
         ..Default::default()
     };
     socket("envoy.transport_sockets.tls", pack_any(ctx))
-}
-
-fn inline(bytes: &[u8]) -> Option<DataSource> {
-    Some(DataSource { specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())), ..Default::default() })
-}
-
-fn file(path: &str) -> Option<DataSource> {
-    Some(DataSource { specifier: Some(data_source::Specifier::Filename(path.to_owned())), ..Default::default() })
 }
 
 fn origination(tls: &ClientTlsSettings, mutual: bool, dest: &Dest) -> Result<TransportSocket, String> {
@@ -172,10 +171,7 @@ fn origination(tls: &ClientTlsSettings, mutual: bool, dest: &Dest) -> Result<Tra
         let sans: Vec<SubjectAltNameMatcher> = if tls.subject_alt_names.is_empty() {
             vec![exact(SanType::Dns, sni)]
         } else {
-            tls.subject_alt_names
-                .iter()
-                .map(|s| if s.contains("://") { exact(SanType::Uri, s) } else { exact(SanType::Dns, s) })
-                .collect()
+            tls.subject_alt_names.iter().map(|s| san(s)).collect()
         };
         Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
             trusted_ca: ca,
