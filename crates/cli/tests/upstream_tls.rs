@@ -174,4 +174,14 @@ fn client_tls_settings_that_cannot_work_are_refused_by_validation() {
         assert!(!out.status.success(), "{tls} validated: {text}");
         assert!(text.contains(want) && text.contains("trafficPolicy.tls"), "{tls}: {text}");
     }
+    // Fields the mode does not use are accepted and said to be unused.
+    for (tls, want) in [
+        ("{mode: ISTIO_MUTUAL, caCertificates: /ca.pem}", "`caCertificates` is not applied: ISTIO_MUTUAL"),
+        ("{sni: shop.example}", "with no `mode` the rule is DISABLE"),
+    ] {
+        std::fs::write(dir.path().join("x.yaml"), external("shop.example", 443, 5000, tls)).unwrap();
+        let out = std::process::Command::new(weft()).arg("validate").arg(dir.path()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains(want), "{tls}: {text}");
+    }
 }

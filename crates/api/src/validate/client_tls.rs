@@ -6,7 +6,7 @@
 
 use super::{Diagnostic, Resource};
 use crate::Spec;
-use crate::diag::{Severity::Error, codes};
+use crate::diag::{Severity::Error, Severity::Warning, codes};
 use crate::types::{ClientTlsSettings, SecretSpec, TrafficPolicy};
 
 pub(super) fn check(resources: &[Resource], out: &mut Vec<Diagnostic>) {
@@ -55,6 +55,55 @@ fn one<'a>(
         error("mode", format!("unknown TLS mode `{mode}`"), "use DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL");
         return;
     }
+    // Fields the mode does not use are accepted and said to be unused.
+    let unused: &[(&str, bool)] = &[
+        ("sni", tls.sni.is_some()),
+        ("subjectAltNames", !tls.subject_alt_names.is_empty()),
+        ("caCertificates", tls.ca_certificates.is_some()),
+        ("credentialName", tls.credential_name.is_some()),
+        ("insecureSkipVerify", tls.insecure_skip_verify.is_some()),
+        ("clientCertificate", tls.client_certificate.is_some()),
+        ("privateKey", tls.private_key.is_some()),
+    ];
+    let (uses, why): (&[&str], &str) = match mode {
+        "DISABLE" if tls.mode.is_none() => {
+            (&[], "with no `mode` the rule is DISABLE (plaintext), as Istio reads it; set the mode you mean")
+        }
+        "DISABLE" => (&[], "DISABLE speaks plaintext"),
+        "ISTIO_MUTUAL" => {
+            (&["sni", "subjectAltNames"], "ISTIO_MUTUAL shows the mesh certificate and trusts the mesh root")
+        }
+        "SIMPLE" => (
+            &["sni", "subjectAltNames", "caCertificates", "credentialName", "insecureSkipVerify"],
+            "SIMPLE shows no client certificate",
+        ),
+        _ => (
+            &[
+                "sni",
+                "subjectAltNames",
+                "caCertificates",
+                "credentialName",
+                "insecureSkipVerify",
+                "clientCertificate",
+                "privateKey",
+            ],
+            "",
+        ),
+    };
+    let notes: Vec<Diagnostic> = unused
+        .iter()
+        .filter(|(field, set)| *set && !uses.contains(field))
+        .map(|(field, _)| {
+            let msg = format!("`{field}` is not applied: {why}");
+            r.diag(
+                Warning,
+                codes::NOT_APPLIED,
+                &format!("{at}.{field}"),
+                msg,
+                Some("remove it, or change `mode`".into()),
+            )
+        })
+        .collect();
     if tls.client_certificate.is_some() != tls.private_key.is_some() {
         let (has, lacks) = if tls.client_certificate.is_some() {
             ("clientCertificate", "privateKey")
@@ -86,4 +135,5 @@ fn one<'a>(
             "set `clientCertificate` and `privateKey`, or `credentialName`; or use SIMPLE",
         );
     }
+    out.extend(notes);
 }

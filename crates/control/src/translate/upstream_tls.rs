@@ -51,7 +51,9 @@ pub struct Dest<'a> {
 /// (a Secret gone since validation): the cluster must then not be used in
 /// plaintext instead.
 pub fn apply(c: &mut Cluster, tls: Option<&ClientTlsSettings>, node: &ProxyNode, dest: &Dest) -> Result<(), String> {
-    let mode = tls.and_then(|t| t.mode.as_deref());
+    // A `tls` with no mode is DISABLE (its proto's zero value, as Istio
+    // reads it); validation says so. No `tls` at all is auto mutual TLS.
+    let mode = tls.map(|t| t.mode.as_deref().unwrap_or("DISABLE"));
     match (mode, tls) {
         // An Envoy would need the mesh certificate over SDS, which is not
         // served yet: it stays plaintext to the mesh.
