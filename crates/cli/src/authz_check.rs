@@ -102,7 +102,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
     let principal = a.from.as_ref().map(|p| format!("spiffe://{}", p.trim_start_matches("spiffe://")));
     let remote = weft_proxy::config::rbac::forwarded_client(&headers).unwrap_or(a.source_ip);
     let subject = Subject {
-        request: &request,
+        request: Some(&request),
         direct_ip: a.source_ip,
         remote_ip: remote,
         principal: principal.as_deref(),

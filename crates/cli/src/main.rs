@@ -168,6 +168,9 @@ struct DemoArgs {
     fail_status: Option<u16>,
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Serve TCP instead of HTTP: each line comes back prefixed with who answered.
+    #[arg(long)]
+    tcp: bool,
 }
 
 fn init_tracing() {
@@ -246,15 +249,9 @@ fn main() -> ExitCode {
                     delay_ms: a.delay_ms,
                     health_fail: false,
                 };
-                weft_demo::run(weft_demo::DemoOptions {
-                    name: a.name,
-                    version: a.version,
-                    addr,
-                    calls: a.calls,
-                    proxy,
-                    behavior,
-                })
-                .await
+                let opts =
+                    weft_demo::DemoOptions { name: a.name, version: a.version, addr, calls: a.calls, proxy, behavior };
+                if a.tcp { weft_demo::run_tcp(opts).await } else { weft_demo::run(opts).await }
             }
             Cmd::Cert(a) => ca_cmds::cert(a).await,
             Cmd::Ca { cmd: CaCmd::Rotate { ca_dir, step } } => {

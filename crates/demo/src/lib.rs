@@ -13,6 +13,9 @@
 //! | `GET /ws` with `Upgrade: websocket` | a WebSocket that echoes each message prefixed with the service name |
 //! | gRPC `weft.demo.v1.Demo/Hello` | see [`grpc`] |
 //!
+//! With `--tcp` it is a TCP service instead ([`run_tcp`]): each line sent
+//! comes back prefixed with the service, version and instance.
+//!
 //! With `calls` set, `GET /` also calls each named service through the
 //! sidecar (`$HTTP_PROXY`) and includes the answers: the bookinfo pattern.
 
@@ -285,6 +288,30 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(s), svc)
                 .await;
+        });
+    }
+}
+
+/// The demo as a TCP service (`weft demo --tcp`): each line a client sends
+/// comes back prefixed with the instance that answered
+/// (`<service> <version> <instance>: <line>`), until the client closes.
+pub async fn run_tcp(opts: DemoOptions) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let sock = TcpListener::bind(opts.addr).await.map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", opts.addr))?;
+    let bound = sock.local_addr()?;
+    let who: Arc<str> = format!("{} {} {}-{}", opts.name, opts.version, opts.name, bound.port()).into();
+    tracing::info!(%bound, service = %opts.name, version = %opts.version, "demo TCP workload listening");
+    loop {
+        let (s, _) = sock.accept().await?;
+        let who = who.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = s.into_split();
+            let mut lines = tokio::io::BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if w.write_all(format!("{who}: {line}\n").as_bytes()).await.is_err() {
+                    break;
+                }
+            }
         });
     }
 }

@@ -40,20 +40,13 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
         .iter()
         .map(|l| match &l.kind {
             ListenerKind::Http(h) => {
-                let rules = |r: &crate::config::rbac::Rules| {
-                    let names: Vec<&str> = r.policies.iter().map(|p| &*p.name).collect();
-                    json!({"action": format!("{:?}", r.action), "policies": names})
-                };
-                let authz: Vec<_> = h
-                    .authz
-                    .iter()
-                    .map(|f| json!({"rules": f.rules.as_ref().map(rules), "shadowRules": f.shadow.as_ref().map(rules)}))
-                    .collect();
-                json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction), "transport": format!("{:?}", h.transport), "authz": authz}})
+                json!({"name": &*l.name, "address": l.addr.to_string(), "http": {"routeConfig": h.route_name, "direction": format!("{:?}", h.direction), "transport": format!("{:?}", h.transport), "authz": authz_json(&h.authz)}})
             }
             ListenerKind::Tcp(t) => {
                 let clusters: Vec<&str> = t.targets().flat_map(|t| t.names()).collect();
-                json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"clusters": clusters}})
+                // `transport` only on a sidecar's inbound listener, which terminates mutual TLS.
+                let transport = t.inbound.map(|t| format!("{t:?}"));
+                json!({"name": &*l.name, "address": l.addr.to_string(), "tcp": {"clusters": clusters, "transport": transport, "authz": authz_json(&t.authz)}})
             }
         })
         .collect();
@@ -91,6 +84,18 @@ fn config_dump(state: &ProxyState) -> serde_json::Value {
 
 /// The workload certificate, its expiry and the last failed renewal
 /// (`/certs`; null when this proxy has none and asks for none).
+/// A listener's RBAC filters: each one's action and policies, in order.
+fn authz_json(filters: &[crate::config::rbac::Filter]) -> Vec<serde_json::Value> {
+    let rules = |r: &crate::config::rbac::Rules| {
+        let names: Vec<&str> = r.policies.iter().map(|p| &*p.name).collect();
+        json!({"action": format!("{:?}", r.action), "policies": names})
+    };
+    filters
+        .iter()
+        .map(|f| json!({"rules": f.rules.as_ref().map(rules), "shadowRules": f.shadow.as_ref().map(rules)}))
+        .collect()
+}
+
 fn certs(state: &ProxyState) -> serde_json::Value {
     let tls = state.tls().load_full();
     let error = state.cert_error.lock().clone();

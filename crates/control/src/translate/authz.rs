@@ -12,12 +12,14 @@
 
 use super::node::ProxyNode;
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
+use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::config::rbac::v3::{
     MetadataSource, Permission, Policy, Principal, Rbac, SourcedMetadata, permission, principal, rbac,
 };
 use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, header_matcher};
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{HttpFilter, http_filter};
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     MetadataMatcher, PathMatcher, RegexMatcher, StringMatcher, ValueMatcher, metadata_matcher, path_matcher,
     string_matcher::MatchPattern, value_matcher,
@@ -29,6 +31,7 @@ use weft_api::index::Index;
 use weft_api::types::*;
 
 const FILTER: &str = "envoy.filters.http.rbac";
+const NETWORK_FILTER: &str = "envoy.filters.network.rbac";
 
 /// The workload an HTTP listener serves, as its policies see it.
 pub struct Target<'a> {
@@ -40,9 +43,41 @@ pub struct Target<'a> {
 
 /// The RBAC filters for `target`, in chain order; none without a policy.
 pub fn filters(index: &Index, target: &Target) -> Vec<HttpFilter> {
+    rbacs(index, target, false)
+        .into_iter()
+        .map(|(rules, shadow_rules)| {
+            let f = RbacFilter { rules, shadow_rules, ..Default::default() };
+            HttpFilter {
+                name: FILTER.into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(f))),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// The network RBAC filters for a TCP listener of `target`, in chain
+/// order, as Istio writes them for TCP: a rule with HTTP-only fields is
+/// dropped from an ALLOW policy (it allows nothing), and in DENY and AUDIT
+/// policies loses those fields (it matches more), so a TCP port is never
+/// opened by what only a request could show.
+pub fn network_filters(index: &Index, target: &Target) -> Vec<Filter> {
+    rbacs(index, target, true)
+        .into_iter()
+        .map(|(rules, shadow_rules)| {
+            let f = NetworkRbac { rules, shadow_rules, stat_prefix: "tcp.".into(), ..Default::default() };
+            Filter { name: NETWORK_FILTER.into(), config_type: Some(filter::ConfigType::TypedConfig(pack_any(f))) }
+        })
+        .collect()
+}
+
+/// Each action's enforced and dry-run rules, in Istio's order (AUDIT,
+/// DENY, ALLOW); only actions some policy has. `tcp`: as a TCP port sees them.
+fn rbacs(index: &Index, target: &Target, tcp: bool) -> Vec<(Option<Rbac>, Option<Rbac>)> {
     let mut by_action: [(Rbac, Rbac, bool, bool); 3] = Default::default();
     for (r, p) in applicable(index, target.node) {
-        let slot = match p.action() {
+        let action = p.action();
+        let slot = match action {
             Some(AuthzAction::Audit) => 0,
             Some(AuthzAction::Deny) => 1,
             Some(AuthzAction::Allow) => 2,
@@ -54,7 +89,11 @@ pub fn filters(index: &Index, target: &Target) -> Vec<HttpFilter> {
         *present = true;
         for (i, rule) in p.rules.iter().enumerate() {
             let name = format!("ns[{}]-policy[{}]-rule[{i}]", r.namespace(), r.name());
-            into.policies.insert(name, policy(rule, r.namespace(), target));
+            if !tcp || !http_only(rule) {
+                into.policies.insert(name, policy(rule, r.namespace(), target));
+            } else if !matches!(action, Some(AuthzAction::Allow)) {
+                into.policies.insert(name, policy(&without_http(rule), r.namespace(), target));
+            }
         }
     }
     let actions = [rbac::Action::Log, rbac::Action::Deny, rbac::Action::Allow];
@@ -65,18 +104,41 @@ pub fn filters(index: &Index, target: &Target) -> Vec<HttpFilter> {
         .map(|((mut rules, mut shadow, has_rules, has_shadow), action)| {
             rules.action = action as i32;
             shadow.action = action as i32;
-            let f = RbacFilter {
-                rules: has_rules.then_some(rules),
-                shadow_rules: has_shadow.then_some(shadow),
-                ..Default::default()
-            };
-            HttpFilter {
-                name: FILTER.into(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(f))),
-                ..Default::default()
-            }
+            (has_rules.then_some(rules), has_shadow.then_some(shadow))
         })
         .collect()
+}
+
+/// Whether a `when` key is one only a request has.
+fn http_key(key: &str) -> bool {
+    key.starts_with("request.")
+}
+
+/// Whether a rule names what only an HTTP request shows.
+fn http_only(rule: &AuthzRule) -> bool {
+    let source = |s: &AuthzSource| !s.request_principals.is_empty() || !s.not_request_principals.is_empty();
+    let operation = |o: &AuthzOperation| {
+        [&o.hosts, &o.not_hosts, &o.methods, &o.not_methods, &o.paths, &o.not_paths].iter().any(|v| !v.is_empty())
+    };
+    rule.from.iter().filter_map(|f| f.source.as_ref()).any(source)
+        || rule.to.iter().filter_map(|t| t.operation.as_ref()).any(operation)
+        || rule.when.iter().any(|c| http_key(&c.key))
+}
+
+/// The rule without its HTTP-only fields.
+fn without_http(rule: &AuthzRule) -> AuthzRule {
+    let mut r = rule.clone();
+    for s in r.from.iter_mut().filter_map(|f| f.source.as_mut()) {
+        s.request_principals.clear();
+        s.not_request_principals.clear();
+    }
+    for o in r.to.iter_mut().filter_map(|t| t.operation.as_mut()) {
+        for v in [&mut o.hosts, &mut o.not_hosts, &mut o.methods, &mut o.not_methods, &mut o.paths, &mut o.not_paths] {
+            v.clear();
+        }
+    }
+    r.when.retain(|c| !http_key(&c.key));
+    r
 }
 
 /// The policies that apply to a proxy: in the root namespace (its

@@ -166,6 +166,38 @@ fn http_listener(
     }
 }
 
+/// A sidecar's inbound listener: HTTP with its RBAC HTTP filters, or, for
+/// an app whose service ports are all TCP, TCP with network ones.
+pub enum Inbound {
+    Http(Vec<HttpFilter>),
+    Tcp(Vec<Filter>),
+}
+
+/// The inbound TCP listener: every connection to the app (`cluster`),
+/// judged first by the network RBAC filters (`authz`), taking the
+/// transports PeerAuthentication allows.
+fn tcp_inbound(
+    addr: Address,
+    cluster: String,
+    authz: Vec<Filter>,
+    transport: Option<&str>,
+    logs: &[AccessLog],
+) -> Listener {
+    let proxy = tcp_filter("inbound", tcp_proxy::ClusterSpecifier::Cluster(cluster), logs);
+    Listener {
+        name: "inbound".into(),
+        address: Some(addr),
+        filter_chains: vec![FilterChain {
+            filter_chain_match: transport
+                .map(|t| FilterChainMatch { transport_protocol: t.into(), ..Default::default() }),
+            filters: authz.into_iter().chain([proxy]).collect(),
+            ..Default::default()
+        }],
+        listener_filters: transport.map(|_| tls_inspector()).into_iter().collect(),
+        ..Default::default()
+    }
+}
+
 fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier, logs: &[AccessLog]) -> Filter {
     let tp = TcpProxy {
         stat_prefix: name.to_owned(),
@@ -230,7 +262,7 @@ pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, Vec<Chain>)> {
 pub fn sidecar(
     node: &ProxyNode,
     tcp: &[(u16, Vec<Chain>)],
-    inbound_authz: Vec<HttpFilter>,
+    inbound: Inbound,
     mtls: MtlsMode,
     seen: &Telemetry,
 ) -> Vec<Listener> {
@@ -248,16 +280,21 @@ pub fn sidecar(
         MtlsMode::Strict => Some("tls"),
         MtlsMode::Disable => Some("raw_buffer"),
     };
-    if node.app_port.is_some() {
-        out.push(http_listener(
+    let addr = socket(&node.listen_ip, node.inbound_port);
+    match (node.app_port, inbound) {
+        (None, _) => {}
+        (Some(_), Inbound::Http(authz)) => out.push(http_listener(
             "inbound",
-            socket(&node.listen_ip, node.inbound_port),
+            addr,
             "inbound",
             "inbound",
             Facing::Mesh,
-            (inbound_authz, &seen.server),
+            (authz, &seen.server),
             transport,
-        ));
+        )),
+        (Some(app), Inbound::Tcp(authz)) => {
+            out.push(tcp_inbound(addr, format!("inbound|{app}||"), authz, transport, &seen.server.logs))
+        }
     }
     for (port, chains) in tcp {
         if *port == node.outbound_port || *port == node.inbound_port {

@@ -120,7 +120,7 @@ mod tests {
         let ls = super::super::listeners::sidecar(
             &n,
             &[],
-            Vec::new(),
+            super::super::listeners::Inbound::Http(Vec::new()),
             weft_api::types::MtlsMode::Permissive,
             &Default::default(),
         );

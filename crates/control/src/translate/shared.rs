@@ -64,6 +64,9 @@ struct Part {
     tls: Vec<(u16, Vec<super::gateway_tls::TlsChain>)>,
     /// What a sidecar's inbound listener takes (PeerAuthentication).
     mtls: Option<weft_api::types::MtlsMode>,
+    /// A sidecar's inbound as TCP (its services' ports are all TCP), with
+    /// its network RBAC filters; None: HTTP, with `authz`.
+    inbound_tcp: Option<Vec<envoy_types::pb::envoy::config::listener::v3::Filter>>,
     /// Its access logs and tracing (Telemetry), with its collector.
     seen: listeners::Telemetry,
 }
@@ -191,24 +194,31 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 labels.join(","),
                 node.listen_ip
             );
-            let az = part(cache, snap, key, move |ix, snap| Part {
-                clusters: clusters::inbound(&n, &own_services(ix, &n))
-                    .map(|c| encode(c.name.clone(), c))
-                    .into_iter()
-                    .collect(),
-                authz: vec![(app_port, authz::filters(ix, &authz::Target { node: &n, port: app_port }))],
-                mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
-                seen: listeners::Telemetry {
-                    client: observe(ix, snap, &n, Side::Client),
-                    server: observe(ix, snap, &n, Side::Server),
-                },
-                ..Default::default()
+            let az = part(cache, snap, key, move |ix, snap| {
+                let own = own_services(ix, &n);
+                let target = authz::Target { node: &n, port: app_port };
+                // The app speaks what its services' ports say: TCP when all are.
+                let tcp = !own.is_empty() && own.iter().all(|s| s.ports.iter().all(routes::tcp_port));
+                Part {
+                    clusters: clusters::inbound(&n, &own).map(|c| encode(c.name.clone(), c)).into_iter().collect(),
+                    authz: if tcp { Vec::new() } else { vec![(app_port, authz::filters(ix, &target))] },
+                    inbound_tcp: tcp.then(|| authz::network_filters(ix, &target)),
+                    mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
+                    seen: listeners::Telemetry {
+                        client: observe(ix, snap, &n, Side::Client),
+                        server: observe(ix, snap, &n, Side::Server),
+                    },
+                    ..Default::default()
+                }
             })
             .await;
-            let inbound_authz = az.authz.first().map(|(_, f)| f.clone()).unwrap_or_default();
+            let inbound = match &az.inbound_tcp {
+                Some(rbac) => listeners::Inbound::Tcp(rbac.clone()),
+                None => listeners::Inbound::Http(az.authz.first().map(|(_, f)| f.clone()).unwrap_or_default()),
+            };
             let mtls = az.mtls.unwrap_or(weft_api::types::MtlsMode::Permissive);
             let mut out = Encoded {
-                listeners: listeners::sidecar(node, &rt.tcp, inbound_authz, mtls, &az.seen)
+                listeners: listeners::sidecar(node, &rt.tcp, inbound, mtls, &az.seen)
                     .into_iter()
                     .map(|l| encode(l.name.clone(), l))
                     .collect(),
@@ -216,7 +226,9 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 clusters: cl.clusters.clone(),
                 endpoints: cl.endpoints.clone(),
             };
-            out.routes.extend(routes::sidecar_inbound(node).map(|r| encode(r.name.clone(), r)));
+            if az.inbound_tcp.is_none() {
+                out.routes.extend(routes::sidecar_inbound(node).map(|r| encode(r.name.clone(), r)));
+            }
             out.clusters.extend(az.clusters.iter().cloned());
             out.clusters.extend(az.seen.collectors().map(|c| encode(c.name.clone(), c.clone())));
             out

@@ -57,17 +57,7 @@ pub struct HttpListener {
     pub tracing: Option<Box<super::tracing::Tracing>>,
 }
 
-/// The transport an HTTP listener takes: its filter chain's
-/// `transport_protocol` (`tls` is mutual TLS on a sidecar's inbound).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// TLS and plaintext (no `transport_protocol`): Istio's PERMISSIVE.
-    Any,
-    /// `tls` only: STRICT.
-    Tls,
-    /// `raw_buffer` only: DISABLE.
-    Plaintext,
-}
+pub use super::Transport;
 
 /// Envoy's `forward_client_cert_details`: what a listener does with the
 /// `x-forwarded-client-cert` header a request arrives with.
@@ -136,14 +126,26 @@ fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &ClusterIndex
     }
 }
 
-/// Each filter chain's tcp_proxy target, by the server names it matches.
-fn tcp_routes(l: &Listener, clusters: &ClusterIndex, logs: &Sinks) -> Result<TcpRoutes, CompileError> {
-    let mut routes = TcpRoutes { by_name: Vec::new(), default: None, access_log: None };
-    for fc in &l.filter_chains {
-        let any = match fc.filters.first().and_then(|f| f.config_type.as_ref()) {
+/// Each filter chain's tcp_proxy target, by the server names it matches;
+/// network RBAC filters before it (the first chain's: weft's control
+/// plane gives every chain the same). `inbound`: a sidecar's inbound
+/// listener, whose chain's `transport_protocol` says what it takes.
+fn tcp_routes(l: &Listener, inbound: bool, clusters: &ClusterIndex, logs: &Sinks) -> Result<TcpRoutes, CompileError> {
+    let mut routes =
+        TcpRoutes { by_name: Vec::new(), default: None, access_log: None, authz: Box::new([]), inbound: None };
+    for (i, fc) in l.filter_chains.iter().enumerate() {
+        let any = match fc.filters.last().and_then(|f| f.config_type.as_ref()) {
             Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("TcpProxy") => any,
-            _ => return Err(CompileError::new("every filter chain of a TCP listener needs a tcp_proxy")),
+            _ => return Err(CompileError::new("every filter chain of a TCP listener needs a tcp_proxy, last")),
         };
+        if i == 0 {
+            routes.authz = network_rbac(&fc.filters[..fc.filters.len() - 1])?;
+            if inbound {
+                let chain_match = fc.filter_chain_match.as_ref();
+                routes.inbound =
+                    Some(super::Transport::from_protocol(chain_match.map_or("", |m| m.transport_protocol.as_str()))?);
+            }
+        }
         let tp = TcpProxy::decode(any.value.as_slice()).map_err(|e| CompileError::new(e.to_string()))?;
         if routes.access_log.is_none() {
             routes.access_log = AccessLogs::compile(&tp.access_log, logs)?;
@@ -162,7 +164,37 @@ fn tcp_routes(l: &Listener, clusters: &ClusterIndex, logs: &Sinks) -> Result<Tcp
             routes.by_name.push((names, target));
         }
     }
+    if routes.inbound.is_some() && routes.by_sni() {
+        return Err(CompileError::new("an inbound TCP listener routes every connection to its app, not by SNI"));
+    }
     Ok(routes)
+}
+
+/// The network filters before a tcp_proxy: RBAC only.
+fn network_rbac(
+    filters: &[envoy_types::pb::envoy::config::listener::v3::Filter],
+) -> Result<Box<[super::rbac::Filter]>, CompileError> {
+    use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac;
+    let mut out = Vec::new();
+    for f in filters {
+        match &f.config_type {
+            Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("filters.network.rbac.v3.RBAC") => {
+                let rbac = Rbac::decode(any.value.as_slice())
+                    .map_err(|e| CompileError::new(format!("filter {}: {e}", f.name)))?;
+                out.push(
+                    super::rbac::Filter::compile_network(&rbac)
+                        .map_err(|e| CompileError::new(format!("filter {}: {e}", f.name)))?,
+                );
+            }
+            _ => {
+                return Err(CompileError::new(format!(
+                    "unsupported network filter {:?} before tcp_proxy (weft's proxy takes RBAC)",
+                    f.name
+                )));
+            }
+        }
+    }
+    Ok(out.into())
 }
 
 /// The TLS of filter chains with a TLS transport socket (a gateway's HTTPS
@@ -218,7 +250,9 @@ impl ListenerCfg {
     ) -> Result<ListenerCfg, CompileError> {
         let err = |e: &dyn std::fmt::Display| CompileError::new(format!("listener {}: {e}", l.name));
         let addr = listener_addr(l)?;
-        let filter = l.filter_chains.first().and_then(|fc| fc.filters.first());
+        // The chain's terminal filter decides its kind: network filters
+        // (RBAC) may come before a tcp_proxy.
+        let filter = l.filter_chains.first().and_then(|fc| fc.filters.last());
         let Some(filter::ConfigType::TypedConfig(any)) = filter.and_then(|f| f.config_type.as_ref()) else {
             return Err(err(&"needs an http_connection_manager or tcp_proxy filter"));
         };
@@ -226,12 +260,8 @@ impl ListenerCfg {
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(|e| err(&e))?;
             let authz = rbac_filters(&hcm).map_err(|e| err(&e))?;
             let chain_match = l.filter_chains.first().and_then(|fc| fc.filter_chain_match.as_ref());
-            let transport = match chain_match.map(|m| m.transport_protocol.as_str()).unwrap_or("") {
-                "" => Transport::Any,
-                "tls" => Transport::Tls,
-                "raw_buffer" => Transport::Plaintext,
-                other => return Err(err(&format!("unknown transport_protocol {other:?}: use tls or raw_buffer"))),
-            };
+            let transport = Transport::from_protocol(chain_match.map_or("", |m| m.transport_protocol.as_str()))
+                .map_err(|e| err(&e))?;
             let (route_name, table) = match hcm.route_specifier {
                 Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
                     let t = routes.get(rds.route_config_name.as_str()).cloned();
@@ -277,7 +307,9 @@ impl ListenerCfg {
                     .map_err(|e| err(&e))?,
             }))
         } else if any.type_url.ends_with("TcpProxy") {
-            ListenerKind::Tcp(tcp_routes(l, clusters, logs).map_err(|e| err(&e))?)
+            let tp = TcpProxy::decode(any.value.as_slice()).map_err(|e| err(&e))?;
+            let inbound = tp.stat_prefix.starts_with("inbound") || l.name.starts_with("inbound");
+            ListenerKind::Tcp(tcp_routes(l, inbound, clusters, logs).map_err(|e| err(&e))?)
         } else {
             return Err(err(&format!("unsupported filter {}", any.type_url)));
         };

@@ -40,6 +40,30 @@ impl std::fmt::Display for CompileError {
     }
 }
 
+/// The transports a sidecar's inbound listener takes (its filter chain's
+/// `transport_protocol`, from the workload's PeerAuthentication); `tls` is
+/// mutual TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS and plaintext (no `transport_protocol`): Istio's PERMISSIVE.
+    Any,
+    /// `tls` only: STRICT.
+    Tls,
+    /// `raw_buffer` only: DISABLE.
+    Plaintext,
+}
+
+impl Transport {
+    pub fn from_protocol(p: &str) -> Result<Self, CompileError> {
+        match p {
+            "" => Ok(Transport::Any),
+            "tls" => Ok(Transport::Tls),
+            "raw_buffer" => Ok(Transport::Plaintext),
+            other => Err(CompileError::new(format!("unknown transport_protocol {other:?}: use tls or raw_buffer"))),
+        }
+    }
+}
+
 /// Which type a compile error belongs to, so the right one is NACKed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

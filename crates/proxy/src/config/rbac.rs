@@ -1,18 +1,22 @@
-//! Envoy's RBAC HTTP filter (`envoy.filters.http.rbac`), compiled: the
-//! policies Istio's AuthorizationPolicies become, evaluated per request in
-//! the filters' order (`http::authz`).
+//! Envoy's RBAC filters, compiled: the HTTP one (`envoy.filters.http.rbac`),
+//! evaluated per request in the filters' order (`http::authz`), and the
+//! network one (`envoy.filters.network.rbac`), evaluated once per TCP
+//! connection, where no request exists and request matchers never match.
 
 use super::CompileError;
 use super::matcher::{HeaderMatch, RequestView, StrMatch};
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::rbac::v3::{Permission, Policy, Principal, Rbac, permission, principal, rbac};
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::{PathMatcher, path_matcher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The filter's name in an HTTP connection manager's chain.
 pub const FILTER: &str = "envoy.filters.http.rbac";
+/// Its name in a TCP listener's filter chain.
+pub const NETWORK_FILTER: &str = "envoy.filters.network.rbac";
 
 /// What a filter does when one of its policies matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +138,8 @@ impl Cidr {
 
 /// What a request offers the policies: itself, and its connection.
 pub struct Subject<'a> {
-    pub request: &'a RequestView<'a>,
+    /// None on a TCP connection (the network filter).
+    pub request: Option<&'a RequestView<'a>>,
     /// The connection's peer, and the client as `x-forwarded-for` names it.
     pub direct_ip: IpAddr,
     pub remote_ip: IpAddr,
@@ -147,13 +152,21 @@ pub struct Subject<'a> {
 
 impl Filter {
     pub fn compile(f: &RbacFilter) -> Result<Self, CompileError> {
-        if f.matcher.is_some() || f.shadow_matcher.is_some() {
+        let trees = f.matcher.is_some() || f.shadow_matcher.is_some();
+        Filter::of(f.rules.as_ref(), f.shadow_rules.as_ref(), trees)
+    }
+
+    /// The network filter (a TCP connection's): the same rules.
+    pub fn compile_network(f: &NetworkRbac) -> Result<Self, CompileError> {
+        let trees = f.matcher.is_some() || f.shadow_matcher.is_some();
+        Filter::of(f.rules.as_ref(), f.shadow_rules.as_ref(), trees)
+    }
+
+    fn of(rules: Option<&Rbac>, shadow: Option<&Rbac>, trees: bool) -> Result<Self, CompileError> {
+        if trees {
             return Err(CompileError::new("RBAC `matcher` trees are not supported; use `rules`"));
         }
-        Ok(Filter {
-            rules: f.rules.as_ref().map(Rules::compile).transpose()?,
-            shadow: f.shadow_rules.as_ref().map(Rules::compile).transpose()?,
-        })
+        Ok(Filter { rules: rules.map(Rules::compile).transpose()?, shadow: shadow.map(Rules::compile).transpose()? })
     }
 }
 
@@ -264,8 +277,8 @@ impl Perm {
             Perm::And(v) => v.iter().all(|p| p.matches(s)),
             Perm::Or(v) => v.iter().any(|p| p.matches(s)),
             Perm::Not(p) => !p.matches(s),
-            Perm::Header(h) => h.matches(s.request),
-            Perm::Path(m, ic) => m.matches(s.request.path, *ic),
+            Perm::Header(h) => s.request.is_some_and(|r| h.matches(r)),
+            Perm::Path(m, ic) => s.request.is_some_and(|r| m.matches(r.path, *ic)),
             Perm::DestinationPort(p) => u32::from(s.local.port()) == *p,
             Perm::DestinationPorts(a, b) => (*a..*b).contains(&i32::from(s.local.port())),
             Perm::DestinationIp(c) => c.contains(s.local.ip()),
@@ -323,8 +336,8 @@ impl Princ {
             Princ::Authenticated(Some((m, ic))) => s.principal.is_some_and(|id| m.matches(id, *ic)),
             Princ::DirectRemoteIp(c) => c.contains(s.direct_ip),
             Princ::RemoteIp(c) => c.contains(s.remote_ip),
-            Princ::Header(h) => h.matches(s.request),
-            Princ::Path(m, ic) => m.matches(s.request.path, *ic),
+            Princ::Header(h) => s.request.is_some_and(|r| h.matches(r)),
+            Princ::Path(m, ic) => s.request.is_some_and(|r| m.matches(r.path, *ic)),
             Princ::Never => false,
         }
     }

@@ -14,12 +14,18 @@ pub struct TcpRoutes {
     /// The access logs of its chains (weft's control plane gives every
     /// chain the same; the first chain's are kept).
     pub access_log: Option<Box<super::access_log::AccessLogs>>,
+    /// Network RBAC filters (AuthorizationPolicies), judged once per
+    /// connection before it is spliced; most listeners have none.
+    pub authz: Box<[super::rbac::Filter]>,
+    /// On a sidecar's inbound listener, the transports it takes (mutual
+    /// TLS is terminated here); None elsewhere (bytes pass as they come).
+    pub inbound: Option<super::Transport>,
 }
 
 impl TcpRoutes {
     /// A listener with one target for every connection.
     pub fn single(target: Target) -> Self {
-        TcpRoutes { by_name: Vec::new(), default: Some(target), access_log: None }
+        TcpRoutes { by_name: Vec::new(), default: Some(target), access_log: None, authz: Box::new([]), inbound: None }
     }
 
     /// Whether a connection's SNI must be read to pick its target.
@@ -58,6 +64,8 @@ mod tests {
         let t = |n: &str| Target::single(n, &clusters);
         let routes = TcpRoutes {
             access_log: None,
+            authz: Box::new([]),
+            inbound: None,
             by_name: vec![
                 (vec!["*.example.com".into()], t("wide")),
                 (vec!["*.api.example.com".into()], t("narrow")),

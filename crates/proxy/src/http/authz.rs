@@ -38,15 +38,27 @@ pub fn check<B>(
         query: req.uri().query(),
         headers: req.headers(),
     };
-    judge(ctx, listener, &hl.authz, request)
+    judge(ctx, listener, &hl.authz, Some(request))
 }
 
-fn judge(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter], request: &RequestView) -> Result<(), ProxyError> {
+/// Whether a TCP listener's network RBAC filters (`filters`) let the
+/// connection through; a denial is counted per policy as a request's is.
+pub fn admit_connection(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter]) -> bool {
+    judge(ctx, listener, filters, None).is_ok()
+}
+
+fn judge(
+    ctx: &ConnCtx,
+    listener: &ListenerCfg,
+    filters: &[Filter],
+    request: Option<&RequestView>,
+) -> Result<(), ProxyError> {
     let peer = ctx.mtls_peer.as_ref();
+    let remote = request.map_or(ctx.peer.ip(), |r| remote_ip(ctx, listener, r.headers));
     let subject = Subject {
         request,
         direct_ip: ctx.peer.ip(),
-        remote_ip: remote_ip(ctx, listener, request.headers),
+        remote_ip: remote,
         principal: peer.and_then(|p| p.identity.as_deref()),
         server_name: peer.and_then(|p| p.server_name.as_deref()),
         local: listener.addr,
@@ -65,7 +77,8 @@ fn judge(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter], request: &Re
             count(shadow, if denied { Decision::ShadowDenied } else { Decision::ShadowAllowed }, policy);
             if denied {
                 let policy = policy.map(|p| &*p.name);
-                tracing::info!(policy, path = request.path, "dry run: this request would be denied");
+                let path = request.map(|r| r.path);
+                tracing::info!(policy, path, "dry run: this request (or connection) would be denied");
             }
         }
         let Some(rules) = &f.rules else { continue };

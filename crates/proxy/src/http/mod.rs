@@ -5,7 +5,7 @@
 //! `upgrade`); every request ends in an `Outcome` for telemetry.
 
 mod attempt;
-mod authz;
+pub mod authz;
 pub mod body;
 mod cors;
 pub mod error;

@@ -8,6 +8,7 @@ pub mod replay;
 mod serve;
 mod sni;
 mod tcp;
+mod tcp_inbound;
 mod tls;
 
 use serve::serve_http;
@@ -127,13 +128,6 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
         // Linux hands the listener's TCP_NODELAY to every socket it accepts (`bind`).
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
-        // `None` for a TCP listener; for HTTP, whether it is a sidecar's
-        // inbound one, and the transports it takes.
-        let http_inbound = match state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind) {
-            Some(ListenerKind::Tcp(_)) => None,
-            Some(ListenerKind::Http(h)) => Some((h.direction == Direction::Inbound, h.transport, h.terminate.clone())),
-            None => Some((false, Transport::Any, None)),
-        };
         let ctx = Arc::new(ConnCtx {
             state: state.clone(),
             listener: name.clone(),
@@ -143,10 +137,22 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
             mtls_peer: None,
             secure: false,
         });
-        match http_inbound {
-            None => tokio::spawn(tcp_proxy(ctx, stream)),
-            Some((inbound, transport, terminate)) => {
-                tokio::spawn(serve_http(ctx, stream, serve::Takes { inbound, transport, terminate }))
+        // For HTTP: whether it is a sidecar's inbound listener, the
+        // transports it takes, the TLS it terminates.
+        match state.config.load().listeners.iter().find(|l| l.name == name).map(|l| &l.kind) {
+            Some(ListenerKind::Tcp(t)) => match t.inbound {
+                // Boxed: an outbound splice's future does not carry a handshake's room.
+                Some(transport) => tokio::spawn(Box::pin(tcp_inbound::accept(ctx, transport, stream))),
+                None => tokio::spawn(tcp_proxy(ctx, stream)),
+            },
+            Some(ListenerKind::Http(h)) => {
+                let inbound = h.direction == Direction::Inbound;
+                let takes = serve::Takes { inbound, transport: h.transport, terminate: h.terminate.clone() };
+                tokio::spawn(serve_http(ctx, stream, takes))
+            }
+            None => {
+                let takes = serve::Takes { inbound: false, transport: Transport::Any, terminate: None };
+                tokio::spawn(serve_http(ctx, stream, takes))
             }
         };
     }

@@ -6,7 +6,7 @@
 use super::idle::Idle;
 use super::replay::Replay;
 use crate::config::access_log::Entry;
-use crate::config::listener::ListenerKind;
+use crate::config::listener::{ListenerCfg, ListenerKind};
 use crate::conn::ConnCtx;
 use crate::telemetry::UNKNOWN;
 use crate::telemetry::peer::CLUSTER;
@@ -23,14 +23,39 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let cfg = ctx.state.config.load_full();
     let Some(l) = cfg.listeners.iter().find(|l| l.name == ctx.listener) else { return };
     let ListenerKind::Tcp(routes) = &l.kind else { return };
-    #[allow(clippy::disallowed_types)] // wall time for the log, not timing logic
-    let start = (std::time::SystemTime::now(), std::time::Instant::now());
     // Routed by TLS server name: the ClientHello is read, then replayed upstream.
     let (sni, first) = if routes.by_sni() { super::sni::read(&mut down).await } else { (None, BytesMut::new()) };
-    let mut down = Replay::new(first, down);
-    let mut done = Spliced { flags: "-", upstream: None, cluster: None, failed_cluster: None, bytes: (0, 0) };
-    match routes.pick(sni.as_deref()) {
-        Some(target) => connect(&ctx, &cfg, target, &mut down, &mut done).await,
+    serve(&ctx, &cfg, l, Replay::new(first, down), sni.as_deref()).await;
+}
+
+/// Judges a connection by the listener's RBAC filters, then splices it to
+/// its filter chain's target (by `sni`), then logs it.
+pub(super) async fn serve<D>(
+    ctx: &ConnCtx,
+    cfg: &crate::snapshot::Snapshot,
+    l: &ListenerCfg,
+    mut down: D,
+    sni: Option<&str>,
+) where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let ListenerKind::Tcp(routes) = &l.kind else { return };
+    #[allow(clippy::disallowed_types)] // wall time for the log, not timing logic
+    let start = (std::time::SystemTime::now(), std::time::Instant::now());
+    let mut done = Spliced {
+        flags: "-",
+        upstream: None,
+        cluster: None,
+        failed_cluster: None,
+        bytes: (0, 0),
+        inbound: routes.inbound.is_some(),
+    };
+    let denied = !routes.authz.is_empty() && !crate::http::authz::admit_connection(ctx, l, &routes.authz);
+    match routes.pick(sni) {
+        _ if denied => {
+            tracing::debug!(peer = %ctx.peer, listener = %l.name, "an AuthorizationPolicy denies this connection; closing");
+        }
+        Some(target) => connect(ctx, cfg, target, &mut down, &mut done).await,
         None => {
             tracing::debug!(peer = %ctx.peer, sni = ?sni, "no filter chain takes this connection; closing");
             done.flags = "NR";
@@ -38,7 +63,7 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     }
     if done.flags != "-" {
         // Refused before any byte moved; counted as Istio does, with its flags.
-        let labels = labels(&ctx, done.failed_cluster.as_ref().map(|c| &c.settings), None, done.flags);
+        let labels = labels(ctx, done.failed_cluster.as_ref().map(|c| &c.settings), None, done.flags, done.inbound);
         ctx.state.metrics.tcp.opened(&labels).closed((0, 0));
     }
     if let Some(logs) = &routes.access_log {
@@ -47,7 +72,7 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
             duration: start.1.elapsed(),
             protocol: None,
             code: 0,
-            details: None,
+            details: denied.then_some("rbac_access_denied"),
             flags: done.flags,
             bytes_received: done.bytes.0,
             bytes_sent: done.bytes.1,
@@ -57,7 +82,7 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
             upstream_cluster: done.cluster.as_deref(),
             downstream_local: l.addr,
             downstream_remote: ctx.peer,
-            server_name: sni.as_deref(),
+            server_name: sni,
             route_name: None,
             peer_identity: ctx.mtls_peer.as_ref().and_then(|p| p.identity.as_deref()),
             trace_id: None,
@@ -76,15 +101,19 @@ struct Spliced {
     failed_cluster: Option<Arc<crate::upstream::cluster::Cluster>>,
     /// From the client, to the client.
     bytes: (u64, u64),
+    /// On a sidecar's inbound listener: counted by the destination.
+    inbound: bool,
 }
 
-async fn connect(
+async fn connect<D>(
     ctx: &ConnCtx,
     cfg: &crate::snapshot::Snapshot,
     target: &crate::config::route::Target,
-    down: &mut Replay<TcpStream>,
+    down: &mut D,
     done: &mut Spliced,
-) {
+) where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let cluster = match cfg.clusters.pick(target) {
         Ok(p) => p.cluster,
         Err(name) => {
@@ -112,7 +141,7 @@ async fn connect(
         let _guard = ep.start();
         let _tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
         // The labels are not kept across the splice: their series is.
-        let opened = ctx.state.metrics.tcp.opened(&labels(ctx, Some(&cluster.settings), Some(ep), "-"));
+        let opened = ctx.state.metrics.tcp.opened(&labels(ctx, Some(&cluster.settings), Some(ep), "-", done.inbound));
         done.bytes = splice(ctx, down, &mut up).await;
         opened.closed(done.bytes);
         return;
@@ -121,15 +150,48 @@ async fn connect(
 }
 
 /// A connection's labels as the source reports them (Istio's: the source
-/// cannot know how the destination secured it).
+/// cannot know how the destination secured it), or on a sidecar's inbound
+/// listener (`inbound`) as the destination does.
 fn labels(
     ctx: &ConnCtx,
     settings: Option<&crate::config::cluster::ClusterSettings>,
     ep: Option<&Endpoint>,
     flags: &'static str,
+    inbound: bool,
 ) -> TcpLabels {
     let unknown = || Arc::<str>::from(UNKNOWN);
     let m = &ctx.state.metrics;
+    if inbound {
+        // The caller is known by its certificate alone: no bytes of a TCP
+        // stream say which workload it is.
+        let peer = ctx.mtls_peer.as_ref();
+        let ns = peer.and_then(|p| p.namespace.as_deref()).map_or_else(unknown, Arc::from);
+        return TcpLabels {
+            reporter: "destination",
+            source_workload: unknown(),
+            source_workload_namespace: ns,
+            destination_workload: m.workload.clone(),
+            destination_workload_namespace: m.namespace.clone(),
+            destination_service: settings.map_or_else(unknown, |s| s.service.clone()),
+            destination_service_name: settings.map_or_else(unknown, |s| s.service_name.clone()),
+            destination_service_namespace: settings.map_or_else(unknown, |s| s.service_namespace.clone()),
+            request_protocol: "tcp",
+            response_flags: flags,
+            connection_security_policy: if peer.is_some() { "mutual_tls" } else { "none" },
+            source_principal: peer.and_then(|p| p.identity.as_deref()).map_or_else(unknown, Arc::from),
+            source_app: unknown(),
+            source_version: unknown(),
+            source_canonical_service: unknown(),
+            source_canonical_revision: unknown(),
+            source_cluster: CLUSTER,
+            destination_principal: m.own.principal.clone(),
+            destination_app: m.own.app.clone(),
+            destination_version: m.own.version.clone(),
+            destination_canonical_service: m.own.canonical_service.clone(),
+            destination_canonical_revision: m.own.canonical_revision.clone(),
+            destination_cluster: CLUSTER,
+        };
+    }
     let dest = ep.map_or_else(crate::telemetry::peer::Workload::unknown, |e| e.meta.clone());
     TcpLabels {
         reporter: "source",
@@ -149,7 +211,7 @@ fn labels(
         source_canonical_service: m.own.canonical_service.clone(),
         source_canonical_revision: m.own.canonical_revision.clone(),
         source_cluster: CLUSTER,
-        destination_principal: UNKNOWN,
+        destination_principal: unknown(),
         destination_app: dest.app.clone(),
         destination_version: dest.version.clone(),
         destination_canonical_service: dest.canonical_service.clone(),

@@ -34,7 +34,7 @@ pub struct TcpLabels {
     pub source_canonical_service: Arc<str>,
     pub source_canonical_revision: Arc<str>,
     pub source_cluster: &'static str,
-    pub destination_principal: &'static str,
+    pub destination_principal: Arc<str>,
     pub destination_app: Arc<str>,
     pub destination_version: Arc<str>,
     pub destination_canonical_service: Arc<str>,

@@ -47,10 +47,6 @@ impl Secure {
         }
     }
 
-    pub(super) fn originates(&self) -> bool {
-        matches!(self, Secure::Origin(_))
-    }
-
     /// The handshake for a connection speaking `protocol` (None: TCP);
     /// None when it is plaintext (mesh TLS before the first certificate).
     pub(super) fn client(&self, protocol: Option<Protocol>) -> Option<Client> {

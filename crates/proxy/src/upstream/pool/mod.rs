@@ -190,10 +190,11 @@ impl EndpointPool {
         EndpointPool { addr: Some(addr), ..Default::default() }
     }
 
-    /// A new TCP connection to the endpoint for a splice, over its TLS if
-    /// the cluster originates TLS to it (mesh mutual TLS is for HTTP).
+    /// A new TCP connection to the endpoint for a splice, over the
+    /// cluster's TLS to it: mesh mutual TLS (the server's identity checked)
+    /// or TLS it originates.
     pub async fn connect_tcp(&self, timeout: Duration, ka: Option<&Keepalive>) -> Result<UpstreamIo, UpstreamError> {
-        let tls = self.tls.as_ref().filter(|s| s.originates()).and_then(|s| s.client(None));
+        let tls = self.tls.as_ref().and_then(|s| s.client(None));
         Ok(dial(self.addr(), timeout, ka, tls).await?.into_inner())
     }
 
