@@ -66,6 +66,7 @@ pub fn structs(kind: &str) -> Option<Structs> {
         "Sidecar" => of::<Doc<SidecarSpec>>(),
         "AuthorizationPolicy" => of::<Doc<AuthorizationPolicySpec>>(),
         "PeerAuthentication" => of::<Doc<PeerAuthenticationSpec>>(),
+        "RequestAuthentication" => of::<Doc<RequestAuthenticationSpec>>(),
         "Telemetry" => of::<Doc<TelemetrySpec>>(),
         _ => return None,
     })

@@ -38,9 +38,6 @@ const TELEMETRY: &[&str] = &["telemetry.istio.io/v1", "telemetry.istio.io/v1alph
 const EXTENSIONS: &[&str] = &["extensions.istio.io/v1alpha1"];
 const WEFT: &[&str] = &["weft.dev/v1alpha1"];
 
-const POLICY_HINT: &str = "request authentication (JWT) is not applied yet: requests carry no request principal, \
-     and a token is neither checked nor refused (README, \"Authorization\")";
-
 const fn kind(name: &'static str, api_versions: &'static [&'static str], role: Role) -> Kind {
     Kind { name, api_versions, role }
 }
@@ -92,7 +89,7 @@ pub const KINDS: &[Kind] = &[
     ),
     kind("PeerAuthentication", SECURITY, Role::Read),
     kind("AuthorizationPolicy", SECURITY, Role::Read),
-    kind("RequestAuthentication", SECURITY, Role::NotApplied(POLICY_HINT)),
+    kind("RequestAuthentication", SECURITY, Role::Read),
     kind("Sidecar", NETWORKING, Role::Read),
     kind(
         "WorkloadGroup",

@@ -325,6 +325,7 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             "Sidecar" => spec_of(file, &node, warnings, Spec::Sidecar)?,
             "AuthorizationPolicy" => spec_of(file, &node, warnings, Spec::AuthorizationPolicy)?,
             "PeerAuthentication" => spec_of(file, &node, warnings, Spec::PeerAuthentication)?,
+            "RequestAuthentication" => spec_of(file, &node, warnings, Spec::RequestAuthentication)?,
             "Telemetry" => spec_of(file, &node, warnings, Spec::Telemetry)?,
             _ => unreachable!("kinds are checked above"),
         })

@@ -25,6 +25,7 @@ pub enum Spec {
     Sidecar(SidecarSpec),
     AuthorizationPolicy(AuthorizationPolicySpec),
     PeerAuthentication(PeerAuthenticationSpec),
+    RequestAuthentication(RequestAuthenticationSpec),
     Telemetry(TelemetrySpec),
     /// The `istio` ConfigMap of `istio-system`: Istio's MeshConfig.
     MeshConfig(MeshConfig),
@@ -72,6 +73,7 @@ impl Spec {
             Spec::Sidecar(_) => "Sidecar",
             Spec::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Spec::PeerAuthentication(_) => "PeerAuthentication",
+            Spec::RequestAuthentication(_) => "RequestAuthentication",
             Spec::Telemetry(_) => "Telemetry",
             Spec::MeshConfig(_) => "ConfigMap",
             Spec::Pods(p) => p.kind,

@@ -258,14 +258,17 @@ spec:
     assert!(check(&yaml.replace("Istio", "istio")).is_empty());
 }
 
-/// Request authentication is read but not applied yet: the warning says
-/// what happens instead, so nobody takes a JWT check for granted.
+/// Request authentication is applied: a rule without an issuer, or with a
+/// key set that is not one, is an error at its field; a good one is clean.
 #[test]
-fn a_request_authentication_is_warned_as_not_applied() {
-    let yaml = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: default}\nspec:\n  jwtRules: [{issuer: me}]\n";
-    let d = one(&check(yaml), codes::NOT_APPLIED, 2, 1);
-    assert!(!d.is_error() && d.message.contains("RequestAuthentication is not applied"), "{d}");
-    assert!(d.hint.unwrap().contains("request principal"));
+fn a_request_authentication_names_its_issuer_and_a_key_set() {
+    let yaml = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: default}\nspec:\n  jwtRules: [{jwks: '{\"keys\": []}'}]\n";
+    let diags = check(yaml);
+    let at = |path: &str| diags.iter().find(|d| d.path == path).unwrap_or_else(|| panic!("{path}: {diags:#?}"));
+    assert!(at("spec.jwtRules[0].issuer").is_error());
+    assert!(at("spec.jwtRules[0].jwks").message.contains("no key"));
+    let good = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: default}\nspec:\n  jwtRules: [{issuer: me, jwksUri: 'https://me.example/keys'}]\n";
+    assert!(check(good).is_empty(), "{:#?}", check(good));
 }
 
 #[test]

@@ -106,6 +106,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         direct_ip: a.source_ip,
         remote_ip: remote,
         principal: principal.as_deref(),
+        auth: None,
         server_name: None,
         local: SocketAddr::new(a.ip, a.port),
     };

@@ -44,6 +44,8 @@ struct Inner {
     rejected: Vec<String>,
     /// What the config in force was warned of (fields not applied, ...).
     warnings: Vec<String>,
+    /// Key sets fetched for RequestAuthentications (`crate::jwks`).
+    jwks: Arc<BTreeMap<String, String>>,
 }
 
 /// How often registrations may publish a snapshot.
@@ -111,6 +113,7 @@ impl Hub {
         let instances = inner.statics.iter().cloned().chain(inner.registrations.shared());
         let mut snap = Snapshot::new(inner.version, inner.resources.clone(), instances);
         snap.trace_store = self.trace_store;
+        snap.jwks = inner.jwks.clone();
         tracing::debug!(version = inner.version, "publishing snapshot");
         self.tx.send_replace(Arc::new(snap));
     }
@@ -122,6 +125,13 @@ impl Hub {
         inner.statics = static_instances(&resources).into_iter().map(Arc::new).collect();
         inner.resources = Arc::new(resources);
         inner.rejected.clear();
+        self.publish(&mut inner);
+    }
+
+    /// Installs newly fetched key sets (`crate::jwks`).
+    pub fn set_jwks(&self, jwks: BTreeMap<String, String>) {
+        let mut inner = self.inner.lock();
+        inner.jwks = Arc::new(jwks);
         self.publish(&mut inner);
     }
 

@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod describe;
 pub mod health_view;
 pub mod hub;
+pub mod jwks;
 pub mod limits;
 pub mod reach;
 pub mod registry;
@@ -149,6 +150,7 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     });
     tokio::spawn(hub::run_expiry(hub.clone()));
     tokio::spawn(hub::run_publisher(hub.clone()));
+    tokio::spawn(jwks::run(hub.clone()));
     let watch_hub = hub.clone();
     tokio::spawn(async move {
         if let Err(e) = source::watch(folder, watch_hub).await {

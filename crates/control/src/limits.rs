@@ -79,6 +79,8 @@ pub struct Metrics {
     refusals: Family<LimitLabel, Counter>,
     denied: Family<DeniedLabel, Counter>,
     pub instances: Gauge,
+    /// RequestAuthentication key sets that could not be fetched.
+    pub jwks_fetch_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -94,7 +96,13 @@ impl Default for Metrics {
             "API requests refused because the caller did not prove the identity (or admin right) they need",
             denied.clone(),
         );
-        Metrics { registry, refusals, denied, instances }
+        let jwks_fetch_failures = Counter::default();
+        registry.register(
+            "weft_control_jwks_fetch_failures",
+            "Fetches of a RequestAuthentication's key set (jwksUri, OpenID discovery) that failed",
+            jwks_fetch_failures.clone(),
+        );
+        Metrics { registry, refusals, denied, instances, jwks_fetch_failures }
     }
 }
 

@@ -28,6 +28,7 @@ pub fn fields() -> impl Iterator<Item = &'static Field> {
         .chain(table_sidecar::SIDECAR)
         .chain(table_authz::AUTHZ)
         .chain(table_authz::PEER_AUTH)
+        .chain(table_authz::REQUEST_AUTH)
         .chain(table_telemetry::TELEMETRY)
 }
 
@@ -81,6 +82,7 @@ pub const KINDS: &[&str] = &[
     "Sidecar",
     "AuthorizationPolicy",
     "PeerAuthentication",
+    "RequestAuthentication",
     "Telemetry",
 ];
 

@@ -3,9 +3,9 @@
 
 use super::Support::*;
 use super::{Field, row};
-use crate::validate::NO_REQUEST_AUTH;
 
 const MATRIX: &str = "authz.rs::policies_decide_by_identity_request_and_conditions";
+const JWT: &str = "jwt.rs::tokens_are_checked_and_their_claims_authorize";
 const NO_CUSTOM: &str =
     "CUSTOM asks an external authorizer (ext_authz), which weft's proxies do not run: the policy is not applied";
 const NO_TARGET_REFS: &str = "policies attach to workloads by `selector`, or to a whole namespace without one: \
@@ -24,8 +24,8 @@ pub static AUTHZ: &[Field] = &[
     row("AuthorizationPolicy", "spec.rules[].from[].source", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.rules[].from[].source.principals", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.rules[].from[].source.notPrincipals", Applied(MATRIX)),
-    row("AuthorizationPolicy", "spec.rules[].from[].source.requestPrincipals", Partial(MATRIX, NO_REQUEST_AUTH)),
-    row("AuthorizationPolicy", "spec.rules[].from[].source.notRequestPrincipals", Partial(MATRIX, NO_REQUEST_AUTH)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.requestPrincipals", Applied(JWT)),
+    row("AuthorizationPolicy", "spec.rules[].from[].source.notRequestPrincipals", Applied(JWT)),
     row("AuthorizationPolicy", "spec.rules[].from[].source.namespaces", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.rules[].from[].source.notNamespaces", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.rules[].from[].source.serviceAccounts", Applied(MATRIX)),
@@ -60,4 +60,31 @@ pub static PEER_AUTH: &[Field] = &[
     row("PeerAuthentication", "spec.mtls.mode", Applied(MODES)),
     row("PeerAuthentication", "spec.portLevelMtls", Applied(MODES)),
     row("PeerAuthentication", "spec.portLevelMtls.*.mode", Applied(MODES)),
+];
+
+const NO_REQ_TARGET_REFS: &str = "request authentication attaches to workloads by `selector`, or to a whole \
+     namespace without one: a policy with only target references applies to no workload";
+
+pub static REQUEST_AUTH: &[Field] = &[
+    row("RequestAuthentication", "spec", Applied(JWT)),
+    row("RequestAuthentication", "spec.selector", Applied(JWT)),
+    row("RequestAuthentication", "spec.selector.matchLabels", Applied(JWT)),
+    row("RequestAuthentication", "spec.targetRef", NotApplied(NO_REQ_TARGET_REFS)),
+    row("RequestAuthentication", "spec.targetRefs", NotApplied(NO_REQ_TARGET_REFS)),
+    row("RequestAuthentication", "spec.jwtRules", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].issuer", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].audiences", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].jwksUri", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].jwks", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].fromHeaders", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].fromHeaders[].name", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].fromHeaders[].prefix", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].fromParams", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].fromCookies", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].outputPayloadToHeader", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].forwardOriginalToken", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].outputClaimToHeaders", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].outputClaimToHeaders[].header", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].outputClaimToHeaders[].claim", Applied(JWT)),
+    row("RequestAuthentication", "spec.jwtRules[].timeout", Applied(JWT)),
 ];

@@ -8,13 +8,7 @@ use crate::types::*;
 
 const ACTIONS: &str = "ALLOW (the default), DENY, AUDIT or CUSTOM";
 
-/// Why `request.auth.*` keys and request principals never match yet.
-pub const NO_REQUEST_AUTH: &str = "RequestAuthentication (JWT) is not applied yet, so no request has a \
-     request principal or claims: an ALLOW rule that needs one matches nothing, a DENY rule's `not` form matches \
-     every request";
-
 pub(super) fn check(r: &Resource, p: &AuthorizationPolicySpec, out: &mut Vec<Diagnostic>) {
-    let mut warnings = Vec::new();
     let mut err = |path: &str, msg: String, hint: Option<String>| {
         out.push(r.diag(Error, codes::INVALID_VALUE, path, msg, hint));
     };
@@ -58,13 +52,9 @@ pub(super) fn check(r: &Resource, p: &AuthorizationPolicySpec, out: &mut Vec<Dia
         }
         for (j, c) in rule.when.iter().enumerate() {
             let at = format!("spec.rules[{i}].when[{j}]");
-            if condition(&at, c, &mut err) {
-                let message = format!("`{at}.key: {}` is applied only in part: {NO_REQUEST_AUTH}", c.key);
-                warnings.push(r.diag(Warning, codes::NOT_APPLIED, &format!("{at}.key"), message, None));
-            }
+            condition(&at, c, &mut err);
         }
     }
-    out.extend(warnings);
 }
 
 type Err<'a> = dyn FnMut(&str, String, Option<String>) + 'a;
@@ -145,8 +135,8 @@ fn operation(at: &str, o: &AuthzOperation, err: &mut Err) {
     }
 }
 
-/// Checks a `when` condition; true when its key needs request authentication.
-fn condition(at: &str, c: &AuthzCondition, err: &mut Err) -> bool {
+/// Checks a `when` condition.
+fn condition(at: &str, c: &AuthzCondition, err: &mut Err) {
     let key = condition_key(&c.key);
     match key {
         None => err(
@@ -178,7 +168,6 @@ fn condition(at: &str, c: &AuthzCondition, err: &mut Err) -> bool {
     if c.values.is_empty() && c.not_values.is_empty() {
         err(at, "a condition needs `values` or `notValues`".into(), None);
     }
-    key.is_some_and(|k| k.starts_with("request.auth."))
 }
 
 /// PeerAuthentication: known modes; ports only under a selector (Istio's rule).

@@ -115,6 +115,7 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
         Spec::Sidecar(sc) => sidecar(r, sc, out),
         Spec::AuthorizationPolicy(p) => super::authz::check(r, p, out),
         Spec::PeerAuthentication(p) => super::authz::peer_authentication(r, p, out),
+        Spec::RequestAuthentication(p) => super::request_auth::check(r, p, out),
         Spec::Telemetry(t) => super::telemetry::check(r, t, out),
         Spec::MeshConfig(m) => super::telemetry::mesh_config(r, m, out),
         Spec::Endpoints(_) | Spec::EndpointSlice(_) | Spec::Pods(_) | Spec::Secret(_) | Spec::Inert(_) => {}

@@ -8,6 +8,7 @@ mod fields;
 mod gateway;
 mod inventory;
 mod refs;
+mod request_auth;
 mod server_tls;
 mod telemetry;
 mod virtual_service;
@@ -15,8 +16,6 @@ mod virtual_service;
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::resource::Resource;
 use std::collections::HashMap;
-
-pub use authz::NO_REQUEST_AUTH;
 
 /// Every problem in a loaded config, errors and warnings, in file order.
 pub fn validate(resources: &[Resource]) -> Vec<Diagnostic> {

@@ -337,13 +337,24 @@ fn authenticated(m: StringMatcher) -> Principal {
 }
 
 /// Request authentication's results, which Istio keeps as `istio_authn`
-/// metadata: with no RequestAuthentication applied, never present.
+/// metadata: `request.auth.principal` (`<iss>/<sub>`), `audiences`,
+/// `presenter`, and `claims` then a claim's name (and a nested claim's),
+/// as the path's segments. A list value matches when one item does.
 fn request_auth(key: &str, v: &str) -> Principal {
+    let mut path = Vec::new();
+    match key.strip_prefix("request.auth.claims[") {
+        Some(rest) => {
+            path.push("request.auth.claims".to_owned());
+            path.extend(rest.trim_end_matches(']').split("][").map(str::to_owned));
+        }
+        None => path.push(key.to_owned()),
+    }
     let matcher = MetadataMatcher {
         filter: "istio_authn".into(),
-        path: vec![metadata_matcher::PathSegment {
-            segment: Some(metadata_matcher::path_segment::Segment::Key(key.into())),
-        }],
+        path: path
+            .into_iter()
+            .map(|k| metadata_matcher::PathSegment { segment: Some(metadata_matcher::path_segment::Segment::Key(k)) })
+            .collect(),
         value: Some(ValueMatcher { match_pattern: Some(value_matcher::MatchPattern::StringMatch(string(v, false))) }),
         invert: false,
     };

@@ -11,6 +11,7 @@ mod endpoint_meta;
 mod fault;
 mod gateway_tls;
 mod grpc;
+pub mod jwt;
 mod listeners;
 mod locality;
 mod node;
@@ -27,6 +28,7 @@ pub use shared::{Cache, Encoded, Res, encoded};
 pub use authz::applicable as authorization_policies;
 pub use clusters::build as clusters_for;
 pub use routes::{sidecar_outbound, tcp_port, tcp_route};
+pub use upstream_tls::SYSTEM_CA_BUNDLE;
 
 use crate::registry::Instance;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub struct Snapshot {
     pub label_failover: std::sync::OnceLock<bool>,
     /// Where the control plane's trace store takes spans (`weft` provider).
     pub trace_store: Option<std::net::SocketAddr>,
+    /// Key sets fetched for RequestAuthentications, by URL (`crate::jwks`).
+    pub jwks: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Snapshot {
@@ -55,7 +59,14 @@ impl Snapshot {
         instances: impl IntoIterator<Item = I>,
     ) -> Self {
         let instances = instances.into_iter().map(Into::into).collect();
-        Snapshot { version, resources, instances, label_failover: Default::default(), trace_store: None }
+        Snapshot {
+            version,
+            resources,
+            instances,
+            label_failover: Default::default(),
+            trace_store: None,
+            jwks: Default::default(),
+        }
     }
 
     /// True when a caller's labels can change the clusters or endpoints it is sent.

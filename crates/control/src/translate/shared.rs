@@ -113,6 +113,12 @@ fn own_services<'i>(ix: &'i Index, node: &ProxyNode) -> Vec<&'i weft_api::index:
     ix.services.values().filter(|s| s.selects_workload(&node.namespace, &node.labels)).collect()
 }
 
+/// The filters that judge a request before it is routed: its JWT checked
+/// (RequestAuthentication), then the authorization policies (Istio's order).
+fn request_filters(ix: &Index, snap: &Snapshot, target: &authz::Target) -> Vec<HttpFilter> {
+    super::jwt::filter(ix, target.node, &snap.jwks).into_iter().chain(authz::filters(ix, target)).collect()
+}
+
 /// What Telemetry asks of `node` on `side`.
 fn observe(ix: &Index, snap: &Snapshot, node: &ProxyNode, side: Side) -> listeners::Observe {
     let (tracing, collector) = tracing::for_side(ix, node, side, snap.trace_store).unzip();
@@ -201,7 +207,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 let tcp = !own.is_empty() && own.iter().all(|s| s.ports.iter().all(routes::tcp_port));
                 Part {
                     clusters: clusters::inbound(&n, &own).map(|c| encode(c.name.clone(), c)).into_iter().collect(),
-                    authz: if tcp { Vec::new() } else { vec![(app_port, authz::filters(ix, &target))] },
+                    authz: if tcp { Vec::new() } else { vec![(app_port, request_filters(ix, snap, &target))] },
                     inbound_tcp: tcp.then(|| authz::network_filters(ix, &target)),
                     mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
                     seen: listeners::Telemetry {
@@ -246,8 +252,10 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 referenced.extend(gateway_tcp.iter().flat_map(|(_, cs)| cs.iter()).flat_map(|c| c.cluster_names()));
                 let (clusters, endpoints) = clusters_part(ix, snap, &n, Some(&referenced));
                 let routes = rs.into_iter().map(|r| encode(r.name.clone(), r)).collect();
-                let authz =
-                    ports.iter().map(|p| (*p, authz::filters(ix, &authz::Target { node: &n, port: *p }))).collect();
+                let authz = ports
+                    .iter()
+                    .map(|p| (*p, request_filters(ix, snap, &authz::Target { node: &n, port: *p })))
+                    .collect();
                 let tls = ports.iter().map(|p| (*p, super::gateway_tls::chains(ix, &n, *p))).collect();
                 let seen =
                     listeners::Telemetry { client: observe(ix, snap, &n, Side::Client), server: Default::default() };

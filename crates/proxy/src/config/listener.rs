@@ -42,6 +42,8 @@ pub struct HttpListener {
     /// scheme set in `x-forwarded-proto` (Envoy's `use_remote_address`:
     /// the edge, where the client is not trusted to say either).
     pub remote_address: bool,
+    /// Its JWT filter (RequestAuthentication), judged before `authz`.
+    pub jwt: Option<Box<super::jwt::Jwt>>,
     /// RBAC filters in chain order (authorization policies); most have none.
     pub authz: Box<[super::rbac::Filter]>,
     /// Whether a policy of `authz` looks at the client `x-forwarded-for`
@@ -219,6 +221,21 @@ fn terminate(l: &Listener) -> Result<Option<Arc<super::terminate::Terminate>>, C
     Ok(any.then(|| Arc::new(t)))
 }
 
+/// The connection manager's JWT filter, compiled, if it has one.
+fn jwt_filter(hcm: &HttpConnectionManager) -> Result<Option<Box<super::jwt::Jwt>>, CompileError> {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+    let mut found = hcm.http_filters.iter().filter_map(|f| match &f.config_type {
+        Some(ConfigType::TypedConfig(any)) if any.type_url.ends_with(super::jwt::TYPE) => Some((f, any)),
+        _ => None,
+    });
+    let Some((f, any)) = found.next() else { return Ok(None) };
+    if found.next().is_some() {
+        return Err(CompileError::new("one JWT filter per listener"));
+    }
+    let jwt = super::jwt::Jwt::compile(&any.value).map_err(|e| CompileError::new(format!("filter {}: {e}", f.name)))?;
+    Ok(Some(Box::new(jwt)))
+}
+
 /// The connection manager's RBAC filters, compiled, in their order.
 fn rbac_filters(hcm: &HttpConnectionManager) -> Result<Box<[super::rbac::Filter]>, CompileError> {
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
@@ -259,6 +276,7 @@ impl ListenerCfg {
         let kind = if any.type_url.ends_with("HttpConnectionManager") {
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(|e| err(&e))?;
             let authz = rbac_filters(&hcm).map_err(|e| err(&e))?;
+            let jwt = jwt_filter(&hcm).map_err(|e| err(&e))?;
             let chain_match = l.filter_chains.first().and_then(|fc| fc.filter_chain_match.as_ref());
             let transport = Transport::from_protocol(chain_match.map_or("", |m| m.transport_protocol.as_str()))
                 .map_err(|e| err(&e))?;
@@ -295,6 +313,7 @@ impl ListenerCfg {
                 client_cert_uri: current.uri,
                 remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
                 authz_reads_xff: authz.iter().any(super::rbac::Filter::reads_remote_ip),
+                jwt,
                 authz,
                 transport,
                 terminate: terminate(l).map_err(|e| err(&e))?,

@@ -9,6 +9,7 @@ pub mod balance;
 pub mod certs;
 pub mod cluster;
 pub mod health_check;
+pub mod jwt;
 pub mod limits;
 pub mod listener;
 pub mod matcher;

@@ -9,7 +9,9 @@ use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::rbac::v3::{Permission, Policy, Principal, Rbac, permission, principal, rbac};
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
-use envoy_types::pb::envoy::r#type::matcher::v3::{PathMatcher, path_matcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    MetadataMatcher, PathMatcher, metadata_matcher, path_matcher, value_matcher,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -94,6 +96,9 @@ enum Princ {
     RemoteIp(Cidr),
     Header(HeaderMatch),
     Path(StrMatch, bool),
+    /// A value of the request's verified JWT (Istio's `istio_authn`
+    /// metadata: its path's segments); a list matches when one item does.
+    Auth(Vec<String>, StrMatch, bool),
     Never,
 }
 
@@ -145,6 +150,8 @@ pub struct Subject<'a> {
     pub remote_ip: IpAddr,
     /// The verified peer certificate's SPIFFE ID (mutual TLS only).
     pub principal: Option<&'a str>,
+    /// What the request's verified JWT says (RequestAuthentication).
+    pub auth: Option<&'a super::jwt::Auth>,
     pub server_name: Option<&'a str>,
     /// The listener's address: the destination as this proxy knows it.
     pub local: std::net::SocketAddr,
@@ -235,6 +242,30 @@ impl NamedPolicy {
     }
 }
 
+/// Istio's `istio_authn` metadata matcher (the request's JWT) as a
+/// principal; None for other metadata, which no filter of weft's sets.
+fn auth_matcher(m: &MetadataMatcher) -> Result<Option<Princ>, CompileError> {
+    use metadata_matcher::path_segment::Segment;
+    if m.filter != "istio_authn" {
+        return Ok(None);
+    }
+    let path: Vec<String> = m
+        .path
+        .iter()
+        .map(|p| match &p.segment {
+            Some(Segment::Key(k)) => Ok(k.clone()),
+            None => Err(CompileError::new("a metadata path segment needs a key")),
+        })
+        .collect::<Result<_, _>>()?;
+    let Some(value_matcher::MatchPattern::StringMatch(sm)) = m.value.as_ref().and_then(|v| v.match_pattern.as_ref())
+    else {
+        return Err(CompileError::new("istio_authn metadata is matched by a string matcher"));
+    };
+    let (sm, ic) = StrMatch::compile(sm)?;
+    let p = Princ::Auth(path, sm, ic);
+    Ok(Some(if m.invert { Princ::Not(Box::new(p)) } else { p }))
+}
+
 fn path(m: &PathMatcher) -> Result<(StrMatch, bool), CompileError> {
     match &m.rule {
         Some(path_matcher::Rule::Path(sm)) => StrMatch::compile(sm),
@@ -309,9 +340,12 @@ impl Princ {
                 let (m, ic) = path(m)?;
                 Princ::Path(m, ic)
             }
-            Some(I::SourcedMetadata(_)) => Princ::Never,
+            Some(I::SourcedMetadata(sm)) => match sm.metadata_matcher.as_ref().map(auth_matcher).transpose()? {
+                Some(Some(p)) => p,
+                _ => Princ::Never,
+            },
             #[allow(deprecated)]
-            Some(I::Metadata(_)) => Princ::Never,
+            Some(I::Metadata(m)) => auth_matcher(m)?.unwrap_or(Princ::Never),
             Some(I::Any(false)) | None => return Err(CompileError::new("a principal needs an identifier")),
             Some(other) => return Err(CompileError::new(format!("unsupported RBAC principal {other:?}"))),
         })
@@ -338,6 +372,13 @@ impl Princ {
             Princ::RemoteIp(c) => c.contains(s.remote_ip),
             Princ::Header(h) => s.request.is_some_and(|r| h.matches(r)),
             Princ::Path(m, ic) => s.request.is_some_and(|r| m.matches(r.path, *ic)),
+            Princ::Auth(path, m, ic) => s.auth.and_then(|a| a.lookup(path)).is_some_and(|v| match v {
+                serde_json::Value::String(x) => m.matches(&x, *ic),
+                serde_json::Value::Array(items) => items.iter().any(|i| i.as_str().is_some_and(|x| m.matches(x, *ic))),
+                serde_json::Value::Bool(b) => m.matches(if b { "true" } else { "false" }, *ic),
+                serde_json::Value::Number(n) => m.matches(&n.to_string(), *ic),
+                _ => false,
+            }),
             Princ::Never => false,
         }
     }

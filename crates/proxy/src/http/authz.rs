@@ -7,6 +7,7 @@
 //! header.
 
 use super::error::{ErrorKind, ProxyError};
+use crate::config::jwt::Auth;
 use crate::config::listener::{HttpListener, ListenerCfg, ListenerKind};
 use crate::config::matcher::RequestView;
 use crate::config::rbac::{Action, Filter, NamedPolicy, Rules, Subject, forwarded_client};
@@ -26,6 +27,7 @@ pub fn check<B>(
     listener: &ListenerCfg,
     hl: &HttpListener,
     req: &http::Request<B>,
+    auth: Option<&Auth>,
 ) -> Result<(), ProxyError> {
     let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
     let authority = req.uri().authority().map(|a| a.as_str()).or(host).unwrap_or("");
@@ -38,13 +40,13 @@ pub fn check<B>(
         query: req.uri().query(),
         headers: req.headers(),
     };
-    judge(ctx, listener, &hl.authz, Some(request))
+    judge(ctx, listener, &hl.authz, Some(request), auth)
 }
 
 /// Whether a TCP listener's network RBAC filters (`filters`) let the
 /// connection through; a denial is counted per policy as a request's is.
 pub fn admit_connection(ctx: &ConnCtx, listener: &ListenerCfg, filters: &[Filter]) -> bool {
-    judge(ctx, listener, filters, None).is_ok()
+    judge(ctx, listener, filters, None, None).is_ok()
 }
 
 fn judge(
@@ -52,6 +54,7 @@ fn judge(
     listener: &ListenerCfg,
     filters: &[Filter],
     request: Option<&RequestView>,
+    auth: Option<&Auth>,
 ) -> Result<(), ProxyError> {
     let peer = ctx.mtls_peer.as_ref();
     let remote = request.map_or(ctx.peer.ip(), |r| remote_ip(ctx, listener, r.headers));
@@ -60,6 +63,7 @@ fn judge(
         direct_ip: ctx.peer.ip(),
         remote_ip: remote,
         principal: peer.and_then(|p| p.identity.as_deref()),
+        auth,
         server_name: peer.and_then(|p| p.server_name.as_deref()),
         local: listener.addr,
     };

@@ -51,6 +51,9 @@ pub enum ErrorKind {
     /// An authorization policy denied the request (403, no flag, as
     /// Envoy's RBAC filter).
     Denied,
+    /// Its JSON Web Token failed verification, or one was required (401,
+    /// no flag, as Envoy's JWT filter).
+    Unauthenticated,
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +90,7 @@ impl ProxyError {
         match self.kind {
             DownstreamBody => Origin::Downstream,
             ConnectFailure | UpstreamReset | NotSent | PerTryTimeout | Timeout => Origin::Upstream,
-            NoRoute | NoCluster | NoHealthyUpstream | Overflow | Denied => Origin::Local,
+            NoRoute | NoCluster | NoHealthyUpstream | Overflow | Denied | Unauthenticated => Origin::Local,
         }
     }
 
@@ -96,6 +99,7 @@ impl ProxyError {
         match self.kind {
             NoRoute => 404,
             Denied => 403,
+            Unauthenticated => 401,
             DownstreamBody => 400,
             PerTryTimeout | Timeout => 504,
             NoCluster | NoHealthyUpstream | Overflow | ConnectFailure | UpstreamReset | NotSent => 503,
@@ -114,7 +118,7 @@ impl ProxyError {
             UpstreamReset | NotSent => Flags::RESET,
             PerTryTimeout | Timeout => Flags::TIMEOUT,
             DownstreamBody => Flags::DOWNSTREAM_TERMINATION,
-            Denied => Flags::NONE,
+            Denied | Unauthenticated => Flags::NONE,
         }
     }
 
@@ -145,7 +149,16 @@ impl ProxyError {
     /// trailers-only gRPC status (HTTP 200, as Envoy's local replies to
     /// gRPC are: a 503 is `UNAVAILABLE`).
     pub fn response(&self, grpc: bool) -> Response<ProxyBody> {
-        if grpc { grpc_status(grpc_code(self.status()), &self.message) } else { text(self.status(), &self.message) }
+        if grpc {
+            return grpc_status(grpc_code(self.status()), &self.message);
+        }
+        let mut r = text(self.status(), &self.message);
+        if self.kind == ErrorKind::Unauthenticated {
+            // RFC 6750's challenge, as Envoy's JWT filter answers.
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        }
+        r
     }
 }
 
@@ -220,7 +233,7 @@ mod tests {
     use super::*;
     use ErrorKind::*;
 
-    const ALL: [ErrorKind; 11] = [
+    const ALL: [ErrorKind; 12] = [
         NoRoute,
         NoCluster,
         NoHealthyUpstream,
@@ -232,6 +245,7 @@ mod tests {
         Timeout,
         DownstreamBody,
         Denied,
+        Unauthenticated,
     ];
 
     #[test]
@@ -248,6 +262,7 @@ mod tests {
             (Timeout, 504, "UT", Origin::Upstream),
             (DownstreamBody, 400, "DC", Origin::Downstream),
             (Denied, 403, "-", Origin::Local),
+            (Unauthenticated, 401, "-", Origin::Local),
         ];
         assert_eq!(expect.len(), ALL.len());
         for (kind, status, flag, origin) in expect {

@@ -19,6 +19,22 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
 
+/// The request's JWT checked (RequestAuthentication), then the
+/// authorization policies, which see what the token said. A plain fn: what
+/// the token said is gone before the request path's first await.
+fn authenticate_and_authorize(
+    ctx: &ConnCtx,
+    l: &crate::config::listener::ListenerCfg,
+    hl: &HttpListener,
+    req: &mut Request<Incoming>,
+) -> Result<(), ProxyError> {
+    let auth = match hl.jwt.as_deref() {
+        Some(jwt) => super::jwt::authenticate(jwt, req)?,
+        None => None,
+    };
+    if hl.authz.is_empty() { Ok(()) } else { authz::check(ctx, l, hl, req, auth.as_ref()) }
+}
+
 fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) { s.to_ascii_lowercase().into() } else { s.into() }
 }
@@ -88,9 +104,9 @@ pub fn handle(
         // layer keeps 264 bytes for the request after moving it on (an
         // upvar's room is never reused), and the future is moved per request.
         let outcome = 'routed: {
-            if !hl.authz.is_empty()
+            if (hl.jwt.is_some() || !hl.authz.is_empty())
                 && let Some(l) = listener
-                && let Err(e) = authz::check(&ctx, l, hl, &req)
+                && let Err(e) = authenticate_and_authorize(&ctx, l, hl, &mut req)
             {
                 let (response, flags) = (e.response(is_grpc(req.headers())), e.flags());
                 break 'routed Outcome { response, flags, dest: Dest::unknown(), request_bytes: 0 };

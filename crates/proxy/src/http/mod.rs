@@ -14,6 +14,7 @@ pub mod flags;
 pub mod forward;
 pub mod handle;
 pub mod headers;
+pub mod jwt;
 mod mirror;
 mod observe;
 pub mod outcome;
