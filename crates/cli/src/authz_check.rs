@@ -41,6 +41,11 @@ pub struct CheckArgs {
     /// A request header, `name=value` (repeatable).
     #[arg(long = "header")]
     headers: Vec<String>,
+    /// The claims of the request's verified JWT, as JSON
+    /// (`{"iss":"https://issuer.example","sub":"alice","groups":["admin"]}`):
+    /// its request principal is `<iss>/<sub>`. None: no token.
+    #[arg(long)]
+    claims: Option<String>,
 }
 
 /// Prints the decision; exit code 0 when allowed, 1 when denied.
@@ -101,12 +106,21 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
     };
     let principal = a.from.as_ref().map(|p| format!("spiffe://{}", p.trim_start_matches("spiffe://")));
     let remote = weft_proxy::config::rbac::forwarded_client(&headers).unwrap_or(a.source_ip);
+    let auth = match &a.claims {
+        Some(text) => {
+            let claims: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| anyhow::anyhow!("--claims is not JSON: {e}"))?;
+            let field = |k: &str| claims.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+            Some(weft_proxy::config::jwt::Auth { principal: format!("{}/{}", field("iss"), field("sub")), claims })
+        }
+        None => None,
+    };
     let subject = Subject {
         request: Some(&request),
         direct_ip: a.source_ip,
         remote_ip: remote,
         principal: principal.as_deref(),
-        auth: None,
+        auth: auth.as_ref(),
         server_name: None,
         local: SocketAddr::new(a.ip, a.port),
     };

@@ -228,3 +228,28 @@ fn request_authentication_that_cannot_work_is_refused_by_validation() {
         assert!(text.contains(needle), "no error at {needle}: {text}");
     }
 }
+
+/// `weft authz check --claims`: what the policies decide on a request whose
+/// verified token says this, with the rule that decided.
+#[test]
+fn authz_check_explains_decisions_on_a_tokens_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"RYIa4xv8iJAjPqdQzYIBZiAuvLhyAyZ4wMcjRFc4pYY","y":"IAGKVtZLRdtG76ftcNgu6y3vXe3LRVY5kTBHjrLuW7c"}]}"#;
+    std::fs::write(dir.path().join("mesh.yaml"), mesh(8080, 15006, 9999, jwks)).unwrap();
+    let check = |path: &str, claims: Option<&str>| {
+        let mut cmd = std::process::Command::new(weft());
+        cmd.args(["authz", "check"]).arg(dir.path()).args(["--labels", "app=web", "--port", "8080", "--path", path]);
+        if let Some(c) = claims {
+            cmd.args(["--claims", c]);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let admin = r#"{"iss":"https://issuer.example","sub":"alice","groups":["admin"]}"#;
+    let (allowed, text) = check("/admin", Some(admin));
+    assert!(allowed && text.contains("decision: ALLOW"), "{text}");
+    let (allowed, text) = check("/admin", None);
+    assert!(!allowed && text.contains("DENY: no ALLOW rule matches"), "{text}");
+    let (allowed, text) = check("/alice", Some(r#"{"iss":"https://issuer.example","sub":"alice"}"#));
+    assert!(allowed && text.contains("rule 1"), "the request principal's rule decides: {text}");
+}
