@@ -350,3 +350,18 @@ fn tracing_settings_weft_would_drop_are_errors_and_unknown_default_providers_war
     let d = at("data.mesh");
     assert!(!d.is_error() && d.message.contains("`jaeger`"), "{d}");
 }
+
+#[test]
+fn an_istio_mutual_server_takes_no_certificate_of_its_own() {
+    let gw = |tls: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: g}}\nspec:\n  selector: {{istio: eastwest}}\n  servers:\n    - port: {{number: 15443, name: m, protocol: HTTPS}}\n      hosts: [\"*\"]\n      tls: {tls}\n"
+        )
+    };
+    let diags = check(&gw("{mode: ISTIO_MUTUAL, credentialName: mine}"));
+    assert!(diags.iter().any(|d| d.is_error() && d.path == "spec.servers[0].tls.credentialName"), "{diags:#?}");
+    let good = check(&gw("{mode: ISTIO_MUTUAL}"));
+    assert!(good.iter().all(|d| !d.is_error()), "{good:#?}");
+    let optional = check(&gw("{mode: OPTIONAL_MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem}"));
+    assert!(optional.iter().any(|d| d.path == "spec.servers[0].tls.caCertificates"), "{optional:#?}");
+}

@@ -105,3 +105,87 @@ fn a_gateway_terminates_https_by_server_name() {
         https::check(offset, &pki).await;
     });
 }
+
+/// `weft cert` files for a namespace and service account.
+fn mesh_cert(control: &Control, dir: &std::path::Path, sa: &str) -> std::path::PathBuf {
+    let out = dir.join(sa);
+    let done = std::process::Command::new(weft())
+        .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token, "--service-account", sa, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    out
+}
+
+/// ISTIO_MUTUAL: the gateway shows its mesh certificate and takes clients
+/// of the mesh, of the identities its `subjectAltNames` name (east-west
+/// traffic). OPTIONAL_MUTUAL: a client certificate is checked when shown.
+#[test]
+fn a_gateway_terminates_istio_mutual_and_optional_mutual() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let offset = https::offset();
+        let pki = https::pki();
+        let (web, port) = demo("web", "v1").await;
+        let yaml = backend_yaml("web", port)
+            + &https::tls_secret("api-cert", &pki.api, Some(&pki.client_ca))
+            + r#"---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: eastwest}
+spec:
+  selector: {istio: eastwestgateway}
+  servers:
+    - port: {number: 80, name: mesh, protocol: HTTPS}
+      hosts: ["*"]
+      tls: {mode: ISTIO_MUTUAL, subjectAltNames: [spiffe://cluster.local/ns/default/sa/frontend]}
+    - port: {number: 443, name: api, protocol: HTTPS}
+      hosts: [api.example]
+      tls: {mode: OPTIONAL_MUTUAL, credentialName: api-cert}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: ["*"]
+  gateways: [eastwest]
+  http: [{route: [{destination: {host: web}}]}]
+"#;
+        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
+        let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
+        assert!(said.is_empty(), "{said:#?}");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let (admin, off) = (free_port().to_string(), offset.to_string());
+        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=eastwestgateway", "--port-offset", &off];
+        let [c, api, t, token] = control.ca_args();
+        let ca = [c, api, t, token];
+        let _gw =
+            spawn(&[&args[..], &ca, &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let (mesh, api) = (format!("127.0.0.1:{}", 80 + offset), format!("127.0.0.1:{}", 443 + offset));
+        let frontend = mesh_cert(&control, certs.path(), "frontend");
+        let batch = mesh_cert(&control, certs.path(), "batch");
+        let call = common::tls::Call { host: "web", ..Default::default() };
+        eventually(30, "the gateway's mesh listener, with its certificate", || {
+            let (mesh, frontend, call) = (mesh.clone(), frontend.clone(), &call);
+            async move { common::tls::send(&mesh, true, Some(&frontend), call).await.is_ok_and(|(s, _)| s == 200) }
+        })
+        .await;
+        let refused = |r: Result<(u16, String), String>| r.is_err() || r.is_ok_and(|(s, _)| s >= 400);
+        assert!(refused(common::tls::send(&mesh, true, Some(&batch), &call).await), "batch is not frontend");
+        assert!(refused(common::tls::send(&mesh, true, None, &call).await), "a client without a mesh certificate");
+        assert!(refused(common::tls::send(&mesh, false, None, &call).await), "plaintext on an ISTIO_MUTUAL port");
+
+        // OPTIONAL_MUTUAL: no certificate, served; one of its CA, served;
+        // one of another CA (the servers'), refused.
+        let none = https::https_get(&api, "api.example", &pki.server_ca, None).await.expect("no client certificate");
+        assert_eq!(none.status, 200);
+        let good = https::https_get(&api, "api.example", &pki.server_ca, Some(&pki.client)).await;
+        assert_eq!(good.expect("a certificate of the client CA").status, 200);
+        let other = https::https_get(&api, "api.example", &pki.server_ca, Some(&pki.shop)).await;
+        assert!(other.is_err() || other.is_ok_and(|r| r.status >= 400), "a certificate of another CA was taken");
+        drop(web);
+    });
+}

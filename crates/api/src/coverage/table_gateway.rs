@@ -4,8 +4,8 @@ use super::Support::*;
 use super::table::{BOOKINFO, GW_L4};
 use super::{Field, row};
 
-const NO_GATEWAY_TLS: &str = "ISTIO_MUTUAL, OPTIONAL_MUTUAL and AUTO_PASSTHROUGH are not served yet: such a server \
-     gets no listener (PASSTHROUGH, SIMPLE and MUTUAL are)";
+const NO_GATEWAY_TLS: &str = "AUTO_PASSTHROUGH is not served yet: such a server gets no listener \
+     (PASSTHROUGH, SIMPLE, MUTUAL, OPTIONAL_MUTUAL and ISTIO_MUTUAL are)";
 const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
 
 pub static GATEWAY: &[Field] = &[
@@ -33,7 +33,11 @@ pub static GATEWAY: &[Field] = &[
     row("Gateway", "spec.servers[].defaultEndpoint", NotApplied("only used for sidecar ingress in Istio")),
     row("Gateway", "spec.servers[].name", Bookkeeping),
     row("Gateway", "spec.servers[].tls", Applied(GW_L4)),
-    row("Gateway", "spec.servers[].tls.mode", Values(&["PASSTHROUGH", "SIMPLE", "MUTUAL"], NO_GATEWAY_TLS)),
+    row(
+        "Gateway",
+        "spec.servers[].tls.mode",
+        Values(&["PASSTHROUGH", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"], NO_GATEWAY_TLS),
+    ),
     row("Gateway", "spec.servers[].tls.httpsRedirect", Applied(GW_TLS)),
     row("Gateway", "spec.servers[].tls.serverCertificate", Untested),
     row("Gateway", "spec.servers[].tls.privateKey", Untested),

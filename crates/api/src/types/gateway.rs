@@ -45,7 +45,8 @@ impl Server {
     }
 
     /// The TLS mode of an HTTPS server the gateway terminates: `SIMPLE` (a
-    /// server certificate) or `MUTUAL` (and a client certificate of its CA).
+    /// server certificate), `MUTUAL` (and a client certificate of its CA),
+    /// `OPTIONAL_MUTUAL` (one checked if shown), `ISTIO_MUTUAL` (the mesh's).
     pub fn terminates(&self) -> Option<TlsTermination> {
         if !self.port.protocol.eq_ignore_ascii_case("HTTPS") {
             return None;
@@ -53,6 +54,8 @@ impl Server {
         match self.tls.as_ref()?.mode.as_deref().unwrap_or("SIMPLE").to_ascii_uppercase().as_str() {
             "SIMPLE" => Some(TlsTermination::Simple),
             "MUTUAL" => Some(TlsTermination::Mutual),
+            "OPTIONAL_MUTUAL" => Some(TlsTermination::OptionalMutual),
+            "ISTIO_MUTUAL" => Some(TlsTermination::IstioMutual),
             _ => None,
         }
     }
@@ -94,6 +97,17 @@ pub struct GatewayPort {
 pub enum TlsTermination {
     Simple,
     Mutual,
+    /// A client certificate is checked when one is shown.
+    OptionalMutual,
+    /// The gateway's mesh certificate; clients show theirs (east-west).
+    IstioMutual,
+}
+
+impl TlsTermination {
+    /// Whether clients' certificates are checked against a CA the server names.
+    pub fn needs_ca(self) -> bool {
+        matches!(self, TlsTermination::Mutual | TlsTermination::OptionalMutual)
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

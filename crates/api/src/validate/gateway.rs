@@ -54,7 +54,23 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
         if let (Some(mode), Some(tls)) = (s.terminates(), &s.tls) {
             super::server_tls::check(r, &base, tls, out);
             let files = tls.server_certificate.is_some() && tls.private_key.is_some();
-            if tls.credential_name.is_none() && !files {
+            let own = [
+                ("credentialName", tls.credential_name.is_some()),
+                ("serverCertificate", tls.server_certificate.is_some()),
+                ("privateKey", tls.private_key.is_some()),
+                ("caCertificates", tls.ca_certificates.is_some()),
+            ];
+            if mode == TlsTermination::IstioMutual {
+                for (field, _) in own.iter().filter(|(_, set)| *set) {
+                    out.push(r.diag(
+                        Error,
+                        codes::INVALID_VALUE,
+                        &format!("{base}.tls.{field}"),
+                        format!("an ISTIO_MUTUAL server shows the gateway's mesh certificate and trusts the mesh root: `{field}` has no place in it"),
+                        Some("remove it, or use MUTUAL with your own certificates".into()),
+                    ));
+                }
+            } else if tls.credential_name.is_none() && !files {
                 out.push(r.diag(
                     Error,
                     codes::MISSING_FIELD,
@@ -63,12 +79,12 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                     Some("set `credentialName` (a kubernetes.io/tls Secret in the config) or `serverCertificate` and `privateKey` (files)".into()),
                 ));
             }
-            if mode == TlsTermination::Mutual && tls.credential_name.is_none() && tls.ca_certificates.is_none() {
+            if mode.needs_ca() && tls.credential_name.is_none() && tls.ca_certificates.is_none() {
                 out.push(r.diag(
                     Error,
                     codes::MISSING_FIELD,
                     &format!("{base}.tls.caCertificates"),
-                    "a MUTUAL server needs the CA its clients' certificates are checked against",
+                    "a MUTUAL or OPTIONAL_MUTUAL server needs the CA its clients' certificates are checked against",
                     Some("set `caCertificates` (a file), or `credentialName` with `ca.crt` in the Secret".into()),
                 ));
             }
@@ -119,7 +135,7 @@ pub(super) fn credentials(resources: &[Resource], out: &mut Vec<Diagnostic>) {
                 Some(sec) if sec.tls.is_some() => {
                     let ca = sec.ca_pem.is_some() || secret(r.namespace(), &format!("{name}-cacert")).is_some_and(|c| c.ca_pem.is_some());
                     let files = s.tls.as_ref().is_some_and(|t| t.ca_certificates.is_some());
-                    if mode == TlsTermination::Mutual && !ca && !files {
+                    if mode.needs_ca() && !ca && !files {
                         out.push(r.diag(
                             Error,
                             codes::MISSING_FIELD,

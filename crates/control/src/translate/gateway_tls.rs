@@ -1,4 +1,5 @@
-//! A gateway's HTTPS servers whose TLS it terminates (SIMPLE, MUTUAL), as
+//! A gateway's HTTPS servers whose TLS it terminates (SIMPLE, MUTUAL,
+//! OPTIONAL_MUTUAL; ISTIO_MUTUAL with its mesh certificate), as
 //! Envoy filter chains: one per server, matched by the server names its
 //! hosts give (SNI; none for `*`), with a `DownstreamTlsContext` holding the
 //! certificate (from a `kubernetes.io/tls` Secret named by `credentialName`,
@@ -11,8 +12,8 @@
 use super::node::ProxyNode;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source, transport_socket};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate, TlsParameters,
-    common_tls_context, tls_parameters::TlsProtocol,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, TlsCertificate,
+    TlsParameters, common_tls_context, tls_parameters::TlsProtocol,
 };
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
@@ -37,7 +38,16 @@ pub fn chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<TlsChain> {
         }
         for s in g.servers.iter().filter(|s| s.port.number == port) {
             let (Some(mode), Some(tls)) = (s.terminates(), &s.tls) else { continue };
-            let Some(context) = context(index.resources, r, tls, mode) else {
+            if mode == TlsTermination::IstioMutual && !node.holds_mesh_cert {
+                tracing::warn!(gateway = %r.key(), port, "an ISTIO_MUTUAL server needs the mesh certificate, which weft serves Envoy no SDS for yet; it is not served");
+                continue;
+            }
+            let context = if mode == TlsTermination::IstioMutual {
+                Some(mesh(tls))
+            } else {
+                context(index.resources, r, tls, mode)
+            };
+            let Some(context) = context else {
                 tracing::warn!(gateway = %r.key(), port, "an HTTPS server's certificate is missing; it is not served");
                 continue;
             };
@@ -100,8 +110,7 @@ fn context(
         }
     };
     let ca = ca.or_else(|| tls.ca_certificates.as_deref().and_then(file));
-    let mutual = mode == TlsTermination::Mutual;
-    let validation = if mutual {
+    let validation = if mode.needs_ca() {
         // A client must show one of these names (DNS or, with a scheme, URI).
         let sans = tls.subject_alt_names.iter().map(|n| super::upstream_tls::san(n)).collect();
         let v = CertificateValidationContext {
@@ -121,9 +130,37 @@ fn context(
             tls_params: params(tls),
             ..Default::default()
         }),
-        require_client_certificate: mutual.then_some(BoolValue { value: true }),
+        require_client_certificate: (mode == TlsTermination::Mutual).then_some(BoolValue { value: true }),
         ..Default::default()
     })
+}
+
+/// ISTIO_MUTUAL: the gateway's mesh certificate and the mesh root (Istio's
+/// SDS names, which weft's proxy holds itself), a client certificate
+/// required and, with `subjectAltNames`, one of those identities.
+fn mesh(tls: &ServerTlsSettings) -> DownstreamTlsContext {
+    let sds = |name: &str| SdsSecretConfig { name: name.into(), sds_config: Some(super::listeners::ads()) };
+    let names = CertificateValidationContext {
+        match_typed_subject_alt_names: tls.subject_alt_names.iter().map(|n| super::upstream_tls::san(n)).collect(),
+        ..Default::default()
+    };
+    DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_sds_secret_configs: vec![sds("default")],
+            validation_context_type: Some(common_tls_context::ValidationContextType::CombinedValidationContext(
+                common_tls_context::CombinedCertificateValidationContext {
+                    default_validation_context: Some(names),
+                    validation_context_sds_secret_config: Some(sds("ROOTCA")),
+                    ..Default::default()
+                },
+            )),
+            alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+            tls_params: params(tls),
+            ..Default::default()
+        }),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    }
 }
 
 /// Istio's `TLSV1_2`-style version names, as Envoy's.

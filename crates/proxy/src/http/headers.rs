@@ -73,7 +73,7 @@ fn append_forwarded_for(ctx: &ConnCtx, h: &mut http::HeaderMap) {
     if let Ok(v) = value {
         h.insert(XFF, v);
     }
-    let scheme = if ctx.mtls_peer.is_some() { "https" } else { "http" };
+    let scheme = if ctx.secure { "https" } else { "http" };
     h.insert(header::HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(scheme));
 }
 

@@ -3,7 +3,7 @@
 
 use super::replay::Replay;
 use crate::config::listener::ListenerKind;
-use crate::config::terminate::Terminate;
+use crate::config::terminate::{ServerTls, Terminate};
 use crate::conn::{ConnCtx, Peer};
 use crate::mtls::MeshTls;
 use std::sync::Arc;
@@ -97,19 +97,45 @@ pub async fn terminate(
     let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = in_time(lazy).await.map_err(|e| fail(&e)).ok()?;
     let name = start.client_hello().server_name().map(str::to_owned);
-    let Some(config) = term.pick(name.as_deref()) else {
-        fail(&format!("no HTTPS server for the name {name:?}"));
-        return None;
+    let (config, names) = match term.pick(name.as_deref()) {
+        Some(ServerTls::Fixed(c)) => (c.clone(), None),
+        Some(ServerTls::Mesh(sans)) => match ctx.state.tls().load_full() {
+            Some(mesh) => (mesh.server.clone(), Some(sans.clone())),
+            None => {
+                fail(&"an ISTIO_MUTUAL server before this proxy has its mesh certificate");
+                return None;
+            }
+        },
+        None => {
+            fail(&format!("no HTTPS server for the name {name:?}"));
+            return None;
+        }
     };
-    let stream = in_time(start.into_stream(config.clone())).await.map_err(|e| fail(&e)).ok()?;
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let stream = in_time(start.into_stream(config)).await.map_err(|e| fail(&e)).ok()?;
+    let conn = stream.get_ref().1;
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    let cert = conn.peer_certificates().and_then(|c| c.first());
+    if let Some(sans) = names.filter(|s| !s.is_empty()) {
+        let shown = cert.map(crate::config::certs::cert_names).unwrap_or_default();
+        if !sans.iter().any(|s| s.matches(&shown)) {
+            fail(&"the client's identity is not one the server's subjectAltNames name");
+            return None;
+        }
+    }
+    // A verified client certificate names the caller to the policies.
+    let identity = cert.and_then(crate::mtls::peer_identity);
+    let mtls_peer = cert.map(|_| Peer {
+        namespace: identity.as_deref().and_then(crate::mtls::spiffe_namespace).map(Box::from),
+        identity: identity.map(Box::from),
+        server_name: name.map(Box::from),
+    });
     let ctx = Arc::new(ConnCtx {
         state: ctx.state.clone(),
         listener: ctx.listener.clone(),
         peer: ctx.peer,
         activity: Default::default(),
         client_cert: None,
-        mtls_peer: None,
+        mtls_peer,
         secure: true,
     });
     Some((stream, ctx, h2))
