@@ -128,8 +128,8 @@ enum AuthzCmd {
 enum CaCmd {
     /// One step of a root rotation on the CA directory: `trust` (a new root
     /// beside the old), `sign` (the new one signs), `retire` (the old goes).
-    /// Restart the control plane after each, and let every proxy take it
-    /// before the next (`weft status`).
+    /// A running control plane takes each within seconds; let every proxy
+    /// take it before the next (`weft status`).
     Rotate {
         /// The control plane's CA directory (`weft control --ca-dir`).
         #[arg(long)]

@@ -64,6 +64,11 @@ fn ders(pem: &str) -> Vec<Vec<u8>> {
     x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()).filter_map(|p| p.ok().map(|p| p.contents)).collect()
 }
 
+/// How many certificates a bundle holds.
+pub fn root_count(pem: &str) -> usize {
+    ders(pem).len()
+}
+
 /// The SHA-256 (hex) of the first certificate in `pem`.
 fn fingerprint(pem: &str) -> String {
     let der = ders(pem).into_iter().next().unwrap_or_default();
@@ -101,26 +106,8 @@ impl Ca {
     /// Istio's `cacerts`), or a root made there at first start and used
     /// again at the next (proxies keep trusting it across restarts).
     pub fn open(dir: &Path, trust_domain: &str, ttl: Duration) -> anyhow::Result<Ca> {
-        let read = |f: &str| std::fs::read_to_string(dir.join(f));
-        if let (Ok(cert), Ok(key)) = (read(CA_CERT), read(CA_KEY)) {
-            let at = |f: &str| dir.join(f).display().to_string();
-            let key = KeyPair::from_pem(&key).map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", at(CA_KEY)))?;
-            let issuer = Issuer::from_ca_cert_pem(&cert, key)
-                .map_err(|e| anyhow::anyhow!("{}: not a CA certificate: {e}", at(CA_CERT)))?;
-            let root_pem = read(ROOT_CERT).unwrap_or_else(|_| cert.clone());
-            // An intermediate's chain goes with each certificate; a root of
-            // the bundle (one, or two during a rotation) needs none.
-            let signer_is_root = ders(&root_pem).contains(&ders(&cert).into_iter().next().unwrap_or_default());
-            let chain_pem = (!signer_is_root).then(|| read(CERT_CHAIN).unwrap_or_else(|_| cert.clone()));
-            return Ok(Ca {
-                issuer,
-                signer_id: fingerprint(&cert),
-                signer_pem: cert,
-                root_pem,
-                chain_pem,
-                trust_domain: trust_domain.to_owned(),
-                ttl,
-            });
+        if let Some(ca) = Ca::load(dir, trust_domain, ttl)? {
+            return Ok(ca);
         }
         let ca = Ca::new(trust_domain, ttl)?;
         std::fs::create_dir_all(dir)?;
@@ -129,6 +116,44 @@ impl Ca {
             std::fs::write(dir.join(f), &ca.root_pem)?;
         }
         Ok(ca)
+    }
+
+    /// The CA kept in `dir`; None when its certificate or key is not there.
+    pub fn load(dir: &Path, trust_domain: &str, ttl: Duration) -> anyhow::Result<Option<Ca>> {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f));
+        let (Ok(cert), Ok(key)) = (read(CA_CERT), read(CA_KEY)) else { return Ok(None) };
+        let at = |f: &str| dir.join(f).display().to_string();
+        let key = KeyPair::from_pem(&key).map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", at(CA_KEY)))?;
+        if !key_matches(&cert, &key) {
+            anyhow::bail!("{} is not the key of {}", at(CA_KEY), at(CA_CERT));
+        }
+        let issuer = Issuer::from_ca_cert_pem(&cert, key)
+            .map_err(|e| anyhow::anyhow!("{}: not a CA certificate: {e}", at(CA_CERT)))?;
+        let root_pem = read(ROOT_CERT).unwrap_or_else(|_| cert.clone());
+        // An intermediate's chain goes with each certificate; a root of
+        // the bundle (one, or two during a rotation) needs none.
+        let signer_is_root = ders(&root_pem).contains(&ders(&cert).into_iter().next().unwrap_or_default());
+        let chain_pem = (!signer_is_root).then(|| read(CERT_CHAIN).unwrap_or_else(|_| cert.clone()));
+        Ok(Some(Ca {
+            issuer,
+            signer_id: fingerprint(&cert),
+            signer_pem: cert,
+            root_pem,
+            chain_pem,
+            trust_domain: trust_domain.to_owned(),
+            ttl,
+        }))
+    }
+
+    /// Whether `other` signs and is trusted as this one does (a reload
+    /// that changes nothing changes nothing).
+    pub fn same_as(&self, other: &Ca) -> bool {
+        self.signer_id == other.signer_id && self.root_pem == other.root_pem && self.chain_pem == other.chain_pem
+    }
+
+    /// Workload certificates' lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     pub fn root_pem(&self) -> &str {
@@ -269,6 +294,16 @@ impl Ca {
             }
             _ => Err(format!("`{id}` is not of the form {want}ns/<namespace>/sa/<service account>")),
         }
+    }
+}
+
+/// Whether `key` is the private key of the certificate `cert_pem` (a
+/// directory caught in the middle of a rotation's renames is not loaded).
+fn key_matches(cert_pem: &str, key: &KeyPair) -> bool {
+    let Some(der) = ders(cert_pem).into_iter().next() else { return false };
+    match x509_parser::parse_x509_certificate(&der) {
+        Ok((_, cert)) => cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw(),
+        Err(_) => false,
     }
 }
 

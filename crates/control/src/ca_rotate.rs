@@ -1,6 +1,6 @@
-//! A root rotation on the CA directory, in Istio's three steps, each
-//! followed by a restart of the control plane (proxies keep serving; they
-//! take each step within 5 s, `mtls::ca_client`):
+//! A root rotation on the CA directory, in Istio's three steps, each taken
+//! by a running control plane within a second or two (`ca_reload`), then
+//! by every proxy within 5 s (`mtls::ca_client`):
 //!
 //! 1. `trust`: a new root is made and added to `root-cert.pem` beside the
 //!    old one; the old one still signs. Every proxy comes to trust both.
@@ -67,7 +67,7 @@ pub fn rotate(dir: &Path, step: Step) -> anyhow::Result<String> {
             crate::auth::write_private(&path(NEXT_KEY), &new_key)?;
             std::fs::write(path("root-cert.pem"), format!("{}\n{}", roots.trim_end(), new_cert))?;
             Ok("a new root is made and trusted beside the old one (root-cert.pem holds both); the old one still signs.\n\
-                Restart the control plane; once every proxy trusts both roots (`weft status`: ROOTS 2), run `weft ca rotate sign`."
+                The control plane takes it within seconds; once every proxy trusts both roots (`weft status`: ROOTS 2), run `weft ca rotate sign`."
                 .into())
         }
         Step::Sign => {
@@ -81,7 +81,7 @@ pub fn rotate(dir: &Path, step: Step) -> anyhow::Result<String> {
             std::fs::rename(path(NEXT_CERT), path("ca-cert.pem"))?;
             std::fs::write(path("cert-chain.pem"), new_cert)?;
             Ok("the new root signs now; both roots stay trusted.\n\
-                Restart the control plane; once every proxy holds a certificate of the new root (`weft status`), run `weft ca rotate retire`."
+                The control plane takes it within seconds; once every proxy holds a certificate of the new root (`weft status`), run `weft ca rotate retire`."
                 .into())
         }
         Step::Retire => {
@@ -92,7 +92,7 @@ pub fn rotate(dir: &Path, step: Step) -> anyhow::Result<String> {
             std::fs::remove_file(path(OLD_CERT))?;
             std::fs::remove_file(path(OLD_KEY))?;
             Ok("the old root is retired: root-cert.pem holds the new root alone.\n\
-                Restart the control plane; proxies trust the new root alone within 5 s."
+                The control plane takes it within seconds; proxies trust the new root alone within 5 s more."
                 .into())
         }
     }

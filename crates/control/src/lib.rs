@@ -11,6 +11,7 @@ pub mod ads;
 pub mod api;
 pub mod auth;
 pub mod ca;
+pub mod ca_reload;
 pub mod ca_rotate;
 pub mod dashboard;
 pub mod describe;
@@ -132,10 +133,17 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     tokio::spawn(stats::run(hub.clone(), stats.clone(), opts.limits.stats_every));
     let traces = Arc::new(traces::Traces::default());
     tokio::spawn(traces::serve(otlp, traces.clone()));
-    let served =
-        Arc::new(api::Api { hub: hub.clone(), ca: ca.clone(), auth: auth.clone(), stats, traces, xds: xds_server });
-    let tls_cfg = api::tls::server_config(&served, api_tls_addr.ip())?;
-    tokio::spawn(api::tls::serve(served.clone(), api_tls, tls_cfg));
+    let served = Arc::new(api::Api {
+        hub: hub.clone(),
+        ca: arc_swap::ArcSwap::new(ca.clone()),
+        tls: arc_swap::ArcSwap::new(api::tls::server_config(&ca, api_tls_addr.ip())?),
+        auth: auth.clone(),
+        stats,
+        traces,
+        xds: xds_server,
+    });
+    tokio::spawn(api::tls::serve(served.clone(), api_tls));
+    tokio::spawn(ca_reload::run(served.clone(), ca_dir.clone(), api_tls_addr.ip()));
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = api.accept().await else { continue };

@@ -63,7 +63,10 @@ fn error(status: StatusCode, msg: &str) -> Resp {
 /// What serves the API: the hub, the CA and the credentials it checks.
 pub struct Api {
     pub hub: Arc<Hub>,
-    pub ca: Arc<Ca>,
+    /// Swapped whole when its directory changes (`crate::ca_reload`).
+    pub ca: arc_swap::ArcSwap<Ca>,
+    /// The TLS port's configuration, made anew with the CA.
+    pub tls: arc_swap::ArcSwap<rustls::ServerConfig>,
     pub auth: Arc<Auth>,
     pub stats: Arc<crate::stats::Stats>,
     pub traces: Arc<crate::traces::Traces>,
@@ -91,7 +94,7 @@ pub async fn handle(
     caller: Option<Identity>,
     req: Request<Incoming>,
 ) -> Result<Resp, std::convert::Infallible> {
-    let (hub, ca) = (&api.hub, &api.ca);
+    let (hub, ca) = (&api.hub, api.ca.load_full());
     if let Some(refused) = guard::refuse(&req, hub) {
         return Ok(refused);
     }
@@ -369,7 +372,7 @@ fn token(api: &Api, body: &[u8]) -> Resp {
     }
     let id = Identity { namespace: r.namespace, service_account: r.service_account };
     let spiffe = id.spiffe(ca::TRUST_DOMAIN);
-    if api.ca.identity_of(&spiffe).is_none() {
+    if api.ca.load().identity_of(&spiffe).is_none() {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("`{spiffe}` is not a valid identity: namespace and service account are DNS names"),

@@ -20,16 +20,16 @@ pub const CONTROL_IDENTITY: &str = "spiffe://cluster.local/ns/istio-system/sa/we
 
 /// The TLS configuration: the control plane's certificate for the
 /// listener's address; client certificates of the mesh root, optional.
-pub fn server_config(api: &Api, listen: std::net::IpAddr) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(ca: &crate::ca::Ca, listen: std::net::IpAddr) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut ips = vec![listen, std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()];
     ips.dedup();
-    let (cert_pem, key_pem) = api.ca.server_cert(CONTROL_IDENTITY, &ips)?;
+    let (cert_pem, key_pem) = ca.server_cert(CONTROL_IDENTITY, &ips)?;
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<_, _>>()?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(api.ca.root_pem().as_bytes()) {
+    for c in CertificateDer::pem_slice_iter(ca.root_pem().as_bytes()) {
         roots.add(c?)?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -44,11 +44,12 @@ pub fn server_config(api: &Api, listen: std::net::IpAddr) -> anyhow::Result<Arc<
 
 /// Serves the API over TLS on `listener`; each request learns the identity
 /// its connection's client certificate proved.
-pub async fn serve(api: Arc<Api>, listener: TcpListener, cfg: Arc<rustls::ServerConfig>) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+pub async fn serve(api: Arc<Api>, listener: TcpListener) {
     loop {
         let Ok((sock, peer)) = listener.accept().await else { continue };
-        let (api, acceptor) = (api.clone(), acceptor.clone());
+        // The configuration of the moment: a reloaded CA's from then on.
+        let acceptor = tokio_rustls::TlsAcceptor::from(api.tls.load_full());
+        let api = api.clone();
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(sock)).await;
             let stream = match handshake {
@@ -112,7 +113,7 @@ fn identity(api: &Api, der: &CertificateDer<'_>) -> Option<Identity> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|n| match n {
-        GeneralName::URI(u) => api.ca.identity_of(u),
+        GeneralName::URI(u) => api.ca.load().identity_of(u),
         _ => None,
     })
 }
