@@ -122,6 +122,15 @@ impl HeaderMatch {
         Ok(HeaderMatch { name, matcher, invert: h.invert_match })
     }
 
+    /// The method this matches exactly (`:method` equal to it, case kept),
+    /// if that is all it asks: compared as a method, not as text.
+    pub fn exact_method(&self) -> Option<http::Method> {
+        match (&self.name, &self.matcher, self.invert) {
+            (HeaderOrPseudo::Method, Some((StrMatch::Exact(m), false)), false) => http::Method::from_bytes(m.as_bytes()).ok(),
+            _ => None,
+        }
+    }
+
     pub fn matches(&self, req: &RequestView) -> bool {
         let value: Option<&str> = match &self.name {
             HeaderOrPseudo::Method => Some(req.method.as_str()),

@@ -73,6 +73,9 @@ enum Perm {
     Or(Vec<Perm>),
     Not(Box<Perm>),
     Header(HeaderMatch),
+    /// `:method` exactly this (AuthorizationPolicy `methods`): an enum
+    /// compare for the standard methods.
+    Method(http::Method),
     Path(StrMatch, bool),
     DestinationPort(u32),
     DestinationPorts(i32, i32),
@@ -282,7 +285,10 @@ impl Perm {
             Some(R::AndRules(s)) => Perm::And(all(s)?),
             Some(R::OrRules(s)) => Perm::Or(all(s)?),
             Some(R::NotRule(p)) => Perm::Not(Box::new(Perm::compile(p)?)),
-            Some(R::Header(h)) => Perm::Header(HeaderMatch::compile(h)?),
+            Some(R::Header(h)) => {
+                let h = HeaderMatch::compile(h)?;
+                h.exact_method().map_or(Perm::Header(h), Perm::Method)
+            }
             Some(R::UrlPath(m)) => {
                 let (m, ic) = path(m)?;
                 Perm::Path(m, ic)
@@ -309,6 +315,7 @@ impl Perm {
             Perm::Or(v) => v.iter().any(|p| p.matches(s)),
             Perm::Not(p) => !p.matches(s),
             Perm::Header(h) => s.request.is_some_and(|r| h.matches(r)),
+            Perm::Method(m) => s.request.is_some_and(|r| r.method == m),
             Perm::Path(m, ic) => s.request.is_some_and(|r| m.matches(r.path, *ic)),
             Perm::DestinationPort(p) => u32::from(s.local.port()) == *p,
             Perm::DestinationPorts(a, b) => (*a..*b).contains(&i32::from(s.local.port())),
