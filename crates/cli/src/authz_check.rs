@@ -75,6 +75,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         port_offset: 0,
         locality: None,
         holds_mesh_cert: true,
+        sds: false,
         admin: None,
     };
     let index = weft_api::index::Index::new(&resources);

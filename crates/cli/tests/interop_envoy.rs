@@ -310,6 +310,82 @@ fn envoy_enforces_the_same_authorization_policies() {
     });
 }
 
+/// Envoy as web's sidecar, on xDS over TLS with web's certificate, takes
+/// its mesh certificate over SDS from `weft control`: under STRICT it
+/// refuses plaintext, and it decides the whole authorization matrix (mesh
+/// identities over mutual TLS included) as weft's sidecar does
+/// (tests/authz.rs); a weft sidecar calls it over mutual TLS and checks
+/// it is `web`.
+#[test]
+fn envoy_takes_its_certificate_over_sds_and_decides_the_matrix() {
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_app, app) = demo("web", "v1").await;
+        let inbound = free_port();
+        let strict = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web}\nspec: {selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), authz::mesh(app, inbound) + strict).unwrap();
+        let control = Control::start(dir.path()).await;
+        let cert = |ns: &str, sa: &str| {
+            let out = certs.path().join(format!("{ns}-{sa}"));
+            let done = std::process::Command::new(weft())
+                .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token])
+                .args(["--namespace", ns, "--service-account", sa, "--out"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+            out
+        };
+        let tls_port: u16 = control.api_tls.rsplit(':').next().unwrap().parse().unwrap();
+        let (admin, outbound) = (free_port(), free_port());
+        let node = format!(
+            r#"id: envoy-web~127.0.0.1
+  cluster: envoy-web
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: web, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: web}}}}"#
+        );
+        let web = cert("default", "web");
+        let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_tls(&node, tls_port, admin, Some(&web)));
+        let addr = format!("127.0.0.1:{inbound}");
+        let frontend = cert("default", "frontend");
+        let call = tls::Call { path: "/api/x", ..Default::default() };
+        eventually(30, "Envoy's inbound listener, with its SDS certificate", || {
+            let (addr, frontend, call) = (addr.clone(), frontend.clone(), &call);
+            async move { tls::send(&addr, true, Some(&frontend), call).await.is_ok_and(|(s, _)| s == 200) }
+        })
+        .await;
+        assert!(tls::send(&addr, false, None, &call).await.is_err(), "STRICT: Envoy served plaintext");
+        let (mut failures, mut checked) = (Vec::new(), 0);
+        for r in authz::matrix() {
+            let got = match r.who {
+                authz::Who::Plain => continue,
+                authz::Who::Id(ns, sa) => tls::send(&addr, true, Some(&cert(ns, sa)), &r.call).await,
+            };
+            checked += 1;
+            match got {
+                Ok((status, _)) if status == r.want => {}
+                got => failures.push(format!("{} {}: {got:?}, want {} ({})", r.call.method, r.call.path, r.want, r.why)),
+            }
+        }
+        assert!(failures.is_empty(), "Envoy decided {} rows otherwise:\n{}", failures.len(), failures.join("\n"));
+        assert!(checked >= 10, "the matrix's rows with mesh identities: {checked}");
+        // A weft sidecar calls Envoy over mutual TLS, and Envoy's SDS
+        // certificate is `web`'s, as the service's instance runs as.
+        let [c, api, t, token] = control.ca_args();
+        let client = Sidecar::start_with(&control.xds, "frontend", &[c, api, t, token, "--service-account", "frontend"]).await;
+        let out = client.outbound.clone();
+        eventually(30, "frontend's sidecar to web's Envoy over mutual TLS", || {
+            let out = out.clone();
+            async move { get(&out, "/api/x", &[("host", "web")]).await.status == 200 }
+        })
+        .await;
+        let r = get(&client.outbound, "/api/x", &[("host", "web")]).await;
+        assert!(r.json()["headers"]["x-forwarded-client-cert"].as_str().is_some_and(|x| x.contains("sa/frontend")), "{}", r.json());
+        assert_no_nack(&control, "envoy-web~127.0.0.1").await;
+    });
+}
+
 /// Envoy as the gateway terminates the same HTTPS servers from the
 /// certificates weft sends inline: SIMPLE by server name, MUTUAL, and the
 /// httpsRedirect (tests/gateway_l4.rs runs the checks on weft's gateway).

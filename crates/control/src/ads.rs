@@ -10,6 +10,7 @@
 //! same content again.
 
 use crate::hub::Hub;
+use crate::sds::SECRET;
 use crate::translate::{Encoded, ProxyNode, Res, encoded};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -39,6 +40,8 @@ fn short(type_url: &str) -> &str {
 pub struct Ads {
     hub: Arc<Hub>,
     streams: AtomicU64,
+    /// The CA, for SDS to Envoys proven on the TLS port (`crate::sds`).
+    ca: Arc<arc_swap::ArcSwap<crate::ca::Ca>>,
 }
 
 /// The identity a stream's TLS client certificate proved (the API's TLS
@@ -49,8 +52,8 @@ pub struct Proven(pub crate::auth::Identity);
 pub type AdsServer = AggregatedDiscoveryServiceServer<Ads>;
 
 impl Ads {
-    pub fn server(hub: Arc<Hub>) -> AdsServer {
-        AggregatedDiscoveryServiceServer::new(Ads { hub, streams: AtomicU64::new(0) })
+    pub fn server(hub: Arc<Hub>, ca: Arc<arc_swap::ArcSwap<crate::ca::Ca>>) -> AdsServer {
+        AggregatedDiscoveryServiceServer::new(Ads { hub, streams: AtomicU64::new(0), ca })
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(256 << 20)
     }
@@ -108,6 +111,11 @@ struct Stream_ {
     peer: Option<std::net::SocketAddr>,
     /// Who its TLS client certificate proved (xDS on the TLS port).
     proven: Option<crate::auth::Identity>,
+    /// SDS secrets made for it (an Envoy proven on the TLS port), the
+    /// signer they were made by and when, to be made anew at half-life.
+    secrets: Vec<Arc<Res>>,
+    secrets_made: Option<(String, tokio::time::Instant)>,
+    ca: Arc<arc_swap::ArcSwap<crate::ca::Ca>>,
     hub: Arc<Hub>,
     node: Option<ProxyNode>,
     subs: HashMap<String, Sub>,
@@ -120,6 +128,31 @@ struct Stream_ {
 }
 
 impl Stream_ {
+    /// Makes the SDS secrets for the proven identity; false if the CA cannot.
+    fn make_secrets(&mut self) -> bool {
+        let Some(id) = &self.proven else { return false };
+        let ca = self.ca.load();
+        match crate::sds::secrets(&ca, id) {
+            Ok(s) => {
+                self.secrets = s;
+                self.secrets_made = Some((ca.signer_id().to_owned(), tokio::time::Instant::now()));
+                true
+            }
+            Err(e) => {
+                tracing::error!(stream = self.id, error = %e, "cannot make an SDS certificate; the proxy gets none");
+                false
+            }
+        }
+    }
+
+    /// Whether the secrets are due anew: the CA signs with another root,
+    /// or half their life is gone (as a weft proxy renews).
+    fn secrets_due(&self) -> bool {
+        let Some((signer, made)) = &self.secrets_made else { return false };
+        let ca = self.ca.load();
+        *signer != ca.signer_id() || made.elapsed() > ca.ttl() / 2
+    }
+
     /// Sends what of `type_url` the proxy does not have yet (all of it if
     /// `force`). `Some(sent)`, or None once the stream is gone.
     async fn push(&mut self, type_url: &str, force: bool) -> Option<bool> {
@@ -135,10 +168,9 @@ impl Stream_ {
         let (_, cfg) = self.cfg.as_ref()?;
         let Some(sub) = self.subs.get_mut(type_url) else { return Some(false) };
         let whole = matches!(type_url, LISTENER | CLUSTER);
-        let wanted: Vec<&Arc<Res>> = resources_of(cfg, type_url)
-            .iter()
-            .filter(|r| (whole && sub.names.is_empty()) || sub.names.contains(&r.name))
-            .collect();
+        let pool = if type_url == SECRET { &self.secrets[..] } else { resources_of(cfg, type_url) };
+        let wanted: Vec<&Arc<Res>> =
+            pool.iter().filter(|r| (whole && sub.names.is_empty()) || sub.names.contains(&r.name)).collect();
         let changed: Vec<&Arc<Res>> =
             wanted.iter().copied().filter(|r| sub.sent.get(&r.name) != Some(&r.hash)).collect();
         let removed =
@@ -177,7 +209,7 @@ impl Stream_ {
                     self.out.send(Err(Status::invalid_argument("the first DiscoveryRequest must carry `node`"))).await;
                 return false;
             };
-            let node = ProxyNode::from_node(node);
+            let mut node = ProxyNode::from_node(node);
             // Over TLS a proxy's config is that of the namespace its
             // certificate proves, never another's.
             if let Some(p) = self.proven.as_ref().filter(|p| p.namespace != node.namespace) {
@@ -189,6 +221,11 @@ impl Stream_ {
                 );
                 let _ = self.out.send(Err(Status::permission_denied(msg))).await;
                 return false;
+            }
+            // An Envoy proven on the TLS port takes its certificate over SDS.
+            if !node.holds_mesh_cert && self.proven.is_some() {
+                node.holds_mesh_cert = self.make_secrets();
+                node.sds = node.holds_mesh_cert;
             }
             tracing::info!(stream = self.id, proxy = %node.id, role = ?node.role, "proxy connected");
             let admin = node.admin.as_deref().map(|a| admin_addr(a, self.peer));
@@ -258,6 +295,9 @@ impl Stream_ {
         // Clusters before endpoints, listeners before routes (Envoy's order).
         // After a cluster update Envoy re-warms the clusters and waits for
         // their endpoints, so endpoints follow even when unchanged.
+        if self.secrets_due() && self.make_secrets() && self.push(SECRET, false).await.is_none() {
+            return false;
+        }
         let Some(clusters_sent) = self.push(CLUSTER, false).await else { return false };
         for (t, force) in [(ENDPOINT, clusters_sent), (LISTENER, false), (ROUTE, false)] {
             if self.push(t, force && self.subs.contains_key(t)).await.is_none() {
@@ -283,14 +323,19 @@ impl AggregatedDiscoveryService for Ads {
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let id = self.streams.fetch_add(1, Ordering::Relaxed);
-        let hub = self.hub.clone();
+        let (hub, ca) = (self.hub.clone(), self.ca.clone());
         tokio::spawn(async move {
             let mut snaps = hub.subscribe();
+            // SDS certificates are checked for renewal at least this often.
+            let mut renew = tokio::time::interval(std::time::Duration::from_secs(30));
             let mut st = Stream_ {
                 id,
                 hold_until: None,
                 peer,
                 proven,
+                secrets: Vec::new(),
+                secrets_made: None,
+                ca: ca.clone(),
                 hub: hub.clone(),
                 node: None,
                 subs: HashMap::new(),
@@ -307,6 +352,9 @@ impl AggregatedDiscoveryService for Ads {
                         None => false,
                     },
                     changed = snaps.changed() => changed.is_ok() && st.on_snapshot().await,
+                    _ = renew.tick(), if st.secrets_made.is_some() => {
+                        !st.secrets_due() || !st.make_secrets() || st.push(SECRET, false).await.is_some()
+                    }
                     () = tokio::time::sleep_until(st.hold_until.unwrap_or_else(tokio::time::Instant::now)), if st.hold_until.is_some() => {
                         st.hold_until = None;
                         st.on_snapshot().await

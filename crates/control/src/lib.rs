@@ -21,6 +21,7 @@ pub mod jwks;
 pub mod limits;
 pub mod reach;
 pub mod registry;
+pub mod sds;
 pub mod source;
 pub mod stats;
 pub mod traces;
@@ -121,7 +122,8 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
         .map_err(|e| anyhow::anyhow!("cannot bind the API's TLS address {}: {e}", opts.api_tls_addr))?;
     let (xds_addr, api_addr, api_tls_addr) = (xds.local_addr()?, api.local_addr()?, api_tls.local_addr()?);
 
-    let server = ads::Ads::server(hub.clone());
+    let ca_now = Arc::new(arc_swap::ArcSwap::new(ca.clone()));
+    let server = ads::Ads::server(hub.clone(), ca_now.clone());
     let xds_server = server.clone();
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds);
@@ -135,7 +137,7 @@ pub async fn start(opts: ControlOptions) -> anyhow::Result<Control> {
     tokio::spawn(traces::serve(otlp, traces.clone()));
     let served = Arc::new(api::Api {
         hub: hub.clone(),
-        ca: arc_swap::ArcSwap::new(ca.clone()),
+        ca: ca_now,
         tls: arc_swap::ArcSwap::new(api::tls::server_config(&ca, api_tls_addr.ip())?),
         auth: auth.clone(),
         stats,

@@ -63,6 +63,31 @@ pub async fn assert_no_nack(control: &Control, id: &str) {
 
 /// A bootstrap for the node `node` (its YAML, indented under `node:`).
 pub fn bootstrap_for(node: &str, xds_port: u16, admin: u16) -> String {
+    bootstrap_tls(node, xds_port, admin, None)
+}
+
+/// As `bootstrap_for`, with xDS over TLS on the control plane's TLS port
+/// when `certs` is given (`weft cert` files: the proxy's certificate and
+/// key, and the mesh root the control plane's certificate is checked
+/// against); the control plane then serves its mesh certificate over SDS.
+pub fn bootstrap_tls(node: &str, xds_port: u16, admin: u16, certs: Option<&std::path::Path>) -> String {
+    let tls = certs.map_or(String::new(), |d| {
+        let f = |n: &str| d.join(n).display().to_string();
+        format!(
+            r#"      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [h2]
+            tls_certificates: [{{certificate_chain: {{filename: {}}}, private_key: {{filename: {}}}}}]
+            validation_context: {{trusted_ca: {{filename: {}}}}}
+"#,
+            f("cert.pem"),
+            f("key.pem"),
+            f("root.pem")
+        )
+    });
     format!(
         r#"node:
   {node}
@@ -87,6 +112,6 @@ static_resources:
       load_assignment:
         cluster_name: xds
         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}}}]}}]
-"#
+{tls}"#
     )
 }

@@ -64,7 +64,7 @@ fn error(status: StatusCode, msg: &str) -> Resp {
 pub struct Api {
     pub hub: Arc<Hub>,
     /// Swapped whole when its directory changes (`crate::ca_reload`).
-    pub ca: arc_swap::ArcSwap<Ca>,
+    pub ca: Arc<arc_swap::ArcSwap<Ca>>,
     /// The TLS port's configuration, made anew with the CA.
     pub tls: arc_swap::ArcSwap<rustls::ServerConfig>,
     pub auth: Arc<Auth>,

@@ -139,11 +139,25 @@ fn context(
 /// SDS names, which weft's proxy holds itself), a client certificate
 /// required and, with `subjectAltNames`, one of those identities.
 fn mesh(tls: &ServerTlsSettings) -> DownstreamTlsContext {
+    let sans = tls.subject_alt_names.iter().map(|n| super::upstream_tls::san(n)).collect();
+    mesh_context(sans, params(tls))
+}
+
+/// A sidecar's inbound mutual TLS for a proxy whose certificate comes over
+/// SDS (Envoy), as Istio writes it.
+pub(super) fn mesh_socket() -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(mesh_context(Vec::new(), None)))),
+    }
+}
+
+fn mesh_context(
+    sans: Vec<envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SubjectAltNameMatcher>,
+    tls_params: Option<TlsParameters>,
+) -> DownstreamTlsContext {
     let sds = |name: &str| SdsSecretConfig { name: name.into(), sds_config: Some(super::listeners::ads()) };
-    let names = CertificateValidationContext {
-        match_typed_subject_alt_names: tls.subject_alt_names.iter().map(|n| super::upstream_tls::san(n)).collect(),
-        ..Default::default()
-    };
+    let names = CertificateValidationContext { match_typed_subject_alt_names: sans, ..Default::default() };
     DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![sds("default")],
@@ -155,7 +169,7 @@ fn mesh(tls: &ServerTlsSettings) -> DownstreamTlsContext {
                 },
             )),
             alpn_protocols: vec!["h2".into(), "http/1.1".into()],
-            tls_params: params(tls),
+            tls_params,
             ..Default::default()
         }),
         require_client_certificate: Some(BoolValue { value: true }),

@@ -85,11 +85,33 @@ impl Telemetry {
     }
 }
 
+/// The filter chains of a sidecar's inbound listener, each with `filters`:
+/// one taking only `transport` (`tls`, `raw_buffer`; any when `None`), with
+/// the TLS inspector to tell. For a proxy whose mesh certificate comes over
+/// SDS (`sds`: Envoy), a `tls` chain terminates mutual TLS with a transport
+/// socket naming it, and PERMISSIVE is two chains; weft's proxy terminates
+/// by itself and takes one.
+fn inbound_chains(filters: Vec<Filter>, transport: Option<&str>, sds: bool) -> (Vec<FilterChain>, Vec<ListenerFilter>) {
+    let chain = |t: Option<&str>, filters: Vec<Filter>| FilterChain {
+        filter_chain_match: t.map(|t| FilterChainMatch { transport_protocol: t.into(), ..Default::default() }),
+        transport_socket: (sds && t == Some("tls")).then(super::gateway_tls::mesh_socket),
+        filters,
+        ..Default::default()
+    };
+    let chains = match (sds, transport) {
+        (true, None) => vec![chain(Some("tls"), filters.clone()), chain(Some("raw_buffer"), filters)],
+        (_, t) => vec![chain(t, filters)],
+    };
+    let inspect = transport.is_some() || sds;
+    (chains, inspect.then(tls_inspector).into_iter().collect())
+}
+
 /// An HTTP listener; `authz` are its RBAC filters (authorization policies),
 /// which judge a request before anything else does; `seen` its access
 /// logs and tracing;
 /// `transport` the one transport protocol it takes (`tls`, `raw_buffer`;
-/// any when `None`).
+/// any when `None`), with `sds` as `inbound_chains` says.
+#[allow(clippy::too_many_arguments)]
 fn http_listener(
     name: &str,
     addr: Address,
@@ -98,6 +120,7 @@ fn http_listener(
     facing: Facing,
     (authz, seen): (Vec<HttpFilter>, &Observe),
     transport: Option<&str>,
+    sds: bool,
 ) -> Listener {
     use http_connection_manager::ForwardClientCertDetails as Xfcc;
     let (xfcc, remote) = match facing {
@@ -149,21 +172,12 @@ fn http_listener(
         tracing: seen.tracing.clone(),
         ..Default::default()
     };
-    Listener {
-        name: name.to_owned(),
-        address: Some(addr),
-        filter_chains: vec![FilterChain {
-            filter_chain_match: transport
-                .map(|t| FilterChainMatch { transport_protocol: t.into(), ..Default::default() }),
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
-            }],
-            ..Default::default()
-        }],
-        listener_filters: transport.map(|_| tls_inspector()).into_iter().collect(),
-        ..Default::default()
-    }
+    let hcm = Filter {
+        name: "envoy.filters.network.http_connection_manager".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    };
+    let (filter_chains, listener_filters) = inbound_chains(vec![hcm], transport, sds);
+    Listener { name: name.to_owned(), address: Some(addr), filter_chains, listener_filters, ..Default::default() }
 }
 
 /// A sidecar's inbound listener: HTTP with its RBAC HTTP filters, or, for
@@ -180,22 +194,12 @@ fn tcp_inbound(
     addr: Address,
     cluster: String,
     authz: Vec<Filter>,
-    transport: Option<&str>,
+    (transport, sds): (Option<&str>, bool),
     logs: &[AccessLog],
 ) -> Listener {
     let proxy = tcp_filter("inbound", tcp_proxy::ClusterSpecifier::Cluster(cluster), logs);
-    Listener {
-        name: "inbound".into(),
-        address: Some(addr),
-        filter_chains: vec![FilterChain {
-            filter_chain_match: transport
-                .map(|t| FilterChainMatch { transport_protocol: t.into(), ..Default::default() }),
-            filters: authz.into_iter().chain([proxy]).collect(),
-            ..Default::default()
-        }],
-        listener_filters: transport.map(|_| tls_inspector()).into_iter().collect(),
-        ..Default::default()
-    }
+    let (filter_chains, listener_filters) = inbound_chains(authz.into_iter().chain([proxy]).collect(), transport, sds);
+    Listener { name: "inbound".into(), address: Some(addr), filter_chains, listener_filters, ..Default::default() }
 }
 
 fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier, logs: &[AccessLog]) -> Filter {
@@ -274,6 +278,7 @@ pub fn sidecar(
         Facing::App,
         (Vec::new(), &seen.client),
         None,
+        false,
     )];
     let transport = match mtls {
         MtlsMode::Permissive => None,
@@ -291,9 +296,10 @@ pub fn sidecar(
             Facing::Mesh,
             (authz, &seen.server),
             transport,
+            node.sds,
         )),
         (Some(app), Inbound::Tcp(authz)) => {
-            out.push(tcp_inbound(addr, format!("inbound|{app}||"), authz, transport, &seen.server.logs))
+            out.push(tcp_inbound(addr, format!("inbound|{app}||"), authz, (transport, node.sds), &seen.server.logs))
         }
     }
     for (port, chains) in tcp {
@@ -357,7 +363,7 @@ pub fn gateway(
             let addr = socket(&node.listen_ip, p.saturating_add(node.port_offset));
             let authz = authz.clone();
             let (name, stats, route) = (format!("0.0.0.0_{p}"), format!("gateway_{p}"), format!("http.{p}"));
-            let mut l = http_listener(&name, addr, &stats, &route, Facing::Edge, (authz, seen), None);
+            let mut l = http_listener(&name, addr, &stats, &route, Facing::Edge, (authz, seen), None, false);
             if let Some((_, chains)) = tls.iter().find(|(tp, c)| tp == p && !c.is_empty()) {
                 let plain = l.filter_chains.remove(0);
                 l.filter_chains = chains

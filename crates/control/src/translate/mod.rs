@@ -23,7 +23,7 @@ mod upstream_tls;
 
 pub use authz::{Target as AuthzTarget, filters as authz_filters};
 pub use node::{ProxyNode, Role};
-pub use shared::{Cache, Encoded, Res, encoded};
+pub use shared::{Cache, Encoded, Res, encode_res, encoded};
 // What `describe` shows is what translation makes for a caller.
 pub use authz::applicable as authorization_policies;
 pub use clusters::build as clusters_for;

@@ -42,9 +42,12 @@ pub struct ProxyNode {
     /// `ADMIN_ADDR`: where the control plane can read the proxy's view of
     /// upstream health (`/clusters?format=json`).
     pub admin: Option<String>,
-    /// A weft proxy (user agent `weft`) holds the mesh certificate itself;
-    /// an Envoy would take it over SDS, which is not served yet.
+    /// It holds a mesh certificate: a weft proxy (user agent `weft`) its
+    /// own, an Envoy proven on the TLS port one served over SDS (`sds`).
     pub holds_mesh_cert: bool,
+    /// Its certificate comes over SDS: its listeners terminate mutual TLS
+    /// with transport sockets naming it (a weft proxy terminates by itself).
+    pub sds: bool,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -91,6 +94,7 @@ impl ProxyNode {
             port_offset: port("PORT_OFFSET").unwrap_or(0),
             admin: get("ADMIN_ADDR"),
             holds_mesh_cert: node.user_agent_name == "weft",
+            sds: false,
             locality: node.locality.as_ref().and_then(super::locality::text),
         }
     }

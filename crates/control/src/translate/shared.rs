@@ -41,6 +41,11 @@ pub struct Encoded {
     pub endpoints: ResList,
 }
 
+/// A resource as the ADS server sends it: packed, with its content's hash.
+pub fn encode_res<M: Message + Name>(name: String, m: M) -> Arc<Res> {
+    encode(name, m)
+}
+
 fn encode<M: Message + Name>(name: String, m: M) -> Arc<Res> {
     let any = pack_any(m);
     let mut h = DefaultHasher::new();

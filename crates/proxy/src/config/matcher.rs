@@ -126,7 +126,9 @@ impl HeaderMatch {
     /// if that is all it asks: compared as a method, not as text.
     pub fn exact_method(&self) -> Option<http::Method> {
         match (&self.name, &self.matcher, self.invert) {
-            (HeaderOrPseudo::Method, Some((StrMatch::Exact(m), false)), false) => http::Method::from_bytes(m.as_bytes()).ok(),
+            (HeaderOrPseudo::Method, Some((StrMatch::Exact(m), false)), false) => {
+                http::Method::from_bytes(m.as_bytes()).ok()
+            }
             _ => None,
         }
     }
