@@ -86,7 +86,7 @@ fn up_lists_only_the_gateway_servers_it_serves() {
     for f in ["service.yaml", "workload.yaml", "gateway-and-virtualservice.yaml"] {
         let mut text = std::fs::read_to_string(repo().join("examples/seed").join(f)).unwrap();
         if f.starts_with("gateway") {
-            let https = "    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: ISTIO_MUTUAL}\n";
+            let https = "    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: AUTO_PASSTHROUGH}\n";
             text = text.replacen("  servers:\n", &format!("  servers:\n{https}"), 1);
             assert!(text.contains("number: 443"), "the seed's Gateway has `servers:`");
         }
