@@ -59,18 +59,21 @@ pub fn client_headers(ctx: &ConnCtx, hl: &HttpListener, h: &mut http::HeaderMap)
 /// Envoy's `use_remote_address`: the peer's address appended to
 /// `x-forwarded-for`, and `x-forwarded-proto` set to how it connected.
 fn append_forwarded_for(ctx: &ConnCtx, h: &mut http::HeaderMap) {
-    let ip = ctx.peer.ip().to_canonical().to_string();
+    let ip = ctx.peer_ip.get_or_init(|| {
+        let text = ctx.peer.ip().to_canonical().to_string();
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    });
     let value = match h.get(XFF) {
         Some(prev) if !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 1 + ip.len());
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b",");
             v.extend_from_slice(ip.as_bytes());
-            HeaderValue::from_bytes(&v)
+            HeaderValue::from_bytes(&v).ok()
         }
-        _ => HeaderValue::from_str(&ip),
+        _ => Some(ip.clone()),
     };
-    if let Ok(v) = value {
+    if let Some(v) = value {
         h.insert(XFF, v);
     }
     let scheme = if ctx.secure { "https" } else { "http" };

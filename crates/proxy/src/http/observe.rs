@@ -18,7 +18,6 @@ use std::time::SystemTime;
 
 // Names made once: a `&str` key is parsed on every lookup.
 const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-const CLIENT_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-client-trace-id");
 
 /// One request, observed.
 pub struct Observed {
@@ -42,11 +41,11 @@ struct Started {
     tags: Vec<(Arc<str>, String)>,
 }
 
-fn sampled(t: &Tracing, parent: Option<context::Parent>, h: &http::HeaderMap) -> bool {
-    let decided = parent.and_then(|p| p.sampled).or_else(|| context::decision_only(h));
+fn sampled(t: &Tracing, parent: Option<context::Parent>, seen: &context::Seen) -> bool {
+    let decided = parent.and_then(|p| p.sampled).or_else(|| seen.decision_only());
     let wanted = match decided {
         Some(d) => d,
-        None if h.contains_key(&CLIENT_TRACE_ID) => crate::config::chance(t.client_ppm),
+        None if seen.client_trace_id => crate::config::chance(t.client_ppm),
         None => crate::config::chance(t.random_ppm),
     };
     wanted && crate::config::chance(t.overall_ppm)
@@ -56,17 +55,17 @@ fn sampled(t: &Tracing, parent: Option<context::Parent>, h: &http::HeaderMap) ->
 /// hop; the span to report when it is sampled.
 fn trace(t: &Tracing, inbound: bool, req: &mut Request<Incoming>, out: &mut Observed) {
     let h = req.headers_mut();
-    if !h.contains_key(&REQUEST_ID)
-        && let Ok(v) = HeaderValue::from_bytes(&trace::new_request_id())
-    {
+    let seen = context::scan(h);
+    let parent = seen.parent();
+    let sampled = sampled(t, parent, &seen);
+    // B3 goes to the app (its tracer may read only B3), or on where it came.
+    let b3 = inbound || seen.has_b3();
+    let has_request_id = seen.request_id;
+    if !has_request_id && let Ok(v) = HeaderValue::from_bytes(&trace::new_request_id()) {
         h.insert(REQUEST_ID, v);
     }
-    let parent = context::extract(h);
-    let sampled = sampled(t, parent, h);
     let trace_id = parent.map_or_else(trace::new_trace_id, |p| p.trace_id);
     let span_id = trace::new_id();
-    // B3 goes to the app (its tracer may read only B3), or on where it came.
-    let b3 = inbound || context::has_b3(h);
     context::inject(h, trace_id, span_id, parent.map(|p| p.span_id), sampled, b3);
     out.trace_id = Some(trace_id);
     if !sampled || t.exporter.is_none() {

@@ -136,6 +136,7 @@ async fn accept_loop(state: Arc<ProxyState>, name: Arc<str>, sock: TcpListener) 
             client_cert: None,
             mtls_peer: None,
             secure: false,
+            peer_ip: Default::default(),
         });
         // For HTTP: whether it is a sidecar's inbound listener, the
         // transports it takes, the TLS it terminates.

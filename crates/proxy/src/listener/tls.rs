@@ -57,6 +57,7 @@ pub async fn handshake(
         client_cert,
         mtls_peer: Some(Peer { namespace, identity: identity.map(Box::from), server_name }),
         secure: true,
+        peer_ip: Default::default(),
     });
     Some((stream, ctx, h2))
 }
@@ -137,6 +138,7 @@ pub async fn terminate(
         client_cert: None,
         mtls_peer,
         secure: true,
+        peer_ip: Default::default(),
     });
     Some((stream, ctx, h2))
 }

@@ -271,24 +271,25 @@ fn push_addr(a: std::net::SocketAddr, out: &mut String) {
 }
 
 /// `s` as a JSON string (RFC 8259: quote, backslash and control
-/// characters escaped), written in place.
+/// characters escaped), written in place. Scanned as bytes: every byte to
+/// escape is ASCII, never inside a multi-byte character, and most values
+/// have none, so they are copied whole.
 fn json_string(s: &str, out: &mut String) {
     out.push('"');
     let mut rest = s;
-    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+    while let Some(at) = rest.bytes().position(|b| b == b'"' || b == b'\\' || b < b' ') {
         out.push_str(&rest[..at]);
-        let c = rest[at..].chars().next().unwrap_or(' ');
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+        match rest.as_bytes()[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
             c => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                let _ = write!(out, "\\u{:04x}", c);
             }
         }
-        rest = &rest[at + c.len_utf8()..];
+        rest = &rest[at + 1..];
     }
     out.push_str(rest);
     out.push('"');

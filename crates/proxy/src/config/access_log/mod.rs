@@ -185,7 +185,7 @@ impl AccessLogs {
 
     /// Takes what the logs read from a request as it arrives.
     pub fn capture(&self, method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> Box<Captured> {
-        let values = self
+        let mut values: Vec<Got> = self
             .headers
             .sel
             .iter()
@@ -194,10 +194,24 @@ impl AccessLogs {
                 HeaderSel::Path => Got::Path,
                 HeaderSel::Authority => Got::Authority,
                 HeaderSel::Scheme => Got::Scheme,
-                HeaderSel::Header(n) => Got::Header(headers.get(n).cloned()),
+                HeaderSel::Header(_) => Got::Header(None),
             })
             .collect();
-        let host = headers.get(http::header::HOST).cloned();
+        // One pass over the request's headers, the first value of each
+        // name: names compare cheaply, where each lookup would hash.
+        let mut host = None;
+        for (name, value) in headers {
+            if name == http::header::HOST && host.is_none() {
+                host = Some(value.clone());
+            }
+            for (sel, got) in self.headers.sel.iter().zip(values.iter_mut()) {
+                if let (HeaderSel::Header(n), Got::Header(slot @ None)) = (sel, got)
+                    && n == name
+                {
+                    *slot = Some(value.clone());
+                }
+            }
+        }
         let mut tests = 0u64;
         if !self.headers.tests.is_empty() {
             let view = RequestView {
@@ -212,7 +226,7 @@ impl AccessLogs {
                 tests |= u64::from(t.matches(&view)) << i;
             }
         }
-        Box::new(Captured { method: method.clone(), uri: uri.clone(), host, values, tests, route: None })
+        Box::new(Captured { method: method.clone(), uri: uri.clone(), host, values: values.into(), tests, route: None })
     }
 
     /// Writes `e` to each log whose filter takes it.
