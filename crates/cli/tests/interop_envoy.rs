@@ -386,6 +386,77 @@ fn envoy_takes_its_certificate_over_sds_and_decides_the_matrix() {
     });
 }
 
+/// One line through `addr`: what came back, or None when the connection
+/// closed unanswered.
+async fn echo_line(addr: &str, line: &str) -> Option<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (r, mut w) = s.into_split();
+    w.write_all(format!("{line}\n").as_bytes()).await.ok()?;
+    let mut back = String::new();
+    let mut reader = tokio::io::BufReader::new(r);
+    match tokio::time::timeout(std::time::Duration::from_secs(10), reader.read_line(&mut back)).await {
+        Ok(Ok(n)) if n > 0 => Some(back.trim_end().to_owned()),
+        _ => None,
+    }
+}
+
+/// Envoy as the sidecar of a TCP service, with its SDS certificate: its
+/// inbound listener is TCP, takes mutual TLS only (STRICT) and judges each
+/// connection by the network RBAC filters weft translates, as weft's own
+/// sidecar does (tests/tcp_mesh.rs).
+#[test]
+fn envoy_serves_a_tcp_service_with_mutual_tls_and_its_policies() {
+    let envoy = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (svc, app, inbound) = (free_port(), free_port(), free_port());
+        let _app = spawn(&["demo", "--tcp", "--name", "echo", "--host", "127.0.0.1", "--port", &app.to_string()]);
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: echo}}\nspec:\n  selector: {{app: echo}}\n  ports: [{{name: tcp-echo, port: {svc}, targetPort: {app}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: echo}}\nspec: {{address: 127.0.0.2, ports: {{tcp-echo: {inbound}}}, labels: {{app: echo, security.istio.io/tlsMode: istio}}, serviceAccount: echo}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: echo}}\nspec: {{selector: {{matchLabels: {{app: echo}}}}, mtls: {{mode: STRICT}}}}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: no-batch}}\nspec:\n  selector: {{matchLabels: {{app: echo}}}}\n  action: DENY\n  rules: [{{from: [{{source: {{principals: [cluster.local/ns/default/sa/batch]}}}}]}}]\n"
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let out = certs.path().join("echo");
+        let done = std::process::Command::new(weft())
+            .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token, "--service-account", "echo", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        let tls_port: u16 = control.api_tls.rsplit(':').next().unwrap().parse().unwrap();
+        let (admin, outbound) = (free_port(), free_port());
+        let node = format!(
+            r#"id: envoy-echo~127.0.0.2
+  cluster: envoy-echo
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: echo, LISTEN_IP: 127.0.0.2, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: echo}}}}"#
+        );
+        let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_tls(&node, tls_port, admin, Some(&out)));
+        let [c, api, t, token] = control.ca_args();
+        let frontend = Sidecar::start_with(&control.xds, "frontend", &[c, api, t, token, "--service-account", "frontend"]).await;
+        let via = format!("127.0.0.1:{svc}");
+        eventually(30, "frontend to echo through Envoy over mutual TLS", || {
+            let via = via.clone();
+            async move { echo_line(&via, "hello").await.is_some_and(|b| b.ends_with(": hello")) }
+        })
+        .await;
+        assert_eq!(echo_line(&format!("127.0.0.2:{inbound}"), "plain").await, None, "STRICT: Envoy spliced plaintext");
+        drop(frontend);
+        let ca = [c, api, t, token, "--service-account", "batch", "--listen-ip", "127.0.0.3"];
+        let _batch = Sidecar::start_with(&control.xds, "batch", &ca).await;
+        let via = format!("127.0.0.3:{svc}");
+        let a = via.clone();
+        eventually(20, "batch's TCP listener", || {
+            let a = a.clone();
+            async move { up_at(&a).await }
+        })
+        .await;
+        assert_eq!(echo_line(&via, "denied").await, None, "Envoy let batch through its DENY policy");
+        assert_no_nack(&control, "envoy-echo~127.0.0.2").await;
+    });
+}
+
 /// Envoy as the gateway terminates the same HTTPS servers from the
 /// certificates weft sends inline: SIMPLE by server name, MUTUAL, and the
 /// httpsRedirect (tests/gateway_l4.rs runs the checks on weft's gateway).
