@@ -1,4 +1,4 @@
-//! Both shipped examples, answered end to end through `weft up`: gateway →
+//! The shipped examples, answered end to end through `weft up`: gateway →
 //! sidecar → workload, with real processes on 127.0.0.1.
 
 mod common;
@@ -49,6 +49,45 @@ fn bookinfo_canary_splits_90_10_and_header_pins_v2() {
                 j["calls"].as_array().unwrap().iter().find(|c| c["target"] == "reviews:9080").unwrap().clone();
             assert_eq!(reviews["body"]["version"], "v2", "{reviews}");
         }
+    });
+    up.stop();
+}
+
+/// The zero-trust example as its README runs it: mutual TLS on every hop,
+/// `orders` for `frontend` alone, tokens checked and `/admin` for admins.
+#[test]
+fn zero_trust_example_enforces_identities_and_tokens() {
+    let dir = repo().join("examples/zero-trust");
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let token = |name: &str| {
+        let line = readme.lines().find(|l| l.starts_with(&format!("{name}="))).unwrap();
+        format!("Bearer {}", &line[name.len() + 1..])
+    };
+    let mut up = Up::start(&dir);
+    let gw = format!("127.0.0.1:{}", up.gateway_port);
+    let workload =
+        |name: &str| up.info["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap().clone();
+    let orders = workload("orders");
+    let orders_inbound = format!("{}:{}", orders["ip"].as_str().unwrap(), orders["inboundPort"]);
+    rt().block_on(async {
+        let r = get(&gw, "/", &[]).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let j = r.json();
+        let call = j["calls"].as_array().unwrap().iter().find(|c| c["target"] == "orders:8080").unwrap().clone();
+        assert_eq!(call["status"], 200, "frontend reaches orders: {call}");
+        assert!(
+            call["body"]["headers"]["x-forwarded-client-cert"].as_str().is_some_and(|x| x.contains("sa/frontend")),
+            "orders learns frontend called, over mutual TLS: {call}"
+        );
+        assert_eq!(get(&gw, "/admin", &[]).await.status, 403, "no token");
+        assert_eq!(get(&gw, "/admin", &[("authorization", &token("USER_TOKEN"))]).await.status, 403, "not an admin");
+        let admin = get(&gw, "/admin", &[("authorization", &token("ADMIN_TOKEN"))]).await;
+        assert_eq!(admin.status, 200, "{}", String::from_utf8_lossy(&admin.body));
+        assert_eq!(admin.json()["headers"]["x-user"], "alice", "the token's subject, as a header");
+        assert_eq!(get(&gw, "/", &[("authorization", "Bearer not-a-token")]).await.status, 401);
+        // STRICT: plaintext to orders' sidecar is closed unanswered.
+        let plain = try_request(&orders_inbound, "GET", "/", &[], bytes::Bytes::new()).await;
+        assert!(plain.is_err(), "orders served plaintext: {:?}", plain.map(|r| r.status));
     });
     up.stop();
 }
