@@ -206,3 +206,45 @@ impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for SentAlready<I> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+/// DestinationRule `connectionPool.http`: `h2UpgradePolicy: UPGRADE`
+/// speaks HTTP/2 to an HTTP port's endpoints, `useClientProtocol` what the
+/// caller spoke; by default HTTP/1.1 stays HTTP/1.1.
+#[test]
+fn a_destination_rule_picks_the_upstream_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_web, port) = demo("web", "v1").await;
+        let base = backend_yaml("web", port);
+        let write = |http: &str| {
+            let dr = format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy: {{connectionPool: {{http: {http}}}}}\n"
+            );
+            std::fs::write(dir.path().join("mesh.yaml"), base.clone() + &dr).unwrap();
+        };
+        write("{}");
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let h1 = || {
+            let out = sc.outbound.clone();
+            async move { get(&out, "/", &[("host", "web")]).await.json()["protocol"].as_str().unwrap_or("").to_owned() }
+        };
+        let h2 = || {
+            let out = sc.outbound.clone();
+            async move {
+                use http_body_util::BodyExt;
+                let (mut sender, _conn) = h2_handshake(&out).await;
+                let req = http::Request::get("http://web/").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+                let body = sender.send_request(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap()["protocol"].as_str().unwrap_or("").to_owned()
+            }
+        };
+        assert_eq!(h1().await, "HTTP/1.1");
+        assert_eq!(h2().await, "HTTP/1.1", "by default an HTTP port's endpoints get HTTP/1.1");
+        write("{h2UpgradePolicy: UPGRADE}");
+        eventually(20, "HTTP/2 to web", || async { h1().await == "HTTP/2.0" }).await;
+        write("{useClientProtocol: true}");
+        eventually(20, "the caller's protocol to web", || async { h1().await == "HTTP/1.1" }).await;
+        assert_eq!(h2().await, "HTTP/2.0", "an HTTP/2 caller's request goes on as HTTP/2");
+    });
+}

@@ -25,6 +25,7 @@ const TCP_ROUTE: &str = "tcp.rs::a_tcp_route_sends_connections_by_weight";
 const GRPC: &str = "protocols.rs::grpc_websocket_and_h2c_through_two_sidecars";
 const OUTLIER: &str = "failover.rs::outlier_detection_ejects_caps_and_panics";
 const BREAKERS: &str = "failover.rs::circuit_breakers_refuse_at_once_and_limit_connections";
+const UPSTREAM_PROTOCOL: &str = "protocols.rs::a_destination_rule_picks_the_upstream_protocol";
 const HASH: &str = "balancing.rs::weights_and_consistent_hash";
 const LEAST: &str = "balancing.rs::least_request_avoids_the_slow_instance";
 const ZONES: &str = "locality.rs::a_zone_keeps_its_traffic_until_its_instances_fail_then_gets_it_back";
@@ -366,13 +367,9 @@ pub static FIELDS: &[Field] = &[
     row(
         "DestinationRule",
         "**.connectionPool.http.h2UpgradePolicy",
-        NotApplied("the upstream protocol follows the port's protocol and the caller's"),
+        Values(&["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"], "other values do not upgrade"),
     ),
-    row(
-        "DestinationRule",
-        "**.connectionPool.http.useClientProtocol",
-        NotApplied("the upstream protocol follows the port's protocol and the caller's"),
-    ),
+    row("DestinationRule", "**.connectionPool.http.useClientProtocol", Applied(UPSTREAM_PROTOCOL)),
     row(
         "DestinationRule",
         "**.connectionPool.http.maxConcurrentStreams",

@@ -60,19 +60,34 @@ fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy, ext: &Extensions) -
     policy::apply_outlier(&mut c, tp.outlier_detection.as_ref(), &ext.outlier);
     policy::apply_health_check(&mut c, ext.health_check.as_ref(), tp.outlier_detection.is_some());
     let common = policy::apply_connection_pool(&mut c, tp);
-    let h2 = matches!(sp.protocol.as_str(), "http2" | "grpc");
-    if h2 || common.is_some() {
+    // Istio's `h2UpgradePolicy: UPGRADE` speaks HTTP/2 to an HTTP port's
+    // endpoints; `useClientProtocol` what the caller spoke (it wins).
+    let http = tp.connection_pool.as_ref().and_then(|p| p.http.as_ref());
+    let upgrade = http.and_then(|h| h.h2_upgrade_policy.as_deref()) == Some("UPGRADE");
+    let client = http.and_then(|h| h.use_client_protocol).unwrap_or(false);
+    let h2 = matches!(sp.protocol.as_str(), "http2" | "grpc") || (upgrade && !super::routes::tcp_port(sp));
+    if h2 || client || common.is_some() {
         use http_protocol_options::explicit_http_config::ProtocolConfig;
         let protocol_config = if h2 {
             ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
         } else {
             ProtocolConfig::HttpProtocolOptions(Default::default())
         };
+        let upstream = if client {
+            http_protocol_options::UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+                http_protocol_options::UseDownstreamHttpConfig {
+                    http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                    ..Default::default()
+                },
+            )
+        } else {
+            http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig { protocol_config: Some(protocol_config) },
+            )
+        };
         let opts = HttpProtocolOptions {
             common_http_protocol_options: common,
-            upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                http_protocol_options::ExplicitHttpConfig { protocol_config: Some(protocol_config) },
-            )),
+            upstream_protocol_options: Some(upstream),
             ..Default::default()
         };
         c.typed_extension_protocol_options
