@@ -111,10 +111,11 @@ struct Stream_ {
     peer: Option<std::net::SocketAddr>,
     /// Who its TLS client certificate proved (xDS on the TLS port).
     proven: Option<crate::auth::Identity>,
-    /// SDS secrets made for it (an Envoy proven on the TLS port), the
-    /// signer they were made by and when, to be made anew at half-life.
+    /// SDS secrets made for it (an Envoy proven on the TLS port), the CA
+    /// they were made from (its signer and roots) and when, to be made
+    /// anew at half-life or when the CA changes.
     secrets: Vec<Arc<Res>>,
-    secrets_made: Option<(String, tokio::time::Instant)>,
+    secrets_made: Option<(String, String, tokio::time::Instant)>,
     ca: Arc<arc_swap::ArcSwap<crate::ca::Ca>>,
     hub: Arc<Hub>,
     node: Option<ProxyNode>,
@@ -135,7 +136,8 @@ impl Stream_ {
         match crate::sds::secrets(&ca, id) {
             Ok(s) => {
                 self.secrets = s;
-                self.secrets_made = Some((ca.signer_id().to_owned(), tokio::time::Instant::now()));
+                self.secrets_made =
+                    Some((ca.signer_id().to_owned(), ca.root_pem().to_owned(), tokio::time::Instant::now()));
                 true
             }
             Err(e) => {
@@ -145,12 +147,13 @@ impl Stream_ {
         }
     }
 
-    /// Whether the secrets are due anew: the CA signs with another root,
-    /// or half their life is gone (as a weft proxy renews).
+    /// Whether the secrets are due anew: the CA signs with another root or
+    /// trusts other roots (a rotation's step), or half their life is gone
+    /// (as a weft proxy renews).
     fn secrets_due(&self) -> bool {
-        let Some((signer, made)) = &self.secrets_made else { return false };
+        let Some((signer, roots, made)) = &self.secrets_made else { return false };
         let ca = self.ca.load();
-        *signer != ca.signer_id() || made.elapsed() > ca.ttl() / 2
+        *signer != ca.signer_id() || roots != ca.root_pem() || made.elapsed() > ca.ttl() / 2
     }
 
     /// Sends what of `type_url` the proxy does not have yet (all of it if
@@ -326,8 +329,8 @@ impl AggregatedDiscoveryService for Ads {
         let (hub, ca) = (self.hub.clone(), self.ca.clone());
         tokio::spawn(async move {
             let mut snaps = hub.subscribe();
-            // SDS certificates are checked for renewal at least this often.
-            let mut renew = tokio::time::interval(std::time::Duration::from_secs(30));
+            // SDS secrets are checked this often, as weft proxies check the CA (a rotation step reaches both alike).
+            let mut renew = tokio::time::interval(std::time::Duration::from_secs(5));
             let mut st = Stream_ {
                 id,
                 hold_until: None,
