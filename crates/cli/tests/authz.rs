@@ -15,15 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// `weft cert` files for a namespace and service account.
 fn cert(control: &Control, dir: &Path, ns: &str, sa: &str) -> PathBuf {
-    let out = dir.join(format!("{ns}-{sa}"));
-    let done = std::process::Command::new(weft())
-        .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token])
-        .args(["--namespace", ns, "--service-account", sa, "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    out
+    common::tls::weft_cert(control, dir, ns, sa)
 }
 
 /// A demo app behind a sidecar with a mesh certificate, under the policies

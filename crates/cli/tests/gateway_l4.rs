@@ -106,18 +106,6 @@ fn a_gateway_terminates_https_by_server_name() {
     });
 }
 
-/// `weft cert` files for a namespace and service account.
-fn mesh_cert(control: &Control, dir: &std::path::Path, sa: &str) -> std::path::PathBuf {
-    let out = dir.join(sa);
-    let done = std::process::Command::new(weft())
-        .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token, "--service-account", sa, "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    out
-}
-
 /// ISTIO_MUTUAL: the gateway shows its mesh certificate and takes clients
 /// of the mesh, of the identities its `subjectAltNames` name (east-west
 /// traffic). OPTIONAL_MUTUAL: a client certificate is checked when shown.
@@ -165,8 +153,8 @@ spec:
         let _gw =
             spawn(&[&args[..], &ca, &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
         let (mesh, api) = (format!("127.0.0.1:{}", 80 + offset), format!("127.0.0.1:{}", 443 + offset));
-        let frontend = mesh_cert(&control, certs.path(), "frontend");
-        let batch = mesh_cert(&control, certs.path(), "batch");
+        let frontend = common::tls::weft_cert(&control, certs.path(), "default", "frontend");
+        let batch = common::tls::weft_cert(&control, certs.path(), "default", "batch");
         let call = common::tls::Call { host: "web", ..Default::default() };
         eventually(30, "the gateway's mesh listener, with its certificate", || {
             let (mesh, frontend, call) = (mesh.clone(), frontend.clone(), &call);

@@ -327,17 +327,7 @@ fn envoy_takes_its_certificate_over_sds_and_decides_the_matrix() {
         let strict = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web}\nspec: {selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}}\n";
         std::fs::write(dir.path().join("mesh.yaml"), authz::mesh(app, inbound) + strict).unwrap();
         let control = Control::start(dir.path()).await;
-        let cert = |ns: &str, sa: &str| {
-            let out = certs.path().join(format!("{ns}-{sa}"));
-            let done = std::process::Command::new(weft())
-                .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token])
-                .args(["--namespace", ns, "--service-account", sa, "--out"])
-                .arg(&out)
-                .output()
-                .unwrap();
-            assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-            out
-        };
+        let cert = |ns: &str, sa: &str| tls::weft_cert(&control, certs.path(), ns, sa);
         let tls_port: u16 = control.api_tls.rsplit(':').next().unwrap().parse().unwrap();
         let (admin, outbound) = (free_port(), free_port());
         let node = format!(
@@ -418,13 +408,7 @@ fn envoy_serves_a_tcp_service_with_mutual_tls_and_its_policies() {
         );
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
-        let out = certs.path().join("echo");
-        let done = std::process::Command::new(weft())
-            .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token, "--service-account", "echo", "--out"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        let out = tls::weft_cert(&control, certs.path(), "default", "echo");
         let tls_port: u16 = control.api_tls.rsplit(':').next().unwrap().parse().unwrap();
         let (admin, outbound) = (free_port(), free_port());
         let node = format!(

@@ -224,16 +224,7 @@ impl Ca {
     /// error says what was wrong with the request.
     pub fn sign(&self, csr_pem: &str) -> Result<Signed, String> {
         let (csr, identity) = self.parse_csr(csr_pem)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.subject_alt_names = csr.params.subject_alt_names.clone();
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        // An hour's grace for clocks a little behind (Istio backdates too).
-        params.not_before = now - Duration::from_secs(3600);
-        params.not_after = now + self.ttl;
+        let params = self.workload_params(csr.params.subject_alt_names.clone());
         let cert = params.signed_by(&csr.public_key, &self.issuer).map_err(|e| format!("signing failed: {e}"))?;
         let mut certificate = cert.pem();
         if let Some(chain) = &self.chain_pem {
@@ -246,6 +237,22 @@ impl Ca {
             signer: self.signer_id.clone(),
             expires_in_seconds: self.ttl.as_secs(),
         })
+    }
+
+    /// A workload certificate's profile: `sans`, client and server use,
+    /// this CA's lifetime, backdated an hour for clocks a little behind
+    /// (Istio backdates too).
+    fn workload_params(&self, sans: Vec<SanType>) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.subject_alt_names = sans;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::from_secs(3600);
+        params.not_after = now + self.ttl;
+        params
     }
 
     /// The control plane's own certificate and key (PEM), for its TLS API:
@@ -275,15 +282,7 @@ impl Ca {
         let id = format!("spiffe://{}/ns/{}/sa/{}", self.trust_domain, identity.namespace, identity.service_account);
         self.check_identity(&id).map_err(anyhow::Error::msg)?;
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::from_secs(3600);
-        params.not_after = now + self.ttl;
+        let params = self.workload_params(vec![SanType::URI(id.as_str().try_into()?)]);
         let mut pem = params.signed_by(&key, &self.issuer)?.pem();
         if let Some(chain) = &self.chain_pem {
             pem.push_str(chain);

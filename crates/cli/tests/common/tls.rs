@@ -117,3 +117,17 @@ impl ServerCertVerifier for AnyServer {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// `weft cert` files (cert.pem, key.pem, root.pem) for a namespace and
+/// service account, proven with the control plane's admin token.
+pub fn weft_cert(control: &super::Control, dir: &Path, ns: &str, sa: &str) -> std::path::PathBuf {
+    let out = dir.join(format!("{ns}-{sa}"));
+    let done = std::process::Command::new(super::weft())
+        .args(["cert", "--ca", &control.api, "--token-file", &control.admin_token])
+        .args(["--namespace", ns, "--service-account", sa, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    out
+}
