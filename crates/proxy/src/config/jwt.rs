@@ -67,7 +67,6 @@ pub struct Provider {
     pub forward: bool,
     pub payload_header: Option<http::HeaderName>,
     pub claim_headers: Vec<(String, http::HeaderName)>,
-    pub leeway: u64,
 }
 
 impl std::fmt::Debug for Provider {
@@ -82,6 +81,9 @@ pub struct Key {
     /// The algorithms a token signed with this key may name.
     pub algorithms: Vec<Algorithm>,
     pub key: DecodingKey,
+    /// The checks a token verified by it passes (these algorithms, the
+    /// provider's issuer, audiences and clock skew), made once here.
+    pub validation: jsonwebtoken::Validation,
 }
 
 /// Envoy's JWT requirement, as a tree over providers.
@@ -160,7 +162,8 @@ impl Provider {
             }
         };
         let set: JwkSet = serde_json::from_str(&jwks).map_err(|e| err(&format!("key set: {e}")))?;
-        let keys = set.keys.iter().filter_map(key).collect();
+        let leeway = u64::from(if p.clock_skew_seconds == 0 { 60 } else { p.clock_skew_seconds });
+        let keys = set.keys.iter().filter_map(|k| key(k, p, leeway)).collect();
         let header =
             |n: &str| http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| err(&format!("bad header name {n:?}")));
         let mut from = Vec::new();
@@ -190,14 +193,13 @@ impl Provider {
                 .then(|| header(&p.forward_payload_header))
                 .transpose()?,
             claim_headers,
-            leeway: u64::from(if p.clock_skew_seconds == 0 { 60 } else { p.clock_skew_seconds }),
         })
     }
 }
 
 /// A JWK as a verification key with the algorithms it takes; None for a
 /// key it cannot verify with (skipped, as Envoy skips them).
-fn key(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Key> {
+fn key(jwk: &jsonwebtoken::jwk::Jwk, p: &JwtProvider, leeway: u64) -> Option<Key> {
     use Algorithm::*;
     let algorithms = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => vec![RS256, RS384, RS512, PS256, PS384, PS512],
@@ -216,5 +218,19 @@ fn key(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Key> {
         Some(_) => return None,
         None => algorithms,
     };
-    Some(Key { kid: jwk.common.key_id.clone(), algorithms, key: DecodingKey::from_jwk(jwk).ok()? })
+    let mut v = jsonwebtoken::Validation::new(algorithms[0]);
+    v.algorithms = algorithms.clone();
+    v.leeway = leeway;
+    v.validate_nbf = true;
+    v.required_spec_claims.clear();
+    if !p.issuer.is_empty() {
+        v.set_issuer(&[&p.issuer]);
+    }
+    if p.audiences.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&p.audiences);
+        v.set_required_spec_claims(&["aud"]);
+    }
+    Some(Key { kid: jwk.common.key_id.clone(), algorithms, key: DecodingKey::from_jwk(jwk).ok()?, validation: v })
 }
