@@ -2,6 +2,9 @@
 //! on one request to one workload, and the policy and rule that made it.
 //! It runs what the mesh runs: the control plane's translation of the
 //! folder's policies into RBAC filters, evaluated by the proxy's own engine.
+//! A workload whose services' ports are all TCP is judged as its sidecar
+//! judges it: once per connection, by the network RBAC filters (a rule
+//! with HTTP-only fields as Istio documents for TCP).
 
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
 use std::net::{IpAddr, SocketAddr};
@@ -31,10 +34,12 @@ pub struct CheckArgs {
     /// The caller's address.
     #[arg(long, default_value = "127.0.0.1")]
     source_ip: IpAddr,
-    #[arg(long, default_value = "GET")]
-    method: String,
-    #[arg(long, default_value = "/")]
-    path: String,
+    /// The request's method (default GET).
+    #[arg(long)]
+    method: Option<String>,
+    /// The request's path (default /).
+    #[arg(long)]
+    path: Option<String>,
     /// The request's host (`:authority`).
     #[arg(long)]
     host: Option<String>,
@@ -75,11 +80,16 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         port_offset: 0,
         locality: None,
         holds_mesh_cert: true,
+        weft: true,
         sds: false,
         admin: None,
     };
     let index = weft_api::index::Index::new(&resources);
     let target = weft_control::translate::AuthzTarget { node: &node, port: a.port };
+    let principal = a.from.as_ref().map(|p| format!("spiffe://{}", p.trim_start_matches("spiffe://")));
+    if weft_control::translate::serves_tcp(&index, &node) {
+        return check_connection(&a, &index, &target, principal.as_deref());
+    }
     let filters = weft_control::translate::authz_filters(&index, &target)
         .iter()
         .map(|f| match &f.config_type {
@@ -95,17 +105,16 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         let (k, v) = h.split_once('=').ok_or_else(|| anyhow::anyhow!("--header takes name=value, not {h:?}"))?;
         headers.append(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(v)?);
     }
-    let method = http::Method::from_bytes(a.method.as_bytes())?;
+    let method = http::Method::from_bytes(a.method.as_deref().unwrap_or("GET").as_bytes())?;
     let authority = a.host.clone().unwrap_or_else(|| "web".into());
     let request = RequestView {
         method: &method,
         authority: &authority,
         scheme: "http",
-        path: &a.path,
+        path: a.path.as_deref().unwrap_or("/"),
         query: None,
         headers: &headers,
     };
-    let principal = a.from.as_ref().map(|p| format!("spiffe://{}", p.trim_start_matches("spiffe://")));
     let remote = weft_proxy::config::rbac::forwarded_client(&headers).unwrap_or(a.source_ip);
     let auth = match &a.claims {
         Some(text) => {
@@ -122,6 +131,54 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
         remote_ip: remote,
         principal: principal.as_deref(),
         auth: auth.as_ref(),
+        server_name: None,
+        local: SocketAddr::new(a.ip, a.port),
+    };
+    Ok(explain(&filters, &subject))
+}
+
+/// A TCP workload: the decision on a connection from `principal`, which
+/// carries no request (request flags are refused rather than ignored).
+fn check_connection(
+    a: &CheckArgs,
+    index: &weft_api::index::Index,
+    target: &weft_control::translate::AuthzTarget,
+    principal: Option<&str>,
+) -> anyhow::Result<bool> {
+    let request_flags = [
+        ("--method", a.method.is_some()),
+        ("--path", a.path.is_some()),
+        ("--host", a.host.is_some()),
+        ("--header", !a.headers.is_empty()),
+        ("--claims", a.claims.is_some()),
+    ];
+    let given: Vec<&str> = request_flags.iter().filter(|(_, set)| *set).map(|(f, _)| *f).collect();
+    if !given.is_empty() {
+        anyhow::bail!(
+            "{} describe a request, and this workload serves TCP (its services' ports are all TCP): \
+             its policies judge connections. Leave out {}.",
+            given.join(", "),
+            if given.len() == 1 { "it" } else { "them" }
+        );
+    }
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as NetworkConfig;
+    let filters = weft_control::translate::authz_network_filters(index, target)
+        .iter()
+        .map(|f| match &f.config_type {
+            Some(NetworkConfig::TypedConfig(any)) => {
+                let proto = prost::Message::decode(any.value.as_slice())?;
+                Filter::compile_network(&proto).map_err(|e| anyhow::anyhow!("an RBAC filter weft cannot run: {e:?}"))
+            }
+            _ => anyhow::bail!("an RBAC filter without its config"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    println!("a TCP workload: policies judge each connection");
+    let subject = Subject {
+        request: None,
+        direct_ip: a.source_ip,
+        remote_ip: a.source_ip,
+        principal,
+        auth: None,
         server_name: None,
         local: SocketAddr::new(a.ip, a.port),
     };

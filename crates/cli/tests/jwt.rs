@@ -7,91 +7,9 @@
 //! authorization; and a key set that cannot be fetched yet.
 
 mod common;
+use common::jwt::{REFUSED, jwks_server, mesh, rows, tokens};
 use common::tls::{Call, send};
 use common::*;
-use std::path::Path;
-
-fn mesh(app: u16, inbound: u16, jwks_port: u16, inline_jwks: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: {app}}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: web}}
-spec: {{address: 127.0.0.1, ports: {{http: {inbound}}}, labels: {{app: web}}}}
----
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {{name: web-jwt}}
-spec:
-  selector: {{matchLabels: {{app: web}}}}
-  jwtRules:
-    - issuer: https://issuer.example
-      jwksUri: http://127.0.0.1:{jwks_port}/jwks.json
-      audiences: [web]
-      outputPayloadToHeader: x-jwt-payload
-      outputClaimToHeaders: [{{header: x-jwt-sub, claim: sub}}]
-      timeout: 2s
-    - issuer: https://inline.example
-      jwks: '{inline_jwks}'
-      fromHeaders: [{{name: x-token}}]
-      fromParams: [token]
-      fromCookies: [session]
-      forwardOriginalToken: true
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: web}}
-spec:
-  selector: {{matchLabels: {{app: web}}}}
-  rules:
-    - to: [{{operation: {{paths: [/public]}}}}]
-    - from: [{{source: {{requestPrincipals: [https://issuer.example/alice]}}}}]
-      to: [{{operation: {{paths: [/alice]}}}}]
-    - from: [{{source: {{requestPrincipals: ["*"]}}}}]
-      to: [{{operation: {{paths: [/any-token]}}}}]
-    - to: [{{operation: {{paths: [/admin]}}}}]
-      when: [{{key: "request.auth.claims[groups]", values: [admin]}}]
-    - to: [{{operation: {{paths: [/pay]}}}}]
-      when: [{{key: "request.auth.claims[org][team]", values: [payments]}}]
-    - to: [{{operation: {{paths: [/web-audience]}}}}]
-      when: [{{key: request.auth.audiences, values: [web]}}]
-"#
-    )
-}
-
-fn tokens(dir: &Path) -> serde_json::Value {
-    let out = std::process::Command::new("python3")
-        .arg(repo().join("crates/cli/tests/jwt/tokens.py"))
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tokens.py: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap()
-}
-
-/// Python's HTTP server on `port`, serving `dir` (the issuer's key set).
-async fn jwks_server(dir: &Path, port: u16) -> Proc {
-    let child = std::process::Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    eventually(20, "the key set's HTTP server", || {
-        let a = addr.clone();
-        async move { up_at(&a).await }
-    })
-    .await;
-    Proc(child)
-}
 
 #[test]
 fn tokens_are_checked_and_their_claims_authorize() {
@@ -154,36 +72,15 @@ fn tokens_are_checked_and_their_claims_authorize() {
         assert_eq!(payload["sub"], "alice");
 
         // Invalid tokens are refused with Envoy's reasons.
-        let refused = [
-            ("expired", "Jwt is expired"),
-            ("not_yet", "Jwt not yet valid"),
-            ("wrong_issuer", "Jwt issuer is not configured"),
-            ("wrong_audience", "Audiences in Jwt are not allowed"),
-            ("forged", "Jwt verification fails"),
-        ];
-        for (name, why) in refused {
+        for (name, want, why) in REFUSED {
             let (status, body) = call("/public", bearer(name)).await;
-            assert_eq!((status, body.trim()), (401, why), "token {name}");
+            assert_eq!((status, body.trim()), (want, why), "token {name}");
         }
         let (status, _) = call("/public", vec![("authorization", "Bearer not.a-token".into())]).await;
         assert_eq!(status, 401, "a malformed token");
 
         // Authorization by request principal, claims (nested too) and audiences.
-        let rows: [(&'static str, Option<&str>, u16); 12] = [
-            ("/alice", Some("alice"), 200),
-            ("/alice", Some("bob"), 403),
-            ("/alice", None, 403),
-            ("/any-token", Some("carol"), 200),
-            ("/any-token", None, 403),
-            ("/admin", Some("alice"), 200),
-            ("/admin", Some("bob"), 403),
-            ("/pay", Some("alice"), 200),
-            ("/pay", Some("bob"), 403),
-            ("/web-audience", Some("carol"), 200),
-            ("/web-audience", None, 403),
-            ("/elsewhere", Some("alice"), 403),
-        ];
-        for (path, who, want) in rows {
+        for (path, who, want) in rows() {
             let headers = who.map(bearer).unwrap_or_default();
             let (status, body) = call(path, headers).await;
             assert_eq!(status, want, "{path} as {who:?}: {body}");

@@ -167,3 +167,35 @@ fn a_tcp_service_behind_a_sidecar_takes_mutual_tls_and_its_policies() {
         assert!(echo(&via_client, "again").await.is_some());
     });
 }
+
+/// `weft authz check` on a TCP workload judges a connection as its sidecar
+/// does (network RBAC; an ALLOW rule with only HTTP fields opens nothing),
+/// and refuses request flags rather than ignoring them.
+#[test]
+fn authz_check_judges_a_tcp_workloads_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = format!(
+        "{AP}metadata: {{name: allow-web}}\nspec:\n  selector: {{matchLabels: {{app: echo}}}}\n  rules:\n    - from: [{{source: {{principals: [cluster.local/ns/default/sa/web]}}}}]\n    - to: [{{operation: {{methods: [GET]}}}}]\n"
+    );
+    std::fs::write(dir.path().join("mesh.yaml"), mesh(9000, 9001, 9002, "echo") + &policies).unwrap();
+    let check = |extra: &[&str]| {
+        let out = std::process::Command::new(weft())
+            .args(["authz", "check"])
+            .arg(dir.path())
+            .args(["--labels", "app=echo", "--port", "9001"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = check(&["--from", "cluster.local/ns/default/sa/web"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("TCP workload") && text.contains("AuthorizationPolicy default/allow-web, rule 0"), "{text}");
+    let (code, text) = check(&["--from", "cluster.local/ns/default/sa/other"]);
+    assert_eq!(code, Some(1), "the GET-only rule opens nothing on TCP: {text}");
+    assert!(text.contains("DENY: no ALLOW rule matches"), "{text}");
+    let (code, text) = check(&["--path", "/x", "--claims", "{}"]);
+    assert!(code != Some(0) && code != Some(1), "request flags on a TCP workload are an error: {text}");
+    assert!(text.contains("--path, --claims") && text.contains("serves TCP"), "{text}");
+}

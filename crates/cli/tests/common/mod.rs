@@ -7,6 +7,7 @@ pub mod authz;
 mod control;
 pub mod envoy;
 pub mod https;
+pub mod jwt;
 pub mod l4;
 pub mod lines;
 pub mod load;

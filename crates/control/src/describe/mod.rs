@@ -59,6 +59,7 @@ fn node_of(ns: &str, name: &str, labels: &Labels) -> ProxyNode {
         port_offset: 0,
         locality: None,
         holds_mesh_cert: true,
+        weft: true,
         sds: false,
         admin: None,
     }

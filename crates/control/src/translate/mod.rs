@@ -21,9 +21,9 @@ mod shared;
 mod tracing;
 mod upstream_tls;
 
-pub use authz::{Target as AuthzTarget, filters as authz_filters};
+pub use authz::{Target as AuthzTarget, filters as authz_filters, network_filters as authz_network_filters};
 pub use node::{ProxyNode, Role};
-pub use shared::{Cache, Encoded, Res, encode_res, encoded};
+pub use shared::{Cache, Encoded, Res, encode_res, encoded, serves_tcp};
 // What `describe` shows is what translation makes for a caller.
 pub use authz::applicable as authorization_policies;
 pub use clusters::build as clusters_for;

@@ -45,6 +45,9 @@ pub struct ProxyNode {
     /// It holds a mesh certificate: a weft proxy (user agent `weft`) its
     /// own, an Envoy proven on the TLS port one served over SDS (`sds`).
     pub holds_mesh_cert: bool,
+    /// A weft proxy (user agent `weft`), not an Envoy: the two read
+    /// request authentication's results from different metadata.
+    pub weft: bool,
     /// Its certificate comes over SDS: its listeners terminate mutual TLS
     /// with transport sockets naming it (a weft proxy terminates by itself).
     pub sds: bool,
@@ -94,6 +97,7 @@ impl ProxyNode {
             port_offset: port("PORT_OFFSET").unwrap_or(0),
             admin: get("ADMIN_ADDR"),
             holds_mesh_cert: node.user_agent_name == "weft",
+            weft: node.user_agent_name == "weft",
             sds: false,
             locality: node.locality.as_ref().and_then(super::locality::text),
         }

@@ -118,6 +118,14 @@ fn own_services<'i>(ix: &'i Index, node: &ProxyNode) -> Vec<&'i weft_api::index:
     ix.services.values().filter(|s| s.selects_workload(&node.namespace, &node.labels)).collect()
 }
 
+/// Whether the workload behind `node` serves TCP: its sidecar's inbound
+/// is then a TCP listener. The app speaks what its services' ports say:
+/// TCP when all are.
+pub fn serves_tcp(ix: &Index, node: &ProxyNode) -> bool {
+    let own = own_services(ix, node);
+    !own.is_empty() && own.iter().all(|s| s.ports.iter().all(routes::tcp_port))
+}
+
 /// The filters that judge a request before it is routed: its JWT checked
 /// (RequestAuthentication), then the authorization policies (Istio's order).
 fn request_filters(ix: &Index, snap: &Snapshot, target: &authz::Target) -> Vec<HttpFilter> {
@@ -158,6 +166,8 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
     // Clusters' mesh TLS depends on whether the proxy holds its certificate.
     let certs = if node.holds_mesh_cert { "" } else { "|no-mesh-cert" };
     let ranking = format!("{ranking}{certs}");
+    // Policies on request principals are written in each proxy's dialect.
+    let dialect = if node.weft { "" } else { "|envoy" };
     match node.role {
         Role::Grpc => {
             let n = node.clone();
@@ -199,7 +209,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             let n = node.clone();
             let app_port = node.app_port.unwrap_or(0);
             let key = format!(
-                "authz|{}|{}|{}|{app_port}|{}",
+                "authz|{}|{}|{}|{app_port}|{}{dialect}",
                 node.namespace,
                 node.workload,
                 labels.join(","),
@@ -208,8 +218,7 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
             let az = part(cache, snap, key, move |ix, snap| {
                 let own = own_services(ix, &n);
                 let target = authz::Target { node: &n, port: app_port };
-                // The app speaks what its services' ports say: TCP when all are.
-                let tcp = !own.is_empty() && own.iter().all(|s| s.ports.iter().all(routes::tcp_port));
+                let tcp = serves_tcp(ix, &n);
                 Part {
                     clusters: clusters::inbound(&n, &own).map(|c| encode(c.name.clone(), c)).into_iter().collect(),
                     authz: if tcp { Vec::new() } else { vec![(app_port, request_filters(ix, snap, &target))] },
@@ -247,7 +256,8 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
         Role::Gateway => {
             let n = node.clone();
             let locality = node.locality.as_deref().unwrap_or("");
-            let key = format!("gateway|{}|{}|{locality}|{}{certs}", node.namespace, labels.join(","), node.listen_ip);
+            let key = format!("gateway|{}|{}|{locality}|{}{certs}", node.namespace, labels.join(","), node.listen_ip)
+                + dialect;
             let g = part(cache, snap, key, move |ix, snap| {
                 let (ports, tcp_ports) = listeners::gateway_ports(ix, &n);
                 let rs: Vec<_> = ports.iter().map(|p| routes::gateway(ix, &n, *p)).collect();

@@ -54,6 +54,9 @@ pub enum ErrorKind {
     /// Its JSON Web Token failed verification, or one was required (401,
     /// no flag, as Envoy's JWT filter).
     Unauthenticated,
+    /// A verified token not meant for this service: its audiences are not
+    /// the rule's (403, no flag, as Envoy's JWT filter).
+    WrongAudience,
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +93,9 @@ impl ProxyError {
         match self.kind {
             DownstreamBody => Origin::Downstream,
             ConnectFailure | UpstreamReset | NotSent | PerTryTimeout | Timeout => Origin::Upstream,
-            NoRoute | NoCluster | NoHealthyUpstream | Overflow | Denied | Unauthenticated => Origin::Local,
+            NoRoute | NoCluster | NoHealthyUpstream | Overflow | Denied | Unauthenticated | WrongAudience => {
+                Origin::Local
+            }
         }
     }
 
@@ -98,7 +103,7 @@ impl ProxyError {
         use ErrorKind::*;
         match self.kind {
             NoRoute => 404,
-            Denied => 403,
+            Denied | WrongAudience => 403,
             Unauthenticated => 401,
             DownstreamBody => 400,
             PerTryTimeout | Timeout => 504,
@@ -118,7 +123,7 @@ impl ProxyError {
             UpstreamReset | NotSent => Flags::RESET,
             PerTryTimeout | Timeout => Flags::TIMEOUT,
             DownstreamBody => Flags::DOWNSTREAM_TERMINATION,
-            Denied | Unauthenticated => Flags::NONE,
+            Denied | Unauthenticated | WrongAudience => Flags::NONE,
         }
     }
 
@@ -153,7 +158,7 @@ impl ProxyError {
             return grpc_status(grpc_code(self.status()), &self.message);
         }
         let mut r = text(self.status(), &self.message);
-        if self.kind == ErrorKind::Unauthenticated {
+        if matches!(self.kind, ErrorKind::Unauthenticated | ErrorKind::WrongAudience) {
             // RFC 6750's challenge, as Envoy's JWT filter answers.
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
@@ -233,7 +238,7 @@ mod tests {
     use super::*;
     use ErrorKind::*;
 
-    const ALL: [ErrorKind; 12] = [
+    const ALL: [ErrorKind; 13] = [
         NoRoute,
         NoCluster,
         NoHealthyUpstream,
@@ -246,6 +251,7 @@ mod tests {
         DownstreamBody,
         Denied,
         Unauthenticated,
+        WrongAudience,
     ];
 
     #[test]
@@ -263,6 +269,7 @@ mod tests {
             (DownstreamBody, 400, "DC", Origin::Downstream),
             (Denied, 403, "-", Origin::Local),
             (Unauthenticated, 401, "-", Origin::Local),
+            (WrongAudience, 403, "-", Origin::Local),
         ];
         assert_eq!(expect.len(), ALL.len());
         for (kind, status, flag, origin) in expect {

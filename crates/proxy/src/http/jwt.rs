@@ -22,7 +22,7 @@ enum Outcome {
 }
 
 /// Checks `req` against the listener's JWT filter: `Ok` with what a
-/// verified token says (None without one), or the 401 to answer.
+/// verified token says (None without one), or the 401 (403) to answer.
 pub fn authenticate<B>(jwt: &Jwt, req: &mut http::Request<B>) -> Result<Option<Auth>, ProxyError> {
     let mut outcomes: Vec<Outcome> = jwt.providers.iter().map(|_| Outcome::Missing).collect();
     let mut unknown_issuer = false;
@@ -61,8 +61,13 @@ pub fn authenticate<B>(jwt: &Jwt, req: &mut http::Request<B>) -> Result<Option<A
     Ok(auth)
 }
 
+/// Envoy's reason for a token whose audiences are not the rule's; it
+/// answers 403 for it (401 for every other failure).
+const AUDIENCE: &str = "Audiences in Jwt are not allowed";
+
 fn refused(why: &'static str) -> ProxyError {
-    ProxyError::new(ErrorKind::Unauthenticated, why)
+    let kind = if why == AUDIENCE { ErrorKind::WrongAudience } else { ErrorKind::Unauthenticated };
+    ProxyError::new(kind, why)
 }
 
 #[derive(PartialEq)]
@@ -162,7 +167,7 @@ fn verify(p: &Provider, token: &str) -> Result<Value, &'static str> {
             Err(e) => match e.kind() {
                 E::ExpiredSignature => return Err("Jwt is expired"),
                 E::ImmatureSignature => return Err("Jwt not yet valid"),
-                E::InvalidAudience | E::MissingRequiredClaim(_) => return Err("Audiences in Jwt are not allowed"),
+                E::InvalidAudience | E::MissingRequiredClaim(_) => return Err(AUDIENCE),
                 E::InvalidIssuer => return Err("Jwt issuer is not configured"),
                 E::InvalidToken | E::Base64(_) | E::Json(_) | E::Utf8(_) => why = MALFORMED,
                 _ => {}

@@ -13,22 +13,22 @@
 use super::node::ProxyNode;
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
-use envoy_types::pb::envoy::config::rbac::v3::{
-    MetadataSource, Permission, Policy, Principal, Rbac, SourcedMetadata, permission, principal, rbac,
-};
+use envoy_types::pb::envoy::config::rbac::v3::{Permission, Policy, Principal, Rbac, permission, principal, rbac};
 use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, header_matcher};
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{HttpFilter, http_filter};
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    MetadataMatcher, PathMatcher, RegexMatcher, StringMatcher, ValueMatcher, metadata_matcher, path_matcher,
-    string_matcher::MatchPattern, value_matcher,
+    PathMatcher, RegexMatcher, StringMatcher, path_matcher, string_matcher::MatchPattern,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 use weft_api::Resource;
 use weft_api::index::Index;
 use weft_api::types::*;
+
+mod request_auth;
+use request_auth::Dialect;
 
 const FILTER: &str = "envoy.filters.http.rbac";
 const NETWORK_FILTER: &str = "envoy.filters.network.rbac";
@@ -75,6 +75,7 @@ pub fn network_filters(index: &Index, target: &Target) -> Vec<Filter> {
 /// DENY, ALLOW); only actions some policy has. `tcp`: as a TCP port sees them.
 fn rbacs(index: &Index, target: &Target, tcp: bool) -> Vec<(Option<Rbac>, Option<Rbac>)> {
     let mut by_action: [(Rbac, Rbac, bool, bool); 3] = Default::default();
+    let auth = Dialect::of(index, target.node);
     for (r, p) in applicable(index, target.node) {
         let action = p.action();
         let slot = match action {
@@ -90,9 +91,9 @@ fn rbacs(index: &Index, target: &Target, tcp: bool) -> Vec<(Option<Rbac>, Option
         for (i, rule) in p.rules.iter().enumerate() {
             let name = format!("ns[{}]-policy[{}]-rule[{i}]", r.namespace(), r.name());
             if !tcp || !http_only(rule) {
-                into.policies.insert(name, policy(rule, r.namespace(), target));
+                into.policies.insert(name, policy(rule, r.namespace(), target, &auth));
             } else if !matches!(action, Some(AuthzAction::Allow)) {
-                into.policies.insert(name, policy(&without_http(rule), r.namespace(), target));
+                into.policies.insert(name, policy(&without_http(rule), r.namespace(), target, &auth));
             }
         }
     }
@@ -158,16 +159,16 @@ pub fn applicable<'a>(
     })
 }
 
-fn policy(rule: &AuthzRule, ns: &str, t: &Target) -> Policy {
+fn policy(rule: &AuthzRule, ns: &str, t: &Target, auth: &Dialect) -> Policy {
     let (mut who, mut what) = (Vec::new(), Vec::new());
     for c in &rule.when {
-        condition(c, ns, t, &mut who, &mut what);
+        condition(c, ns, t, auth, &mut who, &mut what);
     }
     let principals = if rule.from.is_empty() {
         vec![and_ids(who)]
     } else {
         let from = rule.from.iter().filter_map(|f| f.source.as_ref());
-        from.map(|s| and_ids(source(s, ns).into_iter().chain(who.iter().cloned()).collect())).collect()
+        from.map(|s| and_ids(source(s, ns, auth).into_iter().chain(who.iter().cloned()).collect())).collect()
     };
     let permissions = if rule.to.is_empty() {
         vec![and_rules(what)]
@@ -179,7 +180,7 @@ fn policy(rule: &AuthzRule, ns: &str, t: &Target) -> Policy {
 }
 
 /// Each field set is one condition: any of its values; a `not` field none.
-fn source(s: &AuthzSource, ns: &str) -> Vec<Principal> {
+fn source(s: &AuthzSource, ns: &str, auth: &Dialect) -> Vec<Principal> {
     let mut out = Vec::new();
     let mut field = |values: &[String], not: bool, one: &dyn Fn(&str) -> Principal| {
         if !values.is_empty() {
@@ -189,8 +190,8 @@ fn source(s: &AuthzSource, ns: &str) -> Vec<Principal> {
     };
     field(&s.principals, false, &peer_principal);
     field(&s.not_principals, true, &peer_principal);
-    field(&s.request_principals, false, &|v| request_auth("request.auth.principal", v));
-    field(&s.not_request_principals, true, &|v| request_auth("request.auth.principal", v));
+    field(&s.request_principals, false, &|v| auth.principal("request.auth.principal", v));
+    field(&s.not_request_principals, true, &|v| auth.principal("request.auth.principal", v));
     field(&s.namespaces, false, &peer_namespace);
     field(&s.not_namespaces, true, &peer_namespace);
     field(&s.service_accounts, false, &|v| service_account(v, ns));
@@ -226,7 +227,14 @@ fn operation(o: &AuthzOperation, t: &Target) -> Vec<Permission> {
 
 /// A `when` condition, as a principal (who calls) or a permission (what is
 /// called); values any, `notValues` none.
-fn condition(c: &AuthzCondition, ns: &str, t: &Target, who: &mut Vec<Principal>, what: &mut Vec<Permission>) {
+fn condition(
+    c: &AuthzCondition,
+    ns: &str,
+    t: &Target,
+    auth: &Dialect,
+    who: &mut Vec<Principal>,
+    what: &mut Vec<Permission>,
+) {
     let key = c.key.as_str();
     let Some(shape) = condition_key(key) else { return };
     let who_one = |v: &str| -> Option<Principal> {
@@ -237,7 +245,7 @@ fn condition(c: &AuthzCondition, ns: &str, t: &Target, who: &mut Vec<Principal>,
             "source.namespace" => peer_namespace(v),
             "source.principal" => peer_principal(v),
             "source.serviceAccount" => service_account(v, ns),
-            k if k.starts_with("request.auth.") => request_auth(key, v),
+            k if k.starts_with("request.auth.") => auth.principal(key, v),
             _ => return None,
         })
     };
@@ -334,32 +342,6 @@ fn service_account(v: &str, ns: &str) -> Principal {
 
 fn authenticated(m: StringMatcher) -> Principal {
     pid(principal::Identifier::Authenticated(principal::Authenticated { principal_name: Some(m) }))
-}
-
-/// Request authentication's results, which Istio keeps as `istio_authn`
-/// metadata: `request.auth.principal` (`<iss>/<sub>`), `audiences`,
-/// `presenter`, and `claims` then a claim's name (and a nested claim's),
-/// as the path's segments. A list value matches when one item does.
-fn request_auth(key: &str, v: &str) -> Principal {
-    let mut path = Vec::new();
-    match key.strip_prefix("request.auth.claims[") {
-        Some(rest) => {
-            path.push("request.auth.claims".to_owned());
-            path.extend(rest.trim_end_matches(']').split("][").map(str::to_owned));
-        }
-        None => path.push(key.to_owned()),
-    }
-    let matcher = MetadataMatcher {
-        filter: "istio_authn".into(),
-        path: path
-            .into_iter()
-            .map(|k| metadata_matcher::PathSegment { segment: Some(metadata_matcher::path_segment::Segment::Key(k)) })
-            .collect(),
-        value: Some(ValueMatcher { match_pattern: Some(value_matcher::MatchPattern::StringMatch(string(v, false))) }),
-        invert: false,
-    };
-    let sourced = SourcedMetadata { metadata_matcher: Some(matcher), metadata_source: MetadataSource::Dynamic as i32 };
-    pid(principal::Identifier::SourcedMetadata(sourced))
 }
 
 fn ip(v: &str, remote: bool) -> Principal {
