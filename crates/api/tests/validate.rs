@@ -365,3 +365,20 @@ fn an_istio_mutual_server_takes_no_certificate_of_its_own() {
     let optional = check(&gw("{mode: OPTIONAL_MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem}"));
     assert!(optional.iter().any(|d| d.path == "spec.servers[0].tls.caCertificates"), "{optional:#?}");
 }
+
+#[test]
+fn credential_names_each_name_a_tls_secret_and_exclude_credential_name() {
+    let gw = |tls: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: g}}\nspec:\n  selector: {{istio: ingress}}\n  servers:\n    - port: {{number: 443, name: s, protocol: HTTPS}}\n      hosts: [shop.example]\n      tls: {tls}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: rsa}}\ntype: kubernetes.io/tls\nstringData: {{tls.crt: \"c\", tls.key: \"k\"}}\n"
+        )
+    };
+    let diags = check(&gw("{mode: SIMPLE, credentialNames: [rsa, ecdsa]}"));
+    let missing = diags.iter().find(|d| d.path == "spec.servers[0].tls.credentialNames[1]");
+    assert!(missing.is_some_and(|d| d.is_error() && d.message.contains("`ecdsa`")), "{diags:#?}");
+    assert!(!diags.iter().any(|d| d.path == "spec.servers[0].tls.credentialNames[0]"), "{diags:#?}");
+    let both = check(&gw("{mode: SIMPLE, credentialName: rsa, credentialNames: [rsa]}"));
+    assert!(both.iter().any(|d| d.is_error() && d.path == "spec.servers[0].tls.credentialNames"), "{both:#?}");
+    let mutual = check(&gw("{mode: MUTUAL, credentialNames: [rsa]}"));
+    assert!(mutual.iter().any(|d| d.is_error() && d.message.contains("ca.crt")), "{mutual:#?}");
+}

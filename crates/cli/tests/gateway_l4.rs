@@ -177,3 +177,118 @@ spec:
         drop(web);
     });
 }
+
+/// An RSA key (rcgen on ring makes none), by Python's `cryptography`.
+fn rsa_key() -> rcgen::KeyPair {
+    let py = "from cryptography.hazmat.primitives.asymmetric import rsa\nfrom cryptography.hazmat.primitives import serialization as s\nk = rsa.generate_private_key(public_exponent=65537, key_size=2048)\nprint(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()).decode())";
+    let out = std::process::Command::new("python3").args(["-c", py]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    rcgen::KeyPair::from_pem(&String::from_utf8(out.stdout).unwrap()).unwrap()
+}
+
+/// A CA and a leaf for `name` it signs (with `key`, else a new ECDSA key):
+/// (CA PEM, (certificate PEM, key PEM)).
+fn ca_and_leaf(ca_name: &str, name: &str, key: Option<rcgen::KeyPair>) -> (String, (String, String)) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = p.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(p, ca_key);
+    let key = key.unwrap_or_else(|| KeyPair::generate().unwrap());
+    let leaf = CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca_pem, (leaf.pem(), key.serialize_pem()))
+}
+
+/// A server's certificate from files, read again when they change: new
+/// connections get the new one, an open connection goes on; a pair caught
+/// half-written is not taken. `credentialNames` with an RSA and an ECDSA
+/// certificate: each client gets the one it can use.
+#[test]
+fn a_gateway_reloads_certificate_files_and_picks_rsa_or_ecdsa() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let offset = https::offset();
+        let (old_ca, old) = ca_and_leaf("old", "files.example", None);
+        let (new_ca, new) = ca_and_leaf("new", "files.example", None);
+        let (both_ca, ec) = ca_and_leaf("both", "both.example", None);
+        // An RSA certificate of the same name.
+        let rsa = ca_and_leaf("rsa", "both.example", Some(rsa_key()));
+        let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+        std::fs::write(&cert_path, &old.0).unwrap();
+        std::fs::write(&key_path, &old.1).unwrap();
+        let (web, port) = demo("web", "v1").await;
+        let yaml = backend_yaml("web", port)
+            + &https::tls_secret("both-ec", &ec, None)
+            + &https::tls_secret("both-rsa", &rsa.1, None)
+            + &format!(
+                r#"---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: edge}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+    - port: {{number: 443, name: files, protocol: HTTPS}}
+      hosts: [files.example]
+      tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}
+    - port: {{number: 443, name: both, protocol: HTTPS}}
+      hosts: [both.example]
+      tls: {{mode: SIMPLE, credentialNames: [both-rsa, both-ec]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web}}
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+"#,
+                cert_path.display(),
+                key_path.display()
+            );
+        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
+        let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
+        assert!(said.is_empty(), "{said:#?}");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let (admin, off) = (free_port().to_string(), offset.to_string());
+        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=ingressgateway", "--port-offset", &off];
+        let _gw = spawn(&[&args[..], &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let addr = format!("127.0.0.1:{}", 443 + offset);
+        eventually(30, "the gateway's HTTPS listener", || {
+            let (addr, ca) = (addr.clone(), old_ca.clone());
+            async move { https::https_get(&addr, "files.example", &ca, None).await.is_ok_and(|r| r.status == 200) }
+        })
+        .await;
+
+        // Both key types of one server, each to the client that can use it.
+        use rustls::crypto::ring::cipher_suite::{
+            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 as ECDSA, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 as RSA,
+        };
+        for (suite, ca, what) in [(ECDSA, &both_ca, "ECDSA"), (RSA, &rsa.0, "RSA")] {
+            let r = https::https_get_offering(&addr, "both.example", ca, None, Some(suite)).await;
+            assert_eq!(r.map(|r| r.status), Ok(200), "a TLS 1.2 client that takes {what} only");
+        }
+
+        // The files change: a connection opened before goes on; new ones
+        // see the new certificate once it is whole.
+        let mut open = https::connect(&addr, "files.example", https::client_config(&old_ca, None, None)).await.unwrap();
+        assert_eq!(https::send(&mut open, "files.example").await.map(|r| r.status), Ok(200));
+        std::fs::write(&cert_path, &new.0).unwrap();
+        // Half-written: the new certificate with the old key is not taken.
+        let half = https::https_get(&addr, "files.example", &old_ca, None).await;
+        assert_eq!(half.map(|r| r.status), Ok(200), "the last whole pair stays while the key is not there yet");
+        std::fs::write(&key_path, &new.1).unwrap();
+        eventually(10, "new connections to show the new certificate", || {
+            let (addr, ca) = (addr.clone(), new_ca.clone());
+            async move { https::https_get(&addr, "files.example", &ca, None).await.is_ok_and(|r| r.status == 200) }
+        })
+        .await;
+        assert!(https::https_get(&addr, "files.example", &old_ca, None).await.is_err(), "the old one is gone");
+        assert_eq!(https::send(&mut open, "files.example").await.map(|r| r.status), Ok(200), "the open connection");
+        drop(web);
+    });
+}

@@ -7,6 +7,7 @@ use super::{Field, row};
 const NO_GATEWAY_TLS: &str = "AUTO_PASSTHROUGH is not served yet: such a server gets no listener \
      (PASSTHROUGH, SIMPLE, MUTUAL, OPTIONAL_MUTUAL and ISTIO_MUTUAL are)";
 const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
+const GW_CERTS: &str = "gateway_l4.rs::a_gateway_reloads_certificate_files_and_picks_rsa_or_ecdsa";
 
 pub static GATEWAY: &[Field] = &[
     row("Gateway", "spec", Applied(BOOKINFO)),
@@ -39,16 +40,12 @@ pub static GATEWAY: &[Field] = &[
         Values(&["PASSTHROUGH", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"], NO_GATEWAY_TLS),
     ),
     row("Gateway", "spec.servers[].tls.httpsRedirect", Applied(GW_TLS)),
-    row("Gateway", "spec.servers[].tls.serverCertificate", Untested),
-    row("Gateway", "spec.servers[].tls.privateKey", Untested),
+    row("Gateway", "spec.servers[].tls.serverCertificate", Applied(GW_CERTS)),
+    row("Gateway", "spec.servers[].tls.privateKey", Applied(GW_CERTS)),
     row("Gateway", "spec.servers[].tls.caCertificates", Untested),
     row("Gateway", "spec.servers[].tls.caCrl", NotApplied("client certificates are not checked against a CRL")),
     row("Gateway", "spec.servers[].tls.credentialName", Applied(GW_TLS)),
-    row(
-        "Gateway",
-        "spec.servers[].tls.credentialNames",
-        NotApplied("only `credentialName` (one certificate per server) is read"),
-    ),
+    row("Gateway", "spec.servers[].tls.credentialNames", Applied(GW_CERTS)),
     row("Gateway", "spec.servers[].tls.subjectAltNames", Applied(GW_TLS)),
     row(
         "Gateway",

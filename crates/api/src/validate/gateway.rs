@@ -56,6 +56,7 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
             let files = tls.server_certificate.is_some() && tls.private_key.is_some();
             let own = [
                 ("credentialName", tls.credential_name.is_some()),
+                ("credentialNames", !tls.credential_names.is_empty()),
                 ("serverCertificate", tls.server_certificate.is_some()),
                 ("privateKey", tls.private_key.is_some()),
                 ("caCertificates", tls.ca_certificates.is_some()),
@@ -70,7 +71,15 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                         Some("remove it, or use MUTUAL with your own certificates".into()),
                     ));
                 }
-            } else if tls.credential_name.is_none() && !files {
+            } else if tls.credential_name.is_some() && !tls.credential_names.is_empty() {
+                out.push(r.diag(
+                    Error,
+                    codes::INVALID_VALUE,
+                    &format!("{base}.tls.credentialNames"),
+                    "`credentialName` and `credentialNames` are both set; a server takes one of them",
+                    Some("list every certificate in `credentialNames`, or keep only `credentialName`".into()),
+                ));
+            } else if tls.credential_name.is_none() && tls.credential_names.is_empty() && !files {
                 out.push(r.diag(
                     Error,
                     codes::MISSING_FIELD,
@@ -79,7 +88,8 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                     Some("set `credentialName` (a kubernetes.io/tls Secret in the config) or `serverCertificate` and `privateKey` (files)".into()),
                 ));
             }
-            if mode.needs_ca() && tls.credential_name.is_none() && tls.ca_certificates.is_none() {
+            let named = tls.credential_name.is_some() || !tls.credential_names.is_empty();
+            if mode.needs_ca() && !named && tls.ca_certificates.is_none() {
                 out.push(r.diag(
                     Error,
                     codes::MISSING_FIELD,
@@ -113,9 +123,9 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// A terminating server's `credentialName` names a TLS Secret of the
-/// Gateway's namespace in the config; a MUTUAL one's CA is there too
-/// (`ca.crt` in it, or in a `<name>-cacert` Secret).
+/// A terminating server's `credentialName` (each of its `credentialNames`)
+/// names a TLS Secret of the Gateway's namespace in the config; a MUTUAL
+/// one's CA is there too (`ca.crt` in one, or in a `<name>-cacert` Secret).
 pub(super) fn credentials(resources: &[Resource], out: &mut Vec<Diagnostic>) {
     let secret = |ns: &str, name: &str| {
         resources.iter().find_map(|r| match &r.spec {
@@ -126,39 +136,51 @@ pub(super) fn credentials(resources: &[Resource], out: &mut Vec<Diagnostic>) {
     for r in resources {
         let crate::Spec::Gateway(g) = &r.spec else { continue };
         for (i, s) in g.servers.iter().enumerate() {
-            let (Some(mode), Some(name)) = (s.terminates(), s.tls.as_ref().and_then(|t| t.credential_name.as_deref()))
-            else {
-                continue;
+            let (Some(mode), Some(tls)) = (s.terminates(), s.tls.as_ref()) else { continue };
+            let mut names: Vec<(String, &str)> = tls
+                .credential_name
+                .iter()
+                .map(|n| (format!("spec.servers[{i}].tls.credentialName"), n.as_str()))
+                .collect();
+            names.extend(
+                tls.credential_names
+                    .iter()
+                    .enumerate()
+                    .map(|(j, n)| (format!("spec.servers[{i}].tls.credentialNames[{j}]"), n.as_str())),
+            );
+            let has_ca = |name: &str| {
+                secret(r.namespace(), name).is_some_and(|s| s.ca_pem.is_some())
+                    || secret(r.namespace(), &format!("{name}-cacert")).is_some_and(|c| c.ca_pem.is_some())
             };
-            let path = format!("spec.servers[{i}].tls.credentialName");
-            match secret(r.namespace(), name) {
-                Some(sec) if sec.tls.is_some() => {
-                    let ca = sec.ca_pem.is_some() || secret(r.namespace(), &format!("{name}-cacert")).is_some_and(|c| c.ca_pem.is_some());
-                    let files = s.tls.as_ref().is_some_and(|t| t.ca_certificates.is_some());
-                    if mode.needs_ca() && !ca && !files {
-                        out.push(r.diag(
-                            Error,
-                            codes::MISSING_FIELD,
-                            &path,
-                            format!("Secret `{name}` has no `ca.crt` for this MUTUAL server, and there is no `{name}-cacert` Secret"),
-                            Some("add `ca.crt` to the Secret, or a Secret `<name>-cacert` holding it".into()),
-                        ));
+            let any_ca = names.iter().any(|(_, n)| has_ca(n)) || tls.ca_certificates.is_some();
+            for (k, (path, name)) in names.iter().enumerate() {
+                match secret(r.namespace(), name) {
+                    Some(sec) if sec.tls.is_some() => {
+                        if mode.needs_ca() && !any_ca && k == 0 {
+                            out.push(r.diag(
+                                Error,
+                                codes::MISSING_FIELD,
+                                path,
+                                format!("Secret `{name}` has no `ca.crt` for this MUTUAL server, and there is no `{name}-cacert` Secret"),
+                                Some("add `ca.crt` to the Secret, or a Secret `<name>-cacert` holding it".into()),
+                            ));
+                        }
                     }
+                    Some(_) => out.push(r.diag(
+                        Error,
+                        codes::INVALID_VALUE,
+                        path,
+                        format!("Secret `{name}` is not of type kubernetes.io/tls"),
+                        Some("a gateway's certificate is a `type: kubernetes.io/tls` Secret with `tls.crt` and `tls.key`".into()),
+                    )),
+                    None => out.push(r.diag(
+                        Error,
+                        codes::UNKNOWN_HOST,
+                        path,
+                        format!("no Secret `{name}` in namespace `{}` in the config", r.namespace()),
+                        Some("add the kubernetes.io/tls Secret to the folder (the gateway reads Secrets of its Gateway's namespace)".into()),
+                    )),
                 }
-                Some(_) => out.push(r.diag(
-                    Error,
-                    codes::INVALID_VALUE,
-                    &path,
-                    format!("Secret `{name}` is not of type kubernetes.io/tls"),
-                    Some("a gateway's certificate is a `type: kubernetes.io/tls` Secret with `tls.crt` and `tls.key`".into()),
-                )),
-                None => out.push(r.diag(
-                    Error,
-                    codes::UNKNOWN_HOST,
-                    &path,
-                    format!("no Secret `{name}` in namespace `{}` in the config", r.namespace()),
-                    Some("add the kubernetes.io/tls Secret to the folder (the gateway reads Secrets of its Gateway's namespace)".into()),
-                )),
             }
         }
     }

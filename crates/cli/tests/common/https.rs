@@ -67,6 +67,17 @@ pub async fn https_get_offering(
     client: Option<&(String, String)>,
     suite: Option<rustls::SupportedCipherSuite>,
 ) -> Result<Resp, String> {
+    let mut sender = connect(addr, name, client_config(ca, client, suite)).await?;
+    send(&mut sender, name).await
+}
+
+/// A client trusting `ca`, with `client`'s certificate if given, offering
+/// only `suite` (and its TLS version) when given.
+pub fn client_config(
+    ca: &str,
+    client: Option<&(String, String)>,
+    suite: Option<rustls::SupportedCipherSuite>,
+) -> rustls::ClientConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -81,7 +92,7 @@ pub async fn https_get_offering(
         .with_protocol_versions(&versions)
         .unwrap()
         .with_root_certificates(roots);
-    let cfg = match client {
+    match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
             .with_client_auth_cert(
@@ -89,16 +100,32 @@ pub async fn https_get_offering(
                 PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
             )
             .unwrap(),
-    };
+    }
+}
+
+/// An HTTP/1.1 connection over TLS to `addr` for `name`, with `cfg`.
+pub async fn connect(
+    addr: &str,
+    name: &str,
+    cfg: rustls::ClientConfig,
+) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>, String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let server = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
     let io = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
         .connect(server, tcp)
         .await
         .map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
+    let (sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// GET /hello for `name` on an open connection.
+pub async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    name: &str,
+) -> Result<Resp, String> {
     let req =
         http::Request::get("/hello").header("host", name).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;

@@ -2,7 +2,8 @@
 //! OPTIONAL_MUTUAL; ISTIO_MUTUAL with its mesh certificate), as
 //! Envoy filter chains: one per server, matched by the server names its
 //! hosts give (SNI; none for `*`), with a `DownstreamTlsContext` holding the
-//! certificate (from a `kubernetes.io/tls` Secret named by `credentialName`,
+//! certificate (from `kubernetes.io/tls` Secrets named by `credentialName`,
+//! or `credentialNames` for certificates of several key types,
 //! inline, or the files `serverCertificate` and `privateKey` name) and, for
 //! MUTUAL, the CA clients must chain to (`ca.crt` in the Secret or in a
 //! `<name>-cacert` Secret, or `caCertificates`) and the names one of them
@@ -88,26 +89,35 @@ fn context(
             _ => None,
         })
     };
-    let (cert, ca) = match &tls.credential_name {
-        Some(name) => {
+    // `credentialNames` (an RSA and an ECDSA certificate, say) or `credentialName`.
+    let names: Vec<&String> = match &tls.credential_name {
+        _ if !tls.credential_names.is_empty() => tls.credential_names.iter().collect(),
+        Some(name) => vec![name],
+        None => Vec::new(),
+    };
+    let (certs, ca) = if names.is_empty() {
+        let cert = TlsCertificate {
+            certificate_chain: file(tls.server_certificate.as_deref()?),
+            private_key: file(tls.private_key.as_deref()?),
+            ..Default::default()
+        };
+        (vec![cert], None)
+    } else {
+        let mut certs = Vec::new();
+        let mut ca = None;
+        for name in names {
             let s = secret(name)?;
             let pair = s.tls.as_ref()?;
-            let ca = s.ca_pem.clone().or_else(|| secret(&format!("{name}-cacert")).and_then(|c| c.ca_pem.clone()));
-            let cert = TlsCertificate {
+            ca = ca
+                .or_else(|| s.ca_pem.clone())
+                .or_else(|| secret(&format!("{name}-cacert")).and_then(|c| c.ca_pem.clone()));
+            certs.push(TlsCertificate {
                 certificate_chain: inline(&pair.cert_pem),
                 private_key: inline(&pair.key_pem),
                 ..Default::default()
-            };
-            (cert, ca.and_then(|c| inline(&c)))
+            });
         }
-        None => {
-            let cert = TlsCertificate {
-                certificate_chain: file(tls.server_certificate.as_deref()?),
-                private_key: file(tls.private_key.as_deref()?),
-                ..Default::default()
-            };
-            (cert, None)
-        }
+        (certs, ca.and_then(|c| inline(&c)))
     };
     let ca = ca.or_else(|| tls.ca_certificates.as_deref().and_then(file));
     let validation = if mode.needs_ca() {
@@ -124,7 +134,7 @@ fn context(
     };
     Some(DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
-            tls_certificates: vec![cert],
+            tls_certificates: certs,
             alpn_protocols: vec!["h2".into(), "http/1.1".into()],
             validation_context_type: validation,
             tls_params: params(tls),

@@ -16,6 +16,7 @@ pub mod matcher;
 pub mod outlier;
 pub mod rbac;
 pub mod route;
+pub mod server_cert;
 pub mod sni;
 pub mod terminate;
 pub mod tls_params;

@@ -11,7 +11,7 @@ use prost::Message;
 use rustls::DistinguishedName;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::Arc;
@@ -107,18 +107,8 @@ fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, Com
     let err = |what: &str, e: &dyn std::fmt::Display| CompileError::new(format!("{what}: {e}"));
     let common =
         ctx.common_tls_context.as_ref().ok_or_else(|| CompileError::new("TLS context without common_tls_context"))?;
-    let [cert] = common.tls_certificates.as_slice() else {
-        return Err(CompileError::new(
-            "a TLS filter chain needs exactly one inline or file certificate (SDS is not supported)",
-        ));
-    };
-    let chain_pem = data(cert.certificate_chain.as_ref(), "certificate chain")?;
-    let key_pem = data(cert.private_key.as_ref(), "private key")?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| err("certificate chain", &e))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| err("private key", &e))?;
     let (provider, versions) = super::tls_params::apply(common.tls_params.as_ref())?;
+    let certs = super::server_cert::ServerCerts::compile(&common.tls_certificates, &provider, &versions)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| err("TLS versions", &e))?;
@@ -151,7 +141,7 @@ fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, Com
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut cfg = builder.with_single_cert(chain, key).map_err(|e| err("certificate and key", &e))?;
+    let mut cfg = builder.with_cert_resolver(Arc::new(certs));
     cfg.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(cfg)
 }
