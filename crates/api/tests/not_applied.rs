@@ -78,7 +78,7 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
 /// namespace part of a host it does not enforce.
 #[test]
 fn gateway_servers_not_served_are_warned() {
-    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: AUTO_PASSTHROUGH}\n    - port: {number: 80, name: http, protocol: http}\n      hosts: [\"shop/*.example.com\", \"*/web.example.com\"]\n";
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 443, name: tls, protocol: TLS}\n      hosts: [\"*\"]\n      tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem}\n    - port: {number: 80, name: http, protocol: http}\n      hosts: [\"shop/*.example.com\", \"*/web.example.com\"]\n";
     let loaded = parse_str("gw.yaml", yaml);
     let diags = validate(&loaded.resources);
     let paths: Vec<&str> = diags.iter().filter(|d| d.code == codes::NOT_APPLIED).map(|d| d.path.as_str()).collect();

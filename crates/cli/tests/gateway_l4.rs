@@ -292,3 +292,93 @@ spec:
         drop(web);
     });
 }
+
+/// AUTO_PASSTHROUGH (an east-west gateway): a mesh client's mutual TLS,
+/// naming `outbound_.<port>_.<subset>_.<host>`, goes through the gateway
+/// still encrypted to an instance of that service (and subset), whose
+/// sidecar terminates it and sees the caller's identity; a name no service
+/// has is refused. A weft sidecar names its mesh connections so.
+#[test]
+fn an_auto_passthrough_gateway_routes_mesh_tls_by_server_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let offset = https::offset();
+        let (_app, app) = demo("web", "v1").await;
+        let inbound = free_port();
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec: {{selector: {{app: web}}, ports: [{{name: http, port: 80, targetPort: {app}}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: web}}
+spec: {{address: 127.0.0.1, ports: {{http: {inbound}}}, labels: {{app: web, version: v1, security.istio.io/tlsMode: istio}}, serviceAccount: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: web}}
+spec: {{host: web, subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: eastwest}}
+spec:
+  selector: {{istio: eastwestgateway}}
+  servers:
+    - port: {{number: 443, name: tls, protocol: TLS}}
+      hosts: ["*.local"]
+      tls: {{mode: AUTO_PASSTHROUGH}}
+"#
+        );
+        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
+        // v2 is there to be missing: its instance-less subset is said.
+        let said: Vec<_> =
+            diags.iter().filter(|d| d.severity != weft_api::Severity::Info && !d.path.contains("subsets[1]")).collect();
+        assert!(said.is_empty(), "{said:#?}");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let (a, i) = (app.to_string(), inbound.to_string());
+        let extra = ["--app-port", &a, "--inbound-port", &i, "--labels", "app=web,version=v1", "--service-account", "web"];
+        let extra: Vec<&str> = extra.into_iter().chain(control.ca_args()).collect();
+        let _web = Sidecar::start_with(&control.xds, "web", &extra).await;
+        let (admin, off) = (free_port().to_string(), offset.to_string());
+        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=eastwestgateway", "--port-offset", &off];
+        let _gw = spawn(&[&args[..], &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let gw = format!("127.0.0.1:{}", 443 + offset);
+        let frontend = common::tls::weft_cert(&control, certs.path(), "default", "frontend");
+        let via = |sni: &'static str| {
+            let (gw, frontend) = (gw.clone(), frontend.clone());
+            async move {
+                let call = common::tls::Call { sni: Some(sni), ..Default::default() };
+                common::tls::send(&gw, true, Some(&frontend), &call).await
+            }
+        };
+        const ALL: &str = "outbound_.80_._.web.default.svc.cluster.local";
+        eventually(30, "the east-west gateway passing web's mutual TLS through", || {
+            let r = via(ALL);
+            async move { r.await.is_ok_and(|(s, _)| s == 200) }
+        })
+        .await;
+        let (_, body) = via(ALL).await.unwrap();
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let xfcc = j["headers"]["x-forwarded-client-cert"].as_str().unwrap_or_default().to_owned();
+        assert!(xfcc.contains("sa/frontend") && xfcc.contains("By=spiffe://cluster.local/ns/default/sa/web"), "web's sidecar ended the caller's TLS: {j}");
+        assert_eq!(via("outbound_.80_.v1_.web.default.svc.cluster.local").await.map(|r| r.0), Ok(200), "a subset by name");
+        let refused = |r: Result<(u16, String), String>| r.is_err();
+        assert!(refused(via("outbound_.80_.v2_.web.default.svc.cluster.local").await), "v2 has no instance");
+        assert!(refused(via("outbound_.81_._.web.default.svc.cluster.local").await), "no such port");
+        assert!(refused(via("outbound_.80_._.other.default.svc.cluster.local").await), "no such service");
+
+        // A weft sidecar's mesh connections to web name it so.
+        let [c, api, t, token] = control.ca_args();
+        let client = Sidecar::start_with(&control.xds, "frontend", &[c, api, t, token, "--service-account", "frontend"]).await;
+        eventually(20, "frontend's cluster for web", || {
+            let a = client.admin.clone();
+            async move { get(&a, "/config_dump", &[]).await.json()["clusters"].to_string().contains(ALL) }
+        })
+        .await;
+    });
+}

@@ -117,7 +117,7 @@ fn up_refuses_a_folder_with_nothing_to_run_or_a_typo() {
     assert!(err.contains("has 1 error(s)"), "{err}");
 }
 
-/// A Gateway server weft does not serve (HTTPS with ISTIO_MUTUAL here) is not offered: the
+/// A Gateway server weft does not serve (TLS ended before TCP routing) is not offered: the
 /// ready file and the table list only what a gateway really listens on.
 #[test]
 fn up_lists_only_the_gateway_servers_it_serves() {
@@ -125,7 +125,7 @@ fn up_lists_only_the_gateway_servers_it_serves() {
     for f in ["service.yaml", "workload.yaml", "gateway-and-virtualservice.yaml"] {
         let mut text = std::fs::read_to_string(repo().join("examples/seed").join(f)).unwrap();
         if f.starts_with("gateway") {
-            let https = "    - port: {number: 443, name: https, protocol: HTTPS}\n      hosts: [\"*\"]\n      tls: {mode: AUTO_PASSTHROUGH}\n";
+            let https = "    - port: {number: 443, name: tls, protocol: TLS}\n      hosts: [\"*\"]\n      tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem}\n";
             text = text.replacen("  servers:\n", &format!("  servers:\n{https}"), 1);
             assert!(text.contains("number: 443"), "the seed's Gateway has `servers:`");
         }

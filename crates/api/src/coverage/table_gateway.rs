@@ -4,8 +4,8 @@ use super::Support::*;
 use super::table::{BOOKINFO, GW_L4};
 use super::{Field, row};
 
-const NO_GATEWAY_TLS: &str = "AUTO_PASSTHROUGH is not served yet: such a server gets no listener \
-     (PASSTHROUGH, SIMPLE, MUTUAL, OPTIONAL_MUTUAL and ISTIO_MUTUAL are)";
+const NO_GATEWAY_TLS: &str = "an unknown TLS mode: such a server gets no listener \
+     (PASSTHROUGH, SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL and AUTO_PASSTHROUGH are served)";
 const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
 const GW_CERTS: &str = "gateway_l4.rs::a_gateway_reloads_certificate_files_and_picks_rsa_or_ecdsa";
 
@@ -37,7 +37,10 @@ pub static GATEWAY: &[Field] = &[
     row(
         "Gateway",
         "spec.servers[].tls.mode",
-        Values(&["PASSTHROUGH", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"], NO_GATEWAY_TLS),
+        Values(
+            &["PASSTHROUGH", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL", "AUTO_PASSTHROUGH"],
+            NO_GATEWAY_TLS,
+        ),
     ),
     row("Gateway", "spec.servers[].tls.httpsRedirect", Applied(GW_TLS)),
     row("Gateway", "spec.servers[].tls.serverCertificate", Applied(GW_CERTS)),

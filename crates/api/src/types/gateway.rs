@@ -66,18 +66,30 @@ impl Server {
     }
 
     /// Served with a TCP listener: TCP (and MONGO, proxied as TCP), or TLS
-    /// passed through to the backend, routed by SNI.
+    /// (or HTTPS, as Istio takes it) passed through, routed by SNI.
     pub fn tcp(&self) -> bool {
         match self.port.protocol.to_ascii_uppercase().as_str() {
             "TCP" | "MONGO" => true,
-            "TLS" => self.passthrough(),
+            "TLS" | "HTTPS" => self.passthrough() || self.auto_passthrough(),
             _ => false,
         }
     }
 
-    /// TLS passed through (`tls.mode: PASSTHROUGH`).
+    /// TLS passed through (`tls.mode: PASSTHROUGH`) by the VirtualServices'
+    /// `tls` rules.
     pub fn passthrough(&self) -> bool {
-        self.tls.as_ref().and_then(|t| t.mode.as_deref()).is_some_and(|m| m.eq_ignore_ascii_case("PASSTHROUGH"))
+        self.tls_mode("PASSTHROUGH")
+    }
+
+    /// Mesh mutual TLS passed through by its server name alone
+    /// (`AUTO_PASSTHROUGH`: `outbound_.<port>_.<subset>_.<host>`, the
+    /// east-west gateway of Istio's multi-network meshes).
+    pub fn auto_passthrough(&self) -> bool {
+        self.tls_mode("AUTO_PASSTHROUGH")
+    }
+
+    fn tls_mode(&self, mode: &str) -> bool {
+        self.tls.as_ref().and_then(|t| t.mode.as_deref()).is_some_and(|m| m.eq_ignore_ascii_case(mode))
     }
 }
 

@@ -99,6 +99,19 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                 ));
             }
         }
+        let mode = s.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("");
+        if s.port.protocol.eq_ignore_ascii_case("TLS")
+            && !s.tcp()
+            && ["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"].iter().any(|m| m.eq_ignore_ascii_case(mode))
+        {
+            out.push(r.diag(
+                Warning,
+                codes::NOT_APPLIED,
+                &format!("{base}.tls.mode"),
+                format!("this TLS server is not served: weft terminates {mode} on HTTPS servers only (TLS ended, then HTTP routing), not TLS ended before TCP routing"),
+                Some("use `protocol: HTTPS` for HTTP behind the TLS, or `tls.mode: PASSTHROUGH` to route the TLS by SNI".into()),
+            ));
+        }
         if s.tcp() && g.servers.iter().any(|o| o.http() && o.port.number == s.port.number) {
             out.push(r.diag(
                 Warning,

@@ -15,11 +15,13 @@ pub struct Call<'a> {
     pub path: &'a str,
     pub headers: &'a [(&'a str, &'a str)],
     pub from: Option<std::net::IpAddr>,
+    /// The server name the ClientHello asks for (none: the address).
+    pub sni: Option<&'a str>,
 }
 
 impl Default for Call<'_> {
     fn default() -> Self {
-        Call { method: "GET", host: "web", path: "/", headers: &[], from: None }
+        Call { method: "GET", host: "web", path: "/", headers: &[], from: None, sni: None }
     }
 }
 
@@ -40,7 +42,13 @@ pub async fn send(addr: &str, tls: bool, certs: Option<&Path>, call: &Call<'_>) 
     let req = req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
     let resp = if tls {
         let io = tokio_rustls::TlsConnector::from(Arc::new(client_config(certs)))
-            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .connect(
+                match call.sni {
+                    Some(n) => ServerName::try_from(n.to_owned()).map_err(|e| e.to_string())?,
+                    None => ServerName::IpAddress(addr.ip().into()),
+                },
+                tcp,
+            )
             .await
             .map_err(|e| e.to_string())?;
         exchange(hyper_util::rt::TokioIo::new(io), req).await?

@@ -366,7 +366,11 @@ pub fn build(
             let mesh_endpoints = all.iter().flatten().any(|e| e.mesh);
             for subset in &subsets {
                 let name = cluster_name(sp.port, subset.map_or("", |s| s.name.as_str()), &svc.fqdn);
-                if only.is_some_and(|o| !o.contains(&name)) {
+                // A gateway may want it, or its AUTO_PASSTHROUGH twin, or both.
+                let twin =
+                    only.map(|_| super::upstream_tls::sni_of(&name)).filter(|t| only.is_some_and(|o| o.contains(t)));
+                let wanted = only.is_none_or(|o| o.contains(&name));
+                if !wanted && twin.is_none() {
                     continue;
                 }
                 let mut tp = policy::effective_policy(dr, *subset, sp.port);
@@ -397,7 +401,7 @@ pub fn build(
                     tracing::warn!(cluster = %name, error = %e, "the cluster's TLS cannot be built; it gets no endpoints");
                     eps.clear();
                 }
-                match dns_resolution(index, svc) {
+                let own = match dns_resolution(index, svc) {
                     Some((kind, target)) => {
                         // Names are resolved by the proxy (EDS carries only IPs).
                         if eps.is_empty() {
@@ -420,10 +424,19 @@ pub fn build(
                         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
                         c.eds_cluster_config = None;
                         c.load_assignment = Some(assignment(&name, eps, &placement));
+                        None
                     }
-                    None => cla.push(assignment(&name, eps, &placement)),
+                    None => Some(assignment(&name, eps, &placement)),
+                };
+                if let Some(t) = twin {
+                    let (tc, tcla) = super::passthrough::twin(&c, own.as_ref(), t);
+                    clusters.push(tc);
+                    cla.extend(tcla);
                 }
-                clusters.push(c);
+                if wanted {
+                    clusters.push(c);
+                    cla.extend(own);
+                }
             }
         }
     }

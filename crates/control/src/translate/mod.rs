@@ -15,6 +15,7 @@ pub mod jwt;
 mod listeners;
 mod locality;
 mod node;
+mod passthrough;
 mod policy;
 mod routes;
 mod shared;

@@ -68,12 +68,13 @@ pub fn apply(c: &mut Cluster, tls: Option<&ClientTlsSettings>, node: &ProxyNode,
                 r#match: Some(Struct {
                     fields: [("tlsMode".to_owned(), Value { kind: Some(Kind::StringValue("istio".into())) })].into(),
                 }),
-                transport_socket: Some(mesh(dest.sans, "")),
+                transport_socket: Some(mesh(dest.sans, &sni_of(&c.name))),
             }];
         }
         (Some("ISTIO_MUTUAL"), Some(tls)) => {
             let sans = if tls.subject_alt_names.is_empty() { dest.sans } else { &tls.subject_alt_names };
-            c.transport_socket = Some(mesh(sans, tls.sni.as_deref().unwrap_or("")));
+            let sni = tls.sni.clone().unwrap_or_else(|| sni_of(&c.name));
+            c.transport_socket = Some(mesh(sans, &sni));
         }
         (Some(m @ ("SIMPLE" | "MUTUAL")), Some(tls)) => {
             c.transport_socket = Some(origination(tls, m == "MUTUAL", dest)?);
@@ -105,8 +106,16 @@ fn sds(name: &str) -> SdsSecretConfig {
     SdsSecretConfig { name: name.into(), sds_config: Some(ads()) }
 }
 
-/// The mesh's mutual TLS, the server checked for one of `sans`. No SNI
-/// unless the rule names one: weft's inbound side chooses nothing by it.
+/// Istio's server name for mesh connections of cluster
+/// `outbound|<port>|<subset>|<host>`: `outbound_.<port>_.<subset>_.<host>`.
+/// A sidecar chooses nothing by it; an east-west gateway's AUTO_PASSTHROUGH
+/// server routes the connection by it, still encrypted.
+pub fn sni_of(cluster: &str) -> String {
+    cluster.replace('|', "_.")
+}
+
+/// The mesh's mutual TLS, the server checked for one of `sans`, naming
+/// the destination as `sni`.
 fn mesh(sans: &[String], sni: &str) -> TransportSocket {
     let validation = CertificateValidationContext {
         match_typed_subject_alt_names: sans.iter().map(|s| exact(SanType::Uri, s)).collect(),

@@ -46,8 +46,9 @@ impl ClusterTls {
     pub fn describe(&self) -> serde_json::Value {
         let one = |t: Option<&UpstreamTls>| match t.map(|t| &t.kind) {
             None => serde_json::json!({"mode": "plaintext"}),
-            Some(TlsKind::Mesh { sans }) => serde_json::json!({
+            Some(TlsKind::Mesh { sans, sni }) => serde_json::json!({
                 "mode": "mesh mutual TLS",
+                "sni": sni.as_ref().map(|n| n.to_str()),
                 "serverIdentities": sans.iter().map(SanMatch::text).collect::<Vec<_>>(),
             }),
             Some(TlsKind::Origin(o)) => serde_json::json!({
@@ -71,8 +72,10 @@ pub struct UpstreamTls {
 #[derive(Debug, Clone)]
 pub enum TlsKind {
     /// Mutual TLS with the proxy's certificate; the server's SPIFFE ID
-    /// must match one of `sans` (none listed: any of the mesh).
-    Mesh { sans: Arc<[SanMatch]> },
+    /// must match one of `sans` (none listed: any of the mesh). `sni`, as
+    /// Istio sends it (`outbound_.<port>_.<subset>_.<host>`), lets an
+    /// east-west gateway pass the connection through by name.
+    Mesh { sans: Arc<[SanMatch]>, sni: Option<ServerName<'static>> },
     /// TLS origination with the config's own trust and certificate.
     Origin(Arc<Origin>),
 }
@@ -188,7 +191,13 @@ fn compile(ctx: &UpstreamTlsContext) -> Result<TlsKind, CompileError> {
     };
     let sans = sans_of(validation)?;
     match (sds_cert, sds_root) {
-        (Some(WORKLOAD_CERT), Some(MESH_ROOT)) => return Ok(TlsKind::Mesh { sans: sans.into() }),
+        (Some(WORKLOAD_CERT), Some(MESH_ROOT)) => {
+            let sni = match ctx.sni.as_str() {
+                "" => None,
+                n => Some(ServerName::try_from(n.to_owned()).map_err(|e| err("sni", &e))?),
+            };
+            return Ok(TlsKind::Mesh { sans: sans.into(), sni });
+        }
         (None, None) => {}
         (c, r) => {
             return Err(CompileError::new(format!(
@@ -317,7 +326,7 @@ mod tests {
 
     fn sans(t: Option<&UpstreamTls>) -> Option<Vec<String>> {
         match &t?.kind {
-            TlsKind::Mesh { sans } => Some(sans.iter().map(SanMatch::text).collect()),
+            TlsKind::Mesh { sans, .. } => Some(sans.iter().map(SanMatch::text).collect()),
             TlsKind::Origin(_) => None,
         }
     }

@@ -55,6 +55,7 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
     let mut chains = Vec::new();
     let mut claimed = BTreeSet::new();
     let mut rest = None;
+    let mut auto_hosts = Vec::new();
     for (servers, vses) in bound(index, node, port, Server::tcp) {
         let hosts: Vec<&str> = servers
             .iter()
@@ -62,7 +63,14 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
             .flat_map(|s| s.hosts.iter())
             .map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h))
             .collect();
-        let plain_tcp = servers.iter().any(|s| !s.passthrough());
+        let plain_tcp = servers.iter().any(|s| !s.passthrough() && !s.auto_passthrough());
+        let auto: Vec<&str> = servers
+            .iter()
+            .filter(|s| s.auto_passthrough())
+            .flat_map(|s| s.hosts.iter())
+            .map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h))
+            .collect();
+        auto_hosts.extend(auto);
         for (vs_res, vs, gw_ref) in vses {
             for rule in &vs.tls {
                 let Some(to) = l4_destinations(index, vs_res.namespace(), &rule.route) else { continue };
@@ -89,8 +97,42 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
                 .find_map(|r| l4_destinations(index, vs_res.namespace(), &r.route));
         }
     }
+    chains.extend(auto_passthrough(index, node, &auto_hosts, &mut claimed));
     chains.extend(rest.map(|cluster| Chain { server_names: Vec::new(), cluster }));
     chains
+}
+
+/// AUTO_PASSTHROUGH: each port and subset of each service the servers'
+/// `hosts` take, by Istio's server name for it, to its passthrough
+/// cluster (the same endpoints, no TLS of the gateway's: the caller's
+/// mutual TLS goes through to the workload's sidecar).
+fn auto_passthrough(index: &Index, node: &ProxyNode, hosts: &[&str], claimed: &mut BTreeSet<String>) -> Vec<Chain> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for svc in index.visible_services(&node.namespace) {
+        if !hosts.iter().any(|h| host_matches(h, &svc.fqdn)) {
+            continue;
+        }
+        let dr = index.destination_rule_for(&svc.fqdn, &node.namespace, &node.labels).map(|(_, d)| d);
+        let subsets = std::iter::once("").chain(dr.iter().flat_map(|d| d.subsets.iter()).map(|s| s.name.as_str()));
+        for subset in subsets {
+            for sp in &svc.ports {
+                let name = passthrough_cluster(&crate::translate::cluster_name(sp.port, subset, &svc.fqdn));
+                if claimed.insert(name.clone()) {
+                    out.push(Chain { server_names: vec![name.clone()], cluster: ClusterSpecifier::Cluster(name) });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The passthrough twin of cluster `outbound|<port>|<subset>|<host>`,
+/// named as the server name it is reached by (Istio's SNI-DNAT cluster).
+pub fn passthrough_cluster(cluster: &str) -> String {
+    super::super::upstream_tls::sni_of(cluster)
 }
 
 /// A sidecar's chains by SNI for a TLS service port (`tls-*`, `https`):

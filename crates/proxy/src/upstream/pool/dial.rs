@@ -26,6 +26,7 @@ pub(super) enum Secure {
     Mesh {
         slot: Arc<Slot>,
         sans: Arc<[SanMatch]>,
+        sni: Option<ServerName<'static>>,
     },
     Origin(Arc<crate::config::upstream_tls::Origin>),
 }
@@ -42,7 +43,7 @@ pub(super) struct Client {
 impl Secure {
     pub(super) fn new(tls: &UpstreamTls, slot: &Arc<Slot>) -> Self {
         match &tls.kind {
-            TlsKind::Mesh { sans } => Secure::Mesh { slot: slot.clone(), sans: sans.clone() },
+            TlsKind::Mesh { sans, sni } => Secure::Mesh { slot: slot.clone(), sans: sans.clone(), sni: sni.clone() },
             TlsKind::Origin(o) => Secure::Origin(o.clone()),
         }
     }
@@ -51,13 +52,14 @@ impl Secure {
     /// None when it is plaintext (mesh TLS before the first certificate).
     pub(super) fn client(&self, protocol: Option<Protocol>) -> Option<Client> {
         match self {
-            Secure::Mesh { slot, sans } => {
+            Secure::Mesh { slot, sans, sni } => {
                 let tls = slot.load();
                 let tls = tls.as_deref()?;
                 let config = if protocol == Some(Protocol::Http2) { &tls.client_h2 } else { &tls.client_h1 };
-                // Mesh endpoints are dialled by address: the chain is checked
-                // against the mesh root (`mtls::ServerChain`), the identity here.
-                Some(Client { config: config.clone(), name: None, sans: Some(sans.clone()) })
+                // The chain is checked against the mesh root
+                // (`mtls::ServerChain`), the identity here; the SNI only
+                // names the destination (for an east-west gateway).
+                Some(Client { config: config.clone(), name: sni.clone(), sans: Some(sans.clone()) })
             }
             Secure::Origin(o) => {
                 let config = match protocol {
