@@ -122,6 +122,8 @@ class Procs:
         return p
 
     def stop(self, p: subprocess.Popen) -> None:
+        """Stops `p`, which `check` then no longer expects to run."""
+        self.procs = [(n, q) for n, q in self.procs if q is not p]
         if p.poll() is None:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -133,7 +135,7 @@ class Procs:
                     pass
 
     def stop_all(self) -> None:
-        for _, p in reversed(self.procs):
+        for _, p in reversed(list(self.procs)):
             self.stop(p)
 
     def check(self) -> None:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orderfile  # noqa: E402
 import peers  # noqa: E402
 import pgo  # noqa: E402
+import policies  # noqa: E402
 import weft as wf  # noqa: E402
 from peers import HOST, ROOT, Procs, cpu_seconds, cpu_times, free_port, private_kib, rss_kib, tool  # noqa: E402
 
@@ -195,15 +196,7 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
         client, c_admin = wf.sidecar(procs, weft, control, f"mesh-client{suffix}", outbound, mtls=tls)
         wf.wait_ready(s_admin, "server sidecar")
         wf.wait_ready(c_admin, "client sidecar")
-        deadline = time.time() + 30
-        while True:  # until the server sidecar's registration has reached the client
-            try:
-                wrk(outbound, 1, host=service)
-                break
-            except (RuntimeError, subprocess.CalledProcessError, AttributeError):
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_served(outbound, service, f"mesh path{suffix}")
         if tls and wf.counter(s_admin, "weft_inbound_mtls_connections_total") == 0:
             raise RuntimeError("the mTLS mesh path's server sidecar served no mutual-TLS connection")
         e_server, e_client = free_port(), free_port()
@@ -224,6 +217,20 @@ def one_hop(procs: Procs, weft: str, args, res: dict) -> None:
     for p in mesh_procs + [gw] + [t[0] for t in targets.values() if t[0]]:
         procs.stop(p)
     procs.stop(control.proc)
+
+
+def wait_served(port: int, host: str, what: str, timeout: float = 60.0) -> None:
+    """Until a second of wrk through `port` for `host` succeeds: the
+    server's registration and certificates have reached every proxy."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            wrk(port, 1, host=host)
+            return
+        except (RuntimeError, subprocess.CalledProcessError, AttributeError) as e:
+            if time.time() > deadline:
+                raise RuntimeError(f"{what} served nothing within {timeout}s") from e
+            time.sleep(0.1)
 
 
 def config_memory(procs: Procs, weft: str, args, res: dict) -> None:
@@ -301,6 +308,7 @@ def table(res: dict) -> str:
         lines.append("CPU per HTTP/2 request, user + kernel µs:   " + "   ".join(f"{k} {u:.1f} + {s:.1f}" for k, (u, s) in split.items()))
     for k, m in res["mesh"].items():
         lines.append(f"mesh path {k:<10} p99+ {m['added_latency_ms']['p99']:.3f} ms   cpu {m['cpu_s_per_1000_req']:.4f} s/1k req   RSS {m['rss_kib'] / 1024:.1f} MiB (both proxies)")
+    lines += policies.lines(res)
     for n, m in res["config_memory"].items():
         lines.append(f"{n:>6} services in config: weft {m['weft_rss_kib'] / 1024:.1f} MiB (private {m['weft_private_kib'] / 1024:.1f}), "
                      f"envoy {m['envoy_rss_kib'] / 1024:.1f} MiB (private {m['envoy_private_kib'] / 1024:.1f})")
@@ -356,7 +364,7 @@ def main() -> None:
     ap.add_argument("--pgo", action="store_true", help="measure the profile-guided build (bench/pgo.py builds it if missing) "
                     "and, one hop, the plain release build beside it as weft-plain")
     ap.add_argument("--baseline", help="another weft binary measured one hop beside --weft, as weft-plain")
-    ap.add_argument("--parts", default="one-hop,memory,control", help="comma-separated subset to run")
+    ap.add_argument("--parts", default="one-hop,policies,memory,control", help="comma-separated subset to run")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds, args.rate, args.services, args.scale = 1, 1, 200, [1, 50], [20, 2, 3]
@@ -384,6 +392,8 @@ def main() -> None:
             parts = args.parts.split(",")
             if "one-hop" in parts:
                 one_hop(procs, args.weft, args, res)
+            if "policies" in parts:
+                policies.run(procs, args.weft, args, res, in_rounds, wait_served)
             if "memory" in parts:
                 config_memory(procs, args.weft, args, res)
             if "control" in parts:

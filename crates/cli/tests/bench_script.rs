@@ -51,6 +51,15 @@ fn bench_quick_run_produces_results() {
     for side in ["weft", "envoy", "weft-mtls", "envoy-mtls"] {
         assert!(res["mesh"][side]["throughput_h1"].as_f64().unwrap() > 0.0, "{res}");
     }
+    // Policies on the STRICT mesh path, weft and Envoy on one control
+    // plane's config (bench/policies.py checked each is in force).
+    for plane in ["weft", "envoy"] {
+        for n in [0, 10, 100] {
+            let p = &res["policies"][format!("{plane}-{n}")];
+            assert!(p["cpu_s_per_1000_req"].as_f64().unwrap() > 0.0, "{plane}-{n}: {res}");
+            assert!(p["cpu_added_pct"].as_f64().is_some() && p["p99_added_ms"].as_f64().is_some(), "{res}");
+        }
+    }
     for k in ["weft_rss_kib", "weft_private_kib", "envoy_private_kib"] {
         let m = &res["config_memory"]["50"];
         assert!(m[k].as_u64().unwrap() > 0, "{k}: {res}");
