@@ -204,7 +204,8 @@ fn ca_and_leaf(ca_name: &str, name: &str, key: Option<rcgen::KeyPair>) -> (Strin
 /// A server's certificate from files, read again when they change: new
 /// connections get the new one, an open connection goes on; a pair caught
 /// half-written is not taken. `credentialNames` with an RSA and an ECDSA
-/// certificate: each client gets the one it can use.
+/// certificate: each client gets the one it can use; a Secret replaced in
+/// the config reaches new connections while open ones go on.
 #[test]
 fn a_gateway_reloads_certificate_files_and_picks_rsa_or_ecdsa() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,7 +253,7 @@ spec:
         let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
         let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
         assert!(said.is_empty(), "{said:#?}");
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        std::fs::write(dir.path().join("mesh.yaml"), &yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let (admin, off) = (free_port().to_string(), offset.to_string());
         let args = ["gateway", "--xds", &control.xds, "--labels", "istio=ingressgateway", "--port-offset", &off];
@@ -289,6 +290,31 @@ spec:
         .await;
         assert!(https::https_get(&addr, "files.example", &old_ca, None).await.is_err(), "the old one is gone");
         assert_eq!(https::send(&mut open, "files.example").await.map(|r| r.status), Ok(200), "the open connection");
+
+        // The ECDSA Secret replaced in the config: new connections get the
+        // new certificate, one opened before goes on.
+        let ec_client = |ca: &str| https::client_config(ca, None, Some(ECDSA));
+        let mut open = https::connect(&addr, "both.example", ec_client(&both_ca)).await.unwrap();
+        let (next_ca, next) = ca_and_leaf("next", "both.example", None);
+        let replaced =
+            yaml.replace(&https::tls_secret("both-ec", &ec, None), &https::tls_secret("both-ec", &next, None));
+        assert_ne!(replaced, yaml);
+        std::fs::write(dir.path().join("mesh.yaml"), replaced).unwrap();
+        eventually(20, "new connections to show the replaced Secret's certificate", || {
+            let (addr, cfg) = (addr.clone(), ec_client(&next_ca));
+            async move {
+                match https::connect(&addr, "both.example", cfg).await {
+                    Ok(mut c) => https::send(&mut c, "both.example").await.is_ok_and(|r| r.status == 200),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            https::send(&mut open, "both.example").await.map(|r| r.status),
+            Ok(200),
+            "the connection from before"
+        );
         drop(web);
     });
 }
