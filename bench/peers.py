@@ -293,3 +293,47 @@ static_resources:
         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds}}}}}}}}}]}}]
 """)
     return procs.start(name, [envoy_bin(), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "error"])
+
+
+def envoy_xds(procs: Procs, name: str, meta: str, xds: int, certs: Path | None = None) -> tuple:
+    """Envoy as a proxy of the mesh, driven over ADS by `weft control` on
+    `xds`: its node `name` with `meta` (YAML fields: ROLE, LABELS, ports) in
+    its metadata; with `certs` (`weft cert` files) xDS goes over TLS on the
+    control plane's TLS port, which then serves it its mesh certificate
+    over SDS. Returns the process and its admin port."""
+    admin = free_port()
+    tls = "" if certs is None else f"""
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [h2]
+            tls_certificates: [{{certificate_chain: {{filename: {certs}/cert.pem}}, private_key: {{filename: {certs}/key.pem}}}}]
+            validation_context: {{trusted_ca: {{filename: {certs}/root.pem}}}}"""
+    conf = procs.tmp / f"{name}.yaml"
+    conf.write_text(f"""
+node:
+  id: {name}
+  cluster: {name}
+  metadata: {{NAMESPACE: default, WORKLOAD_NAME: {name}, LISTEN_IP: 127.0.0.1, {meta}}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+dynamic_resources:
+  ads_config: {{api_type: GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+    - name: xds
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: {{http2_protocol_options: {{}}}}
+      load_assignment:
+        cluster_name: xds
+        endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds}}}}}}}}}]}}]{tls}
+""")
+    p = procs.start(name, [envoy_bin(), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "error"])
+    return p, admin

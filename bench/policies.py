@@ -47,44 +47,9 @@ def config(dir: Path, backend: int, envoy_inbound: dict[int, int]) -> None:
 def envoy_sidecar(procs: Procs, weft: str, control: wf.Control, name: str, meta: str) -> tuple:
     """An Envoy sidecar `name` on xDS over TLS with its own workload
     certificate (the control plane then serves it its mesh certificate
-    over SDS); `meta` the node metadata's extra YAML fields. Returns the
-    process and its admin port."""
+    over SDS); `meta` the node metadata's extra YAML fields."""
     certs = wf.mesh_cert(weft, control, name, procs.tmp / f"certs-{name}")
-    admin = free_port()
-    conf = procs.tmp / f"{name}.yaml"
-    conf.write_text(f"""
-node:
-  id: {name}
-  cluster: {name}
-  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: {name}, LISTEN_IP: 127.0.0.1, {meta}}}
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-dynamic_resources:
-  ads_config: {{api_type: GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-    - name: xds
-      type: STATIC
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: {{http2_protocol_options: {{}}}}
-      load_assignment:
-        cluster_name: xds
-        endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {control.api_tls}}}}}}}}}]}}]
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-          common_tls_context:
-            alpn_protocols: [h2]
-            tls_certificates: [{{certificate_chain: {{filename: {certs}/cert.pem}}, private_key: {{filename: {certs}/key.pem}}}}]
-            validation_context: {{trusted_ca: {{filename: {certs}/root.pem}}}}
-""")
-    p = procs.start(name, [peers.envoy_bin(), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "error"])
-    return p, admin
+    return peers.envoy_xds(procs, name, f"ROLE: sidecar, {meta}", control.api_tls, certs)
 
 
 def run(procs: Procs, weft: str, args, res: dict, in_rounds, wait_served) -> None:

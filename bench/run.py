@@ -26,6 +26,7 @@ import orderfile  # noqa: E402
 import peers  # noqa: E402
 import pgo  # noqa: E402
 import policies  # noqa: E402
+import telemetry  # noqa: E402
 import weft as wf  # noqa: E402
 from peers import HOST, ROOT, Procs, cpu_seconds, cpu_times, free_port, private_kib, rss_kib, tool  # noqa: E402
 
@@ -309,6 +310,7 @@ def table(res: dict) -> str:
     for k, m in res["mesh"].items():
         lines.append(f"mesh path {k:<10} p99+ {m['added_latency_ms']['p99']:.3f} ms   cpu {m['cpu_s_per_1000_req']:.4f} s/1k req   RSS {m['rss_kib'] / 1024:.1f} MiB (both proxies)")
     lines += policies.lines(res)
+    lines += telemetry.lines(res)
     for n, m in res["config_memory"].items():
         lines.append(f"{n:>6} services in config: weft {m['weft_rss_kib'] / 1024:.1f} MiB (private {m['weft_private_kib'] / 1024:.1f}), "
                      f"envoy {m['envoy_rss_kib'] / 1024:.1f} MiB (private {m['envoy_private_kib'] / 1024:.1f})")
@@ -364,7 +366,7 @@ def main() -> None:
     ap.add_argument("--pgo", action="store_true", help="measure the profile-guided build (bench/pgo.py builds it if missing) "
                     "and, one hop, the plain release build beside it as weft-plain")
     ap.add_argument("--baseline", help="another weft binary measured one hop beside --weft, as weft-plain")
-    ap.add_argument("--parts", default="one-hop,policies,memory,control", help="comma-separated subset to run")
+    ap.add_argument("--parts", default="one-hop,policies,telemetry,memory,control", help="comma-separated subset to run")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds, args.rate, args.services, args.scale = 1, 1, 200, [1, 50], [20, 2, 3]
@@ -394,6 +396,8 @@ def main() -> None:
                 one_hop(procs, args.weft, args, res)
             if "policies" in parts:
                 policies.run(procs, args.weft, args, res, in_rounds, wait_served)
+            if "telemetry" in parts:
+                telemetry.run(procs, args.weft, args, res, in_rounds, wait_served)
             if "memory" in parts:
                 config_memory(procs, args.weft, args, res)
             if "control" in parts:

@@ -225,12 +225,13 @@ class Control:
             time.sleep(0.005)
 
 
-def gateway(procs: Procs, weft: str, control: Control, port: int, prefix: tuple = (), name: str = "weft-gateway") -> tuple:
+def gateway(procs: Procs, weft: str, control: Control, port: int, prefix: tuple = (), name: str = "weft-gateway",
+            labels: str = "bench=one-hop") -> tuple:
     """The one-hop gateway on `port`, its process (and workload) called
-    `name`. `prefix` runs it under a tool (valgrind)."""
+    `name`, with `labels`. `prefix` runs it under a tool (valgrind)."""
     admin = free_port()
     p = procs.start(name, [*prefix, weft, "--concurrency", "1", "gateway", "--xds", f"127.0.0.1:{control.xds}",
-                           "--labels", "bench=one-hop", "--port-offset", str(port - 80), "--workload", name,
+                           "--labels", labels, "--port-offset", str(port - 80), "--workload", name,
                            "--admin-port", str(admin), "--metrics-port", "0", "--health-port", "0"],
                     env={"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")})
     wait_port(port, name, timeout=120, proc=p)

@@ -60,6 +60,15 @@ fn bench_quick_run_produces_results() {
             assert!(p["cpu_added_pct"].as_f64().is_some() && p["p99_added_ms"].as_f64().is_some(), "{res}");
         }
     }
+    // Traces and access logs, weft and Envoy on one control plane's config
+    // (bench/telemetry.py checked each mode was in force).
+    for plane in ["weft", "envoy"] {
+        for mode in ["off", "trace1", "trace100", "log"] {
+            let t = &res["telemetry"][format!("{plane}-{mode}")];
+            assert!(t["cpu_s_per_1000_req"].as_f64().unwrap() > 0.0, "{plane}-{mode}: {res}");
+            assert!(t["cpu_added_pct"].as_f64().is_some() && t["p99_added_ms"].as_f64().is_some(), "{res}");
+        }
+    }
     for k in ["weft_rss_kib", "weft_private_kib", "envoy_private_kib"] {
         let m = &res["config_memory"]["50"];
         assert!(m[k].as_u64().unwrap() > 0, "{k}: {res}");
