@@ -23,6 +23,7 @@ pub mod mtls;
 pub mod names;
 pub mod node;
 pub mod register;
+pub mod rng;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;

@@ -101,6 +101,5 @@ pub fn parts_per_million(f: Option<&envoy_types::pb::envoy::r#type::v3::Fraction
 
 /// True for `ppm` parts per million of calls (a fault's or mirror's share).
 pub fn chance(ppm: u32) -> bool {
-    use rand::Rng;
-    ppm >= 1_000_000 || (ppm > 0 && rand::rng().random_range(0..1_000_000) < ppm)
+    ppm >= 1_000_000 || (ppm > 0 && crate::rng::below(1_000_000) < ppm)
 }

@@ -21,8 +21,9 @@ const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id
 
 /// One request, observed.
 pub struct Observed {
-    /// When it arrived (its log line's start time, its span's).
-    start: SystemTime,
+    /// When it arrived (its log line's start time, its span's); read only
+    /// when it is logged or its span reported.
+    start: Option<SystemTime>,
     pub captured: Option<Box<Captured>>,
     /// The trace it is part of, when the listener traces.
     pub trace_id: Option<u128>,
@@ -71,6 +72,7 @@ fn trace(t: &Tracing, inbound: bool, req: &mut Request<Incoming>, out: &mut Obse
     if !sampled || t.exporter.is_none() {
         return;
     }
+    out.start.get_or_insert_with(SystemTime::now);
     let tags = t
         .tags
         .iter()
@@ -103,7 +105,8 @@ pub fn begin(hl: &HttpListener, req: &mut Request<Incoming>) -> Option<Box<Obser
     if hl.access_log.is_none() && hl.tracing.is_none() {
         return None;
     }
-    let mut out = Box::new(Observed { start: SystemTime::now(), captured: None, trace_id: None, span: None });
+    let start = hl.access_log.is_some().then(SystemTime::now);
+    let mut out = Box::new(Observed { start, captured: None, trace_id: None, span: None });
     if let Some(t) = &hl.tracing {
         trace(t, hl.direction == Direction::Inbound, req, &mut out);
     }
@@ -146,7 +149,7 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
             std::str::from_utf8(&trace_hex).unwrap_or_default()
         });
         logs.log(&Entry {
-            start: o.start,
+            start: o.start.unwrap_or_else(SystemTime::now),
             duration: e.duration,
             protocol: Some(protocol(e.version)),
             code,
@@ -213,7 +216,7 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
         parent: s.parent,
         name,
         server: e.hl.direction == Direction::Inbound || e.hl.remote_address,
-        start: o.start,
+        start: o.start.unwrap_or_else(SystemTime::now),
         end: SystemTime::now(),
         attributes,
         tags: s.tags.clone(),

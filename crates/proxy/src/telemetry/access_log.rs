@@ -1,24 +1,32 @@
 //! Where access log lines go: one writer thread per path (`/dev/stdout`
-//! or a file), fed through a bounded queue. A request only formats its
-//! line and offers it; when the writer falls behind (a full disk, a
-//! stalled pipe) lines are dropped and counted, never waited for.
+//! or a file). A request appends its line to the path's buffer; the
+//! writer takes the buffer every `FLUSH` (or once it holds `WAKE` bytes)
+//! and writes it in one go, as Envoy's file logger does (its flush
+//! interval is a second). A request never waits on the disk, and wakes no
+//! thread for its line: when the writer falls behind (a full disk, a
+//! stalled pipe) and the buffer reaches `MAX_BYTES`, lines are dropped and
+//! counted.
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-/// Lines a writer may have queued before new ones are dropped.
-pub const QUEUE_LINES: usize = 8192;
+/// How long a line may wait in the buffer.
+const FLUSH: Duration = Duration::from_millis(100);
+/// A buffer this full is written without waiting for `FLUSH`.
+const WAKE: usize = 64 * 1024;
+/// A buffer this full takes no more lines (dropped, counted).
+pub const MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The writers open now, by path. Used when config is compiled, never per
 /// request; a writer lives while a compiled access log holds it.
 #[derive(Default)]
 pub struct Sinks {
     open: Mutex<HashMap<String, Weak<Sink>>>,
-    /// Lines dropped because a writer's queue was full.
+    /// Lines dropped because a writer's buffer was full.
     pub dropped: Counter,
     /// Lines written.
     pub written: Counter,
@@ -27,8 +35,23 @@ pub struct Sinks {
 /// One path's writer.
 pub struct Sink {
     path: String,
-    tx: SyncSender<String>,
+    shared: Arc<Shared>,
     dropped: Counter,
+}
+
+/// What the requests and the writer thread share.
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    lines: u64,
+    /// The last `Sink` handle is gone: write what is left and end.
+    closed: bool,
 }
 
 impl Sinks {
@@ -45,25 +68,41 @@ impl Sinks {
             "/dev/stderr" => Box::new(std::io::stderr()),
             _ => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
         };
-        let (tx, rx) = sync_channel(QUEUE_LINES);
-        let written = self.written.clone();
-        std::thread::Builder::new().name("access-log".into()).spawn(move || write_lines(rx, out, &written))?;
-        let sink = Arc::new(Sink { path: path.to_owned(), tx, dropped: self.dropped.clone() });
+        let shared = Arc::new(Shared::default());
+        let (theirs, written) = (shared.clone(), self.written.clone());
+        std::thread::Builder::new().name("access-log".into()).spawn(move || write_lines(&theirs, out, &written))?;
+        let sink = Arc::new(Sink { path: path.to_owned(), shared, dropped: self.dropped.clone() });
         open.insert(path.to_owned(), Arc::downgrade(&sink));
         Ok(sink)
     }
 }
 
 impl Sink {
-    /// Queues a line (with its newline); drops it if the queue is full.
-    pub fn offer(&self, line: String) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+    /// Appends a line (with its newline); drops it if the buffer is full.
+    pub fn offer(&self, line: &[u8]) {
+        let mut p = self.shared.pending.lock();
+        if p.bytes.len() + line.len() > MAX_BYTES {
+            drop(p);
             self.dropped.inc();
+            return;
+        }
+        let was = p.bytes.len();
+        p.bytes.extend_from_slice(line);
+        p.lines += 1;
+        if was < WAKE && p.bytes.len() >= WAKE {
+            self.shared.wake.notify_one();
         }
     }
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.shared.pending.lock().closed = true;
+        self.shared.wake.notify_one();
     }
 }
 
@@ -73,19 +112,37 @@ impl std::fmt::Debug for Sink {
     }
 }
 
-/// The writer thread: writes what is queued, flushing whenever the queue
-/// is empty; ends when the last `Sink` handle is gone.
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>, written: &Counter) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let mut n = u64::from(out.write_all(line.as_bytes()).is_ok());
-        while let Ok(line) = rx.try_recv() {
-            n += u64::from(out.write_all(line.as_bytes()).is_ok());
+/// The writer thread: every `FLUSH`, or when woken by a full buffer,
+/// swaps the buffer for an empty one and writes it; ends, having written
+/// the rest, when the last `Sink` handle is gone.
+fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>, written: &Counter) {
+    let mut spare = Vec::new();
+    loop {
+        let (lines, closed) = {
+            let mut p = shared.pending.lock();
+            if p.bytes.len() < WAKE && !p.closed {
+                shared.wake.wait_for(&mut p, FLUSH);
+            }
+            std::mem::swap(&mut p.bytes, &mut spare);
+            (std::mem::take(&mut p.lines), p.closed)
+        };
+        if !spare.is_empty() {
+            match out.write_all(&spare).and_then(|()| out.flush()) {
+                Ok(()) => {
+                    written.inc_by(lines);
+                }
+                Err(e) => tracing::warn!(error = %e, "access log: cannot write"),
+            }
+            // The buffer's memory is kept for the next turn, unless a
+            // backlog grew it far past what a turn usually holds.
+            spare.clear();
+            if spare.capacity() > 4 * WAKE {
+                spare.shrink_to(WAKE);
+            }
         }
-        if let Err(e) = out.flush() {
-            tracing::warn!(error = %e, "access log: cannot write");
+        if closed {
+            return;
         }
-        written.inc_by(n);
     }
 }
 
@@ -95,9 +152,15 @@ mod tests {
 
     /// A writer the test reads back.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
 
-    impl Write for Shared {
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("weft-al-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    impl Write for Buffer {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().extend_from_slice(buf);
             Ok(buf.len())
@@ -108,30 +171,50 @@ mod tests {
     }
 
     #[test]
-    fn queued_lines_are_written_in_order_until_the_senders_go() {
-        let (tx, rx) = sync_channel(4);
-        tx.send("one\n".to_string()).unwrap();
-        tx.send("two\n".to_string()).unwrap();
-        drop(tx);
-        let (out, written) = (Shared::default(), Counter::default());
-        write_lines(rx, Box::new(out.clone()), &written);
+    fn lines_are_written_in_order_and_the_rest_when_the_sink_goes() {
+        let shared = Arc::new(Shared::default());
+        let sink = Sink { path: "x".into(), shared: shared.clone(), dropped: Counter::default() };
+        sink.offer(b"one\n");
+        sink.offer(b"two\n");
+        drop(sink);
+        let (out, written) = (Buffer::default(), Counter::default());
+        write_lines(&shared, Box::new(out.clone()), &written);
         assert_eq!(&*out.0.lock(), b"one\ntwo\n");
         assert_eq!(written.get(), 2);
     }
 
+    // A plain test thread polling the file the writer thread writes.
+    #[allow(clippy::disallowed_methods)]
+    #[test]
+    fn a_line_reaches_the_file_within_the_flush_interval() {
+        let dir = tempfile_dir("flush");
+        let path = dir.join("access.log");
+        let sinks = Sinks::default();
+        let sink = sinks.open(path.to_str().unwrap()).unwrap();
+        sink.offer(b"soon\n");
+        let mut waited = Duration::ZERO;
+        while std::fs::read(&path).unwrap_or_default() != b"soon\n" {
+            assert!(waited < FLUSH * 50, "the line was not written");
+            std::thread::sleep(FLUSH / 10);
+            waited += FLUSH / 10;
+        }
+        assert_eq!(sinks.written.get(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_path_has_one_writer_and_a_full_queue_drops() {
-        let dir = std::env::temp_dir().join(format!("weft-al-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile_dir("one");
         let path = dir.join("access.log");
         let sinks = Sinks::default();
         let a = sinks.open(path.to_str().unwrap()).unwrap();
         let b = sinks.open(path.to_str().unwrap()).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "one writer per path");
-        let (tx, _rx) = sync_channel(1);
-        let full = Sink { path: "x".into(), tx, dropped: sinks.dropped.clone() };
-        full.offer("kept\n".into());
-        full.offer("dropped\n".into());
+        let full = Sink { path: "x".into(), shared: Arc::default(), dropped: sinks.dropped.clone() };
+        let big = vec![b'x'; MAX_BYTES - 10];
+        full.offer(&big);
+        full.offer(b"kept\n");
+        full.offer(b"dropped\n");
         assert_eq!(sinks.dropped.get(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -234,10 +234,19 @@ impl AccessLogs {
         let tests = e.request.map_or(0, |r| r.tests);
         for log in &*self.logs {
             if log.filter.as_ref().is_none_or(|f| f.matches(e, tests)) {
-                log.sink.offer(log.format.render(e));
+                // Rendered into this thread's buffer: a line allocates nothing.
+                LINE.with_borrow_mut(|line| {
+                    line.clear();
+                    log.format.render_into(e, line);
+                    log.sink.offer(line.as_bytes());
+                });
             }
         }
     }
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
 }
 
 #[cfg(test)]

@@ -160,9 +160,13 @@ pub fn extract(h: &HeaderMap) -> Option<Parent> {
 /// are written per request: `format!` costs several times as much.
 pub fn hex(v: u128, out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let n = out.len();
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = DIGITS[((v >> ((n - 1 - i) * 4)) & 0xf) as usize];
+    debug_assert!(out.len().is_multiple_of(2) && out.len() <= 32);
+    // A byte at a time: two digits from its two halves.
+    let bytes = v.to_be_bytes();
+    let from = 16 - out.len() / 2;
+    for (pair, b) in out.chunks_exact_mut(2).zip(&bytes[from..]) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
@@ -211,6 +215,16 @@ mod tests {
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn hex_writes_the_low_bits_of_a_number() {
+        let mut long = [0u8; 32];
+        hex(0x0af7651916cd43dd8448eb211c80319c, &mut long);
+        assert_eq!(&long, b"0af7651916cd43dd8448eb211c80319c");
+        let mut short = [0u8; 16];
+        hex(0x0af7651916cd43dd8448eb211c80319c, &mut short);
+        assert_eq!(&short, b"8448eb211c80319c");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub use export::{Attr, Exporter, Exporters, Resolver, Span, canonical_service};
 /// A new id: random and never zero (zero means none to both formats).
 pub fn new_id() -> u64 {
     loop {
-        let id = rand::random::<u64>();
+        let id = crate::rng::u64();
         if id != 0 {
             return id;
         }
@@ -20,7 +20,7 @@ pub fn new_id() -> u64 {
 
 /// A new trace id.
 pub fn new_trace_id() -> u128 {
-    (u128::from(new_id()) << 64) | u128::from(rand::random::<u64>())
+    (u128::from(new_id()) << 64) | u128::from(crate::rng::u64())
 }
 
 /// A version-4 UUID, for a request that arrives without `x-request-id`.
