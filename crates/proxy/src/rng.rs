@@ -1,5 +1,5 @@
 //! Randomness for the request path (sampling, trace and request ids, a
-//! fault's or mirror's share): a fast generator per thread, seeded from
+//! fault's or mirror's share, balancing picks): a fast generator per thread, seeded from
 //! the OS once. None of it is a secret, so it need not be cryptographic;
 //! rand's `ThreadRng` (ChaCha) costs several times as much a number.
 
@@ -18,7 +18,16 @@ pub fn u64() -> u64 {
 
 /// A random number in `0..n` (n > 0).
 pub fn below(n: u32) -> u32 {
-    RNG.with(|r| r.borrow_mut().random_range(0..n))
+    range(0..n)
+}
+
+/// A random number in `r` (not empty).
+pub fn range<T, R>(r: R) -> T
+where
+    T: rand::distr::uniform::SampleUniform,
+    R: rand::distr::uniform::SampleRange<T>,
+{
+    RNG.with(|g| g.borrow_mut().random_range(r))
 }
 
 #[cfg(test)]

@@ -193,16 +193,15 @@ impl Balancer {
             (Table::None, LbKind::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % n,
             (Table::Cumulative(c), _) => {
                 let total = *c.last().unwrap_or(&1);
-                let x = rand::rng().random_range(0..total.max(1));
+                let x = crate::rng::range(0..total.max(1));
                 c.partition_point(|c| *c <= x).min(n - 1)
             }
             (t, LbKind::LeastRequest) => {
                 if n == 1 {
                     return 0;
                 }
-                let mut rng = rand::rng();
-                let a = rng.random_range(0..n);
-                let b = (a + rng.random_range(1..n)) % n;
+                let a = crate::rng::range(0..n);
+                let b = (a + crate::rng::range(1..n)) % n;
                 let weight = |i: usize| match t {
                     Table::Weights(w) => w.get(i).map_or(1, |w| (*w).max(1)),
                     _ => 1,
@@ -211,12 +210,12 @@ impl Balancer {
                 if load(b) < load(a) { b } else { a }
             }
             (Table::Ring(ring), _) => {
-                let h = hash.unwrap_or_else(|| rand::rng().random());
+                let h = hash.unwrap_or_else(crate::rng::u64);
                 let i = ring.partition_point(|(x, _)| *x < h);
                 ring.get(i).or(ring.first()).map_or(0, |(_, e)| *e as usize)
             }
             (Table::Maglev(table), _) => {
-                let h = hash.unwrap_or_else(|| rand::rng().random());
+                let h = hash.unwrap_or_else(crate::rng::u64);
                 table.get((h % table.len().max(1) as u64) as usize).map_or(0, |e| *e as usize)
             }
             // Not built by `new`; any endpoint will do.

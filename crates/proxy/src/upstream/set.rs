@@ -176,7 +176,7 @@ impl EndpointSet {
             0 => return None,
             1 => &self.levels[0],
             _ => {
-                let x = hash.map_or_else(|| rand::random_range(0..10_000), |h| (h % 10_000) as u32);
+                let x = hash.map_or_else(|| crate::rng::below(10_000), |h| (h % 10_000) as u32);
                 self.levels.iter().find(|l| l.upto > x).unwrap_or(&self.levels[0])
             }
         };
