@@ -382,3 +382,28 @@ fn credential_names_each_name_a_tls_secret_and_exclude_credential_name() {
     let mutual = check(&gw("{mode: MUTUAL, credentialNames: [rsa]}"));
     assert!(mutual.iter().any(|d| d.is_error() && d.message.contains("ca.crt")), "{mutual:#?}");
 }
+
+#[test]
+fn pinned_client_certificates_are_sha256_digests_on_mutual_servers() {
+    let gw = |tls: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: g}}\nspec:\n  selector: {{istio: ingress}}\n  servers:\n    - port: {{number: 443, name: s, protocol: HTTPS}}\n      hosts: [shop.example]\n      tls: {tls}\n"
+        )
+    };
+    let digest = "AB:".repeat(31) + "AB";
+    let good = check(&gw(&format!(
+        "{{mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem, verifyCertificateHash: [\"{digest}\"]}}"
+    )));
+    assert!(good.is_empty(), "{good:#?}");
+    let bad = check(&gw(
+        "{mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem, verifyCertificateHash: [abc], verifyCertificateSpki: [\"not base64!\"]}",
+    ));
+    for path in ["spec.servers[0].tls.verifyCertificateHash[0]", "spec.servers[0].tls.verifyCertificateSpki[0]"] {
+        assert!(bad.iter().any(|d| d.is_error() && d.path == path), "{path}: {bad:#?}");
+    }
+    let simple = check(&gw(&format!(
+        "{{mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem, verifyCertificateHash: [\"{digest}\"]}}"
+    )));
+    let w = simple.iter().find(|d| d.path == "spec.servers[0].tls.verifyCertificateHash");
+    assert!(w.is_some_and(|d| !d.is_error() && d.message.contains("not applied")), "{simple:#?}");
+}

@@ -408,3 +408,82 @@ spec:
         .await;
     });
 }
+
+/// `verifyCertificateHash` and `verifyCertificateSpki` on MUTUAL servers:
+/// of two client certificates from the same CA, each server takes the one
+/// it pins (by the whole certificate's digest, or its public key's) and
+/// refuses the other.
+#[test]
+fn a_mutual_server_takes_only_the_client_certificates_it_pins() {
+    use base64::Engine;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let offset = https::offset();
+        let pki = https::pki();
+        let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let sha = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b).as_ref().to_vec();
+        // The client's certificate by its digest, colon-separated as
+        // openssl prints it.
+        let hash: Vec<String> = sha(&der(&pki.client.0)).iter().map(|b| format!("{b:02X}")).collect();
+        // b-client's by its public key's digest (its key's SubjectPublicKeyInfo).
+        let key = rcgen::KeyPair::from_pem(&pki.other_client.1).unwrap();
+        let spki =
+            base64::engine::general_purpose::STANDARD.encode(sha(&rcgen::PublicKeyData::subject_public_key_info(&key)));
+        let (web, port) = demo("web", "v1").await;
+        let yaml = backend_yaml("web", port)
+            + &https::tls_secret("api-cert", &pki.api, Some(&pki.client_ca))
+            + &https::tls_secret("shop-cert", &pki.shop, Some(&pki.client_ca))
+            + &format!(
+                r#"---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: edge}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+    - port: {{number: 443, name: api, protocol: HTTPS}}
+      hosts: [api.example]
+      tls: {{mode: MUTUAL, credentialName: api-cert, verifyCertificateHash: ["{}"]}}
+    - port: {{number: 443, name: shop, protocol: HTTPS}}
+      hosts: [shop.example]
+      tls: {{mode: MUTUAL, credentialName: shop-cert, verifyCertificateSpki: ["{spki}"]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web}}
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+"#,
+                hash.join(":")
+            );
+        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
+        let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
+        assert!(said.is_empty(), "{said:#?}");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let (admin, off) = (free_port().to_string(), offset.to_string());
+        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=ingressgateway", "--port-offset", &off];
+        let _gw = spawn(&[&args[..], &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let addr = format!("127.0.0.1:{}", 443 + offset);
+        let get = |name: &'static str, who: &'static (String, String)| {
+            let (addr, ca) = (addr.clone(), pki.server_ca.clone());
+            async move { https::https_get(&addr, name, &ca, Some(who)).await.map(|r| r.status) }
+        };
+        let client: &'static (String, String) = Box::leak(Box::new(pki.client.clone()));
+        let other: &'static (String, String) = Box::leak(Box::new(pki.other_client.clone()));
+        eventually(30, "the gateway's pinned MUTUAL servers", || {
+            let r = get("api.example", client);
+            async move { r.await == Ok(200) }
+        })
+        .await;
+        let refused = |r: Result<u16, String>| r.is_err() || r.is_ok_and(|s| s >= 400);
+        assert!(refused(get("api.example", other).await), "api pins the client's certificate, not b-client's");
+        assert_eq!(get("shop.example", other).await, Ok(200), "shop pins b-client's public key");
+        assert!(refused(get("shop.example", client).await), "shop pins b-client's, not the client's");
+        drop(web);
+    });
+}

@@ -7,6 +7,7 @@ use super::{Field, row};
 const NO_GATEWAY_TLS: &str = "an unknown TLS mode: such a server gets no listener \
      (PASSTHROUGH, SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL and AUTO_PASSTHROUGH are served)";
 const GW_TLS: &str = "gateway_l4.rs::a_gateway_terminates_https_by_server_name";
+const GW_PINS: &str = "gateway_l4.rs::a_mutual_server_takes_only_the_client_certificates_it_pins";
 const GW_CERTS: &str = "gateway_l4.rs::a_gateway_reloads_certificate_files_and_picks_rsa_or_ecdsa";
 
 pub static GATEWAY: &[Field] = &[
@@ -50,16 +51,8 @@ pub static GATEWAY: &[Field] = &[
     row("Gateway", "spec.servers[].tls.credentialName", Applied(GW_TLS)),
     row("Gateway", "spec.servers[].tls.credentialNames", Applied(GW_CERTS)),
     row("Gateway", "spec.servers[].tls.subjectAltNames", Applied(GW_TLS)),
-    row(
-        "Gateway",
-        "spec.servers[].tls.verifyCertificateSpki",
-        NotApplied("a MUTUAL client's certificate is checked against the CA and subjectAltNames only"),
-    ),
-    row(
-        "Gateway",
-        "spec.servers[].tls.verifyCertificateHash",
-        NotApplied("a MUTUAL client's certificate is checked against the CA and subjectAltNames only"),
-    ),
+    row("Gateway", "spec.servers[].tls.verifyCertificateSpki", Applied(GW_PINS)),
+    row("Gateway", "spec.servers[].tls.verifyCertificateHash", Applied(GW_PINS)),
     row("Gateway", "spec.servers[].tls.minProtocolVersion", Applied(GW_TLS)),
     row("Gateway", "spec.servers[].tls.maxProtocolVersion", Applied(GW_TLS)),
     row("Gateway", "spec.servers[].tls.cipherSuites", Applied(GW_TLS)),

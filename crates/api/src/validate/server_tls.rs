@@ -1,6 +1,7 @@
 //! A terminating Gateway server's protocol versions and cipher suites,
 //! within what weft speaks: TLS 1.2 and 1.3, and the TLS 1.2 suites named
-//! here (the proxy's `config/tls_params.rs` maps the same names).
+//! here (the proxy's `config/tls_params.rs` maps the same names); its
+//! pinned client certificates, SHA-256 digests.
 
 use crate::diag::{Diagnostic, Severity::*, codes};
 use crate::resource::Resource;
@@ -85,5 +86,58 @@ pub(super) fn check(r: &Resource, base: &str, tls: &ServerTlsSettings, out: &mut
             format!("{} not offered: weft has only AEAD suites with forward secrecy", unknown.join(", ")),
             Some(format!("weft offers {}", CIPHER_SUITES.join(", "))),
         ));
+    }
+    pins(r, base, tls, out);
+}
+
+/// `verifyCertificateSpki` (base64) and `verifyCertificateHash` (hex,
+/// colons allowed) are SHA-256 digests, and pin the certificates of
+/// clients: a server that takes none (SIMPLE) has nothing to pin.
+fn pins(r: &Resource, base: &str, tls: &ServerTlsSettings, out: &mut Vec<Diagnostic>) {
+    use base64::Engine;
+    let spki_ok = |v: &str| base64::engine::general_purpose::STANDARD.decode(v).is_ok_and(|b| b.len() == 32);
+    let hash_ok = |v: &str| {
+        let hex: String = v.chars().filter(|c| *c != ':').collect();
+        hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
+    };
+    let lists = [
+        (
+            "verifyCertificateSpki",
+            &tls.verify_certificate_spki,
+            &spki_ok as &dyn Fn(&str) -> bool,
+            "the base64 of a SHA-256 digest (44 characters)",
+        ),
+        (
+            "verifyCertificateHash",
+            &tls.verify_certificate_hash,
+            &hash_ok,
+            "the hex of a SHA-256 digest (64 digits, colons allowed)",
+        ),
+    ];
+    let mode = tls.mode.as_deref().unwrap_or("SIMPLE").to_ascii_uppercase();
+    for (field, values, ok, shape) in lists {
+        for (i, v) in values.iter().enumerate().filter(|(_, v)| !ok(v)) {
+            out.push(r.diag(
+                Error,
+                codes::INVALID_VALUE,
+                &format!("{base}.tls.{field}[{i}]"),
+                format!("`{v}` is not {shape}"),
+                Some("pin a client certificate by its digest, e.g. `openssl x509 -noout -fingerprint -sha256`".into()),
+            ));
+        }
+        if !values.is_empty() && !matches!(mode.as_str(), "MUTUAL" | "OPTIONAL_MUTUAL") {
+            let why = if mode == "ISTIO_MUTUAL" {
+                "an ISTIO_MUTUAL server checks mesh identities (`subjectAltNames`), not pinned digests".to_owned()
+            } else {
+                format!("a {mode} server takes no client certificate to pin")
+            };
+            out.push(r.diag(
+                Warning,
+                codes::NOT_APPLIED,
+                &format!("{base}.tls.{field}"),
+                format!("not applied: {why}"),
+                Some("use MUTUAL (or OPTIONAL_MUTUAL) to pin client certificates".into()),
+            ));
+        }
     }
 }

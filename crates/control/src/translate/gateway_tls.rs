@@ -7,7 +7,8 @@
 //! inline, or the files `serverCertificate` and `privateKey` name) and, for
 //! MUTUAL, the CA clients must chain to (`ca.crt` in the Secret or in a
 //! `<name>-cacert` Secret, or `caCertificates`) and the names one of them
-//! must show (`subjectAltNames`); protocol versions and TLS 1.2 cipher
+//! must show (`subjectAltNames`) or be (`verifyCertificateSpki`,
+//! `verifyCertificateHash`); protocol versions and TLS 1.2 cipher
 //! suites as the server names them.
 
 use super::node::ProxyNode;
@@ -126,6 +127,8 @@ fn context(
         let v = CertificateValidationContext {
             trusted_ca: Some(ca?),
             match_typed_subject_alt_names: sans,
+            verify_certificate_spki: tls.verify_certificate_spki.clone(),
+            verify_certificate_hash: tls.verify_certificate_hash.clone(),
             ..Default::default()
         };
         Some(common_tls_context::ValidationContextType::ValidationContext(v))

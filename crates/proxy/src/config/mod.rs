@@ -14,6 +14,7 @@ pub mod limits;
 pub mod listener;
 pub mod matcher;
 pub mod outlier;
+pub mod pins;
 pub mod rbac;
 pub mod route;
 pub mod server_cert;

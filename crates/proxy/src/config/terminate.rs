@@ -6,6 +6,7 @@
 
 use super::CompileError;
 use super::certs::{SanMatch, cert_names, data, sans_of};
+use super::pins::Pins;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{DownstreamTlsContext, common_tls_context};
 use prost::Message;
 use rustls::DistinguishedName;
@@ -130,10 +131,11 @@ fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, Com
             let verifier = if mutual { verifier } else { verifier.allow_unauthenticated() };
             let verifier = verifier.build().map_err(|e| err("client verifier", &e))?;
             let sans = sans_of(Some(v))?;
-            if sans.is_empty() {
+            let pins = Pins::of(&v.verify_certificate_spki, &v.verify_certificate_hash)?;
+            if sans.is_empty() && pins.is_empty() {
                 builder.with_client_cert_verifier(verifier)
             } else {
-                builder.with_client_cert_verifier(Arc::new(ClientNames { inner: verifier, sans }))
+                builder.with_client_cert_verifier(Arc::new(ClientNames { inner: verifier, sans, pins }))
             }
         }
         (_, true) => {
@@ -147,11 +149,14 @@ fn server_config(ctx: &DownstreamTlsContext) -> Result<rustls::ServerConfig, Com
 }
 
 /// A client's certificate checked as the CA says, then for one of the
-/// names the server asks for (Istio's `subjectAltNames` on a MUTUAL server).
+/// names the server asks for (Istio's `subjectAltNames` on a MUTUAL
+/// server) and for its pinned hashes (`verifyCertificateSpki`, `...Hash`).
 #[derive(Debug)]
 struct ClientNames {
     inner: Arc<dyn ClientCertVerifier>,
     sans: Vec<SanMatch>,
+    /// Certificates pinned by hash (any of them when none).
+    pins: Pins,
 }
 
 impl ClientCertVerifier for ClientNames {
@@ -175,8 +180,11 @@ impl ClientCertVerifier for ClientNames {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
         let names = cert_names(end_entity);
-        if !self.sans.iter().any(|s| s.matches(&names)) {
+        if !self.sans.is_empty() && !self.sans.iter().any(|s| s.matches(&names)) {
             return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName));
+        }
+        if !self.pins.is_empty() && !self.pins.admit(end_entity) {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure));
         }
         Ok(verified)
     }
