@@ -1,0 +1,5 @@
+C?
+!ns[default]-policy[audit]-rule[0]
+B"
+:methodj
+GET

@@ -1,0 +1,18 @@
+
+¶±
+ ns[default]-policy[deny]-rule[0]Œ
+2
+0
+
+"
+:methodj
+DELETE
+R
+*^/admin/.*$V
+T
+-B+")'%spiffe://cluster.local/ns/default/sa/
+R
+10.0.0.0
+2
+x-teamj
+ops

@@ -1,0 +1,3 @@
+1-
+!ns[default]-policy[audit]-rule[0]
+tcp.
