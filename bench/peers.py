@@ -266,35 +266,6 @@ static_resources:
     return p
 
 
-def envoy_ads(procs: Procs, name: str, xds: int, admin: int, outbound: int) -> subprocess.Popen:
-    """Envoy as a sidecar driven by weft's control plane (for config-size memory)."""
-    conf = procs.tmp / f"{name}.yaml"
-    conf.write_text(f"""
-node:
-  id: {name}
-  cluster: {name}
-  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: {name}, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}"}}
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-dynamic_resources:
-  ads_config: {{api_type: GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-    - name: xds
-      type: STATIC
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: {{http2_protocol_options: {{}}}}
-      load_assignment:
-        cluster_name: xds
-        endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds}}}}}}}}}]}}]
-""")
-    return procs.start(name, [envoy_bin(), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "error"])
-
-
 def envoy_xds(procs: Procs, name: str, meta: str, xds: int, certs: Path | None = None) -> tuple:
     """Envoy as a proxy of the mesh, driven over ADS by `weft control` on
     `xds`: its node `name` with `meta` (YAML fields: ROLE, LABELS, ports) in
@@ -337,3 +308,20 @@ static_resources:
 """)
     p = procs.start(name, [envoy_bin(), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "error"])
     return p, admin
+
+
+def versus(m: dict, base: dict) -> dict:
+    """A path's CPU per 1000 requests and p99 (from `in_rounds`), and what
+    they add to `base`'s: percent of CPU, ms of p99."""
+    return {
+        "cpu_s_per_1000_req": m["cpu_s_per_1000_req"],
+        "p99_ms": m["latency_ms"]["p99"],
+        "cpu_added_pct": 100 * (m["cpu_s_per_1000_req"] / base["cpu_s_per_1000_req"] - 1),
+        "p99_added_ms": m["latency_ms"]["p99"] - base["latency_ms"]["p99"],
+    }
+
+
+def side_by_side(label: str, w: dict, e: dict) -> str:
+    """One line of weft's `versus` figures beside Envoy's."""
+    one = lambda x: f"{x['cpu_s_per_1000_req']:.4f} s/1k ({x['cpu_added_pct']:+.1f}%, p99 {x['p99_added_ms']:+.3f} ms)"  # noqa: E731
+    return f"{label}: weft {one(w)}   envoy {one(e)}   weft ÷ envoy CPU {w['cpu_s_per_1000_req'] / e['cpu_s_per_1000_req']:.2f}"

@@ -89,14 +89,7 @@ def run(procs: Procs, weft: str, args, res: dict, in_rounds, wait_served) -> Non
     table = {}
     for name, m in out.items():
         kind, n = name.rsplit("-", 1)
-        base = out[f"{kind}-0"]
-        table[name] = {
-            "rules": int(n),
-            "cpu_s_per_1000_req": m["cpu_s_per_1000_req"],
-            "p99_ms": m["latency_ms"]["p99"],
-            "cpu_added_pct": 100 * (m["cpu_s_per_1000_req"] / base["cpu_s_per_1000_req"] - 1),
-            "p99_added_ms": m["latency_ms"]["p99"] - base["latency_ms"]["p99"],
-        }
+        table[name] = {"rules": int(n), **peers.versus(m, out[f"{kind}-0"])}
     res["policies"] = table
     for p in started:
         procs.stop(p)
@@ -120,11 +113,5 @@ def lines(res: dict) -> list[str]:
     t = res.get("policies")
     if not t:
         return []
-    out = []
-    for n in RULES:
-        w, e = t[f"weft-{n}"], t[f"envoy-{n}"]
-        out.append(f"policies {n:>3} rules, STRICT mTLS mesh path: weft {w['cpu_s_per_1000_req']:.4f} s/1k "
-                   f"({w['cpu_added_pct']:+.1f}%, p99 {w['p99_added_ms']:+.3f} ms)   envoy {e['cpu_s_per_1000_req']:.4f} s/1k "
-                   f"({e['cpu_added_pct']:+.1f}%, p99 {e['p99_added_ms']:+.3f} ms)   weft ÷ envoy CPU "
-                   f"{w['cpu_s_per_1000_req'] / e['cpu_s_per_1000_req']:.2f}")
-    return out
+    return [peers.side_by_side(f"policies {n:>3} rules, STRICT mTLS mesh path", t[f"weft-{n}"], t[f"envoy-{n}"])
+            for n in RULES]

@@ -243,7 +243,7 @@ def config_memory(procs: Procs, weft: str, args, res: dict) -> None:
         control = wf.Control(procs, weft, cfg, name=f"control-mem-{n}")
         version = control.version()
         w, w_admin = wf.sidecar(procs, weft, control, f"mem-weft-{n}", free_port())
-        e = peers.envoy_ads(procs, f"mem-envoy-{n}", control.xds, free_port(), free_port())
+        e, _ = peers.envoy_xds(procs, f"mem-envoy-{n}", f'ROLE: sidecar, OUTBOUND_PORT: "{free_port()}"', control.xds)
         acked = control.wait_acked({f"sidecar~127.0.0.1~mem-weft-{n}.default", f"mem-envoy-{n}"}, version)
         time.sleep(1)  # let allocators settle
         out[n] = {"weft_rss_kib": rss_kib(w.pid), "envoy_rss_kib": rss_kib(e.pid), "seconds_to_ack": acked,

@@ -88,14 +88,7 @@ def run(procs: Procs, weft: str, args, res: dict, in_rounds, wait_served) -> Non
     table = {}
     for name, m in out.items():
         plane, mode = name.split("-", 1)
-        base = out[f"{plane}-off"]
-        table[name] = {
-            "mode": mode,
-            "cpu_s_per_1000_req": m["cpu_s_per_1000_req"],
-            "p99_ms": m["latency_ms"]["p99"],
-            "cpu_added_pct": 100 * (m["cpu_s_per_1000_req"] / base["cpu_s_per_1000_req"] - 1),
-            "p99_added_ms": m["latency_ms"]["p99"] - base["latency_ms"]["p99"],
-        }
+        table[name] = {"mode": mode, **peers.versus(m, out[f"{plane}-off"])}
     res["telemetry"] = table
     for p in started:
         procs.stop(p)
@@ -115,10 +108,4 @@ def lines(res: dict) -> list[str]:
     t = res.get("telemetry")
     if not t:
         return []
-    out = []
-    for m in MODES:
-        w, e = t[f"weft-{m}"], t[f"envoy-{m}"]
-        out.append(f"telemetry {m:<8} one hop: weft {w['cpu_s_per_1000_req']:.4f} s/1k ({w['cpu_added_pct']:+.1f}%, "
-                   f"p99 {w['p99_added_ms']:+.3f} ms)   envoy {e['cpu_s_per_1000_req']:.4f} s/1k ({e['cpu_added_pct']:+.1f}%, "
-                   f"p99 {e['p99_added_ms']:+.3f} ms)   weft ÷ envoy CPU {w['cpu_s_per_1000_req'] / e['cpu_s_per_1000_req']:.2f}")
-    return out
+    return [peers.side_by_side(f"telemetry {m:<8} one hop", t[f"weft-{m}"], t[f"envoy-{m}"]) for m in MODES]

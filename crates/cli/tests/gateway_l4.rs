@@ -7,6 +7,23 @@
 mod common;
 use common::*;
 
+/// `yaml` validates with nothing said but information (and what `expected`
+/// excuses), and is the control plane's config in `dir`.
+async fn config(dir: &std::path::Path, yaml: &str, expected: impl Fn(&weft_api::Diagnostic) -> bool) -> Control {
+    let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", yaml).resources);
+    let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info && !expected(d)).collect();
+    assert!(said.is_empty(), "{said:#?}");
+    std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
+    Control::start(dir).await
+}
+
+/// A gateway of `labels` on `offset`, with `extra` arguments.
+fn gateway(control: &Control, labels: &str, offset: u16, extra: &[&str]) -> Proc {
+    let (admin, off) = (free_port().to_string(), offset.to_string());
+    let args = ["gateway", "--xds", &control.xds, "--labels", labels, "--port-offset", &off];
+    spawn(&[&args[..], extra, &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat())
+}
+
 #[test]
 fn a_gateway_routes_tls_by_sni_and_tcp_by_port() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,15 +110,8 @@ fn a_gateway_terminates_https_by_server_name() {
         let offset = https::offset();
         let pki = https::pki();
         let (yaml, _web) = https::mesh(&pki).await;
-        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
-        let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
-        assert!(said.is_empty(), "{said:#?}");
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
-        let control = Control::start(dir.path()).await;
-        let admin = free_port().to_string();
-        let off = offset.to_string();
-        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=ingressgateway", "--port-offset", &off];
-        let _gw = spawn(&[&args[..], &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let control = config(dir.path(), &yaml, |_| false).await;
+        let _gw = gateway(&control, "istio=ingressgateway", offset, &[]);
         https::check(offset, &pki).await;
     });
 }
@@ -141,17 +151,8 @@ spec:
   gateways: [eastwest]
   http: [{route: [{destination: {host: web}}]}]
 "#;
-        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
-        let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
-        assert!(said.is_empty(), "{said:#?}");
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
-        let control = Control::start(dir.path()).await;
-        let (admin, off) = (free_port().to_string(), offset.to_string());
-        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=eastwestgateway", "--port-offset", &off];
-        let [c, api, t, token] = control.ca_args();
-        let ca = [c, api, t, token];
-        let _gw =
-            spawn(&[&args[..], &ca, &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let control = config(dir.path(), &yaml, |_| false).await;
+        let _gw = gateway(&control, "istio=eastwestgateway", offset, &control.ca_args());
         let (mesh, api) = (format!("127.0.0.1:{}", 80 + offset), format!("127.0.0.1:{}", 443 + offset));
         let frontend = common::tls::weft_cert(&control, certs.path(), "default", "frontend");
         let batch = common::tls::weft_cert(&control, certs.path(), "default", "batch");
@@ -250,14 +251,8 @@ spec:
                 cert_path.display(),
                 key_path.display()
             );
-        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
-        let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
-        assert!(said.is_empty(), "{said:#?}");
-        std::fs::write(dir.path().join("mesh.yaml"), &yaml).unwrap();
-        let control = Control::start(dir.path()).await;
-        let (admin, off) = (free_port().to_string(), offset.to_string());
-        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=ingressgateway", "--port-offset", &off];
-        let _gw = spawn(&[&args[..], &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let control = config(dir.path(), &yaml, |_| false).await;
+        let _gw = gateway(&control, "istio=ingressgateway", offset, &[]);
         let addr = format!("127.0.0.1:{}", 443 + offset);
         eventually(30, "the gateway's HTTPS listener", || {
             let (addr, ca) = (addr.clone(), old_ca.clone());
@@ -359,20 +354,13 @@ spec:
       tls: {{mode: AUTO_PASSTHROUGH}}
 "#
         );
-        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
         // v2 is there to be missing: its instance-less subset is said.
-        let said: Vec<_> =
-            diags.iter().filter(|d| d.severity != weft_api::Severity::Info && !d.path.contains("subsets[1]")).collect();
-        assert!(said.is_empty(), "{said:#?}");
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
-        let control = Control::start(dir.path()).await;
+        let control = config(dir.path(), &yaml, |d| d.path.contains("subsets[1]")).await;
         let (a, i) = (app.to_string(), inbound.to_string());
         let extra = ["--app-port", &a, "--inbound-port", &i, "--labels", "app=web,version=v1", "--service-account", "web"];
         let extra: Vec<&str> = extra.into_iter().chain(control.ca_args()).collect();
         let _web = Sidecar::start_with(&control.xds, "web", &extra).await;
-        let (admin, off) = (free_port().to_string(), offset.to_string());
-        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=eastwestgateway", "--port-offset", &off];
-        let _gw = spawn(&[&args[..], &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let _gw = gateway(&control, "istio=eastwestgateway", offset, &[]);
         let gw = format!("127.0.0.1:{}", 443 + offset);
         let frontend = common::tls::weft_cert(&control, certs.path(), "default", "frontend");
         let via = |sni: &'static str| {
@@ -460,14 +448,8 @@ spec:
 "#,
                 hash.join(":")
             );
-        let diags = weft_api::validate(&weft_api::parse_str("mesh.yaml", &yaml).resources);
-        let said: Vec<_> = diags.iter().filter(|d| d.severity != weft_api::Severity::Info).collect();
-        assert!(said.is_empty(), "{said:#?}");
-        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
-        let control = Control::start(dir.path()).await;
-        let (admin, off) = (free_port().to_string(), offset.to_string());
-        let args = ["gateway", "--xds", &control.xds, "--labels", "istio=ingressgateway", "--port-offset", &off];
-        let _gw = spawn(&[&args[..], &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat());
+        let control = config(dir.path(), &yaml, |_| false).await;
+        let _gw = gateway(&control, "istio=ingressgateway", offset, &[]);
         let addr = format!("127.0.0.1:{}", 443 + offset);
         let get = |name: &'static str, who: &'static (String, String)| {
             let (addr, ca) = (addr.clone(), pki.server_ca.clone());

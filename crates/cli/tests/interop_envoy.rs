@@ -280,12 +280,8 @@ fn envoy_enforces_the_same_authorization_policies() {
         std::fs::write(dir.path().join("mesh.yaml"), authz::mesh(app, inbound)).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
-        let (admin, outbound) = (free_port(), free_port());
-        let node = format!(
-            r#"id: envoy-web~127.0.0.1
-  cluster: envoy-web
-  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: web, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: web}}}}"#
-        );
+        let admin = free_port();
+        let node = web_sidecar_node(app, inbound);
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
         let addr = format!("127.0.0.1:{inbound}");
         let a = addr.clone();
@@ -300,11 +296,15 @@ fn envoy_enforces_the_same_authorization_policies() {
         for r in rows {
             match tls::send(&addr, false, None, &r.call).await {
                 Ok((status, _)) if status == r.want => {}
-                got => failures.push(format!("{} {} {:?}: {got:?}, want {} ({})", r.call.method, r.call.path, r.call.headers, r.want, r.why)),
+                got => failures.push(format!(
+                    "{} {} {:?}: {got:?}, want {} ({})",
+                    r.call.method, r.call.path, r.call.headers, r.want, r.why
+                )),
             }
         }
         assert!(failures.is_empty(), "Envoy decided {} rows otherwise:\n{}", failures.len(), failures.join("\n"));
-        let (status, body) = tls::send(&addr, false, None, &tls::Call { path: "/secret", ..Default::default() }).await.unwrap();
+        let (status, body) =
+            tls::send(&addr, false, None, &tls::Call { path: "/secret", ..Default::default() }).await.unwrap();
         assert_eq!((status, body.trim()), (403, "RBAC: access denied"), "weft's denial is Envoy's");
         assert_no_nack(&control, "envoy-web~127.0.0.1").await;
     });
@@ -329,12 +329,8 @@ fn envoy_takes_its_certificate_over_sds_and_decides_the_matrix() {
         let control = Control::start(dir.path()).await;
         let cert = |ns: &str, sa: &str| tls::weft_cert(&control, certs.path(), ns, sa);
         let tls_port: u16 = control.api_tls.rsplit(':').next().unwrap().parse().unwrap();
-        let (admin, outbound) = (free_port(), free_port());
-        let node = format!(
-            r#"id: envoy-web~127.0.0.1
-  cluster: envoy-web
-  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: web, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: web}}}}"#
-        );
+        let admin = free_port();
+        let node = web_sidecar_node(app, inbound);
         let web = cert("default", "web");
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_tls(&node, tls_port, admin, Some(&web)));
         let addr = format!("127.0.0.1:{inbound}");

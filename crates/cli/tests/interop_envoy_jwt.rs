@@ -25,12 +25,8 @@ fn envoy_checks_tokens_and_authorizes_by_their_claims_as_weft_does() {
         std::fs::write(dir.path().join("mesh.yaml"), mesh(app, inbound, jwks_port, &inline)).unwrap();
         let control = Control::start(dir.path()).await;
         let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
-        let (admin, outbound) = (free_port(), free_port());
-        let node = format!(
-            r#"id: envoy-web~127.0.0.1
-  cluster: envoy-web
-  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: web, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: web}}}}"#
-        );
+        let admin = free_port();
+        let node = web_sidecar_node(app, inbound);
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
         let addr = format!("127.0.0.1:{inbound}");
         let call = |path: &'static str, headers: Vec<(&'static str, String)>| {

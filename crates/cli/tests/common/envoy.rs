@@ -61,6 +61,17 @@ pub async fn assert_no_nack(control: &Control, id: &str) {
     assert!(me["last_nack"].is_null(), "Envoy NACKed: {me}");
 }
 
+/// The node of an Envoy as web's sidecar (`envoy-web~127.0.0.1`, labels
+/// `app: web`) for the app at `app`, its inbound on `inbound`.
+pub fn web_sidecar_node(app: u16, inbound: u16) -> String {
+    let outbound = free_port();
+    format!(
+        r#"id: envoy-web~127.0.0.1
+  cluster: envoy-web
+  metadata: {{ROLE: sidecar, NAMESPACE: default, WORKLOAD_NAME: web, LISTEN_IP: 127.0.0.1, OUTBOUND_PORT: "{outbound}", INBOUND_PORT: "{inbound}", APP_PORT: "{app}", LABELS: {{app: web}}}}"#
+    )
+}
+
 /// A bootstrap for the node `node` (its YAML, indented under `node:`).
 pub fn bootstrap_for(node: &str, xds_port: u16, admin: u16) -> String {
     bootstrap_tls(node, xds_port, admin, None)
