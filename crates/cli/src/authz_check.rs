@@ -90,16 +90,14 @@ pub fn run(a: CheckArgs) -> anyhow::Result<bool> {
     if weft_control::translate::serves_tcp(&index, &node) {
         return check_connection(&a, &index, &target, principal.as_deref());
     }
-    let filters = weft_control::translate::authz_filters(&index, &target)
-        .iter()
-        .map(|f| match &f.config_type {
-            Some(ConfigType::TypedConfig(any)) => {
-                let proto = prost::Message::decode(any.value.as_slice())?;
-                Filter::compile(&proto).map_err(|e| anyhow::anyhow!("an RBAC filter weft cannot run: {e:?}"))
-            }
-            _ => anyhow::bail!("an RBAC filter without its config"),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let filters = weft_control::translate::authz_filters(&index, &target);
+    let filters = compile(
+        filters.iter().map(|f| match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => Some(any),
+            _ => None,
+        }),
+        Filter::compile,
+    )?;
     let mut headers = http::HeaderMap::new();
     for h in &a.headers {
         let (k, v) = h.split_once('=').ok_or_else(|| anyhow::anyhow!("--header takes name=value, not {h:?}"))?;
@@ -162,16 +160,14 @@ fn check_connection(
         );
     }
     use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as NetworkConfig;
-    let filters = weft_control::translate::authz_network_filters(index, target)
-        .iter()
-        .map(|f| match &f.config_type {
-            Some(NetworkConfig::TypedConfig(any)) => {
-                let proto = prost::Message::decode(any.value.as_slice())?;
-                Filter::compile_network(&proto).map_err(|e| anyhow::anyhow!("an RBAC filter weft cannot run: {e:?}"))
-            }
-            _ => anyhow::bail!("an RBAC filter without its config"),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let filters = weft_control::translate::authz_network_filters(index, target);
+    let filters = compile(
+        filters.iter().map(|f| match &f.config_type {
+            Some(NetworkConfig::TypedConfig(any)) => Some(any),
+            _ => None,
+        }),
+        Filter::compile_network,
+    )?;
     println!("a TCP workload: policies judge each connection");
     let subject = Subject {
         request: None,
@@ -183,6 +179,20 @@ fn check_connection(
         local: SocketAddr::new(a.ip, a.port),
     };
     Ok(explain(&filters, &subject))
+}
+
+/// The RBAC filters as the proxy compiles them from their typed configs.
+fn compile<'a, P: prost::Message + Default>(
+    configs: impl Iterator<Item = Option<&'a envoy_types::pb::google::protobuf::Any>>,
+    compile: fn(&P) -> Result<Filter, weft_proxy::config::CompileError>,
+) -> anyhow::Result<Vec<Filter>> {
+    configs
+        .map(|any| {
+            let any = any.ok_or_else(|| anyhow::anyhow!("an RBAC filter without its config"))?;
+            let proto = P::decode(any.value.as_slice())?;
+            compile(&proto).map_err(|e| anyhow::anyhow!("an RBAC filter weft cannot run: {e:?}"))
+        })
+        .collect()
 }
 
 /// Prints each filter's verdict in chain order, then the decision; true if allowed.

@@ -17,6 +17,14 @@ async fn config(dir: &std::path::Path, yaml: &str, expected: impl Fn(&weft_api::
     Control::start(dir).await
 }
 
+/// Gateway `edge` (the ingress gateway's) with `servers` (YAML list
+/// items, indented four spaces), every host of it routed to `web`.
+fn edge(servers: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: edge}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{servers}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [\"*\"]\n  gateways: [edge]\n  http: [{{route: [{{destination: {{host: web}}}}]}}]\n"
+    )
+}
+
 /// A gateway of `labels` on `offset`, with `extra` arguments.
 fn gateway(control: &Control, labels: &str, offset: u16, extra: &[&str]) -> Proc {
     let (admin, off) = (free_port().to_string(), offset.to_string());
@@ -225,32 +233,11 @@ fn a_gateway_reloads_certificate_files_and_picks_rsa_or_ecdsa() {
         let yaml = backend_yaml("web", port)
             + &https::tls_secret("both-ec", &ec, None)
             + &https::tls_secret("both-rsa", &rsa.1, None)
-            + &format!(
-                r#"---
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: edge}}
-spec:
-  selector: {{istio: ingressgateway}}
-  servers:
-    - port: {{number: 443, name: files, protocol: HTTPS}}
-      hosts: [files.example]
-      tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}
-    - port: {{number: 443, name: both, protocol: HTTPS}}
-      hosts: [both.example]
-      tls: {{mode: SIMPLE, credentialNames: [both-rsa, both-ec]}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: web}}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http: [{{route: [{{destination: {{host: web}}}}]}}]
-"#,
+            + &edge(&format!(
+                "    - port: {{number: 443, name: files, protocol: HTTPS}}\n      hosts: [files.example]\n      tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n    - port: {{number: 443, name: both, protocol: HTTPS}}\n      hosts: [both.example]\n      tls: {{mode: SIMPLE, credentialNames: [both-rsa, both-ec]}}\n",
                 cert_path.display(),
                 key_path.display()
-            );
+            ));
         let control = config(dir.path(), &yaml, |_| false).await;
         let _gw = gateway(&control, "istio=ingressgateway", offset, &[]);
         let addr = format!("127.0.0.1:{}", 443 + offset);
@@ -423,31 +410,10 @@ fn a_mutual_server_takes_only_the_client_certificates_it_pins() {
         let yaml = backend_yaml("web", port)
             + &https::tls_secret("api-cert", &pki.api, Some(&pki.client_ca))
             + &https::tls_secret("shop-cert", &pki.shop, Some(&pki.client_ca))
-            + &format!(
-                r#"---
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: edge}}
-spec:
-  selector: {{istio: ingressgateway}}
-  servers:
-    - port: {{number: 443, name: api, protocol: HTTPS}}
-      hosts: [api.example]
-      tls: {{mode: MUTUAL, credentialName: api-cert, verifyCertificateHash: ["{}"]}}
-    - port: {{number: 443, name: shop, protocol: HTTPS}}
-      hosts: [shop.example]
-      tls: {{mode: MUTUAL, credentialName: shop-cert, verifyCertificateSpki: ["{spki}"]}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: web}}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http: [{{route: [{{destination: {{host: web}}}}]}}]
-"#,
+            + &edge(&format!(
+                "    - port: {{number: 443, name: api, protocol: HTTPS}}\n      hosts: [api.example]\n      tls: {{mode: MUTUAL, credentialName: api-cert, verifyCertificateHash: [\"{}\"]}}\n    - port: {{number: 443, name: shop, protocol: HTTPS}}\n      hosts: [shop.example]\n      tls: {{mode: MUTUAL, credentialName: shop-cert, verifyCertificateSpki: [\"{spki}\"]}}\n",
                 hash.join(":")
-            );
+            ));
         let control = config(dir.path(), &yaml, |_| false).await;
         let _gw = gateway(&control, "istio=ingressgateway", offset, &[]);
         let addr = format!("127.0.0.1:{}", 443 + offset);
