@@ -1,7 +1,7 @@
 //! Clusters (one per service port and subset) and their endpoints.
 
 use super::cluster_name;
-use super::endpoint_meta::{self, map, one};
+use super::endpoint_meta;
 use super::listeners::{ads, socket};
 use super::locality::{self, Placement};
 use super::node::ProxyNode;
@@ -10,12 +10,12 @@ use super::routes::pb_duration;
 use super::upstream_tls;
 use crate::registry::Instance;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, Metadata};
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOptions, http_protocol_options};
-use envoy_types::pb::google::protobuf::{Struct, UInt32Value, Value, value::Kind};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -97,24 +97,24 @@ fn eds_cluster(name: &str, sp: &SvcPort, tp: &TrafficPolicy, ext: &Extensions) -
 }
 
 /// One endpoint before grouping by locality.
-struct Ep<'a> {
-    address: String,
-    port: u16,
-    weight: Option<u32>,
-    locality: Option<&'a str>,
+pub(super) struct Ep<'a> {
+    pub(super) address: String,
+    pub(super) port: u16,
+    pub(super) weight: Option<u32>,
+    pub(super) locality: Option<&'a str>,
     /// The instance's labels (for `failoverPriority`).
-    labels: Option<&'a Labels>,
-    workload: &'a str,
-    namespace: &'a str,
+    pub(super) labels: Option<&'a Labels>,
+    pub(super) workload: &'a str,
+    pub(super) namespace: &'a str,
     /// A weft sidecar fronts it: it takes mesh-internal headers.
-    mesh: bool,
+    pub(super) mesh: bool,
     /// The service account it runs as, when known.
-    account: Option<&'a str>,
+    pub(super) account: Option<&'a str>,
 }
 
 /// Endpoints grouped by (rank, locality), as `placement` ranks and weighs
 /// them for the caller.
-fn assignment(name: &str, eps: Vec<Ep>, placement: &Placement) -> ClusterLoadAssignment {
+pub(super) fn assignment(name: &str, eps: Vec<Ep>, placement: &Placement) -> ClusterLoadAssignment {
     let mut by_loc: BTreeMap<(u32, Option<&str>), Vec<LbEndpoint>> = BTreeMap::new();
     for ep in eps {
         let rank = placement.rank(ep.locality, ep.labels);
@@ -441,58 +441,6 @@ pub fn build(
         }
     }
     (clusters, cla)
-}
-
-/// The local application behind a sidecar, with the services that select
-/// it as Istio writes them (`istio.services`: `[{host, name, namespace}]`),
-/// which name the service in the sidecar's inbound metrics.
-pub fn inbound(node: &ProxyNode, services: &[&SvcInfo]) -> Option<Cluster> {
-    let app = node.app_port?;
-    let name = format!("inbound|{app}||");
-    let ep = Ep {
-        address: "127.0.0.1".into(),
-        port: app,
-        weight: None,
-        locality: None,
-        labels: None,
-        workload: &node.workload,
-        namespace: &node.namespace,
-        mesh: false,
-        account: None,
-    };
-    // The app gets the protocol the caller spoke (gRPC stays HTTP/2).
-    let opts = HttpProtocolOptions {
-        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::UseDownstreamProtocolConfig(
-            http_protocol_options::UseDownstreamHttpConfig::default(),
-        )),
-        ..Default::default()
-    };
-    let string = |s: &str| Value { kind: Some(Kind::StringValue(s.to_owned())) };
-    let listed = services.iter().map(|s| {
-        let mut f = map(3);
-        f.extend(
-            [("host", &s.fqdn), ("name", &s.name), ("namespace", &s.namespace)].map(|(k, v)| (k.to_owned(), string(v))),
-        );
-        Value { kind: Some(Kind::StructValue(Struct { fields: f })) }
-    });
-    let list = Value {
-        kind: Some(Kind::ListValue(envoy_types::pb::google::protobuf::ListValue { values: listed.collect() })),
-    };
-    let mut meta = map(1);
-    meta.insert("istio".to_owned(), Struct { fields: one("services", list) });
-    Some(Cluster {
-        name: name.clone(),
-        metadata: Some(Metadata { filter_metadata: meta, ..Default::default() }),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
-        connect_timeout: Some(pb_duration(Duration::from_secs(10))),
-        load_assignment: Some(assignment(&name, vec![ep], &Placement::Flat)),
-        typed_extension_protocol_options: [(
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
-            pack_any(opts),
-        )]
-        .into(),
-        ..Default::default()
-    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! `outbound`, a gateway's route table for port P is `http.P`.
 
 mod access_log;
+mod app_cluster;
 mod authz;
 mod clusters;
 mod endpoint_meta;

@@ -220,7 +220,10 @@ pub async fn encoded(snap: &Arc<Snapshot>, node: &ProxyNode, cache: &Mutex<Cache
                 let target = authz::Target { node: &n, port: app_port };
                 let tcp = serves_tcp(ix, &n);
                 Part {
-                    clusters: clusters::inbound(&n, &own).map(|c| encode(c.name.clone(), c)).into_iter().collect(),
+                    clusters: super::app_cluster::inbound(&n, &own)
+                        .map(|c| encode(c.name.clone(), c))
+                        .into_iter()
+                        .collect(),
                     authz: if tcp { Vec::new() } else { vec![(app_port, request_filters(ix, snap, &target))] },
                     inbound_tcp: tcp.then(|| authz::network_filters(ix, &target)),
                     mtls: Some(ix.mtls_mode(&n.namespace, &n.labels, n.app_port)),
