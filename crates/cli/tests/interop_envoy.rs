@@ -110,7 +110,7 @@ spec:
             + &scoped(p1);
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let (admin, outbound) = (free_port(), free_port());
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap(xds_port, admin, outbound));
         let out = format!("127.0.0.1:{outbound}");
@@ -244,7 +244,7 @@ fn envoy_as_a_gateway_routes_tls_by_sni_and_tcp_by_port() {
         let (offset, tcp_port) = l4::ports();
         std::fs::write(dir.path().join("mesh.yaml"), l4::mesh(tcp_port).await).unwrap();
         let control = Control::start(dir.path()).await;
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let admin = free_port();
         let node = format!(
             r#"id: envoy-gateway~127.0.0.1
@@ -279,7 +279,7 @@ fn envoy_enforces_the_same_authorization_policies() {
         let inbound = free_port();
         std::fs::write(dir.path().join("mesh.yaml"), authz::mesh(app, inbound)).unwrap();
         let control = Control::start(dir.path()).await;
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let admin = free_port();
         let node = web_sidecar_node(app, inbound);
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));
@@ -328,7 +328,7 @@ fn envoy_takes_its_certificate_over_sds_and_decides_the_matrix() {
         std::fs::write(dir.path().join("mesh.yaml"), authz::mesh(app, inbound) + strict).unwrap();
         let control = Control::start(dir.path()).await;
         let cert = |ns: &str, sa: &str| tls::weft_cert(&control, certs.path(), ns, sa);
-        let tls_port: u16 = control.api_tls.rsplit(':').next().unwrap().parse().unwrap();
+        let tls_port = control.tls_port();
         let admin = free_port();
         let node = web_sidecar_node(app, inbound);
         let web = cert("default", "web");
@@ -405,7 +405,7 @@ fn envoy_serves_a_tcp_service_with_mutual_tls_and_its_policies() {
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let out = tls::weft_cert(&control, certs.path(), "default", "echo");
-        let tls_port: u16 = control.api_tls.rsplit(':').next().unwrap().parse().unwrap();
+        let tls_port = control.tls_port();
         let (admin, outbound) = (free_port(), free_port());
         let node = format!(
             r#"id: envoy-echo~127.0.0.2
@@ -450,7 +450,7 @@ fn envoy_as_a_gateway_terminates_https() {
         let (yaml, _web) = https::mesh(&pki).await;
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let admin = free_port();
         let node = format!(
             r#"id: envoy-https~127.0.0.1
@@ -485,7 +485,7 @@ fn envoy_originates_tls_as_the_destination_rule_says() {
         )
         .unwrap();
         let control = Control::start(dir.path()).await;
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let (admin, outbound) = (free_port(), free_port());
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap(xds_port, admin, outbound));
         let out = format!("127.0.0.1:{outbound}");

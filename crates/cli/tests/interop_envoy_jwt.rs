@@ -24,7 +24,7 @@ fn envoy_checks_tokens_and_authorizes_by_their_claims_as_weft_does() {
         let _server = jwks_server(keys.path(), jwks_port).await;
         std::fs::write(dir.path().join("mesh.yaml"), mesh(app, inbound, jwks_port, &inline)).unwrap();
         let control = Control::start(dir.path()).await;
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let admin = free_port();
         let node = web_sidecar_node(app, inbound);
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap_for(&node, xds_port, admin));

@@ -17,7 +17,7 @@ fn envoy_writes_the_same_access_log() {
         let telemetry = "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  accessLogging:\n    - filter: {expression: \"response.code >= 400 || has(request.headers.x_log)\"}\n";
         std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("web", app) + telemetry).unwrap();
         let control = Control::start(dir.path()).await;
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let (admin, outbound) = (free_port(), free_port());
         let envoy_log = Lines::default();
         let (_envoy, _envoy_dir) = start_envoy_into(&envoy, &bootstrap(xds_port, admin, outbound), Some(&envoy_log));
@@ -85,7 +85,7 @@ fn envoy_reports_spans_of_the_same_trace() {
             Sidecar::start_with(&control.xds, "web", &["--app-port", &a, "--inbound-port", &i, "--labels", "app=web"])
                 .await;
         let _app = spawn(&["demo", "--name", "web", "--port", &a]);
-        let xds_port: u16 = control.xds.rsplit(':').next().unwrap().parse().unwrap();
+        let xds_port = control.xds_port();
         let (admin, outbound) = (free_port(), free_port());
         let (_envoy, _envoy_dir) = start_envoy(&envoy, &bootstrap(xds_port, admin, outbound));
         let out = format!("127.0.0.1:{outbound}");

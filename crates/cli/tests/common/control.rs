@@ -22,6 +22,16 @@ pub struct Control {
 }
 
 impl Control {
+    /// The xDS port (plaintext), for a bootstrap.
+    pub fn xds_port(&self) -> u16 {
+        port_of(&self.xds)
+    }
+
+    /// The API's TLS port, which serves xDS to proven proxies too.
+    pub fn tls_port(&self) -> u16 {
+        port_of(&self.api_tls)
+    }
+
     pub async fn start(dir: &Path) -> Control {
         Control::start_with(dir, &[]).await
     }
@@ -106,4 +116,8 @@ impl Control {
     pub async fn restart(&mut self) {
         self.proc = Control::spawn_ready(&self.args, &self.api).await.expect("the control plane exited on restart");
     }
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {addr}"))
 }
