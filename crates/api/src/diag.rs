@@ -85,6 +85,9 @@ pub mod codes {
     pub const WEIGHTS: &str = "WEFT0306";
     pub const UNREACHABLE_RULE: &str = "WEFT0307";
     pub const SERVICE_SELECTS_NOTHING: &str = "WEFT0308";
+    /// A Gateway API status condition that is not True: what of a route or
+    /// gateway is not applied, and why (the specification's reason).
+    pub const ROUTE_STATUS: &str = "WEFT0309";
     /// A field weft accepts and does not apply, or applies in part.
     pub const NOT_APPLIED: &str = "WEFT0401";
     /// Kinds read only in part, or kept as information: counted once.

@@ -68,6 +68,10 @@ pub fn structs(kind: &str) -> Option<Structs> {
         "PeerAuthentication" => of::<Doc<PeerAuthenticationSpec>>(),
         "RequestAuthentication" => of::<Doc<RequestAuthenticationSpec>>(),
         "Telemetry" => of::<Doc<TelemetrySpec>>(),
+        "GatewayClass" => of::<Doc<gateway_api::GatewayClassSpec>>(),
+        crate::gateway_api::GATEWAY_KIND => of::<Doc<gateway_api::KubeGatewaySpec>>(),
+        "HTTPRoute" => of::<Doc<gateway_api::KubeHttpRouteSpec>>(),
+        "ReferenceGrant" => of::<Doc<gateway_api::ReferenceGrantSpec>>(),
         _ => return None,
     })
 }

@@ -108,6 +108,49 @@ pub const KINDS: &[Kind] = &[
     kind("WasmPlugin", EXTENSIONS, Role::NotApplied("weft's proxies do not run Wasm plugins")),
 ];
 
+const GW_V1: &[&str] = &["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"];
+const GW_ALPHA: &[&str] = &["gateway.networking.k8s.io/v1alpha2", "gateway.networking.k8s.io/v1alpha3"];
+const NO_L4_ROUTES: &str = "its listeners serve nothing; route TCP and TLS with an Istio Gateway and VirtualService \
+     `tcp`/`tls` rules";
+
+/// The Kubernetes Gateway API's kinds (`gateway.networking.k8s.io`), by
+/// their names in documents; weft names its `Gateway` `Gateway.gateway.networking.k8s.io`.
+pub const GATEWAY_API: &[Kind] = &[
+    kind("GatewayClass", GW_V1, Role::Read),
+    kind("Gateway", GW_V1, Role::Read),
+    kind("HTTPRoute", GW_V1, Role::Read),
+    kind(
+        "GRPCRoute",
+        &["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha2"],
+        Role::NotApplied(
+            "write it as an HTTPRoute (gRPC is HTTP/2: match the path `/package.Service/Method`) or an Istio VirtualService",
+        ),
+    ),
+    kind("TCPRoute", GW_ALPHA, Role::NotApplied(NO_L4_ROUTES)),
+    kind("TLSRoute", GW_ALPHA, Role::NotApplied(NO_L4_ROUTES)),
+    kind("UDPRoute", GW_ALPHA, Role::NotApplied("weft does not proxy UDP")),
+    kind(
+        "ReferenceGrant",
+        &["gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha2"],
+        Role::Read,
+    ),
+    kind(
+        "BackendTLSPolicy",
+        &["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha3"],
+        Role::NotApplied("connections to the backend use the mesh's TLS or a DestinationRule's `tls`"),
+    ),
+];
+
+/// Whether `api_version` is one of the Gateway API's.
+pub fn is_gateway_api(api_version: &str) -> bool {
+    api_version.starts_with("gateway.networking.k8s.io/")
+}
+
+/// The kind a document of `api_version` names `name`.
+pub fn lookup_in(api_version: &str, name: &str) -> Option<&'static Kind> {
+    if is_gateway_api(api_version) { GATEWAY_API.iter().find(|k| k.name == name) } else { lookup(name) }
+}
+
 /// The kind named `name`.
 pub fn lookup(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)

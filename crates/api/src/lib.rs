@@ -7,6 +7,7 @@ pub mod diag;
 pub mod documents;
 pub mod extensions;
 mod fields;
+pub mod gateway_api;
 pub mod index;
 pub mod kinds;
 pub mod load;

@@ -61,8 +61,17 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     load_paths_within(paths, &LoadLimits::default())
 }
 
-/// Loads every config file under `paths`; a config past `limits` is one error.
+/// Loads every config file under `paths`; a config past `limits` is one
+/// error. The Gateway API's resources are lowered into Istio's.
 pub fn load_paths_within(paths: &[PathBuf], limits: &LoadLimits) -> Loaded {
+    let mut loaded = load_files_within(paths, limits);
+    crate::gateway_api::lower(&mut loaded);
+    loaded
+}
+
+/// `load_paths_within` without lowering: for a caller that loads a config
+/// file by file, and lowers once it has them all.
+pub fn load_files_within(paths: &[PathBuf], limits: &LoadLimits) -> Loaded {
     let mut loaded = Loaded::default();
     let files = match config_files(paths) {
         Ok(f) => f,
@@ -261,12 +270,14 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
         err(&[], codes::NOT_A_RESOURCE, "missing `kind`".into(), Some("add e.g. `kind: VirtualService`".into()))
     })?;
     let at_kind = [Seg::Key("kind".into())];
-    if api_version.starts_with("gateway.networking.k8s.io/") {
-        let msg = format!("`{kind}` of the Kubernetes Gateway API is not supported yet");
-        let hint = "write it as an Istio Gateway and VirtualServices (networking.istio.io/v1)";
-        return Err(err(&at_kind, codes::UNKNOWN_KIND, msg, Some(hint.into())));
+    let gateway_api = kinds::is_gateway_api(&api_version);
+    if gateway_api && kinds::lookup_in(&api_version, &kind).is_none() {
+        let read: Vec<&str> = kinds::GATEWAY_API.iter().map(|k| k.name).collect();
+        let msg = format!("unknown kind `{kind}` of the Kubernetes Gateway API");
+        let hint = format!("weft knows {} of it", read.join(", "));
+        return Err(err(&at_kind, codes::UNKNOWN_KIND, msg, Some(hint)));
     }
-    let Some(known) = kinds::lookup(&kind) else {
+    let Some(known) = kinds::lookup_in(&api_version, &kind) else {
         let hint = match kinds::closest(&kind) {
             Some(k) => format!("did you mean `{k}`?"),
             None => format!(
@@ -285,7 +296,7 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             Some(hint),
         ));
     }
-    let kind_name = known.name;
+    let kind_name = if gateway_api && known.name == "Gateway" { crate::gateway_api::GATEWAY_KIND } else { known.name };
     match known.role {
         kinds::Role::Read => {}
         kinds::Role::NotApplied(instead) => {
@@ -305,7 +316,7 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
     // A document that does not deserialize still reports its unknown
     // fields beside the error: a typo is often the error's cause.
     let typed_doc = |warnings: &mut Vec<Diagnostic>| -> Result<(ObjectMeta, Spec), Box<Diagnostic>> {
-        Ok(match kind.as_str() {
+        Ok(match kind_name {
             "Endpoints" => {
                 let d: EndpointsDoc = typed(file, &node, warnings)?;
                 (d.metadata, Spec::Endpoints(d.subsets))
@@ -327,6 +338,10 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             "PeerAuthentication" => spec_of(file, &node, warnings, Spec::PeerAuthentication)?,
             "RequestAuthentication" => spec_of(file, &node, warnings, Spec::RequestAuthentication)?,
             "Telemetry" => spec_of(file, &node, warnings, Spec::Telemetry)?,
+            "GatewayClass" => spec_of(file, &node, warnings, Spec::GatewayClass)?,
+            crate::gateway_api::GATEWAY_KIND => spec_of(file, &node, warnings, Spec::KubeGateway)?,
+            "HTTPRoute" => spec_of(file, &node, warnings, Spec::KubeHttpRoute)?,
+            "ReferenceGrant" => spec_of(file, &node, warnings, Spec::ReferenceGrant)?,
             _ => unreachable!("kinds are checked above"),
         })
     };
@@ -362,7 +377,12 @@ fn finish(
         );
         return Err(Box::new(d));
     }
-    let resource = Resource { api_version, meta, spec, origin: Origin { file: file.clone(), node: Arc::new(node) } };
+    let resource = Resource {
+        api_version,
+        meta,
+        spec,
+        origin: Origin { file: file.clone(), node: Arc::new(node), derived_from: None },
+    };
     let key = resource.key();
     for w in &mut warnings {
         w.resource = Some(key.clone());

@@ -2,6 +2,7 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::tree::{Node, Pos, Seg};
+use crate::types::gateway_api;
 use crate::types::*;
 use std::sync::Arc;
 
@@ -27,6 +28,11 @@ pub enum Spec {
     PeerAuthentication(PeerAuthenticationSpec),
     RequestAuthentication(RequestAuthenticationSpec),
     Telemetry(TelemetrySpec),
+    /// The Gateway API's kinds, lowered into Istio's by `crate::gateway_api`.
+    GatewayClass(gateway_api::GatewayClassSpec),
+    KubeGateway(gateway_api::KubeGatewaySpec),
+    KubeHttpRoute(gateway_api::KubeHttpRouteSpec),
+    ReferenceGrant(gateway_api::ReferenceGrantSpec),
     /// The `istio` ConfigMap of `istio-system`: Istio's MeshConfig.
     MeshConfig(MeshConfig),
     /// A Kubernetes object that runs pods: its pods' labels, account, ports.
@@ -48,6 +54,9 @@ pub struct EndpointSliceData {
 pub struct Origin {
     pub file: Arc<str>,
     pub node: Arc<Node>,
+    /// For a resource lowered from another (an Istio VirtualService from an
+    /// HTTPRoute), that one's key.
+    pub derived_from: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +84,10 @@ impl Spec {
             Spec::PeerAuthentication(_) => "PeerAuthentication",
             Spec::RequestAuthentication(_) => "RequestAuthentication",
             Spec::Telemetry(_) => "Telemetry",
+            Spec::GatewayClass(_) => "GatewayClass",
+            Spec::KubeGateway(_) => crate::gateway_api::GATEWAY_KIND,
+            Spec::KubeHttpRoute(_) => "HTTPRoute",
+            Spec::ReferenceGrant(_) => "ReferenceGrant",
             Spec::MeshConfig(_) => "ConfigMap",
             Spec::Pods(p) => p.kind,
             Spec::Secret(_) => "Secret",

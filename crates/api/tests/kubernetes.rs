@@ -117,8 +117,16 @@ fn a_tls_secret_must_hold_a_decodable_pair() {
 fn kinds_are_told_apart_from_typos_and_unsupported_apis() {
     let (_, diags) = check("apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: d}\n");
     assert!(diags[0].is_error() && diags[0].hint.as_deref() == Some("did you mean `Deployment`?"), "{diags:#?}");
-    let (_, diags) = check("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n");
-    assert!(diags[0].is_error() && diags[0].message.contains("Gateway API"), "{diags:#?}");
+    // The Gateway API's kinds: a typo, one read, one not applied.
+    let (_, diags) = check("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoutes\nmetadata: {name: r}\n");
+    assert!(diags[0].is_error() && diags[0].message.contains("of the Kubernetes Gateway API"), "{diags:#?}");
+    assert!(diags[0].hint.as_deref().is_some_and(|h| h.contains("HTTPRoute")), "{diags:#?}");
+    let (resources, diags) = check("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n");
+    assert!(diags.is_empty() && resources[0].key() == "HTTPRoute/default/r", "{diags:#?}");
+    let (resources, diags) = check("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\n");
+    assert_eq!(resources[0].key(), "Gateway.gateway.networking.k8s.io/default/g", "{diags:#?}");
+    let (_, diags) = check("apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: t}\n");
+    assert!(diags.len() == 1 && diags[0].is_warning() && diags[0].code == codes::NOT_APPLIED, "{diags:#?}");
     let (_, diags) = check("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: auth}\n");
     assert!(diags.len() == 1 && diags[0].is_warning() && diags[0].code == codes::NOT_APPLIED, "{diags:#?}");
     assert!(diags[0].message.contains("WasmPlugin is not applied"), "{}", diags[0]);

@@ -13,7 +13,12 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.iter().filter(|d| d.is_warning()).count();
     let notes = diags.len() - errors - warnings;
-    let mut summary = format!("{} resources, {errors} errors, {warnings} warnings", loaded.resources.len());
+    let lowered = loaded.resources.iter().filter(|r| r.origin.derived_from.is_some()).count();
+    let mut summary = format!("{} resources", loaded.resources.len() - lowered);
+    if lowered > 0 {
+        summary.push_str(&format!(" (and {lowered} Istio resources lowered from the Gateway API)"));
+    }
+    summary.push_str(&format!(", {errors} errors, {warnings} warnings"));
     if notes > 0 {
         summary.push_str(&format!(", {notes} notes"));
     }

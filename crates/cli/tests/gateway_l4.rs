@@ -25,13 +25,6 @@ fn edge(servers: &str) -> String {
     )
 }
 
-/// A gateway of `labels` on `offset`, with `extra` arguments.
-fn gateway(control: &Control, labels: &str, offset: u16, extra: &[&str]) -> Proc {
-    let (admin, off) = (free_port().to_string(), offset.to_string());
-    let args = ["gateway", "--xds", &control.xds, "--labels", labels, "--port-offset", &off];
-    spawn(&[&args[..], extra, &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat())
-}
-
 #[test]
 fn a_gateway_routes_tls_by_sni_and_tcp_by_port() {
     let dir = tempfile::tempdir().unwrap();

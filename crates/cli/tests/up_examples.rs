@@ -53,6 +53,34 @@ fn bookinfo_canary_splits_90_10_and_header_pins_v2() {
     up.stop();
 }
 
+/// The Gateway API example as its README runs it: 90/10 by weight, a
+/// header pins v2, and a prefix redirect.
+#[test]
+fn gateway_api_example_splits_by_weight_and_pins_by_header() {
+    let mut up = Up::start(&repo().join("examples/gateway-api"));
+    assert_eq!(up.info["gateways"][0]["name"], "store-gateway", "{}", up.info);
+    let gw = format!("127.0.0.1:{}", up.gateway_port);
+    rt().block_on(async {
+        let n = 300;
+        let mut v2 = 0;
+        for _ in 0..n {
+            let j = get(&gw, "/", &[]).await.json();
+            assert_eq!(j["service"], "store", "{j}");
+            v2 += (j["version"] == "v2") as u32;
+        }
+        // 10% of 300 = 30; binomial sd ≈ 5.2, so 12..=54 is beyond 3.5 sd.
+        assert!((12..=54).contains(&v2), "v2 got {v2} of {n}, expected about 30");
+        for _ in 0..10 {
+            assert_eq!(get(&gw, "/", &[("x-canary", "always")]).await.json()["version"], "v2");
+        }
+        let r = get(&gw, "/legacy/cart", &[]).await;
+        assert_eq!(r.status, 301);
+        let location = r.headers.get("location").unwrap().to_str().unwrap();
+        assert!(location.ends_with("/cart"), "{location}");
+    });
+    up.stop();
+}
+
 /// The zero-trust example as its README runs it: mutual TLS on every hop,
 /// `orders` for `frontend` alone, tokens checked and `/admin` for admins.
 #[test]

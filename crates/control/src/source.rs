@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
-use weft_api::load::{LoadLimits, load_paths_within, over_bytes, over_documents};
+use weft_api::load::{LoadLimits, load_files_within, load_paths_within, over_bytes, over_documents};
 use weft_api::{Diagnostic, Loaded, validate};
 
 /// A watched folder with its parsed files, reused while a file's length and
@@ -43,7 +43,7 @@ impl Folder {
             let stamp = std::fs::metadata(&path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
             let loaded = match (stamp, self.files.remove(&path)) {
                 (Some((t, n)), Some((t0, n0, l))) if t == t0 && n == n0 => l,
-                _ => load_paths_within(std::slice::from_ref(&path), &self.limits),
+                _ => load_files_within(std::slice::from_ref(&path), &self.limits),
             };
             out.resources.extend(loaded.resources.iter().cloned());
             out.diagnostics.extend(loaded.diagnostics.iter().cloned());
@@ -55,6 +55,7 @@ impl Folder {
         if let Some(d) = over_documents(dir, out.resources.len(), &self.limits) {
             return Loaded { resources: Vec::new(), diagnostics: vec![d] };
         }
+        weft_api::gateway_api::lower(&mut out);
         out
     }
 

@@ -9,6 +9,7 @@ mod render;
 mod table;
 mod table_authz;
 mod table_gateway;
+mod table_gateway_api;
 mod table_sidecar;
 mod table_telemetry;
 
@@ -30,6 +31,7 @@ pub fn fields() -> impl Iterator<Item = &'static Field> {
         .chain(table_authz::PEER_AUTH)
         .chain(table_authz::REQUEST_AUTH)
         .chain(table_telemetry::TELEMETRY)
+        .chain(table_gateway_api::GATEWAY_API)
 }
 
 /// What becomes of one field.
@@ -84,6 +86,10 @@ pub const KINDS: &[&str] = &[
     "PeerAuthentication",
     "RequestAuthentication",
     "Telemetry",
+    "GatewayClass",
+    crate::gateway_api::GATEWAY_KIND,
+    "HTTPRoute",
+    "ReferenceGrant",
 ];
 
 /// The table's row for `path` of `kind`, or the row of the nearest field

@@ -5,6 +5,7 @@
 pub mod authz;
 pub mod duration;
 pub mod gateway;
+pub mod gateway_api;
 pub mod k8s;
 pub mod local;
 pub mod mesh_config;

@@ -118,6 +118,8 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
         Spec::RequestAuthentication(p) => super::request_auth::check(r, p, out),
         Spec::Telemetry(t) => super::telemetry::check(r, t, out),
         Spec::MeshConfig(m) => super::telemetry::mesh_config(r, m, out),
+        // Gateway API resources are checked as they are lowered (`crate::gateway_api`).
+        Spec::GatewayClass(_) | Spec::KubeGateway(_) | Spec::KubeHttpRoute(_) | Spec::ReferenceGrant(_) => {}
         Spec::Endpoints(_) | Spec::EndpointSlice(_) | Spec::Pods(_) | Spec::Secret(_) | Spec::Inert(_) => {}
     }
 }

@@ -197,7 +197,12 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        let name = labels.get("istio").or(labels.get("app")).cloned().unwrap_or_else(|| format!("gateway-{i}"));
+        let name = labels
+            .get("istio")
+            .or(labels.get("app"))
+            .or(labels.get(weft_api::gateway_api::GATEWAY_NAME_LABEL))
+            .cloned()
+            .unwrap_or_else(|| format!("gateway-{i}"));
         let admin = launcher.ports.free()?;
         let args: Vec<String> = [
             "gateway",

@@ -357,6 +357,13 @@ impl Sidecar {
 }
 
 /// Changes how a demo instance behaves (`POST /admin/behavior`).
+/// A gateway of `labels` on `offset`, with `extra` arguments.
+pub fn gateway(control: &Control, labels: &str, offset: u16, extra: &[&str]) -> Proc {
+    let (admin, off) = (free_port().to_string(), offset.to_string());
+    let args = ["gateway", "--xds", &control.xds, "--labels", labels, "--port-offset", &off];
+    spawn(&[&args[..], extra, &["--admin-port", &admin, "--metrics-port", "0", "--health-port", "0"]].concat())
+}
+
 pub async fn behave(port: u16, json: &str) {
     let r = request(&format!("127.0.0.1:{port}"), "POST", "/admin/behavior", &[], json.to_owned().into()).await;
     assert_eq!(r.status, 200);

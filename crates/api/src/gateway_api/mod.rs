@@ -1,0 +1,73 @@
+//! The Kubernetes Gateway API lowered into Istio's model, as Istio itself
+//! does: each listener of a `Gateway` becomes an Istio Gateway server, and
+//! the `HTTPRoute`s attached to it become VirtualServices (one per listener,
+//! hostname and route namespace) whose rules keep the Gateway API's
+//! precedence. A route whose parent is a `Service` is a mesh route (GAMMA).
+//! What a route or gateway cannot take is said as its status conditions
+//! (`Accepted`, `ResolvedRefs`, `Programmed`) in diagnostics.
+
+mod attach;
+mod grants;
+mod http;
+mod listeners;
+
+use crate::diag::{Diagnostic, Severity, codes};
+use crate::index::Index;
+use crate::load::Loaded;
+use crate::resource::{Origin, Resource, Spec};
+use crate::types::ObjectMeta;
+use std::sync::Arc;
+
+/// The kind name weft gives the Gateway API's `Gateway`, told apart from
+/// Istio's: `kubectl`'s `kind.group` form.
+pub const GATEWAY_KIND: &str = "Gateway.gateway.networking.k8s.io";
+/// The label the gateway workloads of a Gateway API `Gateway` carry (as
+/// Istio's deployment controller sets it); `weft up` runs one per Gateway.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+/// The group of the Gateway API's kinds.
+pub const GROUP: &str = "gateway.networking.k8s.io";
+
+/// Adds to `loaded` the Istio resources its Gateway API resources mean, and
+/// their status as diagnostics. Runs over a whole config, since routes and
+/// gateways refer to each other across files.
+pub fn lower(loaded: &mut Loaded) {
+    let any = loaded.resources.iter().any(|r| matches!(r.spec, Spec::KubeGateway(_) | Spec::KubeHttpRoute(_)));
+    if !any {
+        return;
+    }
+    let index = Index::new(&loaded.resources);
+    let mut out = Lowered::default();
+    let listeners = listeners::lower(&loaded.resources, &mut out);
+    attach::routes(&index, &listeners, &mut out);
+    loaded.resources.extend(out.resources);
+    loaded.diagnostics.extend(out.diagnostics);
+}
+
+/// What lowering adds to a config.
+#[derive(Default)]
+pub(crate) struct Lowered {
+    pub resources: Vec<Resource>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Lowered {
+    /// An Istio resource derived from `from`: it points back at it, so its
+    /// diagnostics are placed in `from`'s file.
+    pub fn derive(&mut self, from: &Resource, name: String, namespace: &str, spec: Spec) {
+        let meta = ObjectMeta { name, namespace: Some(namespace.to_owned()), ..Default::default() };
+        let origin = Origin {
+            file: from.origin.file.clone(),
+            node: from.origin.node.clone(),
+            derived_from: Some(Arc::from(from.key())),
+        };
+        self.resources.push(Resource { api_version: "networking.istio.io/v1".into(), meta, spec, origin });
+    }
+
+    /// A status condition that is not `True`: the resource, or the part of
+    /// it at `path`, is not applied; `reason` is the Gateway API's.
+    pub fn condition(&mut self, r: &Resource, path: &str, condition: &str, reason: &str, message: String, hint: &str) {
+        let message = format!("{condition}=False ({reason}): {message}");
+        let hint = (!hint.is_empty()).then(|| hint.to_owned());
+        self.diagnostics.push(r.diag(Severity::Warning, codes::ROUTE_STATUS, path, message, hint));
+    }
+}
