@@ -72,6 +72,9 @@ pub fn structs(kind: &str) -> Option<Structs> {
         crate::gateway_api::GATEWAY_KIND => of::<Doc<gateway_api::KubeGatewaySpec>>(),
         "HTTPRoute" => of::<Doc<gateway_api::KubeHttpRouteSpec>>(),
         "ReferenceGrant" => of::<Doc<gateway_api::ReferenceGrantSpec>>(),
+        "GRPCRoute" => of::<Doc<gateway_api::GrpcRouteSpec>>(),
+        "TCPRoute" => of::<Doc<gateway_api::TcpRouteSpec>>(),
+        "TLSRoute" => of::<Doc<gateway_api::TlsRouteSpec>>(),
         _ => return None,
     })
 }

@@ -110,8 +110,6 @@ pub const KINDS: &[Kind] = &[
 
 const GW_V1: &[&str] = &["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"];
 const GW_ALPHA: &[&str] = &["gateway.networking.k8s.io/v1alpha2", "gateway.networking.k8s.io/v1alpha3"];
-const NO_L4_ROUTES: &str = "its listeners serve nothing; route TCP and TLS with an Istio Gateway and VirtualService \
-     `tcp`/`tls` rules";
 
 /// The Kubernetes Gateway API's kinds (`gateway.networking.k8s.io`), by
 /// their names in documents; weft names its `Gateway` `Gateway.gateway.networking.k8s.io`.
@@ -119,15 +117,9 @@ pub const GATEWAY_API: &[Kind] = &[
     kind("GatewayClass", GW_V1, Role::Read),
     kind("Gateway", GW_V1, Role::Read),
     kind("HTTPRoute", GW_V1, Role::Read),
-    kind(
-        "GRPCRoute",
-        &["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha2"],
-        Role::NotApplied(
-            "write it as an HTTPRoute (gRPC is HTTP/2: match the path `/package.Service/Method`) or an Istio VirtualService",
-        ),
-    ),
-    kind("TCPRoute", GW_ALPHA, Role::NotApplied(NO_L4_ROUTES)),
-    kind("TLSRoute", GW_ALPHA, Role::NotApplied(NO_L4_ROUTES)),
+    kind("GRPCRoute", &["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha2"], Role::Read),
+    kind("TCPRoute", GW_ALPHA, Role::Read),
+    kind("TLSRoute", GW_ALPHA, Role::Read),
     kind("UDPRoute", GW_ALPHA, Role::NotApplied("weft does not proxy UDP")),
     kind(
         "ReferenceGrant",

@@ -342,6 +342,9 @@ fn to_resource(file: &Arc<str>, node: Node) -> DocResult {
             crate::gateway_api::GATEWAY_KIND => spec_of(file, &node, warnings, Spec::KubeGateway)?,
             "HTTPRoute" => spec_of(file, &node, warnings, Spec::KubeHttpRoute)?,
             "ReferenceGrant" => spec_of(file, &node, warnings, Spec::ReferenceGrant)?,
+            "GRPCRoute" => spec_of(file, &node, warnings, Spec::KubeGrpcRoute)?,
+            "TCPRoute" => spec_of(file, &node, warnings, Spec::KubeTcpRoute)?,
+            "TLSRoute" => spec_of(file, &node, warnings, Spec::KubeTlsRoute)?,
             _ => unreachable!("kinds are checked above"),
         })
     };

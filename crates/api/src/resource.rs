@@ -33,6 +33,9 @@ pub enum Spec {
     KubeGateway(gateway_api::KubeGatewaySpec),
     KubeHttpRoute(gateway_api::KubeHttpRouteSpec),
     ReferenceGrant(gateway_api::ReferenceGrantSpec),
+    KubeGrpcRoute(gateway_api::GrpcRouteSpec),
+    KubeTcpRoute(gateway_api::TcpRouteSpec),
+    KubeTlsRoute(gateway_api::TlsRouteSpec),
     /// The `istio` ConfigMap of `istio-system`: Istio's MeshConfig.
     MeshConfig(MeshConfig),
     /// A Kubernetes object that runs pods: its pods' labels, account, ports.
@@ -88,6 +91,9 @@ impl Spec {
             Spec::KubeGateway(_) => crate::gateway_api::GATEWAY_KIND,
             Spec::KubeHttpRoute(_) => "HTTPRoute",
             Spec::ReferenceGrant(_) => "ReferenceGrant",
+            Spec::KubeGrpcRoute(_) => "GRPCRoute",
+            Spec::KubeTcpRoute(_) => "TCPRoute",
+            Spec::KubeTlsRoute(_) => "TLSRoute",
             Spec::MeshConfig(_) => "ConfigMap",
             Spec::Pods(p) => p.kind,
             Spec::Secret(_) => "Secret",

@@ -125,7 +125,7 @@ fn kinds_are_told_apart_from_typos_and_unsupported_apis() {
     assert!(diags.is_empty() && resources[0].key() == "HTTPRoute/default/r", "{diags:#?}");
     let (resources, diags) = check("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\n");
     assert_eq!(resources[0].key(), "Gateway.gateway.networking.k8s.io/default/g", "{diags:#?}");
-    let (_, diags) = check("apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: t}\n");
+    let (_, diags) = check("apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: UDPRoute\nmetadata: {name: u}\n");
     assert!(diags.len() == 1 && diags[0].is_warning() && diags[0].code == codes::NOT_APPLIED, "{diags:#?}");
     let (_, diags) = check("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: auth}\n");
     assert!(diags.len() == 1 && diags[0].is_warning() && diags[0].code == codes::NOT_APPLIED, "{diags:#?}");

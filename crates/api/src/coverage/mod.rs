@@ -90,6 +90,9 @@ pub const KINDS: &[&str] = &[
     crate::gateway_api::GATEWAY_KIND,
     "HTTPRoute",
     "ReferenceGrant",
+    "GRPCRoute",
+    "TCPRoute",
+    "TLSRoute",
 ];
 
 /// The table's row for `path` of `kind`, or the row of the nearest field

@@ -3,13 +3,13 @@
 //! traffic to it (GAMMA). Each listener, hostname and route namespace gets
 //! one VirtualService holding every rule attached there, in precedence order.
 
-use super::http::{self, Entry};
 use super::listeners::Listener;
+use super::routes::{self, Bucketed, Route};
 use super::{GROUP, Lowered};
 use crate::index::Index;
 use crate::resource::{Resource, Spec};
 use crate::types::VirtualServiceSpec;
-use crate::types::gateway_api::{KubeHttpRouteSpec, ParentRef};
+use crate::types::gateway_api::ParentRef;
 use std::collections::BTreeMap;
 
 /// The rules bound to one listener (or Service) and hostname, from routes
@@ -18,30 +18,25 @@ struct Bucket<'a> {
     from: &'a Resource,
     name: String,
     gateway: Option<String>,
-    entries: Vec<Entry>,
+    rules: Bucketed,
 }
 
 pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
-    let mut routes: Vec<(&Resource, &KubeHttpRouteSpec)> = index
-        .resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::KubeHttpRoute(s) if r.origin.derived_from.is_none() => Some((r, s)),
-            _ => None,
-        })
-        .collect();
+    let mut resources: Vec<&Resource> = index.resources.iter().filter(|r| r.origin.derived_from.is_none()).collect();
     // Older routes first, then by name: the Gateway API's tie-break.
     let created = |r: &Resource| r.meta.creation_timestamp.as_ref().and_then(|t| t.as_str()).unwrap_or("~").to_owned();
-    routes.sort_by_key(|(r, _)| (created(r), r.namespace().to_owned(), r.name().to_owned()));
+    resources.sort_by_key(|r| (created(r), r.namespace().to_owned(), r.name().to_owned()));
     let mut buckets: BTreeMap<(String, String, String), Bucket> = BTreeMap::new();
-    for (rank, (r, spec)) in routes.iter().enumerate() {
-        let entries = http::rules(index, r, spec, rank, out);
-        for (i, p) in spec.parent_refs.iter().enumerate() {
+    let mut rank = 0;
+    for r in resources {
+        let Some(route) = routes::lower(index, r, rank, out) else { continue };
+        rank += 1;
+        for (i, p) in route.parents.iter().enumerate() {
             let at = format!("spec.parentRefs[{i}]");
             let group = p.group.as_deref().unwrap_or(GROUP);
             match (group, p.kind.as_deref().unwrap_or("Gateway")) {
                 (GROUP, "Gateway") => {
-                    for (l, host) in gateway_parent(listeners, r, &at, p, &spec.hostnames, out) {
+                    for (l, host) in gateway_parent(listeners, &route, &at, p, out) {
                         let key = (l.istio_ref.clone(), host.clone(), r.namespace().to_owned());
                         let name = format!("{}-{}.{}", l.gateway.name(), l.spec.name, host.replace('*', "wildcard"));
                         let gateway = Some(l.istio_ref.clone());
@@ -49,14 +44,14 @@ pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
                             from: r,
                             name,
                             gateway,
-                            entries: Vec::new(),
+                            rules: Default::default(),
                         });
-                        b.entries.extend(entries.iter().cloned());
+                        route.rules.add_to(&mut b.rules, std::slice::from_ref(&host), None);
                     }
                 }
                 ("" | "core", "Service") => {
                     let ns = p.namespace.as_deref().unwrap_or(r.namespace());
-                    let Some(svc) = index.service(&p.name, ns) else {
+                    let Some(svc) = index.service(&crate::resource::service_fqdn(&p.name, ns), ns) else {
                         let msg = format!("no Service `{ns}/{}` for this mesh route", p.name);
                         out.condition(
                             r,
@@ -74,14 +69,13 @@ pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
                         from: r,
                         name,
                         gateway: None,
-                        entries: Vec::new(),
+                        rules: Default::default(),
                     });
-                    b.entries.extend(entries.iter().cloned().map(|mut e| {
-                        for m in &mut e.route.match_ {
-                            m.port = p.port;
-                        }
-                        e
-                    }));
+                    let sni = route
+                        .hostnames
+                        .filter(|h| !h.is_empty())
+                        .map_or_else(|| vec![svc.fqdn.clone()], <[String]>::to_vec);
+                    route.rules.add_to(&mut b.rules, &sni, p.port);
                 }
                 (group, kind) => {
                     let msg = format!("a parent of kind `{kind}` (group `{group}`) is not served");
@@ -98,11 +92,13 @@ pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
         }
     }
     for ((_, host, ns), mut b) in buckets {
-        b.entries.sort_by_key(|e| e.key);
+        b.rules.http.sort_by_key(|e| e.key);
         let spec = VirtualServiceSpec {
             hosts: vec![host],
             gateways: b.gateway.into_iter().collect(),
-            http: b.entries.into_iter().map(|e| e.route).collect(),
+            http: b.rules.http.into_iter().map(|e| e.route).collect(),
+            tcp: b.rules.tcp,
+            tls: b.rules.tls,
             ..Default::default()
         };
         out.derive(b.from, b.name, &ns, Spec::VirtualService(spec));
@@ -113,12 +109,12 @@ pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
 /// hostname the two share; says why when there is none.
 fn gateway_parent<'l>(
     listeners: &'l [Listener],
-    r: &Resource,
+    route: &Route,
     at: &str,
     p: &ParentRef,
-    hostnames: &[String],
     out: &mut Lowered,
 ) -> Vec<(&'l Listener<'l>, String)> {
+    let r = route.resource;
     let ns = p.namespace.as_deref().unwrap_or(r.namespace());
     let of_gateway: Vec<&Listener> =
         listeners.iter().filter(|l| l.gateway.name() == p.name && l.gateway.namespace() == ns).collect();
@@ -139,12 +135,13 @@ fn gateway_parent<'l>(
     }
     let allowed: Vec<&Listener> = named
         .into_iter()
-        .filter(|l| (l.all_namespaces || l.gateway.namespace() == r.namespace()) && l.takes_http_routes())
+        .filter(|l| (l.all_namespaces || l.gateway.namespace() == r.namespace()) && l.takes(route.kind()))
         .collect();
     if allowed.is_empty() {
         let msg = format!(
-            "the listeners of Gateway `{ns}/{}` do not allow HTTPRoutes of namespace `{}`",
+            "the listeners of Gateway `{ns}/{}` do not allow {}s of namespace `{}`",
             p.name,
+            route.kind(),
             r.namespace()
         );
         out.condition(r, at, "Accepted", "NotAllowedByListeners", msg, "set the listener's `allowedRoutes`");
@@ -152,7 +149,13 @@ fn gateway_parent<'l>(
     }
     let attached: Vec<(&Listener, String)> = allowed
         .into_iter()
-        .flat_map(|l| shared_hostnames(l.spec.hostname.as_deref(), hostnames).into_iter().map(move |h| (l, h)))
+        .flat_map(|l| {
+            let hosts = match route.hostnames {
+                Some(names) => shared_hostnames(l.spec.hostname.as_deref(), names),
+                None => vec!["*".to_owned()],
+            };
+            hosts.into_iter().map(move |h| (l, h))
+        })
         .collect();
     if attached.is_empty() {
         let msg = format!("no hostname of the route is one the listeners of Gateway `{ns}/{}` serve", p.name);

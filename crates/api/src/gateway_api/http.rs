@@ -292,11 +292,12 @@ pub(crate) fn destination(
     let host = match (group, kind) {
         ("" | "core", "Service") => {
             let ns = b.namespace.as_deref().unwrap_or(r.namespace());
-            let from = super::grants::From { kind: "HTTPRoute", namespace: r.namespace() };
+            let from = super::grants::From { kind: r.kind(), namespace: r.namespace() };
             if ns != r.namespace() && !super::grants::permits(index.resources, &from, "Service", ns, &b.name) {
                 let msg = format!(
-                    "backend `{ns}/{}` is in another namespace, and no ReferenceGrant there lets HTTPRoutes of `{}` refer to it: it gets no requests",
+                    "backend `{ns}/{}` is in another namespace, and no ReferenceGrant there lets {}s of `{}` refer to it: it gets no requests",
                     b.name,
+                    r.kind(),
                     r.namespace()
                 );
                 let hint = "add a ReferenceGrant in the backend's namespace";

@@ -23,11 +23,17 @@ pub(crate) struct Listener<'a> {
 }
 
 impl Listener<'_> {
-    /// Whether an `HTTPRoute` may attach (`allowedRoutes.kinds`, the default
-    /// of HTTP and HTTPS listeners).
-    pub fn takes_http_routes(&self) -> bool {
+    /// Whether a route of `kind` may attach: one its protocol takes, and
+    /// among `allowedRoutes.kinds` when that is set.
+    pub fn takes(&self, kind: &str) -> bool {
+        let by_protocol: &[&str] = match self.spec.protocol.as_str() {
+            "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+            "TLS" => &["TLSRoute"],
+            "TCP" => &["TCPRoute"],
+            _ => &[],
+        };
         let kinds = self.spec.allowed_routes.as_ref().map(|a| a.kinds.as_slice()).unwrap_or_default();
-        kinds.is_empty() || kinds.iter().any(|k| k.kind == "HTTPRoute")
+        by_protocol.contains(&kind) && (kinds.is_empty() || kinds.iter().any(|k| k.kind == kind))
     }
 }
 
@@ -158,7 +164,22 @@ fn server(resources: &[Resource], r: &Resource, i: usize, l: &ListenerSpec, out:
             server.tls = Some(settings);
             Some(server)
         }
-        // TLS, TCP and UDP listeners are warned of by the coverage table.
+        "TCP" => {
+            server.hosts = vec!["*".into()];
+            Some(server)
+        }
+        "TLS" => {
+            let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate");
+            if mode != "Passthrough" {
+                let msg = "a TLS listener that terminates TLS is not served yet: the listener is not served".to_owned();
+                let hint = "pass TLS through (`mode: Passthrough`), or terminate it on an HTTPS listener";
+                out.condition(r, &format!("{at}.tls"), "Accepted", "UnsupportedValue", msg, hint);
+                return None;
+            }
+            server.tls = Some(ServerTlsSettings { mode: Some("PASSTHROUGH".into()), ..Default::default() });
+            Some(server)
+        }
+        // UDP and unknown protocols are warned of by the coverage table.
         _ => None,
     }
 }

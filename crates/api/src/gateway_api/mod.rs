@@ -10,6 +10,7 @@ mod attach;
 mod grants;
 mod http;
 mod listeners;
+mod routes;
 
 use crate::diag::{Diagnostic, Severity, codes};
 use crate::index::Index;
@@ -31,7 +32,16 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 /// their status as diagnostics. Runs over a whole config, since routes and
 /// gateways refer to each other across files.
 pub fn lower(loaded: &mut Loaded) {
-    let any = loaded.resources.iter().any(|r| matches!(r.spec, Spec::KubeGateway(_) | Spec::KubeHttpRoute(_)));
+    let any = loaded.resources.iter().any(|r| {
+        matches!(
+            r.spec,
+            Spec::KubeGateway(_)
+                | Spec::KubeHttpRoute(_)
+                | Spec::KubeGrpcRoute(_)
+                | Spec::KubeTcpRoute(_)
+                | Spec::KubeTlsRoute(_)
+        )
+    });
     if !any {
         return;
     }

@@ -119,7 +119,13 @@ pub(super) fn check(r: &Resource, out: &mut Vec<Diagnostic>) {
         Spec::Telemetry(t) => super::telemetry::check(r, t, out),
         Spec::MeshConfig(m) => super::telemetry::mesh_config(r, m, out),
         // Gateway API resources are checked as they are lowered (`crate::gateway_api`).
-        Spec::GatewayClass(_) | Spec::KubeGateway(_) | Spec::KubeHttpRoute(_) | Spec::ReferenceGrant(_) => {}
+        Spec::GatewayClass(_)
+        | Spec::KubeGateway(_)
+        | Spec::KubeHttpRoute(_)
+        | Spec::KubeGrpcRoute(_)
+        | Spec::KubeTcpRoute(_)
+        | Spec::KubeTlsRoute(_)
+        | Spec::ReferenceGrant(_) => {}
         Spec::Endpoints(_) | Spec::EndpointSlice(_) | Spec::Pods(_) | Spec::Secret(_) | Spec::Inert(_) => {}
     }
 }
