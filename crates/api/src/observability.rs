@@ -29,7 +29,13 @@ pub fn mesh_config(resources: &[Resource]) -> &MeshConfig {
 fn scoped<'a>(resources: &'a [Resource], ns: &str, labels: &Labels) -> Vec<&'a TelemetrySpec> {
     let rank = |r: &Resource, t: &TelemetrySpec| {
         let by_ref = t.target_ref.is_some() || !t.target_refs.is_empty();
-        if by_ref { None } else { scope_rank(t.selector.as_ref().map(|s| &s.match_labels), r.namespace(), ns, labels) }
+        if !by_ref {
+            scope_rank(t.selector.as_ref().map(|s| &s.match_labels), r.namespace(), ns, labels)
+        } else {
+            // Attached to a Gateway API gateway: as specific as a selector.
+            let refs = t.target_ref.iter().chain(&t.target_refs);
+            crate::gateway_api::targets(refs, r.namespace(), ns, labels).then_some(0)
+        }
     };
     let mut found: Vec<_> = resources
         .iter()

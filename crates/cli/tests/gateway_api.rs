@@ -42,7 +42,15 @@ spec:
       allowedRoutes: {namespaces: {from: All}, kinds: [{kind: HTTPRoute}]}
 "#;
 
-const ROUTES: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+const ROUTES: &str = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: edge-private}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/private/*"]}}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: shop}
 spec:
@@ -228,6 +236,11 @@ fn a_gateway_api_gateway_routes_by_httproutes() {
 
         // A route with no hostnames takes every other host on the listener.
         assert_eq!(get(&gw, "/anything", &[("host", "other.example.org")]).await.served_by(), "a");
+        // A policy attached to the Gateway by `targetRefs` is its gateway's.
+        let r = get(&gw, "/private/x", &[("host", "other.example.org")]).await;
+        assert_eq!(r.status, 403, "{}", r.served_by());
+        assert_eq!(get(&gw, "/public/x", &[("host", "other.example.org")]).await.served_by(), "a");
+
         // The admin listener takes routes of every namespace, for its
         // hostnames alone: `ops` (namespace `other`) sends them to b.
         assert_eq!(get(&gw, "/", &[("host", "x.admin.example.com")]).await.served_by(), "b");

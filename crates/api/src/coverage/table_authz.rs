@@ -6,17 +6,27 @@ use super::{Field, row};
 
 const MATRIX: &str = "authz.rs::policies_decide_by_identity_request_and_conditions";
 const JWT: &str = "jwt.rs::tokens_are_checked_and_their_claims_authorize";
+const TARGET: &str = "gateway_api.rs::a_gateway_api_gateway_routes_by_httproutes";
+/// What a target reference to anything but a Gateway API gateway does.
+pub(super) const NOT_A_GATEWAY: &str = "only a Gateway API Gateway of the policy's namespace is a target here \
+     (weft runs no waypoints): the policy applies to no workload";
 const NO_CUSTOM: &str =
     "CUSTOM asks an external authorizer (ext_authz), which weft's proxies do not run: the policy is not applied";
-const NO_TARGET_REFS: &str = "policies attach to workloads by `selector`, or to a whole namespace without one: \
-     a policy with only target references applies to no workload";
 
 pub static AUTHZ: &[Field] = &[
     row("AuthorizationPolicy", "spec", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.selector", Applied(MATRIX)),
     row("AuthorizationPolicy", "spec.selector.matchLabels", Applied(MATRIX)),
-    row("AuthorizationPolicy", "spec.targetRef", NotApplied(NO_TARGET_REFS)),
-    row("AuthorizationPolicy", "spec.targetRefs", NotApplied(NO_TARGET_REFS)),
+    row("AuthorizationPolicy", "spec.targetRef", Applied(TARGET)),
+    row("AuthorizationPolicy", "spec.targetRef.kind", Values(&["Gateway"], NOT_A_GATEWAY)),
+    row("AuthorizationPolicy", "spec.targetRef.group", Values(&[crate::gateway_api::GROUP], NOT_A_GATEWAY)),
+    row("AuthorizationPolicy", "spec.targetRef.name", Applied(TARGET)),
+    row("AuthorizationPolicy", "spec.targetRef.namespace", Applied(TARGET)),
+    row("AuthorizationPolicy", "spec.targetRefs", Applied(TARGET)),
+    row("AuthorizationPolicy", "spec.targetRefs[].kind", Values(&["Gateway"], NOT_A_GATEWAY)),
+    row("AuthorizationPolicy", "spec.targetRefs[].group", Values(&[crate::gateway_api::GROUP], NOT_A_GATEWAY)),
+    row("AuthorizationPolicy", "spec.targetRefs[].name", Applied(TARGET)),
+    row("AuthorizationPolicy", "spec.targetRefs[].namespace", Applied(TARGET)),
     row("AuthorizationPolicy", "spec.action", Values(&["ALLOW", "DENY", "AUDIT"], NO_CUSTOM)),
     row("AuthorizationPolicy", "spec.provider", NotApplied(NO_CUSTOM)),
     row("AuthorizationPolicy", "spec.rules", Applied(MATRIX)),
@@ -62,15 +72,20 @@ pub static PEER_AUTH: &[Field] = &[
     row("PeerAuthentication", "spec.portLevelMtls.*.mode", Applied(MODES)),
 ];
 
-const NO_REQ_TARGET_REFS: &str = "request authentication attaches to workloads by `selector`, or to a whole \
-     namespace without one: a policy with only target references applies to no workload";
-
 pub static REQUEST_AUTH: &[Field] = &[
     row("RequestAuthentication", "spec", Applied(JWT)),
     row("RequestAuthentication", "spec.selector", Applied(JWT)),
     row("RequestAuthentication", "spec.selector.matchLabels", Applied(JWT)),
-    row("RequestAuthentication", "spec.targetRef", NotApplied(NO_REQ_TARGET_REFS)),
-    row("RequestAuthentication", "spec.targetRefs", NotApplied(NO_REQ_TARGET_REFS)),
+    row("RequestAuthentication", "spec.targetRef", Untested),
+    row("RequestAuthentication", "spec.targetRef.kind", Values(&["Gateway"], NOT_A_GATEWAY)),
+    row("RequestAuthentication", "spec.targetRef.group", Values(&[crate::gateway_api::GROUP], NOT_A_GATEWAY)),
+    row("RequestAuthentication", "spec.targetRef.name", Untested),
+    row("RequestAuthentication", "spec.targetRef.namespace", Untested),
+    row("RequestAuthentication", "spec.targetRefs", Untested),
+    row("RequestAuthentication", "spec.targetRefs[].kind", Values(&["Gateway"], NOT_A_GATEWAY)),
+    row("RequestAuthentication", "spec.targetRefs[].group", Values(&[crate::gateway_api::GROUP], NOT_A_GATEWAY)),
+    row("RequestAuthentication", "spec.targetRefs[].name", Untested),
+    row("RequestAuthentication", "spec.targetRefs[].namespace", Untested),
     row("RequestAuthentication", "spec.jwtRules", Applied(JWT)),
     row("RequestAuthentication", "spec.jwtRules[].issuer", Applied(JWT)),
     row("RequestAuthentication", "spec.jwtRules[].audiences", Applied(JWT)),

@@ -1,19 +1,25 @@
 //! The coverage table's rows for Istio's `Telemetry` (see `table.rs`).
 
 use super::Support::*;
+use super::table_authz::NOT_A_GATEWAY;
 use super::{Field, row};
 
 const LOGS: &str = "access_log.rs::telemetry_turns_access_logs_on_by_scope_and_filter";
 const TRACES: &str = "tracing.rs::one_trace_crosses_the_gateway_a_frontend_and_two_services";
-const NO_TARGET_REFS: &str = "Telemetry attaches to workloads by `selector`, or to a whole namespace without one: \
-     one with only target references applies to no workload";
-
 pub static TELEMETRY: &[Field] = &[
     row("Telemetry", "spec", Applied(LOGS)),
     row("Telemetry", "spec.selector", Applied(LOGS)),
     row("Telemetry", "spec.selector.matchLabels", Applied(LOGS)),
-    row("Telemetry", "spec.targetRef", NotApplied(NO_TARGET_REFS)),
-    row("Telemetry", "spec.targetRefs", NotApplied(NO_TARGET_REFS)),
+    row("Telemetry", "spec.targetRef", Untested),
+    row("Telemetry", "spec.targetRef.kind", Values(&["Gateway"], NOT_A_GATEWAY)),
+    row("Telemetry", "spec.targetRef.group", Values(&[crate::gateway_api::GROUP], NOT_A_GATEWAY)),
+    row("Telemetry", "spec.targetRef.name", Untested),
+    row("Telemetry", "spec.targetRef.namespace", Untested),
+    row("Telemetry", "spec.targetRefs", Untested),
+    row("Telemetry", "spec.targetRefs[].kind", Values(&["Gateway"], NOT_A_GATEWAY)),
+    row("Telemetry", "spec.targetRefs[].group", Values(&[crate::gateway_api::GROUP], NOT_A_GATEWAY)),
+    row("Telemetry", "spec.targetRefs[].name", Untested),
+    row("Telemetry", "spec.targetRefs[].namespace", Untested),
     row("Telemetry", "spec.accessLogging", Applied(LOGS)),
     row("Telemetry", "spec.accessLogging[].providers", Applied(LOGS)),
     row("Telemetry", "spec.accessLogging[].providers[].name", Applied(LOGS)),

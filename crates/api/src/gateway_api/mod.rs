@@ -81,3 +81,24 @@ impl Lowered {
         self.diagnostics.push(r.diag(Severity::Warning, codes::ROUTE_STATUS, path, message, hint));
     }
 }
+
+/// Whether a policy of namespace `ns` (AuthorizationPolicy,
+/// RequestAuthentication, Telemetry) attached by `refs` applies to a proxy
+/// of `node_ns` with `labels`: a reference names a Gateway API `Gateway`
+/// of the policy's namespace that the proxy serves. Istio's other targets
+/// (waypoint Services, GatewayClasses) attach to nothing here; validation
+/// says so.
+pub fn targets<'r>(
+    refs: impl IntoIterator<Item = &'r crate::types::PolicyTargetRef>,
+    ns: &str,
+    node_ns: &str,
+    labels: &crate::types::Labels,
+) -> bool {
+    node_ns == ns
+        && refs.into_iter().any(|t| {
+            t.kind.as_deref() == Some("Gateway")
+                && t.group.as_deref() == Some(GROUP)
+                && t.namespace.as_deref().is_none_or(|n| n == ns)
+                && t.name.as_deref().is_some_and(|n| labels.get(GATEWAY_NAME_LABEL).is_some_and(|g| g == n))
+        })
+}

@@ -138,7 +138,7 @@ fn provider(rule: &JwtRule, fetched: &BTreeMap<String, String>) -> JwtProvider {
 }
 
 /// The RequestAuthentications that apply to a proxy: in the root namespace
-/// and its own, selecting it (none attached by target references).
+/// and its own, selecting it, or attached to the Gateway API gateway it is.
 pub fn applicable<'a>(
     index: &'a Index,
     node: &'a ProxyNode,
@@ -147,8 +147,14 @@ pub fn applicable<'a>(
         let Spec::RequestAuthentication(p) = &r.spec else { return None };
         let scoped = r.namespace() == ROOT_NAMESPACE || r.namespace() == node.namespace;
         let selected = p.selector.as_ref().is_none_or(|s| selects(&s.match_labels, &node.labels));
-        let attached = p.target_ref.is_none() && p.target_refs.is_empty();
-        (scoped && selected && attached).then_some((r, p))
+        let refs = p.target_ref.iter().chain(&p.target_refs);
+        let attached = if p.target_ref.is_none() && p.target_refs.is_empty() {
+            scoped && selected
+        } else {
+            // Attached to a Gateway API gateway instead of by selector.
+            weft_api::gateway_api::targets(refs, r.namespace(), &node.namespace, &node.labels)
+        };
+        attached.then_some((r, p))
     })
 }
 

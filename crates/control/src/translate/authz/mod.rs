@@ -143,8 +143,8 @@ fn without_http(rule: &AuthzRule) -> AuthzRule {
 }
 
 /// The policies that apply to a proxy: in the root namespace (its
-/// selector, if any, over every namespace) and in its own namespace;
-/// neither CUSTOM nor attached by target references (validation warns).
+/// selector, if any, over every namespace) and in its own namespace, or
+/// attached to the Gateway API gateway it is; not CUSTOM (validation warns).
 pub fn applicable<'a>(
     index: &'a Index,
     node: &'a ProxyNode,
@@ -154,8 +154,14 @@ pub fn applicable<'a>(
         let ns = r.namespace();
         let scoped = ns == ROOT_NAMESPACE || ns == node.namespace;
         let selected = p.selector.as_ref().is_none_or(|s| selects(&s.match_labels, &node.labels));
-        let attached = p.target_ref.is_none() && p.target_refs.is_empty();
-        (scoped && selected && attached).then_some((r, p))
+        let refs = p.target_ref.iter().chain(&p.target_refs);
+        let attached = if p.target_ref.is_none() && p.target_refs.is_empty() {
+            scoped && selected
+        } else {
+            // Attached to a Gateway API gateway instead of by selector.
+            weft_api::gateway_api::targets(refs, r.namespace(), &node.namespace, &node.labels)
+        };
+        attached.then_some((r, p))
     })
 }
 
