@@ -8,6 +8,7 @@ use crate::config::listener::Direction;
 use crate::config::route::{Forward, Route};
 use crate::conn::ConnCtx;
 use crate::snapshot::Clusters;
+use crate::telemetry::trace::context::NextHop;
 use hyper::Request;
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ fn size_of_return2<A, B, F>(_: fn(A, B) -> F) -> usize {
 }
 
 #[allow(clippy::type_complexity)]
-fn size_of_return6<A, B, C, D, E, G, F>(_: fn(A, B, C, D, E, G) -> F) -> usize {
+fn size_of_return7<A, B, C, D, E, G, H, F>(_: fn(A, B, C, D, E, G, H) -> F) -> usize {
     std::mem::size_of::<F>()
 }
 
@@ -30,9 +31,16 @@ fn within(what: &str, size: usize, budget: usize, slack: usize) {
 #[test]
 fn the_request_futures_stay_within_their_budget() {
     let handle = size_of_return2::<Arc<ConnCtx>, Request<Incoming>, _>(crate::http::handle::handle);
-    let forward = size_of_return6::<&Arc<ConnCtx>, &Clusters, Direction, &Route, &Forward, Request<Incoming>, _>(
-        crate::http::forward::forward,
-    );
+    let forward = size_of_return7::<
+        &Arc<ConnCtx>,
+        &Clusters,
+        Direction,
+        &Route,
+        &Forward,
+        Request<Incoming>,
+        Option<&NextHop>,
+        _,
+    >(crate::http::forward::forward);
     eprintln!("handle {handle} bytes, forward {forward} bytes");
     within("the request future (http::handle)", handle, HANDLE, 256);
     within("the forward future (http::forward)", forward, FORWARD, 256);

@@ -2,6 +2,7 @@
 //! that endpoint's pool in the cluster's protocol.
 
 use super::headers::SOURCE_HEADER;
+use crate::telemetry::trace::context::NextHop;
 use crate::upstream::cluster::Cluster;
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::pool::{Body, PooledBody, UpstreamError};
@@ -19,6 +20,8 @@ pub struct Attempt<'a> {
     pub pq: PathAndQuery,
     /// This proxy's identity, on outbound requests.
     pub source: Option<&'a HeaderValue>,
+    /// The trace headers written for the next hop.
+    pub next_hop: Option<&'a NextHop>,
 }
 
 impl Attempt<'_> {
@@ -34,9 +37,13 @@ impl Attempt<'_> {
         // response's headers saves reallocations there (a clone has room
         // for exactly the request's).
         let headers = req.headers_mut();
-        headers.reserve(self.parts.headers.len().max(TYPICAL_RESPONSE_HEADERS));
+        let added = self.next_hop.map_or(0, |n| n.pairs().len());
+        headers.reserve((self.parts.headers.len() + added).max(TYPICAL_RESPONSE_HEADERS));
         for (name, value) in &self.parts.headers {
             headers.append(name.clone(), value.clone());
+        }
+        if let Some(n) = self.next_hop {
+            n.write(headers);
         }
         if ep.mesh
             && let Some(v) = self.source

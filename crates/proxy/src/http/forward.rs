@@ -19,6 +19,7 @@ use crate::config::listener::Direction;
 use crate::config::route::{CookiePolicy, Forward, HashPolicy, Route};
 use crate::conn::ConnCtx;
 use crate::snapshot::{Clusters, Picked};
+use crate::telemetry::trace::context::NextHop;
 use crate::upstream::balancer::hash64;
 use crate::upstream::health::Observation;
 use crate::upstream::pool::Body;
@@ -109,6 +110,7 @@ pub fn forward<'a>(
     route: &'a Route,
     f: &'a Forward,
     mut req: Request<Incoming>,
+    next_hop: Option<&'a NextHop>,
 ) -> impl Future<Output = Outcome> + Send + 'a {
     let upgrading = is_upgrade(&req);
     let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
@@ -202,7 +204,7 @@ pub fn forward<'a>(
         }
 
         let source = ctx.state.source_header.as_ref().filter(|_| direction == Direction::Outbound);
-        let attempt = Attempt { parts: &parts, pq, source };
+        let attempt = Attempt { parts: &parts, pq, source, next_hop };
         if let Some(b) = &replay {
             super::mirror::mirror(clusters, f, &attempt, b, h2);
         }

@@ -126,7 +126,8 @@ pub fn handle(
                     },
                     None => false,
                 };
-                let mut out = forward::forward(&ctx, &cfg.clusters, hl.direction, route, f, req).await;
+                let next_hop = observed.as_deref().map(|o| &o.next_hop);
+                let mut out = forward::forward(&ctx, &cfg.clusters, hl.direction, route, f, req, next_hop).await;
                 if delayed {
                     out.flags |= Flags::FAULT_DELAY;
                 }

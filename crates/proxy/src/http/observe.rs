@@ -1,5 +1,5 @@
 //! What a listener that logs or traces takes from a request as it arrives
-//! (`begin`: its trace decided and written to its headers, a request id
+//! (`begin`: its trace decided and written for the next hop, a request id
 //! given when it has none, the values its access logs read) and writes
 //! when it ends (`finish`: the access log lines and the span). A listener
 //! that does neither pays one branch.
@@ -29,6 +29,8 @@ pub struct Observed {
     pub trace_id: Option<u128>,
     /// Its span, when sampled and reported.
     span: Option<Started>,
+    /// Its trace headers for the next hop, when not written to the request.
+    pub next_hop: context::NextHop,
 }
 
 struct Started {
@@ -61,13 +63,19 @@ fn trace(t: &Tracing, inbound: bool, req: &mut Request<Incoming>, out: &mut Obse
     let sampled = sampled(t, parent, &seen);
     // B3 goes to the app (its tracer may read only B3), or on where it came.
     let b3 = inbound || seen.has_b3();
-    let has_request_id = seen.request_id;
-    if !has_request_id && let Ok(v) = HeaderValue::from_bytes(&trace::new_request_id()) {
-        h.insert(REQUEST_ID, v);
-    }
+    let request_id = (!seen.request_id).then(|| context::shared(trace::new_request_id()));
     let trace_id = parent.map_or_else(trace::new_trace_id, |p| p.trace_id);
     let span_id = trace::new_id();
-    context::inject(h, trace_id, span_id, parent.map(|p| p.span_id), sampled, b3);
+    if b3 {
+        if let Some(v) = request_id {
+            h.insert(REQUEST_ID, v);
+        }
+        context::inject(h, trace_id, span_id, parent.map(|p| p.span_id), sampled, b3);
+    } else {
+        // W3C alone: written as each attempt is built (`NextHop`).
+        out.next_hop.request_id = request_id;
+        out.next_hop.traceparent = Some(context::traceparent_value(trace_id, span_id, sampled));
+    }
     out.trace_id = Some(trace_id);
     if !sampled || t.exporter.is_none() {
         return;
@@ -94,7 +102,7 @@ fn trace(t: &Tracing, inbound: bool, req: &mut Request<Incoming>, out: &mut Obse
         method: req.method().clone(),
         url: format!("http://{}{}", host.unwrap_or(""), req.uri().path_and_query().map_or("/", |p| p.as_str())),
         user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
-        request_id: req.headers().get(&REQUEST_ID).cloned(),
+        request_id: req.headers().get(&REQUEST_ID).or(out.next_hop.request_id.as_ref()).cloned(),
         tags,
     });
 }
@@ -106,12 +114,13 @@ pub fn begin(hl: &HttpListener, req: &mut Request<Incoming>) -> Option<Box<Obser
         return None;
     }
     let start = hl.access_log.is_some().then(SystemTime::now);
-    let mut out = Box::new(Observed { start, captured: None, trace_id: None, span: None });
+    let mut out =
+        Box::new(Observed { start, captured: None, trace_id: None, span: None, next_hop: Default::default() });
     if let Some(t) = &hl.tracing {
         trace(t, hl.direction == Direction::Inbound, req, &mut out);
     }
     if let Some(logs) = &hl.access_log {
-        out.captured = Some(logs.capture(req.method(), req.uri(), req.headers()));
+        out.captured = Some(logs.capture(req.method(), req.uri(), req.headers(), &out.next_hop.pairs()));
     }
     Some(out)
 }

@@ -183,8 +183,15 @@ impl AccessLogs {
         Ok(Some(Box::new(AccessLogs { logs, headers })))
     }
 
-    /// Takes what the logs read from a request as it arrives.
-    pub fn capture(&self, method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> Box<Captured> {
+    /// Takes what the logs read from a request as it arrives, and the
+    /// headers the proxy adds for the next hop (`extra`, each when set).
+    pub fn capture(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        extra: &[(http::HeaderName, Option<&HeaderValue>)],
+    ) -> Box<Captured> {
         let mut values: Vec<Got> = self
             .headers
             .sel
@@ -200,7 +207,8 @@ impl AccessLogs {
         // One pass over the request's headers, the first value of each
         // name: names compare cheaply, where each lookup would hash.
         let mut host = None;
-        for (name, value) in headers {
+        let added = extra.iter().filter_map(|(n, v)| Some((n, (*v)?)));
+        for (name, value) in headers.iter().chain(added) {
             if name == http::header::HOST && host.is_none() {
                 host = Some(value.clone());
             }

@@ -86,7 +86,7 @@ fn entry<'a>(captured: &'a Captured, code: u16, flags: &'a str) -> Entry<'a> {
 }
 
 fn capture(logs: &AccessLogs, method: &http::Method, headers: &http::HeaderMap) -> Box<Captured> {
-    logs.capture(method, &"http://reviews:9080/r/1?a=b".parse().unwrap(), headers)
+    logs.capture(method, &"http://reviews:9080/r/1?a=b".parse().unwrap(), headers, &[])
 }
 
 #[test]

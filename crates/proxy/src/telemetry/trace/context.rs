@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 // Names made once: a `&str` key is parsed on every lookup.
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const B3: HeaderName = HeaderName::from_static("b3");
 const B3_TRACE: HeaderName = HeaderName::from_static("x-b3-traceid");
 const B3_SPAN: HeaderName = HeaderName::from_static("x-b3-spanid");
@@ -156,18 +157,71 @@ pub fn extract(h: &HeaderMap) -> Option<Parent> {
     scan(h).parent()
 }
 
-/// Lowercase hex of the low `out.len() * 4` bits of `v`, into `out`. Ids
-/// are written per request: `format!` costs several times as much.
-pub fn hex(v: u128, out: &mut [u8]) {
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    t
+};
+
+/// Lowercase hex of the low `out.len() * 4` bits of `v`, into `out`. Ids
+/// are written per request: `format!` costs several times as much, and a
+/// digit at a time twice as much as a byte's pair from a table.
+pub fn hex(v: u128, out: &mut [u8]) {
     debug_assert!(out.len().is_multiple_of(2) && out.len() <= 32);
-    // A byte at a time: two digits from its two halves.
     let bytes = v.to_be_bytes();
     let from = 16 - out.len() / 2;
     for (pair, b) in out.chunks_exact_mut(2).zip(&bytes[from..]) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
+}
+
+/// Trace headers for the next hop kept out of the request's own header
+/// map: each attempt's request (and each mirror's) gets them as it is
+/// built. Added to the map, they would grow it (hyper sizes it to the
+/// headers that came) and be copied again into every attempt.
+#[derive(Default)]
+pub struct NextHop {
+    pub request_id: Option<HeaderValue>,
+    pub traceparent: Option<HeaderValue>,
+}
+
+impl NextHop {
+    /// The headers by name, each when set.
+    pub fn pairs(&self) -> [(HeaderName, Option<&HeaderValue>); 2] {
+        [(REQUEST_ID, self.request_id.as_ref()), (TRACEPARENT, self.traceparent.as_ref())]
+    }
+
+    /// Writes them into a request being built from the original's headers
+    /// (replacing a `traceparent` that came).
+    pub fn write(&self, h: &mut HeaderMap) {
+        for (name, value) in self.pairs() {
+            if let Some(v) = value {
+                h.insert(name, v.clone());
+            }
+        }
+    }
+}
+
+/// `traceparent` for span `span_id` of trace `trace_id`, in a value whose
+/// clones share one allocation.
+pub fn traceparent_value(trace_id: u128, span_id: u64, sampled: bool) -> HeaderValue {
+    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(trace_id, &mut tp[3..35]);
+    hex(u128::from(span_id), &mut tp[36..52]);
+    tp[54] = if sampled { b'1' } else { b'0' };
+    shared(tp)
+}
+
+/// A value of hex digits and dashes whose clones share it: one allocation,
+/// where a copied value is copied again by its first clone.
+pub fn shared<const N: usize>(bytes: [u8; N]) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(bytes)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn value(bytes: &[u8]) -> HeaderValue {
