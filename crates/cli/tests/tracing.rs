@@ -141,3 +141,40 @@ fn a_dead_collector_costs_no_request_and_its_spans_are_counted() {
         assert_eq!(counter(&client.admin, "weft_spans_exported_total").await, 0);
     });
 }
+
+/// A retried request's span has a child span for each attempt: the first
+/// to the instance that answers 503, the second to the one that answers.
+#[test]
+fn a_retried_request_reports_each_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_receiver, received, collector) = receiver();
+        let ((_bad, bad), (_good, good)) = (demo("web", "v1").await, demo("web", "v1").await);
+        behave(bad, r#"{"failPercent": 100, "failStatus": 503}"#).await;
+        let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: [web]\n  http: [{retries: {attempts: 2, retryOn: \"503\"}, route: [{destination: {host: web}}]}]\n";
+        let yaml = service_yaml("web", &[bad, good]) + "---\n" + vs + "---\n" + &telemetry(collector);
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let client = Sidecar::start_with(&control.xds, "client", &["--labels", "app=client"]).await;
+        // Round robin: about every other request tries the failing instance first.
+        for _ in 0..6 {
+            assert_eq!(call(&client.outbound, "web").await.0, 200);
+        }
+        let named = |s: &serde_json::Value, prefix: &str| s["name"].as_str().is_some_and(|n| n.starts_with(prefix));
+        eventually(15, "a retried request's attempts", || {
+            let found = received.json().iter().any(|s| named(s, "attempt 2 "));
+            async move { found }
+        })
+        .await;
+        let second = received.json().into_iter().find(|s| named(s, "attempt 2 ")).unwrap();
+        let all = wait_spans(&received, second["trace_id"].as_str().unwrap(), 3).await;
+        let first = all.iter().find(|s| named(s, "attempt 1 ")).unwrap_or_else(|| panic!("{all:#?}"));
+        let request = all.iter().find(|s| s["kind"] == 3 && !named(s, "attempt")).unwrap_or_else(|| panic!("{all:#?}"));
+        for attempt in [first, &second] {
+            assert_eq!(attempt["parent_span_id"], request["span_id"], "{all:#?}");
+        }
+        assert_eq!((first["attributes"]["http.status_code"].as_i64(), second["attributes"]["http.status_code"].as_i64()), (Some(503), Some(200)));
+        assert_eq!(first["attributes"]["upstream_address"], format!("127.0.0.1:{bad}"));
+        assert_eq!(second["attributes"]["upstream_address"], format!("127.0.0.1:{good}"));
+    });
+}

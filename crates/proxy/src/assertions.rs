@@ -8,7 +8,6 @@ use crate::config::listener::Direction;
 use crate::config::route::{Forward, Route};
 use crate::conn::ConnCtx;
 use crate::snapshot::Clusters;
-use crate::telemetry::trace::context::NextHop;
 use hyper::Request;
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -38,7 +37,7 @@ fn the_request_futures_stay_within_their_budget() {
         &Route,
         &Forward,
         Request<Incoming>,
-        Option<&NextHop>,
+        Option<&crate::http::observe::Observed>,
         _,
     >(crate::http::forward::forward);
     eprintln!("handle {handle} bytes, forward {forward} bytes");

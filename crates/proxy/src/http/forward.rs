@@ -12,6 +12,7 @@ use super::attempt::{Attempt, send};
 use super::body::ProxyBody;
 use super::error::{ErrorKind, ProxyError, is_grpc};
 use super::headers::{is_upgrade, strip_hop_by_hop};
+use super::observe::Observed;
 use super::outcome::{Dest, Outcome};
 use super::retry::{Attempted, Decision, Retries};
 use crate::config::cluster::Protocol;
@@ -19,7 +20,7 @@ use crate::config::listener::Direction;
 use crate::config::route::{CookiePolicy, Forward, HashPolicy, Route};
 use crate::conn::ConnCtx;
 use crate::snapshot::{Clusters, Picked};
-use crate::telemetry::trace::context::NextHop;
+use crate::telemetry::trace::Tried;
 use crate::upstream::balancer::hash64;
 use crate::upstream::health::Observation;
 use crate::upstream::pool::Body;
@@ -110,7 +111,7 @@ pub fn forward<'a>(
     route: &'a Route,
     f: &'a Forward,
     mut req: Request<Incoming>,
-    next_hop: Option<&'a NextHop>,
+    observed: Option<&'a Observed>,
 ) -> impl Future<Output = Outcome> + Send + 'a {
     let upgrading = is_upgrade(&req);
     let on_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
@@ -204,7 +205,7 @@ pub fn forward<'a>(
         }
 
         let source = ctx.state.source_header.as_ref().filter(|_| direction == Direction::Outbound);
-        let attempt = Attempt { parts: &parts, pq, source, next_hop };
+        let attempt = Attempt { parts: &parts, pq, source, next_hop: observed.map(|o| &o.next_hop) };
         if let Some(b) = &replay {
             super::mirror::mirror(clusters, f, &attempt, b, h2);
         }
@@ -244,6 +245,11 @@ pub fn forward<'a>(
                     (None, None) => Body::full(Bytes::new()),
                 };
                 let _active = ep.start();
+                // Recorded as it starts: no more state held across the await.
+                if let Some(t) = observed.and_then(|o| o.tried.as_ref()) {
+                    let now = std::time::SystemTime::now();
+                    t.lock().push(Tried { start: now, end: now, endpoint: ep.addr, answer: Ok(0) });
+                }
                 let sent = send(cluster, ep, attempt.build(body, h2, ep), h2);
                 let result = match retries.per_try_timeout() {
                     Some(t) => match tokio::time::timeout(t, sent).await {
@@ -256,6 +262,15 @@ pub fn forward<'a>(
                     Ok(resp) => Attempted::Response { status: resp.status().as_u16(), headers: resp.headers() },
                     Err(e) => Attempted::Failed(e),
                 };
+                if let Some(t) = observed.and_then(|o| o.tried.as_ref())
+                    && let Some(last) = t.lock().last_mut()
+                {
+                    last.end = std::time::SystemTime::now();
+                    last.answer = match &outcome {
+                        Attempted::Response { status, .. } => Ok(*status),
+                        Attempted::Failed(e) => Err(e.to_string()),
+                    };
+                }
                 if cluster.settings.outlier.is_some() {
                     let observed = match outcome {
                         Attempted::Response { status, .. } => Some(Observation::Status(status)),

@@ -126,8 +126,8 @@ pub fn handle(
                     },
                     None => false,
                 };
-                let next_hop = observed.as_deref().map(|o| &o.next_hop);
-                let mut out = forward::forward(&ctx, &cfg.clusters, hl.direction, route, f, req, next_hop).await;
+                let mut out =
+                    forward::forward(&ctx, &cfg.clusters, hl.direction, route, f, req, observed.as_deref()).await;
                 if delayed {
                     out.flags |= Flags::FAULT_DELAY;
                 }

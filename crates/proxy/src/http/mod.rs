@@ -16,7 +16,7 @@ pub mod handle;
 pub mod headers;
 pub mod jwt;
 mod mirror;
-mod observe;
+pub(crate) mod observe;
 pub mod outcome;
 pub mod respond;
 pub mod retry;

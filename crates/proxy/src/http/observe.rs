@@ -31,6 +31,9 @@ pub struct Observed {
     span: Option<Started>,
     /// Its trace headers for the next hop, when not written to the request.
     pub next_hop: context::NextHop,
+    /// Its attempts upstream, kept when its span is reported.
+    /// (Locked only by the request's own task, only when its span is.)
+    pub tried: Option<parking_lot::Mutex<Vec<trace::Tried>>>,
 }
 
 struct Started {
@@ -81,6 +84,7 @@ fn trace(t: &Tracing, inbound: bool, req: &mut Request<Incoming>, out: &mut Obse
         return;
     }
     out.start.get_or_insert_with(SystemTime::now);
+    out.tried = Some(Default::default());
     let tags = t
         .tags
         .iter()
@@ -114,8 +118,14 @@ pub fn begin(hl: &HttpListener, req: &mut Request<Incoming>) -> Option<Box<Obser
         return None;
     }
     let start = hl.access_log.is_some().then(SystemTime::now);
-    let mut out =
-        Box::new(Observed { start, captured: None, trace_id: None, span: None, next_hop: Default::default() });
+    let mut out = Box::new(Observed {
+        start,
+        captured: None,
+        trace_id: None,
+        span: None,
+        next_hop: Default::default(),
+        tried: None,
+    });
     if let Some(t) = &hl.tracing {
         trace(t, hl.direction == Direction::Inbound, req, &mut out);
     }
@@ -218,6 +228,30 @@ pub fn finish(o: &Observed, outcome: &Outcome, e: &Ending) {
     let error = code >= 500;
     if error {
         attributes.push(("error", Attr::Str("true".into())));
+    }
+    // A retried request: each attempt a child span, named for its place.
+    let tried = o.tried.as_ref().map(|t| std::mem::take(&mut *t.lock())).unwrap_or_default();
+    if tried.len() > 1 {
+        for (i, t) in tried.iter().enumerate() {
+            let mut attributes =
+                vec![("retry.attempt", Attr::Int(i as i64)), ("upstream_address", Attr::Str(t.endpoint.to_string()))];
+            match &t.answer {
+                Ok(code) => attributes.push(("http.status_code", Attr::Int(i64::from(*code)))),
+                Err(why) => attributes.push(("error.message", Attr::Str(why.clone()))),
+            }
+            exporter.offer(Span {
+                trace_id: s.trace_id,
+                span_id: trace::new_id(),
+                parent: Some(s.span_id),
+                name: format!("attempt {} {name}", i + 1),
+                server: false,
+                start: t.start,
+                end: t.end,
+                attributes,
+                tags: Vec::new(),
+                error: !matches!(t.answer, Ok(c) if c < 500),
+            });
+        }
     }
     exporter.offer(Span {
         trace_id: s.trace_id,

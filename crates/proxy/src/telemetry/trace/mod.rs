@@ -8,6 +8,16 @@ mod export;
 
 pub use export::{Attr, Exporter, Exporters, Resolver, Span, canonical_service};
 
+/// One attempt of a request whose span is reported: a retried request's
+/// span gets a child span for each.
+pub struct Tried {
+    pub start: std::time::SystemTime,
+    pub end: std::time::SystemTime,
+    pub endpoint: std::net::SocketAddr,
+    /// The upstream's status, or why the attempt failed.
+    pub answer: Result<u16, String>,
+}
+
 /// A new id: random and never zero (zero means none to both formats).
 pub fn new_id() -> u64 {
     loop {
