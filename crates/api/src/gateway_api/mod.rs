@@ -83,11 +83,29 @@ impl Lowered {
 }
 
 /// Whether a policy of namespace `ns` (AuthorizationPolicy,
-/// RequestAuthentication, Telemetry) attached by `refs` applies to a proxy
-/// of `node_ns` with `labels`: a reference names a Gateway API `Gateway`
-/// of the policy's namespace that the proxy serves. Istio's other targets
-/// (waypoint Services, GatewayClasses) attach to nothing here; validation
-/// says so.
+/// RequestAuthentication: its `selector`, `targetRef` and `targetRefs`)
+/// applies to a proxy of `node_ns` with `labels`: by selector (or none),
+/// from the root namespace or the proxy's own; or, attached by target
+/// references, when one names a Gateway API `Gateway` of the policy's
+/// namespace that the proxy serves. Istio's other targets (waypoint
+/// Services, GatewayClasses) attach to nothing here; validation says so.
+pub fn policy_applies(
+    selector: Option<&crate::types::WorkloadSelector>,
+    refs: (Option<&crate::types::PolicyTargetRef>, &[crate::types::PolicyTargetRef]),
+    ns: &str,
+    node_ns: &str,
+    labels: &crate::types::Labels,
+) -> bool {
+    let (target_ref, target_refs) = refs;
+    if target_ref.is_none() && target_refs.is_empty() {
+        let scoped = ns == crate::types::ROOT_NAMESPACE || ns == node_ns;
+        return scoped && selector.is_none_or(|s| crate::types::selects(&s.match_labels, labels));
+    }
+    targets(target_ref.into_iter().chain(target_refs), ns, node_ns, labels)
+}
+
+/// Whether target references `refs` of a policy of namespace `ns` attach
+/// it to a proxy of `node_ns` with `labels` (see [`policy_applies`]).
 pub fn targets<'r>(
     refs: impl IntoIterator<Item = &'r crate::types::PolicyTargetRef>,
     ns: &str,

@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::util::pack_any;
 use std::collections::BTreeMap;
 use weft_api::index::Index;
-use weft_api::types::{JwtRule, ROOT_NAMESPACE, RequestAuthenticationSpec, selects};
+use weft_api::types::{JwtRule, RequestAuthenticationSpec};
 use weft_api::{Resource, Spec};
 
 pub const FILTER: &str = "envoy.filters.http.jwt_authn";
@@ -145,16 +145,15 @@ pub fn applicable<'a>(
 ) -> impl Iterator<Item = (&'a Resource, &'a RequestAuthenticationSpec)> + 'a {
     index.resources.iter().filter_map(move |r| {
         let Spec::RequestAuthentication(p) = &r.spec else { return None };
-        let scoped = r.namespace() == ROOT_NAMESPACE || r.namespace() == node.namespace;
-        let selected = p.selector.as_ref().is_none_or(|s| selects(&s.match_labels, &node.labels));
-        let refs = p.target_ref.iter().chain(&p.target_refs);
-        let attached = if p.target_ref.is_none() && p.target_refs.is_empty() {
-            scoped && selected
-        } else {
-            // Attached to a Gateway API gateway instead of by selector.
-            weft_api::gateway_api::targets(refs, r.namespace(), &node.namespace, &node.labels)
-        };
-        attached.then_some((r, p))
+        let refs = (p.target_ref.as_ref(), &p.target_refs[..]);
+        let applies = weft_api::gateway_api::policy_applies(
+            p.selector.as_ref(),
+            refs,
+            r.namespace(),
+            &node.namespace,
+            &node.labels,
+        );
+        applies.then_some((r, p))
     })
 }
 

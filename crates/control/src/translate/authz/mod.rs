@@ -151,17 +151,15 @@ pub fn applicable<'a>(
 ) -> impl Iterator<Item = (&'a Resource, &'a AuthorizationPolicySpec)> + 'a {
     index.resources.iter().filter_map(move |r| {
         let weft_api::Spec::AuthorizationPolicy(p) = &r.spec else { return None };
-        let ns = r.namespace();
-        let scoped = ns == ROOT_NAMESPACE || ns == node.namespace;
-        let selected = p.selector.as_ref().is_none_or(|s| selects(&s.match_labels, &node.labels));
-        let refs = p.target_ref.iter().chain(&p.target_refs);
-        let attached = if p.target_ref.is_none() && p.target_refs.is_empty() {
-            scoped && selected
-        } else {
-            // Attached to a Gateway API gateway instead of by selector.
-            weft_api::gateway_api::targets(refs, r.namespace(), &node.namespace, &node.labels)
-        };
-        attached.then_some((r, p))
+        let refs = (p.target_ref.as_ref(), &p.target_refs[..]);
+        let applies = weft_api::gateway_api::policy_applies(
+            p.selector.as_ref(),
+            refs,
+            r.namespace(),
+            &node.namespace,
+            &node.labels,
+        );
+        applies.then_some((r, p))
     })
 }
 
