@@ -16,7 +16,8 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
     let lowered = loaded.resources.iter().filter(|r| r.origin.derived_from.is_some()).count();
     let mut summary = format!("{} resources", loaded.resources.len() - lowered);
     if lowered > 0 {
-        summary.push_str(&format!(" (and {lowered} Istio resources lowered from the Gateway API)"));
+        let noun = if lowered == 1 { "resource" } else { "resources" };
+        summary.push_str(&format!(" (and {lowered} Istio {noun} lowered from the Gateway API)"));
     }
     summary.push_str(&format!(", {errors} errors, {warnings} warnings"));
     if notes > 0 {

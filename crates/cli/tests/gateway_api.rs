@@ -123,7 +123,32 @@ metadata: {name: ops, namespace: other}
 spec:
   parentRefs: [{name: edge, namespace: default}]
   rules:
-    - backendRefs: [{group: networking.istio.io, kind: Hostname, name: b.default.svc.cluster.local, port: 80}]
+    - matches: [{path: {value: /by-hostname}}]
+      backendRefs: [{group: networking.istio.io, kind: Hostname, name: a.default.svc.cluster.local, port: 80}]
+    - backendRefs: [{name: b, namespace: default, port: 80}]
+---
+# Lets HTTPRoutes of `other` send to Service b of `default`, and no other.
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: other-to-b}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: other}]
+  to: [{group: "", kind: Service, name: b}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ungranted, namespace: other}
+spec:
+  parentRefs: [{name: edge, namespace: default, sectionName: admin}]
+  hostnames: [ungranted.admin.example.com]
+  rules:
+    - backendRefs: [{name: a, namespace: default, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orphan}
+spec:
+  rules: [{backendRefs: [{name: a, port: 80}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -162,7 +187,9 @@ fn a_gateway_api_gateway_routes_by_httproutes() {
         "Accepted=False (NoMatchingParent): Gateway `default/edge` has no listener of that sectionName",
         "Accepted=False (NoMatchingParent): no Gateway `default/elsewhere`",
         "Accepted=False (NotAllowedByListeners): the listeners of Gateway `default/edge` do not allow HTTPRoutes of namespace `other`",
+        "Accepted=False (NoMatchingParent): the route names no `parentRefs`",
         "`spec.rules[0].filters[0].type: ExtensionRef` is accepted but not applied",
+        "ResolvedRefs=False (RefNotPermitted): backend `default/a` is in another namespace, and no ReferenceGrant there lets HTTPRoutes of `other` refer to it",
     ] {
         assert!(text.contains(said), "`{said}` in:\n{text}");
     }
@@ -245,6 +272,9 @@ fn a_gateway_api_gateway_routes_by_httproutes() {
         // hostnames alone: `ops` (namespace `other`) sends them to b.
         assert_eq!(get(&gw, "/", &[("host", "x.admin.example.com")]).await.served_by(), "b");
         assert_eq!(get(&gw, "/", &[("host", "admin.example.com")]).await.served_by(), "a");
+        assert_eq!(get(&gw, "/by-hostname", &[("host", "x.admin.example.com")]).await.served_by(), "a");
+        // Its ReferenceGrant names Service b alone: a route to a answers 500.
+        assert_eq!(get(&gw, "/", &[("host", "ungranted.admin.example.com")]).await.status, 500);
     });
     up.stop();
 }

@@ -31,6 +31,10 @@ pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
     for r in resources {
         let Some(route) = routes::lower(index, r, rank, out) else { continue };
         rank += 1;
+        if route.parents.is_empty() {
+            let msg = "the route names no `parentRefs`: it attaches to no Gateway or Service".to_owned();
+            out.condition(r, "spec", "Accepted", "NoMatchingParent", msg, "add `parentRefs`");
+        }
         for (i, p) in route.parents.iter().enumerate() {
             let at = format!("spec.parentRefs[{i}]");
             let group = p.group.as_deref().unwrap_or(GROUP);
