@@ -40,6 +40,24 @@ spec:
       protocol: HTTP
       hostname: "*.admin.example.com"
       allowedRoutes: {namespaces: {from: All}, kinds: [{kind: HTTPRoute}]}
+    - name: teams
+      port: 80
+      protocol: HTTP
+      hostname: "*.teams.example.com"
+      allowedRoutes:
+        namespaces:
+          from: Selector
+          selector:
+            matchLabels: {team: shop}
+            matchExpressions: [{key: env, operator: NotIn, values: [prod]}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop-dev, labels: {team: shop, env: dev}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop-prod, labels: {team: shop, env: prod}}
 "#;
 
 const ROUTES: &str = r#"apiVersion: security.istio.io/v1
@@ -144,6 +162,23 @@ spec:
   rules:
     - backendRefs: [{name: a, namespace: default, port: 80}]
 ---
+# The teams listener selects namespace shop-dev by its labels, not shop-prod.
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: dev, namespace: shop-dev}
+spec:
+  parentRefs: [{name: edge, namespace: default, sectionName: teams}]
+  hostnames: [dev.teams.example.com]
+  rules: [{backendRefs: [{group: networking.istio.io, kind: Hostname, name: b.default.svc.cluster.local, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: prod, namespace: shop-prod}
+spec:
+  parentRefs: [{name: edge, namespace: default, sectionName: teams}]
+  hostnames: [prod.teams.example.com]
+  rules: [{backendRefs: [{group: networking.istio.io, kind: Hostname, name: b.default.svc.cluster.local, port: 80}]}]
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: orphan}
@@ -188,6 +223,7 @@ fn a_gateway_api_gateway_routes_by_httproutes() {
         "Accepted=False (NoMatchingParent): no Gateway `default/elsewhere`",
         "Accepted=False (NotAllowedByListeners): the listeners of Gateway `default/edge` do not allow HTTPRoutes of namespace `other`",
         "Accepted=False (NoMatchingParent): the route names no `parentRefs`",
+        "do not allow HTTPRoutes of namespace `shop-prod`",
         "`spec.rules[0].filters[0].type: ExtensionRef` is accepted but not applied",
         "ResolvedRefs=False (RefNotPermitted): backend `default/a` is in another namespace, and no ReferenceGrant there lets HTTPRoutes of `other` refer to it",
     ] {
@@ -275,6 +311,10 @@ fn a_gateway_api_gateway_routes_by_httproutes() {
         assert_eq!(get(&gw, "/by-hostname", &[("host", "x.admin.example.com")]).await.served_by(), "a");
         // Its ReferenceGrant names Service b alone: a route to a answers 500.
         assert_eq!(get(&gw, "/", &[("host", "ungranted.admin.example.com")]).await.status, 500);
+        // The teams listener took the route of the namespace its selector
+        // selects, and not the other's: that host falls to the catch-all.
+        assert_eq!(get(&gw, "/", &[("host", "dev.teams.example.com")]).await.served_by(), "b");
+        assert_eq!(get(&gw, "/", &[("host", "prod.teams.example.com")]).await.served_by(), "a");
     });
     up.stop();
 }
@@ -357,7 +397,19 @@ fn an_https_listener_terminates_with_its_certificate_refs() {
         let (_web, port) = demo("web", "v1").await;
         let yaml = backend_yaml("web", port)
             + &https::tls_secret("shop-cert", &pki.shop, None)
+            + &https::tls_secret("api-cert", &pki.api, None)
+                .replace("{name: api-cert}", "{name: api-cert, namespace: certs}")
+            + &https::tls_secret("old-cert", &pki.api, None)
+                .replace("{name: old-cert}", "{name: old-cert, namespace: certs}")
             + r#"---
+# Lets Gateways of `default` read Secret api-cert of `certs`, and no other.
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateways-to-api-cert, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: default}]
+  to: [{group: "", kind: Secret, name: api-cert}]
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: secure}
@@ -374,6 +426,11 @@ spec:
       protocol: HTTPS
       hostname: api.example
       tls: {certificateRefs: [{name: api-cert, namespace: certs}]}
+    - name: old
+      port: 443
+      protocol: HTTPS
+      hostname: old.example
+      tls: {certificateRefs: [{name: old-cert, namespace: certs}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -394,12 +451,48 @@ spec:
         let r =
             https::https_get(&addr, "shop.example", &pki.server_ca, None).await.expect("shop's certificate, checked");
         assert_eq!(r.served_by(), "web");
-        assert!(https::https_get(&addr, "api.example", &pki.server_ca, None).await.is_err(), "api is not served");
+        // Its ReferenceGrant lets the gateway read api-cert of `certs`...
+        let r = https::https_get(&addr, "api.example", &pki.server_ca, None).await.expect("the granted certificate");
+        assert_eq!(r.served_by(), "web");
+        // ... and no other Secret there: that listener is not served.
+        assert!(https::https_get(&addr, "old.example", &pki.server_ca, None).await.is_err(), "old is not served");
         let config = get(&control.api, "/debug/config", &[("authorization", &control.admin())]).await.json();
         let warnings = config["warnings"].to_string();
         assert!(
-            warnings.contains("ResolvedRefs=False (RefNotPermitted): `api-cert` is in another namespace"),
+            warnings.contains("ResolvedRefs=False (RefNotPermitted): `certs/old-cert` is in another namespace"),
             "{warnings}"
         );
     });
+}
+
+/// A namespace selector Kubernetes would refuse is an error where it is.
+#[test]
+fn a_namespace_selector_kubernetes_would_refuse_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: istio
+  listeners:
+    - name: http
+      port: 80
+      protocol: HTTP
+      allowedRoutes:
+        namespaces:
+          from: Selector
+          selector: {matchExpressions: [{key: team, operator: Equals, values: [shop]}]}
+    - {name: other, port: 81, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector}}}
+"#;
+    std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
+    let out = std::process::Command::new(weft()).arg("validate").arg(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    for said in [
+        "gateway.yaml:13:53: error[WEFT0201]",
+        "unknown operator `Equals`: use In, NotIn, Exists or DoesNotExist",
+        "`from: Selector` needs a `selector`",
+    ] {
+        assert!(text.contains(said), "`{said}` in:\n{text}");
+    }
 }

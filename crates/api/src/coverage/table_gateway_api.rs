@@ -9,8 +9,6 @@ const ROUTES: &str = "gateway_api.rs::a_gateway_api_gateway_routes_by_httproutes
 const HTTPS: &str = "gateway_api.rs::an_https_listener_terminates_with_its_certificate_refs";
 const MESH: &str = "gateway_api.rs::an_httproute_on_a_service_routes_mesh_traffic";
 const EXAMPLE: &str = "up_examples.rs::gateway_api_example_splits_by_weight_and_pins_by_header";
-const OTHER_NAMESPACE_SECRET: &str = "a Secret of another namespace is not read, even with a ReferenceGrant: \
-     the listener is not served (said as the Gateway's status)";
 const NO_UDP: &str = "UDP listeners are not served: weft does not proxy UDP";
 const L4: &str = "gateway_api_routes.rs::tls_and_tcp_routes_pass_connections_through_a_gateway";
 const TCP_MESH: &str = "gateway_api_routes.rs::a_tcp_route_on_a_service_moves_its_connections";
@@ -39,10 +37,14 @@ pub static GATEWAY_API: &[Field] = &[
     row(
         GW,
         "spec.listeners[].allowedRoutes.namespaces.from",
-        Values(&["Same", "All"], "namespace selectors are not read yet: only routes of the Gateway's namespace attach"),
+        Values(&["Same", "All", "Selector"], "an unknown value: taken as `Same`"),
     ),
-    // Used only with `from: Selector`, which is warned of.
-    row(GW, "spec.listeners[].allowedRoutes.namespaces.selector", Bookkeeping),
+    row(GW, "spec.listeners[].allowedRoutes.namespaces.selector", Applied(ROUTES)),
+    row(GW, "spec.listeners[].allowedRoutes.namespaces.selector.matchLabels", Applied(ROUTES)),
+    row(GW, "spec.listeners[].allowedRoutes.namespaces.selector.matchExpressions", Applied(ROUTES)),
+    row(GW, "spec.listeners[].allowedRoutes.namespaces.selector.matchExpressions[].key", Applied(ROUTES)),
+    row(GW, "spec.listeners[].allowedRoutes.namespaces.selector.matchExpressions[].operator", Applied(ROUTES)),
+    row(GW, "spec.listeners[].allowedRoutes.namespaces.selector.matchExpressions[].values", Applied(ROUTES)),
     row(GW, "spec.listeners[].allowedRoutes.kinds", Applied(ROUTES)),
     row(GW, "spec.listeners[].allowedRoutes.kinds[].kind", Applied(ROUTES)),
     row(GW, "spec.listeners[].allowedRoutes.kinds[].group", Bookkeeping),
@@ -54,7 +56,7 @@ pub static GATEWAY_API: &[Field] = &[
     ),
     row(GW, "spec.listeners[].tls.certificateRefs", Applied(HTTPS)),
     row(GW, "spec.listeners[].tls.certificateRefs[].name", Applied(HTTPS)),
-    row(GW, "spec.listeners[].tls.certificateRefs[].namespace", Partial(HTTPS, OTHER_NAMESPACE_SECRET)),
+    row(GW, "spec.listeners[].tls.certificateRefs[].namespace", Applied(HTTPS)),
     row(GW, "spec.listeners[].tls.certificateRefs[].group", Values(&["", "core"], "only Secrets are read")),
     row(
         GW,

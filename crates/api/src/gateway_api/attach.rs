@@ -40,7 +40,7 @@ pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
             let group = p.group.as_deref().unwrap_or(GROUP);
             match (group, p.kind.as_deref().unwrap_or("Gateway")) {
                 (GROUP, "Gateway") => {
-                    for (l, host) in gateway_parent(listeners, &route, &at, p, out) {
+                    for (l, host) in gateway_parent(index.resources, listeners, &route, &at, p, out) {
                         let key = (l.istio_ref.clone(), host.clone(), r.namespace().to_owned());
                         let name = format!("{}-{}.{}", l.gateway.name(), l.spec.name, host.replace('*', "wildcard"));
                         let gateway = Some(l.istio_ref.clone());
@@ -112,6 +112,7 @@ pub(crate) fn routes(index: &Index, listeners: &[Listener], out: &mut Lowered) {
 /// The listeners of the Gateway `p` names that take the route, each with a
 /// hostname the two share; says why when there is none.
 fn gateway_parent<'l>(
+    resources: &[Resource],
     listeners: &'l [Listener],
     route: &Route,
     at: &str,
@@ -137,10 +138,8 @@ fn gateway_parent<'l>(
         out.condition(r, at, "Accepted", "NoMatchingParent", msg, "check `sectionName` and `port`");
         return Vec::new();
     }
-    let allowed: Vec<&Listener> = named
-        .into_iter()
-        .filter(|l| (l.all_namespaces || l.gateway.namespace() == r.namespace()) && l.takes(route.kind()))
-        .collect();
+    let allowed: Vec<&Listener> =
+        named.into_iter().filter(|l| l.admits(resources, r.namespace()) && l.takes(route.kind())).collect();
     if allowed.is_empty() {
         let msg = format!(
             "the listeners of Gateway `{ns}/{}` do not allow {}s of namespace `{}`",

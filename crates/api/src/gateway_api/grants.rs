@@ -3,7 +3,7 @@
 
 use crate::resource::{Resource, Spec};
 
-/// What refers: an HTTPRoute of a namespace.
+/// What refers: a route or a Gateway, of a namespace.
 pub(crate) struct From<'a> {
     pub kind: &'a str,
     pub namespace: &'a str,

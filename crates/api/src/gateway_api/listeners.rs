@@ -5,7 +5,7 @@
 use super::{GATEWAY_NAME_LABEL, Lowered};
 use crate::resource::{Resource, Spec};
 use crate::types::gateway_api::{KubeGatewaySpec, Listener as ListenerSpec};
-use crate::types::{GatewayPort, GatewaySpec, Labels, Server, ServerTlsSettings};
+use crate::types::{GatewayPort, GatewaySpec, LabelRequirement, LabelSelector, Labels, Server, ServerTlsSettings};
 
 /// Classes weft programs when no GatewayClass of that name says otherwise.
 const BUILTIN_CLASSES: &[&str] = &["istio", "weft"];
@@ -18,8 +18,40 @@ pub(crate) struct Listener<'a> {
     pub spec: &'a ListenerSpec,
     /// `namespace/name` of the Istio Gateway it became.
     pub istio_ref: String,
-    /// `allowedRoutes.namespaces.from: All`; else only the Gateway's namespace.
-    pub all_namespaces: bool,
+    /// The namespaces whose routes may attach.
+    pub from: From<'a>,
+}
+
+/// `allowedRoutes.namespaces.from`.
+pub(crate) enum From<'a> {
+    Same,
+    All,
+    /// Namespaces whose labels the selector selects.
+    Selector(&'a LabelSelector),
+}
+
+/// The label Kubernetes gives every namespace: its name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+impl Listener<'_> {
+    /// Whether routes of namespace `ns` may attach. A namespace's labels
+    /// are those of its `Namespace` object in the config (with the name
+    /// label Kubernetes sets); without one, its name label alone.
+    pub fn admits(&self, resources: &[Resource], ns: &str) -> bool {
+        match self.from {
+            From::Same => self.gateway.namespace() == ns,
+            From::All => true,
+            From::Selector(sel) => {
+                let mut labels = resources
+                    .iter()
+                    .find(|r| matches!(r.spec, Spec::Inert("Namespace")) && r.name() == ns)
+                    .map(|r| r.meta.labels.clone())
+                    .unwrap_or_default();
+                labels.insert(NAMESPACE_NAME_LABEL.to_owned(), ns.to_owned());
+                sel.selects(&labels)
+            }
+        }
+    }
 }
 
 impl Listener<'_> {
@@ -53,13 +85,42 @@ pub(crate) fn lower<'a>(resources: &'a [Resource], out: &mut Lowered) -> Vec<Lis
             let istio_ref = format!("{}/{name}", r.namespace());
             let spec = GatewaySpec { selector: selector.clone(), servers: vec![server] };
             out.derive(r, name, r.namespace(), Spec::Gateway(spec));
-            // `Selector` is warned of by the coverage table, and taken as `Same`.
-            let from = l.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()).and_then(|n| n.from.as_deref());
-            served.push(Listener { gateway: r, spec: l, istio_ref, all_namespaces: from == Some("All") });
+            let from = from(r, i, l, out);
+            served.push(Listener { gateway: r, spec: l, istio_ref, from });
         }
     }
     served
 }
+
+/// Which namespaces' routes listener `i` of `r` takes. A `Selector` that
+/// Kubernetes would refuse is an error, and takes none; another value of
+/// `from` is warned of by the coverage table, and taken as `Same`.
+fn from<'a>(r: &Resource, i: usize, l: &'a ListenerSpec, out: &mut Lowered) -> From<'a> {
+    let Some(n) = l.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()) else { return From::Same };
+    match (n.from.as_deref(), &n.selector) {
+        (Some("All"), _) => From::All,
+        (Some("Selector"), Some(sel)) => {
+            if let Some((j, field, why)) = sel.invalid() {
+                let at = format!("spec.listeners[{i}].allowedRoutes.namespaces.selector.matchExpressions[{j}].{field}");
+                out.error(r, &at, why, "the listener takes no routes until it is fixed");
+            }
+            From::Selector(sel)
+        }
+        (Some("Selector"), None) => {
+            let at = format!("spec.listeners[{i}].allowedRoutes.namespaces");
+            let why = "`from: Selector` needs a `selector`".to_owned();
+            out.error(r, &at, why, "add `selector: {matchLabels: {...}}`, or use `from: Same` or `All`");
+            From::Selector(&NOTHING)
+        }
+        _ => From::Same,
+    }
+}
+
+/// A selector no namespace passes: an invalid requirement holds for nothing.
+static NOTHING: std::sync::LazyLock<LabelSelector> = std::sync::LazyLock::new(|| LabelSelector {
+    match_expressions: vec![LabelRequirement { operator: "-".into(), ..Default::default() }],
+    ..Default::default()
+});
 
 /// Whether weft programs `g`'s class: a built-in class, or a GatewayClass
 /// of Istio's or weft's controller. Says why not, once per Gateway.
@@ -121,28 +182,31 @@ fn server(resources: &[Resource], r: &Resource, i: usize, l: &ListenerSpec, out:
                 if c.kind.as_deref().is_some_and(|k| k != "Secret") {
                     return None;
                 }
-                if c.namespace.as_deref().is_some_and(|ns| ns != r.namespace()) {
+                // Another namespace's Secret is read as Istio reads it, when a
+                // ReferenceGrant there permits it.
+                let ns = c.namespace.as_deref().unwrap_or(r.namespace());
+                let name = if ns == r.namespace() {
+                    c.name.clone()
+                } else {
+                    format!("{}{ns}/{}", super::CREDENTIAL_SCHEME, c.name)
+                };
+                if super::credential(resources, r.namespace(), &name).is_none() {
                     let msg = format!(
-                        "`{}` is in another namespace: weft reads a listener's certificates from the Gateway's namespace only",
-                        c.name
+                        "`{ns}/{}` is in another namespace, and no ReferenceGrant there lets Gateways of `{}` refer to it",
+                        c.name,
+                        r.namespace()
                     );
-                    out.condition(
-                        r,
-                        &path,
-                        "ResolvedRefs",
-                        "RefNotPermitted",
-                        msg,
-                        "put the Secret beside the Gateway",
-                    );
+                    let hint = "add a ReferenceGrant in the Secret's namespace, or put the Secret beside the Gateway";
+                    out.condition(r, &path, "ResolvedRefs", "RefNotPermitted", msg, hint);
                     return None;
                 }
                 let found = resources.iter().any(|s| {
                     matches!(&s.spec, Spec::Secret(sec) if sec.tls.is_some())
                         && s.name() == c.name
-                        && s.namespace() == r.namespace()
+                        && s.namespace() == ns
                 });
                 if !found {
-                    let msg = format!("no TLS Secret `{}/{}`: the listener is not served", r.namespace(), c.name);
+                    let msg = format!("no TLS Secret `{ns}/{}`: the listener is not served", c.name);
                     out.condition(
                         r,
                         &path,
@@ -153,7 +217,7 @@ fn server(resources: &[Resource], r: &Resource, i: usize, l: &ListenerSpec, out:
                     );
                     return None;
                 }
-                names.push(c.name.clone());
+                names.push(name);
             }
             let mut settings = ServerTlsSettings { mode: Some("SIMPLE".into()), ..Default::default() };
             if names.len() == 1 {

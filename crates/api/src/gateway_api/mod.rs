@@ -82,6 +82,29 @@ impl Lowered {
     }
 }
 
+/// How a Gateway API listener's certificate in another namespace is named
+/// in the Istio Gateway it becomes, as Istio names it.
+pub const CREDENTIAL_SCHEME: &str = "kubernetes-gateway://";
+
+/// The Secret (namespace, name) that a gateway of namespace `gw_ns` reads
+/// for `credentialName` `name`: one of its own namespace; or, written
+/// `kubernetes-gateway://ns/name`, one of `ns` that a ReferenceGrant there
+/// lets Gateways of `gw_ns` read. None when none permits it.
+pub fn credential<'a>(resources: &[Resource], gw_ns: &'a str, name: &'a str) -> Option<(&'a str, &'a str)> {
+    let Some(rest) = name.strip_prefix(CREDENTIAL_SCHEME) else { return Some((gw_ns, name)) };
+    let (ns, name) = rest.split_once('/')?;
+    let from = grants::From { kind: "Gateway", namespace: gw_ns };
+    (ns == gw_ns || grants::permits(resources, &from, "Secret", ns, name)).then_some((ns, name))
+}
+
+impl Lowered {
+    /// What Kubernetes would refuse: an error at `path` of `r`.
+    pub fn error(&mut self, r: &Resource, path: &str, message: String, hint: &str) {
+        let hint = (!hint.is_empty()).then(|| hint.to_owned());
+        self.diagnostics.push(r.diag(Severity::Error, codes::INVALID_VALUE, path, message, hint));
+    }
+}
+
 /// Whether a policy of namespace `ns` (AuthorizationPolicy,
 /// RequestAuthentication: its `selector`, `targetRef` and `targetRefs`)
 /// applies to a proxy of `node_ns` with `labels`: by selector (or none),

@@ -86,7 +86,8 @@ pub struct AllowedRoutes {
 pub struct RouteNamespaces {
     /// `Same` (the default), `All` or `Selector`.
     pub from: Option<String>,
-    pub selector: Option<serde_json::Value>,
+    /// The labels of the namespaces whose routes attach, with `Selector`.
+    pub selector: Option<super::LabelSelector>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

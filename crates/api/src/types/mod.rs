@@ -77,6 +77,65 @@ pub struct WorkloadSelector {
     pub match_labels: Labels,
 }
 
+/// A Kubernetes label selector: every `matchLabels` pair and every
+/// `matchExpressions` requirement must hold; an empty one selects all.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+    #[serde(default)]
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+/// `{key, operator: In|NotIn|Exists|DoesNotExist, values}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelRequirement {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl LabelSelector {
+    pub fn selects(&self, labels: &Labels) -> bool {
+        selects(&self.match_labels, labels) && self.match_expressions.iter().all(|r| r.holds(labels))
+    }
+
+    /// What Kubernetes would refuse in it: the requirement's index, the
+    /// field at fault, and why.
+    pub fn invalid(&self) -> Option<(usize, &'static str, String)> {
+        self.match_expressions.iter().enumerate().find_map(|(i, r)| {
+            let (field, why) = match r.operator.as_str() {
+                "In" | "NotIn" if r.values.is_empty() => ("operator", format!("`{}` needs `values`", r.operator)),
+                "Exists" | "DoesNotExist" if !r.values.is_empty() => {
+                    ("values", format!("`{}` takes no `values`", r.operator))
+                }
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => return None,
+                other => ("operator", format!("unknown operator `{other}`: use In, NotIn, Exists or DoesNotExist")),
+            };
+            Some((i, field, why))
+        })
+    }
+}
+
+impl LabelRequirement {
+    /// An invalid requirement (see `LabelSelector::invalid`) holds for nothing.
+    pub fn holds(&self, labels: &Labels) -> bool {
+        let v = labels.get(&self.key);
+        match self.operator.as_str() {
+            "In" => v.is_some_and(|v| self.values.contains(v)),
+            "NotIn" => v.is_none_or(|v| !self.values.contains(v)),
+            "Exists" => v.is_some(),
+            "DoesNotExist" => v.is_none(),
+            _ => false,
+        }
+    }
+}
+
 /// Does `selector` select `labels`? An empty selector selects everything.
 pub fn selects(selector: &Labels, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))

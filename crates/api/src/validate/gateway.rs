@@ -140,7 +140,10 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
 /// names a TLS Secret of the Gateway's namespace in the config; a MUTUAL
 /// one's CA is there too (`ca.crt` in one, or in a `<name>-cacert` Secret).
 pub(super) fn credentials(resources: &[Resource], out: &mut Vec<Diagnostic>) {
+    // A credential name as the gateway reads it (`kubernetes-gateway://`
+    // names another namespace's, when granted).
     let secret = |ns: &str, name: &str| {
+        let (ns, name) = crate::gateway_api::credential(resources, ns, name)?;
         resources.iter().find_map(|r| match &r.spec {
             crate::Spec::Secret(s) if r.namespace() == ns && r.name() == name => Some(s),
             _ => None,
@@ -186,6 +189,15 @@ pub(super) fn credentials(resources: &[Resource], out: &mut Vec<Diagnostic>) {
                         format!("Secret `{name}` is not of type kubernetes.io/tls"),
                         Some("a gateway's certificate is a `type: kubernetes.io/tls` Secret with `tls.crt` and `tls.key`".into()),
                     )),
+                    None if crate::gateway_api::credential(resources, r.namespace(), name).is_none() => {
+                        out.push(r.diag(
+                            Error,
+                            codes::INVALID_VALUE,
+                            path,
+                            format!("`{name}`: no ReferenceGrant in its namespace lets Gateways of `{}` read it", r.namespace()),
+                            Some("add a ReferenceGrant there from `gateway.networking.k8s.io` `Gateway` to that Secret".into()),
+                        ))
+                    }
                     None => out.push(r.diag(
                         Error,
                         codes::UNKNOWN_HOST,

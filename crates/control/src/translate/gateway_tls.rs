@@ -85,8 +85,9 @@ fn context(
     mode: TlsTermination,
 ) -> Option<DownstreamTlsContext> {
     let secret = |name: &str| {
+        let (ns, name) = weft_api::gateway_api::credential(resources, gw.namespace(), name)?;
         resources.iter().find_map(|r| match &r.spec {
-            Spec::Secret(s) if r.namespace() == gw.namespace() && r.name() == name => Some(s),
+            Spec::Secret(s) if r.namespace() == ns && r.name() == name => Some(s),
             _ => None,
         })
     };
