@@ -4,10 +4,10 @@
 //! `null` when unknown), as Envoy's JSON formatter does; in text an unknown
 //! value is `-`.
 
-use super::{Entry, HeaderSel, Headers};
+use super::write;
+use super::{Entry, HeaderSel, Headers, Sel};
 use crate::config::CompileError;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use std::fmt::Write;
 
 /// The operators weft's proxy knows, by Envoy's names (`Req` and `Resp`
 /// hold the header and its alternative, and a maximum length).
@@ -21,7 +21,7 @@ enum Op {
     Protocol,
     BytesReceived,
     BytesSent,
-    Req(usize, Option<usize>, Option<usize>),
+    Req(Sel, Option<Sel>, Option<usize>),
     Resp(http::HeaderName, Option<http::HeaderName>, Option<usize>),
     UpstreamHost,
     UpstreamCluster,
@@ -53,22 +53,41 @@ enum Piece {
 #[derive(Debug, Clone)]
 pub struct Template(Box<[Piece]>);
 
-/// A JSON object's fields: each key already serialized with its colon,
-/// and its value.
-type Fields = Box<[(Box<str>, Json)]>;
-
+/// A compiled line: literal runs and values, in order, JSON's keys and
+/// punctuation folded into the literals between its values.
 #[derive(Debug, Clone)]
-pub enum Json {
-    Template(Template),
-    /// A number, bool or null, already serialized.
-    Literal(Box<str>),
-    Object(Fields),
+enum Part {
+    Lit(Box<str>),
+    /// An operator's value as text (`-` when unknown).
+    Text(Op),
+    /// An operator's value as a JSON value (`null` when unknown).
+    Json(Op),
+    /// A template's text as one JSON string.
+    Quoted(Template),
 }
 
 #[derive(Debug, Clone)]
-pub enum Format {
-    Text(Template),
-    Json(Fields),
+pub struct Format(Box<[Part]>);
+
+/// Builds a `Format`, joining adjacent literals.
+#[derive(Default)]
+struct Parts(Vec<Part>);
+
+impl Parts {
+    fn lit(&mut self, s: &str) {
+        match self.0.last_mut() {
+            Some(Part::Lit(l)) => *l = format!("{l}{s}").into(),
+            _ => self.0.push(Part::Lit(s.into())),
+        }
+    }
+
+    /// The line ends with a newline, as Envoy's do.
+    fn done(mut self) -> Format {
+        if !matches!(self.0.last(), Some(Part::Lit(l)) if l.ends_with('\n')) {
+            self.lit("\n");
+        }
+        Format(self.0.into())
+    }
 }
 
 /// One operator's value for one request, borrowed or small: rendering a
@@ -77,6 +96,8 @@ enum Val<'a> {
     None,
     Num(u64),
     Str(&'a str),
+    /// Text known to need no JSON escape (a protocol, hex digits, response flags).
+    Plain(&'a str),
     Addr(std::net::SocketAddr),
     Ip(std::net::IpAddr),
     Time(std::time::SystemTime),
@@ -89,9 +110,10 @@ impl Val<'_> {
             Val::None => out.push('-'),
             Val::Num(n) => out.push_str(itoa::Buffer::new().format(*n)),
             Val::Str(s) => out.push_str(s),
-            Val::Addr(a) => push_addr(*a, out),
-            Val::Ip(ip) => push_ip(*ip, out),
-            Val::Time(t) => start_time(*t, out),
+            Val::Plain(s) => out.push_str(s),
+            Val::Addr(a) => write::push_addr(*a, out),
+            Val::Ip(ip) => write::push_ip(*ip, out),
+            Val::Time(t) => write::start_time(*t, out),
         }
     }
 
@@ -100,8 +122,8 @@ impl Val<'_> {
         match self {
             Val::None => out.push_str("null"),
             Val::Num(n) => out.push_str(itoa::Buffer::new().format(*n)),
-            Val::Str(s) => json_string(s, out),
-            // Addresses and times need no escaping.
+            Val::Str(s) => write::json_string(s, out),
+            // Addresses, times and plain values need no escaping.
             other => {
                 out.push('"');
                 other.text(out);
@@ -136,7 +158,7 @@ fn header_args<'a>(args: &'a str, rest: &str) -> Result<(&'a str, Option<&'a str
     Ok((main, alt, max))
 }
 
-fn request_header(name: &str, headers: &mut Headers) -> Result<usize, CompileError> {
+fn request_header(name: &str, headers: &mut Headers) -> Result<Sel, CompileError> {
     let sel = match name.to_ascii_lowercase().as_str() {
         ":method" => HeaderSel::Method,
         ":path" => HeaderSel::Path,
@@ -221,11 +243,14 @@ impl Template {
         Ok(Template(pieces.into()))
     }
 
-    /// The single operator this template is, if it is one alone.
-    fn alone(&self) -> Option<&Op> {
-        match &*self.0 {
-            [Piece::Op(op)] => Some(op),
-            _ => None,
+    /// As text: its pieces, an operator known to be unknown as `-`.
+    fn text_parts(&self, parts: &mut Parts) {
+        for piece in &*self.0 {
+            match piece {
+                Piece::Text(t) => parts.lit(t),
+                Piece::Op(op) if op.never_known() => parts.lit("-"),
+                Piece::Op(op) => parts.0.push(Part::Text(op.clone())),
+            }
         }
     }
 
@@ -239,142 +264,67 @@ impl Template {
     }
 }
 
-/// An IPv4 address by its octets: `Display` through `fmt` costs several
-/// times as much, three times a line.
-fn push_ip(ip: std::net::IpAddr, out: &mut String) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let mut n = itoa::Buffer::new();
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
+impl Op {
+    /// Values weft's proxy never has: written as literals when compiled.
+    fn never_known(&self) -> bool {
+        matches!(self, Op::UpstreamLocalAddress | Op::UpstreamTransportFailureReason | Op::ConnectionTerminationDetails)
+    }
+}
+
+fn json_value(v: &Value, headers: &mut Headers, parts: &mut Parts) -> Result<(), CompileError> {
+    match &v.kind {
+        Some(Kind::StringValue(s)) => {
+            let t = Template::compile(s, headers)?;
+            match &*t.0 {
+                [Piece::Op(op)] if op.never_known() => parts.lit("null"),
+                [Piece::Op(op)] => parts.0.push(Part::Json(op.clone())),
+                [] => parts.lit("\"\""),
+                [Piece::Text(text)] => {
+                    let mut quoted = String::new();
+                    write::json_string(text, &mut quoted);
+                    parts.lit(&quoted);
                 }
-                out.push_str(n.format(o));
+                _ => parts.0.push(Part::Quoted(t)),
             }
         }
-        std::net::IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-fn push_addr(a: std::net::SocketAddr, out: &mut String) {
-    match a {
-        std::net::SocketAddr::V4(v4) => {
-            push_ip(std::net::IpAddr::V4(*v4.ip()), out);
-            out.push(':');
-            out.push_str(itoa::Buffer::new().format(v4.port()));
-        }
-        std::net::SocketAddr::V6(_) => {
-            let _ = write!(out, "{a}");
-        }
-    }
-}
-
-/// `s` as a JSON string (RFC 8259: quote, backslash and control
-/// characters escaped), written in place. Every byte to escape is ASCII,
-/// never inside a multi-byte character, and most values have none: eight
-/// bytes at a time are checked for one, and runs without are copied whole.
-fn json_string(s: &str, out: &mut String) {
-    out.push('"');
-    let b = s.as_bytes();
-    let (mut start, mut i) = (0, 0);
-    while i < b.len() {
-        if let Some(word) = b.get(i..i + 8) {
-            let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if !may_need_escape(w) {
-                i += 8;
-                continue;
-            }
-        }
-        let c = b[i];
-        if c == b'"' || c == b'\\' || c < b' ' {
-            out.push_str(&s[start..i]);
-            match c {
-                b'"' => out.push_str("\\\""),
-                b'\\' => out.push_str("\\\\"),
-                b'\n' => out.push_str("\\n"),
-                b'\r' => out.push_str("\\r"),
-                b'\t' => out.push_str("\\t"),
-                c => {
-                    let _ = write!(out, "\\u{:04x}", c);
-                }
-            }
-            start = i + 1;
-        }
-        i += 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
-}
-
-/// Whether one of the eight bytes of `w` may be a quote, a backslash or
-/// below a space (never false when one is: the bytes are then looked at
-/// one by one).
-fn may_need_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
-    (below(w, 0x20) | below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1)) != 0
-}
-
-fn json_value(v: &Value, headers: &mut Headers) -> Result<Json, CompileError> {
-    Ok(match &v.kind {
-        Some(Kind::StringValue(s)) => Json::Template(Template::compile(s, headers)?),
-        Some(Kind::NumberValue(n)) => Json::Literal(n.to_string().into()),
-        Some(Kind::BoolValue(b)) => Json::Literal(b.to_string().into()),
-        Some(Kind::NullValue(_)) | None => Json::Literal("null".into()),
-        Some(Kind::StructValue(s)) => Json::Object(json_object(s, headers)?),
+        Some(Kind::NumberValue(n)) => parts.lit(&n.to_string()),
+        Some(Kind::BoolValue(b)) => parts.lit(&b.to_string()),
+        Some(Kind::NullValue(_)) | None => parts.lit("null"),
+        Some(Kind::StructValue(s)) => json_object(s, headers, parts)?,
         Some(Kind::ListValue(_)) => {
             return Err(CompileError::new("access log json_format: a list is not a value Envoy's formatter takes"));
         }
-    })
+    }
+    Ok(())
 }
 
-fn json_object(s: &Struct, headers: &mut Headers) -> Result<Fields, CompileError> {
+fn json_object(s: &Struct, headers: &mut Headers, parts: &mut Parts) -> Result<(), CompileError> {
     // Sorted, as Envoy prints them.
     let mut fields: Vec<_> = s.fields.iter().collect();
     fields.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out = Vec::with_capacity(fields.len());
-    for (k, v) in fields {
-        let mut key = String::new();
-        json_string(k, &mut key);
+    parts.lit("{");
+    for (i, (k, v)) in fields.into_iter().enumerate() {
+        let mut key = String::from(if i > 0 { "," } else { "" });
+        write::json_string(k, &mut key);
         key.push(':');
-        out.push((key.into(), json_value(v, headers)?));
+        parts.lit(&key);
+        json_value(v, headers, parts)?;
     }
-    Ok(out.into())
-}
-
-fn write_json(fields: &[(Box<str>, Json)], e: &Entry, out: &mut String) {
-    out.push('{');
-    for (i, (key, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(key);
-        match v {
-            Json::Literal(l) => out.push_str(l),
-            Json::Object(o) => write_json(o, e, out),
-            Json::Template(t) => match t.alone() {
-                Some(op) => value(op, e).json(out),
-                None => {
-                    let mut s = String::new();
-                    t.text(e, &mut s);
-                    json_string(&s, out);
-                }
-            },
-        }
-    }
-    out.push('}');
+    parts.lit("}");
+    Ok(())
 }
 
 impl Format {
     pub fn text(s: &str, headers: &mut Headers) -> Result<Format, CompileError> {
-        Ok(Format::Text(Template::compile(s, headers)?))
+        let mut parts = Parts::default();
+        Template::compile(s, headers)?.text_parts(&mut parts);
+        Ok(parts.done())
     }
 
     pub fn json(s: &Struct, headers: &mut Headers) -> Result<Format, CompileError> {
-        Ok(Format::Json(json_object(s, headers)?))
+        let mut parts = Parts::default();
+        json_object(s, headers, &mut parts)?;
+        Ok(parts.done())
     }
 
     /// The line for `e`, with its newline.
@@ -387,41 +337,19 @@ impl Format {
 
     /// Appends the line for `e`, with its newline, to `out`.
     pub fn render_into(&self, e: &Entry, out: &mut String) {
-        match self {
-            Format::Text(t) => t.text(e, out),
-            Format::Json(fields) => write_json(fields, e, out),
-        }
-        if !out.ends_with('\n') {
-            out.push('\n');
+        for part in &*self.0 {
+            match part {
+                Part::Lit(l) => out.push_str(l),
+                Part::Json(op) => value(op, e).json(out),
+                Part::Text(op) => value(op, e).text(out),
+                Part::Quoted(t) => {
+                    let mut s = String::new();
+                    t.text(e, &mut s);
+                    write::json_string(&s, out);
+                }
+            }
         }
     }
-}
-
-/// `2026-12-04T23:39:11.123Z`: Envoy's default START_TIME. The date and
-/// time to the second are made once a second per thread (Envoy caches them
-/// too); the milliseconds are added each time.
-fn start_time(t: std::time::SystemTime, out: &mut String) {
-    use std::cell::RefCell;
-    thread_local! {
-        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let since = t.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default();
-    SECOND.with_borrow_mut(|(secs, text)| {
-        if *secs != since.as_secs() {
-            let d = time::OffsetDateTime::from(t);
-            text.clear();
-            let (y, mo, day, h, mi, s) = (d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second());
-            let _ = write!(text, "{y:04}-{mo:02}-{day:02}T{h:02}:{mi:02}:{s:02}");
-            *secs = since.as_secs();
-        }
-        out.push_str(text);
-    });
-    let ms = since.subsec_millis();
-    out.push('.');
-    out.push(char::from(b'0' + (ms / 100) as u8));
-    out.push(char::from(b'0' + (ms / 10 % 10) as u8));
-    out.push(char::from(b'0' + (ms % 10) as u8));
-    out.push('Z');
 }
 
 fn truncated(s: &str, max: Option<usize>) -> &str {
@@ -431,6 +359,7 @@ fn truncated(s: &str, max: Option<usize>) -> &str {
     }
 }
 
+#[inline(always)]
 fn value<'a>(op: &Op, e: &'a Entry) -> Val<'a> {
     let str_of = |s: Option<&'a str>| s.map_or(Val::None, Val::Str);
     let addr = |a: Option<std::net::SocketAddr>| a.map_or(Val::None, Val::Addr);
@@ -439,8 +368,8 @@ fn value<'a>(op: &Op, e: &'a Entry) -> Val<'a> {
         Op::Duration => Val::Num(e.duration.as_millis() as u64),
         Op::ResponseCode => Val::Num(u64::from(e.code)),
         Op::ResponseCodeDetails => str_of(e.details),
-        Op::ResponseFlags => Val::Str(e.flags),
-        Op::Protocol => str_of(e.protocol),
+        Op::ResponseFlags => Val::Plain(e.flags),
+        Op::Protocol => e.protocol.map_or(Val::None, Val::Plain),
         Op::BytesReceived => Val::Num(e.bytes_received),
         Op::BytesSent => Val::Num(e.bytes_sent),
         Op::Req(main, alt, max) => {
@@ -449,7 +378,8 @@ fn value<'a>(op: &Op, e: &'a Entry) -> Val<'a> {
             str_of(v.map(|v| truncated(v, *max)))
         }
         Op::Resp(main, alt, max) => {
-            let get = |n: &http::HeaderName| e.response.and_then(|h| h.get(n));
+            // A response has few headers: comparing names costs less than hashing one.
+            let get = |n: &http::HeaderName| e.response.and_then(|h| h.iter().find(|(k, _)| *k == n)).map(|(_, v)| v);
             let v = get(main).or_else(|| alt.as_ref().and_then(get)).and_then(|v| v.to_str().ok());
             str_of(v.map(|v| truncated(v, *max)))
         }
@@ -462,40 +392,6 @@ fn value<'a>(op: &Op, e: &'a Entry) -> Val<'a> {
         Op::DownstreamPeerUriSan => str_of(e.peer_identity),
         Op::RequestedServerName => str_of(e.server_name),
         Op::RouteName => str_of(e.route_name),
-        Op::TraceId => str_of(e.trace_id),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn json_strings_escape_what_json_requires_and_read_back_the_same() {
-        let long = "a long value with \"quotes\" here, a \\ there, a\ttab and ünïcødé after sixteen bytes\n";
-        for s in ["plain", "a \"quoted\" \\ path", "tab\tnew\nline\r", "bell\u{7} nul\u{0}", "ünïcødé ✓", "", long]
-        {
-            let mut out = String::new();
-            super::json_string(s, &mut out);
-            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
-        }
-    }
-
-    #[test]
-    fn addresses_read_as_display_writes_them() {
-        for a in ["127.0.0.1:80", "10.255.0.9:65535", "0.0.0.0:0", "[::1]:8080", "[fe80::1%2]:1"] {
-            let a: std::net::SocketAddr = a.parse().unwrap();
-            let mut out = String::new();
-            super::push_addr(a, &mut out);
-            assert_eq!(out, a.to_string());
-        }
-    }
-
-    #[test]
-    fn start_times_have_milliseconds_and_follow_the_second() {
-        let at = |ms: u64| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-        let mut out = String::new();
-        super::start_time(at(1_780_000_000_007), &mut out);
-        out.push(' ');
-        super::start_time(at(1_780_000_001_999), &mut out);
-        assert_eq!(out, "2026-05-28T20:26:40.007Z 2026-05-28T20:26:41.999Z");
+        Op::TraceId => e.trace_id.map_or(Val::None, Val::Plain),
     }
 }

@@ -6,6 +6,7 @@
 
 mod filter;
 mod format;
+mod write;
 
 use super::CompileError;
 use super::matcher::{HeaderMatch, RequestView};
@@ -31,21 +32,43 @@ pub enum HeaderSel {
     Header(http::HeaderName),
 }
 
-/// What a listener's logs read from requests: values and header tests.
+/// Where a captured request value is: the request line, or a captured
+/// header by its index in `Headers::names` (`Authority` holds `host`'s,
+/// for a request whose URI has none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sel {
+    Method,
+    Path,
+    Authority(usize),
+    Scheme,
+    Header(usize),
+}
+
+/// What a listener's logs read from requests: header values and tests.
 #[derive(Debug, Default)]
 pub struct Headers {
-    sel: Vec<HeaderSel>,
+    names: Vec<http::HeaderName>,
     tests: Vec<HeaderMatch>,
 }
 
 impl Headers {
-    fn index(&mut self, sel: HeaderSel) -> usize {
-        match self.sel.iter().position(|s| *s == sel) {
+    fn slot(&mut self, name: http::HeaderName) -> usize {
+        match self.names.iter().position(|n| *n == name) {
             Some(i) => i,
             None => {
-                self.sel.push(sel);
-                self.sel.len() - 1
+                self.names.push(name);
+                self.names.len() - 1
             }
+        }
+    }
+
+    fn index(&mut self, sel: HeaderSel) -> Sel {
+        match sel {
+            HeaderSel::Method => Sel::Method,
+            HeaderSel::Path => Sel::Path,
+            HeaderSel::Authority => Sel::Authority(self.slot(http::header::HOST)),
+            HeaderSel::Scheme => Sel::Scheme,
+            HeaderSel::Header(name) => Sel::Header(self.slot(name)),
         }
     }
 }
@@ -66,38 +89,26 @@ pub struct AccessLogs {
 }
 
 /// A request's values the logs read, taken as it arrives: its method and
-/// URI (cheap clones) and the headers the logs name.
+/// URI (cheap clones) and the headers the logs name, held inline.
 pub struct Captured {
     method: http::Method,
     uri: http::Uri,
-    host: Option<HeaderValue>,
-    /// By `Headers::sel`'s index.
-    values: Box<[Got]>,
+    /// By `Headers::names`' index.
+    values: smallvec::SmallVec<[Option<HeaderValue>; 6]>,
     tests: u64,
     /// The route it took, once routed.
     pub route: Option<Arc<str>>,
 }
 
-/// A captured value: a pseudo-header read from the request line, or a header.
-enum Got {
-    Method,
-    Path,
-    Authority,
-    Scheme,
-    Header(Option<HeaderValue>),
-}
-
 impl Captured {
-    /// The value of `Headers::sel[i]`.
-    fn get(&self, i: usize) -> Option<&str> {
-        match self.values.get(i)? {
-            Got::Method => Some(self.method.as_str()),
-            Got::Path => self.uri.path_and_query().map(|p| p.as_str()),
-            Got::Authority => {
-                self.uri.authority().map(|a| a.as_str()).or_else(|| self.host.as_ref().and_then(|h| h.to_str().ok()))
-            }
-            Got::Scheme => Some(self.uri.scheme_str().unwrap_or("http")),
-            Got::Header(v) => v.as_ref().and_then(|v| v.to_str().ok()),
+    fn get(&self, sel: Sel) -> Option<&str> {
+        let header = |i: usize| self.values.get(i)?.as_ref()?.to_str().ok();
+        match sel {
+            Sel::Method => Some(self.method.as_str()),
+            Sel::Path => self.uri.path_and_query().map(|p| p.as_str()),
+            Sel::Authority(host) => self.uri.authority().map(|a| a.as_str()).or_else(|| header(host)),
+            Sel::Scheme => Some(self.uri.scheme_str().unwrap_or("http")),
+            Sel::Header(i) => header(i),
         }
     }
 }
@@ -192,31 +203,20 @@ impl AccessLogs {
         headers: &http::HeaderMap,
         extra: &[(http::HeaderName, Option<&HeaderValue>)],
     ) -> Box<Captured> {
-        let mut values: Vec<Got> = self
-            .headers
-            .sel
-            .iter()
-            .map(|sel| match sel {
-                HeaderSel::Method => Got::Method,
-                HeaderSel::Path => Got::Path,
-                HeaderSel::Authority => Got::Authority,
-                HeaderSel::Scheme => Got::Scheme,
-                HeaderSel::Header(_) => Got::Header(None),
-            })
-            .collect();
+        let names = &self.headers.names;
+        let mut values: smallvec::SmallVec<[Option<HeaderValue>; 6]> = smallvec::smallvec![None; names.len()];
         // One pass over the request's headers, the first value of each
         // name: names compare cheaply, where each lookup would hash.
-        let mut host = None;
+        let mut left = names.len();
         let added = extra.iter().filter_map(|(n, v)| Some((n, (*v)?)));
         for (name, value) in headers.iter().chain(added) {
-            if name == http::header::HOST && host.is_none() {
-                host = Some(value.clone());
+            if left == 0 {
+                break;
             }
-            for (sel, got) in self.headers.sel.iter().zip(values.iter_mut()) {
-                if let (HeaderSel::Header(n), Got::Header(slot @ None)) = (sel, got)
-                    && n == name
-                {
+            for (n, slot) in names.iter().zip(values.iter_mut()) {
+                if slot.is_none() && n == name {
                     *slot = Some(value.clone());
+                    left -= 1;
                 }
             }
         }
@@ -234,7 +234,7 @@ impl AccessLogs {
                 tests |= u64::from(t.matches(&view)) << i;
             }
         }
-        Box::new(Captured { method: method.clone(), uri: uri.clone(), host, values: values.into(), tests, route: None })
+        Box::new(Captured { method: method.clone(), uri: uri.clone(), values, tests, route: None })
     }
 
     /// Writes `e` to each log whose filter takes it.

@@ -102,14 +102,29 @@ fn json_lines_keep_types_and_null_what_is_unknown() {
         ("upstream", "%UPSTREAM_HOST% via %UPSTREAM_CLUSTER%"),
         ("sni", "%REQUESTED_SERVER_NAME%"),
         ("short", "%REQ(USER-AGENT):4%"),
+        ("local", "%UPSTREAM_LOCAL_ADDRESS%"),
+        ("fixed", "a \"literal\""),
+        ("empty", ""),
+        ("service_time", "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%"),
+        ("content_type", "%RESP(CONTENT-TYPE)%"),
     ]);
+    // Nested objects, numbers and bools, as Envoy takes them.
+    let mut format = format;
+    let nested = json_format(&[("code", "%RESPONSE_CODE%"), ("flags", "%RESPONSE_FLAGS%")]);
+    let mut nested = nested;
+    nested.fields.insert("ratio".into(), Value { kind: Some(Kind::NumberValue(0.5)) });
+    nested.fields.insert("on".into(), Value { kind: Some(Kind::BoolValue(true)) });
+    format.fields.insert("outcome".into(), Value { kind: Some(Kind::StructValue(nested)) });
     let sinks = Sinks::default();
     let logs = AccessLogs::compile(&[file_log("/dev/null", Some(Substitution::JsonFormat(format)), None)], &sinks)
         .unwrap()
         .unwrap();
     let (method, headers) = request(&[("user-agent", "curl/8.0")]);
     let captured = capture(&logs, &method, &headers);
-    let line = logs.logs[0].format.render(&entry(&captured, 200, "-"));
+    let mut response = http::HeaderMap::new();
+    response.insert("content-length", HeaderValue::from_static("2"));
+    response.insert("x-envoy-upstream-service-time", HeaderValue::from_static("7"));
+    let line = logs.logs[0].format.render(&Entry { response: Some(&response), ..entry(&captured, 200, "-") });
     assert!(line.ends_with('\n'));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["start_time"], "2026-05-28T20:26:40.123Z");
@@ -122,6 +137,12 @@ fn json_lines_keep_types_and_null_what_is_unknown() {
     assert_eq!(v["upstream"], "127.0.0.1:9080 via outbound|9080||reviews.default.svc.cluster.local");
     assert_eq!(v["sni"], serde_json::Value::Null);
     assert_eq!(v["short"], "curl");
+    assert_eq!(v["local"], serde_json::Value::Null, "a value weft's proxy never has");
+    assert_eq!((&v["service_time"], &v["content_type"]), (&serde_json::json!("7"), &serde_json::Value::Null));
+    assert_eq!((&v["fixed"], &v["empty"]), (&serde_json::json!("a \"literal\""), &serde_json::json!("")));
+    assert_eq!(v["outcome"], serde_json::json!({"code": 200, "flags": "-", "ratio": 0.5, "on": true}));
+    let at = |k: &str| line.find(&format!("\"{k}\":")).unwrap();
+    assert!(at("duration") < at("empty") && at("empty") < at("fixed") && at("code") < at("on"), "sorted: {line}");
 }
 
 #[test]
