@@ -96,10 +96,22 @@ pub struct TracingChoice {
     /// Percent of requests sampled when the caller did not decide (Istio's
     /// default: 1).
     pub sampling: f64,
-    /// The collector spans go to: provider name, host or IP, port. None:
-    /// traces are decided and propagated, no span is reported.
-    pub collector: Option<(String, String, u16)>,
+    /// The collector spans go to. None: traces are decided and
+    /// propagated, no span is reported.
+    pub collector: Option<Collector>,
     pub custom_tags: BTreeMap<String, CustomTag>,
+}
+
+/// Where spans go: a provider's collector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Collector {
+    /// The provider's name.
+    pub name: String,
+    /// A host name or an IP address.
+    pub host: String,
+    pub port: u16,
+    /// OTLP over HTTP; over gRPC when none.
+    pub http: Option<crate::types::mesh_config::OtelHttp>,
 }
 
 /// Istio's default sampling percentage.
@@ -147,8 +159,12 @@ pub fn tracing_for(
         custom_tags.extend(e.custom_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     let collector = providers.iter().find_map(|n| match mesh.provider(n) {
-        Some(Provider::Otel { name, service, port }) => Some((name.to_owned(), service.to_owned(), port)),
-        Some(Provider::Store) => store.map(|a| (n.to_string(), a.ip().to_string(), a.port())),
+        Some(Provider::Otel { name, service, port, http }) => {
+            Some(Collector { name: name.to_owned(), host: service.to_owned(), port, http: http.cloned() })
+        }
+        Some(Provider::Store) => {
+            store.map(|a| Collector { name: n.to_string(), host: a.ip().to_string(), port: a.port(), http: None })
+        }
         _ => None,
     });
     Some(TracingChoice { sampling, collector: collector.filter(|_| reporting), custom_tags })
@@ -225,7 +241,8 @@ spec:
             |ns: &str, app: &str| tracing_for(&loaded.resources, ns, &labels(app), Side::Server, None).unwrap();
         let mesh = tracing("default", "web");
         assert_eq!(mesh.sampling, 10.0);
-        assert_eq!(mesh.collector, Some(("otel".into(), "127.0.0.1".into(), 4317)), "the default provider");
+        let otel = Collector { name: "otel".into(), host: "127.0.0.1".into(), port: 4317, http: None };
+        assert_eq!(mesh.collector, Some(otel), "the default provider");
         let shop = tracing("shop", "web");
         assert_eq!((shop.sampling, shop.custom_tags.len()), (10.0, 1), "sampling inherited, a tag added");
         assert_eq!(tracing("shop", "db").collector, None, "reporting disabled for the workload");
@@ -235,7 +252,8 @@ spec:
         let own = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: istio-system}\nspec:\n  tracing: [{}]\n";
         let own = crate::parse_str("t.yaml", own);
         let to = |store| tracing_for(&own.resources, "default", &labels("web"), Side::Client, store).unwrap().collector;
-        assert_eq!(to(Some("127.0.0.1:4999".parse().unwrap())), Some(("weft".into(), "127.0.0.1".into(), 4999)));
+        let store = Collector { name: "weft".into(), host: "127.0.0.1".into(), port: 4999, http: None };
+        assert_eq!(to(Some("127.0.0.1:4999".parse().unwrap())), Some(store));
         assert_eq!(to(None), None);
     }
 }

@@ -352,6 +352,23 @@ fn tracing_settings_weft_would_drop_are_errors_and_unknown_default_providers_war
 }
 
 #[test]
+fn an_otlp_http_provider_with_a_bad_path_or_header_is_an_error() {
+    let mesh = |http: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |\n    extensionProviders:\n    - name: otel\n      opentelemetry: {{service: collector, port: 4318, http: {http}}}\n"
+        )
+    };
+    let diags = check(&mesh("{path: v1/traces, headers: [{name: \"x tenant\", value: a}], retries: 3}"));
+    let said =
+        |text: &str| diags.iter().find(|d| d.message.contains(text)).unwrap_or_else(|| panic!("{text}: {diags:#?}"));
+    assert!(said("does not start with `/`").is_error());
+    assert!(said("x tenant").is_error());
+    assert!(!said("`http.retries` of extension provider `otel` is not applied").is_error());
+    let good = mesh("{path: /v1/traces, timeout: 2s, headers: [{name: x-tenant, value: a}]}");
+    assert!(check(&good).is_empty(), "{:#?}", check(&good));
+}
+
+#[test]
 fn an_istio_mutual_server_takes_no_certificate_of_its_own() {
     let gw = |tls: &str| {
         format!(

@@ -4,7 +4,7 @@
 //! own protobuf definitions (tests/otlp/receiver.py): one trace across a
 //! client, a frontend and the two services it calls, with every proxy's
 //! span and the parent links right; a caller's trace and sampling decision
-//! honoured; a dead collector costing no request.
+//! honoured; a dead collector costing no request; OTLP over HTTP.
 
 mod common;
 use common::otlp::*;
@@ -176,5 +176,40 @@ fn a_retried_request_reports_each_attempt() {
         assert_eq!((first["attributes"]["http.status_code"].as_i64(), second["attributes"]["http.status_code"].as_i64()), (Some(503), Some(200)));
         assert_eq!(first["attributes"]["upstream_address"], format!("127.0.0.1:{bad}"));
         assert_eq!(second["attributes"]["upstream_address"], format!("127.0.0.1:{good}"));
+    });
+}
+
+/// OTLP over HTTP, as Istio's `opentelemetry.http` asks: spans POSTed as
+/// protobuf to the provider's path, with its headers.
+#[test]
+fn spans_go_over_otlp_http_to_the_providers_path_with_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_receiver, received, collector) = receiver_with(&["--http"]);
+        let (_app, app) = demo("web", "v1").await;
+        let grpc = format!("opentelemetry: {{service: 127.0.0.1, port: {collector}}}");
+        let http = format!(
+            "opentelemetry: {{service: 127.0.0.1, port: {collector}, http: {{path: /tenant/v1/traces, timeout: 2s, headers: [{{name: x-tenant, value: shop}}]}}}}"
+        );
+        let mesh = telemetry(collector).replace(&grpc, &http);
+        assert_ne!(mesh, telemetry(collector), "the provider is OTLP/HTTP");
+        std::fs::write(dir.path().join("mesh.yaml"), backend_yaml("web", app) + "---\n" + &mesh).unwrap();
+        let control = Control::start(dir.path()).await;
+        let client = Sidecar::start_with(&control.xds, "client", &["--labels", "app=client"]).await;
+        for _ in 0..5 {
+            assert_eq!(call(&client.outbound, "web").await.0, 200);
+        }
+        eventually(15, "spans over OTLP/HTTP", || {
+            let n = received.json().len();
+            async move { n >= 5 }
+        })
+        .await;
+        let span = received.json().remove(0);
+        assert_eq!(span["http_path"], "/tenant/v1/traces", "{span}");
+        assert_eq!(span["http_headers"]["x-tenant"], "shop", "{span}");
+        assert_eq!(span["http_headers"]["content-type"], "application/x-protobuf", "{span}");
+        assert_eq!((span["kind"].as_i64(), span["attributes"]["team"].as_str()), (Some(3), Some("shop")), "{span}");
+        assert!(counter(&client.admin, "weft_spans_exported_total").await >= 5);
+        assert_eq!(counter(&client.admin, "weft_spans_dropped_total").await, 0);
     });
 }

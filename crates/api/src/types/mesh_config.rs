@@ -34,13 +34,40 @@ pub struct ExtensionProviderSpec {
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
-/// An OpenTelemetry collector taking OTLP over gRPC.
+/// An OpenTelemetry collector taking OTLP over gRPC, or over HTTP with `http`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OtelProvider {
     /// A host name or an IP address.
     pub service: String,
     pub port: u16,
+    pub http: Option<OtelHttp>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// OTLP over HTTP (protobuf bodies POSTed to `path`), as Istio's
+/// `opentelemetry.http`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OtelHttp {
+    /// `/v1/traces` when empty, OTLP's.
+    #[serde(default)]
+    pub path: String,
+    pub timeout: Option<super::Duration>,
+    #[serde(default)]
+    pub headers: Vec<OtelHeader>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A header sent with each export.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OtelHeader {
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -65,12 +92,12 @@ pub struct DefaultProviders {
 }
 
 /// What a provider is to weft.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Provider<'a> {
     /// Access log lines to this path (`envoy` is `/dev/stdout`).
     File(&'a str),
-    /// Spans to this collector.
-    Otel { name: &'a str, service: &'a str, port: u16 },
+    /// Spans to this collector, over gRPC or, with `http`, HTTP.
+    Otel { name: &'a str, service: &'a str, port: u16, http: Option<&'a OtelHttp> },
     /// Spans to the control plane's own trace store (`weft`).
     Store,
 }
@@ -95,7 +122,9 @@ impl MeshConfig {
             };
         };
         match (&p.opentelemetry, &p.envoy_file_access_log) {
-            (Some(o), _) => Some(Provider::Otel { name: &p.name, service: &o.service, port: o.port }),
+            (Some(o), _) => {
+                Some(Provider::Otel { name: &p.name, service: &o.service, port: o.port, http: o.http.as_ref() })
+            }
             (None, Some(f)) => Some(Provider::File(&f.path)),
             (None, None) => None,
         }

@@ -79,6 +79,31 @@ fn not_applied(r: &Resource, path: &str, message: String, hint: &str, out: &mut 
     out.push(r.diag(Warning, codes::NOT_APPLIED, path, message, Some(hint.to_owned())));
 }
 
+/// An OTLP/HTTP collector's path and headers, which its exports would fail with.
+fn otlp_http(r: &Resource, provider: &str, h: &crate::types::mesh_config::OtelHttp, out: &mut Vec<Diagnostic>) {
+    let mut bad = |what: String, hint: &str| {
+        let msg = format!("extension provider `{provider}`: {what}");
+        out.push(r.diag(Error, codes::INVALID_VALUE, "data.mesh", msg, Some(hint.to_owned())));
+    };
+    if !h.path.is_empty() && !h.path.starts_with('/') {
+        bad(format!("`http.path` {:?} does not start with `/`", h.path), "write the path OTLP takes, `/v1/traces`");
+    }
+    for x in &h.headers {
+        if http_header_invalid(&x.name, &x.value) {
+            bad(
+                format!("`http.headers` {}: {:?} is not an HTTP header", x.name, x.value),
+                "name and value as HTTP writes them",
+            );
+        }
+    }
+}
+
+/// Whether `name: value` cannot be an HTTP header (RFC 9110 token name, visible value).
+fn http_header_invalid(name: &str, value: &str) -> bool {
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    name.is_empty() || !name.bytes().all(token) || value.bytes().any(|c| c < b' ' && c != b'\t' || c == 0x7f)
+}
+
 /// The mesh config's settings weft does not apply, each said once.
 pub(super) fn mesh_config(r: &Resource, m: &MeshConfig, out: &mut Vec<Diagnostic>) {
     const AT: &str = "data.mesh";
@@ -92,8 +117,17 @@ pub(super) fn mesh_config(r: &Resource, m: &MeshConfig, out: &mut Vec<Diagnostic
             let msg = format!("extension provider `{}` ({kind}) is not applied: nothing uses it", p.name);
             not_applied(r, AT, msg, HINT, out);
         }
-        let extra = p.opentelemetry.iter().flat_map(|o| o.other.keys());
-        for k in extra.chain(p.envoy_file_access_log.iter().flat_map(|f| f.other.keys())) {
+        let http = p.opentelemetry.iter().flat_map(|o| o.http.as_ref());
+        let extra = p.opentelemetry.iter().flat_map(|o| o.other.keys().cloned());
+        let extra = extra.chain(http.clone().flat_map(|h| h.other.keys().map(|k| format!("http.{k}"))));
+        let extra = extra.chain(
+            http.clone().flat_map(|h| &h.headers).flat_map(|h| h.other.keys()).map(|k| format!("http.headers[].{k}")),
+        );
+        for h in http {
+            otlp_http(r, &p.name, h, out);
+        }
+        let files = p.envoy_file_access_log.iter().flat_map(|f| f.other.keys().cloned());
+        for k in extra.chain(files) {
             let msg = format!("`{k}` of extension provider `{}` is not applied", p.name);
             not_applied(
                 r,

@@ -5,11 +5,17 @@
 use super::*;
 use std::process::{Command, Stdio};
 
-/// The OTLP receiver, and the spans it printed.
+/// The OTLP/gRPC receiver, and the spans it printed.
 pub fn receiver() -> (Proc, Lines, u16) {
+    receiver_with(&[])
+}
+
+/// The OTLP receiver started with `args` (`--http`: OTLP over HTTP).
+pub fn receiver_with(args: &[&str]) -> (Proc, Lines, u16) {
     let script = repo().join("crates/cli/tests/otlp/receiver.py");
     let mut child = Command::new("python3")
         .arg(script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -1,13 +1,15 @@
 //! Tracing from Istio's Telemetry and the mesh config: the connection
 //! manager's `tracing` (random sampling, custom tags, the OpenTelemetry
-//! tracer reporting to a collector cluster over gRPC) and that cluster.
+//! tracer reporting to a collector cluster over gRPC or HTTP) and that cluster.
 //! Envoy and weft's proxy read the same.
 
 use super::listeners::socket;
 use super::node::ProxyNode;
 use super::routes::pb_duration;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{GrpcService, Http2ProtocolOptions, grpc_service};
+use envoy_types::pb::envoy::config::core::v3::{
+    GrpcService, HeaderValue, HeaderValueOption, Http2ProtocolOptions, HttpService, HttpUri, grpc_service, http_uri,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
@@ -19,7 +21,8 @@ use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::util::pack_any;
 use std::time::Duration;
 use weft_api::index::Index;
-use weft_api::observability::{TracingChoice, tracing_for};
+use weft_api::observability::{Collector, TracingChoice, tracing_for};
+use weft_api::types::mesh_config::OtelHttp;
 use weft_api::types::telemetry::Side;
 
 /// The collector cluster of provider `name`.
@@ -45,20 +48,21 @@ fn hcm_tracing(choice: &TracingChoice, node: &ProxyNode) -> Tracing {
         .get("service.istio.io/canonical-name")
         .or_else(|| node.labels.get("app"))
         .map_or(node.workload.as_str(), String::as_str);
-    let provider = choice.collector.as_ref().map(|(name, _, _)| tracing::Http {
-        name: "envoy.tracers.opentelemetry".into(),
-        config_type: Some(tracing::http::ConfigType::TypedConfig(pack_any(OpenTelemetryConfig {
-            grpc_service: Some(GrpcService {
-                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
-                    cluster_name: cluster_name(name),
-                    ..Default::default()
-                })),
+    let provider = choice.collector.as_ref().map(|c| {
+        let (grpc_service, http_service) = match &c.http {
+            None => (Some(grpc(&c.name)), None),
+            Some(h) => (None, Some(http(c, h))),
+        };
+        tracing::Http {
+            name: "envoy.tracers.opentelemetry".into(),
+            config_type: Some(tracing::http::ConfigType::TypedConfig(pack_any(OpenTelemetryConfig {
+                grpc_service,
+                http_service,
+                // Istio's: the canonical service and its namespace.
+                service_name: format!("{canonical}.{}", node.namespace),
                 ..Default::default()
-            }),
-            // Istio's: the canonical service and its namespace.
-            service_name: format!("{canonical}.{}", node.namespace),
-            ..Default::default()
-        }))),
+            }))),
+        }
     });
     let custom_tags = choice
         .custom_tags
@@ -84,10 +88,44 @@ fn hcm_tracing(choice: &TracingChoice, node: &ProxyNode) -> Tracing {
     Tracing { random_sampling: Some(Percent { value: choice.sampling }), custom_tags, provider, ..Default::default() }
 }
 
+/// OTLP over gRPC to provider `name`'s cluster.
+fn grpc(name: &str) -> GrpcService {
+    GrpcService {
+        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
+            cluster_name: cluster_name(name),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// OTLP over HTTP: protobuf POSTed to the path (OTLP's `/v1/traces` by
+/// default) through the provider's cluster, with its headers.
+fn http(c: &Collector, h: &OtelHttp) -> HttpService {
+    let path = if h.path.is_empty() { "/v1/traces" } else { h.path.as_str() };
+    let host = if c.host.contains(':') { format!("[{}]", c.host) } else { c.host.clone() };
+    HttpService {
+        http_uri: Some(HttpUri {
+            uri: format!("http://{host}:{}{path}", c.port),
+            timeout: Some(pb_duration(h.timeout.map_or(Duration::from_secs(5), |t| t.0))),
+            http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(cluster_name(&c.name))),
+        }),
+        request_headers_to_add: h
+            .headers
+            .iter()
+            .map(|x| HeaderValueOption {
+                header: Some(HeaderValue { key: x.name.clone(), value: x.value.clone(), ..Default::default() }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// A collector's cluster: static for an IP address, DNS for a host name,
-/// HTTP/2 for gRPC.
-fn collector((name, host, port): &(String, String, u16)) -> Cluster {
-    let (name, port) = (cluster_name(name), *port);
+/// HTTP/2 for gRPC (HTTP/1.1 for OTLP over HTTP).
+fn collector(c: &Collector) -> Cluster {
+    let (name, host, port) = (cluster_name(&c.name), &c.host, c.port);
     let kind = if host.parse::<std::net::IpAddr>().is_ok() {
         cluster::DiscoveryType::Static
     } else {
@@ -112,6 +150,10 @@ fn collector((name, host, port): &(String, String, u16)) -> Cluster {
         })),
         ..Default::default()
     };
+    let protocol_options = match c.http {
+        Some(_) => Default::default(),
+        None => [("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(), pack_any(opts))].into(),
+    };
     Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(kind as i32)),
@@ -121,11 +163,7 @@ fn collector((name, host, port): &(String, String, u16)) -> Cluster {
             endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
             ..Default::default()
         }),
-        typed_extension_protocol_options: [(
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
-            pack_any(opts),
-        )]
-        .into(),
+        typed_extension_protocol_options: protocol_options,
         ..Default::default()
     }
 }

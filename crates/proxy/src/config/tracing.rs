@@ -1,10 +1,11 @@
 //! A connection manager's `tracing`, compiled: Envoy's sampling (random,
 //! client-forced, overall, as parts per million), the custom tags and the
-//! OpenTelemetry collector spans go to (a cluster, over OTLP/gRPC).
+//! OpenTelemetry collector spans go to (a cluster, over OTLP/gRPC or OTLP/HTTP).
 
 use super::CompileError;
-use crate::telemetry::trace::{Exporter, Exporters};
+use crate::telemetry::trace::{Exporter, Exporters, HttpTarget, Target};
 use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{HttpService, http_uri};
 use envoy_types::pb::envoy::config::trace::v3::OpenTelemetryConfig;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as TracingProto;
 use envoy_types::pb::envoy::r#type::tracing::v3::custom_tag;
@@ -30,6 +31,35 @@ pub struct Tracing {
     pub tags: Box<[(Arc<str>, TagValue)]>,
     /// None: the trace is propagated and decided, and no span reported.
     pub exporter: Option<Arc<Exporter>>,
+}
+
+/// OTLP over HTTP: the cluster, and the path, host, timeout and headers
+/// of each export.
+fn http_target(h: HttpService) -> Result<(String, Target), CompileError> {
+    let bad = |what: String| CompileError::new(format!("OpenTelemetry tracer http_service: {what}"));
+    let uri = h.http_uri.ok_or_else(|| bad("needs http_uri".into()))?;
+    let Some(http_uri::HttpUpstreamType::Cluster(cluster)) = uri.http_upstream_type else {
+        return Err(bad("http_uri needs a cluster".into()));
+    };
+    let parsed: http::Uri = uri.uri.parse().map_err(|e| bad(format!("uri {:?}: {e}", uri.uri)))?;
+    let host = match parsed.authority() {
+        Some(a) => Some(http::HeaderValue::from_str(a.as_str()).map_err(|e| bad(e.to_string()))?),
+        None => None,
+    };
+    let path = parsed.path_and_query().map_or("/v1/traces", |p| p.as_str());
+    let timeout = uri.timeout.map_or(std::time::Duration::from_secs(5), |d| {
+        std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
+    });
+    let mut headers = Vec::new();
+    for o in h.request_headers_to_add {
+        let Some(hv) = o.header else { continue };
+        let name =
+            http::HeaderName::from_bytes(hv.key.as_bytes()).map_err(|_| bad(format!("bad header {:?}", hv.key)))?;
+        let value = http::HeaderValue::from_str(&hv.value).map_err(|_| bad(format!("bad value of {:?}", hv.key)))?;
+        headers.push((name, value));
+    }
+    let path = if path == "/" && !uri.uri.ends_with('/') { "/v1/traces" } else { path };
+    Ok((cluster, Target::Http(HttpTarget { path: path.to_owned(), host, timeout, headers })))
 }
 
 fn ppm(p: Option<&envoy_types::pb::envoy::r#type::v3::Percent>) -> u32 {
@@ -76,15 +106,16 @@ impl Tracing {
                 }
                 let otel =
                     OpenTelemetryConfig::decode(any.value.as_slice()).map_err(|e| CompileError::new(e.to_string()))?;
-                let cluster = match otel.grpc_service.and_then(|g| g.target_specifier) {
-                    Some(TargetSpecifier::EnvoyGrpc(g)) => g.cluster_name,
+                let (cluster, target) = match (otel.grpc_service.and_then(|g| g.target_specifier), otel.http_service) {
+                    (Some(TargetSpecifier::EnvoyGrpc(g)), _) => (g.cluster_name, Target::Grpc),
+                    (None, Some(h)) => http_target(h)?,
                     _ => {
                         return Err(CompileError::new(
-                            "OpenTelemetry tracer: weft's proxy exports over gRPC to a cluster (grpc_service.envoy_grpc)",
+                            "OpenTelemetry tracer: weft's proxy exports to a cluster, over gRPC (grpc_service.envoy_grpc) or HTTP (http_service)",
                         ));
                     }
                 };
-                Some(exporters.open(&cluster, &otel.service_name).map_err(CompileError::new)?)
+                Some(exporters.open(&cluster, &otel.service_name, target).map_err(CompileError::new)?)
             }
         };
         Ok(Tracing {

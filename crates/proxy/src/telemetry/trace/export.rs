@@ -1,9 +1,13 @@
-//! Spans out of the proxy: OTLP over gRPC to a collector, batched by a
-//! task per collector from a bounded queue. A request only offers its
+//! Spans out of the proxy: OTLP over gRPC or HTTP to a collector, batched
+//! by a task per collector from a bounded queue. A request only offers its
 //! span; a slow or dead collector fills the queue and spans are dropped
 //! and counted, never waited for.
 
 use crate::node::NodeInfo;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -11,6 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, span::SpanKind, status::StatusCode};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
+use prost::Message;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
@@ -46,6 +51,24 @@ pub enum Attr {
     Int(i64),
 }
 
+/// How spans reach a collector.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// OTLP/gRPC: the trace service's `Export`.
+    Grpc,
+    /// OTLP/HTTP: protobuf POSTed over HTTP/1.1.
+    Http(HttpTarget),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpTarget {
+    pub path: String,
+    /// The `host` header; the collector's address when none.
+    pub host: Option<http::HeaderValue>,
+    pub timeout: Duration,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
 /// Finds a collector's address by its cluster's name, in the config of
 /// the moment (set once by the proxy when it starts).
 pub type Resolver = Arc<dyn Fn(&str) -> Option<SocketAddr> + Send + Sync>;
@@ -54,7 +77,7 @@ pub type Resolver = Arc<dyn Fn(&str) -> Option<SocketAddr> + Send + Sync>;
 /// when config is compiled, never per request.
 #[derive(Default)]
 pub struct Exporters {
-    open: Mutex<HashMap<(String, String), Weak<Exporter>>>,
+    open: Mutex<HashMap<(String, String, Target), Weak<Exporter>>>,
     resolver: OnceLock<Resolver>,
     /// The attributes every span of this proxy has (who made it), made once.
     node: OnceLock<Arc<[KeyValue]>>,
@@ -84,8 +107,8 @@ impl Exporters {
 
     /// The exporter to the collector `cluster` for spans of `service`;
     /// its task is started on the current runtime if none is open.
-    pub fn open(&self, cluster: &str, service: &str) -> Result<Arc<Exporter>, String> {
-        let key = (cluster.to_owned(), service.to_owned());
+    pub fn open(&self, cluster: &str, service: &str, target: Target) -> Result<Arc<Exporter>, String> {
+        let key = (cluster.to_owned(), service.to_owned(), target.clone());
         let mut open = self.open.lock();
         if let Some(e) = open.get(&key).and_then(Weak::upgrade) {
             return Ok(e);
@@ -96,6 +119,7 @@ impl Exporters {
         let task = Task {
             rx,
             cluster: cluster.to_owned(),
+            target,
             resource: resource(service),
             resolver: self.resolver.get().cloned(),
             node: self.node.get().cloned().unwrap_or_else(|| Arc::new([])),
@@ -188,6 +212,7 @@ fn otlp(s: Span, node: &[KeyValue]) -> opentelemetry_proto::tonic::trace::v1::Sp
 struct Task {
     rx: mpsc::Receiver<Span>,
     cluster: String,
+    target: Target,
     resource: Resource,
     resolver: Option<Resolver>,
     node: Arc<[KeyValue]>,
@@ -195,10 +220,26 @@ struct Task {
     exported: Counter,
 }
 
+/// A connection to a collector, kept between exports.
+enum Client {
+    Grpc(SocketAddr, TraceServiceClient<tonic::transport::Channel>),
+    Http(SocketAddr, SendRequest<Full<Bytes>>),
+}
+
+impl Client {
+    /// Whether it is still a usable connection to `addr`.
+    fn serves(&self, addr: SocketAddr) -> bool {
+        match self {
+            Client::Grpc(a, _) => *a == addr,
+            Client::Http(a, s) => *a == addr && !s.is_closed(),
+        }
+    }
+}
+
 impl Task {
     /// Sends batches until every `Exporter` handle is gone.
     async fn run(mut self) {
-        let mut client: Option<(SocketAddr, TraceServiceClient<tonic::transport::Channel>)> = None;
+        let mut client: Option<Client> = None;
         while let Some(first) = self.rx.recv().await {
             let mut batch = vec![first];
             let wait = tokio::time::sleep(BATCH_WAIT);
@@ -226,27 +267,15 @@ impl Task {
         }
     }
 
-    async fn export(
-        &self,
-        client: &mut Option<(SocketAddr, TraceServiceClient<tonic::transport::Channel>)>,
-        batch: Vec<Span>,
-    ) -> Result<(), String> {
+    async fn export(&self, client: &mut Option<Client>, batch: Vec<Span>) -> Result<(), String> {
         let addr = self
             .resolver
             .as_ref()
             .and_then(|r| r(&self.cluster))
             .ok_or_else(|| format!("collector cluster {} has no endpoint", self.cluster))?;
-        if client.as_ref().is_none_or(|(a, _)| *a != addr) {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| e.to_string())?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(EXPORT_TIMEOUT)
-                .connect()
-                .await
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            *client = Some((addr, TraceServiceClient::new(channel)));
+        if !client.as_ref().is_some_and(|c| c.serves(addr)) {
+            *client = Some(self.connect(addr).await?);
         }
-        let Some((_, c)) = client.as_mut() else { return Err("no client".into()) };
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(self.resource.clone()),
@@ -258,6 +287,71 @@ impl Task {
                 ..Default::default()
             }],
         };
-        c.export(request).await.map(|_| ()).map_err(|e| e.to_string())
+        match (client.as_mut(), &self.target) {
+            (Some(Client::Grpc(_, c)), _) => c.export(request).await.map(|_| ()).map_err(|e| e.to_string()),
+            (Some(Client::Http(_, sender)), Target::Http(t)) => post(sender, addr, t, request.encode_to_vec()).await,
+            _ => Err("no client".into()),
+        }
     }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<Client, String> {
+        match &self.target {
+            Target::Grpc => {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| e.to_string())?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(EXPORT_TIMEOUT)
+                    .connect()
+                    .await
+                    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+                Ok(Client::Grpc(addr, TraceServiceClient::new(channel)))
+            }
+            Target::Http(_) => {
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| format!("cannot connect to {addr}: timed out"))?
+                    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+                let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+                tokio::spawn(connection);
+                Ok(Client::Http(addr, sender))
+            }
+        }
+    }
+}
+
+/// One OTLP/HTTP export: the protobuf body POSTed, a 2xx answer awaited
+/// (and read, so the connection serves the next).
+async fn post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    t: &HttpTarget,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    let host = match &t.host {
+        Some(h) => h.clone(),
+        None => http::HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?,
+    };
+    let mut req = http::Request::post(t.path.as_str())
+        .header(http::header::HOST, host)
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    for (name, value) in &t.headers {
+        req.headers_mut().append(name.clone(), value.clone());
+    }
+    let exchange = async {
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        resp.into_body().collect().await?;
+        Ok::<_, hyper::Error>(status)
+    };
+    let status = tokio::time::timeout(t.timeout, exchange)
+        .await
+        .map_err(|_| format!("{addr} did not answer within {:?}", t.timeout))?
+        .map_err(|e| e.to_string())?;
+    if status.is_success() { Ok(()) } else { Err(format!("{addr} answered {status}")) }
 }

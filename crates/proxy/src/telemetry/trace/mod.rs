@@ -6,7 +6,7 @@
 pub mod context;
 mod export;
 
-pub use export::{Attr, Exporter, Exporters, Resolver, Span, canonical_service};
+pub use export::{Attr, Exporter, Exporters, HttpTarget, Resolver, Span, Target, canonical_service};
 
 /// One attempt of a request whose span is reported: a retried request's
 /// span gets a child span for each.
