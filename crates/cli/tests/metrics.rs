@@ -189,6 +189,11 @@ fn prometheus_scrapes_the_mesh_and_dashboard_queries_return_its_traffic() {
         assert_eq!(m["destination_principal"], "spiffe://cluster.local/ns/default/sa/default", "{m}");
         assert_eq!((&m["destination_canonical_service"], &m["destination_version"]), (&"details".into(), &"v1".into()));
         assert_eq!(m["destination_cluster"], "Kubernetes");
+        // The caller's side names the same identity: the one its mutual TLS
+        // to details accepted and got.
+        let called = query(&prom, &format!("sum(istio_requests_total{{reporter=\"source\",destination_service=~\"{details}\"}}) by (destination_principal)")).await;
+        assert_eq!(called.len(), 1, "{called:?}");
+        assert_eq!(called[0]["metric"]["destination_principal"], "spiffe://cluster.local/ns/default/sa/default", "{called:?}");
 
         // Workload dashboard: productpage's outbound by destination app and version.
         let out = query(&prom, "sum(istio_requests_total{reporter=\"source\",source_workload=\"productpage\",source_workload_namespace=\"default\"}) by (destination_service, destination_app, destination_version, destination_canonical_revision)").await;

@@ -114,6 +114,20 @@ fn a_tcp_service_behind_a_sidecar_takes_mutual_tls_and_its_policies() {
             }
         })
         .await;
+        // The source counts it too, with the identity its mutual TLS proved.
+        let admin = client.admin.clone();
+        eventually(10, "the source's TCP metrics", || {
+            let admin = admin.clone();
+            async move {
+                let text = String::from_utf8(get(&admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+                text.lines().any(|l| {
+                    l.starts_with("istio_tcp_connections_closed_total{")
+                        && l.contains(r#"reporter="source""#)
+                        && l.contains(r#"destination_principal="spiffe://cluster.local/ns/default/sa/echo""#)
+                })
+            }
+        })
+        .await;
 
         // STRICT: plaintext is closed before the app sees it, and counted.
         write(&format!("{PA}spec: {{mtls: {{mode: STRICT}}}}\n"));

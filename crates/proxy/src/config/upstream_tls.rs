@@ -17,8 +17,10 @@
 
 use super::CompileError;
 use super::certs::{SanMatch, cert_names, data, sans_of};
+use super::matcher::StrMatch;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{UpstreamTlsContext, common_tls_context};
 use prost::Message;
 use rustls::pki_types::pem::PemObject;
@@ -35,6 +37,10 @@ const MESH_ROOT: &str = "ROOTCA";
 pub struct ClusterTls {
     pub mesh: Option<UpstreamTls>,
     pub other: Option<UpstreamTls>,
+    /// The identity a mesh host proves in its handshake when the cluster
+    /// accepts exactly one (a URI name, exactly): the connection is
+    /// refused unless the server shows it. None when several or any would do.
+    pub mesh_principal: Option<Arc<str>>,
 }
 
 impl ClusterTls {
@@ -151,7 +157,15 @@ impl ClusterTls {
                 other = Some(t);
             }
         }
-        Ok(ClusterTls { mesh: mesh.unwrap_or_else(|| default.clone()), other: other.unwrap_or(default) })
+        let mesh = mesh.unwrap_or_else(|| default.clone());
+        let mesh_principal = match mesh.as_ref().map(|t| &t.kind) {
+            Some(TlsKind::Mesh { sans, .. }) => match &**sans {
+                [SanMatch { kind: Some(SanType::Uri) | None, matcher: StrMatch::Exact(s) }] => Some(s.as_str().into()),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(ClusterTls { mesh, other: other.unwrap_or(default), mesh_principal })
     }
 }
 

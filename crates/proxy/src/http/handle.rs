@@ -148,7 +148,7 @@ pub fn handle(
             Direction::Inbound => (ctx.caller(source.as_ref()), m.own.claimed(&m.workload, &m.namespace)),
         };
         let (source_principal, destination_principal) = match (hl.direction, &ctx.mtls_peer) {
-            (Direction::Outbound, _) => (&*m.own.principal, UNKNOWN),
+            (Direction::Outbound, _) => (&*m.own.principal, outcome.dest.principal().unwrap_or(UNKNOWN)),
             (Direction::Inbound, Some(p)) => (p.identity.as_deref().unwrap_or(UNKNOWN), &*m.own.principal),
             (Direction::Inbound, None) => (UNKNOWN, UNKNOWN),
         };

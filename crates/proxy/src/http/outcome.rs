@@ -34,6 +34,14 @@ impl Dest {
         self.endpoint.as_deref().map_or(Claimed::UNKNOWN, |e| e.meta.claimed(&e.workload, &e.namespace))
     }
 
+    /// The identity the endpoint proved with the mesh's mutual TLS, where
+    /// the cluster accepts only one (Istio's `destination_principal` as
+    /// the source reports it).
+    pub fn principal(&self) -> Option<&str> {
+        let (cluster, endpoint) = (self.cluster.as_deref()?, self.endpoint.as_deref()?);
+        endpoint.mesh.then_some(cluster.settings.tls.mesh_principal.as_deref()).flatten()
+    }
+
     /// Service FQDN, name and namespace.
     pub fn service(&self) -> (&str, &str, &str) {
         self.cluster.as_deref().map_or((UNKNOWN, UNKNOWN, UNKNOWN), |c| {

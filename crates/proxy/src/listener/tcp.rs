@@ -211,7 +211,11 @@ fn labels(
         source_canonical_service: m.own.canonical_service.clone(),
         source_canonical_revision: m.own.canonical_revision.clone(),
         source_cluster: CLUSTER,
-        destination_principal: unknown(),
+        // The identity the mesh's mutual TLS to the endpoint proved, where one alone is accepted.
+        destination_principal: ep
+            .filter(|e| e.mesh)
+            .and_then(|_| settings?.tls.mesh_principal.clone())
+            .unwrap_or_else(unknown),
         destination_app: dest.app.clone(),
         destination_version: dest.version.clone(),
         destination_canonical_service: dest.canonical_service.clone(),
