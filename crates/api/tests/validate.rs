@@ -424,3 +424,21 @@ fn pinned_client_certificates_are_sha256_digests_on_mutual_servers() {
     let w = simple.iter().find(|d| d.path == "spec.servers[0].tls.verifyCertificateHash");
     assert!(w.is_some_and(|d| !d.is_error() && d.message.contains("not applied")), "{simple:#?}");
 }
+
+#[test]
+fn a_cookie_attribute_set_cookie_cannot_carry_is_an_error() {
+    let dr = |attrs: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d}}\nspec:\n  host: web\n  trafficPolicy: {{loadBalancer: {{consistentHash: {{httpCookie: {{name: s, ttl: 1s, attributes: {attrs}}}}}}}}}\n"
+        )
+    };
+    let diags = check(&dr("[{name: SameSite, value: \"Lax; Domain=evil\"}, {name: \"Same Site\"}]"));
+    let at = |i: usize| {
+        let path = format!("spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[{i}]");
+        diags.iter().find(|d| d.path == path && d.is_error()).unwrap_or_else(|| panic!("{path}: {diags:#?}")).clone()
+    };
+    assert!(at(0).message.contains("holds `;`"), "{}", at(0));
+    assert!(at(1).message.contains("not a token"), "{}", at(1));
+    let good = dr("[{name: SameSite, value: Strict}, {name: Secure}]");
+    assert!(check(&good).iter().all(|d| !d.is_error()), "{:#?}", check(&good));
+}

@@ -163,7 +163,7 @@ fn a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start() {
             procs.push(p);
             ports.push((port, 1));
         }
-        let policy = "{consistentHash: {httpCookie: {name: session, ttl: 60s, path: /}}}";
+        let policy = "{consistentHash: {httpCookie: {name: session, ttl: 60s, path: /, attributes: [{name: SameSite, value: Strict}, {name: Secure}]}}}";
         std::fs::write(dir.path().join("mesh.yaml"), entries(&ports) + &rule(policy)).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
@@ -172,7 +172,7 @@ fn a_cookie_hash_issues_its_cookie_so_a_session_sticks_from_the_start() {
             // Each session starts on a fresh connection, without the cookie.
             let first = request(&sc.outbound, "GET", "http://lb/", &[], Default::default()).await;
             let set = first.headers.get("set-cookie").expect("the cookie is issued").to_str().unwrap().to_owned();
-            assert!(set.starts_with("session=\"") && set.ends_with("; Max-Age=60; Path=/; HttpOnly"), "{set}");
+            assert!(set.starts_with("session=\"") && set.ends_with("; Max-Age=60; Path=/; HttpOnly; SameSite=Strict; Secure"), "{set}");
             let cookie = set.split(';').next().unwrap().to_owned();
             let owner = first.json()["instance"].as_str().unwrap().to_owned();
             for _ in 0..3 {

@@ -89,8 +89,33 @@ pub struct HttpCookie {
     pub name: String,
     pub path: Option<String>,
     pub ttl: Option<Duration>,
+    /// More attributes of the cookie issued (`SameSite`, `Secure`, ...).
     #[serde(default)]
-    pub attributes: Vec<serde_json::Value>,
+    pub attributes: Vec<CookieAttribute>,
+}
+
+/// `{name, value}`: `; name=value` on the issued cookie (`; name` without a value).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CookieAttribute {
+    #[serde(default)]
+    pub name: String,
+    pub value: Option<String>,
+}
+
+impl CookieAttribute {
+    /// Why a browser would not read it as one attribute, if so.
+    pub fn invalid(&self) -> Option<String> {
+        let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+        if self.name.is_empty() || !self.name.bytes().all(token) {
+            return Some(format!("cookie attribute name {:?} is not a token", self.name));
+        }
+        let value = self.value.as_deref().unwrap_or_default();
+        value
+            .bytes()
+            .any(|c| c == b';' || c < b' ' || c == 0x7f)
+            .then(|| format!("cookie attribute {}: value {value:?} holds `;` or a control character", self.name))
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -265,6 +265,15 @@ fn traffic_policy(r: &Resource, base: &str, tp: &TrafficPolicy, out: &mut Vec<Di
             if keys.iter().filter(|b| **b).count() != 1 {
                 out.push(r.diag(Error, codes::INVALID_VALUE, &format!("{p}.consistentHash"), "consistentHash needs exactly one of httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName", None));
             }
+            let attributes = ch.http_cookie.iter().flat_map(|c| c.attributes.iter().enumerate());
+            for (i, a) in attributes {
+                if let Some(why) = a.invalid() {
+                    let at = format!("{p}.consistentHash.httpCookie.attributes[{i}]");
+                    let hint =
+                        "an attribute as Set-Cookie writes it: `{name: SameSite, value: Strict}`, `{name: Secure}`";
+                    out.push(r.diag(Error, codes::INVALID_VALUE, &at, why, Some(hint.into())));
+                }
+            }
             if ch.ring_hash.is_some() && ch.maglev.is_some() {
                 out.push(r.diag(
                     Error,

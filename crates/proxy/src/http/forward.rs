@@ -92,6 +92,7 @@ fn made_up_cookie(c: &CookiePolicy, peer: std::net::SocketAddr) -> (String, Opti
         set.push_str(&format!("; Path={}", c.path));
     }
     set.push_str("; HttpOnly");
+    set.push_str(&c.attributes);
     let header = HeaderValue::from_str(&set).ok();
     (value, header)
 }

@@ -127,7 +127,11 @@ pub(super) fn hash_policy(
             name: c.name.clone(),
             ttl: c.ttl.map(|t| pb_duration(t.0)),
             path: c.path.clone().unwrap_or_default(),
-            ..Default::default()
+            attributes: c
+                .attributes
+                .iter()
+                .map(|a| hp::CookieAttribute { name: a.name.clone(), value: a.value.clone().unwrap_or_default() })
+                .collect(),
         })
     } else if ch.use_source_ip == Some(true) {
         P::ConnectionProperties(hp::ConnectionProperties { source_ip: true })

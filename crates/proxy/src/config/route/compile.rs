@@ -161,6 +161,14 @@ fn compile_action(r: &rt::Route, clusters: &ClusterIndex) -> Result<Action, Comp
                             name: c.name.clone(),
                             ttl: c.ttl.as_ref().map(crate::config::duration),
                             path: c.path.clone(),
+                            attributes: c
+                                .attributes
+                                .iter()
+                                .map(|a| match a.value.as_str() {
+                                    "" => format!("; {}", a.name),
+                                    v => format!("; {}={v}", a.name),
+                                })
+                                .collect(),
                         }))),
                         Some(P::ConnectionProperties(c)) if c.source_ip => Some(HashPolicy::SourceIp),
                         Some(P::QueryParameter(q)) => Some(HashPolicy::Query(q.name.clone())),

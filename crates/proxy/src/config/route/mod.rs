@@ -303,6 +303,8 @@ pub struct CookiePolicy {
     pub name: String,
     pub ttl: Option<Duration>,
     pub path: String,
+    /// `; name=value` (`; name` when the value is empty) each, written once.
+    pub attributes: String,
 }
 
 #[derive(Debug, Clone)]
