@@ -78,11 +78,11 @@ fn each_field_not_applied_is_one_warning_at_the_field() {
 /// namespace part of a host it does not enforce.
 #[test]
 fn gateway_servers_not_served_are_warned() {
-    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 443, name: tls, protocol: TLS}\n      hosts: [\"*\"]\n      tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem}\n    - port: {number: 80, name: http, protocol: http}\n      hosts: [\"shop/*.example.com\", \"*/web.example.com\"]\n";
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n    - port: {number: 80, name: tcp, protocol: TCP}\n      hosts: [\"*\"]\n    - port: {number: 80, name: http, protocol: http}\n      hosts: [\"shop/*.example.com\", \"*/web.example.com\"]\n";
     let loaded = parse_str("gw.yaml", yaml);
     let diags = validate(&loaded.resources);
     let paths: Vec<&str> = diags.iter().filter(|d| d.code == codes::NOT_APPLIED).map(|d| d.path.as_str()).collect();
-    assert_eq!(paths, ["spec.servers[0].tls.mode", "spec.servers[1].hosts[0]"], "{diags:#?}");
+    assert_eq!(paths, ["spec.servers[0].port", "spec.servers[1].hosts[0]"], "{diags:#?}");
 }
 
 /// An HTTPS server the gateway terminates needs its certificate: a Secret

@@ -127,18 +127,20 @@ spec:
         })
         .await;
 
-        // Envoy ACKed every type and NACKed nothing.
-        let proxies = get(&control.api, "/debug/proxies", &[("authorization", &control.admin())]).await.json();
-        let envoy_status = proxies
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"] == "envoy-client~127.0.0.1")
-            .expect("envoy is connected")
-            .clone();
-        for t in ["Listener", "RouteConfiguration", "Cluster", "ClusterLoadAssignment"] {
-            assert!(envoy_status["acked"][t].is_string(), "Envoy did not ACK {t}: {envoy_status}");
-        }
+        // Envoy ACKed every type (its ACKs may reach the control plane just
+        // after it serves) and NACKed nothing.
+        let status = || async {
+            let proxies = get(&control.api, "/debug/proxies", &[("authorization", &control.admin())]).await.json();
+            let found = proxies.as_array().unwrap().iter().find(|p| p["id"] == "envoy-client~127.0.0.1").cloned();
+            found.expect("envoy is connected")
+        };
+        let types = ["Listener", "RouteConfiguration", "Cluster", "ClusterLoadAssignment"];
+        eventually(10, "Envoy's ACKs of every type", || async {
+            let s = status().await;
+            types.iter().all(|t| s["acked"][t].is_string())
+        })
+        .await;
+        let envoy_status = status().await;
         assert!(envoy_status["last_nack"].is_null(), "Envoy NACKed: {envoy_status}");
 
         let n = 400;

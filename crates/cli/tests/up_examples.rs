@@ -145,17 +145,19 @@ fn up_refuses_a_folder_with_nothing_to_run_or_a_typo() {
     assert!(err.contains("has 1 error(s)"), "{err}");
 }
 
-/// A Gateway server weft does not serve (TLS ended before TCP routing) is not offered: the
-/// ready file and the table list only what a gateway really listens on.
+/// A Gateway server weft does not serve (a TCP server on an HTTP server's
+/// port) is not offered: the ready file and the table list only what a
+/// gateway really listens on.
 #[test]
 fn up_lists_only_the_gateway_servers_it_serves() {
     let dir = tempfile::tempdir().unwrap();
     for f in ["service.yaml", "workload.yaml", "gateway-and-virtualservice.yaml"] {
         let mut text = std::fs::read_to_string(repo().join("examples/seed").join(f)).unwrap();
         if f.starts_with("gateway") {
-            let https = "    - port: {number: 443, name: tls, protocol: TLS}\n      hosts: [\"*\"]\n      tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem}\n";
-            text = text.replacen("  servers:\n", &format!("  servers:\n{https}"), 1);
-            assert!(text.contains("number: 443"), "the seed's Gateway has `servers:`");
+            // A TCP server on the HTTP server's port: a port takes one kind of listener.
+            let tcp = "    - port: {number: 80, name: tcp, protocol: TCP}\n      hosts: [\"*\"]\n";
+            text = text.replacen("  servers:\n", &format!("  servers:\n{tcp}"), 1);
+            assert!(text.contains("name: tcp"), "the seed's Gateway has `servers:`");
         }
         std::fs::write(dir.path().join(f), text).unwrap();
     }

@@ -22,7 +22,7 @@ pub static GATEWAY: &[Field] = &[
         "spec.servers[].port.protocol",
         Values(
             &["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS", "HTTPS"],
-            "a TLS server is served with `tls.mode: PASSTHROUGH`; an HTTPS one with SIMPLE or MUTUAL",
+            "a TLS server is served with `tls.mode` PASSTHROUGH (routed by SNI) or one that ends TLS (then routed as TCP); an HTTPS one with SIMPLE or MUTUAL",
         ),
     ),
     row(

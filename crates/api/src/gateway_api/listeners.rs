@@ -58,8 +58,10 @@ impl Listener<'_> {
     /// Whether a route of `kind` may attach: one its protocol takes, and
     /// among `allowedRoutes.kinds` when that is set.
     pub fn takes(&self, kind: &str) -> bool {
+        let terminates = self.spec.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate") == "Terminate";
         let by_protocol: &[&str] = match self.spec.protocol.as_str() {
             "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+            "TLS" if terminates => &["TCPRoute"],
             "TLS" => &["TLSRoute"],
             "TCP" => &["TCPRoute"],
             _ => &[],
@@ -163,69 +165,12 @@ fn server(resources: &[Resource], r: &Resource, i: usize, l: &ListenerSpec, out:
     match l.protocol.as_str() {
         "HTTP" => Some(server),
         "HTTPS" => {
-            let tls = l.tls.as_ref();
-            let mode = tls.and_then(|t| t.mode.as_deref()).unwrap_or("Terminate");
+            let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate");
             // Another mode is warned of by the coverage table.
             if mode != "Terminate" {
                 return None;
             }
-            let refs = tls.map(|t| t.certificate_refs.as_slice()).unwrap_or_default();
-            if refs.is_empty() {
-                let msg = "an HTTPS listener needs `tls.certificateRefs`".to_owned();
-                out.condition(r, &at, "ResolvedRefs", "InvalidCertificateRef", msg, "name a kubernetes.io/tls Secret");
-                return None;
-            }
-            let mut names = Vec::new();
-            for (j, c) in refs.iter().enumerate() {
-                let path = format!("{at}.tls.certificateRefs[{j}]");
-                // Another kind is warned of by the coverage table.
-                if c.kind.as_deref().is_some_and(|k| k != "Secret") {
-                    return None;
-                }
-                // Another namespace's Secret is read as Istio reads it, when a
-                // ReferenceGrant there permits it.
-                let ns = c.namespace.as_deref().unwrap_or(r.namespace());
-                let name = if ns == r.namespace() {
-                    c.name.clone()
-                } else {
-                    format!("{}{ns}/{}", super::CREDENTIAL_SCHEME, c.name)
-                };
-                if super::credential(resources, r.namespace(), &name).is_none() {
-                    let msg = format!(
-                        "`{ns}/{}` is in another namespace, and no ReferenceGrant there lets Gateways of `{}` refer to it",
-                        c.name,
-                        r.namespace()
-                    );
-                    let hint = "add a ReferenceGrant in the Secret's namespace, or put the Secret beside the Gateway";
-                    out.condition(r, &path, "ResolvedRefs", "RefNotPermitted", msg, hint);
-                    return None;
-                }
-                let found = resources.iter().any(|s| {
-                    matches!(&s.spec, Spec::Secret(sec) if sec.tls.is_some())
-                        && s.name() == c.name
-                        && s.namespace() == ns
-                });
-                if !found {
-                    let msg = format!("no TLS Secret `{ns}/{}`: the listener is not served", c.name);
-                    out.condition(
-                        r,
-                        &path,
-                        "ResolvedRefs",
-                        "InvalidCertificateRef",
-                        msg,
-                        "add the Secret (type kubernetes.io/tls)",
-                    );
-                    return None;
-                }
-                names.push(name);
-            }
-            let mut settings = ServerTlsSettings { mode: Some("SIMPLE".into()), ..Default::default() };
-            if names.len() == 1 {
-                settings.credential_name = names.pop();
-            } else {
-                settings.credential_names = names;
-            }
-            server.tls = Some(settings);
+            server.tls = Some(terminated(resources, r, &at, l, out)?);
             Some(server)
         }
         "TCP" => {
@@ -233,17 +178,81 @@ fn server(resources: &[Resource], r: &Resource, i: usize, l: &ListenerSpec, out:
             Some(server)
         }
         "TLS" => {
-            let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate");
-            if mode != "Passthrough" {
-                let msg = "a TLS listener that terminates TLS is not served yet: the listener is not served".to_owned();
-                let hint = "pass TLS through (`mode: Passthrough`), or terminate it on an HTTPS listener";
-                out.condition(r, &format!("{at}.tls"), "Accepted", "UnsupportedValue", msg, hint);
-                return None;
-            }
-            server.tls = Some(ServerTlsSettings { mode: Some("PASSTHROUGH".into()), ..Default::default() });
+            server.tls = match l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate") {
+                "Passthrough" => Some(ServerTlsSettings { mode: Some("PASSTHROUGH".into()), ..Default::default() }),
+                // Ended here, then routed by the listener's TCPRoutes.
+                "Terminate" => Some(terminated(resources, r, &at, l, out)?),
+                // Another mode is warned of by the coverage table.
+                _ => return None,
+            };
             Some(server)
         }
         // UDP and unknown protocols are warned of by the coverage table.
         _ => None,
     }
+}
+
+/// The TLS a listener ends with its `certificateRefs` (TLS Secrets, of
+/// another namespace where a ReferenceGrant there permits), as an Istio
+/// server's SIMPLE settings; None (said why) when one cannot be read.
+fn terminated(
+    resources: &[Resource],
+    r: &Resource,
+    at: &str,
+    l: &ListenerSpec,
+    out: &mut Lowered,
+) -> Option<ServerTlsSettings> {
+    let tls = l.tls.as_ref();
+    let refs = tls.map(|t| t.certificate_refs.as_slice()).unwrap_or_default();
+    if refs.is_empty() {
+        let msg = format!("a {} listener that ends TLS needs `tls.certificateRefs`", l.protocol);
+        out.condition(r, at, "ResolvedRefs", "InvalidCertificateRef", msg, "name a kubernetes.io/tls Secret");
+        return None;
+    }
+    let mut names = Vec::new();
+    for (j, c) in refs.iter().enumerate() {
+        let path = format!("{at}.tls.certificateRefs[{j}]");
+        // Another kind is warned of by the coverage table.
+        if c.kind.as_deref().is_some_and(|k| k != "Secret") {
+            return None;
+        }
+        // Another namespace's Secret is read as Istio reads it, when a
+        // ReferenceGrant there permits it.
+        let ns = c.namespace.as_deref().unwrap_or(r.namespace());
+        let name =
+            if ns == r.namespace() { c.name.clone() } else { format!("{}{ns}/{}", super::CREDENTIAL_SCHEME, c.name) };
+        if super::credential(resources, r.namespace(), &name).is_none() {
+            let msg = format!(
+                "`{ns}/{}` is in another namespace, and no ReferenceGrant there lets Gateways of `{}` refer to it",
+                c.name,
+                r.namespace()
+            );
+            let hint = "add a ReferenceGrant in the Secret's namespace, or put the Secret beside the Gateway";
+            out.condition(r, &path, "ResolvedRefs", "RefNotPermitted", msg, hint);
+            return None;
+        }
+        let found = resources.iter().any(|s| {
+            matches!(&s.spec, Spec::Secret(sec) if sec.tls.is_some()) && s.name() == c.name && s.namespace() == ns
+        });
+        if !found {
+            let msg = format!("no TLS Secret `{ns}/{}`: the listener is not served", c.name);
+            out.condition(
+                r,
+                &path,
+                "ResolvedRefs",
+                "InvalidCertificateRef",
+                msg,
+                "add the Secret (type kubernetes.io/tls)",
+            );
+            return None;
+        }
+        names.push(name);
+    }
+    let mut settings = ServerTlsSettings { mode: Some("SIMPLE".into()), ..Default::default() };
+    if names.len() == 1 {
+        settings.credential_name = names.pop();
+    } else {
+        settings.credential_names = names;
+    }
+    Some(settings)
 }

@@ -27,9 +27,8 @@ pub struct Server {
 
 /// The server protocols a gateway serves with an HTTP listener.
 pub const HTTP_PROTOCOLS: &[&str] = &["HTTP", "HTTP2", "GRPC", "GRPC-WEB"];
-/// The server protocols a gateway serves with a TCP listener (`TLS` only
-/// with `tls.mode: PASSTHROUGH`, routed by SNI); HTTPS and the other TLS
-/// modes (termination) get no listener yet, and validation says so.
+/// The server protocols a gateway serves with a TCP listener (`TLS` passed
+/// through, routed by SNI, or ended then routed as TCP).
 pub const TCP_PROTOCOLS: &[&str] = &["TCP", "MONGO", "TLS"];
 
 impl Server {
@@ -51,6 +50,25 @@ impl Server {
         if !self.port.protocol.eq_ignore_ascii_case("HTTPS") {
             return None;
         }
+        self.termination()
+    }
+
+    /// The TLS mode of a TLS server the gateway terminates before routing
+    /// its bytes by the VirtualServices' `tcp` rules (as `terminates`).
+    pub fn terminates_tcp(&self) -> Option<TlsTermination> {
+        // Named, never by default: Istio's default mode is PASSTHROUGH.
+        if !self.port.protocol.eq_ignore_ascii_case("TLS") || self.tls.as_ref()?.mode.is_none() {
+            return None;
+        }
+        self.termination()
+    }
+
+    /// The TLS a gateway ends on this server, HTTPS or TLS.
+    pub fn terminates_any(&self) -> Option<TlsTermination> {
+        self.terminates().or_else(|| self.terminates_tcp())
+    }
+
+    fn termination(&self) -> Option<TlsTermination> {
         match self.tls.as_ref()?.mode.as_deref().unwrap_or("SIMPLE").to_ascii_uppercase().as_str() {
             "SIMPLE" => Some(TlsTermination::Simple),
             "MUTUAL" => Some(TlsTermination::Mutual),
@@ -65,12 +83,14 @@ impl Server {
         self.tls.as_ref().is_some_and(|t| t.https_redirect)
     }
 
-    /// Served with a TCP listener: TCP (and MONGO, proxied as TCP), or TLS
-    /// (or HTTPS, as Istio takes it) passed through, routed by SNI.
+    /// Served with a TCP listener: TCP (and MONGO, proxied as TCP), TLS
+    /// (or HTTPS, as Istio takes it) passed through, routed by SNI, or TLS
+    /// ended then routed as TCP.
     pub fn tcp(&self) -> bool {
         match self.port.protocol.to_ascii_uppercase().as_str() {
             "TCP" | "MONGO" => true,
-            "TLS" | "HTTPS" => self.passthrough() || self.auto_passthrough(),
+            "TLS" => self.passthrough() || self.auto_passthrough() || self.terminates_tcp().is_some(),
+            "HTTPS" => self.passthrough() || self.auto_passthrough(),
             _ => false,
         }
     }

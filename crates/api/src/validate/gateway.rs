@@ -51,7 +51,7 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                 None,
             ));
         }
-        if let (Some(mode), Some(tls)) = (s.terminates(), &s.tls) {
+        if let (Some(mode), Some(tls)) = (s.terminates_any(), &s.tls) {
             super::server_tls::check(r, &base, tls, out);
             let files = tls.server_certificate.is_some() && tls.private_key.is_some();
             let own = [
@@ -99,19 +99,6 @@ pub(super) fn check(r: &Resource, g: &GatewaySpec, out: &mut Vec<Diagnostic>) {
                 ));
             }
         }
-        let mode = s.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("");
-        if s.port.protocol.eq_ignore_ascii_case("TLS")
-            && !s.tcp()
-            && ["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"].iter().any(|m| m.eq_ignore_ascii_case(mode))
-        {
-            out.push(r.diag(
-                Warning,
-                codes::NOT_APPLIED,
-                &format!("{base}.tls.mode"),
-                format!("this TLS server is not served: weft terminates {mode} on HTTPS servers only (TLS ended, then HTTP routing), not TLS ended before TCP routing"),
-                Some("use `protocol: HTTPS` for HTTP behind the TLS, or `tls.mode: PASSTHROUGH` to route the TLS by SNI".into()),
-            ));
-        }
         if s.tcp() && g.servers.iter().any(|o| o.http() && o.port.number == s.port.number) {
             out.push(r.diag(
                 Warning,
@@ -152,7 +139,7 @@ pub(super) fn credentials(resources: &[Resource], out: &mut Vec<Diagnostic>) {
     for r in resources {
         let crate::Spec::Gateway(g) = &r.spec else { continue };
         for (i, s) in g.servers.iter().enumerate() {
-            let (Some(mode), Some(tls)) = (s.terminates(), s.tls.as_ref()) else { continue };
+            let (Some(mode), Some(tls)) = (s.terminates_any(), s.tls.as_ref()) else { continue };
             let mut names: Vec<(String, &str)> = tls
                 .credential_name
                 .iter()

@@ -1,4 +1,4 @@
-//! A gateway's HTTPS servers whose TLS it terminates (SIMPLE, MUTUAL,
+//! A gateway's HTTPS and TLS servers whose TLS it terminates (SIMPLE, MUTUAL,
 //! OPTIONAL_MUTUAL; ISTIO_MUTUAL with its mesh certificate), as
 //! Envoy filter chains: one per server, matched by the server names its
 //! hosts give (SNI; none for `*`), with a `DownstreamTlsContext` holding the
@@ -30,7 +30,7 @@ pub struct TlsChain {
     pub transport: TransportSocket,
 }
 
-/// The terminating servers on `port` of the Gateways that select the proxy.
+/// The terminating HTTPS servers on `port` of the Gateways that select the proxy.
 pub fn chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<TlsChain> {
     let mut out = Vec::new();
     for r in index.resources {
@@ -38,34 +38,49 @@ pub fn chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<TlsChain> {
         if !selects(&g.selector, &node.labels) {
             continue;
         }
-        for s in g.servers.iter().filter(|s| s.port.number == port) {
-            let (Some(mode), Some(tls)) = (s.terminates(), &s.tls) else { continue };
-            if mode == TlsTermination::IstioMutual && !node.holds_mesh_cert {
-                tracing::warn!(gateway = %r.key(), port, "an ISTIO_MUTUAL server needs the mesh certificate, which weft serves Envoy no SDS for yet; it is not served");
-                continue;
-            }
-            let context = if mode == TlsTermination::IstioMutual {
-                Some(mesh(tls))
-            } else {
-                context(index.resources, r, tls, mode)
-            };
-            let Some(context) = context else {
-                tracing::warn!(gateway = %r.key(), port, "an HTTPS server's certificate is missing; it is not served");
-                continue;
-            };
-            let mut names: Vec<String> =
-                s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_ascii_lowercase()).collect();
-            if names.iter().any(|n| n == "*") {
-                names.clear();
-            }
-            let transport = TransportSocket {
-                name: "envoy.transport_sockets.tls".into(),
-                config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
-            };
-            out.push(TlsChain { server_names: names, transport });
+        for s in g.servers.iter().filter(|s| s.port.number == port && s.terminates().is_some()) {
+            let Some(transport) = server_transport(index, node, r, s) else { continue };
+            out.push(TlsChain { server_names: server_names(s), transport });
         }
     }
     out
+}
+
+/// The names a server answers by SNI: its hosts (none for `*`).
+pub fn server_names(s: &Server) -> Vec<String> {
+    let mut names: Vec<String> =
+        s.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_ascii_lowercase()).collect();
+    if names.iter().any(|n| n == "*") {
+        names.clear();
+    }
+    names
+}
+
+/// The TLS a gateway `r` ends for server `s` (HTTPS, or TLS before TCP
+/// routing), or None when it cannot (said why).
+pub fn server_transport(index: &Index, node: &ProxyNode, r: &Resource, s: &Server) -> Option<TransportSocket> {
+    let (Some(mode), Some(tls)) = (s.terminates_any(), &s.tls) else { return None };
+    let port = s.port.number;
+    if mode == TlsTermination::IstioMutual && !node.holds_mesh_cert {
+        tracing::warn!(gateway = %r.key(), port, "an ISTIO_MUTUAL server needs the mesh certificate, which weft serves Envoy no SDS for yet; it is not served");
+        return None;
+    }
+    let mut context =
+        if mode == TlsTermination::IstioMutual { Some(mesh(tls)) } else { context(index.resources, r, tls, mode) };
+    let Some(context) = context.as_mut() else {
+        tracing::warn!(gateway = %r.key(), port, "a server's certificate is missing; it is not served");
+        return None;
+    };
+    // Bytes for TCP routing: no application protocol to offer.
+    if s.terminates_tcp().is_some()
+        && let Some(common) = context.common_tls_context.as_mut()
+    {
+        common.alpn_protocols.clear();
+    }
+    Some(TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context.clone()))),
+    })
 }
 
 pub(super) fn inline(bytes: &[u8]) -> Option<DataSource> {

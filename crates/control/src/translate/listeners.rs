@@ -224,6 +224,7 @@ fn tcp_listener(name: &str, addr: Address, chains: &[Chain], logs: &[AccessLog])
             filter_chain_match: (!c.server_names.is_empty())
                 .then(|| FilterChainMatch { server_names: c.server_names.clone(), ..Default::default() }),
             filters: vec![tcp_filter(name, c.cluster.clone(), logs)],
+            transport_socket: c.transport.clone(),
             ..Default::default()
         })
         .collect();
@@ -248,7 +249,7 @@ pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, Vec<Chain>)> {
             if taken.insert(sp.port) {
                 let mut chains = super::routes::l4::sidecar_chains(index, node, svc, sp);
                 let rest = super::routes::tcp_route(index, node, svc, sp.port);
-                chains.push(Chain { server_names: Vec::new(), cluster: rest });
+                chains.push(Chain { server_names: Vec::new(), cluster: rest, transport: None });
                 out.push((sp.port, chains));
             } else {
                 tracing::debug!(service = %svc.fqdn, port = sp.port, "tcp port already served on this sidecar");

@@ -133,8 +133,15 @@ fn tcp_target(spec: Option<tcp_proxy::ClusterSpecifier>, clusters: &ClusterIndex
 /// plane gives every chain the same). `inbound`: a sidecar's inbound
 /// listener, whose chain's `transport_protocol` says what it takes.
 fn tcp_routes(l: &Listener, inbound: bool, clusters: &ClusterIndex, logs: &Sinks) -> Result<TcpRoutes, CompileError> {
-    let mut routes =
-        TcpRoutes { by_name: Vec::new(), default: None, access_log: None, authz: Box::new([]), inbound: None };
+    let mut routes = TcpRoutes {
+        by_name: Vec::new(),
+        default: None,
+        access_log: None,
+        authz: Box::new([]),
+        inbound: None,
+        terminate: Box::new([]),
+    };
+    let (mut named_tls, mut default_tls) = (Vec::new(), None);
     for (i, fc) in l.filter_chains.iter().enumerate() {
         let any = match fc.filters.last().and_then(|f| f.config_type.as_ref()) {
             Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("TcpProxy") => any,
@@ -158,18 +165,45 @@ fn tcp_routes(l: &Listener, inbound: bool, clusters: &ClusterIndex, logs: &Sinks
             .as_ref()
             .map(|m| m.server_names.iter().map(|n| n.to_ascii_lowercase()).collect())
             .unwrap_or_default();
+        // A gateway's chain that ends TLS before routing (a sidecar's
+        // inbound mutual TLS is `inbound`'s).
+        let tls = match &fc.transport_socket {
+            Some(ts) if !inbound => Some(chain_tls(ts)?),
+            _ => None,
+        };
         if names.is_empty() {
             if routes.default.replace(target).is_some() {
                 return Err(CompileError::new("two filter chains match any server name"));
             }
+            default_tls = tls;
         } else {
             routes.by_name.push((names, target));
+            named_tls.push(tls);
         }
+    }
+    if named_tls.iter().chain([&default_tls]).any(Option::is_some) {
+        routes.terminate = named_tls.into_iter().chain([default_tls]).collect();
     }
     if routes.inbound.is_some() && routes.by_sni() {
         return Err(CompileError::new("an inbound TCP listener routes every connection to its app, not by SNI"));
     }
     Ok(routes)
+}
+
+/// The TLS one filter chain ends (its `DownstreamTlsContext`).
+fn chain_tls(
+    ts: &envoy_types::pb::envoy::config::core::v3::TransportSocket,
+) -> Result<Arc<super::terminate::Terminate>, CompileError> {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    let Some(ConfigType::TypedConfig(cfg)) = &ts.config_type else {
+        return Err(CompileError::new("a transport socket needs a typed config"));
+    };
+    if !cfg.type_url.ends_with("DownstreamTlsContext") {
+        return Err(CompileError::new(format!("unsupported transport socket {}", cfg.type_url)));
+    }
+    let mut t = super::terminate::Terminate::default();
+    t.add(Vec::new(), &cfg.value)?;
+    Ok(Arc::new(t))
 }
 
 /// The network filters before a tcp_proxy: RBAC only.

@@ -4,6 +4,8 @@
 //! longest `*.suffix` wildcard, then the chain without names.
 
 use super::route::Target;
+use super::terminate::Terminate;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct TcpRoutes {
@@ -20,12 +22,22 @@ pub struct TcpRoutes {
     /// On a sidecar's inbound listener, the transports it takes (mutual
     /// TLS is terminated here); None elsewhere (bytes pass as they come).
     pub inbound: Option<super::Transport>,
+    /// The TLS a gateway ends before routing the bytes, by chain: for
+    /// `by_name`'s, in its order, then for `default`'s. Most have none.
+    pub terminate: Box<[Option<Arc<Terminate>>]>,
 }
 
 impl TcpRoutes {
     /// A listener with one target for every connection.
     pub fn single(target: Target) -> Self {
-        TcpRoutes { by_name: Vec::new(), default: Some(target), access_log: None, authz: Box::new([]), inbound: None }
+        TcpRoutes {
+            by_name: Vec::new(),
+            default: Some(target),
+            access_log: None,
+            authz: Box::new([]),
+            inbound: None,
+            terminate: Box::new([]),
+        }
     }
 
     /// Whether a connection's SNI must be read to pick its target.
@@ -35,16 +47,33 @@ impl TcpRoutes {
 
     /// The target for a connection that named `sni` (lowercase), if any.
     pub fn pick(&self, sni: Option<&str>) -> Option<&Target> {
-        let Some(sni) = sni else { return self.default.as_ref() };
-        let names = || self.by_name.iter().flat_map(|(names, t)| names.iter().map(move |n| (n.as_str(), t)));
-        if let Some((_, t)) = names().find(|(n, _)| *n == sni) {
-            return Some(t);
+        match self.chain(sni)? {
+            i if i < self.by_name.len() => Some(&self.by_name[i].1),
+            _ => self.default.as_ref(),
+        }
+    }
+
+    /// The TLS to end first for a connection that named `sni`, if its
+    /// chain ends it.
+    pub fn terminates(&self, sni: Option<&str>) -> Option<&Arc<Terminate>> {
+        self.terminate.get(self.chain(sni)?)?.as_ref()
+    }
+
+    /// The chain for `sni`: an exact name, then the longest wildcard, then
+    /// the default (`by_name.len()`).
+    fn chain(&self, sni: Option<&str>) -> Option<usize> {
+        let default = self.default.as_ref().map(|_| self.by_name.len());
+        let Some(sni) = sni else { return default };
+        let names =
+            || self.by_name.iter().enumerate().flat_map(|(i, (names, _))| names.iter().map(move |n| (n.as_str(), i)));
+        if let Some((_, i)) = names().find(|(n, _)| *n == sni) {
+            return Some(i);
         }
         let wildcard = names()
-            .filter_map(|(n, t)| Some((n.strip_prefix('*')?, t)))
+            .filter_map(|(n, i)| Some((n.strip_prefix('*')?, i)))
             .filter(|(suffix, _)| suffix.starts_with('.') && sni.ends_with(suffix) && sni.len() > suffix.len())
             .max_by_key(|(suffix, _)| suffix.len());
-        wildcard.map(|(_, t)| t).or(self.default.as_ref())
+        wildcard.map(|(_, i)| i).or(default)
     }
 
     /// Every target, for the admin page and relinking.
@@ -66,6 +95,7 @@ mod tests {
             access_log: None,
             authz: Box::new([]),
             inbound: None,
+            terminate: Box::new([]),
             by_name: vec![
                 (vec!["*.example.com".into()], t("wide")),
                 (vec!["*.api.example.com".into()], t("narrow")),

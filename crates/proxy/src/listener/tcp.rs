@@ -23,9 +23,18 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let cfg = ctx.state.config.load_full();
     let Some(l) = cfg.listeners.iter().find(|l| l.name == ctx.listener) else { return };
     let ListenerKind::Tcp(routes) = &l.kind else { return };
-    // Routed by TLS server name: the ClientHello is read, then replayed upstream.
-    let (sni, first) = if routes.by_sni() { super::sni::read(&mut down).await } else { (None, BytesMut::new()) };
-    serve(&ctx, &cfg, l, Replay::new(first, down), sni.as_deref()).await;
+    // Routed by TLS server name: the ClientHello is read, then replayed
+    // upstream, or to the TLS a gateway's chain ends first.
+    let by_sni = routes.by_sni() || !routes.terminate.is_empty();
+    let (sni, first) = if by_sni { super::sni::read(&mut down).await } else { (None, BytesMut::new()) };
+    let io = Replay::new(first, down);
+    match routes.terminates(sni.as_deref()) {
+        Some(term) => {
+            let Some((tls, ctx, _)) = super::tls::terminate(&ctx, term, io).await else { return };
+            serve(&ctx, &cfg, l, tls, sni.as_deref()).await;
+        }
+        None => serve(&ctx, &cfg, l, io, sni.as_deref()).await,
+    }
 }
 
 /// Judges a connection by the listener's RBAC filters, then splices it to

@@ -6,17 +6,19 @@
 
 use super::super::node::ProxyNode;
 use super::tables::{bound, l4_destinations, mesh_virtual_services};
+use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
 use std::collections::BTreeSet;
 use weft_api::index::{Index, SvcInfo, SvcPort, host_matches};
 use weft_api::types::{Server, selects};
 
 /// One filter chain: connections naming one of `server_names` (any, when
-/// empty) go to `cluster`.
+/// empty) go to `cluster`, their TLS first ended with `transport` if set.
 #[derive(Clone, Debug)]
 pub struct Chain {
     pub server_names: Vec<String>,
     pub cluster: ClusterSpecifier,
+    pub transport: Option<TransportSocket>,
 }
 
 impl Chain {
@@ -63,7 +65,8 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
             .flat_map(|s| s.hosts.iter())
             .map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h))
             .collect();
-        let plain_tcp = servers.iter().any(|s| !s.passthrough() && !s.auto_passthrough());
+        let plain_tcp =
+            servers.iter().any(|s| !s.passthrough() && !s.auto_passthrough() && s.terminates_tcp().is_none());
         let auto: Vec<&str> = servers
             .iter()
             .filter(|s| s.auto_passthrough())
@@ -71,7 +74,7 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
             .map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h))
             .collect();
         auto_hosts.extend(auto);
-        for (vs_res, vs, gw_ref) in vses {
+        for &(vs_res, vs, gw_ref) in &vses {
             for rule in &vs.tls {
                 let Some(to) = l4_destinations(index, vs_res.namespace(), &rule.route) else { continue };
                 let names: Vec<String> = rule
@@ -84,22 +87,68 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
                     .filter(|sni| claimed.insert(sni.clone()))
                     .collect();
                 if !names.is_empty() {
-                    chains.push(Chain { server_names: names, cluster: to });
+                    chains.push(Chain { server_names: names, cluster: to, transport: None });
                 }
             }
             if rest.is_some() || !plain_tcp {
                 continue;
             }
-            rest = vs
-                .tcp
-                .iter()
-                .filter(|r| r.match_.is_empty() || r.match_.iter().any(|m| applies(m.port, &m.gateways, port, gw_ref)))
-                .find_map(|r| l4_destinations(index, vs_res.namespace(), &r.route));
+            rest = tcp_destination(index, vs_res, vs, port, gw_ref);
         }
+        chains.extend(terminated(index, node, port, &servers, &vses, &mut claimed));
     }
     chains.extend(auto_passthrough(index, node, &auto_hosts, &mut claimed));
-    chains.extend(rest.map(|cluster| Chain { server_names: Vec::new(), cluster }));
+    chains.extend(rest.map(|cluster| Chain { server_names: Vec::new(), cluster, transport: None }));
     chains
+}
+
+/// Where the first `tcp` rule of `vs` that applies here sends connections.
+fn tcp_destination(
+    index: &Index,
+    vs_res: &weft_api::Resource,
+    vs: &weft_api::types::VirtualServiceSpec,
+    port: u16,
+    gw_ref: &str,
+) -> Option<ClusterSpecifier> {
+    vs.tcp
+        .iter()
+        .filter(|r| r.match_.is_empty() || r.match_.iter().any(|m| applies(m.port, &m.gateways, port, gw_ref)))
+        .find_map(|r| l4_destinations(index, vs_res.namespace(), &r.route))
+}
+
+/// TLS servers of one Gateway whose TLS the gateway ends: a chain each, by
+/// its hosts' names, with its TLS, to where the first `tcp` rule of a
+/// VirtualService bound to the Gateway sends connections (Istio's TLS
+/// termination).
+fn terminated(
+    index: &Index,
+    node: &ProxyNode,
+    port: u16,
+    servers: &[&Server],
+    vses: &[(&weft_api::Resource, &weft_api::types::VirtualServiceSpec, &str)],
+    claimed: &mut BTreeSet<String>,
+) -> Vec<Chain> {
+    let mut out = Vec::new();
+    for s in servers.iter().filter(|s| s.terminates_tcp().is_some()) {
+        let Some(gw) = index
+            .resources
+            .iter()
+            .find(|r| matches!(&r.spec, weft_api::Spec::Gateway(g) if g.servers.iter().any(|x| std::ptr::eq(x, *s))))
+        else {
+            continue;
+        };
+        // Every VirtualService here is bound to the server's Gateway.
+        let to = vses.iter().find_map(|(res, vs, r)| tcp_destination(index, res, vs, port, r));
+        let (Some(to), Some(transport)) = (to, crate::translate::gateway_tls::server_transport(index, node, gw, s))
+        else {
+            continue;
+        };
+        let names = crate::translate::gateway_tls::server_names(s);
+        if names.iter().all(|n| claimed.insert(n.clone())) {
+            out.push(Chain { server_names: names, cluster: to, transport: Some(transport) });
+        }
+    }
+    out
 }
 
 /// AUTO_PASSTHROUGH: each port and subset of each service the servers'
@@ -121,7 +170,11 @@ fn auto_passthrough(index: &Index, node: &ProxyNode, hosts: &[&str], claimed: &m
             for sp in &svc.ports {
                 let name = passthrough_cluster(&crate::translate::cluster_name(sp.port, subset, &svc.fqdn));
                 if claimed.insert(name.clone()) {
-                    out.push(Chain { server_names: vec![name.clone()], cluster: ClusterSpecifier::Cluster(name) });
+                    out.push(Chain {
+                        server_names: vec![name.clone()],
+                        cluster: ClusterSpecifier::Cluster(name),
+                        transport: None,
+                    });
                 }
             }
         }
@@ -162,7 +215,7 @@ pub fn sidecar_chains(index: &Index, node: &ProxyNode, svc: &SvcInfo, sp: &SvcPo
                 .filter(|sni| claimed.insert(sni.clone()))
                 .collect();
             if !names.is_empty() {
-                chains.push(Chain { server_names: names, cluster: to });
+                chains.push(Chain { server_names: names, cluster: to, transport: None });
             }
         }
     }
