@@ -126,6 +126,17 @@ spec:
               requestHeaderModifier: {set: [{name: x-backend, value: b}]}
     - matches: [{path: {type: PathPrefix, value: /gone}}]
       backendRefs: [{name: nowhere, port: 80}]
+    - matches: [{path: {type: PathPrefix, value: /cors}}]
+      filters:
+        - type: CORS
+          cors:
+            allowOrigins: ["https://*.shop.example", https://app.example]
+            allowMethods: [GET, POST]
+            allowHeaders: [x-token]
+            exposeHeaders: [x-trace]
+            allowCredentials: true
+            maxAge: 60
+      backendRefs: [{name: a, port: 80}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -290,6 +301,28 @@ fn a_gateway_api_gateway_routes_by_httproutes() {
             assert_eq!((j["service"].as_str(), j["headers"]["x-backend"].as_str()), (Some("b"), Some("b")), "{j}");
         }
         assert_eq!(get(&gw, "/gone", &shop).await.status, 500);
+
+        // The CORS filter: a preflight answered at the gateway for an
+        // allowed origin (a wildcard's too), nothing allowed for another.
+        let preflight = |origin: &'static str| {
+            let gw = gw.clone();
+            async move {
+                let h = [shop[0], ("origin", origin), ("access-control-request-method", "POST")];
+                request(&gw, "OPTIONS", "/cors/x", &h, Default::default()).await
+            }
+        };
+        let r = preflight("https://m.shop.example").await;
+        let h = |r: &Resp, n: &str| r.headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(h(&r, "access-control-allow-origin").as_deref(), Some("https://m.shop.example"), "{:?}", r.headers);
+        assert_eq!(
+            (h(&r, "access-control-allow-methods"), h(&r, "access-control-max-age")),
+            (Some("GET,POST".into()), Some("60".into()))
+        );
+        assert_eq!(h(&r, "access-control-allow-credentials").as_deref(), Some("true"));
+        assert_eq!(h(&r, "access-control-allow-headers").as_deref(), Some("x-token"));
+        assert_eq!(h(&preflight("https://evil.example").await, "access-control-allow-origin"), None);
+        let r = get(&gw, "/cors/x", &[shop[0], ("origin", "https://app.example")]).await;
+        assert_eq!((r.served_by(), h(&r, "access-control-expose-headers")), ("a".into(), Some("x-trace".into())));
 
         // The control plane shows the same status with the config in force.
         let api = up.info["control"]["api"].as_str().unwrap().to_owned();

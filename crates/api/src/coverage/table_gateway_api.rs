@@ -15,7 +15,7 @@ const TCP_MESH: &str = "gateway_api_routes.rs::a_tcp_route_on_a_service_moves_it
 const GRPC: &str = "gateway_api_routes.rs::a_grpc_route_routes_by_method_and_header";
 const NO_GRPC_FILTER: &str = "a GRPCRoute has no such filter: the rule is served without it";
 const FILTERS: &[&str] =
-    &["RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "RequestMirror"];
+    &["RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "RequestMirror", "CORS"];
 
 pub static GATEWAY_API: &[Field] = &[
     row("GatewayClass", "spec", Applied(ROUTES)),
@@ -130,13 +130,13 @@ pub static GATEWAY_API: &[Field] = &[
         "spec.rules[].filters[].extensionRef",
         NotApplied("weft has no extension filters: the rule is served without it"),
     ),
-    row(
-        "HTTPRoute",
-        "spec.rules[].filters[].cors",
-        NotApplied(
-            "an HTTPRoute's CORS filter is not read: the rule is served without it (a VirtualService `corsPolicy` is)",
-        ),
-    ),
+    row("HTTPRoute", "spec.rules[].filters[].cors", Applied(ROUTES)),
+    row("HTTPRoute", "spec.rules[].filters[].cors.allowOrigins", Applied(ROUTES)),
+    row("HTTPRoute", "spec.rules[].filters[].cors.allowCredentials", Applied(ROUTES)),
+    row("HTTPRoute", "spec.rules[].filters[].cors.allowMethods", Applied(ROUTES)),
+    row("HTTPRoute", "spec.rules[].filters[].cors.allowHeaders", Applied(ROUTES)),
+    row("HTTPRoute", "spec.rules[].filters[].cors.exposeHeaders", Applied(ROUTES)),
+    row("HTTPRoute", "spec.rules[].filters[].cors.maxAge", Applied(ROUTES)),
     row("HTTPRoute", "spec.rules[].backendRefs", Applied(ROUTES)),
     row("HTTPRoute", "spec.rules[].backendRefs[].group", Applied(ROUTES)),
     row("HTTPRoute", "spec.rules[].backendRefs[].kind", Applied(ROUTES)),

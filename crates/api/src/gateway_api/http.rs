@@ -7,7 +7,7 @@ use super::Lowered;
 use crate::index::Index;
 use crate::resource::Resource;
 use crate::types::gateway_api::{
-    BackendObjectRef, HeaderModifier, KubeHttpRouteSpec, PathModifier, RouteFilter, RouteRule,
+    BackendObjectRef, HeaderModifier, HttpCors, KubeHttpRouteSpec, PathModifier, RouteFilter, RouteRule,
 };
 use crate::types::*;
 use std::cmp::Reverse;
@@ -208,6 +208,7 @@ fn base_rule(
                     .mirrors
                     .push(HttpMirrorPolicy { destination, percentage: percent.map(|value| Percent { value }) });
             }
+            "CORS" => route.cors_policy = f.cors.as_ref().map(cors),
             // Any other is warned of by the coverage table.
             _ => {}
         }
@@ -336,4 +337,26 @@ pub(crate) fn destination(
     };
     let port = b.port.map(|number| PortSelector { number });
     Some(Destination { host, subset: None, port })
+}
+
+/// The `CORS` filter as Istio's `corsPolicy`: an origin with `*` matches
+/// as a pattern (`*` alone: any origin).
+fn cors(c: &HttpCors) -> CorsPolicy {
+    let origin = |o: &String| {
+        if o.contains('*') {
+            let pattern = regex::escape(o).replace(r"\*", ".+");
+            StringMatch { regex: Some(pattern), ..Default::default() }
+        } else {
+            StringMatch { exact: Some(o.clone()), ..Default::default() }
+        }
+    };
+    CorsPolicy {
+        allow_origins: c.allow_origins.iter().map(origin).collect(),
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        max_age: Some(Duration(std::time::Duration::from_secs(u64::from(c.max_age.unwrap_or(5))))),
+        allow_credentials: c.allow_credentials,
+        ..Default::default()
+    }
 }

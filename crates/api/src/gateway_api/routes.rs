@@ -111,6 +111,9 @@ fn backends(index: &Index, r: &Resource, rules: &[L4RouteRule], out: &mut Lowere
     Some(route)
 }
 
+/// The filter types of a GRPCRoute's rules (the Gateway API's).
+const GRPC_FILTERS: &[&str] = &["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror"];
+
 /// A GRPCRoute as the HTTPRoute it means: a method match is a path match.
 fn grpc_as_http(s: &GrpcRouteSpec) -> KubeHttpRouteSpec {
     let rules = s
@@ -127,7 +130,9 @@ fn grpc_as_http(s: &GrpcRouteSpec) -> KubeHttpRouteSpec {
                     ..Default::default()
                 })
                 .collect(),
-            filters: rule.filters.clone(),
+            // The filters a GRPCRoute has; another is warned of by the
+            // coverage table, and the rule served without it.
+            filters: rule.filters.iter().filter(|f| GRPC_FILTERS.contains(&f.type_.as_str())).cloned().collect(),
             backend_refs: rule.backend_refs.clone(),
             ..Default::default()
         })

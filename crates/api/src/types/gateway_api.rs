@@ -182,7 +182,26 @@ pub struct RouteFilter {
     pub url_rewrite: Option<UrlRewrite>,
     pub request_mirror: Option<RequestMirror>,
     pub extension_ref: Option<serde_json::Value>,
-    pub cors: Option<serde_json::Value>,
+    pub cors: Option<HttpCors>,
+}
+
+/// The `CORS` filter: the preflight answered and the response's headers
+/// set at the gateway, as a VirtualService's `corsPolicy`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCors {
+    /// `https://shop.example`, `https://*.example.com`, or `*`.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    pub allow_credentials: Option<bool>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds a preflight's answer may be cached (the API's default: 5).
+    pub max_age: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
