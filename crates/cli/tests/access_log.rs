@@ -114,9 +114,14 @@ fn telemetry_turns_access_logs_on_by_scope_and_filter() {
         assert!(ok["bytes_sent"].as_u64().unwrap() > 0, "{ok}");
         assert!(ok["duration"].is_u64() && ok["start_time"].as_str().unwrap().ends_with('Z'), "{ok}");
         assert!(ok["route_name"].is_string(), "{ok}");
+        // Envoy's: the time the upstream took, from the response header
+        // the proxy sets; within the whole request's.
+        let service_time = ok["upstream_service_time"].as_str().and_then(|t| t.parse::<u64>().ok());
+        assert!(service_time.is_some_and(|t| t <= ok["duration"].as_u64().unwrap()), "{ok}");
         let nr = with_id(&lines, "nr-1")[0];
         assert_eq!((nr["response_code"].as_u64(), nr["response_flags"].as_str()), (Some(404), Some("NR")));
         assert_eq!(nr["upstream_host"], serde_json::Value::Null);
+        assert_eq!(nr["upstream_service_time"], serde_json::Value::Null, "no upstream answered");
         assert_eq!(with_id(&lines, "fail-1")[0]["response_code"], 500);
 
         // A TCP connection: its bytes both ways, its upstream, no HTTP fields.

@@ -104,6 +104,7 @@ spec:
     - route:
         - {destination: {host: echo, subset: v1}, weight: 75}
         - {destination: {host: echo, subset: v2}, weight: 25}
+      retries: {attempts: 2, retryOn: 5xx, retryRemoteLocalities: true}
 "# + &guarded(p1)
             + &zoned(p1, p2)
             + &sticky(p1, p2)

@@ -88,6 +88,42 @@ fn a_zone_keeps_its_traffic_until_its_instances_fail_then_gets_it_back() {
     });
 }
 
+/// Istio's `retryRemoteLocalities`: a retry after a failure in the
+/// caller's zone stays in the zone (another host there), unless the route
+/// says to go elsewhere, when it goes to the next zone.
+#[test]
+fn retries_leave_the_locality_only_when_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_bad, bad) = demo("zoned", "v1").await;
+        let (_good, good) = demo("zoned", "v1").await;
+        let (_far, far) = demo("zoned", "v1").await;
+        let always = serde_json::json!({"failPercent": 100, "failStatus": 503}).to_string();
+        let set = request(&format!("127.0.0.1:{bad}"), "POST", "/admin/behavior", &[], always.into()).await;
+        assert_eq!(set.status, 200);
+        let instances = [(bad, "eu/zone-a"), (good, "eu/zone-a"), (far, "eu/zone-b")];
+        let mut yaml = String::new();
+        for (host, remote) in [("stay", false), ("roam", true)] {
+            yaml += &zoned(host, &instances);
+            // Outlier detection turns locality balancing on (Istio's rule);
+            // its threshold is out of reach, so the failing host stays in.
+            yaml += &format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}}}\nspec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 1000, interval: 10s, baseEjectionTime: 1s}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {host}}}\nspec:\n  hosts: [{host}]\n  http:\n    - route: [{{destination: {{host: {host}}}}}]\n      retries: {{attempts: 1, retryOn: 5xx, retryRemoteLocalities: {remote}}}\n---\n"
+            );
+        }
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start_with(&control.xds, "client", &["--locality", "eu/zone-a"]).await;
+        // Every request succeeds, the failing host's retried.
+        let stay = spread(&sc.outbound, "stay", 40).await;
+        assert_eq!(stay, HashMap::from([(format!("zoned-{good}"), 40)]), "retries stay in zone a");
+        let roam = spread(&sc.outbound, "roam", 40).await;
+        let (near, away) = (format!("zoned-{good}"), format!("zoned-{far}"));
+        assert_eq!(roam.len(), 2, "{roam:?}");
+        assert!(roam[&near] > 0 && roam[&away] > 0, "a retry after the failing host goes to zone b: {roam:?}");
+    });
+}
+
 #[test]
 fn distribute_splits_traffic_by_locality() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,6 +97,28 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         let err = hello(grpc_channel("elsewhere:9090", outbound.clone()).await, "x").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
         assert!(err.message().starts_with("no route for host"), "{err:?}");
+        // Istio's gRPC labels on both sides: the call's status from its
+        // trailers, or from a trailers-only answer (the app's failures, the
+        // proxy's own), and `request_protocol="grpc"`.
+        let client_admin = format!("127.0.0.1:{}", client["admin"]);
+        let calls = |page: &str, reporter: &str, status: &str| -> f64 {
+            page.lines()
+                .filter(|l| {
+                    l.starts_with("istio_requests_total{")
+                        && l.contains(&format!("reporter=\"{reporter}\""))
+                        && l.contains("request_protocol=\"grpc\"")
+                        && l.contains(&format!("grpc_response_status=\"{status}\""))
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum()
+        };
+        let page = String::from_utf8(get(&client_admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        let source: Vec<f64> = ["0", "9", "14", "12"].iter().map(|s| calls(&page, "source", s)).collect();
+        assert_eq!(source, [20.0, 1.0, 2.0, 1.0], "ok, failed, unavailable (app and no upstream), no route: {page}");
+        let page = String::from_utf8(get(&greeter_admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        assert_eq!((calls(&page, "destination", "0"), calls(&page, "destination", "9")), (20.0, 1.0), "{page}");
+        // A gRPC body has no length: kept as it streams, so the call retries.
+        assert_eq!(calls(&page, "destination", "14"), 4.0, "the unavailable call, tried and retried thrice: {page}");
         // Sidecar to sidecar, that was HTTP/2 over mutual TLS (ALPN h2).
         assert!(counter(&greeter_admin, "weft_inbound_mtls_connections_total").await >= 1);
 
@@ -116,6 +138,10 @@ fn grpc_websocket_and_h2c_through_two_sidecars() {
         // Plain HTTP/2 with prior knowledge to the outbound listener.
         let (mut sender, _conn) = h2_handshake(&outbound).await;
         assert_eq!(h2_get(&mut sender, "/h2").await, (Some("greeter".into()), Some("/h2".into())));
+        // Istio names HTTP/2 that is not gRPC `http`.
+        let page = String::from_utf8(get(&client_admin, "/stats/prometheus", &[]).await.body.to_vec()).unwrap();
+        assert!(!page.contains("request_protocol=\"http2\""), "{page}");
+        assert!(page.contains("request_protocol=\"http\""), "{page}");
 
         // The proxy tells the protocol from the first bytes: a client whose
         // HTTP/2 preface arrives in two pieces (the pause is the scenario)

@@ -127,6 +127,23 @@ fn rewrite_headers_timeout_retries_and_redirect() {
         }
         println!("flaky with retries: {ok} of {n} succeeded");
         assert!(ok >= n - 8, "retries should hide nearly all 503s: {ok} of {n}");
+        // A body of unknown length (chunked) is streamed upstream and kept
+        // as it goes, so it is retried too, and sent again whole.
+        let chunk = "x".repeat(1000);
+        let (mut ok, n) = (0, 40);
+        for _ in 0..n {
+            let mut s = tokio::net::TcpStream::connect(out).await.unwrap();
+            let head = "POST / HTTP/1.1\r\nhost: flaky\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+            let req = format!("{head}3e8\r\n{chunk}\r\n3e8\r\n{chunk}\r\n0\r\n\r\n");
+            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes()).await.unwrap();
+            let mut resp = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut s, &mut resp).await.unwrap();
+            if resp.starts_with("HTTP/1.1 200") {
+                ok += 1;
+                assert!(resp.contains(r#""bodyBytes":2000"#), "the body arrived whole: {resp}");
+            }
+        }
+        assert!(ok >= n - 2, "chunked requests are retried too: {ok} of {n}");
         // Without a route that retries on 5xx, the failures show.
         let direct = format!("127.0.0.1:{flaky}");
         let mut failed = 0;

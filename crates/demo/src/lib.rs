@@ -4,7 +4,7 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /...` | JSON `{service, version, instance, method, path, host, calls}` |
+//! | `GET /...` | JSON `{service, version, instance, method, path, host, calls, bodyBytes}` (`bodyBytes`: the request body's length, read whole) |
 //! | `?status=503` / `?delay=200ms` | answer with that status / after that delay |
 //! | `POST /admin/behavior` `{"failPercent": 50, "failStatus": 503, "delayMs": 100}` | change behaviour for every later request |
 //! | `GET /health` | 200, or `failStatus` while `healthFail` is set |
@@ -233,26 +233,35 @@ async fn handle(demo: Arc<Demo>, req: Request<Incoming>) -> Result<Resp, std::co
         .get("host")
         .and_then(|v| v.to_str().ok())
         .or(req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_owned();
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers()
         .iter()
         .filter(|(k, _)| k.as_str().starts_with("x-") || k.as_str() == "end-user")
         .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("").to_owned())))
         .collect();
+    let (method, path, query, protocol) = (
+        req.method().to_string(),
+        req.uri().path().to_owned(),
+        req.uri().query().map(str::to_owned),
+        format!("{:?}", req.version()),
+    );
+    let body_bytes = req.into_body().collect().await.map_or(0, |b| b.to_bytes().len());
     Ok(json(
         status,
         &serde_json::json!({
             "service": demo.opts.name,
             "version": demo.opts.version,
             "instance": demo.instance,
-            "method": req.method().as_str(),
-            "path": req.uri().path(),
-            "query": req.uri().query(),
+            "method": method,
+            "path": path,
+            "query": query,
             "host": host,
-            "protocol": format!("{:?}", req.version()),
+            "protocol": protocol,
             "headers": headers,
             "calls": calls,
+            "bodyBytes": body_bytes,
         }),
     ))
 }

@@ -123,7 +123,7 @@ fn balancing(c: &mut Criterion) {
         c.bench_function(&format!("pick: {name}, 10 weighted endpoints"), |b| {
             b.iter(|| {
                 k = k.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                black_box(set.pick(hashed.then_some(k), &[]))
+                black_box(set.pick(hashed.then_some(k), &[], false))
             })
         });
     }
@@ -144,6 +144,7 @@ fn metrics(c: &mut Criterion) {
         destination_service_namespace: "default",
         request_protocol: "http",
         response_code: 200,
+        grpc_response_status: "",
         response_flags: "-",
         connection_security_policy: "none",
         source_app: "productpage",

@@ -224,7 +224,11 @@ pub static FIELDS: &[Field] = &[
         Applied("chaos.rs::kill_freeze_and_return_under_load_loses_no_request"),
     ),
     row("VirtualService", "spec.http[].retries.retryOn", Applied(FEATURES)),
-    row("VirtualService", "spec.http[].retries.retryRemoteLocalities", NotApplied("retries may go to any locality")),
+    row(
+        "VirtualService",
+        "spec.http[].retries.retryRemoteLocalities",
+        Applied("locality.rs::retries_leave_the_locality_only_when_told_to"),
+    ),
     row("VirtualService", "spec.http[].fault", Applied(FAULTS)),
     row("VirtualService", "spec.http[].fault.delay", Applied(FAULTS)),
     row("VirtualService", "spec.http[].fault.delay.fixedDelay", Applied(FAULTS)),

@@ -181,7 +181,7 @@ pub fn is_grpc(headers: &http::HeaderMap) -> bool {
 }
 
 /// gRPC's mapping of HTTP statuses to gRPC codes (grpc/doc/http-grpc-status-mapping.md).
-fn grpc_code(status: u16) -> u32 {
+pub(crate) fn grpc_code(status: u16) -> u32 {
     match status {
         400 => 13,             // INTERNAL
         401 => 16,             // UNAUTHENTICATED

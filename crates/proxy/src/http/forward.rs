@@ -23,7 +23,7 @@ use crate::snapshot::{Clusters, Picked};
 use crate::telemetry::trace::Tried;
 use crate::upstream::balancer::hash64;
 use crate::upstream::health::Observation;
-use crate::upstream::pool::Body;
+use crate::upstream::pool::{Body, Tee};
 use crate::upstream::watch;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -33,6 +33,8 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
+
+const UPSTREAM_SERVICE_TIME: http::HeaderName = http::HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// Largest request body buffered so the request can be retried.
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
@@ -181,10 +183,12 @@ pub fn forward<'a>(
             ops.apply(&mut parts.headers);
         }
 
-        // Buffer the body if the route retries and it is small enough.
+        // Buffer the body if the route retries and it is small enough; one
+        // of unknown length is streamed and copied as it goes (`Tee`).
         let mut request_bytes = body.size_hint().exact().unwrap_or(0);
         let replay: Option<Bytes>;
         let mut stream_body: Option<Incoming> = None;
+        let mut tee: Option<Arc<Tee>> = None;
         if body.is_end_stream() {
             replay = Some(Bytes::new());
         } else if f.retry.is_some() && body.size_hint().upper().is_some_and(|u| u <= MAX_REPLAY_BODY) {
@@ -202,6 +206,9 @@ pub fn forward<'a>(
             }
         } else {
             replay = None;
+            if f.retry.is_some() && body.size_hint().upper().is_none() {
+                tee = Some(Tee::new(MAX_REPLAY_BODY, ctx.clone()));
+            }
             stream_body = Some(body);
         }
 
@@ -210,7 +217,7 @@ pub fn forward<'a>(
         if let Some(b) = &replay {
             super::mirror::mirror(clusters, f, &attempt, b, h2);
         }
-        let mut retries = Retries::new(f.retry.as_deref(), replay.is_some(), cluster.limits.as_ref());
+        let mut retries = Retries::new(f.retry.as_deref(), replay.is_some() || tee.is_some(), cluster.limits.as_ref());
 
         // The request's place in the cluster's circuit breakers, kept until
         // its response body ends.
@@ -228,7 +235,8 @@ pub fn forward<'a>(
             // One endpoint set for all attempts, so the hosts tried stay valid.
             let set = cluster.endpoints();
             loop {
-                let Some(i) = set.pick(hash, retries.tried()) else {
+                let elsewhere = f.retry.as_ref().is_some_and(|r| r.other_priorities);
+                let Some(i) = set.pick(hash, retries.tried(), elsewhere) else {
                     return Err(ProxyError::new(
                         ErrorKind::NoHealthyUpstream,
                         format!(
@@ -240,10 +248,12 @@ pub fn forward<'a>(
                 retries.attempt(i);
                 let ep = &set.endpoints[i];
                 dest.endpoint = Some(ep.clone());
-                let body: Body = match (&replay, stream_body.take()) {
-                    (Some(b), _) => Body::full(b.clone()),
-                    (None, Some(s)) => Body::Streamed(s, ctx.clone()),
-                    (None, None) => Body::full(Bytes::new()),
+                let body: Body = match (&replay, stream_body.take(), &tee) {
+                    (Some(b), _, _) => Body::full(b.clone()),
+                    (None, Some(s), Some(t)) => Body::Teed(s, t.clone()),
+                    (None, Some(s), None) => Body::Streamed(s, ctx.clone()),
+                    // A retry: only once the tee holds the whole body (below).
+                    (None, None, t) => Body::full(t.as_ref().and_then(|t| t.replay()).unwrap_or_default()),
                 };
                 let _active = ep.start();
                 // Recorded as it starts: no more state held across the await.
@@ -283,6 +293,10 @@ pub fn forward<'a>(
                 }
                 match retries.decide(outcome) {
                     Decision::Done => return result,
+                    // A streamed body not yet whole (or too big) cannot be sent again.
+                    Decision::Retry(_) if replay.is_none() && tee.as_ref().is_none_or(|t| t.replay().is_none()) => {
+                        return result;
+                    }
                     Decision::Retry(wait) => tokio::time::sleep(wait).await,
                 }
             }
@@ -304,6 +318,8 @@ pub fn forward<'a>(
                 // connection, nor its `Keep-Alive` reach the client.
                 let switching = on_upgrade.is_some() && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                 strip_hop_by_hop(resp.headers_mut(), switching);
+                // From the first attempt to these headers, as Envoy reports it.
+                resp.headers_mut().insert(UPSTREAM_SERVICE_TIME, HeaderValue::from(retries.service_ms()));
                 route.response_headers.apply(resp.headers_mut());
                 if let Some(ops) = extra_resp {
                     ops.apply(resp.headers_mut());

@@ -3,18 +3,20 @@
 //! exactly one telemetry record.
 
 use super::body::ProxyBody as Body;
+use super::body::Watched;
 use super::error::{ErrorKind, ProxyError, is_grpc, text};
 use super::flags::Flags;
 use super::headers::client_headers;
 use super::outcome::{Dest, Outcome, UNKNOWN};
+use super::record;
 use super::respond;
 use super::{authz, cors, fault, forward, observe};
 use crate::config::listener::{Direction, HttpListener, ListenerKind};
 use crate::config::matcher::{authority_of, strip_port};
 use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::conn::ConnCtx;
-use crate::telemetry::peer::CLUSTER;
-use crate::telemetry::{Labels, Record, tap};
+use crate::telemetry::tap;
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
@@ -37,6 +39,15 @@ fn authenticate_and_authorize(
 
 fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) { s.to_ascii_lowercase().into() } else { s.into() }
+}
+
+/// What a request is, for its record.
+#[derive(Clone, Copy, PartialEq)]
+enum Traffic {
+    /// The mesh's health probe: not recorded.
+    Probe,
+    Grpc,
+    Http,
 }
 
 /// Counts a request in flight (the drain on shutdown waits for zero).
@@ -87,12 +98,18 @@ pub fn handle(
         });
         // The mesh's own health probes are not service traffic: like Istio's
         // rewritten kubelet probes they stay out of the request metrics (the
-        // health view shows what they find).
+        // health view shows what they find). gRPC is told by its content
+        // type (Istio's `request_protocol`). One byte held across the awaits.
         let probe = hl.direction == Direction::Inbound
             && req
                 .headers()
                 .get(http::header::USER_AGENT)
                 .is_some_and(|v| v == crate::upstream::health::PROBE_USER_AGENT);
+        let traffic = match (probe, is_grpc(req.headers())) {
+            (true, _) => Traffic::Probe,
+            (false, true) => Traffic::Grpc,
+            (false, false) => Traffic::Http,
+        };
         // Istio's: the destination reports how its connection was secured;
         // the source cannot know, and says `unknown`.
         let security = match hl.direction {
@@ -103,7 +120,7 @@ pub fn handle(
         // Routed here rather than in an async fn of its own: each async
         // layer keeps 264 bytes for the request after moving it on (an
         // upvar's room is never reused), and the future is moved per request.
-        let outcome = 'routed: {
+        let mut outcome = 'routed: {
             if (hl.jwt.is_some() || !hl.authz.is_empty())
                 && let Some(l) = listener
                 && let Err(e) = authenticate_and_authorize(&ctx, l, hl, &mut req)
@@ -140,21 +157,8 @@ pub fn handle(
             }
             out
         };
-        // Each end's names; the caller's are made here, after the awaits, so
-        // the request's future does not keep them.
-        let m = &state.metrics;
-        let (caller, callee) = match hl.direction {
-            Direction::Outbound => (m.own.claimed(&m.workload, &m.namespace), outcome.dest.claimed()),
-            Direction::Inbound => (ctx.caller(source.as_ref()), m.own.claimed(&m.workload, &m.namespace)),
-        };
-        let (source_principal, destination_principal) = match (hl.direction, &ctx.mtls_peer) {
-            (Direction::Outbound, _) => (&*m.own.principal, outcome.dest.principal().unwrap_or(UNKNOWN)),
-            (Direction::Inbound, Some(p)) => (p.identity.as_deref().unwrap_or(UNKNOWN), &*m.own.principal),
-            (Direction::Inbound, None) => (UNKNOWN, UNKNOWN),
-        };
-        let (service, service_name, service_namespace) = outcome.dest.service();
         let response_flags = outcome.flags.as_static();
-        let protocol = if version == http::Version::HTTP_2 { "http2" } else { "http" };
+        let code = outcome.response.status().as_u16();
         let response_bytes = outcome
             .response
             .headers()
@@ -162,40 +166,48 @@ pub fn handle(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if !probe {
-            state.metrics.record(Record {
-                labels: Labels {
-                    reporter: if hl.direction == Direction::Inbound { "destination" } else { "source" },
-                    source_workload: caller.workload,
-                    source_workload_namespace: caller.namespace,
-                    destination_workload: callee.workload,
-                    destination_workload_namespace: callee.namespace,
-                    destination_service: service,
-                    destination_service_name: service_name,
-                    destination_service_namespace: service_namespace,
-                    request_protocol: protocol,
-                    response_code: outcome.response.status().as_u16(),
-                    response_flags,
-                    connection_security_policy: security,
-                    source_principal,
-                    source_app: caller.app,
-                    source_version: caller.version,
-                    source_canonical_service: caller.canonical_service,
-                    source_canonical_revision: caller.canonical_revision,
-                    source_cluster: CLUSTER,
-                    destination_principal,
-                    destination_app: callee.app,
-                    destination_version: callee.version,
-                    destination_canonical_service: callee.canonical_service,
-                    destination_canonical_revision: callee.canonical_revision,
-                    destination_cluster: CLUSTER,
-                },
-                duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+        if traffic != Traffic::Probe {
+            let grpc = traffic == Traffic::Grpc;
+            let facts = record::Facts {
+                direction: hl.direction,
+                source: source.as_ref(),
+                security,
+                protocol: if grpc { "grpc" } else { "http" },
+                code,
+                flags: response_flags,
                 request_bytes: outcome.request_bytes,
-                response_bytes,
-            });
+            };
+            let ms = || start.elapsed().as_secs_f64() * 1000.0;
+            let status = if grpc { record::grpc_status_in(outcome.response.headers()) } else { Some("") };
+            match status {
+                Some(status) => record::record(&ctx, &facts, &outcome.dest, status, ms(), response_bytes),
+                // The status comes in trailers: recorded as the body ends.
+                None => match std::mem::replace(outcome.response.body_mut(), Body::empty()) {
+                    Body::Upstream(body) if !body.is_end_stream() => {
+                        let pending = record::Pending {
+                            ctx: ctx.clone(),
+                            direction: hl.direction,
+                            source: source.clone(),
+                            security,
+                            code,
+                            flags: response_flags,
+                            request_bytes: outcome.request_bytes,
+                            dest: outcome.dest.clone(),
+                            start,
+                        };
+                        *outcome.response.body_mut() = Body::Watched(Box::new(Watched::new(body, pending)));
+                    }
+                    body => {
+                        *outcome.response.body_mut() = body;
+                        let status = record::grpc_status_of_http(code);
+                        record::record(&ctx, &facts, &outcome.dest, status, ms(), response_bytes);
+                    }
+                },
+            }
         }
         if let Some(seen) = tapped {
+            let (caller, callee) = record::ends(&ctx, hl.direction, source.as_ref(), &outcome.dest);
+            let (service, _, _) = outcome.dest.service();
             let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
             state.taps.offer(tap::Event {
                 unix_ms: std::time::SystemTime::now()

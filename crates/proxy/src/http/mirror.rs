@@ -21,7 +21,7 @@ pub(super) fn mirror(clusters: &Clusters, f: &Forward, attempt: &Attempt, body: 
             continue;
         }
         let set = cluster.endpoints();
-        let Some(i) = set.pick(None, &[]) else { continue };
+        let Some(i) = set.pick(None, &[], false) else { continue };
         let ep = &set.endpoints[i];
         let mut req = attempt.build(Body::full(body.clone()), h2 && cluster.settings.protocol == Protocol::Http2, ep);
         if let Some(h) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("{h}-shadow"))

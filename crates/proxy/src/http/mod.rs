@@ -18,6 +18,7 @@ pub mod jwt;
 mod mirror;
 pub(crate) mod observe;
 pub mod outcome;
+mod record;
 pub mod respond;
 pub mod retry;
 mod upgrade;

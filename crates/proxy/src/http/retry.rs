@@ -55,6 +55,17 @@ pub struct Retries<'a> {
     /// unless a route retries more than thrice.
     tried: smallvec::SmallVec<[usize; 4]>,
     flags: Flags,
+    /// When the attempts began, in `clock_ms` (kept here, in room the
+    /// request's future has anyway).
+    began_ms: u32,
+}
+
+/// Milliseconds since the first call (wrapping after 49 days: differences
+/// stay right). std's clock: a reported figure, not timing logic.
+#[allow(clippy::disallowed_types)]
+fn clock_ms() -> u32 {
+    static EPOCH: std::sync::LazyLock<std::time::Instant> = std::sync::LazyLock::new(std::time::Instant::now);
+    EPOCH.elapsed().as_millis() as u32
 }
 
 impl<'a> Retries<'a> {
@@ -67,7 +78,14 @@ impl<'a> Retries<'a> {
             token: None,
             tried: smallvec::SmallVec::new(),
             flags: Flags::NONE,
+            began_ms: clock_ms(),
         }
+    }
+
+    /// Milliseconds since the attempts began: Envoy's
+    /// `x-envoy-upstream-service-time` when the response's headers arrive.
+    pub fn service_ms(&self) -> u32 {
+        clock_ms().wrapping_sub(self.began_ms)
     }
 
     pub fn per_try_timeout(&self) -> Option<Duration> {

@@ -18,6 +18,7 @@ fn policy(on: &str, n: u32) -> RetryPolicy {
         statuses: vec![418],
         base_interval: Duration::from_millis(25),
         unsupported: Vec::new(),
+        other_priorities: false,
     }
 }
 
@@ -192,7 +193,7 @@ fn each_retry_goes_to_a_host_not_tried_yet() {
     let e = failed(ErrorKind::ConnectFailure);
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let i = set.pick(None, r.tried()).expect("a host");
+        let i = set.pick(None, r.tried(), false).expect("a host");
         assert!(!seen.contains(&i), "host {i} tried twice");
         seen.push(i);
         r.attempt(i);

@@ -136,7 +136,7 @@ async fn connect<D>(
     let set = cluster.endpoints();
     done.flags = if set.endpoints.is_empty() { "UH" } else { "UF" };
     for _ in 0..set.endpoints.len().min(3) {
-        let Some(i) = set.pick(None, &tried) else { break };
+        let Some(i) = set.pick(None, &tried, false) else { break };
         tried.push(i);
         let ep = &set.endpoints[i];
         done.upstream = Some(ep.addr);

@@ -332,6 +332,7 @@ mod tests {
             destination_service_namespace: "default",
             request_protocol: "http",
             response_code: code,
+            grpc_response_status: "",
             response_flags: "-",
             connection_security_policy: "none",
             ..Labels::unknown_peers()

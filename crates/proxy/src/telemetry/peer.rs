@@ -147,6 +147,7 @@ impl super::Labels<'_> {
             destination_service_namespace: UNKNOWN,
             request_protocol: "http",
             response_code: 0,
+            grpc_response_status: "",
             response_flags: "-",
             connection_security_policy: UNKNOWN,
             source_principal: UNKNOWN,

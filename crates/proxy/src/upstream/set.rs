@@ -170,8 +170,11 @@ impl EndpointSet {
         EndpointSet { endpoints, levels, panic, warming, overprovisioning, weights, loads, down }
     }
 
-    /// An endpoint index, avoiding `tried` (hosts already tried) when it can.
-    pub fn pick(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
+    /// An endpoint index, avoiding `tried` (hosts already tried) when it can;
+    /// with `elsewhere` (a retry policy's `previous_priorities`, Istio's
+    /// `retryRemoteLocalities`), a retry goes to a level none of whose hosts
+    /// was tried yet, when there is one.
+    pub fn pick(&self, hash: Option<u64>, tried: &[usize], elsewhere: bool) -> Option<usize> {
         let mut level = match self.levels.len() {
             0 => return None,
             1 => &self.levels[0],
@@ -180,7 +183,14 @@ impl EndpointSet {
                 self.levels.iter().find(|l| l.upto > x).unwrap_or(&self.levels[0])
             }
         };
-        if self.levels.len() > 1 && level.members.iter().all(|m| tried.contains(&(*m as usize))) {
+        let used = |l: &Level| l.members.iter().any(|m| tried.contains(&(*m as usize)));
+        if elsewhere
+            && self.levels.len() > 1
+            && !tried.is_empty()
+            && let Some(l) = self.levels.iter().find(|l| !l.members.is_empty() && !used(l))
+        {
+            level = l;
+        } else if self.levels.len() > 1 && level.members.iter().all(|m| tried.contains(&(*m as usize))) {
             // A retry whose level is used up moves on to a level with hosts left.
             if let Some(l) = self.levels.iter().find(|l| l.members.iter().any(|m| !tried.contains(&(*m as usize)))) {
                 level = l;

@@ -90,6 +90,18 @@ pub(super) fn retry_policy(r: Option<&HttpRetry>, timeout: Option<&Duration>) ->
                 value: Vec::new(),
             })),
         }],
+        // Istio's `retryRemoteLocalities`: retries leave the priority
+        // levels (localities) tried, as Istio configures it.
+        retry_priority: r.filter(|r| r.retry_remote_localities == Some(true)).map(|_| {
+            use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
+            rt::retry_policy::RetryPriority {
+                name: "envoy.retry_priorities.previous_priorities".into(),
+                config_type: Some(rt::retry_policy::retry_priority::ConfigType::TypedConfig(Any {
+                    type_url: "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig".into(),
+                    value: prost::Message::encode_to_vec(&PreviousPrioritiesConfig { update_frequency: 2 }),
+                })),
+            }
+        }),
         host_selection_retry_max_attempts: 5,
         retry_back_off: Some(rt::retry_policy::RetryBackOff {
             base_interval: Some(pb_duration(std::time::Duration::from_millis(25))),

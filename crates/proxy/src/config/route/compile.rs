@@ -6,6 +6,9 @@ use crate::config::matcher::full_regex;
 use crate::config::wire::{Wire, undecodable};
 use crate::names::Interner;
 
+/// The retry priority that sends retries to levels not tried yet.
+const PREVIOUS_PRIORITIES: &str = "envoy.retry_priorities.previous_priorities";
+
 fn header_value(name: &str, v: &str) -> Result<(HeaderName, HeaderValue), CompileError> {
     let n =
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| CompileError::new(format!("bad header name {name:?}")))?;
@@ -135,7 +138,16 @@ fn compile_action(r: &rt::Route, clusters: &ClusterIndex) -> Result<Action, Comp
                 if !unsupported.is_empty() {
                     tracing::warn!(route = %r.name, ?unsupported, "retry_on conditions weft does not know are not applied");
                 }
+                let other_priorities = match p.retry_priority.as_ref().map(|rp| rp.name.as_str()) {
+                    None => false,
+                    Some(PREVIOUS_PRIORITIES) => true,
+                    Some(other) => {
+                        tracing::warn!(route = %r.name, priority = other, "a retry priority weft does not know is not applied");
+                        false
+                    }
+                };
                 Arc::new(RetryPolicy {
+                    other_priorities,
                     retry_on,
                     unsupported,
                     num_retries: p.num_retries.as_ref().map_or(1, |n| n.value),

@@ -240,6 +240,9 @@ pub struct RetryPolicy {
     pub per_try_timeout: Option<Duration>,
     pub statuses: Vec<u16>,
     pub base_interval: Duration,
+    /// Retries go to priority levels not tried yet (Envoy's
+    /// `previous_priorities`: Istio's `retryRemoteLocalities`).
+    pub other_priorities: bool,
     /// `retry_on` conditions weft does not know: kept (and warned of when
     /// the table compiles), never silently dropped.
     pub unsupported: Vec<String>,

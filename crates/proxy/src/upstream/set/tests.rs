@@ -36,7 +36,7 @@ fn policy() -> SetPolicy {
 fn counts(set: &EndpointSet, n: usize) -> Vec<usize> {
     let mut c = vec![0; set.endpoints.len()];
     for _ in 0..n {
-        c[set.pick(None, &[]).unwrap()] += 1;
+        c[set.pick(None, &[], false).unwrap()] += 1;
     }
     c
 }
@@ -62,7 +62,14 @@ fn a_level_keeps_its_traffic_until_its_hosts_fail() {
     let set = EndpointSet::new(eps.clone(), &policy(), 140, now);
     assert_eq!(counts(&set, 400), vec![200, 200, 0, 0]);
     // A retry that used up priority 0 goes on to priority 1.
-    assert_eq!(set.pick(None, &[0, 1]).map(|i| i >= 2), Some(true));
+    assert_eq!(set.pick(None, &[0, 1], false).map(|i| i >= 2), Some(true));
+    // One host of it tried: a retry stays in the level, unless told to go
+    // elsewhere (`previous_priorities`); with every level used, it stays.
+    for _ in 0..50 {
+        assert_eq!(set.pick(None, &[0], false), Some(1));
+        assert!(set.pick(None, &[0], true).is_some_and(|i| i >= 2));
+        assert!(set.pick(None, &[0, 2], true).is_some_and(|i| i != 0 && i != 2));
+    }
     down(&eps[0]);
     assert!(set.stale());
     let set = EndpointSet::new(eps.clone(), &policy(), 140, now);
@@ -76,7 +83,7 @@ fn a_level_keeps_its_traffic_until_its_hosts_fail() {
     assert!(!set.panic);
     // Retries move on to the other level once this one is used up.
     let set = EndpointSet::new(eps.clone(), &policy(), 140, now);
-    assert_eq!(set.pick(None, &[2, 3]).map(|i| i >= 2), Some(true));
+    assert_eq!(set.pick(None, &[2, 3], false).map(|i| i >= 2), Some(true));
     // Everything down: panic in the first level (the caller's locality).
     down(&eps[2]);
     down(&eps[3]);
