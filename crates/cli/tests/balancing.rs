@@ -222,3 +222,37 @@ fn a_rule_with_a_workload_selector_applies_to_the_callers_it_selects() {
         assert_eq!(seen(rest).await.len(), 2, "the other caller gets the rule without a selector: round robin");
     });
 }
+
+/// A DestinationRule's `portLevelSettings` apply to their port alone: one
+/// service, two ports on the same instances, round robin on one and a
+/// consistent hash on the other.
+#[test]
+fn port_level_settings_apply_to_their_port_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("ported", "v1").await;
+        let (_b, pb) = demo("ported", "v1").await;
+        let mut yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: ported}\nspec:\n  selector: {app: ported}\n  ports: [{name: http, port: 80}, {name: http-web, port: 8080}]\n".to_owned();
+        for p in [pa, pb] {
+            yaml += &format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: ported-{p}}}\nspec: {{address: 127.0.0.1, ports: {{http: {p}, http-web: {p}}}, labels: {{app: ported}}}}\n");
+        }
+        yaml += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ported}\nspec:\n  host: ported\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n    portLevelSettings:\n      - port: {number: 8080}\n        loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let on = |url: &'static str| {
+            let out = sc.outbound.clone();
+            async move {
+                let mut seen = std::collections::HashSet::new();
+                for _ in 0..20 {
+                    let r = request(&out, "GET", url, &[("x-user", "ann")], Default::default()).await;
+                    assert_eq!(r.status, 200, "{url}");
+                    seen.insert(r.json()["instance"].as_str().unwrap().to_owned());
+                }
+                seen.len()
+            }
+        };
+        assert_eq!(on("http://ported/").await, 2, "port 80 takes turns");
+        assert_eq!(on("http://ported:8080/").await, 1, "port 8080 hashes ann to one instance");
+    });
+}

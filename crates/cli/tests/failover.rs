@@ -161,3 +161,58 @@ fn circuit_breakers_refuse_at_once_and_limit_connections() {
         );
     });
 }
+
+/// `consecutiveGatewayErrors` (and the older `consecutiveErrors`, its
+/// alias) eject on 502, 503 and 504 alone: an instance answering 500 stays
+/// in. `minHealthPercent`: below that share of healthy hosts, ejection no
+/// longer counts and every host gets traffic again.
+#[test]
+fn gateway_errors_eject_and_min_health_percent_stops_ejection() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, pa) = demo("gw", "v1").await;
+        let (_b, pb) = demo("gw", "v1").await;
+        let (_c, pc) = demo("old", "v1").await;
+        let (_d, pd) = demo("old", "v1").await;
+        let rule = |host: &str, od: &str| {
+            format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}}}\nspec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{{od}, interval: 100ms, baseEjectionTime: 60s, maxEjectionPercent: 100}}\n")
+        };
+        let yaml = service_yaml("gw", &[pa, pb])
+            + &rule("gw", "consecutive5xxErrors: 0, consecutiveGatewayErrors: 2")
+            + "---\n"
+            + &service_yaml("old", &[pc, pd])
+            + &rule("old", "consecutiveErrors: 2, minHealthPercent: 60");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let gw = "outbound|80||gw.default.svc.cluster.local";
+
+        // 500s are not gateway errors: b stays in.
+        behave(pb, r#"{"failPercent": 100, "failStatus": 500}"#).await;
+        let mut fives = 0;
+        for _ in 0..40 {
+            fives += u32::from(call(&sc.outbound, "gw").await.0 == 500);
+        }
+        assert!(fives >= 10, "b answers its share with 500: {fives}");
+        assert_eq!(flags(&sc, gw, pb).await, "healthy");
+        // 503s are: b is ejected, a alone answers.
+        behave(pb, r#"{"failPercent": 100, "failStatus": 503}"#).await;
+        eventually(10, "b ejected on gateway errors", || async {
+            call(&sc.outbound, "gw").await;
+            flags(&sc, gw, pb).await.contains("outlier")
+        })
+        .await;
+        for _ in 0..20 {
+            assert_eq!(call(&sc.outbound, "gw").await, (200, format!("gw-{pa}")));
+        }
+
+        // Two hosts, one failing with 503: ejecting it leaves 50% healthy,
+        // under the 60% floor, so traffic still reaches both.
+        behave(pd, r#"{"failPercent": 100, "failStatus": 503}"#).await;
+        let mut failed = 0;
+        for _ in 0..60 {
+            failed += u32::from(call(&sc.outbound, "old").await.0 == 503);
+        }
+        assert!(failed >= 15, "under minHealthPercent the failing host keeps its share: {failed} of 60");
+    });
+}

@@ -79,6 +79,14 @@ spec:
   tls:
     - match: [{{sniHosts: [pay.example.com], port: {svc_port}}}]
       route: [{{destination: {{host: pay, port: {{number: {svc_port}}}}}}}]
+    - match: [{{sniHosts: [shop.example.com], port: {svc_port}, sourceLabels: {{role: canary}}}}]
+      route: [{{destination: {{host: api, port: {{number: {svc_port}}}}}}}]
+    - match: [{{sniHosts: [shop.example.com], port: {svc_port}, sourceNamespace: other}}]
+      route: [{{destination: {{host: api, port: {{number: {svc_port}}}}}}}]
+    - match: [{{sniHosts: [shop.example.com], port: {svc_port}}}]
+      route:
+        - {{destination: {{host: api, port: {{number: {svc_port}}}}}, weight: 0}}
+        - {{destination: {{host: pay, port: {{number: {svc_port}}}}}, weight: 100}}
 "#
         );
         let yaml =
@@ -98,6 +106,19 @@ spec:
         assert_eq!(l4::exchange(&at, &l4::client_hello("pay.example.com")).await, "pay tls=true");
         assert_eq!(l4::exchange(&at, &l4::client_hello("api.example.com")).await, "api tls=true");
         assert_eq!(l4::exchange(&at, b"not tls").await, "api tls=false", "the rest goes to the service");
+        // By weight; a rule for other callers' labels or namespace passes
+        // this one by, and a sidecar with those labels takes it.
+        assert_eq!(l4::exchange(&at, &l4::client_hello("shop.example.com")).await, "pay tls=true");
+        let _canary =
+            Sidecar::start_with(&control.xds, "canary", &["--labels", "role=canary", "--listen-ip", "127.0.0.2"]).await;
+        let canary = format!("127.0.0.2:{svc_port}");
+        let c = canary.clone();
+        eventually(20, "the canary's TLS port", || {
+            let c = c.clone();
+            async move { up_at(&c).await }
+        })
+        .await;
+        assert_eq!(l4::exchange(&canary, &l4::client_hello("shop.example.com")).await, "api tls=true");
     });
 }
 

@@ -98,9 +98,7 @@ fn retries_leave_the_locality_only_when_told_to() {
         let (_bad, bad) = demo("zoned", "v1").await;
         let (_good, good) = demo("zoned", "v1").await;
         let (_far, far) = demo("zoned", "v1").await;
-        let always = serde_json::json!({"failPercent": 100, "failStatus": 503}).to_string();
-        let set = request(&format!("127.0.0.1:{bad}"), "POST", "/admin/behavior", &[], always.into()).await;
-        assert_eq!(set.status, 200);
+        behave(bad, r#"{"failPercent": 100, "failStatus": 503}"#).await;
         let instances = [(bad, "eu/zone-a"), (good, "eu/zone-a"), (far, "eu/zone-b")];
         let mut yaml = String::new();
         for (host, remote) in [("stay", false), ("roam", true)] {
@@ -121,6 +119,67 @@ fn retries_leave_the_locality_only_when_told_to() {
         let (near, away) = (format!("zoned-{good}"), format!("zoned-{far}"));
         assert_eq!(roam.len(), 2, "{roam:?}");
         assert!(roam[&near] > 0 && roam[&away] > 0, "a retry after the failing host goes to zone b: {roam:?}");
+    });
+}
+
+/// A ServiceEntry whose endpoints (on 127.0.0.1) carry locality and weight,
+/// with a DestinationRule's `trafficPolicy` and a VirtualService retrying 5xx.
+fn external(name: &str, endpoints: &[(u16, &str, u32)], policy: &str) -> String {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|(port, loc, w)| format!("{{address: 127.0.0.1, ports: {{http: {port}}}, locality: {loc}, weight: {w}}}"))
+        .collect();
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.example.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec:\n  host: {name}.example.internal\n  trafficPolicy: {policy}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.example.internal]\n  http:\n    - route: [{{destination: {{host: {name}.example.internal}}}}]\n      retries: {{attempts: 2, retryOn: 5xx}}\n",
+        eps.join(", ")
+    )
+}
+
+/// `localityLbSetting.failover` picks where a region's traffic goes when it
+/// fails (not every other region alike), `enabled: false` spreads over all
+/// localities by weight; the endpoints are a ServiceEntry's, with their
+/// own `locality` and `weight`.
+#[test]
+fn failover_follows_the_rule_and_a_disabled_setting_spreads_by_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_a, a) = demo("ext", "v1").await;
+        let (_b, b) = demo("ext", "v1").await;
+        let (_c, c) = demo("ext", "v1").await;
+        let eps = [(a, "eu-west/zone-a", 2), (b, "eu-east/zone-b", 1), (c, "us-east/zone-c", 1)];
+        let outlier = "{consecutive5xxErrors: 1, interval: 100ms, baseEjectionTime: 60s, maxEjectionPercent: 100}";
+        let yaml = external(
+            "failover",
+            &eps,
+            &format!("{{outlierDetection: {outlier}, loadBalancer: {{localityLbSetting: {{failover: [{{from: eu-west, to: us-east}}]}}}}}}"),
+        ) + &external(
+            "flat",
+            &eps,
+            &format!("{{outlierDetection: {outlier}, loadBalancer: {{simple: ROUND_ROBIN, localityLbSetting: {{enabled: false}}}}}}"),
+        );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start_with(&control.xds, "client", &["--locality", "eu-west/zone-a"]).await;
+        let name = |p: u16| format!("ext-{p}");
+
+        // Locality off: every endpoint by its weight, 2:1:1, whatever its place.
+        let seen = spread(&sc.outbound, "flat.example.internal", 80).await;
+        assert_eq!((seen[&name(a)], seen[&name(b)], seen[&name(c)]), (40, 20, 20), "{seen:?}");
+
+        // Locality on: the caller's region only, until it fails; then the
+        // region the rule names, not the other one as near.
+        let seen = spread(&sc.outbound, "failover.example.internal", 20).await;
+        assert_eq!(seen, HashMap::from([(name(a), 20)]), "the caller's region");
+        behave(a, r#"{"failPercent": 100}"#).await;
+        let cluster = "outbound|80||failover.example.internal";
+        let mut sent = 0;
+        while !flags(&sc, cluster, a).await.contains("outlier") {
+            assert!(sent < 50, "eu-west was not ejected after {sent} requests");
+            call(&sc.outbound, "failover.example.internal").await;
+            sent += 1;
+        }
+        let seen = spread(&sc.outbound, "failover.example.internal", 40).await;
+        assert_eq!(seen, HashMap::from([(name(c), 40)]), "failover to us-east, not eu-east");
     });
 }
 
@@ -190,4 +249,54 @@ fn a_readmitted_instance_ramps_up_along_the_warmup_curve() {
         assert!(shares[4] > 0.4, "ends near an equal share: {shares:?}");
         assert!(shares[0] < shares[2] && shares[2] < shares[4], "rises: {shares:?}");
     });
+}
+
+/// `weft up`'s own Workload kind: its `locality` and `weight` reach the
+/// callers' balancing, its `env` the process (the demo reads its version
+/// from `WEFT_DEMO_VERSION`).
+#[test]
+fn workloads_carry_locality_weight_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let workload = |name: &str, extra: &str| {
+        format!(
+            "---\napiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {{name: {name}}}\nspec:\n  command: [\"weft\", \"demo\", \"--name\", \"{name}\", \"--port\", \"${{PORT}}\"]\n  port: 9000\n{extra}"
+        )
+    };
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: w}\nspec:\n  selector: {app: w}\n  ports: [{name: http, port: 80, targetPort: 9000}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: w}\nspec:\n  host: w\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 100}\n".to_owned()
+        + &workload("heavy", "  labels: {app: w}\n  locality: eu/zone-a\n  weight: 3\n  env: {WEFT_DEMO_VERSION: big}\n")
+        + &workload("light", "  labels: {app: w}\n  locality: eu/zone-a\n  weight: 1\n  env: {WEFT_DEMO_VERSION: small}\n")
+        + &workload("far", "  labels: {app: w}\n  locality: us/zone-b\n")
+        + &workload("client", "  labels: {app: client}\n  locality: eu/zone-a\n");
+    std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+    let mut up = Up::start(dir.path());
+    let client = up.info["workloads"].as_array().unwrap().iter().find(|w| w["name"] == "client").unwrap().clone();
+    let out = format!("{}:{}", client["ip"].as_str().unwrap(), client["outboundPort"]);
+    rt().block_on(async {
+        let version = |out: String| async move {
+            let r = request(&out, "GET", "http://w/", &[], Default::default()).await;
+            assert_eq!(r.status, 200);
+            r.json()["version"].as_str().unwrap().to_owned()
+        };
+        eventually(30, "both of zone a's instances answer", || {
+            let out = out.clone();
+            async move {
+                let mut seen = std::collections::HashSet::new();
+                for _ in 0..8 {
+                    seen.insert(version(out.clone()).await);
+                }
+                seen.contains("big") && seen.contains("small")
+            }
+        })
+        .await;
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for _ in 0..400 {
+            *seen.entry(version(out.clone()).await).or_default() += 1;
+        }
+        assert_eq!(
+            seen,
+            HashMap::from([("big".to_owned(), 300), ("small".to_owned(), 100)]),
+            "3:1 in the caller's zone"
+        );
+    });
+    up.stop();
 }

@@ -202,6 +202,71 @@ fn mirror_copies_traffic_and_discards_the_answer() {
     });
 }
 
+/// A mirror to one subset of a service, at the older integer
+/// `mirrorPercent`: copies reach that subset's instance alone, about as
+/// often as the percentage says.
+#[test]
+fn a_mirror_goes_to_its_subset_at_the_older_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_m, main) = demo("main", "v1").await;
+        let (_a, v1) = demo("copy", "v1").await;
+        let (_b, v2) = demo("copy", "v2").await;
+        let yaml = backend_yaml("main", main)
+            + &format!(
+                r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: copy}}
+spec: {{selector: {{app: copy}}, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: copy-v1}}
+spec: {{address: 127.0.0.1, ports: {{http: {v1}}}, labels: {{app: copy, version: v1}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: copy-v2}}
+spec: {{address: 127.0.0.1, ports: {{http: {v2}}}, labels: {{app: copy, version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: copy}}
+spec:
+  host: copy
+  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: main}}
+spec:
+  hosts: [main]
+  http:
+    - route: [{{destination: {{host: main}}}}]
+      mirror: {{host: copy, subset: v2}}
+      mirrorPercent: 50
+"#
+            );
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let n = 200;
+        for _ in 0..n {
+            let r = request(&sc.outbound, "GET", "http://main/", &[], Default::default()).await;
+            assert_eq!(r.json()["service"], "main");
+        }
+        let count = |port: u16| async move {
+            get(&format!("127.0.0.1:{port}"), "/admin/stats", &[]).await.json()["requests"].as_u64().unwrap()
+        };
+        // Binomial(200, 0.5): 65..=135 is beyond 4.9 sd.
+        eventually(10, "about half mirrored", || async move { count(v2).await >= 65 }).await;
+        let copies = count(v2).await;
+        assert!(copies <= 135, "about half should be mirrored: {copies} of {n}");
+        assert_eq!(count(v1).await, 0, "no copy outside the subset");
+    });
+}
+
 /// Fault injection: aborts (HTTP and gRPC status) and delays for their
 /// percentage of requests; a slow mirror never holds the main request up.
 #[test]

@@ -138,16 +138,23 @@ fn a_tcp_route_sends_connections_by_weight() {
             format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: tcp-data, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{tcp-data: {port}}}, labels: {{app: {name}}}}}\n")
         };
         let mut yaml = entry("data", own, svc_port) + &entry("tcp-a", a, free_port()) + &entry("tcp-b", b, free_port());
-        yaml.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: data}}\nspec:\n  hosts: [data]\n  tcp:\n    - match: [{{port: {svc_port}, sourceNamespace: other}}]\n      route: [{{destination: {{host: tcp-a}}}}]\n    - match: [{{port: {svc_port}, gateways: [edge]}}]\n      route: [{{destination: {{host: tcp-a}}}}]\n    - match: [{{port: {svc_port}, sourceNamespace: default}}]\n      route:\n        - {{destination: {{host: tcp-a}}, weight: 0}}\n        - {{destination: {{host: tcp-b}}, weight: 100}}\n"));
+        yaml.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: data}}\nspec:\n  hosts: [data]\n  tcp:\n    - match: [{{port: {svc_port}, sourceLabels: {{role: canary}}}}]\n      route: [{{destination: {{host: tcp-a}}}}]\n    - match: [{{port: {svc_port}, sourceNamespace: other}}]\n      route: [{{destination: {{host: tcp-a}}}}]\n    - match: [{{port: {svc_port}, gateways: [edge]}}]\n      route: [{{destination: {{host: tcp-a}}}}]\n    - match: [{{port: {svc_port}, sourceNamespace: default}}]\n      route:\n        - {{destination: {{host: tcp-a}}, weight: 0}}\n        - {{destination: {{host: tcp-b}}, weight: 100}}\n"));
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let _sc = Sidecar::start(&control.xds, "client").await;
-        // Rules for callers of another namespace, or only for a gateway, pass this sidecar by.
-        for _ in 0..10 {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", svc_port)).await.unwrap();
+        // A sidecar whose workload carries the labels a rule names takes it.
+        let _canary = Sidecar::start_with(&control.xds, "canary", &["--labels", "role=canary", "--listen-ip", "127.0.0.2"]).await;
+        let answer = |ip: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect((ip, svc_port)).await.unwrap();
             let mut got = String::new();
             s.read_to_string(&mut got).await.unwrap();
-            assert_eq!(got, "b", "the route's destination answered");
+            got
+        };
+        // Rules for other labels, callers of another namespace, or only for
+        // a gateway, pass this sidecar by.
+        for _ in 0..10 {
+            assert_eq!(answer("127.0.0.1").await, "b", "the route's destination answered");
+            assert_eq!(answer("127.0.0.2").await, "a", "the canary's rule by its labels");
         }
     });
 }

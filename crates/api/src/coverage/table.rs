@@ -33,6 +33,11 @@ const DISTRIBUTE: &str = "locality.rs::distribute_splits_traffic_by_locality";
 const WARMUP: &str = "locality.rs::a_readmitted_instance_ramps_up_along_the_warmup_curve";
 const MTLS: &str = "mtls.rs::proxies_speak_mutual_tls_and_name_the_caller";
 const ROLLOUT: &str = "rollout.rs::rolling_restart_of_every_instance_under_load_loses_no_request";
+const FAILOVER: &str = "locality.rs::failover_follows_the_rule_and_a_disabled_setting_spreads_by_weight";
+const MIRROR_SUBSET: &str = "route_features.rs::a_mirror_goes_to_its_subset_at_the_older_percent";
+const PORT_LEVEL: &str = "balancing.rs::port_level_settings_apply_to_their_port_alone";
+const GATEWAY_ERRORS: &str = "failover.rs::gateway_errors_eject_and_min_health_percent_stops_ejection";
+const WORKLOAD_PLACE: &str = "locality.rs::workloads_carry_locality_weight_and_env";
 const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
@@ -248,12 +253,12 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.http[].fault.abort.percentage.value", Applied(FAULTS)),
     row("VirtualService", "spec.http[].mirror", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirror.host", Applied(MIRROR)),
-    row("VirtualService", "spec.http[].mirror.subset", Untested),
+    row("VirtualService", "spec.http[].mirror.subset", Applied(MIRROR_SUBSET)),
     row("VirtualService", "spec.http[].mirror.port", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirror.port.number", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirrorPercentage", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirrorPercentage.value", Applied(MIRROR)),
-    row("VirtualService", "spec.http[].mirrorPercent", Untested),
+    row("VirtualService", "spec.http[].mirrorPercent", Applied(MIRROR_SUBSET)),
     row("VirtualService", "spec.http[].mirrors", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirrors[].destination", Applied(MIRROR)),
     row("VirtualService", "spec.http[].mirrors[].percentage", Applied(MIRROR)),
@@ -282,7 +287,7 @@ pub static FIELDS: &[Field] = &[
     row("VirtualService", "spec.tcp", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match[].port", Applied(TCP_ROUTE)),
-    row("VirtualService", "spec.tcp[].match[].sourceLabels", Untested),
+    row("VirtualService", "spec.tcp[].match[].sourceLabels", Applied(TCP_ROUTE)),
     row("VirtualService", "spec.tcp[].match[].gateways", Applied(GW_L4)),
     row(
         "VirtualService",
@@ -303,11 +308,11 @@ pub static FIELDS: &[Field] = &[
         "spec.tls[].match[].destinationSubnets",
         NotApplied("the rule matches any destination address"),
     ),
-    row("VirtualService", "spec.tls[].match[].sourceLabels", Untested),
-    row("VirtualService", "spec.tls[].match[].sourceNamespace", Untested),
+    row("VirtualService", "spec.tls[].match[].sourceLabels", Applied(SIDECAR_SNI)),
+    row("VirtualService", "spec.tls[].match[].sourceNamespace", Applied(SIDECAR_SNI)),
     row("VirtualService", "spec.tls[].route", Applied(GW_L4)),
     row("VirtualService", "spec.tls[].route[].destination", Applied(GW_L4)),
-    row("VirtualService", "spec.tls[].route[].weight", Untested),
+    row("VirtualService", "spec.tls[].route[].weight", Applied(SIDECAR_SNI)),
     //
     // DestinationRule (`**.`: its traffic policy, subsets' and ports' too).
     row("DestinationRule", "spec", Applied(BOOKINFO)),
@@ -319,9 +324,9 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "spec.workloadSelector", Applied(RULE_SELECTOR)),
     row("DestinationRule", "spec.workloadSelector.matchLabels", Applied(RULE_SELECTOR)),
     row("DestinationRule", "**.trafficPolicy", Applied(OUTLIER)),
-    row("DestinationRule", "**.portLevelSettings", Untested),
-    row("DestinationRule", "**.portLevelSettings[].port", Untested),
-    row("DestinationRule", "**.portLevelSettings[].port.number", Untested),
+    row("DestinationRule", "**.portLevelSettings", Applied(PORT_LEVEL)),
+    row("DestinationRule", "**.portLevelSettings[].port", Applied(PORT_LEVEL)),
+    row("DestinationRule", "**.portLevelSettings[].port.number", Applied(PORT_LEVEL)),
     row("DestinationRule", "**.loadBalancer", Applied(LEAST)),
     row("DestinationRule", "**.loadBalancer.simple", Applied(LEAST)),
     row("DestinationRule", "**.loadBalancer.consistentHash", Applied(HASH)),
@@ -341,13 +346,13 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.consistentHash.maglev.tableSize", Untested),
     row("DestinationRule", "**.consistentHash.minimumRingSize", Untested),
     row("DestinationRule", "**.loadBalancer.localityLbSetting", Applied(ZONES)),
-    row("DestinationRule", "**.localityLbSetting.enabled", Untested),
+    row("DestinationRule", "**.localityLbSetting.enabled", Applied(FAILOVER)),
     row("DestinationRule", "**.localityLbSetting.distribute", Applied(DISTRIBUTE)),
     row("DestinationRule", "**.localityLbSetting.distribute[].from", Applied(DISTRIBUTE)),
     row("DestinationRule", "**.localityLbSetting.distribute[].to", Applied(DISTRIBUTE)),
-    row("DestinationRule", "**.localityLbSetting.failover", Untested),
-    row("DestinationRule", "**.localityLbSetting.failover[].from", Untested),
-    row("DestinationRule", "**.localityLbSetting.failover[].to", Untested),
+    row("DestinationRule", "**.localityLbSetting.failover", Applied(FAILOVER)),
+    row("DestinationRule", "**.localityLbSetting.failover[].from", Applied(FAILOVER)),
+    row("DestinationRule", "**.localityLbSetting.failover[].to", Applied(FAILOVER)),
     row("DestinationRule", "**.localityLbSetting.failoverPriority", Untested),
     row("DestinationRule", "**.loadBalancer.warmupDurationSecs", Untested),
     row("DestinationRule", "**.loadBalancer.warmup", Applied(WARMUP)),
@@ -383,14 +388,14 @@ pub static FIELDS: &[Field] = &[
     ),
     row("DestinationRule", "**.outlierDetection", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.consecutive5xxErrors", Applied(OUTLIER)),
-    row("DestinationRule", "**.outlierDetection.consecutiveErrors", Untested),
-    row("DestinationRule", "**.outlierDetection.consecutiveGatewayErrors", Untested),
+    row("DestinationRule", "**.outlierDetection.consecutiveErrors", Applied(GATEWAY_ERRORS)),
+    row("DestinationRule", "**.outlierDetection.consecutiveGatewayErrors", Applied(GATEWAY_ERRORS)),
     row("DestinationRule", "**.outlierDetection.consecutiveLocalOriginFailures", Untested),
     row("DestinationRule", "**.outlierDetection.splitExternalLocalOriginErrors", Untested),
     row("DestinationRule", "**.outlierDetection.interval", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.baseEjectionTime", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.maxEjectionPercent", Applied(OUTLIER)),
-    row("DestinationRule", "**.outlierDetection.minHealthPercent", Untested),
+    row("DestinationRule", "**.outlierDetection.minHealthPercent", Applied(GATEWAY_ERRORS)),
     row("DestinationRule", "**.tls", Applied(ORIGINATION)),
     row("DestinationRule", "**.tls.mode", Applied(ORIGINATION)),
     row("DestinationRule", "**.tls.caCertificates", Applied(ORIGINATION)),
@@ -434,8 +439,8 @@ pub static FIELDS: &[Field] = &[
     row("ServiceEntry", "spec.endpoints[].address", Applied(DISCOVERY)),
     row("ServiceEntry", "spec.endpoints[].ports", Applied(DISCOVERY)),
     row("ServiceEntry", "spec.endpoints[].labels", Applied(DISCOVERY)),
-    row("ServiceEntry", "spec.endpoints[].locality", Untested),
-    row("ServiceEntry", "spec.endpoints[].weight", Untested),
+    row("ServiceEntry", "spec.endpoints[].locality", Applied(FAILOVER)),
+    row("ServiceEntry", "spec.endpoints[].weight", Applied(FAILOVER)),
     row("ServiceEntry", "spec.endpoints[].serviceAccount", Applied(SERVER_ID)),
     row(
         "ServiceEntry",
@@ -458,7 +463,7 @@ pub static FIELDS: &[Field] = &[
     row("Workload", "spec.labels", Applied(BOOKINFO)),
     row("Workload", "spec.replicas", Applied(BOOKINFO)),
     row("Workload", "spec.serviceAccount", Applied(MTLS)),
-    row("Workload", "spec.env", Untested),
-    row("Workload", "spec.locality", Untested),
-    row("Workload", "spec.weight", Untested),
+    row("Workload", "spec.env", Applied(WORKLOAD_PLACE)),
+    row("Workload", "spec.locality", Applied(WORKLOAD_PLACE)),
+    row("Workload", "spec.weight", Applied(WORKLOAD_PLACE)),
 ];

@@ -124,8 +124,11 @@ impl Launcher {
         env.insert("HTTP_PROXY".into(), format!("http://{outbound_addr}"));
         env.insert("http_proxy".into(), format!("http://{outbound_addr}"));
         env.insert("WEFT_OUTBOUND".into(), outbound_addr);
-        env.insert("WEFT_DEMO_NAME".into(), w.labels.get("app").cloned().unwrap_or_else(|| name.to_owned()));
-        env.insert("WEFT_DEMO_VERSION".into(), w.labels.get("version").cloned().unwrap_or_else(|| "v1".into()));
+        // The demo's names from the labels, unless the workload's `env` sets them.
+        env.entry("WEFT_DEMO_NAME".into())
+            .or_insert_with(|| w.labels.get("app").cloned().unwrap_or_else(|| name.to_owned()));
+        env.entry("WEFT_DEMO_VERSION".into())
+            .or_insert_with(|| w.labels.get("version").cloned().unwrap_or_else(|| "v1".into()));
         env.entry("WEFT_LOG".into()).or_insert_with(|| log.to_owned());
         let words: Vec<String> = w.command.iter().map(|c| c.replace("${PORT}", &app_port.to_string())).collect();
         let (program, rest) =

@@ -122,15 +122,13 @@ pub(super) fn hash_policy(
     use route_action::hash_policy::{self as hp, PolicySpecifier as P};
     let Some(svc) = index.service(&d.host, ns) else { return Vec::new() };
     let dr = index.destination_rule_for(&svc.fqdn, &caller.namespace, &caller.labels).map(|(_, dr)| dr);
-    let subset_lb = d
-        .subset
-        .as_ref()
-        .and_then(|s| dr?.subsets.iter().find(|x| &x.name == s))
-        .and_then(|s| s.traffic_policy.as_ref())
-        .and_then(|t| t.load_balancer.clone());
-    let dr_lb = || dr.and_then(|dr| dr.traffic_policy.as_ref()).and_then(|t| t.load_balancer.clone());
+    let subset = d.subset.as_ref().and_then(|s| dr?.subsets.iter().find(|x| &x.name == s));
+    // The port's policy: the cluster's balancer is the same one (subset,
+    // then port-level settings, over the rule's).
+    let port = d.port.as_ref().map(|p| p.number).or_else(|| svc.ports.first().map(|p| p.port)).unwrap_or(80);
+    let tp = super::super::policy::effective_policy(dr, subset, port);
     // A Service's `sessionAffinity: ClientIP`, where no rule balances otherwise.
-    let lb = subset_lb.or_else(dr_lb).or_else(|| index.session_affinity(svc));
+    let lb = tp.load_balancer.or_else(|| index.session_affinity(svc));
     let Some(ch) = lb.as_ref().and_then(|l| l.consistent_hash.as_ref()) else { return Vec::new() };
     let spec = if let Some(h) = &ch.http_header_name {
         P::Header(hp::Header { header_name: h.clone(), regex_rewrite: None })
