@@ -164,3 +164,93 @@ spec:
         }
     });
 }
+
+/// A GRPCRoute on a Gateway of another namespace, by listener
+/// (`sectionName`) and hostname: its header modifiers reach the app and the
+/// client, its mirror gets a copy of each call, its backends share calls
+/// by weight; another host gets no route.
+#[test]
+fn a_grpc_route_on_a_gateway_filters_mirrors_and_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ((_a, a), (_b, b), (_m, m)) =
+        rt.block_on(async { (demo("greeter", "v1").await, demo("canary", "v1").await, demo("copy", "v1").await) });
+    let (g, c, p) = (free_port(), free_port(), free_port());
+    let yaml = l4::service("greeter", "grpc", g, a)
+        + &l4::service("canary", "grpc", c, b)
+        + &l4::service("copy", "grpc", p, m)
+        + &format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: weft}}
+spec: {{controllerName: weft.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: infra}}
+spec:
+  gatewayClassName: weft
+  listeners:
+    - {{name: grpc, port: 80, protocol: HTTP, hostname: "*.example.com", allowedRoutes: {{namespaces: {{from: All}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: greeter}}
+spec:
+  parentRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: edge, namespace: infra, sectionName: grpc}}]
+  hostnames: [grpc.example.com]
+  rules:
+    - filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: {{set: [{{name: x-set, value: forced}}], add: [{{name: x-added, value: "yes"}}], remove: [x-secret]}}
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: {{set: [{{name: x-resp, value: "1"}}]}}
+        - type: RequestMirror
+          requestMirror: {{backendRef: {{name: copy, port: {p}}}}}
+      backendRefs:
+        - {{group: "", kind: Service, name: greeter, namespace: default, port: {g}, weight: 3}}
+        - {{name: canary, port: {c}, weight: 1}}
+"#
+        );
+    std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+    let mut up = Up::start(dir.path());
+    rt.block_on(async {
+        let gw = format!("127.0.0.1:{}", up.gateway_port);
+        let call = |authority: &'static str| {
+            let gw = gw.clone();
+            async move {
+                use weft_demo::grpc::{HELLO_PATH, HelloReply, HelloRequest};
+                let mut client = tonic::client::Grpc::new(grpc_channel(authority, gw).await);
+                client.ready().await.unwrap();
+                let mut request = tonic::Request::new(HelloRequest { name: "n".into() });
+                request.metadata_mut().insert("x-secret", "s".parse().unwrap());
+                request.metadata_mut().insert("x-set", "mine".parse().unwrap());
+                let codec = tonic_prost::ProstCodec::<HelloRequest, HelloReply>::default();
+                client.unary(request, http::uri::PathAndQuery::from_static(HELLO_PATH), codec).await
+            }
+        };
+        let mut served = std::collections::HashMap::new();
+        let n = 40;
+        for _ in 0..n {
+            let r = call("grpc.example.com").await.expect("a call through the gateway");
+            let md = r.metadata().clone();
+            let got = |k: &str| md.get(k).map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(got("echo-x-set").as_deref(), Some("forced"), "{md:?}");
+            assert_eq!(got("echo-x-added").as_deref(), Some("yes"), "{md:?}");
+            assert_eq!(got("echo-x-secret"), None, "removed before the app: {md:?}");
+            assert_eq!(got("x-resp").as_deref(), Some("1"), "{md:?}");
+            *served.entry(r.into_inner().service).or_insert(0) += 1;
+        }
+        let (greeter, canary) =
+            (served.get("greeter").copied().unwrap_or(0), served.get("canary").copied().unwrap_or(0));
+        assert_eq!(greeter + canary, n, "{served:?}");
+        assert!(greeter > canary && canary > 0, "3:1 by weight: {served:?}");
+        let copies = |port: u16| async move {
+            get(&format!("127.0.0.1:{port}"), "/admin/stats", &[]).await.json()["requests"].as_u64().unwrap()
+        };
+        eventually(10, "a copy of every call at the mirror", || async move { copies(m).await == n as u64 }).await;
+        let err = call("other.example.com").await.expect_err("no route for another host");
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    });
+    up.stop();
+}

@@ -6,7 +6,8 @@
 //! message HelloReply { string service = 1; string version = 2; string instance = 3; string message = 4; }
 //! ```
 //! A name `fail-N` answers with gRPC status N (e.g. `fail-14` = UNAVAILABLE),
-//! so tests can check that status and trailers cross the mesh intact.
+//! so tests can check that status and trailers cross the mesh intact; the
+//! request's `x-*` metadata comes back in the response's as `echo-x-*`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,17 +46,35 @@ impl tonic::server::UnaryService<HelloRequest> for Hello {
 
     fn call(&mut self, req: tonic::Request<HelloRequest>) -> Self::Future {
         let me = self.clone();
+        // The request's `x-*` metadata comes back as `echo-x-*`, so tests see
+        // what reached the app.
+        let echo: Vec<(tonic::metadata::MetadataKey<tonic::metadata::Ascii>, tonic::metadata::AsciiMetadataValue)> =
+            req.metadata()
+                .iter()
+                .filter_map(|kv| match kv {
+                    tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-") => {
+                        tonic::metadata::MetadataKey::from_bytes(format!("echo-{}", k.as_str()).as_bytes())
+                            .ok()
+                            .map(|k| (k, v.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
         Box::pin(async move {
             let name = req.into_inner().name;
             if let Some(code) = name.strip_prefix("fail-").and_then(|c| c.parse::<i32>().ok()) {
                 return Err(tonic::Status::new(tonic::Code::from(code), format!("asked to fail with {code}")));
             }
-            Ok(tonic::Response::new(HelloReply {
+            let mut resp = tonic::Response::new(HelloReply {
                 service: me.service,
                 version: me.version,
                 instance: me.instance,
                 message: format!("hello {name}"),
-            }))
+            });
+            for (k, v) in echo {
+                resp.metadata_mut().append(k, v);
+            }
+            Ok(resp)
         })
     }
 }

@@ -8,7 +8,7 @@
 //! | `?status=503` / `?delay=200ms` | answer with that status / after that delay |
 //! | `POST /admin/behavior` `{"failPercent": 50, "failStatus": 503, "delayMs": 100}` | change behaviour for every later request |
 //! | `GET /health` | 200, or `failStatus` while `healthFail` is set |
-//! | `GET /admin/stats` | `{"requests": N}`: requests served so far (admin calls excluded) |
+//! | `GET /admin/stats` | `{"requests": N}`: requests (gRPC calls too) served so far, admin calls excluded |
 //! | `GET /size/N` | N bytes of body (benchmarks) |
 //! | `GET /ws` with `Upgrade: websocket` | a WebSocket that echoes each message prefixed with the service name |
 //! | gRPC `weft.demo.v1.Demo/Hello` | see [`grpc`] |
@@ -170,6 +170,7 @@ async fn handle(demo: Arc<Demo>, req: Request<Incoming>) -> Result<Resp, std::co
     let path = req.uri().path().to_owned();
     let is_grpc = req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if is_grpc {
+        demo.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let hello = grpc::Hello {
             service: demo.opts.name.clone(),
             version: demo.opts.version.clone(),

@@ -189,9 +189,11 @@ pub fn forward<'a>(
         let replay: Option<Bytes>;
         let mut stream_body: Option<Incoming> = None;
         let mut tee: Option<Arc<Tee>> = None;
+        // The body may be sent again: by a retry, or as a mirror's copy.
+        let again = f.retry.is_some() || !f.mirrors.is_empty();
         if body.is_end_stream() {
             replay = Some(Bytes::new());
-        } else if f.retry.is_some() && body.size_hint().upper().is_some_and(|u| u <= MAX_REPLAY_BODY) {
+        } else if again && body.size_hint().upper().is_some_and(|u| u <= MAX_REPLAY_BODY) {
             match body.collect().await {
                 Ok(c) => {
                     let b = c.to_bytes();
@@ -206,7 +208,7 @@ pub fn forward<'a>(
             }
         } else {
             replay = None;
-            if f.retry.is_some() && body.size_hint().upper().is_none() {
+            if again && body.size_hint().upper().is_none() {
                 tee = Some(Tee::new(MAX_REPLAY_BODY, ctx.clone()));
             }
             stream_body = Some(body);
@@ -214,8 +216,13 @@ pub fn forward<'a>(
 
         let source = ctx.state.source_header.as_ref().filter(|_| direction == Direction::Outbound);
         let attempt = Attempt { parts: &parts, pq, source, next_hop: observed.map(|o| &o.next_hop) };
-        if let Some(b) = &replay {
-            super::mirror::mirror(clusters, f, &attempt, b, h2);
+        if !f.mirrors.is_empty() {
+            use super::mirror::{Copied, mirror};
+            match (&replay, &tee) {
+                (Some(b), _) => mirror(clusters, f, &attempt, Copied::Now(b), h2),
+                (None, Some(t)) => mirror(clusters, f, &attempt, Copied::Later(t), h2),
+                (None, None) => {}
+            }
         }
         let mut retries = Retries::new(f.retry.as_deref(), replay.is_some() || tee.is_some(), cluster.limits.as_ref());
 

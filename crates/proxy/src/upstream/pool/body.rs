@@ -24,59 +24,72 @@ pub enum RequestBody {
 }
 
 /// A copy of a request body streamed upstream, as Envoy keeps one for
-/// retries: a body of unknown length (gRPC's, chunked) is sent as it comes,
-/// never held back, and can be sent again once it ended within `limit`.
-/// A body past the limit, or with trailers, cannot be.
+/// retries and mirrors: a body of unknown length (gRPC's, chunked) is sent
+/// as it comes, never held back, and can be sent again once it ended
+/// within `limit`. A body past the limit, or with trailers, cannot be.
 pub struct Tee {
     _hold: Arc<dyn std::any::Any + Send + Sync>,
     limit: u64,
-    state: parking_lot::Mutex<TeeState>,
+    /// The parts so far and their length; None once it ended or spoiled.
+    parts: parking_lot::Mutex<Option<(Vec<Bytes>, u64)>>,
+    /// How it ended, for mirrors waiting on it.
+    done: tokio::sync::watch::Sender<Teed>,
 }
 
-enum TeeState {
-    Open(Vec<Bytes>, u64),
-    Done(Bytes),
-    Over,
+/// How a tee stands.
+#[derive(Clone)]
+pub enum Teed {
+    Open,
+    Whole(Bytes),
+    Spoiled,
 }
 
 impl Tee {
     pub fn new(limit: u64, hold: Arc<dyn std::any::Any + Send + Sync>) -> Arc<Tee> {
-        Arc::new(Tee { _hold: hold, limit, state: parking_lot::Mutex::new(TeeState::Open(Vec::new(), 0)) })
+        let parts = parking_lot::Mutex::new(Some((Vec::new(), 0)));
+        Arc::new(Tee { _hold: hold, limit, parts, done: tokio::sync::watch::Sender::new(Teed::Open) })
     }
 
     fn push(&self, data: &Bytes) {
-        let mut s = self.state.lock();
-        if let TeeState::Open(parts, len) = &mut *s {
+        let mut parts = self.parts.lock();
+        if let Some((v, len)) = &mut *parts {
             *len += data.len() as u64;
             if *len > self.limit {
-                *s = TeeState::Over;
+                *parts = None;
+                self.done.send_replace(Teed::Spoiled);
             } else {
-                parts.push(data.clone());
+                v.push(data.clone());
             }
         }
     }
 
     fn end(&self) {
-        let mut s = self.state.lock();
-        if let TeeState::Open(parts, len) = &mut *s {
-            let mut whole = bytes::BytesMut::with_capacity(*len as usize);
-            for p in parts.iter() {
+        if let Some((v, len)) = self.parts.lock().take() {
+            let mut whole = bytes::BytesMut::with_capacity(len as usize);
+            for p in &v {
                 whole.extend_from_slice(p);
             }
-            *s = TeeState::Done(whole.freeze());
+            self.done.send_replace(Teed::Whole(whole.freeze()));
         }
     }
 
     fn spoil(&self) {
-        *self.state.lock() = TeeState::Over;
+        if self.parts.lock().take().is_some() {
+            self.done.send_replace(Teed::Spoiled);
+        }
     }
 
     /// The whole body, once it ended within the limit.
     pub fn replay(&self) -> Option<Bytes> {
-        match &*self.state.lock() {
-            TeeState::Done(b) => Some(b.clone()),
+        match &*self.done.borrow() {
+            Teed::Whole(b) => Some(b.clone()),
             _ => None,
         }
+    }
+
+    /// How it ends, for one that waits (a mirror); closed when the tee goes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Teed> {
+        self.done.subscribe()
     }
 }
 
@@ -135,5 +148,37 @@ impl Body for RequestBody {
             RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             RequestBody::Streamed(i, _) | RequestBody::Teed(i, _) => i.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tee_keeps_a_body_that_ended_within_its_limit() {
+        let hold: Arc<dyn std::any::Any + Send + Sync> = Arc::new(());
+        let tee = Tee::new(10, hold.clone());
+        let mut waiting = tee.subscribe();
+        tee.push(&Bytes::from_static(b"hello "));
+        assert!(tee.replay().is_none(), "not before it ends");
+        assert!(matches!(&*waiting.borrow_and_update(), Teed::Open));
+        tee.push(&Bytes::from_static(b"you"));
+        tee.end();
+        assert_eq!(tee.replay().as_deref(), Some(&b"hello you"[..]));
+        assert!(matches!(&*waiting.borrow_and_update(), Teed::Whole(b) if b == "hello you"));
+
+        // Past the limit, or with trailers (spoiled), it cannot be sent again.
+        let tee = Tee::new(4, hold.clone());
+        tee.push(&Bytes::from_static(b"hello"));
+        tee.end();
+        assert!(tee.replay().is_none());
+        let tee = Tee::new(10, hold);
+        let waiting = tee.subscribe();
+        tee.push(&Bytes::from_static(b"a"));
+        tee.spoil();
+        tee.end();
+        assert!(tee.replay().is_none());
+        assert!(matches!(&*waiting.borrow(), Teed::Spoiled));
     }
 }

@@ -34,7 +34,7 @@ use crate::mtls::Slot;
 pub mod body;
 mod dial;
 mod error;
-pub use body::{BoxError, RequestBody as Body, Tee};
+pub use body::{BoxError, RequestBody as Body, Tee, Teed};
 pub use dial::UpstreamIo;
 use dial::{Secure, dial};
 pub use error::UpstreamError;
