@@ -216,3 +216,39 @@ fn gateway_errors_eject_and_min_health_percent_stops_ejection() {
         assert!(failed >= 15, "under minHealthPercent the failing host keeps its share: {failed} of 60");
     });
 }
+
+/// `splitExternalLocalOriginErrors` with `consecutiveLocalOriginFailures`:
+/// failures to connect are counted on their own and eject a host that
+/// refuses connections; counted with the answers, they stay under a high
+/// 5xx threshold. Retries (Istio's default, on connect failures) hide them.
+#[test]
+fn local_origin_failures_eject_when_split() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_s, split_ok) = demo("split", "v1").await;
+        let (_j, joined_ok) = demo("joined", "v1").await;
+        let (split_dead, joined_dead) = (free_port(), free_port());
+        let rule = |host: &str, od: &str| {
+            format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}}}\nspec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{{od}consecutive5xxErrors: 100, consecutiveGatewayErrors: 100, interval: 100ms, baseEjectionTime: 60s, maxEjectionPercent: 100}}\n")
+        };
+        let yaml = service_yaml("split", &[split_ok, split_dead])
+            + &rule("split", "splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2, ")
+            + "---\n"
+            + &service_yaml("joined", &[joined_ok, joined_dead])
+            + &rule("joined", "");
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        for _ in 0..20 {
+            assert_eq!(call(&sc.outbound, "split").await.0, 200);
+            assert_eq!(call(&sc.outbound, "joined").await.0, 200);
+        }
+        let (split, joined) =
+            ("outbound|80||split.default.svc.cluster.local", "outbound|80||joined.default.svc.cluster.local");
+        eventually(10, "the refusing host ejected", || async {
+            flags(&sc, split, split_dead).await.contains("outlier")
+        })
+        .await;
+        assert_eq!(flags(&sc, joined, joined_dead).await, "healthy", "its failures count with the answers");
+    });
+}

@@ -38,6 +38,9 @@ const MIRROR_SUBSET: &str = "route_features.rs::a_mirror_goes_to_its_subset_at_t
 const PORT_LEVEL: &str = "balancing.rs::port_level_settings_apply_to_their_port_alone";
 const GATEWAY_ERRORS: &str = "failover.rs::gateway_errors_eject_and_min_health_percent_stops_ejection";
 const WORKLOAD_PLACE: &str = "locality.rs::workloads_carry_locality_weight_and_env";
+const POOL: &str = "connection_pool.rs::idle_and_aged_connections_are_not_reused";
+const RETRY_CAPS: &str = "connection_pool.rs::retries_in_flight_are_capped_by_max_retries_and_the_budget";
+const LOCAL_ORIGIN: &str = "failover.rs::local_origin_failures_eject_when_split";
 const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
@@ -363,8 +366,15 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.connectionPool.tcp", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.tcp.maxConnections", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.tcp.connectTimeout", Untested),
-    row("DestinationRule", "**.connectionPool.tcp.maxConnectionDuration", Untested),
-    row("DestinationRule", "**.connectionPool.tcp.idleTimeout", Untested),
+    row("DestinationRule", "**.connectionPool.tcp.maxConnectionDuration", Applied(POOL)),
+    row(
+        "DestinationRule",
+        "**.connectionPool.tcp.idleTimeout",
+        Partial(
+            POOL,
+            "HTTP connections only: a TCP connection's splice idles out after the proxy's own timeout (1 hour)",
+        ),
+    ),
     row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive", Applied(KEEPALIVE)),
     row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.time", Applied(KEEPALIVE)),
     row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.interval", Applied(KEEPALIVE)),
@@ -373,8 +383,8 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.connectionPool.http.http1MaxPendingRequests", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.http.http2MaxRequests", Untested),
     row("DestinationRule", "**.connectionPool.http.maxRequestsPerConnection", Applied(BREAKERS)),
-    row("DestinationRule", "**.connectionPool.http.maxRetries", Untested),
-    row("DestinationRule", "**.connectionPool.http.idleTimeout", Untested),
+    row("DestinationRule", "**.connectionPool.http.maxRetries", Applied(RETRY_CAPS)),
+    row("DestinationRule", "**.connectionPool.http.idleTimeout", Applied(POOL)),
     row(
         "DestinationRule",
         "**.connectionPool.http.h2UpgradePolicy",
@@ -390,8 +400,8 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.outlierDetection.consecutive5xxErrors", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.consecutiveErrors", Applied(GATEWAY_ERRORS)),
     row("DestinationRule", "**.outlierDetection.consecutiveGatewayErrors", Applied(GATEWAY_ERRORS)),
-    row("DestinationRule", "**.outlierDetection.consecutiveLocalOriginFailures", Untested),
-    row("DestinationRule", "**.outlierDetection.splitExternalLocalOriginErrors", Untested),
+    row("DestinationRule", "**.outlierDetection.consecutiveLocalOriginFailures", Applied(LOCAL_ORIGIN)),
+    row("DestinationRule", "**.outlierDetection.splitExternalLocalOriginErrors", Applied(LOCAL_ORIGIN)),
     row("DestinationRule", "**.outlierDetection.interval", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.baseEjectionTime", Applied(OUTLIER)),
     row("DestinationRule", "**.outlierDetection.maxEjectionPercent", Applied(OUTLIER)),
@@ -408,9 +418,9 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.tls.caCrl", NotApplied("server certificates are not checked against a CRL")),
     row("DestinationRule", "**.tunnel", NotApplied("traffic goes to the endpoints directly")),
     row("DestinationRule", "**.proxyProtocol", NotApplied("no PROXY protocol header is sent")),
-    row("DestinationRule", "**.retryBudget", Untested),
-    row("DestinationRule", "**.retryBudget.percent", Untested),
-    row("DestinationRule", "**.retryBudget.minRetryConcurrency", Untested),
+    row("DestinationRule", "**.retryBudget", Applied(RETRY_CAPS)),
+    row("DestinationRule", "**.retryBudget.percent", Applied(RETRY_CAPS)),
+    row("DestinationRule", "**.retryBudget.minRetryConcurrency", Applied(RETRY_CAPS)),
     //
     // ServiceEntry and WorkloadEntry.
     row("ServiceEntry", "spec", Applied(DISCOVERY)),
