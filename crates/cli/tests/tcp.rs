@@ -158,3 +158,45 @@ fn a_tcp_route_sends_connections_by_weight() {
         }
     });
 }
+
+/// A DestinationRule's `connectionPool.tcp.idleTimeout` closes a spliced
+/// connection that moved no byte for that long (its tcp_proxy's idle
+/// timeout); another service's connection, without one, stays open.
+#[test]
+fn a_tcp_connection_idle_past_its_timeout_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        // Says hello, then holds the connection until the other side closes.
+        let holder = || {
+            tcp_server(|mut s| async move {
+                let _ = s.write_all(b"hi").await;
+                let mut b = [0u8; 16];
+                while s.read(&mut b).await.is_ok_and(|n| n > 0) {}
+            })
+        };
+        let (quiet, chatty) = (holder().await, holder().await);
+        let (quiet_port, chatty_port) = (free_port(), free_port());
+        let entry = |name: &str, port: u16, svc_port: u16| {
+            format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: tcp-data, port: {svc_port}}}]\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: 127.0.0.1, ports: {{tcp-data: {port}}}, labels: {{app: {name}}}}}\n")
+        };
+        let yaml = entry("quiet", quiet, quiet_port)
+            + &entry("chatty", chatty, chatty_port)
+            + "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: quiet}\nspec:\n  host: quiet\n  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 300ms}}}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let _sc = Sidecar::start(&control.xds, "client").await;
+        let open = |port: u16| async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let mut hi = [0u8; 2];
+            s.read_exact(&mut hi).await.unwrap();
+            assert_eq!(&hi, b"hi");
+            s
+        };
+        let (mut q, mut c) = (open(quiet_port).await, open(chatty_port).await);
+        let mut b = [0u8; 8];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), q.read(&mut b)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "the idle connection is closed: {closed:?}");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), c.read(&mut b)).await;
+        assert!(waiting.is_err(), "the other is still open: {waiting:?}");
+    });
+}

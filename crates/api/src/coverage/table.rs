@@ -41,6 +41,7 @@ const WORKLOAD_PLACE: &str = "locality.rs::workloads_carry_locality_weight_and_e
 const POOL: &str = "connection_pool.rs::idle_and_aged_connections_are_not_reused";
 const RETRY_CAPS: &str = "connection_pool.rs::retries_in_flight_are_capped_by_max_retries_and_the_budget";
 const LOCAL_ORIGIN: &str = "failover.rs::local_origin_failures_eject_when_split";
+const TCP_IDLE: &str = "tcp.rs::a_tcp_connection_idle_past_its_timeout_is_closed";
 const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
@@ -367,14 +368,7 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.connectionPool.tcp.maxConnections", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.tcp.connectTimeout", Untested),
     row("DestinationRule", "**.connectionPool.tcp.maxConnectionDuration", Applied(POOL)),
-    row(
-        "DestinationRule",
-        "**.connectionPool.tcp.idleTimeout",
-        Partial(
-            POOL,
-            "HTTP connections only: a TCP connection's splice idles out after the proxy's own timeout (1 hour)",
-        ),
-    ),
+    row("DestinationRule", "**.connectionPool.tcp.idleTimeout", Applied(TCP_IDLE)),
     row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive", Applied(KEEPALIVE)),
     row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.time", Applied(KEEPALIVE)),
     row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.interval", Applied(KEEPALIVE)),

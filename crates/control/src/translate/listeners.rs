@@ -197,16 +197,22 @@ fn tcp_inbound(
     (transport, sds): (Option<&str>, bool),
     logs: &[AccessLog],
 ) -> Listener {
-    let proxy = tcp_filter("inbound", tcp_proxy::ClusterSpecifier::Cluster(cluster), logs);
+    let proxy = tcp_filter("inbound", tcp_proxy::ClusterSpecifier::Cluster(cluster), logs, None);
     let (filter_chains, listener_filters) = inbound_chains(authz.into_iter().chain([proxy]).collect(), transport, sds);
     Listener { name: "inbound".into(), address: Some(addr), filter_chains, listener_filters, ..Default::default() }
 }
 
-fn tcp_filter(name: &str, cluster: tcp_proxy::ClusterSpecifier, logs: &[AccessLog]) -> Filter {
+fn tcp_filter(
+    name: &str,
+    cluster: tcp_proxy::ClusterSpecifier,
+    logs: &[AccessLog],
+    idle: Option<std::time::Duration>,
+) -> Filter {
     let tp = TcpProxy {
         stat_prefix: name.to_owned(),
         cluster_specifier: Some(cluster),
         access_log: logs.to_vec(),
+        idle_timeout: idle.map(super::routes::pb_duration),
         ..Default::default()
     };
     Filter {
@@ -223,7 +229,7 @@ fn tcp_listener(name: &str, addr: Address, chains: &[Chain], logs: &[AccessLog])
         .map(|c| FilterChain {
             filter_chain_match: (!c.server_names.is_empty())
                 .then(|| FilterChainMatch { server_names: c.server_names.clone(), ..Default::default() }),
-            filters: vec![tcp_filter(name, c.cluster.clone(), logs)],
+            filters: vec![tcp_filter(name, c.cluster.clone(), logs, c.idle_timeout)],
             transport_socket: c.transport.clone(),
             ..Default::default()
         })
@@ -249,7 +255,8 @@ pub fn tcp_specs(index: &Index, node: &ProxyNode) -> Vec<(u16, Vec<Chain>)> {
             if taken.insert(sp.port) {
                 let mut chains = super::routes::l4::sidecar_chains(index, node, svc, sp);
                 let rest = super::routes::tcp_route(index, node, svc, sp.port);
-                chains.push(Chain { server_names: Vec::new(), cluster: rest, transport: None });
+                chains.push(Chain { server_names: Vec::new(), cluster: rest, transport: None, idle_timeout: None });
+                super::routes::l4::with_idle_timeouts(index, node, &mut chains);
                 out.push((sp.port, chains));
             } else {
                 tracing::debug!(service = %svc.fqdn, port = sp.port, "tcp port already served on this sidecar");

@@ -140,8 +140,10 @@ fn tcp_routes(l: &Listener, inbound: bool, clusters: &ClusterIndex, logs: &Sinks
         authz: Box::new([]),
         inbound: None,
         terminate: Box::new([]),
+        idle: Box::new([]),
     };
     let (mut named_tls, mut default_tls) = (Vec::new(), None);
+    let (mut named_idle, mut default_idle) = (Vec::new(), None);
     for (i, fc) in l.filter_chains.iter().enumerate() {
         let any = match fc.filters.last().and_then(|f| f.config_type.as_ref()) {
             Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("TcpProxy") => any,
@@ -171,15 +173,21 @@ fn tcp_routes(l: &Listener, inbound: bool, clusters: &ClusterIndex, logs: &Sinks
             Some(ts) if !inbound => Some(chain_tls(ts)?),
             _ => None,
         };
+        let idle = tp.idle_timeout.as_ref().map(super::duration);
         if names.is_empty() {
             if routes.default.replace(target).is_some() {
                 return Err(CompileError::new("two filter chains match any server name"));
             }
             default_tls = tls;
+            default_idle = idle;
         } else {
             routes.by_name.push((names, target));
             named_tls.push(tls);
+            named_idle.push(idle);
         }
+    }
+    if named_idle.iter().chain([&default_idle]).any(Option::is_some) {
+        routes.idle = named_idle.into_iter().chain([default_idle]).collect();
     }
     if named_tls.iter().chain([&default_tls]).any(Option::is_some) {
         routes.terminate = named_tls.into_iter().chain([default_tls]).collect();

@@ -25,6 +25,9 @@ pub struct TcpRoutes {
     /// The TLS a gateway ends before routing the bytes, by chain: for
     /// `by_name`'s, in its order, then for `default`'s. Most have none.
     pub terminate: Box<[Option<Arc<Terminate>>]>,
+    /// Each chain's idle timeout (its tcp_proxy's), in the same order;
+    /// empty when no chain sets one (the proxy's own applies).
+    pub idle: Box<[Option<std::time::Duration>]>,
 }
 
 impl TcpRoutes {
@@ -37,6 +40,7 @@ impl TcpRoutes {
             authz: Box::new([]),
             inbound: None,
             terminate: Box::new([]),
+            idle: Box::new([]),
         }
     }
 
@@ -57,6 +61,11 @@ impl TcpRoutes {
     /// chain ends it.
     pub fn terminates(&self, sni: Option<&str>) -> Option<&Arc<Terminate>> {
         self.terminate.get(self.chain(sni)?)?.as_ref()
+    }
+
+    /// The idle timeout of the chain for `sni`, where it sets one.
+    pub fn idle_timeout(&self, sni: Option<&str>) -> Option<std::time::Duration> {
+        *self.idle.get(self.chain(sni)?)?
     }
 
     /// The chain for `sni`: an exact name, then the longest wildcard, then
@@ -96,6 +105,7 @@ mod tests {
             authz: Box::new([]),
             inbound: None,
             terminate: Box::new([]),
+            idle: Box::new([]),
             by_name: vec![
                 (vec!["*.example.com".into()], t("wide")),
                 (vec!["*.api.example.com".into()], t("narrow")),

@@ -64,7 +64,7 @@ pub(super) async fn serve<D>(
         _ if denied => {
             tracing::debug!(peer = %ctx.peer, listener = %l.name, "an AuthorizationPolicy denies this connection; closing");
         }
-        Some(target) => connect(ctx, cfg, target, &mut down, &mut done).await,
+        Some(target) => connect(ctx, cfg, (target, routes.idle_timeout(sni)), &mut down, &mut done).await,
         None => {
             tracing::debug!(peer = %ctx.peer, sni = ?sni, "no filter chain takes this connection; closing");
             done.flags = "NR";
@@ -117,7 +117,7 @@ struct Spliced {
 async fn connect<D>(
     ctx: &ConnCtx,
     cfg: &crate::snapshot::Snapshot,
-    target: &crate::config::route::Target,
+    (target, idle): (&crate::config::route::Target, Option<std::time::Duration>),
     down: &mut D,
     done: &mut Spliced,
 ) where
@@ -151,7 +151,7 @@ async fn connect<D>(
         let _tunnel = crate::telemetry::Held::new(&ctx.state.metrics.active_tunnels);
         // The labels are not kept across the splice: their series is.
         let opened = ctx.state.metrics.tcp.opened(&labels(ctx, Some(&cluster.settings), Some(ep), "-", done.inbound));
-        done.bytes = splice(ctx, down, &mut up).await;
+        done.bytes = splice(ctx, down, &mut up, idle).await;
         opened.closed(done.bytes);
         return;
     }
@@ -234,14 +234,18 @@ fn labels(
 }
 
 /// Copies both ways until either side closes, or the connection has moved
-/// no byte for its idle timeout (Envoy's `tcp_proxy` default is the same
-/// hour): then both sockets are closed.
-async fn splice<D, U>(ctx: &ConnCtx, down: &mut D, up: &mut U) -> (u64, u64)
+/// no byte for its idle timeout (its chain's, else the proxy's; Envoy's
+/// `tcp_proxy` default is the same hour; zero: none): then both sockets
+/// are closed.
+async fn splice<D, U>(ctx: &ConnCtx, down: &mut D, up: &mut U, idle: Option<std::time::Duration>) -> (u64, u64)
 where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let timeouts = ctx.state.timeouts.idle_only();
+    let mut timeouts = ctx.state.timeouts.idle_only();
+    if let Some(d) = idle {
+        timeouts.idle = Some(d).filter(|d| !d.is_zero());
+    }
     let tick = tokio::time::sleep(timeouts.tick().unwrap_or_default());
     tokio::pin!(tick);
     let mut idle = Idle::new(tick.as_mut(), timeouts);

@@ -19,6 +19,8 @@ pub struct Chain {
     pub server_names: Vec<String>,
     pub cluster: ClusterSpecifier,
     pub transport: Option<TransportSocket>,
+    /// Its connections' idle timeout (`with_idle_timeouts`).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl Chain {
@@ -29,6 +31,25 @@ impl Chain {
             ClusterSpecifier::WeightedClusters(w) => w.clusters.iter().map(|c| c.name.clone()).collect(),
         }
     }
+}
+
+/// Each chain's idle timeout: its (first) destination's DestinationRule
+/// `connectionPool.tcp.idleTimeout`, as the caller gets the rule, which
+/// Istio sets on the chain's tcp_proxy.
+pub fn with_idle_timeouts(index: &Index, node: &ProxyNode, chains: &mut [Chain]) {
+    for c in chains {
+        c.idle_timeout = c.cluster_names().first().and_then(|name| tcp_idle_timeout(index, node, name));
+    }
+}
+
+/// `outbound|port|subset|host`'s `connectionPool.tcp.idleTimeout`.
+fn tcp_idle_timeout(index: &Index, node: &ProxyNode, cluster: &str) -> Option<std::time::Duration> {
+    let mut parts = cluster.split('|');
+    let (_, port, subset, host) = (parts.next()?, parts.next()?.parse::<u16>().ok()?, parts.next()?, parts.next()?);
+    let (_, dr) = index.destination_rule_for(host, &node.namespace, &node.labels)?;
+    let subset = dr.subsets.iter().find(|s| !subset.is_empty() && s.name == subset);
+    let tp = super::super::policy::effective_policy(Some(dr), subset, port);
+    tp.connection_pool?.tcp?.idle_timeout.map(|d| d.0)
 }
 
 /// Whether a rule's match (`port`, `gateways`) applies on this server port.
@@ -87,7 +108,7 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
                     .filter(|sni| claimed.insert(sni.clone()))
                     .collect();
                 if !names.is_empty() {
-                    chains.push(Chain { server_names: names, cluster: to, transport: None });
+                    chains.push(Chain { server_names: names, cluster: to, transport: None, idle_timeout: None });
                 }
             }
             if rest.is_some() || !plain_tcp {
@@ -98,7 +119,8 @@ pub fn gateway_chains(index: &Index, node: &ProxyNode, port: u16) -> Vec<Chain> 
         chains.extend(terminated(index, node, port, &servers, &vses, &mut claimed));
     }
     chains.extend(auto_passthrough(index, node, &auto_hosts, &mut claimed));
-    chains.extend(rest.map(|cluster| Chain { server_names: Vec::new(), cluster, transport: None }));
+    chains.extend(rest.map(|cluster| Chain { server_names: Vec::new(), cluster, transport: None, idle_timeout: None }));
+    with_idle_timeouts(index, node, &mut chains);
     chains
 }
 
@@ -145,7 +167,7 @@ fn terminated(
         };
         let names = crate::translate::gateway_tls::server_names(s);
         if names.iter().all(|n| claimed.insert(n.clone())) {
-            out.push(Chain { server_names: names, cluster: to, transport: Some(transport) });
+            out.push(Chain { server_names: names, cluster: to, transport: Some(transport), idle_timeout: None });
         }
     }
     out
@@ -174,6 +196,7 @@ fn auto_passthrough(index: &Index, node: &ProxyNode, hosts: &[&str], claimed: &m
                         server_names: vec![name.clone()],
                         cluster: ClusterSpecifier::Cluster(name),
                         transport: None,
+                        idle_timeout: None,
                     });
                 }
             }
@@ -215,7 +238,7 @@ pub fn sidecar_chains(index: &Index, node: &ProxyNode, svc: &SvcInfo, sp: &SvcPo
                 .filter(|sni| claimed.insert(sni.clone()))
                 .collect();
             if !names.is_empty() {
-                chains.push(Chain { server_names: names, cluster: to, transport: None });
+                chains.push(Chain { server_names: names, cluster: to, transport: None, idle_timeout: None });
             }
         }
     }
