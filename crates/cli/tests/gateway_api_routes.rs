@@ -22,9 +22,9 @@ apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TLSRoute
 metadata: {name: pay}
 spec:
-  parentRefs: [{name: edge, sectionName: tls}]
+  parentRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge, namespace: default, sectionName: tls, port: 443}]
   hostnames: [pay.example.com]
-  rules: [{backendRefs: [{name: pay, port: 443}]}]
+  rules: [{backendRefs: [{group: "", kind: Service, name: pay, namespace: default, port: 443}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TLSRoute
@@ -38,8 +38,12 @@ apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute
 metadata: {name: db}
 spec:
-  parentRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge, sectionName: tcp}]
-  rules: [{name: all, backendRefs: [{name: db, port: 5432}]}]
+  parentRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge, namespace: default, sectionName: tcp}]
+  rules:
+    - name: all
+      backendRefs:
+        - {group: "", kind: Service, name: db, namespace: default, port: 5432, weight: 1}
+        - {name: shop, port: 443, weight: 0}
 ---
 apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute
@@ -167,18 +171,21 @@ spec:
 
 /// A GRPCRoute on a Gateway of another namespace, by listener
 /// (`sectionName`) and hostname: its header modifiers reach the app and the
-/// client, its mirror gets a copy of each call, its backends share calls
-/// by weight; another host gets no route.
+/// client, its mirrors get a copy of each call or about half (by percent, by
+/// fraction), its backends share calls by weight, one with a filter of its
+/// own; another host gets no route.
 #[test]
 fn a_grpc_route_on_a_gateway_filters_mirrors_and_splits() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let ((_a, a), (_b, b), (_m, m)) =
-        rt.block_on(async { (demo("greeter", "v1").await, demo("canary", "v1").await, demo("copy", "v1").await) });
-    let (g, c, p) = (free_port(), free_port(), free_port());
+    let ((_a, a), (_b, b), (_m, m), (_n, half)) = rt.block_on(async {
+        (demo("greeter", "v1").await, demo("canary", "v1").await, demo("copy", "v1").await, demo("half", "v1").await)
+    });
+    let (g, c, p, q) = (free_port(), free_port(), free_port(), free_port());
     let yaml = l4::service("greeter", "grpc", g, a)
         + &l4::service("canary", "grpc", c, b)
         + &l4::service("copy", "grpc", p, m)
+        + &l4::service("half", "grpc", q, half)
         + &format!(
             r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -206,10 +213,15 @@ spec:
         - type: ResponseHeaderModifier
           responseHeaderModifier: {{set: [{{name: x-resp, value: "1"}}]}}
         - type: RequestMirror
-          requestMirror: {{backendRef: {{name: copy, port: {p}}}}}
+          requestMirror: {{backendRef: {{name: copy, port: {p}}}, percent: 100}}
+        - type: RequestMirror
+          requestMirror: {{backendRef: {{name: half, port: {q}}}, fraction: {{numerator: 1, denominator: 2}}}}
       backendRefs:
         - {{group: "", kind: Service, name: greeter, namespace: default, port: {g}, weight: 3}}
-        - {{name: canary, port: {c}, weight: 1}}
+        - name: canary
+          port: {c}
+          weight: 1
+          filters: [{{type: ResponseHeaderModifier, responseHeaderModifier: {{add: [{{name: x-backend, value: canary}}]}}}}]
 "#
         );
     std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
@@ -239,7 +251,10 @@ spec:
             assert_eq!(got("echo-x-added").as_deref(), Some("yes"), "{md:?}");
             assert_eq!(got("echo-x-secret"), None, "removed before the app: {md:?}");
             assert_eq!(got("x-resp").as_deref(), Some("1"), "{md:?}");
-            *served.entry(r.into_inner().service).or_insert(0) += 1;
+            let service = r.into_inner().service;
+            let tagged = if service == "canary" { Some("canary") } else { None };
+            assert_eq!(got("x-backend").as_deref(), tagged, "the canary backend's own filter: {md:?}");
+            *served.entry(service).or_insert(0) += 1;
         }
         let (greeter, canary) =
             (served.get("greeter").copied().unwrap_or(0), served.get("canary").copied().unwrap_or(0));
@@ -249,6 +264,10 @@ spec:
             get(&format!("127.0.0.1:{port}"), "/admin/stats", &[]).await.json()["requests"].as_u64().unwrap()
         };
         eventually(10, "a copy of every call at the mirror", || async move { copies(m).await == n as u64 }).await;
+        // Binomial(40, 1/2): 5..=35 is beyond 4.7 sd.
+        eventually(10, "about half the calls at the mirror at 1/2", || async move { copies(half).await >= 5 }).await;
+        let halves = copies(half).await;
+        assert!(halves <= 35, "a mirror at 1/2 gets about half: {halves} of {n}");
         let err = call("other.example.com").await.expect_err("no route for another host");
         assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
     });
