@@ -36,6 +36,16 @@ use std::sync::Arc;
 
 const UPSTREAM_SERVICE_TIME: http::HeaderName = http::HeaderName::from_static("x-envoy-upstream-service-time");
 
+/// `x-envoy-upstream-service-time`'s value. Under a second, a clone from a
+/// table of static values made once: no allocation a response, where
+/// `HeaderValue::from(u32)` allocates one.
+fn service_time(ms: u32) -> HeaderValue {
+    static SMALL: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+        (0..1000u32).map(|i| HeaderValue::from_static(Box::leak(i.to_string().into_boxed_str()))).collect()
+    });
+    SMALL.get(ms as usize).cloned().unwrap_or_else(|| HeaderValue::from(ms))
+}
+
 /// Largest request body buffered so the request can be retried.
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
 
@@ -326,7 +336,7 @@ pub fn forward<'a>(
                 let switching = on_upgrade.is_some() && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                 strip_hop_by_hop(resp.headers_mut(), switching);
                 // From the first attempt to these headers, as Envoy reports it.
-                resp.headers_mut().insert(UPSTREAM_SERVICE_TIME, HeaderValue::from(retries.service_ms()));
+                resp.headers_mut().insert(UPSTREAM_SERVICE_TIME, service_time(retries.service_ms()));
                 route.response_headers.apply(resp.headers_mut());
                 if let Some(ops) = extra_resp {
                     ops.apply(resp.headers_mut());
@@ -344,6 +354,16 @@ pub fn forward<'a>(
                 let response = e.response(is_grpc(&parts.headers));
                 Outcome { response, flags: e.flags() | flags, dest, request_bytes }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_service_time_is_its_milliseconds_from_the_table_or_made() {
+        for ms in [0, 7, 999, 1000, 123_456] {
+            assert_eq!(super::service_time(ms), ms.to_string().as_str());
         }
     }
 }
