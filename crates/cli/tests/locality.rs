@@ -183,6 +183,30 @@ fn failover_follows_the_rule_and_a_disabled_setting_spreads_by_weight() {
     });
 }
 
+/// `failoverPriority`: the endpoints whose labels match the caller's on the
+/// labels it lists come first; each caller stays with its own tier.
+#[test]
+fn failover_priority_prefers_endpoints_labelled_like_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_g, gold) = demo("tiered", "v1").await;
+        let (_s, silver) = demo("tiered", "v1").await;
+        let mut yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: tiered}\nspec:\n  selector: {app: tiered}\n  ports: [{name: http, port: 80}]\n".to_owned();
+        for (port, tier) in [(gold, "gold"), (silver, "silver")] {
+            yaml += &format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: tiered-{port}}}\nspec: {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: tiered, tier: {tier}}}}}\n");
+        }
+        yaml += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tiered}\nspec:\n  host: tiered\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 100}\n    loadBalancer: {localityLbSetting: {failoverPriority: [tier]}}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        for (tier, port) in [("gold", gold), ("silver", silver)] {
+            let labels = format!("tier={tier}");
+            let sc = Sidecar::start_with(&control.xds, &format!("{tier}-client"), &["--labels", &labels]).await;
+            let seen = spread(&sc.outbound, "tiered", 20).await;
+            assert_eq!(seen, HashMap::from([(format!("tiered-{port}"), 20)]), "a {tier} caller stays with {tier}");
+        }
+    });
+}
+
 #[test]
 fn distribute_splits_traffic_by_locality() {
     let dir = tempfile::tempdir().unwrap();

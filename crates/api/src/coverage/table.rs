@@ -357,7 +357,11 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.localityLbSetting.failover", Applied(FAILOVER)),
     row("DestinationRule", "**.localityLbSetting.failover[].from", Applied(FAILOVER)),
     row("DestinationRule", "**.localityLbSetting.failover[].to", Applied(FAILOVER)),
-    row("DestinationRule", "**.localityLbSetting.failoverPriority", Untested),
+    row(
+        "DestinationRule",
+        "**.localityLbSetting.failoverPriority",
+        Applied("locality.rs::failover_priority_prefers_endpoints_labelled_like_the_caller"),
+    ),
     row("DestinationRule", "**.loadBalancer.warmupDurationSecs", Untested),
     row("DestinationRule", "**.loadBalancer.warmup", Applied(WARMUP)),
     row("DestinationRule", "**.warmup.duration", Applied(WARMUP)),
