@@ -102,3 +102,32 @@ fn retries_in_flight_are_capped_by_max_retries_and_the_budget() {
         }
     });
 }
+
+/// `http.http2MaxRequests`, Envoy's `max_requests` (every protocol): ten
+/// calls at once to an instance that answers after 300 ms, two in flight
+/// at most; the rest are refused at once (503, `UO`) and never reach it.
+#[test]
+fn requests_in_flight_are_capped_by_http2_max_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (_s, slow) = demo("slow", "v1").await;
+        behave(slow, r#"{"delayMs": 300}"#).await;
+        let yaml = backend_yaml("slow", slow)
+            + "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: slow}\nspec:\n  host: slow\n  trafficPolicy: {connectionPool: {http: {http2MaxRequests: 2}}}\n";
+        std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+        let control = Control::start(dir.path()).await;
+        let sc = Sidecar::start(&control.xds, "client").await;
+        let calls = (0..10).map(|_| {
+            let out = sc.outbound.clone();
+            async move { request(&out, "GET", "http://slow/", &[], Default::default()).await }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let ok = answers.iter().filter(|r| r.status == 200).count();
+        let refused: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
+        assert!((1..=4).contains(&ok), "two at a time: {ok} of 10 answered");
+        assert_eq!(ok + refused.len(), 10);
+        assert!(refused.iter().all(|r| r.headers.get("x-envoy-overloaded").is_some() || String::from_utf8_lossy(&r.body).contains("overflow")), "refused as an overflow");
+        let served = get(&format!("127.0.0.1:{slow}"), "/admin/stats", &[]).await.json()["requests"].as_u64().unwrap();
+        assert_eq!(served as usize, ok, "the refused never reached the instance");
+    });
+}

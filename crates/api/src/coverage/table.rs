@@ -42,6 +42,7 @@ const POOL: &str = "connection_pool.rs::idle_and_aged_connections_are_not_reused
 const RETRY_CAPS: &str = "connection_pool.rs::retries_in_flight_are_capped_by_max_retries_and_the_budget";
 const LOCAL_ORIGIN: &str = "failover.rs::local_origin_failures_eject_when_split";
 const TCP_IDLE: &str = "tcp.rs::a_tcp_connection_idle_past_its_timeout_is_closed";
+const MAX_REQUESTS: &str = "connection_pool.rs::requests_in_flight_are_capped_by_http2_max_requests";
 const SEED: &str = "up_examples.rs::seed_example_routes_exact_root_to_my_app";
 
 const NO_VIP: &str = "weft assigns no virtual IPs; callers reach a Service by name through their sidecar";
@@ -379,7 +380,7 @@ pub static FIELDS: &[Field] = &[
     row("DestinationRule", "**.connectionPool.tcp.tcpKeepalive.probes", Applied(KEEPALIVE)),
     row("DestinationRule", "**.connectionPool.http", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.http.http1MaxPendingRequests", Applied(BREAKERS)),
-    row("DestinationRule", "**.connectionPool.http.http2MaxRequests", Untested),
+    row("DestinationRule", "**.connectionPool.http.http2MaxRequests", Applied(MAX_REQUESTS)),
     row("DestinationRule", "**.connectionPool.http.maxRequestsPerConnection", Applied(BREAKERS)),
     row("DestinationRule", "**.connectionPool.http.maxRetries", Applied(RETRY_CAPS)),
     row("DestinationRule", "**.connectionPool.http.idleTimeout", Applied(POOL)),
