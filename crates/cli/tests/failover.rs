@@ -162,6 +162,17 @@ fn circuit_breakers_refuse_at_once_and_limit_connections() {
     });
 }
 
+/// A DestinationRule for `host` whose outlier detection has `od` and ejects
+/// at once, for a minute, up to every host.
+fn quick_ejection(host: &str, od: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}}}\nspec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{{od}, interval: 100ms, baseEjectionTime: 60s, maxEjectionPercent: 100}}\n"
+    )
+}
+
+/// Thresholds out of reach, so answers eject nothing.
+const HIGH: &str = "consecutive5xxErrors: 100, consecutiveGatewayErrors: 100";
+
 /// `consecutiveGatewayErrors` (and the older `consecutiveErrors`, its
 /// alias) eject on 502, 503 and 504 alone: an instance answering 500 stays
 /// in. `minHealthPercent`: below that share of healthy hosts, ejection no
@@ -174,14 +185,11 @@ fn gateway_errors_eject_and_min_health_percent_stops_ejection() {
         let (_b, pb) = demo("gw", "v1").await;
         let (_c, pc) = demo("old", "v1").await;
         let (_d, pd) = demo("old", "v1").await;
-        let rule = |host: &str, od: &str| {
-            format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}}}\nspec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{{od}, interval: 100ms, baseEjectionTime: 60s, maxEjectionPercent: 100}}\n")
-        };
         let yaml = service_yaml("gw", &[pa, pb])
-            + &rule("gw", "consecutive5xxErrors: 0, consecutiveGatewayErrors: 2")
+            + &quick_ejection("gw", "consecutive5xxErrors: 0, consecutiveGatewayErrors: 2")
             + "---\n"
             + &service_yaml("old", &[pc, pd])
-            + &rule("old", "consecutiveErrors: 2, minHealthPercent: 60");
+            + &quick_ejection("old", "consecutiveErrors: 2, minHealthPercent: 60");
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;
@@ -228,14 +236,14 @@ fn local_origin_failures_eject_when_split() {
         let (_s, split_ok) = demo("split", "v1").await;
         let (_j, joined_ok) = demo("joined", "v1").await;
         let (split_dead, joined_dead) = (free_port(), free_port());
-        let rule = |host: &str, od: &str| {
-            format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}}}\nspec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{{od}consecutive5xxErrors: 100, consecutiveGatewayErrors: 100, interval: 100ms, baseEjectionTime: 60s, maxEjectionPercent: 100}}\n")
-        };
         let yaml = service_yaml("split", &[split_ok, split_dead])
-            + &rule("split", "splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2, ")
+            + &quick_ejection(
+                "split",
+                &format!("splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2, {HIGH}"),
+            )
             + "---\n"
             + &service_yaml("joined", &[joined_ok, joined_dead])
-            + &rule("joined", "");
+            + &quick_ejection("joined", HIGH);
         std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
         let control = Control::start(dir.path()).await;
         let sc = Sidecar::start(&control.xds, "client").await;

@@ -12,13 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Opens TLS to `addr` for `name` (its certificate checked against `ca`),
 /// sends `hello` and reads the answer until the backend closes.
 async fn over_tls(addr: &str, name: &str, ca: &str, hello: &str) -> Result<String, String> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let server = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    let cfg = https::client_config(ca, None, None);
-    let mut io = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(server, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut io = https::tls_stream(addr, name, https::client_config(ca, None, None)).await?;
     io.write_all(hello.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let read = tokio::time::timeout(std::time::Duration::from_secs(10), io.read_to_end(&mut out)).await;

@@ -103,18 +103,24 @@ pub fn client_config(
     }
 }
 
+/// TLS to `addr` for `name`, with `cfg`.
+pub async fn tls_stream(
+    addr: &str,
+    name: &str,
+    cfg: rustls::ClientConfig,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let server = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(server, tcp).await.map_err(|e| e.to_string())
+}
+
 /// An HTTP/1.1 connection over TLS to `addr` for `name`, with `cfg`.
 pub async fn connect(
     addr: &str,
     name: &str,
     cfg: rustls::ClientConfig,
 ) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>, String> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let server = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    let io = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(server, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let io = tls_stream(addr, name, cfg).await?;
     let (sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);

@@ -3,7 +3,7 @@
 
 use super::access_log::AccessLogs;
 use super::route::{RouteTable, Target};
-use super::sni::TcpRoutes;
+use super::sni::{ChainOpts, TcpRoutes};
 use super::{ClusterIndex, CompileError};
 use crate::names::Interner;
 use crate::telemetry::access_log::Sinks;
@@ -139,11 +139,9 @@ fn tcp_routes(l: &Listener, inbound: bool, clusters: &ClusterIndex, logs: &Sinks
         access_log: None,
         authz: Box::new([]),
         inbound: None,
-        terminate: Box::new([]),
-        idle: Box::new([]),
+        chains: Box::new([]),
     };
-    let (mut named_tls, mut default_tls) = (Vec::new(), None);
-    let (mut named_idle, mut default_idle) = (Vec::new(), None);
+    let (mut named, mut default) = (Vec::new(), ChainOpts::default());
     for (i, fc) in l.filter_chains.iter().enumerate() {
         let any = match fc.filters.last().and_then(|f| f.config_type.as_ref()) {
             Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("TcpProxy") => any,
@@ -173,24 +171,19 @@ fn tcp_routes(l: &Listener, inbound: bool, clusters: &ClusterIndex, logs: &Sinks
             Some(ts) if !inbound => Some(chain_tls(ts)?),
             _ => None,
         };
-        let idle = tp.idle_timeout.as_ref().map(super::duration);
+        let opts = ChainOpts { terminate: tls, idle: tp.idle_timeout.as_ref().map(super::duration) };
         if names.is_empty() {
             if routes.default.replace(target).is_some() {
                 return Err(CompileError::new("two filter chains match any server name"));
             }
-            default_tls = tls;
-            default_idle = idle;
+            default = opts;
         } else {
             routes.by_name.push((names, target));
-            named_tls.push(tls);
-            named_idle.push(idle);
+            named.push(opts);
         }
     }
-    if named_idle.iter().chain([&default_idle]).any(Option::is_some) {
-        routes.idle = named_idle.into_iter().chain([default_idle]).collect();
-    }
-    if named_tls.iter().chain([&default_tls]).any(Option::is_some) {
-        routes.terminate = named_tls.into_iter().chain([default_tls]).collect();
+    if named.iter().chain([&default]).any(|o| o.terminate.is_some() || o.idle.is_some()) {
+        routes.chains = named.into_iter().chain([default]).collect();
     }
     if routes.inbound.is_some() && routes.by_sni() {
         return Err(CompileError::new("an inbound TCP listener routes every connection to its app, not by SNI"));

@@ -22,12 +22,19 @@ pub struct TcpRoutes {
     /// On a sidecar's inbound listener, the transports it takes (mutual
     /// TLS is terminated here); None elsewhere (bytes pass as they come).
     pub inbound: Option<super::Transport>,
-    /// The TLS a gateway ends before routing the bytes, by chain: for
-    /// `by_name`'s, in its order, then for `default`'s. Most have none.
-    pub terminate: Box<[Option<Arc<Terminate>>]>,
-    /// Each chain's idle timeout (its tcp_proxy's), in the same order;
-    /// empty when no chain sets one (the proxy's own applies).
-    pub idle: Box<[Option<std::time::Duration>]>,
+    /// What each chain does beyond its target, by chain: `by_name`'s in
+    /// its order, then `default`'s; empty when none does anything more.
+    pub chains: Box<[ChainOpts]>,
+}
+
+/// A filter chain's own settings beyond its target.
+#[derive(Debug, Default)]
+pub struct ChainOpts {
+    /// The TLS a gateway ends before routing the bytes; most have none.
+    pub terminate: Option<Arc<Terminate>>,
+    /// Its connections' idle timeout (its tcp_proxy's; zero: none); else
+    /// the proxy's own.
+    pub idle: Option<std::time::Duration>,
 }
 
 impl TcpRoutes {
@@ -39,8 +46,7 @@ impl TcpRoutes {
             access_log: None,
             authz: Box::new([]),
             inbound: None,
-            terminate: Box::new([]),
-            idle: Box::new([]),
+            chains: Box::new([]),
         }
     }
 
@@ -57,15 +63,14 @@ impl TcpRoutes {
         }
     }
 
-    /// The TLS to end first for a connection that named `sni`, if its
-    /// chain ends it.
-    pub fn terminates(&self, sni: Option<&str>) -> Option<&Arc<Terminate>> {
-        self.terminate.get(self.chain(sni)?)?.as_ref()
+    /// Whether some chain ends TLS first (its SNI is then read).
+    pub fn ends_tls(&self) -> bool {
+        self.chains.iter().any(|c| c.terminate.is_some())
     }
 
-    /// The idle timeout of the chain for `sni`, where it sets one.
-    pub fn idle_timeout(&self, sni: Option<&str>) -> Option<std::time::Duration> {
-        *self.idle.get(self.chain(sni)?)?
+    /// What the chain for `sni` does beyond its target.
+    pub fn opts(&self, sni: Option<&str>) -> Option<&ChainOpts> {
+        self.chains.get(self.chain(sni)?)
     }
 
     /// The chain for `sni`: an exact name, then the longest wildcard, then
@@ -104,8 +109,7 @@ mod tests {
             access_log: None,
             authz: Box::new([]),
             inbound: None,
-            terminate: Box::new([]),
-            idle: Box::new([]),
+            chains: Box::new([]),
             by_name: vec![
                 (vec!["*.example.com".into()], t("wide")),
                 (vec!["*.api.example.com".into()], t("narrow")),

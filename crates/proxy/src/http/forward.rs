@@ -196,7 +196,7 @@ pub fn forward<'a>(
         // Buffer the body if the route retries and it is small enough; one
         // of unknown length is streamed and copied as it goes (`Tee`).
         let mut request_bytes = body.size_hint().exact().unwrap_or(0);
-        let replay: Option<Bytes>;
+        let mut replay: Option<Bytes>;
         let mut stream_body: Option<Incoming> = None;
         let mut tee: Option<Arc<Tee>> = None;
         // The body may be sent again: by a retry, or as a mirror's copy.
@@ -265,12 +265,13 @@ pub fn forward<'a>(
                 retries.attempt(i);
                 let ep = &set.endpoints[i];
                 dest.endpoint = Some(ep.clone());
-                let body: Body = match (&replay, stream_body.take(), &tee) {
-                    (Some(b), _, _) => Body::full(b.clone()),
-                    (None, Some(s), Some(t)) => Body::Teed(s, t.clone()),
-                    (None, Some(s), None) => Body::Streamed(s, ctx.clone()),
-                    // A retry: only once the tee holds the whole body (below).
-                    (None, None, t) => Body::full(t.as_ref().and_then(|t| t.replay()).unwrap_or_default()),
+                let body: Body = match (&replay, stream_body.take()) {
+                    (Some(b), _) => Body::full(b.clone()),
+                    (None, Some(s)) => match &tee {
+                        Some(t) => Body::Teed(s, t.clone()),
+                        None => Body::Streamed(s, ctx.clone()),
+                    },
+                    (None, None) => Body::full(Bytes::new()),
                 };
                 let _active = ep.start();
                 // Recorded as it starts: no more state held across the await.
@@ -311,10 +312,16 @@ pub fn forward<'a>(
                 match retries.decide(outcome) {
                     Decision::Done => return result,
                     // A streamed body not yet whole (or too big) cannot be sent again.
-                    Decision::Retry(_) if replay.is_none() && tee.as_ref().is_none_or(|t| t.replay().is_none()) => {
-                        return result;
+                    Decision::Retry(wait) => {
+                        // A streamed body goes again once the tee holds it whole.
+                        if replay.is_none() {
+                            match tee.as_ref().and_then(|t| t.replay()) {
+                                Some(whole) => replay = Some(whole),
+                                None => return result,
+                            }
+                        }
+                        tokio::time::sleep(wait).await
                     }
-                    Decision::Retry(wait) => tokio::time::sleep(wait).await,
                 }
             }
         };

@@ -3,7 +3,6 @@
 //! exactly one telemetry record.
 
 use super::body::ProxyBody as Body;
-use super::body::Watched;
 use super::error::{ErrorKind, ProxyError, is_grpc, text};
 use super::flags::Flags;
 use super::headers::client_headers;
@@ -16,7 +15,6 @@ use crate::config::matcher::{authority_of, strip_port};
 use crate::config::route::{Action, Forward, RequestView, Route};
 use crate::conn::ConnCtx;
 use crate::telemetry::tap;
-use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
@@ -167,43 +165,16 @@ pub fn handle(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         if traffic != Traffic::Probe {
-            let grpc = traffic == Traffic::Grpc;
             let facts = record::Facts {
                 direction: hl.direction,
                 source: source.as_ref(),
                 security,
-                protocol: if grpc { "grpc" } else { "http" },
+                protocol: if traffic == Traffic::Grpc { "grpc" } else { "http" },
                 code,
                 flags: response_flags,
                 request_bytes: outcome.request_bytes,
             };
-            let ms = || start.elapsed().as_secs_f64() * 1000.0;
-            let status = if grpc { record::grpc_status_in(outcome.response.headers()) } else { Some("") };
-            match status {
-                Some(status) => record::record(&ctx, &facts, &outcome.dest, status, ms(), response_bytes),
-                // The status comes in trailers: recorded as the body ends.
-                None => match std::mem::replace(outcome.response.body_mut(), Body::empty()) {
-                    Body::Upstream(body) if !body.is_end_stream() => {
-                        let pending = record::Pending {
-                            ctx: ctx.clone(),
-                            direction: hl.direction,
-                            source: source.clone(),
-                            security,
-                            code,
-                            flags: response_flags,
-                            request_bytes: outcome.request_bytes,
-                            dest: outcome.dest.clone(),
-                            start,
-                        };
-                        *outcome.response.body_mut() = Body::Watched(Box::new(Watched::new(body, pending)));
-                    }
-                    body => {
-                        *outcome.response.body_mut() = body;
-                        let status = record::grpc_status_of_http(code);
-                        record::record(&ctx, &facts, &outcome.dest, status, ms(), response_bytes);
-                    }
-                },
-            }
+            record::on_response(&ctx, &facts, &outcome.dest, start, &mut outcome.response, response_bytes);
         }
         if let Some(seen) = tapped {
             let (caller, callee) = record::ends(&ctx, hl.direction, source.as_ref(), &outcome.dest);

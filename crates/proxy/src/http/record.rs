@@ -4,17 +4,19 @@
 //! `grpc_response_status` is the call's status and a streamed call's
 //! duration and size are the whole stream's, as Istio's are.
 
-use super::body::Finish;
+use super::body::{Finish, ProxyBody, Watched};
 use super::error::grpc_code;
 use super::outcome::{Dest, UNKNOWN};
 use crate::config::listener::Direction;
 use crate::conn::ConnCtx;
 use crate::telemetry::peer::{CLUSTER, Claimed};
 use crate::telemetry::{Labels, Record};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Response};
+use http_body::Body as _;
 use std::sync::Arc;
 
 /// What a request's record says beyond its destination and timing.
+#[derive(Clone, Copy)]
 pub struct Facts<'a> {
     pub direction: Direction,
     /// The caller's claimed names (`x-weft-source`), inbound.
@@ -33,11 +35,14 @@ const GRPC_CODES: [&str; 17] =
 const GRPC_UNKNOWN: &str = "2";
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
+/// The `grpc-status` a header map carries (retries read it too).
+pub fn grpc_code_in(h: &HeaderMap) -> Option<u8> {
+    std::str::from_utf8(h.get(GRPC_STATUS)?.as_bytes()).ok()?.parse().ok()
+}
+
 /// The `grpc-status` a header map carries, as a label value.
 pub fn grpc_status_in(h: &HeaderMap) -> Option<&'static str> {
-    let v = h.get(GRPC_STATUS)?;
-    let n: usize = std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()?;
-    Some(GRPC_CODES.get(n).copied().unwrap_or(GRPC_UNKNOWN))
+    grpc_code_in(h).map(|n| GRPC_CODES.get(usize::from(n)).copied().unwrap_or(GRPC_UNKNOWN))
 }
 
 /// A call that ended without a status: Envoy infers one from the HTTP
@@ -105,36 +110,63 @@ pub fn record(ctx: &ConnCtx, f: &Facts, dest: &Dest, grpc: &'static str, duratio
     });
 }
 
+/// Records a request as its response leaves, or, for a gRPC call whose
+/// status will come in trailers, makes its body record it as it ends.
+/// `start`: when the request arrived (std's clock: wall time for a metric).
+#[allow(clippy::disallowed_types)]
+pub fn on_response(
+    ctx: &Arc<ConnCtx>,
+    facts: &Facts,
+    dest: &Dest,
+    start: std::time::Instant,
+    response: &mut Response<ProxyBody>,
+    response_bytes: u64,
+) {
+    let ms = || start.elapsed().as_secs_f64() * 1000.0;
+    if facts.protocol != "grpc" {
+        return record(ctx, facts, dest, "", ms(), response_bytes);
+    }
+    if let Some(status) = grpc_status_in(response.headers()) {
+        return record(ctx, facts, dest, status, ms(), response_bytes);
+    }
+    match std::mem::replace(response.body_mut(), ProxyBody::empty()) {
+        ProxyBody::Upstream(body) if !body.is_end_stream() => {
+            let source = facts.source.cloned();
+            let pending = Pending {
+                ctx: ctx.clone(),
+                facts: Facts { source: None, ..*facts },
+                source,
+                dest: dest.clone(),
+                start,
+            };
+            *response.body_mut() = ProxyBody::Watched(Box::new(Watched::new(body, pending)));
+        }
+        body => {
+            *response.body_mut() = body;
+            record(ctx, facts, dest, grpc_status_of_http(facts.code), ms(), response_bytes);
+        }
+    }
+}
+
 /// A gRPC call's record, waiting for its status: owned, since the request's
 /// future is gone by then. Boxed in the body, so plain HTTP pays nothing.
-pub struct Pending {
-    pub ctx: Arc<ConnCtx>,
-    pub direction: Direction,
-    pub source: Option<HeaderValue>,
-    pub security: &'static str,
-    pub code: u16,
-    pub flags: &'static str,
-    pub request_bytes: u64,
-    pub dest: Dest,
+struct Pending {
+    ctx: Arc<ConnCtx>,
+    /// Its facts, but for the caller's names, kept beside them.
+    facts: Facts<'static>,
+    source: Option<HeaderValue>,
+    dest: Dest,
     /// When the request arrived (std's clock: wall time for a metric).
     #[allow(clippy::disallowed_types)]
-    pub start: std::time::Instant,
+    start: std::time::Instant,
 }
 
 impl Finish for Pending {
     /// Records the call: with the status its trailers carry, else one
     /// inferred from the HTTP status (a stream cut short has none).
     fn finish(&mut self, trailers: Option<&HeaderMap>, body_bytes: u64) {
-        let grpc = trailers.and_then(grpc_status_in).unwrap_or_else(|| grpc_status_of_http(self.code));
-        let facts = Facts {
-            direction: self.direction,
-            source: self.source.as_ref(),
-            security: self.security,
-            protocol: "grpc",
-            code: self.code,
-            flags: self.flags,
-            request_bytes: self.request_bytes,
-        };
+        let grpc = trailers.and_then(grpc_status_in).unwrap_or_else(|| grpc_status_of_http(self.facts.code));
+        let facts = Facts { source: self.source.as_ref(), ..self.facts };
         let ms = self.start.elapsed().as_secs_f64() * 1000.0;
         record(&self.ctx, &facts, &self.dest, grpc, ms, body_bytes);
     }

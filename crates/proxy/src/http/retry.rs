@@ -165,8 +165,7 @@ fn retriable_status(p: &RetryPolicy, status: u16, headers: &http::HeaderMap) -> 
     if on.grpc == [false; 5] {
         return false;
     }
-    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-    let grpc = headers.get(GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
+    let grpc = super::record::grpc_code_in(headers);
     matches!(
         (grpc, on.grpc),
         (Some(1), [true, ..])

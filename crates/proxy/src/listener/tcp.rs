@@ -25,10 +25,10 @@ pub async fn tcp_proxy(ctx: Arc<ConnCtx>, mut down: TcpStream) {
     let ListenerKind::Tcp(routes) = &l.kind else { return };
     // Routed by TLS server name: the ClientHello is read, then replayed
     // upstream, or to the TLS a gateway's chain ends first.
-    let by_sni = routes.by_sni() || !routes.terminate.is_empty();
+    let by_sni = routes.by_sni() || routes.ends_tls();
     let (sni, first) = if by_sni { super::sni::read(&mut down).await } else { (None, BytesMut::new()) };
     let io = Replay::new(first, down);
-    match routes.terminates(sni.as_deref()) {
+    match routes.opts(sni.as_deref()).and_then(|o| o.terminate.as_ref()) {
         Some(term) => {
             let Some((tls, ctx, _)) = super::tls::terminate(&ctx, term, io).await else { return };
             serve(&ctx, &cfg, l, tls, sni.as_deref()).await;
@@ -64,7 +64,7 @@ pub(super) async fn serve<D>(
         _ if denied => {
             tracing::debug!(peer = %ctx.peer, listener = %l.name, "an AuthorizationPolicy denies this connection; closing");
         }
-        Some(target) => connect(ctx, cfg, (target, routes.idle_timeout(sni)), &mut down, &mut done).await,
+        Some(target) => connect(ctx, cfg, (target, routes.opts(sni).and_then(|o| o.idle)), &mut down, &mut done).await,
         None => {
             tracing::debug!(peer = %ctx.peer, sni = ?sni, "no filter chain takes this connection; closing");
             done.flags = "NR";
